@@ -1,0 +1,1 @@
+"""Versioned msgspec contracts: the single source of truth for every message on the bus."""

@@ -1,0 +1,50 @@
+"""Types shared by every v1 contract."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+Sha256 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+
+
+class ObjectRef(msgspec.Struct, frozen=True, kw_only=True):
+    """A reference to bytes in object storage: the bus never carries the bytes themselves."""
+
+    key: str
+    size: Annotated[int, msgspec.Meta(ge=0)]
+    sha256: Sha256
+    content_type: str = "application/octet-stream"
+
+
+class ModelRef(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    version: int
+    precision: str = "fp32"
+
+
+class JobFailed(msgspec.Struct, frozen=True, kw_only=True):
+    """A job ended without a result. Published on `<domain>.v1.failed`."""
+
+    stage: str
+    code: str
+    """Machine-readable reason, e.g. `invalid_image`, `model_not_found`, `max_deliveries`."""
+    reason: str
+    """Human-readable explanation."""
+    subject: str
+    """The subject of the message whose handling failed."""
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """A message a consumer gave up on; enough to inspect it and re-drive it."""
+
+    consumer: str
+    stream: str
+    stream_seq: int
+    subject: str
+    deliveries: int
+    code: str
+    reason: str
+    data: bytes
+    headers: dict[str, str] = {}

@@ -1,0 +1,61 @@
+"""The envelope every bus message travels in (CloudEvents attribute names where they fit)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Generic, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+
+#: Ids that may appear as a subject token (NATS ADR-6 grammar) and in object keys.
+Token = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_-]{1,128}$")]
+
+#: Major.minor of the contract family. Consumers accept any minor of their major.
+CONTRACT_VERSION = "1.0"
+
+
+class Envelope(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
+    """Metadata around an event's `data`; identical for every subject."""
+
+    id: str
+    """Deterministic id of the work this message stands for; also its `Nats-Msg-Id`."""
+    type: str
+    """The subject the event belongs on, e.g. `seg.v1.requested`."""
+    version: str = CONTRACT_VERSION
+    """Contract version `major.minor`; a consumer refuses a major it does not speak."""
+    time: datetime
+    source: str
+    """The service (or external system) that produced the event."""
+    tenant: Token
+    job_id: Token
+    trace_id: str
+    data: T
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def next_event(previous: Envelope[object], type_: str, source: str, data: T) -> Envelope[T]:
+    """The event that follows `previous` in the same job; its id is deterministic for retries."""
+    return Envelope(
+        id=f"{previous.job_id}:{type_}",
+        type=type_,
+        time=now(),
+        source=source,
+        tenant=previous.tenant,
+        job_id=previous.job_id,
+        trace_id=previous.trace_id,
+        data=data,
+    )
+
+
+def major(version: str) -> str:
+    return version.split(".", 1)[0]

@@ -1,0 +1,86 @@
+"""Segmentation contracts, major version 1. Released: change only by adding defaulted fields.
+
+Subjects (constants below): requested → ingested → inferred → completed, or failed.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from maskline.contracts.common_v1 import JobFailed, ModelRef, ObjectRef
+
+REQUESTED = "seg.v1.requested"
+INGESTED = "seg.v1.ingested"
+INFERRED = "seg.v1.inferred"
+COMPLETED = "seg.v1.completed"
+FAILED = "seg.v1.failed"
+
+Output = Literal["mask", "overlay", "regions"]
+ALL_OUTPUTS: tuple[Output, ...] = ("mask", "overlay", "regions")
+
+
+class SegmentationOptions(msgspec.Struct, frozen=True, kw_only=True):
+    model: Annotated[str, msgspec.Meta(pattern="^[a-z0-9][a-z0-9_-]{0,63}$")] = "shapes-unet"
+    version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """None means the newest registered version."""
+    outputs: tuple[Output, ...] = ALL_OUTPUTS
+    overlay_alpha: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.5
+    min_region_area: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """Connected regions smaller than this many pixels are left out of the regions JSON."""
+
+
+class SegmentationRequested(msgspec.Struct, frozen=True, kw_only=True):
+    """A client asks for a segmentation of an image already put in object storage."""
+
+    image: ObjectRef
+    options: SegmentationOptions = SegmentationOptions()
+    filename: str | None = None
+
+
+class SegmentationIngested(msgspec.Struct, frozen=True, kw_only=True):
+    """The image decoded, validated and normalised (RGB, upright) and stored as PNG."""
+
+    image: ObjectRef
+    width: int
+    height: int
+    original_format: str
+    options: SegmentationOptions
+    timings_ms: dict[str, float] = {}
+
+
+class SegmentationInferred(msgspec.Struct, frozen=True, kw_only=True):
+    """Class probabilities for the image: float16 array (classes, h, w) stored as .npy."""
+
+    image: ObjectRef
+    width: int
+    height: int
+    prediction: ObjectRef
+    model: ModelRef
+    labels: tuple[str, ...]
+    options: SegmentationOptions
+    timings_ms: dict[str, float] = {}
+
+
+class SegmentationCompleted(msgspec.Struct, frozen=True, kw_only=True):
+    """The outputs are stored; `artifacts` maps output name to its object."""
+
+    artifacts: dict[str, ObjectRef]
+    model: ModelRef
+    width: int
+    height: int
+    regions: int
+    timings_ms: dict[str, float] = {}
+
+
+SegmentationFailed = JobFailed
+
+#: Payload type of every subject in this family: the one table dispatchers and schemas use.
+PAYLOADS: dict[str, type[msgspec.Struct]] = {
+    REQUESTED: SegmentationRequested,
+    INGESTED: SegmentationIngested,
+    INFERRED: SegmentationInferred,
+    COMPLETED: SegmentationCompleted,
+    FAILED: JobFailed,
+}

@@ -1,0 +1,44 @@
+"""Register the bundled starter model on a fresh stack (idempotent)."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+from maskline.shared.bus import connect, ensure_streams
+from maskline.shared.config import RuntimeSettings
+from maskline.shared.model_store import register_model
+from maskline.shared.registry import ModelNotFound, ModelRegistry
+from maskline.shared.storage import open_store
+
+STARTER = "shapes-unet"
+
+
+def starter_files() -> tuple[bytes, dict[str, object]]:
+    folder = resources.files("maskline.models.starter").joinpath("weights")
+    return folder.joinpath("model.pt").read_bytes(), json.loads(folder.joinpath("manifest.json").read_text())
+
+
+async def seed_starter_model(settings: RuntimeSettings) -> None:
+    bus = await connect(settings, "seed")
+    try:
+        await ensure_streams(bus.js, settings.stream_replicas)
+        registry = ModelRegistry(bus.js)
+        await registry.open(settings.stream_replicas)
+        try:
+            await registry.get(STARTER, 1)
+            return
+        except ModelNotFound:
+            pass
+        weights, manifest = starter_files()
+        held_out = manifest["held_out"]
+        assert isinstance(held_out, dict)
+        await register_model(
+            open_store(settings), registry, bus, name=STARTER, version=1, weights=weights,
+            labels=tuple(manifest["labels"]),  # type: ignore[arg-type]
+            input_size=tuple(manifest["input_size"]),  # type: ignore[arg-type]
+            source="seed", description="Small U-Net trained on generated shapes (maskline.models.starter)",
+            metrics={"held_out_miou": float(held_out["miou"])},
+        )
+    finally:
+        await bus.close()

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+
+class StackSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """Where and on which ports the embedded stack runs (`MASKLINE_*`, like every setting)."""
+
+    home: str = ".maskline"
+    """Data directory: JetStream, objects, Triton repository, logs, pid file."""
+    nats_port: int = 4222
+    nats_monitor_port: int = 8222
+    triton_http_port: int = 8000
+    triton_grpc_port: int = 8001
+    triton_metrics_port: int = 8002
+    port: int = 8080
+    """Gateway HTTP port."""
+    api_keys: str = "dev-key:demo"
+    sync_interval: str = "always"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    infer_instances: int = 1
+    """Processes of the infer service (the other services run one each)."""

@@ -1,0 +1,143 @@
+"""The embedded stack: nats-server, tritonserver and every service as its own process, on one host.
+
+`Stack.up()` starts them in dependency order and waits for the gateway to be ready; `down()`
+stops services first (they drain) and servers last. A state file in the home directory lets
+`maskline down` / `maskline status` find a stack started by another command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from maskline.infra.embedded.nats import start_nats
+from maskline.infra.embedded.process import port_open, spawn, stop_pid, wait_until
+from maskline.infra.embedded.seed import seed_starter_model
+from maskline.infra.embedded.settings import StackSettings
+from maskline.infra.embedded.triton import start_triton
+from maskline.shared.config import RuntimeSettings
+
+SERVICES = ("audit", "ingest", "infer", "merge", "gateway")
+STATE_FILE = "stack.json"
+
+
+@dataclass
+class Stack:
+    settings: StackSettings
+    pids: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def home(self) -> Path:
+        return Path(self.settings.home).resolve()
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.port}"
+
+    def service_env(self) -> dict[str, str]:
+        s, home = self.settings, self.home
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MASKLINE_")}
+        env.update({
+            "MASKLINE_NATS_URL": f"nats://127.0.0.1:{s.nats_port}",
+            "MASKLINE_STORE": "fs",
+            "MASKLINE_STORE_PATH": str(home / "objects"),
+            "MASKLINE_TRITON_URL": f"127.0.0.1:{s.triton_http_port}",
+            "MASKLINE_TRITON_REPOSITORY": str(home / "triton" / "models"),
+            "MASKLINE_PORT": str(s.port),
+            "MASKLINE_API_KEYS": s.api_keys,
+            "MASKLINE_LOG_LEVEL": s.log_level,
+            "MASKLINE_WARM_MODELS": "shapes-unet",
+        })
+        # Keep explicit store/minio choices of the caller.
+        for key in ("MASKLINE_STORE", "MASKLINE_MINIO_ENDPOINT", "MASKLINE_MINIO_ACCESS_KEY", "MASKLINE_MINIO_SECRET_KEY",
+                    "MASKLINE_MINIO_BUCKET", "MASKLINE_MINIO_SECURE"):
+            if key in os.environ:
+                env[key] = os.environ[key]
+        return env
+
+    def _save(self) -> None:
+        state = {"pids": self.pids, "settings": {f: getattr(self.settings, f) for f in self.settings.__struct_fields__}}
+        (self.home / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+    def up(self) -> None:
+        s, home = self.settings, self.home
+        for port in (s.nats_port, s.triton_http_port, s.port):
+            if port_open(port):
+                raise RuntimeError(f"port {port} is already in use: is a stack running? (maskline status / maskline down)")
+        home.mkdir(parents=True, exist_ok=True)
+        try:
+            self.pids["nats"] = start_nats(home, s.nats_port, s.nats_monitor_port, s.sync_interval).pid
+            self._save()
+            self.pids["triton"] = start_triton(home, home / "triton" / "models", s.triton_http_port, s.triton_grpc_port,
+                                               s.triton_metrics_port).pid
+            self._save()
+            env = self.service_env()
+            asyncio.run(seed_starter_model(RuntimeSettings(nats_url=env["MASKLINE_NATS_URL"], store_path=env["MASKLINE_STORE_PATH"])))
+            for name in SERVICES:
+                count = s.infer_instances if name == "infer" else 1
+                for index in range(count):
+                    label = name if index == 0 else f"{name}-{index + 1}"
+                    proc = spawn([sys.executable, "-m", f"maskline.services.{name}"], home / "logs" / f"{label}.log", env=env)
+                    self.pids[label] = proc.pid
+            self._save()
+            log = home / "logs" / "gateway.log"
+            wait_until(lambda: self._gateway_ready(), 60, "gateway", log_path=log)
+        except BaseException:
+            self.down()
+            raise
+
+    def _gateway_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.gateway_url + "/health/ready", timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def down(self) -> None:
+        services = [n for n in self.pids if n not in ("nats", "triton")]
+        for name in services:
+            stop_pid(self.pids[name], timeout=20)
+        for name in ("triton", "nats"):
+            if name in self.pids:
+                stop_pid(self.pids[name], timeout=20)
+        self.pids.clear()
+        state = self.home / STATE_FILE
+        state.unlink(missing_ok=True)
+
+    @classmethod
+    def attach(cls, settings: StackSettings) -> Stack | None:
+        """The stack described by the state file in `settings.home`, if there is one."""
+        state = Path(settings.home).resolve() / STATE_FILE
+        if not state.exists():
+            return None
+        data = json.loads(state.read_text())
+        from maskline.shared.config import load
+
+        saved = load(StackSettings, {f"MASKLINE_{k.upper()}": str(v) for k, v in data["settings"].items()})
+        return cls(settings=saved, pids={k: int(v) for k, v in data["pids"].items()})
+
+    def status(self) -> dict[str, Any]:
+        alive = {}
+        for name, pid in self.pids.items():
+            try:
+                os.kill(pid, 0)
+                alive[name] = {"pid": pid, "running": True}
+            except ProcessLookupError:
+                alive[name] = {"pid": pid, "running": False}
+        return {"home": str(self.home), "gateway": self.gateway_url, "ready": self._gateway_ready(), "processes": alive}
+
+
+def wait_for_exit(stack: Stack) -> None:
+    """Block until interrupted (used by `maskline up --foreground`)."""
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        stack.down()

@@ -1,0 +1,81 @@
+"""Run the `tritonserver` binary shipped in the nvidia-pytriton wheel, with explicit model control.
+
+Traps handled here (see DESIGN.md): the Python-backend stub links against libpython3.11, so
+LD_LIBRARY_PATH must point at *this* interpreter's LIBDIR; the backend directory must hold
+symlinks (a copied stub loses its RPATH to the bundled libcudart).
+"""
+
+from __future__ import annotations
+
+import os
+import site
+import subprocess
+import sys
+import sysconfig
+import urllib.request
+from pathlib import Path
+
+from maskline.infra.embedded.process import spawn, wait_until
+
+
+def wheel_root() -> Path:
+    import pytriton
+
+    return Path(pytriton.__file__).parent / "tritonserver"
+
+
+def backend_dir(data_dir: Path) -> Path:
+    """`<data>/triton/backends/python/` made of symlinks into the wheel."""
+    root = wheel_root()
+    target = data_dir / "triton" / "backends" / "python"
+    target.mkdir(parents=True, exist_ok=True)
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    links = {p.name: p for p in (root / "backends" / "python").iterdir() if p.is_file()}
+    links["triton_python_backend_stub"] = root / "python_backend_stubs" / version / "triton_python_backend_stub"
+    for name, source in links.items():
+        link = target / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(source)
+    return target.parent
+
+
+def triton_env() -> dict[str, str]:
+    env = dict(os.environ)
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    env["LD_LIBRARY_PATH"] = ":".join(filter(None, [libdir, env.get("LD_LIBRARY_PATH", "")]))
+    # The stub runs the system's embedded interpreter: give it this environment's packages (torch).
+    env["PYTHONPATH"] = ":".join(filter(None, [*site.getsitepackages(), env.get("PYTHONPATH", "")]))
+    # ...and its interpreter finds its prefix from the `python3` on PATH, as pytriton arranges it.
+    env["PATH"] = ":".join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.setdefault("MASKLINE_TORCH_THREADS", "0")
+    return env
+
+
+def http_ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=0.5) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def start_triton(data_dir: Path, repository: Path, http_port: int, grpc_port: int, metrics_port: int) -> subprocess.Popen[bytes]:
+    repository.mkdir(parents=True, exist_ok=True)
+    argv = [
+        str(wheel_root() / "bin" / "tritonserver"),
+        f"--model-repository={repository}",
+        "--model-control-mode=explicit",
+        f"--backend-directory={backend_dir(data_dir)}",
+        f"--http-port={http_port}",
+        f"--grpc-port={grpc_port}",
+        f"--metrics-port={metrics_port}",
+        "--http-address=127.0.0.1",
+        "--grpc-address=127.0.0.1",
+        "--exit-timeout-secs=3",
+        "--log-verbose=0",
+    ]
+    log = data_dir / "logs" / "triton.log"
+    proc = spawn(argv, log, env=triton_env())
+    wait_until(lambda: http_ready(http_port), 60, "tritonserver", proc, log)
+    return proc

@@ -1,0 +1,156 @@
+"""`maskline`: run the embedded stack and use the gateway from a terminal.
+
+    maskline demo                       start everything, segment a sample, print the outputs, stop
+    maskline up | down | status         run the embedded stack in the background
+    maskline submit IMAGE [--wait S]    segment an image, download its artifacts
+    maskline models list | register     the model registry
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from maskline.client import ApiError, Client
+from maskline.infra.embedded.settings import StackSettings
+from maskline.infra.embedded.stack import Stack
+from maskline.shared.config import load
+
+
+def _print(args: argparse.Namespace, value: Any, human: str) -> None:
+    print(json.dumps(value, indent=2, default=str) if args.json else human)
+
+
+def sample_image() -> Path:
+    return Path(str(resources.files("maskline.models.starter").joinpath("samples/shapes-1.png")))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    settings = load(StackSettings)
+    stack = Stack(settings)
+    started = time.monotonic()
+    print(f"starting the embedded stack in {stack.home} ...", flush=True)
+    stack.up()
+    try:
+        print(f"stack ready in {time.monotonic() - started:.1f}s; gateway {stack.gateway_url}", flush=True)
+        client = Client(stack.gateway_url, api_key=args.api_key)
+        image = Path(args.image) if args.image else sample_image()
+        job = client.submit(image, wait=120)
+        if job["status"] != "completed":
+            print(f"segmentation did not complete: {job}", file=sys.stderr)
+            return 1
+        out = Path(args.out).resolve() / job["id"]
+        paths = client.download(job, out)
+        regions = json.loads(paths["regions"].read_text())
+        print(f"segmented {image.name} ({job['width']}x{job['height']}) with {job['model']['name']} "
+              f"v{job['model']['version']}: {job['regions']} regions, timings {job['timings_ms']}")
+        for region in regions["regions"]:
+            print(f"  region {region['id']}: {region['label']:<9} area {region['area']:>6} bbox {region['bbox']} "
+                  f"score {region['score']:.3f}")
+        print(f"mask:    {paths['mask']}\noverlay: {paths['overlay']}\nregions: {paths['regions']}")
+        return 0
+    finally:
+        stack.down()
+        print("stack stopped", flush=True)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    settings = load(StackSettings)
+    if Stack.attach(settings):
+        print(f"a stack is already recorded in {settings.home}; run `maskline down` first", file=sys.stderr)
+        return 1
+    stack = Stack(settings)
+    stack.up()
+    print(f"stack up: gateway {stack.gateway_url}, logs in {stack.home / 'logs'}; stop with `maskline down`")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    stack = Stack.attach(load(StackSettings))
+    if stack is None:
+        print("no stack running here")
+        return 0
+    stack.down()
+    print("stack stopped")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    stack = Stack.attach(load(StackSettings))
+    if stack is None:
+        _print(args, {"running": False}, "no stack running here")
+        return 1
+    status = stack.status()
+    lines = [f"gateway {status['gateway']} ready={status['ready']}"]
+    lines += [f"  {name:<10} pid {p['pid']:<8} {'running' if p['running'] else 'STOPPED'}" for name, p in status["processes"].items()]
+    _print(args, status, "\n".join(lines))
+    return 0 if status["ready"] else 1
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    client = Client(args.url, api_key=args.api_key)
+    job = client.submit(Path(args.image), wait=args.wait, model=args.model, version=args.version)
+    if job["status"] == "completed" and args.out:
+        job["files"] = {k: str(v) for k, v in client.download(job, Path(args.out) / job["id"]).items()}
+    _print(args, job, f"job {job['id']}: {job['status']}" + "".join(f"\n  {k}: {v}" for k, v in job.get("files", {}).items()))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    client = Client(args.url, api_key=args.api_key)
+    if args.action == "register":
+        height, width = (int(v) for v in args.input_size.split(","))
+        model = client.register_model(Path(args.weights), name=args.name, labels=args.labels.split(","), input_size=(height, width))
+        _print(args, model, f"registered {model['name']} version {model['version']}")
+        return 0
+    models = client.models()
+    _print(args, models, "\n".join(f"{m['name']:<20} v{m['version']:<4} {m['precision']:<6} {','.join(m['labels'])}" for m in models))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="maskline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--url", default="http://127.0.0.1:8080", help="gateway URL")
+    p.add_argument("--api-key", default="dev-key")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = p.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="start everything, segment a sample image, print the outputs, stop")
+    demo.add_argument("--image", help="an image of your own instead of the bundled sample")
+    demo.add_argument("--out", default="out", help="folder for the downloaded artifacts")
+    demo.set_defaults(run=cmd_demo)
+    sub.add_parser("up", help="start the embedded stack in the background").set_defaults(run=cmd_up)
+    sub.add_parser("down", help="stop the embedded stack").set_defaults(run=cmd_down)
+    sub.add_parser("status", help="processes of the embedded stack").set_defaults(run=cmd_status)
+    submit = sub.add_parser("submit", help="segment an image")
+    submit.add_argument("image")
+    submit.add_argument("--wait", type=float, default=60.0)
+    submit.add_argument("--model", default=None)
+    submit.add_argument("--version", type=int, default=None)
+    submit.add_argument("--out", default="out")
+    submit.set_defaults(run=cmd_submit)
+    models = sub.add_parser("models", help="list or register models")
+    models.add_argument("action", choices=["list", "register"])
+    models.add_argument("--weights")
+    models.add_argument("--name")
+    models.add_argument("--labels", help="comma-separated, background first")
+    models.add_argument("--input-size", default="128,128", help="height,width")
+    models.set_defaults(run=cmd_models)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        raise SystemExit(args.run(args))
+    except ApiError as exc:
+        print(f"maskline: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+if __name__ == "__main__":
+    main()

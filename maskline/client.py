@@ -1,0 +1,72 @@
+"""A small HTTP client for the gateway, used by the CLI, the demo, benchmarks and tests."""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+class ApiError(Exception):
+    """The gateway answered with a problem+json error."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        super().__init__(f"{status}: {problem.get('detail') or problem.get('title') or problem}")
+        self.status = status
+        self.problem = problem
+
+
+class Client:
+    def __init__(self, base_url: str = "http://127.0.0.1:8080", api_key: str = "dev-key", timeout: float = 180.0) -> None:
+        self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout)
+
+    def _check(self, response: httpx.Response) -> httpx.Response:
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+            except ValueError:
+                problem = {"detail": response.text}
+            raise ApiError(response.status_code, problem)
+        return response
+
+    def submit(self, image: Path | bytes, *, filename: str = "image.png", wait: float = 0.0, **options: Any) -> dict[str, Any]:
+        data = image.read_bytes() if isinstance(image, Path) else image
+        name = image.name if isinstance(image, Path) else filename
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        form = {k: str(v) for k, v in options.items() if v is not None}
+        response = self.http.post("/v1/segmentations", params={"wait": wait}, files={"image": (name, data, content_type)}, data=form)
+        return dict(self._check(response).json())
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        return dict(self._check(self.http.get(f"/v1/segmentations/{job_id}")).json())
+
+    def artifact(self, job_id: str, name: str) -> bytes:
+        return self._check(self.http.get(f"/v1/segmentations/{job_id}/{name}")).content
+
+    def download(self, job: dict[str, Any], folder: Path) -> dict[str, Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        files = {"mask": "mask.png", "overlay": "overlay.png", "regions": "regions.json"}
+        paths = {}
+        for name in job.get("artifacts", {}):
+            path = folder / files.get(name, name)
+            path.write_bytes(self.artifact(job["id"], name))
+            paths[name] = path
+        return paths
+
+    def audit(self, job_id: str) -> dict[str, Any]:
+        return dict(self._check(self.http.get("/v1/audit", params={"job": job_id})).json())
+
+    def models(self) -> list[dict[str, Any]]:
+        return list(self._check(self.http.get("/v1/models")).json())
+
+    def register_model(self, weights: Path, *, name: str, labels: list[str], input_size: tuple[int, int],
+                       description: str = "") -> dict[str, Any]:
+        form = {"name": name, "labels": ",".join(labels), "input_height": str(input_size[0]),
+                "input_width": str(input_size[1]), "description": description}
+        files = {"weights": (weights.name, weights.read_bytes(), "application/octet-stream")}
+        return dict(self._check(self.http.post("/v1/models", data=form, files=files)).json())
+
+    def close(self) -> None:
+        self.http.close()

@@ -1,0 +1,55 @@
+"""Gateway errors. Each maps to one problem+json response in `problems.py`; handlers only raise."""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base: `status` is the HTTP status, `code` a stable machine-readable reason."""
+
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code:
+            self.code = code
+
+
+class Unauthorized(GatewayError):
+    """No API key, or one that maps to no tenant."""
+
+    status, code, title = 401, "unauthorized", "Unauthorized"
+
+
+class NotFound(GatewayError):
+    """No such resource for this tenant (another tenant's job is also 'not found')."""
+
+    status, code, title = 404, "not_found", "Not found"
+
+
+class PayloadTooLarge(GatewayError):
+    """Body or pixel count over the configured limit."""
+
+    status, code, title = 413, "too_large", "Payload too large"
+
+
+class UnsupportedMedia(GatewayError):
+    """The upload is not an image format we accept."""
+
+    status, code, title = 415, "unsupported_media_type", "Unsupported media type"
+
+
+class Unprocessable(GatewayError):
+    """Well-formed request that cannot be processed (bad options, undecodable image, failed job)."""
+
+    status, code, title = 422, "unprocessable", "Unprocessable"
+
+
+class Conflict(GatewayError):
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class Unavailable(GatewayError):
+    status, code, title = 503, "unavailable", "Service unavailable"

@@ -1,0 +1,70 @@
+"""`/v1/models`: list registered model versions and register a TorchScript segmentation model."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, get, post
+from litestar.datastructures import UploadFile
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from litestar.status_codes import HTTP_201_CREATED
+
+from maskline.contracts.model_v1 import ModelName, ModelVersion
+from maskline.services.gateway.context import GatewayContext
+from maskline.services.gateway.errors import NotFound, Unprocessable
+from maskline.services.gateway.modelcheck import check_torchscript
+from maskline.shared.model_store import register_model
+from maskline.shared.registry import ModelNotFound
+
+
+@dataclass
+class ModelForm:
+    """multipart/form-data body of `POST /v1/models`."""
+
+    weights: UploadFile
+    name: str
+    labels: str
+    """Comma-separated class names; the first is the background."""
+    input_height: int = 128
+    input_width: int = 128
+    description: str = ""
+
+
+class ModelController(Controller):
+    path = "/v1/models"
+    tags = ["models"]
+
+    @get(summary="Registered model versions")
+    async def list_models(self, ctx: GatewayContext, tenant: str) -> list[ModelVersion]:
+        return await ctx.registry.list()
+
+    @get("/{name:str}/{version:int}", summary="One model version")
+    async def get_model(self, ctx: GatewayContext, tenant: str, name: str, version: int) -> ModelVersion:
+        try:
+            return await ctx.registry.get(name, version)
+        except ModelNotFound as exc:
+            raise NotFound(str(exc)) from exc
+
+    @post(status_code=HTTP_201_CREATED, summary="Register a TorchScript segmentation model as a new version")
+    async def register(
+        self, ctx: GatewayContext, tenant: str, data: Annotated[ModelForm, Body(media_type=RequestEncodingType.MULTI_PART)]
+    ) -> ModelVersion:
+        try:
+            name = msgspec.convert(data.name, ModelName)
+        except msgspec.ValidationError as exc:
+            raise Unprocessable(f"invalid model name {data.name!r}: lowercase letters, digits, - and _") from exc
+        labels = tuple(label.strip() for label in data.labels.split(",") if label.strip())
+        if len(labels) < 2:
+            raise Unprocessable("labels: give at least two class names, background first")
+        size = (data.input_height, data.input_width)
+        if min(size) < 8 or max(size) > 4096:
+            raise Unprocessable("input size must be between 8 and 4096 pixels per side")
+        weights = await data.weights.read()
+        await asyncio.to_thread(check_torchscript, weights, len(labels), size)
+        return await register_model(ctx.runtime.store, ctx.registry, ctx.runtime.bus, name=name, weights=weights,
+                                    labels=labels, input_size=size, source="gateway", tenant=tenant,
+                                    description=data.description)

@@ -1,0 +1,24 @@
+"""Fold every segmentation event into the job-state bucket (a durable consumer, shared by replicas)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from maskline.contracts import seg_v1
+from maskline.contracts.envelope import Envelope
+from maskline.shared.jobs import JobStore
+
+
+class JobProjector:
+    def __init__(self, jobs: JobStore) -> None:
+        self.jobs = jobs
+
+    async def handle(self, env: Envelope[msgspec.Raw]) -> list[Envelope[Any]]:
+        payload_type = seg_v1.PAYLOADS.get(env.type)
+        if payload_type is None:
+            return []  # a newer minor's event type: nothing to fold
+        data = msgspec.json.decode(env.data, type=payload_type)
+        await self.jobs.apply(msgspec.structs.replace(env, data=data))
+        return []

@@ -1,0 +1,62 @@
+"""Gateway process: HTTP API (uvicorn + litestar), job-state projector, completion waiters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Iterator
+
+import msgspec
+import uvicorn
+
+from maskline.services.gateway.app import create_app
+from maskline.services.gateway.context import GatewayContext
+from maskline.services.gateway.projector import JobProjector
+from maskline.services.gateway.settings import GatewaySettings
+from maskline.services.gateway.waiters import CompletionWaiters
+from maskline.shared.consumer import ConsumerSpec
+from maskline.shared.jobs import JobStore
+from maskline.shared.registry import ModelRegistry
+from maskline.shared.runtime import Runtime
+
+NAME = "gateway"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the runtime owns SIGTERM and drains everything."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _serve_http(runtime: Runtime, server: _Server) -> None:
+    async def stop_when_asked() -> None:
+        await runtime.stopping.wait()
+        server.should_exit = True
+
+    stopper = asyncio.create_task(stop_when_asked())
+    try:
+        await server.serve()
+    finally:
+        stopper.cancel()
+
+
+async def setup(runtime: Runtime) -> list[Awaitable[None]]:
+    settings = runtime.settings
+    assert isinstance(settings, GatewaySettings)
+    jobs = JobStore(runtime.bus.js)
+    await jobs.open(settings.stream_replicas)
+    registry = ModelRegistry(runtime.bus.js)
+    await registry.open(settings.stream_replicas)
+    waiters = CompletionWaiters(runtime.bus.nc, jobs)
+    await waiters.start()
+    ctx = GatewayContext(runtime=runtime, settings=settings, jobs=jobs, registry=registry, waiters=waiters,
+                         tenants=settings.tenants_by_key())
+    runtime.consume(
+        ConsumerSpec(durable="jobs", stream="SEG", subject="seg.v1.>", payload=msgspec.Raw,
+                     handler=JobProjector(jobs).handle, concurrency=settings.concurrency)
+    )
+    config = uvicorn.Config(create_app(ctx), host=settings.host, port=settings.port, log_level="warning",
+                            access_log=False, lifespan="on")
+    return [_serve_http(runtime, _Server(config))]

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from maskline.shared.config import ConfigError, RuntimeSettings
+
+
+class GatewaySettings(RuntimeSettings, kw_only=True, frozen=True):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_keys: str = "dev-key:demo"
+    """Comma-separated `key:tenant` pairs."""
+    max_upload_bytes: int = 20_000_000
+    max_pixels: int = 40_000_000
+    max_wait_s: float = 120.0
+    allowed_formats: str = "PNG,JPEG,WEBP,TIFF,BMP"
+
+    def tenants_by_key(self) -> dict[str, str]:
+        pairs: dict[str, str] = {}
+        for item in filter(None, (p.strip() for p in self.api_keys.split(","))):
+            key, sep, tenant = item.partition(":")
+            if not sep or not key or not tenant:
+                raise ConfigError(f"maskline: MASKLINE_API_KEYS entry {item!r} is not key:tenant")
+            pairs[key] = tenant
+        return pairs

@@ -1,0 +1,62 @@
+"""Response bodies of the HTTP API (msgspec Structs, so OpenAPI is generated from them)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from maskline.contracts import seg_v1
+from maskline.contracts.common_v1 import ModelRef
+from maskline.shared.jobs import JobError, JobState
+
+
+class ArtifactView(msgspec.Struct, frozen=True, kw_only=True):
+    href: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+class SegmentationView(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    status: str
+    created: datetime
+    updated: datetime
+    options: seg_v1.SegmentationOptions
+    filename: str | None = None
+    model: ModelRef | None = None
+    width: int | None = None
+    height: int | None = None
+    regions: int | None = None
+    timings_ms: dict[str, float] = {}
+    artifacts: dict[str, ArtifactView] = {}
+    error: JobError | None = None
+    links: dict[str, str] = {}
+
+
+def job_path(job_id: str) -> str:
+    return f"/v1/segmentations/{job_id}"
+
+
+def segmentation_view(state: JobState) -> SegmentationView:
+    base = job_path(state.job_id)
+    return SegmentationView(
+        id=state.job_id,
+        status=state.status,
+        created=state.created,
+        updated=state.updated,
+        options=state.options,
+        filename=state.filename,
+        model=state.model,
+        width=state.width,
+        height=state.height,
+        regions=state.regions,
+        timings_ms=state.timings_ms,
+        artifacts={
+            name: ArtifactView(href=f"{base}/{name}", content_type=ref.content_type, size=ref.size, sha256=ref.sha256)
+            for name, ref in state.artifacts.items()
+        },
+        error=state.error,
+        links={"self": base, "audit": f"/v1/audit?job={state.job_id}"},
+    )

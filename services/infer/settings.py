@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from maskline.shared.config import RuntimeSettings
+
+
+class InferSettings(RuntimeSettings, kw_only=True, frozen=True):
+    triton_url: str = "127.0.0.1:8000"
+    """host:port of Triton's HTTP endpoint."""
+    triton_repository: str = ".maskline/triton/models"
+    """Triton's model repository, written by this service when a model version is first needed."""
+    triton_timeout_s: float = 30.0
+    triton_instance_kind: Literal["KIND_CPU", "KIND_GPU"] = "KIND_CPU"
+    triton_instances: int = 1
+    triton_max_batch: int = 8
+    warm_models: str = ""
+    """Comma-separated model names to load into Triton at start, so the first request is not slow."""

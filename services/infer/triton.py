@@ -1,0 +1,92 @@
+"""Talk to Triton: make sure a model version is loaded, then run inference with binary tensors."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import tritonclient.http.aio as triton_http
+from numpy.typing import NDArray
+from tritonclient.http import InferInput, InferRequestedOutput
+from tritonclient.utils import InferenceServerException
+
+from maskline.contracts.model_v1 import ModelVersion
+from maskline.services.infer.repository import write_version
+from maskline.services.infer.settings import InferSettings
+from maskline.shared.errors import PermanentError, RetryableError
+from maskline.shared.storage import ObjectStore
+
+
+class TritonUnavailable(RetryableError):
+    """Triton did not answer, answered 5xx, or the model is still loading."""
+
+    code = "triton_unavailable"
+
+
+class ModelLoadFailed(PermanentError):
+    """Triton refused to load the model version (bad TorchScript, wrong shapes...)."""
+
+    code = "model_load_failed"
+
+
+class Triton:
+    def __init__(self, settings: InferSettings, store: ObjectStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.client = triton_http.InferenceServerClient(settings.triton_url, conn_timeout=settings.triton_timeout_s)
+        self.repository = Path(settings.triton_repository)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._ready: set[tuple[str, int]] = set()
+
+    async def ready(self) -> bool:
+        try:
+            return bool(await self.client.is_server_ready())
+        except Exception:
+            return False
+
+    async def ensure_loaded(self, model: ModelVersion) -> None:
+        key = (model.name, model.version)
+        if key in self._ready:
+            return
+        async with self._locks.setdefault(model.name, asyncio.Lock()):
+            try:
+                if await self.client.is_model_ready(model.name, str(model.version)):
+                    self._ready.add(key)
+                    return
+                weights = await self.store.get(model.weights.key)
+                s = self.settings
+                await asyncio.to_thread(write_version, self.repository, model, weights, kind=s.triton_instance_kind,
+                                        instances=s.triton_instances, max_batch=s.triton_max_batch)
+                await self.client.load_model(model.name)
+            except InferenceServerException as exc:
+                raise ModelLoadFailed(f"Triton could not load {model.name}/{model.version}: {exc.message()}") from exc
+            except OSError as exc:
+                raise TritonUnavailable(f"Triton unreachable: {exc}") from exc
+            if not await self.client.is_model_ready(model.name, str(model.version)):
+                raise ModelLoadFailed(f"Triton loaded {model.name} but version {model.version} is not ready")
+            self._ready.add(key)
+
+    async def infer(self, model: ModelVersion, batch: NDArray[np.float32]) -> NDArray[np.float16]:
+        image = InferInput("image", list(batch.shape), "FP32")
+        image.set_data_from_numpy(batch, binary_data=True)
+        try:
+            result = await self.client.infer(
+                model.name,
+                [image],
+                model_version=str(model.version),
+                outputs=[InferRequestedOutput("probs", binary_data=True)],
+                timeout=int(self.settings.triton_timeout_s * 1_000_000),
+            )
+        except InferenceServerException as exc:
+            self._ready.discard((model.name, model.version))
+            raise TritonUnavailable(f"Triton inference failed: {exc.message()}") from exc
+        except (TimeoutError, OSError) as exc:
+            raise TritonUnavailable(f"Triton unreachable: {exc!r}") from exc
+        probs = result.as_numpy("probs")
+        if probs is None:
+            raise TritonUnavailable("Triton returned no 'probs' output")
+        return probs
+
+    async def close(self) -> None:
+        await self.client.close()

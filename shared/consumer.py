@@ -1,0 +1,216 @@
+"""The one consumer loop every service uses: durable pull consumer, ack/nak/term, dead letters.
+
+Delivery is at least once. A handler receives a decoded envelope and returns the events that
+follow from it; the runtime publishes them (de-duplicated by id) and only then acks. Faults:
+
+- `RetryableError` or an unexpected exception: `nak` with a growing delay, until `max_deliver`;
+- `PermanentError`, an undecodable message or an unknown contract major: `term`;
+- either way a message given up on becomes a `DeadLetter` on `dlq.<consumer>` and, when its job
+  is known, a `JobFailed` event on the domain's `failed` subject. The queue moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import msgspec
+import structlog
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from maskline.contracts.common_v1 import DeadLetter, JobFailed
+from maskline.contracts.envelope import Envelope, major, now
+from maskline.shared.bus import MSG_ID, Bus
+from maskline.shared.errors import HandlerError, PermanentError
+
+T = TypeVar("T")
+Handler = Callable[[Envelope[T]], Awaitable[Sequence[Envelope[Any]]]]
+
+BACKOFF_S = (0.5, 2.0, 5.0, 15.0, 30.0)
+SUPPORTED_MAJOR = "1"
+
+log = structlog.get_logger("consumer")
+
+
+@dataclass(frozen=True)
+class ConsumerSpec(Generic[T]):
+    """What to consume and how: one per (service, subject)."""
+
+    durable: str
+    stream: str
+    subject: str
+    payload: type[T]
+    handler: Handler[T]
+    failure_subject: str | None = None
+    """Where a `JobFailed` goes when this consumer gives up on a job (e.g. `seg.v1.failed`)."""
+    concurrency: int = 4
+    deliver_new_only: bool = False
+
+
+@dataclass
+class ConsumerStats:
+    processed: int = 0
+    failed: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    busy_s: float = 0.0
+    last_error: str = ""
+
+
+@dataclass
+class Consumer(Generic[T]):
+    bus: Bus
+    spec: ConsumerSpec[T]
+    source: str
+    max_deliver: int = 5
+    ack_wait_s: float = 60.0
+    stats: ConsumerStats = field(default_factory=ConsumerStats)
+
+    def __post_init__(self) -> None:
+        self._decoder = msgspec.json.Decoder(Envelope[self.spec.payload])  # type: ignore[name-defined]
+        self._header_decoder = msgspec.json.Decoder(Envelope[msgspec.Raw])
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        spec = self.spec
+        config = ConsumerConfig(
+            durable_name=spec.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait_s,
+            # The runtime counts deliveries itself so that the last one is dead-lettered, not dropped.
+            max_deliver=-1,
+            max_ack_pending=max(64, spec.concurrency * 4),
+            deliver_policy=DeliverPolicy.NEW if spec.deliver_new_only else DeliverPolicy.ALL,
+            filter_subject=spec.subject,
+        )
+        psub = await self.bus.js.pull_subscribe(spec.subject, durable=spec.durable, stream=spec.stream, config=config)
+        slots = asyncio.Semaphore(spec.concurrency)
+        while not self._stopping.is_set():
+            await slots.acquire()
+            free = 1
+            while not slots.locked():
+                await slots.acquire()
+                free += 1
+            try:
+                msgs = await psub.fetch(free, timeout=1.0)
+            except (TimeoutError, NatsTimeoutError):
+                msgs = []
+            except Exception as exc:  # connection trouble: keep the loop alive, nats-py reconnects
+                log.warning("consumer.fetch_failed", consumer=spec.durable, error=str(exc))
+                msgs = []
+                await asyncio.sleep(0.5)
+            for _ in range(free - len(msgs)):
+                slots.release()
+            for msg in msgs:
+                task = asyncio.create_task(self._guarded(msg, slots))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _guarded(self, msg: Msg, slots: asyncio.Semaphore) -> None:
+        try:
+            await self.handle(msg)
+        except Exception:  # never let one message kill the loop; it will be redelivered
+            log.exception("consumer.unhandled", consumer=self.spec.durable, subject=msg.subject)
+        finally:
+            slots.release()
+
+    async def handle(self, msg: Msg) -> None:
+        deliveries = msg.metadata.num_delivered
+        try:
+            env = self._decoder.decode(msg.data)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            await self._give_up(msg, self._peek(msg), "invalid_message", f"cannot decode {msg.subject}: {exc}")
+            return
+        if major(env.version) != SUPPORTED_MAJOR:
+            reason = f"contract version {env.version} is not supported on {msg.subject} (speaks {SUPPORTED_MAJOR}.x)"
+            await self._give_up(msg, env, "unsupported_version", reason)
+            return
+        with structlog.contextvars.bound_contextvars(job_id=env.job_id, trace_id=env.trace_id, subject=msg.subject):
+            if deliveries > self.max_deliver:
+                await self._give_up(msg, env, "max_deliveries", f"gave up after {deliveries - 1} deliveries")
+                return
+            await self._process(msg, env, deliveries)
+
+    async def _process(self, msg: Msg, env: Envelope[T], deliveries: int) -> None:
+        started = time.perf_counter()
+        keepalive = asyncio.create_task(self._keep_in_progress(msg))
+        try:
+            outputs = await self.spec.handler(env)
+            for out in outputs:
+                await self.bus.publish(out)
+            await msg.ack()
+            self.stats.processed += 1
+        except PermanentError as exc:
+            await self._give_up(msg, env, exc.code, exc.reason)
+        except Exception as exc:  # RetryableError and anything unexpected: retry with back-off
+            code = exc.code if isinstance(exc, HandlerError) else type(exc).__name__
+            reason = exc.reason if isinstance(exc, HandlerError) else str(exc) or type(exc).__name__
+            self.stats.last_error = reason
+            if deliveries >= self.max_deliver:
+                await self._give_up(msg, env, code, f"{reason} (after {deliveries} deliveries)")
+                return
+            delay = BACKOFF_S[min(deliveries - 1, len(BACKOFF_S) - 1)]
+            self.stats.retried += 1
+            log.warning("message.retry", code=code, reason=reason, deliveries=deliveries, delay_s=delay)
+            await msg.nak(delay=delay)
+        finally:
+            keepalive.cancel()
+            self.stats.busy_s += time.perf_counter() - started
+
+    async def _keep_in_progress(self, msg: Msg) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                await asyncio.sleep(self.ack_wait_s / 3)
+                await msg.in_progress()
+
+    def _peek(self, msg: Msg) -> Envelope[msgspec.Raw] | None:
+        try:
+            return self._header_decoder.decode(msg.data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None
+
+    async def _give_up(self, msg: Msg, env: Envelope[Any] | None, code: str, reason: str) -> None:
+        """Dead-letter the message, fail its job if known, and terminate it so the queue moves on."""
+        meta = msg.metadata
+        self.stats.failed += 1
+        self.stats.dead_lettered += 1
+        self.stats.last_error = reason
+        log.error("message.dead_lettered", code=code, reason=reason, subject=msg.subject, job_id=env.job_id if env else None)
+        letter = DeadLetter(
+            consumer=self.spec.durable,
+            stream=meta.stream,
+            stream_seq=meta.sequence.stream,
+            subject=msg.subject,
+            deliveries=meta.num_delivered,
+            code=code,
+            reason=reason,
+            data=msg.data,
+            headers=dict(msg.headers or {}),
+        )
+        letter_id = f"dlq:{self.spec.durable}:{meta.stream}:{meta.sequence.stream}"
+        await self.bus.js.publish(f"dlq.{self.spec.durable}", msgspec.json.encode(letter), headers={MSG_ID: letter_id})
+        if env is not None and self.spec.failure_subject:
+            failed = Envelope(
+                id=f"{env.job_id}:{self.spec.failure_subject}",
+                type=self.spec.failure_subject,
+                time=now(),
+                source=self.source,
+                tenant=env.tenant,
+                job_id=env.job_id,
+                trace_id=env.trace_id,
+                data=JobFailed(stage=self.spec.durable, code=code, reason=reason, subject=msg.subject),
+            )
+            await self.bus.publish(failed)
+        await msg.term()

@@ -1,0 +1,120 @@
+"""Job state in a JetStream key-value bucket, so any service (and the gateway) can answer status.
+
+The state is a projection of the job's events: `apply` folds one event in, idempotently and in any
+order (a later stage never moves back), with compare-and-set so concurrent writers do not clobber.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+
+from maskline.contracts import seg_v1
+from maskline.contracts.common_v1 import JobFailed, ModelRef, ObjectRef
+from maskline.contracts.envelope import Envelope
+
+BUCKET = "jobs"
+Status = Literal["requested", "ingested", "inferred", "completed", "failed"]
+RANK: dict[str, int] = {"requested": 0, "ingested": 1, "inferred": 2, "completed": 3, "failed": 3}
+
+
+class JobError(msgspec.Struct, frozen=True, kw_only=True):
+    stage: str
+    code: str
+    reason: str
+
+
+class JobState(msgspec.Struct, kw_only=True):
+    job_id: str
+    tenant: str
+    status: Status
+    created: datetime
+    updated: datetime
+    trace_id: str
+    options: seg_v1.SegmentationOptions = seg_v1.SegmentationOptions()
+    filename: str | None = None
+    model: ModelRef | None = None
+    width: int | None = None
+    height: int | None = None
+    regions: int | None = None
+    artifacts: dict[str, ObjectRef] = {}
+    timings_ms: dict[str, float] = {}
+    error: JobError | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "failed")
+
+
+_decoder = msgspec.json.Decoder(JobState)
+
+
+def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
+    status: Status = env.type.rsplit(".", 1)[-1]  # type: ignore[assignment]
+    if state is None:
+        state = JobState(job_id=env.job_id, tenant=env.tenant, status="requested", created=env.time, updated=env.time,
+                         trace_id=env.trace_id)
+    data = env.data
+    if isinstance(data, seg_v1.SegmentationRequested):
+        state.options, state.filename = data.options, data.filename
+    elif isinstance(data, seg_v1.SegmentationIngested):
+        state.width, state.height, state.options = data.width, data.height, data.options
+        state.timings_ms.update(data.timings_ms)
+    elif isinstance(data, seg_v1.SegmentationInferred):
+        state.model = data.model
+        state.timings_ms.update(data.timings_ms)
+    elif isinstance(data, seg_v1.SegmentationCompleted):
+        state.model, state.artifacts, state.regions = data.model, data.artifacts, data.regions
+        state.timings_ms.update(data.timings_ms)
+    elif isinstance(data, JobFailed):
+        state.error = JobError(stage=data.stage, code=data.code, reason=data.reason)
+    if RANK[status] > RANK[state.status] or (status == "failed" and state.status != "completed"):
+        state.status = status
+    state.updated = max(state.updated, env.time)
+    return state
+
+
+class JobStore:
+    def __init__(self, js: JetStreamContext) -> None:
+        self._js = js
+        self._kv: Any = None
+
+    async def open(self, replicas: int = 1) -> None:
+        try:
+            self._kv = await self._js.key_value(BUCKET)
+        except (BucketNotFoundError, NotFoundError):
+            self._kv = await self._js.create_key_value(
+                KeyValueConfig(bucket=BUCKET, history=1, storage=StorageType.FILE, replicas=replicas, ttl=30 * 24 * 3600.0)
+            )
+
+    async def get(self, job_id: str) -> JobState | None:
+        try:
+            entry = await self._kv.get(job_id)
+        except (KeyNotFoundError, NotFoundError):
+            return None
+        return _decoder.decode(entry.value) if entry.value else None
+
+    async def apply(self, env: Envelope[Any]) -> JobState:
+        """Fold an event into the job's state with compare-and-set, retrying on a concurrent write."""
+        for _ in range(20):
+            try:
+                entry = await self._kv.get(env.job_id)
+                current, revision = _decoder.decode(entry.value), entry.revision
+            except (KeyNotFoundError, NotFoundError):
+                current, revision = None, None
+            state = _fold(current, env)
+            payload = msgspec.json.encode(state)
+            try:
+                if revision is None:
+                    await self._kv.create(env.job_id, payload)
+                else:
+                    await self._kv.update(env.job_id, payload, last=revision)
+                return state
+            except KeyWrongLastSequenceError:
+                continue
+        raise RuntimeError(f"job {env.job_id}: too many concurrent updates")

@@ -1,0 +1,71 @@
+"""The model registry: a JetStream key-value bucket of `ModelVersion` records, `<name>.<version>`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError, NotFoundError
+
+from maskline.contracts.model_v1 import ModelVersion
+
+BUCKET = "models"
+_decoder = msgspec.json.Decoder(ModelVersion)
+
+
+class ModelNotFound(LookupError):
+    """No such model, or no such version of it."""
+
+
+class VersionExists(ValueError):
+    """A version is immutable once registered."""
+
+
+class ModelRegistry:
+    def __init__(self, js: JetStreamContext) -> None:
+        self._js = js
+        self._kv: Any = None
+
+    async def open(self, replicas: int = 1) -> None:
+        try:
+            self._kv = await self._js.key_value(BUCKET)
+        except (BucketNotFoundError, NotFoundError):
+            self._kv = await self._js.create_key_value(
+                KeyValueConfig(bucket=BUCKET, history=1, storage=StorageType.FILE, replicas=replicas)
+            )
+
+    async def add(self, model: ModelVersion) -> None:
+        try:
+            await self._kv.create(f"{model.name}.{model.version}", msgspec.json.encode(model))
+        except KeyWrongLastSequenceError as exc:
+            raise VersionExists(f"{model.name} version {model.version} is already registered") from exc
+
+    async def list(self, name: str | None = None) -> list[ModelVersion]:
+        try:
+            keys = await self._kv.keys()
+        except (NoKeysError, NotFoundError):
+            return []
+        models = []
+        for key in keys:
+            if name is None or key.rsplit(".", 1)[0] == name:
+                entry = await self._kv.get(key)
+                models.append(_decoder.decode(entry.value))
+        return sorted(models, key=lambda m: (m.name, m.version))
+
+    async def get(self, name: str, version: int | None = None) -> ModelVersion:
+        if version is None:
+            versions = await self.list(name)
+            if not versions:
+                raise ModelNotFound(f"model {name!r} is not registered")
+            return versions[-1]
+        try:
+            entry = await self._kv.get(f"{name}.{version}")
+        except (KeyNotFoundError, NotFoundError) as exc:
+            raise ModelNotFound(f"model {name!r} version {version} is not registered") from exc
+        return _decoder.decode(entry.value)
+
+    async def next_version(self, name: str) -> int:
+        versions = await self.list(name)
+        return versions[-1].version + 1 if versions else 1

@@ -1,0 +1,148 @@
+"""Start, run and stop a service: config, logs, bus, streams, storage, consumers, health, drain.
+
+Every service's `__main__` is `Runtime(name, settings).run(setup)`; `setup` registers the
+service's consumers and readiness checks. Nothing here is specific to one service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import structlog
+from nats.micro import add_service
+from nats.micro.request import Request
+
+import maskline
+from maskline.shared import logging as logs
+from maskline.shared.bus import Bus, connect, ensure_streams
+from maskline.shared.config import RuntimeSettings
+from maskline.shared.consumer import Consumer, ConsumerSpec
+from maskline.shared.storage import ObjectStore, open_store
+
+ReadyCheck = Callable[[], Awaitable[bool]]
+log = structlog.get_logger("runtime")
+
+
+class Runtime:
+    def __init__(self, name: str, settings: RuntimeSettings) -> None:
+        self.name = name
+        self.settings = settings
+        self.instance = settings.instance or f"{socket.gethostname()}-{os.getpid()}"
+        self.started = time.time()
+        self.consumers: list[Consumer[Any]] = []
+        self.ready_checks: dict[str, ReadyCheck] = {}
+        self._bus: Bus | None = None
+        self._store: ObjectStore | None = None
+        self._stop = asyncio.Event()
+        self.exit_code = 0
+
+    @property
+    def bus(self) -> Bus:
+        assert self._bus is not None, "runtime not started"
+        return self._bus
+
+    @property
+    def store(self) -> ObjectStore:
+        assert self._store is not None, "runtime not started"
+        return self._store
+
+    async def start(self) -> None:
+        logs.configure(self.name, self.settings.log_level, self.instance)
+        self._bus = await connect(self.settings, f"{self.name}:{self.instance}")
+        await ensure_streams(self.bus.js, self.settings.stream_replicas)
+        self._store = open_store(self.settings)
+        self.ready_checks.setdefault("store", self.store.ready)
+
+    def consume(self, spec: ConsumerSpec[Any]) -> None:
+        self.consumers.append(
+            Consumer(self.bus, spec, source=self.name, max_deliver=self.settings.max_deliver, ack_wait_s=self.settings.ack_wait_s)
+        )
+
+    async def readiness(self) -> dict[str, bool]:
+        results = {"nats": self.bus.nc.is_connected}
+        for name, check in self.ready_checks.items():
+            try:
+                results[name] = await asyncio.wait_for(check(), 2.0)
+            except Exception:
+                results[name] = False
+        return results
+
+    async def status(self) -> dict[str, Any]:
+        checks = await self.readiness()
+        return {
+            "service": self.name,
+            "instance": self.instance,
+            "version": maskline.__version__,
+            "uptime_s": round(time.time() - self.started, 1),
+            "ready": all(checks.values()),
+            "checks": checks,
+            "consumers": {c.spec.durable: dataclasses.asdict(c.stats) for c in self.consumers},
+        }
+
+    async def _register_micro(self) -> Any:
+        """Register with the NATS services API so `nats micro ls/info/stats` sees the fleet."""
+        service = await add_service(
+            self.bus.nc,
+            name=f"maskline-{self.name}",
+            version=maskline.__version__,
+            description=f"maskline {self.name} service",
+            metadata={"instance": self.instance},
+        )
+
+        async def on_status(request: Request) -> None:
+            await request.respond(msgspec.json.encode(await self.status()))
+
+        await service.add_endpoint(name="status", subject=f"maskline.{self.name}.status", handler=on_status)
+        return service
+
+    @property
+    def stopping(self) -> asyncio.Event:
+        return self._stop
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def serve(self, *extra: Awaitable[None]) -> None:
+        """Run consumers (and `extra` tasks) until SIGTERM/SIGINT, then drain cleanly."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        micro = await self._register_micro()
+        tasks = [asyncio.create_task(c.run()) for c in self.consumers] + [asyncio.ensure_future(e) for e in extra]
+        log.info("service.started", consumers=[c.spec.durable for c in self.consumers])
+        stopper = asyncio.create_task(self._stop.wait())
+        pending: set[asyncio.Future[Any]] = {stopper, *tasks}
+        while not stopper.done():
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            failed = [t for t in done if t is not stopper and not t.cancelled() and t.exception()]
+            for task in failed:
+                log.error("service.task_failed", error=repr(task.exception()))
+            if failed:
+                self.exit_code = 1
+                break
+        self._stop.set()
+        for consumer in self.consumers:
+            consumer.stop()
+        # Consumers finish their in-flight messages (ack or nak) before the connection drains.
+        await asyncio.wait([t for t in tasks if not t.done()] or [stopper], timeout=30)
+        await micro.stop()
+        await self.bus.close()
+        log.info("service.stopped")
+
+    def run(self, setup: Callable[[Runtime], Awaitable[list[Awaitable[None]] | None]]) -> None:
+        async def main() -> None:
+            await self.start()
+            extra = await setup(self) or []
+            await self.serve(*extra)
+
+        asyncio.run(main())
+        if self.exit_code:
+            raise SystemExit(self.exit_code)

@@ -1,0 +1,44 @@
+"""The object-store interface every backend implements."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Protocol
+
+from maskline.contracts.common_v1 import ObjectRef
+
+
+class StorageError(Exception):
+    """The store could not be reached or refused an operation; usually worth a retry."""
+
+
+class ObjectNotFound(StorageError):
+    """No object under that key."""
+
+
+def make_ref(key: str, data: bytes, content_type: str) -> ObjectRef:
+    return ObjectRef(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest(), content_type=content_type)
+
+
+class ObjectStore(Protocol):
+    """Keys are `/`-separated paths such as `inputs/<tenant>/<job>/image.png`."""
+
+    async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> ObjectRef:
+        """Store `data` under `key` atomically (readers see the old or the new object, never a part)."""
+        ...
+
+    async def get(self, key: str) -> bytes:
+        """Return the object's bytes or raise ObjectNotFound."""
+        ...
+
+    async def exists(self, key: str) -> bool: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def list(self, prefix: str) -> list[str]:
+        """Keys under `prefix`, sorted."""
+        ...
+
+    async def ready(self) -> bool:
+        """True when the store answers."""
+        ...

@@ -1,0 +1,70 @@
+"""Durable object store on the local disk: the embedded default.
+
+Writes go to a temporary file that is fsync'ed and renamed into place, so a crash never leaves
+half an object under a real key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from pathlib import Path
+
+from maskline.contracts.common_v1 import ObjectRef
+from maskline.shared.storage.base import ObjectNotFound, StorageError, make_ref
+
+
+class FilesystemStore:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not key or key.startswith("/") or self.root not in path.parents:
+            raise StorageError(f"invalid object key {key!r}")
+        return path
+
+    def _write(self, path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> ObjectRef:
+        await asyncio.to_thread(self._write, self._path(key), data)
+        return make_ref(key, data, content_type)
+
+    async def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(key) from exc
+
+    async def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    async def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    async def list(self, prefix: str) -> list[str]:
+        def walk() -> list[str]:
+            return sorted(
+                str(p.relative_to(self.root))
+                for p in self.root.rglob("*")
+                if p.is_file() and not p.name.startswith(".tmp-") and str(p.relative_to(self.root)).startswith(prefix)
+            )
+
+        return await asyncio.to_thread(walk)
+
+    async def ready(self) -> bool:
+        return self.root.is_dir() and os.access(self.root, os.W_OK)

@@ -1,0 +1,84 @@
+"""Object store on MinIO or any S3-wire server, through the `minio` SDK (blocking; run in threads)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+from minio import Minio
+from minio.error import S3Error
+from urllib3.exceptions import HTTPError
+
+from maskline.contracts.common_v1 import ObjectRef
+from maskline.shared.storage.base import ObjectNotFound, StorageError, make_ref
+
+
+class MinioStore:
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, *, secure: bool = False) -> None:
+        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure)
+        self.bucket = bucket
+        self._bucket_checked = False
+
+    def _ensure_bucket(self) -> None:
+        if not self._bucket_checked:
+            if not self.client.bucket_exists(self.bucket):
+                self.client.make_bucket(self.bucket)
+            self._bucket_checked = True
+
+    def _put(self, key: str, data: bytes, content_type: str) -> None:
+        self._ensure_bucket()
+        self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+
+    def _get(self, key: str) -> bytes:
+        response = self.client.get_object(self.bucket, key)
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+    async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> ObjectRef:
+        try:
+            await asyncio.to_thread(self._put, key, data, content_type)
+        except (S3Error, HTTPError) as exc:
+            raise StorageError(f"put {key}: {exc}") from exc
+        return make_ref(key, data, content_type)
+
+    async def get(self, key: str) -> bytes:
+        try:
+            return await asyncio.to_thread(self._get, key)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchBucket"):
+                raise ObjectNotFound(key) from exc
+            raise StorageError(f"get {key}: {exc}") from exc
+        except HTTPError as exc:
+            raise StorageError(f"get {key}: {exc}") from exc
+
+    async def exists(self, key: str) -> bool:
+        def stat() -> bool:
+            try:
+                self.client.stat_object(self.bucket, key)
+                return True
+            except S3Error as exc:
+                if exc.code in ("NoSuchKey", "NoSuchBucket", "NoSuchObject"):
+                    return False
+                raise
+
+        return await asyncio.to_thread(stat)
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self.client.remove_object, self.bucket, key)
+
+    async def list(self, prefix: str) -> list[str]:
+        def keys() -> list[str]:
+            self._ensure_bucket()
+            return sorted(o.object_name for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True) if o.object_name)
+
+        return await asyncio.to_thread(keys)
+
+    async def ready(self) -> bool:
+        try:
+            await asyncio.to_thread(self._ensure_bucket)
+            return True
+        except (S3Error, HTTPError, OSError):
+            return False
