@@ -22,7 +22,8 @@ from maskline.infra.embedded.process import port_open, spawn, stop_pid, wait_unt
 from maskline.infra.embedded.seed import seed_starter_model
 from maskline.infra.embedded.settings import StackSettings
 from maskline.infra.embedded.triton import start_triton
-from maskline.shared.config import RuntimeSettings
+from maskline.shared.config import RuntimeSettings, load
+from maskline.shared.fleet import service_status
 
 SERVICES = ("audit", "ingest", "infer", "merge", "gateway")
 STATE_FILE = "stack.json"
@@ -32,6 +33,8 @@ STATE_FILE = "stack.json"
 class Stack:
     settings: StackSettings
     pids: dict[str, int] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """Settings for the services beyond the stack's own (e.g. MASKLINE_MAX_UPLOAD_BYTES)."""
 
     @property
     def home(self) -> Path:
@@ -42,24 +45,21 @@ class Stack:
         return f"http://127.0.0.1:{self.settings.port}"
 
     def service_env(self) -> dict[str, str]:
+        """The services' environment: the caller's, with the stack's addresses filled in."""
         s, home = self.settings, self.home
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MASKLINE_")}
+        env = dict(os.environ)
         env.update({
             "MASKLINE_NATS_URL": f"nats://127.0.0.1:{s.nats_port}",
-            "MASKLINE_STORE": "fs",
-            "MASKLINE_STORE_PATH": str(home / "objects"),
             "MASKLINE_TRITON_URL": f"127.0.0.1:{s.triton_http_port}",
             "MASKLINE_TRITON_REPOSITORY": str(home / "triton" / "models"),
             "MASKLINE_PORT": str(s.port),
             "MASKLINE_API_KEYS": s.api_keys,
             "MASKLINE_LOG_LEVEL": s.log_level,
-            "MASKLINE_WARM_MODELS": "shapes-unet",
         })
-        # Keep explicit store/minio choices of the caller.
-        for key in ("MASKLINE_STORE", "MASKLINE_MINIO_ENDPOINT", "MASKLINE_MINIO_ACCESS_KEY", "MASKLINE_MINIO_SECRET_KEY",
-                    "MASKLINE_MINIO_BUCKET", "MASKLINE_MINIO_SECURE"):
-            if key in os.environ:
-                env[key] = os.environ[key]
+        env.setdefault("MASKLINE_STORE", "fs")
+        env.setdefault("MASKLINE_STORE_PATH", str(home / "objects"))
+        env.setdefault("MASKLINE_WARM_MODELS", "shapes-unet")
+        env.update(self.extra_env)
         return env
 
     def _save(self) -> None:
@@ -79,7 +79,7 @@ class Stack:
                                                s.triton_metrics_port).pid
             self._save()
             env = self.service_env()
-            asyncio.run(seed_starter_model(RuntimeSettings(nats_url=env["MASKLINE_NATS_URL"], store_path=env["MASKLINE_STORE_PATH"])))
+            asyncio.run(seed_starter_model(load(RuntimeSettings, env)))
             for name in SERVICES:
                 count = s.infer_instances if name == "infer" else 1
                 for index in range(count):
@@ -89,9 +89,15 @@ class Stack:
             self._save()
             log = home / "logs" / "gateway.log"
             wait_until(lambda: self._gateway_ready(), 60, "gateway", log_path=log)
+            wait_until(self._services_ready, 120, "services (models loading into Triton)", log_path=home / "logs")
         except BaseException:
             self.down()
             raise
+
+    def _services_ready(self) -> bool:
+        url = f"nats://127.0.0.1:{self.settings.nats_port}"
+        statuses = asyncio.run(service_status(url, list(SERVICES)))
+        return all(status is not None and status.get("ready") for status in statuses.values())
 
     def _gateway_ready(self) -> bool:
         try:
@@ -118,8 +124,6 @@ class Stack:
         if not state.exists():
             return None
         data = json.loads(state.read_text())
-        from maskline.shared.config import load
-
         saved = load(StackSettings, {f"MASKLINE_{k.upper()}": str(v) for k, v in data["settings"].items()})
         return cls(settings=saved, pids={k: int(v) for k, v in data["pids"].items()})
 

@@ -20,7 +20,7 @@ def check_image_header(data: bytes, *, allowed_formats: frozenset[str], max_pixe
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=sorted(allowed_formats))
     except Image.DecompressionBombError as exc:
-        raise PayloadTooLarge(f"image has too many pixels: {exc}", code="image_too_large") from exc
+        raise PayloadTooLarge(f"image is over the limit of {max_pixels} pixels: {exc}", code="image_too_large") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UnsupportedMedia(f"upload is not an image in an accepted format ({', '.join(sorted(allowed_formats))})") from exc
     width, height = image.size

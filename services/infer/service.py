@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable
 
+import numpy as np
 import structlog
 
 from maskline.contracts import seg_v1
@@ -36,7 +37,12 @@ class Infer:
         for name in names:
             for attempt in range(60):
                 try:
-                    await self.triton.ensure_loaded(await self.registry.get(name))
+                    model = await self.registry.get(name)
+                    await self.triton.ensure_loaded(model)
+                    # TorchScript optimises on its first calls: pay that here, not on a client's request.
+                    height, width = model.input_size
+                    for _ in range(3):
+                        await self.triton.infer(model, np.zeros((1, 3, height, width), dtype=np.float32))
                     break
                 except Exception as exc:  # Triton may still be starting: try again
                     log.warning("model.warm_failed", model=name, attempt=attempt, error=str(exc))

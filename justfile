@@ -1,0 +1,54 @@
+# maskline tasks. On a fresh machine run them through ./dev (it installs .venv first): ./dev demo, ./dev test
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+venv := justfile_directory() / ".venv/bin"
+export PATH := venv + ":" + env_var("PATH")
+
+# list the recipes
+default:
+    @just --list
+
+# start the embedded stack, segment the bundled sample, print where the outputs are, stop
+demo *ARGS:
+    maskline demo {{ARGS}}
+
+# start the embedded stack in the background (MASKLINE_* variables choose ports and home)
+up:
+    maskline up
+
+# stop the embedded stack
+down:
+    maskline down
+
+# processes and readiness of the embedded stack
+status:
+    maskline status
+
+# the whole test suite: unit, integration (real nats-server, tritonserver, S3 wire) and end to end
+test *ARGS:
+    pytest {{ARGS}}
+
+# unit tests only (no servers)
+test-unit *ARGS:
+    pytest -m unit {{ARGS}}
+
+# ruff, mypy, stale schemas, compose validation
+lint:
+    ruff check .
+    ruff format --check .
+    mypy contracts shared services infra maskline
+    python -m maskline.contracts.schema --check
+    docker-compose -f compose.yaml config -q
+
+# regenerate the published JSON Schemas from the contracts
+schemas:
+    python -m maskline.contracts.schema
+
+# throughput and latency: Triton directly vs the whole gateway → bus → services path
+bench *ARGS:
+    python -m bench.pipeline {{ARGS}}
+
+# retrain the starter model (about 12 minutes on 2 cores) and rewrite the bundled samples
+train:
+    python -m maskline.models.starter.train --out models/starter/weights --steps 2000 --batch 12
+    python -m maskline.models.starter.make_samples
