@@ -1,0 +1,31 @@
+"""The behaviour every ObjectStore backend must show; run against each backend."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from maskline.shared.storage import ObjectNotFound, ObjectStore
+
+
+async def check_store_contract(store: ObjectStore) -> None:
+    assert await store.ready()
+    ref = await store.put("inputs/t1/job1/image.png", b"\x89PNG data", "image/png")
+    assert ref.key == "inputs/t1/job1/image.png"
+    assert ref.size == 9 and ref.sha256 == hashlib.sha256(b"\x89PNG data").hexdigest()
+    assert ref.content_type == "image/png"
+    assert await store.get(ref.key) == b"\x89PNG data"
+    assert await store.exists(ref.key)
+    await store.put("inputs/t1/job1/image.png", b"v2")  # overwrite is allowed (idempotent retries)
+    assert await store.get(ref.key) == b"v2"
+    await store.put("inputs/t1/job2/upload", b"x")
+    await store.put("outputs/t1/job1/mask.png", b"m")
+    assert await store.list("inputs/t1/") == ["inputs/t1/job1/image.png", "inputs/t1/job2/upload"]
+    await store.delete("inputs/t1/job2/upload")
+    assert not await store.exists("inputs/t1/job2/upload")
+    with pytest.raises(ObjectNotFound):
+        await store.get("inputs/t1/nope")
+    big = bytes(range(256)) * 40_000  # 10 MB goes through in one piece
+    await store.put("models/m/1/model.pt", big)
+    assert await store.get("models/m/1/model.pt") == big

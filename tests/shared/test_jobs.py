@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from maskline.contracts import seg_v1
+from maskline.contracts.common_v1 import JobFailed, ModelRef, ObjectRef
+from maskline.contracts.envelope import Envelope
+from maskline.shared.bus import Bus
+from maskline.shared.jobs import JobStore, _fold
+
+REF = ObjectRef(key="k", size=1, sha256="0" * 64)
+OPTS = seg_v1.SegmentationOptions()
+MODEL = ModelRef(name="m", version=1)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def event(job: str, subject: str, data: object, step: int) -> Envelope[object]:
+    return Envelope(id=f"{job}:{subject}", type=subject, time=T0 + timedelta(seconds=step), source="t", tenant="t1",
+                    job_id=job, trace_id="tr", data=data)
+
+
+def lifecycle(job: str) -> list[Envelope[object]]:
+    return [
+        event(job, seg_v1.REQUESTED, seg_v1.SegmentationRequested(image=REF), 0),
+        event(job, seg_v1.INGESTED, seg_v1.SegmentationIngested(image=REF, width=4, height=3, original_format="PNG",
+                                                                 options=OPTS, timings_ms={"ingest": 1.0}), 1),
+        event(job, seg_v1.INFERRED, seg_v1.SegmentationInferred(image=REF, width=4, height=3, prediction=REF, model=MODEL,
+                                                                 labels=("a", "b"), options=OPTS,
+                                                                 timings_ms={"ingest": 1.0, "infer": 2.0}), 2),
+        event(job, seg_v1.COMPLETED, seg_v1.SegmentationCompleted(artifacts={"mask": REF}, model=MODEL, width=4, height=3,
+                                                                   regions=2, timings_ms={"ingest": 1.0, "infer": 2.0,
+                                                                                          "merge": 3.0}), 3),
+    ]
+
+
+@pytest.mark.unit
+def test_folding_events_in_any_order_ends_in_the_same_completed_state() -> None:
+    events = lifecycle("j")
+    finals = set()
+    for order in itertools.permutations(events):
+        state = None
+        for env in order:
+            state = _fold(state, env)
+        assert state is not None
+        finals.add((state.status, state.width, state.regions, tuple(sorted(state.timings_ms.items())), state.updated))
+    assert finals == {("completed", 4, 2, (("infer", 2.0), ("ingest", 1.0), ("merge", 3.0)), T0 + timedelta(seconds=3))}
+
+
+@pytest.mark.unit
+def test_failed_is_terminal_but_never_overrides_completed() -> None:
+    failed = event("j", seg_v1.FAILED, JobFailed(stage="infer", code="x", reason="boom", subject="s"), 5)
+    state = _fold(_fold(None, lifecycle("j")[0]), failed)
+    assert state.status == "failed" and state.error is not None and state.error.reason == "boom"
+    state = _fold(_fold(None, lifecycle("j")[3]), failed)
+    assert state.status == "completed"
+
+
+@pytest.mark.nats
+async def test_job_store_applies_events_with_compare_and_set(bus: Bus) -> None:
+    import asyncio
+
+    store = JobStore(bus.js)
+    await store.open()
+    job = uuid.uuid4().hex
+    await asyncio.gather(*(store.apply(env) for env in lifecycle(job)))
+    state = await store.get(job)
+    assert state is not None and state.status == "completed" and state.artifacts == {"mask": REF}
+    assert await store.get("missing-job") is None
