@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 
@@ -43,7 +43,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def next_event(previous: Envelope[object], type_: str, source: str, data: T) -> Envelope[T]:
+def next_event(previous: Envelope[Any], type_: str, source: str, data: T) -> Envelope[T]:
     """The event that follows `previous` in the same job; its id is deterministic for retries."""
     return Envelope(
         id=f"{previous.job_id}:{type_}",

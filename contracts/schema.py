@@ -1,7 +1,7 @@
 """Generate the published JSON Schemas from the contracts (the Structs are the source of truth).
 
-    python -m maskline.contracts.schema          # rewrite contracts/schemas/
-    python -m maskline.contracts.schema --check  # exit 1 if the committed files are stale
+python -m maskline.contracts.schema          # rewrite contracts/schemas/
+python -m maskline.contracts.schema --check  # exit 1 if the committed files are stale
 """
 
 from __future__ import annotations

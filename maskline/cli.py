@@ -1,9 +1,9 @@
 """`maskline`: run the embedded stack and use the gateway from a terminal.
 
-    maskline demo                       start everything, segment a sample, print the outputs, stop
-    maskline up | down | status         run the embedded stack in the background
-    maskline submit IMAGE [--wait S]    segment an image, download its artifacts
-    maskline models list | register     the model registry
+maskline demo                       start everything, segment a sample, print the outputs, stop
+maskline up | down | status         run the embedded stack in the background
+maskline submit IMAGE [--wait S]    segment an image, download its artifacts
+maskline models list | register     the model registry
 """
 
 from __future__ import annotations
@@ -47,11 +47,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         out = Path(args.out).resolve() / job["id"]
         paths = client.download(job, out)
         regions = json.loads(paths["regions"].read_text())
-        print(f"segmented {image.name} ({job['width']}x{job['height']}) with {job['model']['name']} "
-              f"v{job['model']['version']}: {job['regions']} regions, timings {job['timings_ms']}")
+        print(
+            f"segmented {image.name} ({job['width']}x{job['height']}) with {job['model']['name']} "
+            f"v{job['model']['version']}: {job['regions']} regions, timings {job['timings_ms']}"
+        )
         for region in regions["regions"]:
-            print(f"  region {region['id']}: {region['label']:<9} area {region['area']:>6} bbox {region['bbox']} "
-                  f"score {region['score']:.3f}")
+            print(
+                f"  region {region['id']}: {region['label']:<9} area {region['area']:>6} bbox {region['bbox']} "
+                f"score {region['score']:.3f}"
+            )
         print(f"mask:    {paths['mask']}\noverlay: {paths['overlay']}\nregions: {paths['regions']}")
         return 0
     finally:
@@ -87,7 +91,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 1
     status = stack.status()
     lines = [f"gateway {status['gateway']} ready={status['ready']}"]
-    lines += [f"  {name:<10} pid {p['pid']:<8} {'running' if p['running'] else 'STOPPED'}" for name, p in status["processes"].items()]
+    lines += [
+        f"  {name:<10} pid {p['pid']:<8} {'running' if p['running'] else 'STOPPED'}" for name, p in status["processes"].items()
+    ]
     _print(args, status, "\n".join(lines))
     return 0 if status["ready"] else 1
 
@@ -105,11 +111,15 @@ def cmd_models(args: argparse.Namespace) -> int:
     client = Client(args.url, api_key=args.api_key)
     if args.action == "register":
         height, width = (int(v) for v in args.input_size.split(","))
-        model = client.register_model(Path(args.weights), name=args.name, labels=args.labels.split(","), input_size=(height, width))
+        model = client.register_model(
+            Path(args.weights), name=args.name, labels=args.labels.split(","), input_size=(height, width)
+        )
         _print(args, model, f"registered {model['name']} version {model['version']}")
         return 0
     models = client.models()
-    _print(args, models, "\n".join(f"{m['name']:<20} v{m['version']:<4} {m['precision']:<6} {','.join(m['labels'])}" for m in models))
+    _print(
+        args, models, "\n".join(f"{m['name']:<20} v{m['version']:<4} {m['precision']:<6} {','.join(m['labels'])}" for m in models)
+    )
     return 0
 
 

@@ -36,7 +36,9 @@ class Client:
         name = image.name if isinstance(image, Path) else filename
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         form = {k: str(v) for k, v in options.items() if v is not None}
-        response = self.http.post("/v1/segmentations", params={"wait": wait}, files={"image": (name, data, content_type)}, data=form)
+        response = self.http.post(
+            "/v1/segmentations", params={"wait": wait}, files={"image": (name, data, content_type)}, data=form
+        )
         return dict(self._check(response).json())
 
     def status(self, job_id: str) -> dict[str, Any]:
@@ -61,10 +63,16 @@ class Client:
     def models(self) -> list[dict[str, Any]]:
         return list(self._check(self.http.get("/v1/models")).json())
 
-    def register_model(self, weights: Path, *, name: str, labels: list[str], input_size: tuple[int, int],
-                       description: str = "") -> dict[str, Any]:
-        form = {"name": name, "labels": ",".join(labels), "input_height": str(input_size[0]),
-                "input_width": str(input_size[1]), "description": description}
+    def register_model(
+        self, weights: Path, *, name: str, labels: list[str], input_size: tuple[int, int], description: str = ""
+    ) -> dict[str, Any]:
+        form = {
+            "name": name,
+            "labels": ",".join(labels),
+            "input_height": str(input_size[0]),
+            "input_width": str(input_size[1]),
+            "description": description,
+        }
         files = {"weights": (weights.name, weights.read_bytes(), "application/octet-stream")}
         return dict(self._check(self.http.post("/v1/models", data=form, files=files)).json())
 

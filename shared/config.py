@@ -35,14 +35,14 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, frozen=True):
     concurrency: int = 4
 
 
-S = TypeVar("S", bound=RuntimeSettings)
+S = TypeVar("S", bound=msgspec.Struct)
 
 
 def load(cls: type[S], environ: Mapping[str, str] | None = None) -> S:
     """Read `cls` from the environment (`MASKLINE_NATS_URL` -> `nats_url`), or stop clearly."""
     env = os.environ if environ is None else environ
     names = {f.name for f in msgspec.structs.fields(cls)}
-    raw = {key[len(PREFIX):].lower(): value for key, value in env.items() if key.startswith(PREFIX)}
+    raw = {key[len(PREFIX) :].lower(): value for key, value in env.items() if key.startswith(PREFIX)}
     try:
         return msgspec.convert({k: v for k, v in raw.items() if k in names}, cls, strict=False)
     except msgspec.ValidationError as exc:

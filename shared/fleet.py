@@ -13,6 +13,7 @@ async def service_status(nats_url: str, names: list[str], timeout: float = 1.0) 
     """Status of one instance of each service, None where none answered."""
     nc = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=0)
     try:
+
         async def one(name: str) -> dict[str, Any] | None:
             try:
                 reply = await nc.request(f"maskline.{name}.status", b"", timeout=timeout)

@@ -57,8 +57,9 @@ _decoder = msgspec.json.Decoder(JobState)
 def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
     status: Status = env.type.rsplit(".", 1)[-1]  # type: ignore[assignment]
     if state is None:
-        state = JobState(job_id=env.job_id, tenant=env.tenant, status="requested", created=env.time, updated=env.time,
-                         trace_id=env.trace_id)
+        state = JobState(
+            job_id=env.job_id, tenant=env.tenant, status="requested", created=env.time, updated=env.time, trace_id=env.trace_id
+        )
     data = env.data
     if isinstance(data, seg_v1.SegmentationRequested):
         state.options, state.filename = data.options, data.filename

@@ -40,18 +40,34 @@ async def register_model(
     for _ in range(5):
         number = version or await registry.next_version(name)
         ref = await store.put(weights_key(name, number), weights, "application/x-torchscript")
-        model = ModelVersion(name=name, version=number, labels=labels, input_size=input_size, weights=ref,
-                             precision=precision, parent=parent, created=now(), metrics=metrics or {},
-                             description=description)
+        model = ModelVersion(
+            name=name,
+            version=number,
+            labels=labels,
+            input_size=input_size,
+            weights=ref,
+            precision=precision,
+            parent=parent,
+            created=now(),
+            metrics=metrics or {},
+            description=description,
+        )
         try:
             await registry.add(model)
         except VersionExists:
             if version is not None:
                 raise
             continue  # another registration took this number: take the next one
-        event = Envelope(id=f"model:{name}:{number}:registered", type=model_v1.REGISTERED, time=now(), source=source,
-                         tenant=tenant, job_id=uuid.uuid4().hex, trace_id=new_trace_id(),
-                         data=model_v1.ModelRegistered(model=model))
+        event = Envelope(
+            id=f"model:{name}:{number}:registered",
+            type=model_v1.REGISTERED,
+            time=now(),
+            source=source,
+            tenant=tenant,
+            job_id=uuid.uuid4().hex,
+            trace_id=new_trace_id(),
+            data=model_v1.ModelRegistered(model=model),
+        )
         await bus.publish(event)
         return model
     raise VersionExists(f"could not allocate a version for {name}")

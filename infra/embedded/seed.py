@@ -34,10 +34,16 @@ async def seed_starter_model(settings: RuntimeSettings) -> None:
         held_out = manifest["held_out"]
         assert isinstance(held_out, dict)
         await register_model(
-            open_store(settings), registry, bus, name=STARTER, version=1, weights=weights,
+            open_store(settings),
+            registry,
+            bus,
+            name=STARTER,
+            version=1,
+            weights=weights,
             labels=tuple(manifest["labels"]),  # type: ignore[arg-type]
             input_size=tuple(manifest["input_size"]),  # type: ignore[arg-type]
-            source="seed", description="Small U-Net trained on generated shapes (maskline.models.starter)",
+            source="seed",
+            description="Small U-Net trained on generated shapes (maskline.models.starter)",
             metrics={"held_out_miou": float(held_out["miou"])},
         )
     finally:

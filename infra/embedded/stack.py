@@ -48,14 +48,16 @@ class Stack:
         """The services' environment: the caller's, with the stack's addresses filled in."""
         s, home = self.settings, self.home
         env = dict(os.environ)
-        env.update({
-            "MASKLINE_NATS_URL": f"nats://127.0.0.1:{s.nats_port}",
-            "MASKLINE_TRITON_URL": f"127.0.0.1:{s.triton_http_port}",
-            "MASKLINE_TRITON_REPOSITORY": str(home / "triton" / "models"),
-            "MASKLINE_PORT": str(s.port),
-            "MASKLINE_API_KEYS": s.api_keys,
-            "MASKLINE_LOG_LEVEL": s.log_level,
-        })
+        env.update(
+            {
+                "MASKLINE_NATS_URL": f"nats://127.0.0.1:{s.nats_port}",
+                "MASKLINE_TRITON_URL": f"127.0.0.1:{s.triton_http_port}",
+                "MASKLINE_TRITON_REPOSITORY": str(home / "triton" / "models"),
+                "MASKLINE_PORT": str(s.port),
+                "MASKLINE_API_KEYS": s.api_keys,
+                "MASKLINE_LOG_LEVEL": s.log_level,
+            }
+        )
         env.setdefault("MASKLINE_STORE", "fs")
         env.setdefault("MASKLINE_STORE_PATH", str(home / "objects"))
         env.setdefault("MASKLINE_WARM_MODELS", "shapes-unet")
@@ -75,8 +77,9 @@ class Stack:
         try:
             self.pids["nats"] = start_nats(home, s.nats_port, s.nats_monitor_port, s.sync_interval).pid
             self._save()
-            self.pids["triton"] = start_triton(home, home / "triton" / "models", s.triton_http_port, s.triton_grpc_port,
-                                               s.triton_metrics_port).pid
+            self.pids["triton"] = start_triton(
+                home, home / "triton" / "models", s.triton_http_port, s.triton_grpc_port, s.triton_metrics_port
+            ).pid
             self._save()
             env = self.service_env()
             asyncio.run(seed_starter_model(load(RuntimeSettings, env)))

@@ -1,6 +1,6 @@
 """Write the bundled sample images (and their true masks) from fixed seeds.
 
-    python -m maskline.models.starter.make_samples
+python -m maskline.models.starter.make_samples
 """
 
 from __future__ import annotations

@@ -87,11 +87,20 @@ def main() -> None:
         "labels": list(shapes.LABELS),
         "input_size": [args.size, args.size],
         "parameters": sum(p.numel() for p in model.parameters()),
-        "held_out": {"images": args.held_out, "seed": HELD_OUT_SEED, "miou": round(miou, 4),
-                     "iou_per_class": [round(v, 4) for v in per_class]},
-        "training": {"steps": args.steps, "batch": args.batch, "seed": args.seed,
-                     "seconds": round(time.monotonic() - started), "torch": torch.__version__,
-                     "command": "python -m maskline.models.starter.train " + " ".join(sys.argv[1:])},
+        "held_out": {
+            "images": args.held_out,
+            "seed": HELD_OUT_SEED,
+            "miou": round(miou, 4),
+            "iou_per_class": [round(v, 4) for v in per_class],
+        },
+        "training": {
+            "steps": args.steps,
+            "batch": args.batch,
+            "seed": args.seed,
+            "seconds": round(time.monotonic() - started),
+            "torch": torch.__version__,
+            "command": "python -m maskline.models.starter.train " + " ".join(sys.argv[1:]),
+        },
     }
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(json.dumps(manifest["held_out"]))

@@ -72,8 +72,16 @@ class Chain:
         raise RuntimeError("audit chain: could not append after 50 attempts")
 
     @staticmethod
-    def _record(env: Envelope[msgspec.Raw] | None, subject: str, data: bytes, stream: str, stream_seq: int,
-                seq: int, prev_hash: str, recorded: datetime) -> AuditRecord:
+    def _record(
+        env: Envelope[msgspec.Raw] | None,
+        subject: str,
+        data: bytes,
+        stream: str,
+        stream_seq: int,
+        seq: int,
+        prev_hash: str,
+        recorded: datetime,
+    ) -> AuditRecord:
         try:
             event = msgspec.Raw(msgspec.json.encode(msgspec.json.decode(data)))
         except msgspec.DecodeError:

@@ -27,8 +27,13 @@ class Audit:
     async def run_stream(self, stream: str) -> None:
         js = self.runtime.bus.js
         subject = STREAMS[stream][0]
-        config = ConsumerConfig(durable_name=f"audit-{stream.lower()}", ack_policy=AckPolicy.EXPLICIT,
-                                deliver_policy=DeliverPolicy.ALL, filter_subject=subject, ack_wait=30.0)
+        config = ConsumerConfig(
+            durable_name=f"audit-{stream.lower()}",
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            filter_subject=subject,
+            ack_wait=30.0,
+        )
         psub = await js.pull_subscribe(subject, durable=config.durable_name, stream=stream, config=config)
         while not self.runtime.stopping.is_set():
             try:
@@ -37,8 +42,9 @@ class Audit:
                 continue
             for msg in msgs:
                 try:
-                    await self.chain.append(subject=msg.subject, data=msg.data, stream=stream,
-                                            stream_seq=msg.metadata.sequence.stream)
+                    await self.chain.append(
+                        subject=msg.subject, data=msg.data, stream=stream, stream_seq=msg.metadata.sequence.stream
+                    )
                     await msg.ack()
                     self.recorded += 1
                 except Exception:
@@ -48,4 +54,3 @@ class Audit:
 async def setup(runtime: Runtime) -> list[Awaitable[Any]]:
     audit = Audit(runtime)
     return [audit.run_stream(stream) for stream in AUDITED_STREAMS]
-

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Request
 
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import Unauthorized
 
 
-async def provide_tenant(request: Request, ctx: GatewayContext) -> str:
+async def provide_tenant(request: Request[Any, Any, Any], ctx: GatewayContext) -> str:
     key = request.headers.get("x-api-key", "")
     auth = request.headers.get("authorization", "")
     if not key and auth.lower().startswith("bearer "):
@@ -18,4 +20,4 @@ async def provide_tenant(request: Request, ctx: GatewayContext) -> str:
     tenant = ctx.tenants.get(key)
     if tenant is None:
         raise Unauthorized("unknown API key")
-    return tenant
+    return str(tenant)

@@ -12,7 +12,7 @@ def check_torchscript(weights: bytes, classes: int, input_size: tuple[int, int])
     import torch  # imported here: only model registration needs torch in the gateway
 
     try:
-        model = torch.jit.load(io.BytesIO(weights), map_location="cpu").eval()
+        model = torch.jit.load(io.BytesIO(weights), map_location="cpu").eval()  # type: ignore[no-untyped-call]
     except Exception as exc:
         raise Unprocessable(f"not a loadable TorchScript file: {exc}", code="invalid_model") from exc
     height, width = input_size
@@ -23,5 +23,6 @@ def check_torchscript(weights: bytes, classes: int, input_size: tuple[int, int])
         raise Unprocessable(f"model failed on a 1x3x{height}x{width} input: {exc}", code="invalid_model") from exc
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, classes, height, width):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise Unprocessable(f"model output is {shape}; expected (1, {classes}, {height}, {width}) class scores",
-                            code="invalid_model")
+        raise Unprocessable(
+            f"model output is {shape}; expected (1, {classes}, {height}, {width}) class scores", code="invalid_model"
+        )

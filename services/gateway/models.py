@@ -65,6 +65,15 @@ class ModelController(Controller):
             raise Unprocessable("input size must be between 8 and 4096 pixels per side")
         weights = await data.weights.read()
         await asyncio.to_thread(check_torchscript, weights, len(labels), size)
-        return await register_model(ctx.runtime.store, ctx.registry, ctx.runtime.bus, name=name, weights=weights,
-                                    labels=labels, input_size=size, source="gateway", tenant=tenant,
-                                    description=data.description)
+        return await register_model(
+            ctx.runtime.store,
+            ctx.registry,
+            ctx.runtime.bus,
+            name=name,
+            weights=weights,
+            labels=labels,
+            input_size=size,
+            source="gateway",
+            tenant=tenant,
+            description=data.description,
+        )

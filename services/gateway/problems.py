@@ -28,4 +28,6 @@ def _subclasses(cls: type[GatewayError]) -> list[type[GatewayError]]:
 
 def plugin() -> ProblemDetailsPlugin:
     mapping = {cls: _to_problem for cls in _subclasses(GatewayError)}
-    return ProblemDetailsPlugin(ProblemDetailsConfig(enable_for_all_http_exceptions=True, exception_to_problem_detail_map=mapping))  # type: ignore[arg-type]
+    return ProblemDetailsPlugin(
+        ProblemDetailsConfig(enable_for_all_http_exceptions=True, exception_to_problem_detail_map=mapping)
+    )

@@ -41,8 +41,13 @@ class SegmentationForm:
 
 def parse_options(form: SegmentationForm) -> seg_v1.SegmentationOptions:
     outputs = tuple(o.strip() for o in form.outputs.split(",") if o.strip())
-    raw = {"model": form.model, "version": form.version, "outputs": outputs, "overlay_alpha": form.overlay_alpha,
-           "min_region_area": form.min_region_area}
+    raw = {
+        "model": form.model,
+        "version": form.version,
+        "outputs": outputs,
+        "overlay_alpha": form.overlay_alpha,
+        "min_region_area": form.min_region_area,
+    }
     try:
         return msgspec.convert(raw, seg_v1.SegmentationOptions)
     except msgspec.ValidationError as exc:
@@ -72,8 +77,10 @@ class SegmentationController(Controller):
         ctx: GatewayContext,
         tenant: str,
         data: Annotated[SegmentationForm, Body(media_type=RequestEncodingType.MULTI_PART)],
-        wait: Annotated[float, Parameter(query="wait", ge=0, default=0.0,
-                                         description="Seconds to wait for the result (0: answer 202 at once)")] = 0.0,
+        wait: Annotated[
+            float,
+            Parameter(query="wait", ge=0, default=0.0, description="Seconds to wait for the result (0: answer 202 at once)"),
+        ] = 0.0,
         idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
     ) -> Response[SegmentationView]:
         options = parse_options(data)
@@ -85,9 +92,16 @@ class SegmentationController(Controller):
         existing = await ctx.jobs.get(job_id)
         if existing is None:
             ref = await ctx.runtime.store.put(f"inputs/{tenant}/{job_id}/upload", body, data.image.content_type)
-            env = Envelope(id=f"{job_id}:{seg_v1.REQUESTED}", type=seg_v1.REQUESTED, time=now(), source=SOURCE,
-                           tenant=tenant, job_id=job_id, trace_id=new_trace_id(),
-                           data=seg_v1.SegmentationRequested(image=ref, options=options, filename=data.image.filename))
+            env = Envelope(
+                id=f"{job_id}:{seg_v1.REQUESTED}",
+                type=seg_v1.REQUESTED,
+                time=now(),
+                source=SOURCE,
+                tenant=tenant,
+                job_id=job_id,
+                trace_id=new_trace_id(),
+                data=seg_v1.SegmentationRequested(image=ref, options=options, filename=data.image.filename),
+            )
             state = await ctx.jobs.apply(env)
             await ctx.runtime.bus.publish(env)
         else:
@@ -95,8 +109,9 @@ class SegmentationController(Controller):
         if wait > 0 and not state.finished:
             state = await ctx.waiters.wait(job_id, min(wait, s.max_wait_s)) or state
         if state.status == "failed" and state.error is not None:
-            raise Unprocessable(f"segmentation {job_id} failed in {state.error.stage}: {state.error.reason}",
-                                code=state.error.code)
+            raise Unprocessable(
+                f"segmentation {job_id} failed in {state.error.stage}: {state.error.reason}", code=state.error.code
+            )
         status = HTTP_200_OK if state.finished else HTTP_202_ACCEPTED
         return Response(segmentation_view(state), status_code=status, headers={"Location": job_path(job_id)})
 

@@ -51,12 +51,20 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     await registry.open(settings.stream_replicas)
     waiters = CompletionWaiters(runtime.bus.nc, jobs)
     await waiters.start()
-    ctx = GatewayContext(runtime=runtime, settings=settings, jobs=jobs, registry=registry, waiters=waiters,
-                         tenants=settings.tenants_by_key())
-    runtime.consume(
-        ConsumerSpec(durable="jobs", stream="SEG", subject="seg.v1.>", payload=msgspec.Raw,
-                     handler=JobProjector(jobs).handle, concurrency=settings.concurrency)
+    ctx = GatewayContext(
+        runtime=runtime, settings=settings, jobs=jobs, registry=registry, waiters=waiters, tenants=settings.tenants_by_key()
     )
-    config = uvicorn.Config(create_app(ctx), host=settings.host, port=settings.port, log_level="warning",
-                            access_log=False, lifespan="on")
+    runtime.consume(
+        ConsumerSpec(
+            durable="jobs",
+            stream="SEG",
+            subject="seg.v1.>",
+            payload=msgspec.Raw,
+            handler=JobProjector(jobs).handle,
+            concurrency=settings.concurrency,
+        )
+    )
+    config = uvicorn.Config(
+        create_app(ctx), host=settings.host, port=settings.port, log_level="warning", access_log=False, lifespan="on"
+    )
     return [_serve_http(runtime, _Server(config))]

@@ -25,6 +25,7 @@ def check_image_header(data: bytes, *, allowed_formats: frozenset[str], max_pixe
         raise UnsupportedMedia(f"upload is not an image in an accepted format ({', '.join(sorted(allowed_formats))})") from exc
     width, height = image.size
     if width * height > max_pixels:
-        raise PayloadTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}",
-                              code="image_too_large")
+        raise PayloadTooLarge(
+            f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}", code="image_too_large"
+        )
     return image.format or "unknown"

@@ -71,8 +71,9 @@ class Infer:
         probs = await self.triton.infer(model, batch)
         triton_ms = (time.perf_counter() - triton_started) * 1000
         if probs.ndim != 4 or probs.shape[1] != len(model.labels):
-            raise PermanentError(f"model returned shape {probs.shape}, expected (1, {len(model.labels)}, h, w)",
-                                 code="bad_model_output")
+            raise PermanentError(
+                f"model returned shape {probs.shape}, expected (1, {len(model.labels)}, h, w)", code="bad_model_output"
+            )
         key = f"outputs/{env.tenant}/{env.job_id}/probs.npy"
         try:
             ref = await self.runtime.store.put(key, encode_npy(probs[0]), "application/x-npy")
@@ -86,8 +87,11 @@ class Infer:
             model=ModelRef(name=model.name, version=model.version, precision=model.precision),
             labels=model.labels,
             options=options,
-            timings_ms={**env.data.timings_ms, "infer": round((time.perf_counter() - started) * 1000, 2),
-                        "triton": round(triton_ms, 2)},
+            timings_ms={
+                **env.data.timings_ms,
+                "infer": round((time.perf_counter() - started) * 1000, 2),
+                "triton": round(triton_ms, 2),
+            },
         )
         return [next_event(env, seg_v1.INFERRED, NAME, data)]
 

@@ -56,8 +56,15 @@ class Triton:
                     return
                 weights = await self.store.get(model.weights.key)
                 s = self.settings
-                await asyncio.to_thread(write_version, self.repository, model, weights, kind=s.triton_instance_kind,
-                                        instances=s.triton_instances, max_batch=s.triton_max_batch)
+                await asyncio.to_thread(
+                    write_version,
+                    self.repository,
+                    model,
+                    weights,
+                    kind=s.triton_instance_kind,
+                    instances=s.triton_instances,
+                    max_batch=s.triton_max_batch,
+                )
                 await self.client.load_model(model.name)
             except InferenceServerException as exc:
                 raise ModelLoadFailed(f"Triton could not load {model.name}/{model.version}: {exc.message()}") from exc
@@ -86,7 +93,7 @@ class Triton:
         probs = result.as_numpy("probs")
         if probs is None:
             raise TritonUnavailable("Triton returned no 'probs' output")
-        return probs
+        return np.asarray(probs, dtype=np.float16)
 
     async def close(self) -> None:
         await self.client.close()

@@ -35,19 +35,22 @@ def decode(data: bytes, *, allowed_formats: frozenset[str], max_pixels: int, max
             width, height = image.size
             # Check the header before decoding a single pixel: a 50 kB PNG can claim 100k x 100k.
             if width * height > max_pixels or max(width, height) > max_side:
-                raise InvalidImage(f"image is {width}x{height} pixels; the limit is {max_pixels} pixels and {max_side} per side",
-                                   code="image_too_large")
+                raise InvalidImage(
+                    f"image is {width}x{height} pixels; the limit is {max_pixels} pixels and {max_side} per side",
+                    code="image_too_large",
+                )
             image.load()
     except InvalidImage:
         raise
     except UnidentifiedImageError as exc:
-        raise InvalidImage(f"not an image in an accepted format ({', '.join(sorted(allowed_formats))})",
-                           code="unsupported_format") from exc
+        raise InvalidImage(
+            f"not an image in an accepted format ({', '.join(sorted(allowed_formats))})", code="unsupported_format"
+        ) from exc
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise InvalidImage(f"decompression bomb refused: {exc}", code="image_too_large") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage(f"image data is corrupt or truncated: {exc}", code="corrupt_image") from exc
-    image = ImageOps.exif_transpose(image).convert("RGB")
+    upright = ImageOps.exif_transpose(image).convert("RGB")
     out = io.BytesIO()
-    image.save(out, format="PNG", compress_level=1)
-    return DecodedImage(png=out.getvalue(), width=image.width, height=image.height, original_format=fmt)
+    upright.save(out, format="PNG", compress_level=1)
+    return DecodedImage(png=out.getvalue(), width=upright.width, height=upright.height, original_format=fmt)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import cv2
 import numpy as np
@@ -11,19 +12,32 @@ from PIL import Image
 
 # Class colours (class 0, background, is left uncoloured); cycles for models with more classes.
 PALETTE = np.array(
-    [[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [145, 30, 180], [70, 240, 240],
-     [245, 130, 48], [240, 50, 230], [210, 245, 60], [0, 128, 128], [170, 110, 40]],
+    [
+        [0, 0, 0],
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [0, 130, 200],
+        [145, 30, 180],
+        [70, 240, 240],
+        [245, 130, 48],
+        [240, 50, 230],
+        [210, 245, 60],
+        [0, 128, 128],
+        [170, 110, 40],
+    ],
     dtype=np.float32,
 )
 
 
-def upsample(probs: NDArray[np.floating], width: int, height: int) -> NDArray[np.float32]:
+def upsample(probs: NDArray[np.floating[Any]], width: int, height: int) -> NDArray[np.float32]:
     """(C, h, w) probabilities → (H, W, C) at the image's own size, bilinear."""
     hwc = np.ascontiguousarray(probs.astype(np.float32).transpose(1, 2, 0))
     if hwc.shape[:2] == (height, width):
-        return hwc
+        return hwc.astype(np.float32, copy=False)
     out = cv2.resize(hwc, (width, height), interpolation=cv2.INTER_LINEAR)
-    return out[..., None] if out.ndim == 2 else out
+    result = out[..., None] if out.ndim == 2 else out
+    return np.asarray(result, dtype=np.float32)
 
 
 def hard_mask(probs_hwc: NDArray[np.float32]) -> tuple[NDArray[np.uint8], NDArray[np.float32]]:
@@ -34,7 +48,7 @@ def hard_mask(probs_hwc: NDArray[np.float32]) -> tuple[NDArray[np.uint8], NDArra
 
 
 def colours(classes: int) -> NDArray[np.float32]:
-    return PALETTE[np.arange(classes) % len(PALETTE)]
+    return np.asarray(PALETTE[np.arange(classes) % len(PALETTE)], dtype=np.float32)
 
 
 def overlay(image: NDArray[np.uint8], mask: NDArray[np.uint8], classes: int, alpha: float) -> NDArray[np.uint8]:

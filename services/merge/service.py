@@ -55,8 +55,14 @@ def render_outputs(env: Envelope[seg_v1.SegmentationInferred], png: bytes, npy: 
         image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
         files["overlay"] = (render.png(render.overlay(image, mask, len(data.labels), data.options.overlay_alpha)), "image/png")
     if "regions" in data.options.outputs:
-        doc = RegionsDocument(job_id=env.job_id, image={"width": data.width, "height": data.height}, model=data.model,
-                              labels=data.labels, regions=regions, timings_ms=data.timings_ms)
+        doc = RegionsDocument(
+            job_id=env.job_id,
+            image={"width": data.width, "height": data.height},
+            model=data.model,
+            labels=data.labels,
+            regions=regions,
+            timings_ms=data.timings_ms,
+        )
         files["regions"] = (msgspec.json.encode(doc), "application/json")
     return Rendered(files=files, regions=len(regions))
 

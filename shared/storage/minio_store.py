@@ -72,7 +72,9 @@ class MinioStore:
     async def list(self, prefix: str) -> list[str]:
         def keys() -> list[str]:
             self._ensure_bucket()
-            return sorted(o.object_name for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True) if o.object_name)
+            return sorted(
+                o.object_name for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True) if o.object_name
+            )
 
         return await asyncio.to_thread(keys)
 

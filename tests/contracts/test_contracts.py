@@ -25,16 +25,33 @@ def test_every_subject_has_a_schema_with_the_envelope_fields() -> None:
 
 
 def test_consumers_skip_unknown_fields_so_a_newer_minor_still_decodes() -> None:
-    raw = {"id": "j:seg.v1.requested", "type": "seg.v1.requested", "version": "1.7", "time": "2026-01-01T00:00:00Z",
-           "source": "x", "tenant": "t", "job_id": "j", "trace_id": "tr", "added_in_1_7": True,
-           "data": {"image": {"key": "k", "size": 1, "sha256": "0" * 64}, "new_field": 1}}
+    raw = {
+        "id": "j:seg.v1.requested",
+        "type": "seg.v1.requested",
+        "version": "1.7",
+        "time": "2026-01-01T00:00:00Z",
+        "source": "x",
+        "tenant": "t",
+        "job_id": "j",
+        "trace_id": "tr",
+        "added_in_1_7": True,
+        "data": {"image": {"key": "k", "size": 1, "sha256": "0" * 64}, "new_field": 1},
+    }
     env = msgspec.json.decode(json.dumps(raw), type=Envelope[seg_v1.SegmentationRequested])
     assert env.data.options == seg_v1.SegmentationOptions()
 
 
 @pytest.mark.parametrize("job_id", ["a.b", "with space", "x" * 129, ""])
 def test_ids_that_cannot_be_a_subject_token_are_refused(job_id: str) -> None:
-    raw = {"id": "i", "type": "t", "time": "2026-01-01T00:00:00Z", "source": "x", "tenant": "t", "job_id": job_id,
-           "trace_id": "tr", "data": {"image": {"key": "k", "size": 1, "sha256": "0" * 64}}}
+    raw = {
+        "id": "i",
+        "type": "t",
+        "time": "2026-01-01T00:00:00Z",
+        "source": "x",
+        "tenant": "t",
+        "job_id": job_id,
+        "trace_id": "tr",
+        "data": {"image": {"key": "k", "size": 1, "sha256": "0" * 64}},
+    }
     with pytest.raises(msgspec.ValidationError, match="job_id"):
         msgspec.json.decode(json.dumps(raw), type=Envelope[seg_v1.SegmentationRequested])

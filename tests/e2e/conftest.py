@@ -19,8 +19,13 @@ MAX_UPLOAD = 3_000_000
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("stack")
     settings = StackSettings(
-        home=str(home), nats_port=free_port(), nats_monitor_port=free_port(), triton_http_port=free_port(),
-        triton_grpc_port=free_port(), triton_metrics_port=free_port(), port=free_port(),
+        home=str(home),
+        nats_port=free_port(),
+        nats_monitor_port=free_port(),
+        triton_http_port=free_port(),
+        triton_grpc_port=free_port(),
+        triton_metrics_port=free_port(),
+        port=free_port(),
         api_keys="key-a:tenant-a,key-b:tenant-b",
     )
     s = Stack(settings, extra_env={"MASKLINE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD), "MASKLINE_MAX_PIXELS": "4000000"})

@@ -86,8 +86,9 @@ def test_truncated_png_fails_the_job_with_the_reason_and_the_next_job_goes_throu
 
 
 def test_invalid_options_are_422(client: Client) -> None:
-    response = client.http.post("/v1/segmentations", files={"image": ("a.png", good_png(), "image/png")},
-                                data={"outputs": "mask,hologram"})
+    response = client.http.post(
+        "/v1/segmentations", files={"image": ("a.png", good_png(), "image/png")}, data={"outputs": "mask,hologram"}
+    )
     assert response.status_code == 422
     assert "outputs" in response.json()["detail"]
 

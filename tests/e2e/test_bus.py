@@ -24,11 +24,19 @@ pytestmark = pytest.mark.e2e
 
 
 def envelope(job_id: str, data: dict, *, version: str = "1.0") -> bytes:
-    return json.dumps({
-        "id": f"{job_id}:seg.v1.requested", "type": "seg.v1.requested", "version": version,
-        "time": datetime.now(UTC).isoformat(), "source": "partner-system", "tenant": "tenant-a",
-        "job_id": job_id, "trace_id": uuid.uuid4().hex, "data": data,
-    }).encode()
+    return json.dumps(
+        {
+            "id": f"{job_id}:seg.v1.requested",
+            "type": "seg.v1.requested",
+            "version": version,
+            "time": datetime.now(UTC).isoformat(),
+            "source": "partner-system",
+            "tenant": "tenant-a",
+            "job_id": job_id,
+            "trace_id": uuid.uuid4().hex,
+            "data": data,
+        }
+    ).encode()
 
 
 def put_image(stack: Stack, job_id: str) -> dict:
@@ -40,8 +48,12 @@ def put_image(stack: Stack, job_id: str) -> dict:
     path = Path(stack.home) / "objects" / key
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(buf.getvalue())
-    return {"key": key, "size": len(buf.getvalue()), "sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
-            "content_type": "image/png"}
+    return {
+        "key": key,
+        "size": len(buf.getvalue()),
+        "sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
+        "content_type": "image/png",
+    }
 
 
 async def run_scenario(stack: Stack) -> dict[str, dict]:

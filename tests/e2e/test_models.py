@@ -69,8 +69,24 @@ def test_register_refuses_a_file_that_is_not_a_segmentation_model(client: Client
 
 def test_cli_registers_and_lists_models(stack: Stack, tmp_path: Path) -> None:
     base = [sys.executable, "-m", "maskline.cli", "--url", stack.gateway_url, "--api-key", "key-a"]
-    out = subprocess.run([*base, "models", "register", "--weights", str(scripted(tmp_path)), "--name", "bright-cli",
-                          "--labels", "dark,bright", "--input-size", "64,96"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            *base,
+            "models",
+            "register",
+            "--weights",
+            str(scripted(tmp_path)),
+            "--name",
+            "bright-cli",
+            "--labels",
+            "dark,bright",
+            "--input-size",
+            "64,96",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "registered bright-cli version 1" in out.stdout
     listing = subprocess.run([*base, "models", "list"], capture_output=True, text=True, timeout=60)

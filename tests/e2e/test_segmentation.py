@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-from maskline.client import ApiError, Client
+from maskline.client import Client
 from maskline.models.starter import shapes
 
 pytestmark = pytest.mark.e2e
@@ -69,8 +69,9 @@ def test_synthetic_image_gives_the_known_mask_overlay_and_regions(client: Client
 
 def test_async_job_answers_202_with_location_then_completes(client: Client) -> None:
     image, _ = shapes.sample(np.random.default_rng(7), size=200)
-    response = client.http.post("/v1/segmentations", files={"image": ("a.png", png_bytes(image), "image/png")},
-                                data={"outputs": "mask,regions"})
+    response = client.http.post(
+        "/v1/segmentations", files={"image": ("a.png", png_bytes(image), "image/png")}, data={"outputs": "mask,regions"}
+    )
     assert response.status_code == 202
     location = response.headers["location"]
     assert location == f"/v1/segmentations/{response.json()['id']}"

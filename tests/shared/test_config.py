@@ -9,8 +9,16 @@ pytestmark = pytest.mark.unit
 
 
 def test_settings_come_from_prefixed_environment_variables() -> None:
-    s = load(GatewaySettings, {"MASKLINE_NATS_URL": "nats://x:1", "MASKLINE_PORT": "9999", "MASKLINE_MINIO_SECURE": "true",
-                               "OTHER": "ignored", "MASKLINE_UNKNOWN": "ignored"})
+    s = load(
+        GatewaySettings,
+        {
+            "MASKLINE_NATS_URL": "nats://x:1",
+            "MASKLINE_PORT": "9999",
+            "MASKLINE_MINIO_SECURE": "true",
+            "OTHER": "ignored",
+            "MASKLINE_UNKNOWN": "ignored",
+        },
+    )
     assert (s.nats_url, s.port, s.minio_secure) == ("nats://x:1", 9999, True)
 
 

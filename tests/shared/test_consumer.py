@@ -26,14 +26,30 @@ class Ping(msgspec.Struct, frozen=True):
 
 def envelope(subject: str, n: int, *, version: str = "1.0", job: str | None = None) -> Envelope[Ping]:
     job_id = job or uuid.uuid4().hex
-    return Envelope(id=f"{job_id}:{subject}", type=subject, version=version, time=now(), source="test", tenant="t1",
-                    job_id=job_id, trace_id="trace", data=Ping(n))
+    return Envelope(
+        id=f"{job_id}:{subject}",
+        type=subject,
+        version=version,
+        time=now(),
+        source="test",
+        tenant="t1",
+        job_id=job_id,
+        trace_id="trace",
+        data=Ping(n),
+    )
 
 
 @asynccontextmanager
 async def running(bus: Bus, handler: Callable[[Envelope[Ping]], Any], subject: str) -> AsyncIterator[Consumer[Ping]]:
-    spec = ConsumerSpec(durable=f"t-{uuid.uuid4().hex[:8]}", stream="SEG", subject=subject, payload=Ping,
-                        handler=handler, failure_subject=f"{subject}.failed", concurrency=2)
+    spec = ConsumerSpec(
+        durable=f"t-{uuid.uuid4().hex[:8]}",
+        stream="SEG",
+        subject=subject,
+        payload=Ping,
+        handler=handler,
+        failure_subject=f"{subject}.failed",
+        concurrency=2,
+    )
     consumer = Consumer(bus, spec, source="test", max_deliver=3, ack_wait_s=5)
     task = asyncio.create_task(consumer.run())
     yield consumer
@@ -90,7 +106,11 @@ async def test_garbage_is_dead_lettered_and_the_next_message_still_goes_through(
         await bus.js.publish(subject, b"\x00\xffnot json at all", headers={MSG_ID: uuid.uuid4().hex})
         await bus.publish(envelope(subject, 7))
         await wait_for(lambda: handled == [7] and consumer.stats.dead_lettered == 1)
-    letter = next(msgspec.json.decode(d, type=DeadLetter) for d in letters if msgspec.json.decode(d, type=DeadLetter).consumer == consumer.spec.durable)
+    letter = next(
+        msgspec.json.decode(d, type=DeadLetter)
+        for d in letters
+        if msgspec.json.decode(d, type=DeadLetter).consumer == consumer.spec.durable
+    )
     assert letter.code == "invalid_message"
     assert letter.data == b"\x00\xffnot json at all"
     assert "cannot decode" in letter.reason

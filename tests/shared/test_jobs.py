@@ -19,21 +19,57 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def event(job: str, subject: str, data: object, step: int) -> Envelope[object]:
-    return Envelope(id=f"{job}:{subject}", type=subject, time=T0 + timedelta(seconds=step), source="t", tenant="t1",
-                    job_id=job, trace_id="tr", data=data)
+    return Envelope(
+        id=f"{job}:{subject}",
+        type=subject,
+        time=T0 + timedelta(seconds=step),
+        source="t",
+        tenant="t1",
+        job_id=job,
+        trace_id="tr",
+        data=data,
+    )
 
 
 def lifecycle(job: str) -> list[Envelope[object]]:
     return [
         event(job, seg_v1.REQUESTED, seg_v1.SegmentationRequested(image=REF), 0),
-        event(job, seg_v1.INGESTED, seg_v1.SegmentationIngested(image=REF, width=4, height=3, original_format="PNG",
-                                                                 options=OPTS, timings_ms={"ingest": 1.0}), 1),
-        event(job, seg_v1.INFERRED, seg_v1.SegmentationInferred(image=REF, width=4, height=3, prediction=REF, model=MODEL,
-                                                                 labels=("a", "b"), options=OPTS,
-                                                                 timings_ms={"ingest": 1.0, "infer": 2.0}), 2),
-        event(job, seg_v1.COMPLETED, seg_v1.SegmentationCompleted(artifacts={"mask": REF}, model=MODEL, width=4, height=3,
-                                                                   regions=2, timings_ms={"ingest": 1.0, "infer": 2.0,
-                                                                                          "merge": 3.0}), 3),
+        event(
+            job,
+            seg_v1.INGESTED,
+            seg_v1.SegmentationIngested(
+                image=REF, width=4, height=3, original_format="PNG", options=OPTS, timings_ms={"ingest": 1.0}
+            ),
+            1,
+        ),
+        event(
+            job,
+            seg_v1.INFERRED,
+            seg_v1.SegmentationInferred(
+                image=REF,
+                width=4,
+                height=3,
+                prediction=REF,
+                model=MODEL,
+                labels=("a", "b"),
+                options=OPTS,
+                timings_ms={"ingest": 1.0, "infer": 2.0},
+            ),
+            2,
+        ),
+        event(
+            job,
+            seg_v1.COMPLETED,
+            seg_v1.SegmentationCompleted(
+                artifacts={"mask": REF},
+                model=MODEL,
+                width=4,
+                height=3,
+                regions=2,
+                timings_ms={"ingest": 1.0, "infer": 2.0, "merge": 3.0},
+            ),
+            3,
+        ),
     ]
 
 

@@ -22,7 +22,9 @@ pytestmark = [pytest.mark.triton, pytest.mark.integration]
 
 
 def version(name: str, weights: bytes, labels: tuple[str, ...], size: tuple[int, int]) -> ModelVersion:
-    return ModelVersion(name=name, version=1, labels=labels, input_size=size, weights=make_ref(f"models/{name}/1/model.pt", weights, "x"))
+    return ModelVersion(
+        name=name, version=1, labels=labels, input_size=size, weights=make_ref(f"models/{name}/1/model.pt", weights, "x")
+    )
 
 
 async def test_starter_model_loads_on_demand_and_segments_a_known_image(triton_server: tuple[str, Path], tmp_path: Path) -> None:

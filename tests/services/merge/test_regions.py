@@ -15,13 +15,16 @@ LABELS = ("background", "a", "b")
 
 def test_regions_are_connected_components_with_exact_rle_bbox_and_area() -> None:
     mask = np.zeros((40, 50), dtype=np.uint8)
-    mask[5:15, 10:30] = 1      # 200 px
-    mask[20:25, 2:6] = 1       # 20 px, separate component of the same class
-    mask[30:38, 40:48] = 2     # 64 px
+    mask[5:15, 10:30] = 1  # 200 px
+    mask[20:25, 2:6] = 1  # 20 px, separate component of the same class
+    mask[30:38, 40:48] = 2  # 64 px
     score = np.full(mask.shape, 0.8, dtype=np.float32)
     regions = find_regions(mask, score, LABELS)
-    assert [(r.label, r.area, r.bbox) for r in regions] == [("a", 200, [10, 5, 20, 10]), ("b", 64, [40, 30, 8, 8]),
-                                                            ("a", 20, [2, 20, 4, 5])]
+    assert [(r.label, r.area, r.bbox) for r in regions] == [
+        ("a", 200, [10, 5, 20, 10]),
+        ("b", 64, [40, 30, 8, 8]),
+        ("a", 20, [2, 20, 4, 5]),
+    ]
     assert [r.id for r in regions] == [1, 2, 3]
     for r in regions:
         decoded = coco_mask.decode({"size": r.rle.size, "counts": r.rle.counts.encode()})

@@ -26,8 +26,9 @@ def s3_endpoint() -> Iterator[str]:
 
 
 async def test_minio_store_meets_the_contract_over_s3(s3_endpoint: str) -> None:
-    settings = RuntimeSettings(store="minio", minio_endpoint=s3_endpoint, minio_access_key="test", minio_secret_key="test",
-                               minio_bucket="maskline-test")
+    settings = RuntimeSettings(
+        store="minio", minio_endpoint=s3_endpoint, minio_access_key="test", minio_secret_key="test", minio_bucket="maskline-test"
+    )
     store = open_store(settings)
     assert isinstance(store, MinioStore)
     await check_store_contract(store)
