@@ -1,0 +1,148 @@
+"""Benchmark: Triton called directly vs the whole gateway → NATS → ingest → infer → merge path.
+
+    python -m bench.pipeline [--requests 200] [--concurrency 1,4] [--url http://...]
+
+Starts its own embedded stack on free ports (unless --url is given), uses the same model and the
+same image for both paths in one run, and prints medians, p95 and ratios as JSON and Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import tritonclient.http.aio as triton_http
+from tritonclient.http import InferInput, InferRequestedOutput
+
+from maskline.infra.embedded.process import free_port
+from maskline.infra.embedded.settings import StackSettings
+from maskline.infra.embedded.stack import Stack
+from maskline.services.infer.preprocess import to_model_input
+
+MODEL = "shapes-unet"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def summary(latencies: list[float], wall: float) -> dict[str, float]:
+    return {
+        "requests": len(latencies),
+        "throughput_rps": round(len(latencies) / wall, 2),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p95_ms": round(percentile(latencies, 0.95) * 1000, 2),
+    }
+
+
+async def run_load(call: Any, requests: int, concurrency: int) -> dict[str, float]:
+    latencies: list[float] = []
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(requests):
+        queue.put_nowait(i)
+
+    async def worker() -> None:
+        while not queue.empty():
+            queue.get_nowait()
+            started = time.perf_counter()
+            await call()
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return summary(latencies, time.perf_counter() - started)
+
+
+async def bench(gateway: str, triton_url: str, api_key: str, image: bytes, requests: int, levels: list[int]) -> dict[str, Any]:
+    tensor = to_model_input(image, (128, 128))
+    triton = triton_http.InferenceServerClient(triton_url)
+    http = httpx.AsyncClient(base_url=gateway, headers={"Authorization": f"Bearer {api_key}"}, timeout=120)
+
+    async def direct() -> None:
+        inp = InferInput("image", list(tensor.shape), "FP32")
+        inp.set_data_from_numpy(tensor, binary_data=True)
+        result = await triton.infer(MODEL, [inp], model_version="1", outputs=[InferRequestedOutput("probs", binary_data=True)])
+        assert result.as_numpy("probs") is not None
+
+    async def pipeline() -> None:
+        response = await http.post("/v1/segmentations", params={"wait": 60}, files={"image": ("s.png", image, "image/png")})
+        assert response.status_code == 200 and response.json()["status"] == "completed", response.text
+
+    for _ in range(10):  # warm both paths
+        await direct()
+        await pipeline()
+    results: dict[str, Any] = {}
+    for level in levels:
+        a = await run_load(direct, requests, level)
+        b = await run_load(pipeline, requests, level)
+        results[f"concurrency_{level}"] = {
+            "triton_direct": a,
+            "pipeline": b,
+            "throughput_ratio": round(b["throughput_rps"] / a["throughput_rps"], 3),
+            "added_p50_ms": round(b["p50_ms"] - a["p50_ms"], 2),
+        }
+    await triton.close()
+    await http.aclose()
+    return results
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = ["| concurrency | path | req/s | p50 ms | p95 ms | ratio (b/a) | added p50 ms |", "|---|---|---|---|---|---|---|"]
+    for key, r in results.items():
+        level = key.split("_")[1]
+        a, b = r["triton_direct"], r["pipeline"]
+        lines.append(f"| {level} | (a) Triton direct | {a['throughput_rps']} | {a['p50_ms']} | {a['p95_ms']} | | |")
+        lines.append(f"| {level} | (b) gateway → bus → services | {b['throughput_rps']} | {b['p50_ms']} | {b['p95_ms']} "
+                     f"| {r['throughput_ratio']} | {r['added_p50_ms']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", default="1,4")
+    parser.add_argument("--url", help="an already running gateway (then also give --triton)")
+    parser.add_argument("--triton", default="127.0.0.1:8000")
+    parser.add_argument("--api-key", default="dev-key")
+    parser.add_argument("--out", type=Path, help="write the JSON results here")
+    args = parser.parse_args()
+    image = resources.files("maskline.models.starter").joinpath("samples/shapes-1.png").read_bytes()
+    levels = [int(v) for v in args.concurrency.split(",")]
+    stack = None
+    if args.url:
+        gateway, triton_url = args.url, args.triton
+    else:
+        home = tempfile.mkdtemp(prefix="maskline-bench-")
+        settings = StackSettings(home=home, nats_port=free_port(), nats_monitor_port=free_port(), triton_http_port=free_port(),
+                                 triton_grpc_port=free_port(), triton_metrics_port=free_port(), port=free_port(),
+                                 log_level="warning")
+        stack = Stack(settings)
+        stack.up()
+        gateway, triton_url = stack.gateway_url, f"127.0.0.1:{settings.triton_http_port}"
+    try:
+        results = asyncio.run(bench(gateway, triton_url, args.api_key, image, args.requests, levels))
+    finally:
+        if stack:
+            stack.down()
+    report = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+              "image": "shapes-1.png 256x256", "model": f"{MODEL} v1 (128x128 input)", "results": results}
+    print(json.dumps(report, indent=2))
+    print(markdown(results))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
