@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
+import msgspec
 import tritonclient.http.aio as triton_http
 from tritonclient.http import InferInput, InferRequestedOutput
 
@@ -29,6 +29,7 @@ from maskline.infra.embedded.process import free_port
 from maskline.infra.embedded.settings import StackSettings
 from maskline.infra.embedded.stack import Stack
 from maskline.services.infer.preprocess import to_model_input
+from maskline.shared.config import load
 
 MODEL = "shapes-unet"
 
@@ -104,8 +105,10 @@ def markdown(results: dict[str, Any]) -> str:
         level = key.split("_")[1]
         a, b = r["triton_direct"], r["pipeline"]
         lines.append(f"| {level} | (a) Triton direct | {a['throughput_rps']} | {a['p50_ms']} | {a['p95_ms']} | | |")
-        lines.append(f"| {level} | (b) gateway → bus → services | {b['throughput_rps']} | {b['p50_ms']} | {b['p95_ms']} "
-                     f"| {r['throughput_ratio']} | {r['added_p50_ms']} |")
+        lines.append(
+            f"| {level} | (b) gateway → bus → services | {b['throughput_rps']} | {b['p50_ms']} | {b['p95_ms']} "
+            f"| {r['throughput_ratio']} | {r['added_p50_ms']} |"
+        )
     return "\n".join(lines)
 
 
@@ -125,9 +128,18 @@ def main() -> None:
         gateway, triton_url = args.url, args.triton
     else:
         home = tempfile.mkdtemp(prefix="maskline-bench-")
-        settings = StackSettings(home=home, nats_port=free_port(), nats_monitor_port=free_port(), triton_http_port=free_port(),
-                                 triton_grpc_port=free_port(), triton_metrics_port=free_port(), port=free_port(),
-                                 log_level="warning")
+        base = load(StackSettings)  # MASKLINE_SYNC_INTERVAL etc. still apply
+        settings = msgspec.structs.replace(
+            base,
+            home=home,
+            nats_port=free_port(),
+            nats_monitor_port=free_port(),
+            triton_http_port=free_port(),
+            triton_grpc_port=free_port(),
+            triton_metrics_port=free_port(),
+            port=free_port(),
+            log_level="warning",
+        )
         stack = Stack(settings)
         stack.up()
         gateway, triton_url = stack.gateway_url, f"127.0.0.1:{settings.triton_http_port}"
@@ -136,8 +148,13 @@ def main() -> None:
     finally:
         if stack:
             stack.down()
-    report = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-              "image": "shapes-1.png 256x256", "model": f"{MODEL} v1 (128x128 input)", "results": results}
+    report = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "image": "shapes-1.png 256x256",
+        "model": f"{MODEL} v1 (128x128 input)",
+        "nats_sync_interval": stack.settings.sync_interval if stack else "?",
+        "results": results,
+    }
     print(json.dumps(report, indent=2))
     print(markdown(results))
     if args.out:

@@ -12,6 +12,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSe
 from maskline.contracts.model_v1 import ModelVersion
 
 BUCKET = "models"
+LATEST = "latest"
 _decoder = msgspec.json.Decoder(ModelVersion)
 
 
@@ -41,6 +42,30 @@ class ModelRegistry:
             await self._kv.create(f"{model.name}.{model.version}", msgspec.json.encode(model))
         except KeyWrongLastSequenceError as exc:
             raise VersionExists(f"{model.name} version {model.version} is already registered") from exc
+        await self._advance_latest(model)
+
+    async def _advance_latest(self, model: ModelVersion) -> None:
+        """Point `<name>.latest` at the newest version (compare-and-set; never moves back).
+
+        Resolving "latest" is then one key read on the hot path, instead of listing every key.
+        """
+        key = f"{model.name}.{LATEST}"
+        for _ in range(20):
+            try:
+                entry = await self._kv.get(key)
+                current, revision = _decoder.decode(entry.value), entry.revision
+            except (KeyNotFoundError, NotFoundError):
+                current, revision = None, None
+            if current is not None and current.version >= model.version:
+                return
+            try:
+                if revision is None:
+                    await self._kv.create(key, msgspec.json.encode(model))
+                else:
+                    await self._kv.update(key, msgspec.json.encode(model), last=revision)
+                return
+            except KeyWrongLastSequenceError:
+                continue
 
     async def list(self, name: str | None = None) -> list[ModelVersion]:
         try:
@@ -49,23 +74,23 @@ class ModelRegistry:
             return []
         models = []
         for key in keys:
+            if key.endswith(f".{LATEST}"):
+                continue
             if name is None or key.rsplit(".", 1)[0] == name:
                 entry = await self._kv.get(key)
                 models.append(_decoder.decode(entry.value))
         return sorted(models, key=lambda m: (m.name, m.version))
 
     async def get(self, name: str, version: int | None = None) -> ModelVersion:
-        if version is None:
-            versions = await self.list(name)
-            if not versions:
-                raise ModelNotFound(f"model {name!r} is not registered")
-            return versions[-1]
         try:
-            entry = await self._kv.get(f"{name}.{version}")
+            entry = await self._kv.get(f"{name}.{LATEST if version is None else version}")
         except (KeyNotFoundError, NotFoundError) as exc:
-            raise ModelNotFound(f"model {name!r} version {version} is not registered") from exc
+            which = "" if version is None else f" version {version}"
+            raise ModelNotFound(f"model {name!r}{which} is not registered") from exc
         return _decoder.decode(entry.value)
 
     async def next_version(self, name: str) -> int:
-        versions = await self.list(name)
-        return versions[-1].version + 1 if versions else 1
+        try:
+            return (await self.get(name)).version + 1
+        except ModelNotFound:
+            return 1

@@ -20,5 +20,9 @@ class StackSettings(msgspec.Struct, kw_only=True, frozen=True):
     api_keys: str = "dev-key:demo"
     sync_interval: str = "always"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    torch_threads: int = 1
+    triton_instances: int = 2
+    """On a small CPU host two single-threaded model instances beat one two-threaded one:
+    measured 19.4 vs 15.0 pipeline jobs/s on 2 cores (docs/benchmarks.md)."""
     infer_instances: int = 1
     """Processes of the infer service (the other services run one each)."""

@@ -61,6 +61,7 @@ class Stack:
         env.setdefault("MASKLINE_STORE", "fs")
         env.setdefault("MASKLINE_STORE_PATH", str(home / "objects"))
         env.setdefault("MASKLINE_WARM_MODELS", "shapes-unet")
+        env.setdefault("MASKLINE_TRITON_INSTANCES", str(s.triton_instances))
         env.update(self.extra_env)
         return env
 
@@ -78,7 +79,12 @@ class Stack:
             self.pids["nats"] = start_nats(home, s.nats_port, s.nats_monitor_port, s.sync_interval).pid
             self._save()
             self.pids["triton"] = start_triton(
-                home, home / "triton" / "models", s.triton_http_port, s.triton_grpc_port, s.triton_metrics_port
+                home,
+                home / "triton" / "models",
+                s.triton_http_port,
+                s.triton_grpc_port,
+                s.triton_metrics_port,
+                torch_threads=s.torch_threads,
             ).pid
             self._save()
             env = self.service_env()

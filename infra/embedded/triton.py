@@ -40,7 +40,7 @@ def backend_dir(data_dir: Path) -> Path:
     return target.parent
 
 
-def triton_env() -> dict[str, str]:
+def triton_env(torch_threads: int = 0) -> dict[str, str]:
     env = dict(os.environ)
     libdir = sysconfig.get_config_var("LIBDIR") or ""
     env["LD_LIBRARY_PATH"] = ":".join(filter(None, [libdir, env.get("LD_LIBRARY_PATH", "")]))
@@ -48,7 +48,7 @@ def triton_env() -> dict[str, str]:
     env["PYTHONPATH"] = ":".join(filter(None, [*site.getsitepackages(), env.get("PYTHONPATH", "")]))
     # ...and its interpreter finds its prefix from the `python3` on PATH, as pytriton arranges it.
     env["PATH"] = ":".join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env.setdefault("MASKLINE_TORCH_THREADS", "0")
+    env.setdefault("MASKLINE_TORCH_THREADS", str(torch_threads))
     return env
 
 
@@ -60,7 +60,9 @@ def http_ready(port: int) -> bool:
         return False
 
 
-def start_triton(data_dir: Path, repository: Path, http_port: int, grpc_port: int, metrics_port: int) -> subprocess.Popen[bytes]:
+def start_triton(
+    data_dir: Path, repository: Path, http_port: int, grpc_port: int, metrics_port: int, *, torch_threads: int = 0
+) -> subprocess.Popen[bytes]:
     repository.mkdir(parents=True, exist_ok=True)
     argv = [
         str(wheel_root() / "bin" / "tritonserver"),
@@ -76,6 +78,6 @@ def start_triton(data_dir: Path, repository: Path, http_port: int, grpc_port: in
         "--log-verbose=0",
     ]
     log = data_dir / "logs" / "triton.log"
-    proc = spawn(argv, log, env=triton_env())
+    proc = spawn(argv, log, env=triton_env(torch_threads))
     wait_until(lambda: http_ready(http_port), 60, "tritonserver", proc, log)
     return proc

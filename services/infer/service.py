@@ -12,6 +12,7 @@ import structlog
 from maskline.contracts import seg_v1
 from maskline.contracts.common_v1 import ModelRef
 from maskline.contracts.envelope import Envelope, next_event
+from maskline.contracts.model_v1 import ModelVersion
 from maskline.services.infer.preprocess import encode_npy, to_model_input
 from maskline.services.infer.settings import InferSettings
 from maskline.services.infer.triton import Triton
@@ -23,6 +24,7 @@ from maskline.shared.storage import ObjectNotFound, StorageError
 
 NAME = "infer"
 log = structlog.get_logger(NAME)
+LATEST_TTL_S = 5.0
 
 
 class Infer:
@@ -31,6 +33,20 @@ class Infer:
         self.triton = triton
         self.registry = registry
         self._warm_done = False
+        self._models: dict[tuple[str, int | None], tuple[float, ModelVersion]] = {}
+
+    async def resolve(self, name: str, version: int | None) -> ModelVersion:
+        """Versions are immutable, so a pinned version is cached for good; "latest" for a few seconds."""
+        key = (name, version)
+        cached = self._models.get(key)
+        if cached is not None and (version is not None or time.monotonic() - cached[0] < LATEST_TTL_S):
+            return cached[1]
+        try:
+            model = await self.registry.get(name, version)
+        except ModelNotFound as exc:
+            raise PermanentError(str(exc), code="model_not_found") from exc
+        self._models[key] = (time.monotonic(), model)
+        return model
 
     async def warm(self, names: list[str]) -> None:
         """Load the newest version of each named model; readiness waits for it."""
@@ -55,10 +71,7 @@ class Infer:
     async def handle(self, env: Envelope[seg_v1.SegmentationIngested]) -> list[Envelope[seg_v1.SegmentationInferred]]:
         started = time.perf_counter()
         options = env.data.options
-        try:
-            model = await self.registry.get(options.model, options.version)
-        except ModelNotFound as exc:
-            raise PermanentError(str(exc), code="model_not_found") from exc
+        model = await self.resolve(options.model, options.version)
         try:
             png = await self.runtime.store.get(env.data.image.key)
         except ObjectNotFound as exc:

@@ -10,6 +10,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from maskline.shared.errors import PermanentError
 
+ORIENTATION = 0x0112
+
 
 class InvalidImage(PermanentError):
     """The upload is not an image we accept: unknown format, truncated, or too large."""
@@ -19,7 +21,8 @@ class InvalidImage(PermanentError):
 
 @dataclass(frozen=True)
 class DecodedImage:
-    png: bytes
+    png: bytes | None
+    """The normalised PNG, or None when the upload already is one (RGB PNG, upright): keep it as is."""
     width: int
     height: int
     original_format: str
@@ -50,6 +53,8 @@ def decode(data: bytes, *, allowed_formats: frozenset[str], max_pixels: int, max
         raise InvalidImage(f"decompression bomb refused: {exc}", code="image_too_large") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage(f"image data is corrupt or truncated: {exc}", code="corrupt_image") from exc
+    if fmt == "PNG" and image.mode == "RGB" and image.getexif().get(ORIENTATION, 1) == 1:
+        return DecodedImage(png=None, width=width, height=height, original_format=fmt)
     upright = ImageOps.exif_transpose(image).convert("RGB")
     out = io.BytesIO()
     upright.save(out, format="PNG", compress_level=1)

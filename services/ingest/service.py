@@ -6,6 +6,8 @@ import asyncio
 import time
 from collections.abc import Awaitable
 
+import msgspec
+
 from maskline.contracts import seg_v1
 from maskline.contracts.envelope import Envelope, next_event
 from maskline.services.ingest.decode import decode
@@ -39,10 +41,12 @@ class Ingest:
             raise RetryableError(str(exc)) from exc
         s = self.settings
         image = await asyncio.to_thread(decode, raw, allowed_formats=self.formats, max_pixels=s.max_pixels, max_side=s.max_side)
-        try:
-            ref = await store.put(input_key(env.tenant, env.job_id, "image.png"), image.png, "image/png")
-        except StorageError as exc:
-            raise RetryableError(str(exc)) from exc
+        ref = msgspec.structs.replace(env.data.image, content_type="image/png")
+        if image.png is not None:  # re-encoded; otherwise the upload already is the normalised image
+            try:
+                ref = await store.put(input_key(env.tenant, env.job_id, "image.png"), image.png, "image/png")
+            except StorageError as exc:
+                raise RetryableError(str(exc)) from exc
         data = seg_v1.SegmentationIngested(
             image=ref,
             width=image.width,

@@ -60,3 +60,9 @@ def test_bad_input_is_refused_with_a_reason(data: bytes, code: str) -> None:
 def test_pixel_limit_is_checked_from_the_header() -> None:
     with pytest.raises(InvalidImage, match="100x100"):
         run(encode(Image.new("RGB", (100, 100))), max_pixels=5000)
+
+
+def test_an_upright_rgb_png_is_kept_as_uploaded() -> None:
+    out = run(encode(Image.new("RGB", (12, 7), (1, 2, 3))))
+    assert out.png is None  # type: ignore[attr-defined]
+    assert (out.width, out.height) == (12, 7)  # type: ignore[attr-defined]

@@ -1,0 +1,76 @@
+"""Operators see the fleet from the bus alone; the stack is run and stopped with the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import nats
+import pytest
+
+from maskline.infra.embedded.process import free_port
+from maskline.infra.embedded.stack import SERVICES, Stack
+from maskline.shared.fleet import service_status
+
+pytestmark = pytest.mark.e2e
+
+
+async def micro_ping(url: str) -> list[dict]:
+    nc = await nats.connect(url)
+    inbox = nc.new_inbox()
+    replies: list[dict] = []
+    sub = await nc.subscribe(inbox)
+    await nc.publish("$SRV.INFO", b"", reply=inbox)
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=0.5)
+            replies.append(json.loads(msg.data))
+    except Exception:
+        pass
+    await nc.close()
+    return replies
+
+
+def test_every_service_registers_with_the_nats_services_api(stack: Stack) -> None:
+    url = f"nats://127.0.0.1:{stack.settings.nats_port}"
+    infos = asyncio.run(micro_ping(url))
+    names = {i["name"] for i in infos}
+    assert {f"maskline-{s}" for s in SERVICES} <= names
+    statuses = asyncio.run(service_status(url, list(SERVICES)))
+    for name, status in statuses.items():
+        assert status is not None and status["ready"] is True, name
+        assert status["checks"]["nats"] and status["checks"]["store"]
+    assert statuses["infer"]["checks"]["triton"] and statuses["infer"]["checks"]["models"]
+    assert statuses["ingest"]["consumers"]["ingest"]["processed"] >= 0
+
+
+def test_cli_up_status_down_runs_a_second_stack_beside_the_first(tmp_path: Path) -> None:
+    ports = {
+        name: str(free_port())
+        for name in ("PORT", "NATS_PORT", "NATS_MONITOR_PORT", "TRITON_HTTP_PORT", "TRITON_GRPC_PORT", "TRITON_METRICS_PORT")
+    }
+    env = {**os.environ, "MASKLINE_HOME": str(tmp_path / "second"), **{f"MASKLINE_{k}": v for k, v in ports.items()}}
+    cli = [sys.executable, "-m", "maskline.cli"]
+    up = subprocess.run([*cli, "up"], env=env, capture_output=True, text=True, timeout=180)
+    try:
+        assert up.returncode == 0, up.stderr
+        status = subprocess.run([*cli, "--json", "status"], env=env, capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0, status.stdout + status.stderr
+        report = json.loads(status.stdout)
+        assert report["ready"] is True
+        assert all(p["running"] for p in report["processes"].values())
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports['PORT']}/health/ready") as response:
+            assert response.status == 200
+    finally:
+        down = subprocess.run([*cli, "down"], env=env, capture_output=True, text=True, timeout=120)
+    assert down.returncode == 0 and "stack stopped" in down.stdout
+    assert not (tmp_path / "second" / "stack.json").exists()
+    for name, proc in report["processes"].items():
+        assert not Path(f"/proc/{proc['pid']}").exists() or "zombie" in Path(f"/proc/{proc['pid']}/status").read_text().lower(), (
+            name
+        )
