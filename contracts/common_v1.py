@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -48,3 +48,20 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
     data: bytes
     headers: dict[str, str] = {}
+
+
+VariantName = Literal["original", "rotate", "blur", "flip", "flop"]
+ALL_VARIANTS: tuple[VariantName, ...] = ("original", "rotate", "blur", "flip", "flop")
+Fusion = Literal["mean", "max", "vote"]
+
+
+class Variant(msgspec.Struct, frozen=True, kw_only=True):
+    """One augmentation with its parameters, recorded with every result made from it.
+
+    flip = top-bottom mirror, flop = left-right mirror, rotate = counter-clockwise about the
+    centre on the same canvas (exact quarter turns change the canvas instead), blur = Gaussian.
+    """
+
+    name: VariantName
+    angle: float = 0.0
+    sigma: float = 0.0

@@ -14,7 +14,7 @@ T = TypeVar("T")
 Token = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_-]{1,128}$")]
 
 #: Major.minor of the contract family. Consumers accept any minor of their major.
-CONTRACT_VERSION = "1.0"
+CONTRACT_VERSION = "1.1"
 
 
 class Envelope(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
@@ -43,10 +43,13 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def next_event(previous: Envelope[Any], type_: str, source: str, data: T) -> Envelope[T]:
-    """The event that follows `previous` in the same job; its id is deterministic for retries."""
+def next_event(previous: Envelope[Any], type_: str, source: str, data: T, *, part: int | None = None) -> Envelope[T]:
+    """The event that follows `previous` in the same job; its id is deterministic for retries.
+
+    `part` tells apart several events of one type in a job (the variants of a TTA job).
+    """
     return Envelope(
-        id=f"{previous.job_id}:{type_}",
+        id=f"{previous.job_id}:{type_}" + ("" if part is None else f":{part}"),
         type=type_,
         time=now(),
         source=source,

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from maskline.contracts import audit_v1, common_v1, model_v1, seg_v1
+from maskline.contracts import audit_v1, common_v1, dataset_v1, model_v1, seg_v1
 from maskline.contracts.envelope import Envelope
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
@@ -23,9 +23,10 @@ SCHEMA_DIR = Path(__file__).parent / "schemas"
 def catalog() -> dict[str, type[Any]]:
     """File stem → the type its schema describes: one envelope per subject, plus records."""
     types: dict[str, type[Any]] = {}
-    for family in (seg_v1.PAYLOADS, model_v1.PAYLOADS):
+    for family in (seg_v1.PAYLOADS, model_v1.PAYLOADS, dataset_v1.PAYLOADS):
         for subject, payload in family.items():
             types[subject] = Envelope[payload]  # type: ignore[valid-type]
+    types[dataset_v1.FAILED] = Envelope[common_v1.JobFailed]
     types["dlq.record"] = common_v1.DeadLetter
     types["audit.v1.record"] = audit_v1.AuditRecord
     return types

@@ -9,16 +9,28 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from maskline.contracts.common_v1 import JobFailed, ModelRef, ObjectRef
+from maskline.contracts.common_v1 import ALL_VARIANTS, Fusion, JobFailed, ModelRef, ObjectRef, Variant, VariantName
 
 REQUESTED = "seg.v1.requested"
 INGESTED = "seg.v1.ingested"
+AUGMENT_REQUESTED = "seg.v1.augment.requested"
+"""Ingest publishes this instead of `ingested` when the request asks for test-time augmentation."""
+AUGMENTED = "seg.v1.augmented"
 INFERRED = "seg.v1.inferred"
 COMPLETED = "seg.v1.completed"
 FAILED = "seg.v1.failed"
 
 Output = Literal["mask", "overlay", "regions"]
 ALL_OUTPUTS: tuple[Output, ...] = ("mask", "overlay", "regions")
+
+
+class TtaOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Test-time augmentation: segment every variant, map back, fuse. Added in 1.1."""
+
+    variants: tuple[VariantName, ...] = ALL_VARIANTS
+    angle: Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)] = 15.0
+    blur_sigma: Annotated[float, msgspec.Meta(ge=0.0, le=20.0)] = 1.0
+    fusion: Fusion = "mean"
 
 
 class SegmentationOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -29,6 +41,8 @@ class SegmentationOptions(msgspec.Struct, frozen=True, kw_only=True):
     overlay_alpha: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.5
     min_region_area: Annotated[int, msgspec.Meta(ge=0)] = 0
     """Connected regions smaller than this many pixels are left out of the regions JSON."""
+    tta: TtaOptions | None = None
+    """None: one inference, augment is skipped. Added in 1.1."""
 
 
 class SegmentationRequested(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,8 +64,29 @@ class SegmentationIngested(msgspec.Struct, frozen=True, kw_only=True):
     timings_ms: dict[str, float] = {}
 
 
+class SegmentationAugmented(msgspec.Struct, frozen=True, kw_only=True):
+    """One variant of a TTA job's image (`index` of `count`). Added in 1.1."""
+
+    image: ObjectRef
+    """The variant image (PNG)."""
+    width: int
+    height: int
+    original: ObjectRef
+    original_width: int
+    original_height: int
+    variant: Variant
+    index: int
+    count: int
+    options: SegmentationOptions
+    timings_ms: dict[str, float] = {}
+
+
 class SegmentationInferred(msgspec.Struct, frozen=True, kw_only=True):
-    """Class probabilities for the image: float16 array (classes, h, w) stored as .npy."""
+    """Class probabilities for the image: float16 array (classes, h, w) stored as .npy.
+
+    For a TTA job there is one per variant: `variant` says which (probabilities are in the
+    variant's geometry), `image`/`width`/`height` are the original's.
+    """
 
     image: ObjectRef
     width: int
@@ -61,6 +96,9 @@ class SegmentationInferred(msgspec.Struct, frozen=True, kw_only=True):
     labels: tuple[str, ...]
     options: SegmentationOptions
     timings_ms: dict[str, float] = {}
+    variant: Variant | None = None
+    variant_index: int = 0
+    variant_count: int = 1
 
 
 class SegmentationCompleted(msgspec.Struct, frozen=True, kw_only=True):
@@ -72,6 +110,8 @@ class SegmentationCompleted(msgspec.Struct, frozen=True, kw_only=True):
     height: int
     regions: int
     timings_ms: dict[str, float] = {}
+    variants: tuple[Variant, ...] = ()
+    """The TTA variants fused into this result (empty without TTA). Added in 1.1."""
 
 
 SegmentationFailed = JobFailed
@@ -80,6 +120,8 @@ SegmentationFailed = JobFailed
 PAYLOADS: dict[str, type[msgspec.Struct]] = {
     REQUESTED: SegmentationRequested,
     INGESTED: SegmentationIngested,
+    AUGMENT_REQUESTED: SegmentationIngested,
+    AUGMENTED: SegmentationAugmented,
     INFERRED: SegmentationInferred,
     COMPLETED: SegmentationCompleted,
     FAILED: JobFailed,

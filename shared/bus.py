@@ -20,6 +20,7 @@ from maskline.shared.config import RuntimeSettings
 STREAMS: dict[str, list[str]] = {
     "SEG": ["seg.v1.>"],
     "MODEL": ["model.v1.>"],
+    "DATASET": ["dataset.v1.>"],
     "DLQ": ["dlq.>"],
     "AUDIT": ["audit.v1.>"],
 }

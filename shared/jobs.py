@@ -19,8 +19,10 @@ from maskline.contracts.common_v1 import JobFailed, ModelRef, ObjectRef
 from maskline.contracts.envelope import Envelope
 
 BUCKET = "jobs"
-Status = Literal["requested", "ingested", "inferred", "completed", "failed"]
-RANK: dict[str, int] = {"requested": 0, "ingested": 1, "inferred": 2, "completed": 3, "failed": 3}
+Status = Literal["requested", "ingested", "augmented", "inferred", "completed", "failed"]
+RANK: dict[str, int] = {"requested": 0, "ingested": 1, "augmented": 2, "inferred": 3, "completed": 4, "failed": 4}
+#: Event types whose last token is not a status of their own.
+STATUS_OF = {seg_v1.AUGMENT_REQUESTED: "ingested"}
 
 
 class JobError(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,7 +57,7 @@ _decoder = msgspec.json.Decoder(JobState)
 
 
 def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
-    status: Status = env.type.rsplit(".", 1)[-1]  # type: ignore[assignment]
+    status: Status = STATUS_OF.get(env.type, env.type.rsplit(".", 1)[-1])  # type: ignore[assignment]
     if state is None:
         state = JobState(
             job_id=env.job_id, tenant=env.tenant, status="requested", created=env.time, updated=env.time, trace_id=env.trace_id
@@ -65,6 +67,8 @@ def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
         state.options, state.filename = data.options, data.filename
     elif isinstance(data, seg_v1.SegmentationIngested):
         state.width, state.height, state.options = data.width, data.height, data.options
+        state.timings_ms.update(data.timings_ms)
+    elif isinstance(data, seg_v1.SegmentationAugmented):
         state.timings_ms.update(data.timings_ms)
     elif isinstance(data, seg_v1.SegmentationInferred):
         state.model = data.model

@@ -25,7 +25,7 @@ from maskline.infra.embedded.triton import start_triton
 from maskline.shared.config import RuntimeSettings, load
 from maskline.shared.fleet import service_status
 
-SERVICES = ("audit", "ingest", "infer", "merge", "gateway")
+SERVICES = ("audit", "ingest", "augment", "infer", "merge", "gateway")
 STATE_FILE = "stack.json"
 
 

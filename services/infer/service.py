@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 
 import numpy as np
 import structlog
 
 from maskline.contracts import seg_v1
-from maskline.contracts.common_v1 import ModelRef
+from maskline.contracts.common_v1 import ModelRef, ObjectRef
 from maskline.contracts.envelope import Envelope, next_event
 from maskline.contracts.model_v1 import ModelVersion
 from maskline.services.infer.preprocess import encode_npy, to_model_input
@@ -25,6 +26,17 @@ from maskline.shared.storage import ObjectNotFound, StorageError
 NAME = "infer"
 log = structlog.get_logger(NAME)
 LATEST_TTL_S = 5.0
+
+
+@dataclass(frozen=True)
+class Prediction:
+    ref: ObjectRef
+    model: ModelVersion
+    timings_ms: dict[str, float]
+
+    @property
+    def model_ref(self) -> ModelRef:
+        return ModelRef(name=self.model.name, version=self.model.version, precision=self.model.precision)
 
 
 class Infer:
@@ -68,14 +80,14 @@ class Infer:
     async def warm_ready(self) -> bool:
         return self._warm_done
 
-    async def handle(self, env: Envelope[seg_v1.SegmentationIngested]) -> list[Envelope[seg_v1.SegmentationInferred]]:
+    async def _predict(self, options: seg_v1.SegmentationOptions, image_key: str, prediction_key: str) -> Prediction:
+        """Run the requested model version on one stored image; store float16 probabilities."""
         started = time.perf_counter()
-        options = env.data.options
         model = await self.resolve(options.model, options.version)
         try:
-            png = await self.runtime.store.get(env.data.image.key)
+            png = await self.runtime.store.get(image_key)
         except ObjectNotFound as exc:
-            raise PermanentError(f"ingested image {env.data.image.key} is missing", code="input_missing") from exc
+            raise PermanentError(f"image {image_key} is missing", code="input_missing") from exc
         except StorageError as exc:
             raise RetryableError(str(exc)) from exc
         batch = await asyncio.to_thread(to_model_input, png, model.input_size)
@@ -87,26 +99,46 @@ class Infer:
             raise PermanentError(
                 f"model returned shape {probs.shape}, expected (1, {len(model.labels)}, h, w)", code="bad_model_output"
             )
-        key = f"outputs/{env.tenant}/{env.job_id}/probs.npy"
         try:
-            ref = await self.runtime.store.put(key, encode_npy(probs[0]), "application/x-npy")
+            ref = await self.runtime.store.put(prediction_key, encode_npy(probs[0]), "application/x-npy")
         except StorageError as exc:
             raise RetryableError(str(exc)) from exc
+        timings = {"infer": round((time.perf_counter() - started) * 1000, 2), "triton": round(triton_ms, 2)}
+        return Prediction(ref=ref, model=model, timings_ms=timings)
+
+    async def handle(self, env: Envelope[seg_v1.SegmentationIngested]) -> list[Envelope[seg_v1.SegmentationInferred]]:
+        d = env.data
+        p = await self._predict(d.options, d.image.key, f"outputs/{env.tenant}/{env.job_id}/probs.npy")
         data = seg_v1.SegmentationInferred(
-            image=env.data.image,
-            width=env.data.width,
-            height=env.data.height,
-            prediction=ref,
-            model=ModelRef(name=model.name, version=model.version, precision=model.precision),
-            labels=model.labels,
-            options=options,
-            timings_ms={
-                **env.data.timings_ms,
-                "infer": round((time.perf_counter() - started) * 1000, 2),
-                "triton": round(triton_ms, 2),
-            },
+            image=d.image,
+            width=d.width,
+            height=d.height,
+            prediction=p.ref,
+            model=p.model_ref,
+            labels=p.model.labels,
+            options=d.options,
+            timings_ms={**d.timings_ms, **p.timings_ms},
         )
         return [next_event(env, seg_v1.INFERRED, NAME, data)]
+
+    async def handle_variant(self, env: Envelope[seg_v1.SegmentationAugmented]) -> list[Envelope[seg_v1.SegmentationInferred]]:
+        d = env.data
+        key = f"outputs/{env.tenant}/{env.job_id}/variants/{d.index}-{d.variant.name}.npy"
+        p = await self._predict(d.options, d.image.key, key)
+        data = seg_v1.SegmentationInferred(
+            image=d.original,
+            width=d.original_width,
+            height=d.original_height,
+            prediction=p.ref,
+            model=p.model_ref,
+            labels=p.model.labels,
+            options=d.options,
+            variant=d.variant,
+            variant_index=d.index,
+            variant_count=d.count,
+            timings_ms={**d.timings_ms, **{f"{k}[{d.variant.name}]": v for k, v in p.timings_ms.items()}},
+        )
+        return [next_event(env, seg_v1.INFERRED, NAME, data, part=d.index)]
 
 
 async def setup(runtime: Runtime) -> list[Awaitable[None]]:
@@ -125,6 +157,17 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
             subject=seg_v1.INGESTED,
             payload=seg_v1.SegmentationIngested,
             handler=infer.handle,
+            failure_subject=seg_v1.FAILED,
+            concurrency=settings.concurrency,
+        )
+    )
+    runtime.consume(
+        ConsumerSpec(
+            durable=f"{NAME}-variants",
+            stream="SEG",
+            subject=seg_v1.AUGMENTED,
+            payload=seg_v1.SegmentationAugmented,
+            handler=infer.handle_variant,
             failure_subject=seg_v1.FAILED,
             concurrency=settings.concurrency,
         )

@@ -55,7 +55,9 @@ class Ingest:
             options=env.data.options,
             timings_ms={"ingest": round((time.perf_counter() - started) * 1000, 2)},
         )
-        return [next_event(env, seg_v1.INGESTED, NAME, data)]
+        # With test-time augmentation the job detours through augment; without, augment never sees it.
+        subject = seg_v1.INGESTED if env.data.options.tta is None else seg_v1.AUGMENT_REQUESTED
+        return [next_event(env, subject, NAME, data)]
 
 
 async def setup(runtime: Runtime) -> list[Awaitable[None]]:

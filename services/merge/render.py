@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from maskline.shared.images import encode_png
+
 # Class colours (class 0, background, is left uncoloured); cycles for models with more classes.
 PALETTE = np.array(
     [
@@ -59,13 +61,4 @@ def overlay(image: NDArray[np.uint8], mask: NDArray[np.uint8], classes: int, alp
 
 
 def png(array: NDArray[np.uint8]) -> bytes:
-    """PNG-encode a mask (H x W) or an RGB image (H x W x 3).
-
-    OpenCV with the RLE strategy: about 2x faster than Pillow on noisy photos, and smaller.
-    """
-    bgr = array[..., ::-1] if array.ndim == 3 else array
-    params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(bgr), params)
-    if not ok:
-        raise ValueError("PNG encoding failed")
-    return bytes(encoded.tobytes())
+    return encode_png(array)

@@ -1,4 +1,4 @@
-"""Merge (render): `seg.v1.inferred` → mask PNG, overlay PNG, regions JSON → `seg.v1.completed`."""
+"""Merge: `seg.v1.inferred` → (fuse TTA variants) → mask PNG, overlay PNG, regions JSON → `seg.v1.completed`."""
 
 from __future__ import annotations
 
@@ -10,19 +10,23 @@ from dataclasses import dataclass
 
 import msgspec
 import numpy as np
-from PIL import Image
+from numpy.typing import NDArray
 
 from maskline.contracts import seg_v1
-from maskline.contracts.common_v1 import ModelRef, ObjectRef
+from maskline.contracts.common_v1 import ModelRef, ObjectRef, Variant
 from maskline.contracts.envelope import Envelope, next_event
 from maskline.services.merge import render
+from maskline.services.merge.collect import VariantCollector
 from maskline.services.merge.regions import Region, find_regions
+from maskline.shared import transforms
 from maskline.shared.consumer import ConsumerSpec
 from maskline.shared.errors import PermanentError, RetryableError
+from maskline.shared.images import decode_rgb
 from maskline.shared.runtime import Runtime
-from maskline.shared.storage import ObjectNotFound, StorageError
+from maskline.shared.storage import ObjectNotFound, ObjectStore, StorageError
 
 NAME = "merge"
+FILENAMES = {"mask": "mask.png", "overlay": "overlay.png", "regions": "regions.json"}
 
 
 class RegionsDocument(msgspec.Struct, frozen=True, kw_only=True):
@@ -34,6 +38,8 @@ class RegionsDocument(msgspec.Struct, frozen=True, kw_only=True):
     labels: tuple[str, ...]
     regions: list[Region]
     timings_ms: dict[str, float]
+    variants: tuple[Variant, ...] = ()
+    """TTA variants fused into the result, with their parameters."""
 
 
 @dataclass(frozen=True)
@@ -42,49 +48,84 @@ class Rendered:
     regions: int
 
 
-def render_outputs(env: Envelope[seg_v1.SegmentationInferred], png: bytes, npy: bytes) -> Rendered:
-    data = env.data
-    probs = np.load(io.BytesIO(npy), allow_pickle=False)
-    probs_hwc = render.upsample(probs, data.width, data.height)
+def load_probs(npy: bytes) -> NDArray[np.float32]:
+    return np.asarray(np.load(io.BytesIO(npy), allow_pickle=False), dtype=np.float32)
+
+
+def fuse_variants(parts: list[tuple[seg_v1.SegmentationInferred, bytes]]) -> NDArray[np.float32]:
+    """Each variant's probabilities, resized to the variant's geometry, mapped back and fused."""
+    first = parts[0][0]
+    shape = (first.height, first.width)
+    probs, valid = [], []
+    for inferred, npy in parts:
+        variant = inferred.variant or Variant(name="original")
+        height, width = transforms.variant_shape(variant, shape)
+        probs.append(np.asarray(transforms.invert(variant, render.upsample(load_probs(npy), width, height), shape)))
+        valid.append(transforms.valid_region(variant, shape))
+    fusion = first.options.tta.fusion if first.options.tta else "mean"
+    return transforms.fuse(probs, valid, fusion)
+
+
+def render_outputs(
+    job_id: str, data: seg_v1.SegmentationInferred, png: bytes, probs_hwc: NDArray[np.float32], variants: tuple[Variant, ...]
+) -> Rendered:
     mask, score = render.hard_mask(probs_hwc)
     regions = find_regions(mask, score, data.labels, data.options.min_region_area)
     files: dict[str, tuple[bytes, str]] = {}
     if "mask" in data.options.outputs:
         files["mask"] = (render.png(mask), "image/png")
     if "overlay" in data.options.outputs:
-        image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+        image = decode_rgb(png)
         files["overlay"] = (render.png(render.overlay(image, mask, len(data.labels), data.options.overlay_alpha)), "image/png")
     if "regions" in data.options.outputs:
         doc = RegionsDocument(
-            job_id=env.job_id,
+            job_id=job_id,
             image={"width": data.width, "height": data.height},
             model=data.model,
             labels=data.labels,
             regions=regions,
             timings_ms=data.timings_ms,
+            variants=variants,
         )
         files["regions"] = (msgspec.json.encode(doc), "application/json")
     return Rendered(files=files, regions=len(regions))
 
 
-FILENAMES = {"mask": "mask.png", "overlay": "overlay.png", "regions": "regions.json"}
+async def _get(store: ObjectStore, key: str) -> bytes:
+    try:
+        return await store.get(key)
+    except ObjectNotFound as exc:
+        raise PermanentError(f"input of job is missing: {exc}", code="input_missing") from exc
+    except StorageError as exc:
+        raise RetryableError(str(exc)) from exc
 
 
 class Merge:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, collector: VariantCollector) -> None:
         self.runtime = runtime
+        self.collector = collector
 
     async def handle(self, env: Envelope[seg_v1.SegmentationInferred]) -> list[Envelope[seg_v1.SegmentationCompleted]]:
         started = time.perf_counter()
         store = self.runtime.store
+        data = env.data
+        if data.variant is None:
+            parts = [data]
+        else:
+            collected = await self.collector.record(env.job_id, data)
+            if collected is None:
+                return []  # more variants to come; this one is durably recorded
+            parts = collected
+        png, *npys = await asyncio.gather(_get(store, data.image.key), *(_get(store, p.prediction.key) for p in parts))
         try:
-            png, npy = await asyncio.gather(store.get(env.data.image.key), store.get(env.data.prediction.key))
-        except ObjectNotFound as exc:
-            raise PermanentError(f"input of job is missing: {exc}", code="input_missing") from exc
-        except StorageError as exc:
-            raise RetryableError(str(exc)) from exc
-        try:
-            rendered = await asyncio.to_thread(render_outputs, env, png, npy)
+            if data.variant is None:
+                probs = render.upsample(load_probs(npys[0]), data.width, data.height)
+            else:
+                probs = await asyncio.to_thread(fuse_variants, list(zip(parts, npys, strict=True)))
+            variants = tuple(p.variant for p in parts if p.variant is not None)
+            timings = {k: v for p in parts for k, v in p.timings_ms.items()}
+            data = msgspec.structs.replace(data, timings_ms=timings)
+            rendered = await asyncio.to_thread(render_outputs, env.job_id, data, png, probs, variants)
         except (ValueError, OSError) as exc:
             raise PermanentError(f"cannot render prediction: {exc}", code="bad_prediction") from exc
         artifacts: dict[str, ObjectRef] = {}
@@ -94,19 +135,22 @@ class Merge:
                 artifacts[name] = await store.put(key, body, content_type)
         except StorageError as exc:
             raise RetryableError(str(exc)) from exc
-        data = seg_v1.SegmentationCompleted(
+        completed = seg_v1.SegmentationCompleted(
             artifacts=artifacts,
-            model=env.data.model,
-            width=env.data.width,
-            height=env.data.height,
+            model=data.model,
+            width=data.width,
+            height=data.height,
             regions=rendered.regions,
-            timings_ms={**env.data.timings_ms, "merge": round((time.perf_counter() - started) * 1000, 2)},
+            timings_ms={**timings, "merge": round((time.perf_counter() - started) * 1000, 2)},
+            variants=variants,
         )
-        return [next_event(env, seg_v1.COMPLETED, NAME, data)]
+        return [next_event(env, seg_v1.COMPLETED, NAME, completed)]
 
 
 async def setup(runtime: Runtime) -> list[Awaitable[None]]:
-    merge = Merge(runtime)
+    collector = VariantCollector(runtime.bus.js)
+    await collector.open(runtime.settings.stream_replicas)
+    merge = Merge(runtime, collector)
     runtime.consume(
         ConsumerSpec(
             durable=NAME,
