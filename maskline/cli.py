@@ -100,7 +100,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     client = Client(args.url, api_key=args.api_key)
-    job = client.submit(Path(args.image), wait=args.wait, model=args.model, version=args.version)
+    job = client.submit(Path(args.image), wait=args.wait, model=args.model, version=args.version, tta=args.tta or None)
     if job["status"] == "completed" and args.out:
         job["files"] = {k: str(v) for k, v in client.download(job, Path(args.out) / job["id"]).items()}
     _print(args, job, f"job {job['id']}: {job['status']}" + "".join(f"\n  {k}: {v}" for k, v in job.get("files", {}).items()))
@@ -123,6 +123,34 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_datasets(args: argparse.Namespace) -> int:
+    client = Client(args.url, api_key=args.api_key)
+    if args.action == "upload":
+        for path in map(Path, args.files):
+            client.upload_dataset_file(args.name, "images", path.read_bytes(), path.name)
+            mask = Path(args.masks) / f"{path.stem}.png" if args.masks else None
+            if mask is not None and mask.exists():
+                client.upload_dataset_file(args.name, "masks", mask.read_bytes(), mask.name)
+        _print(args, client.dataset(args.name), f"uploaded {len(args.files)} images to dataset {args.name}")
+        return 0
+    if args.action == "show":
+        view = client.dataset(args.name)
+        _print(args, view, f"{args.name}: {len(view['images'])} images, {len(view['masks'])} masks, manifest={view['manifest']}")
+        return 0
+    job = client.expand_dataset(args.name, target=args.target, angle=args.angle, blur_sigma=args.blur_sigma)
+    from rich.progress import Progress
+
+    with Progress(disable=args.json) as bar:
+        task = bar.add_task(f"expanding {args.name}", total=None)
+
+        def show(j: dict[str, Any]) -> None:
+            bar.update(task, completed=j["progress"].get("done", 0), total=j["progress"].get("total"))
+
+        job = client.wait_job(job["id"], on_progress=show)
+    _print(args, job, f"job {job['id']}: {job['status']} {job['progress']}" + (f" {job['error']}" if job["error"] else ""))
+    return 0 if job["status"] == "completed" else 1
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="maskline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", default="http://127.0.0.1:8080", help="gateway URL")
@@ -142,7 +170,17 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--model", default=None)
     submit.add_argument("--version", type=int, default=None)
     submit.add_argument("--out", default="out")
+    submit.add_argument("--tta", action="store_true", help="test-time augmentation (5 variants, fused)")
     submit.set_defaults(run=cmd_submit)
+    datasets = sub.add_parser("datasets", help="upload, show or expand a dataset")
+    datasets.add_argument("action", choices=["upload", "show", "expand"])
+    datasets.add_argument("name")
+    datasets.add_argument("files", nargs="*", help="images to upload")
+    datasets.add_argument("--masks", help="folder with <image stem>.png masks to upload alongside")
+    datasets.add_argument("--target", help="name of the expanded dataset (default <name>-aug)")
+    datasets.add_argument("--angle", type=float, default=None)
+    datasets.add_argument("--blur-sigma", type=float, default=None)
+    datasets.set_defaults(run=cmd_datasets)
     models = sub.add_parser("models", help="list or register models")
     models.add_argument("action", choices=["list", "register"])
     models.add_argument("--weights")

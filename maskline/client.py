@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,37 @@ class Client:
         }
         files = {"weights": (weights.name, weights.read_bytes(), "application/octet-stream")}
         return dict(self._check(self.http.post("/v1/models", data=form, files=files)).json())
+
+    def upload_dataset_file(self, dataset: str, part: str, data: bytes, filename: str) -> dict[str, Any]:
+        """part: `images` or `masks` (a mask has the same stem as its image, .png, class id per pixel)."""
+        content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        response = self.http.put(
+            f"/v1/datasets/{dataset}/{part}/{filename}", content=data, headers={"content-type": content_type}
+        )
+        return dict(self._check(response).json())
+
+    def dataset(self, dataset: str) -> dict[str, Any]:
+        return dict(self._check(self.http.get(f"/v1/datasets/{dataset}")).json())
+
+    def dataset_manifest(self, dataset: str) -> dict[str, Any]:
+        return dict(self._check(self.http.get(f"/v1/datasets/{dataset}/manifest")).json())
+
+    def expand_dataset(self, dataset: str, **options: Any) -> dict[str, Any]:
+        body = {k: v for k, v in options.items() if v is not None}
+        return dict(self._check(self.http.post(f"/v1/datasets/{dataset}/expand", json=body)).json())
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return dict(self._check(self.http.get(f"/v1/jobs/{job_id}")).json())
+
+    def wait_job(self, job_id: str, timeout: float = 300.0, on_progress: Any = None) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if on_progress is not None:
+                on_progress(job)
+            if job["status"] in ("completed", "failed") or time.monotonic() > deadline:
+                return job
+            time.sleep(0.2)
 
     def close(self) -> None:
         self.http.close()

@@ -14,15 +14,22 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 
-from maskline.contracts import seg_v1
+from maskline.contracts import dataset_v1, seg_v1
 from maskline.contracts.common_v1 import JobFailed, ModelRef, ObjectRef
 from maskline.contracts.envelope import Envelope
 
 BUCKET = "jobs"
-Status = Literal["requested", "ingested", "augmented", "inferred", "completed", "failed"]
-RANK: dict[str, int] = {"requested": 0, "ingested": 1, "augmented": 2, "inferred": 3, "completed": 4, "failed": 4}
+Status = Literal["requested", "running", "ingested", "augmented", "inferred", "completed", "failed"]
+RANK: dict[str, int] = {"requested": 0, "running": 1, "ingested": 1, "augmented": 2, "inferred": 3, "completed": 4, "failed": 4}
 #: Event types whose last token is not a status of their own.
-STATUS_OF = {seg_v1.AUGMENT_REQUESTED: "ingested"}
+STATUS_OF = {
+    seg_v1.AUGMENT_REQUESTED: "ingested",
+    dataset_v1.EXPAND_REQUESTED: "requested",
+    dataset_v1.EXPAND_PROGRESSED: "running",
+    dataset_v1.EXPANDED: "completed",
+}
+#: Payload type of every event the job state folds.
+PAYLOADS: dict[str, type[msgspec.Struct]] = {**seg_v1.PAYLOADS, **dataset_v1.PAYLOADS, dataset_v1.FAILED: JobFailed}
 
 
 class JobError(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,6 +42,7 @@ class JobState(msgspec.Struct, kw_only=True):
     job_id: str
     tenant: str
     status: Status
+    kind: Literal["segmentation", "dataset-expansion"] = "segmentation"
     created: datetime
     updated: datetime
     trace_id: str
@@ -47,6 +55,9 @@ class JobState(msgspec.Struct, kw_only=True):
     artifacts: dict[str, ObjectRef] = {}
     timings_ms: dict[str, float] = {}
     error: JobError | None = None
+    progress: dict[str, int] = {}
+    """Dataset jobs: done/total images, outputs written/skipped."""
+    dataset: dataset_v1.DatasetExpandRequested | None = None
 
     @property
     def finished(self) -> bool:
@@ -76,6 +87,20 @@ def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
     elif isinstance(data, seg_v1.SegmentationCompleted):
         state.model, state.artifacts, state.regions = data.model, data.artifacts, data.regions
         state.timings_ms.update(data.timings_ms)
+    elif isinstance(data, dataset_v1.DatasetExpandRequested):
+        state.kind, state.dataset = "dataset-expansion", data
+    elif isinstance(data, dataset_v1.DatasetExpandProgressed):
+        if data.done >= state.progress.get("done", 0):
+            state.progress = {"done": data.done, "total": data.total, "written": data.written, "skipped": data.skipped}
+    elif isinstance(data, dataset_v1.DatasetExpanded):
+        state.artifacts = {"manifest": data.manifest}
+        state.progress = {
+            "done": data.images,
+            "total": data.images,
+            "written": data.written,
+            "skipped": data.skipped,
+            "outputs": data.outputs,
+        }
     elif isinstance(data, JobFailed):
         state.error = JobError(stage=data.stage, code=data.code, reason=data.reason)
     if RANK[status] > RANK[state.status] or (status == "failed" and state.status != "completed"):

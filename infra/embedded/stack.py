@@ -8,8 +8,10 @@ stops services first (they drain) and servers last. A state file in the home dir
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import sys
 import time
 import urllib.request
@@ -87,21 +89,34 @@ class Stack:
                 torch_threads=s.torch_threads,
             ).pid
             self._save()
-            env = self.service_env()
-            asyncio.run(seed_starter_model(load(RuntimeSettings, env)))
+            asyncio.run(seed_starter_model(load(RuntimeSettings, self.service_env())))
             for name in SERVICES:
                 count = s.infer_instances if name == "infer" else 1
                 for index in range(count):
-                    label = name if index == 0 else f"{name}-{index + 1}"
-                    proc = spawn([sys.executable, "-m", f"maskline.services.{name}"], home / "logs" / f"{label}.log", env=env)
-                    self.pids[label] = proc.pid
-            self._save()
+                    self.start_service(name, name if index == 0 else f"{name}-{index + 1}")
             log = home / "logs" / "gateway.log"
             wait_until(lambda: self._gateway_ready(), 60, "gateway", log_path=log)
             wait_until(self._services_ready, 120, "services (models loading into Triton)", log_path=home / "logs")
         except BaseException:
             self.down()
             raise
+
+    def start_service(self, service: str, label: str | None = None) -> int:
+        """Start one instance of a service (also to scale it out, or to restart one that was killed)."""
+        label = label or service
+        log = self.home / "logs" / f"{label}.log"
+        proc = spawn([sys.executable, "-m", f"maskline.services.{service}"], log, env=self.service_env())
+        self.pids[label] = proc.pid
+        self._save()
+        return proc.pid
+
+    def kill_service(self, label: str) -> None:
+        """SIGKILL: the crash case (no drain, in-flight messages unacknowledged)."""
+        pid = self.pids.pop(label)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        self._save()
 
     def _services_ready(self) -> bool:
         url = f"nats://127.0.0.1:{self.settings.nats_port}"

@@ -11,6 +11,7 @@ from maskline.services.gateway import problems
 from maskline.services.gateway.audit import AuditController
 from maskline.services.gateway.auth import provide_tenant
 from maskline.services.gateway.context import GatewayContext
+from maskline.services.gateway.datasets import DatasetController
 from maskline.services.gateway.health import HealthController
 from maskline.services.gateway.models import ModelController
 from maskline.services.gateway.segmentations import SegmentationController
@@ -21,7 +22,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
         return ctx
 
     return Litestar(
-        route_handlers=[SegmentationController, ModelController, AuditController, HealthController],
+        route_handlers=[SegmentationController, ModelController, DatasetController, AuditController, HealthController],
         dependencies={"ctx": Provide(provide_ctx), "tenant": Provide(provide_tenant)},
         plugins=[problems.plugin()],
         request_max_body_size=ctx.settings.max_upload_bytes,

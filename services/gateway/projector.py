@@ -6,9 +6,8 @@ from typing import Any
 
 import msgspec
 
-from maskline.contracts import seg_v1
 from maskline.contracts.envelope import Envelope
-from maskline.shared.jobs import JobStore
+from maskline.shared.jobs import PAYLOADS, JobStore
 
 
 class JobProjector:
@@ -16,7 +15,7 @@ class JobProjector:
         self.jobs = jobs
 
     async def handle(self, env: Envelope[msgspec.Raw]) -> list[Envelope[Any]]:
-        payload_type = seg_v1.PAYLOADS.get(env.type)
+        payload_type = PAYLOADS.get(env.type)
         if payload_type is None:
             return []  # a newer minor's event type: nothing to fold
         data = msgspec.json.decode(env.data, type=payload_type)

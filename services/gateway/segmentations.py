@@ -37,11 +37,26 @@ class SegmentationForm:
     outputs: str = "mask,overlay,regions"
     overlay_alpha: float = 0.5
     min_region_area: int = 0
+    tta: bool = False
+    """Test-time augmentation: segment the variants, map back and fuse."""
+    tta_variants: str = "original,rotate,blur,flip,flop"
+    tta_angle: float = 15.0
+    tta_blur_sigma: float = 1.0
+    tta_fusion: str = "mean"
 
 
 def parse_options(form: SegmentationForm) -> seg_v1.SegmentationOptions:
     outputs = tuple(o.strip() for o in form.outputs.split(",") if o.strip())
+    tta = None
+    if form.tta:
+        tta = {
+            "variants": tuple(v.strip() for v in form.tta_variants.split(",") if v.strip()),
+            "angle": form.tta_angle,
+            "blur_sigma": form.tta_blur_sigma,
+            "fusion": form.tta_fusion,
+        }
     raw = {
+        "tta": tta,
         "model": form.model,
         "version": form.version,
         "outputs": outputs,
