@@ -50,9 +50,14 @@ typecheck:
 schemas:
     python -m maskline.contracts.schema
 
-# throughput and latency: Triton directly vs the whole gateway → bus → services path
+# throughput and latency: Triton directly vs the whole gateway → bus → services path (and with TTA)
 bench *ARGS:
-    python -m bench.pipeline {{ARGS}}
+    python -m bench.pipeline --requests 200 --concurrency 1,4,8 {{ARGS}}
+
+# TTA quality on the held-out set, and augmentation throughput
+bench-augment:
+    python -m bench.tta --images 256
+    python -m bench.augment --images 60
 
 # retrain the starter model (about 12 minutes on 2 cores) and rewrite the bundled samples
 train:

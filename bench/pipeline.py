@@ -66,7 +66,9 @@ async def run_load(call: Any, requests: int, concurrency: int) -> dict[str, floa
     return summary(latencies, time.perf_counter() - started)
 
 
-async def bench(gateway: str, triton_url: str, api_key: str, image: bytes, requests: int, levels: list[int]) -> dict[str, Any]:
+async def bench(
+    gateway: str, triton_url: str, api_key: str, image: bytes, requests: int, levels: list[int], tta: bool = False
+) -> dict[str, Any]:
     tensor = to_model_input(image, (128, 128))
     triton = triton_http.InferenceServerClient(triton_url)
     http = httpx.AsyncClient(base_url=gateway, headers={"Authorization": f"Bearer {api_key}"}, timeout=120)
@@ -79,6 +81,12 @@ async def bench(gateway: str, triton_url: str, api_key: str, image: bytes, reque
 
     async def pipeline() -> None:
         response = await http.post("/v1/segmentations", params={"wait": 60}, files={"image": ("s.png", image, "image/png")})
+        assert response.status_code == 200 and response.json()["status"] == "completed", response.text
+
+    async def pipeline_tta() -> None:
+        response = await http.post(
+            "/v1/segmentations", params={"wait": 60}, files={"image": ("s.png", image, "image/png")}, data={"tta": "true"}
+        )
         assert response.status_code == 200 and response.json()["status"] == "completed", response.text
 
     for _ in range(10):  # warm both paths
@@ -94,6 +102,10 @@ async def bench(gateway: str, triton_url: str, api_key: str, image: bytes, reque
             "throughput_ratio": round(b["throughput_rps"] / a["throughput_rps"], 3),
             "added_p50_ms": round(b["p50_ms"] - a["p50_ms"], 2),
         }
+        if tta:
+            c = await run_load(pipeline_tta, max(requests // 5, 20), level)
+            results[f"concurrency_{level}"]["pipeline_tta"] = c
+            results[f"concurrency_{level}"]["tta_throughput_vs_pipeline"] = round(c["throughput_rps"] / b["throughput_rps"], 3)
     await triton.close()
     await http.aclose()
     return results
@@ -109,6 +121,12 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {level} | (b) gateway → bus → services | {b['throughput_rps']} | {b['p50_ms']} | {b['p95_ms']} "
             f"| {r['throughput_ratio']} | {r['added_p50_ms']} |"
         )
+        if "pipeline_tta" in r:
+            c = r["pipeline_tta"]
+            lines.append(
+                f"| {level} | (c) same with TTA (5 variants) | {c['throughput_rps']} | {c['p50_ms']} | {c['p95_ms']} "
+                f"| {round(c['throughput_rps'] / a['throughput_rps'], 3)} | {round(c['p50_ms'] - a['p50_ms'], 2)} |"
+            )
     return "\n".join(lines)
 
 
@@ -120,6 +138,7 @@ def main() -> None:
     parser.add_argument("--triton", default="127.0.0.1:8000")
     parser.add_argument("--api-key", default="dev-key")
     parser.add_argument("--out", type=Path, help="write the JSON results here")
+    parser.add_argument("--tta", action="store_true", help="also run the whole path with test-time augmentation")
     args = parser.parse_args()
     image = resources.files("maskline.models.starter").joinpath("samples/shapes-1.png").read_bytes()
     levels = [int(v) for v in args.concurrency.split(",")]
@@ -144,7 +163,7 @@ def main() -> None:
         stack.up()
         gateway, triton_url = stack.gateway_url, f"127.0.0.1:{settings.triton_http_port}"
     try:
-        results = asyncio.run(bench(gateway, triton_url, args.api_key, image, args.requests, levels))
+        results = asyncio.run(bench(gateway, triton_url, args.api_key, image, args.requests, levels, args.tta))
     finally:
         if stack:
             stack.down()
