@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
 from maskline.contracts.common_v1 import ObjectRef
 
 REGISTERED = "model.v1.registered"
+MERGE_REQUESTED = "model.v1.merge.requested"
+MERGED = "model.v1.merged"
 FAILED = "model.v1.failed"
 
 ModelName = Annotated[str, msgspec.Meta(pattern="^[a-z0-9][a-z0-9_-]{0,63}$")]
@@ -36,5 +38,42 @@ class ModelRegistered(msgspec.Struct, frozen=True, kw_only=True):
     model: ModelVersion
 
 
+MergeMethod = Literal["avg", "max", "absmax", "weighted", "median", "task_arithmetic", "ties"]
+
+
+class VersionRef(msgspec.Struct, frozen=True):
+    name: ModelName
+    version: Annotated[int, msgspec.Meta(ge=1)]
+
+
+class ModelMergeRequested(msgspec.Struct, frozen=True, kw_only=True):
+    """Merge registered versions of one architecture into a new version of `name`. Added in 1.1."""
+
+    models: tuple[VersionRef, ...]
+    method: MergeMethod = "avg"
+    name: ModelName
+    """Model the merged version is registered under (a new name, or one of the inputs' names)."""
+    weights: tuple[float, ...] = ()
+    """`weighted` (FedAvg): one non-negative weight per model, e.g. its sample count."""
+    base: VersionRef | None = None
+    """`task_arithmetic` / `ties`: the shared base model the inputs were trained from."""
+    scale: float = 1.0
+    density: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.2
+    bn_dataset: str | None = None
+    """Re-estimate BatchNorm statistics on the images under this dataset prefix after merging."""
+
+
+class ModelMerged(msgspec.Struct, frozen=True, kw_only=True):
+    model: ModelVersion
+    method: MergeMethod
+    parents: tuple[VersionRef, ...]
+    seconds: float
+    bn_reestimated: bool = False
+
+
 #: Payload type of every subject in this family.
-PAYLOADS: dict[str, type[msgspec.Struct]] = {REGISTERED: ModelRegistered}
+PAYLOADS: dict[str, type[msgspec.Struct]] = {
+    REGISTERED: ModelRegistered,
+    MERGE_REQUESTED: ModelMergeRequested,
+    MERGED: ModelMerged,
+}

@@ -27,6 +27,7 @@ def catalog() -> dict[str, type[Any]]:
         for subject, payload in family.items():
             types[subject] = Envelope[payload]  # type: ignore[valid-type]
     types[dataset_v1.FAILED] = Envelope[common_v1.JobFailed]
+    types[model_v1.FAILED] = Envelope[common_v1.JobFailed]
     types["dlq.record"] = common_v1.DeadLetter
     types["audit.v1.record"] = audit_v1.AuditRecord
     return types

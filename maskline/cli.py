@@ -109,6 +109,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     client = Client(args.url, api_key=args.api_key)
+    if args.action == "merge":
+        refs = [(ref.split(":")[0], int(ref.split(":")[1])) for ref in args.refs]
+        weights = [float(w) for w in args.weights_by.split(",")] if args.weights_by else None
+        job = client.merge_models(refs, name=args.name, method=args.method, weights=weights, bn_dataset=args.bn_dataset)
+        job = client.wait_job(job["id"])
+        _print(args, job, f"merge {job['status']}: {job['links'].get('model', job['error'])}")
+        return 0 if job["status"] == "completed" else 1
     if args.action == "register":
         height, width = (int(v) for v in args.input_size.split(","))
         model = client.register_model(
@@ -182,7 +189,11 @@ def parser() -> argparse.ArgumentParser:
     datasets.add_argument("--blur-sigma", type=float, default=None)
     datasets.set_defaults(run=cmd_datasets)
     models = sub.add_parser("models", help="list or register models")
-    models.add_argument("action", choices=["list", "register"])
+    models.add_argument("action", choices=["list", "register", "merge"])
+    models.add_argument("refs", nargs="*", help="merge: name:version of each model")
+    models.add_argument("--method", default="avg", help="merge: avg, max, absmax, weighted, median, task_arithmetic, ties")
+    models.add_argument("--weights-by", help="merge (weighted): comma-separated sample counts")
+    models.add_argument("--bn-dataset", help="merge: re-estimate BatchNorm statistics on this dataset's images")
     models.add_argument("--weights")
     models.add_argument("--name")
     models.add_argument("--labels", help="comma-separated, background first")

@@ -14,7 +14,9 @@ class ApiError(Exception):
     """The gateway answered with a problem+json error."""
 
     def __init__(self, status: int, problem: dict[str, Any]) -> None:
-        super().__init__(f"{status}: {problem.get('detail') or problem.get('title') or problem}")
+        super().__init__(
+            f"{status}: {problem.get('detail') or problem.get('title') or problem} {problem.get('extra') or ''}".rstrip()
+        )
         self.status = status
         self.problem = problem
 
@@ -94,6 +96,15 @@ class Client:
     def expand_dataset(self, dataset: str, **options: Any) -> dict[str, Any]:
         body = {k: v for k, v in options.items() if v is not None}
         return dict(self._check(self.http.post(f"/v1/datasets/{dataset}/expand", json=body)).json())
+
+    def merge_models(self, models: list[tuple[str, int]], *, name: str, method: str = "avg", **options: Any) -> dict[str, Any]:
+        body = {
+            "models": [{"name": n, "version": v} for n, v in models],
+            "name": name,
+            "method": method,
+            **{k: v for k, v in options.items() if v is not None},
+        }
+        return dict(self._check(self.http.post("/v1/models/merges", json=body)).json())
 
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(self._check(self.http.get(f"/v1/jobs/{job_id}")).json())

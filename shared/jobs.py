@@ -14,7 +14,7 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 
-from maskline.contracts import dataset_v1, seg_v1
+from maskline.contracts import dataset_v1, model_v1, seg_v1
 from maskline.contracts.common_v1 import JobFailed, ModelRef, ObjectRef
 from maskline.contracts.envelope import Envelope
 
@@ -27,9 +27,18 @@ STATUS_OF = {
     dataset_v1.EXPAND_REQUESTED: "requested",
     dataset_v1.EXPAND_PROGRESSED: "running",
     dataset_v1.EXPANDED: "completed",
+    model_v1.MERGE_REQUESTED: "requested",
+    model_v1.MERGED: "completed",
 }
 #: Payload type of every event the job state folds.
-PAYLOADS: dict[str, type[msgspec.Struct]] = {**seg_v1.PAYLOADS, **dataset_v1.PAYLOADS, dataset_v1.FAILED: JobFailed}
+PAYLOADS: dict[str, type[msgspec.Struct]] = {
+    **seg_v1.PAYLOADS,
+    **dataset_v1.PAYLOADS,
+    dataset_v1.FAILED: JobFailed,
+    model_v1.MERGE_REQUESTED: model_v1.ModelMergeRequested,
+    model_v1.MERGED: model_v1.ModelMerged,
+    model_v1.FAILED: JobFailed,
+}
 
 
 class JobError(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,7 +51,7 @@ class JobState(msgspec.Struct, kw_only=True):
     job_id: str
     tenant: str
     status: Status
-    kind: Literal["segmentation", "dataset-expansion"] = "segmentation"
+    kind: Literal["segmentation", "dataset-expansion", "model-merge"] = "segmentation"
     created: datetime
     updated: datetime
     trace_id: str
@@ -101,6 +110,12 @@ def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
             "skipped": data.skipped,
             "outputs": data.outputs,
         }
+    elif isinstance(data, model_v1.ModelMergeRequested):
+        state.kind = "model-merge"
+    elif isinstance(data, model_v1.ModelMerged):
+        state.model = ModelRef(name=data.model.name, version=data.model.version, precision=data.model.precision)
+        state.artifacts = {"weights": data.model.weights}
+        state.timings_ms["merge"] = round(data.seconds * 1000, 1)
     elif isinstance(data, JobFailed):
         state.error = JobError(stage=data.stage, code=data.code, reason=data.reason)
     if RANK[status] > RANK[state.status] or (status == "failed" and state.status != "completed"):

@@ -13,7 +13,7 @@ from maskline.services.gateway.auth import provide_tenant
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.datasets import DatasetController
 from maskline.services.gateway.health import HealthController
-from maskline.services.gateway.models import ModelController
+from maskline.services.gateway.models import ModelController, ModelMergeController
 from maskline.services.gateway.segmentations import SegmentationController
 
 
@@ -22,7 +22,14 @@ def create_app(ctx: GatewayContext) -> Litestar:
         return ctx
 
     return Litestar(
-        route_handlers=[SegmentationController, ModelController, DatasetController, AuditController, HealthController],
+        route_handlers=[
+            SegmentationController,
+            ModelController,
+            ModelMergeController,
+            DatasetController,
+            AuditController,
+            HealthController,
+        ],
         dependencies={"ctx": Provide(provide_ctx), "tenant": Provide(provide_tenant)},
         plugins=[problems.plugin()],
         request_max_body_size=ctx.settings.max_upload_bytes,

@@ -59,6 +59,8 @@ def prefix(tenant: str, dataset: str) -> str:
 def job_view(state: JobState) -> JobView:
     error = msgspec.structs.asdict(state.error) if state.error else None
     links = {"self": f"/v1/jobs/{state.job_id}", "audit": f"/v1/audit?job={state.job_id}"}
+    if state.model is not None:
+        links["model"] = f"/v1/models/{state.model.name}/{state.model.version}"
     if state.dataset is not None:
         links["dataset"] = "/v1/datasets/" + state.dataset.target.rstrip("/").rsplit("/", 1)[-1]
     return JobView(id=state.job_id, kind=state.kind, status=state.status, progress=state.progress, error=error, links=links)

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
-from litestar.status_codes import HTTP_201_CREATED
+from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
-from maskline.contracts.model_v1 import ModelName, ModelVersion
+from maskline.contracts import model_v1
+from maskline.contracts.envelope import Envelope, new_trace_id, now
+from maskline.contracts.model_v1 import MergeMethod, ModelName, ModelVersion, VersionRef
 from maskline.services.gateway.context import GatewayContext
+from maskline.services.gateway.datasets import JobView, job_view
+from maskline.services.gateway.datasets import prefix as dataset_prefix
 from maskline.services.gateway.errors import NotFound, Unprocessable
 from maskline.services.gateway.modelcheck import check_torchscript
 from maskline.shared.model_store import register_model
@@ -77,3 +82,50 @@ class ModelController(Controller):
             tenant=tenant,
             description=data.description,
         )
+
+
+class MergeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`POST /v1/models/merges`: see `ModelMergeRequested`; `bn_dataset` is one of your dataset names."""
+
+    models: tuple[VersionRef, ...]
+    name: str
+    method: MergeMethod = "avg"
+    weights: tuple[float, ...] = ()
+    base: VersionRef | None = None
+    scale: float = 1.0
+    density: float = 0.2
+    bn_dataset: str | None = None
+
+
+class ModelMergeController(Controller):
+    path = "/v1/models/merges"
+    tags = ["models"]
+
+    @post(status_code=HTTP_202_ACCEPTED, summary="Merge model versions into a new version (avg, max, absmax, weighted, ...)")
+    async def merge(self, ctx: GatewayContext, tenant: str, data: MergeBody) -> Response[JobView]:
+        raw = msgspec.structs.asdict(data)
+        if data.bn_dataset:
+            raw["bn_dataset"] = dataset_prefix(tenant, data.bn_dataset)
+        try:
+            request = msgspec.convert(raw, model_v1.ModelMergeRequested)
+        except msgspec.ValidationError as exc:
+            raise Unprocessable(f"invalid merge request: {exc}") from exc
+        for ref in (*request.models, *([request.base] if request.base else [])):
+            try:
+                await ctx.registry.get(ref.name, ref.version)
+            except ModelNotFound as exc:
+                raise NotFound(str(exc)) from exc
+        job_id = uuid.uuid4().hex
+        env = Envelope(
+            id=f"{job_id}:{model_v1.MERGE_REQUESTED}",
+            type=model_v1.MERGE_REQUESTED,
+            time=now(),
+            source="gateway",
+            tenant=tenant,
+            job_id=job_id,
+            trace_id=new_trace_id(),
+            data=request,
+        )
+        state = await ctx.jobs.apply(env)
+        await ctx.runtime.bus.publish(env)
+        return Response(job_view(state), status_code=HTTP_202_ACCEPTED, headers={"Location": f"/v1/jobs/{job_id}"})

@@ -56,6 +56,16 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     )
     runtime.consume(
         ConsumerSpec(
+            durable="jobs-models",
+            stream="MODEL",
+            subject="model.v1.>",
+            payload=msgspec.Raw,
+            handler=JobProjector(jobs).handle,
+            concurrency=1,
+        )
+    )
+    runtime.consume(
+        ConsumerSpec(
             durable="jobs-datasets",
             stream="DATASET",
             subject="dataset.v1.>",

@@ -7,21 +7,24 @@ import io
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from maskline.contracts import seg_v1
+from maskline.contracts import model_v1, seg_v1
 from maskline.contracts.common_v1 import ModelRef, ObjectRef, Variant
 from maskline.contracts.envelope import Envelope, next_event
 from maskline.services.merge import render
 from maskline.services.merge.collect import VariantCollector
 from maskline.services.merge.regions import Region, find_regions
+from maskline.services.merge.weights.job import merge_models
 from maskline.shared import transforms
 from maskline.shared.consumer import ConsumerSpec
 from maskline.shared.errors import PermanentError, RetryableError
 from maskline.shared.images import decode_rgb
+from maskline.shared.registry import ModelRegistry
 from maskline.shared.runtime import Runtime
 from maskline.shared.storage import ObjectNotFound, ObjectStore, StorageError
 
@@ -151,6 +154,23 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     collector = VariantCollector(runtime.bus.js)
     await collector.open(runtime.settings.stream_replicas)
     merge = Merge(runtime, collector)
+    registry = ModelRegistry(runtime.bus.js)
+    await registry.open(runtime.settings.stream_replicas)
+
+    async def on_merge_models(env: Envelope[model_v1.ModelMergeRequested]) -> list[Envelope[Any]]:
+        return list(await merge_models(runtime.store, registry, runtime.bus, env))
+
+    runtime.consume(
+        ConsumerSpec(
+            durable=f"{NAME}-models",
+            stream="MODEL",
+            subject=model_v1.MERGE_REQUESTED,
+            payload=model_v1.ModelMergeRequested,
+            handler=on_merge_models,
+            failure_subject=model_v1.FAILED,
+            concurrency=1,
+        )
+    )
     runtime.consume(
         ConsumerSpec(
             durable=NAME,

@@ -1,0 +1,143 @@
+"""The model-merge job: `model.v1.merge.requested` → a new registered, deployable version → `model.v1.merged`."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+import torch
+
+from maskline.contracts import model_v1
+from maskline.contracts.envelope import Envelope, next_event
+from maskline.contracts.model_v1 import ModelVersion
+from maskline.services.merge.weights import bn
+from maskline.services.merge.weights.methods import MergeOptions
+from maskline.services.merge.weights.streaming import IncompatibleModels, merge_states
+from maskline.shared.bus import Bus
+from maskline.shared.errors import PermanentError
+from maskline.shared.images import decode_rgb
+from maskline.shared.model_store import register_model
+from maskline.shared.registry import ModelNotFound, ModelRegistry
+from maskline.shared.storage import ObjectNotFound, ObjectStore
+
+SOURCE = "merge"
+
+
+def marker_key(name: str, job_id: str) -> str:
+    """Written after registration: a redelivered job answers with the same version, not a new one."""
+    return f"models/{name}/merges/{job_id}.json"
+
+
+def _extract_state(torchscript: bytes, target: Path) -> None:
+    """TorchScript → a plain state-dict file that `torch.load(mmap=True)` can stream from."""
+    module = torch.jit.load(io.BytesIO(torchscript), map_location="cpu")  # type: ignore[no-untyped-call]
+    torch.save(module.state_dict(), target)
+
+
+def _build(
+    first: bytes,
+    paths: list[Path],
+    names: list[str],
+    request: model_v1.ModelMergeRequested,
+    base: Path | None,
+    calibration: list[bytes],
+    input_size: tuple[int, int],
+) -> tuple[bytes, bool]:
+    options = MergeOptions(weights=request.weights, scale=request.scale, density=request.density)
+    merged = merge_states(paths, names, request.method, options, base)
+    module = torch.jit.load(io.BytesIO(first), map_location="cpu")  # type: ignore[no-untyped-call]
+    module.load_state_dict(merged)
+    del merged
+    reestimated = bool(calibration) and bn.reestimate(module, [decode_rgb(c) for c in calibration], input_size) > 0
+    module.eval()
+    out = io.BytesIO()
+    torch.jit.save(module, out)
+    return out.getvalue(), reestimated
+
+
+async def merge_models(
+    store: ObjectStore, registry: ModelRegistry, bus: Bus, env: Envelope[model_v1.ModelMergeRequested]
+) -> list[Envelope[model_v1.ModelMerged]]:
+    request = env.data
+    started = time.perf_counter()
+    if len(request.models) < 2:
+        raise PermanentError("merging needs at least two model versions", code="invalid_request")
+    try:
+        done = msgspec.json.decode(await store.get(marker_key(request.name, env.job_id)), type=ModelVersion)
+        return [
+            next_event(
+                env,
+                model_v1.MERGED,
+                SOURCE,
+                model_v1.ModelMerged(model=done, method=request.method, parents=request.models, seconds=0.0),
+            )
+        ]
+    except ObjectNotFound:
+        pass
+    try:
+        versions = [await registry.get(m.name, m.version) for m in request.models]
+        base = await registry.get(request.base.name, request.base.version) if request.base else None
+    except ModelNotFound as exc:
+        raise PermanentError(str(exc), code="model_not_found") from exc
+    first = versions[0]
+    for v in versions[1:]:
+        if v.labels != first.labels or v.input_size != first.input_size:
+            raise PermanentError(
+                f"{v.name}/{v.version} has labels {v.labels} and input {v.input_size}; "
+                f"{first.name}/{first.version} has {first.labels} and {first.input_size}",
+                code="incompatible_models",
+            )
+    calibration: list[bytes] = []
+    if request.bn_dataset:
+        keys = [k for k in await store.list(request.bn_dataset.rstrip("/") + "/images/")]
+        if not keys:
+            raise PermanentError(f"no calibration images under {request.bn_dataset}images/", code="empty_dataset")
+        calibration = [await store.get(k) for k in keys[:512]]
+    with tempfile.TemporaryDirectory(prefix="maskline-merge-") as tmp:
+        paths, first_bytes = [], b""
+        for i, v in enumerate([*versions, *([base] if base else [])]):
+            data = await store.get(v.weights.key)  # one model in memory at a time
+            if i == 0:
+                first_bytes = data
+            path = Path(tmp) / f"{i}.pt"
+            await asyncio.to_thread(_extract_state, data, path)
+            paths.append(path)
+            del data
+        names = [f"{v.name}/{v.version}" for v in versions]
+        base_path = paths.pop() if base else None
+        try:
+            weights, reestimated = await asyncio.to_thread(
+                _build, first_bytes, paths, names, request, base_path, calibration, first.input_size
+            )
+        except (IncompatibleModels, ValueError) as exc:
+            raise PermanentError(str(exc), code="incompatible_models") from exc
+    parents = ",".join(names)
+    model = await register_model(
+        store,
+        registry,
+        bus,
+        name=request.name,
+        weights=weights,
+        labels=first.labels,
+        input_size=first.input_size,
+        source=SOURCE,
+        tenant=env.tenant,
+        precision=first.precision,
+        parent=parents,
+        description=f"{request.method} merge of {parents}"
+        + (" + BN re-estimation" if reestimated else "")
+        + f" (job {env.job_id})",
+    )
+    await store.put(marker_key(request.name, env.job_id), msgspec.json.encode(model), "application/json")
+    result = model_v1.ModelMerged(
+        model=model,
+        method=request.method,
+        parents=request.models,
+        seconds=round(time.perf_counter() - started, 3),
+        bn_reestimated=reestimated,
+    )
+    return [next_event(env, model_v1.MERGED, SOURCE, result)]
