@@ -7,15 +7,20 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
 import nats
+import numpy as np
 import pytest
 
-from maskline.infra.embedded.process import free_port
+from maskline.client import Client
+from maskline.infra.embedded.process import free_port, stop_pid
 from maskline.infra.embedded.stack import SERVICES, Stack
+from maskline.models.starter import shapes
 from maskline.shared.fleet import service_status
+from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
 
@@ -74,3 +79,18 @@ def test_cli_up_status_down_runs_a_second_stack_beside_the_first(tmp_path: Path)
         assert not Path(f"/proc/{proc['pid']}").exists() or "zombie" in Path(f"/proc/{proc['pid']}/status").read_text().lower(), (
             name
         )
+
+
+def test_sigterm_drains_a_service_and_a_restarted_one_picks_up_the_queue(stack: Stack, client: Client) -> None:
+    pid = stack.pids.pop("ingest")
+    stop_pid(pid, timeout=20)
+    log = (Path(stack.home) / "logs" / "ingest.log").read_text()
+    assert '"event": "service.stopped"' in log or '"event":"service.stopped"' in log.replace(" ", "")
+    image, _ = shapes.sample(np.random.default_rng(1), size=96)
+    job = client.submit(png_bytes(image), wait=1)  # nobody ingests now: the request waits on the bus
+    assert job["status"] == "requested"
+    stack.start_service("ingest")
+    deadline = time.monotonic() + 60
+    while client.status(job["id"])["status"] != "completed":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)

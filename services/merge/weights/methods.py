@@ -57,8 +57,19 @@ def _weighted(ts: Sequence[torch.Tensor], o: MergeOptions) -> torch.Tensor:
     return out.div_(sum(o.weights))
 
 
+MEDIAN_CHUNK = 1 << 20
+
+
 def _median(ts: Sequence[torch.Tensor], o: MergeOptions) -> torch.Tensor:
-    return torch.quantile(torch.stack(list(ts)).reshape(len(ts), -1), 0.5, dim=0).reshape(ts[0].shape).to(ts[0].dtype)
+    """Element-wise median (the mean of the two middle values for an even count), computed in
+    chunks of a million elements so the extra memory is models x chunk, not models x tensor."""
+    flats = [t.reshape(-1) for t in ts]
+    out = torch.empty_like(flats[0])
+    n, lo, hi = len(ts), (len(ts) - 1) // 2, len(ts) // 2
+    for start in range(0, out.numel(), MEDIAN_CHUNK):
+        block = torch.stack([f[start : start + MEDIAN_CHUNK] for f in flats]).sort(dim=0).values
+        out[start : start + MEDIAN_CHUNK] = block[lo] if n % 2 else (block[lo] + block[hi]) / 2
+    return out.reshape(ts[0].shape)
 
 
 PLAIN: dict[str, Callable[[Sequence[torch.Tensor], MergeOptions], torch.Tensor]] = {
