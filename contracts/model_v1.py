@@ -12,6 +12,9 @@ from maskline.contracts.common_v1 import ObjectRef
 REGISTERED = "model.v1.registered"
 MERGE_REQUESTED = "model.v1.merge.requested"
 MERGED = "model.v1.merged"
+ROUND_OPENED = "model.v1.round.opened"
+UPDATE_SUBMITTED = "model.v1.round.update.submitted"
+ROUND_CLOSED = "model.v1.round.closed"
 FAILED = "model.v1.failed"
 
 ModelName = Annotated[str, msgspec.Meta(pattern="^[a-z0-9][a-z0-9_-]{0,63}$")]
@@ -71,9 +74,53 @@ class ModelMerged(msgspec.Struct, frozen=True, kw_only=True):
     bn_reestimated: bool = False
 
 
+SiteName = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_-]{1,64}$")]
+
+
+class RoundOpened(msgspec.Struct, frozen=True, kw_only=True):
+    """A federated round starts from `model`; each listed site trains on its own data and submits
+    an update. The envelope's job id is the federation id for every event of it. Added in 1.1."""
+
+    round: Annotated[int, msgspec.Meta(ge=1)]
+    rounds: Annotated[int, msgspec.Meta(ge=1)]
+    """Total rounds: after closing round r < rounds the merge service opens round r + 1 from the merged model."""
+    model: VersionRef
+    name: ModelName
+    """The global model's name: each round registers its merged version under it."""
+    sites: tuple[SiteName, ...]
+    quorum: Annotated[int, msgspec.Meta(ge=1)]
+    """At the deadline, merge if at least this many sites reported; otherwise the federation fails."""
+    deadline_s: Annotated[float, msgspec.Meta(gt=0)] = 600.0
+    opened_at: datetime | None = None
+    method: MergeMethod = "weighted"
+
+
+class SiteUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """A site's locally trained weights for one round (TorchScript in object storage)."""
+
+    round: int
+    site: SiteName
+    weights: ObjectRef
+    samples: Annotated[int, msgspec.Meta(ge=1)]
+    metrics: dict[str, float] = {}
+
+
+class RoundClosed(msgspec.Struct, frozen=True, kw_only=True):
+    round: int
+    model: VersionRef
+    """The merged global model of this round."""
+    sites: tuple[str, ...]
+    """Sites whose updates were merged."""
+    missing: tuple[str, ...] = ()
+    final: bool = False
+
+
 #: Payload type of every subject in this family.
 PAYLOADS: dict[str, type[msgspec.Struct]] = {
     REGISTERED: ModelRegistered,
     MERGE_REQUESTED: ModelMergeRequested,
     MERGED: ModelMerged,
+    ROUND_OPENED: RoundOpened,
+    UPDATE_SUBMITTED: SiteUpdate,
+    ROUND_CLOSED: RoundClosed,
 }

@@ -15,7 +15,7 @@ from maskline.contracts import model_v1
 from maskline.contracts.envelope import Envelope, next_event
 from maskline.contracts.model_v1 import ModelVersion
 from maskline.services.merge.weights import bn
-from maskline.services.merge.weights.methods import MergeOptions
+from maskline.services.merge.weights.methods import MergeOptions, Method
 from maskline.services.merge.weights.streaming import IncompatibleModels, merge_states
 from maskline.shared.bus import Bus
 from maskline.shared.errors import PermanentError
@@ -42,13 +42,13 @@ def _build(
     first: bytes,
     paths: list[Path],
     names: list[str],
-    request: model_v1.ModelMergeRequested,
+    method: Method,
+    options: MergeOptions,
     base: Path | None,
     calibration: list[bytes],
     input_size: tuple[int, int],
 ) -> tuple[bytes, bool]:
-    options = MergeOptions(weights=request.weights, scale=request.scale, density=request.density)
-    merged = merge_states(paths, names, request.method, options, base)
+    merged = merge_states(paths, names, method, options, base)
     module = torch.jit.load(io.BytesIO(first), map_location="cpu")  # type: ignore[no-untyped-call]
     module.load_state_dict(merged)
     del merged
@@ -57,6 +57,39 @@ def _build(
     out = io.BytesIO()
     torch.jit.save(module, out)
     return out.getvalue(), reestimated
+
+
+async def merge_weight_objects(
+    store: ObjectStore,
+    keys: list[str],
+    names: list[str],
+    method: Method,
+    options: MergeOptions,
+    *,
+    base_key: str | None = None,
+    calibration: list[bytes] | None = None,
+    input_size: tuple[int, int] = (128, 128),
+) -> tuple[bytes, bool]:
+    """Merge TorchScript files in object storage into one; the first file gives the architecture.
+
+    Inputs are fetched one at a time and turned into memory-mapped state dicts on local disk, so
+    memory stays near one model plus the output whatever their number.
+    """
+    with tempfile.TemporaryDirectory(prefix="maskline-merge-") as tmp:
+        paths, first = [], b""
+        for i, key in enumerate([*keys, *([base_key] if base_key else [])]):
+            data = await store.get(key)
+            if i == 0:
+                first = data
+            path = Path(tmp) / f"{i}.pt"
+            await asyncio.to_thread(_extract_state, data, path)
+            paths.append(path)
+            del data
+        base_path = paths.pop() if base_key else None
+        try:
+            return await asyncio.to_thread(_build, first, paths, names, method, options, base_path, calibration or [], input_size)
+        except (IncompatibleModels, ValueError) as exc:
+            raise PermanentError(str(exc), code="incompatible_models") from exc
 
 
 async def merge_models(
@@ -97,24 +130,18 @@ async def merge_models(
         if not keys:
             raise PermanentError(f"no calibration images under {request.bn_dataset}images/", code="empty_dataset")
         calibration = [await store.get(k) for k in keys[:512]]
-    with tempfile.TemporaryDirectory(prefix="maskline-merge-") as tmp:
-        paths, first_bytes = [], b""
-        for i, v in enumerate([*versions, *([base] if base else [])]):
-            data = await store.get(v.weights.key)  # one model in memory at a time
-            if i == 0:
-                first_bytes = data
-            path = Path(tmp) / f"{i}.pt"
-            await asyncio.to_thread(_extract_state, data, path)
-            paths.append(path)
-            del data
-        names = [f"{v.name}/{v.version}" for v in versions]
-        base_path = paths.pop() if base else None
-        try:
-            weights, reestimated = await asyncio.to_thread(
-                _build, first_bytes, paths, names, request, base_path, calibration, first.input_size
-            )
-        except (IncompatibleModels, ValueError) as exc:
-            raise PermanentError(str(exc), code="incompatible_models") from exc
+    names = [f"{v.name}/{v.version}" for v in versions]
+    options = MergeOptions(weights=request.weights, scale=request.scale, density=request.density)
+    weights, reestimated = await merge_weight_objects(
+        store,
+        [v.weights.key for v in versions],
+        names,
+        request.method,
+        options,
+        base_key=base.weights.key if base else None,
+        calibration=calibration,
+        input_size=first.input_size,
+    )
     parents = ",".join(names)
     model = await register_model(
         store,
