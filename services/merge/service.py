@@ -19,6 +19,7 @@ from maskline.contracts.envelope import Envelope, next_event
 from maskline.services.merge import render
 from maskline.services.merge.collect import VariantCollector
 from maskline.services.merge.regions import Region, find_regions
+from maskline.services.merge.rounds import Rounds
 from maskline.services.merge.weights.job import merge_models
 from maskline.shared import transforms
 from maskline.shared.consumer import ConsumerSpec
@@ -160,6 +161,23 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     async def on_merge_models(env: Envelope[model_v1.ModelMergeRequested]) -> list[Envelope[Any]]:
         return list(await merge_models(runtime.store, registry, runtime.bus, env))
 
+    rounds = Rounds(runtime.bus.js, runtime.bus, runtime.store, registry)
+    await rounds.open(runtime.settings.stream_replicas)
+    for durable, subject, payload, handler in (
+        (f"{NAME}-rounds", model_v1.ROUND_OPENED, model_v1.RoundOpened, rounds.on_opened),
+        (f"{NAME}-updates", model_v1.UPDATE_SUBMITTED, model_v1.SiteUpdate, rounds.on_update),
+    ):
+        runtime.consume(
+            ConsumerSpec(
+                durable=durable,
+                stream="MODEL",
+                subject=subject,
+                payload=payload,
+                handler=handler,
+                failure_subject=None,
+                concurrency=1,
+            )
+        )
     runtime.consume(
         ConsumerSpec(
             durable=f"{NAME}-models",
@@ -182,4 +200,4 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
             concurrency=runtime.settings.concurrency,
         )
     )
-    return []
+    return [rounds.watch_deadlines(runtime.stopping)]

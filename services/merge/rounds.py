@@ -1,0 +1,228 @@
+"""Federated rounds: collect site updates for the open round, merge at all-reported or at the
+deadline with a quorum, register the global model, and open the next round from it.
+
+State lives in the `rounds` key-value bucket (one key per federation, compare-and-set), so a
+crash of the merge service resumes where it was: unacknowledged updates are redelivered, and the
+deadline watcher re-reads every open federation at start. Duplicate updates (same site, same
+round) and late ones (for a closed round) are acknowledged and ignored, never merged twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import msgspec
+import structlog
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError, NotFoundError
+
+from maskline.contracts import model_v1
+from maskline.contracts.common_v1 import JobFailed
+from maskline.contracts.envelope import Envelope, now
+from maskline.services.merge.weights.job import merge_weight_objects
+from maskline.services.merge.weights.methods import MergeOptions
+from maskline.shared.bus import Bus
+from maskline.shared.model_store import register_model
+from maskline.shared.registry import ModelRegistry
+from maskline.shared.storage import ObjectNotFound, ObjectStore
+
+BUCKET = "rounds"
+SOURCE = "merge"
+log = structlog.get_logger("rounds")
+
+
+class Federation(msgspec.Struct, kw_only=True):
+    tenant: str
+    trace_id: str
+    current: model_v1.RoundOpened
+    updates: dict[str, model_v1.SiteUpdate] = {}
+    closed: bool = False
+    """The current round is closed (merged or failed)."""
+    ignored: dict[str, int] = {}
+    """Counts of updates acknowledged but not merged: duplicate, late, unknown_site."""
+
+
+_decode = msgspec.json.Decoder(Federation)
+
+
+class Rounds:
+    def __init__(self, js: JetStreamContext, bus: Bus, store: ObjectStore, registry: ModelRegistry) -> None:
+        self.js, self.bus, self.store, self.registry = js, bus, store, registry
+        self._kv: Any = None
+
+    async def open(self, replicas: int = 1) -> None:
+        try:
+            self._kv = await self.js.key_value(BUCKET)
+        except (BucketNotFoundError, NotFoundError):
+            self._kv = await self.js.create_key_value(
+                KeyValueConfig(bucket=BUCKET, history=1, storage=StorageType.FILE, replicas=replicas)
+            )
+
+    async def _update(self, federation: str, change: Any) -> Federation | None:
+        """Apply `change(state) -> state | None` with compare-and-set; None means no write."""
+        for _ in range(50):
+            try:
+                entry = await self._kv.get(federation)
+                state, revision = _decode.decode(entry.value), entry.revision
+            except (KeyNotFoundError, NotFoundError):
+                state, revision = None, None
+            new = change(state)
+            if new is None:
+                return state
+            try:
+                if revision is None:
+                    await self._kv.create(federation, msgspec.json.encode(new))
+                else:
+                    await self._kv.update(federation, msgspec.json.encode(new), last=revision)
+                return new  # type: ignore[no-any-return]
+            except KeyWrongLastSequenceError:
+                continue
+        raise RuntimeError(f"federation {federation}: too many concurrent updates")
+
+    async def on_opened(self, env: Envelope[model_v1.RoundOpened]) -> list[Envelope[Any]]:
+        opened = env.data if env.data.opened_at else msgspec.structs.replace(env.data, opened_at=env.time)
+
+        def change(state: Federation | None) -> Federation | None:
+            if state is not None and state.current.round >= opened.round:
+                return None  # redelivery, or an older round
+            return Federation(tenant=env.tenant, trace_id=env.trace_id, current=opened)
+
+        await self._update(env.job_id, change)
+        return []
+
+    async def on_update(self, env: Envelope[model_v1.SiteUpdate]) -> list[Envelope[Any]]:
+        update = env.data
+        verdict: dict[str, str] = {}
+
+        def change(state: Federation | None) -> Federation | None:
+            if state is None or state.current.round != update.round or state.closed:
+                kind = "late"
+            elif update.site not in state.current.sites:
+                kind = "unknown_site"
+            elif update.site in state.updates:
+                kind = "duplicate"
+            else:
+                state.updates[update.site] = update
+                verdict["kind"] = "accepted"
+                return state
+            verdict["kind"] = kind
+            if state is None:
+                return None
+            state.ignored[kind] = state.ignored.get(kind, 0) + 1
+            return state
+
+        state = await self._update(env.job_id, change)
+        log.info("round.update", federation=env.job_id, site=update.site, round=update.round, verdict=verdict["kind"])
+        if state is not None and verdict["kind"] == "accepted" and len(state.updates) == len(state.current.sites):
+            await self.close(env.job_id, state)
+        return []
+
+    async def close(self, federation: str, state: Federation) -> None:
+        """Merge the received updates into the next global version (idempotent per round)."""
+        opened = state.current
+        sites = sorted(state.updates)
+        marker = f"models/{opened.name}/rounds/{federation}-{opened.round}.json"
+        try:
+            model = msgspec.json.decode(await self.store.get(marker), type=model_v1.ModelVersion)
+        except ObjectNotFound:
+            base = await self.registry.get(opened.model.name, opened.model.version)
+            updates = [state.updates[s] for s in sites]
+            keys = [u.weights.key for u in updates]
+            if len(keys) == 1:
+                keys = keys * 2  # one site at quorum: its weights are the merge
+            options = MergeOptions(weights=tuple(float(u.samples) for u in updates) * (2 if len(updates) == 1 else 1))
+            weights, _ = await merge_weight_objects(
+                self.store,
+                keys,
+                [f"{federation}/{s}" for s in sites] * (2 if len(sites) == 1 else 1),
+                opened.method,
+                options,
+                input_size=base.input_size,
+            )
+            model = await register_model(
+                self.store,
+                self.registry,
+                self.bus,
+                name=opened.name,
+                weights=weights,
+                labels=base.labels,
+                input_size=base.input_size,
+                source=SOURCE,
+                tenant=state.tenant,
+                precision=base.precision,
+                parent=",".join(f"{federation}/{opened.round}/{s}" for s in sites),
+                description=f"federation {federation} round {opened.round}: {opened.method} of {', '.join(sites)}",
+                metrics={f"{s}.{k}": v for s, u in state.updates.items() for k, v in u.metrics.items()},
+            )
+            await self.store.put(marker, msgspec.json.encode(model), "application/json")
+        ref = model_v1.VersionRef(model.name, model.version)
+        final = opened.round >= opened.rounds
+        closed = model_v1.RoundClosed(
+            round=opened.round,
+            model=ref,
+            sites=tuple(sites),
+            missing=tuple(s for s in opened.sites if s not in state.updates),
+            final=final,
+        )
+        await self._publish(federation, state, model_v1.ROUND_CLOSED, closed, opened.round)
+        await self._update(
+            federation, lambda s: msgspec.structs.replace(s, closed=True) if s and s.current.round == opened.round else None
+        )
+        if not final:
+            nxt = msgspec.structs.replace(opened, round=opened.round + 1, model=ref, opened_at=None)
+            await self._publish(federation, state, model_v1.ROUND_OPENED, nxt, opened.round + 1)
+
+    async def _publish(self, federation: str, state: Federation, type_: str, data: Any, round_: int) -> None:
+        await self.bus.publish(
+            Envelope(
+                id=f"{federation}:{type_}:{round_}",
+                type=type_,
+                time=now(),
+                source=SOURCE,
+                tenant=state.tenant,
+                job_id=federation,
+                trace_id=state.trace_id,
+                data=data,
+            )
+        )
+
+    async def watch_deadlines(self, stopping: asyncio.Event, every_s: float = 0.5) -> None:
+        """Close rounds whose deadline passed: merge with a quorum, otherwise fail the federation."""
+        while not stopping.is_set():
+            try:
+                keys = await self._kv.keys()
+            except (NoKeysError, NotFoundError):
+                keys = []
+            except Exception as exc:
+                log.warning("rounds.scan_failed", error=str(exc))
+                keys = []
+            for federation in keys:
+                try:
+                    await self._check_deadline(federation)
+                except Exception as exc:
+                    log.error("rounds.deadline_failed", federation=federation, error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), every_s)
+
+    async def _check_deadline(self, federation: str) -> None:
+        entry = await self._kv.get(federation)
+        state = _decode.decode(entry.value)
+        opened = state.current
+        if state.closed or opened.opened_at is None:
+            return
+        if time.time() < opened.opened_at.timestamp() + opened.deadline_s:
+            return
+        if len(state.updates) >= opened.quorum:
+            await self.close(federation, state)
+            return
+        reported = f"{len(state.updates)} of {len(opened.sites)} sites reported"
+        reason = f"round {opened.round}: {reported} by the deadline; quorum is {opened.quorum}"
+        failed = JobFailed(stage="merge", code="quorum_not_reached", reason=reason, subject=model_v1.ROUND_OPENED)
+        await self._publish(federation, state, model_v1.FAILED, failed, opened.round)
+        await self._update(
+            federation, lambda s: msgspec.structs.replace(s, closed=True) if s and s.current.round == opened.round else None
+        )
