@@ -63,3 +63,8 @@ bench-augment:
 train:
     python -m maskline.models.starter.train --out models/starter/weights --steps 2000 --batch 12
     python -m maskline.models.starter.make_samples
+
+# merge time and memory (2/4/8 x 27.5M-param models), and the federated merging study on digits
+bench-merge:
+    python -m bench.merge_weights
+    python -m bench.federated_study > docs/federated-study.md

@@ -29,8 +29,13 @@ class SmallCNN(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-            nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(1, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
         self.head = nn.Linear(16 * 4 * 4, 10)
 
@@ -111,14 +116,19 @@ def main() -> None:
     started = time.perf_counter()
     print("# Merging models trained in separate environments: the study, reproduced\n")
     print(f"Command: `python -m bench.federated_study --rounds {args.rounds} --epochs {args.epochs} --seed {args.seed}`  ")
-    print(f"Data: scikit-learn digits (8x8, 10 classes), {len(y_tr)} train / {len(y_te)} test (stratified). "
-          f"Two sites, {args.epochs} local epochs per round, a shared initialisation, {args.rounds} rounds.  ")
-    print(f"Centrally trained on all data ({args.epochs * args.rounds} epochs): **{accuracy(central, x_te, y_te):.1%}** test accuracy.\n")
+    print(
+        f"Data: scikit-learn digits (8x8, 10 classes), {len(y_tr)} train / {len(y_te)} test (stratified). "
+        f"Two sites, {args.epochs} local epochs per round, a shared initialisation, {args.rounds} rounds.  "
+    )
+    central_acc = accuracy(central, x_te, y_te)
+    print(f"Centrally trained on all data ({args.epochs * args.rounds} epochs): **{central_acc:.1%}** test accuracy.\n")
     for split, parts in splits.items():
         sites = [(x_tr[p], y_tr[p]) for p in parts]
         local = [train(init, x, y, args.epochs * args.rounds, seed=10 + i) for i, (x, y) in enumerate(sites)]
-        print(f"## {split} split — local models alone: site A {accuracy(local[0], x_te, y_te):.1%}, "
-              f"site B {accuracy(local[1], x_te, y_te):.1%} (trained {args.epochs * args.rounds} epochs on their own data)\n")
+        print(
+            f"## {split} split — local models alone: site A {accuracy(local[0], x_te, y_te):.1%}, "
+            f"site B {accuracy(local[1], x_te, y_te):.1%} (trained {args.epochs * args.rounds} epochs on their own data)\n"
+        )
         print("| method | " + " | ".join(f"round {r}" for r in range(1, args.rounds + 1)) + " |")
         print("|---|" + "---|" * args.rounds)
         for method in ("avg", "max", "absmax", "weighted", "median", "ties", "avg+bn"):
@@ -133,9 +143,11 @@ def main() -> None:
                 row.append(f"{accuracy(merged, x_te, y_te):.1%}")
             print(f"| {method} | " + " | ".join(row) + " |")
         print()
-    print(f"(ran in {time.perf_counter() - started:.0f} s on the 2-core CI machine; `median` of two models equals `avg`; "
-          "`ties` uses the previous global model as base, density 0.5; `avg+bn` re-estimates BatchNorm statistics "
-          "on 100 server-side training images after each merge.)")
+    print(
+        f"(ran in {time.perf_counter() - started:.0f} s on the 2-core CI machine; `median` of two models equals `avg`; "
+        "`ties` uses the previous global model as base, density 0.5; `avg+bn` re-estimates BatchNorm statistics "
+        "on 100 server-side training images after each merge.)"
+    )
 
 
 if __name__ == "__main__":
