@@ -67,4 +67,4 @@ train:
 # merge time and memory (2/4/8 x 27.5M-param models), and the federated merging study on digits
 bench-merge:
     python -m bench.merge_weights
-    python -m bench.federated_study > docs/federated-study.md
+    python -m bench.federated_study

@@ -35,6 +35,8 @@ class ModelVersion(msgspec.Struct, frozen=True, kw_only=True):
     created: datetime | None = None
     metrics: dict[str, float] = {}
     description: str = ""
+    code_version: str = ""
+    """Version of the maskline code that produced this version (registration, merge). Added in 1.1."""
 
 
 class ModelRegistered(msgspec.Struct, frozen=True, kw_only=True):

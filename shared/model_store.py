@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
+import maskline
 from maskline.contracts import model_v1
 from maskline.contracts.envelope import Envelope, new_trace_id, now
 from maskline.contracts.model_v1 import ModelVersion
@@ -12,8 +14,10 @@ from maskline.shared.registry import ModelRegistry, VersionExists
 from maskline.shared.storage import ObjectStore
 
 
-def weights_key(name: str, version: int) -> str:
-    return f"models/{name}/{version}/model.pt"
+def weights_key(name: str, version: int, weights: bytes) -> str:
+    """Content-addressed inside the version folder: two registrations racing for one version
+    number can never overwrite each other's file (the loser retries with the next number)."""
+    return f"models/{name}/{version}/model-{hashlib.sha256(weights).hexdigest()[:16]}.pt"
 
 
 async def register_model(
@@ -39,7 +43,7 @@ async def register_model(
     """
     for _ in range(5):
         number = version or await registry.next_version(name)
-        ref = await store.put(weights_key(name, number), weights, "application/x-torchscript")
+        ref = await store.put(weights_key(name, number, weights), weights, "application/x-torchscript")
         model = ModelVersion(
             name=name,
             version=number,
@@ -48,6 +52,7 @@ async def register_model(
             weights=ref,
             precision=precision,
             parent=parent,
+            code_version=maskline.__version__,
             created=now(),
             metrics=metrics or {},
             description=description,
