@@ -11,12 +11,12 @@ from typing import Any, Literal
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from maskline.contracts import dataset_v1, model_v1, seg_v1
 from maskline.contracts.common_v1 import JobFailed, ModelRef, ObjectRef
 from maskline.contracts.envelope import Envelope
+from maskline.shared.kv import compare_and_set, open_bucket
 
 BUCKET = "jobs"
 Status = Literal["requested", "running", "ingested", "augmented", "inferred", "completed", "failed"]
@@ -130,12 +130,7 @@ class JobStore:
         self._kv: Any = None
 
     async def open(self, replicas: int = 1) -> None:
-        try:
-            self._kv = await self._js.key_value(BUCKET)
-        except (BucketNotFoundError, NotFoundError):
-            self._kv = await self._js.create_key_value(
-                KeyValueConfig(bucket=BUCKET, history=1, storage=StorageType.FILE, replicas=replicas, ttl=30 * 24 * 3600.0)
-            )
+        self._kv = await open_bucket(self._js, BUCKET, replicas=replicas, ttl_s=30 * 24 * 3600.0)
 
     async def get(self, job_id: str) -> JobState | None:
         try:
@@ -146,20 +141,6 @@ class JobStore:
 
     async def apply(self, env: Envelope[Any]) -> JobState:
         """Fold an event into the job's state with compare-and-set, retrying on a concurrent write."""
-        for _ in range(20):
-            try:
-                entry = await self._kv.get(env.job_id)
-                current, revision = _decoder.decode(entry.value), entry.revision
-            except (KeyNotFoundError, NotFoundError):
-                current, revision = None, None
-            state = _fold(current, env)
-            payload = msgspec.json.encode(state)
-            try:
-                if revision is None:
-                    await self._kv.create(env.job_id, payload)
-                else:
-                    await self._kv.update(env.job_id, payload, last=revision)
-                return state
-            except KeyWrongLastSequenceError:
-                continue
-        raise RuntimeError(f"job {env.job_id}: too many concurrent updates")
+        state = await compare_and_set(self._kv, env.job_id, _decoder, lambda current: _fold(current, env))
+        assert state is not None
+        return state

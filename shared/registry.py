@@ -6,10 +6,10 @@ from typing import Any
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError, NotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError, NotFoundError
 
 from maskline.contracts.model_v1 import ModelVersion
+from maskline.shared.kv import compare_and_set, open_bucket
 
 BUCKET = "models"
 LATEST = "latest"
@@ -30,12 +30,7 @@ class ModelRegistry:
         self._kv: Any = None
 
     async def open(self, replicas: int = 1) -> None:
-        try:
-            self._kv = await self._js.key_value(BUCKET)
-        except (BucketNotFoundError, NotFoundError):
-            self._kv = await self._js.create_key_value(
-                KeyValueConfig(bucket=BUCKET, history=1, storage=StorageType.FILE, replicas=replicas)
-            )
+        self._kv = await open_bucket(self._js, BUCKET, replicas=replicas)
 
     async def add(self, model: ModelVersion) -> None:
         try:
@@ -49,23 +44,12 @@ class ModelRegistry:
 
         Resolving "latest" is then one key read on the hot path, instead of listing every key.
         """
-        key = f"{model.name}.{LATEST}"
-        for _ in range(20):
-            try:
-                entry = await self._kv.get(key)
-                current, revision = _decoder.decode(entry.value), entry.revision
-            except (KeyNotFoundError, NotFoundError):
-                current, revision = None, None
-            if current is not None and current.version >= model.version:
-                return
-            try:
-                if revision is None:
-                    await self._kv.create(key, msgspec.json.encode(model))
-                else:
-                    await self._kv.update(key, msgspec.json.encode(model), last=revision)
-                return
-            except KeyWrongLastSequenceError:
-                continue
+        await compare_and_set(
+            self._kv,
+            f"{model.name}.{LATEST}",
+            _decoder,
+            lambda current: model if current is None or current.version < model.version else None,
+        )
 
     async def list(self, name: str | None = None) -> list[ModelVersion]:
         try:

@@ -13,6 +13,7 @@ from maskline.services.gateway.auth import provide_tenant
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.datasets import DatasetController
 from maskline.services.gateway.health import HealthController
+from maskline.services.gateway.jobs import JobController
 from maskline.services.gateway.models import ModelController, ModelMergeController
 from maskline.services.gateway.segmentations import SegmentationController
 
@@ -27,6 +28,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
             ModelController,
             ModelMergeController,
             DatasetController,
+            JobController,
             AuditController,
             HealthController,
         ],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from typing import Any
 
 import msgspec
@@ -13,11 +12,10 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 
 from maskline.contracts import dataset_v1
 from maskline.contracts.common_v1 import ALL_VARIANTS, VariantName
-from maskline.contracts.envelope import Envelope, new_trace_id, now
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import NotFound, Unprocessable
+from maskline.services.gateway.jobs import JobView, submit_command
 from maskline.services.gateway.sniff import check_image_header
-from maskline.shared.jobs import JobState
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
@@ -37,15 +35,6 @@ class DatasetView(msgspec.Struct, frozen=True, kw_only=True):
     manifest: bool
 
 
-class JobView(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    kind: str
-    status: str
-    progress: dict[str, int]
-    error: dict[str, str] | None
-    links: dict[str, str]
-
-
 def checked_name(value: str, what: str) -> str:
     if not NAME.match(value) or value in (".", ".."):
         raise Unprocessable(f"{what} {value!r} must match [A-Za-z0-9_.-]{{1,128}}", code="invalid_name")
@@ -54,16 +43,6 @@ def checked_name(value: str, what: str) -> str:
 
 def prefix(tenant: str, dataset: str) -> str:
     return f"datasets/{tenant}/{checked_name(dataset, 'dataset name')}/"
-
-
-def job_view(state: JobState) -> JobView:
-    error = msgspec.structs.asdict(state.error) if state.error else None
-    links = {"self": f"/v1/jobs/{state.job_id}", "audit": f"/v1/audit?job={state.job_id}"}
-    if state.model is not None:
-        links["model"] = f"/v1/models/{state.model.name}/{state.model.version}"
-    if state.dataset is not None:
-        links["dataset"] = "/v1/datasets/" + state.dataset.target.rstrip("/").rsplit("/", 1)[-1]
-    return JobView(id=state.job_id, kind=state.kind, status=state.status, progress=state.progress, error=error, links=links)
 
 
 class DatasetController(Controller):
@@ -122,24 +101,4 @@ class DatasetController(Controller):
             raise Unprocessable(f"invalid expansion request: {exc}") from exc
         if not await ctx.runtime.store.list(request.source + "images/"):
             raise NotFound(f"dataset {dataset} has no images (PUT /v1/datasets/{dataset}/images/<file> first)")
-        job_id = uuid.uuid4().hex
-        env = Envelope(
-            id=f"{job_id}:{dataset_v1.EXPAND_REQUESTED}",
-            type=dataset_v1.EXPAND_REQUESTED,
-            time=now(),
-            source="gateway",
-            tenant=tenant,
-            job_id=job_id,
-            trace_id=new_trace_id(),
-            data=request,
-        )
-        state = await ctx.jobs.apply(env)
-        await ctx.runtime.bus.publish(env)
-        return Response(job_view(state), status_code=HTTP_202_ACCEPTED, headers={"Location": f"/v1/jobs/{job_id}"})
-
-    @get("/jobs/{job_id:str}", summary="Any job's status and progress (segmentations have a richer view)")
-    async def job(self, ctx: GatewayContext, tenant: str, job_id: str) -> JobView:
-        state = await ctx.jobs.get(job_id) if len(job_id) <= 128 else None
-        if state is None or state.tenant != tenant:
-            raise NotFound(f"no job {job_id}")
-        return job_view(state)
+        return await submit_command(ctx, tenant, dataset_v1.EXPAND_REQUESTED, request)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -15,12 +14,11 @@ from litestar.params import Body
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from maskline.contracts import model_v1
-from maskline.contracts.envelope import Envelope, new_trace_id, now
 from maskline.contracts.model_v1 import MergeMethod, ModelName, ModelVersion, VersionRef
 from maskline.services.gateway.context import GatewayContext
-from maskline.services.gateway.datasets import JobView, job_view
 from maskline.services.gateway.datasets import prefix as dataset_prefix
 from maskline.services.gateway.errors import NotFound, Unprocessable
+from maskline.services.gateway.jobs import JobView, submit_command
 from maskline.services.gateway.modelcheck import check_torchscript
 from maskline.shared.model_store import register_model
 from maskline.shared.registry import ModelNotFound
@@ -115,17 +113,4 @@ class ModelMergeController(Controller):
                 await ctx.registry.get(ref.name, ref.version)
             except ModelNotFound as exc:
                 raise NotFound(str(exc)) from exc
-        job_id = uuid.uuid4().hex
-        env = Envelope(
-            id=f"{job_id}:{model_v1.MERGE_REQUESTED}",
-            type=model_v1.MERGE_REQUESTED,
-            time=now(),
-            source="gateway",
-            tenant=tenant,
-            job_id=job_id,
-            trace_id=new_trace_id(),
-            data=request,
-        )
-        state = await ctx.jobs.apply(env)
-        await ctx.runtime.bus.publish(env)
-        return Response(job_view(state), status_code=HTTP_202_ACCEPTED, headers={"Location": f"/v1/jobs/{job_id}"})
+        return await submit_command(ctx, tenant, model_v1.MERGE_REQUESTED, request)

@@ -14,6 +14,7 @@ from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.projector import JobProjector
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.waiters import CompletionWaiters
+from maskline.shared.bus import STREAMS
 from maskline.shared.consumer import ConsumerSpec
 from maskline.shared.jobs import JobStore
 from maskline.shared.registry import ModelRegistry
@@ -54,36 +55,23 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     ctx = GatewayContext(
         runtime=runtime, settings=settings, jobs=jobs, registry=registry, waiters=waiters, tenants=settings.tenants_by_key()
     )
-    runtime.consume(
-        ConsumerSpec(
-            durable="jobs-models",
-            stream="MODEL",
-            subject="model.v1.>",
-            payload=msgspec.Raw,
-            handler=JobProjector(jobs).handle,
-            concurrency=1,
+    # Job state is projected from every job-carrying stream (durable names kept from 1.0).
+    projector = JobProjector(jobs)
+    for durable, stream, concurrency in (
+        ("jobs", "SEG", settings.concurrency),
+        ("jobs-datasets", "DATASET", 1),
+        ("jobs-models", "MODEL", 1),
+    ):
+        runtime.consume(
+            ConsumerSpec(
+                durable=durable,
+                stream=stream,
+                subject=STREAMS[stream][0],
+                payload=msgspec.Raw,
+                handler=projector.handle,
+                concurrency=concurrency,
+            )
         )
-    )
-    runtime.consume(
-        ConsumerSpec(
-            durable="jobs-datasets",
-            stream="DATASET",
-            subject="dataset.v1.>",
-            payload=msgspec.Raw,
-            handler=JobProjector(jobs).handle,
-            concurrency=1,
-        )
-    )
-    runtime.consume(
-        ConsumerSpec(
-            durable="jobs",
-            stream="SEG",
-            subject="seg.v1.>",
-            payload=msgspec.Raw,
-            handler=JobProjector(jobs).handle,
-            concurrency=settings.concurrency,
-        )
-    )
     config = uvicorn.Config(
         create_app(ctx), host=settings.host, port=settings.port, log_level="warning", access_log=False, lifespan="on"
     )

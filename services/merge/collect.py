@@ -11,10 +11,9 @@ from typing import Any
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 
 from maskline.contracts import seg_v1
+from maskline.shared.kv import compare_and_set, open_bucket
 
 BUCKET = "tta"
 Slots = dict[str, seg_v1.SegmentationInferred]
@@ -27,30 +26,15 @@ class VariantCollector:
         self._kv: Any = None
 
     async def open(self, replicas: int = 1) -> None:
-        try:
-            self._kv = await self._js.key_value(BUCKET)
-        except (BucketNotFoundError, NotFoundError):
-            self._kv = await self._js.create_key_value(
-                KeyValueConfig(bucket=BUCKET, history=1, storage=StorageType.FILE, replicas=replicas, ttl=24 * 3600.0)
-            )
+        self._kv = await open_bucket(self._js, BUCKET, replicas=replicas, ttl_s=24 * 3600.0)
 
     async def record(self, job_id: str, inferred: seg_v1.SegmentationInferred) -> list[seg_v1.SegmentationInferred] | None:
         """Store one variant; return all of them, in index order, once the set is complete."""
-        for _ in range(50):
-            try:
-                entry = await self._kv.get(job_id)
-                slots, revision = _decoder.decode(entry.value), entry.revision
-            except (KeyNotFoundError, NotFoundError):
-                slots, revision = {}, None
-            slots[str(inferred.variant_index)] = inferred
-            try:
-                if revision is None:
-                    await self._kv.create(job_id, msgspec.json.encode(slots))
-                else:
-                    await self._kv.update(job_id, msgspec.json.encode(slots), last=revision)
-            except KeyWrongLastSequenceError:
-                continue  # another merge worker recorded a sibling variant: read again
-            if len(slots) < inferred.variant_count:
-                return None
-            return [slots[str(i)] for i in range(inferred.variant_count)]
-        raise RuntimeError(f"TTA job {job_id}: too many concurrent updates")
+
+        def add(slots: Slots | None) -> Slots:
+            return {**(slots or {}), str(inferred.variant_index): inferred}
+
+        slots = await compare_and_set(self._kv, job_id, _decoder, add)
+        if slots is None or len(slots) < inferred.variant_count:
+            return None
+        return [slots[str(i)] for i in range(inferred.variant_count)]

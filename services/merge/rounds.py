@@ -17,8 +17,7 @@ from typing import Any
 import msgspec
 import structlog
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError, NotFoundError
+from nats.js.errors import NoKeysError, NotFoundError
 
 from maskline.contracts import model_v1
 from maskline.contracts.common_v1 import JobFailed
@@ -26,6 +25,7 @@ from maskline.contracts.envelope import Envelope, now
 from maskline.services.merge.weights.job import merge_weight_objects
 from maskline.services.merge.weights.methods import MergeOptions
 from maskline.shared.bus import Bus
+from maskline.shared.kv import compare_and_set, open_bucket
 from maskline.shared.model_store import register_model
 from maskline.shared.registry import ModelRegistry
 from maskline.shared.storage import ObjectNotFound, ObjectStore
@@ -55,33 +55,11 @@ class Rounds:
         self._kv: Any = None
 
     async def open(self, replicas: int = 1) -> None:
-        try:
-            self._kv = await self.js.key_value(BUCKET)
-        except (BucketNotFoundError, NotFoundError):
-            self._kv = await self.js.create_key_value(
-                KeyValueConfig(bucket=BUCKET, history=1, storage=StorageType.FILE, replicas=replicas)
-            )
+        self._kv = await open_bucket(self.js, BUCKET, replicas=replicas)
 
     async def _update(self, federation: str, change: Any) -> Federation | None:
         """Apply `change(state) -> state | None` with compare-and-set; None means no write."""
-        for _ in range(50):
-            try:
-                entry = await self._kv.get(federation)
-                state, revision = _decode.decode(entry.value), entry.revision
-            except (KeyNotFoundError, NotFoundError):
-                state, revision = None, None
-            new = change(state)
-            if new is None:
-                return state
-            try:
-                if revision is None:
-                    await self._kv.create(federation, msgspec.json.encode(new))
-                else:
-                    await self._kv.update(federation, msgspec.json.encode(new), last=revision)
-                return new  # type: ignore[no-any-return]
-            except KeyWrongLastSequenceError:
-                continue
-        raise RuntimeError(f"federation {federation}: too many concurrent updates")
+        return await compare_and_set(self._kv, federation, _decode, change)
 
     async def on_opened(self, env: Envelope[model_v1.RoundOpened]) -> list[Envelope[Any]]:
         opened = env.data if env.data.opened_at else msgspec.structs.replace(env.data, opened_at=env.time)

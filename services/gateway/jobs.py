@@ -1,0 +1,64 @@
+"""Jobs started by a command (dataset expansion, model merge): submit one, follow it at `/v1/jobs/{id}`."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+from litestar import Controller, Response, get
+from litestar.status_codes import HTTP_202_ACCEPTED
+
+from maskline.contracts.envelope import Envelope, new_trace_id, now
+from maskline.services.gateway.context import GatewayContext
+from maskline.services.gateway.errors import NotFound
+from maskline.shared.jobs import JobState
+
+
+class JobView(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    kind: str
+    status: str
+    progress: dict[str, int]
+    error: dict[str, str] | None
+    links: dict[str, str]
+
+
+def job_view(state: JobState) -> JobView:
+    error = msgspec.structs.asdict(state.error) if state.error else None
+    links = {"self": f"/v1/jobs/{state.job_id}", "audit": f"/v1/audit?job={state.job_id}"}
+    if state.model is not None:
+        links["model"] = f"/v1/models/{state.model.name}/{state.model.version}"
+    if state.dataset is not None:
+        links["dataset"] = "/v1/datasets/" + state.dataset.target.rstrip("/").rsplit("/", 1)[-1]
+    return JobView(id=state.job_id, kind=state.kind, status=state.status, progress=state.progress, error=error, links=links)
+
+
+async def submit_command(ctx: GatewayContext, tenant: str, type_: str, data: Any) -> Response[JobView]:
+    """Record and publish a command as a new job; answer 202 with where to follow it."""
+    job_id = uuid.uuid4().hex
+    env = Envelope(
+        id=f"{job_id}:{type_}",
+        type=type_,
+        time=now(),
+        source="gateway",
+        tenant=tenant,
+        job_id=job_id,
+        trace_id=new_trace_id(),
+        data=data,
+    )
+    state = await ctx.jobs.apply(env)
+    await ctx.runtime.bus.publish(env)
+    return Response(job_view(state), status_code=HTTP_202_ACCEPTED, headers={"Location": f"/v1/jobs/{job_id}"})
+
+
+class JobController(Controller):
+    path = "/v1/jobs"
+    tags = ["jobs"]
+
+    @get("/{job_id:str}", summary="Any job's status and progress (segmentations have a richer view)")
+    async def job(self, ctx: GatewayContext, tenant: str, job_id: str) -> JobView:
+        state = await ctx.jobs.get(job_id) if len(job_id) <= 128 else None
+        if state is None or state.tenant != tenant:
+            raise NotFound(f"no job {job_id}")
+        return job_view(state)
