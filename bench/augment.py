@@ -15,13 +15,11 @@ import statistics
 import tempfile
 import time
 
-import msgspec
 import numpy as np
 
 from maskline.client import Client
 from maskline.contracts.common_v1 import ALL_VARIANTS
-from maskline.infra.embedded.process import free_port
-from maskline.infra.embedded.settings import StackSettings
+from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
 from maskline.shared import transforms
@@ -46,17 +44,8 @@ def main() -> None:
         runs.append(args.images / (time.perf_counter() - started))
     in_process = statistics.median(runs)
 
-    settings = msgspec.structs.replace(
-        load(StackSettings),
-        home=tempfile.mkdtemp(prefix="maskline-bench-"),
-        nats_port=free_port(),
-        nats_monitor_port=free_port(),
-        triton_http_port=free_port(),
-        triton_grpc_port=free_port(),
-        triton_metrics_port=free_port(),
-        port=free_port(),
-        log_level="warning",
-        api_keys="dev-key:bench",
+    settings = on_free_ports(
+        load(StackSettings), tempfile.mkdtemp(prefix="maskline-bench-"), log_level="warning", api_keys="dev-key:bench"
     )
     stack = Stack(settings)
     stack.up()

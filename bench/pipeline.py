@@ -21,12 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 import tritonclient.http.aio as triton_http
 from tritonclient.http import InferInput, InferRequestedOutput
 
-from maskline.infra.embedded.process import free_port
-from maskline.infra.embedded.settings import StackSettings
+from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
 from maskline.services.infer.preprocess import to_model_input
 from maskline.shared.config import load
@@ -148,17 +146,7 @@ def main() -> None:
     else:
         home = tempfile.mkdtemp(prefix="maskline-bench-")
         base = load(StackSettings)  # MASKLINE_SYNC_INTERVAL etc. still apply
-        settings = msgspec.structs.replace(
-            base,
-            home=home,
-            nats_port=free_port(),
-            nats_monitor_port=free_port(),
-            triton_http_port=free_port(),
-            triton_grpc_port=free_port(),
-            triton_metrics_port=free_port(),
-            port=free_port(),
-            log_level="warning",
-        )
+        settings = on_free_ports(base, home, log_level="warning")
         stack = Stack(settings)
         stack.up()
         gateway, triton_url = stack.gateway_url, f"127.0.0.1:{settings.triton_http_port}"

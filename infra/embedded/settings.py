@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -26,3 +26,14 @@ class StackSettings(msgspec.Struct, kw_only=True, frozen=True):
     measured 19.4 vs 15.0 pipeline jobs/s on 2 cores (docs/benchmarks.md)."""
     infer_instances: int = 1
     """Processes of the infer service (the other services run one each)."""
+
+
+def on_free_ports(base: StackSettings, home: str, **overrides: Any) -> StackSettings:
+    """`base` moved to `home` and onto free local ports: a stack that runs beside any other."""
+    from maskline.infra.embedded.process import free_port
+
+    ports = {
+        name: free_port()
+        for name in ("nats_port", "nats_monitor_port", "triton_http_port", "triton_grpc_port", "triton_metrics_port", "port")
+    }
+    return msgspec.structs.replace(base, home=home, **ports, **overrides)

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from maskline.client import Client
-from maskline.infra.embedded.process import free_port
-from maskline.infra.embedded.settings import StackSettings
+from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
 
 MAX_UPLOAD = 3_000_000
@@ -18,16 +17,7 @@ MAX_UPLOAD = 3_000_000
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("stack")
-    settings = StackSettings(
-        home=str(home),
-        nats_port=free_port(),
-        nats_monitor_port=free_port(),
-        triton_http_port=free_port(),
-        triton_grpc_port=free_port(),
-        triton_metrics_port=free_port(),
-        port=free_port(),
-        api_keys="key-a:tenant-a,key-b:tenant-b",
-    )
+    settings = on_free_ports(StackSettings(), str(home), api_keys="key-a:tenant-a,key-b:tenant-b")
     s = Stack(settings, extra_env={"MASKLINE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD), "MASKLINE_MAX_PIXELS": "4000000"})
     s.up()
     yield s

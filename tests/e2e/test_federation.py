@@ -22,6 +22,14 @@ from maskline.site_client import SiteClient
 pytestmark = pytest.mark.e2e
 
 
+async def site_side(stack: Stack, name: str) -> tuple:  # type: ignore[type-arg]
+    """What another system holds: a bus connection, the object store, the registry, a fresh federation id."""
+    bus = await connect(RuntimeSettings(nats_url=f"nats://127.0.0.1:{stack.settings.nats_port}"), name)
+    registry = ModelRegistry(bus.js)
+    await registry.open()
+    return bus, FilesystemStore(Path(stack.home) / "objects"), registry, f"fed-{uuid.uuid4().hex[:8]}"
+
+
 def constant_site(value: float, samples: int):  # type: ignore[no-untyped-def]
     """'Training' that sets every parameter to `value`: the merged result is then known exactly."""
 
@@ -66,12 +74,7 @@ async def events(bus, federation: str, subject: str, count: int, timeout: float 
 
 
 async def federation_scenario(stack: Stack) -> dict:
-    settings = RuntimeSettings(nats_url=f"nats://127.0.0.1:{stack.settings.nats_port}")
-    bus = await connect(settings, "test-federation")
-    store = FilesystemStore(Path(stack.home) / "objects")
-    registry = ModelRegistry(bus.js)
-    await registry.open()
-    federation = f"fed-{uuid.uuid4().hex[:8]}"
+    bus, store, registry, federation = await site_side(stack, "test-federation")
     a = SiteClient(bus, store, registry, federation, "site-a", constant_site(1.0, 100))
     b = SiteClient(bus, store, registry, federation, "site-b", constant_site(3.0, 300))
     await open_round(bus, federation, rounds=2, name="fed-global", sites=("site-a", "site-b"), quorum=2, deadline_s=120)
@@ -98,12 +101,7 @@ def test_two_sites_over_two_rounds_with_a_duplicate_and_a_late_update(stack: Sta
 
 
 async def duplicate_and_late_scenario(stack: Stack) -> dict:
-    settings = RuntimeSettings(nats_url=f"nats://127.0.0.1:{stack.settings.nats_port}")
-    bus = await connect(settings, "test-dup")
-    store = FilesystemStore(Path(stack.home) / "objects")
-    registry = ModelRegistry(bus.js)
-    await registry.open()
-    federation = f"fed-{uuid.uuid4().hex[:8]}"
+    bus, store, registry, federation = await site_side(stack, "test-dup")
     base = await registry.get("shapes-unet", 1)
 
     async def stray(msg_id: str) -> None:  # site-a again, with other weights and a new message id
@@ -144,12 +142,7 @@ def test_a_duplicate_and_a_late_update_are_acknowledged_but_never_merged(stack: 
 
 
 async def deadline_scenario(stack: Stack, quorum: int) -> list[dict]:
-    settings = RuntimeSettings(nats_url=f"nats://127.0.0.1:{stack.settings.nats_port}")
-    bus = await connect(settings, "test-deadline")
-    store = FilesystemStore(Path(stack.home) / "objects")
-    registry = ModelRegistry(bus.js)
-    await registry.open()
-    federation = f"fed-{uuid.uuid4().hex[:8]}"
+    bus, store, registry, federation = await site_side(stack, "test-deadline")
     await open_round(bus, federation, rounds=1, name="fed-deadline", sites=("site-a", "site-b"), quorum=quorum, deadline_s=2.0)
     await SiteClient(bus, store, registry, federation, "site-a", constant_site(1.0, 10)).run(until_round=1, timeout_s=30)
     subject = model_v1.ROUND_CLOSED if quorum == 1 else model_v1.FAILED
@@ -167,12 +160,7 @@ def test_at_the_deadline_a_quorum_merges_and_a_missing_quorum_fails(stack: Stack
 
 
 async def crash_scenario(stack: Stack) -> dict:
-    settings = RuntimeSettings(nats_url=f"nats://127.0.0.1:{stack.settings.nats_port}")
-    bus = await connect(settings, "test-crash")
-    store = FilesystemStore(Path(stack.home) / "objects")
-    registry = ModelRegistry(bus.js)
-    await registry.open()
-    federation = f"fed-{uuid.uuid4().hex[:8]}"
+    bus, store, registry, federation = await site_side(stack, "test-crash")
     await open_round(bus, federation, rounds=1, name="fed-crash", sites=("site-a", "site-b"), quorum=2, deadline_s=120)
     await SiteClient(bus, store, registry, federation, "site-a", constant_site(1.0, 100)).run(until_round=1, timeout_s=30)
     await asyncio.sleep(0.5)
