@@ -9,19 +9,62 @@ from typing import Any
 import nats
 
 
+async def statuses(nc: Any, names: list[str], timeout: float = 1.0) -> dict[str, dict[str, Any] | None]:
+    """Status of one instance of each service over an open connection, None where none answered."""
+
+    async def one(name: str) -> dict[str, Any] | None:
+        try:
+            reply = await nc.request(f"maskline.{name}.status", b"", timeout=timeout)
+            return dict(json.loads(reply.data))
+        except Exception:
+            return None
+
+    results = await asyncio.gather(*(one(n) for n in names))
+    return dict(zip(names, results, strict=True))
+
+
 async def service_status(nats_url: str, names: list[str], timeout: float = 1.0) -> dict[str, dict[str, Any] | None]:
     """Status of one instance of each service, None where none answered."""
     nc = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=0)
     try:
-
-        async def one(name: str) -> dict[str, Any] | None:
-            try:
-                reply = await nc.request(f"maskline.{name}.status", b"", timeout=timeout)
-                return dict(json.loads(reply.data))
-            except Exception:
-                return None
-
-        results = await asyncio.gather(*(one(n) for n in names))
-        return dict(zip(names, results, strict=True))
+        return await statuses(nc, names, timeout)
     finally:
         await nc.close()
+
+
+async def discover(nc: Any, wait_s: float = 0.3) -> list[dict[str, Any]]:
+    """Every running instance that registered with the NATS services API (`$SRV.INFO` replies)."""
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    await nc.publish("$SRV.INFO", b"", reply=inbox)
+    found: list[dict[str, Any]] = []
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=wait_s)
+            found.append(json.loads(msg.data))
+    except Exception:  # nats' TimeoutError: no more replies
+        pass
+    finally:
+        await sub.unsubscribe()
+    return found
+
+
+async def queues(js: Any, streams: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """Pending (not yet delivered) and in-flight (delivered, not acked) counts of every durable consumer."""
+    rows = []
+    for stream in streams:
+        try:
+            consumers = await js.consumers_info(stream)
+        except Exception:
+            continue
+        for info in consumers:
+            rows.append(
+                {
+                    "stream": stream,
+                    "consumer": info.name,
+                    "pending": info.num_pending,
+                    "in_flight": info.num_ack_pending,
+                    "redelivered": info.num_redelivered,
+                }
+            )
+    return sorted(rows, key=lambda r: (r["stream"], r["consumer"]))

@@ -12,6 +12,7 @@ from maskline.services.gateway.audit import AuditController
 from maskline.services.gateway.auth import provide_tenant
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.datasets import DatasetController
+from maskline.services.gateway.fleet import FleetController
 from maskline.services.gateway.health import HealthController
 from maskline.services.gateway.jobs import JobController
 from maskline.services.gateway.models import ModelController, ModelMergeController
@@ -31,6 +32,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
             JobController,
             AuditController,
             HealthController,
+            FleetController,
         ],
         dependencies={"ctx": Provide(provide_ctx), "tenant": Provide(provide_tenant)},
         plugins=[problems.plugin()],

@@ -94,3 +94,16 @@ def test_sigterm_drains_a_service_and_a_restarted_one_picks_up_the_queue(stack: 
     while client.status(job["id"])["status"] != "completed":
         assert time.monotonic() < deadline
         time.sleep(0.1)
+
+
+def test_services_endpoint_shows_the_fleet_queues_and_dead_letters(client: Client) -> None:
+    fleet = client.http.get("/v1/services").json()
+    by_name = {s["name"]: s for s in fleet["services"]}
+    assert set(by_name) == set(SERVICES)
+    for name, service in by_name.items():
+        assert service["ready"] is True, name
+        assert len(service["instances"]) >= 1 and service["instances"][0]["version"]
+    consumers = {(q["stream"], q["consumer"]) for q in fleet["queues"]}
+    assert {("SEG", "ingest"), ("SEG", "infer"), ("SEG", "merge"), ("SEG", "augment")} <= consumers
+    assert all(q["pending"] >= 0 and q["in_flight"] >= 0 for q in fleet["queues"])
+    assert isinstance(fleet["dead_letters"], int)
