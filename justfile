@@ -10,7 +10,7 @@ default:
 
 # start the embedded stack, segment the bundled sample, print where the outputs are, stop
 demo *ARGS:
-    maskline demo {{ARGS}}
+    @maskline demo {{ARGS}}
 
 # start the embedded stack in the background (MASKLINE_* variables choose ports and home)
 up:
@@ -26,7 +26,7 @@ status:
 
 # the whole test suite: unit, integration (real nats-server, tritonserver, S3 wire) and end to end
 test *ARGS:
-    pytest {{ARGS}}
+    @pytest {{ARGS}}
 
 # unit tests only (no servers)
 test-unit *ARGS:
