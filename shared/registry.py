@@ -6,10 +6,10 @@ from typing import Any
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError, NotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 
 from maskline.contracts.model_v1 import ModelVersion
-from maskline.shared.kv import compare_and_set, open_bucket
+from maskline.shared.kv import compare_and_set, entries, open_bucket
 
 BUCKET = "models"
 LATEST = "latest"
@@ -52,17 +52,11 @@ class ModelRegistry:
         )
 
     async def list(self, name: str | None = None) -> list[ModelVersion]:
-        try:
-            keys = await self._kv.keys()
-        except (NoKeysError, NotFoundError):
-            return []
-        models = []
-        for key in keys:
-            if key.endswith(f".{LATEST}"):
-                continue
-            if name is None or key.rsplit(".", 1)[0] == name:
-                entry = await self._kv.get(key)
-                models.append(_decoder.decode(entry.value))
+        models = [
+            _decoder.decode(value)
+            for key, value in (await entries(self._js, BUCKET)).items()
+            if not key.endswith(f".{LATEST}") and (name is None or key.rsplit(".", 1)[0] == name)
+        ]
         return sorted(models, key=lambda m: (m.name, m.version))
 
     async def get(self, name: str, version: int | None = None) -> ModelVersion:

@@ -17,7 +17,6 @@ from typing import Any
 import msgspec
 import structlog
 from nats.js import JetStreamContext
-from nats.js.errors import NoKeysError, NotFoundError
 
 from maskline.contracts import model_v1
 from maskline.contracts.common_v1 import JobFailed
@@ -25,7 +24,7 @@ from maskline.contracts.envelope import Envelope, now
 from maskline.services.merge.weights.job import merge_weight_objects
 from maskline.services.merge.weights.methods import MergeOptions
 from maskline.shared.bus import Bus
-from maskline.shared.kv import compare_and_set, open_bucket
+from maskline.shared.kv import compare_and_set, entries, open_bucket
 from maskline.shared.model_store import register_model
 from maskline.shared.registry import ModelRegistry
 from maskline.shared.storage import ObjectNotFound, ObjectStore
@@ -172,9 +171,7 @@ class Rounds:
         """Close rounds whose deadline passed: merge with a quorum, otherwise fail the federation."""
         while not stopping.is_set():
             try:
-                keys = await self._kv.keys()
-            except (NoKeysError, NotFoundError):
-                keys = []
+                keys = list(await entries(self.js, BUCKET))
             except Exception as exc:
                 log.warning("rounds.scan_failed", error=str(exc))
                 keys = []

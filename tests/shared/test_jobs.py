@@ -106,3 +106,18 @@ async def test_job_store_applies_events_with_compare_and_set(bus: Bus) -> None:
     state = await store.get(job)
     assert state is not None and state.status == "completed" and state.artifacts == {"mask": REF}
     assert await store.get("missing-job") is None
+
+
+@pytest.mark.nats
+async def test_entries_reads_every_live_key_of_a_bucket(bus: Bus) -> None:
+    from maskline.shared.kv import entries, open_bucket
+
+    name = f"t{uuid.uuid4().hex[:8]}"
+    kv = await open_bucket(bus.js, name)
+    assert await entries(bus.js, name) == {}
+    for i in range(300):  # more than one fetch batch
+        await kv.put(f"k{i}", str(i).encode())
+    await kv.put("k5", b"new")
+    await kv.delete("k7")
+    found = await entries(bus.js, name)
+    assert len(found) == 299 and found["k5"] == b"new" and "k7" not in found
