@@ -26,8 +26,8 @@ from tritonclient.http import InferInput, InferRequestedOutput
 
 from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
-from maskline.services.infer.preprocess import to_model_input
 from maskline.shared.config import load
+from maskline.shared.images import to_model_input
 
 MODEL = "shapes-unet"
 

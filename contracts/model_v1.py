@@ -16,8 +16,52 @@ ROUND_OPENED = "model.v1.round.opened"
 UPDATE_SUBMITTED = "model.v1.round.update.submitted"
 ROUND_CLOSED = "model.v1.round.closed"
 FAILED = "model.v1.failed"
+QUANTIZE_REQUESTED = "model.v1.quantize.requested"
+QUANTIZE_PROGRESSED = "model.v1.quantize.progressed"
+EDIT_REQUESTED = "model.v1.edit.requested"
+QUANTIZED = "model.v1.quantized"
 
 ModelName = Annotated[str, msgspec.Meta(pattern="^[a-z0-9][a-z0-9_-]{0,63}$")]
+
+
+class Architecture(msgspec.Struct, frozen=True, kw_only=True):
+    """The Python class that rebuilds the network from its weights (needed to quantize). Added in 1.2."""
+
+    entrypoint: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
+    """`package.module:Class`; the quantize service imports only allowed prefixes."""
+    kwargs: dict[str, int | float | str | bool] = {}
+
+
+Precision = Literal["fp32", "hybrid", "int8"]
+CalibrationMethod = Literal["minmax", "entropy", "log2", "percentile"]
+
+
+class LayerEdit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Replace one quantized layer's int8 weights and/or scales. Added in 1.2."""
+
+    layer: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.]{1,128}$")]
+    weights: tuple[int, ...] | None = None
+    """All int8 weight values, flattened in the layer's weight shape (row-major), each in [-128, 127]."""
+    weight_scale: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    """New weight scale: per-tensor, or the same for every output channel."""
+    output_scale: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    output_zero_point: Annotated[int, msgspec.Meta(ge=0, le=255)] | None = None
+
+
+class QuantizationInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """How a hybrid/int8 version was made, and where its reports are. Added in 1.2."""
+
+    method: CalibrationMethod
+    per_channel: bool
+    keep_float: tuple[str, ...]
+    dataset: str
+    images: int
+    percentile: float
+    recipe: ObjectRef
+    """Everything needed to rebuild the int8 network from its float parent (observer qparams, edits)."""
+    reports: dict[str, ObjectRef] = {}
+    """`step`, `cross`, `calibrators`, `graph`: JSON documents."""
+    edits: tuple[LayerEdit, ...] = ()
 
 
 class ModelVersion(msgspec.Struct, frozen=True, kw_only=True):
@@ -37,6 +81,10 @@ class ModelVersion(msgspec.Struct, frozen=True, kw_only=True):
     description: str = ""
     code_version: str = ""
     """Version of the maskline code that produced this version (registration, merge). Added in 1.1."""
+    architecture: Architecture | None = None
+    """Added in 1.2; versions without one can be served and merged but not quantized."""
+    quantization: QuantizationInfo | None = None
+    """Hybrid/int8 versions: method, dataset, recipe and reports. Added in 1.2."""
 
 
 class ModelRegistered(msgspec.Struct, frozen=True, kw_only=True):
@@ -117,6 +165,47 @@ class RoundClosed(msgspec.Struct, frozen=True, kw_only=True):
     final: bool = False
 
 
+class QuantizeRequested(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Post-training quantization of a registered float version into a new hybrid/int8 version. Added in 1.2."""
+
+    model: VersionRef
+    dataset: str
+    """Object-storage prefix of the calibration images (e.g. a dataset from the augment service)."""
+    method: CalibrationMethod = "entropy"
+    precision: Literal["hybrid", "int8"] = "int8"
+    per_channel: bool = True
+    """Per-channel int8 weight scales (per-tensor when false). Upsampling layers are always per-tensor."""
+    keep_float: tuple[str, ...] = ()
+    """Layer names to leave in float (see the model graph for names)."""
+    percentile: Annotated[float, msgspec.Meta(gt=50.0, le=100.0)] = 99.99
+    max_images: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 64
+    compare_calibrators: bool = False
+    """Also quantize with every method and report mIoU against FP32, latency and size."""
+    name: ModelName | None = None
+    """Register the result under this name (default: the parent's name, as its next version)."""
+
+
+class EditRequested(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Edit one layer of a hybrid/int8 version: a new version, with a fresh STEP report. Added in 1.2."""
+
+    model: VersionRef
+    edit: LayerEdit
+
+
+class QuantizeProgressed(msgspec.Struct, frozen=True, kw_only=True):
+    stage: str
+    done: int
+    total: int
+
+
+class Quantized(msgspec.Struct, frozen=True, kw_only=True):
+    model: ModelVersion
+    parent: VersionRef
+    seconds: float
+    summary: dict[str, float] = {}
+    """Headline numbers: output SQNR (dB), pixel agreement with FP32, size ratio."""
+
+
 #: Payload type of every subject in this family.
 PAYLOADS: dict[str, type[msgspec.Struct]] = {
     REGISTERED: ModelRegistered,
@@ -125,4 +214,8 @@ PAYLOADS: dict[str, type[msgspec.Struct]] = {
     ROUND_OPENED: RoundOpened,
     UPDATE_SUBMITTED: SiteUpdate,
     ROUND_CLOSED: RoundClosed,
+    QUANTIZE_REQUESTED: QuantizeRequested,
+    QUANTIZE_PROGRESSED: QuantizeProgressed,
+    EDIT_REQUESTED: EditRequested,
+    QUANTIZED: Quantized,
 }

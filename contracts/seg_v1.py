@@ -36,7 +36,9 @@ class TtaOptions(msgspec.Struct, frozen=True, kw_only=True):
 class SegmentationOptions(msgspec.Struct, frozen=True, kw_only=True):
     model: Annotated[str, msgspec.Meta(pattern="^[a-z0-9][a-z0-9_-]{0,63}$")] = "shapes-unet"
     version: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    """None means the newest registered version."""
+    """None: the newest version of `precision` (newest fp32 when no precision is given)."""
+    precision: Literal["fp32", "hybrid", "int8"] | None = None
+    """Pick the newest version in this precision (with `version`: check it has it). Added in 1.2."""
     outputs: tuple[Output, ...] = ALL_OUTPUTS
     overlay_alpha: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.5
     min_region_area: Annotated[int, msgspec.Meta(ge=0)] = 0

@@ -8,6 +8,9 @@ from typing import Any
 
 import nats
 
+#: Every maskline service, in pipeline order (the gateway first: it fronts them).
+SERVICES = ("gateway", "ingest", "augment", "infer", "merge", "quantize", "audit")
+
 
 async def statuses(nc: Any, names: list[str], timeout: float = 1.0) -> dict[str, dict[str, Any] | None]:
     """Status of one instance of each service over an open connection, None where none answered."""

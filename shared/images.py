@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 import cv2
 import numpy as np
 from numpy.typing import NDArray
+from PIL import Image
 
 
 def decode_rgb(data: bytes) -> NDArray[np.uint8]:
@@ -34,3 +37,15 @@ def encode_png(array: NDArray[np.uint8]) -> bytes:
     if not ok:
         raise ValueError("PNG encoding failed")
     return bytes(encoded.tobytes())
+
+
+def to_model_input(png: bytes, size: tuple[int, int]) -> NDArray[np.float32]:
+    """Decode, resize to (height, width) = `size`, scale to [0, 1], layout 1 x 3 x H x W.
+
+    The one preprocessing of the platform: infer serves with it and quantize calibrates with it."""
+    height, width = size
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+    array = np.asarray(image, dtype=np.float32) * (1.0 / 255.0)
+    return np.ascontiguousarray(array.transpose(2, 0, 1)[None])

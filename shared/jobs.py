@@ -29,6 +29,10 @@ STATUS_OF = {
     dataset_v1.EXPANDED: "completed",
     model_v1.MERGE_REQUESTED: "requested",
     model_v1.MERGED: "completed",
+    model_v1.QUANTIZE_REQUESTED: "requested",
+    model_v1.EDIT_REQUESTED: "requested",
+    model_v1.QUANTIZE_PROGRESSED: "running",
+    model_v1.QUANTIZED: "completed",
 }
 #: Payload type of every event the job state folds.
 PAYLOADS: dict[str, type[msgspec.Struct]] = {
@@ -38,6 +42,10 @@ PAYLOADS: dict[str, type[msgspec.Struct]] = {
     model_v1.MERGE_REQUESTED: model_v1.ModelMergeRequested,
     model_v1.MERGED: model_v1.ModelMerged,
     model_v1.FAILED: JobFailed,
+    model_v1.QUANTIZE_REQUESTED: model_v1.QuantizeRequested,
+    model_v1.EDIT_REQUESTED: model_v1.EditRequested,
+    model_v1.QUANTIZE_PROGRESSED: model_v1.QuantizeProgressed,
+    model_v1.QUANTIZED: model_v1.Quantized,
 }
 
 
@@ -51,7 +59,7 @@ class JobState(msgspec.Struct, kw_only=True):
     job_id: str
     tenant: str
     status: Status
-    kind: Literal["segmentation", "dataset-expansion", "model-merge"] = "segmentation"
+    kind: Literal["segmentation", "dataset-expansion", "model-merge", "quantization", "layer-edit"] = "segmentation"
     created: datetime
     updated: datetime
     trace_id: str
@@ -67,6 +75,8 @@ class JobState(msgspec.Struct, kw_only=True):
     progress: dict[str, int] = {}
     """Dataset jobs: done/total images, outputs written/skipped."""
     dataset: dataset_v1.DatasetExpandRequested | None = None
+    stage: str | None = None
+    """Quantize jobs: the step now running (calibrate, reports, compare)."""
 
     @property
     def finished(self) -> bool:
@@ -116,6 +126,18 @@ def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
         state.model = ModelRef(name=data.model.name, version=data.model.version, precision=data.model.precision)
         state.artifacts = {"weights": data.model.weights}
         state.timings_ms["merge"] = round(data.seconds * 1000, 1)
+    elif isinstance(data, model_v1.QuantizeRequested):
+        state.kind = "quantization"
+    elif isinstance(data, model_v1.EditRequested):
+        state.kind = "layer-edit"
+    elif isinstance(data, model_v1.QuantizeProgressed):
+        if not state.finished:  # progress may arrive after the result: never move back
+            state.progress, state.stage = {"done": data.done, "total": data.total}, data.stage
+    elif isinstance(data, model_v1.Quantized):
+        state.model = ModelRef(name=data.model.name, version=data.model.version, precision=data.model.precision)
+        state.artifacts = {"weights": data.model.weights, **(data.model.quantization.reports if data.model.quantization else {})}
+        state.timings_ms["quantize"] = round(data.seconds * 1000, 1)
+        state.stage = None
     elif isinstance(data, JobFailed):
         state.error = JobError(stage=data.stage, code=data.code, reason=data.reason)
     if RANK[status] > RANK[state.status] or (status == "failed" and state.status != "completed"):

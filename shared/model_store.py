@@ -8,7 +8,7 @@ import uuid
 import maskline
 from maskline.contracts import model_v1
 from maskline.contracts.envelope import Envelope, new_trace_id, now
-from maskline.contracts.model_v1 import ModelVersion
+from maskline.contracts.model_v1 import Architecture, ModelVersion, QuantizationInfo
 from maskline.shared.bus import Bus
 from maskline.shared.registry import ModelRegistry, VersionExists
 from maskline.shared.storage import ObjectStore
@@ -18,6 +18,11 @@ def weights_key(name: str, version: int, weights: bytes) -> str:
     """Content-addressed inside the version folder: two registrations racing for one version
     number can never overwrite each other's file (the loser retries with the next number)."""
     return f"models/{name}/{version}/model-{hashlib.sha256(weights).hexdigest()[:16]}.pt"
+
+
+def graph_key(name: str, version: int) -> str:
+    """Graph JSON of a float version, written by the quantize service when the version is registered."""
+    return f"models/{name}/{version}/graph.json"
 
 
 async def register_model(
@@ -36,6 +41,8 @@ async def register_model(
     metrics: dict[str, float] | None = None,
     precision: str = "fp32",
     parent: str | None = None,
+    architecture: Architecture | None = None,
+    quantization: QuantizationInfo | None = None,
 ) -> ModelVersion:
     """Store and register `weights` as the next (or the given) version of `name`.
 
@@ -56,6 +63,8 @@ async def register_model(
             created=now(),
             metrics=metrics or {},
             description=description,
+            architecture=architecture,
+            quantization=quantization,
         )
         try:
             await registry.add(model)

@@ -40,32 +40,46 @@ class ModelRegistry:
         await self._advance_latest(model)
 
     async def _advance_latest(self, model: ModelVersion) -> None:
-        """Point `<name>.latest` at the newest version (compare-and-set; never moves back).
+        """Point `<name>.latest` (any precision) and `<name>.latest-<precision>` at the newest
+        version (compare-and-set; never moves back).
 
         Resolving "latest" is then one key read on the hot path, instead of listing every key.
         """
-        await compare_and_set(
-            self._kv,
-            f"{model.name}.{LATEST}",
-            _decoder,
-            lambda current: model if current is None or current.version < model.version else None,
-        )
+        for pointer in (LATEST, f"{LATEST}-{model.precision}"):
+            await compare_and_set(
+                self._kv,
+                f"{model.name}.{pointer}",
+                _decoder,
+                lambda current: model if current is None or current.version < model.version else None,
+            )
 
     async def list(self, name: str | None = None) -> list[ModelVersion]:
         models = [
             _decoder.decode(value)
             for key, value in (await entries(self._js, BUCKET)).items()
-            if not key.endswith(f".{LATEST}") and (name is None or key.rsplit(".", 1)[0] == name)
+            if key.rsplit(".", 1)[-1].isdigit() and (name is None or key.rsplit(".", 1)[0] == name)
         ]
         return sorted(models, key=lambda m: (m.name, m.version))
 
-    async def get(self, name: str, version: int | None = None) -> ModelVersion:
+    async def get(self, name: str, version: int | None = None, precision: str | None = None) -> ModelVersion:
+        """A pinned version; or the newest of `precision`; or the newest of any precision."""
+        key = str(version) if version is not None else LATEST if precision is None else f"{LATEST}-{precision}"
         try:
-            entry = await self._kv.get(f"{name}.{LATEST if version is None else version}")
+            entry = await self._kv.get(f"{name}.{key}")
         except (KeyNotFoundError, NotFoundError) as exc:
-            which = "" if version is None else f" version {version}"
+            which = f" version {version}" if version is not None else f" in {precision}" if precision else ""
             raise ModelNotFound(f"model {name!r}{which} is not registered") from exc
-        return _decoder.decode(entry.value)
+        model = _decoder.decode(entry.value)
+        if precision is not None and model.precision != precision:
+            raise ModelNotFound(f"model {name!r} version {model.version} is {model.precision}, not {precision}")
+        return model
+
+    async def default(self, name: str) -> ModelVersion:
+        """What a request naming no version gets: the newest float version, else the newest of any."""
+        try:
+            return await self.get(name, precision="fp32")
+        except ModelNotFound:
+            return await self.get(name)
 
     async def next_version(self, name: str) -> int:
         try:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from importlib import resources
 
+import msgspec
+
+from maskline.contracts.model_v1 import Architecture
 from maskline.shared.bus import connect, ensure_streams
 from maskline.shared.config import RuntimeSettings
 from maskline.shared.model_store import register_model
@@ -45,6 +48,7 @@ async def seed_starter_model(settings: RuntimeSettings) -> None:
             source="seed",
             description="Small U-Net trained on generated shapes (maskline.models.starter)",
             metrics={"held_out_miou": float(held_out["miou"])},
+            architecture=msgspec.convert(manifest["architecture"], Architecture),
         )
     finally:
         await bus.close()

@@ -27,7 +27,8 @@ from maskline.infra.embedded.triton import start_triton
 from maskline.shared.config import RuntimeSettings, load
 from maskline.shared.fleet import service_status
 
-SERVICES = ("audit", "ingest", "augment", "infer", "merge", "gateway")
+#: Start order: the gateway last, when what it fronts is up.
+START_ORDER = ("audit", "ingest", "augment", "infer", "merge", "quantize", "gateway")
 STATE_FILE = "stack.json"
 
 
@@ -90,7 +91,7 @@ class Stack:
             ).pid
             self._save()
             asyncio.run(seed_starter_model(load(RuntimeSettings, self.service_env())))
-            for name in SERVICES:
+            for name in START_ORDER:
                 count = s.infer_instances if name == "infer" else 1
                 for index in range(count):
                     self.start_service(name, name if index == 0 else f"{name}-{index + 1}")
@@ -120,7 +121,7 @@ class Stack:
 
     def _services_ready(self) -> bool:
         url = f"nats://127.0.0.1:{self.settings.nats_port}"
-        statuses = asyncio.run(service_status(url, list(SERVICES)))
+        statuses = asyncio.run(service_status(url, list(START_ORDER)))
         return all(status is not None and status.get("ready") for status in statuses.values())
 
     def _gateway_ready(self) -> bool:

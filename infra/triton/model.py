@@ -14,14 +14,24 @@ import triton_python_backend_utils as pb_utils
 
 class TritonPythonModel:
     def initialize(self, args):
-        if args.get("model_instance_kind") == "GPU":
+        folder = os.path.join(args["model_repository"], args["model_version"])
+        precision_file = os.path.join(folder, "precision.txt")
+        precision = "fp32"
+        if os.path.exists(precision_file):
+            with open(precision_file) as handle:
+                precision = handle.read().strip()
+        if precision != "fp32":
+            # int8/hybrid versions hold x86 quantized kernels: CPU only, with the engine they were packed for.
+            engines = torch.backends.quantized.supported_engines
+            torch.backends.quantized.engine = "x86" if "x86" in engines else "fbgemm"
+        if args.get("model_instance_kind") == "GPU" and precision == "fp32":
             self.device = torch.device("cuda", int(args["model_instance_device_id"]))
         else:
             self.device = torch.device("cpu")
             threads = int(os.environ.get("MASKLINE_TORCH_THREADS", "0"))
             if threads > 0:
                 torch.set_num_threads(threads)
-        path = os.path.join(args["model_repository"], args["model_version"], "model.pt")
+        path = os.path.join(folder, "model.pt")
         self.model = torch.jit.load(path, map_location=self.device).eval()
 
     def execute(self, requests):

@@ -84,6 +84,10 @@ def main() -> None:
     scripted.save(str(args.out / "model.pt"))
     manifest = {
         "name": "shapes-unet",
+        "architecture": {
+            "entrypoint": "maskline.models.starter.unet:UNet",
+            "kwargs": {"classes": len(shapes.LABELS), "width": 16},
+        },
         "labels": list(shapes.LABELS),
         "input_size": [args.size, args.size],
         "parameters": sum(p.numel() for p in model.parameters()),

@@ -16,6 +16,7 @@ from maskline.services.gateway.fleet import FleetController
 from maskline.services.gateway.health import HealthController
 from maskline.services.gateway.jobs import JobController
 from maskline.services.gateway.models import ModelController, ModelMergeController
+from maskline.services.gateway.quantize import QuantizeController
 from maskline.services.gateway.segmentations import SegmentationController
 
 
@@ -28,6 +29,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
             SegmentationController,
             ModelController,
             ModelMergeController,
+            QuantizeController,
             DatasetController,
             JobController,
             AuditController,

@@ -8,9 +8,7 @@ from litestar import Controller, get
 
 from maskline.services.gateway.context import GatewayContext
 from maskline.shared.bus import STREAMS
-from maskline.shared.fleet import discover, queues, statuses
-
-SERVICES = ("gateway", "ingest", "augment", "infer", "merge", "audit")
+from maskline.shared.fleet import SERVICES, discover, queues, statuses
 
 
 class FleetController(Controller):

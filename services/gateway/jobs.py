@@ -20,6 +20,7 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     kind: str
     status: str
     progress: dict[str, int]
+    stage: str | None = None
     error: dict[str, str] | None
     links: dict[str, str]
 
@@ -31,7 +32,18 @@ def job_view(state: JobState) -> JobView:
         links["model"] = f"/v1/models/{state.model.name}/{state.model.version}"
     if state.dataset is not None:
         links["dataset"] = "/v1/datasets/" + state.dataset.target.rstrip("/").rsplit("/", 1)[-1]
-    return JobView(id=state.job_id, kind=state.kind, status=state.status, progress=state.progress, error=error, links=links)
+    if state.kind in ("quantization", "layer-edit") and state.model is not None:
+        base = f"/v1/models/{state.model.name}/{state.model.version}"
+        links.update({"step": f"{base}/reports/step", "graph": f"{base}/graph"})
+    return JobView(
+        id=state.job_id,
+        kind=state.kind,
+        status=state.status,
+        progress=state.progress,
+        stage=state.stage,
+        error=error,
+        links=links,
+    )
 
 
 async def submit_command(ctx: GatewayContext, tenant: str, type_: str, data: Any) -> Response[JobView]:

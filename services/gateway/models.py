@@ -14,7 +14,7 @@ from litestar.params import Body
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from maskline.contracts import model_v1
-from maskline.contracts.model_v1 import MergeMethod, ModelName, ModelVersion, VersionRef
+from maskline.contracts.model_v1 import Architecture, MergeMethod, ModelName, ModelVersion, VersionRef
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.datasets import prefix as dataset_prefix
 from maskline.services.gateway.errors import NotFound, Unprocessable
@@ -35,6 +35,10 @@ class ModelForm:
     input_height: int = 128
     input_width: int = 128
     description: str = ""
+    architecture: str = ""
+    """Optional `package.module:Class` that rebuilds the network (needed to quantize it)."""
+    architecture_kwargs: str = "{}"
+    """JSON object of the class's constructor arguments."""
 
 
 class ModelController(Controller):
@@ -66,6 +70,13 @@ class ModelController(Controller):
         size = (data.input_height, data.input_width)
         if min(size) < 8 or max(size) > 4096:
             raise Unprocessable("input size must be between 8 and 4096 pixels per side")
+        architecture = None
+        if data.architecture:
+            try:
+                kwargs = msgspec.json.decode(data.architecture_kwargs or "{}")
+                architecture = msgspec.convert({"entrypoint": data.architecture, "kwargs": kwargs}, Architecture)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                raise Unprocessable(f"invalid architecture: {exc}") from exc
         weights = await data.weights.read()
         await asyncio.to_thread(check_torchscript, weights, len(labels), size)
         return await register_model(
@@ -79,6 +90,7 @@ class ModelController(Controller):
             source="gateway",
             tenant=tenant,
             description=data.description,
+            architecture=architecture,
         )
 
 

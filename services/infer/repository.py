@@ -40,4 +40,5 @@ def write_version(root: Path, model: ModelVersion, weights: bytes, *, kind: str,
     backend = resources.files("maskline.infra.triton").joinpath("model.py").read_bytes()
     _write_atomic(version_dir / "model.pt", weights)
     _write_atomic(version_dir / "model.py", backend)
+    _write_atomic(version_dir / "precision.txt", model.precision.encode())
     return version_dir

@@ -14,11 +14,12 @@ from maskline.contracts import seg_v1
 from maskline.contracts.common_v1 import ModelRef, ObjectRef
 from maskline.contracts.envelope import Envelope, next_event
 from maskline.contracts.model_v1 import ModelVersion
-from maskline.services.infer.preprocess import encode_npy, to_model_input
+from maskline.services.infer.preprocess import encode_npy
 from maskline.services.infer.settings import InferSettings
 from maskline.services.infer.triton import Triton
 from maskline.shared.consumer import ConsumerSpec
 from maskline.shared.errors import PermanentError, RetryableError
+from maskline.shared.images import to_model_input
 from maskline.shared.registry import ModelNotFound, ModelRegistry
 from maskline.shared.runtime import Runtime
 from maskline.shared.storage import ObjectNotFound, StorageError
@@ -45,16 +46,19 @@ class Infer:
         self.triton = triton
         self.registry = registry
         self._warm_done = False
-        self._models: dict[tuple[str, int | None], tuple[float, ModelVersion]] = {}
+        self._models: dict[tuple[str, int | None, str | None], tuple[float, ModelVersion]] = {}
 
-    async def resolve(self, name: str, version: int | None) -> ModelVersion:
+    async def resolve(self, name: str, version: int | None, precision: str | None = None) -> ModelVersion:
         """Versions are immutable, so a pinned version is cached for good; "latest" for a few seconds."""
-        key = (name, version)
+        key = (name, version, precision)
         cached = self._models.get(key)
         if cached is not None and (version is not None or time.monotonic() - cached[0] < LATEST_TTL_S):
             return cached[1]
         try:
-            model = await self.registry.get(name, version)
+            if version is not None or precision is not None:
+                model = await self.registry.get(name, version, precision)
+            else:
+                model = await self.registry.default(name)
         except ModelNotFound as exc:
             raise PermanentError(str(exc), code="model_not_found") from exc
         self._models[key] = (time.monotonic(), model)
@@ -65,7 +69,7 @@ class Infer:
         for name in names:
             for attempt in range(60):
                 try:
-                    model = await self.registry.get(name)
+                    model = await self.registry.default(name)
                     await self.triton.ensure_loaded(model)
                     # TorchScript optimises on its first calls: pay that here, not on a client's request.
                     height, width = model.input_size
@@ -83,7 +87,7 @@ class Infer:
     async def _predict(self, options: seg_v1.SegmentationOptions, image_key: str, prediction_key: str) -> Prediction:
         """Run the requested model version on one stored image; store float16 probabilities."""
         started = time.perf_counter()
-        model = await self.resolve(options.model, options.version)
+        model = await self.resolve(options.model, options.version, options.precision)
         try:
             png = await self.runtime.store.get(image_key)
         except ObjectNotFound as exc:

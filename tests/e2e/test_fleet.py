@@ -17,9 +17,9 @@ import pytest
 
 from maskline.client import Client
 from maskline.infra.embedded.process import free_port, stop_pid
-from maskline.infra.embedded.stack import SERVICES, Stack
+from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
-from maskline.shared.fleet import service_status
+from maskline.shared.fleet import SERVICES, service_status
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e

@@ -12,9 +12,9 @@ from PIL import Image
 from maskline.contracts.model_v1 import ModelVersion
 from maskline.infra.embedded.seed import starter_files
 from maskline.models.starter import shapes
-from maskline.services.infer.preprocess import to_model_input
 from maskline.services.infer.settings import InferSettings
 from maskline.services.infer.triton import ModelLoadFailed, Triton
+from maskline.shared.images import to_model_input
 from maskline.shared.storage import make_ref
 from maskline.shared.storage.filesystem import FilesystemStore
 

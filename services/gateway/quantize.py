@@ -1,0 +1,109 @@
+"""Quantization over HTTP: start a job, edit a layer, read the STEP/CROSS/calibrator reports and graphs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, Response, get, post
+from litestar.status_codes import HTTP_202_ACCEPTED
+
+from maskline.contracts import model_v1
+from maskline.contracts.model_v1 import CalibrationMethod, LayerEdit, ModelVersion, VersionRef
+from maskline.services.gateway.context import GatewayContext
+from maskline.services.gateway.datasets import prefix as dataset_prefix
+from maskline.services.gateway.errors import NotFound, Unprocessable
+from maskline.services.gateway.jobs import JobView, submit_command
+from maskline.shared.model_store import graph_key
+from maskline.shared.registry import ModelNotFound
+from maskline.shared.storage import ObjectNotFound
+
+REPORTS = ("step", "cross", "calibrators", "travel")
+
+
+class QuantizeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`POST /v1/models/quantizations`: see `QuantizeRequested`; `dataset` is one of your dataset names."""
+
+    model: VersionRef
+    dataset: str
+    method: CalibrationMethod = "entropy"
+    precision: str = "int8"
+    per_channel: bool = True
+    keep_float: tuple[str, ...] = ()
+    percentile: float = 99.99
+    max_images: int = 64
+    compare_calibrators: bool = False
+    name: str | None = None
+
+
+async def _model(ctx: GatewayContext, name: str, version: int) -> ModelVersion:
+    try:
+        return await ctx.registry.get(name, version)
+    except ModelNotFound as exc:
+        raise NotFound(str(exc)) from exc
+
+
+async def _json(ctx: GatewayContext, key: str, missing: str) -> Any:
+    try:
+        return msgspec.json.decode(await ctx.runtime.store.get(key))
+    except ObjectNotFound as exc:
+        raise NotFound(missing) from exc
+
+
+class QuantizeController(Controller):
+    path = "/v1/models"
+    tags = ["quantization"]
+
+    @post("/quantizations", status_code=HTTP_202_ACCEPTED, summary="Quantize a float version to HYBRID or INT8 (a job)")
+    async def quantize(self, ctx: GatewayContext, tenant: str, data: QuantizeBody) -> Response[JobView]:
+        raw = msgspec.structs.asdict(data)
+        raw["dataset"] = dataset_prefix(tenant, data.dataset)
+        try:
+            request = msgspec.convert(raw, model_v1.QuantizeRequested)
+        except msgspec.ValidationError as exc:
+            raise Unprocessable(f"invalid quantization request: {exc}") from exc
+        parent = await _model(ctx, request.model.name, request.model.version)
+        if parent.precision != "fp32":
+            raise Unprocessable(
+                f"{parent.name}/{parent.version} is {parent.precision}: quantize a float version", code="not_float"
+            )
+        return await submit_command(ctx, tenant, model_v1.QUANTIZE_REQUESTED, request)
+
+    @post("/{name:str}/{version:int}/edits", status_code=HTTP_202_ACCEPTED, summary="Edit one int8 layer (a new version)")
+    async def edit(self, ctx: GatewayContext, tenant: str, name: str, version: int, data: LayerEdit) -> Response[JobView]:
+        model = await _model(ctx, name, version)
+        if model.quantization is None:
+            raise Unprocessable(
+                f"{name}/{version} is {model.precision}: only quantized versions have int8 layers", code="not_quantized"
+            )
+        return await submit_command(
+            ctx, tenant, model_v1.EDIT_REQUESTED, model_v1.EditRequested(model=VersionRef(name, version), edit=data)
+        )
+
+    @get("/{name:str}/{version:int}/reports/{kind:str}", summary="STEP, CROSS, calibrator comparison or edit travel report")
+    async def report(
+        self, ctx: GatewayContext, tenant: str, name: str, version: int, kind: str, layer: str | None = None
+    ) -> dict[str, Any]:
+        if kind not in REPORTS:
+            raise NotFound(f"no report {kind!r}; reports: {', '.join(REPORTS)}")
+        model = await _model(ctx, name, version)
+        ref = model.quantization.reports.get(kind) if model.quantization else None
+        if ref is None:
+            raise NotFound(f"{name}/{version} has no {kind} report" + ("" if model.quantization else " (it is not quantized)"))
+        document: dict[str, Any] = await _json(ctx, ref.key, f"the {kind} report of {name}/{version} is missing")
+        if layer is not None and "layers" in document:
+            document["layers"] = [row for row in document["layers"] if row.get("layer") == layer]
+            if not document["layers"]:
+                raise NotFound(f"{name}/{version} has no int8 layer {layer!r}")
+        return document
+
+    @get("/{name:str}/{version:int}/graph", summary="The network's layers and connections (nodes, edges)")
+    async def graph(self, ctx: GatewayContext, tenant: str, name: str, version: int) -> dict[str, Any]:
+        model = await _model(ctx, name, version)
+        if model.quantization is not None and "graph" in model.quantization.reports:
+            key = model.quantization.reports["graph"].key
+        else:
+            key = graph_key(name, version)
+        why = "it declares no architecture" if model.architecture is None else "the quantize service has not described it yet"
+        result: dict[str, Any] = await _json(ctx, key, f"no graph for {name}/{version}: {why}")
+        return result

@@ -1,0 +1,244 @@
+"""Quantize and edit jobs: command event → progress events → a new registered version → `model.v1.quantized`.
+
+Nothing becomes servable before the end: reports and the recipe are written under the job's own
+folder, the TorchScript is loaded back and run, and only then is the version registered. A
+redelivered job finds its marker and answers with the version it already made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import numpy as np
+import structlog
+from numpy.typing import NDArray
+
+from maskline.contracts import model_v1
+from maskline.contracts.common_v1 import ObjectRef
+from maskline.contracts.envelope import Envelope, next_event
+from maskline.contracts.model_v1 import ModelVersion, QuantizationInfo, VersionRef
+from maskline.services.quantize import architecture as arch
+from maskline.services.quantize import engine, workbench
+from maskline.services.quantize.settings import QuantizeSettings
+from maskline.shared.bus import Bus
+from maskline.shared.errors import PermanentError
+from maskline.shared.images import to_model_input
+from maskline.shared.model_store import graph_key, register_model
+from maskline.shared.registry import ModelNotFound, ModelRegistry
+from maskline.shared.storage import ObjectNotFound, ObjectStore
+
+SOURCE = "quantize"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+log = structlog.get_logger(SOURCE)
+
+
+def job_folder(name: str, job_id: str) -> str:
+    return f"models/{name}/quantize/{job_id}"
+
+
+class QuantizeJobs:
+    def __init__(self, store: ObjectStore, registry: ModelRegistry, bus: Bus, settings: QuantizeSettings) -> None:
+        self.store, self.registry, self.bus, self.settings = store, registry, bus, settings
+
+    async def _version(self, ref: VersionRef) -> ModelVersion:
+        try:
+            return await self.registry.get(ref.name, ref.version)
+        except ModelNotFound as exc:
+            raise PermanentError(str(exc), code="model_not_found") from exc
+
+    async def _images(self, prefix: str, limit: int, size: tuple[int, int]) -> list[NDArray[np.float32]]:
+        base = prefix.rstrip("/") + "/"
+        keys = [k for k in await self.store.list(base + "images/") if k.lower().endswith(IMAGE_SUFFIXES)]
+        if not keys:
+            keys = [k for k in await self.store.list(base) if k.lower().endswith(IMAGE_SUFFIXES)]
+        if not keys:
+            raise PermanentError(f"the calibration set {base} has no images", code="empty_calibration_set")
+        images = []
+        for key in sorted(keys)[:limit]:
+            try:
+                images.append(await asyncio.to_thread(to_model_input, await self.store.get(key), size))
+            except (OSError, ValueError) as exc:
+                raise PermanentError(f"calibration image {key} cannot be decoded: {exc}", code="bad_calibration_image") from exc
+        return images
+
+    def _progress(self, env: Envelope[Any]) -> Callable[[str, int, int], None]:
+        loop = asyncio.get_running_loop()
+        published: list[int] = []
+
+        def report(stage: str, done: int, total: int) -> None:
+            part = len(published)
+            published.append(part)
+            event = next_event(
+                env,
+                model_v1.QUANTIZE_PROGRESSED,
+                SOURCE,
+                model_v1.QuantizeProgressed(stage=stage, done=done, total=total),
+                part=part,
+            )
+            asyncio.run_coroutine_threadsafe(self.bus.publish(event), loop)
+
+        return report
+
+    async def _finished(self, env: Envelope[Any], name: str) -> list[Envelope[Any]] | None:
+        try:
+            done = msgspec.json.decode(await self.store.get(f"{job_folder(name, env.job_id)}/done.json"), type=model_v1.Quantized)
+        except ObjectNotFound:
+            return None
+        return [next_event(env, model_v1.QUANTIZED, SOURCE, done)]
+
+    async def _publish_version(
+        self,
+        env: Envelope[Any],
+        parent: ModelVersion,
+        name: str,
+        precision: str,
+        built: workbench.Built,
+        info: dict[str, Any],
+        started: float,
+    ) -> list[Envelope[Any]]:
+        folder = job_folder(name, env.job_id)
+        refs: dict[str, ObjectRef] = {}
+        for kind, body in built.documents.items():
+            refs[kind] = await self.store.put(f"{folder}/{kind}.json", body, "application/json")
+        recipe = refs.pop("recipe")
+        quantization = QuantizationInfo(recipe=recipe, reports=refs, **info)
+        model = await register_model(
+            self.store,
+            self.registry,
+            self.bus,
+            name=name,
+            weights=built.torchscript,
+            labels=parent.labels,
+            input_size=parent.input_size,
+            source=SOURCE,
+            tenant=env.tenant,
+            precision=precision,
+            parent=f"{parent.name}/{parent.version}",
+            architecture=parent.architecture,
+            quantization=quantization,
+            metrics=built.summary,
+            description=f"{precision} from {parent.name}/{parent.version} ({info['method']})",
+        )
+        done = model_v1.Quantized(
+            model=model,
+            parent=VersionRef(parent.name, parent.version),
+            seconds=round(time.perf_counter() - started, 3),
+            summary=built.summary,
+        )
+        await self.store.put(f"{folder}/done.json", msgspec.json.encode(done), "application/json")
+        return [next_event(env, model_v1.QUANTIZED, SOURCE, done)]
+
+    def _inputs(self, weights: bytes, model: ModelVersion, images: list[NDArray[np.float32]]) -> workbench.Inputs:
+        assert model.architecture is not None
+        s = self.settings
+        return workbench.Inputs(
+            weights=weights,
+            architecture=model.architecture,
+            allowed=s.allowed_architectures,
+            images=images,
+            report_images=min(s.report_images, len(images)),
+            batch=s.batch,
+        )
+
+    async def quantize(self, env: Envelope[model_v1.QuantizeRequested]) -> list[Envelope[Any]]:
+        request = env.data
+        started = time.perf_counter()
+        name = request.name or request.model.name
+        if (finished := await self._finished(env, name)) is not None:
+            return finished
+        parent = await self._version(request.model)
+        if parent.precision != "fp32":
+            raise PermanentError(
+                f"{parent.name}/{parent.version} is {parent.precision}; quantize its float parent", code="not_float"
+            )
+        if parent.architecture is None:
+            raise PermanentError(
+                f"{parent.name}/{parent.version} declares no architecture, so it cannot be rebuilt for quantization "
+                "(register it with an architecture entrypoint)",
+                code="not_quantizable",
+            )
+        images = await self._images(request.dataset, request.max_images, parent.input_size)
+        weights = await self.store.get(parent.weights.key)
+        recipe = engine.Recipe(
+            method=request.method,
+            precision=request.precision,
+            per_channel=request.per_channel,
+            keep_float=request.keep_float,
+            percentile=request.percentile,
+            observers={},
+        )
+        try:
+            built = await asyncio.to_thread(
+                workbench.quantize,
+                self._inputs(weights, parent, images),
+                recipe,
+                request.compare_calibrators,
+                self._progress(env),
+            )
+        except arch.UnsupportedLayer as exc:
+            raise PermanentError(str(exc), code="unsupported_layer") from exc
+        except (arch.ArchitectureError, engine.QuantizationError) as exc:
+            raise PermanentError(str(exc), code="not_quantizable") from exc
+        info = {
+            "method": request.method,
+            "per_channel": request.per_channel,
+            "keep_float": request.keep_float,
+            "dataset": request.dataset,
+            "images": len(images),
+            "percentile": request.percentile,
+        }
+        return await self._publish_version(env, parent, name, request.precision, built, info, started)
+
+    async def edit(self, env: Envelope[model_v1.EditRequested]) -> list[Envelope[Any]]:
+        request = env.data
+        started = time.perf_counter()
+        if (finished := await self._finished(env, request.model.name)) is not None:
+            return finished
+        target = await self._version(request.model)
+        if target.quantization is None or target.parent is None:
+            raise PermanentError(f"{target.name}/{target.version} is not a quantized version", code="not_quantized")
+        parent_name, _, parent_version = target.parent.partition("/")
+        parent = await self._version(VersionRef(parent_name, int(parent_version)))
+        if parent.quantization is not None:  # an edit of an edit: the float root is further up
+            parent = await self._float_root(parent)
+        before = msgspec.json.decode(await self.store.get(target.quantization.recipe.key), type=engine.Recipe)
+        after = msgspec.structs.replace(before, edits=(*before.edits, request.edit))
+        q = target.quantization
+        images = await self._images(q.dataset, q.images, parent.input_size)
+        weights = await self.store.get(parent.weights.key)
+        try:
+            built = await asyncio.to_thread(workbench.edit, self._inputs(weights, parent, images), before, after)
+        except (arch.ArchitectureError, engine.QuantizationError, RuntimeError) as exc:
+            raise PermanentError(f"edit of {request.edit.layer} refused: {exc}", code="invalid_edit") from exc
+        info = {f: getattr(q, f) for f in ("method", "per_channel", "keep_float", "dataset", "images", "percentile")}
+        info["edits"] = after.edits
+        return await self._publish_version(env, target, target.name, target.precision, built, info, started)
+
+    async def _float_root(self, model: ModelVersion) -> ModelVersion:
+        while model.quantization is not None and model.parent is not None:
+            name, _, version = model.parent.partition("/")
+            model = await self._version(VersionRef(name, int(version)))
+        return model
+
+    async def describe(self, env: Envelope[model_v1.ModelRegistered]) -> list[Envelope[Any]]:
+        """Write the graph of a newly registered float version that declares its architecture."""
+        model = env.data.model
+        if model.architecture is None or model.quantization is not None:
+            return []
+        key = graph_key(model.name, model.version)
+        if await self.store.exists(key):
+            return []
+        weights = await self.store.get(model.weights.key)
+        try:
+            body = await asyncio.to_thread(
+                workbench.float_graph, weights, model.architecture, self.settings.allowed_architectures, model.input_size
+            )
+        except Exception as exc:  # a graph is a convenience: never dead-letter a registration for it
+            log.warning("graph.failed", model=model.name, version=model.version, error=str(exc))
+            return []
+        await self.store.put(key, body, "application/json")
+        return []
