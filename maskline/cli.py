@@ -100,7 +100,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     client = Client(args.url, api_key=args.api_key)
-    job = client.submit(Path(args.image), wait=args.wait, model=args.model, version=args.version, tta=args.tta or None)
+    job = client.submit(
+        Path(args.image), wait=args.wait, model=args.model, version=args.version, precision=args.precision, tta=args.tta or None
+    )
     if job["status"] == "completed" and args.out:
         job["files"] = {k: str(v) for k, v in client.download(job, Path(args.out) / job["id"]).items()}
     _print(args, job, f"job {job['id']}: {job['status']}" + "".join(f"\n  {k}: {v}" for k, v in job.get("files", {}).items()))
@@ -116,6 +118,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         job = client.wait_job(job["id"])
         _print(args, job, f"merge {job['status']}: {job['links'].get('model', job['error'])}")
         return 0 if job["status"] == "completed" else 1
+    if args.action in ("quantize", "edit", "graph", "report"):
+        return _quantize_verbs(client, args)
     if args.action == "register":
         height, width = (int(v) for v in args.input_size.split(","))
         model = client.register_model(
@@ -145,17 +149,67 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         _print(args, view, f"{args.name}: {len(view['images'])} images, {len(view['masks'])} masks, manifest={view['manifest']}")
         return 0
     job = client.expand_dataset(args.name, target=args.target, angle=args.angle, blur_sigma=args.blur_sigma)
+    job = _follow(client, args, job, f"expanding {args.name}")
+    _print(args, job, f"job {job['id']}: {job['status']} {job['progress']}" + (f" {job['error']}" if job["error"] else ""))
+    return 0 if job["status"] == "completed" else 1
+
+
+def _follow(client: Client, args: argparse.Namespace, job: dict[str, Any], label: str) -> dict[str, Any]:
+    """Wait for a command job with a progress bar (stage and done/total as the job reports them)."""
     from rich.progress import Progress
 
     with Progress(disable=args.json) as bar:
-        task = bar.add_task(f"expanding {args.name}", total=None)
+        task = bar.add_task(label, total=None)
 
         def show(j: dict[str, Any]) -> None:
-            bar.update(task, completed=j["progress"].get("done", 0), total=j["progress"].get("total"))
+            stage = f"{label} [{j['stage']}]" if j.get("stage") else label
+            bar.update(task, description=stage, completed=j["progress"].get("done", 0), total=j["progress"].get("total"))
 
-        job = client.wait_job(job["id"], on_progress=show)
-    _print(args, job, f"job {job['id']}: {job['status']} {job['progress']}" + (f" {job['error']}" if job["error"] else ""))
-    return 0 if job["status"] == "completed" else 1
+        return client.wait_job(job["id"], timeout=1800.0, on_progress=show)
+
+
+def _ref(text: str) -> tuple[str, int]:
+    name, _, version = text.partition(":")
+    if not version.isdigit():
+        raise SystemExit(f"maskline: give a model as name:version, not {text!r}")
+    return name, int(version)
+
+
+def _quantize_verbs(client: Client, args: argparse.Namespace) -> int:
+    name, version = _ref(args.refs[0]) if args.refs else ("", 0)
+    if not name:
+        raise SystemExit(f"maskline: models {args.action} needs a model as name:version")
+    if args.action == "quantize":
+        job = client.quantize(
+            name,
+            version,
+            dataset=args.dataset,
+            method=args.method if args.method != "avg" else None,
+            precision=args.precision,
+            per_channel=not args.per_tensor,
+            keep_float=args.keep_float.split(",") if args.keep_float else None,
+            compare_calibrators=args.compare or None,
+            name=args.name,
+        )
+        job = _follow(client, args, job, f"quantizing {name}:{version}")
+        _print(args, job, f"quantize {job['status']}: {job['links'].get('model', job['error'])}")
+        return 0 if job["status"] == "completed" else 1
+    if args.action == "edit":
+        edit = {"output_scale": args.output_scale, "weight_scale": args.weight_scale}
+        job = _follow(client, args, client.edit_layer(name, version, layer=args.layer, **edit), f"editing {args.layer}")
+        _print(args, job, f"edit {job['status']}: {job['links'].get('model', job['error'])}")
+        return 0 if job["status"] == "completed" else 1
+    if args.action == "graph":
+        graph = client.graph(name, version)
+        _print(args, graph, "\n".join(f"{n['id']:<28} {n['type']:<22} {n['shape']}" for n in graph["nodes"]))
+        return 0
+    report = client.report(name, version, args.kind, args.layer)
+    lines = [
+        f"{r['layer']:<12} {json.dumps({k: v for k, v in r.items() if isinstance(v, dict) and 'sqnr_db' in v})}"
+        for r in report.get("layers", report.get("rows", []))
+    ]
+    _print(args, report, "\n".join(lines) or json.dumps(report, indent=2))
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -178,6 +232,7 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--version", type=int, default=None)
     submit.add_argument("--out", default="out")
     submit.add_argument("--tta", action="store_true", help="test-time augmentation (5 variants, fused)")
+    submit.add_argument("--precision", choices=["fp32", "hybrid", "int8"], help="newest version in this precision")
     submit.set_defaults(run=cmd_submit)
     datasets = sub.add_parser("datasets", help="upload, show or expand a dataset")
     datasets.add_argument("action", choices=["upload", "show", "expand"])
@@ -189,9 +244,22 @@ def parser() -> argparse.ArgumentParser:
     datasets.add_argument("--blur-sigma", type=float, default=None)
     datasets.set_defaults(run=cmd_datasets)
     models = sub.add_parser("models", help="list or register models")
-    models.add_argument("action", choices=["list", "register", "merge"])
-    models.add_argument("refs", nargs="*", help="merge: name:version of each model")
-    models.add_argument("--method", default="avg", help="merge: avg, max, absmax, weighted, median, task_arithmetic, ties")
+    models.add_argument("action", choices=["list", "register", "merge", "quantize", "report", "graph", "edit"])
+    models.add_argument("refs", nargs="*", help="merge: name:version of each model; quantize/report/graph/edit: one")
+    models.add_argument(
+        "--method",
+        default="avg",
+        help="merge: avg, max, absmax, weighted, median, task_arithmetic, ties; quantize: minmax, entropy, log2, percentile",
+    )
+    models.add_argument("--dataset", help="quantize: calibration dataset name")
+    models.add_argument("--precision", choices=["int8", "hybrid"], default="int8", help="quantize")
+    models.add_argument("--per-tensor", action="store_true", help="quantize: per-tensor weight scales")
+    models.add_argument("--keep-float", help="quantize: comma-separated layers to leave in float")
+    models.add_argument("--compare", action="store_true", help="quantize: also compare every calibrator")
+    models.add_argument("--kind", default="step", choices=["step", "cross", "calibrators", "travel"], help="report")
+    models.add_argument("--layer", help="report: one layer; edit: the layer to edit")
+    models.add_argument("--output-scale", type=float, help="edit: new output scale")
+    models.add_argument("--weight-scale", type=float, help="edit: new weight scale")
     models.add_argument("--weights-by", help="merge (weighted): comma-separated sample counts")
     models.add_argument("--bn-dataset", help="merge: re-estimate BatchNorm statistics on this dataset's images")
     models.add_argument("--weights")

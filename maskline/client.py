@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import time
 from pathlib import Path
@@ -67,7 +68,15 @@ class Client:
         return list(self._check(self.http.get("/v1/models")).json())
 
     def register_model(
-        self, weights: Path, *, name: str, labels: list[str], input_size: tuple[int, int], description: str = ""
+        self,
+        weights: Path,
+        *,
+        name: str,
+        labels: list[str],
+        input_size: tuple[int, int],
+        description: str = "",
+        architecture: str = "",
+        architecture_kwargs: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         form = {
             "name": name,
@@ -75,6 +84,8 @@ class Client:
             "input_height": str(input_size[0]),
             "input_width": str(input_size[1]),
             "description": description,
+            "architecture": architecture,
+            "architecture_kwargs": json.dumps(architecture_kwargs or {}),
         }
         files = {"weights": (weights.name, weights.read_bytes(), "application/octet-stream")}
         return dict(self._check(self.http.post("/v1/models", data=form, files=files)).json())
@@ -105,6 +116,23 @@ class Client:
             **{k: v for k, v in options.items() if v is not None},
         }
         return dict(self._check(self.http.post("/v1/models/merges", json=body)).json())
+
+    def quantize(self, model: str, version: int, *, dataset: str, **options: Any) -> dict[str, Any]:
+        """Start a quantization job; `options` as in `POST /v1/models/quantizations` (name = the result's name)."""
+        body: dict[str, Any] = {"model": {"name": model, "version": version}, "dataset": dataset}
+        body.update({k: v for k, v in options.items() if v is not None})
+        return dict(self._check(self.http.post("/v1/models/quantizations", json=body)).json())
+
+    def edit_layer(self, name: str, version: int, *, layer: str, **edit: Any) -> dict[str, Any]:
+        body = {"layer": layer, **{k: v for k, v in edit.items() if v is not None}}
+        return dict(self._check(self.http.post(f"/v1/models/{name}/{version}/edits", json=body)).json())
+
+    def report(self, name: str, version: int, kind: str, layer: str | None = None) -> dict[str, Any]:
+        params = {"layer": layer} if layer else None
+        return dict(self._check(self.http.get(f"/v1/models/{name}/{version}/reports/{kind}", params=params)).json())
+
+    def graph(self, name: str, version: int) -> dict[str, Any]:
+        return dict(self._check(self.http.get(f"/v1/models/{name}/{version}/graph")).json())
 
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(self._check(self.http.get(f"/v1/jobs/{job_id}")).json())

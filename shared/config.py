@@ -33,6 +33,8 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, frozen=True):
     max_deliver: int = 5
     ack_wait_s: float = 60.0
     concurrency: int = 4
+    heartbeat_s: float = 2.0
+    """Heartbeat interval; an instance silent for 3 intervals is reported stale."""
 
 
 S = TypeVar("S", bound=msgspec.Struct)

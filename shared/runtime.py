@@ -7,6 +7,7 @@ service's consumers and readiness checks. Nothing here is specific to one servic
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import signal
@@ -25,6 +26,7 @@ from maskline.shared import logging as logs
 from maskline.shared.bus import Bus, connect, ensure_streams
 from maskline.shared.config import RuntimeSettings
 from maskline.shared.consumer import Consumer, ConsumerSpec
+from maskline.shared.heartbeat import Heartbeat
 from maskline.shared.storage import ObjectStore, open_store
 
 ReadyCheck = Callable[[], Awaitable[bool]]
@@ -116,6 +118,9 @@ class Runtime:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         micro = await self._register_micro()
+        heartbeat = Heartbeat(self.bus.js, self.name, self.instance, self.settings.heartbeat_s)
+        await heartbeat.open(self.settings.stream_replicas)
+        extra = (*extra, heartbeat.run(self.status, self._stop))
         tasks = [asyncio.create_task(c.run()) for c in self.consumers] + [asyncio.ensure_future(e) for e in extra]
         log.info("service.started", consumers=[c.spec.durable for c in self.consumers])
         stopper = asyncio.create_task(self._stop.wait())
@@ -134,6 +139,8 @@ class Runtime:
         # Consumers finish their in-flight messages (ack or nak) before the connection drains.
         await asyncio.wait([t for t in tasks if not t.done()] or [stopper], timeout=30)
         await micro.stop()
+        with contextlib.suppress(Exception):  # drained: say so, rather than turn stale
+            await heartbeat.put(await self.status(), state="stopped")
         await self.bus.close()
         log.info("service.stopped")
 

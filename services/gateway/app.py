@@ -15,6 +15,7 @@ from maskline.services.gateway.datasets import DatasetController
 from maskline.services.gateway.fleet import FleetController
 from maskline.services.gateway.health import HealthController
 from maskline.services.gateway.jobs import JobController
+from maskline.services.gateway.metrics import MetricsController
 from maskline.services.gateway.models import ModelController, ModelMergeController
 from maskline.services.gateway.quantize import QuantizeController
 from maskline.services.gateway.segmentations import SegmentationController
@@ -35,6 +36,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
             AuditController,
             HealthController,
             FleetController,
+            MetricsController,
         ],
         dependencies={"ctx": Provide(provide_ctx), "tenant": Provide(provide_tenant)},
         plugins=[problems.plugin()],

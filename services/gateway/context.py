@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from maskline.services.gateway.settings import GatewaySettings
+from maskline.services.gateway.telemetry import Metrics
 from maskline.services.gateway.waiters import CompletionWaiters
 from maskline.shared.jobs import JobStore
 from maskline.shared.registry import ModelRegistry
@@ -19,3 +20,4 @@ class GatewayContext:
     registry: ModelRegistry
     waiters: CompletionWaiters
     tenants: dict[str, str]
+    metrics: Metrics = field(default_factory=Metrics)

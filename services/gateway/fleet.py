@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from litestar import Controller, get
@@ -9,6 +10,7 @@ from litestar import Controller, get
 from maskline.services.gateway.context import GatewayContext
 from maskline.shared.bus import STREAMS
 from maskline.shared.fleet import SERVICES, discover, queues, statuses
+from maskline.shared.heartbeat import STALE_AFTER, fleet
 
 
 class FleetController(Controller):
@@ -18,18 +20,31 @@ class FleetController(Controller):
     @get(summary="Every running service instance, stage queues and the dead-letter count")
     async def fleet(self, ctx: GatewayContext, tenant: str) -> dict[str, Any]:
         bus = ctx.runtime.bus
-        instances = await discover(bus.nc)
-        status = await statuses(bus.nc, list(SERVICES))
+        registered, status, beats = await asyncio.gather(discover(bus.nc), statuses(bus.nc, list(SERVICES)), fleet(bus.js))
+        micro_ids = {i.get("metadata", {}).get("instance"): i["id"] for i in registered}
         services = []
         for name in SERVICES:
-            own = [i for i in instances if i.get("name") == f"maskline-{name}"]
             s = status[name]
+            own = [
+                {
+                    "instance": b["instance"],
+                    "state": b["state"],
+                    "ready": bool(b.get("ready")) and b["state"] == "up",
+                    "version": b.get("version"),
+                    "uptime_s": b.get("uptime_s"),
+                    "last_heartbeat_s_ago": b["last_heartbeat_s_ago"],
+                    "id": micro_ids.get(b["instance"]),
+                    "consumers": b.get("consumers", {}),
+                }
+                for b in beats
+                if b.get("service") == name
+            ]
+            up = [i for i in own if i["state"] == "up"]
             services.append(
                 {
                     "name": name,
-                    "instances": [
-                        {"id": i["id"], "version": i["version"], "instance": i.get("metadata", {}).get("instance")} for i in own
-                    ],
+                    "state": "up" if any(i["ready"] for i in up) else "degraded" if up else "down",
+                    "instances": own,
                     "ready": bool(s and s["ready"]),
                     "checks": s["checks"] if s else {},
                     "uptime_s": s["uptime_s"] if s else None,
@@ -37,4 +52,9 @@ class FleetController(Controller):
                 }
             )
         dlq = await bus.js.stream_info("DLQ")
-        return {"services": services, "queues": await queues(bus.js, STREAMS), "dead_letters": dlq.state.messages}
+        return {
+            "services": services,
+            "queues": await queues(bus.js, STREAMS),
+            "dead_letters": dlq.state.messages,
+            "stale_after_s": STALE_AFTER * ctx.runtime.settings.heartbeat_s,
+        }

@@ -34,6 +34,8 @@ class SegmentationForm:
     image: UploadFile
     model: str = "shapes-unet"
     version: int | None = None
+    precision: str | None = None
+    """fp32, hybrid or int8: the newest version in that precision (or check the pinned version has it)."""
     outputs: str = "mask,overlay,regions"
     overlay_alpha: float = 0.5
     min_region_area: int = 0
@@ -59,6 +61,7 @@ def parse_options(form: SegmentationForm) -> seg_v1.SegmentationOptions:
         "tta": tta,
         "model": form.model,
         "version": form.version,
+        "precision": form.precision or None,
         "outputs": outputs,
         "overlay_alpha": form.overlay_alpha,
         "min_region_area": form.min_region_area,

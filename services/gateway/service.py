@@ -56,7 +56,7 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
         runtime=runtime, settings=settings, jobs=jobs, registry=registry, waiters=waiters, tenants=settings.tenants_by_key()
     )
     # Job state is projected from every job-carrying stream (durable names kept from 1.0).
-    projector = JobProjector(jobs)
+    projector = JobProjector(jobs, ctx.metrics)
     for durable, stream, concurrency in (
         ("jobs", "SEG", settings.concurrency),
         ("jobs-datasets", "DATASET", 1),

@@ -53,8 +53,8 @@ class QuantizeJobs:
     async def _images(self, prefix: str, limit: int, size: tuple[int, int]) -> list[NDArray[np.float32]]:
         base = prefix.rstrip("/") + "/"
         keys = [k for k in await self.store.list(base + "images/") if k.lower().endswith(IMAGE_SUFFIXES)]
-        if not keys:
-            keys = [k for k in await self.store.list(base) if k.lower().endswith(IMAGE_SUFFIXES)]
+        if not keys:  # a plain prefix of images (not a dataset): anything but masks
+            keys = [k for k in await self.store.list(base) if k.lower().endswith(IMAGE_SUFFIXES) and "/masks/" not in k]
         if not keys:
             raise PermanentError(f"the calibration set {base} has no images", code="empty_calibration_set")
         images = []

@@ -107,3 +107,64 @@ def test_services_endpoint_shows_the_fleet_queues_and_dead_letters(client: Clien
     assert {("SEG", "ingest"), ("SEG", "infer"), ("SEG", "merge"), ("SEG", "augment")} <= consumers
     assert all(q["pending"] >= 0 and q["in_flight"] >= 0 for q in fleet["queues"])
     assert isinstance(fleet["dead_letters"], int)
+
+
+def fleet_of(client: Client, service: str) -> dict:
+    fleet = client.http.get("/v1/services").json()
+    return next(s for s in fleet["services"] if s["name"] == service)
+
+
+def test_a_killed_instance_turns_stale_and_a_restarted_one_is_up(stack: Stack, client: Client) -> None:
+    before = fleet_of(client, "augment")
+    assert before["state"] == "up"
+    killed = next(i for i in before["instances"] if i["state"] == "up")
+    stale_after = client.http.get("/v1/services").json()["stale_after_s"]
+    stack.kill_service("augment")
+    started = time.monotonic()
+    while True:
+        rows = {i["instance"]: i for i in fleet_of(client, "augment")["instances"]}
+        if rows[killed["instance"]]["state"] == "stale":
+            break
+        assert time.monotonic() - started < stale_after + 5, rows
+        time.sleep(0.5)
+    assert fleet_of(client, "augment")["state"] == "down"
+    stack.start_service("augment")
+    deadline = time.monotonic() + 60
+    while fleet_of(client, "augment")["state"] != "up":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    rows = fleet_of(client, "augment")["instances"]
+    assert {i["state"] for i in rows} == {"up", "stale"} and all(i["last_heartbeat_s_ago"] >= 0 for i in rows)
+
+
+def scrape(stack: Stack) -> dict[str, float]:
+    with urllib.request.urlopen(stack.gateway_url + "/metrics") as response:  # no API key: scraped from inside
+        text = response.read().decode()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def test_metrics_move_when_jobs_run(stack: Stack, client: Client) -> None:
+    before = scrape(stack)
+    image, _ = shapes.sample(np.random.default_rng(7), size=96)
+    assert client.submit(png_bytes(image), wait=60)["status"] == "completed"
+    with pytest.raises(Exception):  # noqa: B017 (any failure: the point is the error counter)
+        client.submit(png_bytes(image), wait=60, model="no-such-model")
+    deadline = time.monotonic() + 10
+    while True:
+        after = scrape(stack)
+        done = 'maskline_jobs_total{family="seg",state="completed"}'
+        failed = 'maskline_errors_total{code="model_not_found",stage="infer"}'
+        if after.get(done, 0) > before.get(done, 0) and after.get(failed, 0) > before.get(failed, 0):
+            break
+        assert time.monotonic() < deadline, {k: v for k, v in after.items() if "jobs_total" in k or "errors_total" in k}
+        time.sleep(0.2)
+    assert after["maskline_triton_seconds_count"] > before.get("maskline_triton_seconds_count", 0)
+    assert after['maskline_stage_seconds_count{stage="infer"}'] > before.get('maskline_stage_seconds_count{stage="infer"}', 0)
+    assert 'maskline_queue_pending{consumer="infer",stream="SEG"}' in after
+    assert "maskline_dead_letters" in after
+    assert after['maskline_instances{service="infer",state="up"}'] >= 1

@@ -1,0 +1,78 @@
+"""Prometheus metrics of the whole platform, from the bus (served at `/metrics` by `metrics.py`).
+
+Counters and histograms are fed by the job projector (every job event passes through it once per
+gateway fleet); queue depths, dead letters and instance states are read from NATS at scrape time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from maskline.contracts.common_v1 import JobFailed
+from maskline.contracts.envelope import Envelope
+from maskline.shared.bus import STREAMS
+from maskline.shared.fleet import queues
+from maskline.shared.heartbeat import fleet
+
+#: Event type suffix → job state it reports.
+STATES = {
+    "requested": "requested",
+    "completed": "completed",
+    "merged": "completed",
+    "quantized": "completed",
+    "expanded": "completed",
+}
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.jobs = Counter(
+            "maskline_jobs", "Job events by family (seg, dataset, model) and state", ["family", "state"], registry=r
+        )
+        self.errors = Counter("maskline_errors", "Failed jobs by stage and reason code", ["stage", "code"], registry=r)
+        self.stage = Histogram(
+            "maskline_stage_seconds", "Time spent in each stage of a job", ["stage"], buckets=BUCKETS, registry=r
+        )
+        self.triton = Histogram("maskline_triton_seconds", "Triton inference call latency", buckets=BUCKETS, registry=r)
+        self.pending = Gauge(
+            "maskline_queue_pending", "Messages not yet delivered to a stage", ["stream", "consumer"], registry=r
+        )
+        self.in_flight = Gauge(
+            "maskline_queue_in_flight", "Messages delivered, not yet acknowledged", ["stream", "consumer"], registry=r
+        )
+        self.dead_letters = Gauge("maskline_dead_letters", "Messages in the dead-letter stream", registry=r)
+        self.instances = Gauge("maskline_instances", "Service instances by heartbeat state", ["service", "state"], registry=r)
+
+    def observe(self, env: Envelope[Any]) -> None:
+        family, suffix = env.type.split(".", 1)[0], env.type.rsplit(".", 1)[-1]
+        if isinstance(env.data, JobFailed):
+            self.jobs.labels(family, "failed").inc()
+            self.errors.labels(env.data.stage, env.data.code).inc()
+            return
+        state = STATES.get(suffix)
+        if state is None:
+            return
+        self.jobs.labels(family, state).inc()
+        timings: dict[str, float] = getattr(env.data, "timings_ms", {}) if state == "completed" else {}
+        for stage, ms in timings.items():
+            if stage == "triton":
+                self.triton.observe(ms / 1000)
+            else:
+                self.stage.labels(stage).observe(ms / 1000)
+
+    async def refresh(self, js: Any) -> None:
+        for q in await queues(js, STREAMS):
+            self.pending.labels(q["stream"], q["consumer"]).set(q["pending"])
+            self.in_flight.labels(q["stream"], q["consumer"]).set(q["in_flight"])
+        self.dead_letters.set((await js.stream_info("DLQ")).state.messages)
+        counts: dict[tuple[str, str], int] = {}
+        for b in await fleet(js):
+            counts[(str(b.get("service")), str(b["state"]))] = counts.get((str(b.get("service")), str(b["state"])), 0) + 1
+        self.instances.clear()
+        for (service, state), n in counts.items():
+            self.instances.labels(service, state).set(n)

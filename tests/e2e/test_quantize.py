@@ -1,0 +1,206 @@
+"""Quantization through the running stack: INT8/HYBRID versions made by the quantize service,
+served by the real Triton, selected per request; reports, graph, edits and failed jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import nats
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskline.client import ApiError, Client
+from maskline.contracts import model_v1
+from maskline.contracts.envelope import Envelope, new_trace_id, now
+from maskline.contracts.model_v1 import VersionRef
+from maskline.infra.embedded.stack import Stack
+from maskline.models.starter import shapes
+from tests.e2e.test_segmentation import png_bytes
+
+pytestmark = pytest.mark.e2e
+WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "starter" / "weights" / "model.pt"
+#: Stated bound: the INT8 mask covers the FP32 mask's classes with a mean IoU of at least 0.95.
+IOU_BOUND = 0.95
+
+
+def mask_of(client: Client, image: bytes, **options: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    job = client.submit(image, wait=60, **options)
+    assert job["status"] == "completed", job
+    mask = np.asarray(Image.open(io.BytesIO(client.artifact(job["id"], "mask"))))
+    return mask, job
+
+
+def mean_iou(a: np.ndarray, b: np.ndarray) -> float:
+    ious = [np.logical_and(a == c, b == c).sum() / np.logical_or(a == c, b == c).sum() for c in np.union1d(a, b)]
+    return float(np.mean(ious))
+
+
+@pytest.fixture(scope="module")
+def calibration(client: Client) -> str:
+    rng = np.random.default_rng(41)
+    for i in range(24):
+        client.upload_dataset_file("qcal", "images", png_bytes(shapes.sample(rng, 128)[0]), f"c{i:02d}.png")
+    return "qcal"
+
+
+@pytest.fixture(scope="module")
+def int8_version(client: Client, calibration: str) -> dict[str, Any]:
+    job = client.quantize("shapes-unet", 1, dataset=calibration, method="percentile", max_images=24)
+    assert job["kind"] == "quantization"
+    done = client.wait_job(job["id"], timeout=300)
+    assert done["status"] == "completed", done
+    return dict(client.http.get(done["links"]["model"]).json())
+
+
+def test_int8_version_on_triton_gives_the_fp32_mask(client: Client, int8_version: dict[str, Any]) -> None:
+    model = int8_version
+    assert model["precision"] == "int8" and model["parent"] == "shapes-unet/1"
+    q = model["quantization"]
+    assert q["method"] == "percentile" and q["images"] == 24 and q["dataset"].endswith("/qcal/")
+    assert set(q["reports"]) == {"step", "cross", "graph"}
+    assert model["code_version"] and model["architecture"]["entrypoint"] == "maskline.models.starter.unet:UNet"
+    assert model["metrics"]["size_ratio"] < 0.4  # int8 weights: under 40% of the float file
+    rng = np.random.default_rng(43)
+    for _ in range(3):
+        image = png_bytes(shapes.sample(rng, 160)[0])
+        fp32, fp32_job = mask_of(client, image, precision="fp32")
+        int8, int8_job = mask_of(client, image, precision="int8")
+        assert fp32_job["model"]["precision"] == "fp32" and int8_job["model"]["precision"] == "int8"
+        assert int8_job["model"]["version"] == model["version"]
+        assert mean_iou(fp32, int8) >= IOU_BOUND
+    # A request naming no precision still gets the float version.
+    _, default_job = mask_of(client, png_bytes(shapes.sample(rng, 128)[0]))
+    assert default_job["model"]["precision"] == "fp32"
+
+
+def test_step_cross_and_graph_reports(client: Client, int8_version: dict[str, Any]) -> None:
+    name, version = int8_version["name"], int8_version["version"]
+    step = client.report(name, version, "step")
+    assert len(step["layers"]) == 18 and step["pixel_agreement"] > 0.99
+    head = client.report(name, version, "step", layer="head")["layers"]
+    assert [row["layer"] for row in head] == ["head"]
+    assert {"sqnr_db", "cosine", "l2_normalized", "max_abs"} <= set(head[0]["error"])
+    assert head[0]["output_scale"] > 0 and len(head[0]["weight_scale"]) == 4
+    cross = client.report(name, version, "cross", layer="enc1.0")["layers"][0]
+    assert cross["only_this_int8"]["sqnr_db"] > 20 and cross["all_but_this_int8_agreement"] > 0.99
+    graph = client.graph(name, version)
+    assert any(n["type"] == "ConvReLU2d" and n["dtype"] == "quint8" for n in graph["nodes"])
+    float_graph = client.graph("shapes-unet", 1)  # written by the quantize service when v1 was registered
+    assert sum(n["type"] == "Conv2d" for n in float_graph["nodes"]) == 15 and len(float_graph["edges"]) > 50
+    with pytest.raises(ApiError) as err:
+        client.report(name, version, "bogus")
+    assert err.value.status == 404
+
+
+def test_hybrid_with_calibrator_comparison(client: Client, calibration: str) -> None:
+    job = client.quantize(
+        "shapes-unet", 1, dataset=calibration, method="minmax", precision="hybrid", compare_calibrators=True, max_images=16
+    )
+    done = client.wait_job(job["id"], timeout=300)
+    assert done["status"] == "completed", done
+    model = client.http.get(done["links"]["model"]).json()
+    assert model["precision"] == "hybrid"
+    comparison = client.report(model["name"], model["version"], "calibrators")
+    assert [row["method"] for row in comparison["rows"]] == ["minmax", "entropy", "log2", "percentile"]
+    assert all(0.5 < row["miou_vs_fp32"] <= 1.0 and row["size_bytes"] > 0 and row["latency_ms"] > 0 for row in comparison["rows"])
+    image = png_bytes(shapes.sample(np.random.default_rng(44), 128)[0])
+    hybrid, job = mask_of(client, image, precision="hybrid")
+    fp32, _ = mask_of(client, image, precision="fp32")
+    assert job["model"]["precision"] == "hybrid" and mean_iou(fp32, hybrid) >= IOU_BOUND
+
+
+def test_editing_a_layer_makes_a_new_version_and_reports_how_far_it_travels(client: Client, int8_version: dict[str, Any]) -> None:
+    name, version = int8_version["name"], int8_version["version"]
+    step = client.report(name, version, "step", layer="enc2.0")["layers"][0]
+    job = client.edit_layer(name, version, layer="enc2.0", output_scale=step["output_scale"] * 4)
+    assert job["kind"] == "layer-edit"
+    done = client.wait_job(job["id"], timeout=300)
+    assert done["status"] == "completed", done
+    edited = client.http.get(done["links"]["model"]).json()
+    assert edited["version"] > version and edited["parent"] == f"{name}/{version}"
+    assert edited["quantization"]["edits"][0]["layer"] == "enc2.0"
+    travel = client.report(name, edited["version"], "travel")
+    rows = {row["layer"]: row for row in travel["layers"]}
+    assert rows["enc1.0"]["sqnr_db_after"] == rows["enc1.0"]["sqnr_db_before"]  # upstream: untouched
+    assert rows["enc2.0"]["sqnr_db_after"] < rows["enc2.0"]["sqnr_db_before"]  # the coarser grid costs precision
+    assert travel["output_sqnr_db_after"] < travel["output_sqnr_db_before"]
+    # The edited version is servable.
+    _, job = mask_of(client, png_bytes(shapes.sample(np.random.default_rng(45), 128)[0]), version=edited["version"])
+    assert job["model"]["version"] == edited["version"] and job["model"]["precision"] == "int8"
+    bad = client.edit_layer(name, version, layer="enc2.0", weights=[1, 2, 3])
+    failed = client.wait_job(bad["id"], timeout=120)
+    assert failed["status"] == "failed" and failed["error"]["code"] == "invalid_edit"
+    assert "3 weights given" in failed["error"]["reason"]
+
+
+def versions_of(client: Client, name: str) -> list[int]:
+    return [m["version"] for m in client.models() if m["name"] == name]
+
+
+def test_bad_requests_end_in_failed_jobs_and_leave_no_version(client: Client, stack: Stack, calibration: str) -> None:
+    before = versions_of(client, "shapes-unet")
+    client.upload_dataset_file("qempty", "masks", png_bytes(np.zeros((8, 8), np.uint8)), "m.png")
+    empty = client.wait_job(client.quantize("shapes-unet", 1, dataset="qempty")["id"], timeout=120)
+    assert empty["status"] == "failed" and empty["error"]["code"] == "empty_calibration_set"
+    # A GELU variant of the architecture: the same weights fit, but GELU has no int8 kernel here.
+    gelu = client.register_model(
+        WEIGHTS,
+        name="unet-gelu",
+        labels=list(shapes.LABELS),
+        input_size=(128, 128),
+        architecture="maskline.models.starter.unet:UNet",
+        architecture_kwargs={"activation": "gelu"},
+    )
+    unsupported = client.wait_job(client.quantize("unet-gelu", gelu["version"], dataset="qcal")["id"], timeout=120)
+    assert unsupported["status"] == "failed" and unsupported["error"]["code"] == "unsupported_layer"
+    assert "'enc1.2' (GELU)" in unsupported["error"]["reason"]
+    no_arch = client.register_model(WEIGHTS, name="unet-plain", labels=list(shapes.LABELS), input_size=(128, 128))
+    plain = client.wait_job(client.quantize("unet-plain", no_arch["version"], dataset="qcal")["id"], timeout=120)
+    assert plain["status"] == "failed" and plain["error"]["code"] == "not_quantizable"
+    with pytest.raises(ApiError) as err:  # the gateway checks what it can before starting a job
+        client.quantize("no-such-model", 1, dataset="qcal")
+    assert err.value.status == 404
+    # A client publishing straight onto the bus gets a failed job with the reason.
+    job_id = asyncio.run(publish_quantize(stack, VersionRef("no-such-model", 3)))
+    failed = wait_until_known(client, job_id)
+    assert failed["status"] == "failed" and failed["error"]["code"] == "model_not_found"
+    assert versions_of(client, "shapes-unet") == before
+    assert versions_of(client, "unet-gelu") == [gelu["version"]]
+
+
+def wait_until_known(client: Client, job_id: str) -> dict[str, Any]:
+    """A job published on the bus is known to the gateway once its projector folded the event."""
+    for _ in range(100):
+        try:
+            return client.wait_job(job_id, timeout=60)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            time.sleep(0.1)
+    raise AssertionError(f"job {job_id} never appeared")
+
+
+async def publish_quantize(stack: Stack, model: VersionRef) -> str:
+    nc = await nats.connect(f"nats://127.0.0.1:{stack.settings.nats_port}")
+    job_id = uuid.uuid4().hex
+    request = model_v1.QuantizeRequested(model=model, dataset="datasets/tenant-a/qcal/")
+    env = Envelope(
+        id=f"{job_id}:{model_v1.QUANTIZE_REQUESTED}",
+        type=model_v1.QUANTIZE_REQUESTED,
+        time=now(),
+        source="test",
+        tenant="tenant-a",
+        job_id=job_id,
+        trace_id=new_trace_id(),
+        data=request,
+    )
+    await nc.jetstream().publish(model_v1.QUANTIZE_REQUESTED, msgspec.json.encode(env))
+    await nc.close()
+    return job_id
