@@ -85,6 +85,8 @@ class ModelVersion(msgspec.Struct, frozen=True, kw_only=True):
     """Added in 1.2; versions without one can be served and merged but not quantized."""
     quantization: QuantizationInfo | None = None
     """Hybrid/int8 versions: method, dataset, recipe and reports. Added in 1.2."""
+    owner: str = ""
+    """Tenant that registered (or derived) the version; its file manager lists it. Added in 1.2."""
 
 
 class ModelRegistered(msgspec.Struct, frozen=True, kw_only=True):

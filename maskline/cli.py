@@ -85,6 +85,12 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.job:
+        job = Client(args.url, api_key=args.api_key).status(args.job)
+        timings = ", ".join(f"{k} {v:.0f} ms" for k, v in job.get("timings_ms", {}).items())
+        error = f"\n  error: {job['error']}" if job.get("error") else ""
+        _print(args, job, f"job {job['id']}: {job['status']}" + (f" ({timings})" if timings else "") + error)
+        return 0 if job["status"] != "failed" else 1
     stack = Stack.attach(load(StackSettings))
     if stack is None:
         _print(args, {"running": False}, "no stack running here")
@@ -98,14 +104,97 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if status["ready"] else 1
 
 
+STAGES = ("requested", "ingested", "augmented", "inferred", "completed")
+
+
+def _follow_stages(client: Client, args: argparse.Namespace, job: dict[str, Any]) -> dict[str, Any]:
+    """A progress bar over the segmentation's stages until it completes or fails."""
+    from rich.progress import Progress
+
+    stages = [s for s in STAGES if s != "augmented" or args.tta]
+    deadline = time.monotonic() + args.wait
+    with Progress(disable=args.json) as bar:
+        task = bar.add_task(f"job {job['id'][:12]}", total=len(stages) - 1)
+        while job["status"] not in ("completed", "failed") and time.monotonic() < deadline:
+            time.sleep(0.1)
+            job = client.status(job["id"])
+            if job["status"] in stages:
+                bar.update(task, completed=stages.index(job["status"]), description=f"job {job['id'][:12]} {job['status']}")
+    return job
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     client = Client(args.url, api_key=args.api_key)
     job = client.submit(
-        Path(args.image), wait=args.wait, model=args.model, version=args.version, precision=args.precision, tta=args.tta or None
+        Path(args.image), wait=0, model=args.model, version=args.version, precision=args.precision, tta=args.tta or None
     )
+    job = _follow_stages(client, args, job)
     if job["status"] == "completed" and args.out:
         job["files"] = {k: str(v) for k, v in client.download(job, Path(args.out) / job["id"]).items()}
-    _print(args, job, f"job {job['id']}: {job['status']}" + "".join(f"\n  {k}: {v}" for k, v in job.get("files", {}).items()))
+    error = f"\n  error: {job['error']}" if job.get("error") else ""
+    _print(
+        args, job, f"job {job['id']}: {job['status']}" + "".join(f"\n  {k}: {v}" for k, v in job.get("files", {}).items()) + error
+    )
+    return 0 if job["status"] == "completed" else 1
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    client = Client(args.url, api_key=args.api_key)
+    job = client.status(args.job)
+    if job["status"] != "completed":
+        _print(args, job, f"job {job['id']} is {job['status']}: nothing to download yet")
+        return 1
+    files = {k: str(v) for k, v in client.download(job, Path(args.out) / job["id"]).items()}
+    _print(args, files, "\n".join(f"{k}: {v}" for k, v in files.items()))
+    return 0
+
+
+def cmd_services(args: argparse.Namespace) -> int:
+    fleet = Client(args.url, api_key=args.api_key).services()
+    lines = [f"{'service':<10} {'state':<9} instances"]
+    for s in fleet["services"]:
+        instances = ", ".join(f"{i['instance']} {i['state']} ({i['last_heartbeat_s_ago']}s ago)" for i in s["instances"])
+        lines.append(f"{s['name']:<10} {s['state']:<9} {instances}")
+    lines.append(f"\n{'stream':<8} {'consumer':<18} {'pending':>8} {'in flight':>10}")
+    lines += [f"{q['stream']:<8} {q['consumer']:<18} {q['pending']:>8} {q['in_flight']:>10}" for q in fleet["queues"]]
+    lines.append(f"\ndead letters: {fleet['dead_letters']}")
+    _print(args, fleet, "\n".join(lines))
+    return 0 if all(s["state"] == "up" for s in fleet["services"]) else 1
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    client = Client(args.url, api_key=args.api_key)
+    if args.action == "redrive":
+        if not args.seq:
+            raise SystemExit("maskline: dlq redrive needs the letters' sequence numbers")
+        done = [client.redrive(seq) for seq in args.seq]
+        _print(args, done, "\n".join(f"re-drove {d['seq']} to {d['subject']} (job {d['job_id']})" for d in done))
+        return 0
+    letters = client.dead_letters()
+    lines = [f"{'seq':>6} {'consumer':<16} {'code':<20} reason"]
+    lines += [f"{d['seq']:>6} {d['consumer']:<16} {d['code']:<20} {d['reason'][:80]}" for d in letters]
+    _print(args, letters, "\n".join(lines) if letters else "the dead-letter queue is empty")
+    return 0
+
+
+def cmd_files(args: argparse.Namespace) -> int:
+    client = Client(args.url, api_key=args.api_key)
+    if args.action == "list":
+        listing = client.files(args.area)
+        lines = [f"{f['area']:<9} {f['size']:>10}  {str(f['modified'])[:19]}  {f['path']}" for f in listing["files"]]
+        lines.append(f"{listing['count']} files, {listing['total_bytes']} bytes")
+        _print(args, listing, "\n".join(lines))
+        return 0
+    if not args.area or not args.path:
+        raise SystemExit(f"maskline: files {args.action} needs --area and a path")
+    if args.action == "get":
+        target = Path(args.out) / args.path.replace("/", "_")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(client.download_file(args.area, args.path))
+        _print(args, {"saved": str(target)}, f"saved {target}")
+        return 0
+    client.delete_file(args.area, args.path)
+    _print(args, {"deleted": f"{args.area}/{args.path}"}, f"deleted {args.area}/{args.path}")
     return 0
 
 
@@ -224,7 +313,24 @@ def parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=cmd_demo)
     sub.add_parser("up", help="start the embedded stack in the background").set_defaults(run=cmd_up)
     sub.add_parser("down", help="stop the embedded stack").set_defaults(run=cmd_down)
-    sub.add_parser("status", help="processes of the embedded stack").set_defaults(run=cmd_status)
+    status = sub.add_parser("status", help="a job's status, or (no job) the embedded stack's processes")
+    status.add_argument("job", nargs="?")
+    status.set_defaults(run=cmd_status)
+    get = sub.add_parser("get", help="download a completed job's mask, overlay and regions")
+    get.add_argument("job")
+    get.add_argument("--out", default="out")
+    get.set_defaults(run=cmd_get)
+    sub.add_parser("services", help="the fleet: instances, stage queues, dead letters").set_defaults(run=cmd_services)
+    dlq = sub.add_parser("dlq", help="list or re-drive dead letters")
+    dlq.add_argument("action", choices=["list", "redrive"])
+    dlq.add_argument("seq", nargs="*", type=int)
+    dlq.set_defaults(run=cmd_dlq)
+    files = sub.add_parser("files", help="your inputs, outputs, datasets and models: list, get, rm")
+    files.add_argument("action", choices=["list", "get", "rm"])
+    files.add_argument("path", nargs="?", help="get/rm: the path shown by list (models: name/version)")
+    files.add_argument("--area", choices=["inputs", "outputs", "datasets", "models"])
+    files.add_argument("--out", default="out")
+    files.set_defaults(run=cmd_files)
     submit = sub.add_parser("submit", help="segment an image")
     submit.add_argument("image")
     submit.add_argument("--wait", type=float, default=60.0)

@@ -134,6 +134,24 @@ class Client:
     def graph(self, name: str, version: int) -> dict[str, Any]:
         return dict(self._check(self.http.get(f"/v1/models/{name}/{version}/graph")).json())
 
+    def services(self) -> dict[str, Any]:
+        return dict(self._check(self.http.get("/v1/services")).json())
+
+    def dead_letters(self, limit: int = 200) -> list[dict[str, Any]]:
+        return list(self._check(self.http.get("/v1/dlq", params={"limit": limit})).json())
+
+    def redrive(self, seq: int) -> dict[str, Any]:
+        return dict(self._check(self.http.post(f"/v1/dlq/{seq}/redrive")).json())
+
+    def files(self, area: str | None = None) -> dict[str, Any]:
+        return dict(self._check(self.http.get("/v1/files", params={"area": area} if area else None)).json())
+
+    def download_file(self, area: str, path: str) -> bytes:
+        return self._check(self.http.get(f"/v1/files/{area}/{path}")).content
+
+    def delete_file(self, area: str, path: str) -> None:
+        self._check(self.http.delete(f"/v1/files/{area}/{path}"))
+
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(self._check(self.http.get(f"/v1/jobs/{job_id}")).json())
 

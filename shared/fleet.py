@@ -61,6 +61,8 @@ async def queues(js: Any, streams: dict[str, list[str]]) -> list[dict[str, Any]]
         except Exception:
             continue
         for info in consumers:
+            if not info.config.durable_name:
+                continue  # a short-lived reader (listings), not a stage
             rows.append(
                 {
                     "stream": stream,

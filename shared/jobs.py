@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import msgspec
 from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from maskline.contracts import dataset_v1, model_v1, seg_v1
@@ -142,6 +143,10 @@ def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
         state.error = JobError(stage=data.stage, code=data.code, reason=data.reason)
     if RANK[status] > RANK[state.status] or (status == "failed" and state.status != "completed"):
         state.status = status
+    elif status == "completed" and state.status == "failed":  # a re-driven dead letter made it to the end
+        state.status = "completed"
+    if state.status == "completed":
+        state.error = None  # in any order of events: a completed job carries no error
     state.updated = max(state.updated, env.time)
     return state
 
@@ -160,6 +165,33 @@ class JobStore:
         except (KeyNotFoundError, NotFoundError):
             return None
         return _decoder.decode(entry.value) if entry.value else None
+
+    async def recent(self, limit: int = 50) -> list[JobState]:
+        """The `limit` most recently updated jobs, newest first (from the tail of the bucket's stream)."""
+        info = await self._js.stream_info(f"KV_{BUCKET}")
+        if info.state.messages == 0:
+            return []
+        start = max(info.state.first_seq, info.state.last_seq - 8 * limit)
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=start,
+            ack_policy=AckPolicy.NONE,
+            inactive_threshold=30.0,
+        )
+        sub = await self._js.pull_subscribe(f"$KV.{BUCKET}.>", stream=f"KV_{BUCKET}", config=config)
+        latest: dict[str, JobState] = {}
+        try:
+            remaining = (await sub.consumer_info()).num_pending or 0
+            while remaining > 0:
+                msgs = await sub.fetch(min(remaining, 256), timeout=5.0)
+                remaining -= len(msgs)
+                for msg in msgs:
+                    if msg.data:
+                        state = _decoder.decode(msg.data)
+                        latest[state.job_id] = state
+        finally:
+            await sub.unsubscribe()
+        return sorted(latest.values(), key=lambda s: s.updated, reverse=True)[:limit]
 
     async def apply(self, env: Envelope[Any]) -> JobState:
         """Fold an event into the job's state with compare-and-set, retrying on a concurrent write."""

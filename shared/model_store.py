@@ -65,6 +65,7 @@ async def register_model(
             description=description,
             architecture=architecture,
             quantization=quantization,
+            owner=tenant,
         )
         try:
             await registry.add(model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 import msgspec
@@ -80,6 +81,22 @@ class ModelRegistry:
             return await self.get(name, precision="fp32")
         except ModelNotFound:
             return await self.get(name)
+
+    async def remove(self, model: ModelVersion) -> None:
+        """Delete one version's record (callers make sure no pointer names it)."""
+        await self._kv.delete(f"{model.name}.{model.version}")
+
+    async def pointers(self, model: ModelVersion) -> builtins.list[str]:
+        """The `latest*` pointers that resolve to this version (what requests without a version get)."""
+        names: builtins.list[str] = []
+        for pointer in (LATEST, f"{LATEST}-{model.precision}"):
+            try:
+                current = await self.get(model.name, precision=None if pointer == LATEST else model.precision)
+            except ModelNotFound:
+                continue
+            if current.version == model.version:
+                names.append(pointer)
+        return names
 
     async def next_version(self, name: str) -> int:
         try:

@@ -11,7 +11,10 @@ from maskline.services.gateway import problems
 from maskline.services.gateway.audit import AuditController
 from maskline.services.gateway.auth import provide_tenant
 from maskline.services.gateway.context import GatewayContext
+from maskline.services.gateway.dashboard import DashboardController
 from maskline.services.gateway.datasets import DatasetController
+from maskline.services.gateway.dlq import DeadLetterController
+from maskline.services.gateway.files import FileController
 from maskline.services.gateway.fleet import FleetController
 from maskline.services.gateway.health import HealthController
 from maskline.services.gateway.jobs import JobController
@@ -37,6 +40,9 @@ def create_app(ctx: GatewayContext) -> Litestar:
             HealthController,
             FleetController,
             MetricsController,
+            DeadLetterController,
+            DashboardController,
+            FileController,
         ],
         dependencies={"ctx": Provide(provide_ctx), "tenant": Provide(provide_tenant)},
         plugins=[problems.plugin()],

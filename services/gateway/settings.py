@@ -8,10 +8,15 @@ class GatewaySettings(RuntimeSettings, kw_only=True, frozen=True):
     port: int = 8080
     api_keys: str = "dev-key:demo"
     """Comma-separated `key:tenant` pairs."""
+    operators: str = "demo"
+    """Comma-separated tenants that operate the platform: they see and re-drive every dead letter."""
     max_upload_bytes: int = 20_000_000
     max_pixels: int = 40_000_000
     max_wait_s: float = 120.0
     allowed_formats: str = "PNG,JPEG,WEBP,TIFF,BMP"
+
+    def operator_tenants(self) -> set[str]:
+        return {t.strip() for t in self.operators.split(",") if t.strip()}
 
     def tenants_by_key(self) -> dict[str, str]:
         pairs: dict[str, str] = {}

@@ -70,8 +70,15 @@ def entropy_threshold(
     For each candidate i from `start` to the number of bins: P is the first i bins with every count
     above them folded into bin i-1; Q is those i bins squeezed into `levels` levels and expanded back,
     each level's count spread evenly over its non-empty bins. Ties keep the smallest threshold.
+
+    As in NVIDIA's own implementation (pytorch-quantization), the first bin's count is replaced by
+    the second's before the search: after a ReLU, exact zeros fill bin 0 (47% of values in the
+    starter model) and would otherwise pull the threshold down to a fraction of the range
+    (measured: 0.558 held-out mIoU instead of 0.944, docs/decisions/0004).
     """
-    bins = np.asarray(hist, dtype=np.float64)
+    bins = np.array(hist, dtype=np.float64)
+    if bins.size > 1:
+        bins[0] = bins[1]
     total = bins.size
     if total < start:
         raise ValueError(f"histogram needs at least {start} bins, got {total}")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from maskline.contracts.common_v1 import ObjectRef
@@ -18,6 +21,13 @@ class ObjectNotFound(StorageError):
 
 def make_ref(key: str, data: bytes, content_type: str) -> ObjectRef:
     return ObjectRef(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest(), content_type=content_type)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    modified: datetime
 
 
 class ObjectStore(Protocol):
@@ -37,6 +47,10 @@ class ObjectStore(Protocol):
 
     async def list(self, prefix: str) -> list[str]:
         """Keys under `prefix`, sorted."""
+        ...
+
+    async def list_info(self, prefix: str) -> builtins.list[ObjectInfo]:
+        """Keys under `prefix` with size and last-modified time, sorted by key."""
         ...
 
     async def ready(self) -> bool:

@@ -7,12 +7,14 @@ half an object under a real key.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from maskline.contracts.common_v1 import ObjectRef
-from maskline.shared.storage.base import ObjectNotFound, StorageError, make_ref
+from maskline.shared.storage.base import ObjectInfo, ObjectNotFound, StorageError, make_ref
 
 
 class FilesystemStore:
@@ -57,14 +59,28 @@ class FilesystemStore:
         self._path(key).unlink(missing_ok=True)
 
     async def list(self, prefix: str) -> list[str]:
-        def walk() -> list[str]:
-            return sorted(
-                str(p.relative_to(self.root))
-                for p in self.root.rglob("*")
-                if p.is_file() and not p.name.startswith(".tmp-") and str(p.relative_to(self.root)).startswith(prefix)
-            )
+        return sorted(await asyncio.to_thread(self._keys, prefix))
 
-        return await asyncio.to_thread(walk)
+    async def list_info(self, prefix: str) -> builtins.list[ObjectInfo]:
+        def stat() -> builtins.list[ObjectInfo]:
+            found = []
+            for key in sorted(self._keys(prefix)):
+                st = (self.root / key).stat()
+                found.append(ObjectInfo(key=key, size=st.st_size, modified=datetime.fromtimestamp(st.st_mtime, UTC)))
+            return found
+
+        return await asyncio.to_thread(stat)
+
+    def _keys(self, prefix: str) -> builtins.list[str]:
+        # Walk only the folder the prefix names, not the whole store.
+        folder = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
+        if not folder.is_dir():
+            return []
+        return [
+            str(p.relative_to(self.root))
+            for p in folder.rglob("*")
+            if p.is_file() and not p.name.startswith(".tmp-") and str(p.relative_to(self.root)).startswith(prefix)
+        ]
 
     async def ready(self) -> bool:
         return self.root.is_dir() and os.access(self.root, os.W_OK)

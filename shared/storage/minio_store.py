@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import io
+from datetime import UTC, datetime
 
 from minio import Minio
 from minio.error import S3Error
 from urllib3.exceptions import HTTPError
 
 from maskline.contracts.common_v1 import ObjectRef
-from maskline.shared.storage.base import ObjectNotFound, StorageError, make_ref
+from maskline.shared.storage.base import ObjectInfo, ObjectNotFound, StorageError, make_ref
 
 
 class MinioStore:
@@ -77,6 +79,18 @@ class MinioStore:
             )
 
         return await asyncio.to_thread(keys)
+
+    async def list_info(self, prefix: str) -> builtins.list[ObjectInfo]:
+        def objects() -> builtins.list[ObjectInfo]:
+            self._ensure_bucket()
+            found = [
+                ObjectInfo(key=o.object_name, size=int(o.size or 0), modified=o.last_modified or datetime.now(UTC))
+                for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True)
+                if o.object_name
+            ]
+            return sorted(found, key=lambda info: info.key)
+
+        return await asyncio.to_thread(objects)
 
     async def ready(self) -> bool:
         try:

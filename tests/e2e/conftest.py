@@ -18,7 +18,14 @@ MAX_UPLOAD = 3_000_000
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("stack")
     settings = on_free_ports(StackSettings(), str(home), api_keys="key-a:tenant-a,key-b:tenant-b")
-    s = Stack(settings, extra_env={"MASKLINE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD), "MASKLINE_MAX_PIXELS": "4000000"})
+    s = Stack(
+        settings,
+        extra_env={
+            "MASKLINE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+            "MASKLINE_MAX_PIXELS": "4000000",
+            "MASKLINE_OPERATORS": "tenant-a",
+        },
+    )
     s.up()
     yield s
     s.down()

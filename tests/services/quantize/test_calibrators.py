@@ -61,6 +61,8 @@ def test_log2_keeps_the_range_covered() -> None:
 
 def _entropy_reference(hist: np.ndarray) -> int:
     """TensorRT's algorithm written out loop by loop, to check the vectorised one."""
+    hist = hist.copy()
+    hist[0] = hist[1]  # the zero bin, as NVIDIA's implementation treats it
     best, best_i = math.inf, len(hist)
     for i in range(128, len(hist) + 1):
         p = [float(c) for c in hist[:i]]
@@ -99,6 +101,15 @@ def test_entropy_matches_the_loop_by_loop_reference() -> None:
     values = np.abs(rng.normal(0, 1, 50_000))
     hist, _ = np.histogram(values, bins=512, range=(0, values.max()))
     assert cal.entropy_threshold(hist) == _entropy_reference(hist)
+
+
+def test_entropy_is_not_fooled_by_relu_zeros() -> None:
+    # Half the values exactly zero (a ReLU output), the rest spread up to 10: the threshold must
+    # keep most of that spread instead of collapsing onto the zero spike.
+    rng = np.random.default_rng(5)
+    values = np.concatenate([np.zeros(100_000), rng.exponential(2.0, 100_000).clip(0, 10)]).astype(np.float32)
+    r = cal.entropy(observed(values))
+    assert r.lo == 0.0 and r.hi > 5.0
 
 
 def test_entropy_clips_a_rare_outlier_that_minmax_keeps() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 
 import pytest
 
@@ -22,6 +23,10 @@ async def check_store_contract(store: ObjectStore) -> None:
     await store.put("inputs/t1/job2/upload", b"x")
     await store.put("outputs/t1/job1/mask.png", b"m")
     assert await store.list("inputs/t1/") == ["inputs/t1/job1/image.png", "inputs/t1/job2/upload"]
+    infos = await store.list_info("inputs/t1/")
+    assert [(i.key, i.size) for i in infos] == [("inputs/t1/job1/image.png", 2), ("inputs/t1/job2/upload", 1)]
+    assert all(abs((datetime.now(UTC) - i.modified).total_seconds()) < 300 for i in infos)
+    assert await store.list_info("nothing/here/") == []
     await store.delete("inputs/t1/job2/upload")
     assert not await store.exists("inputs/t1/job2/upload")
     with pytest.raises(ObjectNotFound):
