@@ -64,6 +64,10 @@ train:
     python -m maskline.models.starter.train --out models/starter/weights --steps 2000 --batch 12
     python -m maskline.models.starter.make_samples
 
+# FP32 vs HYBRID vs INT8 through Triton, every calibrator's held-out mIoU, sizes (docs/benchmarks.md)
+bench-quantize:
+    python -m bench.quantize --requests 300 --concurrency 1,4 --rounds 5 --out docs/bench/quantize.json
+
 # merge time and memory (2/4/8 x 27.5M-param models), and the federated merging study on digits
 bench-merge:
     python -m bench.merge_weights

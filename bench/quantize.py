@@ -17,7 +17,9 @@ import io
 import json
 import os
 import platform
+import statistics
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,23 @@ def held_out_miou(weights: Path, images: torch.Tensor, masks: np.ndarray) -> flo
     return round(float(miou), 4)
 
 
+def in_process_ms(weights: Path, example: torch.Tensor, runs: int = 50) -> float:
+    """Median batch-1 latency of the TorchScript file in this process on one thread (kernels only)."""
+    torch.backends.quantized.engine = "x86"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    module = torch.jit.load(str(weights), map_location="cpu").eval()
+    times = []
+    with torch.inference_mode():
+        for i in range(runs + 5):
+            started = time.perf_counter()
+            module(example)
+            if i >= 5:
+                times.append((time.perf_counter() - started) * 1000)
+    torch.set_num_threads(threads)
+    return round(statistics.median(times), 2)
+
+
 def quantize_all(http: httpx.Client, calibration: str) -> dict[str, dict[str, Any]]:
     versions: dict[str, dict[str, Any]] = {}
     jobs = {f"int8-{m}": {"method": m, "precision": "int8"} for m in METHODS}
@@ -74,20 +93,41 @@ def run_job(http: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
     return dict(http.get(job["links"]["model"]).raise_for_status().json())
 
 
-async def triton_load(triton_url: str, version: int, tensor: np.ndarray, requests: int, levels: list[int]) -> dict[str, Any]:
+async def triton_load(
+    triton_url: str, versions: dict[str, int], tensor: np.ndarray, requests: int, levels: list[int], rounds: int
+) -> dict[str, dict[str, Any]]:
+    """Throughput and latency of each version, interleaved: every round runs every version in turn,
+    so a slow patch of the (shared, 2-core) machine hits all of them alike; medians over rounds."""
     client = triton_http.InferenceServerClient(triton_url)
 
-    async def call() -> None:
-        inp = InferInput("image", list(tensor.shape), "FP32")
-        inp.set_data_from_numpy(tensor, binary_data=True)
-        result = await client.infer(
-            MODEL, [inp], model_version=str(version), outputs=[InferRequestedOutput("probs", binary_data=True)]
-        )
-        assert result.as_numpy("probs") is not None
+    def caller(version: int) -> Any:
+        async def call() -> None:
+            inp = InferInput("image", list(tensor.shape), "FP32")
+            inp.set_data_from_numpy(tensor, binary_data=True)
+            outputs = [InferRequestedOutput("probs", binary_data=True)]
+            result = await client.infer(MODEL, [inp], model_version=str(version), outputs=outputs)
+            assert result.as_numpy("probs") is not None
 
-    for _ in range(20):
-        await call()
-    results = {f"concurrency_{level}": await run_load(call, requests, level) for level in levels}
+        return call
+
+    calls = {label: caller(v) for label, v in versions.items()}
+    for call in calls.values():
+        for _ in range(20):
+            await call()
+    results: dict[str, dict[str, Any]] = {label: {} for label in versions}
+    for level in levels:
+        samples: dict[str, list[dict[str, float]]] = {label: [] for label in versions}
+        for _ in range(rounds):
+            for label, call in calls.items():
+                samples[label].append(await run_load(call, requests // rounds, level))
+        for label, runs in samples.items():
+            results[label][f"concurrency_{level}"] = {
+                "requests": sum(r["requests"] for r in runs),
+                "throughput_rps": round(statistics.median(r["throughput_rps"] for r in runs), 2),
+                "p50_ms": round(statistics.median(r["p50_ms"] for r in runs), 2),
+                "p95_ms": round(statistics.median(r["p95_ms"] for r in runs), 2),
+                "rounds": rounds,
+            }
     await client.close()
     return results
 
@@ -98,6 +138,7 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,4")
     parser.add_argument("--held-out", type=int, default=256)
     parser.add_argument("--calibration", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per concurrency level")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     levels = [int(v) for v in args.concurrency.split(",")]
@@ -125,8 +166,8 @@ def main() -> None:
         quality["hybrid"] = held_out_miou(objects / versions["hybrid"]["weights"]["key"], images, masks)
         tensor = np.ascontiguousarray(images[:1].numpy())
         sample = png(pixels[0])
-        speed: dict[str, Any] = {}
-        for label in ("fp32", "hybrid", f"int8-{best}"):
+        served = {label: versions[label]["version"] for label in ("fp32", "hybrid", f"int8-{best}")}
+        for label in served:
             v = versions[label]
             # One request through the gateway makes infer write the version into Triton's repository and load it.
             http.post(
@@ -135,9 +176,9 @@ def main() -> None:
                 files={"image": ("s.png", sample, "image/png")},
                 data={"version": str(v["version"])},
             ).raise_for_status()
-            speed[label] = asyncio.run(
-                triton_load(f"127.0.0.1:{settings.triton_http_port}", v["version"], tensor, args.requests, levels)
-            )
+        kernels = {label: in_process_ms(objects / versions[label]["weights"]["key"], images[:1]) for label in served}
+        triton_url = f"127.0.0.1:{settings.triton_http_port}"
+        speed = asyncio.run(triton_load(triton_url, served, tensor, args.requests, levels, args.rounds))
     finally:
         stack.down()
     fp32 = speed["fp32"]
@@ -151,6 +192,9 @@ def main() -> None:
             "miou_drop_points": round((quality["fp32"] - quality[label]) * 100, 2),
             "size_bytes": v["weights"]["size"],
         }
+        if label in kernels:
+            row["in_process_1_thread_ms"] = kernels[label]
+            row["in_process_speedup"] = round(kernels["fp32"] / kernels[label], 2)
         if label in speed:
             for key, r in speed[label].items():
                 row[key] = {**r, "throughput_vs_fp32": round(r["throughput_rps"] / fp32[key]["throughput_rps"], 3)}
@@ -169,12 +213,13 @@ def main() -> None:
 
 
 def markdown(report: dict[str, Any], levels: list[int]) -> str:
-    head = "| version | precision | calibrator | held-out mIoU | drop (points) | size KB |"
+    head = "| version | precision | calibrator | held-out mIoU | drop (points) | size KB | 1-thread ms (speed-up) |"
     head += "".join(f" c={c} req/s | c={c} p50 ms | c={c} vs FP32 |" for c in levels)
-    lines = [head, "|" + "---|" * (6 + 3 * len(levels))]
+    lines = [head, "|" + "---|" * (7 + 3 * len(levels))]
     for r in report["rows"]:
         line = f"| {r['label']} (v{r['version']}) | {r['precision']} | {r['method'] or '-'} | {r['held_out_miou']} "
         line += f"| {r['miou_drop_points']} | {round(r['size_bytes'] / 1024)} |"
+        line += f" {r['in_process_1_thread_ms']} ({r['in_process_speedup']}x) |" if "in_process_1_thread_ms" in r else " |"
         for c in levels:
             s = r.get(f"concurrency_{c}")
             line += f" {s['throughput_rps']} | {s['p50_ms']} | {s['throughput_vs_fp32']}x |" if s else " | | |"

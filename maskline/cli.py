@@ -198,6 +198,14 @@ def cmd_files(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    trail = Client(args.url, api_key=args.api_key).audit(args.job)
+    lines = [f"job {trail['job_id']}: {len(trail['records'])} records, chain {'intact' if trail['intact'] else 'BROKEN'}"]
+    lines += [f"  #{r['seq']:<6} {str(r['recorded'])[:23]}  {r['source'] or '?':<9} {r['subject']}" for r in trail["records"]]
+    _print(args, trail, "\n".join(lines))
+    return 0 if trail["intact"] else 1
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     client = Client(args.url, api_key=args.api_key)
     if args.action == "merge":
@@ -325,6 +333,9 @@ def parser() -> argparse.ArgumentParser:
     dlq.add_argument("action", choices=["list", "redrive"])
     dlq.add_argument("seq", nargs="*", type=int)
     dlq.set_defaults(run=cmd_dlq)
+    audit = sub.add_parser("audit", help="a job's audit trail (every event, hash-chained)")
+    audit.add_argument("job")
+    audit.set_defaults(run=cmd_audit)
     files = sub.add_parser("files", help="your inputs, outputs, datasets and models: list, get, rm")
     files.add_argument("action", choices=["list", "get", "rm"])
     files.add_argument("path", nargs="?", help="get/rm: the path shown by list (models: name/version)")

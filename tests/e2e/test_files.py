@@ -80,6 +80,8 @@ def test_cli_files_services_and_dlq(stack: Stack, tmp_path: Path) -> None:
     assert got.returncode == 0 and "mask" in got.stdout
     status = run("status", job["id"])
     assert status.returncode == 0 and "completed" in status.stdout
+    audit = run("audit", job["id"])
+    assert audit.returncode == 0 and "chain intact" in audit.stdout and "seg.v1.requested" in audit.stdout
     listing = run("files", "list", "--area", "outputs")
     assert listing.returncode == 0 and f"{job['id']}/mask.png" in listing.stdout
     services = run("services")
