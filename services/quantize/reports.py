@@ -106,7 +106,7 @@ def stats(t: torch.Tensor) -> TensorStats:
     return TensorStats(min=lo, max=hi, histogram=Histogram(edges=[round(float(e), 6) for e in edges], counts=counts.tolist()))
 
 
-def _plain(t: Any) -> torch.Tensor:
+def plain(t: Any) -> torch.Tensor:
     return t.dequantize() if isinstance(t, torch.Tensor) and t.is_quantized else t
 
 
@@ -151,13 +151,13 @@ def step(fused: GraphModule, int8: GraphModule, images: torch.Tensor) -> StepRep
             StepLayer(
                 layer=name,
                 type=type(layer).__name__,
-                error=error(_plain(float_out[name]), _plain(int8_out[name])),
+                error=error(plain(float_out[name]), plain(int8_out[name])),
                 weight_float=stats(_float_weight(fused_modules[name])),
                 weight_int8=stats(weight.int_repr()),
                 weight_scale=[float(s) for s in scales],
                 weight_zero_point=[int(z) for z in zeros],
-                activation_float=stats(_plain(float_out[name])),
-                activation_int8=stats(_plain(int8_out[name])),
+                activation_float=stats(plain(float_out[name])),
+                activation_int8=stats(plain(int8_out[name])),
                 output_scale=float(layer.scale),  # type: ignore[arg-type]
                 output_zero_point=int(layer.zero_point),  # type: ignore[arg-type]
                 input_scale=float(q_in.q_scale()) if quantized_input else None,  # type: ignore[union-attr]
@@ -167,8 +167,8 @@ def step(fused: GraphModule, int8: GraphModule, images: torch.Tensor) -> StepRep
     return StepReport(
         images=int(images.shape[0]),
         layers=rows,
-        output=error(reference, _plain(quantized)),
-        pixel_agreement=agreement(reference, _plain(quantized)),
+        output=error(reference, plain(quantized)),
+        pixel_agreement=agreement(reference, plain(quantized)),
     )
 
 
@@ -215,7 +215,7 @@ def cross(fused: GraphModule, int8: GraphModule, images: torch.Tensor, only: str
     int8_in, _, handles = _record(int8, names)
     with torch.inference_mode():
         reference = fused(images)
-        full = _plain(int8(images))
+        full = plain(int8(images))
     for h in handles:
         h.remove()
     fused_modules = dict(fused.named_modules())
@@ -234,7 +234,7 @@ def cross(fused: GraphModule, int8: GraphModule, images: torch.Tensor, only: str
         original = _swap(int8, name, float_island)
         try:
             with torch.inference_mode():
-                one_float = _plain(int8(images))
+                one_float = plain(int8(images))
         finally:
             _swap(int8, name, original)
         rows.append(

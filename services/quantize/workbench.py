@@ -156,7 +156,7 @@ def compare_calibrators(
         progress("compare", i, len(METHODS))
         variant = engine.quantize(model, msgspec.structs.replace(recipe, method=method, observers={}), batches, example)
         with torch.inference_mode():
-            output = reports._plain(variant.model(evaluation))
+            output = reports.plain(variant.model(evaluation))
         torchscript = engine.to_torchscript(variant.model, example)
         rows.append(
             CalibratorRow(
