@@ -17,7 +17,7 @@ version_policy: {{ all {{ }} }}
 input [ {{ name: "image" data_type: TYPE_FP32 dims: [ 3, -1, -1 ] }} ]
 output [ {{ name: "probs" data_type: TYPE_FP16 dims: [ -1, -1, -1 ] }} ]
 instance_group [ {{ count: {instances} kind: {kind} }} ]
-dynamic_batching {{ max_queue_delay_microseconds: 2000 }}
+dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} }}
 """
 
 
@@ -29,12 +29,16 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_version(root: Path, model: ModelVersion, weights: bytes, *, kind: str, instances: int, max_batch: int) -> Path:
+def write_version(
+    root: Path, model: ModelVersion, weights: bytes, *, kind: str, instances: int, max_batch: int, queue_delay_us: int = 2000
+) -> Path:
     """Write config, backend code and weights for one version; returns the version folder."""
     if hashlib.sha256(weights).hexdigest() != model.weights.sha256:
         raise ValueError(f"weights of {model.name}/{model.version} do not match their registered sha256")
     model_dir = root / model.name
-    config = CONFIG.format(name=model.name, max_batch=max_batch, instances=instances, kind=kind).encode()
+    config = CONFIG.format(
+        name=model.name, max_batch=max_batch, instances=instances, kind=kind, queue_delay_us=queue_delay_us
+    ).encode()
     _write_atomic(model_dir / "config.pbtxt", config)
     version_dir = model_dir / str(model.version)
     backend = resources.files("maskline.infra.triton").joinpath("model.py").read_bytes()

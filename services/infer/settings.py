@@ -14,5 +14,7 @@ class InferSettings(RuntimeSettings, kw_only=True, frozen=True):
     triton_instance_kind: Literal["KIND_CPU", "KIND_GPU"] = "KIND_CPU"
     triton_instances: int = 1
     triton_max_batch: int = 8
+    triton_queue_delay_us: int = 2000
+    """Dynamic batching: how long Triton holds a request for others to join its batch."""
     warm_models: str = ""
     """Comma-separated model names to load into Triton at start, so the first request is not slow."""

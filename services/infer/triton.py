@@ -64,6 +64,7 @@ class Triton:
                     kind=s.triton_instance_kind,
                     instances=s.triton_instances,
                     max_batch=s.triton_max_batch,
+                    queue_delay_us=s.triton_queue_delay_us,
                 )
                 await self.client.load_model(model.name)
             except InferenceServerException as exc:
