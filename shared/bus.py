@@ -8,8 +8,9 @@ from typing import Any
 import msgspec
 import nats
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
 from maskline.contracts.envelope import Envelope
@@ -78,3 +79,32 @@ async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
             await js.add_stream(config)
         except BadRequestError:
             await js.update_stream(config)
+
+
+async def read_stream(
+    js: JetStreamContext, stream: str, subject: str, *, start_seq: int | None = None, last_per_subject: bool = False
+) -> list[Msg]:
+    """Every message of `stream` on `subject` (from `start_seq`, or the last one per subject), read
+    once through a short-lived consumer.
+
+    The pending count is taken up front, so the read completes or fails loudly; nats-py's idle
+    timeouts (as in `kv.keys()`) were seen returning nothing from a non-empty stream under load.
+    """
+    if last_per_subject:
+        policy: dict[str, Any] = {"deliver_policy": DeliverPolicy.LAST_PER_SUBJECT}
+    elif start_seq is not None:
+        policy = {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": start_seq}
+    else:
+        policy = {"deliver_policy": DeliverPolicy.ALL}
+    config = ConsumerConfig(ack_policy=AckPolicy.NONE, inactive_threshold=30.0, **policy)
+    sub = await js.pull_subscribe(subject, stream=stream, config=config)
+    found: list[Msg] = []
+    try:
+        remaining = (await sub.consumer_info()).num_pending or 0
+        while remaining > 0:
+            msgs = await sub.fetch(min(remaining, 256), timeout=5.0)
+            remaining -= len(msgs)
+            found.extend(msgs)
+    finally:
+        await sub.unsubscribe()
+    return found

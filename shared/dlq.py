@@ -12,11 +12,10 @@ from typing import Any
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from maskline.contracts.common_v1 import DeadLetter
-from maskline.shared.bus import MSG_ID
+from maskline.shared.bus import MSG_ID, read_stream
 
 STREAM = "DLQ"
 
@@ -66,21 +65,10 @@ async def letters(js: JetStreamContext, limit: int = 200) -> list[Letter]:
     if info.state.messages == 0:
         return []
     start = max(info.state.first_seq, info.state.last_seq - limit + 1)
-    config = ConsumerConfig(
-        deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start, ack_policy=AckPolicy.NONE, inactive_threshold=30.0
-    )
-    sub = await js.pull_subscribe("dlq.>", stream=STREAM, config=config)
-    found: list[Letter] = []
-    try:
-        remaining = (await sub.consumer_info()).num_pending or 0
-        while remaining > 0:
-            msgs = await sub.fetch(min(remaining, 256), timeout=5.0)
-            remaining -= len(msgs)
-            for msg in msgs:
-                letter = msgspec.json.decode(msg.data, type=DeadLetter)
-                found.append(_letter(msg.metadata.sequence.stream, msg.metadata.timestamp, letter))
-    finally:
-        await sub.unsubscribe()
+    found = [
+        _letter(msg.metadata.sequence.stream, msg.metadata.timestamp, msgspec.json.decode(msg.data, type=DeadLetter))
+        for msg in await read_stream(js, STREAM, "dlq.>", start_seq=start)
+    ]
     return sorted(found, key=lambda letter: -letter.seq)
 
 

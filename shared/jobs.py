@@ -11,12 +11,12 @@ from typing import Any, Literal
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from maskline.contracts import dataset_v1, model_v1, seg_v1
 from maskline.contracts.common_v1 import JobFailed, ModelRef, ObjectRef
 from maskline.contracts.envelope import Envelope
+from maskline.shared.bus import read_stream
 from maskline.shared.kv import compare_and_set, open_bucket
 
 BUCKET = "jobs"
@@ -172,25 +172,11 @@ class JobStore:
         if info.state.messages == 0:
             return []
         start = max(info.state.first_seq, info.state.last_seq - 8 * limit)
-        config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=start,
-            ack_policy=AckPolicy.NONE,
-            inactive_threshold=30.0,
-        )
-        sub = await self._js.pull_subscribe(f"$KV.{BUCKET}.>", stream=f"KV_{BUCKET}", config=config)
         latest: dict[str, JobState] = {}
-        try:
-            remaining = (await sub.consumer_info()).num_pending or 0
-            while remaining > 0:
-                msgs = await sub.fetch(min(remaining, 256), timeout=5.0)
-                remaining -= len(msgs)
-                for msg in msgs:
-                    if msg.data:
-                        state = _decoder.decode(msg.data)
-                        latest[state.job_id] = state
-        finally:
-            await sub.unsubscribe()
+        for msg in await read_stream(self._js, f"KV_{BUCKET}", f"$KV.{BUCKET}.>", start_seq=start):
+            if msg.data:
+                state = _decoder.decode(msg.data)
+                latest[state.job_id] = state
         return sorted(latest.values(), key=lambda s: s.updated, reverse=True)[:limit]
 
     async def apply(self, env: Envelope[Any]) -> JobState:

@@ -7,8 +7,10 @@ from typing import Any, TypeVar
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType
+from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+
+from maskline.shared.bus import read_stream
 
 T = TypeVar("T")
 
@@ -50,28 +52,14 @@ async def compare_and_set(
 
 
 async def entries(js: JetStreamContext, bucket: str) -> dict[str, bytes]:
-    """Every live key of a bucket with its value, read in one pass over the bucket's stream.
-
-    nats-py's `kv.keys()` watches with a short idle timeout and was seen here returning an empty
-    list for a non-empty bucket on a loaded machine; counting the consumer's pending messages up
-    front makes the read complete or fail loudly instead.
-    """
-    config = ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, ack_policy=AckPolicy.NONE, inactive_threshold=30.0)
+    """Every live key of a bucket with its value, read in one pass over the bucket's stream
+    (not `kv.keys()`, which was seen returning an empty list for a non-empty bucket under load)."""
     prefix = f"$KV.{bucket}."
-    sub = await js.pull_subscribe(prefix + ">", stream=f"KV_{bucket}", config=config)
     found: dict[str, bytes] = {}
-    try:
-        remaining = (await sub.consumer_info()).num_pending or 0
-        while remaining > 0:
-            msgs = await sub.fetch(min(remaining, 256), timeout=5.0)
-            remaining -= len(msgs)
-            for msg in msgs:
-                operation = (msg.headers or {}).get("KV-Operation")
-                key = msg.subject[len(prefix) :]
-                if operation in ("DEL", "PURGE"):
-                    found.pop(key, None)
-                else:
-                    found[key] = msg.data
-    finally:
-        await sub.unsubscribe()
+    for msg in await read_stream(js, f"KV_{bucket}", prefix + ">", last_per_subject=True):
+        key = msg.subject[len(prefix) :]
+        if (msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE"):
+            found.pop(key, None)
+        else:
+            found[key] = msg.data
     return found
