@@ -201,10 +201,7 @@ class QuantizeJobs:
         target = await self._version(request.model)
         if target.quantization is None or target.parent is None:
             raise PermanentError(f"{target.name}/{target.version} is not a quantized version", code="not_quantized")
-        parent_name, _, parent_version = target.parent.partition("/")
-        parent = await self._version(VersionRef(parent_name, int(parent_version)))
-        if parent.quantization is not None:  # an edit of an edit: the float root is further up
-            parent = await self._float_root(parent)
+        parent = await self._float_root(target)  # an edit of an edit: the float root is further up
         before = msgspec.json.decode(await self.store.get(target.quantization.recipe.key), type=engine.Recipe)
         after = msgspec.structs.replace(before, edits=(*before.edits, request.edit))
         q = target.quantization
@@ -219,6 +216,7 @@ class QuantizeJobs:
         return await self._publish_version(env, target, target.name, target.precision, built, info, started)
 
     async def _float_root(self, model: ModelVersion) -> ModelVersion:
+        """The float version a quantized one (or an edit of it) was made from."""
         while model.quantization is not None and model.parent is not None:
             name, _, version = model.parent.partition("/")
             model = await self._version(VersionRef(name, int(version)))
