@@ -13,7 +13,6 @@ from maskline.contracts.model_v1 import ModelVersion
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import Conflict, NotFound, Unprocessable
 from maskline.shared.model_store import graph_key
-from maskline.shared.registry import ModelNotFound
 from maskline.shared.storage import ObjectNotFound
 
 Area = Literal["inputs", "outputs", "datasets", "models"]
@@ -35,10 +34,7 @@ async def _owned_model(ctx: GatewayContext, tenant: str, path: str) -> ModelVers
     name, _, version = path.strip("/").partition("/")
     if not version.isdigit():
         raise Unprocessable("a model is addressed as <name>/<version>")
-    try:
-        model = await ctx.registry.get(name, int(version))
-    except ModelNotFound as exc:
-        raise NotFound(str(exc)) from exc
+    model = await ctx.model(name, int(version))
     if model.owner != tenant:
         raise NotFound(f"model {name!r} version {version} is not yours")
     return model

@@ -17,11 +17,10 @@ from maskline.contracts import model_v1
 from maskline.contracts.model_v1 import Architecture, MergeMethod, ModelName, ModelVersion, VersionRef
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.datasets import prefix as dataset_prefix
-from maskline.services.gateway.errors import NotFound, Unprocessable
+from maskline.services.gateway.errors import Unprocessable
 from maskline.services.gateway.jobs import JobView, submit_command
 from maskline.services.gateway.modelcheck import check_torchscript
 from maskline.shared.model_store import register_model
-from maskline.shared.registry import ModelNotFound
 
 
 @dataclass
@@ -51,10 +50,7 @@ class ModelController(Controller):
 
     @get("/{name:str}/{version:int}", summary="One model version")
     async def get_model(self, ctx: GatewayContext, tenant: str, name: str, version: int) -> ModelVersion:
-        try:
-            return await ctx.registry.get(name, version)
-        except ModelNotFound as exc:
-            raise NotFound(str(exc)) from exc
+        return await ctx.model(name, version)
 
     @post(status_code=HTTP_201_CREATED, summary="Register a TorchScript segmentation model as a new version")
     async def register(
@@ -121,8 +117,5 @@ class ModelMergeController(Controller):
         except msgspec.ValidationError as exc:
             raise Unprocessable(f"invalid merge request: {exc}") from exc
         for ref in (*request.models, *([request.base] if request.base else [])):
-            try:
-                await ctx.registry.get(ref.name, ref.version)
-            except ModelNotFound as exc:
-                raise NotFound(str(exc)) from exc
+            await ctx.model(ref.name, ref.version)
         return await submit_command(ctx, tenant, model_v1.MERGE_REQUESTED, request)

@@ -9,13 +9,12 @@ from litestar import Controller, Response, get, post
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from maskline.contracts import model_v1
-from maskline.contracts.model_v1 import CalibrationMethod, LayerEdit, ModelVersion, VersionRef
+from maskline.contracts.model_v1 import CalibrationMethod, LayerEdit, VersionRef
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.datasets import prefix as dataset_prefix
 from maskline.services.gateway.errors import NotFound, Unprocessable
 from maskline.services.gateway.jobs import JobView, submit_command
 from maskline.shared.model_store import graph_key
-from maskline.shared.registry import ModelNotFound
 from maskline.shared.storage import ObjectNotFound
 
 REPORTS = ("step", "cross", "calibrators", "travel")
@@ -34,13 +33,6 @@ class QuantizeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     max_images: int = 64
     compare_calibrators: bool = False
     name: str | None = None
-
-
-async def _model(ctx: GatewayContext, name: str, version: int) -> ModelVersion:
-    try:
-        return await ctx.registry.get(name, version)
-    except ModelNotFound as exc:
-        raise NotFound(str(exc)) from exc
 
 
 async def _json(ctx: GatewayContext, key: str, missing: str) -> Any:
@@ -62,7 +54,7 @@ class QuantizeController(Controller):
             request = msgspec.convert(raw, model_v1.QuantizeRequested)
         except msgspec.ValidationError as exc:
             raise Unprocessable(f"invalid quantization request: {exc}") from exc
-        parent = await _model(ctx, request.model.name, request.model.version)
+        parent = await ctx.model(request.model.name, request.model.version)
         if parent.precision != "fp32":
             raise Unprocessable(
                 f"{parent.name}/{parent.version} is {parent.precision}: quantize a float version", code="not_float"
@@ -71,7 +63,7 @@ class QuantizeController(Controller):
 
     @post("/{name:str}/{version:int}/edits", status_code=HTTP_202_ACCEPTED, summary="Edit one int8 layer (a new version)")
     async def edit(self, ctx: GatewayContext, tenant: str, name: str, version: int, data: LayerEdit) -> Response[JobView]:
-        model = await _model(ctx, name, version)
+        model = await ctx.model(name, version)
         if model.quantization is None:
             raise Unprocessable(
                 f"{name}/{version} is {model.precision}: only quantized versions have int8 layers", code="not_quantized"
@@ -86,7 +78,7 @@ class QuantizeController(Controller):
     ) -> dict[str, Any]:
         if kind not in REPORTS:
             raise NotFound(f"no report {kind!r}; reports: {', '.join(REPORTS)}")
-        model = await _model(ctx, name, version)
+        model = await ctx.model(name, version)
         ref = model.quantization.reports.get(kind) if model.quantization else None
         if ref is None:
             raise NotFound(f"{name}/{version} has no {kind} report" + ("" if model.quantization else " (it is not quantized)"))
@@ -99,7 +91,7 @@ class QuantizeController(Controller):
 
     @get("/{name:str}/{version:int}/graph", summary="The network's layers and connections (nodes, edges)")
     async def graph(self, ctx: GatewayContext, tenant: str, name: str, version: int) -> dict[str, Any]:
-        model = await _model(ctx, name, version)
+        model = await ctx.model(name, version)
         if model.quantization is not None and "graph" in model.quantization.reports:
             key = model.quantization.reports["graph"].key
         else:
