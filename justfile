@@ -72,3 +72,7 @@ bench-quantize:
 bench-merge:
     python -m bench.merge_weights
     python -m bench.federated_study
+
+# fuzz the gateway's OpenAPI with schemathesis against a fresh stack: every phase, 100 examples per operation, 0 5xx allowed
+fuzz *ARGS:
+    MASKLINE_FUZZ_EXAMPLES=100 MASKLINE_FUZZ_PHASES=examples,coverage,fuzzing,stateful MASKLINE_FUZZ_SECONDS=1800 pytest tests/e2e/test_fuzz.py {{ARGS}}

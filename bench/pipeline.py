@@ -30,6 +30,7 @@ from maskline.shared.config import load
 from maskline.shared.images import to_model_input
 
 MODEL = "shapes-unet"
+TRITON_NAME = f"maskline.{MODEL}"  # Triton's name for the platform's model: `<owner>.<name>`
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -74,7 +75,8 @@ async def bench(
     async def direct() -> None:
         inp = InferInput("image", list(tensor.shape), "FP32")
         inp.set_data_from_numpy(tensor, binary_data=True)
-        result = await triton.infer(MODEL, [inp], model_version="1", outputs=[InferRequestedOutput("probs", binary_data=True)])
+        outputs = [InferRequestedOutput("probs", binary_data=True)]
+        result = await triton.infer(TRITON_NAME, [inp], model_version="1", outputs=outputs)
         assert result.as_numpy("probs") is not None
 
     async def pipeline() -> None:

@@ -38,6 +38,9 @@ from maskline.models.starter.train import HELD_OUT_SEED, mean_iou
 from maskline.shared.config import load
 
 MODEL = "shapes-unet"
+OWNER = "maskline"
+#: The platform's public starter model; the quantized versions belong to the bench's tenant.
+PARENT = {"name": MODEL, "version": 1, "owner": OWNER}
 METHODS = ("minmax", "entropy", "log2", "percentile")
 
 
@@ -80,7 +83,9 @@ def quantize_all(http: httpx.Client, calibration: str) -> dict[str, dict[str, An
     versions: dict[str, dict[str, Any]] = {}
     jobs = {f"int8-{m}": {"method": m, "precision": "int8"} for m in METHODS}
     for label, options in jobs.items():
-        versions[label] = run_job(http, {"model": {"name": MODEL, "version": 1}, "dataset": calibration, **options})
+        versions[label] = run_job(
+            http, {"model": {"name": MODEL, "version": 1, "owner": OWNER}, "dataset": calibration, **options}
+        )
     return versions
 
 
@@ -94,18 +99,20 @@ def run_job(http: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def triton_load(
-    triton_url: str, versions: dict[str, int], tensor: np.ndarray, requests: int, levels: list[int], rounds: int
+    triton_url: str, versions: dict[str, tuple[str, int]], tensor: np.ndarray, requests: int, levels: list[int], rounds: int
 ) -> dict[str, dict[str, Any]]:
     """Throughput and latency of each version, interleaved: every round runs every version in turn,
     so a slow patch of the (shared, 2-core) machine hits all of them alike; medians over rounds."""
     client = triton_http.InferenceServerClient(triton_url)
 
-    def caller(version: int) -> Any:
+    def caller(model: tuple[str, int]) -> Any:
+        name, version = model
+
         async def call() -> None:
             inp = InferInput("image", list(tensor.shape), "FP32")
             inp.set_data_from_numpy(tensor, binary_data=True)
             outputs = [InferRequestedOutput("probs", binary_data=True)]
-            result = await client.infer(MODEL, [inp], model_version=str(version), outputs=outputs)
+            result = await client.infer(name, [inp], model_version=str(version), outputs=outputs)
             assert result.as_numpy("probs") is not None
 
         return call
@@ -154,19 +161,25 @@ def main() -> None:
             http.put(
                 f"/v1/datasets/qbench/images/c{i:03d}.png", content=body, headers={"Content-Type": "image/png"}
             ).raise_for_status()
-        versions = {"fp32": http.get(f"/v1/models/{MODEL}/1").raise_for_status().json(), **quantize_all(http, "qbench")}
+        platform_v1 = http.get(f"/v1/models/{MODEL}/1", params={"owner": OWNER}).raise_for_status().json()
+        versions = {"fp32": platform_v1, **quantize_all(http, "qbench")}
         pixels, masks = shapes.batch(np.random.default_rng(HELD_OUT_SEED), args.held_out)
         images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
         objects = Path(home) / "objects"
         quality = {label: held_out_miou(objects / v["weights"]["key"], images, masks) for label, v in versions.items()}
         best = max(METHODS, key=lambda m: quality[f"int8-{m}"])
         versions["hybrid"] = run_job(
-            http, {"model": {"name": MODEL, "version": 1}, "dataset": "qbench", "method": best, "precision": "hybrid"}
+            http,
+            {"model": {"name": MODEL, "version": 1, "owner": OWNER}, "dataset": "qbench", "method": best, "precision": "hybrid"},
         )
         quality["hybrid"] = held_out_miou(objects / versions["hybrid"]["weights"]["key"], images, masks)
         tensor = np.ascontiguousarray(images[:1].numpy())
         sample = png(pixels[0])
-        served = {label: versions[label]["version"] for label in ("fp32", "hybrid", f"int8-{best}")}
+        # Triton's model name is `<owner>.<name>` (infer/repository.py: two tenants never share a folder).
+        served = {
+            label: (f"{versions[label]['owner']}.{MODEL}", versions[label]["version"])
+            for label in ("fp32", "hybrid", f"int8-{best}")
+        }
         for label in served:
             v = versions[label]
             # One request through the gateway makes infer write the version into Triton's repository and load it.
@@ -174,7 +187,7 @@ def main() -> None:
                 "/v1/segmentations",
                 params={"wait": 60},
                 files={"image": ("s.png", sample, "image/png")},
-                data={"version": str(v["version"])},
+                data={"version": str(v["version"]), "owner": v["owner"]},
             ).raise_for_status()
         kernels = {label: in_process_ms(objects / versions[label]["weights"]["key"], images[:1]) for label in served}
         triton_url = f"127.0.0.1:{settings.triton_http_port}"

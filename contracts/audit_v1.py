@@ -1,4 +1,10 @@
-"""Audit records, major version 1: an append-only, hash-chained copy of every event on the bus."""
+"""Audit records, major version 1: an append-only, hash-chained, signed copy of every event on the bus.
+
+Only the audit service writes the AUDIT stream. Each record links to the one before it
+(`prev_hash`), is hashed, and its hash is signed with the audit service's Ed25519 key; every few
+seconds a signed checkpoint names the head (chain seq, stream seq, hash). Whoever keeps a
+checkpoint can later prove that nothing up to it was edited, dropped, reordered or purged.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,18 @@ from datetime import datetime
 import msgspec
 
 RECORD_SUBJECT_PREFIX = "audit.v1.job."
-"""Records are published on `audit.v1.job.<job_id>` (`audit.v1.job._` when no job is known)."""
+"""Records are published on `audit.v1.job.<tenant>.<job_id>` (`_` for an unknown tenant or job)."""
+CHECKPOINT_SUBJECT = "audit.v1.checkpoint"
 GENESIS = "0" * 64
 
 
+def record_subject(tenant: str | None, job_id: str | None) -> str:
+    return f"{RECORD_SUBJECT_PREFIX}{tenant or '_'}.{job_id or '_'}"
+
+
 class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """One observed event. `hash` = sha256(prev_hash + this record encoded with hash="")."""
+    """One observed event. `hash` = sha256(prev_hash + this record encoded with hash="" and
+    signature=""); `signature` = Ed25519 over `record_message(hash)` (1.3)."""
 
     seq: int
     """Position in the chain, 1-based, gap-free."""
@@ -32,18 +44,40 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
     """The event exactly as it travelled (JSON), for lineage: input, model, version, precision."""
     prev_hash: str
     hash: str = ""
+    key_id: str = ""
+    """Which audit signing key signed it (first 16 hex digits of the public key's sha256). Added in 1.3."""
+    signature: str = ""
+    """Hex Ed25519 signature of `record_message(hash)`. Added in 1.3."""
+
+
+class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
+    """A signed statement of the chain's head at one moment. Added in 1.3."""
+
+    seq: int
+    """Chain seq of the head record."""
+    stream_seq: int
+    """AUDIT stream sequence of that record."""
+    hash: str
+    time: datetime
+    key_id: str
+    signature: str
+    """Hex Ed25519 signature of `checkpoint_message(seq, stream_seq, hash)`."""
 
 
 def chain_hash(record: AuditRecord) -> str:
-    unsigned = msgspec.structs.replace(record, hash="")
+    unsigned = msgspec.structs.replace(record, hash="", signature="")
     return hashlib.sha256(record.prev_hash.encode() + msgspec.json.encode(unsigned)).hexdigest()
 
 
-def verify(records: list[AuditRecord]) -> str | None:
-    """None when every record's hash and link are intact, else the first problem found."""
-    for previous, record in zip([None, *records[:-1]], records, strict=True):
-        if previous is not None and record.prev_hash != previous.hash:
-            return f"record {record.seq} does not link to record {previous.seq}"
-        if chain_hash(record) != record.hash:
-            return f"record {record.seq} was altered (hash mismatch)"
-    return None
+def record_message(record_hash: str) -> bytes:
+    """What the audit key signs for a record (a domain prefix: a record signature is never a checkpoint's)."""
+    return f"maskline-audit-record:{record_hash}".encode()
+
+
+def checkpoint_message(seq: int, stream_seq: int, head_hash: str) -> bytes:
+    return f"maskline-audit-checkpoint:{seq}:{stream_seq}:{head_hash}".encode()
+
+
+def key_id(public_key: bytes) -> str:
+    """Short id of a raw 32-byte Ed25519 public key."""
+    return hashlib.sha256(public_key).hexdigest()[:16]

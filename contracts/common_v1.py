@@ -22,6 +22,8 @@ class ModelRef(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     version: int
     precision: str = "fp32"
+    owner: str = ""
+    """The tenant that owns the model version (empty before 1.3)."""
 
 
 class JobFailed(msgspec.Struct, frozen=True, kw_only=True):

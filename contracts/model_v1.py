@@ -20,8 +20,11 @@ QUANTIZE_REQUESTED = "model.v1.quantize.requested"
 QUANTIZE_PROGRESSED = "model.v1.quantize.progressed"
 EDIT_REQUESTED = "model.v1.edit.requested"
 QUANTIZED = "model.v1.quantized"
+ACCESS_CHANGED = "model.v1.access.changed"
 
 ModelName = Annotated[str, msgspec.Meta(pattern="^[a-z0-9][a-z0-9_-]{0,63}$")]
+#: A tenant as it appears in subjects and object keys (NATS ADR-6 token grammar).
+Owner = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_-]{1,128}$")]
 
 
 class Architecture(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,6 +67,15 @@ class QuantizationInfo(msgspec.Struct, frozen=True, kw_only=True):
     edits: tuple[LayerEdit, ...] = ()
 
 
+class VersionRef(msgspec.Struct, frozen=True):
+    """A model version; `owner` None means the caller's own model, else the platform's public one."""
+
+    name: ModelName
+    version: Annotated[int, msgspec.Meta(ge=1)]
+    owner: Owner | None = None
+    """Added in 1.3: whose model (needed for a model shared with you by another tenant)."""
+
+
 class ModelVersion(msgspec.Struct, frozen=True, kw_only=True):
     """One servable version of a model: TorchScript weights plus what a caller must know."""
 
@@ -87,6 +99,17 @@ class ModelVersion(msgspec.Struct, frozen=True, kw_only=True):
     """Hybrid/int8 versions: method, dataset, recipe and reports. Added in 1.2."""
     owner: str = ""
     """Tenant that registered (or derived) the version; its file manager lists it. Added in 1.2."""
+    lineage: tuple[VersionRef, ...] = ()
+    """The versions this one was made from (merge inputs, the float parent of a quantization), with
+    their owners. Added in 1.3."""
+    upstream: tuple[str, ...] = ()
+    """`owner/name` of every model in the lineage, transitively, that the owner of this version does
+    not own: serving it needs access to each of them, and its weights cannot be downloaded. Added in 1.3."""
+
+    @property
+    def exportable(self) -> bool:
+        """Its owner may download the weights: nothing in its lineage belongs to anyone else."""
+        return not self.upstream
 
 
 class ModelRegistered(msgspec.Struct, frozen=True, kw_only=True):
@@ -94,11 +117,6 @@ class ModelRegistered(msgspec.Struct, frozen=True, kw_only=True):
 
 
 MergeMethod = Literal["avg", "max", "absmax", "weighted", "median", "task_arithmetic", "ties"]
-
-
-class VersionRef(msgspec.Struct, frozen=True):
-    name: ModelName
-    version: Annotated[int, msgspec.Meta(ge=1)]
 
 
 class ModelMergeRequested(msgspec.Struct, frozen=True, kw_only=True):
@@ -145,6 +163,9 @@ class RoundOpened(msgspec.Struct, frozen=True, kw_only=True):
     deadline_s: Annotated[float, msgspec.Meta(gt=0)] = 600.0
     opened_at: datetime | None = None
     method: MergeMethod = "weighted"
+    weights: ObjectRef | None = None
+    """The global model's weights for the sites to download (so a site needs no registry access).
+    Filled by the merge service for every round it opens; the opener of round 1 may give it. Added in 1.3."""
 
 
 class SiteUpdate(msgspec.Struct, frozen=True, kw_only=True):
@@ -208,6 +229,22 @@ class Quantized(msgspec.Struct, frozen=True, kw_only=True):
     """Headline numbers: output SQNR (dB), pixel agreement with FP32, size ratio."""
 
 
+AccessState = Literal["requested", "granted", "refused", "revoked", "withdrawn"]
+
+
+class AccessChanged(msgspec.Struct, frozen=True, kw_only=True):
+    """A step in sharing a model: `grantee` asked for access, the owner granted, refused or revoked
+    it, or the grantee withdrew the request. Added in 1.3."""
+
+    owner: Owner
+    model: ModelName
+    grantee: Owner
+    state: AccessState
+    by: Owner
+    """The tenant that took this step (the grantee asks and withdraws; the owner decides)."""
+    note: str = ""
+
+
 #: Payload type of every subject in this family.
 PAYLOADS: dict[str, type[msgspec.Struct]] = {
     REGISTERED: ModelRegistered,
@@ -220,4 +257,5 @@ PAYLOADS: dict[str, type[msgspec.Struct]] = {
     QUANTIZE_PROGRESSED: QuantizeProgressed,
     EDIT_REQUESTED: EditRequested,
     QUANTIZED: Quantized,
+    ACCESS_CHANGED: AccessChanged,
 }

@@ -35,6 +35,9 @@ class TtaOptions(msgspec.Struct, frozen=True, kw_only=True):
 
 class SegmentationOptions(msgspec.Struct, frozen=True, kw_only=True):
     model: Annotated[str, msgspec.Meta(pattern="^[a-z0-9][a-z0-9_-]{0,63}$")] = "shapes-unet"
+    owner: Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_-]{1,128}$")] | None = None
+    """Whose model: None looks for your own `model`, then the platform's public one; name the owner
+    to use a model another tenant shared with you. Added in 1.3."""
     version: Annotated[int, msgspec.Meta(ge=1)] | None = None
     """None: the newest version of `precision` (newest fp32 when no precision is given)."""
     precision: Literal["fp32", "hybrid", "int8"] | None = None
@@ -64,6 +67,20 @@ class SegmentationIngested(msgspec.Struct, frozen=True, kw_only=True):
     original_format: str
     options: SegmentationOptions
     timings_ms: dict[str, float] = {}
+    working: ObjectRef | None = None
+    """A copy no larger than the platform's working size, when the image is larger: inference and
+    TTA run on it, outputs keep the original size. Added in 1.3."""
+    working_width: int = 0
+    working_height: int = 0
+
+    @property
+    def work_ref(self) -> ObjectRef:
+        return self.working or self.image
+
+    @property
+    def work_size(self) -> tuple[int, int]:
+        """(height, width) of the image stages compute on."""
+        return (self.working_height, self.working_width) if self.working else (self.height, self.width)
 
 
 class SegmentationAugmented(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,6 +98,9 @@ class SegmentationAugmented(msgspec.Struct, frozen=True, kw_only=True):
     count: int
     options: SegmentationOptions
     timings_ms: dict[str, float] = {}
+    working_width: int = 0
+    """The geometry the variants were made from (the working copy), when not the original's. Added in 1.3."""
+    working_height: int = 0
 
 
 class SegmentationInferred(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,6 +121,10 @@ class SegmentationInferred(msgspec.Struct, frozen=True, kw_only=True):
     variant: Variant | None = None
     variant_index: int = 0
     variant_count: int = 1
+    working_width: int = 0
+    """TTA: the geometry the variants' probabilities map back to (the working copy's), when not the
+    original's; fusion runs there and only the fused result is brought to the original size. Added in 1.3."""
+    working_height: int = 0
 
 
 class SegmentationCompleted(msgspec.Struct, frozen=True, kw_only=True):

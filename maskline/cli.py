@@ -4,6 +4,7 @@ maskline demo                       start everything, segment a sample, print th
 maskline up | down | status         run the embedded stack in the background
 maskline submit IMAGE [--wait S]    segment an image, download its artifacts
 maskline models list | register     the model registry
+maskline audit | access | credentials   trust: verify the audit trail, share models (see trust_cli)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from maskline import trust_cli
 from maskline.client import ApiError, Client
 from maskline.infra.embedded.settings import StackSettings
 from maskline.infra.embedded.stack import Stack
@@ -198,14 +200,6 @@ def cmd_files(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit(args: argparse.Namespace) -> int:
-    trail = Client(args.url, api_key=args.api_key).audit(args.job)
-    lines = [f"job {trail['job_id']}: {len(trail['records'])} records, chain {'intact' if trail['intact'] else 'BROKEN'}"]
-    lines += [f"  #{r['seq']:<6} {str(r['recorded'])[:23]}  {r['source'] or '?':<9} {r['subject']}" for r in trail["records"]]
-    _print(args, trail, "\n".join(lines))
-    return 0 if trail["intact"] else 1
-
-
 def cmd_models(args: argparse.Namespace) -> int:
     client = Client(args.url, api_key=args.api_key)
     if args.action == "merge":
@@ -217,6 +211,11 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0 if job["status"] == "completed" else 1
     if args.action in ("quantize", "edit", "graph", "report"):
         return _quantize_verbs(client, args)
+    if args.action == "release":
+        name, version = _ref(args.refs[0]) if args.refs else ("", 0)
+        model = client.release_model(name, version)
+        _print(args, model, f"released {model['name']} version {model['version']} to other tenants")
+        return 0
     if args.action == "register":
         height, width = (int(v) for v in args.input_size.split(","))
         model = client.register_model(
@@ -226,7 +225,11 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     models = client.models()
     _print(
-        args, models, "\n".join(f"{m['name']:<20} v{m['version']:<4} {m['precision']:<6} {','.join(m['labels'])}" for m in models)
+        args,
+        models,
+        "\n".join(
+            f"{m['owner'] + '/' + m['name']:<32} v{m['version']:<4} {m['precision']:<6} {','.join(m['labels'])}" for m in models
+        ),
     )
     return 0
 
@@ -333,9 +336,7 @@ def parser() -> argparse.ArgumentParser:
     dlq.add_argument("action", choices=["list", "redrive"])
     dlq.add_argument("seq", nargs="*", type=int)
     dlq.set_defaults(run=cmd_dlq)
-    audit = sub.add_parser("audit", help="a job's audit trail (every event, hash-chained)")
-    audit.add_argument("job")
-    audit.set_defaults(run=cmd_audit)
+    trust_cli.add_parsers(sub)
     files = sub.add_parser("files", help="your inputs, outputs, datasets and models: list, get, rm")
     files.add_argument("action", choices=["list", "get", "rm"])
     files.add_argument("path", nargs="?", help="get/rm: the path shown by list (models: name/version)")
@@ -361,7 +362,7 @@ def parser() -> argparse.ArgumentParser:
     datasets.add_argument("--blur-sigma", type=float, default=None)
     datasets.set_defaults(run=cmd_datasets)
     models = sub.add_parser("models", help="list or register models")
-    models.add_argument("action", choices=["list", "register", "merge", "quantize", "report", "graph", "edit"])
+    models.add_argument("action", choices=["list", "register", "merge", "quantize", "report", "graph", "edit", "release"])
     models.add_argument("refs", nargs="*", help="merge: name:version of each model; quantize/report/graph/edit: one")
     models.add_argument(
         "--method",

@@ -45,6 +45,10 @@ class Client:
         )
         return dict(self._check(response).json())
 
+    def get_model(self, name: str, version: int, owner: str | None = None) -> dict[str, Any]:
+        params = {"owner": owner} if owner else None
+        return dict(self._check(self.http.get(f"/v1/models/{name}/{version}", params=params)).json())
+
     def status(self, job_id: str) -> dict[str, Any]:
         return dict(self._check(self.http.get(f"/v1/segmentations/{job_id}")).json())
 
@@ -164,6 +168,30 @@ class Client:
             if job["status"] in ("completed", "failed") or time.monotonic() > deadline:
                 return job
             time.sleep(0.2)
+
+    def upload(self, data: bytes, content_type: str = "image/png") -> dict[str, Any]:
+        """Hand over an image; the answer is the object reference to publish in a bus request."""
+        response = self.http.post("/v1/uploads", content=data, headers={"content-type": content_type})
+        return dict(self._check(response).json())
+
+    def release_model(self, name: str, version: int) -> dict[str, Any]:
+        return dict(self._check(self.http.post(f"/v1/models/{name}/{version}/release")).json())
+
+    def request_access(self, owner: str, name: str, note: str = "") -> dict[str, Any]:
+        response = self.http.post(f"/v1/models/{name}/access-requests", params={"owner": owner}, json={"note": note})
+        return dict(self._check(response).json())
+
+    def withdraw_access(self, owner: str, name: str) -> dict[str, Any]:
+        response = self.http.delete(f"/v1/models/{name}/access-requests", params={"owner": owner})
+        return dict(self._check(response).json())
+
+    def decide_access(self, name: str, grantee: str, state: str, note: str = "") -> dict[str, Any]:
+        """state: granted, refused or revoked (you must own `name`)."""
+        response = self.http.put(f"/v1/models/{name}/access/{grantee}", json={"state": state, "note": note})
+        return dict(self._check(response).json())
+
+    def access(self) -> list[dict[str, Any]]:
+        return list(self._check(self.http.get("/v1/access")).json())
 
     def close(self) -> None:
         self.http.close()

@@ -1,30 +1,35 @@
 """Reference site client for federated rounds: copy it into the system that owns the data.
 
-A site waits for `model.v1.round.opened` of its federation, downloads the global model, trains it
-on data that never leaves the site, uploads the weights to object storage and publishes its
-`model.v1.round.update.submitted` (sample count and local metrics included). Delivery is at least
+A site waits for `model.v1.round.opened` of its federation, downloads the global model named in
+the event, trains it on data that never leaves the site, uploads the weights to object storage
+and publishes its `model.v1.round.update.submitted` (sample count and local metrics included).
+It connects with its own bus credential, bound to its tenant: it reads only its tenant's rounds
+(an ordered consumer, no durable of its own) and needs no registry access. Delivery is at least
 once: re-running a round re-publishes the same message id, which the bus de-duplicates, and the
 merge service ignores a second update from the same site anyway.
 
-    client = SiteClient(bus, store, registry, federation="fed-1", site="hospital-a", train=my_train)
+    client = SiteClient(bus, store, tenant="hospitals", federation="fed-1", site="hospital-a", train=my_train)
     await client.run(until_round=5)
 """
 
 from __future__ import annotations
 
 import io
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
 import torch
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from maskline.contracts import model_v1
+from maskline.contracts import subjects as table
 from maskline.contracts.envelope import Envelope, now
+from maskline.shared import keys
 from maskline.shared.bus import Bus
-from maskline.shared.registry import ModelRegistry
 from maskline.shared.storage import ObjectStore
 
 #: train(model, round) -> (trained model, number of samples used, local metrics)
@@ -36,19 +41,20 @@ _opened = msgspec.json.Decoder(Envelope[model_v1.RoundOpened])
 class SiteClient:
     bus: Bus
     store: ObjectStore
-    registry: ModelRegistry
+    tenant: str
     federation: str
     site: str
     train: Train
 
     async def take_part(self, env: Envelope[model_v1.RoundOpened]) -> None:
         opened = env.data
-        base = await self.registry.get(opened.model.name, opened.model.version)
-        module = torch.jit.load(io.BytesIO(await self.store.get(base.weights.key)))  # type: ignore[no-untyped-call]
+        if opened.weights is None:
+            raise ValueError(f"round {opened.round} of {self.federation} names no weights to download")
+        module = torch.jit.load(io.BytesIO(await self.store.get(opened.weights.key)))  # type: ignore[no-untyped-call]
         trained, samples, metrics = self.train(module, opened.round)
         buffer = io.BytesIO()
         torch.jit.save(trained, buffer)
-        key = f"federations/{self.federation}/{opened.round}/{self.site}.pt"
+        key = keys.site_update(self.tenant, self.federation, opened.round, self.site)
         ref = await self.store.put(key, buffer.getvalue(), "application/x-torchscript")
         update = model_v1.SiteUpdate(round=opened.round, site=self.site, weights=ref, samples=samples, metrics=metrics)
         await self.bus.publish(
@@ -66,26 +72,21 @@ class SiteClient:
 
     async def run(self, until_round: int, timeout_s: float = 600.0) -> None:
         """Take part in every round of the federation that lists this site, up to `until_round`."""
-        config = ConsumerConfig(
-            durable_name=f"site-{self.federation}-{self.site}",
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            filter_subject=model_v1.ROUND_OPENED,
-        )
-        sub = await self.bus.js.pull_subscribe(model_v1.ROUND_OPENED, durable=config.durable_name, stream="MODEL", config=config)
-        import time
-
+        opened = table.subject(model_v1.ROUND_OPENED)
+        # A named ordered consumer filtered on this tenant's rounds: what the site's credential allows.
+        config = ConsumerConfig(name=uuid.uuid4().hex, deliver_policy=DeliverPolicy.ALL)
+        sub = await self.bus.js.subscribe(opened.wire(self.tenant), stream=opened.stream, ordered_consumer=True, config=config)
         deadline = time.monotonic() + timeout_s
         done = 0
-        while done < until_round and time.monotonic() < deadline:
-            try:
-                msgs = await sub.fetch(1, timeout=1.0)
-            except (NatsTimeoutError, TimeoutError):
-                continue
-            for msg in msgs:
+        try:
+            while done < until_round and time.monotonic() < deadline:
+                try:
+                    msg = await sub.next_msg(timeout=1.0)
+                except (NatsTimeoutError, TimeoutError):
+                    continue
                 env = _opened.decode(msg.data)
                 if env.job_id == self.federation and self.site in env.data.sites:
                     await self.take_part(env)
                     done = max(done, env.data.round)
-                await msg.ack()
-        await sub.unsubscribe()
+        finally:
+            await sub.unsubscribe()

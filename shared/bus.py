@@ -1,4 +1,5 @@
-"""NATS connection, JetStream streams and de-duplicated publishing of contract envelopes."""
+"""NATS connection (authenticated), the streams of the subject table, and de-duplicated publishing
+of contract envelopes on tenant-scoped subjects."""
 
 from __future__ import annotations
 
@@ -11,20 +12,16 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError
 
+from maskline.contracts import subjects as table
 from maskline.contracts.envelope import Envelope
 from maskline.shared.config import RuntimeSettings
 
 #: Streams and the subjects they capture. Limits-based retention, so every consumer (the stage
 #: that does the work, audit, the job-state projector) reads every message independently.
-STREAMS: dict[str, list[str]] = {
-    "SEG": ["seg.v1.>"],
-    "MODEL": ["model.v1.>"],
-    "DATASET": ["dataset.v1.>"],
-    "DLQ": ["dlq.>"],
-    "AUDIT": ["audit.v1.>"],
-}
+STREAMS: dict[str, list[str]] = {name: [pattern] for name, pattern in table.STREAMS.items()}
+#: Nobody, not even the provisioning identity, may delete or purge single audit records.
+APPEND_ONLY = frozenset({"AUDIT"})
 DUPLICATE_WINDOW_S = 120.0
 MSG_ID = "Nats-Msg-Id"
 
@@ -35,14 +32,29 @@ def encode(value: Any) -> bytes:
     return _encoder.encode(value)
 
 
+def wire_subject(env: Envelope[Any]) -> str:
+    """`<type>.<tenant>`: the tenant is a subject token, so NATS permissions can bind it."""
+    return f"{env.type}.{env.tenant}"
+
+
+def tenant_token(subject: str) -> str:
+    """The tenant a wire subject carries (its last token)."""
+    return subject.rsplit(".", 1)[-1]
+
+
+def msg_id(env: Envelope[Any]) -> str:
+    """De-duplication id: the work's deterministic id, scoped to the tenant (two tenants may use the same job id)."""
+    return f"{env.tenant}:{env.id}"
+
+
 @dataclass
 class Bus:
     nc: Client
     js: JetStreamContext
 
-    async def publish(self, env: Envelope[Any], *, subject: str | None = None) -> None:
-        """Publish to JetStream with the envelope id as `Nats-Msg-Id`, so a retry is not a duplicate."""
-        await self.js.publish(subject or env.type, encode(env), headers={MSG_ID: env.id})
+    async def publish(self, env: Envelope[Any]) -> None:
+        """Publish to JetStream with a deterministic `Nats-Msg-Id`, so a retry is not a duplicate."""
+        await self.js.publish(wire_subject(env), encode(env), headers={MSG_ID: msg_id(env)})
 
     async def close(self) -> None:
         """Flush pending acks and publishes, then close. Callers stop consuming first, so nothing
@@ -52,33 +64,42 @@ class Bus:
         await self.nc.close()
 
 
-async def connect(settings: RuntimeSettings, name: str) -> Bus:
+def inbox_prefix(identity: str) -> str:
+    """Replies to an identity's requests arrive under `_INBOX.<identity>.`: it may read no one else's."""
+    return f"_INBOX.{identity}"
+
+
+async def connect(settings: RuntimeSettings, name: str, *, identity: str, reconnect: bool = True) -> Bus:
+    """Connect as `identity` (or `settings.nats_identity`) with its nkey seed; the server refuses
+    anonymous clients, and permits each identity only its own subjects."""
+    identity = settings.identity(identity)
+    options: dict[str, Any] = {}
+    if seed := settings.nkey_file(identity):
+        options["nkeys_seed"] = seed
     nc = await nats.connect(
-        settings.nats_url,
+        servers=[u.strip() for u in settings.nats_url.split(",") if u.strip()],
         name=name,
-        max_reconnect_attempts=-1,
+        max_reconnect_attempts=-1 if reconnect else 0,
         reconnect_time_wait=0.5,
         connect_timeout=5,
+        inbox_prefix=inbox_prefix(identity).encode(),
+        **options,
     )
     return Bus(nc=nc, js=nc.jetstream())
 
 
-async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
-    """Create the streams if missing; idempotent, safe from every service at start."""
-    for name, subjects in STREAMS.items():
-        config = StreamConfig(
-            name=name,
-            subjects=subjects,
-            storage=StorageType.FILE,
-            num_replicas=replicas,
-            duplicate_window=DUPLICATE_WINDOW_S,
-            discard=DiscardPolicy.OLD,
-            max_age=30 * 24 * 3600.0 if name != "AUDIT" else 0.0,
-        )
-        try:
-            await js.add_stream(config)
-        except BadRequestError:
-            await js.update_stream(config)
+def stream_config(name: str, replicas: int = 1) -> StreamConfig:
+    return StreamConfig(
+        name=name,
+        subjects=STREAMS[name],
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        discard=DiscardPolicy.OLD,
+        max_age=0.0 if name in APPEND_ONLY else 30 * 24 * 3600.0,
+        deny_delete=name in APPEND_ONLY,
+        deny_purge=name in APPEND_ONLY,
+    )
 
 
 async def read_stream(
@@ -96,7 +117,8 @@ async def read_stream(
         policy = {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": start_seq}
     else:
         policy = {"deliver_policy": DeliverPolicy.ALL}
-    config = ConsumerConfig(ack_policy=AckPolicy.NONE, inactive_threshold=30.0, **policy)
+    # A short inactivity threshold instead of a delete: readers may not delete consumers.
+    config = ConsumerConfig(ack_policy=AckPolicy.NONE, inactive_threshold=10.0, **policy)
     sub = await js.pull_subscribe(subject, stream=stream, config=config)
     found: list[Msg] = []
     try:

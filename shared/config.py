@@ -19,6 +19,13 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, frozen=True):
     """Settings every service shares. Services subclass it to add their own."""
 
     nats_url: str = "nats://127.0.0.1:4222"
+    """One server, or a comma-separated list of a cluster's servers."""
+    nats_identity: str = ""
+    """The NATS user to connect as; empty means the service's own name."""
+    nats_nkey_file: str = ""
+    """File holding the identity's nkey seed (`SU...`); empty: `<nats_credentials_dir>/<identity>.nk`."""
+    nats_credentials_dir: str = ""
+    """Folder of `<identity>.nk` seed files (the embedded stack's `MASKLINE_HOME/credentials`)."""
     stream_replicas: int = 1
     store: Literal["fs", "minio"] = "fs"
     store_path: str = ".maskline/objects"
@@ -35,6 +42,20 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, frozen=True):
     concurrency: int = 4
     heartbeat_s: float = 2.0
     """Heartbeat interval; an instance silent for 3 intervals is reported stale."""
+    working_max_side: int = 1024
+    """Images larger than this per side get a working copy this size; inference, TTA variants and
+    fusion run on it, so their cost is bounded whatever the upload (outputs keep the original size)."""
+    max_request_pixels: int = 60_000_000
+    """Per-request pixel budget: the image plus every TTA variant at the working size."""
+
+    def identity(self, default: str) -> str:
+        return self.nats_identity or default
+
+    def nkey_file(self, identity: str) -> str:
+        """Where the seed of `identity` is; empty when none is configured (the server will refuse us)."""
+        if self.nats_nkey_file:
+            return self.nats_nkey_file
+        return os.path.join(self.nats_credentials_dir, f"{identity}.nk") if self.nats_credentials_dir else ""
 
 
 S = TypeVar("S", bound=msgspec.Struct)

@@ -4,9 +4,13 @@ Delivery is at least once. A handler receives a decoded envelope and returns the
 follow from it; the runtime publishes them (de-duplicated by id) and only then acks. Faults:
 
 - `RetryableError` or an unexpected exception: `nak` with a growing delay, until `max_deliver`;
-- `PermanentError`, an undecodable message or an unknown contract major: `term`;
+- `PermanentError`, an undecodable message, an unknown contract major, or an envelope whose
+  tenant is not the one its subject carries (a forged claim): `term`;
 - either way a message given up on becomes a `DeadLetter` on `dlq.<consumer>` and, when its job
   is known, a `JobFailed` event on the domain's `failed` subject. The queue moves on.
+
+Dead letters are re-processed by the consumer that gave up on them (`reprocess`), on an
+operator's request once the cause is fixed: no one else needs the right to publish its input.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from maskline.contracts import subjects as table
 from maskline.contracts.common_v1 import DeadLetter, JobFailed
 from maskline.contracts.envelope import Envelope, major, now
-from maskline.shared.bus import MSG_ID, Bus
+from maskline.shared.bus import MSG_ID, Bus, tenant_token
 from maskline.shared.errors import HandlerError, PermanentError
 
 T = TypeVar("T")
@@ -45,12 +50,30 @@ class ConsumerSpec(Generic[T]):
     durable: str
     stream: str
     subject: str
+    """The filter: `<type>.*` (every tenant of one event type) or a whole stream's `<family>.v1.>`."""
     payload: type[T]
     handler: Handler[T]
     failure_subject: str | None = None
-    """Where a `JobFailed` goes when this consumer gives up on a job (e.g. `seg.v1.failed`)."""
+    """Event type of the `JobFailed` published when this consumer gives up on a job (e.g. `seg.v1.failed`)."""
     concurrency: int = 4
     deliver_new_only: bool = False
+
+    @classmethod
+    def for_subject(
+        cls, service: str, type_: str, handler: Handler[T], *, failure: str | None = None, concurrency: int = 4
+    ) -> ConsumerSpec[T]:
+        """The durable the subject table gives `service` on `type_`, with the table's payload type."""
+        entry = table.subject(type_)
+        durable = table.consumer_of(type_, service).durable
+        payload: Any = entry.payload
+        return cls(durable, entry.stream, entry.filter, payload, handler, failure, concurrency)
+
+    @classmethod
+    def for_stream(cls, durable: str, handler: Handler[T], *, concurrency: int = 4) -> ConsumerSpec[T]:
+        """A whole-stream reader of the subject table (the job-state projector), on raw payloads."""
+        reader = table.stream_reader(durable)
+        payload: Any = msgspec.Raw
+        return cls(durable, reader.stream, reader.filter, payload, handler, None, concurrency)
 
 
 @dataclass
@@ -131,7 +154,15 @@ class Consumer(Generic[T]):
         try:
             env = self._decoder.decode(msg.data)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            await self._give_up(msg, self._peek(msg), "invalid_message", f"cannot decode {msg.subject}: {exc}")
+            peek = self._peek(msg)
+            # Fail the job of the tenant whose subject it came on, never the one the message claims.
+            claimed = msgspec.structs.replace(peek, tenant=tenant_token(msg.subject)) if peek else None
+            await self._give_up(msg, claimed, "invalid_message", f"cannot decode {msg.subject}: {exc}")
+            return
+        if env.tenant != (owner := tenant_token(msg.subject)):
+            # The subject's tenant is what the publisher's credential allows; the envelope is a claim.
+            reason = f"envelope claims tenant {env.tenant!r} but arrived on {msg.subject}, which is tenant {owner!r}'s"
+            await self._give_up(msg, msgspec.structs.replace(env, tenant=owner), "tenant_mismatch", reason)
             return
         if major(env.version) != SUPPORTED_MAJOR:
             reason = f"contract version {env.version} is not supported on {msg.subject} (speaks {SUPPORTED_MAJOR}.x)"
@@ -147,9 +178,7 @@ class Consumer(Generic[T]):
         started = time.perf_counter()
         keepalive = asyncio.create_task(self._keep_in_progress(msg))
         try:
-            outputs = await self.spec.handler(env)
-            for out in outputs:
-                await self.bus.publish(out)
+            await self._run_handler(env)
             await msg.ack()
             self.stats.processed += 1
         except PermanentError as exc:
@@ -168,6 +197,21 @@ class Consumer(Generic[T]):
         finally:
             keepalive.cancel()
             self.stats.busy_s += time.perf_counter() - started
+
+    async def _run_handler(self, env: Envelope[T]) -> None:
+        outputs = await self.spec.handler(env)
+        for out in outputs:
+            await self.bus.publish(out)
+
+    async def reprocess(self, letter: DeadLetter) -> None:
+        """Run the handler once more on a dead letter of this consumer (its cause fixed) and publish
+        what it returns. Raises what the handler raises; the caller keeps the letter then."""
+        env = self._decoder.decode(letter.data)
+        if major(env.version) != SUPPORTED_MAJOR or env.tenant != tenant_token(letter.subject):
+            raise PermanentError(f"dead letter on {letter.subject} can never be processed", code="invalid_message")
+        with structlog.contextvars.bound_contextvars(job_id=env.job_id, trace_id=env.trace_id, subject=letter.subject):
+            await self._run_handler(env)
+        self.stats.processed += 1
 
     async def _keep_in_progress(self, msg: Msg) -> None:
         with contextlib.suppress(Exception):

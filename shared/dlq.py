@@ -1,21 +1,21 @@
-"""The dead-letter queue: list what consumers gave up on, and re-drive a letter once its cause is fixed.
+"""The dead-letter queue: list what consumers gave up on, read one letter, remove it.
 
-Re-driving republishes the original message to its original subject with a new `Nats-Msg-Id`
-(the old one would be dropped as a duplicate), then deletes the letter. The job it belongs to is
-folded back to its stages by the usual events; a re-driven job that completes reads `completed`.
+Re-driving is done by the consumer that gave up (`Runtime.reprocess_letter`, asked over the
+services API): it runs its handler on the letter once more and publishes what follows, so only
+that consumer sees the message again and no one else needs the right to publish its input. The
+job is folded forward by the usual events; a re-driven job that completes reads `completed`.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from maskline.contracts.common_v1 import DeadLetter
-from maskline.shared.bus import MSG_ID, read_stream
+from maskline.shared.bus import read_stream, tenant_token
 
 STREAM = "DLQ"
 
@@ -37,7 +37,6 @@ class Letter(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Peek(msgspec.Struct):
-    tenant: str | None = None
     job_id: str | None = None
 
 
@@ -54,7 +53,8 @@ def _letter(seq: int, when: datetime, letter: DeadLetter) -> Letter:
         deliveries=letter.deliveries,
         code=letter.code,
         reason=letter.reason,
-        tenant=peek.tenant,
+        # Whose it is: the subject says (the credential allowed it); the envelope only claims.
+        tenant=tenant_token(letter.subject) if letter.subject.count(".") >= 3 else None,
         job_id=peek.job_id,
     )
 
@@ -86,11 +86,9 @@ async def get(js: JetStreamContext, seq: int) -> tuple[Letter, DeadLetter]:
     return _letter(seq, when, letter), letter
 
 
-async def redrive(js: JetStreamContext, seq: int) -> dict[str, Any]:
-    """Republish letter `seq` to its subject and delete it; returns what was re-driven."""
-    summary, letter = await get(js, seq)
-    msg_id = f"{letter.headers.get(MSG_ID, letter.stream + ':' + str(letter.stream_seq))}:redrive:{seq}"
-    headers = {**{k: v for k, v in letter.headers.items() if not k.startswith("Nats-")}, MSG_ID: msg_id}
-    ack = await js.publish(letter.subject, letter.data, headers=headers)
-    await js.delete_msg(STREAM, seq)
-    return {"seq": seq, "subject": letter.subject, "stream_seq": ack.seq, "job_id": summary.job_id, "msg_id": msg_id}
+async def remove(js: JetStreamContext, seq: int) -> None:
+    """Delete letter `seq` once its consumer re-processed it."""
+    try:
+        await js.delete_msg(STREAM, seq)
+    except (NotFoundError, BadRequestError) as exc:  # the server answers 400 "sequence not found"
+        raise LetterNotFound(f"no dead letter {seq}") from exc

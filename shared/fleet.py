@@ -6,10 +6,11 @@ import asyncio
 import json
 from typing import Any
 
-import nats
+from maskline.contracts.subjects import SERVICES
+from maskline.shared.bus import connect
+from maskline.shared.config import RuntimeSettings
 
-#: Every maskline service, in pipeline order (the gateway first: it fronts them).
-SERVICES = ("gateway", "ingest", "augment", "infer", "merge", "quantize", "audit")
+__all__ = ["SERVICES", "discover", "queues", "service_status", "statuses"]
 
 
 async def statuses(nc: Any, names: list[str], timeout: float = 1.0) -> dict[str, dict[str, Any] | None]:
@@ -26,13 +27,13 @@ async def statuses(nc: Any, names: list[str], timeout: float = 1.0) -> dict[str,
     return dict(zip(names, results, strict=True))
 
 
-async def service_status(nats_url: str, names: list[str], timeout: float = 1.0) -> dict[str, dict[str, Any] | None]:
+async def service_status(settings: RuntimeSettings, names: list[str], timeout: float = 1.0) -> dict[str, dict[str, Any] | None]:
     """Status of one instance of each service, None where none answered."""
-    nc = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=0)
+    bus = await connect(settings, "status", identity=settings.nats_identity or "admin", reconnect=False)
     try:
-        return await statuses(nc, names, timeout)
+        return await statuses(bus.nc, names, timeout)
     finally:
-        await nc.close()
+        await bus.nc.close()
 
 
 async def discover(nc: Any, wait_s: float = 0.3) -> list[dict[str, Any]]:

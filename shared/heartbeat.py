@@ -36,8 +36,8 @@ class Heartbeat:
         self.js, self.key, self.interval_s = js, key(service, instance), interval_s
         self._kv: Any = None
 
-    async def open(self, replicas: int = 1) -> None:
-        self._kv = await open_bucket(self.js, BUCKET, replicas=replicas, ttl_s=TTL_S)
+    async def open(self) -> None:
+        self._kv = await open_bucket(self.js, BUCKET)
 
     async def put(self, status: dict[str, Any], state: str = "up") -> None:
         body = {**status, "state": state, "heartbeat_at": time.time(), "interval_s": self.interval_s}

@@ -26,14 +26,22 @@ def decode_mask(data: bytes) -> NDArray[np.uint8]:
     return np.asarray(mask, dtype=np.uint8)
 
 
-def encode_png(array: NDArray[np.uint8]) -> bytes:
-    """PNG-encode a mask (H x W) or an RGB image (H x W x 3).
+def decode_bgr(data: bytes) -> NDArray[np.uint8]:
+    """H x W x 3 in OpenCV's BGR order: no channel-swap copy of a large image."""
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError("cannot decode image")
+    return np.asarray(bgr, dtype=np.uint8)
+
+
+def encode_png(array: NDArray[np.uint8], *, bgr: bool = False) -> bytes:
+    """PNG-encode a mask (H x W) or an RGB image (H x W x 3; `bgr` when it is in OpenCV's order).
 
     OpenCV with the RLE strategy: about 2x faster than Pillow on noisy photos, and smaller.
     """
-    bgr = array[..., ::-1] if array.ndim == 3 else array
+    ordered = array[..., ::-1] if array.ndim == 3 and not bgr else array
     params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(bgr), params)
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(ordered), params)
     if not ok:
         raise ValueError("PNG encoding failed")
     return bytes(encoded.tobytes())

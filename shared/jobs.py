@@ -6,6 +6,7 @@ order (a later stage never moves back), with compare-and-set so concurrent write
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
@@ -151,17 +152,28 @@ def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
     return state
 
 
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def state_key(tenant: str, job_id: str) -> str:
+    """Jobs are keyed by tenant and id: a job id chosen by one tenant can never touch another's job."""
+    return f"{tenant}.{job_id}"
+
+
 class JobStore:
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js
         self._kv: Any = None
 
-    async def open(self, replicas: int = 1) -> None:
-        self._kv = await open_bucket(self._js, BUCKET, replicas=replicas, ttl_s=30 * 24 * 3600.0)
+    async def open(self) -> None:
+        self._kv = await open_bucket(self._js, BUCKET)
 
-    async def get(self, job_id: str) -> JobState | None:
+    async def get(self, tenant: str, job_id: str) -> JobState | None:
+        """The tenant's job; another tenant's job with the same id is a different key, never this one."""
+        if not _TOKEN.match(tenant) or not _TOKEN.match(job_id):
+            return None
         try:
-            entry = await self._kv.get(job_id)
+            entry = await self._kv.get(state_key(tenant, job_id))
         except (KeyNotFoundError, NotFoundError):
             return None
         return _decoder.decode(entry.value) if entry.value else None
@@ -181,6 +193,6 @@ class JobStore:
 
     async def apply(self, env: Envelope[Any]) -> JobState:
         """Fold an event into the job's state with compare-and-set, retrying on a concurrent write."""
-        state = await compare_and_set(self._kv, env.job_id, _decoder, lambda current: _fold(current, env))
+        state = await compare_and_set(self._kv, state_key(env.tenant, env.job_id), _decoder, lambda current: _fold(current, env))
         assert state is not None
         return state

@@ -7,22 +7,17 @@ from typing import Any, TypeVar
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 
+from maskline.shared import provision
 from maskline.shared.bus import read_stream
 
 T = TypeVar("T")
 
 
-async def open_bucket(js: JetStreamContext, name: str, *, replicas: int = 1, ttl_s: float = 0.0) -> Any:
-    """The bucket, created on first use (file storage, one revision per key)."""
-    try:
-        return await js.key_value(name)
-    except (BucketNotFoundError, NotFoundError):
-        return await js.create_key_value(
-            KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE, replicas=replicas, ttl=ttl_s or None)
-        )
+async def open_bucket(js: JetStreamContext, name: str) -> Any:
+    """Bind to a bucket of the subject table; provisioning created it (services may not)."""
+    return await provision.open_bucket(js, name)
 
 
 async def compare_and_set(

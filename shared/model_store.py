@@ -9,20 +9,11 @@ import maskline
 from maskline.contracts import model_v1
 from maskline.contracts.envelope import Envelope, new_trace_id, now
 from maskline.contracts.model_v1 import Architecture, ModelVersion, QuantizationInfo
+from maskline.shared import keys
+from maskline.shared.access import lineage_of, upstream_of
 from maskline.shared.bus import Bus
 from maskline.shared.registry import ModelRegistry, VersionExists
 from maskline.shared.storage import ObjectStore
-
-
-def weights_key(name: str, version: int, weights: bytes) -> str:
-    """Content-addressed inside the version folder: two registrations racing for one version
-    number can never overwrite each other's file (the loser retries with the next number)."""
-    return f"models/{name}/{version}/model-{hashlib.sha256(weights).hexdigest()[:16]}.pt"
-
-
-def graph_key(name: str, version: int) -> str:
-    """Graph JSON of a float version, written by the quantize service when the version is registered."""
-    return f"models/{name}/{version}/graph.json"
 
 
 async def register_model(
@@ -35,7 +26,7 @@ async def register_model(
     labels: tuple[str, ...],
     input_size: tuple[int, int],
     source: str,
-    tenant: str = "system",
+    tenant: str,
     version: int | None = None,
     description: str = "",
     metrics: dict[str, float] | None = None,
@@ -43,14 +34,21 @@ async def register_model(
     parent: str | None = None,
     architecture: Architecture | None = None,
     quantization: QuantizationInfo | None = None,
+    parents: list[ModelVersion] | None = None,
+    job_id: str | None = None,
+    trace_id: str | None = None,
 ) -> ModelVersion:
-    """Store and register `weights` as the next (or the given) version of `name`.
+    """Store and register `weights` as the next (or the given) version of `tenant`'s model `name`.
 
     Weights are written before the registry record, so a registered version always has its bytes.
+    `parents` (merge inputs, a quantization's float parent) give the lineage, and what the new
+    version depends on that `tenant` does not own. The registration event carries the job and
+    trace of the work that made the version, so its audit trail is complete.
     """
+    sha256 = hashlib.sha256(weights).hexdigest()
     for _ in range(5):
-        number = version or await registry.next_version(name)
-        ref = await store.put(weights_key(name, number, weights), weights, "application/x-torchscript")
+        number = version or await registry.next_version(tenant, name)
+        ref = await store.put(keys.model_weights(tenant, name, number, sha256), weights, "application/x-torchscript")
         model = ModelVersion(
             name=name,
             version=number,
@@ -66,6 +64,8 @@ async def register_model(
             architecture=architecture,
             quantization=quantization,
             owner=tenant,
+            lineage=lineage_of(parents or []),
+            upstream=upstream_of(tenant, parents or []),
         )
         try:
             await registry.add(model)
@@ -74,13 +74,13 @@ async def register_model(
                 raise
             continue  # another registration took this number: take the next one
         event = Envelope(
-            id=f"model:{name}:{number}:registered",
+            id=f"model:{tenant}:{name}:{number}:registered",
             type=model_v1.REGISTERED,
             time=now(),
             source=source,
             tenant=tenant,
-            job_id=uuid.uuid4().hex,
-            trace_id=new_trace_id(),
+            job_id=job_id or uuid.uuid4().hex,
+            trace_id=trace_id or new_trace_id(),
             data=model_v1.ModelRegistered(model=model),
         )
         await bus.publish(event)

@@ -1,8 +1,19 @@
-"""The model registry: a JetStream key-value bucket of `ModelVersion` records, `<name>.<version>`."""
+"""The model registry: a JetStream key-value bucket of `ModelVersion` records, per owner.
+
+Keys are `<owner>.<name>.<version>`; beside them two kinds of pointers, each one key read on the
+hot path instead of a listing:
+
+- `latest` / `latest-<precision>`: the owner's newest version (any precision, or one precision).
+  Only the owner's own unpinned requests follow it.
+- `released` / `released-<precision>`: what every *other* tenant's unpinned request gets. It is
+  set once, when the first version of a precision is registered, and moves only when the owner
+  releases another version: a new version never changes what another tenant runs.
+"""
 
 from __future__ import annotations
 
 import builtins
+import re
 from typing import Any
 
 import msgspec
@@ -14,15 +25,35 @@ from maskline.shared.kv import compare_and_set, entries, open_bucket
 
 BUCKET = "models"
 LATEST = "latest"
+RELEASED = "released"
 _decoder = msgspec.json.Decoder(ModelVersion)
 
 
 class ModelNotFound(LookupError):
-    """No such model, or no such version of it."""
+    """No such model, or no such version of it (or none the caller may see)."""
 
 
 class VersionExists(ValueError):
     """A version is immutable once registered."""
+
+
+_OWNER = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def valid(owner: str, name: str) -> bool:
+    """Both can be tokens of a key (names from a URL can be anything)."""
+    return bool(_OWNER.match(owner) and _NAME.match(name))
+
+
+def _key(owner: str, name: str, suffix: str | int) -> str:
+    if not valid(owner, name):
+        raise ModelNotFound(f"there is no model {owner}/{name} (not a valid owner and model name)")
+    return f"{owner}.{name}.{suffix}"
+
+
+def _pointer(kind: str, precision: str | None) -> str:
+    return kind if precision is None else f"{kind}-{precision}"
 
 
 class ModelRegistry:
@@ -30,76 +61,79 @@ class ModelRegistry:
         self._js = js
         self._kv: Any = None
 
-    async def open(self, replicas: int = 1) -> None:
-        self._kv = await open_bucket(self._js, BUCKET, replicas=replicas)
+    async def open(self) -> None:
+        self._kv = await open_bucket(self._js, BUCKET)
 
     async def add(self, model: ModelVersion) -> None:
         try:
-            await self._kv.create(f"{model.name}.{model.version}", msgspec.json.encode(model))
+            await self._kv.create(_key(model.owner, model.name, model.version), msgspec.json.encode(model))
         except KeyWrongLastSequenceError as exc:
-            raise VersionExists(f"{model.name} version {model.version} is already registered") from exc
-        await self._advance_latest(model)
+            raise VersionExists(f"{model.owner}/{model.name} version {model.version} is already registered") from exc
+        await self._advance(model)
 
-    async def _advance_latest(self, model: ModelVersion) -> None:
-        """Point `<name>.latest` (any precision) and `<name>.latest-<precision>` at the newest
-        version (compare-and-set; never moves back).
+    async def _advance(self, model: ModelVersion) -> None:
+        """`latest*` pointers move to the newest version (compare-and-set; never back); `released*`
+        pointers are only created here, never moved."""
+        for precision in (None, model.precision):
+            await self._set(model, _pointer(LATEST, precision), lambda cur: cur is None or cur.version < model.version)
+            await self._set(model, _pointer(RELEASED, precision), lambda cur: cur is None)
 
-        Resolving "latest" is then one key read on the hot path, instead of listing every key.
-        """
-        for pointer in (LATEST, f"{LATEST}-{model.precision}"):
-            await compare_and_set(
-                self._kv,
-                f"{model.name}.{pointer}",
-                _decoder,
-                lambda current: model if current is None or current.version < model.version else None,
-            )
+    async def _set(self, model: ModelVersion, pointer: str, when: Any) -> None:
+        await compare_and_set(
+            self._kv, _key(model.owner, model.name, pointer), _decoder, lambda current: model if when(current) else None
+        )
 
-    async def list(self, name: str | None = None) -> list[ModelVersion]:
+    async def release(self, model: ModelVersion) -> None:
+        """Make `model` what other tenants' unpinned requests get (its precision, and overall)."""
+        for precision in (None, model.precision):
+            await self._kv.put(_key(model.owner, model.name, _pointer(RELEASED, precision)), msgspec.json.encode(model))
+
+    async def list(self, owner: str | None = None) -> builtins.list[ModelVersion]:
         models = [
             _decoder.decode(value)
             for key, value in (await entries(self._js, BUCKET)).items()
-            if key.rsplit(".", 1)[-1].isdigit() and (name is None or key.rsplit(".", 1)[0] == name)
+            if key.rsplit(".", 1)[-1].isdigit() and (owner is None or key.split(".", 1)[0] == owner)
         ]
-        return sorted(models, key=lambda m: (m.name, m.version))
+        return sorted(models, key=lambda m: (m.owner, m.name, m.version))
 
-    async def get(self, name: str, version: int | None = None, precision: str | None = None) -> ModelVersion:
-        """A pinned version; or the newest of `precision`; or the newest of any precision."""
-        key = str(version) if version is not None else LATEST if precision is None else f"{LATEST}-{precision}"
+    async def exists(self, owner: str, name: str) -> bool:
+        return valid(owner, name) and await self._read(_key(owner, name, LATEST)) is not None
+
+    async def _read(self, key: str) -> ModelVersion | None:
         try:
-            entry = await self._kv.get(f"{name}.{key}")
-        except (KeyNotFoundError, NotFoundError) as exc:
-            which = f" version {version}" if version is not None else f" in {precision}" if precision else ""
-            raise ModelNotFound(f"model {name!r}{which} is not registered") from exc
-        model = _decoder.decode(entry.value)
-        if precision is not None and model.precision != precision:
-            raise ModelNotFound(f"model {name!r} version {model.version} is {model.precision}, not {precision}")
+            entry = await self._kv.get(key)
+        except (KeyNotFoundError, NotFoundError):
+            return None
+        return _decoder.decode(entry.value) if entry.value else None
+
+    async def get(self, owner: str, name: str, version: int) -> ModelVersion:
+        model = await self._read(_key(owner, name, version))
+        if model is None:
+            raise ModelNotFound(f"model {owner}/{name} version {version} is not registered")
         return model
 
-    async def default(self, name: str) -> ModelVersion:
-        """What a request naming no version gets: the newest float version, else the newest of any."""
-        try:
-            return await self.get(name, precision="fp32")
-        except ModelNotFound:
-            return await self.get(name)
+    async def pointed(self, owner: str, name: str, kind: str, precision: str | None = None) -> ModelVersion:
+        """The version a `latest` or `released` pointer names (for one precision, or any)."""
+        model = await self._read(_key(owner, name, _pointer(kind, precision)))
+        if model is None:
+            which = f" in {precision}" if precision else ""
+            raise ModelNotFound(f"model {owner}/{name}{which} is not registered")
+        return model
 
     async def remove(self, model: ModelVersion) -> None:
         """Delete one version's record (callers make sure no pointer names it)."""
-        await self._kv.delete(f"{model.name}.{model.version}")
+        await self._kv.delete(_key(model.owner, model.name, model.version))
 
     async def pointers(self, model: ModelVersion) -> builtins.list[str]:
-        """The `latest*` pointers that resolve to this version (what requests without a version get)."""
+        """The pointers that resolve to this version (what requests without a version get)."""
         names: builtins.list[str] = []
-        for pointer in (LATEST, f"{LATEST}-{model.precision}"):
-            try:
-                current = await self.get(model.name, precision=None if pointer == LATEST else model.precision)
-            except ModelNotFound:
-                continue
-            if current.version == model.version:
-                names.append(pointer)
+        for kind in (LATEST, RELEASED):
+            for precision in (None, model.precision):
+                current = await self._read(_key(model.owner, model.name, _pointer(kind, precision)))
+                if current is not None and current.version == model.version:
+                    names.append(_pointer(kind, precision))
         return names
 
-    async def next_version(self, name: str) -> int:
-        try:
-            return (await self.get(name)).version + 1
-        except ModelNotFound:
-            return 1
+    async def next_version(self, owner: str, name: str) -> int:
+        current = await self._read(_key(owner, name, LATEST))
+        return 1 if current is None else current.version + 1

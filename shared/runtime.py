@@ -22,15 +22,26 @@ from nats.micro import add_service
 from nats.micro.request import Request
 
 import maskline
+from maskline.contracts import subjects as table
+from maskline.shared import dlq
 from maskline.shared import logging as logs
-from maskline.shared.bus import Bus, connect, ensure_streams
+from maskline.shared.bus import Bus, connect
 from maskline.shared.config import RuntimeSettings
 from maskline.shared.consumer import Consumer, ConsumerSpec
+from maskline.shared.errors import HandlerError
 from maskline.shared.heartbeat import Heartbeat
+from maskline.shared.provision import wait_provisioned
 from maskline.shared.storage import ObjectStore, open_store
 
 ReadyCheck = Callable[[], Awaitable[bool]]
 log = structlog.get_logger("runtime")
+
+
+def needed_streams(service: str) -> list[str]:
+    """Streams and bucket streams the service uses, per the subject table."""
+    streams = {stream for stream, _, _ in table.durables_of(service)}
+    streams |= {b.stream for b in table.BUCKETS if service in b.readers or service in b.writers}
+    return sorted(streams)
 
 
 class Runtime:
@@ -58,8 +69,8 @@ class Runtime:
 
     async def start(self) -> None:
         logs.configure(self.name, self.settings.log_level, self.instance)
-        self._bus = await connect(self.settings, f"{self.name}:{self.instance}")
-        await ensure_streams(self.bus.js, self.settings.stream_replicas)
+        self._bus = await connect(self.settings, f"{self.name}:{self.instance}", identity=self.name)
+        await wait_provisioned(self.bus.js, needed_streams(self.name))
         self._store = open_store(self.settings)
         self.ready_checks.setdefault("store", self.store.ready)
 
@@ -102,8 +113,34 @@ class Runtime:
         async def on_status(request: Request) -> None:
             await request.respond(msgspec.json.encode(await self.status()))
 
+        async def on_redrive(request: Request) -> None:
+            await request.respond(msgspec.json.encode(await self.reprocess_letter(request.data)))
+
         await service.add_endpoint(name="status", subject=f"maskline.{self.name}.status", handler=on_status)
+        await service.add_endpoint(name="redrive", subject=f"maskline.{self.name}.redrive", handler=on_redrive)
         return service
+
+    async def reprocess_letter(self, body: bytes) -> dict[str, Any]:
+        """Re-run the consumer that dead-lettered `{"seq": n}` on it; the caller deletes the letter on success."""
+        try:
+            seq = int(msgspec.json.decode(body, type=dict[str, int])["seq"])
+            _, letter = await dlq.get(self.bus.js, seq)
+        except (msgspec.DecodeError, msgspec.ValidationError, KeyError, ValueError) as exc:
+            return {"ok": False, "code": "invalid_request", "reason": f"expected {{'seq': <int>}}: {exc}"}
+        except dlq.LetterNotFound as exc:
+            return {"ok": False, "code": "not_found", "reason": str(exc)}
+        consumer = next((c for c in self.consumers if c.spec.durable == letter.consumer), None)
+        if consumer is None:
+            return {"ok": False, "code": "not_found", "reason": f"{self.name} runs no consumer {letter.consumer}"}
+        try:
+            await consumer.reprocess(letter)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return {"ok": False, "code": "invalid_message", "reason": str(exc)}
+        except HandlerError as exc:
+            return {"ok": False, "code": exc.code, "reason": exc.reason}
+        except Exception as exc:  # still failing: the letter stays for another try
+            return {"ok": False, "code": type(exc).__name__, "reason": str(exc) or type(exc).__name__}
+        return {"ok": True, "seq": seq, "consumer": letter.consumer, "subject": letter.subject}
 
     @property
     def stopping(self) -> asyncio.Event:
@@ -119,7 +156,7 @@ class Runtime:
             loop.add_signal_handler(sig, self.request_stop)
         micro = await self._register_micro()
         heartbeat = Heartbeat(self.bus.js, self.name, self.instance, self.settings.heartbeat_s)
-        await heartbeat.open(self.settings.stream_replicas)
+        await heartbeat.open()
         extra = (*extra, heartbeat.run(self.status, self._stop))
         tasks = [asyncio.create_task(c.run()) for c in self.consumers] + [asyncio.ensure_future(e) for e in extra]
         log.info("service.started", consumers=[c.spec.durable for c in self.consumers])

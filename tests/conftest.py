@@ -1,4 +1,5 @@
-"""Real servers for the test session: nats-server and tritonserver on free ports, torn down after."""
+"""Real servers for the test session: nats-server (authentication on, as in production) and
+tritonserver on free ports, torn down after."""
 
 from __future__ import annotations
 
@@ -9,20 +10,40 @@ from pathlib import Path
 
 import pytest
 
+from maskline.infra.embedded import credentials
 from maskline.infra.embedded.nats import start_nats
 from maskline.infra.embedded.process import free_port, stop_pid
 from maskline.infra.embedded.triton import start_triton
-from maskline.shared.bus import Bus, connect, ensure_streams
+from maskline.shared.bus import Bus, connect
 from maskline.shared.config import RuntimeSettings
+from maskline.shared.provision import provision
+
+#: Outside systems of the session's nats-server, each bound to one tenant.
+BUS_CLIENTS = "partner-t1:t1,partner-t2:t2"
 
 
 @pytest.fixture(scope="session")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    home = tmp_path_factory.mktemp("nats")
+def nats_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("nats")
+
+
+@pytest.fixture(scope="session")
+def nats_url(nats_home: Path) -> Iterator[str]:
     port = free_port()
-    proc = start_nats(home, port, free_port())
+    made = credentials.ensure(nats_home, BUS_CLIENTS)
+    proc = start_nats(nats_home, port, free_port(), credentials.authorization(made))
     yield f"nats://127.0.0.1:{port}"
     stop_pid(proc.pid)
+
+
+def as_identity(nats_url: str, nats_home: Path, identity: str, **extra: object) -> RuntimeSettings:
+    """Settings that connect to the session's nats-server as `identity` (a service, admin, a bus client)."""
+    return RuntimeSettings(
+        nats_url=nats_url,
+        nats_identity=identity,
+        nats_credentials_dir=str(nats_home / "credentials"),
+        **extra,  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture(scope="session")
@@ -37,16 +58,17 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
 
 
 @pytest.fixture
-async def bus(nats_url: str) -> AsyncIterator[Bus]:
-    b = await connect(RuntimeSettings(nats_url=nats_url), "tests")
-    await ensure_streams(b.js)
+async def bus(nats_url: str, nats_home: Path) -> AsyncIterator[Bus]:
+    """The provisioning identity's connection (streams and buckets made, as the stack does)."""
+    b = await connect(as_identity(nats_url, nats_home, "admin"), "tests", identity="admin")
+    await provision(b.js)
     yield b
     await b.close()
 
 
 @pytest.fixture
-def settings(nats_url: str, tmp_path: Path) -> RuntimeSettings:
-    return RuntimeSettings(nats_url=nats_url, store_path=str(tmp_path / "objects"))
+def settings(nats_url: str, nats_home: Path, tmp_path: Path) -> RuntimeSettings:
+    return as_identity(nats_url, nats_home, "admin", store_path=str(tmp_path / "objects"))
 
 
 async def eventually(check, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]

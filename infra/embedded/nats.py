@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ jetstream {{
   # fsync every write: an acknowledged message survives a power cut, not only a process crash.
   sync_interval: {sync_interval}
 }}
+{authorization}
 """
 
 
@@ -30,11 +32,19 @@ def nats_binary() -> str:
     return found
 
 
-def start_nats(data_dir: Path, port: int, monitor_port: int, sync_interval: str = "always") -> subprocess.Popen[bytes]:
+def start_nats(
+    data_dir: Path, port: int, monitor_port: int, authorization: str, sync_interval: str = "always"
+) -> subprocess.Popen[bytes]:
+    """`authorization`: the users block (credentials.authorization); there is no anonymous access."""
     conf = data_dir / "nats.conf"
     conf.parent.mkdir(parents=True, exist_ok=True)
     store = data_dir / "jetstream"
-    conf.write_text(CONFIG.format(port=port, monitor_port=monitor_port, store_dir=store, sync_interval=sync_interval))
+    text = CONFIG.format(
+        port=port, monitor_port=monitor_port, store_dir=store, sync_interval=sync_interval, authorization=authorization
+    )
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
     log = data_dir / "logs" / "nats.log"
     proc = spawn([nats_binary(), "-c", str(conf)], log)
     wait_until(lambda: port_open(port), 20, "nats-server", proc, log)

@@ -1,4 +1,5 @@
-"""Register the bundled starter model on a fresh stack (idempotent)."""
+"""Provision the streams and buckets, and register the bundled starter model as the platform's
+public model (idempotent). Runs as the `admin` identity, before any service starts."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from importlib import resources
 import msgspec
 
 from maskline.contracts.model_v1 import Architecture
-from maskline.shared.bus import connect, ensure_streams
+from maskline.contracts.subjects import ADMIN, PLATFORM_TENANT
+from maskline.shared.bus import connect
 from maskline.shared.config import RuntimeSettings
 from maskline.shared.model_store import register_model
+from maskline.shared.provision import provision
 from maskline.shared.registry import ModelNotFound, ModelRegistry
 from maskline.shared.storage import open_store
 
@@ -22,14 +25,14 @@ def starter_files() -> tuple[bytes, dict[str, object]]:
     return folder.joinpath("model.pt").read_bytes(), json.loads(folder.joinpath("manifest.json").read_text())
 
 
-async def seed_starter_model(settings: RuntimeSettings) -> None:
-    bus = await connect(settings, "seed")
+async def provision_and_seed(settings: RuntimeSettings) -> None:
+    bus = await connect(settings, "provision", identity=ADMIN)
     try:
-        await ensure_streams(bus.js, settings.stream_replicas)
+        await provision(bus.js, settings.stream_replicas)
         registry = ModelRegistry(bus.js)
-        await registry.open(settings.stream_replicas)
+        await registry.open()
         try:
-            await registry.get(STARTER, 1)
+            await registry.get(PLATFORM_TENANT, STARTER, 1)
             return
         except ModelNotFound:
             pass
@@ -46,6 +49,7 @@ async def seed_starter_model(settings: RuntimeSettings) -> None:
             labels=tuple(manifest["labels"]),  # type: ignore[arg-type]
             input_size=tuple(manifest["input_size"]),  # type: ignore[arg-type]
             source="seed",
+            tenant=PLATFORM_TENANT,
             description="Small U-Net trained on generated shapes (maskline.models.starter)",
             metrics={"held_out_miou": float(held_out["miou"])},
             architecture=msgspec.convert(manifest["architecture"], Architecture),

@@ -26,6 +26,9 @@ class StackSettings(msgspec.Struct, kw_only=True, frozen=True):
     measured 19.4 vs 15.0 pipeline jobs/s on 2 cores (docs/benchmarks.md)."""
     infer_instances: int = 1
     """Processes of the infer service (the other services run one each)."""
+    bus_clients: str = ""
+    """Outside systems that publish onto NATS themselves, `name:tenant,...`: each gets its own
+    credential (`<home>/credentials/<name>.nk`), bound to its tenant."""
 
 
 def on_free_ports(base: StackSettings, home: str, **overrides: Any) -> StackSettings:

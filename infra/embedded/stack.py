@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from maskline.infra.embedded import credentials
 from maskline.infra.embedded.nats import start_nats
 from maskline.infra.embedded.process import port_open, spawn, stop_pid, wait_until
-from maskline.infra.embedded.seed import seed_starter_model
+from maskline.infra.embedded.seed import provision_and_seed
 from maskline.infra.embedded.settings import StackSettings
 from maskline.infra.embedded.triton import start_triton
 from maskline.shared.config import RuntimeSettings, load
@@ -59,14 +60,33 @@ class Stack:
                 "MASKLINE_PORT": str(s.port),
                 "MASKLINE_API_KEYS": s.api_keys,
                 "MASKLINE_LOG_LEVEL": s.log_level,
+                "MASKLINE_NATS_CREDENTIALS_DIR": str(self.credentials_dir),
+                "MASKLINE_AUDIT_SIGNING_KEY_FILE": str(self.credentials_dir / credentials.AUDIT_KEY),
+                "MASKLINE_AUDIT_PUBLIC_KEY_FILE": str(self.credentials_dir / credentials.AUDIT_PUBLIC_KEY),
             }
         )
+        # A service connects as itself; an identity set by the caller's shell must not leak into it.
+        env.pop("MASKLINE_NATS_IDENTITY", None)
+        env.pop("MASKLINE_NATS_NKEY_FILE", None)
         env.setdefault("MASKLINE_STORE", "fs")
         env.setdefault("MASKLINE_STORE_PATH", str(home / "objects"))
         env.setdefault("MASKLINE_WARM_MODELS", "shapes-unet")
         env.setdefault("MASKLINE_TRITON_INSTANCES", str(s.triton_instances))
         env.update(self.extra_env)
         return env
+
+    @property
+    def credentials_dir(self) -> Path:
+        return self.home / "credentials"
+
+    def client_settings(self, identity: str) -> RuntimeSettings:
+        """How a tool or test connects to this stack's NATS as `identity` (admin, auditor, a bus client)."""
+        return RuntimeSettings(
+            nats_url=f"nats://127.0.0.1:{self.settings.nats_port}",
+            nats_identity=identity,
+            nats_credentials_dir=str(self.credentials_dir),
+            store_path=str(self.home / "objects"),
+        )
 
     def _save(self) -> None:
         state = {"pids": self.pids, "settings": {f: getattr(self.settings, f) for f in self.settings.__struct_fields__}}
@@ -78,8 +98,11 @@ class Stack:
             if port_open(port):
                 raise RuntimeError(f"port {port} is already in use: is a stack running? (maskline status / maskline down)")
         home.mkdir(parents=True, exist_ok=True)
+        made = credentials.ensure(home, s.bus_clients)
         try:
-            self.pids["nats"] = start_nats(home, s.nats_port, s.nats_monitor_port, s.sync_interval).pid
+            self.pids["nats"] = start_nats(
+                home, s.nats_port, s.nats_monitor_port, credentials.authorization(made), s.sync_interval
+            ).pid
             self._save()
             self.pids["triton"] = start_triton(
                 home,
@@ -90,7 +113,7 @@ class Stack:
                 torch_threads=s.torch_threads,
             ).pid
             self._save()
-            asyncio.run(seed_starter_model(load(RuntimeSettings, self.service_env())))
+            asyncio.run(provision_and_seed(load(RuntimeSettings, self.service_env())))
             for name in START_ORDER:
                 count = s.infer_instances if name == "infer" else 1
                 for index in range(count):
@@ -120,8 +143,7 @@ class Stack:
         self._save()
 
     def _services_ready(self) -> bool:
-        url = f"nats://127.0.0.1:{self.settings.nats_port}"
-        statuses = asyncio.run(service_status(url, list(START_ORDER)))
+        statuses = asyncio.run(service_status(self.client_settings("admin"), list(START_ORDER)))
         return all(status is not None and status.get("ready") for status in statuses.values())
 
     def _gateway_ready(self) -> bool:

@@ -1,7 +1,10 @@
-"""Append records to the hash chain in the AUDIT stream.
+"""Append signed records to the hash chain in the AUDIT stream, and sign checkpoints of its head.
 
 The chain has one head. Appends publish with `Nats-Expected-Last-Sequence`, so two audit instances
-can never fork it: the loser of a race re-reads the head and tries again.
+can never fork it: the loser of a race re-reads the head and tries again. Only the audit service
+may publish on `audit.v1.>`; if anything else ever lands in the stream (a provisioning identity
+misused), the head is found by walking back to the last record signed with our key, the stranger
+is dead-lettered, and the trail goes on — verification names the stranger as a break.
 """
 
 from __future__ import annotations
@@ -11,53 +14,120 @@ import hashlib
 from datetime import datetime
 
 import msgspec
+import structlog
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
-from maskline.contracts.audit_v1 import GENESIS, RECORD_SUBJECT_PREFIX, AuditRecord, chain_hash
+from maskline.contracts.audit_v1 import (
+    CHECKPOINT_SUBJECT,
+    GENESIS,
+    AuditRecord,
+    Checkpoint,
+    chain_hash,
+    checkpoint_message,
+    key_id,
+    record_message,
+    record_subject,
+)
+from maskline.contracts.common_v1 import DeadLetter
 from maskline.contracts.envelope import Envelope, now
 from maskline.shared.bus import MSG_ID
 
 STREAM = "AUDIT"
 _record = msgspec.json.Decoder(AuditRecord)
 _peek = msgspec.json.Decoder(Envelope[msgspec.Raw])
+log = structlog.get_logger("audit")
+
+
+def load_signing_key(path: str) -> SigningKey:
+    with open(path, "rb") as handle:
+        return SigningKey(bytes.fromhex(handle.read().decode().strip()))
+
+
+class Head(msgspec.Struct, frozen=True):
+    stream_seq: int
+    """Last stream sequence (of anything) in the AUDIT stream: the next append expects it."""
+    seq: int
+    """Chain seq of the last signed record."""
+    hash: str
+    record_stream_seq: int
+    """Stream sequence of that record (what a checkpoint names)."""
 
 
 class Chain:
-    def __init__(self, js: JetStreamContext) -> None:
+    def __init__(self, js: JetStreamContext, key: SigningKey) -> None:
         self.js = js
+        self.key = key
+        self.key_id = key_id(bytes(key.verify_key))
         self.lock = asyncio.Lock()
-        self.head: tuple[int, int, str] | None = None  # (stream seq, chain seq, hash)
+        self.head: Head | None = None
+        self.checkpointed: int = 0
 
-    async def _load_head(self) -> tuple[int, int, str]:
-        info = await self.js.stream_info(STREAM)
-        last = info.state.last_seq
-        if not last or info.state.messages == 0:
-            return (last, 0, GENESIS)
+    def _ours(self, record: AuditRecord) -> bool:
+        if record.key_id != self.key_id or chain_hash(record) != record.hash:
+            return False
         try:
-            raw = await self.js.get_msg(STREAM, last)
-        except NotFoundError:
-            return (last, 0, GENESIS)
-        record = _record.decode(raw.data or b"")
-        return (last, record.seq, record.hash)
+            self.key.verify_key.verify(record_message(record.hash), bytes.fromhex(record.signature))
+        except (BadSignatureError, ValueError):
+            return False
+        return True
+
+    async def _load_head(self) -> Head:
+        """Walk back from the stream's last message to the last record we signed."""
+        info = await self.js.stream_info(STREAM)
+        last = info.state.last_seq or 0
+        seq = last
+        while seq >= (info.state.first_seq or 1) and seq > 0:
+            try:
+                raw = await self.js.get_msg(STREAM, seq)
+            except NotFoundError:
+                seq -= 1
+                continue
+            if raw.subject != CHECKPOINT_SUBJECT:
+                try:
+                    record = _record.decode(raw.data or b"")
+                except (msgspec.ValidationError, msgspec.DecodeError):
+                    record = None
+                if record is not None and self._ours(record):
+                    return Head(stream_seq=last, seq=record.seq, hash=record.hash, record_stream_seq=seq)
+                await self._dead_letter(raw.subject or "", raw.data or b"", seq)
+            seq -= 1
+        return Head(stream_seq=last, seq=0, hash=GENESIS, record_stream_seq=0)
+
+    async def _dead_letter(self, subject: str, data: bytes, seq: int) -> None:
+        """Something not written by us is in the trail: keep a copy for operators, go on after it."""
+        log.error("audit.foreign_message", subject=subject, stream_seq=seq)
+        letter = DeadLetter(
+            consumer="audit",
+            stream=STREAM,
+            stream_seq=seq,
+            subject=subject,
+            deliveries=1,
+            code="foreign_audit_message",
+            reason=f"AUDIT stream sequence {seq} on {subject} is not a record signed by the audit service",
+            data=data,
+        )
+        await self.js.publish("dlq.audit", msgspec.json.encode(letter), headers={MSG_ID: f"dlq:audit:{STREAM}:{seq}"})
 
     async def append(self, *, subject: str, data: bytes, stream: str, stream_seq: int) -> AuditRecord:
         try:
             env: Envelope[msgspec.Raw] | None = _peek.decode(data)
         except (msgspec.ValidationError, msgspec.DecodeError):
             env = None  # garbage is recorded too: the trail shows what arrived
+        tenant = subject.rsplit(".", 1)[-1] if env is not None and subject.count(".") >= 3 else None
         async with self.lock:
             for _ in range(50):
                 if self.head is None:
                     self.head = await self._load_head()
-                last_stream_seq, last_seq, last_hash = self.head
-                record = self._record(env, subject, data, stream, stream_seq, last_seq + 1, last_hash, now())
-                token = env.job_id if env else "_"
+                head = self.head
+                record = self._record(env, tenant, subject, data, stream, stream_seq, head.seq + 1, head.hash, now())
                 try:
                     ack = await self.js.publish(
-                        RECORD_SUBJECT_PREFIX + token,
+                        record_subject(tenant, env.job_id if env else None),
                         msgspec.json.encode(record),
-                        headers={MSG_ID: f"audit:{stream}:{stream_seq}", "Nats-Expected-Last-Sequence": str(last_stream_seq)},
+                        headers={MSG_ID: f"audit:{stream}:{stream_seq}", "Nats-Expected-Last-Sequence": str(head.stream_seq)},
                     )
                 except APIError as exc:
                     if exc.err_code == 10071:  # wrong last sequence: another writer moved the head
@@ -67,13 +137,47 @@ class Chain:
                 if ack.duplicate:
                     self.head = None  # already recorded before a redelivery; head is unchanged by it
                 else:
-                    self.head = (ack.seq, record.seq, record.hash)
+                    self.head = Head(stream_seq=ack.seq, seq=record.seq, hash=record.hash, record_stream_seq=ack.seq)
                 return record
         raise RuntimeError("audit chain: could not append after 50 attempts")
 
-    @staticmethod
+    async def checkpoint(self) -> Checkpoint | None:
+        """Sign the current head (if it moved since the last checkpoint) and append the statement."""
+        async with self.lock:
+            if self.head is None:
+                self.head = await self._load_head()
+            head = self.head
+            if head.seq == 0 or head.seq == self.checkpointed:
+                return None
+            signature = self.key.sign(checkpoint_message(head.seq, head.record_stream_seq, head.hash)).signature
+            point = Checkpoint(
+                seq=head.seq,
+                stream_seq=head.record_stream_seq,
+                hash=head.hash,
+                time=now(),
+                key_id=self.key_id,
+                signature=signature.hex(),
+            )
+            try:
+                ack = await self.js.publish(
+                    CHECKPOINT_SUBJECT,
+                    msgspec.json.encode(point),
+                    headers={MSG_ID: f"audit:checkpoint:{head.seq}", "Nats-Expected-Last-Sequence": str(head.stream_seq)},
+                )
+            except APIError as exc:
+                if exc.err_code == 10071:
+                    self.head = None
+                    return None
+                raise
+            if not ack.duplicate:
+                self.head = msgspec.structs.replace(head, stream_seq=ack.seq)
+            self.checkpointed = head.seq
+            return point
+
     def _record(
+        self,
         env: Envelope[msgspec.Raw] | None,
+        tenant: str | None,
         subject: str,
         data: bytes,
         stream: str,
@@ -92,7 +196,8 @@ class Chain:
             event_id=env.id if env else None,
             type=env.type if env else None,
             job_id=env.job_id if env else None,
-            tenant=env.tenant if env else None,
+            # The subject's tenant is the one the publisher's credential allowed; the envelope's is a claim.
+            tenant=tenant or (env.tenant if env else None),
             source=env.source if env else None,
             event_time=env.time if env else None,
             recorded=recorded,
@@ -101,5 +206,7 @@ class Chain:
             payload_sha256=hashlib.sha256(data).hexdigest(),
             event=event,
             prev_hash=prev_hash,
+            key_id=self.key_id,
         )
-        return msgspec.structs.replace(record, hash=chain_hash(record))
+        hashed = msgspec.structs.replace(record, hash=chain_hash(record))
+        return msgspec.structs.replace(hashed, signature=self.key.sign(record_message(hashed.hash)).signature.hex())

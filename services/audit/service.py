@@ -1,40 +1,44 @@
-"""Audit: a durable consumer on every subject; each event becomes a hash-chained record."""
+"""Audit: a durable consumer on every stream; each event becomes a signed, hash-chained record,
+and every few seconds a signed checkpoint states the chain's head."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
+import structlog
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from maskline.services.audit.chain import Chain
-from maskline.shared.bus import STREAMS
+from maskline.contracts import subjects as table
+from maskline.services.audit.chain import Chain, load_signing_key
+from maskline.services.audit.settings import AuditSettings
 from maskline.shared.runtime import Runtime
 
 NAME = "audit"
-AUDITED_STREAMS = [s for s in STREAMS if s != "AUDIT"]
+log = structlog.get_logger(NAME)
 
 
 class Audit:
     """Not a `Consumer`: it must record every message, even ones no contract decodes, as is."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, chain: Chain) -> None:
         self.runtime = runtime
-        self.chain = Chain(runtime.bus.js)
+        self.chain = chain
         self.recorded = 0
 
-    async def run_stream(self, stream: str) -> None:
+    async def run_reader(self, reader: table.StreamReader) -> None:
         js = self.runtime.bus.js
-        subject = STREAMS[stream][0]
         config = ConsumerConfig(
-            durable_name=f"audit-{stream.lower()}",
+            durable_name=reader.durable,
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
-            filter_subject=subject,
+            filter_subject=reader.filter,
             ack_wait=30.0,
         )
-        psub = await js.pull_subscribe(subject, durable=config.durable_name, stream=stream, config=config)
+        psub = await js.pull_subscribe(reader.filter, durable=reader.durable, stream=reader.stream, config=config)
         while not self.runtime.stopping.is_set():
             try:
                 msgs: Sequence[Msg] = await psub.fetch(64, timeout=1.0)
@@ -43,14 +47,28 @@ class Audit:
             for msg in msgs:
                 try:
                     await self.chain.append(
-                        subject=msg.subject, data=msg.data, stream=stream, stream_seq=msg.metadata.sequence.stream
+                        subject=msg.subject, data=msg.data, stream=reader.stream, stream_seq=msg.metadata.sequence.stream
                     )
                     await msg.ack()
                     self.recorded += 1
-                except Exception:
+                except Exception as exc:
+                    log.warning("audit.append_failed", subject=msg.subject, error=str(exc))
                     await msg.nak(delay=1.0)
+
+    async def checkpoints(self, every_s: float) -> None:
+        """A signed statement of the head every `every_s` (when it moved): what outsiders keep."""
+        while not self.runtime.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.runtime.stopping.wait(), every_s)
+            try:
+                await self.chain.checkpoint()
+            except Exception as exc:  # the next tick tries again
+                log.warning("audit.checkpoint_failed", error=str(exc))
 
 
 async def setup(runtime: Runtime) -> list[Awaitable[Any]]:
-    audit = Audit(runtime)
-    return [audit.run_stream(stream) for stream in AUDITED_STREAMS]
+    settings = runtime.settings
+    assert isinstance(settings, AuditSettings)
+    audit = Audit(runtime, Chain(runtime.bus.js, load_signing_key(settings.audit_signing_key_file)))
+    readers = [r for r in table.STREAM_READERS if r.service == NAME]
+    return [*(audit.run_reader(r) for r in readers), audit.checkpoints(settings.checkpoint_every_s)]

@@ -27,25 +27,9 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
         return list(await expand(runtime.store, env, runtime.bus.publish, settings.progress_every))
 
     runtime.consume(
-        ConsumerSpec(
-            durable=NAME,
-            stream="SEG",
-            subject=seg_v1.AUGMENT_REQUESTED,
-            payload=seg_v1.SegmentationIngested,
-            handler=on_tta,
-            failure_subject=seg_v1.FAILED,
-            concurrency=settings.concurrency,
-        )
+        ConsumerSpec.for_subject(NAME, seg_v1.AUGMENT_REQUESTED, on_tta, failure=seg_v1.FAILED, concurrency=settings.concurrency)
     )
     runtime.consume(
-        ConsumerSpec(
-            durable=f"{NAME}-datasets",
-            stream="DATASET",
-            subject=dataset_v1.EXPAND_REQUESTED,
-            payload=dataset_v1.DatasetExpandRequested,
-            handler=on_expand,
-            failure_subject=dataset_v1.FAILED,
-            concurrency=1,
-        )
+        ConsumerSpec.for_subject(NAME, dataset_v1.EXPAND_REQUESTED, on_expand, failure=dataset_v1.FAILED, concurrency=1)
     )
     return []

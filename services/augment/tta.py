@@ -7,10 +7,10 @@ import time
 
 from maskline.contracts import seg_v1
 from maskline.contracts.envelope import Envelope, next_event
-from maskline.shared import transforms
+from maskline.shared import keys, references, transforms
 from maskline.shared.errors import PermanentError, RetryableError
 from maskline.shared.images import decode_rgb, encode_png
-from maskline.shared.storage import ObjectNotFound, ObjectStore, StorageError
+from maskline.shared.storage import ObjectStore, StorageError
 
 SOURCE = "augment"
 
@@ -22,21 +22,18 @@ async def make_variants(
     tta = env.data.options.tta
     if tta is None:
         raise PermanentError("augment got a job without TTA options", code="invalid_message")
-    try:
-        image = decode_rgb(await store.get(env.data.image.key))
-    except ObjectNotFound as exc:
-        raise PermanentError(f"ingested image {env.data.image.key} is missing", code="input_missing") from exc
-    except StorageError as exc:
-        raise RetryableError(str(exc)) from exc
+    # Variants of the working copy (bounded size), not of a possibly huge original.
+    image = decode_rgb(await references.read(store, env.data.work_ref, env.tenant))
+    work_height, work_width = env.data.work_size
     chosen = transforms.variants(tta.variants, angle=tta.angle, sigma=tta.blur_sigma)
     events = []
     for index, variant in enumerate(chosen):
         if variant.name == "original":
-            ref, height, width = env.data.image, env.data.height, env.data.width
+            ref, height, width = env.data.work_ref, work_height, work_width
         else:
             array = await asyncio.to_thread(transforms.apply, variant, image)
             height, width = array.shape[:2]
-            key = f"inputs/{env.tenant}/{env.job_id}/variants/{index}-{variant.name}.png"
+            key = keys.variant_image(env.tenant, env.job_id, index, variant.name)
             try:
                 ref = await store.put(key, await asyncio.to_thread(encode_png, array), "image/png")
             except StorageError as exc:
@@ -53,6 +50,8 @@ async def make_variants(
             count=len(chosen),
             options=env.data.options,
             timings_ms={**env.data.timings_ms, "augment": round((time.perf_counter() - started) * 1000, 2)},
+            working_width=env.data.working_width,
+            working_height=env.data.working_height,
         )
         events.append(next_event(env, seg_v1.AUGMENTED, SOURCE, data, part=index))
     return events

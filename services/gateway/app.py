@@ -5,9 +5,12 @@ from __future__ import annotations
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, OpenAPI, OpenAPIMediaType, OpenAPIResponse, Reference, Schema, SecurityScheme
+from litestar.openapi.spec.enums import OpenAPIType
 
 import maskline
 from maskline.services.gateway import problems
+from maskline.services.gateway.access import AccessController
 from maskline.services.gateway.audit import AuditController
 from maskline.services.gateway.auth import provide_tenant
 from maskline.services.gateway.context import GatewayContext
@@ -21,17 +24,62 @@ from maskline.services.gateway.jobs import JobController
 from maskline.services.gateway.metrics import MetricsController
 from maskline.services.gateway.models import ModelController, ModelMergeController
 from maskline.services.gateway.quantize import QuantizeController
-from maskline.services.gateway.segmentations import SegmentationController
+from maskline.services.gateway.segmentations import SegmentationController, UploadController
+
+#: Answer without an API key: probes, the Prometheus scrape, the dashboard page (its data calls need one).
+PUBLIC_PATHS = ("/health/", "/metrics", "/dashboard")
+PROBLEM = Schema(
+    type=OpenAPIType.OBJECT,
+    required=["status", "title", "code"],
+    properties={
+        "type": Schema(type=OpenAPIType.STRING, description="https://maskline.dev/problems/<code>"),
+        "title": Schema(type=OpenAPIType.STRING),
+        "status": Schema(type=OpenAPIType.INTEGER),
+        "detail": Schema(type=OpenAPIType.STRING, description="What went wrong, for a person"),
+        "code": Schema(type=OpenAPIType.STRING, description="Stable machine-readable reason, e.g. image_too_large"),
+    },
+    description="RFC 9457 problem details with a stable `code`",
+)
+
+
+def _problem_response(what: str) -> OpenAPIResponse:
+    return OpenAPIResponse(
+        description=what,
+        content={"application/problem+json": OpenAPIMediaType(schema=Reference(ref="#/components/schemas/Problem"))},
+    )
+
+
+def document(openapi: OpenAPI) -> OpenAPI:
+    """Declare in the OpenAPI document what every operation may answer besides success: a problem
+    (4XX for the request, 5XX for the platform), and which operations need no API key."""
+    assert openapi.components is not None
+    components = openapi.components if isinstance(openapi.components, Components) else Components()
+    components.schemas = {**(components.schemas or {}), "Problem": PROBLEM}
+    for path, item in (openapi.paths or {}).items():
+        for method in ("get", "post", "put", "delete", "patch"):
+            operation = getattr(item, method, None)
+            if operation is None:
+                continue
+            operation.responses = dict(operation.responses or {})
+            operation.responses.setdefault("4XX", _problem_response("The request was refused: problem+json with a stable code"))
+            operation.responses.setdefault("5XX", _problem_response("The platform could not answer (503: retry later)"))
+            if path.startswith(PUBLIC_PATHS):
+                operation.security = []
+            else:
+                operation.responses.setdefault("401", _problem_response("Missing or unknown API key"))
+    return openapi
 
 
 def create_app(ctx: GatewayContext) -> Litestar:
     async def provide_ctx() -> GatewayContext:
         return ctx
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             SegmentationController,
+            UploadController,
             ModelController,
+            AccessController,
             ModelMergeController,
             QuantizeController,
             DatasetController,
@@ -46,7 +94,22 @@ def create_app(ctx: GatewayContext) -> Litestar:
         ],
         dependencies={"ctx": Provide(provide_ctx), "tenant": Provide(provide_tenant)},
         plugins=[problems.plugin()],
+        exception_handlers=problems.catch_all(),
         request_max_body_size=ctx.settings.max_upload_bytes,
-        openapi_config=OpenAPIConfig(title="maskline", version=maskline.__version__, path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="maskline",
+            version=maskline.__version__,
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "apiKey": SecurityScheme(
+                        type="http", scheme="bearer", description="An API key (MASKLINE_API_KEYS); `X-API-Key: <key>` works too"
+                    )
+                }
+            ),
+            security=[{"apiKey": []}],
+        ),
         debug=False,
     )
+    document(app.openapi_schema)
+    return app

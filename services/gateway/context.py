@@ -9,6 +9,8 @@ from maskline.services.gateway.errors import NotFound
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.telemetry import Metrics
 from maskline.services.gateway.waiters import CompletionWaiters
+from maskline.shared.access import Grants, ModelAccess
+from maskline.shared.idempotency import IdempotencyKeys
 from maskline.shared.jobs import JobStore
 from maskline.shared.registry import ModelNotFound, ModelRegistry
 from maskline.shared.runtime import Runtime
@@ -20,13 +22,32 @@ class GatewayContext:
     settings: GatewaySettings
     jobs: JobStore
     registry: ModelRegistry
+    grants: Grants
+    idempotency: IdempotencyKeys
     waiters: CompletionWaiters
     tenants: dict[str, str]
     metrics: Metrics = field(default_factory=Metrics)
 
-    async def model(self, name: str, version: int) -> ModelVersion:
-        """A registered version, or the gateway's 404 naming what is missing."""
+    @property
+    def access(self) -> ModelAccess:
+        return ModelAccess(self.registry, self.grants)
+
+    def is_operator(self, tenant: str) -> bool:
+        return tenant in self.settings.operator_tenants()
+
+    async def model(
+        self, tenant: str, name: str, version: int | None = None, owner: str | None = None, precision: str | None = None
+    ) -> ModelVersion:
+        """A version `tenant` may use, or the gateway's 404 naming what is missing (another tenant's
+        private model reads as missing: its existence is not disclosed)."""
         try:
-            return await self.registry.get(name, version)
+            return await self.access.resolve(tenant, name, owner=owner, version=version, precision=precision)
         except ModelNotFound as exc:
-            raise NotFound(str(exc)) from exc
+            raise NotFound(str(exc), code="model_not_found") from exc
+
+    async def owned_model(self, tenant: str, name: str, version: int) -> ModelVersion:
+        """One of the tenant's own versions (what only an owner may change or download)."""
+        try:
+            return await self.registry.get(tenant, name, version)
+        except ModelNotFound as exc:
+            raise NotFound(f"you have no model {name} version {version}", code="model_not_found") from exc

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any
 
 import msgspec
@@ -16,8 +15,8 @@ from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import NotFound, Unprocessable
 from maskline.services.gateway.jobs import JobView, submit_command
 from maskline.services.gateway.sniff import check_image_header
-
-NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+from maskline.shared import keys
+from maskline.shared.image_input import formats
 
 
 class ExpandRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -36,13 +35,14 @@ class DatasetView(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def checked_name(value: str, what: str) -> str:
-    if not NAME.match(value) or value in (".", ".."):
-        raise Unprocessable(f"{what} {value!r} must match [A-Za-z0-9_.-]{{1,128}}", code="invalid_name")
-    return value
+    try:
+        return keys.segment(value, what)
+    except keys.InvalidKey as exc:
+        raise Unprocessable(str(exc), code="invalid_name") from exc
 
 
 def prefix(tenant: str, dataset: str) -> str:
-    return f"datasets/{tenant}/{checked_name(dataset, 'dataset name')}/"
+    return keys.dataset(tenant, checked_name(dataset, "dataset name"))
 
 
 class DatasetController(Controller):
@@ -57,8 +57,7 @@ class DatasetController(Controller):
             raise NotFound(f"no such dataset part {part!r}: use images or masks")
         body = await request.body()
         s = ctx.settings
-        formats = frozenset(f.strip().upper() for f in s.allowed_formats.split(","))
-        await asyncio.to_thread(check_image_header, body, allowed_formats=formats, max_pixels=s.max_pixels)
+        await asyncio.to_thread(check_image_header, body, allowed_formats=formats(s.allowed_formats), max_pixels=s.max_pixels)
         key = prefix(tenant, dataset) + f"{part}/{checked_name(filename, 'file name')}"
         ref = await ctx.runtime.store.put(key, body, request.headers.get("content-type", "application/octet-stream"))
         return {"key": ref.key, "size": ref.size, "sha256": ref.sha256}

@@ -17,6 +17,10 @@ class GatewayError(Exception):
             self.code = code
 
 
+class BadRequest(GatewayError):
+    """Malformed request: headers, parameters or body the API cannot read."""
+
+
 class Unauthorized(GatewayError):
     """No API key, or one that maps to no tenant."""
 
@@ -47,9 +51,19 @@ class Unprocessable(GatewayError):
     status, code, title = 422, "unprocessable", "Unprocessable"
 
 
+class Forbidden(GatewayError):
+    """The tenant is known but may not do this (an owner-only or operator-only action)."""
+
+    status, code, title = 403, "forbidden", "Forbidden"
+
+
 class Conflict(GatewayError):
+    """The request conflicts with the resource's state (a model still served, a request in progress)."""
+
     status, code, title = 409, "conflict", "Conflict"
 
 
 class Unavailable(GatewayError):
+    """A dependency (NATS, storage) is not reachable now; retry later."""
+
     status, code, title = 503, "unavailable", "Service unavailable"

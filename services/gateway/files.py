@@ -11,8 +11,8 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from maskline.contracts.model_v1 import ModelVersion
 from maskline.services.gateway.context import GatewayContext
-from maskline.services.gateway.errors import Conflict, NotFound, Unprocessable
-from maskline.shared.model_store import graph_key
+from maskline.services.gateway.errors import Conflict, Forbidden, NotFound, Unprocessable
+from maskline.shared import keys
 from maskline.shared.storage import ObjectNotFound
 
 Area = Literal["inputs", "outputs", "datasets", "models"]
@@ -32,12 +32,9 @@ def _object_key(tenant: str, area: str, path: str) -> str:
 
 async def _owned_model(ctx: GatewayContext, tenant: str, path: str) -> ModelVersion:
     name, _, version = path.strip("/").partition("/")
-    if not version.isdigit():
+    if not version.isdigit() or not 1 <= int(version) <= 1_000_000_000:
         raise Unprocessable("a model is addressed as <name>/<version>")
-    model = await ctx.model(name, int(version))
-    if model.owner != tenant:
-        raise NotFound(f"model {name!r} version {version} is not yours")
-    return model
+    return await ctx.owned_model(tenant, name, int(version))
 
 
 class FileController(Controller):
@@ -52,18 +49,18 @@ class FileController(Controller):
             if a not in AREAS:
                 raise NotFound(f"no area {a!r}; areas: {', '.join(AREAS)}")
             if a == "models":
-                for m in await ctx.registry.list():
-                    if m.owner == tenant:
-                        modified = m.created.isoformat() if m.created else None
-                        rows.append(
-                            {
-                                "area": a,
-                                "path": f"{m.name}/{m.version}",
-                                "size": m.weights.size,
-                                "modified": modified,
-                                "precision": m.precision,
-                            }
-                        )
+                for m in await ctx.registry.list(owner=tenant):
+                    modified = m.created.isoformat() if m.created else None
+                    rows.append(
+                        {
+                            "area": a,
+                            "path": f"{m.name}/{m.version}",
+                            "size": m.weights.size,
+                            "modified": modified,
+                            "precision": m.precision,
+                            "exportable": m.exportable,
+                        }
+                    )
                 continue
             base = f"{a}/{tenant}/"
             for info in await ctx.runtime.store.list_info(base):
@@ -74,6 +71,12 @@ class FileController(Controller):
     async def download(self, ctx: GatewayContext, tenant: str, area: str, path: str) -> Response[bytes]:
         if area == "models":
             model = await _owned_model(ctx, tenant, path)
+            if not model.exportable:
+                raise Forbidden(
+                    f"{model.name}/{model.version} is derived from {', '.join(model.upstream)}, which you do not own: "
+                    "it can be used here, its weights cannot be downloaded",
+                    code="not_exportable",
+                )
             key, media = model.weights.key, model.weights.content_type
         else:
             key, media = _object_key(tenant, area, path), "application/octet-stream"
@@ -91,13 +94,17 @@ class FileController(Controller):
             serving = await ctx.registry.pointers(model)
             if serving:
                 raise Conflict(
-                    f"{model.name}/{model.version} is still served: it is the newest "
-                    f"{'version' if 'latest' in serving else model.precision + ' version'} of {model.name}, "
-                    "so requests naming no version get it; register a newer one first",
+                    f"{model.name}/{model.version} is still served: requests naming no version get it "
+                    f"({', '.join(serving)}); register a newer version"
+                    + (
+                        " and release it (POST /v1/models/{name}/{version}/release) first"
+                        if any(p.startswith("released") for p in serving)
+                        else " first"
+                    ),
                     code="model_in_service",
                 )
             await ctx.registry.remove(model)
-            for key in (model.weights.key, graph_key(model.name, model.version)):
+            for key in (model.weights.key, keys.model_graph(model.owner, model.name, model.version)):
                 await ctx.runtime.store.delete(key)
             return
         key = _object_key(tenant, area, path)

@@ -59,8 +59,8 @@ async def submit_command(ctx: GatewayContext, tenant: str, type_: str, data: Any
         trace_id=new_trace_id(),
         data=data,
     )
+    await ctx.runtime.bus.publish(env)  # first: a refused publish leaves no job state behind
     state = await ctx.jobs.apply(env)
-    await ctx.runtime.bus.publish(env)
     return Response(job_view(state), status_code=HTTP_202_ACCEPTED, headers={"Location": f"/v1/jobs/{job_id}"})
 
 
@@ -70,7 +70,7 @@ class JobController(Controller):
 
     @get("/{job_id:str}", summary="Any job's status and progress (segmentations have a richer view)")
     async def job(self, ctx: GatewayContext, tenant: str, job_id: str) -> JobView:
-        state = await ctx.jobs.get(job_id) if len(job_id) <= 128 else None
-        if state is None or state.tenant != tenant:
+        state = await ctx.jobs.get(tenant, job_id)
+        if state is None:
             raise NotFound(f"no job {job_id}")
         return job_view(state)

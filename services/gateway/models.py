@@ -11,10 +11,11 @@ from litestar import Controller, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
-from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from maskline.contracts import model_v1
 from maskline.contracts.model_v1 import Architecture, MergeMethod, ModelName, ModelVersion, VersionRef
+from maskline.services.gateway.access import OwnerParam
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.datasets import prefix as dataset_prefix
 from maskline.services.gateway.errors import Unprocessable
@@ -44,13 +45,29 @@ class ModelController(Controller):
     path = "/v1/models"
     tags = ["models"]
 
-    @get(summary="Registered model versions")
+    @get(summary="Model versions you may use: your own, the platform's public ones, and those shared with you")
     async def list_models(self, ctx: GatewayContext, tenant: str) -> list[ModelVersion]:
-        return await ctx.registry.list()
+        usable = []
+        for model in await ctx.registry.list():
+            if await ctx.access.may_use(tenant, model.owner, model.name):
+                usable.append(model)
+        return usable
 
-    @get("/{name:str}/{version:int}", summary="One model version")
-    async def get_model(self, ctx: GatewayContext, tenant: str, name: str, version: int) -> ModelVersion:
-        return await ctx.model(name, version)
+    @get("/{name:str}/{version:int}", summary="One model version (`owner`: for a model shared with you)")
+    async def get_model(
+        self, ctx: GatewayContext, tenant: str, name: str, version: int, owner: OwnerParam = None
+    ) -> ModelVersion:
+        return await ctx.model(tenant, name, version, owner)
+
+    @post(
+        "/{name:str}/{version:int}/release",
+        status_code=HTTP_200_OK,
+        summary="Make this version what other tenants' requests naming no version get (owner only)",
+    )
+    async def release(self, ctx: GatewayContext, tenant: str, name: str, version: int) -> ModelVersion:
+        model = await ctx.owned_model(tenant, name, version)
+        await ctx.registry.release(model)
+        return model
 
     @post(status_code=HTTP_201_CREATED, summary="Register a TorchScript segmentation model as a new version")
     async def register(
@@ -75,7 +92,7 @@ class ModelController(Controller):
                 raise Unprocessable(f"invalid architecture: {exc}") from exc
         weights = await data.weights.read()
         await asyncio.to_thread(check_torchscript, weights, len(labels), size)
-        return await register_model(
+        return await register_model(  # always under the caller's own name: nobody registers for another tenant
             ctx.runtime.store,
             ctx.registry,
             ctx.runtime.bus,
@@ -117,5 +134,5 @@ class ModelMergeController(Controller):
         except msgspec.ValidationError as exc:
             raise Unprocessable(f"invalid merge request: {exc}") from exc
         for ref in (*request.models, *([request.base] if request.base else [])):
-            await ctx.model(ref.name, ref.version)
+            await ctx.model(tenant, ref.name, ref.version, ref.owner)
         return await submit_command(ctx, tenant, model_v1.MERGE_REQUESTED, request)

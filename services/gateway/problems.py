@@ -1,22 +1,84 @@
-"""The one place errors become RFC 9457 problem+json responses."""
+"""The one place errors become RFC 9457 problem+json responses, each with a stable `code`.
+
+Our own errors (`errors.py`) carry their code. The framework's (a malformed body, an unknown
+route, a body over the limit) get one from their status. A dependency that is down (NATS) is a
+503 with Retry-After; anything unexpected is a 500 that says nothing about the internals and is
+logged with its traceback.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
+from nats.errors import ConnectionClosedError, NoServersError, OutboundBufferLimitError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import ServiceUnavailableError
 
 from maskline.services.gateway.errors import GatewayError
 
 PROBLEM_TYPE = "https://maskline.dev/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+RETRY_AFTER_S = 2
+log = structlog.get_logger("gateway")
+
+#: Codes of the framework's own refusals, by status.
+STATUS_CODES: dict[int, tuple[str, str]] = {
+    400: ("invalid_request", "Bad request"),
+    401: ("unauthorized", "Unauthorized"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    406: ("not_acceptable", "Not acceptable"),
+    409: ("conflict", "Conflict"),
+    413: ("too_large", "Payload too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+    422: ("unprocessable", "Unprocessable"),
+    429: ("too_many_requests", "Too many requests"),
+    500: ("internal", "Internal error"),
+    503: ("unavailable", "Service unavailable"),
+}
+#: The bus is down or failing over: the request may succeed when retried.
+UNAVAILABLE = (NoServersError, ConnectionClosedError, NatsTimeoutError, OutboundBufferLimitError, ServiceUnavailableError)
 
 
-def _to_problem(exc: GatewayError) -> ProblemDetailsException:
+def problem(
+    status: int, detail: str, code: str | None = None, *, title: str | None = None, **extra: Any
+) -> ProblemDetailsException:
+    default_code, default_title = STATUS_CODES.get(status, ("error", "Error"))
+    code = code or default_code
     return ProblemDetailsException(
-        detail=exc.detail,
-        status_code=exc.status,
-        title=exc.title,
-        type_=PROBLEM_TYPE + exc.code,
-        extra={"code": exc.code},
+        detail=detail,
+        status_code=status,
+        title=title or default_title,
+        type_=PROBLEM_TYPE + code,
+        extra={"code": code, **extra},
+        headers={"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None,
     )
+
+
+def _from_gateway(exc: GatewayError) -> ProblemDetailsException:
+    return problem(exc.status, exc.detail, exc.code, title=exc.title)
+
+
+def _from_framework(exc: HTTPException) -> ProblemDetailsException:
+    if isinstance(exc, ValidationException):
+        errors = exc.extra if isinstance(exc.extra, list) else []
+        return problem(400, f"invalid request: {exc.detail}", "invalid_request", errors=errors)
+    return problem(exc.status_code, str(exc.detail), None)
+
+
+def _from_anything(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if isinstance(exc, UNAVAILABLE):
+        unavailable = problem(
+            503, f"the message bus is not reachable now ({type(exc).__name__}); retry shortly", "bus_unavailable"
+        )
+        return unavailable.to_response(request)
+    log.error("http.unhandled", path=request.url.path, method=request.method, exc_info=exc)
+    return problem(500, "the request failed inside the gateway; it was logged", "internal").to_response(request)
 
 
 def _subclasses(cls: type[GatewayError]) -> list[type[GatewayError]]:
@@ -27,7 +89,14 @@ def _subclasses(cls: type[GatewayError]) -> list[type[GatewayError]]:
 
 
 def plugin() -> ProblemDetailsPlugin:
-    mapping = {cls: _to_problem for cls in _subclasses(GatewayError)}
+    mapping: dict[type[Exception], Any] = {cls: _from_gateway for cls in _subclasses(GatewayError)}
+    mapping[HTTPException] = _from_framework
     return ProblemDetailsPlugin(
         ProblemDetailsConfig(enable_for_all_http_exceptions=True, exception_to_problem_detail_map=mapping)
     )
+
+
+def catch_all() -> dict[int | type[Exception], Any]:
+    """App-level handlers for what no more specific handler takes (litestar looks them up by MRO)."""
+    handlers: dict[int | type[Exception], Any] = {Exception: _from_anything}
+    return handlers

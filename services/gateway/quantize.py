@@ -10,11 +10,12 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 
 from maskline.contracts import model_v1
 from maskline.contracts.model_v1 import CalibrationMethod, LayerEdit, VersionRef
+from maskline.services.gateway.access import OwnerParam
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.datasets import prefix as dataset_prefix
 from maskline.services.gateway.errors import NotFound, Unprocessable
 from maskline.services.gateway.jobs import JobView, submit_command
-from maskline.shared.model_store import graph_key
+from maskline.shared import keys
 from maskline.shared.storage import ObjectNotFound
 
 REPORTS = ("step", "cross", "calibrators", "travel")
@@ -54,7 +55,12 @@ class QuantizeController(Controller):
             request = msgspec.convert(raw, model_v1.QuantizeRequested)
         except msgspec.ValidationError as exc:
             raise Unprocessable(f"invalid quantization request: {exc}") from exc
-        parent = await ctx.model(request.model.name, request.model.version)
+        # Only a float version can be quantized: the float one of that name and version is meant.
+        ref = request.model
+        try:
+            parent = await ctx.model(tenant, ref.name, ref.version, ref.owner, precision="fp32")
+        except NotFound:
+            parent = await ctx.model(tenant, ref.name, ref.version, ref.owner)  # exists, but is not float?
         if parent.precision != "fp32":
             raise Unprocessable(
                 f"{parent.name}/{parent.version} is {parent.precision}: quantize a float version", code="not_float"
@@ -62,23 +68,31 @@ class QuantizeController(Controller):
         return await submit_command(ctx, tenant, model_v1.QUANTIZE_REQUESTED, request)
 
     @post("/{name:str}/{version:int}/edits", status_code=HTTP_202_ACCEPTED, summary="Edit one int8 layer (a new version)")
-    async def edit(self, ctx: GatewayContext, tenant: str, name: str, version: int, data: LayerEdit) -> Response[JobView]:
-        model = await ctx.model(name, version)
+    async def edit(
+        self, ctx: GatewayContext, tenant: str, name: str, version: int, data: LayerEdit, owner: OwnerParam = None
+    ) -> Response[JobView]:
+        model = await ctx.model(tenant, name, version, owner)
         if model.quantization is None:
             raise Unprocessable(
                 f"{name}/{version} is {model.precision}: only quantized versions have int8 layers", code="not_quantized"
             )
-        return await submit_command(
-            ctx, tenant, model_v1.EDIT_REQUESTED, model_v1.EditRequested(model=VersionRef(name, version), edit=data)
-        )
+        ref = VersionRef(name, version, model.owner)
+        return await submit_command(ctx, tenant, model_v1.EDIT_REQUESTED, model_v1.EditRequested(model=ref, edit=data))
 
     @get("/{name:str}/{version:int}/reports/{kind:str}", summary="STEP, CROSS, calibrator comparison or edit travel report")
     async def report(
-        self, ctx: GatewayContext, tenant: str, name: str, version: int, kind: str, layer: str | None = None
+        self,
+        ctx: GatewayContext,
+        tenant: str,
+        name: str,
+        version: int,
+        kind: str,
+        layer: str | None = None,
+        owner: OwnerParam = None,
     ) -> dict[str, Any]:
         if kind not in REPORTS:
             raise NotFound(f"no report {kind!r}; reports: {', '.join(REPORTS)}")
-        model = await ctx.model(name, version)
+        model = await ctx.model(tenant, name, version, owner)
         ref = model.quantization.reports.get(kind) if model.quantization else None
         if ref is None:
             raise NotFound(f"{name}/{version} has no {kind} report" + ("" if model.quantization else " (it is not quantized)"))
@@ -90,12 +104,12 @@ class QuantizeController(Controller):
         return document
 
     @get("/{name:str}/{version:int}/graph", summary="The network's layers and connections (nodes, edges)")
-    async def graph(self, ctx: GatewayContext, tenant: str, name: str, version: int) -> dict[str, Any]:
-        model = await ctx.model(name, version)
+    async def graph(self, ctx: GatewayContext, tenant: str, name: str, version: int, owner: OwnerParam = None) -> dict[str, Any]:
+        model = await ctx.model(tenant, name, version, owner)
         if model.quantization is not None and "graph" in model.quantization.reports:
             key = model.quantization.reports["graph"].key
         else:
-            key = graph_key(name, version)
+            key = keys.model_graph(model.owner, name, version)
         why = "it declares no architecture" if model.architecture is None else "the quantize service has not described it yet"
         result: dict[str, Any] = await _json(ctx, key, f"no graph for {name}/{version}: {why}")
         return result

@@ -6,21 +6,24 @@ import asyncio
 import hashlib
 import uuid
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, Parameter
-from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from maskline.contracts import seg_v1
 from maskline.contracts.envelope import Envelope, new_trace_id, now
 from maskline.services.gateway.context import GatewayContext
-from maskline.services.gateway.errors import NotFound, Unprocessable
-from maskline.services.gateway.sniff import check_image_header
+from maskline.services.gateway.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, Unprocessable
+from maskline.services.gateway.sniff import Header, check_image_header
 from maskline.services.gateway.views import SegmentationView, job_path, segmentation_view
+from maskline.shared import keys
+from maskline.shared.idempotency import MAX_KEY_LENGTH, KeyInProgress, KeyReused, fingerprint
+from maskline.shared.image_input import formats, request_pixels
 from maskline.shared.jobs import JobState
 from maskline.shared.storage import ObjectNotFound
 
@@ -33,6 +36,8 @@ class SegmentationForm:
 
     image: UploadFile
     model: str = "shapes-unet"
+    owner: str | None = None
+    """Whose model: leave empty for your own or the platform's; name the owner of a model shared with you."""
     version: int | None = None
     precision: str | None = None
     """fp32, hybrid or int8: the newest version in that precision (or check the pinned version has it)."""
@@ -60,6 +65,7 @@ def parse_options(form: SegmentationForm) -> seg_v1.SegmentationOptions:
     raw = {
         "tta": tta,
         "model": form.model,
+        "owner": form.owner or None,
         "version": form.version,
         "precision": form.precision or None,
         "outputs": outputs,
@@ -78,11 +84,33 @@ def make_job_id(tenant: str, idempotency_key: str | None) -> str:
     return uuid.uuid4().hex
 
 
+def checked_idempotency_key(value: str | None) -> str | None:
+    if value is not None and not 1 <= len(value) <= MAX_KEY_LENGTH:
+        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters", code="invalid_idempotency_key")
+    return value
+
+
 async def owned_job(ctx: GatewayContext, tenant: str, job_id: str) -> JobState:
-    state = await ctx.jobs.get(job_id) if len(job_id) <= 128 else None
-    if state is None or state.tenant != tenant:
+    state = await ctx.jobs.get(tenant, job_id)
+    if state is None:
         raise NotFound(f"no segmentation {job_id}")
     return state
+
+
+async def check_upload(ctx: GatewayContext, body: bytes, options: seg_v1.SegmentationOptions | None = None) -> Header:
+    """The image header, after the cheap checks (type, pixel count, the request's pixel budget) that answer at once."""
+    s = ctx.settings
+    allowed = formats(s.allowed_formats)
+    header = await asyncio.to_thread(check_image_header, body, allowed_formats=allowed, max_pixels=s.max_pixels)
+    variants = len(options.tta.variants) if options is not None and options.tta else 0
+    cost = request_pixels(header.width, header.height, variants, s.working_max_side)
+    if cost > s.max_request_pixels:
+        raise PayloadTooLarge(
+            f"this request costs {cost} pixels (the image and {variants} TTA variants at most "
+            f"{s.working_max_side} px per side); the limit is {s.max_request_pixels}",
+            code="request_too_large",
+        )
+    return header
 
 
 class SegmentationController(Controller):
@@ -97,41 +125,75 @@ class SegmentationController(Controller):
         data: Annotated[SegmentationForm, Body(media_type=RequestEncodingType.MULTI_PART)],
         wait: Annotated[
             float,
-            Parameter(query="wait", ge=0, default=0.0, description="Seconds to wait for the result (0: answer 202 at once)"),
+            Parameter(
+                query="wait", ge=0, le=3600, default=0.0, description="Seconds to wait for the result (0: answer 202 at once)"
+            ),
         ] = 0.0,
-        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
+        idempotency_key: Annotated[
+            str | None, Parameter(header="Idempotency-Key", description="1 to 255 characters; same key, same request")
+        ] = None,
     ) -> Response[SegmentationView]:
+        key = checked_idempotency_key(idempotency_key)
         options = parse_options(data)
         body = await data.image.read()
-        s = ctx.settings
-        formats = frozenset(f.strip().upper() for f in s.allowed_formats.split(","))
-        await asyncio.to_thread(check_image_header, body, allowed_formats=formats, max_pixels=s.max_pixels)
-        job_id = make_job_id(tenant, idempotency_key)
-        existing = await ctx.jobs.get(job_id)
-        if existing is None:
-            ref = await ctx.runtime.store.put(f"inputs/{tenant}/{job_id}/upload", body, data.image.content_type)
-            env = Envelope(
-                id=f"{job_id}:{seg_v1.REQUESTED}",
-                type=seg_v1.REQUESTED,
-                time=now(),
-                source=SOURCE,
-                tenant=tenant,
-                job_id=job_id,
-                trace_id=new_trace_id(),
-                data=seg_v1.SegmentationRequested(image=ref, options=options, filename=data.image.filename),
-            )
-            state = await ctx.jobs.apply(env)
-            await ctx.runtime.bus.publish(env)
-        else:
-            state = existing
-        if wait > 0 and not state.finished:
-            state = await ctx.waiters.wait(job_id, min(wait, s.max_wait_s)) or state
+        await check_upload(ctx, body, options)
+        sha256 = hashlib.sha256(body).hexdigest()
+        job_id = make_job_id(tenant, key)
+        print_ = fingerprint(body, msgspec.json.encode(options), (data.image.filename or "").encode())
+        replay = False
+        if key is not None:
+            try:
+                outcome = await ctx.idempotency.claim(tenant, key, print_, job_id)
+            except KeyReused as exc:
+                raise Unprocessable(str(exc), code="idempotency_key_reused") from exc
+            except KeyInProgress as exc:
+                raise Conflict(str(exc), code="idempotency_key_in_progress") from exc
+            job_id, replay = outcome.job_id, not outcome.fresh
+        with ctx.waiters.watching(tenant, job_id) as finished:  # listening before the request is published
+            state = await ctx.jobs.get(tenant, job_id) if replay else None
+            if state is None:
+                try:
+                    state = await self._start(ctx, tenant, job_id, body, sha256, data, options)
+                except BaseException:
+                    if key is not None:
+                        await ctx.idempotency.release(tenant, key)
+                    raise
+                if key is not None:
+                    await ctx.idempotency.complete(tenant, key, print_, job_id)
+            if wait > 0 and not state.finished:
+                state = await ctx.waiters.result(tenant, job_id, finished, min(wait, ctx.settings.max_wait_s)) or state
         if state.status == "failed" and state.error is not None:
             raise Unprocessable(
                 f"segmentation {job_id} failed in {state.error.stage}: {state.error.reason}", code=state.error.code
             )
         status = HTTP_200_OK if state.finished else HTTP_202_ACCEPTED
         return Response(segmentation_view(state), status_code=status, headers={"Location": job_path(job_id)})
+
+    @staticmethod
+    async def _start(
+        ctx: GatewayContext,
+        tenant: str,
+        job_id: str,
+        body: bytes,
+        sha256: str,
+        data: SegmentationForm,
+        options: seg_v1.SegmentationOptions,
+    ) -> JobState:
+        """Store the upload (content-addressed: never overwritten), publish the request, then record it."""
+        ref = await ctx.runtime.store.put(keys.job_upload(tenant, job_id, sha256), body, data.image.content_type)
+        env = Envelope(
+            id=f"{job_id}:{seg_v1.REQUESTED}",
+            type=seg_v1.REQUESTED,
+            time=now(),
+            source=SOURCE,
+            tenant=tenant,
+            job_id=job_id,
+            trace_id=new_trace_id(),
+            data=seg_v1.SegmentationRequested(image=ref, options=options, filename=data.image.filename),
+        )
+        # Published first: if the bus refuses, no job state is left behind to wait forever.
+        await ctx.runtime.bus.publish(env)
+        return await ctx.jobs.apply(env)
 
     @get("/{job_id:str}", summary="Status, timings and links of a segmentation")
     async def status(self, ctx: GatewayContext, tenant: str, job_id: str) -> SegmentationView:
@@ -148,3 +210,32 @@ class SegmentationController(Controller):
         except ObjectNotFound as exc:
             raise NotFound(f"artifact {artifact} of {job_id} is gone from storage") from exc
         return Response(body, media_type=ref.content_type, headers={"ETag": f'"{ref.sha256}"'})
+
+
+class UploadView(msgspec.Struct, frozen=True, kw_only=True):
+    """A reference to put in `seg.v1.requested` (`data.image`) when publishing straight onto NATS."""
+
+    key: str
+    size: int
+    sha256: str
+    content_type: str
+    format: str
+
+
+class UploadController(Controller):
+    path = "/v1/uploads"
+    tags = ["segmentations"]
+
+    @post(
+        status_code=HTTP_201_CREATED,
+        summary="Hand over an image (raw body) and get the object reference to publish in a bus request",
+    )
+    async def upload(self, ctx: GatewayContext, tenant: str, request: Request[Any, Any, Any]) -> UploadView:
+        body = await request.body()
+        fmt = (await check_upload(ctx, body)).format
+        sha256 = hashlib.sha256(body).hexdigest()
+        content_type = request.headers.get("content-type", "application/octet-stream")
+        key = keys.upload(tenant, sha256)
+        if not await ctx.runtime.store.exists(key):  # content-addressed: the same bytes, the same key
+            await ctx.runtime.store.put(key, body, content_type)
+        return UploadView(key=key, size=len(body), sha256=sha256, content_type=content_type, format=fmt)

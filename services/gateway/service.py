@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Iterator
 
-import msgspec
 import uvicorn
 
 from maskline.services.gateway.app import create_app
@@ -14,8 +13,9 @@ from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.projector import JobProjector
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.waiters import CompletionWaiters
-from maskline.shared.bus import STREAMS
+from maskline.shared.access import Grants
 from maskline.shared.consumer import ConsumerSpec
+from maskline.shared.idempotency import IdempotencyKeys
 from maskline.shared.jobs import JobStore
 from maskline.shared.registry import ModelRegistry
 from maskline.shared.runtime import Runtime
@@ -47,32 +47,38 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     settings = runtime.settings
     assert isinstance(settings, GatewaySettings)
     jobs = JobStore(runtime.bus.js)
-    await jobs.open(settings.stream_replicas)
+    await jobs.open()
     registry = ModelRegistry(runtime.bus.js)
-    await registry.open(settings.stream_replicas)
+    await registry.open()
+    grants = Grants(runtime.bus.js)
+    await grants.open()
+    idempotency = IdempotencyKeys(runtime.bus.js)
+    await idempotency.open()
     waiters = CompletionWaiters(runtime.bus.nc, jobs)
     await waiters.start()
     ctx = GatewayContext(
-        runtime=runtime, settings=settings, jobs=jobs, registry=registry, waiters=waiters, tenants=settings.tenants_by_key()
+        runtime=runtime,
+        settings=settings,
+        jobs=jobs,
+        registry=registry,
+        grants=grants,
+        idempotency=idempotency,
+        waiters=waiters,
+        tenants=settings.tenants_by_key(),
     )
     # Job state is projected from every job-carrying stream (durable names kept from 1.0).
     projector = JobProjector(jobs, ctx.metrics)
-    for durable, stream, concurrency in (
-        ("jobs", "SEG", settings.concurrency),
-        ("jobs-datasets", "DATASET", 1),
-        ("jobs-models", "MODEL", 1),
-    ):
-        runtime.consume(
-            ConsumerSpec(
-                durable=durable,
-                stream=stream,
-                subject=STREAMS[stream][0],
-                payload=msgspec.Raw,
-                handler=projector.handle,
-                concurrency=concurrency,
-            )
-        )
+    for durable, concurrency in (("jobs", settings.concurrency), ("jobs-datasets", 1), ("jobs-models", 1)):
+        runtime.consume(ConsumerSpec.for_stream(durable, projector.handle, concurrency=concurrency))
     config = uvicorn.Config(
-        create_app(ctx), host=settings.host, port=settings.port, log_level="warning", access_log=False, lifespan="on"
+        create_app(ctx),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        # Oversized headers (a 20,000-character Idempotency-Key) reach the app and get a problem+json
+        # 400 with a code, instead of h11's bare 400 at 16 KB.
+        h11_max_incomplete_event_size=256 * 1024,
     )
     return [_serve_http(runtime, _Server(config))]

@@ -13,7 +13,8 @@ class GatewaySettings(RuntimeSettings, kw_only=True, frozen=True):
     max_upload_bytes: int = 20_000_000
     max_pixels: int = 40_000_000
     max_wait_s: float = 120.0
-    allowed_formats: str = "PNG,JPEG,WEBP,TIFF,BMP"
+    allowed_formats: str = "PNG,JPEG,WEBP,TIFF,BMP,GIF"
+    audit_public_key_file: str = ".maskline/credentials/audit-signing.pub"
 
     def operator_tenants(self) -> set[str]:
         return {t.strip() for t in self.operators.split(",") if t.strip()}

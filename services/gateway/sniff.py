@@ -1,31 +1,32 @@
-"""Cheap header-only checks on an upload, so obvious refusals answer synchronously (415 / 413).
+"""Cheap header-only checks on an upload, so obvious refusals answer synchronously (415 / 413 / 422).
 
-The full decode (truncation, corrupt data) stays in ingest, which owns image validation.
+The full decode (truncated pixel data) stays in ingest, which owns image validation; both name
+the same causes through `shared/image_input.py`.
 """
 
 from __future__ import annotations
 
-import io
-import warnings
+from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
-
-from maskline.services.gateway.errors import PayloadTooLarge, UnsupportedMedia
+from maskline.services.gateway.errors import PayloadTooLarge, Unprocessable, UnsupportedMedia
+from maskline.shared.image_input import CorruptImage, ImageTooLarge, Limits, UnsupportedFormat, open_checked
 
 
-def check_image_header(data: bytes, *, allowed_formats: frozenset[str], max_pixels: int) -> str:
-    """Return the image format, or raise for a non-image or an oversized one."""
+@dataclass(frozen=True)
+class Header:
+    format: str
+    width: int
+    height: int
+
+
+def check_image_header(data: bytes, *, allowed_formats: frozenset[str], max_pixels: int) -> Header:
+    """The image's format and size, or the refusal that names the real cause and the configured limit."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=sorted(allowed_formats))
-    except Image.DecompressionBombError as exc:
-        raise PayloadTooLarge(f"image is over the limit of {max_pixels} pixels: {exc}", code="image_too_large") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise UnsupportedMedia(f"upload is not an image in an accepted format ({', '.join(sorted(allowed_formats))})") from exc
-    width, height = image.size
-    if width * height > max_pixels:
-        raise PayloadTooLarge(
-            f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}", code="image_too_large"
-        )
-    return image.format or "unknown"
+        image = open_checked(data, Limits(allowed=allowed_formats, max_pixels=max_pixels))
+    except UnsupportedFormat as exc:
+        raise UnsupportedMedia(str(exc), code=exc.code) from exc
+    except CorruptImage as exc:
+        raise Unprocessable(str(exc), code=exc.code) from exc
+    except ImageTooLarge as exc:
+        raise PayloadTooLarge(str(exc), code=exc.code) from exc
+    return Header(format=image.format or "unknown", width=image.width, height=image.height)

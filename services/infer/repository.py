@@ -29,15 +29,21 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def triton_name(model: ModelVersion) -> str:
+    """The model's name in Triton: owner and name (neither may contain a dot), so two tenants'
+    models of the same name never share a repository folder."""
+    return f"{model.owner}.{model.name}" if model.owner else model.name
+
+
 def write_version(
     root: Path, model: ModelVersion, weights: bytes, *, kind: str, instances: int, max_batch: int, queue_delay_us: int = 2000
 ) -> Path:
     """Write config, backend code and weights for one version; returns the version folder."""
     if hashlib.sha256(weights).hexdigest() != model.weights.sha256:
         raise ValueError(f"weights of {model.name}/{model.version} do not match their registered sha256")
-    model_dir = root / model.name
+    model_dir = root / triton_name(model)
     config = CONFIG.format(
-        name=model.name, max_batch=max_batch, instances=instances, kind=kind, queue_delay_us=queue_delay_us
+        name=triton_name(model), max_batch=max_batch, instances=instances, kind=kind, queue_delay_us=queue_delay_us
     ).encode()
     _write_atomic(model_dir / "config.pbtxt", config)
     version_dir = model_dir / str(model.version)

@@ -14,15 +14,18 @@ from maskline.contracts import seg_v1
 from maskline.contracts.common_v1 import ModelRef, ObjectRef
 from maskline.contracts.envelope import Envelope, next_event
 from maskline.contracts.model_v1 import ModelVersion
+from maskline.contracts.subjects import PLATFORM_TENANT
 from maskline.services.infer.preprocess import encode_npy
 from maskline.services.infer.settings import InferSettings
 from maskline.services.infer.triton import Triton
+from maskline.shared import keys, references
+from maskline.shared.access import Grants, ModelAccess
 from maskline.shared.consumer import ConsumerSpec
 from maskline.shared.errors import PermanentError, RetryableError
 from maskline.shared.images import to_model_input
 from maskline.shared.registry import ModelNotFound, ModelRegistry
 from maskline.shared.runtime import Runtime
-from maskline.shared.storage import ObjectNotFound, StorageError
+from maskline.shared.storage import StorageError
 
 NAME = "infer"
 log = structlog.get_logger(NAME)
@@ -37,39 +40,40 @@ class Prediction:
 
     @property
     def model_ref(self) -> ModelRef:
-        return ModelRef(name=self.model.name, version=self.model.version, precision=self.model.precision)
+        m = self.model
+        return ModelRef(name=m.name, version=m.version, precision=m.precision, owner=m.owner)
 
 
 class Infer:
-    def __init__(self, runtime: Runtime, triton: Triton, registry: ModelRegistry) -> None:
+    def __init__(self, runtime: Runtime, triton: Triton, access: ModelAccess) -> None:
         self.runtime = runtime
         self.triton = triton
-        self.registry = registry
+        self.access = access
         self._warm_done = False
-        self._models: dict[tuple[str, int | None, str | None], tuple[float, ModelVersion]] = {}
+        self._models: dict[tuple[str, str | None, str, int | None, str | None], tuple[float, ModelVersion]] = {}
 
-    async def resolve(self, name: str, version: int | None, precision: str | None = None) -> ModelVersion:
-        """Versions are immutable, so a pinned version is cached for good; "latest" for a few seconds."""
-        key = (name, version, precision)
+    async def resolve(self, tenant: str, options: seg_v1.SegmentationOptions) -> ModelVersion:
+        """The version this tenant's request runs, if the tenant may use it. Cached for a few seconds
+        (a pointer move or a revoked grant takes effect within `LATEST_TTL_S`)."""
+        key = (tenant, options.owner, options.model, options.version, options.precision)
         cached = self._models.get(key)
-        if cached is not None and (version is not None or time.monotonic() - cached[0] < LATEST_TTL_S):
+        if cached is not None and time.monotonic() - cached[0] < LATEST_TTL_S:
             return cached[1]
         try:
-            if version is not None or precision is not None:
-                model = await self.registry.get(name, version, precision)
-            else:
-                model = await self.registry.default(name)
+            model = await self.access.resolve(
+                tenant, options.model, owner=options.owner, version=options.version, precision=options.precision
+            )
         except ModelNotFound as exc:
             raise PermanentError(str(exc), code="model_not_found") from exc
         self._models[key] = (time.monotonic(), model)
         return model
 
     async def warm(self, names: list[str]) -> None:
-        """Load the newest version of each named model; readiness waits for it."""
+        """Load the platform's released version of each named model; readiness waits for it."""
         for name in names:
             for attempt in range(60):
                 try:
-                    model = await self.registry.default(name)
+                    model = await self.access.resolve(PLATFORM_TENANT, name)
                     await self.triton.ensure_loaded(model)
                     # TorchScript optimises on its first calls: pay that here, not on a client's request.
                     height, width = model.input_size
@@ -84,16 +88,13 @@ class Infer:
     async def warm_ready(self) -> bool:
         return self._warm_done
 
-    async def _predict(self, options: seg_v1.SegmentationOptions, image_key: str, prediction_key: str) -> Prediction:
+    async def _predict(
+        self, tenant: str, options: seg_v1.SegmentationOptions, image: ObjectRef, prediction_key: str
+    ) -> Prediction:
         """Run the requested model version on one stored image; store float16 probabilities."""
         started = time.perf_counter()
-        model = await self.resolve(options.model, options.version, options.precision)
-        try:
-            png = await self.runtime.store.get(image_key)
-        except ObjectNotFound as exc:
-            raise PermanentError(f"image {image_key} is missing", code="input_missing") from exc
-        except StorageError as exc:
-            raise RetryableError(str(exc)) from exc
+        model = await self.resolve(tenant, options)
+        png = await references.read(self.runtime.store, image, tenant)
         batch = await asyncio.to_thread(to_model_input, png, model.input_size)
         await self.triton.ensure_loaded(model)
         triton_started = time.perf_counter()
@@ -112,7 +113,8 @@ class Infer:
 
     async def handle(self, env: Envelope[seg_v1.SegmentationIngested]) -> list[Envelope[seg_v1.SegmentationInferred]]:
         d = env.data
-        p = await self._predict(d.options, d.image.key, f"outputs/{env.tenant}/{env.job_id}/probs.npy")
+        # The working copy when the image is large: the model sees a few hundred pixels per side anyway.
+        p = await self._predict(env.tenant, d.options, d.work_ref, keys.prediction(env.tenant, env.job_id))
         data = seg_v1.SegmentationInferred(
             image=d.image,
             width=d.width,
@@ -127,8 +129,8 @@ class Infer:
 
     async def handle_variant(self, env: Envelope[seg_v1.SegmentationAugmented]) -> list[Envelope[seg_v1.SegmentationInferred]]:
         d = env.data
-        key = f"outputs/{env.tenant}/{env.job_id}/variants/{d.index}-{d.variant.name}.npy"
-        p = await self._predict(d.options, d.image.key, key)
+        key = keys.variant_prediction(env.tenant, env.job_id, d.index, d.variant.name)
+        p = await self._predict(env.tenant, d.options, d.image, key)
         data = seg_v1.SegmentationInferred(
             image=d.original,
             width=d.original_width,
@@ -140,6 +142,8 @@ class Infer:
             variant=d.variant,
             variant_index=d.index,
             variant_count=d.count,
+            working_width=d.working_width,
+            working_height=d.working_height,
             timings_ms={**d.timings_ms, **{f"{k}[{d.variant.name}]": v for k, v in p.timings_ms.items()}},
         )
         return [next_event(env, seg_v1.INFERRED, NAME, data, part=d.index)]
@@ -149,31 +153,13 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     settings = runtime.settings
     assert isinstance(settings, InferSettings)
     registry = ModelRegistry(runtime.bus.js)
-    await registry.open(settings.stream_replicas)
+    await registry.open()
+    grants = Grants(runtime.bus.js)
+    await grants.open()
     triton = Triton(settings, runtime.store)
     runtime.ready_checks["triton"] = triton.ready
-    infer = Infer(runtime, triton, registry)
+    infer = Infer(runtime, triton, ModelAccess(registry, grants))
     runtime.ready_checks["models"] = infer.warm_ready
-    runtime.consume(
-        ConsumerSpec(
-            durable=NAME,
-            stream="SEG",
-            subject=seg_v1.INGESTED,
-            payload=seg_v1.SegmentationIngested,
-            handler=infer.handle,
-            failure_subject=seg_v1.FAILED,
-            concurrency=settings.concurrency,
-        )
-    )
-    runtime.consume(
-        ConsumerSpec(
-            durable=f"{NAME}-variants",
-            stream="SEG",
-            subject=seg_v1.AUGMENTED,
-            payload=seg_v1.SegmentationAugmented,
-            handler=infer.handle_variant,
-            failure_subject=seg_v1.FAILED,
-            concurrency=settings.concurrency,
-        )
-    )
+    for type_, handler in ((seg_v1.INGESTED, infer.handle), (seg_v1.AUGMENTED, infer.handle_variant)):
+        runtime.consume(ConsumerSpec.for_subject(NAME, type_, handler, failure=seg_v1.FAILED, concurrency=settings.concurrency))
     return [infer.warm([m.strip() for m in settings.warm_models.split(",") if m.strip()])]

@@ -12,7 +12,7 @@ from tritonclient.http import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
 from maskline.contracts.model_v1 import ModelVersion
-from maskline.services.infer.repository import write_version
+from maskline.services.infer.repository import triton_name, write_version
 from maskline.services.infer.settings import InferSettings
 from maskline.shared.errors import PermanentError, RetryableError
 from maskline.shared.storage import ObjectStore
@@ -46,12 +46,13 @@ class Triton:
             return False
 
     async def ensure_loaded(self, model: ModelVersion) -> None:
-        key = (model.name, model.version)
+        name = triton_name(model)
+        key = (name, model.version)
         if key in self._ready:
             return
-        async with self._locks.setdefault(model.name, asyncio.Lock()):
+        async with self._locks.setdefault(name, asyncio.Lock()):
             try:
-                if await self.client.is_model_ready(model.name, str(model.version)):
+                if await self.client.is_model_ready(name, str(model.version)):
                     self._ready.add(key)
                     return
                 weights = await self.store.get(model.weights.key)
@@ -66,12 +67,12 @@ class Triton:
                     max_batch=s.triton_max_batch,
                     queue_delay_us=s.triton_queue_delay_us,
                 )
-                await self.client.load_model(model.name)
+                await self.client.load_model(name)
             except InferenceServerException as exc:
                 raise ModelLoadFailed(f"Triton could not load {model.name}/{model.version}: {exc.message()}") from exc
             except OSError as exc:
                 raise TritonUnavailable(f"Triton unreachable: {exc}") from exc
-            if not await self.client.is_model_ready(model.name, str(model.version)):
+            if not await self.client.is_model_ready(name, str(model.version)):
                 raise ModelLoadFailed(f"Triton loaded {model.name} but version {model.version} is not ready")
             self._ready.add(key)
 
@@ -80,14 +81,14 @@ class Triton:
         image.set_data_from_numpy(batch, binary_data=True)
         try:
             result = await self.client.infer(
-                model.name,
+                triton_name(model),
                 [image],
                 model_version=str(model.version),
                 outputs=[InferRequestedOutput("probs", binary_data=True)],
                 timeout=int(self.settings.triton_timeout_s * 1_000_000),
             )
         except InferenceServerException as exc:
-            self._ready.discard((model.name, model.version))
+            self._ready.discard((triton_name(model), model.version))
             raise TritonUnavailable(f"Triton inference failed: {exc.message()}") from exc
         except (TimeoutError, OSError) as exc:
             raise TritonUnavailable(f"Triton unreachable: {exc!r}") from exc

@@ -1,20 +1,30 @@
-"""Decode and normalise an uploaded image with Pillow, refusing anything unsafe or broken."""
+"""Decode and normalise an uploaded image, refusing anything unsafe or broken, and make the bounded
+working copy every later stage computes on.
+
+An upright 8-bit RGB or grey PNG or JPEG is kept as uploaded (every later decoder reads the same
+pixels from it); anything else is converted (orientation, 16-bit, palette, alpha...) and stored
+as PNG. Large PNGs are decoded with OpenCV (about twice Pillow's speed on 36 megapixels).
+"""
 
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
 
 from maskline.shared.errors import PermanentError
+from maskline.shared.image_input import CorruptImage, ImageRefused, Limits, decode_rgb8, open_checked, orientation, working_size
+from maskline.shared.images import encode_png
 
-ORIENTATION = 0x0112
+KEPT_FORMATS = frozenset({"PNG", "JPEG"})
+KEPT_MODES = frozenset({"RGB", "L"})
 
 
 class InvalidImage(PermanentError):
-    """The upload is not an image we accept: unknown format, truncated, or too large."""
+    """The upload is not an image we accept: unsupported format, corrupt, or too large."""
 
     code = "invalid_image"
 
@@ -22,40 +32,58 @@ class InvalidImage(PermanentError):
 @dataclass(frozen=True)
 class DecodedImage:
     png: bytes | None
-    """The normalised PNG, or None when the upload already is one (RGB PNG, upright): keep it as is."""
+    """The normalised PNG, or None when the upload is kept as it is (upright 8-bit RGB/grey PNG or JPEG)."""
     width: int
     height: int
     original_format: str
+    working: bytes | None = None
+    """PNG of at most `working_max_side` per side, or None when the image is no larger than that."""
+    working_width: int = 0
+    working_height: int = 0
 
 
-def decode(data: bytes, *, allowed_formats: frozenset[str], max_pixels: int, max_side: int) -> DecodedImage:
-    """Decode `data`, apply EXIF orientation, convert to RGB and re-encode as PNG."""
+def downscale(bgr: NDArray[np.uint8], width: int, height: int) -> NDArray[np.uint8]:
+    """Area interpolation: every source pixel counts once (no aliasing from a 6000 px photo)."""
+    return np.asarray(cv2.resize(bgr, (width, height), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+
+
+def _keepable(header: Image.Image, data: bytes) -> bool:
+    return header.format in KEPT_FORMATS and header.mode in KEPT_MODES and orientation(header, data) == 1
+
+
+def _pixels(data: bytes, header: Image.Image, keep: bool, limits: Limits) -> NDArray[np.uint8]:
+    """BGR pixels: OpenCV for a PNG kept as is (libpng refuses truncated data), Pillow for the rest."""
+    if keep and header.format == "PNG":
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        if bgr is None:
+            raise CorruptImage("corrupt PNG: image data is truncated or damaged")
+        return np.asarray(bgr, dtype=np.uint8)
+    rgb, _ = decode_rgb8(data, limits)
+    return np.ascontiguousarray(rgb[..., ::-1])
+
+
+def decode(data: bytes, *, limits: Limits, working_max_side: int) -> DecodedImage:
+    """Check, decode, normalise if needed, and make the working copy of a large image."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=sorted(allowed_formats))
-            fmt = image.format or "unknown"
-            width, height = image.size
-            # Check the header before decoding a single pixel: a 50 kB PNG can claim 100k x 100k.
-            if width * height > max_pixels or max(width, height) > max_side:
-                raise InvalidImage(
-                    f"image is {width}x{height} pixels; the limit is {max_pixels} pixels and {max_side} per side",
-                    code="image_too_large",
-                )
-            image.load()
-    except InvalidImage:
-        raise
-    except UnidentifiedImageError as exc:
-        raise InvalidImage(
-            f"not an image in an accepted format ({', '.join(sorted(allowed_formats))})", code="unsupported_format"
-        ) from exc
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise InvalidImage(f"decompression bomb refused: {exc}", code="image_too_large") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InvalidImage(f"image data is corrupt or truncated: {exc}", code="corrupt_image") from exc
-    if fmt == "PNG" and image.mode == "RGB" and image.getexif().get(ORIENTATION, 1) == 1:
-        return DecodedImage(png=None, width=width, height=height, original_format=fmt)
-    upright = ImageOps.exif_transpose(image).convert("RGB")
-    out = io.BytesIO()
-    upright.save(out, format="PNG", compress_level=1)
-    return DecodedImage(png=out.getvalue(), width=upright.width, height=upright.height, original_format=fmt)
+        header = open_checked(data, limits)
+        fmt = header.format or "unknown"
+        try:
+            keep = _keepable(header, data)  # reading EXIF may reach into damaged data
+            bgr = _pixels(data, header, keep, limits)
+        except ImageRefused:
+            raise
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise CorruptImage(f"corrupt {fmt}: image data is truncated or damaged ({exc})") from exc
+    except ImageRefused as exc:
+        raise InvalidImage(str(exc), code=exc.code) from exc
+    height, width = bgr.shape[:2]
+    png = None if keep else encode_png(bgr, bgr=True)
+    work_w, work_h = working_size(width, height, working_max_side)
+    working = None
+    if (work_w, work_h) != (width, height):
+        working = encode_png(downscale(bgr, work_w, work_h), bgr=True)
+    else:
+        work_w = work_h = 0
+    return DecodedImage(
+        png=png, width=width, height=height, original_format=fmt, working=working, working_width=work_w, working_height=work_h
+    )

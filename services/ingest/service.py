@@ -10,43 +10,55 @@ import msgspec
 
 from maskline.contracts import seg_v1
 from maskline.contracts.envelope import Envelope, next_event
-from maskline.services.ingest.decode import decode
+from maskline.services.ingest.decode import InvalidImage, decode
 from maskline.services.ingest.settings import IngestSettings
+from maskline.shared import keys, references
 from maskline.shared.consumer import ConsumerSpec
-from maskline.shared.errors import PermanentError, RetryableError
+from maskline.shared.errors import RetryableError
+from maskline.shared.image_input import ImageRefused, Limits, formats, open_checked, request_pixels
 from maskline.shared.runtime import Runtime
-from maskline.shared.storage import ObjectNotFound, StorageError
+from maskline.shared.storage import StorageError
 
 NAME = "ingest"
-
-
-def input_key(tenant: str, job_id: str, name: str) -> str:
-    return f"inputs/{tenant}/{job_id}/{name}"
 
 
 class Ingest:
     def __init__(self, runtime: Runtime, settings: IngestSettings) -> None:
         self.runtime = runtime
-        self.formats = frozenset(f.strip().upper() for f in settings.allowed_formats.split(",") if f.strip())
+        allowed = formats(settings.allowed_formats)
+        self.limits = Limits(allowed=allowed, max_pixels=settings.max_pixels, max_side=settings.max_side)
         self.settings = settings
+
+    def _check_budget(self, width: int, height: int, options: seg_v1.SegmentationOptions) -> None:
+        variants = len(options.tta.variants) if options.tta else 0
+        cost = request_pixels(width, height, variants, self.settings.working_max_side)
+        if cost > self.settings.max_request_pixels:
+            raise InvalidImage(
+                f"this request costs {cost} pixels (the image and {variants} TTA variants); "
+                f"the limit is {self.settings.max_request_pixels}",
+                code="request_too_large",
+            )
 
     async def handle(self, env: Envelope[seg_v1.SegmentationRequested]) -> list[Envelope[seg_v1.SegmentationIngested]]:
         started = time.perf_counter()
         store = self.runtime.store
+        raw = await references.read(store, env.data.image, env.tenant)
         try:
-            raw = await store.get(env.data.image.key)
-        except ObjectNotFound as exc:
-            raise PermanentError(f"input object {env.data.image.key} does not exist", code="input_missing") from exc
+            width, height = open_checked(raw, self.limits).size
+        except ImageRefused as exc:
+            raise InvalidImage(str(exc), code=exc.code) from exc
+        self._check_budget(width, height, env.data.options)
+        image = await asyncio.to_thread(decode, raw, limits=self.limits, working_max_side=self.settings.working_max_side)
+        kept_type = "image/jpeg" if image.original_format == "JPEG" else "image/png"
+        ref = msgspec.structs.replace(env.data.image, content_type=kept_type)
+        working = None
+        try:
+            if image.png is not None:  # re-encoded; otherwise the upload already is the normalised image
+                ref = await store.put(keys.normalised_image(env.tenant, env.job_id), image.png, "image/png")
+            if image.working is not None:
+                working = await store.put(keys.working_image(env.tenant, env.job_id), image.working, "image/png")
         except StorageError as exc:
             raise RetryableError(str(exc)) from exc
-        s = self.settings
-        image = await asyncio.to_thread(decode, raw, allowed_formats=self.formats, max_pixels=s.max_pixels, max_side=s.max_side)
-        ref = msgspec.structs.replace(env.data.image, content_type="image/png")
-        if image.png is not None:  # re-encoded; otherwise the upload already is the normalised image
-            try:
-                ref = await store.put(input_key(env.tenant, env.job_id, "image.png"), image.png, "image/png")
-            except StorageError as exc:
-                raise RetryableError(str(exc)) from exc
         data = seg_v1.SegmentationIngested(
             image=ref,
             width=image.width,
@@ -54,6 +66,9 @@ class Ingest:
             original_format=image.original_format,
             options=env.data.options,
             timings_ms={"ingest": round((time.perf_counter() - started) * 1000, 2)},
+            working=working,
+            working_width=image.working_width,
+            working_height=image.working_height,
         )
         # With test-time augmentation the job detours through augment; without, augment never sees it.
         subject = seg_v1.INGESTED if env.data.options.tta is None else seg_v1.AUGMENT_REQUESTED
@@ -64,14 +79,8 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     assert isinstance(runtime.settings, IngestSettings)
     ingest = Ingest(runtime, runtime.settings)
     runtime.consume(
-        ConsumerSpec(
-            durable=NAME,
-            stream="SEG",
-            subject=seg_v1.REQUESTED,
-            payload=seg_v1.SegmentationRequested,
-            handler=ingest.handle,
-            failure_subject=seg_v1.FAILED,
-            concurrency=runtime.settings.concurrency,
+        ConsumerSpec.for_subject(
+            NAME, seg_v1.REQUESTED, ingest.handle, failure=seg_v1.FAILED, concurrency=runtime.settings.concurrency
         )
     )
     return []

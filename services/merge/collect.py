@@ -25,16 +25,18 @@ class VariantCollector:
         self._js = js
         self._kv: Any = None
 
-    async def open(self, replicas: int = 1) -> None:
-        self._kv = await open_bucket(self._js, BUCKET, replicas=replicas, ttl_s=24 * 3600.0)
+    async def open(self) -> None:
+        self._kv = await open_bucket(self._js, BUCKET)
 
-    async def record(self, job_id: str, inferred: seg_v1.SegmentationInferred) -> list[seg_v1.SegmentationInferred] | None:
+    async def record(
+        self, tenant: str, job_id: str, inferred: seg_v1.SegmentationInferred
+    ) -> list[seg_v1.SegmentationInferred] | None:
         """Store one variant; return all of them, in index order, once the set is complete."""
 
         def add(slots: Slots | None) -> Slots:
             return {**(slots or {}), str(inferred.variant_index): inferred}
 
-        slots = await compare_and_set(self._kv, job_id, _decoder, add)
+        slots = await compare_and_set(self._kv, f"{tenant}.{job_id}", _decoder, add)
         if slots is None or len(slots) < inferred.variant_count:
             return None
         return [slots[str(i)] for i in range(inferred.variant_count)]

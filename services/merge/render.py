@@ -47,18 +47,81 @@ def hard_mask(probs_hwc: NDArray[np.float32]) -> tuple[NDArray[np.uint8], NDArra
     return mask, score
 
 
+#: Rows blended at a time (bounded temporaries whatever the image size).
+BAND_ROWS = 512
+
+
+def _source_cells(size: int, source: int) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
+    """For each output pixel along one axis: the source cell (left/top neighbour) and the weight of
+    the next one, with the pixel-centre mapping and edge clamping of `cv2.resize` (bilinear)."""
+    position = (np.arange(size, dtype=np.float64) + 0.5) * (source / size) - 0.5
+    cell = np.floor(position).astype(np.intp)
+    weight = position - cell
+    clamped = (cell < 0) | (cell >= source - 1)
+    cell = np.clip(cell, 0, source - 1)
+    weight[clamped] = 0.0
+    return cell, weight.astype(np.float32)
+
+
+def mask_at(probs_hwc: NDArray[np.float32], width: int, height: int) -> tuple[NDArray[np.uint8], NDArray[np.float32]]:
+    """Hard mask and winning probability at (height, width) from class probabilities at the model's
+    (smaller) size, as if the probabilities were upsampled bilinearly and arg-maxed per pixel.
+
+    Without upsampling them: an output pixel interpolates four source pixels; when all four have
+    the same arg-max class k, k wins the interpolation too (a convex combination keeps p_k >= p_j),
+    and the winning probability is the interpolated maximum. Only pixels in cells whose corners
+    disagree — the class boundaries — are interpolated in full. Memory: the mask and the score
+    (float32: numpy's float16 conversion alone took longer than all the rest on 36 megapixels).
+    """
+    h, w, _ = probs_hwc.shape
+    if (h, w) == (height, width):
+        return hard_mask(probs_hwc)
+    low = probs_hwc.argmax(axis=2).astype(np.uint8)
+    down, right = np.minimum(np.arange(h) + 1, h - 1), np.minimum(np.arange(w) + 1, w - 1)
+    uniform = (low == low[:, right]) & (low == low[down, :]) & (low == low[down][:, right])
+    rows, fy = _source_cells(height, h)
+    cols, fx = _source_cells(width, w)
+    mask = np.take(np.take(low, rows, axis=0), cols, axis=1)
+    best = np.ascontiguousarray(probs_hwc.max(axis=2))
+    score = np.asarray(cv2.resize(best, (width, height), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
+    for r in np.flatnonzero(~uniform.all(axis=1)):
+        ys = np.flatnonzero(rows == r)
+        xs = np.flatnonzero(~uniform[r][cols])
+        if not len(ys) or not len(xs):
+            continue
+        q, wx = cols[xs], fx[xs][:, None]
+        top = probs_hwc[r, q] + (probs_hwc[r, right[q]] - probs_hwc[r, q]) * wx
+        bottom = probs_hwc[down[r], q] + (probs_hwc[down[r], right[q]] - probs_hwc[down[r], q]) * wx
+        values = top[None] + (bottom - top)[None] * fy[ys][:, None, None]  # rows x cols x classes
+        block = np.ix_(ys, xs)
+        mask[block] = values.argmax(axis=2)
+        score[block] = values.max(axis=2)
+    return mask, score
+
+
 def colours(classes: int) -> NDArray[np.float32]:
     return np.asarray(PALETTE[np.arange(classes) % len(PALETTE)], dtype=np.float32)
 
 
+def overlay_bgr(image: NDArray[np.uint8], mask: NDArray[np.uint8], classes: int, alpha: float) -> NDArray[np.uint8]:
+    """Blend class colours into the object pixels of a BGR image, in place, a band of rows at a time
+    (OpenCV's look-up, blend and masked copy: 5x faster than numpy's boolean indexing on 36 MP);
+    background pixels stay byte-identical."""
+    lut = np.zeros((256, 1, 3), np.uint8)
+    lut[:classes, 0] = np.clip(colours(classes)[:, ::-1], 0, 255).astype(np.uint8)
+    for top in range(0, image.shape[0], BAND_ROWS):
+        band, labels = image[top : top + BAND_ROWS], mask[top : top + BAND_ROWS]
+        colour = cv2.LUT(cv2.merge([labels, labels, labels]), lut)
+        tinted = cv2.addWeighted(band, 1.0 - alpha, colour, alpha, 0.0)
+        cv2.copyTo(tinted, labels, band)  # only where the label is not background
+    return image
+
+
 def overlay(image: NDArray[np.uint8], mask: NDArray[np.uint8], classes: int, alpha: float) -> NDArray[np.uint8]:
-    """Blend class colours into the object pixels only; background pixels stay byte-identical."""
-    out = image.copy()
-    objects = mask > 0
-    blend = image[objects].astype(np.float32) * (1 - alpha) + colours(classes)[mask[objects]] * alpha
-    out[objects] = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
-    return out
+    """The same blend on an RGB image (a copy)."""
+    bgr = np.ascontiguousarray(image[..., ::-1])
+    return np.ascontiguousarray(overlay_bgr(bgr, mask, classes, alpha)[..., ::-1])
 
 
-def png(array: NDArray[np.uint8]) -> bytes:
-    return encode_png(array)
+def png(array: NDArray[np.uint8], *, bgr: bool = False) -> bytes:
+    return encode_png(array, bgr=bgr)

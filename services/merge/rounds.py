@@ -23,10 +23,13 @@ from maskline.contracts.common_v1 import JobFailed
 from maskline.contracts.envelope import Envelope, now
 from maskline.services.merge.weights.job import merge_weight_objects
 from maskline.services.merge.weights.methods import MergeOptions
+from maskline.shared import keys, references
+from maskline.shared.access import ModelAccess
 from maskline.shared.bus import Bus
+from maskline.shared.errors import PermanentError
 from maskline.shared.kv import compare_and_set, entries, open_bucket
 from maskline.shared.model_store import register_model
-from maskline.shared.registry import ModelRegistry
+from maskline.shared.registry import ModelNotFound, ModelRegistry
 from maskline.shared.storage import ObjectNotFound, ObjectStore
 
 BUCKET = "rounds"
@@ -48,13 +51,18 @@ class Federation(msgspec.Struct, kw_only=True):
 _decode = msgspec.json.Decoder(Federation)
 
 
+def federation_key(tenant: str, federation: str) -> str:
+    """One key per federation, scoped to its tenant (federation ids are chosen by outside systems)."""
+    return f"{tenant}.{federation}"
+
+
 class Rounds:
-    def __init__(self, js: JetStreamContext, bus: Bus, store: ObjectStore, registry: ModelRegistry) -> None:
-        self.js, self.bus, self.store, self.registry = js, bus, store, registry
+    def __init__(self, js: JetStreamContext, bus: Bus, store: ObjectStore, registry: ModelRegistry, access: ModelAccess) -> None:
+        self.js, self.bus, self.store, self.registry, self.access = js, bus, store, registry, access
         self._kv: Any = None
 
-    async def open(self, replicas: int = 1) -> None:
-        self._kv = await open_bucket(self.js, BUCKET, replicas=replicas)
+    async def open(self) -> None:
+        self._kv = await open_bucket(self.js, BUCKET)
 
     async def _update(self, federation: str, change: Any) -> Federation | None:
         """Apply `change(state) -> state | None` with compare-and-set; None means no write."""
@@ -62,17 +70,22 @@ class Rounds:
 
     async def on_opened(self, env: Envelope[model_v1.RoundOpened]) -> list[Envelope[Any]]:
         opened = env.data if env.data.opened_at else msgspec.structs.replace(env.data, opened_at=env.time)
+        try:  # the federation's starting model must be one its tenant may use
+            await self.access.ref(env.tenant, opened.model)
+        except ModelNotFound as exc:
+            raise PermanentError(str(exc), code="model_not_found") from exc
 
         def change(state: Federation | None) -> Federation | None:
             if state is not None and state.current.round >= opened.round:
                 return None  # redelivery, or an older round
             return Federation(tenant=env.tenant, trace_id=env.trace_id, current=opened)
 
-        await self._update(env.job_id, change)
+        await self._update(federation_key(env.tenant, env.job_id), change)
         return []
 
     async def on_update(self, env: Envelope[model_v1.SiteUpdate]) -> list[Envelope[Any]]:
         update = env.data
+        references.check_owner(update.weights, env.tenant)  # a site submits its own tenant's weights only
         verdict: dict[str, str] = {}
 
         def change(state: Federation | None) -> Federation | None:
@@ -92,7 +105,7 @@ class Rounds:
             state.ignored[kind] = state.ignored.get(kind, 0) + 1
             return state
 
-        state = await self._update(env.job_id, change)
+        state = await self._update(federation_key(env.tenant, env.job_id), change)
         log.info("round.update", federation=env.job_id, site=update.site, round=update.round, verdict=verdict["kind"])
         if state is not None and verdict["kind"] == "accepted" and len(state.updates) == len(state.current.sites):
             await self.close(env.job_id, state)
@@ -102,19 +115,19 @@ class Rounds:
         """Merge the received updates into the next global version (idempotent per round)."""
         opened = state.current
         sites = sorted(state.updates)
-        marker = f"models/{opened.name}/rounds/{federation}-{opened.round}.json"
+        marker = keys.round_marker(state.tenant, opened.name, federation, opened.round)
         try:
             model = msgspec.json.decode(await self.store.get(marker), type=model_v1.ModelVersion)
         except ObjectNotFound:
-            base = await self.registry.get(opened.model.name, opened.model.version)
+            base = await self.access.ref(state.tenant, opened.model)
             updates = [state.updates[s] for s in sites]
-            keys = [u.weights.key for u in updates]
-            if len(keys) == 1:
-                keys = keys * 2  # one site at quorum: its weights are the merge
+            weight_keys = [u.weights.key for u in updates]
+            if len(weight_keys) == 1:
+                weight_keys = weight_keys * 2  # one site at quorum: its weights are the merge
             options = MergeOptions(weights=tuple(float(u.samples) for u in updates) * (2 if len(updates) == 1 else 1))
             weights, _ = await merge_weight_objects(
                 self.store,
-                keys,
+                weight_keys,
                 [f"{federation}/{s}" for s in sites] * (2 if len(sites) == 1 else 1),
                 opened.method,
                 options,
@@ -134,9 +147,12 @@ class Rounds:
                 parent=",".join(f"{federation}/{opened.round}/{s}" for s in sites),
                 description=f"federation {federation} round {opened.round}: {opened.method} of {', '.join(sites)}",
                 metrics={f"{s}.{k}": v for s, u in state.updates.items() for k, v in u.metrics.items()},
+                parents=[base],
+                job_id=federation,
+                trace_id=state.trace_id,
             )
             await self.store.put(marker, msgspec.json.encode(model), "application/json")
-        ref = model_v1.VersionRef(model.name, model.version)
+        ref = model_v1.VersionRef(model.name, model.version, model.owner)
         final = opened.round >= opened.rounds
         closed = model_v1.RoundClosed(
             round=opened.round,
@@ -147,10 +163,11 @@ class Rounds:
         )
         await self._publish(federation, state, model_v1.ROUND_CLOSED, closed, opened.round)
         await self._update(
-            federation, lambda s: msgspec.structs.replace(s, closed=True) if s and s.current.round == opened.round else None
+            federation_key(state.tenant, federation),
+            lambda s: msgspec.structs.replace(s, closed=True) if s and s.current.round == opened.round else None,
         )
         if not final:
-            nxt = msgspec.structs.replace(opened, round=opened.round + 1, model=ref, opened_at=None)
+            nxt = msgspec.structs.replace(opened, round=opened.round + 1, model=ref, opened_at=None, weights=model.weights)
             await self._publish(federation, state, model_v1.ROUND_OPENED, nxt, opened.round + 1)
 
     async def _publish(self, federation: str, state: Federation, type_: str, data: Any, round_: int) -> None:
@@ -171,21 +188,22 @@ class Rounds:
         """Close rounds whose deadline passed: merge with a quorum, otherwise fail the federation."""
         while not stopping.is_set():
             try:
-                keys = list(await entries(self.js, BUCKET))
+                found = list(await entries(self.js, BUCKET))
             except Exception as exc:
                 log.warning("rounds.scan_failed", error=str(exc))
-                keys = []
-            for federation in keys:
+                found = []
+            for key in found:
                 try:
-                    await self._check_deadline(federation)
+                    await self._check_deadline(key)
                 except Exception as exc:
-                    log.error("rounds.deadline_failed", federation=federation, error=str(exc))
+                    log.error("rounds.deadline_failed", federation=key, error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), every_s)
 
-    async def _check_deadline(self, federation: str) -> None:
-        entry = await self._kv.get(federation)
+    async def _check_deadline(self, key: str) -> None:
+        entry = await self._kv.get(key)
         state = _decode.decode(entry.value)
+        federation = key.split(".", 1)[1]
         opened = state.current
         if state.closed or opened.opened_at is None:
             return
@@ -199,5 +217,5 @@ class Rounds:
         failed = JobFailed(stage="merge", code="quorum_not_reached", reason=reason, subject=model_v1.ROUND_OPENED)
         await self._publish(federation, state, model_v1.FAILED, failed, opened.round)
         await self._update(
-            federation, lambda s: msgspec.structs.replace(s, closed=True) if s and s.current.round == opened.round else None
+            key, lambda s: msgspec.structs.replace(s, closed=True) if s and s.current.round == opened.round else None
         )

@@ -6,6 +6,7 @@ import asyncio
 import io
 import time
 from collections.abc import Awaitable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +22,14 @@ from maskline.services.merge.collect import VariantCollector
 from maskline.services.merge.regions import Region, find_regions
 from maskline.services.merge.rounds import Rounds
 from maskline.services.merge.weights.job import merge_models
-from maskline.shared import transforms
+from maskline.shared import keys, references, transforms
+from maskline.shared.access import Grants, ModelAccess
 from maskline.shared.consumer import ConsumerSpec
 from maskline.shared.errors import PermanentError, RetryableError
-from maskline.shared.images import decode_rgb
+from maskline.shared.images import decode_bgr
 from maskline.shared.registry import ModelRegistry
 from maskline.shared.runtime import Runtime
-from maskline.shared.storage import ObjectNotFound, ObjectStore, StorageError
+from maskline.shared.storage import StorageError
 
 NAME = "merge"
 FILENAMES = {"mask": "mask.png", "overlay": "overlay.png", "regions": "regions.json"}
@@ -57,9 +59,10 @@ def load_probs(npy: bytes) -> NDArray[np.float32]:
 
 
 def fuse_variants(parts: list[tuple[seg_v1.SegmentationInferred, bytes]]) -> NDArray[np.float32]:
-    """Each variant's probabilities, resized to the variant's geometry, mapped back and fused."""
+    """Each variant's probabilities, resized to the variant's geometry, mapped back and fused — at
+    the working size the variants were made from, never at a possibly huge original size."""
     first = parts[0][0]
-    shape = (first.height, first.width)
+    shape = (first.working_height, first.working_width) if first.working_width else (first.height, first.width)
     probs, valid = [], []
     for inferred, npy in parts:
         variant = inferred.variant or Variant(name="original")
@@ -70,38 +73,46 @@ def fuse_variants(parts: list[tuple[seg_v1.SegmentationInferred, bytes]]) -> NDA
     return transforms.fuse(probs, valid, fusion)
 
 
+def _overlay_png(image: Future[NDArray[np.uint8]], mask: NDArray[np.uint8], classes: int, alpha: float) -> bytes:
+    tinted = render.overlay_bgr(image.result(), mask, classes, alpha)
+    return render.png(tinted, bgr=True)
+
+
 def render_outputs(
     job_id: str, data: seg_v1.SegmentationInferred, png: bytes, probs_hwc: NDArray[np.float32], variants: tuple[Variant, ...]
 ) -> Rendered:
-    mask, score = render.hard_mask(probs_hwc)
-    regions = find_regions(mask, score, data.labels, data.options.min_region_area)
+    """`probs_hwc` at any size (model output or fused working size): outputs at the image's own size.
+
+    The overlay (decode the image, blend, encode: the long path on a large image) runs in a second
+    thread beside the mask, its PNG and the regions; OpenCV releases the GIL, so on two cores a
+    36-megapixel job renders in about the time of the overlay alone.
+    """
+    outputs = data.options.outputs
     files: dict[str, tuple[bytes, str]] = {}
-    if "mask" in data.options.outputs:
-        files["mask"] = (render.png(mask), "image/png")
-    if "overlay" in data.options.outputs:
-        image = decode_rgb(png)
-        files["overlay"] = (render.png(render.overlay(image, mask, len(data.labels), data.options.overlay_alpha)), "image/png")
-    if "regions" in data.options.outputs:
-        doc = RegionsDocument(
-            job_id=job_id,
-            image={"width": data.width, "height": data.height},
-            model=data.model,
-            labels=data.labels,
-            regions=regions,
-            timings_ms=data.timings_ms,
-            variants=variants,
-        )
-        files["regions"] = (msgspec.json.encode(doc), "application/json")
-    return Rendered(files=files, regions=len(regions))
-
-
-async def _get(store: ObjectStore, key: str) -> bytes:
-    try:
-        return await store.get(key)
-    except ObjectNotFound as exc:
-        raise PermanentError(f"input of job is missing: {exc}", code="input_missing") from exc
-    except StorageError as exc:
-        raise RetryableError(str(exc)) from exc
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="render") as pool:
+        # OpenCV's own order end to end: no channel-swap copies of a large image.
+        image = pool.submit(decode_bgr, png) if "overlay" in outputs else None
+        mask, score = render.mask_at(probs_hwc, data.width, data.height)
+        overlay = None
+        if image is not None:
+            overlay = pool.submit(_overlay_png, image, mask, len(data.labels), data.options.overlay_alpha)
+        if "mask" in outputs:
+            files["mask"] = (render.png(mask), "image/png")
+        regions = find_regions(mask, score, data.labels, data.options.min_region_area)
+        if "regions" in outputs:
+            doc = RegionsDocument(
+                job_id=job_id,
+                image={"width": data.width, "height": data.height},
+                model=data.model,
+                labels=data.labels,
+                regions=regions,
+                timings_ms=data.timings_ms,
+                variants=variants,
+            )
+            files["regions"] = (msgspec.json.encode(doc), "application/json")
+        if overlay is not None:
+            files["overlay"] = (overlay.result(), "image/png")
+    return Rendered(files={name: files[name] for name in ("mask", "overlay", "regions") if name in files}, regions=len(regions))
 
 
 class Merge:
@@ -116,14 +127,16 @@ class Merge:
         if data.variant is None:
             parts = [data]
         else:
-            collected = await self.collector.record(env.job_id, data)
+            collected = await self.collector.record(env.tenant, env.job_id, data)
             if collected is None:
                 return []  # more variants to come; this one is durably recorded
             parts = collected
-        png, *npys = await asyncio.gather(_get(store, data.image.key), *(_get(store, p.prediction.key) for p in parts))
+        png, *npys = await asyncio.gather(
+            references.read(store, data.image, env.tenant), *(references.read(store, p.prediction, env.tenant) for p in parts)
+        )
         try:
             if data.variant is None:
-                probs = render.upsample(load_probs(npys[0]), data.width, data.height)
+                probs = np.ascontiguousarray(load_probs(npys[0]).transpose(1, 2, 0))
             else:
                 probs = await asyncio.to_thread(fuse_variants, list(zip(parts, npys, strict=True)))
             variants = tuple(p.variant for p in parts if p.variant is not None)
@@ -135,7 +148,7 @@ class Merge:
         artifacts: dict[str, ObjectRef] = {}
         try:
             for name, (body, content_type) in rendered.files.items():
-                key = f"outputs/{env.tenant}/{env.job_id}/{FILENAMES[name]}"
+                key = keys.artifact(env.tenant, env.job_id, FILENAMES[name])
                 artifacts[name] = await store.put(key, body, content_type)
         except StorageError as exc:
             raise RetryableError(str(exc)) from exc
@@ -153,51 +166,29 @@ class Merge:
 
 async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     collector = VariantCollector(runtime.bus.js)
-    await collector.open(runtime.settings.stream_replicas)
+    await collector.open()
     merge = Merge(runtime, collector)
     registry = ModelRegistry(runtime.bus.js)
-    await registry.open(runtime.settings.stream_replicas)
+    await registry.open()
+    grants = Grants(runtime.bus.js)
+    await grants.open()
+    access = ModelAccess(registry, grants)
 
     async def on_merge_models(env: Envelope[model_v1.ModelMergeRequested]) -> list[Envelope[Any]]:
-        return list(await merge_models(runtime.store, registry, runtime.bus, env))
+        return list(await merge_models(runtime.store, registry, access, runtime.bus, env))
 
-    rounds = Rounds(runtime.bus.js, runtime.bus, runtime.store, registry)
-    await rounds.open(runtime.settings.stream_replicas)
-    for durable, subject, payload, handler in (
-        (f"{NAME}-rounds", model_v1.ROUND_OPENED, model_v1.RoundOpened, rounds.on_opened),
-        (f"{NAME}-updates", model_v1.UPDATE_SUBMITTED, model_v1.SiteUpdate, rounds.on_update),
-    ):
-        runtime.consume(
-            ConsumerSpec(
-                durable=durable,
-                stream="MODEL",
-                subject=subject,
-                payload=payload,
-                handler=handler,
-                failure_subject=None,
-                concurrency=1,
-            )
-        )
+    rounds = Rounds(runtime.bus.js, runtime.bus, runtime.store, registry, access)
+    await rounds.open()
     runtime.consume(
-        ConsumerSpec(
-            durable=f"{NAME}-models",
-            stream="MODEL",
-            subject=model_v1.MERGE_REQUESTED,
-            payload=model_v1.ModelMergeRequested,
-            handler=on_merge_models,
-            failure_subject=model_v1.FAILED,
-            concurrency=1,
-        )
+        ConsumerSpec.for_subject(NAME, model_v1.ROUND_OPENED, rounds.on_opened, failure=model_v1.FAILED, concurrency=1)
+    )
+    runtime.consume(ConsumerSpec.for_subject(NAME, model_v1.UPDATE_SUBMITTED, rounds.on_update, concurrency=1))
+    runtime.consume(
+        ConsumerSpec.for_subject(NAME, model_v1.MERGE_REQUESTED, on_merge_models, failure=model_v1.FAILED, concurrency=1)
     )
     runtime.consume(
-        ConsumerSpec(
-            durable=NAME,
-            stream="SEG",
-            subject=seg_v1.INFERRED,
-            payload=seg_v1.SegmentationInferred,
-            handler=merge.handle,
-            failure_subject=seg_v1.FAILED,
-            concurrency=runtime.settings.concurrency,
+        ConsumerSpec.for_subject(
+            NAME, seg_v1.INFERRED, merge.handle, failure=seg_v1.FAILED, concurrency=runtime.settings.concurrency
         )
     )
     return [rounds.watch_deadlines(runtime.stopping)]

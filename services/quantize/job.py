@@ -24,10 +24,12 @@ from maskline.contracts.model_v1 import ModelVersion, QuantizationInfo, VersionR
 from maskline.services.quantize import architecture as arch
 from maskline.services.quantize import engine, workbench
 from maskline.services.quantize.settings import QuantizeSettings
+from maskline.shared import keys, references
+from maskline.shared.access import ModelAccess
 from maskline.shared.bus import Bus
 from maskline.shared.errors import PermanentError
 from maskline.shared.images import to_model_input
-from maskline.shared.model_store import graph_key, register_model
+from maskline.shared.model_store import register_model
 from maskline.shared.registry import ModelNotFound, ModelRegistry
 from maskline.shared.storage import ObjectNotFound, ObjectStore
 
@@ -36,21 +38,21 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 log = structlog.get_logger(SOURCE)
 
 
-def job_folder(name: str, job_id: str) -> str:
-    return f"models/{name}/quantize/{job_id}"
-
-
 class QuantizeJobs:
-    def __init__(self, store: ObjectStore, registry: ModelRegistry, bus: Bus, settings: QuantizeSettings) -> None:
-        self.store, self.registry, self.bus, self.settings = store, registry, bus, settings
+    def __init__(
+        self, store: ObjectStore, registry: ModelRegistry, access: ModelAccess, bus: Bus, settings: QuantizeSettings
+    ) -> None:
+        self.store, self.registry, self.access, self.bus, self.settings = store, registry, access, bus, settings
 
-    async def _version(self, ref: VersionRef) -> ModelVersion:
+    async def _version(self, tenant: str, ref: VersionRef, precision: str | None = None) -> ModelVersion:
+        """A version the tenant may use (its own, shared with it, or public), else a permanent failure."""
         try:
-            return await self.registry.get(ref.name, ref.version)
+            return await self.access.resolve(tenant, ref.name, owner=ref.owner, version=ref.version, precision=precision)
         except ModelNotFound as exc:
             raise PermanentError(str(exc), code="model_not_found") from exc
 
-    async def _images(self, prefix: str, limit: int, size: tuple[int, int]) -> list[NDArray[np.float32]]:
+    async def _images(self, tenant: str, prefix: str, limit: int, size: tuple[int, int]) -> list[NDArray[np.float32]]:
+        references.check_dataset(prefix, tenant)
         base = prefix.rstrip("/") + "/"
         keys = [k for k in await self.store.list(base + "images/") if k.lower().endswith(IMAGE_SUFFIXES)]
         if not keys:  # a plain prefix of images (not a dataset): anything but masks
@@ -85,7 +87,8 @@ class QuantizeJobs:
 
     async def _finished(self, env: Envelope[Any], name: str) -> list[Envelope[Any]] | None:
         try:
-            done = msgspec.json.decode(await self.store.get(f"{job_folder(name, env.job_id)}/done.json"), type=model_v1.Quantized)
+            folder = keys.quantize_folder(env.tenant, name, env.job_id)
+            done = msgspec.json.decode(await self.store.get(f"{folder}/done.json"), type=model_v1.Quantized)
         except ObjectNotFound:
             return None
         return [next_event(env, model_v1.QUANTIZED, SOURCE, done)]
@@ -100,7 +103,7 @@ class QuantizeJobs:
         info: dict[str, Any],
         started: float,
     ) -> list[Envelope[Any]]:
-        folder = job_folder(name, env.job_id)
+        folder = keys.quantize_folder(env.tenant, name, env.job_id)
         refs: dict[str, ObjectRef] = {}
         for kind, body in built.documents.items():
             refs[kind] = await self.store.put(f"{folder}/{kind}.json", body, "application/json")
@@ -121,11 +124,14 @@ class QuantizeJobs:
             architecture=parent.architecture,
             quantization=quantization,
             metrics=built.summary,
-            description=f"{precision} from {parent.name}/{parent.version} ({info['method']})",
+            description=f"{precision} from {parent.owner}/{parent.name}/{parent.version} ({info['method']})",
+            parents=[parent],
+            job_id=env.job_id,
+            trace_id=env.trace_id,
         )
         done = model_v1.Quantized(
             model=model,
-            parent=VersionRef(parent.name, parent.version),
+            parent=VersionRef(parent.name, parent.version, parent.owner),
             seconds=round(time.perf_counter() - started, 3),
             summary=built.summary,
         )
@@ -150,7 +156,7 @@ class QuantizeJobs:
         name = request.name or request.model.name
         if (finished := await self._finished(env, name)) is not None:
             return finished
-        parent = await self._version(request.model)
+        parent = await self._version(env.tenant, request.model, precision="fp32")
         if parent.precision != "fp32":
             raise PermanentError(
                 f"{parent.name}/{parent.version} is {parent.precision}; quantize its float parent", code="not_float"
@@ -161,7 +167,7 @@ class QuantizeJobs:
                 "(register it with an architecture entrypoint)",
                 code="not_quantizable",
             )
-        images = await self._images(request.dataset, request.max_images, parent.input_size)
+        images = await self._images(env.tenant, request.dataset, request.max_images, parent.input_size)
         weights = await self.store.get(parent.weights.key)
         recipe = engine.Recipe(
             method=request.method,
@@ -198,14 +204,14 @@ class QuantizeJobs:
         started = time.perf_counter()
         if (finished := await self._finished(env, request.model.name)) is not None:
             return finished
-        target = await self._version(request.model)
+        target = await self._version(env.tenant, request.model)
         if target.quantization is None or target.parent is None:
             raise PermanentError(f"{target.name}/{target.version} is not a quantized version", code="not_quantized")
-        parent = await self._float_root(target)  # an edit of an edit: the float root is further up
+        parent = await self._float_root(env.tenant, target)  # an edit of an edit: the float root is further up
         before = msgspec.json.decode(await self.store.get(target.quantization.recipe.key), type=engine.Recipe)
         after = msgspec.structs.replace(before, edits=(*before.edits, request.edit))
         q = target.quantization
-        images = await self._images(q.dataset, q.images, parent.input_size)
+        images = await self._images(target.owner, q.dataset, q.images, parent.input_size)
         weights = await self.store.get(parent.weights.key)
         try:
             built = await asyncio.to_thread(workbench.edit, self._inputs(weights, parent, images), before, after)
@@ -215,11 +221,10 @@ class QuantizeJobs:
         info["edits"] = after.edits
         return await self._publish_version(env, target, target.name, target.precision, built, info, started)
 
-    async def _float_root(self, model: ModelVersion) -> ModelVersion:
+    async def _float_root(self, tenant: str, model: ModelVersion) -> ModelVersion:
         """The float version a quantized one (or an edit of it) was made from."""
-        while model.quantization is not None and model.parent is not None:
-            name, _, version = model.parent.partition("/")
-            model = await self._version(VersionRef(name, int(version)))
+        while model.quantization is not None and model.lineage:
+            model = await self._version(tenant, model.lineage[0])
         return model
 
     async def describe(self, env: Envelope[model_v1.ModelRegistered]) -> list[Envelope[Any]]:
@@ -227,7 +232,7 @@ class QuantizeJobs:
         model = env.data.model
         if model.architecture is None or model.quantization is not None:
             return []
-        key = graph_key(model.name, model.version)
+        key = keys.model_graph(model.owner, model.name, model.version)
         if await self.store.exists(key):
             return []
         weights = await self.store.get(model.weights.key)

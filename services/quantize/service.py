@@ -10,6 +10,7 @@ import torch
 from maskline.contracts import model_v1
 from maskline.services.quantize.job import QuantizeJobs
 from maskline.services.quantize.settings import QuantizeSettings
+from maskline.shared.access import Grants, ModelAccess
 from maskline.shared.consumer import ConsumerSpec
 from maskline.shared.registry import ModelRegistry
 from maskline.shared.runtime import Runtime
@@ -23,22 +24,15 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     if settings.torch_threads > 0:
         torch.set_num_threads(settings.torch_threads)
     registry = ModelRegistry(runtime.bus.js)
-    await registry.open(settings.stream_replicas)
-    jobs = QuantizeJobs(runtime.store, registry, runtime.bus, settings)
-    for durable, subject, payload, handler, failure in (
-        (f"{NAME}-jobs", model_v1.QUANTIZE_REQUESTED, model_v1.QuantizeRequested, jobs.quantize, model_v1.FAILED),
-        (f"{NAME}-edits", model_v1.EDIT_REQUESTED, model_v1.EditRequested, jobs.edit, model_v1.FAILED),
-        (f"{NAME}-graphs", model_v1.REGISTERED, model_v1.ModelRegistered, jobs.describe, None),
+    await registry.open()
+    grants = Grants(runtime.bus.js)
+    await grants.open()
+    jobs = QuantizeJobs(runtime.store, registry, ModelAccess(registry, grants), runtime.bus, settings)
+    for subject, handler, failure in (
+        (model_v1.QUANTIZE_REQUESTED, jobs.quantize, model_v1.FAILED),
+        (model_v1.EDIT_REQUESTED, jobs.edit, model_v1.FAILED),
+        (model_v1.REGISTERED, jobs.describe, None),
     ):
-        runtime.consume(
-            ConsumerSpec(
-                durable=durable,
-                stream="MODEL",
-                subject=subject,
-                payload=payload,
-                handler=handler,
-                failure_subject=failure,
-                concurrency=1,  # torch work: one job at a time uses every core
-            )
-        )
+        # torch work: one job at a time uses every core
+        runtime.consume(ConsumerSpec.for_subject(NAME, subject, handler, failure=failure, concurrency=1))
     return []

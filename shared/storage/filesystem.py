@@ -49,7 +49,7 @@ class FilesystemStore:
         path = self._path(key)
         try:
             return await asyncio.to_thread(path.read_bytes)
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:  # a folder is no object
             raise ObjectNotFound(key) from exc
 
     async def exists(self, key: str) -> bool:

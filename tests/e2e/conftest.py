@@ -10,6 +10,7 @@ import pytest
 from maskline.client import Client
 from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
+from maskline.shared.config import RuntimeSettings
 
 MAX_UPLOAD = 3_000_000
 
@@ -17,12 +18,15 @@ MAX_UPLOAD = 3_000_000
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("stack")
-    settings = on_free_ports(StackSettings(), str(home), api_keys="key-a:tenant-a,key-b:tenant-b")
+    settings = on_free_ports(
+        StackSettings(), str(home), api_keys="key-a:tenant-a,key-b:tenant-b", bus_clients="partner-a:tenant-a,partner-b:tenant-b"
+    )
     s = Stack(
         settings,
         extra_env={
             "MASKLINE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
             "MASKLINE_MAX_PIXELS": "4000000",
+            "MASKLINE_MAX_REQUEST_PIXELS": "6000000",
             "MASKLINE_OPERATORS": "tenant-a",
         },
     )
@@ -48,3 +52,15 @@ def other_tenant(stack: Stack) -> Iterator[Client]:
 @pytest.fixture
 def samples() -> Path:
     return Path(__file__).resolve().parents[2] / "models" / "starter" / "samples"
+
+
+@pytest.fixture(scope="session")
+def admin(stack: Stack) -> RuntimeSettings:
+    """The provisioning identity: what an operator (or an insider) holds; tests inspect with it."""
+    return stack.client_settings("admin")
+
+
+@pytest.fixture(scope="session")
+def partner_a(stack: Stack) -> RuntimeSettings:
+    """An outside system bound to tenant-a: it publishes onto NATS itself."""
+    return stack.client_settings("partner-a")

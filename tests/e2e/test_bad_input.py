@@ -62,14 +62,61 @@ def test_text_file_is_415(client: Client) -> None:
 def test_pixel_bomb_is_413_before_decoding(client: Client) -> None:
     status, body = problem(client, pixel_bomb_png(), "bomb.png")
     assert status == 413
-    assert "900000000 pixels" in body["detail"]
+    assert "900000000 pixels; the limit is 4000000 pixels" in body["detail"]  # the configured limit
     assert body["code"] == "image_too_large"
     assert_next_good_job_completes(client)
 
 
-def test_body_over_the_limit_is_413(client: Client) -> None:
-    status, _ = problem(client, b"\x89PNG" + b"\x00" * (MAX_UPLOAD + 10), "big.png")
-    assert status == 413
+def test_body_over_the_limit_is_413_with_a_code(client: Client) -> None:
+    status, body = problem(client, b"\x89PNG" + b"\x00" * (MAX_UPLOAD + 10), "big.png")
+    assert status == 413 and body["code"] == "too_large"
+
+
+def flat_png(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 120, 150)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_the_pixel_budget_counts_tta_variants(client: Client) -> None:
+    big = flat_png(2000, 2000)  # 4 MP: within MASKLINE_MAX_PIXELS, and within the request budget alone
+    files = {"image": ("big.png", big, "image/png")}
+    response = client.http.post("/v1/segmentations", files=files, data={"tta": "true"})  # + 5 variants at 1024 px
+    status, body = response.status_code, response.json()
+    assert status == 413 and body["code"] == "request_too_large"
+    assert "the limit is 6000000" in body["detail"]
+    job = client.submit(big, filename="big.png", wait=60)
+    assert job["status"] == "completed" and (job["width"], job["height"]) == (2000, 2000)
+
+
+def test_a_corrupt_png_is_called_corrupt_not_unsupported(client: Client) -> None:
+    good = good_png()
+    bad = good[:29] + b"\x00\x00\x00\x00" + good[33:]  # the header chunk's CRC
+    status, body = problem(client, bad, "crc.png")
+    assert status == 422 and body["code"] == "corrupt_image" and body["detail"].startswith("corrupt PNG")
+
+
+def test_a_gif_is_segmented_from_its_first_frame(client: Client) -> None:
+    image, _ = shapes.sample(np.random.default_rng(5), size=128)
+    buf = io.BytesIO()
+    Image.fromarray(image).convert("P").save(buf, format="GIF")
+    job = client.submit(buf.getvalue(), filename="shape.gif", wait=60)
+    assert job["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/v1/no-such-thing", 404, "not_found"),
+        ("DELETE", "/v1/segmentations", 405, "method_not_allowed"),
+        ("POST", "/v1/models/merges", 400, "invalid_request"),
+    ],
+)
+def test_framework_errors_are_problems_with_a_code(client: Client, method: str, path: str, status: int, code: str) -> None:
+    response = client.http.request(method, path, content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["code"] == code
 
 
 def test_truncated_png_fails_the_job_with_the_reason_and_the_next_job_goes_through(client: Client) -> None:

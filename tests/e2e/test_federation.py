@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from nats.js.api import ConsumerConfig
 
 from maskline.contracts import model_v1
 from maskline.contracts.envelope import Envelope, now
+from maskline.contracts.subjects import PLATFORM_TENANT
 from maskline.infra.embedded.stack import Stack
 from maskline.shared.bus import connect
-from maskline.shared.config import RuntimeSettings
 from maskline.shared.registry import ModelRegistry
 from maskline.shared.storage.filesystem import FilesystemStore
 from maskline.site_client import SiteClient
@@ -22,12 +23,17 @@ from maskline.site_client import SiteClient
 pytestmark = pytest.mark.e2e
 
 
+TENANT = "tenant-a"
+
+
 async def site_side(stack: Stack, name: str) -> tuple:  # type: ignore[type-arg]
-    """What another system holds: a bus connection, the object store, the registry, a fresh federation id."""
-    bus = await connect(RuntimeSettings(nats_url=f"nats://127.0.0.1:{stack.settings.nats_port}"), name)
-    registry = ModelRegistry(bus.js)
+    """What the sites hold: a bus connection with tenant-a's outside-system credential, and the object
+    store; plus, for the test's own inspection only, the registry read as the provisioning identity."""
+    bus = await connect(stack.client_settings("partner-a"), name, identity="partner-a")
+    inspector = await connect(stack.client_settings("admin"), f"{name}-inspect", identity="admin")
+    registry = ModelRegistry(inspector.js)
     await registry.open()
-    return bus, FilesystemStore(Path(stack.home) / "objects"), registry, f"fed-{uuid.uuid4().hex[:8]}"
+    return bus, FilesystemStore(Path(stack.home) / "objects"), registry, f"fed-{uuid.uuid4().hex[:8]}", inspector
 
 
 def constant_site(value: float, samples: int):  # type: ignore[no-untyped-def]
@@ -42,15 +48,16 @@ def constant_site(value: float, samples: int):  # type: ignore[no-untyped-def]
     return train
 
 
-async def open_round(bus, federation: str, **fields) -> None:  # type: ignore[no-untyped-def]
-    opened = model_v1.RoundOpened(round=1, model=model_v1.VersionRef("shapes-unet", 1), **fields)
+async def open_round(bus, registry, federation: str, **fields) -> None:  # type: ignore[no-untyped-def]
+    base = await registry.get(PLATFORM_TENANT, "shapes-unet", 1)
+    opened = model_v1.RoundOpened(round=1, model=model_v1.VersionRef("shapes-unet", 1), weights=base.weights, **fields)
     await bus.publish(
         Envelope(
             id=f"{federation}:open:1",
             type=model_v1.ROUND_OPENED,
             time=now(),
             source="test",
-            tenant="tenant-a",
+            tenant=TENANT,
             job_id=federation,
             trace_id="t",
             data=opened,
@@ -59,7 +66,9 @@ async def open_round(bus, federation: str, **fields) -> None:  # type: ignore[no
 
 
 async def events(bus, federation: str, subject: str, count: int, timeout: float = 60) -> list[dict]:  # type: ignore[no-untyped-def]
-    sub = await bus.js.subscribe(subject, ordered_consumer=True)
+    """Replay tenant-a's events of one type (a named ordered consumer: what the site credential may create)."""
+    config = ConsumerConfig(name=uuid.uuid4().hex)
+    sub = await bus.js.subscribe(f"{subject}.{TENANT}", stream="MODEL", ordered_consumer=True, config=config)
     found: list[dict] = []
     try:
         async with asyncio.timeout(timeout):
@@ -74,15 +83,16 @@ async def events(bus, federation: str, subject: str, count: int, timeout: float 
 
 
 async def federation_scenario(stack: Stack) -> dict:
-    bus, store, registry, federation = await site_side(stack, "test-federation")
-    a = SiteClient(bus, store, registry, federation, "site-a", constant_site(1.0, 100))
-    b = SiteClient(bus, store, registry, federation, "site-b", constant_site(3.0, 300))
-    await open_round(bus, federation, rounds=2, name="fed-global", sites=("site-a", "site-b"), quorum=2, deadline_s=120)
+    bus, store, registry, federation, inspector = await site_side(stack, "test-federation")
+    a = SiteClient(bus, store, TENANT, federation, "site-a", constant_site(1.0, 100))
+    b = SiteClient(bus, store, TENANT, federation, "site-b", constant_site(3.0, 300))
+    await open_round(bus, registry, federation, rounds=2, name="fed-global", sites=("site-a", "site-b"), quorum=2, deadline_s=120)
     await asyncio.gather(a.run(until_round=2, timeout_s=90), b.run(until_round=2, timeout_s=90))
     closed = await events(bus, federation, model_v1.ROUND_CLOSED, 2)
-    versions = [await registry.get(c["data"]["model"]["name"], c["data"]["model"]["version"]) for c in closed]
+    versions = [await registry.get(TENANT, c["data"]["model"]["name"], c["data"]["model"]["version"]) for c in closed]
     weights = [torch.jit.load(str(Path(stack.home) / "objects" / v.weights.key)) for v in versions]
     await bus.close()
+    await inspector.close()
     return {"closed": closed, "versions": versions, "weights": weights, "federation": federation}
 
 
@@ -101,36 +111,37 @@ def test_two_sites_over_two_rounds_with_a_duplicate_and_a_late_update(stack: Sta
 
 
 async def duplicate_and_late_scenario(stack: Stack) -> dict:
-    bus, store, registry, federation = await site_side(stack, "test-dup")
-    base = await registry.get("shapes-unet", 1)
+    bus, store, registry, federation, inspector = await site_side(stack, "test-dup")
 
     async def stray(msg_id: str) -> None:  # site-a again, with other weights and a new message id
-        update = model_v1.SiteUpdate(round=1, site="site-a", weights=base.weights, samples=5)
+        other = await store.put(f"federations/{TENANT}/{federation}/stray.pt", b"not merged", "application/octet-stream")
+        update = model_v1.SiteUpdate(round=1, site="site-a", weights=other, samples=5)
         await bus.publish(
             Envelope(
                 id=f"{federation}:{msg_id}",
                 type=model_v1.UPDATE_SUBMITTED,
                 time=now(),
                 source="t",
-                tenant="tenant-a",
+                tenant=TENANT,
                 job_id=federation,
                 trace_id="t",
                 data=update,
             )
         )
 
-    await open_round(bus, federation, rounds=1, name="fed-dup", sites=("site-a", "site-b"), quorum=2, deadline_s=120)
-    await SiteClient(bus, store, registry, federation, "site-a", constant_site(1.0, 100)).run(until_round=1, timeout_s=30)
+    await open_round(bus, registry, federation, rounds=1, name="fed-dup", sites=("site-a", "site-b"), quorum=2, deadline_s=120)
+    await SiteClient(bus, store, TENANT, federation, "site-a", constant_site(1.0, 100)).run(until_round=1, timeout_s=30)
     await stray("duplicate")
     await asyncio.sleep(0.5)
-    await SiteClient(bus, store, registry, federation, "site-b", constant_site(3.0, 300)).run(until_round=1, timeout_s=30)
+    await SiteClient(bus, store, TENANT, federation, "site-b", constant_site(3.0, 300)).run(until_round=1, timeout_s=30)
     closed = (await events(bus, federation, model_v1.ROUND_CLOSED, 1))[0]["data"]
     await stray("late")
     await asyncio.sleep(1.0)
-    state = json.loads((await (await bus.js.key_value("rounds")).get(federation)).value)
-    version = await registry.get(closed["model"]["name"], closed["model"]["version"])
+    state = json.loads((await (await inspector.js.key_value("rounds")).get(f"{TENANT}.{federation}")).value)
+    version = await registry.get(TENANT, closed["model"]["name"], closed["model"]["version"])
     module = torch.jit.load(str(Path(stack.home) / "objects" / version.weights.key))
     await bus.close()
+    await inspector.close()
     return {"state": state, "module": module}
 
 
@@ -142,12 +153,14 @@ def test_a_duplicate_and_a_late_update_are_acknowledged_but_never_merged(stack: 
 
 
 async def deadline_scenario(stack: Stack, quorum: int) -> list[dict]:
-    bus, store, registry, federation = await site_side(stack, "test-deadline")
-    await open_round(bus, federation, rounds=1, name="fed-deadline", sites=("site-a", "site-b"), quorum=quorum, deadline_s=2.0)
-    await SiteClient(bus, store, registry, federation, "site-a", constant_site(1.0, 10)).run(until_round=1, timeout_s=30)
+    bus, store, registry, federation, inspector = await site_side(stack, "test-deadline")
+    fields = {"rounds": 1, "name": "fed-deadline", "sites": ("site-a", "site-b"), "quorum": quorum, "deadline_s": 2.0}
+    await open_round(bus, registry, federation, **fields)
+    await SiteClient(bus, store, TENANT, federation, "site-a", constant_site(1.0, 10)).run(until_round=1, timeout_s=30)
     subject = model_v1.ROUND_CLOSED if quorum == 1 else model_v1.FAILED
     found = await events(bus, federation, subject, 1, timeout=30)
     await bus.close()
+    await inspector.close()
     return found
 
 
@@ -160,15 +173,16 @@ def test_at_the_deadline_a_quorum_merges_and_a_missing_quorum_fails(stack: Stack
 
 
 async def crash_scenario(stack: Stack) -> dict:
-    bus, store, registry, federation = await site_side(stack, "test-crash")
-    await open_round(bus, federation, rounds=1, name="fed-crash", sites=("site-a", "site-b"), quorum=2, deadline_s=120)
-    await SiteClient(bus, store, registry, federation, "site-a", constant_site(1.0, 100)).run(until_round=1, timeout_s=30)
+    bus, store, registry, federation, inspector = await site_side(stack, "test-crash")
+    await open_round(bus, registry, federation, rounds=1, name="fed-crash", sites=("site-a", "site-b"), quorum=2, deadline_s=120)
+    await SiteClient(bus, store, TENANT, federation, "site-a", constant_site(1.0, 100)).run(until_round=1, timeout_s=30)
     await asyncio.sleep(0.5)
     stack.kill_service("merge")  # mid-round: one update recorded, one to come
-    await SiteClient(bus, store, registry, federation, "site-b", constant_site(3.0, 300)).run(until_round=1, timeout_s=30)
+    await SiteClient(bus, store, TENANT, federation, "site-b", constant_site(3.0, 300)).run(until_round=1, timeout_s=30)
     stack.start_service("merge")
     closed = (await events(bus, federation, model_v1.ROUND_CLOSED, 1, timeout=60))[0]["data"]
     await bus.close()
+    await inspector.close()
     return closed
 
 

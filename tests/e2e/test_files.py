@@ -53,12 +53,16 @@ def test_a_served_model_version_is_not_deleted(client: Client) -> None:
     assert err.value.status == 409 and err.value.problem["code"] == "model_in_service"
     assert "still served" in err.value.problem["detail"]
     second = client.register_model(WEIGHTS, name="fm-model", labels=labels, input_size=size)
+    with pytest.raises(ApiError) as err:  # still what other tenants' unpinned requests get
+        client.delete_file("models", f"fm-model/{first['version']}")
+    assert err.value.status == 409 and "released" in err.value.problem["detail"]
+    client.release_model("fm-model", second["version"])
     models = {f["path"] for f in client.files("models")["files"]}
     assert {f"fm-model/{first['version']}", f"fm-model/{second['version']}"} <= models
-    assert "shapes-unet/1" not in models  # the seeded model belongs to the system, not to this tenant
+    assert "shapes-unet/1" not in models  # the seeded model belongs to the platform, not to this tenant
     assert client.download_file("models", f"fm-model/{first['version']}") == WEIGHTS.read_bytes()
     client.delete_file("models", f"fm-model/{first['version']}")
-    assert [m["version"] for m in client.models() if m["name"] == "fm-model"] == [second["version"]]
+    assert [m["version"] for m in client.models() if m["name"] == "fm-model" and m["owner"] == "tenant-a"] == [second["version"]]
     with pytest.raises(ApiError) as err:
         client.delete_file("models", "shapes-unet/1")
     assert err.value.status == 404

@@ -11,7 +11,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import nats
 import numpy as np
 import pytest
 
@@ -19,14 +18,16 @@ from maskline.client import Client
 from maskline.infra.embedded.process import free_port, stop_pid
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
+from maskline.shared.bus import connect
+from maskline.shared.config import RuntimeSettings
 from maskline.shared.fleet import SERVICES, service_status
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
 
 
-async def micro_ping(url: str) -> list[dict]:
-    nc = await nats.connect(url)
+async def micro_ping(settings: RuntimeSettings) -> list[dict]:
+    nc = (await connect(settings, "test", identity="admin")).nc
     inbox = nc.new_inbox()
     replies: list[dict] = []
     sub = await nc.subscribe(inbox)
@@ -41,12 +42,11 @@ async def micro_ping(url: str) -> list[dict]:
     return replies
 
 
-def test_every_service_registers_with_the_nats_services_api(stack: Stack) -> None:
-    url = f"nats://127.0.0.1:{stack.settings.nats_port}"
-    infos = asyncio.run(micro_ping(url))
+def test_every_service_registers_with_the_nats_services_api(stack: Stack, admin: RuntimeSettings) -> None:
+    infos = asyncio.run(micro_ping(admin))
     names = {i["name"] for i in infos}
     assert {f"maskline-{s}" for s in SERVICES} <= names
-    statuses = asyncio.run(service_status(url, list(SERVICES)))
+    statuses = asyncio.run(service_status(admin, list(SERVICES)))
     for name, status in statuses.items():
         assert status is not None and status["ready"] is True, name
         assert status["checks"]["nats"] and status["checks"]["store"]

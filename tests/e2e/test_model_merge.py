@@ -56,7 +56,8 @@ def test_merge_two_site_models_with_bn_reestimation_then_segment_with_the_result
     assert done["status"] == "completed", done
     version = int(done["links"]["model"].rsplit("/", 1)[1])
     model = client.http.get(done["links"]["model"]).json()
-    assert model["parent"] == f"site-a/{a['version']},site-b/{b['version']}"
+    assert model["parent"] == f"tenant-a/site-a/{a['version']},tenant-a/site-b/{b['version']}"
+    assert model["owner"] == "tenant-a" and model["upstream"] == [] and len(model["lineage"]) == 2
     assert "avg merge" in model["description"] and "BN re-estimation" in model["description"]
 
     image, truth = shapes.sample(np.random.default_rng(4242), size=128)

@@ -43,7 +43,7 @@ def half_bright_png() -> tuple[bytes, np.ndarray]:
 def test_register_a_user_model_then_segment_with_it(client: Client, tmp_path: Path) -> None:
     model = client.register_model(scripted(tmp_path), name="bright", labels=["dark", "bright"], input_size=(64, 96))
     assert model["name"] == "bright" and model["version"] >= 1
-    assert model["weights"]["key"].startswith(f"models/bright/{model['version']}/model-")
+    assert model["weights"]["key"].startswith(f"models/tenant-a/bright/{model['version']}/model-")
     listed = {(m["name"], m["version"]) for m in client.models()}
     assert ("bright", model["version"]) in listed and ("shapes-unet", 1) in listed
 

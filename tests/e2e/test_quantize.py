@@ -10,8 +10,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import msgspec
-import nats
 import numpy as np
 import pytest
 from PIL import Image
@@ -22,6 +20,7 @@ from maskline.contracts.envelope import Envelope, new_trace_id, now
 from maskline.contracts.model_v1 import VersionRef
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
+from maskline.shared.bus import connect
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
@@ -92,7 +91,8 @@ def test_step_cross_and_graph_reports(client: Client, int8_version: dict[str, An
     assert cross["only_this_int8"]["sqnr_db"] > 20 and cross["all_but_this_int8_agreement"] > 0.99
     graph = client.graph(name, version)
     assert any(n["type"] == "ConvReLU2d" and n["dtype"] == "quint8" for n in graph["nodes"])
-    float_graph = client.graph("shapes-unet", 1)  # written by the quantize service when v1 was registered
+    # The platform's float v1 (tenant-a's own shapes-unet v1 is the int8 one): name the owner.
+    float_graph = client.http.get("/v1/models/shapes-unet/1/graph", params={"owner": "maskline"}).json()
     assert sum(n["type"] == "Conv2d" for n in float_graph["nodes"]) == 15 and len(float_graph["edges"]) > 50
     with pytest.raises(ApiError) as err:
         client.report(name, version, "bogus")
@@ -188,7 +188,8 @@ def wait_until_known(client: Client, job_id: str) -> dict[str, Any]:
 
 
 async def publish_quantize(stack: Stack, model: VersionRef) -> str:
-    nc = await nats.connect(f"nats://127.0.0.1:{stack.settings.nats_port}")
+    """As an outside system bound to tenant-a: its own credential, its tenant's subject."""
+    bus = await connect(stack.client_settings("partner-a"), "test", identity="partner-a")
     job_id = uuid.uuid4().hex
     request = model_v1.QuantizeRequested(model=model, dataset="datasets/tenant-a/qcal/")
     env = Envelope(
@@ -201,6 +202,6 @@ async def publish_quantize(stack: Stack, model: VersionRef) -> str:
         trace_id=new_trace_id(),
         data=request,
     )
-    await nc.jetstream().publish(model_v1.QUANTIZE_REQUESTED, msgspec.json.encode(env))
-    await nc.close()
+    await bus.publish(env)
+    await bus.close()
     return job_id

@@ -7,7 +7,6 @@ import io
 import json
 import time
 
-import nats
 import numpy as np
 import pytest
 from PIL import Image
@@ -15,6 +14,8 @@ from PIL import Image
 from maskline.client import Client
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
+from maskline.shared.bus import connect
+from maskline.shared.config import RuntimeSettings
 from maskline.shared.fleet import service_status
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +32,7 @@ def mask_of(client: Client, job_id: str) -> np.ndarray:
 
 
 def augment_processed(stack: Stack) -> int:
-    status = asyncio.run(service_status(f"nats://127.0.0.1:{stack.settings.nats_port}", ["augment"]))["augment"]
+    status = asyncio.run(service_status(stack.client_settings("admin"), ["augment"]))["augment"]
     assert status is not None
     return int(status["consumers"]["augment"]["processed"])
 
@@ -58,12 +59,12 @@ def test_a_request_without_tta_skips_augment(client: Client, stack: Stack) -> No
     assert augment_processed(stack) == before
 
 
-async def recorded_variants(nats_url: str, job_id: str) -> int:
-    nc = await nats.connect(nats_url)
+async def recorded_variants(admin: RuntimeSettings, job_id: str) -> int:
+    nc = (await connect(admin, "test", identity="admin")).nc
     try:
         kv = await nc.jetstream().key_value("tta")
         try:
-            return len(json.loads((await kv.get(job_id)).value))
+            return len(json.loads((await kv.get(f"tenant-a.{job_id}")).value))
         except Exception:
             return 0
     finally:
@@ -72,17 +73,16 @@ async def recorded_variants(nats_url: str, job_id: str) -> int:
 
 def kill_merge_during_collection(stack: Stack, client: Client, image: bytes) -> tuple[str, int]:
     """Submit a TTA job and SIGKILL merge as soon as it has recorded some (not all) variants."""
-    url = f"nats://127.0.0.1:{stack.settings.nats_port}"
     job = client.submit(image, wait=0, tta=True, tta_angle=30)
 
     async def watch() -> int:
-        nc = await nats.connect(url)
+        nc = (await connect(stack.client_settings("admin"), "test", identity="admin")).nc
         kv = await nc.jetstream().key_value("tta")
         deadline = time.monotonic() + 30
         try:
             while time.monotonic() < deadline:
                 try:
-                    count = len(json.loads((await kv.get(job["id"])).value))
+                    count = len(json.loads((await kv.get(f"tenant-a.{job['id']}")).value))
                 except Exception:
                     count = 0
                 if count >= 1:
@@ -119,4 +119,4 @@ def test_killing_merge_while_variants_arrive_still_gives_exactly_one_correct_res
         if caught_partial:
             break
     assert caught_partial, "merge was never killed with a partial set of variants"
-    assert asyncio.run(recorded_variants(f"nats://127.0.0.1:{stack.settings.nats_port}", job_id)) == 5
+    assert asyncio.run(recorded_variants(stack.client_settings("admin"), job_id)) == 5

@@ -8,6 +8,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
+
+from maskline.contracts.subjects import SERVICES
 
 pytestmark = pytest.mark.compose
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,10 +26,21 @@ def compose_config(path: Path) -> subprocess.CompletedProcess[str]:
 def test_compose_file_is_valid_and_runs_every_service_in_its_own_container() -> None:
     result = compose_config(ROOT / "compose.yaml")
     assert result.returncode == 0, result.stderr
-    for service in ("minio", "nats-1", "nats-2", "nats-3", "triton", "gateway", "ingest", "infer", "merge", "audit"):
+    for service in ("minio", "nats-1", "nats-2", "nats-3", "triton", "provision", *SERVICES):
         assert f"\n  {service}:\n" in result.stdout, service
     assert "MASKLINE_STORE: minio" in result.stdout
     assert "--model-control-mode=explicit" in result.stdout
+
+
+def test_every_service_connects_with_its_own_bus_credential() -> None:
+    config = yaml.safe_load(compose_config(ROOT / "compose.yaml").stdout)
+    for service in SERVICES:
+        spec = config["services"][service]
+        secrets = {s["source"]: s.get("target") for s in spec["secrets"]}
+        assert secrets.get(f"nats-{service}") == "nats-nkey", service
+        assert spec["environment"]["MASKLINE_NATS_NKEY_FILE"] == "/run/secrets/nats-nkey"
+    assert "audit-signing-key" in {s["source"] for s in config["services"]["audit"]["secrets"]}
+    assert 'include "auth.conf"' in (ROOT / "infra" / "nats" / "cluster.conf").read_text()
 
 
 def test_an_invalid_compose_file_is_rejected(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ async def running(bus: Bus, handler: Callable[[Envelope[Ping]], Any], subject: s
     spec = ConsumerSpec(
         durable=f"t-{uuid.uuid4().hex[:8]}",
         stream="SEG",
-        subject=subject,
+        subject=f"{subject}.*",  # every tenant of one event type, as the subject table's filters
         payload=Ping,
         handler=handler,
         failure_subject=f"{subject}.failed",
@@ -83,7 +83,7 @@ async def test_handler_output_is_published_and_message_acked(bus: Bus) -> None:
         handled.append(env.data.n)
         return [envelope(subject + ".next", env.data.n + 1, job=env.job_id)]
 
-    outputs = await collect(bus, subject + ".next")
+    outputs = await collect(bus, subject + ".next.t1")
     async with running(bus, handler, subject) as consumer:
         await bus.publish(envelope(subject, 1))
         await wait_for(lambda: len(outputs) == 1)
@@ -103,7 +103,7 @@ async def test_garbage_is_dead_lettered_and_the_next_message_still_goes_through(
 
     letters = await collect(bus, "dlq.>")
     async with running(bus, handler, subject) as consumer:
-        await bus.js.publish(subject, b"\x00\xffnot json at all", headers={MSG_ID: uuid.uuid4().hex})
+        await bus.js.publish(f"{subject}.t1", b"\x00\xffnot json at all", headers={MSG_ID: uuid.uuid4().hex})
         await bus.publish(envelope(subject, 7))
         await wait_for(lambda: handled == [7] and consumer.stats.dead_lettered == 1)
     letter = next(
@@ -118,7 +118,7 @@ async def test_garbage_is_dead_lettered_and_the_next_message_still_goes_through(
 
 async def test_unknown_contract_major_fails_the_job_with_a_reason(bus: Bus) -> None:
     subject = f"seg.v1.t{uuid.uuid4().hex[:8]}"
-    failed = await collect(bus, f"{subject}.failed")
+    failed = await collect(bus, f"{subject}.failed.t1")
 
     async def handler(env: Envelope[Ping]) -> list[Envelope[Ping]]:
         raise AssertionError("must not be called for a v2 message")
@@ -152,7 +152,7 @@ async def test_transient_errors_are_retried_until_success(bus: Bus) -> None:
 
 async def test_permanent_error_and_exhausted_retries_end_in_failed_event_and_dead_letter(bus: Bus) -> None:
     subject = f"seg.v1.t{uuid.uuid4().hex[:8]}"
-    failed = await collect(bus, f"{subject}.failed")
+    failed = await collect(bus, f"{subject}.failed.t1")
 
     async def handler(env: Envelope[Ping]) -> list[Envelope[Ping]]:
         if env.data.n == 1:
@@ -169,3 +169,23 @@ async def test_permanent_error_and_exhausted_retries_end_in_failed_event_and_dea
     assert events["exhausted"].code == "transient"
     assert "after 3 deliveries" in events["exhausted"].reason
     assert consumer.stats.dead_lettered == 2
+
+
+async def test_an_envelope_claiming_another_tenant_than_its_subject_is_refused(bus: Bus) -> None:
+    subject = f"seg.v1.t{uuid.uuid4().hex[:8]}"
+    handled: list[int] = []
+    mine, theirs = await collect(bus, f"{subject}.failed.t1"), await collect(bus, f"{subject}.failed.victim")
+
+    async def handler(env: Envelope[Ping]) -> list[Envelope[Ping]]:
+        handled.append(env.data.n)
+        return []
+
+    forged = msgspec.structs.replace(envelope(subject, 1, job="claims-victim"), tenant="victim")
+    async with running(bus, handler, subject) as consumer:
+        # Published on tenant t1's subject (what a t1 credential may do), claiming tenant `victim`.
+        await bus.js.publish(f"{subject}.t1", msgspec.json.encode(forged), headers={MSG_ID: uuid.uuid4().hex})
+        await wait_for(lambda: len(mine) == 1)
+    assert handled == [] and consumer.stats.dead_lettered == 1
+    failed = msgspec.json.decode(mine[0], type=Envelope[JobFailed])
+    assert failed.tenant == "t1" and failed.data.code == "tenant_mismatch" and "victim" in failed.data.reason
+    assert theirs == []  # the claimed tenant's job is never touched

@@ -103,17 +103,21 @@ async def test_job_store_applies_events_with_compare_and_set(bus: Bus) -> None:
     await store.open()
     job = uuid.uuid4().hex
     await asyncio.gather(*(store.apply(env) for env in lifecycle(job)))
-    state = await store.get(job)
+    tenant = lifecycle(job)[0].tenant
+    state = await store.get(tenant, job)
     assert state is not None and state.status == "completed" and state.artifacts == {"mask": REF}
-    assert await store.get("missing-job") is None
+    assert await store.get(tenant, "missing-job") is None
+    assert await store.get("another-tenant", job) is None  # jobs are keyed by tenant and id
 
 
 @pytest.mark.nats
 async def test_entries_reads_every_live_key_of_a_bucket(bus: Bus) -> None:
-    from maskline.shared.kv import entries, open_bucket
+    from nats.js.api import KeyValueConfig
+
+    from maskline.shared.kv import entries
 
     name = f"t{uuid.uuid4().hex[:8]}"
-    kv = await open_bucket(bus.js, name)
+    kv = await bus.js.create_key_value(KeyValueConfig(bucket=name, history=1))
     assert await entries(bus.js, name) == {}
     for i in range(300):  # more than one fetch batch
         await kv.put(f"k{i}", str(i).encode())

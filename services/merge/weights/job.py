@@ -17,6 +17,8 @@ from maskline.contracts.model_v1 import ModelVersion
 from maskline.services.merge.weights import bn
 from maskline.services.merge.weights.methods import MergeOptions, Method
 from maskline.services.merge.weights.streaming import IncompatibleModels, merge_states
+from maskline.shared import keys, references
+from maskline.shared.access import ModelAccess
 from maskline.shared.bus import Bus
 from maskline.shared.errors import PermanentError
 from maskline.shared.images import decode_rgb
@@ -25,11 +27,6 @@ from maskline.shared.registry import ModelNotFound, ModelRegistry
 from maskline.shared.storage import ObjectNotFound, ObjectStore
 
 SOURCE = "merge"
-
-
-def marker_key(name: str, job_id: str) -> str:
-    """Written after registration: a redelivered job answers with the same version, not a new one."""
-    return f"models/{name}/merges/{job_id}.json"
 
 
 def _extract_state(torchscript: bytes, target: Path) -> None:
@@ -93,14 +90,16 @@ async def merge_weight_objects(
 
 
 async def merge_models(
-    store: ObjectStore, registry: ModelRegistry, bus: Bus, env: Envelope[model_v1.ModelMergeRequested]
+    store: ObjectStore, registry: ModelRegistry, access: ModelAccess, bus: Bus, env: Envelope[model_v1.ModelMergeRequested]
 ) -> list[Envelope[model_v1.ModelMerged]]:
+    """Merge versions the tenant may use into a new version of the tenant's own model `name`."""
     request = env.data
     started = time.perf_counter()
     if len(request.models) < 2:
         raise PermanentError("merging needs at least two model versions", code="invalid_request")
+    marker = keys.merge_marker(env.tenant, request.name, env.job_id)
     try:
-        done = msgspec.json.decode(await store.get(marker_key(request.name, env.job_id)), type=ModelVersion)
+        done = msgspec.json.decode(await store.get(marker), type=ModelVersion)
         return [
             next_event(
                 env,
@@ -112,8 +111,8 @@ async def merge_models(
     except ObjectNotFound:
         pass
     try:
-        versions = [await registry.get(m.name, m.version) for m in request.models]
-        base = await registry.get(request.base.name, request.base.version) if request.base else None
+        versions = [await access.ref(env.tenant, m) for m in request.models]
+        base = await access.ref(env.tenant, request.base) if request.base else None
     except ModelNotFound as exc:
         raise PermanentError(str(exc), code="model_not_found") from exc
     first = versions[0]
@@ -126,11 +125,12 @@ async def merge_models(
             )
     calibration: list[bytes] = []
     if request.bn_dataset:
-        keys = [k for k in await store.list(request.bn_dataset.rstrip("/") + "/images/")]
-        if not keys:
+        references.check_dataset(request.bn_dataset, env.tenant)
+        images = await store.list(request.bn_dataset.rstrip("/") + "/images/")
+        if not images:
             raise PermanentError(f"no calibration images under {request.bn_dataset}images/", code="empty_dataset")
-        calibration = [await store.get(k) for k in keys[:512]]
-    names = [f"{v.name}/{v.version}" for v in versions]
+        calibration = [await store.get(k) for k in images[:512]]
+    names = [f"{v.owner}/{v.name}/{v.version}" for v in versions]
     options = MergeOptions(weights=request.weights, scale=request.scale, density=request.density)
     weights, reestimated = await merge_weight_objects(
         store,
@@ -158,8 +158,11 @@ async def merge_models(
         description=f"{request.method} merge of {parents}"
         + (" + BN re-estimation" if reestimated else "")
         + f" (job {env.job_id})",
+        parents=[*versions, *([base] if base else [])],
+        job_id=env.job_id,
+        trace_id=env.trace_id,
     )
-    await store.put(marker_key(request.name, env.job_id), msgspec.json.encode(model), "application/json")
+    await store.put(marker, msgspec.json.encode(model), "application/json")
     result = model_v1.ModelMerged(
         model=model,
         method=request.method,

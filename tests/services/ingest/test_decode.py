@@ -1,16 +1,23 @@
+"""Ingest's image checks: the real cause of a refusal, the configured limits, deep images scaled
+to 8 bits (not clipped), GIF's first frame, and a bounded working copy of large images."""
+
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from maskline.services.ingest.decode import InvalidImage, decode
+from maskline.services.ingest.decode import DecodedImage, InvalidImage, decode
+from maskline.shared.image_input import ACCEPTED, Limits
 from tests.e2e.test_bad_input import pixel_bomb_png
 
 pytestmark = pytest.mark.unit
-FORMATS = frozenset({"PNG", "JPEG"})
+NOISE = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+LIMITS = Limits(allowed=frozenset(ACCEPTED), max_pixels=10_000_000, max_side=8192)
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **kw: object) -> bytes:
@@ -19,50 +26,95 @@ def encode(image: Image.Image, fmt: str = "PNG", **kw: object) -> bytes:
     return buf.getvalue()
 
 
-def run(data: bytes, max_pixels: int = 10_000_000) -> object:
-    return decode(data, allowed_formats=FORMATS, max_pixels=max_pixels, max_side=8192)
+def run(data: bytes, max_pixels: int = 10_000_000, working: int = 1024, allowed: tuple[str, ...] = ACCEPTED) -> DecodedImage:
+    return decode(data, limits=Limits(allowed=frozenset(allowed), max_pixels=max_pixels, max_side=8192), working_max_side=working)
 
 
-def test_png_is_normalised_to_rgb_png() -> None:
-    image = Image.new("L", (30, 20), 200)
-    out = run(encode(image))
-    decoded = Image.open(io.BytesIO(out.png))  # type: ignore[attr-defined]
-    assert decoded.mode == "RGB" and decoded.size == (30, 20)
-    assert (out.width, out.height, out.original_format) == (30, 20, "PNG")  # type: ignore[attr-defined]
+def pixels(out: DecodedImage, original: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(out.png if out.png is not None else original)).convert("RGB"))
 
 
-def test_exif_orientation_is_applied() -> None:
+def test_a_grey_png_is_kept_and_an_rgba_png_is_normalised_to_rgb() -> None:
+    grey = encode(Image.new("L", (30, 20), 200))
+    out = run(grey)
+    assert out.png is None and (out.width, out.height, out.original_format) == (30, 20, "PNG")
+    rgba = encode(Image.new("RGBA", (30, 20), (10, 20, 30, 128)))
+    out = run(rgba)
+    decoded = Image.open(io.BytesIO(out.png))  # type: ignore[arg-type]
+    assert decoded.mode == "RGB" and decoded.getpixel((0, 0)) == (10, 20, 30)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_exif_orientation_is_applied(fmt: str) -> None:
     image = Image.new("RGB", (40, 10), (255, 0, 0))
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90° clockwise when displayed
-    out = run(encode(image, "JPEG", exif=exif))
-    assert (out.width, out.height) == (10, 40)  # type: ignore[attr-defined]
+    out = run(encode(image, fmt, exif=exif))
+    assert (out.width, out.height) == (10, 40) and out.png is not None
+
+
+def test_a_16_bit_png_is_scaled_to_8_bits_not_clipped() -> None:
+    ramp = (np.arange(256 * 64, dtype=np.uint32).reshape(64, 256) * 4).astype(np.uint16)  # 0 .. 65532
+    out = run(encode(Image.fromarray(ramp)))
+    got = pixels(out, b"")[..., 0]
+    assert got.min() == 0 and got.max() == 255
+    assert (got == 255).mean() < 0.01  # clipping made 99.8 % of such pixels 255
+    assert abs(int(got[32, 128]) - round(int(ramp[32, 128]) / 257)) <= 1
+
+
+def test_a_gif_is_read_from_its_first_frame() -> None:
+    frames = [Image.new("P", (16, 8), i) for i in (3, 9)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    out = run(buf.getvalue())
+    assert out.original_format == "GIF" and (out.width, out.height) == (16, 8) and out.png is not None
+
+
+def bad_crc_png() -> bytes:
+    good = encode(Image.new("RGB", (8, 8), (1, 2, 3)))
+    header_crc = 8 + 4 + 4 + 13  # signature, IHDR length, type and data: the CRC follows
+    return good[:header_crc] + struct.pack(">I", zlib.crc32(b"wrong")) + good[header_crc + 4 :]
 
 
 @pytest.mark.parametrize(
-    ("data", "code"),
+    ("data", "code", "says"),
     [
-        (b"just some text, not an image", "unsupported_format"),
-        (b"", "unsupported_format"),
-        (encode(Image.new("RGB", (8, 8)), "GIF"), "unsupported_format"),
-        (encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)))[:300], "corrupt_image"),
-        (pixel_bomb_png(), "image_too_large"),
+        (b"just some text, not an image", "unsupported_format", "not an image we recognise"),
+        (b"", "unsupported_format", "accepted: BMP, GIF, JPEG, PNG, TIFF, WEBP"),
+        (b"%PDF-1.7\n...", "unsupported_format", "a PDF file"),
+        (bad_crc_png(), "corrupt_image", "corrupt PNG"),
+        (encode(Image.fromarray(NOISE))[:300], "corrupt_image", "corrupt PNG"),
+        (pixel_bomb_png(), "image_too_large", "the limit is 10000000 pixels"),
     ],
-    ids=["text", "empty", "gif-not-allowed", "truncated", "pixel-bomb"],
+    ids=["text", "empty", "pdf", "bad-crc", "truncated", "pixel-bomb"],
 )
-def test_bad_input_is_refused_with_a_reason(data: bytes, code: str) -> None:
+def test_bad_input_is_refused_naming_the_real_cause(data: bytes, code: str, says: str) -> None:
     with pytest.raises(InvalidImage) as err:
         run(data)
     assert err.value.code == code
-    assert err.value.reason
+    assert says in err.value.reason
 
 
-def test_pixel_limit_is_checked_from_the_header() -> None:
-    with pytest.raises(InvalidImage, match="100x100"):
+def test_a_format_left_out_of_the_configuration_is_refused() -> None:
+    with pytest.raises(InvalidImage) as err:
+        run(encode(Image.new("RGB", (8, 8)), "GIF"), allowed=("PNG", "JPEG"))
+    assert err.value.code == "unsupported_format" and "a GIF file; accepted: JPEG, PNG" in err.value.reason
+
+
+def test_pixel_limit_is_checked_from_the_header_and_quotes_the_configured_limit() -> None:
+    with pytest.raises(InvalidImage, match="100x100 = 10000 pixels; the limit is 5000 pixels"):
         run(encode(Image.new("RGB", (100, 100))), max_pixels=5000)
 
 
 def test_an_upright_rgb_png_is_kept_as_uploaded() -> None:
     out = run(encode(Image.new("RGB", (12, 7), (1, 2, 3))))
-    assert out.png is None  # type: ignore[attr-defined]
-    assert (out.width, out.height) == (12, 7)  # type: ignore[attr-defined]
+    assert out.png is None and out.working is None
+    assert (out.width, out.height) == (12, 7)
+
+
+def test_a_large_image_gets_a_bounded_working_copy_with_its_aspect() -> None:
+    image = Image.new("RGB", (3000, 1000), (200, 10, 10))
+    out = run(encode(image), working=512)
+    assert (out.working_width, out.working_height) == (512, 171)
+    working = Image.open(io.BytesIO(out.working))  # type: ignore[arg-type]
+    assert working.size == (512, 171) and working.getpixel((10, 10)) == (200, 10, 10)

@@ -73,4 +73,4 @@ def test_overlay_tints_objects_and_leaves_background() -> None:
     mask[0, 0] = 1
     out = render.overlay(image, mask, 3, alpha=0.5)
     assert (out[1:, :] == 100).all()
-    assert tuple(out[0, 0]) == tuple(np.floor(np.array([100, 100, 100]) * 0.5 + render.PALETTE[1] * 0.5 + 0.5).astype(np.uint8))
+    assert tuple(out[0, 0]) == tuple(np.rint(np.array([100, 100, 100]) * 0.5 + render.PALETTE[1] * 0.5).astype(np.uint8))

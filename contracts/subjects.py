@@ -1,0 +1,387 @@
+"""The one table of the bus: every subject with its stream, payload, producers and consumers; every
+key-value bucket with who reads and who writes it; every identity that may connect.
+
+Everything else is derived from this module, so a subject cannot be forgotten in one place and
+remembered in another:
+
+- the NATS permissions of each identity (`maskline.infra.nats.permissions`),
+- the streams and their subject filters (`maskline.shared.bus`),
+- the durable consumer each service runs (`ConsumerSpec.for_subject`),
+- the published JSON Schemas (`maskline.contracts.schema`) and the subject table in
+  `contracts/README.md` (`python -m maskline.contracts.schema` writes both; a test fails when stale).
+
+Wire subjects carry the tenant as their last token: an event of type `seg.v1.requested` for
+tenant `acme` travels on `seg.v1.requested.acme`. That is what lets the server, not our code,
+bind an outside identity to its tenant: its credential may publish `seg.v1.requested.acme` and
+nothing else, and every consumer refuses an envelope whose `tenant` differs from the subject's.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import msgspec
+
+from maskline.contracts import audit_v1, dataset_v1, model_v1, seg_v1
+from maskline.contracts.common_v1 import JobFailed
+
+GATEWAY, INGEST, AUGMENT, INFER, MERGE, QUANTIZE, AUDIT = "gateway", "ingest", "augment", "infer", "merge", "quantize", "audit"
+#: Every maskline service, in pipeline order (the gateway first: it fronts them).
+SERVICES: tuple[str, ...] = (GATEWAY, INGEST, AUGMENT, INFER, MERGE, QUANTIZE, AUDIT)
+#: Provisions streams and buckets and registers the bundled models (the embedded stack, a compose
+#: init container, a Helm hook). Never used by a running service.
+ADMIN = "admin"
+#: Reads the whole audit trail and nothing else (`maskline audit verify`).
+AUDITOR = "auditor"
+#: A system outside the platform (a partner's pipeline, a federated site), bound to one tenant.
+EXTERNAL = "external"
+#: The tenant that owns the bundled, public models (read-only for every other tenant).
+PLATFORM_TENANT = "maskline"
+
+STREAMS: dict[str, str] = {
+    "SEG": "seg.v1.>",
+    "MODEL": "model.v1.>",
+    "DATASET": "dataset.v1.>",
+    "DLQ": "dlq.>",
+    "AUDIT": "audit.v1.>",
+}
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A durable pull consumer: `service` runs it under the name `durable`."""
+
+    service: str
+    durable: str
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One event type. On the wire it is `<type>.<tenant>`; a consumer filters on `<type>.*`."""
+
+    type: str
+    stream: str
+    payload: builtins.type[msgspec.Struct]
+    producers: tuple[str, ...]
+    consumers: tuple[Consumer, ...] = ()
+    external_publish: bool = False
+    """Outside systems may publish it, for their own tenant only."""
+    external_read: bool = False
+    """Outside systems may subscribe to it (and consume it through JetStream), for their own tenant only."""
+    summary: str = ""
+
+    def wire(self, tenant: str) -> str:
+        return f"{self.type}.{tenant}"
+
+    @property
+    def filter(self) -> str:
+        return f"{self.type}.*"
+
+
+@dataclass(frozen=True)
+class StreamReader:
+    """A durable consumer on a whole stream (the job-state projector, the audit recorder)."""
+
+    service: str
+    durable: str
+    stream: str
+
+    @property
+    def filter(self) -> str:
+        return STREAMS[self.stream]
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """A JetStream key-value bucket and who may use it."""
+
+    name: str
+    writers: tuple[str, ...]
+    readers: tuple[str, ...]
+    own_prefix: bool = False
+    """Each writer may only write keys under `<writer>.` (heartbeats: no service can fake another)."""
+    ttl_s: float = 0.0
+    summary: str = ""
+
+    @property
+    def stream(self) -> str:
+        return f"KV_{self.name}"
+
+
+def _c(service: str, durable: str | None = None) -> Consumer:
+    return Consumer(service, durable or service)
+
+
+_SEG_STAGES = (INGEST, AUGMENT, INFER, MERGE)
+
+SUBJECTS: tuple[Subject, ...] = (
+    Subject(
+        seg_v1.REQUESTED,
+        "SEG",
+        seg_v1.SegmentationRequested,
+        (GATEWAY,),
+        (_c(INGEST),),
+        external_publish=True,
+        summary="a client asks for a segmentation of an image it put in object storage",
+    ),
+    Subject(seg_v1.INGESTED, "SEG", seg_v1.SegmentationIngested, (INGEST,), (_c(INFER),), summary="decoded, validated, stored"),
+    Subject(
+        seg_v1.AUGMENT_REQUESTED,
+        "SEG",
+        seg_v1.SegmentationIngested,
+        (INGEST,),
+        (_c(AUGMENT),),
+        summary="instead of `ingested` when the request asks for test-time augmentation (1.1)",
+    ),
+    Subject(
+        seg_v1.AUGMENTED,
+        "SEG",
+        seg_v1.SegmentationAugmented,
+        (AUGMENT,),
+        (_c(INFER, "infer-variants"),),
+        summary="one per TTA variant (1.1)",
+    ),
+    Subject(
+        seg_v1.INFERRED,
+        "SEG",
+        seg_v1.SegmentationInferred,
+        (INFER,),
+        (_c(MERGE),),
+        summary="class probabilities stored (one per variant with TTA)",
+    ),
+    Subject(
+        seg_v1.COMPLETED,
+        "SEG",
+        seg_v1.SegmentationCompleted,
+        (MERGE,),
+        external_read=True,
+        summary="mask, overlay and regions stored",
+    ),
+    Subject(
+        seg_v1.FAILED,
+        "SEG",
+        JobFailed,
+        _SEG_STAGES,
+        external_read=True,
+        summary="whichever stage gave up, with the reason",
+    ),
+    Subject(
+        model_v1.REGISTERED,
+        "MODEL",
+        model_v1.ModelRegistered,
+        (GATEWAY, MERGE, QUANTIZE, ADMIN),
+        (_c(QUANTIZE, "quantize-graphs"),),
+        summary="a new model version is servable",
+    ),
+    Subject(
+        model_v1.MERGE_REQUESTED,
+        "MODEL",
+        model_v1.ModelMergeRequested,
+        (GATEWAY,),
+        (_c(MERGE, "merge-models"),),
+        external_publish=True,
+        summary="merge registered versions into a new one (1.1)",
+    ),
+    Subject(model_v1.MERGED, "MODEL", model_v1.ModelMerged, (MERGE,), external_read=True, summary="the merged version (1.1)"),
+    Subject(
+        model_v1.ROUND_OPENED,
+        "MODEL",
+        model_v1.RoundOpened,
+        (MERGE,),
+        (_c(MERGE, "merge-rounds"),),
+        external_publish=True,
+        external_read=True,
+        summary="a federated round starts; sites train and submit (1.1)",
+    ),
+    Subject(
+        model_v1.UPDATE_SUBMITTED,
+        "MODEL",
+        model_v1.SiteUpdate,
+        (),
+        (_c(MERGE, "merge-updates"),),
+        external_publish=True,
+        summary="a site's locally trained weights for one round (1.1)",
+    ),
+    Subject(
+        model_v1.ROUND_CLOSED,
+        "MODEL",
+        model_v1.RoundClosed,
+        (MERGE,),
+        external_read=True,
+        summary="the round's merged global model (1.1)",
+    ),
+    Subject(
+        model_v1.QUANTIZE_REQUESTED,
+        "MODEL",
+        model_v1.QuantizeRequested,
+        (GATEWAY,),
+        (_c(QUANTIZE, "quantize-jobs"),),
+        external_publish=True,
+        summary="INT8/HYBRID post-training quantization of a float version (1.2)",
+    ),
+    Subject(
+        model_v1.EDIT_REQUESTED,
+        "MODEL",
+        model_v1.EditRequested,
+        (GATEWAY,),
+        (_c(QUANTIZE, "quantize-edits"),),
+        external_publish=True,
+        summary="edit one int8 layer into a new version (1.2)",
+    ),
+    Subject(
+        model_v1.QUANTIZE_PROGRESSED,
+        "MODEL",
+        model_v1.QuantizeProgressed,
+        (QUANTIZE,),
+        external_read=True,
+        summary="calibration and report progress (1.2)",
+    ),
+    Subject(
+        model_v1.QUANTIZED, "MODEL", model_v1.Quantized, (QUANTIZE,), external_read=True, summary="the quantized version (1.2)"
+    ),
+    Subject(
+        model_v1.ACCESS_CHANGED,
+        "MODEL",
+        model_v1.AccessChanged,
+        (GATEWAY,),
+        summary="access to a model requested, granted, refused or revoked (1.3)",
+    ),
+    Subject(
+        model_v1.FAILED,
+        "MODEL",
+        JobFailed,
+        (MERGE, QUANTIZE),
+        external_read=True,
+        summary="a model job (merge, quantize, edit, round) gave up",
+    ),
+    Subject(
+        dataset_v1.EXPAND_REQUESTED,
+        "DATASET",
+        dataset_v1.DatasetExpandRequested,
+        (GATEWAY,),
+        (_c(AUGMENT, "augment-datasets"),),
+        external_publish=True,
+        summary="expand a dataset with the five variants (1.1)",
+    ),
+    Subject(
+        dataset_v1.EXPAND_PROGRESSED,
+        "DATASET",
+        dataset_v1.DatasetExpandProgressed,
+        (AUGMENT,),
+        external_read=True,
+        summary="images done so far (1.1)",
+    ),
+    Subject(
+        dataset_v1.EXPANDED,
+        "DATASET",
+        dataset_v1.DatasetExpanded,
+        (AUGMENT,),
+        external_read=True,
+        summary="every variant written, manifest stored (1.1)",
+    ),
+    Subject(dataset_v1.FAILED, "DATASET", JobFailed, (AUGMENT,), external_read=True, summary="a dataset job gave up"),
+)
+
+#: Durable consumers over whole streams: job state (gateway) and the audit trail.
+STREAM_READERS: tuple[StreamReader, ...] = (
+    StreamReader(GATEWAY, "jobs", "SEG"),
+    StreamReader(GATEWAY, "jobs-datasets", "DATASET"),
+    StreamReader(GATEWAY, "jobs-models", "MODEL"),
+    StreamReader(AUDIT, "audit-seg", "SEG"),
+    StreamReader(AUDIT, "audit-model", "MODEL"),
+    StreamReader(AUDIT, "audit-dataset", "DATASET"),
+    StreamReader(AUDIT, "audit-dlq", "DLQ"),
+)
+
+BUCKETS: tuple[Bucket, ...] = (
+    Bucket("jobs", (GATEWAY,), (GATEWAY,), ttl_s=30 * 24 * 3600.0, summary="job state, projected from the events"),
+    Bucket(
+        "models",
+        (GATEWAY, MERGE, QUANTIZE, ADMIN),
+        (GATEWAY, INFER, MERGE, QUANTIZE, ADMIN),
+        summary="model versions, per owner; latest and released pointers",
+    ),
+    Bucket("grants", (GATEWAY,), (GATEWAY, INFER, MERGE, QUANTIZE), summary="who may use whose model"),
+    Bucket("idempotency", (GATEWAY,), (GATEWAY,), ttl_s=24 * 3600.0, summary="Idempotency-Key → job and request fingerprint"),
+    Bucket("tta", (MERGE,), (MERGE,), ttl_s=24 * 3600.0, summary="TTA variants collected per job"),
+    Bucket("rounds", (MERGE,), (MERGE,), summary="federated rounds in progress"),
+    Bucket(
+        "fleet",
+        SERVICES,
+        (GATEWAY,),
+        own_prefix=True,
+        ttl_s=3600.0,
+        summary="heartbeats: each instance's status (a service writes only its own keys)",
+    ),
+)
+
+#: Records of the audit trail, one subject per job, and signed checkpoints. Written by audit only.
+AUDIT_SUBJECTS = (audit_v1.RECORD_SUBJECT_PREFIX + "*.*", audit_v1.CHECKPOINT_SUBJECT)
+
+#: Streams whose whole content a service reads with short-lived consumers (listings, trails).
+READS: dict[str, tuple[str, ...]] = {
+    GATEWAY: ("DLQ", "AUDIT"),
+    AUDIT: ("AUDIT",),
+    AUDITOR: ("AUDIT",),
+}
+
+#: Other services' status endpoints are asked by these (the fleet view).
+ASKS_FLEET: tuple[str, ...] = (GATEWAY,)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who connects to NATS: a service, the provisioner, the auditor, or an outside system."""
+
+    name: str
+    role: str
+    tenant: str | None = None
+    """Outside systems only: the one tenant its subjects are bound to."""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def subject(type_: str) -> Subject:
+    for s in SUBJECTS:
+        if s.type == type_:
+            return s
+    raise KeyError(f"{type_!r} is not in the subject table (contracts/subjects.py)")
+
+
+def consumer_of(type_: str, service: str) -> Consumer:
+    """The durable that `service` runs on `type_` (raises if the table does not say it consumes it)."""
+    for c in subject(type_).consumers:
+        if c.service == service:
+            return c
+    raise KeyError(f"the subject table does not list {service} as a consumer of {type_}")
+
+
+def stream_reader(durable: str) -> StreamReader:
+    return next(r for r in STREAM_READERS if r.durable == durable)
+
+
+def bucket(name: str) -> Bucket:
+    return next(b for b in BUCKETS if b.name == name)
+
+
+def produced_by(service: str) -> Iterator[Subject]:
+    return (s for s in SUBJECTS if service in s.producers)
+
+
+def durables_of(service: str) -> list[tuple[str, str, str]]:
+    """(stream, durable, filter) of every durable consumer `service` runs."""
+    found = [(s.stream, c.durable, s.filter) for s in SUBJECTS for c in s.consumers if c.service == service]
+    found += [(r.stream, r.durable, r.filter) for r in STREAM_READERS if r.service == service]
+    return found
+
+
+def all_durables() -> list[tuple[str, str, str]]:
+    """(service, stream, durable) of every durable consumer in the table."""
+    found = [(c.service, s.stream, c.durable) for s in SUBJECTS for c in s.consumers]
+    return found + [(r.service, r.stream, r.durable) for r in STREAM_READERS]
+
+
+def payloads() -> dict[str, type[msgspec.Struct]]:
+    """Event type → payload type, for every subject in the table."""
+    return {s.type: s.payload for s in SUBJECTS}

@@ -1,0 +1,199 @@
+"""Who may use which model: owners, the platform's public models, and grants between tenants.
+
+A tenant may use its own models, the platform's public ones (owner `maskline`, read-only), and
+models another tenant granted it. Sharing follows the research-data commons: the grantee asks,
+the owner grants or refuses, the owner may revoke, the grantee may withdraw. Each step is a
+`model.v1.access.changed` event (audited); the state lives in the `grants` bucket.
+
+A version derived from models its owner does not own (a merge or quantization of a shared
+model) lists them in `upstream`: whoever runs or derives from it needs access to each of them
+too, so a revoked grant cannot be kept alive through a copy.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError, NotFoundError
+
+from maskline.contracts.envelope import now
+from maskline.contracts.model_v1 import AccessState, ModelVersion, VersionRef
+from maskline.contracts.subjects import PLATFORM_TENANT
+from maskline.shared.kv import compare_and_set, entries, open_bucket
+from maskline.shared.registry import LATEST, RELEASED, ModelNotFound, ModelRegistry, valid
+
+BUCKET = "grants"
+#: How long a service trusts a grant it looked up: a revocation takes effect within this time.
+GRANT_TTL_S = 5.0
+
+
+class Grant(msgspec.Struct, kw_only=True):
+    owner: str
+    model: str
+    grantee: str
+    state: AccessState
+    requested: datetime | None = None
+    decided: datetime | None = None
+    note: str = ""
+
+
+class AccessRefused(ValueError):
+    """A sharing step that is not allowed from the grant's current state, or not by this tenant."""
+
+
+_decoder = msgspec.json.Decoder(Grant)
+
+#: Who may move a grant from which states to which (grantee: ask, withdraw; owner: decide, revoke).
+TRANSITIONS: dict[str, tuple[str, frozenset[str | None]]] = {
+    "requested": ("grantee", frozenset({None, "refused", "revoked", "withdrawn"})),
+    "withdrawn": ("grantee", frozenset({"requested", "granted"})),
+    "granted": ("owner", frozenset({"requested"})),
+    "refused": ("owner", frozenset({"requested"})),
+    "revoked": ("owner", frozenset({"granted"})),
+}
+
+
+def grant_key(owner: str, model: str, grantee: str) -> str:
+    return f"{owner}.{model}.{grantee}"
+
+
+def grant_id(owner: str, model: str, grantee: str) -> str:
+    """The job id of a grant's events: one audit trail per (owner, model, grantee)."""
+    return f"access-{owner}-{model}-{grantee}"[:128]
+
+
+class Grants:
+    def __init__(self, js: JetStreamContext) -> None:
+        self._js = js
+        self._kv: Any = None
+        self._cache: dict[tuple[str, str, str], tuple[float, bool]] = {}
+
+    async def open(self) -> None:
+        self._kv = await open_bucket(self._js, BUCKET)
+
+    async def get(self, owner: str, model: str, grantee: str) -> Grant | None:
+        if not valid(owner, model) or not valid(grantee, model):
+            return None
+        try:
+            entry = await self._kv.get(grant_key(owner, model, grantee))
+        except (KeyNotFoundError, NotFoundError):
+            return None
+        return _decoder.decode(entry.value) if entry.value else None
+
+    async def granted(self, owner: str, model: str, grantee: str) -> bool:
+        """Cached for `GRANT_TTL_S`: this is asked on every request that uses a shared model."""
+        key = (owner, model, grantee)
+        cached = self._cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < GRANT_TTL_S:
+            return cached[1]
+        grant = await self.get(owner, model, grantee)
+        allowed = grant is not None and grant.state == "granted"
+        self._cache[key] = (time.monotonic(), allowed)
+        return allowed
+
+    async def change(self, owner: str, model: str, grantee: str, state: AccessState, by: str, note: str = "") -> Grant:
+        """Move the grant to `state` if `by` may do that from its current state."""
+        if not valid(owner, model) or not valid(grantee, model):
+            raise AccessRefused(f"{owner}/{model} for {grantee}: not a valid owner, model or tenant name")
+        who, sources = TRANSITIONS[state]
+        if by != (owner if who == "owner" else grantee):
+            raise AccessRefused(f"only the {who} may set access to {state}")
+
+        def step(current: Grant | None) -> Grant:
+            if (current.state if current else None) not in sources:
+                raise AccessRefused(
+                    f"access of {grantee} to {owner}/{model} is {current.state if current else 'not requested'}; "
+                    f"it cannot become {state}"
+                )
+            stamp = now()
+            if current is None or state == "requested":
+                return Grant(owner=owner, model=model, grantee=grantee, state=state, requested=stamp, note=note)
+            return msgspec.structs.replace(current, state=state, decided=stamp, note=note or current.note)
+
+        result = await compare_and_set(self._kv, grant_key(owner, model, grantee), _decoder, step)
+        assert result is not None
+        self._cache.pop((owner, model, grantee), None)
+        return result
+
+    async def involving(self, tenant: str) -> list[Grant]:
+        """Grants where `tenant` is the owner or the grantee."""
+        found = [_decoder.decode(v) for v in (await entries(self._js, BUCKET)).values()]
+        return sorted((g for g in found if tenant in (g.owner, g.grantee)), key=lambda g: (g.owner, g.model, g.grantee))
+
+
+class ModelAccess:
+    """Resolve the model a tenant names, and refuse what it may not use (as if it did not exist)."""
+
+    def __init__(self, registry: ModelRegistry, grants: Grants) -> None:
+        self.registry = registry
+        self.grants = grants
+
+    async def may_use(self, tenant: str, owner: str, name: str) -> bool:
+        return owner in (tenant, PLATFORM_TENANT) or await self.grants.granted(owner, name, tenant)
+
+    async def resolve(
+        self, tenant: str, name: str, *, owner: str | None = None, version: int | None = None, precision: str | None = None
+    ) -> ModelVersion:
+        """The version `tenant` gets for this reference.
+
+        Without `owner`, the tenant's own model of that name is looked at first, then the
+        platform's public one, for each step: a pinned version; else the requested precision;
+        else float, then any precision. Unpinned, an owner gets its newest version, everyone else
+        the released one.
+        """
+        owners = [owner] if owner else list(dict.fromkeys([tenant, PLATFORM_TENANT]))
+        if owner and not await self.may_use(tenant, owner, name):
+            raise ModelNotFound(f"model {owner}/{name} is not registered, or not shared with you")
+        if version is not None:
+            steps: list[tuple[str, Any]] = [(o, version) for o in owners]
+        elif precision is not None:
+            steps = [(o, precision) for o in owners]
+        else:
+            steps = [(o, p) for p in ("fp32", None) for o in owners]
+        last: ModelNotFound | None = None
+        for candidate, which in steps:
+            try:
+                if version is not None:
+                    model = await self.registry.get(candidate, name, which)
+                    if precision is not None and model.precision != precision:
+                        raise ModelNotFound(f"model {candidate}/{name} version {version} is {model.precision}, not {precision}")
+                else:
+                    kind = LATEST if candidate == tenant else RELEASED
+                    model = await self.registry.pointed(candidate, name, kind, which)
+            except ModelNotFound as exc:
+                last = exc
+                continue
+            await self.check_upstream(tenant, model)
+            return model
+        which_text = f" version {version}" if version is not None else f" in {precision}" if precision else ""
+        if owner and len(steps) == 1 and last is not None:
+            raise last
+        raise ModelNotFound(f"model {name!r}{which_text} is not registered (yours or the platform's)")
+
+    async def ref(self, tenant: str, ref: VersionRef) -> ModelVersion:
+        return await self.resolve(tenant, ref.name, owner=ref.owner, version=ref.version)
+
+    async def check_upstream(self, tenant: str, model: ModelVersion) -> None:
+        """A derived version is only usable while every model it was derived from is."""
+        for item in model.upstream:
+            owner, _, name = item.partition("/")
+            if not await self.may_use(tenant, owner, name):
+                raise ModelNotFound(
+                    f"model {model.owner}/{model.name} version {model.version} is derived from {item}, "
+                    "which is not shared with you"
+                )
+
+
+def upstream_of(tenant: str, parents: list[ModelVersion]) -> tuple[str, ...]:
+    """What a version `tenant` derives from `parents` depends on that `tenant` does not own."""
+    found = {f"{p.owner}/{p.name}" for p in parents if p.owner != tenant}
+    found |= {u for p in parents for u in p.upstream if not u.startswith(f"{tenant}/")}
+    return tuple(sorted(found))
+
+
+def lineage_of(parents: list[ModelVersion]) -> tuple[VersionRef, ...]:
+    return tuple(VersionRef(p.name, p.version, p.owner) for p in parents)

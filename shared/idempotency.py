@@ -1,0 +1,110 @@
+"""Idempotency-Key, as the IETF draft (draft-ietf-httpapi-idempotency-key-header) specifies it.
+
+A key is claimed in the `idempotency` bucket with compare-and-set before anything is stored or
+published, together with a fingerprint of the request. Then:
+
+- the same key with the same request: the same job, nothing uploaded or published again;
+- the same key with a different request: refused (422);
+- the same key while the first request is still being processed: refused (409), never a mixed
+  upload — the claim is exclusive;
+- a claim left `pending` by a crashed gateway is taken over after `LEASE_S`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+
+from maskline.shared.kv import open_bucket
+
+BUCKET = "idempotency"
+MAX_KEY_LENGTH = 255
+#: A pending claim older than this belongs to a request that died; a retry may take it over.
+LEASE_S = 60.0
+
+
+class Claim(msgspec.Struct, kw_only=True):
+    fingerprint: str
+    job_id: str
+    state: Literal["pending", "done"]
+    since: float
+
+
+class KeyReused(ValueError):
+    """The key was used before for a different request (HTTP 422)."""
+
+
+class KeyInProgress(RuntimeError):
+    """A request with this key is still being processed (HTTP 409)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job_id: str
+    fresh: bool
+    """True: this request owns the key and must do the work; False: replay the earlier job."""
+
+
+def fingerprint(*parts: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(hashlib.sha256(part).digest())
+    return digest.hexdigest()
+
+
+_decoder = msgspec.json.Decoder(Claim)
+
+
+class IdempotencyKeys:
+    def __init__(self, js: JetStreamContext) -> None:
+        self._js = js
+        self._kv: Any = None
+
+    async def open(self) -> None:
+        self._kv = await open_bucket(self._js, BUCKET)
+
+    @staticmethod
+    def _key(tenant: str, key: str) -> str:
+        return f"{tenant}.{hashlib.sha256(key.encode()).hexdigest()[:40]}"
+
+    async def claim(self, tenant: str, key: str, print_: str, job_id: str) -> Outcome:
+        kv_key = self._key(tenant, key)
+        mine = msgspec.json.encode(Claim(fingerprint=print_, job_id=job_id, state="pending", since=time.time()))
+        for _ in range(10):
+            try:
+                await self._kv.create(kv_key, mine)
+                return Outcome(job_id=job_id, fresh=True)
+            except KeyWrongLastSequenceError:
+                pass
+            try:
+                entry = await self._kv.get(kv_key)
+            except (KeyNotFoundError, NotFoundError):
+                continue  # expired or released in between: try to create again
+            held = _decoder.decode(entry.value)
+            if held.fingerprint != print_:
+                raise KeyReused("this Idempotency-Key was already used for a different request")
+            if held.state == "done":
+                return Outcome(job_id=held.job_id, fresh=False)
+            if time.time() - held.since < LEASE_S:
+                raise KeyInProgress("a request with this Idempotency-Key is still being processed; retry later")
+            try:  # the first request died mid-way: take its claim over, with its job id
+                taken = msgspec.json.encode(Claim(fingerprint=print_, job_id=held.job_id, state="pending", since=time.time()))
+                await self._kv.update(kv_key, taken, last=entry.revision)
+                return Outcome(job_id=held.job_id, fresh=True)
+            except KeyWrongLastSequenceError:
+                continue
+        raise KeyInProgress("this Idempotency-Key is contended; retry later")
+
+    async def complete(self, tenant: str, key: str, print_: str, job_id: str) -> None:
+        done = Claim(fingerprint=print_, job_id=job_id, state="done", since=time.time())
+        await self._kv.put(self._key(tenant, key), msgspec.json.encode(done))
+
+    async def release(self, tenant: str, key: str) -> None:
+        """Give the key back when the request failed before anything was published."""
+        await self._kv.delete(self._key(tenant, key))

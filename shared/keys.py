@@ -1,0 +1,137 @@
+"""The one place object keys are made and read back: `<area>/<tenant>/...`.
+
+Every key a service writes starts with an area and the tenant that owns the bytes (for models:
+the model's owner). That is what makes a reference checkable: a service that reads an object
+named in an event first asks `tenant_of(key)` and refuses a key outside the event's tenant.
+"""
+
+from __future__ import annotations
+
+import re
+
+AREAS = ("inputs", "outputs", "datasets", "models", "federations")
+#: One path segment: no separators, no leading dot (so never `.` or `..`).
+_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._=-]{0,199}$")
+_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+class InvalidKey(ValueError):
+    """A key that no service would ever write: wrong area, empty or dotted segments, bad tenant."""
+
+
+def check(key: str) -> str:
+    """`key` itself when it is well formed (`<area>/<tenant>/<segment>/...`), else InvalidKey."""
+    parts = key.split("/")
+    if len(parts) < 3 or parts[0] not in AREAS:
+        raise InvalidKey(f"object key {key!r} is not <area>/<tenant>/...; areas: {', '.join(AREAS)}")
+    if not _TENANT.match(parts[1]):
+        raise InvalidKey(f"object key {key!r} names no valid tenant")
+    if any(not _SEGMENT.match(p) for p in parts[2:]):
+        raise InvalidKey(f"object key {key!r} has an empty, dotted or oversized path segment")
+    return key
+
+
+def tenant_of(key: str) -> str:
+    """The tenant (or model owner) a well-formed key belongs to."""
+    return check(key).split("/", 2)[1]
+
+
+def segment(value: str, what: str) -> str:
+    """`value` as one safe path segment (a file or dataset name from a client), else InvalidKey."""
+    if not _SEGMENT.match(value):
+        raise InvalidKey(f"{what} {value!r} must match [A-Za-z0-9_][A-Za-z0-9._=-]{{0,199}}")
+    return value
+
+
+# -- inputs: what clients hand over, and what ingest and augment derive from it ---------------------
+
+
+def upload(tenant: str, sha256: str) -> str:
+    """An image handed over before any job names it (`POST /v1/uploads`); content-addressed."""
+    return f"inputs/{tenant}/uploads/{sha256}"
+
+
+def job_upload(tenant: str, job_id: str, sha256: str) -> str:
+    """The upload of a job; content-addressed, so a second request can never overwrite it."""
+    return f"inputs/{tenant}/{job_id}/upload-{sha256[:16]}"
+
+
+def normalised_image(tenant: str, job_id: str) -> str:
+    return f"inputs/{tenant}/{job_id}/image.png"
+
+
+def working_image(tenant: str, job_id: str) -> str:
+    """The bounded working copy of a large image (inference and TTA run on it)."""
+    return f"inputs/{tenant}/{job_id}/working.png"
+
+
+def variant_image(tenant: str, job_id: str, index: int, variant: str) -> str:
+    return f"inputs/{tenant}/{job_id}/variants/{index}-{variant}.png"
+
+
+# -- outputs ------------------------------------------------------------------------------------
+
+
+def prediction(tenant: str, job_id: str) -> str:
+    return f"outputs/{tenant}/{job_id}/probs.npy"
+
+
+def variant_prediction(tenant: str, job_id: str, index: int, variant: str) -> str:
+    return f"outputs/{tenant}/{job_id}/variants/{index}-{variant}.npy"
+
+
+def artifact(tenant: str, job_id: str, filename: str) -> str:
+    return f"outputs/{tenant}/{job_id}/{filename}"
+
+
+# -- datasets -----------------------------------------------------------------------------------
+
+
+def dataset(tenant: str, name: str) -> str:
+    """Prefix of a dataset: `images/<file>`, `masks/<file>` and `manifest.json` live under it."""
+    return f"datasets/{tenant}/{segment(name, 'dataset name')}/"
+
+
+def in_dataset_of(prefix: str, tenant: str) -> bool:
+    """`prefix` names a dataset of `tenant` (what a job's dataset field must be)."""
+    parts = prefix.rstrip("/").split("/")
+    return len(parts) == 3 and parts[0] == "datasets" and parts[1] == tenant and bool(_SEGMENT.match(parts[2]))
+
+
+# -- models (owner = the tenant that owns the model) --------------------------------------------
+
+
+def model_folder(owner: str, name: str, version: int) -> str:
+    return f"models/{owner}/{name}/{version}"
+
+
+def model_weights(owner: str, name: str, version: int, sha256: str, suffix: str = "pt") -> str:
+    """Content-addressed inside the version folder: two registrations racing for one version
+    number can never overwrite each other's file (the loser retries with the next number)."""
+    return f"{model_folder(owner, name, version)}/model-{sha256[:16]}.{suffix}"
+
+
+def model_graph(owner: str, name: str, version: int) -> str:
+    """Graph JSON of a float version, written by the quantize service when the version is registered."""
+    return f"{model_folder(owner, name, version)}/graph.json"
+
+
+def quantize_folder(owner: str, name: str, job_id: str) -> str:
+    """Reports, recipe and done marker of one quantize or edit job."""
+    return f"models/{owner}/{name}/quantize/{job_id}"
+
+
+def merge_marker(owner: str, name: str, job_id: str) -> str:
+    """Written after a merge job registered its version: a redelivery answers with the same version."""
+    return f"models/{owner}/{name}/merges/{job_id}.json"
+
+
+def round_marker(owner: str, name: str, federation: str, round_: int) -> str:
+    return f"models/{owner}/{name}/rounds/{federation}-{round_}.json"
+
+
+# -- federations --------------------------------------------------------------------------------
+
+
+def site_update(tenant: str, federation: str, round_: int, site: str) -> str:
+    return f"federations/{tenant}/{federation}/{round_}/{site}.pt"

@@ -1,0 +1,60 @@
+"""Create the streams and key-value buckets of the subject table (the `admin` identity's one job).
+
+Services never create streams or buckets: their credentials do not allow it. The embedded stack
+runs this before it starts them; a compose init container or a Helm hook does in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+
+from maskline.contracts import subjects as table
+from maskline.shared.bus import STREAMS, stream_config
+
+log = structlog.get_logger("provision")
+
+
+async def provision(js: JetStreamContext, replicas: int = 1) -> None:
+    """Idempotent: creates what is missing, brings existing streams to the table's configuration."""
+    for name in STREAMS:
+        config = stream_config(name, replicas)
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)
+    for bucket in table.BUCKETS:
+        try:
+            await js.key_value(bucket.name)
+        except (BucketNotFoundError, NotFoundError):
+            await js.create_key_value(
+                KeyValueConfig(
+                    bucket=bucket.name, history=1, storage=StorageType.FILE, replicas=replicas, ttl=bucket.ttl_s or None
+                )
+            )
+
+
+async def wait_provisioned(js: JetStreamContext, streams: list[str], timeout_s: float = 120.0) -> None:
+    """Wait until the streams (and buckets' streams) a service needs exist: provisioning may still run."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    for stream in streams:
+        while True:
+            try:
+                await js.stream_info(stream)
+                break
+            except NotFoundError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise RuntimeError(f"stream {stream} does not exist: run provisioning (maskline provision)") from None
+                log.info("provision.waiting", stream=stream)
+                await asyncio.sleep(1.0)
+
+
+async def open_bucket(js: JetStreamContext, name: str) -> Any:
+    """Bind to a provisioned bucket (services may not create one)."""
+    table.bucket(name)  # every bucket a service opens is in the table
+    return await js.key_value(name)
