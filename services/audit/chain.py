@@ -15,7 +15,6 @@ from datetime import datetime
 
 import msgspec
 import structlog
-from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
@@ -33,6 +32,7 @@ from maskline.contracts.audit_v1 import (
 )
 from maskline.contracts.common_v1 import DeadLetter
 from maskline.contracts.envelope import Envelope, now
+from maskline.shared.audit_trail import record_intact
 from maskline.shared.bus import MSG_ID
 
 STREAM = "AUDIT"
@@ -66,13 +66,7 @@ class Chain:
         self.checkpointed: int = 0
 
     def _ours(self, record: AuditRecord) -> bool:
-        if record.key_id != self.key_id or chain_hash(record) != record.hash:
-            return False
-        try:
-            self.key.verify_key.verify(record_message(record.hash), bytes.fromhex(record.signature))
-        except (BadSignatureError, ValueError):
-            return False
-        return True
+        return record.key_id == self.key_id and record_intact(record, self.key.verify_key)
 
     async def _load_head(self) -> Head:
         """Walk back from the stream's last message to the last record we signed."""
