@@ -3,7 +3,8 @@
 The NATS services API only shows instances that answer now; an operator also needs the ones that
 stopped answering. An instance whose last heartbeat is older than `STALE_AFTER` heartbeats is
 reported stale (bounded: 3 x the interval); one that drained cleanly writes `stopped`. Entries
-expire from the bucket after an hour.
+expire from the bucket after an hour (its TTL in the subject table). An instance may write only
+keys under its own service's name: a service cannot fake another's heartbeat.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from maskline.shared.kv import entries, open_bucket
 
 BUCKET = "fleet"
 STALE_AFTER = 3
-TTL_S = 3600.0
 log = structlog.get_logger("heartbeat")
 
 
