@@ -1,7 +1,8 @@
 """`maskline`: run the embedded stack and use the gateway from a terminal.
 
 maskline demo                       start everything, segment a sample, print the outputs, stop
-maskline up | down | status         run the embedded stack in the background
+maskline up | down | status         run the embedded stack in the background (supervised: crashes restart)
+maskline restart PROGRAM            restart one service, nats or triton
 maskline submit IMAGE [--wait S]    segment an image, download its artifacts
 maskline models list | register     the model registry
 maskline audit | access | credentials   trust: verify the audit trail, share models (see trust_cli)
@@ -100,10 +101,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     status = stack.status()
     lines = [f"gateway {status['gateway']} ready={status['ready']}"]
     lines += [
-        f"  {name:<10} pid {p['pid']:<8} {'running' if p['running'] else 'STOPPED'}" for name, p in status["processes"].items()
+        f"  {name:<10} pid {p['pid']:<8} {p['state'].upper():<9} up {p['uptime_s']:>8.1f} s  restarts {p['restarts']}"
+        for name, p in status["processes"].items()
     ]
     _print(args, status, "\n".join(lines))
     return 0 if status["ready"] else 1
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    stack = Stack.attach(load(StackSettings))
+    if stack is None:
+        print("no stack running here", file=sys.stderr)
+        return 1
+    pid = stack.restart(args.program)
+    _print(args, {"program": args.program, "pid": pid}, f"restarted {args.program} (pid {pid})")
+    return 0
 
 
 STAGES = ("requested", "ingested", "augmented", "inferred", "completed")
@@ -324,6 +336,9 @@ def parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=cmd_demo)
     sub.add_parser("up", help="start the embedded stack in the background").set_defaults(run=cmd_up)
     sub.add_parser("down", help="stop the embedded stack").set_defaults(run=cmd_down)
+    restart = sub.add_parser("restart", help="restart one program of the embedded stack (a service, nats or triton)")
+    restart.add_argument("program")
+    restart.set_defaults(run=cmd_restart)
     status = sub.add_parser("status", help="a job's status, or (no job) the embedded stack's processes")
     status.add_argument("job", nargs="?")
     status.set_defaults(run=cmd_status)

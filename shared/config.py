@@ -38,7 +38,9 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, frozen=True):
     instance: str = ""
     """Instance id for logs and the services API; empty means hostname-pid."""
     max_deliver: int = 5
-    ack_wait_s: float = 60.0
+    ack_wait_s: float = 10.0
+    """How long a delivered message may go without an ack or an in-progress signal (sent every third
+    of it while a handler works) before it is redelivered: a dead worker's messages move on quickly."""
     concurrency: int = 4
     heartbeat_s: float = 2.0
     """Heartbeat interval; an instance silent for 3 intervals is reported stale."""

@@ -92,7 +92,7 @@ class Consumer(Generic[T]):
     spec: ConsumerSpec[T]
     source: str
     max_deliver: int = 5
-    ack_wait_s: float = 60.0
+    ack_wait_s: float = 10.0
     stats: ConsumerStats = field(default_factory=ConsumerStats)
 
     def __post_init__(self) -> None:
@@ -104,8 +104,11 @@ class Consumer(Generic[T]):
     async def run(self) -> None:
         spec = self.spec
         config = ConsumerConfig(
+            name=spec.durable,
             durable_name=spec.durable,
             ack_policy=AckPolicy.EXPLICIT,
+            # Short, and kept alive by in-progress signals while a handler works: a message held by a
+            # worker that died is redelivered within seconds, not minutes.
             ack_wait=self.ack_wait_s,
             # The runtime counts deliveries itself so that the last one is dead-lettered, not dropped.
             max_deliver=-1,
@@ -113,7 +116,9 @@ class Consumer(Generic[T]):
             deliver_policy=DeliverPolicy.NEW if spec.deliver_new_only else DeliverPolicy.ALL,
             filter_subject=spec.subject,
         )
-        psub = await self.bus.js.pull_subscribe(spec.subject, durable=spec.durable, stream=spec.stream, config=config)
+        # Create, or bring an existing durable to this configuration (e.g. a new ack wait), then bind.
+        await self.bus.js.add_consumer(spec.stream, config=config)
+        psub = await self.bus.js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
         slots = asyncio.Semaphore(spec.concurrency)
         while not self._stopping.is_set():
             await slots.acquire()

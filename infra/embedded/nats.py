@@ -32,10 +32,9 @@ def nats_binary() -> str:
     return found
 
 
-def start_nats(
-    data_dir: Path, port: int, monitor_port: int, authorization: str, sync_interval: str = "always"
-) -> subprocess.Popen[bytes]:
-    """`authorization`: the users block (credentials.authorization); there is no anonymous access."""
+def write_config(data_dir: Path, port: int, monitor_port: int, authorization: str, sync_interval: str = "always") -> Path:
+    """nats.conf (mode 0600: it names every identity); `authorization` is the users block
+    (credentials.authorization): there is no anonymous access."""
     conf = data_dir / "nats.conf"
     conf.parent.mkdir(parents=True, exist_ok=True)
     store = data_dir / "jetstream"
@@ -45,7 +44,19 @@ def start_nats(
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
+    return conf
+
+
+def command(conf: Path) -> list[str]:
+    return [nats_binary(), "-c", str(conf)]
+
+
+def start_nats(
+    data_dir: Path, port: int, monitor_port: int, authorization: str, sync_interval: str = "always"
+) -> subprocess.Popen[bytes]:
+    """A nats-server of its own (tests); the embedded stack runs it under its supervisor."""
+    conf = write_config(data_dir, port, monitor_port, authorization, sync_interval)
     log = data_dir / "logs" / "nats.log"
-    proc = spawn([nats_binary(), "-c", str(conf)], log)
+    proc = spawn(command(conf), log)
     wait_until(lambda: port_open(port), 20, "nats-server", proc, log)
     return proc

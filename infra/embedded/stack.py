@@ -1,17 +1,18 @@
-"""The embedded stack: nats-server, tritonserver and every service as its own process, on one host.
+"""The embedded stack: nats-server, tritonserver and every service as its own process, on one host,
+under a supervisor (supervisord) that restarts what crashes.
 
-`Stack.up()` starts them in dependency order and waits for the gateway to be ready; `down()`
-stops services first (they drain) and servers last. A state file in the home directory lets
-`maskline down` / `maskline status` find a stack started by another command.
+`Stack.up()` writes the configurations, starts the supervisor (which starts every program in
+priority order), provisions the bus and waits for the gateway and every service to be ready;
+`down()` stops them all — whole process groups, so no Triton stub outlives its server — and reaps
+what a crashed Triton left behind. A state file in the home directory lets `maskline down`,
+`maskline status` and `maskline restart` find a stack started by another command.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import signal
 import sys
 import time
 import urllib.request
@@ -19,24 +20,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from maskline.infra.embedded import credentials
-from maskline.infra.embedded.nats import start_nats
-from maskline.infra.embedded.process import port_open, spawn, stop_pid, wait_until
+from maskline.infra.embedded import credentials, nats, reap, triton
+from maskline.infra.embedded.process import port_open, wait_until
 from maskline.infra.embedded.seed import provision_and_seed
 from maskline.infra.embedded.settings import StackSettings
-from maskline.infra.embedded.triton import start_triton
+from maskline.infra.embedded.supervisor import Program, Supervisor
 from maskline.shared.config import RuntimeSettings, load
 from maskline.shared.fleet import service_status
 
 #: Start order: the gateway last, when what it fronts is up.
 START_ORDER = ("audit", "ingest", "augment", "infer", "merge", "quantize", "gateway")
+SERVERS = ("nats", "triton")
 STATE_FILE = "stack.json"
 
 
 @dataclass
 class Stack:
     settings: StackSettings
-    pids: dict[str, int] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
     """Settings for the services beyond the stack's own (e.g. MASKLINE_MAX_UPLOAD_BYTES)."""
 
@@ -47,6 +47,14 @@ class Stack:
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.port}"
+
+    @property
+    def supervisor(self) -> Supervisor:
+        return Supervisor(self.home)
+
+    @property
+    def credentials_dir(self) -> Path:
+        return self.home / "credentials"
 
     def service_env(self) -> dict[str, str]:
         """The services' environment: the caller's, with the stack's addresses filled in."""
@@ -75,10 +83,6 @@ class Stack:
         env.update(self.extra_env)
         return env
 
-    @property
-    def credentials_dir(self) -> Path:
-        return self.home / "credentials"
-
     def client_settings(self, identity: str) -> RuntimeSettings:
         """How a tool or test connects to this stack's NATS as `identity` (admin, auditor, a bus client)."""
         return RuntimeSettings(
@@ -88,8 +92,30 @@ class Stack:
             store_path=str(self.home / "objects"),
         )
 
+    def labels(self) -> list[str]:
+        """Every service program: one per service, `infer-2`... for more infer instances."""
+        names = []
+        for name in START_ORDER:
+            count = self.settings.infer_instances if name == "infer" else 1
+            names += [name if i == 0 else f"{name}-{i + 1}" for i in range(count)]
+        return names
+
+    def programs(self, authorization: str) -> list[Program]:
+        s, home = self.settings, self.home
+        conf = nats.write_config(home, s.nats_port, s.nats_monitor_port, authorization, s.sync_interval)
+        python = sys.executable
+        triton_args = [str(v) for v in (home, s.triton_http_port, s.triton_grpc_port, s.triton_metrics_port, s.torch_threads)]
+        found = [
+            Program("nats", nats.command(conf), priority=10, stop_wait_s=20),
+            Program("triton", [python, "-m", "maskline.infra.embedded.triton_run", *triton_args], priority=20, stop_wait_s=10),
+        ]
+        for index, label in enumerate(self.labels()):
+            service = label.split("-", 1)[0]
+            found.append(Program(label, [python, "-m", f"maskline.services.{service}"], priority=30 + index))
+        return found
+
     def _save(self) -> None:
-        state = {"pids": self.pids, "settings": {f: getattr(self.settings, f) for f in self.settings.__struct_fields__}}
+        state = {"settings": {f: getattr(self.settings, f) for f in self.settings.__struct_fields__}}
         (self.home / STATE_FILE).write_text(json.dumps(state, indent=2))
 
     def up(self) -> None:
@@ -99,48 +125,45 @@ class Stack:
                 raise RuntimeError(f"port {port} is already in use: is a stack running? (maskline status / maskline down)")
         home.mkdir(parents=True, exist_ok=True)
         made = credentials.ensure(home, s.bus_clients)
+        triton.backend_dir(home)
         try:
-            self.pids["nats"] = start_nats(
-                home, s.nats_port, s.nats_monitor_port, credentials.authorization(made), s.sync_interval
-            ).pid
+            self.supervisor.start(self.programs(credentials.authorization(made)), self.service_env())
             self._save()
-            self.pids["triton"] = start_triton(
-                home,
-                home / "triton" / "models",
-                s.triton_http_port,
-                s.triton_grpc_port,
-                s.triton_metrics_port,
-                torch_threads=s.torch_threads,
-            ).pid
-            self._save()
+            wait_until(lambda: port_open(s.nats_port), 30, "nats-server", log_path=home / "logs" / "nats.log")
             asyncio.run(provision_and_seed(load(RuntimeSettings, self.service_env())))
-            for name in START_ORDER:
-                count = s.infer_instances if name == "infer" else 1
-                for index in range(count):
-                    self.start_service(name, name if index == 0 else f"{name}-{index + 1}")
-            log = home / "logs" / "gateway.log"
-            wait_until(lambda: self._gateway_ready(), 60, "gateway", log_path=log)
+            wait_until(lambda: triton.http_ready(s.triton_http_port), 90, "tritonserver", log_path=home / "logs" / "triton.log")
+            wait_until(self._gateway_ready, 60, "gateway", log_path=home / "logs" / "gateway.log")
             wait_until(self._services_ready, 120, "services (models loading into Triton)", log_path=home / "logs")
         except BaseException:
             self.down()
             raise
 
-    def start_service(self, service: str, label: str | None = None) -> int:
-        """Start one instance of a service (also to scale it out, or to restart one that was killed)."""
-        label = label or service
-        log = self.home / "logs" / f"{label}.log"
-        proc = spawn([sys.executable, "-m", f"maskline.services.{service}"], log, env=self.service_env())
-        self.pids[label] = proc.pid
-        self._save()
-        return proc.pid
+    @property
+    def pids(self) -> dict[str, int]:
+        """Program → pid of what runs now (the supervisor's view)."""
+        return self.supervisor.pids()
 
-    def kill_service(self, label: str) -> None:
-        """SIGKILL: the crash case (no drain, in-flight messages unacknowledged)."""
-        pid = self.pids.pop(label)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        self._save()
+    def start_service(self, label: str) -> int:
+        """Start a stopped program (a service, or `nats` / `triton`); returns its pid."""
+        self.supervisor.start_program(label)
+        return self.pids.get(label, 0)
+
+    def stop_service(self, label: str) -> None:
+        """SIGTERM and wait: a service drains its in-flight messages and stays stopped."""
+        self.supervisor.stop_program(label)
+
+    def restart(self, label: str) -> int:
+        self.stop_service(label)
+        return self.start_service(label)
+
+    def kill_service(self, label: str, *, wait_restarted: bool = False) -> int:
+        """SIGKILL: the crash case (no drain, in-flight messages unacknowledged). The supervisor
+        starts it again after a short back-off; returns the pid that was killed."""
+        before = self.pids.get(label, 0)
+        self.supervisor.kill_program(label)
+        if wait_restarted:
+            wait_until(lambda: self.pids.get(label, before) not in (0, before), 30, f"{label} restarted")
+        return before
 
     def _services_ready(self) -> bool:
         statuses = asyncio.run(service_status(self.client_settings("admin"), list(START_ORDER)))
@@ -154,15 +177,9 @@ class Stack:
             return False
 
     def down(self) -> None:
-        services = [n for n in self.pids if n not in ("nats", "triton")]
-        for name in services:
-            stop_pid(self.pids[name], timeout=20)
-        for name in ("triton", "nats"):
-            if name in self.pids:
-                stop_pid(self.pids[name], timeout=20)
-        self.pids.clear()
-        state = self.home / STATE_FILE
-        state.unlink(missing_ok=True)
+        self.supervisor.shutdown()
+        reap.reap(self.home)
+        (self.home / STATE_FILE).unlink(missing_ok=True)
 
     @classmethod
     def attach(cls, settings: StackSettings) -> Stack | None:
@@ -172,23 +189,23 @@ class Stack:
             return None
         data = json.loads(state.read_text())
         saved = load(StackSettings, {f"MASKLINE_{k.upper()}": str(v) for k, v in data["settings"].items()})
-        return cls(settings=saved, pids={k: int(v) for k, v in data["pids"].items()})
+        return cls(settings=saved)
 
     def status(self) -> dict[str, Any]:
-        alive = {}
-        for name, pid in self.pids.items():
-            try:
-                os.kill(pid, 0)
-                alive[name] = {"pid": pid, "running": True}
-            except ProcessLookupError:
-                alive[name] = {"pid": pid, "running": False}
-        return {"home": str(self.home), "gateway": self.gateway_url, "ready": self._gateway_ready(), "processes": alive}
-
-
-def wait_for_exit(stack: Stack) -> None:
-    """Block until interrupted (used by `maskline up --foreground`)."""
-    try:
-        while True:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        stack.down()
+        try:
+            infos = self.supervisor.processes()
+            restarts = self.supervisor.restarts()
+        except OSError:
+            infos, restarts = [], {}
+        now = time.time()
+        processes = {
+            p["name"]: {
+                "pid": int(p["pid"]),
+                "state": str(p["statename"]).lower(),
+                "running": p["statename"] == "RUNNING",
+                "uptime_s": round(now - float(p["start"]), 1) if p["statename"] == "RUNNING" else 0.0,
+                "restarts": restarts.get(p["name"], 0),
+            }
+            for p in infos
+        }
+        return {"home": str(self.home), "gateway": self.gateway_url, "ready": self._gateway_ready(), "processes": processes}

@@ -68,11 +68,9 @@ def http_ready(port: int) -> bool:
         return False
 
 
-def start_triton(
-    data_dir: Path, repository: Path, http_port: int, grpc_port: int, metrics_port: int, *, torch_threads: int = 0
-) -> subprocess.Popen[bytes]:
+def command(data_dir: Path, repository: Path, http_port: int, grpc_port: int, metrics_port: int) -> list[str]:
     repository.mkdir(parents=True, exist_ok=True)
-    argv = [
+    return [
         str(wheel_root() / "bin" / "tritonserver"),
         f"--model-repository={repository}",
         "--model-control-mode=explicit",
@@ -85,6 +83,13 @@ def start_triton(
         "--exit-timeout-secs=3",
         "--log-verbose=0",
     ]
+
+
+def start_triton(
+    data_dir: Path, repository: Path, http_port: int, grpc_port: int, metrics_port: int, *, torch_threads: int = 0
+) -> subprocess.Popen[bytes]:
+    """A tritonserver of its own (tests); the embedded stack runs it under its supervisor."""
+    argv = command(data_dir, repository, http_port, grpc_port, metrics_port)
     log = data_dir / "logs" / "triton.log"
     proc = spawn(argv, log, env=triton_env(torch_threads))
     wait_until(lambda: http_ready(http_port), 60, "tritonserver", proc, log)

@@ -36,7 +36,7 @@ class Audit:
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
             filter_subject=reader.filter,
-            ack_wait=30.0,
+            ack_wait=10.0,
         )
         psub = await js.pull_subscribe(reader.filter, durable=reader.durable, stream=reader.stream, config=config)
         while not self.runtime.stopping.is_set():

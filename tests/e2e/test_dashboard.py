@@ -77,8 +77,8 @@ def test_dashboard_shows_a_service_going_down_and_back_and_redrives_a_dead_lette
     b = browser
     b.get(f"{stack.gateway_url}/dashboard?key=key-a")
     until(b, lambda: service_state(b, "augment") == "up" and service_state(b, "infer") == "up", 30, "augment and infer up")
-    stack.kill_service("augment")
-    until(b, lambda: service_state(b, "augment") == "down", 20, "augment down after its heartbeats stopped")
+    stack.stop_service("augment")  # stopped for good (a crash would be restarted by the supervisor)
+    until(b, lambda: service_state(b, "augment") == "down", 20, "augment down after it stopped")
     stack.start_service("augment")
     until(b, lambda: service_state(b, "augment") == "up", 60, "augment up again")
 

@@ -103,9 +103,7 @@ def test_killing_merge_while_variants_arrive_still_gives_exactly_one_correct_res
     caught_partial = False
     for _attempt in range(4):
         job_id, recorded_at_kill = kill_merge_during_collection(stack, client, data)
-        time.sleep(1.0)  # the remaining variants arrive while merge is down
-        assert client.status(job_id)["status"] != "completed"
-        stack.start_service("merge")
+        # The remaining variants arrive while merge is down; the supervisor starts it again.
         deadline = time.monotonic() + 60
         while client.status(job_id)["status"] != "completed":
             assert time.monotonic() < deadline, client.status(job_id)
