@@ -33,6 +33,9 @@ class Envelope(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
     job_id: Token
     trace_id: str
     data: T
+    deadline: datetime | None = None
+    """When the job stops being worth finishing: past it, whichever stage holds it fails it with
+    `deadline_exceeded` instead of running late. Carried to every event of the job. Added in 1.3."""
 
 
 def new_trace_id() -> str:
@@ -57,6 +60,7 @@ def next_event(previous: Envelope[Any], type_: str, source: str, data: T, *, par
         job_id=previous.job_id,
         trace_id=previous.trace_id,
         data=data,
+        deadline=previous.deadline,
     )
 
 

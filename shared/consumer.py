@@ -25,6 +25,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 import structlog
 from nats.aio.msg import Msg
+from nats.errors import ConnectionClosedError, NoRespondersError, NoServersError, OutboundBufferLimitError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -32,12 +33,16 @@ from maskline.contracts import subjects as table
 from maskline.contracts.common_v1 import DeadLetter, JobFailed
 from maskline.contracts.envelope import Envelope, major, now
 from maskline.shared.bus import MSG_ID, Bus, tenant_token
-from maskline.shared.errors import HandlerError, PermanentError
+from maskline.shared.errors import DeadlineExceeded, DependencyUnavailable, HandlerError, PermanentError
 
 T = TypeVar("T")
 Handler = Callable[[Envelope[T]], Awaitable[Sequence[Envelope[Any]]]]
 
 BACKOFF_S = (0.5, 2.0, 5.0, 15.0, 30.0)
+#: Retries of a message held while a dependency is down (the last one repeats).
+HOLD_S = (1.0, 2.0, 5.0, 10.0)
+#: The bus failing under a handler's publish is an outage too.
+BUS_DOWN = (ConnectionClosedError, NoServersError, NatsTimeoutError, NoRespondersError, OutboundBufferLimitError)
 SUPPORTED_MAJOR = "1"
 
 log = structlog.get_logger("consumer")
@@ -82,8 +87,16 @@ class ConsumerStats:
     failed: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    held: int = 0
+    """Messages that waited for a dependency to come back (none of their deliveries used up)."""
     busy_s: float = 0.0
     last_error: str = ""
+    paused: str = ""
+    """The dependency this consumer waits for (it fetches nothing meanwhile); empty when flowing."""
+
+
+def expired(env: Envelope[Any]) -> bool:
+    return env.deadline is not None and now() > env.deadline
 
 
 @dataclass
@@ -93,6 +106,7 @@ class Consumer(Generic[T]):
     source: str
     max_deliver: int = 5
     ack_wait_s: float = 10.0
+    hold_s: tuple[float, ...] = HOLD_S
     stats: ConsumerStats = field(default_factory=ConsumerStats)
 
     def __post_init__(self) -> None:
@@ -100,6 +114,7 @@ class Consumer(Generic[T]):
         self._header_decoder = msgspec.json.Decoder(Envelope[msgspec.Raw])
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self._resumed = asyncio.Event()
 
     async def run(self) -> None:
         spec = self.spec
@@ -121,6 +136,10 @@ class Consumer(Generic[T]):
         psub = await self.bus.js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
         slots = asyncio.Semaphore(spec.concurrency)
         while not self._stopping.is_set():
+            if self.stats.paused:  # a dependency is down: take no new work until it is back
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._resumed.wait(), 0.5)
+                continue
             await slots.acquire()
             free = 1
             while not slots.locked():
@@ -174,6 +193,9 @@ class Consumer(Generic[T]):
             await self._give_up(msg, env, "unsupported_version", reason)
             return
         with structlog.contextvars.bound_contextvars(job_id=env.job_id, trace_id=env.trace_id, subject=msg.subject):
+            if expired(env):
+                await self._give_up(msg, env, DeadlineExceeded.code, f"the job's deadline {env.deadline} passed")
+                return
             if deliveries > self.max_deliver:
                 await self._give_up(msg, env, "max_deliveries", f"gave up after {deliveries - 1} deliveries")
                 return
@@ -188,6 +210,8 @@ class Consumer(Generic[T]):
             self.stats.processed += 1
         except PermanentError as exc:
             await self._give_up(msg, env, exc.code, exc.reason)
+        except DependencyUnavailable as exc:
+            await self._hold(msg, env, exc, deliveries)
         except Exception as exc:  # RetryableError and anything unexpected: retry with back-off
             code = exc.code if isinstance(exc, HandlerError) else type(exc).__name__
             reason = exc.reason if isinstance(exc, HandlerError) else str(exc) or type(exc).__name__
@@ -205,8 +229,56 @@ class Consumer(Generic[T]):
 
     async def _run_handler(self, env: Envelope[T]) -> None:
         outputs = await self.spec.handler(env)
-        for out in outputs:
-            await self.bus.publish(out)
+        try:
+            for out in outputs:
+                await self.bus.publish(out)
+        except BUS_DOWN as exc:
+            raise DependencyUnavailable(f"publishing failed: {exc!r}", dependency="bus") from exc
+
+    async def _hold(self, msg: Msg, env: Envelope[T], error: DependencyUnavailable, deliveries: int) -> None:
+        """A dependency is down: pause the consumer and keep this message (in-progress signals keep it
+        ours) until the handler succeeds, fails for good, or the job's deadline passes."""
+        self.stats.held += 1
+        attempt = 0
+        while not self._stopping.is_set():
+            self._pause(error)
+            self._resumed.clear()
+            with contextlib.suppress(TimeoutError):  # another message getting through wakes us early
+                await asyncio.wait_for(self._resumed.wait(), self.hold_s[min(attempt, len(self.hold_s) - 1)])
+            attempt += 1
+            if expired(env):
+                await self._give_up(msg, env, DeadlineExceeded.code, f"the job's deadline {env.deadline} passed")
+                return
+            try:
+                await self._run_handler(env)
+            except DependencyUnavailable as again:
+                error = again
+                continue
+            except PermanentError as exc:
+                await self._give_up(msg, env, exc.code, exc.reason)
+                return
+            except Exception as exc:  # a fault of its own: the normal, counted retry
+                code = exc.code if isinstance(exc, HandlerError) else type(exc).__name__
+                log.warning("message.retry", code=code, reason=str(exc), deliveries=deliveries)
+                await msg.nak(delay=BACKOFF_S[min(deliveries - 1, len(BACKOFF_S) - 1)])
+                return
+            await msg.ack()
+            self.stats.processed += 1
+            self._resume()
+            return
+        await msg.nak()  # shutting down: another instance takes it at once (a redelivery, not a failure)
+
+    def _pause(self, error: DependencyUnavailable) -> None:
+        if self.stats.paused != error.dependency:
+            log.warning("consumer.paused", consumer=self.spec.durable, dependency=error.dependency, reason=error.reason)
+        self.stats.paused = error.dependency
+        self.stats.last_error = error.reason
+
+    def _resume(self) -> None:
+        if self.stats.paused:
+            log.info("consumer.resumed", consumer=self.spec.durable, dependency=self.stats.paused)
+        self.stats.paused = ""
+        self._resumed.set()
 
     async def reprocess(self, letter: DeadLetter) -> None:
         """Run the handler once more on a dead letter of this consumer (its cause fixed) and publish

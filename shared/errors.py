@@ -25,3 +25,23 @@ class PermanentError(HandlerError):
     """The message can never succeed: it is terminated, dead-lettered and its job marked failed."""
 
     code = "invalid"
+
+
+class DependencyUnavailable(RetryableError):
+    """A dependency (Triton, the object store, the bus) does not answer. The message is held, not
+    failed: its consumer pauses (stops fetching, turns not ready), retries it until the dependency
+    is back, and none of the message's deliveries are used up."""
+
+    code = "dependency_unavailable"
+    dependency = "a dependency"
+
+    def __init__(self, reason: str, *, dependency: str | None = None, code: str | None = None) -> None:
+        super().__init__(reason, code=code)
+        if dependency is not None:
+            self.dependency = dependency
+
+
+class DeadlineExceeded(PermanentError):
+    """The job's deadline passed before this stage could finish it."""
+
+    code = "deadline_exceeded"

@@ -25,8 +25,9 @@ from maskline.shared.kv import open_bucket
 
 BUCKET = "idempotency"
 MAX_KEY_LENGTH = 255
-#: A pending claim older than this belongs to a request that died; a retry may take it over.
-LEASE_S = 60.0
+#: A pending claim older than this belongs to a request that died (or lost the bus before it could
+#: give the key back); a retry may take it over, republishing with the same message id.
+LEASE_S = 20.0
 
 
 class Claim(msgspec.Struct, kw_only=True):

@@ -13,8 +13,8 @@ import hashlib
 
 from maskline.contracts.common_v1 import ObjectRef
 from maskline.shared import keys
-from maskline.shared.errors import PermanentError, RetryableError
-from maskline.shared.storage import ObjectNotFound, ObjectStore, StorageError
+from maskline.shared.errors import PermanentError
+from maskline.shared.storage import ObjectNotFound, ObjectStore
 
 #: Hash in a worker thread above this size, so a 20 MB image does not stall the event loop.
 _THREAD_HASH_BYTES = 1 << 20
@@ -72,8 +72,6 @@ async def read(store: ObjectStore, ref: ObjectRef, tenant: str) -> bytes:
         data = await store.get(ref.key)
     except ObjectNotFound as exc:
         raise InputMissing(f"object {ref.key} does not exist") from exc
-    except StorageError as exc:
-        raise RetryableError(str(exc), code="storage_unavailable") from exc
     if len(data) != ref.size:
         raise ReferenceMismatch(f"object {ref.key} is {len(data)} bytes; the reference says {ref.size}")
     digest = await _digest(data)

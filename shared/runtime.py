@@ -80,7 +80,8 @@ class Runtime:
         )
 
     async def readiness(self) -> dict[str, bool]:
-        results = {"nats": self.bus.nc.is_connected}
+        # A consumer waiting for a dependency (Triton, the object store) takes no work: not ready.
+        results = {"nats": self.bus.nc.is_connected, "flowing": not any(c.stats.paused for c in self.consumers)}
         for name, check in self.ready_checks.items():
             try:
                 results[name] = await asyncio.wait_for(check(), 2.0)

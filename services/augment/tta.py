@@ -8,9 +8,9 @@ import time
 from maskline.contracts import seg_v1
 from maskline.contracts.envelope import Envelope, next_event
 from maskline.shared import keys, references, transforms
-from maskline.shared.errors import PermanentError, RetryableError
+from maskline.shared.errors import PermanentError
 from maskline.shared.images import decode_rgb, encode_png
-from maskline.shared.storage import ObjectStore, StorageError
+from maskline.shared.storage import ObjectStore
 
 SOURCE = "augment"
 
@@ -34,10 +34,7 @@ async def make_variants(
             array = await asyncio.to_thread(transforms.apply, variant, image)
             height, width = array.shape[:2]
             key = keys.variant_image(env.tenant, env.job_id, index, variant.name)
-            try:
-                ref = await store.put(key, await asyncio.to_thread(encode_png, array), "image/png")
-            except StorageError as exc:
-                raise RetryableError(str(exc)) from exc
+            ref = await store.put(key, await asyncio.to_thread(encode_png, array), "image/png")
         data = seg_v1.SegmentationAugmented(
             image=ref,
             width=width,

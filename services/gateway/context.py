@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from maskline.contracts.model_v1 import ModelVersion
-from maskline.services.gateway.errors import NotFound
+from maskline.services.gateway.errors import NotFound, Unavailable
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.telemetry import Metrics
 from maskline.services.gateway.waiters import CompletionWaiters
@@ -31,6 +31,11 @@ class GatewayContext:
     @property
     def access(self) -> ModelAccess:
         return ModelAccess(self.registry, self.grants)
+
+    def require_bus(self) -> None:
+        """Refuse at once (503, Retry-After) while NATS is down, rather than after a publish times out."""
+        if not self.runtime.bus.nc.is_connected:
+            raise Unavailable("the message bus is not reachable now; retry shortly", code="bus_unavailable")
 
     def is_operator(self, tenant: str) -> bool:
         return tenant in self.settings.operator_tenants()

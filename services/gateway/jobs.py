@@ -48,6 +48,7 @@ def job_view(state: JobState) -> JobView:
 
 async def submit_command(ctx: GatewayContext, tenant: str, type_: str, data: Any) -> Response[JobView]:
     """Record and publish a command as a new job; answer 202 with where to follow it."""
+    ctx.require_bus()
     job_id = uuid.uuid4().hex
     env = Envelope(
         id=f"{job_id}:{type_}",

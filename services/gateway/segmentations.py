@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Any
 
 import msgspec
@@ -28,6 +30,7 @@ from maskline.shared.jobs import JobState
 from maskline.shared.storage import ObjectNotFound
 
 SOURCE = "gateway"
+MAX_DEADLINE_S = 7 * 24 * 3600.0
 
 
 @dataclass
@@ -50,6 +53,8 @@ class SegmentationForm:
     tta_angle: float = 15.0
     tta_blur_sigma: float = 1.0
     tta_fusion: str = "mean"
+    deadline_s: float | None = None
+    """Seconds from now after which the job fails with `deadline_exceeded` instead of running late."""
 
 
 def parse_options(form: SegmentationForm) -> seg_v1.SegmentationOptions:
@@ -133,8 +138,11 @@ class SegmentationController(Controller):
             str | None, Parameter(header="Idempotency-Key", description="1 to 255 characters; same key, same request")
         ] = None,
     ) -> Response[SegmentationView]:
+        ctx.require_bus()
         key = checked_idempotency_key(idempotency_key)
         options = parse_options(data)
+        if data.deadline_s is not None and not 0 < data.deadline_s <= MAX_DEADLINE_S:
+            raise Unprocessable(f"deadline_s must be in (0, {MAX_DEADLINE_S}] seconds", code="invalid_options")
         body = await data.image.read()
         await check_upload(ctx, body, options)
         sha256 = hashlib.sha256(body).hexdigest()
@@ -156,7 +164,8 @@ class SegmentationController(Controller):
                     state = await self._start(ctx, tenant, job_id, body, sha256, data, options)
                 except BaseException:
                     if key is not None:
-                        await ctx.idempotency.release(tenant, key)
+                        with contextlib.suppress(Exception):  # the bus may be what failed: the lease expires then
+                            await ctx.idempotency.release(tenant, key)
                     raise
                 if key is not None:
                     await ctx.idempotency.complete(tenant, key, print_, job_id)
@@ -181,15 +190,17 @@ class SegmentationController(Controller):
     ) -> JobState:
         """Store the upload (content-addressed: never overwritten), publish the request, then record it."""
         ref = await ctx.runtime.store.put(keys.job_upload(tenant, job_id, sha256), body, data.image.content_type)
+        started = now()
         env = Envelope(
             id=f"{job_id}:{seg_v1.REQUESTED}",
             type=seg_v1.REQUESTED,
-            time=now(),
+            time=started,
             source=SOURCE,
             tenant=tenant,
             job_id=job_id,
             trace_id=new_trace_id(),
             data=seg_v1.SegmentationRequested(image=ref, options=options, filename=data.image.filename),
+            deadline=started + timedelta(seconds=data.deadline_s) if data.deadline_s else None,
         )
         # Published first: if the bus refuses, no job state is left behind to wait forever.
         await ctx.runtime.bus.publish(env)

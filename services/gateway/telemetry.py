@@ -47,6 +47,12 @@ class Metrics:
         )
         self.dead_letters = Gauge("maskline_dead_letters", "Messages in the dead-letter stream", registry=r)
         self.instances = Gauge("maskline_instances", "Service instances by heartbeat state", ["service", "state"], registry=r)
+        self.paused = Gauge(
+            "maskline_consumers_paused",
+            "Consumers of live instances waiting for a dependency (they fetch no work meanwhile)",
+            ["service", "consumer", "dependency"],
+            registry=r,
+        )
 
     def observe(self, env: Envelope[Any]) -> None:
         family, suffix = env.type.split(".", 1)[0], env.type.rsplit(".", 1)[-1]
@@ -71,8 +77,18 @@ class Metrics:
             self.in_flight.labels(q["stream"], q["consumer"]).set(q["in_flight"])
         self.dead_letters.set((await js.stream_info("DLQ")).state.messages)
         counts: dict[tuple[str, str], int] = {}
+        paused: dict[tuple[str, str, str], int] = {}
         for b in await fleet(js):
-            counts[(str(b.get("service")), str(b["state"]))] = counts.get((str(b.get("service")), str(b["state"])), 0) + 1
+            service, state = str(b.get("service")), str(b["state"])
+            counts[(service, state)] = counts.get((service, state), 0) + 1
+            if state == "up":
+                for consumer, stats in dict(b.get("consumers") or {}).items():
+                    if stats.get("paused"):
+                        key = (service, str(consumer), str(stats["paused"]))
+                        paused[key] = paused.get(key, 0) + 1
         self.instances.clear()
         for (service, state), n in counts.items():
             self.instances.labels(service, state).set(n)
+        self.paused.clear()
+        for (service, consumer, dependency), n in paused.items():
+            self.paused.labels(service, consumer, dependency).set(n)

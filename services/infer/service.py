@@ -21,11 +21,10 @@ from maskline.services.infer.triton import Triton
 from maskline.shared import keys, references
 from maskline.shared.access import Grants, ModelAccess
 from maskline.shared.consumer import ConsumerSpec
-from maskline.shared.errors import PermanentError, RetryableError
+from maskline.shared.errors import PermanentError
 from maskline.shared.images import to_model_input
 from maskline.shared.registry import ModelNotFound, ModelRegistry
 from maskline.shared.runtime import Runtime
-from maskline.shared.storage import StorageError
 
 NAME = "infer"
 log = structlog.get_logger(NAME)
@@ -104,10 +103,7 @@ class Infer:
             raise PermanentError(
                 f"model returned shape {probs.shape}, expected (1, {len(model.labels)}, h, w)", code="bad_model_output"
             )
-        try:
-            ref = await self.runtime.store.put(prediction_key, encode_npy(probs[0]), "application/x-npy")
-        except StorageError as exc:
-            raise RetryableError(str(exc)) from exc
+        ref = await self.runtime.store.put(prediction_key, encode_npy(probs[0]), "application/x-npy")
         timings = {"infer": round((time.perf_counter() - started) * 1000, 2), "triton": round(triton_ms, 2)}
         return Prediction(ref=ref, model=model, timings_ms=timings)
 

@@ -14,14 +14,21 @@ from tritonclient.utils import InferenceServerException
 from maskline.contracts.model_v1 import ModelVersion
 from maskline.services.infer.repository import triton_name, write_version
 from maskline.services.infer.settings import InferSettings
-from maskline.shared.errors import PermanentError, RetryableError
+from maskline.shared.errors import DependencyUnavailable, PermanentError, RetryableError
 from maskline.shared.storage import ObjectStore
 
 
 class TritonUnavailable(RetryableError):
-    """Triton did not answer, answered 5xx, or the model is still loading."""
+    """Triton answered with an error, or the model is not loaded (any more): retried, counted."""
 
     code = "triton_unavailable"
+
+
+class TritonUnreachable(DependencyUnavailable):
+    """Triton does not answer at all (down, restarting): the consumer pauses until it is back."""
+
+    code = "triton_unreachable"
+    dependency = "triton"
 
 
 class ModelLoadFailed(PermanentError):
@@ -70,8 +77,8 @@ class Triton:
                 await self.client.load_model(name)
             except InferenceServerException as exc:
                 raise ModelLoadFailed(f"Triton could not load {model.name}/{model.version}: {exc.message()}") from exc
-            except OSError as exc:
-                raise TritonUnavailable(f"Triton unreachable: {exc}") from exc
+            except (OSError, TimeoutError) as exc:
+                raise TritonUnreachable(f"Triton unreachable: {exc!r}") from exc
             if not await self.client.is_model_ready(name, str(model.version)):
                 raise ModelLoadFailed(f"Triton loaded {model.name} but version {model.version} is not ready")
             self._ready.add(key)
@@ -91,7 +98,8 @@ class Triton:
             self._ready.discard((triton_name(model), model.version))
             raise TritonUnavailable(f"Triton inference failed: {exc.message()}") from exc
         except (TimeoutError, OSError) as exc:
-            raise TritonUnavailable(f"Triton unreachable: {exc!r}") from exc
+            self._ready.discard((triton_name(model), model.version))  # a restarted Triton loads nothing
+            raise TritonUnreachable(f"Triton unreachable: {exc!r}") from exc
         probs = result.as_numpy("probs")
         if probs is None:
             raise TritonUnavailable("Triton returned no 'probs' output")

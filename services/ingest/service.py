@@ -14,10 +14,8 @@ from maskline.services.ingest.decode import InvalidImage, decode
 from maskline.services.ingest.settings import IngestSettings
 from maskline.shared import keys, references
 from maskline.shared.consumer import ConsumerSpec
-from maskline.shared.errors import RetryableError
 from maskline.shared.image_input import ImageRefused, Limits, formats, open_checked, request_pixels
 from maskline.shared.runtime import Runtime
-from maskline.shared.storage import StorageError
 
 NAME = "ingest"
 
@@ -52,13 +50,10 @@ class Ingest:
         kept_type = "image/jpeg" if image.original_format == "JPEG" else "image/png"
         ref = msgspec.structs.replace(env.data.image, content_type=kept_type)
         working = None
-        try:
-            if image.png is not None:  # re-encoded; otherwise the upload already is the normalised image
-                ref = await store.put(keys.normalised_image(env.tenant, env.job_id), image.png, "image/png")
-            if image.working is not None:
-                working = await store.put(keys.working_image(env.tenant, env.job_id), image.working, "image/png")
-        except StorageError as exc:
-            raise RetryableError(str(exc)) from exc
+        if image.png is not None:  # re-encoded; otherwise the upload already is the normalised image
+            ref = await store.put(keys.normalised_image(env.tenant, env.job_id), image.png, "image/png")
+        if image.working is not None:
+            working = await store.put(keys.working_image(env.tenant, env.job_id), image.working, "image/png")
         data = seg_v1.SegmentationIngested(
             image=ref,
             width=image.width,

@@ -25,11 +25,10 @@ from maskline.services.merge.weights.job import merge_models
 from maskline.shared import keys, references, transforms
 from maskline.shared.access import Grants, ModelAccess
 from maskline.shared.consumer import ConsumerSpec
-from maskline.shared.errors import PermanentError, RetryableError
+from maskline.shared.errors import PermanentError
 from maskline.shared.images import decode_bgr
 from maskline.shared.registry import ModelRegistry
 from maskline.shared.runtime import Runtime
-from maskline.shared.storage import StorageError
 
 NAME = "merge"
 FILENAMES = {"mask": "mask.png", "overlay": "overlay.png", "regions": "regions.json"}
@@ -150,12 +149,9 @@ class Merge:
         except (ValueError, OSError) as exc:
             raise PermanentError(f"cannot render prediction: {exc}", code="bad_prediction") from exc
         artifacts: dict[str, ObjectRef] = {}
-        try:
-            for name, (body, content_type) in rendered.files.items():
-                key = keys.artifact(env.tenant, env.job_id, FILENAMES[name])
-                artifacts[name] = await store.put(key, body, content_type)
-        except StorageError as exc:
-            raise RetryableError(str(exc)) from exc
+        for name, (body, content_type) in rendered.files.items():
+            key = keys.artifact(env.tenant, env.job_id, FILENAMES[name])
+            artifacts[name] = await store.put(key, body, content_type)
         completed = seg_v1.SegmentationCompleted(
             artifacts=artifacts,
             model=data.model,

@@ -9,14 +9,25 @@ from datetime import datetime
 from typing import Protocol
 
 from maskline.contracts.common_v1 import ObjectRef
+from maskline.shared.errors import DependencyUnavailable
 
 
 class StorageError(Exception):
-    """The store could not be reached or refused an operation; usually worth a retry."""
+    """Base of what the object store raises."""
 
 
 class ObjectNotFound(StorageError):
     """No object under that key."""
+
+
+class StorageUnavailable(StorageError, DependencyUnavailable):
+    """The store could not be reached or failed an operation: an outage, during which the
+    consumers that need the store pause instead of failing their messages."""
+
+    dependency = "object store"
+
+    def __init__(self, reason: str) -> None:
+        DependencyUnavailable.__init__(self, reason, dependency="object store")
 
 
 def make_ref(key: str, data: bytes, content_type: str) -> ObjectRef:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from maskline.contracts.common_v1 import ObjectRef
-from maskline.shared.storage.base import ObjectInfo, ObjectNotFound, StorageError, make_ref
+from maskline.shared.storage.base import ObjectInfo, ObjectNotFound, StorageError, StorageUnavailable, make_ref
 
 
 class FilesystemStore:
@@ -42,7 +42,10 @@ class FilesystemStore:
             raise
 
     async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> ObjectRef:
-        await asyncio.to_thread(self._write, self._path(key), data)
+        try:
+            await asyncio.to_thread(self._write, self._path(key), data)
+        except OSError as exc:  # disk full, read-only, I/O error: an outage, not a bad message
+            raise StorageUnavailable(f"put {key}: {exc}") from exc
         return make_ref(key, data, content_type)
 
     async def get(self, key: str) -> bytes:
@@ -51,6 +54,8 @@ class FilesystemStore:
             return await asyncio.to_thread(path.read_bytes)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:  # a folder is no object
             raise ObjectNotFound(key) from exc
+        except OSError as exc:
+            raise StorageUnavailable(f"get {key}: {exc}") from exc
 
     async def exists(self, key: str) -> bool:
         return self._path(key).is_file()

@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import builtins
 import io
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from minio import Minio
 from minio.error import S3Error
 from urllib3.exceptions import HTTPError
 
 from maskline.contracts.common_v1 import ObjectRef
-from maskline.shared.storage.base import ObjectInfo, ObjectNotFound, StorageError, make_ref
+from maskline.shared.storage.base import ObjectInfo, ObjectNotFound, StorageUnavailable, make_ref
+
+T = TypeVar("T")
 
 
 class MinioStore:
@@ -42,8 +46,8 @@ class MinioStore:
     async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> ObjectRef:
         try:
             await asyncio.to_thread(self._put, key, data, content_type)
-        except (S3Error, HTTPError) as exc:
-            raise StorageError(f"put {key}: {exc}") from exc
+        except (S3Error, HTTPError, OSError) as exc:
+            raise StorageUnavailable(f"put {key}: {exc}") from exc
         return make_ref(key, data, content_type)
 
     async def get(self, key: str) -> bytes:
@@ -52,9 +56,16 @@ class MinioStore:
         except S3Error as exc:
             if exc.code in ("NoSuchKey", "NoSuchBucket"):
                 raise ObjectNotFound(key) from exc
-            raise StorageError(f"get {key}: {exc}") from exc
-        except HTTPError as exc:
-            raise StorageError(f"get {key}: {exc}") from exc
+            raise StorageUnavailable(f"get {key}: {exc}") from exc
+        except (HTTPError, OSError) as exc:
+            raise StorageUnavailable(f"get {key}: {exc}") from exc
+
+    async def _call(self, what: str, work: Callable[[], T]) -> T:
+        """Run a blocking SDK call in a thread; the server down or failing is an outage."""
+        try:
+            return await asyncio.to_thread(work)
+        except (S3Error, HTTPError, OSError) as exc:
+            raise StorageUnavailable(f"{what}: {exc}") from exc
 
     async def exists(self, key: str) -> bool:
         def stat() -> bool:
@@ -66,10 +77,10 @@ class MinioStore:
                     return False
                 raise
 
-        return await asyncio.to_thread(stat)
+        return await self._call(f"stat {key}", stat)
 
     async def delete(self, key: str) -> None:
-        await asyncio.to_thread(self.client.remove_object, self.bucket, key)
+        await self._call(f"delete {key}", lambda: self.client.remove_object(self.bucket, key))
 
     async def list(self, prefix: str) -> list[str]:
         def keys() -> list[str]:
@@ -78,7 +89,7 @@ class MinioStore:
                 o.object_name for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True) if o.object_name
             )
 
-        return await asyncio.to_thread(keys)
+        return await self._call(f"list {prefix}", keys)
 
     async def list_info(self, prefix: str) -> builtins.list[ObjectInfo]:
         def objects() -> builtins.list[ObjectInfo]:
@@ -90,7 +101,7 @@ class MinioStore:
             ]
             return sorted(found, key=lambda info: info.key)
 
-        return await asyncio.to_thread(objects)
+        return await self._call(f"list {prefix}", objects)
 
     async def ready(self) -> bool:
         try:

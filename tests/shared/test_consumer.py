@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -15,7 +16,7 @@ from maskline.contracts.common_v1 import DeadLetter, JobFailed
 from maskline.contracts.envelope import Envelope, now
 from maskline.shared.bus import MSG_ID, Bus
 from maskline.shared.consumer import Consumer, ConsumerSpec
-from maskline.shared.errors import PermanentError, RetryableError
+from maskline.shared.errors import DependencyUnavailable, PermanentError, RetryableError
 
 pytestmark = pytest.mark.nats
 
@@ -189,3 +190,45 @@ async def test_an_envelope_claiming_another_tenant_than_its_subject_is_refused(b
     failed = msgspec.json.decode(mine[0], type=Envelope[JobFailed])
     assert failed.tenant == "t1" and failed.data.code == "tenant_mismatch" and "victim" in failed.data.reason
     assert theirs == []  # the claimed tenant's job is never touched
+
+
+async def test_an_outage_holds_the_message_pauses_the_consumer_and_uses_up_no_deliveries(bus: Bus) -> None:
+    subject = f"seg.v1.t{uuid.uuid4().hex[:8]}"
+    down = {"left": 6}
+    handled: list[int] = []
+
+    async def handler(env: Envelope[Ping]) -> list[Envelope[Ping]]:
+        if env.data.n == 1 and down["left"] > 0:
+            down["left"] -= 1
+            raise DependencyUnavailable("connection refused", dependency="triton")
+        handled.append(env.data.n)
+        return []
+
+    spec = ConsumerSpec(f"t-{uuid.uuid4().hex[:8]}", "SEG", f"{subject}.*", Ping, handler, f"{subject}.failed", 1)
+    consumer = Consumer(bus, spec, source="test", max_deliver=2, ack_wait_s=5, hold_s=(0.2,))
+    task = asyncio.create_task(consumer.run())
+    await bus.publish(envelope(subject, 1))
+    await wait_for(lambda: consumer.stats.paused == "triton")
+    await bus.publish(envelope(subject, 2))  # arrives during the outage: not fetched until it ends
+    await asyncio.sleep(0.5)
+    assert handled == [] and consumer.stats.paused == "triton"
+    await wait_for(lambda: handled == [1, 2], timeout=20)
+    consumer.stop()
+    await asyncio.wait_for(task, 5)
+    # Six failures against max_deliver=2: none dead-lettered, none counted as a retry.
+    assert consumer.stats.dead_lettered == 0 and consumer.stats.retried == 0 and consumer.stats.held == 1
+    assert consumer.stats.paused == ""
+
+
+async def test_a_job_past_its_deadline_fails_with_deadline_exceeded(bus: Bus) -> None:
+    subject = f"seg.v1.t{uuid.uuid4().hex[:8]}"
+    failed = await collect(bus, f"{subject}.failed.t1")
+
+    async def handler(env: Envelope[Ping]) -> list[Envelope[Ping]]:
+        raise AssertionError("a late job must not run")
+
+    late = msgspec.structs.replace(envelope(subject, 1, job="late"), deadline=now() - timedelta(seconds=1))
+    async with running(bus, handler, subject):
+        await bus.publish(late)
+        await wait_for(lambda: len(failed) == 1)
+    assert msgspec.json.decode(failed[0], type=Envelope[JobFailed]).data.code == "deadline_exceeded"

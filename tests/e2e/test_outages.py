@@ -1,0 +1,89 @@
+"""Outages pause work instead of failing it, and a request the bus did not take leaves nothing
+half-made: real processes stopped under the running stack (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from maskline.client import Client
+from maskline.infra.embedded.stack import Stack
+from maskline.models.starter import shapes
+from tests.e2e.test_segmentation import png_bytes
+
+pytestmark = pytest.mark.e2e
+
+
+def image(seed: int) -> bytes:
+    return png_bytes(shapes.sample(np.random.default_rng(seed), 96)[0])
+
+
+def infer_consumers(client: Client) -> list[dict]:
+    fleet = client.http.get("/v1/services").json()
+    infer = next(s for s in fleet["services"] if s["name"] == "infer")
+    return [i["consumers"].get("infer", {}) for i in infer["instances"] if i["state"] == "up"]
+
+
+def wait_until(check, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.25)
+
+
+def test_triton_down_pauses_infer_and_every_job_completes_once_it_is_back(stack: Stack, client: Client) -> None:
+    letters_before = {d["seq"] for d in client.dead_letters()}
+    stack.stop_service("triton")
+    try:
+        jobs = [client.submit(image(900 + i), wait=0)["id"] for i in range(3)]
+        wait_until(lambda: any(c.get("paused") == "triton" for c in infer_consumers(client)), 30, "infer paused")
+        infer = next(s for s in client.http.get("/v1/services").json()["services"] if s["name"] == "infer")
+        assert infer["state"] == "degraded"  # up, but not ready: it takes no work while Triton is down
+        time.sleep(12)  # longer than every retry back-off of a counted retry
+        assert {client.status(j)["status"] for j in jobs} <= {"requested", "ingested"}
+    finally:
+        stack.start_service("triton")
+    wait_until(lambda: all(client.status(j)["status"] == "completed" for j in jobs), 120, "jobs completed")
+    wait_until(lambda: not any(c.get("paused") for c in infer_consumers(client)), 30, "infer flowing again")
+    new_letters = [d for d in client.dead_letters() if d["seq"] not in letters_before]
+    assert not [d for d in new_letters if d["job_id"] in jobs]
+    for job in jobs:
+        trail = client.audit(job)["records"]
+        assert sum(r["type"] == "seg.v1.completed" for r in trail) == 1
+
+
+def test_with_the_bus_down_requests_get_503_and_a_retry_with_the_same_key_finishes(stack: Stack, client: Client) -> None:
+    keys = [uuid.uuid4().hex for _ in range(3)]
+    bodies = {k: image(950 + i) for i, k in enumerate(keys)}
+
+    def post(key: str) -> tuple[int, dict, dict]:
+        files = {"image": ("a.png", bodies[key], "image/png")}
+        response = client.http.post("/v1/segmentations", files=files, headers={"Idempotency-Key": key})
+        return response.status_code, response.json(), dict(response.headers)
+
+    stack.stop_service("nats")
+    try:
+        time.sleep(1.0)
+        for key in keys:
+            started = time.monotonic()
+            status, problem, headers = post(key)
+            assert status == 503 and problem["code"] == "bus_unavailable" and headers["retry-after"]
+            assert time.monotonic() - started < 2.0  # refused at once, not after a publish timed out
+    finally:
+        stack.start_service("nats")
+    wait_until(lambda: client.http.get("/health/ready").status_code == 200, 60, "gateway ready again")
+    jobs = {}
+    for key in keys:
+        for _ in range(60):  # the services reconnect within moments
+            status, view, _ = post(key)
+            if status in (200, 202):
+                break
+            time.sleep(0.5)
+        assert status in (200, 202), view
+        jobs[key] = view["id"]
+    wait_until(lambda: all(client.status(j)["status"] == "completed" for j in jobs.values()), 120, "jobs completed")
+    assert len(set(jobs.values())) == len(keys)
+    assert post(keys[0])[1]["id"] == jobs[keys[0]]  # the key still names its one job
