@@ -105,6 +105,9 @@ class ModelVersion(msgspec.Struct, frozen=True, kw_only=True):
     upstream: tuple[str, ...] = ()
     """`owner/name` of every model in the lineage, transitively, that the owner of this version does
     not own: serving it needs access to each of them, and its weights cannot be downloaded. Added in 1.3."""
+    job_id: str = ""
+    """The job (or federated round) that made it: it registers exactly one
+    version however often it runs. Added in 1.3."""
 
     @property
     def exportable(self) -> bool:

@@ -306,6 +306,13 @@ BUCKETS: tuple[Bucket, ...] = (
     Bucket("grants", (GATEWAY,), (GATEWAY, INFER, MERGE, QUANTIZE), summary="who may use whose model"),
     Bucket("idempotency", (GATEWAY,), (GATEWAY,), ttl_s=24 * 3600.0, summary="Idempotency-Key → job and request fingerprint"),
     Bucket("tta", (MERGE,), (MERGE,), ttl_s=24 * 3600.0, summary="TTA variants collected per job"),
+    Bucket(
+        "fences",
+        (MERGE, QUANTIZE),
+        (MERGE, QUANTIZE),
+        ttl_s=30 * 24 * 3600.0,
+        summary="which attempt's result stands for a job, and whether its final event was published",
+    ),
     Bucket("rounds", (MERGE,), (MERGE,), summary="federated rounds in progress"),
     Bucket(
         "fleet",

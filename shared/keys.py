@@ -80,8 +80,9 @@ def variant_prediction(tenant: str, job_id: str, index: int, variant: str) -> st
     return f"outputs/{tenant}/{job_id}/variants/{index}-{variant}.npy"
 
 
-def artifact(tenant: str, job_id: str, filename: str) -> str:
-    return f"outputs/{tenant}/{job_id}/{filename}"
+def artifact(tenant: str, job_id: str, filename: str, attempt: str = "") -> str:
+    """An output of a job; under the attempt that made it, so a late attempt never overwrites the winner's."""
+    return f"outputs/{tenant}/{job_id}/{attempt}/{filename}" if attempt else f"outputs/{tenant}/{job_id}/{filename}"
 
 
 # -- datasets -----------------------------------------------------------------------------------

@@ -37,17 +37,31 @@ async def register_model(
     parents: list[ModelVersion] | None = None,
     job_id: str | None = None,
     trace_id: str | None = None,
+    reservation: str | None = None,
 ) -> ModelVersion:
     """Store and register `weights` as the next (or the given) version of `tenant`'s model `name`.
 
     Weights are written before the registry record, so a registered version always has its bytes.
     `parents` (merge inputs, a quantization's float parent) give the lineage, and what the new
     version depends on that `tenant` does not own. The registration event carries the job and
-    trace of the work that made the version, so its audit trail is complete.
+    trace of the work that made the version, so its audit trail is complete. A job (or the
+    `reservation` it names, one per round of a federation) registers exactly one version however
+    often it runs: its number is reserved once and a repeat finds the version it made.
     """
+    reservation = reservation or job_id
     sha256 = hashlib.sha256(weights).hexdigest()
-    for _ in range(5):
-        number = version or await registry.next_version(tenant, name)
+    for _ in range(10):
+        if reservation is not None and version is None:
+            number = await registry.reserve(tenant, name, reservation)  # the same number on every attempt
+            done = await registry.find(tenant, name, number)
+            if done is not None and done.job_id == reservation:
+                await _announce(bus, done, source, job_id, trace_id)  # a repeat: same version, same message id
+                return done
+            if done is not None:  # another registration took the number since: reserve the next one
+                await registry.move_reservation(tenant, name, reservation, number)
+                continue
+        else:
+            number = version or await registry.next_version(tenant, name)
         ref = await store.put(keys.model_weights(tenant, name, number, sha256), weights, "application/x-torchscript")
         model = ModelVersion(
             name=name,
@@ -66,23 +80,29 @@ async def register_model(
             owner=tenant,
             lineage=lineage_of(parents or []),
             upstream=upstream_of(tenant, parents or []),
+            job_id=reservation or "",
         )
         try:
             await registry.add(model)
         except VersionExists:
             if version is not None:
                 raise
-            continue  # another registration took this number: take the next one
-        event = Envelope(
-            id=f"model:{tenant}:{name}:{number}:registered",
+            continue  # another registration took this number: take (or reserve) the next one
+        await _announce(bus, model, source, job_id, trace_id)
+        return model
+    raise VersionExists(f"could not allocate a version for {name}")
+
+
+async def _announce(bus: Bus, model: ModelVersion, source: str, job_id: str | None, trace_id: str | None) -> None:
+    await bus.publish(
+        Envelope(
+            id=f"model:{model.owner}:{model.name}:{model.version}:registered",
             type=model_v1.REGISTERED,
             time=now(),
             source=source,
-            tenant=tenant,
+            tenant=model.owner,
             job_id=job_id or uuid.uuid4().hex,
             trace_id=trace_id or new_trace_id(),
             data=model_v1.ModelRegistered(model=model),
         )
-        await bus.publish(event)
-        return model
-    raise VersionExists(f"could not allocate a version for {name}")
+    )

@@ -13,6 +13,7 @@ hot path instead of a listing:
 from __future__ import annotations
 
 import builtins
+import contextlib
 import re
 from typing import Any
 
@@ -133,6 +134,35 @@ class ModelRegistry:
                 if current is not None and current.version == model.version:
                     names.append(_pointer(kind, precision))
         return names
+
+    async def find(self, owner: str, name: str, version: int) -> ModelVersion | None:
+        return await self._read(_key(owner, name, version))
+
+    async def reserve(self, owner: str, name: str, job_id: str) -> int:
+        """The version number a job registers under: chosen once (create-only), the same on every
+        attempt of the job — so a job registers exactly one version however often it runs."""
+        key = _key(owner, name, f"job-{job_id}")
+        for _ in range(20):
+            try:
+                entry = await self._kv.get(key)
+                return int(entry.value)
+            except (KeyNotFoundError, NotFoundError):
+                pass
+            try:
+                number = await self.next_version(owner, name)
+                await self._kv.create(key, str(number).encode())
+                return number
+            except KeyWrongLastSequenceError:
+                continue  # another attempt of the job reserved first: read its number
+        raise VersionExists(f"could not reserve a version of {owner}/{name} for job {job_id}")
+
+    async def move_reservation(self, owner: str, name: str, job_id: str, taken: int) -> None:
+        """The reserved number was taken by another registration before this job used it: take the next."""
+        key = _key(owner, name, f"job-{job_id}")
+        entry = await self._kv.get(key)
+        if int(entry.value) == taken:
+            with contextlib.suppress(KeyWrongLastSequenceError):  # someone moved it already
+                await self._kv.update(key, str(await self.next_version(owner, name)).encode(), last=entry.revision)
 
     async def next_version(self, owner: str, name: str) -> int:
         current = await self._read(_key(owner, name, LATEST))

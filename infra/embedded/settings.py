@@ -25,7 +25,8 @@ class StackSettings(msgspec.Struct, kw_only=True, frozen=True):
     """On a small CPU host two single-threaded model instances beat one two-threaded one:
     measured 19.4 vs 15.0 pipeline jobs/s on 2 cores (docs/benchmarks.md)."""
     infer_instances: int = 1
-    """Processes of the infer service (the other services run one each)."""
+    """Processes of the infer service (the other services run one each, merge `merge_instances`)."""
+    merge_instances: int = 1
     bus_clients: str = ""
     """Outside systems that publish onto NATS themselves, `name:tenant,...`: each gets its own
     credential (`<home>/credentials/<name>.nk`), bound to its tenant."""

@@ -95,8 +95,9 @@ class Stack:
     def labels(self) -> list[str]:
         """Every service program: one per service, `infer-2`... for more infer instances."""
         names = []
+        counts = {"infer": self.settings.infer_instances, "merge": self.settings.merge_instances}
         for name in START_ORDER:
-            count = self.settings.infer_instances if name == "infer" else 1
+            count = counts.get(name, 1)
             names += [name if i == 0 else f"{name}-{i + 1}" for i in range(count)]
         return names
 

@@ -27,12 +27,19 @@ from maskline.shared import keys, references
 from maskline.shared.access import ModelAccess
 from maskline.shared.bus import Bus
 from maskline.shared.errors import PermanentError
+from maskline.shared.fence import Fences, new_attempt
 from maskline.shared.kv import compare_and_set, entries, open_bucket
 from maskline.shared.model_store import register_model
 from maskline.shared.registry import ModelNotFound, ModelRegistry
 from maskline.shared.storage import ObjectNotFound, ObjectStore
 
 BUCKET = "rounds"
+
+
+async def _nothing() -> None:  # a round's version is registered once per round: nothing to remove
+    return None
+
+
 SOURCE = "merge"
 log = structlog.get_logger("rounds")
 
@@ -57,8 +64,10 @@ def federation_key(tenant: str, federation: str) -> str:
 
 
 class Rounds:
-    def __init__(self, js: JetStreamContext, bus: Bus, store: ObjectStore, registry: ModelRegistry, access: ModelAccess) -> None:
-        self.js, self.bus, self.store, self.registry, self.access = js, bus, store, registry, access
+    def __init__(
+        self, js: JetStreamContext, bus: Bus, store: ObjectStore, registry: ModelRegistry, access: ModelAccess, fences: Fences
+    ) -> None:
+        self.js, self.bus, self.store, self.registry, self.access, self.fences = js, bus, store, registry, access, fences
         self._kv: Any = None
 
     async def open(self) -> None:
@@ -149,6 +158,7 @@ class Rounds:
                 metrics={f"{s}.{k}": v for s, u in state.updates.items() for k, v in u.metrics.items()},
                 parents=[base],
                 job_id=federation,
+                reservation=f"{federation}-round-{opened.round}",  # one version per round, whichever replica closes it
                 trace_id=state.trace_id,
             )
             await self.store.put(marker, msgspec.json.encode(model), "application/json")
@@ -161,7 +171,8 @@ class Rounds:
             missing=tuple(s for s in opened.sites if s not in state.updates),
             final=final,
         )
-        await self._publish(federation, state, model_v1.ROUND_CLOSED, closed, opened.round)
+        closing = self._event(federation, state, model_v1.ROUND_CLOSED, closed, opened.round)
+        await self.fences.finish(f"round.{state.tenant}.{federation}.{opened.round}", new_attempt(), closing, _nothing)
         await self._update(
             federation_key(state.tenant, federation),
             lambda s: msgspec.structs.replace(s, closed=True) if s and s.current.round == opened.round else None,
@@ -170,19 +181,21 @@ class Rounds:
             nxt = msgspec.structs.replace(opened, round=opened.round + 1, model=ref, opened_at=None, weights=model.weights)
             await self._publish(federation, state, model_v1.ROUND_OPENED, nxt, opened.round + 1)
 
-    async def _publish(self, federation: str, state: Federation, type_: str, data: Any, round_: int) -> None:
-        await self.bus.publish(
-            Envelope(
-                id=f"{federation}:{type_}:{round_}",
-                type=type_,
-                time=now(),
-                source=SOURCE,
-                tenant=state.tenant,
-                job_id=federation,
-                trace_id=state.trace_id,
-                data=data,
-            )
+    @staticmethod
+    def _event(federation: str, state: Federation, type_: str, data: Any, round_: int) -> Envelope[Any]:
+        return Envelope(
+            id=f"{federation}:{type_}:{round_}",
+            type=type_,
+            time=now(),
+            source=SOURCE,
+            tenant=state.tenant,
+            job_id=federation,
+            trace_id=state.trace_id,
+            data=data,
         )
+
+    async def _publish(self, federation: str, state: Federation, type_: str, data: Any, round_: int) -> None:
+        await self.bus.publish(self._event(federation, state, type_, data, round_))
 
     async def watch_deadlines(self, stopping: asyncio.Event, every_s: float = 0.5) -> None:
         """Close rounds whose deadline passed: merge with a quorum, otherwise fail the federation."""

@@ -26,6 +26,7 @@ from maskline.shared import keys, references, transforms
 from maskline.shared.access import Grants, ModelAccess
 from maskline.shared.consumer import ConsumerSpec
 from maskline.shared.errors import PermanentError
+from maskline.shared.fence import Fences, fenced, new_attempt
 from maskline.shared.images import decode_bgr
 from maskline.shared.registry import ModelRegistry
 from maskline.shared.runtime import Runtime
@@ -118,15 +119,25 @@ def render_outputs(
     return Rendered(files={name: files[name] for name in ("mask", "overlay", "regions") if name in files}, regions=len(regions))
 
 
+def fence_key(tenant: str, job_id: str) -> str:
+    return f"seg.{tenant}.{job_id}"
+
+
 class Merge:
-    def __init__(self, runtime: Runtime, collector: VariantCollector) -> None:
+    def __init__(self, runtime: Runtime, collector: VariantCollector, fences: Fences) -> None:
         self.runtime = runtime
         self.collector = collector
+        self.fences = fences
 
     async def handle(self, env: Envelope[seg_v1.SegmentationInferred]) -> list[Envelope[seg_v1.SegmentationCompleted]]:
+        """Render the job's outputs under a fresh attempt and claim the job's completion: exactly one
+        attempt's outputs and one `seg.v1.completed` stand, however many workers get here."""
         started = time.perf_counter()
         store = self.runtime.store
         data = env.data
+        fence = fence_key(env.tenant, env.job_id)
+        if await self.fences.decided(fence):
+            return []  # completed already (a redelivery, or a worker that slept through it)
         if data.variant is None:
             parts = [data]
         else:
@@ -148,10 +159,16 @@ class Merge:
             rendered = await asyncio.to_thread(render_outputs, env.job_id, data, png, probs, variants)
         except (ValueError, OSError) as exc:
             raise PermanentError(f"cannot render prediction: {exc}", code="bad_prediction") from exc
+        attempt = new_attempt()
         artifacts: dict[str, ObjectRef] = {}
         for name, (body, content_type) in rendered.files.items():
-            key = keys.artifact(env.tenant, env.job_id, FILENAMES[name])
+            key = keys.artifact(env.tenant, env.job_id, FILENAMES[name], attempt)
             artifacts[name] = await store.put(key, body, content_type)
+
+        async def lost() -> None:  # another attempt's outputs stand: ours go
+            for ref in artifacts.values():
+                await store.delete(ref.key)
+
         completed = seg_v1.SegmentationCompleted(
             artifacts=artifacts,
             model=data.model,
@@ -161,13 +178,16 @@ class Merge:
             timings_ms={**timings, "merge": round((time.perf_counter() - started) * 1000, 2)},
             variants=variants,
         )
-        return [next_event(env, seg_v1.COMPLETED, NAME, completed)]
+        await self.fences.finish(fence, attempt, next_event(env, seg_v1.COMPLETED, NAME, completed), lost)
+        return []  # published through the fence
 
 
 async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     collector = VariantCollector(runtime.bus.js)
     await collector.open()
-    merge = Merge(runtime, collector)
+    fences = Fences(runtime.bus.js, runtime.bus)
+    await fences.open()
+    merge = Merge(runtime, collector, fences)
     registry = ModelRegistry(runtime.bus.js)
     await registry.open()
     grants = Grants(runtime.bus.js)
@@ -177,15 +197,15 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     async def on_merge_models(env: Envelope[model_v1.ModelMergeRequested]) -> list[Envelope[Any]]:
         return list(await merge_models(runtime.store, registry, access, runtime.bus, env))
 
-    rounds = Rounds(runtime.bus.js, runtime.bus, runtime.store, registry, access)
+    merge_jobs = fenced(fences, "merge", on_merge_models)  # one merged event (and version) per job
+
+    rounds = Rounds(runtime.bus.js, runtime.bus, runtime.store, registry, access, fences)
     await rounds.open()
     runtime.consume(
         ConsumerSpec.for_subject(NAME, model_v1.ROUND_OPENED, rounds.on_opened, failure=model_v1.FAILED, concurrency=1)
     )
     runtime.consume(ConsumerSpec.for_subject(NAME, model_v1.UPDATE_SUBMITTED, rounds.on_update, concurrency=1))
-    runtime.consume(
-        ConsumerSpec.for_subject(NAME, model_v1.MERGE_REQUESTED, on_merge_models, failure=model_v1.FAILED, concurrency=1)
-    )
+    runtime.consume(ConsumerSpec.for_subject(NAME, model_v1.MERGE_REQUESTED, merge_jobs, failure=model_v1.FAILED, concurrency=1))
     runtime.consume(
         ConsumerSpec.for_subject(
             NAME, seg_v1.INFERRED, merge.handle, failure=seg_v1.FAILED, concurrency=runtime.settings.concurrency

@@ -12,6 +12,7 @@ from maskline.services.quantize.job import QuantizeJobs
 from maskline.services.quantize.settings import QuantizeSettings
 from maskline.shared.access import Grants, ModelAccess
 from maskline.shared.consumer import ConsumerSpec
+from maskline.shared.fence import Fences, fenced
 from maskline.shared.registry import ModelRegistry
 from maskline.shared.runtime import Runtime
 
@@ -28,9 +29,12 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     grants = Grants(runtime.bus.js)
     await grants.open()
     jobs = QuantizeJobs(runtime.store, registry, ModelAccess(registry, grants), runtime.bus, settings)
+    fences = Fences(runtime.bus.js, runtime.bus)
+    await fences.open()
     for subject, handler, failure in (
-        (model_v1.QUANTIZE_REQUESTED, jobs.quantize, model_v1.FAILED),
-        (model_v1.EDIT_REQUESTED, jobs.edit, model_v1.FAILED),
+        # One quantized event (and one registered version) per job, whatever crashes or wakes up late.
+        (model_v1.QUANTIZE_REQUESTED, fenced(fences, "quantize", jobs.quantize), model_v1.FAILED),
+        (model_v1.EDIT_REQUESTED, fenced(fences, "edit", jobs.edit), model_v1.FAILED),
         (model_v1.REGISTERED, jobs.describe, None),
     ):
         # torch work: one job at a time uses every core

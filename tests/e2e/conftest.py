@@ -19,7 +19,11 @@ MAX_UPLOAD = 3_000_000
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("stack")
     settings = on_free_ports(
-        StackSettings(), str(home), api_keys="key-a:tenant-a,key-b:tenant-b", bus_clients="partner-a:tenant-a,partner-b:tenant-b"
+        StackSettings(),
+        str(home),
+        api_keys="key-a:tenant-a,key-b:tenant-b",
+        bus_clients="partner-a:tenant-a,partner-b:tenant-b",
+        merge_instances=2,  # a paused worker and a live one (tests/e2e/test_outages.py)
     )
     s = Stack(
         settings,

@@ -25,12 +25,14 @@ def test_list_download_and_delete_inputs_and_results(client: Client, other_tenan
     assert job["status"] == "completed"
     listing = client.files("outputs")
     mine = {f["path"]: f for f in listing["files"] if f["path"].startswith(job["id"])}
-    assert {f"{job['id']}/mask.png", f"{job['id']}/overlay.png", f"{job['id']}/regions.json"} <= set(mine)
-    assert mine[f"{job['id']}/mask.png"]["size"] > 0 and mine[f"{job['id']}/mask.png"]["modified"].startswith("20")
-    assert client.download_file("outputs", f"{job['id']}/mask.png") == client.artifact(job["id"], "mask")
+    # Outputs live under the attempt that made them (outputs/<tenant>/<job>/<attempt>/...).
+    mask = next(p for p in mine if p.endswith("/mask.png"))
+    assert {mask.replace("mask.png", n) for n in ("overlay.png", "regions.json")} <= set(mine)
+    assert mine[mask]["size"] > 0 and mine[mask]["modified"].startswith("20")
+    assert client.download_file("outputs", mask) == client.artifact(job["id"], "mask")
     assert not any(f["path"].startswith(job["id"]) for f in other_tenant.files("outputs")["files"])
     with pytest.raises(ApiError) as err:
-        other_tenant.download_file("outputs", f"{job['id']}/mask.png")
+        other_tenant.download_file("outputs", mask)
     assert err.value.status == 404
     inputs = [f["path"] for f in client.files("inputs")["files"] if f["path"].startswith(job["id"])]
     assert inputs
@@ -87,7 +89,7 @@ def test_cli_files_services_and_dlq(stack: Stack, tmp_path: Path) -> None:
     audit = run("audit", job["id"])
     assert audit.returncode == 0 and "chain intact" in audit.stdout and "seg.v1.requested" in audit.stdout
     listing = run("files", "list", "--area", "outputs")
-    assert listing.returncode == 0 and f"{job['id']}/mask.png" in listing.stdout
+    assert listing.returncode == 0 and f"{job['id']}/" in listing.stdout and "/mask.png" in listing.stdout
     services = run("services")
     assert "infer" in services.stdout and "dead letters:" in services.stdout
     dlq = run("--json", "dlq", "list")

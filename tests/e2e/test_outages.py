@@ -3,15 +3,21 @@ half-made: real processes stopped under the running stack (docs/reliability.md).
 
 from __future__ import annotations
 
+import asyncio
+import io
+import os
+import signal
 import time
 import uuid
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from maskline.client import Client
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
+from maskline.shared.bus import connect
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
@@ -87,3 +93,53 @@ def test_with_the_bus_down_requests_get_503_and_a_retry_with_the_same_key_finish
     wait_until(lambda: all(client.status(j)["status"] == "completed" for j in jobs.values()), 120, "jobs completed")
     assert len(set(jobs.values())) == len(keys)
     assert post(keys[0])[1]["id"] == jobs[keys[0]]  # the key still names its one job
+
+
+def test_a_worker_paused_past_its_ack_wait_cannot_complete_a_job_twice(stack: Stack, client: Client) -> None:
+    """SIGSTOP the merge worker holding a job; the other one finishes it; the paused one resumes and
+    can neither publish a second completion nor overwrite the outputs. `just chaos` pauses 130 s,
+    past the bus's 120 s duplicate window, where only the fence stands between it and a duplicate."""
+    pause_s = float(os.environ.get("MASKLINE_CHAOS_PAUSE_S", "15"))
+    stack.stop_service("merge-2")  # merge 1 takes the next job
+    held = stack.pids["merge"]
+
+    async def pause_while_holding() -> str:
+        """Submit, and SIGSTOP merge the moment it holds the job (delivered, not acknowledged)."""
+        bus = await connect(stack.client_settings("admin"), "chaos", identity="admin")
+        try:
+            job = (await asyncio.to_thread(client.submit, big_image(), filename="big.png", wait=0))["id"]
+            for _ in range(3000):
+                if (await bus.js.consumer_info("SEG", "merge")).num_ack_pending:
+                    os.kill(held, signal.SIGSTOP)
+                    return str(job)
+                await asyncio.sleep(0.01)
+            raise AssertionError("merge never held the job")
+        finally:
+            await bus.close()
+
+    try:
+        job = asyncio.run(pause_while_holding())
+        paused_at = time.monotonic()
+    finally:
+        stack.start_service("merge-2")
+    try:
+        wait_until(lambda: client.status(job)["status"] == "completed", 90, "completed by the other worker")
+        artifacts = client.status(job)["artifacts"]
+        time.sleep(max(0.0, pause_s - (time.monotonic() - paused_at)))
+    finally:
+        os.kill(held, signal.SIGCONT)
+    time.sleep(8)  # the resumed worker finishes what it was doing, and loses the fence
+    assert client.status(job)["artifacts"] == artifacts
+    trail = client.audit(job)["records"]
+    assert sum(r["type"] == "seg.v1.completed" for r in trail) == 1
+    paths = [f["path"].split("/") for f in client.files("outputs")["files"] if f["path"].startswith(f"{job}/")]
+    attempts = {p[1] for p in paths if len(p) == 3}  # <job>/<attempt>/<file> (probs.npy is infer's)
+    assert len(attempts) == 1  # the loser removed its own outputs; the winner's stand
+
+
+def big_image() -> bytes:
+    image, _ = shapes.sample(np.random.default_rng(77), size=256)
+    large = np.kron(image, np.ones((7, 7, 1), dtype=np.uint8))  # 1792 x 1792: a render of a few hundred ms
+    buf = io.BytesIO()
+    Image.fromarray(large).save(buf, format="PNG")
+    return buf.getvalue()
