@@ -334,6 +334,16 @@ READS: dict[str, tuple[str, ...]] = {
     AUDITOR: ("AUDIT",),
 }
 
+#: The stage consumers whose queues make up the pipeline's backlog (admission control), and who reads it.
+BACKLOG_STAGES: tuple[tuple[str, str], ...] = tuple(
+    (s.stream, c.durable)
+    for s in SUBJECTS
+    if s.stream == "SEG"
+    for c in s.consumers
+    if c.service in (INGEST, AUGMENT, INFER, MERGE)
+)
+WATCH_BACKLOG: tuple[str, ...] = (GATEWAY, INGEST)
+
 #: Other services' status endpoints are asked by these (the fleet view).
 ASKS_FLEET: tuple[str, ...] = (GATEWAY,)
 

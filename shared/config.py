@@ -49,6 +49,9 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, frozen=True):
     fusion run on it, so their cost is bounded whatever the upload (outputs keep the original size)."""
     max_request_pixels: int = 60_000_000
     """Per-request pixel budget: the image plus every TTA variant at the working size."""
+    max_backlog: int = 400
+    """Messages queued for or held by the pipeline's stages beyond which the gateway refuses new
+    jobs (503 `overloaded`); ingest fails requests published straight onto the bus beyond twice it."""
 
     def identity(self, default: str) -> str:
         return self.nats_identity or default

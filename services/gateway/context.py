@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from maskline.contracts.model_v1 import ModelVersion
-from maskline.services.gateway.errors import NotFound, Unavailable
+from maskline.services.gateway.errors import NotFound, TooManyRequests, Unavailable
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.telemetry import Metrics
 from maskline.services.gateway.waiters import CompletionWaiters
 from maskline.shared.access import Grants, ModelAccess
+from maskline.shared.admission import Admission, Refused
 from maskline.shared.idempotency import IdempotencyKeys
 from maskline.shared.jobs import JobStore
 from maskline.shared.registry import ModelNotFound, ModelRegistry
@@ -26,6 +27,7 @@ class GatewayContext:
     idempotency: IdempotencyKeys
     waiters: CompletionWaiters
     tenants: dict[str, str]
+    admission: Admission
     metrics: Metrics = field(default_factory=Metrics)
 
     @property
@@ -36,6 +38,15 @@ class GatewayContext:
         """Refuse at once (503, Retry-After) while NATS is down, rather than after a publish times out."""
         if not self.runtime.bus.nc.is_connected:
             raise Unavailable("the message bus is not reachable now; retry shortly", code="bus_unavailable")
+
+    async def admit(self, tenant: str, job_id: str) -> None:
+        """Admit a new job of `tenant` now, or answer 429 / 503 with Retry-After (admission.py)."""
+        try:
+            await self.admission.admit(tenant, job_id)
+        except Refused as exc:
+            self.metrics.refused.labels(tenant, exc.code).inc()
+            error = TooManyRequests if exc.status == 429 else Unavailable
+            raise error(exc.reason, code=exc.code, retry_after_s=exc.retry_after_s) from exc
 
     def is_operator(self, tenant: str) -> bool:
         return tenant in self.settings.operator_tenants()

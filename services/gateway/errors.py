@@ -9,12 +9,15 @@ class GatewayError(Exception):
     status = 400
     code = "bad_request"
     title = "Bad request"
+    retry_after_s: float | None = None
 
-    def __init__(self, detail: str, *, code: str | None = None) -> None:
+    def __init__(self, detail: str, *, code: str | None = None, retry_after_s: float | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         if code:
             self.code = code
+        if retry_after_s is not None:
+            self.retry_after_s = retry_after_s
 
 
 class BadRequest(GatewayError):
@@ -61,6 +64,12 @@ class Conflict(GatewayError):
     """The request conflicts with the resource's state (a model still served, a request in progress)."""
 
     status, code, title = 409, "conflict", "Conflict"
+
+
+class TooManyRequests(GatewayError):
+    """A tenant's own limit (rate, unfinished jobs): retry after the Retry-After header's seconds."""
+
+    status, code, title = 429, "too_many_requests", "Too many requests"
 
 
 class Unavailable(GatewayError):

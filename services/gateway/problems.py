@@ -8,6 +8,7 @@ logged with its traceback.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import structlog
@@ -46,22 +47,29 @@ UNAVAILABLE = (NoServersError, ConnectionClosedError, NatsTimeoutError, Outbound
 
 
 def problem(
-    status: int, detail: str, code: str | None = None, *, title: str | None = None, **extra: Any
+    status: int,
+    detail: str,
+    code: str | None = None,
+    *,
+    title: str | None = None,
+    retry_after_s: float | None = None,
+    **extra: Any,
 ) -> ProblemDetailsException:
     default_code, default_title = STATUS_CODES.get(status, ("error", "Error"))
     code = code or default_code
+    retry = retry_after_s if retry_after_s is not None else (RETRY_AFTER_S if status in (429, 503) else None)
     return ProblemDetailsException(
         detail=detail,
         status_code=status,
         title=title or default_title,
         type_=PROBLEM_TYPE + code,
         extra={"code": code, **extra},
-        headers={"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None,
+        headers={"Retry-After": str(max(1, math.ceil(retry)))} if retry is not None else None,
     )
 
 
 def _from_gateway(exc: GatewayError) -> ProblemDetailsException:
-    return problem(exc.status, exc.detail, exc.code, title=exc.title)
+    return problem(exc.status, exc.detail, exc.code, title=exc.title, retry_after_s=exc.retry_after_s)
 
 
 def _from_framework(exc: HTTPException) -> ProblemDetailsException:

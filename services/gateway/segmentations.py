@@ -161,8 +161,10 @@ class SegmentationController(Controller):
             state = await ctx.jobs.get(tenant, job_id) if replay else None
             if state is None:
                 try:
+                    await ctx.admit(tenant, job_id)  # 429 / 503 at once when over a limit: nothing stored yet
                     state = await self._start(ctx, tenant, job_id, body, sha256, data, options)
                 except BaseException:
+                    ctx.admission.finished(tenant, job_id)
                     if key is not None:
                         with contextlib.suppress(Exception):  # the bus may be what failed: the lease expires then
                             await ctx.idempotency.release(tenant, key)

@@ -14,6 +14,7 @@ from maskline.services.gateway.projector import JobProjector
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.waiters import CompletionWaiters
 from maskline.shared.access import Grants
+from maskline.shared.admission import Admission, Backlog
 from maskline.shared.consumer import ConsumerSpec
 from maskline.shared.idempotency import IdempotencyKeys
 from maskline.shared.jobs import JobStore
@@ -54,7 +55,15 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     await grants.open()
     idempotency = IdempotencyKeys(runtime.bus.js)
     await idempotency.open()
-    waiters = CompletionWaiters(runtime.bus.nc, jobs)
+    admission = Admission(
+        backlog=Backlog(runtime.bus.js),
+        max_backlog=settings.max_backlog,
+        tenant_rate_per_s=settings.tenant_rate_per_s,
+        tenant_burst=settings.tenant_burst,
+        tenant_max_jobs=settings.tenant_max_jobs,
+        overrides=settings.limits_of(),
+    )
+    waiters = CompletionWaiters(runtime.bus.nc, jobs, on_finished=admission.finished)
     await waiters.start()
     ctx = GatewayContext(
         runtime=runtime,
@@ -65,6 +74,7 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
         idempotency=idempotency,
         waiters=waiters,
         tenants=settings.tenants_by_key(),
+        admission=admission,
     )
     # Job state is projected from every job-carrying stream (durable names kept from 1.0).
     projector = JobProjector(jobs, ctx.metrics)

@@ -47,6 +47,16 @@ class Metrics:
         )
         self.dead_letters = Gauge("maskline_dead_letters", "Messages in the dead-letter stream", registry=r)
         self.instances = Gauge("maskline_instances", "Service instances by heartbeat state", ["service", "state"], registry=r)
+        self.refused = Counter(
+            "maskline_admission_refused", "Requests refused by admission control", ["tenant", "code"], registry=r
+        )
+        self.backlog = Gauge("maskline_pipeline_backlog", "Messages queued for or held by the pipeline's stages", registry=r)
+        self.tenant_jobs = Gauge(
+            "maskline_tenant_unfinished_jobs",
+            "Jobs a tenant started through this replica, not finished yet",
+            ["tenant"],
+            registry=r,
+        )
         self.paused = Gauge(
             "maskline_consumers_paused",
             "Consumers of live instances waiting for a dependency (they fetch no work meanwhile)",

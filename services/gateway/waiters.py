@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -26,9 +26,11 @@ _decoders: dict[str, msgspec.json.Decoder[Any]] = {
 
 
 class CompletionWaiters:
-    def __init__(self, nc: Client, jobs: JobStore) -> None:
+    def __init__(self, nc: Client, jobs: JobStore, on_finished: Callable[[str, str], None] | None = None) -> None:
         self.nc = nc
         self.jobs = jobs
+        self.on_finished = on_finished
+        """Told of every job that finishes (admission control counts a tenant's unfinished jobs)."""
         self._waiting: dict[tuple[str, str], list[asyncio.Future[JobState]]] = {}
 
     async def start(self) -> None:
@@ -42,6 +44,8 @@ class CompletionWaiters:
             return
         if env.tenant != tenant_token(msg.subject):
             return  # a claim the subject does not back: the consumers dead-letter it
+        if self.on_finished is not None:
+            self.on_finished(env.tenant, env.job_id)
         futures = self._waiting.get((env.tenant, env.job_id))
         if not futures:
             return

@@ -21,7 +21,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     settings = on_free_ports(
         StackSettings(),
         str(home),
-        api_keys="key-a:tenant-a,key-b:tenant-b",
+        api_keys="key-a:tenant-a,key-b:tenant-b,key-c:tenant-c",
         bus_clients="partner-a:tenant-a,partner-b:tenant-b",
         merge_instances=2,  # a paused worker and a live one (tests/e2e/test_outages.py)
     )
@@ -31,6 +31,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "MASKLINE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
             "MASKLINE_MAX_PIXELS": "4000000",
             "MASKLINE_MAX_REQUEST_PIXELS": "6000000",
+            "MASKLINE_MAX_BACKLOG": "40",
+            "MASKLINE_TENANT_LIMITS": "tenant-c:2/2/3",  # a tenant with tight limits of its own
             "MASKLINE_OPERATORS": "tenant-a",
         },
     )

@@ -8,6 +8,7 @@ import io
 import os
 import signal
 import time
+import urllib.request
 import uuid
 
 import numpy as np
@@ -143,3 +144,43 @@ def big_image() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(large).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def test_admission_refuses_over_a_tenants_limits_and_over_the_pipelines_backlog(stack: Stack, client: Client) -> None:
+    """Infer stopped, so jobs pile up: tenant-c (rate 2/s, burst 2, 3 unfinished jobs) is held to its
+    limits with 429, everyone meets 503 at the backlog limit (40 queued), refusals are fast, and every
+    accepted job completes once infer is back."""
+    tight = Client(stack.gateway_url, api_key="key-c", timeout=60)
+    accepted: list[tuple[Client, str]] = []
+    stack.stop_service("infer")
+    try:
+        codes = []
+        for n in range(5):
+            response = tight.http.post("/v1/segmentations", files={"image": ("a.png", image(700 + n), "image/png")})
+            codes.append(response.json().get("code") if response.status_code == 429 else response.status_code)
+            if response.status_code == 202:
+                accepted.append((tight, response.json()["id"]))
+            else:
+                assert response.headers["retry-after"]
+            time.sleep(0.6)
+        assert codes[:3] == [202, 202, 202] and set(codes[3:]) == {"too_many_jobs"}, codes
+        refusal_ms = []
+        for n in range(60):  # fill the pipeline up to its backlog limit
+            started = time.monotonic()
+            response = client.http.post("/v1/segmentations", files={"image": ("a.png", image(800 + n), "image/png")})
+            if response.status_code == 503:
+                refusal_ms.append((time.monotonic() - started) * 1000)
+                assert response.json()["code"] == "overloaded" and response.headers["retry-after"]
+                if len(refusal_ms) >= 5:
+                    break
+            else:
+                assert response.status_code == 202, response.text
+                accepted.append((client, response.json()["id"]))
+        assert len(refusal_ms) >= 5 and len(accepted) >= 3 + 30
+        metrics = urllib.request.urlopen(stack.gateway_url + "/metrics").read().decode()
+        assert 'maskline_admission_refused_total{code="overloaded",tenant="tenant-a"}' in metrics
+    finally:
+        stack.start_service("infer")
+    wait_until(lambda: all(c.status(j)["status"] == "completed" for c, j in accepted), 240, "every accepted job completed")
+    assert tight.submit(image(799), wait=60)["status"] == "completed"  # finished jobs no longer count
+    tight.close()
