@@ -14,6 +14,10 @@ from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import NotFound
 from maskline.shared.jobs import JobState
 
+#: A running job that reported nothing for this long is shown as waiting for a worker (its worker
+#: died, and no instance has taken it up yet: a live one would within the 10 s ack wait).
+QUIET_S = 45.0
+
 
 class JobView(msgspec.Struct, frozen=True, kw_only=True):
     id: str
@@ -23,6 +27,10 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     stage: str | None = None
     error: dict[str, str] | None
     links: dict[str, str]
+    quiet_s: float = 0.0
+    """Seconds since the job's last event."""
+    waiting_for_worker: bool = False
+    """Running, but nothing heard for longer than a worker's silence allows: no worker holds it now."""
 
 
 def job_view(state: JobState) -> JobView:
@@ -35,14 +43,18 @@ def job_view(state: JobState) -> JobView:
     if state.kind in ("quantization", "layer-edit") and state.model is not None:
         base = f"/v1/models/{state.model.name}/{state.model.version}"
         links.update({"step": f"{base}/reports/step", "graph": f"{base}/graph"})
+    quiet = max(0.0, (now() - state.updated).total_seconds())
+    waiting = not state.finished and quiet > QUIET_S
     return JobView(
         id=state.job_id,
         kind=state.kind,
         status=state.status,
         progress=state.progress,
-        stage=state.stage,
+        stage=f"waiting for a worker (nothing heard for {quiet:.0f} s)" if waiting else state.stage,
         error=error,
         links=links,
+        quiet_s=round(quiet, 1),
+        waiting_for_worker=waiting,
     )
 
 
