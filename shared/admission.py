@@ -4,12 +4,17 @@ Three limits, each answered at once with 429 (per tenant) or 503 (the platform),
 stable code, and counted in `maskline_admission_refused_total`:
 
 - **Backlog**: messages waiting for, or held by, the pipeline's stages (ingest, augment, infer,
-  merge). Read from JetStream's consumer state at most every `BACKLOG_TTL_S`, so a refusal costs no
-  bus round trip. Over `max_backlog` → 503 `overloaded`.
+  merge). Read from JetStream's consumer state in the background at most every `BACKLOG_TTL_S`,
+  plus the jobs this replica admitted since that read began, so a refusal costs no bus round trip
+  and a burst cannot slip past a stale reading. Over `max_backlog` → 503 `overloaded`. Jobs wait
+  about `backlog / throughput`: size it as throughput x the queueing delay you accept.
 - **Rate**: a token bucket per tenant (`tenant_rate_per_s`, burst `tenant_burst`) → 429
   `rate_limited`.
 - **Concurrency**: a tenant's jobs accepted and not yet finished (`tenant_max_jobs`) → 429
   `too_many_jobs`.
+
+`check` answers the same question without taking anything, so the gateway can refuse before it
+reads a request's body; `admit` then takes the token and counts the job.
 
 Rate and concurrency are kept per gateway replica (behind N replicas a tenant gets up to N times
 the limit); the backlog is the bus's own and shared. Systems publishing straight onto the bus meet
@@ -18,6 +23,8 @@ the backlog limit in ingest, at twice the gateway's, where a request beyond it f
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,6 +35,9 @@ from maskline.contracts import subjects as table
 
 STAGES = table.BACKLOG_STAGES
 BACKLOG_TTL_S = 0.5
+BACKLOG_STALE_S = 2.0
+BACKLOG_WAIT_S = 1.0
+"""The longest a request waits for a fresh reading; past it, the stale one answers."""
 
 
 class Refused(Exception):
@@ -41,6 +51,8 @@ class Refused(Exception):
 class Sized(Protocol):
     async def size(self) -> int: ...
 
+    def admitted(self) -> None: ...
+
 
 @dataclass
 class Backlog:
@@ -48,20 +60,40 @@ class Backlog:
     stages: tuple[tuple[str, str], ...] = STAGES
     _value: int = 0
     _read_at: float = 0.0
+    _since_read: int = 0
+    """Jobs admitted here since the reading in use began (the bus may not have counted them yet)."""
+    _reading: asyncio.Task[None] | None = None
 
     async def size(self) -> int:
-        """Pending + in-flight messages of the stages (cached for `BACKLOG_TTL_S`)."""
-        if time.monotonic() - self._read_at < BACKLOG_TTL_S:
-            return self._value
-        total = 0
-        for stream, durable in self.stages:
-            try:
-                info = await self.js.consumer_info(stream, durable)
-            except Exception:  # a stage not started yet has no consumer: nothing queued for it
-                continue
-            total += int(info.num_pending or 0) + int(info.num_ack_pending or 0)
-        self._value, self._read_at = total, time.monotonic()
-        return total
+        """The last reading plus what this replica admitted since. One reading runs at a time, in
+        the background: under steady traffic requests never wait for the bus. A reading older than
+        `BACKLOG_STALE_S` (the first request, or the first after a quiet spell) is waited for, so a
+        backlog that drained while nobody asked does not refuse work."""
+        age = time.monotonic() - self._read_at
+        if self._reading is None and age >= BACKLOG_TTL_S:
+            self._reading = asyncio.create_task(self._read())
+        if age >= BACKLOG_STALE_S and self._reading is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._reading), BACKLOG_WAIT_S)
+        return self._value + self._since_read
+
+    def admitted(self) -> None:
+        self._since_read += 1
+
+    async def _read(self) -> None:
+        began, counted = time.monotonic(), self._since_read
+        try:
+            total = 0
+            for stream, durable in self.stages:
+                try:
+                    info = await self.js.consumer_info(stream, durable)
+                except Exception:  # a stage not started yet has no consumer: nothing queued for it
+                    continue
+                total += int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+            # Admissions during the read may or may not be in it: keep counting them (the cautious side).
+            self._value, self._since_read, self._read_at = total, self._since_read - counted, began
+        finally:
+            self._reading = None
 
 
 @dataclass
@@ -76,13 +108,17 @@ class TokenBucket:
 
     def take(self) -> float:
         """0.0 when a token was taken, else the seconds until one is there."""
+        wait = self.peek()
+        if wait == 0.0:
+            self.tokens -= 1.0
+        return wait
+
+    def peek(self) -> float:
+        """0.0 when a token is there, else the seconds until one is (takes nothing)."""
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate_per_s)
         self.at = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / self.rate_per_s
+        return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate_per_s
 
 
 @dataclass
@@ -98,20 +134,28 @@ class Admission:
     running: dict[str, set[str]] = field(default_factory=dict)
     """Per tenant: the jobs this replica accepted that have not finished yet."""
 
+    async def check(self, tenant: str, job_id: str = "") -> None:
+        """Raise `Refused` if a job of `tenant` would be refused now; takes nothing."""
+        await self._judge(tenant, job_id, take=False)
+
     async def admit(self, tenant: str, job_id: str) -> None:
         """Admit one job of `tenant`, or raise `Refused`. Admitted jobs count until `finished`."""
+        await self._judge(tenant, job_id, take=True)
+        self.running[tenant].add(job_id)
+        self.backlog.admitted()
+
+    async def _judge(self, tenant: str, job_id: str, *, take: bool) -> None:
         rate, burst, max_jobs = self.overrides.get(tenant, (self.tenant_rate_per_s, self.tenant_burst, self.tenant_max_jobs))
         bucket = self.buckets.setdefault(tenant, TokenBucket(rate, burst))
         mine = self.running.setdefault(tenant, set())
         if len(mine) >= max_jobs and job_id not in mine:
             raise Refused(429, "too_many_jobs", f"tenant {tenant} has {len(mine)} unfinished jobs (limit {max_jobs})", 1.0)
-        wait = bucket.take()
-        if wait > 0:
-            raise Refused(429, "rate_limited", f"over {rate:g} requests/s for tenant {tenant}", wait)
         size = await self.backlog.size()
         if size >= self.max_backlog:
             raise Refused(503, "overloaded", f"the pipeline holds {size} queued messages (limit {self.max_backlog})", 2.0)
-        mine.add(job_id)
+        wait = bucket.take() if take else bucket.peek()
+        if wait > 0:
+            raise Refused(429, "rate_limited", f"over {rate:g} requests/s for tenant {tenant}", wait)
 
     def finished(self, tenant: str, job_id: str) -> None:
         self.running.get(tenant, set()).discard(job_id)

@@ -23,6 +23,10 @@ STREAMS: dict[str, list[str]] = {name: [pattern] for name, pattern in table.STRE
 #: Nobody, not even the provisioning identity, may delete or purge single audit records.
 APPEND_ONLY = frozenset({"AUDIT"})
 DUPLICATE_WINDOW_S = 120.0
+#: What a work stream keeps (envelopes only: payloads are in object storage). The unprocessed part
+#: is held far below it by admission (the gateway's backlog cap, ingest's at twice it), so what the
+#: limit discards is processed history, oldest first, never queued work.
+STREAM_MAX_BYTES = 4 * 1024**3
 MSG_ID = "Nats-Msg-Id"
 
 _encoder = msgspec.json.Encoder()
@@ -97,6 +101,7 @@ def stream_config(name: str, replicas: int = 1) -> StreamConfig:
         duplicate_window=DUPLICATE_WINDOW_S,
         discard=DiscardPolicy.OLD,
         max_age=0.0 if name in APPEND_ONLY else 30 * 24 * 3600.0,
+        max_bytes=-1 if name in APPEND_ONLY else STREAM_MAX_BYTES,
         deny_delete=name in APPEND_ONLY,
         deny_purge=name in APPEND_ONLY,
     )

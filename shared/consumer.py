@@ -62,6 +62,9 @@ class ConsumerSpec(Generic[T]):
     """Event type of the `JobFailed` published when this consumer gives up on a job (e.g. `seg.v1.failed`)."""
     concurrency: int = 4
     deliver_new_only: bool = False
+    ack_wait_s: float | None = None
+    """This consumer's ack wait, where its handlers are much quicker than the service's setting
+    assumes (the job-state projector): what a dead instance held moves on sooner."""
 
     @classmethod
     def for_subject(
@@ -74,11 +77,13 @@ class ConsumerSpec(Generic[T]):
         return cls(durable, entry.stream, entry.filter, payload, handler, failure, concurrency)
 
     @classmethod
-    def for_stream(cls, durable: str, handler: Handler[T], *, concurrency: int = 4) -> ConsumerSpec[T]:
+    def for_stream(
+        cls, durable: str, handler: Handler[T], *, concurrency: int = 4, ack_wait_s: float | None = None
+    ) -> ConsumerSpec[T]:
         """A whole-stream reader of the subject table (the job-state projector), on raw payloads."""
         reader = table.stream_reader(durable)
         payload: Any = msgspec.Raw
-        return cls(durable, reader.stream, reader.filter, payload, handler, None, concurrency)
+        return cls(durable, reader.stream, reader.filter, payload, handler, None, concurrency, ack_wait_s=ack_wait_s)
 
 
 @dataclass
@@ -110,6 +115,8 @@ class Consumer(Generic[T]):
     stats: ConsumerStats = field(default_factory=ConsumerStats)
 
     def __post_init__(self) -> None:
+        if self.spec.ack_wait_s is not None:
+            self.ack_wait_s = self.spec.ack_wait_s
         self._decoder = msgspec.json.Decoder(Envelope[self.spec.payload])  # type: ignore[name-defined]
         self._header_decoder = msgspec.json.Decoder(Envelope[msgspec.Raw])
         self._tasks: set[asyncio.Task[None]] = set()

@@ -31,6 +31,11 @@ from maskline.shared.fleet import service_status
 #: Start order: the gateway last, when what it fronts is up.
 START_ORDER = ("audit", "ingest", "augment", "infer", "merge", "quantize", "gateway")
 SERVERS = ("nats", "triton")
+#: Batch compute runs at a lower CPU priority than the gateway, the bus and the light services, as
+#: separate CPU allocations would have it in a cluster: under overload on one host the gateway still
+#: refuses in milliseconds and NATS answers at once, while inference and rendering take what is left.
+BATCH = ("triton", "augment", "merge", "quantize")
+BATCH_NICE = 10
 STATE_FILE = "stack.json"
 
 
@@ -104,15 +109,24 @@ class Stack:
     def programs(self, authorization: str) -> list[Program]:
         s, home = self.settings, self.home
         conf = nats.write_config(home, s.nats_port, s.nats_monitor_port, authorization, s.sync_interval)
-        python = sys.executable
+        # -P: the working directory (the stack's home, which holds a `triton/` folder) must not shadow
+        # installed packages; torch probes `import triton` and would find that folder.
+        python = [sys.executable, "-P"]
         triton_args = [str(v) for v in (home, s.triton_http_port, s.triton_grpc_port, s.triton_metrics_port, s.torch_threads)]
         found = [
             Program("nats", nats.command(conf), priority=10, stop_wait_s=20),
-            Program("triton", [python, "-m", "maskline.infra.embedded.triton_run", *triton_args], priority=20, stop_wait_s=10),
+            Program(
+                "triton",
+                [*python, "-m", "maskline.infra.embedded.triton_run", *triton_args],
+                priority=20,
+                stop_wait_s=10,
+                nice=BATCH_NICE,
+            ),
         ]
         for index, label in enumerate(self.labels()):
             service = label.split("-", 1)[0]
-            found.append(Program(label, [python, "-m", f"maskline.services.{service}"], priority=30 + index))
+            nice = BATCH_NICE if service in BATCH else 0
+            found.append(Program(label, [*python, "-m", f"maskline.services.{service}"], priority=30 + index, nice=nice))
         return found
 
     def _save(self) -> None:
@@ -133,7 +147,7 @@ class Stack:
             wait_until(lambda: port_open(s.nats_port), 30, "nats-server", log_path=home / "logs" / "nats.log")
             asyncio.run(provision_and_seed(load(RuntimeSettings, self.service_env())))
             wait_until(lambda: triton.http_ready(s.triton_http_port), 90, "tritonserver", log_path=home / "logs" / "triton.log")
-            wait_until(self._gateway_ready, 60, "gateway", log_path=home / "logs" / "gateway.log")
+            wait_until(self.gateway_ready, 60, "gateway", log_path=home / "logs" / "gateway.log")
             wait_until(self._services_ready, 120, "services (models loading into Triton)", log_path=home / "logs")
         except BaseException:
             self.down()
@@ -170,7 +184,7 @@ class Stack:
         statuses = asyncio.run(service_status(self.client_settings("admin"), list(START_ORDER)))
         return all(status is not None and status.get("ready") for status in statuses.values())
 
-    def _gateway_ready(self) -> bool:
+    def gateway_ready(self) -> bool:
         try:
             with urllib.request.urlopen(self.gateway_url + "/health/ready", timeout=1) as response:
                 return bool(response.status == 200)
@@ -209,4 +223,4 @@ class Stack:
             }
             for p in infos
         }
-        return {"home": str(self.home), "gateway": self.gateway_url, "ready": self._gateway_ready(), "processes": processes}
+        return {"home": str(self.home), "gateway": self.gateway_url, "ready": self.gateway_ready(), "processes": processes}

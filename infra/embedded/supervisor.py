@@ -36,6 +36,8 @@ class Program:
     environment: dict[str, str] = field(default_factory=dict)
     """Overrides of the supervisor's own environment (which every program inherits)."""
     stop_wait_s: int = 25
+    nice: int = 0
+    """CPU priority (nice increment): batch compute yields to the front door and the bus."""
 
 
 def _quote(value: str) -> str:
@@ -63,7 +65,7 @@ def render(home: Path, programs: list[Program]) -> str:
     for p in programs:
         lines += [
             f"[program:{p.name}]",
-            "command=" + " ".join(_quote(a) for a in p.command),
+            "command=" + " ".join(_quote(a) for a in (["nice", "-n", str(p.nice)] if p.nice else []) + p.command),
             f"priority={p.priority}",
             "autostart=true",
             # A clean exit (a drained service) stays down; a crash or a kill is restarted.

@@ -25,6 +25,7 @@ from maskline.services.gateway.metrics import MetricsController
 from maskline.services.gateway.models import ModelController, ModelMergeController
 from maskline.services.gateway.quantize import QuantizeController
 from maskline.services.gateway.segmentations import SegmentationController, UploadController
+from maskline.services.gateway.shedding import shed_over_limits
 
 #: Answer without an API key: probes, the Prometheus scrape, the dashboard page (its data calls need one).
 PUBLIC_PATHS = ("/health/", "/metrics", "/dashboard")
@@ -93,6 +94,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
             FileController,
         ],
         dependencies={"ctx": Provide(provide_ctx), "tenant": Provide(provide_tenant)},
+        guards=[shed_over_limits(ctx)],
         plugins=[problems.plugin()],
         exception_handlers=problems.catch_all(),
         request_max_body_size=ctx.settings.max_upload_bytes,

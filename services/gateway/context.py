@@ -44,9 +44,19 @@ class GatewayContext:
         try:
             await self.admission.admit(tenant, job_id)
         except Refused as exc:
-            self.metrics.refused.labels(tenant, exc.code).inc()
-            error = TooManyRequests if exc.status == 429 else Unavailable
-            raise error(exc.reason, code=exc.code, retry_after_s=exc.retry_after_s) from exc
+            raise self._refusal(tenant, exc) from exc
+
+    async def check_admission(self, tenant: str) -> None:
+        """Answer 429 / 503 now if a job of `tenant` would be refused (takes nothing)."""
+        try:
+            await self.admission.check(tenant)
+        except Refused as exc:
+            raise self._refusal(tenant, exc) from exc
+
+    def _refusal(self, tenant: str, refused: Refused) -> TooManyRequests | Unavailable:
+        self.metrics.refused.labels(tenant, refused.code).inc()
+        error = TooManyRequests if refused.status == 429 else Unavailable
+        return error(refused.reason, code=refused.code, retry_after_s=refused.retry_after_s)
 
     def is_operator(self, tenant: str) -> bool:
         return tenant in self.settings.operator_tenants()

@@ -20,6 +20,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import ServiceUnavailableError
 
 from maskline.services.gateway.errors import GatewayError
+from maskline.shared.errors import DependencyUnavailable
 
 PROBLEM_TYPE = "https://maskline.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -85,6 +86,9 @@ def _from_anything(request: Request[Any, Any, Any], exc: Exception) -> Response[
             503, f"the message bus is not reachable now ({type(exc).__name__}); retry shortly", "bus_unavailable"
         )
         return unavailable.to_response(request)
+    if isinstance(exc, DependencyUnavailable):  # the object store, Triton: nothing was accepted
+        log.warning("http.dependency_unavailable", path=request.url.path, dependency=exc.dependency, reason=exc.reason)
+        return problem(503, f"the {exc.dependency} is not reachable now; retry shortly", exc.code).to_response(request)
     log.error("http.unhandled", path=request.url.path, method=request.method, exc_info=exc)
     return problem(500, "the request failed inside the gateway; it was logged", "internal").to_response(request)
 

@@ -21,6 +21,7 @@ from maskline.contracts import seg_v1
 from maskline.contracts.envelope import Envelope, new_trace_id, now
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, Unprocessable
+from maskline.services.gateway.shedding import ADMITTED
 from maskline.services.gateway.sniff import Header, check_image_header
 from maskline.services.gateway.views import SegmentationView, job_path, segmentation_view
 from maskline.shared import keys
@@ -122,7 +123,7 @@ class SegmentationController(Controller):
     path = "/v1/segmentations"
     tags = ["segmentations"]
 
-    @post(status_code=HTTP_202_ACCEPTED, summary="Submit an image for segmentation")
+    @post(status_code=HTTP_202_ACCEPTED, summary="Submit an image for segmentation", opt={ADMITTED: True})
     async def submit(
         self,
         ctx: GatewayContext,

@@ -24,6 +24,11 @@ from maskline.shared.runtime import Runtime
 NAME = "gateway"
 
 
+#: Projecting an event takes milliseconds: after a crash, what the dead gateway held is projected
+#: again within seconds of its restart, so job status is current within 5 s.
+PROJECTOR_ACK_WAIT_S = 3.0
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: the runtime owns SIGTERM and drains everything."""
 
@@ -79,7 +84,8 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     # Job state is projected from every job-carrying stream (durable names kept from 1.0).
     projector = JobProjector(jobs, ctx.metrics)
     for durable, concurrency in (("jobs", settings.concurrency), ("jobs-datasets", 1), ("jobs-models", 1)):
-        runtime.consume(ConsumerSpec.for_stream(durable, projector.handle, concurrency=concurrency))
+        spec = ConsumerSpec.for_stream(durable, projector.handle, concurrency=concurrency, ack_wait_s=PROJECTOR_ACK_WAIT_S)
+        runtime.consume(spec)
     config = uvicorn.Config(
         create_app(ctx),
         host=settings.host,

@@ -25,6 +25,7 @@ class StorageUnavailable(StorageError, DependencyUnavailable):
     consumers that need the store pause instead of failing their messages."""
 
     dependency = "object store"
+    code = "store_unavailable"
 
     def __init__(self, reason: str) -> None:
         DependencyUnavailable.__init__(self, reason, dependency="object store")
