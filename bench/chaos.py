@@ -8,6 +8,7 @@ Scenarios (names for --scenarios, comma-separated):
 - pause-merge: SIGSTOP the merge worker holding a job past the bus's duplicate window while the
   other merge worker finishes it, then SIGCONT it.
 - triton-down: Triton stopped for --outage-s while 1 job/s streams in.
+- infer-down: the infer service stopped for --outage-s while 1 job/s streams in.
 - nats-down: nats-server stopped for 30 s while 1 job/s streams in.
 - store-down: the object store (an S3-wire server) stopped for --outage-s while 1 job/s streams in.
 - overload: 10x the measured capacity offered for 20 s.
@@ -441,7 +442,7 @@ def main() -> None:
     )
     parser.add_argument("--out", default="")
     args = parser.parse_args()
-    faults = [f"kill-{p}" for p in PROGRAMS] + ["pause-merge", "triton-down", "nats-down"]
+    faults = [f"kill-{p}" for p in PROGRAMS] + ["pause-merge", "triton-down", "infer-down", "nats-down"]
     names = [*faults, "store-down", "overload"]
     chosen = names if args.scenarios == "all" else args.scenarios.split(",")
     results: dict[str, Any] = {}
@@ -461,8 +462,8 @@ def main() -> None:
                     run(name, functools.partial(kill, stack, name.removeprefix("kill-")))
                 elif name == "pause-merge":
                     run(name, lambda: pause_merge(stack, args.pause_s))
-                elif name == "triton-down":
-                    run(name, lambda: outage(stack, "triton", args.outage_s))
+                elif name in ("triton-down", "infer-down"):
+                    run(name, functools.partial(outage, stack, name.removesuffix("-down"), args.outage_s))
                 elif name == "nats-down":
                     run(name, lambda: outage(stack, "nats", 30.0))
     if "store-down" in chosen:

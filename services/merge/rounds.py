@@ -5,6 +5,11 @@ State lives in the `rounds` key-value bucket (one key per federation, compare-an
 crash of the merge service resumes where it was: unacknowledged updates are redelivered, and the
 deadline watcher re-reads every open federation at start. Duplicate updates (same site, same
 round) and late ones (for a closed round) are acknowledged and ignored, never merged twice.
+
+A round is marked closing before its `RoundClosed` goes out, so an update that arrives once a
+site could have seen that event is late, never counted. Closing is idempotent (the version is
+reserved per round, the event fenced): a closer that died is replaced by the redelivery of the
+update that triggered it, or by the deadline watcher once `CLOSING_RETRY_S` passed.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from maskline.shared.registry import ModelNotFound, ModelRegistry
 from maskline.shared.storage import ObjectNotFound, ObjectStore
 
 BUCKET = "rounds"
+#: A round marked closing this long ago whose close never finished is closed again by the watcher.
+CLOSING_RETRY_S = 30.0
 
 
 async def _nothing() -> None:  # a round's version is registered once per round: nothing to remove
@@ -51,6 +58,8 @@ class Federation(msgspec.Struct, kw_only=True):
     updates: dict[str, model_v1.SiteUpdate] = {}
     closed: bool = False
     """The current round is closed (merged or failed)."""
+    closing_at: float | None = None
+    """When a close of the current round began (the round takes no more updates from then)."""
     ignored: dict[str, int] = {}
     """Counts of updates acknowledged but not merged: duplicate, late, unknown_site."""
 
@@ -98,7 +107,10 @@ class Rounds:
         verdict: dict[str, str] = {}
 
         def change(state: Federation | None) -> Federation | None:
-            if state is None or state.current.round != update.round or state.closed:
+            if state is not None and state.current.round == update.round and state.updates.get(update.site) == update:
+                verdict["kind"] = "redelivered"  # this very update, again: its handler may have died closing
+                return None
+            if state is None or state.current.round != update.round or state.closed or state.closing_at is not None:
                 kind = "late"
             elif update.site not in state.current.sites:
                 kind = "unknown_site"
@@ -116,13 +128,20 @@ class Rounds:
 
         state = await self._update(federation_key(env.tenant, env.job_id), change)
         log.info("round.update", federation=env.job_id, site=update.site, round=update.round, verdict=verdict["kind"])
-        if state is not None and verdict["kind"] == "accepted" and len(state.updates) == len(state.current.sites):
+        complete = state is not None and state.current.round == update.round and len(state.updates) == len(state.current.sites)
+        if state is not None and complete and verdict["kind"] in ("accepted", "redelivered"):
             await self.close(env.job_id, state)
         return []
 
     async def close(self, federation: str, state: Federation) -> None:
         """Merge the received updates into the next global version (idempotent per round)."""
         opened = state.current
+        key = federation_key(state.tenant, federation)
+        marked = await self._update(
+            key, lambda s: msgspec.structs.replace(s, closing_at=time.time()) if s and s.current.round == opened.round else None
+        )
+        if marked is not None and marked.current.round == opened.round:
+            state = marked  # from here on no update gets in: merge exactly what the round holds now
         sites = sorted(state.updates)
         marker = keys.round_marker(state.tenant, opened.name, federation, opened.round)
         try:
@@ -174,7 +193,7 @@ class Rounds:
         closing = self._event(federation, state, model_v1.ROUND_CLOSED, closed, opened.round)
         await self.fences.finish(f"round.{state.tenant}.{federation}.{opened.round}", new_attempt(), closing, _nothing)
         await self._update(
-            federation_key(state.tenant, federation),
+            key,
             lambda s: msgspec.structs.replace(s, closed=True) if s and s.current.round == opened.round else None,
         )
         if not final:
@@ -219,6 +238,10 @@ class Rounds:
         federation = key.split(".", 1)[1]
         opened = state.current
         if state.closed or opened.opened_at is None:
+            return
+        if state.closing_at is not None:
+            if time.time() - state.closing_at > CLOSING_RETRY_S:
+                await self.close(federation, state)  # its closer died: the close is idempotent
             return
         if time.time() < opened.opened_at.timestamp() + opened.deadline_s:
             return
