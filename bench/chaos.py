@@ -28,6 +28,7 @@ import contextlib
 import functools
 import io
 import json
+import logging
 import os
 import platform
 import signal
@@ -119,7 +120,8 @@ def stream(gateway: str, tally: Tally, rate_per_s: float, seconds: float, seed: 
 def outcome(gateway: str, tally: Tally, fault: Fault, settle_s: float) -> dict[str, Any]:
     """Wait for every accepted job (up to `settle_s`), then count outcomes and duplicates.
 
-    Recovery: from the fault's end to the first completion of a job submitted after it began."""
+    Recovery: from the fault's end to the first completion, after that end, of a job submitted
+    after the fault began."""
     http = httpx.Client(base_url=gateway, headers=AUTH, timeout=30)
     deadline = time.monotonic() + settle_s
     states: dict[str, dict[str, Any]] = {}
@@ -140,14 +142,17 @@ def outcome(gateway: str, tally: Tally, fault: Fault, settle_s: float) -> dict[s
     for job in completed:
         trail = http.get("/v1/audit", params={"job": job}).json()["records"]
         duplicated += sum(r["type"] == "seg.v1.completed" for r in trail) > 1
+    # Jobs already past the failed part when the fault began may finish during it: recovery is the
+    # first completion of a job submitted after the fault began, at or after the fault's end.
     after = [j for j, at in tally.accepted.items() if at > fault.began and j in completed]
-    recovered_at = min((wallclock(states[j]["updated"]) for j in after), default=None)
+    recovered_at = min((t for j in after if (t := wallclock(states[j]["updated"])) >= fault.ended), default=None)
     http.close()
     return {
         "accepted": len(tally.accepted),
         "completed": len(completed),
         "failed": dict(failed),
         "refused": dict(tally.refused),
+        "refusal_p99_ms": p99(tally.refuse_ms),
         "duplicated": duplicated,
         "stuck": len(pending),
         "recovery_s": round(recovered_at - fault.ended, 1) if recovered_at else None,
@@ -218,6 +223,7 @@ class S3Server:
         self._server: ThreadedMotoServer | None = None
 
     def start(self) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import builtins
 import io
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
+import certifi
+import urllib3
 from minio import Minio
 from minio.error import S3Error
 from urllib3.exceptions import HTTPError
@@ -18,10 +21,27 @@ from maskline.shared.storage.base import ObjectInfo, ObjectNotFound, StorageUnav
 
 T = TypeVar("T")
 
+#: The SDK's defaults wait 5 minutes to connect and retry 5 times (~6 s against a refused port):
+#: an outage must surface in about a second, so that the gateway refuses at once with 503
+#: `store_unavailable` and workers pause instead of holding their messages through the retries.
+CONNECT_TIMEOUT_S = 2.0
+READ_TIMEOUT_S = 60.0
+RETRIES = 2
+
+
+def http_client() -> urllib3.PoolManager:
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
+        maxsize=16,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        retries=urllib3.Retry(total=RETRIES, backoff_factor=0.1, status_forcelist=[500, 502, 503, 504]),
+    )
+
 
 class MinioStore:
     def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, *, secure: bool = False) -> None:
-        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure)
+        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, http_client=http_client())
         self.bucket = bucket
         self._bucket_checked = False
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from maskline.client import Client
+from maskline.infra.embedded import reap
 from maskline.infra.embedded.process import free_port
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
@@ -54,6 +56,11 @@ def test_every_service_registers_with_the_nats_services_api(stack: Stack, admin:
     assert statuses["ingest"]["consumers"]["ingest"]["processed"] >= 0
 
 
+def parent_of(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+
+
 def test_cli_up_status_down_runs_a_second_stack_beside_the_first(tmp_path: Path) -> None:
     ports = {
         name: str(free_port())
@@ -71,10 +78,30 @@ def test_cli_up_status_down_runs_a_second_stack_beside_the_first(tmp_path: Path)
         assert all(p["running"] for p in report["processes"].values())
         with urllib.request.urlopen(f"http://127.0.0.1:{ports['PORT']}/health/ready") as response:
             assert response.status == 200
+        restart = subprocess.run([*cli, "--json", "restart", "audit"], env=env, capture_output=True, text=True, timeout=60)
+        assert restart.returncode == 0, restart.stdout + restart.stderr
+        assert json.loads(restart.stdout)["pid"] not in (0, report["processes"]["audit"]["pid"])
+        # kill -9 Triton: the supervisor starts it again, and the new one reaps the old one's stubs.
+        home = tmp_path / "second"
+        stubs_before = len(reap.stubs(home))
+        assert stubs_before >= 1
+        os.kill(report["processes"]["triton"]["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while True:
+            now = json.loads(subprocess.run([*cli, "--json", "status"], env=env, capture_output=True, text=True).stdout)
+            triton = now["processes"]["triton"]
+            if now["ready"] and triton["running"] and triton["pid"] != report["processes"]["triton"]["pid"]:
+                break
+            assert time.monotonic() < deadline, now
+            time.sleep(1)
+        assert triton["restarts"] == 1
+        parents = {parent_of(stub) for stub in reap.stubs(home)}
+        assert parents <= {triton["pid"]}, parents  # the dead one's stubs are gone: each stub left is the new one's
     finally:
         down = subprocess.run([*cli, "down"], env=env, capture_output=True, text=True, timeout=120)
     assert down.returncode == 0 and "stack stopped" in down.stdout
     assert not (tmp_path / "second" / "stack.json").exists()
+    assert reap.stubs(tmp_path / "second") == [] and reap.shm_regions() == []  # no orphan stub, no stray /dev/shm region
     for name, proc in report["processes"].items():
         assert not Path(f"/proc/{proc['pid']}").exists() or "zombie" in Path(f"/proc/{proc['pid']}/status").read_text().lower(), (
             name
