@@ -188,9 +188,7 @@ def kill(stack: Stack, program: str) -> dict[str, Any]:
 
     def inject() -> float:
         started = time.monotonic()
-        before = stack.kill_service(program)
-        while stack.pids.get(program, before) in (0, before) and time.monotonic() - started < 60:
-            time.sleep(0.05)
+        stack.kill_service(program, wait_restarted=True)
         restarted.append(time.monotonic() - started)
         return 0.0
 

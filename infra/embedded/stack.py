@@ -34,10 +34,10 @@ SERVERS = ("nats", "triton")
 #: Every worker runs at a lower CPU priority than the front door (gateway) and the bus, as separate
 #: CPU allocations would have it in a cluster: under overload on one host the gateway still refuses
 #: in milliseconds and NATS answers at once, while the pipeline takes what is left. (With ingest,
-#: infer and audit at normal priority, refusals under 10x overload had a p99 of 87.8 ms; with them
-#: here, 11.7 and 19.2 ms in two runs: docs/reliability.md.)
-BATCH = ("triton", "ingest", "augment", "infer", "merge", "quantize", "audit")
-BATCH_NICE = 10
+#: infer and audit at normal priority, refusals under 10x overload had a p99 of 87.8 ms; lowered
+#: too, 11.7 and 19.2 ms in two runs: docs/reliability.md.)
+FRONT = ("gateway",)
+WORKER_NICE = 10
 STATE_FILE = "stack.json"
 
 
@@ -122,12 +122,12 @@ class Stack:
                 [*python, "-m", "maskline.infra.embedded.triton_run", *triton_args],
                 priority=20,
                 stop_wait_s=10,
-                nice=BATCH_NICE,
+                nice=WORKER_NICE,
             ),
         ]
         for index, label in enumerate(self.labels()):
             service = label.split("-", 1)[0]
-            nice = BATCH_NICE if service in BATCH else 0
+            nice = 0 if service in FRONT else WORKER_NICE
             found.append(Program(label, [*python, "-m", f"maskline.services.{service}"], priority=30 + index, nice=nice))
         return found
 

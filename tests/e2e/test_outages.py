@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from maskline.client import Client
+from maskline.infra.embedded.process import wait_until
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
 from maskline.shared.bus import connect
@@ -32,13 +33,6 @@ def infer_consumers(client: Client) -> list[dict]:
     fleet = client.http.get("/v1/services").json()
     infer = next(s for s in fleet["services"] if s["name"] == "infer")
     return [i["consumers"].get("infer", {}) for i in infer["instances"] if i["state"] == "up"]
-
-
-def wait_until(check, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.25)
 
 
 def test_triton_down_pauses_infer_and_every_job_completes_once_it_is_back(stack: Stack, client: Client) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from maskline.contracts.envelope import Envelope, now
 from maskline.shared.bus import Bus
-from maskline.shared.fence import Fences, fenced
+from maskline.shared.fence import Claim, Fences, fenced
 from maskline.shared.model_store import register_model
 from maskline.shared.registry import ModelRegistry
 from maskline.shared.storage.filesystem import FilesystemStore
@@ -31,16 +31,35 @@ def final(job: str, attempt: int) -> Envelope[Done]:
     )
 
 
-async def test_racing_and_late_attempts_publish_one_final_event(bus: Bus) -> None:
-    fences = Fences(bus.js, bus)
-    await fences.open()
+@pytest.fixture
+async def fences(bus: Bus) -> Fences:
+    found = Fences(bus.js, bus)
+    await found.open()
+    return found
+
+
+class Published:
+    """Every final event published on the test subject, as core NATS subscribers see them."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.seen: list[bytes] = []
+
+    async def __aenter__(self) -> list[bytes]:
+        async def on_event(msg: Any) -> None:
+            self.seen.append(msg.data)
+
+        self.sub = await self.bus.nc.subscribe("seg.v1.tfence.t1", cb=on_event)
+        return self.seen
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.bus.nc.flush()
+        await asyncio.sleep(0.3)  # what was published has arrived
+        await self.sub.unsubscribe()
+
+
+async def test_racing_and_late_attempts_publish_one_final_event(bus: Bus, fences: Fences) -> None:
     job = uuid.uuid4().hex
-    seen: list[bytes] = []
-
-    async def on_event(msg: Any) -> None:
-        seen.append(msg.data)
-
-    sub = await bus.nc.subscribe("seg.v1.tfence.t1", cb=on_event)
     removed: list[int] = []
 
     def loser(n: int) -> Any:
@@ -49,20 +68,16 @@ async def test_racing_and_late_attempts_publish_one_final_event(bus: Bus) -> Non
 
         return remove
 
-    won = await asyncio.gather(*(fences.finish(f"t.t1.{job}", f"a{n}", final(job, n), loser(n)) for n in range(4)))
-    assert won.count(True) == 1 and sorted(removed) == sorted(n for n, w in enumerate(won) if not w)
-    assert await fences.decided(f"t.t1.{job}")
-    late = await fences.finish(f"t.t1.{job}", "late", final(job, 99), loser(99))  # a worker that slept through it
-    await bus.nc.flush()
-    await asyncio.sleep(0.3)
-    await sub.unsubscribe()
+    async with Published(bus) as seen:
+        won = await asyncio.gather(*(fences.finish(f"t.t1.{job}", f"a{n}", final(job, n), loser(n)) for n in range(4)))
+        assert won.count(True) == 1 and sorted(removed) == sorted(n for n, w in enumerate(won) if not w)
+        assert await fences.decided(f"t.t1.{job}")
+        late = await fences.finish(f"t.t1.{job}", "late", final(job, 99), loser(99))  # a worker that slept through it
     assert late is False and 99 in removed
     assert len(seen) == 1 and msgspec.json.decode(seen[0], type=Envelope[Done]).data.attempt == won.index(True)
 
 
-async def test_a_fenced_handler_runs_its_final_step_once_per_job(bus: Bus) -> None:
-    fences = Fences(bus.js, bus)
-    await fences.open()
+async def test_a_fenced_handler_runs_its_final_step_once_per_job(fences: Fences) -> None:
     runs: list[str] = []
 
     async def handler(env: Envelope[Any]) -> list[Envelope[Any]]:
@@ -97,24 +112,12 @@ async def test_a_job_registers_one_version_however_often_it_runs(bus: Bus, tmp_p
     assert [m.version for m in await registry.list(owner) if m.name == name] == sorted({versions[0], other.version})
 
 
-async def test_a_claim_whose_attempt_died_is_published_by_the_next_one(bus: Bus) -> None:
-    from maskline.shared.fence import Claim
-
-    fences = Fences(bus.js, bus)
-    await fences.open()
+async def test_a_claim_whose_attempt_died_is_published_by_the_next_one(bus: Bus, fences: Fences) -> None:
     job = uuid.uuid4().hex
-    seen: list[bytes] = []
-
-    async def on_event(msg: Any) -> None:
-        seen.append(msg.data)
-
-    sub = await bus.nc.subscribe("seg.v1.tfence.t1", cb=on_event)
     abandoned = Claim(attempt="dead", event=msgspec.Raw(msgspec.json.encode(final(job, 7))), claimed=0.0)
-    kv = await bus.js.key_value("fences")
-    await kv.create(f"t.t1.{job}", msgspec.json.encode(abandoned))  # claimed, then its worker died
-    assert await fences.decided(f"t.t1.{job}")  # the redelivered message's worker finishes the job
-    assert await fences.decided(f"t.t1.{job}")  # and a later one finds it confirmed
-    await bus.nc.flush()
-    await asyncio.sleep(0.3)
-    await sub.unsubscribe()
+    async with Published(bus) as seen:
+        kv = await bus.js.key_value("fences")
+        await kv.create(f"t.t1.{job}", msgspec.json.encode(abandoned))  # claimed, then its worker died
+        assert await fences.decided(f"t.t1.{job}")  # the redelivered message's worker finishes the job
+        assert await fences.decided(f"t.t1.{job}")  # and a later one finds it confirmed
     assert len(seen) == 1 and msgspec.json.decode(seen[0], type=Envelope[Done]).data.attempt == 7
