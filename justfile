@@ -39,12 +39,9 @@ lint: typecheck
     python -m maskline.contracts.schema --check
     MASKLINE_API_KEYS=lint:lint docker-compose -f compose.yaml config -q
 
-# mypy --strict over the `maskline` package as it is imported (a symlink view of the mapped folders)
+# mypy --strict over every distribution's src/ (the files and search path are in pyproject.toml)
 typecheck:
-    rm -rf build/typecheck && mkdir -p build/typecheck/maskline
-    for d in shared contracts services infra models; do ln -s "../../../$d" "build/typecheck/maskline/$d"; done
-    for f in maskline/*.py; do ln -s "../../../$f" build/typecheck/maskline/; done
-    cd build/typecheck && mypy --config-file ../../pyproject.toml -p maskline
+    mypy
 
 # regenerate the published JSON Schemas from the contracts
 schemas:
@@ -61,7 +58,7 @@ bench-augment:
 
 # retrain the starter model (about 12 minutes on 2 cores) and rewrite the bundled samples
 train:
-    python -m maskline.models.starter.train --out models/starter/weights --steps 2000 --batch 12
+    python -m maskline.models.starter.train --out models/src/maskline/models/starter/weights --steps 2000 --batch 12
     python -m maskline.models.starter.make_samples
 
 # FP32 vs HYBRID vs INT8 through Triton, every calibrator's held-out mIoU, sizes (docs/benchmarks.md)

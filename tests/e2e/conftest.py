@@ -10,6 +10,7 @@ import pytest
 from maskline.client import Client
 from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
+from maskline.models import starter
 from maskline.shared.config import RuntimeSettings
 
 MAX_UPLOAD = 3_000_000
@@ -57,7 +58,7 @@ def other_tenant(stack: Stack) -> Iterator[Client]:
 
 @pytest.fixture
 def samples() -> Path:
-    return Path(__file__).resolve().parents[2] / "models" / "starter" / "samples"
+    return starter.SAMPLES
 
 
 @pytest.fixture(scope="session")

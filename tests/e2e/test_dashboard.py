@@ -19,12 +19,11 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from maskline.client import ApiError, Client
 from maskline.infra.embedded.stack import Stack
-from maskline.models.starter import shapes
+from maskline.models.starter import WEIGHTS, shapes
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
-WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "starter" / "weights" / "model.pt"
 
 
 @pytest.fixture

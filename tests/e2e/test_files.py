@@ -13,11 +13,10 @@ import pytest
 
 from maskline.client import ApiError, Client
 from maskline.infra.embedded.stack import Stack
-from maskline.models.starter import shapes
+from maskline.models.starter import WEIGHTS, shapes
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
-WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "starter" / "weights" / "model.pt"
 
 
 def test_list_download_and_delete_inputs_and_results(client: Client, other_tenant: Client) -> None:

@@ -15,10 +15,9 @@ from PIL import Image
 
 from maskline.client import ApiError, Client
 from maskline.infra.embedded.stack import Stack
-from maskline.models.starter import shapes
+from maskline.models.starter import WEIGHTS, shapes
 
 pytestmark = pytest.mark.e2e
-WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "starter" / "weights" / "model.pt"
 
 
 def png(array: np.ndarray) -> bytes:

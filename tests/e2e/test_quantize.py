@@ -7,7 +7,6 @@ import asyncio
 import io
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,12 +18,11 @@ from maskline.contracts import model_v1
 from maskline.contracts.envelope import Envelope, new_trace_id, now
 from maskline.contracts.model_v1 import VersionRef
 from maskline.infra.embedded.stack import Stack
-from maskline.models.starter import shapes
+from maskline.models.starter import WEIGHTS, shapes
 from maskline.shared.bus import connect
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
-WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "starter" / "weights" / "model.pt"
 #: Stated bound: the INT8 mask covers the FP32 mask's classes with a mean IoU of at least 0.95.
 IOU_BOUND = 0.95
 

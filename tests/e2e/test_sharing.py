@@ -4,17 +4,15 @@ nothing for others, derived copies are usable but not exportable, and revocation
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from maskline.client import ApiError, Client
-from maskline.models.starter import shapes
+from maskline.models.starter import WEIGHTS, shapes
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
-WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "starter" / "weights" / "model.pt"
 LABELS = list(shapes.LABELS)
 
 

@@ -43,6 +43,20 @@ def test_every_service_connects_with_its_own_bus_credential() -> None:
     assert 'include "auth.conf"' in (ROOT / "infra" / "nats" / "cluster.conf").read_text()
 
 
+def test_every_service_is_built_from_its_own_dockerfile_target() -> None:
+    config = yaml.safe_load(compose_config(ROOT / "compose.yaml").stdout)
+    dockerfile = (ROOT / "infra" / "docker" / "Dockerfile").read_text()
+    for service in SERVICES:
+        build = config["services"][service]["build"]
+        assert build["target"] == service, service
+        assert f"FROM base AS {service}\n" in dockerfile, service
+        stage = dockerfile.split(f"FROM base AS {service}\n", 1)[1].split("\nFROM ", 1)[0]
+        # the stage installs its own distribution and no other service's
+        assert f"./services/{service}" in stage, service
+        assert not [other for other in SERVICES if other != service and f"./services/{other}" in stage], service
+    assert config["services"]["provision"]["build"]["target"] == "cli"
+
+
 def test_an_invalid_compose_file_is_rejected(tmp_path: Path) -> None:
     bad = tmp_path / "compose.yaml"
     bad.write_text("services:\n  gateway:\n    image: x\n    ports: 8080\n    restart: sometimes-maybe\n")

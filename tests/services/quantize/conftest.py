@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from maskline.contracts.model_v1 import Architecture
-from maskline.models.starter import shapes
+from maskline.models.starter import WEIGHTS, shapes
 from maskline.services.quantize import architecture as arch
 from maskline.services.quantize import engine
 
-WEIGHTS = Path(__file__).resolve().parents[3] / "models" / "starter" / "weights" / "model.pt"
 STARTER = Architecture(entrypoint="maskline.models.starter.unet:UNet", kwargs={"classes": 4, "width": 16})
 ALLOWED = ("maskline.models.",)
 

@@ -21,7 +21,6 @@ import structlog
 from nats.micro import add_service
 from nats.micro.request import Request
 
-import maskline
 from maskline.contracts import subjects as table
 from maskline.shared import dlq
 from maskline.shared import logging as logs
@@ -32,6 +31,7 @@ from maskline.shared.errors import HandlerError
 from maskline.shared.heartbeat import Heartbeat
 from maskline.shared.provision import wait_provisioned
 from maskline.shared.storage import ObjectStore, open_store
+from maskline.shared.version import CODE_VERSION
 
 ReadyCheck = Callable[[], Awaitable[bool]]
 log = structlog.get_logger("runtime")
@@ -94,7 +94,7 @@ class Runtime:
         return {
             "service": self.name,
             "instance": self.instance,
-            "version": maskline.__version__,
+            "version": CODE_VERSION,
             "uptime_s": round(time.time() - self.started, 1),
             "ready": all(checks.values()),
             "checks": checks,
@@ -106,7 +106,7 @@ class Runtime:
         service = await add_service(
             self.bus.nc,
             name=f"maskline-{self.name}",
-            version=maskline.__version__,
+            version=CODE_VERSION,
             description=f"maskline {self.name} service",
             metadata={"instance": self.instance},
         )

@@ -47,7 +47,7 @@ def write_version(
     ).encode()
     _write_atomic(model_dir / "config.pbtxt", config)
     version_dir = model_dir / str(model.version)
-    backend = resources.files("maskline.infra.triton").joinpath("model.py").read_bytes()
+    backend = resources.files("maskline.services.infer").joinpath("backend/model.py").read_bytes()
     _write_atomic(version_dir / "model.pt", weights)
     _write_atomic(version_dir / "model.py", backend)
     _write_atomic(version_dir / "precision.txt", model.precision.encode())

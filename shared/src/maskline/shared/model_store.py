@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import uuid
 
-import maskline
 from maskline.contracts import model_v1
 from maskline.contracts.envelope import Envelope, new_trace_id, now
 from maskline.contracts.model_v1 import Architecture, ModelVersion, QuantizationInfo
@@ -14,6 +13,7 @@ from maskline.shared.access import lineage_of, upstream_of
 from maskline.shared.bus import Bus
 from maskline.shared.registry import ModelRegistry, VersionExists
 from maskline.shared.storage import ObjectStore
+from maskline.shared.version import CODE_VERSION
 
 
 async def register_model(
@@ -71,7 +71,7 @@ async def register_model(
             weights=ref,
             precision=precision,
             parent=parent,
-            code_version=maskline.__version__,
+            code_version=CODE_VERSION,
             created=now(),
             metrics=metrics or {},
             description=description,

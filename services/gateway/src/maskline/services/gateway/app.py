@@ -8,7 +8,6 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, OpenAPI, OpenAPIMediaType, OpenAPIResponse, Reference, Schema, SecurityScheme
 from litestar.openapi.spec.enums import OpenAPIType
 
-import maskline
 from maskline.services.gateway import problems
 from maskline.services.gateway.access import AccessController
 from maskline.services.gateway.audit import AuditController
@@ -26,6 +25,7 @@ from maskline.services.gateway.models import ModelController, ModelMergeControll
 from maskline.services.gateway.quantize import QuantizeController
 from maskline.services.gateway.segmentations import SegmentationController, UploadController
 from maskline.services.gateway.shedding import shed_over_limits
+from maskline.shared.version import CODE_VERSION
 
 #: Answer without an API key: probes, the Prometheus scrape, the dashboard page (its data calls need one).
 PUBLIC_PATHS = ("/health/", "/metrics", "/dashboard")
@@ -100,7 +100,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
         request_max_body_size=ctx.settings.max_upload_bytes,
         openapi_config=OpenAPIConfig(
             title="maskline",
-            version=maskline.__version__,
+            version=CODE_VERSION,
             path="/schema",
             components=Components(
                 security_schemes={
