@@ -72,6 +72,17 @@ def federation_key(tenant: str, federation: str) -> str:
     return f"{tenant}.{federation}"
 
 
+def claim_round(state: Federation | None, round_: int, at: float) -> Federation | None:
+    """The state with round `round_` claimed for closing at `at`, or None when it is not this caller's
+    to close: another round, already closed, or claimed less than CLOSING_RETRY_S ago by another
+    closer (a replica, or the first try of a redelivered update)."""
+    if state is None or state.current.round != round_ or state.closed:
+        return None
+    if state.closing_at is not None and at - state.closing_at < CLOSING_RETRY_S:
+        return None
+    return msgspec.structs.replace(state, closing_at=at)
+
+
 class Rounds:
     def __init__(
         self, js: JetStreamContext, bus: Bus, store: ObjectStore, registry: ModelRegistry, access: ModelAccess, fences: Fences
@@ -137,11 +148,14 @@ class Rounds:
         """Merge the received updates into the next global version (idempotent per round)."""
         opened = state.current
         key = federation_key(state.tenant, federation)
-        marked = await self._update(
-            key, lambda s: msgspec.structs.replace(s, closing_at=time.time()) if s and s.current.round == opened.round else None
-        )
-        if marked is not None and marked.current.round == opened.round:
-            state = marked  # from here on no update gets in: merge exactly what the round holds now
+        claimed_at = time.time()
+        # Claim the round before merging, with compare-and-set: one closer merges it, and from here on
+        # no update gets in, so the merge takes exactly what the round holds now.
+        marked = await self._update(key, lambda s: claim_round(s, opened.round, claimed_at))
+        if marked is None or marked.closing_at != claimed_at:
+            log.info("round.close_held_elsewhere", federation=federation, round=opened.round)
+            return
+        state = marked
         sites = sorted(state.updates)
         marker = keys.round_marker(state.tenant, opened.name, federation, opened.round)
         try:
