@@ -39,7 +39,7 @@ Precision = Literal["fp32", "hybrid", "int8"]
 CalibrationMethod = Literal["minmax", "entropy", "log2", "percentile"]
 
 
-class LayerEdit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class LayerEdit(msgspec.Struct, frozen=True, kw_only=True):
     """Replace one quantized layer's int8 weights and/or scales. Added in 1.2."""
 
     layer: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.]{1,128}$")]
@@ -191,7 +191,7 @@ class RoundClosed(msgspec.Struct, frozen=True, kw_only=True):
     final: bool = False
 
 
-class QuantizeRequested(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class QuantizeRequested(msgspec.Struct, frozen=True, kw_only=True):
     """Post-training quantization of a registered float version into a new hybrid/int8 version. Added in 1.2."""
 
     model: VersionRef
@@ -211,7 +211,7 @@ class QuantizeRequested(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     """Register the result under this name (default: the parent's name, as its next version)."""
 
 
-class EditRequested(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class EditRequested(msgspec.Struct, frozen=True, kw_only=True):
     """Edit one layer of a hybrid/int8 version: a new version, with a fresh STEP report. Added in 1.2."""
 
     model: VersionRef

@@ -21,6 +21,10 @@ from maskline.shared.storage import ObjectNotFound
 REPORTS = ("step", "cross", "calibrators", "travel")
 
 
+class LayerEditBody(LayerEdit, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`POST .../edits`: a `LayerEdit`; over HTTP a misspelt field is refused (on the bus it is skipped)."""
+
+
 class QuantizeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """`POST /v1/models/quantizations`: see `QuantizeRequested`; `dataset` is one of your dataset names."""
 
@@ -69,7 +73,7 @@ class QuantizeController(Controller):
 
     @post("/{name:str}/{version:int}/edits", status_code=HTTP_202_ACCEPTED, summary="Edit one int8 layer (a new version)")
     async def edit(
-        self, ctx: GatewayContext, tenant: str, name: str, version: int, data: LayerEdit, owner: OwnerParam = None
+        self, ctx: GatewayContext, tenant: str, name: str, version: int, data: LayerEditBody, owner: OwnerParam = None
     ) -> Response[JobView]:
         model = await ctx.model(tenant, name, version, owner)
         if model.quantization is None:
