@@ -20,6 +20,7 @@ from typing import Any
 
 from maskline import trust_cli
 from maskline.client import ApiError, Client
+from maskline.contracts import subjects as table
 from maskline.infra.embedded.settings import StackSettings
 from maskline.infra.embedded.stack import Stack
 from maskline.shared.config import load
@@ -118,7 +119,13 @@ def cmd_restart(args: argparse.Namespace) -> int:
     return 0
 
 
-STAGES = ("requested", "ingested", "augmented", "inferred", "completed")
+#: A segmentation's statuses on its way to completed, in order, from the system table.
+STAGES = tuple(
+    sorted(
+        {s.job_status for s in table.SUBJECTS if s.stream == "SEG" and s.job_status not in (None, "failed")},
+        key=lambda status: table.JOB_STATUS_RANK[status],
+    )
+)
 
 
 def _follow_stages(client: Client, args: argparse.Namespace, job: dict[str, Any]) -> dict[str, Any]:

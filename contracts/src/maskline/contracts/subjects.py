@@ -21,6 +21,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 import msgspec
 
@@ -57,6 +58,20 @@ class Consumer:
     durable: str
 
 
+#: Every status a job can be in, in the order a job moves through them (failed ranks with completed:
+#: both are final). The projection never moves a job back to a lower rank.
+JobStatus = Literal["requested", "running", "ingested", "augmented", "inferred", "completed", "failed"]
+JOB_STATUS_RANK: dict[JobStatus, int] = {
+    "requested": 0,
+    "running": 1,
+    "ingested": 1,
+    "augmented": 2,
+    "inferred": 3,
+    "completed": 4,
+    "failed": 4,
+}
+
+
 @dataclass(frozen=True)
 class Subject:
     """One event type. On the wire it is `<type>.<tenant>`; a consumer filters on `<type>.*`."""
@@ -71,6 +86,8 @@ class Subject:
     external_read: bool = False
     """Outside systems may subscribe to it (and consume it through JetStream), for their own tenant only."""
     summary: str = ""
+    job_status: JobStatus | None = None
+    """The status of the job this event puts it in (the job-state projection folds it); None: not a job event."""
 
     def wire(self, tenant: str) -> str:
         return f"{self.type}.{tenant}"
@@ -125,8 +142,17 @@ SUBJECTS: tuple[Subject, ...] = (
         (_c(INGEST),),
         external_publish=True,
         summary="a client asks for a segmentation of an image it put in object storage",
+        job_status="requested",
     ),
-    Subject(seg_v1.INGESTED, "SEG", seg_v1.SegmentationIngested, (INGEST,), (_c(INFER),), summary="decoded, validated, stored"),
+    Subject(
+        seg_v1.INGESTED,
+        "SEG",
+        seg_v1.SegmentationIngested,
+        (INGEST,),
+        (_c(INFER),),
+        summary="decoded, validated, stored",
+        job_status="ingested",
+    ),
     Subject(
         seg_v1.AUGMENT_REQUESTED,
         "SEG",
@@ -134,6 +160,7 @@ SUBJECTS: tuple[Subject, ...] = (
         (INGEST,),
         (_c(AUGMENT),),
         summary="instead of `ingested` when the request asks for test-time augmentation (1.1)",
+        job_status="ingested",
     ),
     Subject(
         seg_v1.AUGMENTED,
@@ -142,6 +169,7 @@ SUBJECTS: tuple[Subject, ...] = (
         (AUGMENT,),
         (_c(INFER, "infer-variants"),),
         summary="one per TTA variant (1.1)",
+        job_status="augmented",
     ),
     Subject(
         seg_v1.INFERRED,
@@ -150,6 +178,7 @@ SUBJECTS: tuple[Subject, ...] = (
         (INFER,),
         (_c(MERGE),),
         summary="class probabilities stored (one per variant with TTA)",
+        job_status="inferred",
     ),
     Subject(
         seg_v1.COMPLETED,
@@ -158,6 +187,7 @@ SUBJECTS: tuple[Subject, ...] = (
         (MERGE,),
         external_read=True,
         summary="mask, overlay and regions stored",
+        job_status="completed",
     ),
     Subject(
         seg_v1.FAILED,
@@ -166,6 +196,7 @@ SUBJECTS: tuple[Subject, ...] = (
         _SEG_STAGES,
         external_read=True,
         summary="whichever stage gave up, with the reason",
+        job_status="failed",
     ),
     Subject(
         model_v1.REGISTERED,
@@ -183,8 +214,17 @@ SUBJECTS: tuple[Subject, ...] = (
         (_c(MERGE, "merge-models"),),
         external_publish=True,
         summary="merge registered versions into a new one (1.1)",
+        job_status="requested",
     ),
-    Subject(model_v1.MERGED, "MODEL", model_v1.ModelMerged, (MERGE,), external_read=True, summary="the merged version (1.1)"),
+    Subject(
+        model_v1.MERGED,
+        "MODEL",
+        model_v1.ModelMerged,
+        (MERGE,),
+        external_read=True,
+        summary="the merged version (1.1)",
+        job_status="completed",
+    ),
     Subject(
         model_v1.ROUND_OPENED,
         "MODEL",
@@ -220,6 +260,7 @@ SUBJECTS: tuple[Subject, ...] = (
         (_c(QUANTIZE, "quantize-jobs"),),
         external_publish=True,
         summary="INT8/HYBRID post-training quantization of a float version (1.2)",
+        job_status="requested",
     ),
     Subject(
         model_v1.EDIT_REQUESTED,
@@ -229,6 +270,7 @@ SUBJECTS: tuple[Subject, ...] = (
         (_c(QUANTIZE, "quantize-edits"),),
         external_publish=True,
         summary="edit one int8 layer into a new version (1.2)",
+        job_status="requested",
     ),
     Subject(
         model_v1.QUANTIZE_PROGRESSED,
@@ -237,9 +279,16 @@ SUBJECTS: tuple[Subject, ...] = (
         (QUANTIZE,),
         external_read=True,
         summary="calibration and report progress (1.2)",
+        job_status="running",
     ),
     Subject(
-        model_v1.QUANTIZED, "MODEL", model_v1.Quantized, (QUANTIZE,), external_read=True, summary="the quantized version (1.2)"
+        model_v1.QUANTIZED,
+        "MODEL",
+        model_v1.Quantized,
+        (QUANTIZE,),
+        external_read=True,
+        summary="the quantized version (1.2)",
+        job_status="completed",
     ),
     Subject(
         model_v1.ACCESS_CHANGED,
@@ -255,6 +304,7 @@ SUBJECTS: tuple[Subject, ...] = (
         (MERGE, QUANTIZE),
         external_read=True,
         summary="a model job (merge, quantize, edit, round) gave up",
+        job_status="failed",
     ),
     Subject(
         dataset_v1.EXPAND_REQUESTED,
@@ -264,6 +314,7 @@ SUBJECTS: tuple[Subject, ...] = (
         (_c(AUGMENT, "augment-datasets"),),
         external_publish=True,
         summary="expand a dataset with the five variants (1.1)",
+        job_status="requested",
     ),
     Subject(
         dataset_v1.EXPAND_PROGRESSED,
@@ -272,6 +323,7 @@ SUBJECTS: tuple[Subject, ...] = (
         (AUGMENT,),
         external_read=True,
         summary="images done so far (1.1)",
+        job_status="running",
     ),
     Subject(
         dataset_v1.EXPANDED,
@@ -280,8 +332,17 @@ SUBJECTS: tuple[Subject, ...] = (
         (AUGMENT,),
         external_read=True,
         summary="every variant written, manifest stored (1.1)",
+        job_status="completed",
     ),
-    Subject(dataset_v1.FAILED, "DATASET", JobFailed, (AUGMENT,), external_read=True, summary="a dataset job gave up"),
+    Subject(
+        dataset_v1.FAILED,
+        "DATASET",
+        JobFailed,
+        (AUGMENT,),
+        external_read=True,
+        summary="a dataset job gave up",
+        job_status="failed",
+    ),
 )
 
 #: Durable consumers over whole streams: job state (gateway) and the audit trail.

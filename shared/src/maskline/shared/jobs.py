@@ -15,40 +15,19 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from maskline.contracts import dataset_v1, model_v1, seg_v1
+from maskline.contracts import subjects as table
 from maskline.contracts.common_v1 import JobFailed, ModelRef, ObjectRef
 from maskline.contracts.envelope import Envelope
 from maskline.shared.bus import read_stream
 from maskline.shared.kv import compare_and_set, open_bucket
 
 BUCKET = "jobs"
-Status = Literal["requested", "running", "ingested", "augmented", "inferred", "completed", "failed"]
-RANK: dict[str, int] = {"requested": 0, "running": 1, "ingested": 1, "augmented": 2, "inferred": 3, "completed": 4, "failed": 4}
-#: Event types whose last token is not a status of their own.
-STATUS_OF = {
-    seg_v1.AUGMENT_REQUESTED: "ingested",
-    dataset_v1.EXPAND_REQUESTED: "requested",
-    dataset_v1.EXPAND_PROGRESSED: "running",
-    dataset_v1.EXPANDED: "completed",
-    model_v1.MERGE_REQUESTED: "requested",
-    model_v1.MERGED: "completed",
-    model_v1.QUANTIZE_REQUESTED: "requested",
-    model_v1.EDIT_REQUESTED: "requested",
-    model_v1.QUANTIZE_PROGRESSED: "running",
-    model_v1.QUANTIZED: "completed",
-}
-#: Payload type of every event the job state folds.
-PAYLOADS: dict[str, type[msgspec.Struct]] = {
-    **seg_v1.PAYLOADS,
-    **dataset_v1.PAYLOADS,
-    dataset_v1.FAILED: JobFailed,
-    model_v1.MERGE_REQUESTED: model_v1.ModelMergeRequested,
-    model_v1.MERGED: model_v1.ModelMerged,
-    model_v1.FAILED: JobFailed,
-    model_v1.QUANTIZE_REQUESTED: model_v1.QuantizeRequested,
-    model_v1.EDIT_REQUESTED: model_v1.EditRequested,
-    model_v1.QUANTIZE_PROGRESSED: model_v1.QuantizeProgressed,
-    model_v1.QUANTIZED: model_v1.Quantized,
-}
+Status = table.JobStatus
+RANK = table.JOB_STATUS_RANK
+#: Event type → the status it puts a job in, and its payload type: the subjects the table marks with
+#: a job status are the ones this projection folds.
+STATUS_OF: dict[str, Status] = {s.type: s.job_status for s in table.SUBJECTS if s.job_status is not None}
+PAYLOADS: dict[str, type[msgspec.Struct]] = {s.type: s.payload for s in table.SUBJECTS if s.job_status is not None}
 
 
 class JobError(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,7 +68,7 @@ _decoder = msgspec.json.Decoder(JobState)
 
 
 def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
-    status: Status = STATUS_OF.get(env.type, env.type.rsplit(".", 1)[-1])  # type: ignore[assignment]
+    status = STATUS_OF[env.type]
     if state is None:
         state = JobState(
             job_id=env.job_id, tenant=env.tenant, status="requested", created=env.time, updated=env.time, trace_id=env.trace_id

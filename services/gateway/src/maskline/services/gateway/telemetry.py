@@ -10,6 +10,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from maskline.contracts import subjects as table
 from maskline.contracts.common_v1 import JobFailed
 from maskline.contracts.envelope import Envelope
 from maskline.shared.bus import STREAMS
@@ -17,13 +18,9 @@ from maskline.shared.fleet import queues
 from maskline.shared.heartbeat import fleet
 
 #: Event type suffix → job state it reports.
-STATES = {
-    "requested": "requested",
-    "completed": "completed",
-    "merged": "completed",
-    "quantized": "completed",
-    "expanded": "completed",
-}
+#: Event type → the job status counted in maskline_jobs_total: jobs started and finished, by family
+#: (failures are counted from the failed events, with their stage and code). From the system table.
+STATES = {s.type: s.job_status for s in table.SUBJECTS if s.job_status in ("requested", "completed")}
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -65,12 +62,12 @@ class Metrics:
         )
 
     def observe(self, env: Envelope[Any]) -> None:
-        family, suffix = env.type.split(".", 1)[0], env.type.rsplit(".", 1)[-1]
+        family = env.type.split(".", 1)[0]
         if isinstance(env.data, JobFailed):
             self.jobs.labels(family, "failed").inc()
             self.errors.labels(env.data.stage, env.data.code).inc()
             return
-        state = STATES.get(suffix)
+        state = STATES.get(env.type)
         if state is None:
             return
         self.jobs.labels(family, state).inc()
