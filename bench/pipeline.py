@@ -1,9 +1,13 @@
-"""Benchmark: Triton called directly vs the whole gateway → NATS → ingest → infer → merge path.
+"""Benchmark: maskline's whole gateway → NATS → ingest → infer → merge path against two baselines
+measured in the same run: (a) Triton called directly, and (d) what a user would write instead of
+maskline, one litestar process that calls the same Triton and renders the same three outputs to
+disk with no bus (bench/baseline.py).
 
     python -m bench.pipeline [--requests 200] [--concurrency 1,4] [--url http://...]
 
 Starts its own embedded stack on free ports (unless --url is given), uses the same model and the
-same image for both paths in one run, and prints medians, p95 and ratios as JSON and Markdown.
+same image for every path, and prints medians, p95, ratios and CPU milliseconds per job of each
+process (read from /proc, descendants included: bench/cpu.py) as JSON and Markdown.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,6 +31,8 @@ import httpx
 import tritonclient.http.aio as triton_http
 from tritonclient.http import InferInput, InferRequestedOutput
 
+from bench.cpu import cpu_seconds, per_job_ms
+from maskline.infra.embedded.process import free_port, wait_until
 from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
 from maskline.shared.config import load
@@ -65,12 +74,36 @@ async def run_load(call: Any, requests: int, concurrency: int) -> dict[str, floa
     return summary(latencies, time.perf_counter() - started)
 
 
+Pids = Callable[[], dict[str, int]]
+
+
+async def measured(call: Any, requests: int, level: int, pids: Pids | None) -> dict[str, Any]:
+    """The load's summary, with the CPU milliseconds per job of each process when `pids` is known."""
+    before = cpu_seconds(pids()) if pids else {}
+    result: dict[str, Any] = await run_load(call, requests, level)
+    if pids:
+        spent = per_job_ms(before, cpu_seconds(pids()), requests)
+        spent["outside_triton"] = round(spent["total"] - spent.get("triton", 0.0), 2)
+        result["cpu_ms_per_job"] = spent
+    return result
+
+
 async def bench(
-    gateway: str, triton_url: str, api_key: str, image: bytes, requests: int, levels: list[int], tta: bool = False
+    gateway: str,
+    triton_url: str,
+    api_key: str,
+    image: bytes,
+    requests: int,
+    levels: list[int],
+    tta: bool = False,
+    baseline_url: str | None = None,
+    stack_pids: Pids | None = None,
+    baseline_pids: Pids | None = None,
 ) -> dict[str, Any]:
     tensor = to_model_input(image, (128, 128))
     triton = triton_http.InferenceServerClient(triton_url)
     http = httpx.AsyncClient(base_url=gateway, headers={"Authorization": f"Bearer {api_key}"}, timeout=120)
+    plain = httpx.AsyncClient(base_url=baseline_url or gateway, timeout=120)
 
     async def direct() -> None:
         inp = InferInput("image", list(tensor.shape), "FP32")
@@ -89,26 +122,58 @@ async def bench(
         )
         assert response.status_code == 200 and response.json()["status"] == "completed", response.text
 
-    for _ in range(10):  # warm both paths
+    async def baseline() -> None:
+        response = await plain.post("/segment", files={"data": ("s.png", image, "image/png")})
+        assert response.status_code == 201 and response.json()["status"] == "completed", response.text
+
+    for _ in range(10):  # warm every path
         await direct()
         await pipeline()
+        if baseline_url:
+            await baseline()
     results: dict[str, Any] = {}
     for level in levels:
         a = await run_load(direct, requests, level)
-        b = await run_load(pipeline, requests, level)
-        results[f"concurrency_{level}"] = {
+        b = await measured(pipeline, requests, level, stack_pids)
+        row: dict[str, Any] = {
             "triton_direct": a,
             "pipeline": b,
             "throughput_ratio": round(b["throughput_rps"] / a["throughput_rps"], 3),
             "added_p50_ms": round(b["p50_ms"] - a["p50_ms"], 2),
         }
+        if baseline_url:
+            d = await measured(baseline, requests, level, baseline_pids)
+            row["baseline"] = d
+            row["ratio_to_baseline"] = round(b["throughput_rps"] / d["throughput_rps"], 3)
+            row["baseline_ratio_to_triton"] = round(d["throughput_rps"] / a["throughput_rps"], 3)
+            row["added_p50_ms_vs_baseline"] = round(b["p50_ms"] - d["p50_ms"], 2)
         if tta:
             c = await run_load(pipeline_tta, max(requests // 5, 20), level)
-            results[f"concurrency_{level}"]["pipeline_tta"] = c
-            results[f"concurrency_{level}"]["tta_throughput_vs_pipeline"] = round(c["throughput_rps"] / b["throughput_rps"], 3)
+            row["pipeline_tta"] = c
+            row["tta_throughput_vs_pipeline"] = round(c["throughput_rps"] / b["throughput_rps"], 3)
+        results[f"concurrency_{level}"] = row
     await triton.close()
     await http.aclose()
+    await plain.aclose()
     return results
+
+
+def start_baseline(triton_url: str, out: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The litestar baseline on a free port, as its own process (one uvicorn worker)."""
+    port = free_port()
+    env = {**os.environ, "BASELINE_TRITON": triton_url, "BASELINE_OUT": out}
+    command = [sys.executable, "-m", "uvicorn", "bench.baseline:app", "--port", str(port), "--log-level", "warning"]
+    process = subprocess.Popen(command, env=env)
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return httpx.post(f"{url}/segment", timeout=2).status_code in (400, 415, 422)
+        except httpx.HTTPError:
+            return False
+
+    wait_until(answers, 60, what="the baseline app")
+    return process, url
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -121,12 +186,25 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {level} | (b) gateway → bus → services | {b['throughput_rps']} | {b['p50_ms']} | {b['p95_ms']} "
             f"| {r['throughput_ratio']} | {r['added_p50_ms']} |"
         )
+        if "baseline" in r:
+            d = r["baseline"]
+            lines.append(
+                f"| {level} | (d) baseline: one litestar process, no bus | {d['throughput_rps']} | {d['p50_ms']} | {d['p95_ms']} "
+                f"| {r['baseline_ratio_to_triton']} | {round(d['p50_ms'] - a['p50_ms'], 2)} |"
+            )
+            lines.append(f"| {level} | (b)/(d) | | | | **{r['ratio_to_baseline']}** | {r['added_p50_ms_vs_baseline']} |")
         if "pipeline_tta" in r:
             c = r["pipeline_tta"]
             lines.append(
                 f"| {level} | (c) same with TTA (5 variants) | {c['throughput_rps']} | {c['p50_ms']} | {c['p95_ms']} "
                 f"| {round(c['throughput_rps'] / a['throughput_rps'], 3)} | {round(c['p50_ms'] - a['p50_ms'], 2)} |"
             )
+    for key, r in results.items():
+        for path in ("pipeline", "baseline"):
+            cpu = r.get(path, {}).get("cpu_ms_per_job")
+            if cpu:
+                ordered = ", ".join(f"{name} {ms}" for name, ms in sorted(cpu.items(), key=lambda item: -item[1]))
+                lines.append(f"\nCPU ms per job, {path}, {key.replace('_', ' ')}: {ordered}")
     return "\n".join(lines)
 
 
@@ -139,10 +217,12 @@ def main() -> None:
     parser.add_argument("--api-key", default="dev-key")
     parser.add_argument("--out", type=Path, help="write the JSON results here")
     parser.add_argument("--tta", action="store_true", help="also run the whole path with test-time augmentation")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the litestar baseline (d)")
     args = parser.parse_args()
     image = resources.files("maskline.models.starter").joinpath("samples/shapes-1.png").read_bytes()
     levels = [int(v) for v in args.concurrency.split(",")]
     stack = None
+    baseline: subprocess.Popen[bytes] | None = None
     if args.url:
         gateway, triton_url = args.url, args.triton
     else:
@@ -153,8 +233,35 @@ def main() -> None:
         stack.up()
         gateway, triton_url = stack.gateway_url, f"127.0.0.1:{settings.triton_http_port}"
     try:
-        results = asyncio.run(bench(gateway, triton_url, args.api_key, image, args.requests, levels, args.tta))
+        baseline_url = None
+        if not args.no_baseline:
+            baseline, baseline_url = start_baseline(triton_url, tempfile.mkdtemp(prefix="maskline-baseline-"))
+        stack_pids: Pids | None = None
+        baseline_pids: Pids | None = None
+        if stack is not None:
+            running = stack
+            stack_pids = lambda: running.pids  # noqa: E731
+            if baseline is not None:
+                pid = baseline.pid
+                baseline_pids = lambda: {"baseline": pid, "triton": running.pids["triton"]}  # noqa: E731
+        results = asyncio.run(
+            bench(
+                gateway,
+                triton_url,
+                args.api_key,
+                image,
+                args.requests,
+                levels,
+                args.tta,
+                baseline_url=baseline_url,
+                stack_pids=stack_pids,
+                baseline_pids=baseline_pids,
+            )
+        )
     finally:
+        if baseline:
+            baseline.terminate()
+            baseline.wait(30)
         if stack:
             stack.down()
     report = {
