@@ -5,7 +5,7 @@
 Two sites; a V split (every site has every class, different samples) and an H split (site A has
 digits 0-4, site B 5-9). Each round both sites train the global model locally (the reference site
 client's job), the server merges their weights with the method, and the merged model is evaluated
-on a held-out test set. The merge is `maskline.services.merge.weights.methods.merge_tensor`, the
+on a held-out test set. The merge is `maskline.services.weights.methods.merge_tensor`, the
 same code the merge service runs. Rounds run in-process here (they are fast); the same protocol
 over NATS is exercised by tests/e2e/test_federation.py.
 """
@@ -22,7 +22,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from maskline.services.merge.weights.methods import MergeOptions, merge_integer, merge_tensor
+from maskline.services.weights.methods import MergeOptions, merge_integer, merge_tensor
 
 
 class SmallCNN(nn.Module):

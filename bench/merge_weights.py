@@ -23,8 +23,8 @@ SHAPES = [(2048, 1024)] * 12 + [(256, 256, 3, 3)] * 4 + [(1024,)] * 8  # 25.2 M 
 
 MEASURE = """
 import sys, time, threading, pathlib, torch
-from maskline.services.merge.weights.methods import MergeOptions
-from maskline.services.merge.weights.streaming import merge_states
+from maskline.services.weights.methods import MergeOptions
+from maskline.services.weights.streaming import merge_states
 torch.set_num_threads(2)
 def anon():
     for line in open('/proc/self/status'):

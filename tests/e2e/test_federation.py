@@ -177,15 +177,15 @@ async def crash_scenario(stack: Stack) -> dict:
     await open_round(bus, registry, federation, rounds=1, name="fed-crash", sites=("site-a", "site-b"), quorum=2, deadline_s=120)
     await SiteClient(bus, store, TENANT, federation, "site-a", constant_site(1.0, 100)).run(until_round=1, timeout_s=30)
     await asyncio.sleep(0.5)
-    stack.kill_service("merge")  # mid-round: one update recorded, one to come
+    stack.kill_service("weights")  # mid-round: one update recorded, one to come
     await SiteClient(bus, store, TENANT, federation, "site-b", constant_site(3.0, 300)).run(until_round=1, timeout_s=30)
-    stack.start_service("merge")
+    stack.start_service("weights")
     closed = (await events(bus, federation, model_v1.ROUND_CLOSED, 1, timeout=60))[0]["data"]
     await bus.close()
     await inspector.close()
     return closed
 
 
-def test_a_merge_crash_mid_round_resumes_and_closes_the_round(stack: Stack) -> None:
+def test_a_weights_crash_mid_round_resumes_and_closes_the_round(stack: Stack) -> None:
     closed = asyncio.run(crash_scenario(stack))
     assert closed["sites"] == ["site-a", "site-b"]

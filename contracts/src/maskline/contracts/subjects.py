@@ -28,9 +28,12 @@ import msgspec
 from maskline.contracts import audit_v1, dataset_v1, model_v1, seg_v1
 from maskline.contracts.common_v1 import JobFailed
 
-GATEWAY, INGEST, AUGMENT, INFER, MERGE, QUANTIZE, AUDIT = "gateway", "ingest", "augment", "infer", "merge", "quantize", "audit"
-#: Every maskline service, in pipeline order (the gateway first: it fronts them).
-SERVICES: tuple[str, ...] = (GATEWAY, INGEST, AUGMENT, INFER, MERGE, QUANTIZE, AUDIT)
+GATEWAY, INGEST, AUGMENT, INFER, MERGE, AUDIT = "gateway", "ingest", "augment", "infer", "merge", "audit"
+#: Model work apart from the segmentation path: weight merging and federated rounds, INT8 quantization.
+WEIGHTS, QUANTIZE = "weights", "quantize"
+#: Every maskline service, in pipeline order (the gateway first: it fronts them). Compose, the
+#: embedded stack, the Dockerfile's targets, credentials and permissions all follow this list.
+SERVICES: tuple[str, ...] = (GATEWAY, INGEST, AUGMENT, INFER, MERGE, WEIGHTS, QUANTIZE, AUDIT)
 #: Provisions streams and buckets and registers the bundled models (the embedded stack, a compose
 #: init container, a Helm hook). Never used by a running service.
 ADMIN = "admin"
@@ -202,7 +205,7 @@ SUBJECTS: tuple[Subject, ...] = (
         model_v1.REGISTERED,
         "MODEL",
         model_v1.ModelRegistered,
-        (GATEWAY, MERGE, QUANTIZE, ADMIN),
+        (GATEWAY, WEIGHTS, QUANTIZE, ADMIN),
         (_c(QUANTIZE, "quantize-graphs"),),
         summary="a new model version is servable",
     ),
@@ -211,7 +214,7 @@ SUBJECTS: tuple[Subject, ...] = (
         "MODEL",
         model_v1.ModelMergeRequested,
         (GATEWAY,),
-        (_c(MERGE, "merge-models"),),
+        (_c(WEIGHTS, "merge-models"),),  # durable names kept from when merge ran these: their state carries over
         external_publish=True,
         summary="merge registered versions into a new one (1.1)",
         job_status="requested",
@@ -220,7 +223,7 @@ SUBJECTS: tuple[Subject, ...] = (
         model_v1.MERGED,
         "MODEL",
         model_v1.ModelMerged,
-        (MERGE,),
+        (WEIGHTS,),
         external_read=True,
         summary="the merged version (1.1)",
         job_status="completed",
@@ -229,8 +232,8 @@ SUBJECTS: tuple[Subject, ...] = (
         model_v1.ROUND_OPENED,
         "MODEL",
         model_v1.RoundOpened,
-        (MERGE,),
-        (_c(MERGE, "merge-rounds"),),
+        (WEIGHTS,),
+        (_c(WEIGHTS, "merge-rounds"),),
         external_publish=True,
         external_read=True,
         summary="a federated round starts; sites train and submit (1.1)",
@@ -240,7 +243,7 @@ SUBJECTS: tuple[Subject, ...] = (
         "MODEL",
         model_v1.SiteUpdate,
         (),
-        (_c(MERGE, "merge-updates"),),
+        (_c(WEIGHTS, "merge-updates"),),
         external_publish=True,
         summary="a site's locally trained weights for one round (1.1)",
     ),
@@ -248,7 +251,7 @@ SUBJECTS: tuple[Subject, ...] = (
         model_v1.ROUND_CLOSED,
         "MODEL",
         model_v1.RoundClosed,
-        (MERGE,),
+        (WEIGHTS,),
         external_read=True,
         summary="the round's merged global model (1.1)",
     ),
@@ -301,7 +304,7 @@ SUBJECTS: tuple[Subject, ...] = (
         model_v1.FAILED,
         "MODEL",
         JobFailed,
-        (MERGE, QUANTIZE),
+        (WEIGHTS, QUANTIZE),
         external_read=True,
         summary="a model job (merge, quantize, edit, round) gave up",
         job_status="failed",
@@ -360,21 +363,21 @@ BUCKETS: tuple[Bucket, ...] = (
     Bucket("jobs", (GATEWAY,), (GATEWAY,), ttl_s=30 * 24 * 3600.0, summary="job state, projected from the events"),
     Bucket(
         "models",
-        (GATEWAY, MERGE, QUANTIZE, ADMIN),
-        (GATEWAY, INFER, MERGE, QUANTIZE, ADMIN),
+        (GATEWAY, WEIGHTS, QUANTIZE, ADMIN),
+        (GATEWAY, INFER, WEIGHTS, QUANTIZE, ADMIN),
         summary="model versions, per owner; latest and released pointers",
     ),
-    Bucket("grants", (GATEWAY,), (GATEWAY, INFER, MERGE, QUANTIZE), summary="who may use whose model"),
+    Bucket("grants", (GATEWAY,), (GATEWAY, INFER, WEIGHTS, QUANTIZE), summary="who may use whose model"),
     Bucket("idempotency", (GATEWAY,), (GATEWAY,), ttl_s=24 * 3600.0, summary="Idempotency-Key → job and request fingerprint"),
     Bucket("tta", (MERGE,), (MERGE,), ttl_s=24 * 3600.0, summary="TTA variants collected per job"),
     Bucket(
         "fences",
-        (MERGE, QUANTIZE),
-        (MERGE, QUANTIZE),
+        (MERGE, WEIGHTS, QUANTIZE),
+        (MERGE, WEIGHTS, QUANTIZE),
         ttl_s=30 * 24 * 3600.0,
         summary="which attempt's result stands for a job, and whether its final event was published",
     ),
-    Bucket("rounds", (MERGE,), (MERGE,), summary="federated rounds in progress"),
+    Bucket("rounds", (WEIGHTS,), (WEIGHTS,), summary="federated rounds in progress"),
     Bucket(
         "fleet",
         SERVICES,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from maskline.contracts import subjects as table
 from maskline.infra.embedded import credentials, nats, reap, triton
 from maskline.infra.embedded.process import port_open, wait_until
 from maskline.infra.embedded.seed import provision_and_seed
@@ -29,7 +30,8 @@ from maskline.shared.config import RuntimeSettings, load
 from maskline.shared.fleet import service_status
 
 #: Start order: the gateway last, when what it fronts is up.
-START_ORDER = ("audit", "ingest", "augment", "infer", "merge", "quantize", "gateway")
+#: Every service of the system table, the gateway last: it takes traffic once the workers consume.
+START_ORDER = tuple(sorted(table.SERVICES, key=lambda service: service == table.GATEWAY))
 SERVERS = ("nats", "triton")
 #: Every worker runs at a lower CPU priority than the front door (gateway) and the bus, as separate
 #: CPU allocations would have it in a cluster: under overload on one host the gateway still refuses

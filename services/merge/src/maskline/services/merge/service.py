@@ -8,27 +8,22 @@ import time
 from collections.abc import Awaitable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from maskline.contracts import model_v1, seg_v1
+from maskline.contracts import seg_v1
 from maskline.contracts.common_v1 import ModelRef, ObjectRef, Variant
 from maskline.contracts.envelope import Envelope, next_event
 from maskline.services.merge import render
 from maskline.services.merge.collect import VariantCollector
 from maskline.services.merge.regions import Region, find_regions
-from maskline.services.merge.rounds import Rounds
-from maskline.services.merge.weights.job import merge_models
 from maskline.shared import keys, references, transforms
-from maskline.shared.access import Grants, ModelAccess
 from maskline.shared.consumer import ConsumerSpec
 from maskline.shared.errors import PermanentError
-from maskline.shared.fence import Fences, fenced, new_attempt
+from maskline.shared.fence import Fences, new_attempt
 from maskline.shared.images import decode_bgr
-from maskline.shared.registry import ModelRegistry
 from maskline.shared.runtime import Runtime
 
 NAME = "merge"
@@ -188,27 +183,9 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     fences = Fences(runtime.bus.js, runtime.bus)
     await fences.open()
     merge = Merge(runtime, collector, fences)
-    registry = ModelRegistry(runtime.bus.js)
-    await registry.open()
-    grants = Grants(runtime.bus.js)
-    await grants.open()
-    access = ModelAccess(registry, grants)
-
-    async def on_merge_models(env: Envelope[model_v1.ModelMergeRequested]) -> list[Envelope[Any]]:
-        return list(await merge_models(runtime.store, registry, access, runtime.bus, env))
-
-    merge_jobs = fenced(fences, "merge", on_merge_models)  # one merged event (and version) per job
-
-    rounds = Rounds(runtime.bus.js, runtime.bus, runtime.store, registry, access, fences)
-    await rounds.open()
-    runtime.consume(
-        ConsumerSpec.for_subject(NAME, model_v1.ROUND_OPENED, rounds.on_opened, failure=model_v1.FAILED, concurrency=1)
-    )
-    runtime.consume(ConsumerSpec.for_subject(NAME, model_v1.UPDATE_SUBMITTED, rounds.on_update, concurrency=1))
-    runtime.consume(ConsumerSpec.for_subject(NAME, model_v1.MERGE_REQUESTED, merge_jobs, failure=model_v1.FAILED, concurrency=1))
     runtime.consume(
         ConsumerSpec.for_subject(
             NAME, seg_v1.INFERRED, merge.handle, failure=seg_v1.FAILED, concurrency=runtime.settings.concurrency
         )
     )
-    return [rounds.watch_deadlines(runtime.stopping)]
+    return []

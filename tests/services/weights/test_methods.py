@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from maskline.services.merge.weights.methods import MergeOptions, merge_integer, merge_tensor
+from maskline.services.weights.methods import MergeOptions, merge_integer, merge_tensor
 
 pytestmark = pytest.mark.unit
 A = torch.tensor([1.0, -4.0, 2.0, 0.0])

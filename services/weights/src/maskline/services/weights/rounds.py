@@ -26,8 +26,8 @@ from nats.js import JetStreamContext
 from maskline.contracts import model_v1
 from maskline.contracts.common_v1 import JobFailed
 from maskline.contracts.envelope import Envelope, now
-from maskline.services.merge.weights.job import merge_weight_objects
-from maskline.services.merge.weights.methods import MergeOptions
+from maskline.services.weights.job import merge_weight_objects
+from maskline.services.weights.methods import MergeOptions
 from maskline.shared import keys, references
 from maskline.shared.access import ModelAccess
 from maskline.shared.bus import Bus
@@ -47,7 +47,7 @@ async def _nothing() -> None:  # a round's version is registered once per round:
     return None
 
 
-SOURCE = "merge"
+SOURCE = "weights"
 log = structlog.get_logger("rounds")
 
 
@@ -264,7 +264,7 @@ class Rounds:
             return
         reported = f"{len(state.updates)} of {len(opened.sites)} sites reported"
         reason = f"round {opened.round}: {reported} by the deadline; quorum is {opened.quorum}"
-        failed = JobFailed(stage="merge", code="quorum_not_reached", reason=reason, subject=model_v1.ROUND_OPENED)
+        failed = JobFailed(stage=SOURCE, code="quorum_not_reached", reason=reason, subject=model_v1.ROUND_OPENED)
         await self._publish(federation, state, model_v1.FAILED, failed, opened.round)
         await self._update(
             key, lambda s: msgspec.structs.replace(s, closed=True) if s and s.current.round == opened.round else None

@@ -14,9 +14,9 @@ import torch
 from maskline.contracts import model_v1
 from maskline.contracts.envelope import Envelope, next_event
 from maskline.contracts.model_v1 import ModelVersion
-from maskline.services.merge.weights import bn
-from maskline.services.merge.weights.methods import MergeOptions, Method
-from maskline.services.merge.weights.streaming import IncompatibleModels, merge_states
+from maskline.services.weights import bn
+from maskline.services.weights.methods import MergeOptions, Method
+from maskline.services.weights.streaming import IncompatibleModels, merge_states
 from maskline.shared import keys, references
 from maskline.shared.access import ModelAccess
 from maskline.shared.bus import Bus
@@ -26,7 +26,7 @@ from maskline.shared.model_store import register_model
 from maskline.shared.registry import ModelNotFound, ModelRegistry
 from maskline.shared.storage import ObjectNotFound, ObjectStore
 
-SOURCE = "merge"
+SOURCE = "weights"
 
 
 def _extract_state(torchscript: bytes, target: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from nats.js.api import KeyValueConfig
 
 from maskline.contracts import model_v1
-from maskline.services.merge.rounds import CLOSING_RETRY_S, Federation, claim_round
+from maskline.services.weights.rounds import CLOSING_RETRY_S, Federation, claim_round
 from maskline.shared.bus import Bus
 from maskline.shared.kv import compare_and_set
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskline.services.merge.weights.methods import MergeOptions
-from maskline.services.merge.weights.streaming import IncompatibleModels, merge_states
+from maskline.services.weights.methods import MergeOptions
+from maskline.services.weights.streaming import IncompatibleModels, merge_states
 
 pytestmark = pytest.mark.unit
 
@@ -50,8 +50,8 @@ def test_mismatched_models_are_refused_naming_the_first_mismatch(tmp_path: Path,
 
 MEASURE = """
 import sys, torch, pathlib
-from maskline.services.merge.weights.methods import MergeOptions
-from maskline.services.merge.weights.streaming import merge_states
+from maskline.services.weights.methods import MergeOptions
+from maskline.services.weights.streaming import merge_states
 def anon_kb():
     for line in open('/proc/self/status'):
         if line.startswith('RssAnon:'):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from maskline.services.merge.weights.methods import NEEDS_BASE, MergeOptions, Method, merge_integer, merge_tensor
+from maskline.services.weights.methods import NEEDS_BASE, MergeOptions, Method, merge_integer, merge_tensor
 
 
 class IncompatibleModels(ValueError):

@@ -1,0 +1,44 @@
+"""Weights: merges registered model versions into new ones (avg, max, absmax, weighted, ...) and runs
+federated rounds. Split from merge, which fuses and renders predictions on the segmentation path:
+the two scale on different loads, and only this one needs torch (decision record 0007)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any
+
+from maskline.contracts import model_v1
+from maskline.contracts.envelope import Envelope
+from maskline.services.weights.job import merge_models
+from maskline.services.weights.rounds import Rounds
+from maskline.shared.access import Grants, ModelAccess
+from maskline.shared.consumer import ConsumerSpec
+from maskline.shared.fence import Fences, fenced
+from maskline.shared.registry import ModelRegistry
+from maskline.shared.runtime import Runtime
+
+NAME = "weights"
+
+
+async def setup(runtime: Runtime) -> list[Awaitable[None]]:
+    fences = Fences(runtime.bus.js, runtime.bus)
+    await fences.open()
+    registry = ModelRegistry(runtime.bus.js)
+    await registry.open()
+    grants = Grants(runtime.bus.js)
+    await grants.open()
+    access = ModelAccess(registry, grants)
+
+    async def on_merge_models(env: Envelope[model_v1.ModelMergeRequested]) -> list[Envelope[Any]]:
+        return list(await merge_models(runtime.store, registry, access, runtime.bus, env))
+
+    merge_jobs = fenced(fences, "merge", on_merge_models)  # one merged event (and version) per job
+
+    rounds = Rounds(runtime.bus.js, runtime.bus, runtime.store, registry, access, fences)
+    await rounds.open()
+    runtime.consume(
+        ConsumerSpec.for_subject(NAME, model_v1.ROUND_OPENED, rounds.on_opened, failure=model_v1.FAILED, concurrency=1)
+    )
+    runtime.consume(ConsumerSpec.for_subject(NAME, model_v1.UPDATE_SUBMITTED, rounds.on_update, concurrency=1))
+    runtime.consume(ConsumerSpec.for_subject(NAME, model_v1.MERGE_REQUESTED, merge_jobs, failure=model_v1.FAILED, concurrency=1))
+    return [rounds.watch_deadlines(runtime.stopping)]
