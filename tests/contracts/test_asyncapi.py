@@ -50,4 +50,4 @@ def test_the_job_state_projection_folds_exactly_the_subjects_the_table_gives_a_s
     with_status = {s.type for s in table.SUBJECTS if s.job_status}
     assert set(jobs.PAYLOADS) == with_status == set(jobs.STATUS_OF)
     assert jobs.STATUS_OF["seg.v1.augment.requested"] == "ingested"
-    assert "model.v1.registered" not in jobs.PAYLOADS  # a registration is not a job of its own
+    assert jobs.STATUS_OF["model.v1.registered"] == "completed"  # of a registration job (tests/shared/test_jobs.py)

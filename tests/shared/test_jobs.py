@@ -125,3 +125,20 @@ async def test_entries_reads_every_live_key_of_a_bucket(bus: Bus) -> None:
     await kv.delete("k7")
     found = await entries(bus.js, name)
     assert len(found) == 299 and found["k5"] == b"new" and "k7" not in found
+
+
+def test_a_registration_completes_only_the_registration_job_that_asked_for_it() -> None:
+    from maskline.contracts import model_v1
+
+    version = model_v1.ModelVersion(name="m", version=3, labels=("a", "b"), input_size=(8, 8), weights=REF, owner="t1")
+    registered = model_v1.ModelRegistered(model=version)
+    command = model_v1.RegisterRequested(name="m", weights=REF, labels=("a", "b"), input_size=(8, 8))
+    state = _fold(
+        _fold(None, event("r", model_v1.REGISTER_REQUESTED, command, 0)), event("r", model_v1.REGISTERED, registered, 1)
+    )
+    assert (state.kind, state.status, state.model) == ("registration", "completed", ModelRef(name="m", version=3, owner="t1"))
+    quantize = model_v1.QuantizeRequested(model=model_v1.VersionRef("m", 1), dataset="d")
+    state = _fold(
+        _fold(None, event("q", model_v1.QUANTIZE_REQUESTED, quantize, 0)), event("q", model_v1.REGISTERED, registered, 1)
+    )
+    assert (state.kind, state.status) == ("quantization", "requested")  # model.v1.quantized completes it

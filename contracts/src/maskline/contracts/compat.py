@@ -41,6 +41,8 @@ def breaking_changes(released: dict[str, dict[str, Any]], current: dict[str, dic
                 now = new.get("properties", {}).get(field)
                 if now is None:
                     problems.append(f"{where}.{field} removed")
+                elif struct.startswith("Envelope") and field == "version":
+                    continue  # the envelope's default version is the contract version: it moves with every minor
                 elif _field(now) != _field(schema):
                     problems.append(f"{where}.{field} changed: {_field(schema)} -> {_field(now)}")
             for field in sorted(set(new.get("required", [])) - set(old.get("required", []))):

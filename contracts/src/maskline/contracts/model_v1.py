@@ -9,6 +9,7 @@ import msgspec
 
 from maskline.contracts.common_v1 import ObjectRef
 
+REGISTER_REQUESTED = "model.v1.register.requested"
 REGISTERED = "model.v1.registered"
 MERGE_REQUESTED = "model.v1.merge.requested"
 MERGED = "model.v1.merged"
@@ -113,6 +114,21 @@ class ModelVersion(msgspec.Struct, frozen=True, kw_only=True):
     def exportable(self) -> bool:
         """Its owner may download the weights: nothing in its lineage belongs to anyone else."""
         return not self.upstream
+
+
+class RegisterRequested(msgspec.Struct, frozen=True, kw_only=True):
+    """Check uploaded TorchScript weights (they load, and one image gives 1 x classes x H x W) and
+    register them as the next version of the tenant's model `name`. Added in 1.4."""
+
+    name: ModelName
+    weights: ObjectRef
+    """The uploaded file, under the tenant's inputs (claim-checked: tenant, size, sha256)."""
+    labels: Annotated[tuple[str, ...], msgspec.Meta(min_length=2)]
+    """Class names, background first; the model must give one score per label."""
+    input_size: tuple[Annotated[int, msgspec.Meta(ge=8, le=4096)], Annotated[int, msgspec.Meta(ge=8, le=4096)]]
+    """(height, width) of the model's input."""
+    description: str = ""
+    architecture: Architecture | None = None
 
 
 class ModelRegistered(msgspec.Struct, frozen=True, kw_only=True):

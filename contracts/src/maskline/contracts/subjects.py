@@ -202,12 +202,23 @@ SUBJECTS: tuple[Subject, ...] = (
         job_status="failed",
     ),
     Subject(
+        model_v1.REGISTER_REQUESTED,
+        "MODEL",
+        model_v1.RegisterRequested,
+        (GATEWAY,),
+        (_c(WEIGHTS, "weights-registrations"),),
+        external_publish=True,
+        summary="check uploaded weights and register them as a new version (1.4)",
+        job_status="requested",
+    ),
+    Subject(
         model_v1.REGISTERED,
         "MODEL",
         model_v1.ModelRegistered,
-        (GATEWAY, WEIGHTS, QUANTIZE, ADMIN),
+        (WEIGHTS, QUANTIZE, ADMIN),
         (_c(QUANTIZE, "quantize-graphs"),),
-        summary="a new model version is servable",
+        summary="a new model version is servable; it carries the job that made it (a registration, merge, quantization)",
+        job_status="completed",  # of a registration job only: merge and quantize jobs complete with their own event
     ),
     Subject(
         model_v1.MERGE_REQUESTED,
@@ -407,6 +418,10 @@ BACKLOG_STAGES: tuple[tuple[str, str], ...] = tuple(
     if c.service in (INGEST, AUGMENT, INFER, MERGE)
 )
 WATCH_BACKLOG: tuple[str, ...] = (GATEWAY, INGEST)
+
+#: Terminal events the gateway listens to (core subscriptions) to answer a request synchronously:
+#: a segmentation with `wait`, a model registration.
+GATEWAY_WAITS_ON: tuple[str, ...] = (seg_v1.COMPLETED, seg_v1.FAILED, model_v1.REGISTERED, model_v1.FAILED)
 
 #: Other services' status endpoints are asked by these (the fleet view).
 ASKS_FLEET: tuple[str, ...] = (GATEWAY,)

@@ -30,6 +30,9 @@ STATUS_OF: dict[str, Status] = {s.type: s.job_status for s in table.SUBJECTS if 
 PAYLOADS: dict[str, type[msgspec.Struct]] = {s.type: s.payload for s in table.SUBJECTS if s.job_status is not None}
 
 
+JobKind = Literal["segmentation", "dataset-expansion", "model-merge", "quantization", "layer-edit", "registration"]
+
+
 class JobError(msgspec.Struct, frozen=True, kw_only=True):
     stage: str
     code: str
@@ -40,7 +43,7 @@ class JobState(msgspec.Struct, kw_only=True):
     job_id: str
     tenant: str
     status: Status
-    kind: Literal["segmentation", "dataset-expansion", "model-merge", "quantization", "layer-edit"] = "segmentation"
+    kind: JobKind = "segmentation"
     created: datetime
     updated: datetime
     trace_id: str
@@ -101,6 +104,16 @@ def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
             "skipped": data.skipped,
             "outputs": data.outputs,
         }
+    elif isinstance(data, model_v1.RegisterRequested):
+        state.kind = "registration"
+    elif isinstance(data, model_v1.ModelRegistered):
+        if state.kind != "registration":
+            status = state.status  # a merge or quantization registers on its way: its own event completes it
+        else:
+            state.model = ModelRef(
+                name=data.model.name, version=data.model.version, precision=data.model.precision, owner=data.model.owner
+            )
+            state.artifacts = {"weights": data.model.weights}
     elif isinstance(data, model_v1.ModelMergeRequested):
         state.kind = "model-merge"
     elif isinstance(data, model_v1.ModelMerged):

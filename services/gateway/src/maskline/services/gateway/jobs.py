@@ -58,10 +58,16 @@ def job_view(state: JobState) -> JobView:
     )
 
 
-async def submit_command(ctx: GatewayContext, tenant: str, type_: str, data: Any) -> Response[JobView]:
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+async def submit_command(
+    ctx: GatewayContext, tenant: str, type_: str, data: Any, *, job_id: str | None = None
+) -> Response[JobView]:
     """Record and publish a command as a new job; answer 202 with where to follow it."""
     ctx.require_bus()
-    job_id = uuid.uuid4().hex
+    job_id = job_id or new_job_id()
     env = Envelope(
         id=f"{job_id}:{type_}",
         type=type_,

@@ -1,8 +1,11 @@
-"""`/v1/models`: list registered model versions and register a TorchScript segmentation model."""
+"""`/v1/models`: list registered model versions and register a TorchScript segmentation model.
+
+Registration is a command (`model.v1.register.requested`): the gateway stores the upload and waits
+for the weights service to check and register it, so torch never loads in the gateway."""
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -19,9 +22,8 @@ from maskline.services.gateway.access import OwnerParam
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.datasets import prefix as dataset_prefix
 from maskline.services.gateway.errors import Unprocessable
-from maskline.services.gateway.jobs import JobView, submit_command
-from maskline.services.gateway.modelcheck import check_torchscript
-from maskline.shared.model_store import register_model
+from maskline.services.gateway.jobs import JobView, new_job_id, submit_command
+from maskline.shared import keys
 
 
 @dataclass
@@ -69,10 +71,13 @@ class ModelController(Controller):
         await ctx.registry.release(model)
         return model
 
-    @post(status_code=HTTP_201_CREATED, summary="Register a TorchScript segmentation model as a new version")
+    @post(
+        status_code=HTTP_201_CREATED,
+        summary="Register a TorchScript segmentation model as a new version (202 with the job if checking takes longer)",
+    )
     async def register(
         self, ctx: GatewayContext, tenant: str, data: Annotated[ModelForm, Body(media_type=RequestEncodingType.MULTI_PART)]
-    ) -> ModelVersion:
+    ) -> Response[ModelVersion | JobView]:
         try:
             name = msgspec.convert(data.name, ModelName)
         except msgspec.ValidationError as exc:
@@ -90,21 +95,25 @@ class ModelController(Controller):
                 architecture = msgspec.convert({"entrypoint": data.architecture, "kwargs": kwargs}, Architecture)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 raise Unprocessable(f"invalid architecture: {exc}") from exc
+        ctx.require_bus()
         weights = await data.weights.read()
-        await asyncio.to_thread(check_torchscript, weights, len(labels), size)
-        return await register_model(  # always under the caller's own name: nobody registers for another tenant
-            ctx.runtime.store,
-            ctx.registry,
-            ctx.runtime.bus,
-            name=name,
-            weights=weights,
-            labels=labels,
-            input_size=size,
-            source="gateway",
-            tenant=tenant,
-            description=data.description,
-            architecture=architecture,
+        job_id = new_job_id()
+        key = keys.job_upload(tenant, job_id, hashlib.sha256(weights).hexdigest())
+        upload = await ctx.runtime.store.put(key, weights, "application/x-torchscript")
+        command = model_v1.RegisterRequested(
+            name=name, weights=upload, labels=labels, input_size=size, description=data.description, architecture=architecture
         )
+        with ctx.waiters.watching(tenant, job_id) as finished:  # listening before the command is published
+            accepted = await submit_command(ctx, tenant, model_v1.REGISTER_REQUESTED, command, job_id=job_id)
+            state = await ctx.waiters.result(tenant, job_id, finished, ctx.settings.max_wait_s)
+        if state is None or (state.model is None and state.status != "failed"):
+            return accepted  # type: ignore[return-value]  # still being checked: follow the job
+        if state.status == "failed":
+            error = state.error
+            raise Unprocessable(error.reason if error else "registration failed", code=error.code if error else "invalid_model")
+        assert state.model is not None
+        model = await ctx.registry.get(tenant, state.model.name, state.model.version)
+        return Response(model, status_code=HTTP_201_CREATED, headers={"Location": f"/v1/models/{model.name}/{model.version}"})
 
 
 class MergeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -13,15 +13,15 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from maskline.contracts import seg_v1
 from maskline.contracts import subjects as table
 from maskline.contracts.envelope import Envelope
 from maskline.shared.bus import tenant_token
 from maskline.shared.jobs import JobState, JobStore
 
+#: The terminal events the gateway waits on (a segmentation, a registration), from the system table.
 _decoders: dict[str, msgspec.json.Decoder[Any]] = {
-    seg_v1.COMPLETED: msgspec.json.Decoder(Envelope[seg_v1.SegmentationCompleted]),
-    seg_v1.FAILED: msgspec.json.Decoder(Envelope[seg_v1.SegmentationFailed]),
+    type_: msgspec.json.Decoder(Envelope[table.subject(type_).payload])  # type: ignore[misc]
+    for type_ in table.GATEWAY_WAITS_ON
 }
 
 

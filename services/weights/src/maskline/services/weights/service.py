@@ -1,6 +1,7 @@
-"""Weights: merges registered model versions into new ones (avg, max, absmax, weighted, ...) and runs
-federated rounds. Split from merge, which fuses and renders predictions on the segmentation path:
-the two scale on different loads, and only this one needs torch (decision record 0007)."""
+"""Weights: checks and registers uploaded model weights, merges registered versions into new ones
+(avg, max, absmax, weighted, ...) and runs federated rounds. Split from merge, which fuses and
+renders predictions on the segmentation path: the two scale on different loads, and only this one
+needs torch (decision record 0007)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from maskline.contracts import model_v1
 from maskline.contracts.envelope import Envelope
 from maskline.services.weights.job import merge_models
+from maskline.services.weights.registration import Registrations
 from maskline.services.weights.rounds import Rounds
 from maskline.shared.access import Grants, ModelAccess
 from maskline.shared.consumer import ConsumerSpec
@@ -40,5 +42,9 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
         ConsumerSpec.for_subject(NAME, model_v1.ROUND_OPENED, rounds.on_opened, failure=model_v1.FAILED, concurrency=1)
     )
     runtime.consume(ConsumerSpec.for_subject(NAME, model_v1.UPDATE_SUBMITTED, rounds.on_update, concurrency=1))
+    registrations = Registrations(runtime, registry, NAME)
+    runtime.consume(
+        ConsumerSpec.for_subject(NAME, model_v1.REGISTER_REQUESTED, registrations.handle, failure=model_v1.FAILED, concurrency=1)
+    )
     runtime.consume(ConsumerSpec.for_subject(NAME, model_v1.MERGE_REQUESTED, merge_jobs, failure=model_v1.FAILED, concurrency=1))
     return [rounds.watch_deadlines(runtime.stopping)]
