@@ -174,7 +174,7 @@ def test_bad_requests_end_in_failed_jobs_and_leave_no_version(client: Client, st
 
 
 def wait_until_known(client: Client, job_id: str) -> dict[str, Any]:
-    """A job published on the bus is known to the gateway once its projector folded the event."""
+    """A job published on the bus is known to the gateway once audit projected its event."""
     for _ in range(100):
         try:
             return client.wait_job(job_id, timeout=60)

@@ -359,11 +359,8 @@ SUBJECTS: tuple[Subject, ...] = (
     ),
 )
 
-#: Durable consumers over whole streams: job state (gateway) and the audit trail.
+#: Durable consumers over whole streams: the audit trail, which also projects job state.
 STREAM_READERS: tuple[StreamReader, ...] = (
-    StreamReader(GATEWAY, "jobs", "SEG"),
-    StreamReader(GATEWAY, "jobs-datasets", "DATASET"),
-    StreamReader(GATEWAY, "jobs-models", "MODEL"),
     StreamReader(AUDIT, "audit-seg", "SEG"),
     StreamReader(AUDIT, "audit-model", "MODEL"),
     StreamReader(AUDIT, "audit-dataset", "DATASET"),
@@ -371,7 +368,13 @@ STREAM_READERS: tuple[StreamReader, ...] = (
 )
 
 BUCKETS: tuple[Bucket, ...] = (
-    Bucket("jobs", (GATEWAY,), (GATEWAY,), ttl_s=30 * 24 * 3600.0, summary="job state, projected from the events"),
+    Bucket(
+        "jobs",
+        (GATEWAY, AUDIT),
+        (GATEWAY, AUDIT),
+        ttl_s=30 * 24 * 3600.0,
+        summary="job state, projected from the events by audit (the gateway records a request it accepted)",
+    ),
     Bucket(
         "models",
         (GATEWAY, WEIGHTS, QUANTIZE, ADMIN),
@@ -418,10 +421,6 @@ BACKLOG_STAGES: tuple[tuple[str, str], ...] = tuple(
     if c.service in (INGEST, AUGMENT, INFER, MERGE)
 )
 WATCH_BACKLOG: tuple[str, ...] = (GATEWAY, INGEST)
-
-#: Terminal events the gateway listens to (core subscriptions) to answer a request synchronously:
-#: a segmentation with `wait`, a model registration.
-GATEWAY_WAITS_ON: tuple[str, ...] = (seg_v1.COMPLETED, seg_v1.FAILED, model_v1.REGISTERED, model_v1.FAILED)
 
 #: Other services' status endpoints are asked by these (the fleet view).
 ASKS_FLEET: tuple[str, ...] = (GATEWAY,)

@@ -160,5 +160,9 @@ class Admission:
     def finished(self, tenant: str, job_id: str) -> None:
         self.running.get(tenant, set()).discard(job_id)
 
+    def unfinished(self) -> list[tuple[str, str]]:
+        """Every (tenant, job) this replica admitted that has not finished yet."""
+        return [(tenant, job) for tenant, jobs in self.running.items() for job in jobs]
+
     def gauges(self) -> dict[str, Any]:
         return {"running": {t: len(j) for t, j in self.running.items() if j}}

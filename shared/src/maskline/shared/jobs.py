@@ -68,6 +68,7 @@ class JobState(msgspec.Struct, kw_only=True):
 
 
 _decoder = msgspec.json.Decoder(JobState)
+_encoder = msgspec.json.Encoder()
 
 
 def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
@@ -184,7 +185,15 @@ class JobStore:
         return sorted(latest.values(), key=lambda s: s.updated, reverse=True)[:limit]
 
     async def apply(self, env: Envelope[Any]) -> JobState:
-        """Fold an event into the job's state with compare-and-set, retrying on a concurrent write."""
-        state = await compare_and_set(self._kv, state_key(env.tenant, env.job_id), _decoder, lambda current: _fold(current, env))
+        """Fold an event into the job's state with compare-and-set, retrying on a concurrent write.
+        An event that changes nothing (a redelivery, the request the gateway already recorded) is
+        not written again: the state is written at most once per event."""
+
+        def change(current: JobState | None) -> JobState | None:
+            before = None if current is None else _encoder.encode(current)
+            after = _fold(current, env)
+            return None if before is not None and _encoder.encode(after) == before else after
+
+        state = await compare_and_set(self._kv, state_key(env.tenant, env.job_id), _decoder, change)
         assert state is not None
         return state

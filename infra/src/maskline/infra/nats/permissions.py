@@ -122,9 +122,6 @@ def service(name: str) -> Permissions:
         p.publish |= {f"{JS}.CONSUMER.LIST.{s}" for s in table.STREAMS} | {f"{JS}.STREAM.INFO.{s}" for s in table.STREAMS}
         # Dead letters are removed once their consumer re-processed them (the gateway asks it to).
         p.publish.add(f"{JS}.STREAM.MSG.DELETE.DLQ")
-    if name == table.GATEWAY:
-        # Completion waiters: core subscriptions on the terminal events of every tenant.
-        p.subscribe |= {table.subject(t).filter for t in table.GATEWAY_WAITS_ON}
     if durables:
         # A consumer re-processes its own dead letters on request: it reads them from the DLQ stream.
         p.publish |= {f"{JS}.STREAM.INFO.DLQ", f"{JS}.STREAM.MSG.GET.DLQ"}

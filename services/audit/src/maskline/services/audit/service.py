@@ -1,5 +1,7 @@
 """Audit: a durable consumer on every stream; each event becomes a signed, hash-chained record,
-and every few seconds a signed checkpoint states the chain's head."""
+and every few seconds a signed checkpoint states the chain's head. The same pass projects every
+job event into the job-state bucket (the one place job state is folded; the gateway reads it
+through a watch), so each event is read by its consumers and by audit, and by nothing else."""
 
 from __future__ import annotations
 
@@ -8,26 +10,52 @@ import contextlib
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
+import msgspec
 import structlog
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from maskline.contracts import subjects as table
+from maskline.contracts.envelope import Envelope
 from maskline.services.audit.chain import Chain, load_signing_key
 from maskline.services.audit.settings import AuditSettings
+from maskline.shared.bus import tenant_token
+from maskline.shared.jobs import PAYLOADS, JobStore
 from maskline.shared.runtime import Runtime
 
 NAME = "audit"
 log = structlog.get_logger(NAME)
 
 
+#: How long a fetched message may take before it is redelivered: short, so job state recovers
+#: quickly after an audit crash (what it held is projected again by the restarted one).
+ACK_WAIT_S = 3.0
+FETCH = 16
+
+
 class Audit:
     """Not a `Consumer`: it must record every message, even ones no contract decodes, as is."""
 
-    def __init__(self, runtime: Runtime, chain: Chain) -> None:
+    def __init__(self, runtime: Runtime, chain: Chain, jobs: JobStore) -> None:
         self.runtime = runtime
         self.chain = chain
+        self.jobs = jobs
         self.recorded = 0
+        self._decoders = {type_: msgspec.json.Decoder(Envelope[payload]) for type_, payload in PAYLOADS.items()}  # type: ignore[valid-type]
+
+    async def project(self, subject: str, data: bytes) -> None:
+        """Fold a job event into its job's state. What no contract decodes, or an envelope whose
+        tenant the subject does not back, changes no state (its consumer dead-letters it)."""
+        decoder = self._decoders.get(subject.rsplit(".", 1)[0])
+        if decoder is None:
+            return
+        try:
+            env = decoder.decode(data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return
+        if env.tenant != tenant_token(subject):
+            return
+        await self.jobs.apply(env)
 
     async def run_reader(self, reader: table.StreamReader) -> None:
         js = self.runtime.bus.js
@@ -36,12 +64,12 @@ class Audit:
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
             filter_subject=reader.filter,
-            ack_wait=10.0,
+            ack_wait=ACK_WAIT_S,
         )
         psub = await js.pull_subscribe(reader.filter, durable=reader.durable, stream=reader.stream, config=config)
         while not self.runtime.stopping.is_set():
             try:
-                msgs: Sequence[Msg] = await psub.fetch(64, timeout=1.0)
+                msgs: Sequence[Msg] = await psub.fetch(FETCH, timeout=1.0)
             except Exception:
                 continue
             for msg in msgs:
@@ -49,6 +77,7 @@ class Audit:
                     await self.chain.append(
                         subject=msg.subject, data=msg.data, stream=reader.stream, stream_seq=msg.metadata.sequence.stream
                     )
+                    await self.project(msg.subject, msg.data)
                     await msg.ack()
                     self.recorded += 1
                 except Exception as exc:
@@ -69,6 +98,8 @@ class Audit:
 async def setup(runtime: Runtime) -> list[Awaitable[Any]]:
     settings = runtime.settings
     assert isinstance(settings, AuditSettings)
-    audit = Audit(runtime, Chain(runtime.bus.js, load_signing_key(settings.audit_signing_key_file)))
+    jobs = JobStore(runtime.bus.js)
+    await jobs.open()
+    audit = Audit(runtime, Chain(runtime.bus.js, load_signing_key(settings.audit_signing_key_file)), jobs)
     readers = [r for r in table.STREAM_READERS if r.service == NAME]
     return [*(audit.run_reader(r) for r in readers), audit.checkpoints(settings.checkpoint_every_s)]

@@ -1,4 +1,4 @@
-"""Gateway process: HTTP API (uvicorn + litestar), job-state projector, completion waiters."""
+"""Gateway process: HTTP API (uvicorn + litestar) and completion waiters (a watch on the job-state bucket)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ import uvicorn
 
 from maskline.services.gateway.app import create_app
 from maskline.services.gateway.context import GatewayContext
-from maskline.services.gateway.projector import JobProjector
 from maskline.services.gateway.settings import GatewaySettings
+from maskline.services.gateway.telemetry import Metrics
 from maskline.services.gateway.waiters import CompletionWaiters
 from maskline.shared.access import Grants
 from maskline.shared.admission import Admission, Backlog
-from maskline.shared.consumer import ConsumerSpec
 from maskline.shared.idempotency import IdempotencyKeys
 from maskline.shared.jobs import JobStore
 from maskline.shared.registry import ModelRegistry
@@ -26,7 +25,6 @@ NAME = "gateway"
 
 #: Projecting an event takes milliseconds: after a crash, what the dead gateway held is projected
 #: again within seconds of its restart, so job status is current within 5 s.
-PROJECTOR_ACK_WAIT_S = 3.0
 
 
 class _Server(uvicorn.Server):
@@ -68,7 +66,10 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
         tenant_max_jobs=settings.tenant_max_jobs,
         overrides=settings.limits_of(),
     )
-    waiters = CompletionWaiters(runtime.bus.nc, jobs, on_finished=admission.finished)
+    metrics = Metrics()
+    waiters = CompletionWaiters(
+        runtime.bus.js, jobs, on_finished=admission.finished, on_update=metrics.observe, unfinished=admission.unfinished
+    )
     await waiters.start()
     ctx = GatewayContext(
         runtime=runtime,
@@ -78,14 +79,10 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
         grants=grants,
         idempotency=idempotency,
         waiters=waiters,
+        metrics=metrics,
         tenants=settings.tenants_by_key(),
         admission=admission,
     )
-    # Job state is projected from every job-carrying stream (durable names kept from 1.0).
-    projector = JobProjector(jobs, ctx.metrics)
-    for durable, concurrency in (("jobs", settings.concurrency), ("jobs-datasets", 1), ("jobs-models", 1)):
-        spec = ConsumerSpec.for_stream(durable, projector.handle, concurrency=concurrency, ack_wait_s=PROJECTOR_ACK_WAIT_S)
-        runtime.consume(spec)
     config = uvicorn.Config(
         create_app(ctx),
         host=settings.host,
@@ -97,4 +94,4 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
         # 400 with a code, instead of h11's bare 400 at 16 KB.
         h11_max_incomplete_event_size=256 * 1024,
     )
-    return [_serve_http(runtime, _Server(config))]
+    return [_serve_http(runtime, _Server(config)), waiters.keep_watching(runtime.stopping)]

@@ -1,7 +1,9 @@
 """Prometheus metrics of the whole platform, from the bus (served at `/metrics` by `metrics.py`).
 
-Counters and histograms are fed by the job projector (every job event passes through it once per
-gateway fleet); queue depths, dead letters and instance states are read from NATS at scrape time.
+Job counters and stage histograms are fed by the gateway's watch on the job-state bucket: every
+replica sees every job's state changes, so they count the whole platform's jobs on each replica
+(aggregate them across replicas with max, not sum). Queue depths, dead letters and instance
+states are read from NATS at scrape time.
 """
 
 from __future__ import annotations
@@ -10,17 +12,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from maskline.contracts import subjects as table
-from maskline.contracts.common_v1 import JobFailed
-from maskline.contracts.envelope import Envelope
 from maskline.shared.bus import STREAMS
 from maskline.shared.fleet import queues
 from maskline.shared.heartbeat import fleet
+from maskline.shared.jobs import JobState
 
-#: Event type suffix → job state it reports.
-#: Event type → the job status counted in maskline_jobs_total: jobs started and finished, by family
-#: (failures are counted from the failed events, with their stage and code). From the system table.
-STATES = {s.type: s.job_status for s in table.SUBJECTS if s.job_status in ("requested", "completed")}
+#: Job kind → the family label of maskline_jobs_total (the stream its command travels on).
+FAMILY = {"segmentation": "seg", "dataset-expansion": "dataset"}
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -61,18 +59,17 @@ class Metrics:
             registry=r,
         )
 
-    def observe(self, env: Envelope[Any]) -> None:
-        family = env.type.split(".", 1)[0]
-        if isinstance(env.data, JobFailed):
-            self.jobs.labels(family, "failed").inc()
-            self.errors.labels(env.data.stage, env.data.code).inc()
+    def observe(self, state: JobState) -> None:
+        """One write of a job's state: counted when it starts and when it ends (each is written once)."""
+        family = FAMILY.get(state.kind, "model")
+        if state.status not in ("requested", "completed", "failed"):
             return
-        state = STATES.get(env.type)
-        if state is None:
+        self.jobs.labels(family, state.status).inc()
+        if state.status == "failed" and state.error is not None:
+            self.errors.labels(state.error.stage, state.error.code).inc()
+        if state.status != "completed":
             return
-        self.jobs.labels(family, state).inc()
-        timings: dict[str, float] = getattr(env.data, "timings_ms", {}) if state == "completed" else {}
-        for stage, ms in timings.items():
+        for stage, ms in state.timings_ms.items():
             if stage == "triton":
                 self.triton.observe(ms / 1000)
             else:
