@@ -27,7 +27,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from maskline.contracts import model_v1
 from maskline.contracts import subjects as table
-from maskline.contracts.envelope import Envelope, now
+from maskline.contracts.envelope import Envelope, job_event
 from maskline.shared import keys
 from maskline.shared.bus import Bus
 from maskline.shared.storage import ObjectStore
@@ -58,15 +58,14 @@ class SiteClient:
         ref = await self.store.put(key, buffer.getvalue(), "application/x-torchscript")
         update = model_v1.SiteUpdate(round=opened.round, site=self.site, weights=ref, samples=samples, metrics=metrics)
         await self.bus.publish(
-            Envelope(
-                id=f"{self.federation}:update:{opened.round}:{self.site}",
-                type=model_v1.UPDATE_SUBMITTED,
-                time=now(),
-                source=f"site:{self.site}",
+            job_event(
+                model_v1.UPDATE_SUBMITTED,
+                f"site:{self.site}",
+                update,
                 tenant=env.tenant,
                 job_id=self.federation,
                 trace_id=env.trace_id,
-                data=update,
+                parts=(opened.round, self.site),
             )
         )
 

@@ -42,8 +42,55 @@ def new_trace_id() -> str:
     return uuid.uuid4().hex
 
 
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+# The one place envelopes are made and their ids formatted. An id is `<job>:<type>[:<part>...]`:
+# deterministic for the work it stands for, so a retry publishes the same id and JetStream's
+# duplicate window drops the second copy.
+
+
+def event_id(job_id: str, type_: str, *parts: object) -> str:
+    return ":".join([job_id, type_, *(str(part) for part in parts)])
+
+
+def job_event(
+    type_: str,
+    source: str,
+    data: T,
+    *,
+    tenant: str,
+    job_id: str,
+    trace_id: str,
+    parts: tuple[object, ...] = (),
+    deadline: datetime | None = None,
+) -> Envelope[T]:
+    """An event of a known job: it carries the job and the trace of the command that caused it."""
+    return Envelope(
+        id=event_id(job_id, type_, *parts),
+        type=type_,
+        time=now(),
+        source=source,
+        tenant=tenant,
+        job_id=job_id,
+        trace_id=trace_id,
+        data=data,
+        deadline=deadline,
+    )
+
+
+def command(
+    type_: str, source: str, data: T, *, tenant: str, job_id: str | None = None, deadline: datetime | None = None
+) -> Envelope[T]:
+    """A command that starts a job: a new job id (unless the caller reserved one) and a new trace."""
+    return job_event(
+        type_, source, data, tenant=tenant, job_id=job_id or new_job_id(), trace_id=new_trace_id(), deadline=deadline
+    )
 
 
 def next_event(previous: Envelope[Any], type_: str, source: str, data: T, *, part: int | None = None) -> Envelope[T]:
@@ -51,15 +98,14 @@ def next_event(previous: Envelope[Any], type_: str, source: str, data: T, *, par
 
     `part` tells apart several events of one type in a job (the variants of a TTA job).
     """
-    return Envelope(
-        id=f"{previous.job_id}:{type_}" + ("" if part is None else f":{part}"),
-        type=type_,
-        time=now(),
-        source=source,
+    return job_event(
+        type_,
+        source,
+        data,
         tenant=previous.tenant,
         job_id=previous.job_id,
         trace_id=previous.trace_id,
-        data=data,
+        parts=() if part is None else (part,),
         deadline=previous.deadline,
     )
 

@@ -31,7 +31,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from maskline.contracts import subjects as table
 from maskline.contracts.common_v1 import DeadLetter, JobFailed
-from maskline.contracts.envelope import Envelope, major, now
+from maskline.contracts.envelope import Envelope, major, next_event, now
 from maskline.shared.bus import MSG_ID, Bus, tenant_token
 from maskline.shared.errors import DeadlineExceeded, DependencyUnavailable, HandlerError, PermanentError
 
@@ -330,15 +330,7 @@ class Consumer(Generic[T]):
         letter_id = f"dlq:{self.spec.durable}:{meta.stream}:{meta.sequence.stream}"
         await self.bus.js.publish(f"dlq.{self.spec.durable}", msgspec.json.encode(letter), headers={MSG_ID: letter_id})
         if env is not None and self.spec.failure_subject:
-            failed = Envelope(
-                id=f"{env.job_id}:{self.spec.failure_subject}",
-                type=self.spec.failure_subject,
-                time=now(),
-                source=self.source,
-                tenant=env.tenant,
-                job_id=env.job_id,
-                trace_id=env.trace_id,
-                data=JobFailed(stage=self.spec.durable, code=code, reason=reason, subject=msg.subject),
-            )
+            reason_data = JobFailed(stage=self.spec.durable, code=code, reason=reason, subject=msg.subject)
+            failed = next_event(env, self.spec.failure_subject, self.source, reason_data)
             await self.bus.publish(failed)
         await msg.term()

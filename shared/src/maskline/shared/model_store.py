@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 
 from maskline.contracts import model_v1
-from maskline.contracts.envelope import Envelope, new_trace_id, now
+from maskline.contracts.envelope import job_event, new_trace_id, now
 from maskline.contracts.model_v1 import Architecture, ModelVersion, QuantizationInfo
 from maskline.shared import keys
 from maskline.shared.access import lineage_of, upstream_of
@@ -95,14 +94,14 @@ async def register_model(
 
 async def _announce(bus: Bus, model: ModelVersion, source: str, job_id: str | None, trace_id: str | None) -> None:
     await bus.publish(
-        Envelope(
-            id=f"model:{model.owner}:{model.name}:{model.version}:registered",
-            type=model_v1.REGISTERED,
-            time=now(),
-            source=source,
+        job_event(
+            model_v1.REGISTERED,
+            source,
+            model_v1.ModelRegistered(model=model),
             tenant=model.owner,
-            job_id=job_id or uuid.uuid4().hex,
+            # a registration no command asked for (the bundled model, provisioned) is its own job
+            job_id=job_id or f"register-{model.owner}-{model.name}-{model.version}",
             trace_id=trace_id or new_trace_id(),
-            data=model_v1.ModelRegistered(model=model),
+            parts=(model.owner, model.name, model.version),
         )
     )

@@ -14,7 +14,7 @@ from litestar.status_codes import HTTP_200_OK
 
 from maskline.contracts import model_v1
 from maskline.contracts.audit_v1 import AuditRecord
-from maskline.contracts.envelope import Envelope, new_trace_id, now
+from maskline.contracts.envelope import job_event, new_trace_id
 from maskline.contracts.model_v1 import AccessState
 from maskline.contracts.subjects import PLATFORM_TENANT
 from maskline.services.gateway.context import GatewayContext
@@ -53,15 +53,14 @@ class AccessController(Controller):
             raise Conflict(str(exc), code="access_state") from exc
         gid = grant_id(owner, name, grantee)
         await ctx.runtime.bus.publish(
-            Envelope(
-                id=f"{gid}:{state}:{uuid.uuid4().hex[:12]}",
-                type=model_v1.ACCESS_CHANGED,
-                time=now(),
-                source="gateway",
+            job_event(  # every step of a grant is its own event: the id tells them apart
+                model_v1.ACCESS_CHANGED,
+                "gateway",
+                model_v1.AccessChanged(owner=owner, model=name, grantee=grantee, state=state, by=by, note=note),
                 tenant=owner,
                 job_id=gid,
                 trace_id=new_trace_id(),
-                data=model_v1.AccessChanged(owner=owner, model=name, grantee=grantee, state=state, by=by, note=note),
+                parts=(state, uuid.uuid4().hex[:12]),
             )
         )
         return grant

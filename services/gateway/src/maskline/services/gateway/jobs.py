@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import msgspec
 from litestar import Controller, Response, get
 from litestar.status_codes import HTTP_202_ACCEPTED
 
-from maskline.contracts.envelope import Envelope, new_trace_id, now
+from maskline.contracts.envelope import command, new_job_id, now
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import NotFound
 from maskline.shared.jobs import JobState
@@ -58,26 +57,13 @@ def job_view(state: JobState) -> JobView:
     )
 
 
-def new_job_id() -> str:
-    return uuid.uuid4().hex
-
-
 async def submit_command(
     ctx: GatewayContext, tenant: str, type_: str, data: Any, *, job_id: str | None = None
 ) -> Response[JobView]:
     """Record and publish a command as a new job; answer 202 with where to follow it."""
     ctx.require_bus()
     job_id = job_id or new_job_id()
-    env = Envelope(
-        id=f"{job_id}:{type_}",
-        type=type_,
-        time=now(),
-        source="gateway",
-        tenant=tenant,
-        job_id=job_id,
-        trace_id=new_trace_id(),
-        data=data,
-    )
+    env = command(type_, "gateway", data, tenant=tenant, job_id=job_id)
     await ctx.runtime.bus.publish(env)  # first: a refused publish leaves no job state behind
     state = await ctx.jobs.apply(env)
     return Response(job_view(state), status_code=HTTP_202_ACCEPTED, headers={"Location": f"/v1/jobs/{job_id}"})

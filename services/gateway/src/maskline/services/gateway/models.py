@@ -17,12 +17,13 @@ from litestar.params import Body
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from maskline.contracts import model_v1
+from maskline.contracts.envelope import new_job_id
 from maskline.contracts.model_v1 import Architecture, MergeMethod, ModelName, ModelVersion, VersionRef
 from maskline.services.gateway.access import OwnerParam
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.datasets import prefix as dataset_prefix
 from maskline.services.gateway.errors import Unprocessable
-from maskline.services.gateway.jobs import JobView, new_job_id, submit_command
+from maskline.services.gateway.jobs import JobView, submit_command
 from maskline.shared import keys
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
@@ -18,7 +17,7 @@ from litestar.params import Body, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from maskline.contracts import seg_v1
-from maskline.contracts.envelope import Envelope, new_trace_id, now
+from maskline.contracts.envelope import command, new_job_id, now
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, Unprocessable
 from maskline.services.gateway.shedding import ADMITTED
@@ -85,9 +84,10 @@ def parse_options(form: SegmentationForm) -> seg_v1.SegmentationOptions:
 
 
 def make_job_id(tenant: str, idempotency_key: str | None) -> str:
+    """A retry with the same Idempotency-Key names the same job; without one, a new job."""
     if idempotency_key:
         return hashlib.sha256(f"{tenant}\x00{idempotency_key}".encode()).hexdigest()[:32]
-    return uuid.uuid4().hex
+    return new_job_id()
 
 
 def checked_idempotency_key(value: str | None) -> str | None:
@@ -193,18 +193,9 @@ class SegmentationController(Controller):
     ) -> JobState:
         """Store the upload (content-addressed: never overwritten), publish the request, then record it."""
         ref = await ctx.runtime.store.put(keys.job_upload(tenant, job_id, sha256), body, data.image.content_type)
-        started = now()
-        env = Envelope(
-            id=f"{job_id}:{seg_v1.REQUESTED}",
-            type=seg_v1.REQUESTED,
-            time=started,
-            source=SOURCE,
-            tenant=tenant,
-            job_id=job_id,
-            trace_id=new_trace_id(),
-            data=seg_v1.SegmentationRequested(image=ref, options=options, filename=data.image.filename),
-            deadline=started + timedelta(seconds=data.deadline_s) if data.deadline_s else None,
-        )
+        request = seg_v1.SegmentationRequested(image=ref, options=options, filename=data.image.filename)
+        deadline = now() + timedelta(seconds=data.deadline_s) if data.deadline_s else None
+        env = command(seg_v1.REQUESTED, SOURCE, request, tenant=tenant, job_id=job_id, deadline=deadline)
         # Published first: if the bus refuses, no job state is left behind to wait forever.
         await ctx.runtime.bus.publish(env)
         return await ctx.jobs.apply(env)

@@ -25,7 +25,7 @@ from nats.js import JetStreamContext
 
 from maskline.contracts import model_v1
 from maskline.contracts.common_v1 import JobFailed
-from maskline.contracts.envelope import Envelope, now
+from maskline.contracts.envelope import Envelope, job_event
 from maskline.services.weights.job import merge_weight_objects
 from maskline.services.weights.methods import MergeOptions
 from maskline.shared import keys, references
@@ -216,16 +216,7 @@ class Rounds:
 
     @staticmethod
     def _event(federation: str, state: Federation, type_: str, data: Any, round_: int) -> Envelope[Any]:
-        return Envelope(
-            id=f"{federation}:{type_}:{round_}",
-            type=type_,
-            time=now(),
-            source=SOURCE,
-            tenant=state.tenant,
-            job_id=federation,
-            trace_id=state.trace_id,
-            data=data,
-        )
+        return job_event(type_, SOURCE, data, tenant=state.tenant, job_id=federation, trace_id=state.trace_id, parts=(round_,))
 
     async def _publish(self, federation: str, state: Federation, type_: str, data: Any, round_: int) -> None:
         await self.bus.publish(self._event(federation, state, type_, data, round_))
