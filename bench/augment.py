@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from maskline.client import Client
+from maskline.client import JsonClient
 from maskline.contracts.common_v1 import ALL_VARIANTS
 from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
@@ -50,7 +50,7 @@ def main() -> None:
     stack = Stack(settings)
     stack.up()
     try:
-        client = Client(stack.gateway_url)
+        client = JsonClient(stack.gateway_url)
         for i, (image, mask) in enumerate(images):
             client.upload_dataset_file("bench", "images", encode_png(image), f"i{i}.png")
             client.upload_dataset_file("bench", "masks", encode_png(mask), f"i{i}.png")

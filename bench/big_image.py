@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from maskline.client import Client
+from maskline.client import JsonClient
 from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
 from maskline.shared.config import load
@@ -104,7 +104,7 @@ class PeakSampler:
         self._thread.join()
 
 
-def one(stack: Stack, client: Client, data: bytes, tta: bool) -> dict[str, float]:
+def one(stack: Stack, client: JsonClient, data: bytes, tta: bool) -> dict[str, float]:
     time.sleep(2.0)  # let the previous round's memory settle
     idle = stack_rss_mb(stack)
     with PeakSampler(stack) as sampler:
@@ -131,7 +131,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="maskline-bench-") as home:
         stack = Stack(on_free_ports(load(StackSettings), home), extra_env={"MASKLINE_MAX_UPLOAD_BYTES": str(50_000_000)})
         stack.up()
-        client = Client(stack.gateway_url, api_key="dev-key", timeout=900)
+        client = JsonClient(stack.gateway_url, api_key="dev-key", timeout=900)
         try:
             client.submit(data, filename="warm.png", wait=600)  # first-use costs (model load) out of the way
             rounds = {"plain": [one(stack, client, data, False) for _ in range(args.rounds)]}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from maskline.client import Client
+from maskline.client import JsonClient
 from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
 from maskline.models import starter
@@ -43,15 +43,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="session")
-def client(stack: Stack) -> Iterator[Client]:
-    c = Client(stack.gateway_url, api_key="key-a", timeout=120)
+def client(stack: Stack) -> Iterator[JsonClient]:
+    c = JsonClient(stack.gateway_url, api_key="key-a", timeout=120)
     yield c
     c.close()
 
 
 @pytest.fixture(scope="session")
-def other_tenant(stack: Stack) -> Iterator[Client]:
-    c = Client(stack.gateway_url, api_key="key-b", timeout=60)
+def other_tenant(stack: Stack) -> Iterator[JsonClient]:
+    c = JsonClient(stack.gateway_url, api_key="key-b", timeout=60)
     yield c
     c.close()
 

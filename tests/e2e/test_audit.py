@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskline.client import Client
+from maskline.client import JsonClient
 from maskline.contracts.audit_v1 import AuditRecord, chain_hash, record_subject
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
@@ -26,7 +26,7 @@ from maskline.shared.bus import connect
 pytestmark = pytest.mark.e2e
 
 
-def test_job_trail_is_ordered_and_intact(client: Client) -> None:
+def test_job_trail_is_ordered_and_intact(client: JsonClient) -> None:
     image, _ = shapes.sample(np.random.default_rng(11), size=128)
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG")
@@ -58,7 +58,7 @@ def run_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_audit_verify_names_a_forged_record(stack: Stack, client: Client, tmp_path: Path) -> None:
+def test_audit_verify_names_a_forged_record(stack: Stack, client: JsonClient, tmp_path: Path) -> None:
     image, _ = shapes.sample(np.random.default_rng(12), size=96)
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskline.client import ApiError, Client
+from maskline.client import ApiError, JsonClient
 from maskline.models.starter import shapes
 from tests.e2e.conftest import MAX_UPLOAD
 
@@ -34,17 +34,17 @@ def pixel_bomb_png(width: int = 30_000, height: int = 30_000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 1024)) + chunk(b"IEND", b"")
 
 
-def problem(client: Client, body: bytes, name: str, content_type: str = "image/png", **params: object) -> tuple[int, dict]:
+def problem(client: JsonClient, body: bytes, name: str, content_type: str = "image/png", **params: object) -> tuple[int, dict]:
     response = client.http.post("/v1/segmentations", params=params, files={"image": (name, body, content_type)})
     assert response.headers["content-type"].startswith("application/problem+json"), response.text
     return response.status_code, response.json()
 
 
-def assert_next_good_job_completes(client: Client) -> None:
+def assert_next_good_job_completes(client: JsonClient) -> None:
     assert client.submit(good_png(), wait=60)["status"] == "completed"
 
 
-def test_missing_or_unknown_api_key_is_401(client: Client) -> None:
+def test_missing_or_unknown_api_key_is_401(client: JsonClient) -> None:
     response = client.http.get("/v1/segmentations/x", headers={"Authorization": ""})
     assert response.status_code == 401
     response = client.http.get("/v1/segmentations/x", headers={"Authorization": "Bearer nope"})
@@ -52,14 +52,14 @@ def test_missing_or_unknown_api_key_is_401(client: Client) -> None:
     assert response.json()["detail"] == "unknown API key"
 
 
-def test_text_file_is_415(client: Client) -> None:
+def test_text_file_is_415(client: JsonClient) -> None:
     status, body = problem(client, b"hello, I am not an image\n" * 10, "notes.txt", "text/plain")
     assert status == 415
     assert "not an image" in body["detail"]
     assert_next_good_job_completes(client)
 
 
-def test_pixel_bomb_is_413_before_decoding(client: Client) -> None:
+def test_pixel_bomb_is_413_before_decoding(client: JsonClient) -> None:
     status, body = problem(client, pixel_bomb_png(), "bomb.png")
     assert status == 413
     assert "900000000 pixels; the limit is 4000000 pixels" in body["detail"]  # the configured limit
@@ -67,7 +67,7 @@ def test_pixel_bomb_is_413_before_decoding(client: Client) -> None:
     assert_next_good_job_completes(client)
 
 
-def test_body_over_the_limit_is_413_with_a_code(client: Client) -> None:
+def test_body_over_the_limit_is_413_with_a_code(client: JsonClient) -> None:
     status, body = problem(client, b"\x89PNG" + b"\x00" * (MAX_UPLOAD + 10), "big.png")
     assert status == 413 and body["code"] == "too_large"
 
@@ -78,7 +78,7 @@ def flat_png(width: int, height: int) -> bytes:
     return buf.getvalue()
 
 
-def test_the_pixel_budget_counts_tta_variants(client: Client) -> None:
+def test_the_pixel_budget_counts_tta_variants(client: JsonClient) -> None:
     big = flat_png(2000, 2000)  # 4 MP: within MASKLINE_MAX_PIXELS, and within the request budget alone
     files = {"image": ("big.png", big, "image/png")}
     response = client.http.post("/v1/segmentations", files=files, data={"tta": "true"})  # + 5 variants at 1024 px
@@ -89,14 +89,14 @@ def test_the_pixel_budget_counts_tta_variants(client: Client) -> None:
     assert job["status"] == "completed" and (job["width"], job["height"]) == (2000, 2000)
 
 
-def test_a_corrupt_png_is_called_corrupt_not_unsupported(client: Client) -> None:
+def test_a_corrupt_png_is_called_corrupt_not_unsupported(client: JsonClient) -> None:
     good = good_png()
     bad = good[:29] + b"\x00\x00\x00\x00" + good[33:]  # the header chunk's CRC
     status, body = problem(client, bad, "crc.png")
     assert status == 422 and body["code"] == "corrupt_image" and body["detail"].startswith("corrupt PNG")
 
 
-def test_a_gif_is_segmented_from_its_first_frame(client: Client) -> None:
+def test_a_gif_is_segmented_from_its_first_frame(client: JsonClient) -> None:
     image, _ = shapes.sample(np.random.default_rng(5), size=128)
     buf = io.BytesIO()
     Image.fromarray(image).convert("P").save(buf, format="GIF")
@@ -112,14 +112,14 @@ def test_a_gif_is_segmented_from_its_first_frame(client: Client) -> None:
         ("POST", "/v1/models/merges", 400, "invalid_request"),
     ],
 )
-def test_framework_errors_are_problems_with_a_code(client: Client, method: str, path: str, status: int, code: str) -> None:
+def test_framework_errors_are_problems_with_a_code(client: JsonClient, method: str, path: str, status: int, code: str) -> None:
     response = client.http.request(method, path, content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == status
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.json()["code"] == code
 
 
-def test_truncated_png_fails_the_job_with_the_reason_and_the_next_job_goes_through(client: Client) -> None:
+def test_truncated_png_fails_the_job_with_the_reason_and_the_next_job_goes_through(client: JsonClient) -> None:
     data = good_png()
     status, body = problem(client, data[: len(data) // 2], "cut.png", wait=60)
     assert status == 422
@@ -132,7 +132,7 @@ def test_truncated_png_fails_the_job_with_the_reason_and_the_next_job_goes_throu
     assert_next_good_job_completes(client)
 
 
-def test_invalid_options_are_422(client: Client) -> None:
+def test_invalid_options_are_422(client: JsonClient) -> None:
     response = client.http.post(
         "/v1/segmentations", files={"image": ("a.png", good_png(), "image/png")}, data={"outputs": "mask,hologram"}
     )
@@ -140,14 +140,14 @@ def test_invalid_options_are_422(client: Client) -> None:
     assert "outputs" in response.json()["detail"]
 
 
-def test_unknown_model_fails_with_model_not_found(client: Client) -> None:
+def test_unknown_model_fails_with_model_not_found(client: JsonClient) -> None:
     with pytest.raises(ApiError) as err:
         client.submit(good_png(), wait=60, model="no-such-model")
     assert err.value.status == 422
     assert err.value.problem["code"] == "model_not_found"
 
 
-def test_unknown_job_is_404(client: Client) -> None:
+def test_unknown_job_is_404(client: JsonClient) -> None:
     response = client.http.get("/v1/segmentations/0123456789abcdef")
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/problem+json")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskline.client import Client
+from maskline.client import JsonClient
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
 
@@ -109,7 +109,7 @@ async def outcomes_of(stack: Stack, sends: dict[str, bytes], raw: list[bytes]) -
     return outcomes
 
 
-def test_poison_from_an_outside_system_fails_cleanly_and_its_good_job_completes(stack: Stack, client: Client) -> None:
+def test_poison_from_an_outside_system_fails_cleanly_and_its_good_job_completes(stack: Stack, client: JsonClient) -> None:
     good = client.upload(png(78))
     ref = {k: good[k] for k in ("key", "size", "sha256", "content_type")}
     sends = {

@@ -17,7 +17,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from maskline.client import ApiError, Client
+from maskline.client import ApiError, JsonClient
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import WEIGHTS, shapes
 from tests.e2e.test_segmentation import png_bytes
@@ -71,7 +71,7 @@ def dlq_rows(b: WebDriver) -> list[str]:
 
 
 def test_dashboard_shows_a_service_going_down_and_back_and_redrives_a_dead_letter(
-    browser: WebDriver, stack: Stack, client: Client
+    browser: WebDriver, stack: Stack, client: JsonClient
 ) -> None:
     b = browser
     b.get(f"{stack.gateway_url}/dashboard?key=key-a")

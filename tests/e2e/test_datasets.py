@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskline.client import ApiError, Client
+from maskline.client import ApiError, JsonClient
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
 
@@ -24,7 +24,7 @@ def png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def upload(client: Client, name: str, count: int) -> None:
+def upload(client: JsonClient, name: str, count: int) -> None:
     rng = np.random.default_rng(5150)
     for i in range(count):
         image, mask = shapes.sample(rng, size=96)
@@ -32,7 +32,7 @@ def upload(client: Client, name: str, count: int) -> None:
         client.upload_dataset_file(name, "masks", png(mask), f"img{i}.png")
 
 
-def test_expansion_writes_every_variant_with_masks_and_a_manifest_and_is_idempotent(client: Client, stack: Stack) -> None:
+def test_expansion_writes_every_variant_with_masks_and_a_manifest_and_is_idempotent(client: JsonClient, stack: Stack) -> None:
     upload(client, "shapes-small", 3)
     job = client.wait_job(client.expand_dataset("shapes-small", angle=90)["id"])
     assert job["status"] == "completed", job
@@ -64,13 +64,13 @@ def test_expansion_writes_every_variant_with_masks_and_a_manifest_and_is_idempot
     assert "dataset.v1.expand.progressed" in [r["type"] for r in trail]
 
 
-def test_expanding_a_missing_dataset_is_404_and_an_empty_one_cannot_be_expanded(client: Client) -> None:
+def test_expanding_a_missing_dataset_is_404_and_an_empty_one_cannot_be_expanded(client: JsonClient) -> None:
     with pytest.raises(ApiError) as err:
         client.expand_dataset("never-uploaded")
     assert err.value.status == 404
 
 
-def test_a_mask_that_does_not_fit_its_image_fails_the_job_with_the_reason(client: Client) -> None:
+def test_a_mask_that_does_not_fit_its_image_fails_the_job_with_the_reason(client: JsonClient) -> None:
     client.upload_dataset_file("bad-masks", "images", png(np.zeros((40, 40, 3), np.uint8)), "a.png")
     client.upload_dataset_file("bad-masks", "masks", png(np.zeros((20, 20), np.uint8)), "a.png")
     job = client.wait_job(client.expand_dataset("bad-masks")["id"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maskline.client import ApiError, Client
+from maskline.client import ApiError, JsonClient
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import WEIGHTS, shapes
 from tests.e2e.test_segmentation import png_bytes
@@ -19,7 +19,7 @@ from tests.e2e.test_segmentation import png_bytes
 pytestmark = pytest.mark.e2e
 
 
-def test_list_download_and_delete_inputs_and_results(client: Client, other_tenant: Client) -> None:
+def test_list_download_and_delete_inputs_and_results(client: JsonClient, other_tenant: JsonClient) -> None:
     job = client.submit(png_bytes(shapes.sample(np.random.default_rng(21), 96)[0]), wait=60)
     assert job["status"] == "completed"
     listing = client.files("outputs")
@@ -40,13 +40,13 @@ def test_list_download_and_delete_inputs_and_results(client: Client, other_tenan
 
 
 @pytest.mark.parametrize("path", ["..%2F..%2Fmodels%2Fx", "a/../../b", "%2Fetc%2Fpasswd"])
-def test_paths_cannot_leave_the_tenant_folder(client: Client, path: str) -> None:
+def test_paths_cannot_leave_the_tenant_folder(client: JsonClient, path: str) -> None:
     response = client.http.get(f"/v1/files/outputs/{path}")
     assert response.status_code in (404, 422)
     assert response.headers["content-type"].startswith("application/problem+json")
 
 
-def test_a_served_model_version_is_not_deleted(client: Client) -> None:
+def test_a_served_model_version_is_not_deleted(client: JsonClient) -> None:
     labels, size = list(shapes.LABELS), (128, 128)
     first = client.register_model(WEIGHTS, name="fm-model", labels=labels, input_size=size)
     with pytest.raises(ApiError) as err:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maskline.client import Client
+from maskline.client import JsonClient
 from maskline.infra.embedded import reap
 from maskline.infra.embedded.process import free_port
 from maskline.infra.embedded.stack import Stack
@@ -108,7 +108,7 @@ def test_cli_up_status_down_runs_a_second_stack_beside_the_first(tmp_path: Path)
         )
 
 
-def test_sigterm_drains_a_service_and_a_restarted_one_picks_up_the_queue(stack: Stack, client: Client) -> None:
+def test_sigterm_drains_a_service_and_a_restarted_one_picks_up_the_queue(stack: Stack, client: JsonClient) -> None:
     stack.stop_service("ingest")  # SIGTERM through the supervisor: a drained service stays stopped
     log = (Path(stack.home) / "logs" / "ingest.log").read_text()
     assert '"event": "service.stopped"' in log or '"event":"service.stopped"' in log.replace(" ", "")
@@ -122,7 +122,7 @@ def test_sigterm_drains_a_service_and_a_restarted_one_picks_up_the_queue(stack: 
         time.sleep(0.1)
 
 
-def test_services_endpoint_shows_the_fleet_queues_and_dead_letters(client: Client) -> None:
+def test_services_endpoint_shows_the_fleet_queues_and_dead_letters(client: JsonClient) -> None:
     fleet = client.http.get("/v1/services").json()
     by_name = {s["name"]: s for s in fleet["services"]}
     assert set(by_name) == set(SERVICES)
@@ -135,12 +135,12 @@ def test_services_endpoint_shows_the_fleet_queues_and_dead_letters(client: Clien
     assert isinstance(fleet["dead_letters"], int)
 
 
-def fleet_of(client: Client, service: str) -> dict:
+def fleet_of(client: JsonClient, service: str) -> dict:
     fleet = client.http.get("/v1/services").json()
     return next(s for s in fleet["services"] if s["name"] == service)
 
 
-def test_a_killed_instance_turns_stale_and_the_supervisor_brings_up_a_new_one(stack: Stack, client: Client) -> None:
+def test_a_killed_instance_turns_stale_and_the_supervisor_brings_up_a_new_one(stack: Stack, client: JsonClient) -> None:
     before = fleet_of(client, "augment")
     assert before["state"] == "up"
     killed = next(i for i in before["instances"] if i["state"] == "up")
@@ -175,7 +175,7 @@ def scrape(stack: Stack) -> dict[str, float]:
     return values
 
 
-def test_metrics_move_when_jobs_run(stack: Stack, client: Client) -> None:
+def test_metrics_move_when_jobs_run(stack: Stack, client: JsonClient) -> None:
     before = scrape(stack)
     image, _ = shapes.sample(np.random.default_rng(7), size=96)
     assert client.submit(png_bytes(image), wait=60)["status"] == "completed"

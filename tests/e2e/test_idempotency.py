@@ -9,7 +9,7 @@ import uuid
 import numpy as np
 import pytest
 
-from maskline.client import Client
+from maskline.client import JsonClient
 from maskline.models.starter import shapes
 from tests.e2e.test_segmentation import png_bytes
 
@@ -20,7 +20,7 @@ def image(seed: int) -> bytes:
     return png_bytes(shapes.sample(np.random.default_rng(seed), 96)[0])
 
 
-def post(client: Client, body: bytes, key: str, wait: float = 0) -> tuple[int, dict]:
+def post(client: JsonClient, body: bytes, key: str, wait: float = 0) -> tuple[int, dict]:
     response = client.http.post(
         "/v1/segmentations",
         params={"wait": wait},
@@ -30,11 +30,11 @@ def post(client: Client, body: bytes, key: str, wait: float = 0) -> tuple[int, d
     return response.status_code, response.json()
 
 
-def uploads_of(client: Client, job_id: str) -> list[str]:
+def uploads_of(client: JsonClient, job_id: str) -> list[str]:
     return [f["path"] for f in client.files("inputs")["files"] if f["path"].startswith(f"{job_id}/upload")]
 
 
-def test_the_same_key_and_request_is_the_same_job_without_a_second_upload(client: Client) -> None:
+def test_the_same_key_and_request_is_the_same_job_without_a_second_upload(client: JsonClient) -> None:
     key, body = uuid.uuid4().hex, image(1)
     status, first = post(client, body, key, wait=60)
     assert status == 200 and first["status"] == "completed"
@@ -43,14 +43,14 @@ def test_the_same_key_and_request_is_the_same_job_without_a_second_upload(client
     assert len(uploads_of(client, first["id"])) == 1
 
 
-def test_the_same_key_with_another_image_is_refused(client: Client) -> None:
+def test_the_same_key_with_another_image_is_refused(client: JsonClient) -> None:
     key = uuid.uuid4().hex
     assert post(client, image(2), key)[0] == 202
     status, problem = post(client, image(3), key)
     assert status == 422 and problem["code"] == "idempotency_key_reused"
 
 
-def test_concurrent_requests_with_one_key_never_mix_uploads(client: Client) -> None:
+def test_concurrent_requests_with_one_key_never_mix_uploads(client: JsonClient) -> None:
     key = uuid.uuid4().hex
     bodies = [image(10 + i) for i in range(4)]
     results: list[tuple[int, dict]] = []
@@ -76,6 +76,6 @@ def test_concurrent_requests_with_one_key_never_mix_uploads(client: Client) -> N
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "x" * 20_000])
-def test_keys_must_be_1_to_255_characters(client: Client, key: str) -> None:
+def test_keys_must_be_1_to_255_characters(client: JsonClient, key: str) -> None:
     status, problem = post(client, image(4), key)
     assert status == 400 and problem["code"] == "invalid_idempotency_key", problem

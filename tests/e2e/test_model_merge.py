@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from maskline.client import ApiError, Client
+from maskline.client import ApiError, JsonClient
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import WEIGHTS, shapes
 
@@ -39,7 +39,7 @@ def perturbed(tmp_path: Path, seed: int) -> Path:
 
 
 def test_merge_two_site_models_with_bn_reestimation_then_segment_with_the_result(
-    client: Client, stack: Stack, tmp_path: Path
+    client: JsonClient, stack: Stack, tmp_path: Path
 ) -> None:
     labels, size = list(shapes.LABELS), (128, 128)
     a = client.register_model(perturbed(tmp_path, 1), name="site-a", labels=labels, input_size=size)
@@ -68,7 +68,7 @@ def test_merge_two_site_models_with_bn_reestimation_then_segment_with_the_result
     assert types[0] == "model.v1.merge.requested" and "model.v1.merged" in types
 
 
-def test_models_of_different_architectures_are_refused_with_the_reason(client: Client, tmp_path: Path) -> None:
+def test_models_of_different_architectures_are_refused_with_the_reason(client: JsonClient, tmp_path: Path) -> None:
     class Tiny(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()

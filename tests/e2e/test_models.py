@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from maskline.client import ApiError, Client
+from maskline.client import ApiError, JsonClient
 from maskline.infra.embedded.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -40,7 +40,7 @@ def half_bright_png() -> tuple[bytes, np.ndarray]:
     return buf.getvalue(), (image.mean(axis=2) > 127).astype(np.uint8)
 
 
-def test_register_a_user_model_then_segment_with_it(client: Client, tmp_path: Path) -> None:
+def test_register_a_user_model_then_segment_with_it(client: JsonClient, tmp_path: Path) -> None:
     model = client.register_model(scripted(tmp_path), name="bright", labels=["dark", "bright"], input_size=(64, 96))
     assert model["name"] == "bright" and model["version"] >= 1
     assert model["weights"]["key"].startswith(f"models/tenant-a/bright/{model['version']}/model-")
@@ -55,7 +55,7 @@ def test_register_a_user_model_then_segment_with_it(client: Client, tmp_path: Pa
     assert (mask == truth).all()
 
 
-def test_register_refuses_a_file_that_is_not_a_segmentation_model(client: Client, tmp_path: Path) -> None:
+def test_register_refuses_a_file_that_is_not_a_segmentation_model(client: JsonClient, tmp_path: Path) -> None:
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not torchscript")
     with pytest.raises(ApiError) as err:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskline.client import Client
+from maskline.client import JsonClient
 from maskline.infra.embedded.process import wait_until
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
@@ -29,13 +29,13 @@ def image(seed: int) -> bytes:
     return png_bytes(shapes.sample(np.random.default_rng(seed), 96)[0])
 
 
-def infer_consumers(client: Client) -> list[dict]:
+def infer_consumers(client: JsonClient) -> list[dict]:
     fleet = client.http.get("/v1/services").json()
     infer = next(s for s in fleet["services"] if s["name"] == "infer")
     return [i["consumers"].get("infer", {}) for i in infer["instances"] if i["state"] == "up"]
 
 
-def test_triton_down_pauses_infer_and_every_job_completes_once_it_is_back(stack: Stack, client: Client) -> None:
+def test_triton_down_pauses_infer_and_every_job_completes_once_it_is_back(stack: Stack, client: JsonClient) -> None:
     letters_before = {d["seq"] for d in client.dead_letters()}
     stack.stop_service("triton")
     try:
@@ -60,7 +60,7 @@ def test_triton_down_pauses_infer_and_every_job_completes_once_it_is_back(stack:
     assert [completions(job) for job in jobs] == [1, 1, 1]
 
 
-def test_with_the_bus_down_requests_get_503_and_a_retry_with_the_same_key_finishes(stack: Stack, client: Client) -> None:
+def test_with_the_bus_down_requests_get_503_and_a_retry_with_the_same_key_finishes(stack: Stack, client: JsonClient) -> None:
     keys = [uuid.uuid4().hex for _ in range(3)]
     bodies = {k: image(950 + i) for i, k in enumerate(keys)}
 
@@ -94,7 +94,7 @@ def test_with_the_bus_down_requests_get_503_and_a_retry_with_the_same_key_finish
     assert post(keys[0])[1]["id"] == jobs[keys[0]]  # the key still names its one job
 
 
-def test_a_worker_paused_past_its_ack_wait_cannot_complete_a_job_twice(stack: Stack, client: Client) -> None:
+def test_a_worker_paused_past_its_ack_wait_cannot_complete_a_job_twice(stack: Stack, client: JsonClient) -> None:
     """SIGSTOP the merge worker holding a job; the other one finishes it; the paused one resumes and
     can neither publish a second completion nor overwrite the outputs. `just chaos` pauses 130 s,
     past the bus's 120 s duplicate window, where only the fence stands between it and a duplicate."""
@@ -144,12 +144,12 @@ def big_image() -> bytes:
     return buf.getvalue()
 
 
-def test_admission_refuses_over_a_tenants_limits_and_over_the_pipelines_backlog(stack: Stack, client: Client) -> None:
+def test_admission_refuses_over_a_tenants_limits_and_over_the_pipelines_backlog(stack: Stack, client: JsonClient) -> None:
     """Infer stopped, so jobs pile up: tenant-c (rate 2/s, burst 2, 3 unfinished jobs) is held to its
     limits with 429, everyone meets 503 at the backlog limit (40 queued) before the body is read, and
     every accepted job completes once infer is back."""
-    tight = Client(stack.gateway_url, api_key="key-c", timeout=60)
-    accepted: list[tuple[Client, str]] = []
+    tight = JsonClient(stack.gateway_url, api_key="key-c", timeout=60)
+    accepted: list[tuple[JsonClient, str]] = []
     stack.stop_service("infer")
     try:
         codes = []
@@ -187,7 +187,7 @@ def test_admission_refuses_over_a_tenants_limits_and_over_the_pipelines_backlog(
     tight.close()
 
 
-def test_job_status_is_current_within_5_s_of_an_audit_crash(stack: Stack, client: Client) -> None:
+def test_job_status_is_current_within_5_s_of_an_audit_crash(stack: Stack, client: JsonClient) -> None:
     """SIGKILL audit (which projects job state) while it works through a burst of jobs' events: what
     the dead one held comes back to the restarted one after its 3 s ack wait (not the services'
     10 s), so every status is current within 5 s of audit running again. A gateway crash loses no

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskline.client import ApiError, Client
+from maskline.client import ApiError, JsonClient
 from maskline.contracts import model_v1
 from maskline.contracts.envelope import Envelope, new_trace_id, now
 from maskline.contracts.model_v1 import VersionRef
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
 IOU_BOUND = 0.95
 
 
-def mask_of(client: Client, image: bytes, **options: Any) -> tuple[np.ndarray, dict[str, Any]]:
+def mask_of(client: JsonClient, image: bytes, **options: Any) -> tuple[np.ndarray, dict[str, Any]]:
     job = client.submit(image, wait=60, **options)
     assert job["status"] == "completed", job
     mask = np.asarray(Image.open(io.BytesIO(client.artifact(job["id"], "mask"))))
@@ -40,7 +40,7 @@ def mean_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def calibration(client: Client) -> str:
+def calibration(client: JsonClient) -> str:
     rng = np.random.default_rng(41)
     for i in range(24):
         client.upload_dataset_file("qcal", "images", png_bytes(shapes.sample(rng, 128)[0]), f"c{i:02d}.png")
@@ -48,7 +48,7 @@ def calibration(client: Client) -> str:
 
 
 @pytest.fixture(scope="module")
-def int8_version(client: Client, calibration: str) -> dict[str, Any]:
+def int8_version(client: JsonClient, calibration: str) -> dict[str, Any]:
     job = client.quantize("shapes-unet", 1, dataset=calibration, method="percentile", max_images=24)
     assert job["kind"] == "quantization"
     done = client.wait_job(job["id"], timeout=300)
@@ -56,7 +56,7 @@ def int8_version(client: Client, calibration: str) -> dict[str, Any]:
     return dict(client.http.get(done["links"]["model"]).json())
 
 
-def test_int8_version_on_triton_gives_the_fp32_mask(client: Client, int8_version: dict[str, Any]) -> None:
+def test_int8_version_on_triton_gives_the_fp32_mask(client: JsonClient, int8_version: dict[str, Any]) -> None:
     model = int8_version
     assert model["precision"] == "int8" and model["parent"] == "shapes-unet/1"
     q = model["quantization"]
@@ -77,7 +77,7 @@ def test_int8_version_on_triton_gives_the_fp32_mask(client: Client, int8_version
     assert default_job["model"]["precision"] == "fp32"
 
 
-def test_step_cross_and_graph_reports(client: Client, int8_version: dict[str, Any]) -> None:
+def test_step_cross_and_graph_reports(client: JsonClient, int8_version: dict[str, Any]) -> None:
     name, version = int8_version["name"], int8_version["version"]
     step = client.report(name, version, "step")
     assert len(step["layers"]) == 18 and step["pixel_agreement"] > 0.99
@@ -97,7 +97,7 @@ def test_step_cross_and_graph_reports(client: Client, int8_version: dict[str, An
     assert err.value.status == 404
 
 
-def test_hybrid_with_calibrator_comparison(client: Client, calibration: str) -> None:
+def test_hybrid_with_calibrator_comparison(client: JsonClient, calibration: str) -> None:
     job = client.quantize(
         "shapes-unet", 1, dataset=calibration, method="minmax", precision="hybrid", compare_calibrators=True, max_images=16
     )
@@ -114,7 +114,9 @@ def test_hybrid_with_calibrator_comparison(client: Client, calibration: str) -> 
     assert job["model"]["precision"] == "hybrid" and mean_iou(fp32, hybrid) >= IOU_BOUND
 
 
-def test_editing_a_layer_makes_a_new_version_and_reports_how_far_it_travels(client: Client, int8_version: dict[str, Any]) -> None:
+def test_editing_a_layer_makes_a_new_version_and_reports_how_far_it_travels(
+    client: JsonClient, int8_version: dict[str, Any]
+) -> None:
     name, version = int8_version["name"], int8_version["version"]
     step = client.report(name, version, "step", layer="enc2.0")["layers"][0]
     job = client.edit_layer(name, version, layer="enc2.0", output_scale=step["output_scale"] * 4)
@@ -138,11 +140,11 @@ def test_editing_a_layer_makes_a_new_version_and_reports_how_far_it_travels(clie
     assert "3 weights given" in failed["error"]["reason"]
 
 
-def versions_of(client: Client, name: str) -> list[int]:
+def versions_of(client: JsonClient, name: str) -> list[int]:
     return [m["version"] for m in client.models() if m["name"] == name]
 
 
-def test_bad_requests_end_in_failed_jobs_and_leave_no_version(client: Client, stack: Stack, calibration: str) -> None:
+def test_bad_requests_end_in_failed_jobs_and_leave_no_version(client: JsonClient, stack: Stack, calibration: str) -> None:
     before = versions_of(client, "shapes-unet")
     client.upload_dataset_file("qempty", "masks", png_bytes(np.zeros((8, 8), np.uint8)), "m.png")
     empty = client.wait_job(client.quantize("shapes-unet", 1, dataset="qempty")["id"], timeout=120)
@@ -173,7 +175,7 @@ def test_bad_requests_end_in_failed_jobs_and_leave_no_version(client: Client, st
     assert versions_of(client, "unet-gelu") == [gelu["version"]]
 
 
-def wait_until_known(client: Client, job_id: str) -> dict[str, Any]:
+def wait_until_known(client: JsonClient, job_id: str) -> dict[str, Any]:
     """A job published on the bus is known to the gateway once audit projected its event."""
     for _ in range(100):
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-from maskline.client import Client
+from maskline.client import JsonClient
 from maskline.models.starter import shapes
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +28,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / max(np.logical_or(a, b).sum(), 1))
 
 
-def test_synthetic_image_gives_the_known_mask_overlay_and_regions(client: Client) -> None:
+def test_synthetic_image_gives_the_known_mask_overlay_and_regions(client: JsonClient) -> None:
     image, truth = shapes.sample(np.random.default_rng(2024), size=256)
     job = client.submit(png_bytes(image), filename="known.png", wait=60)
 
@@ -67,7 +68,7 @@ def test_synthetic_image_gives_the_known_mask_overlay_and_regions(client: Client
     assert (union == (mask > 0)).all()
 
 
-def test_async_job_answers_202_with_location_then_completes(client: Client) -> None:
+def test_async_job_answers_202_with_location_then_completes(client: JsonClient) -> None:
     image, _ = shapes.sample(np.random.default_rng(7), size=200)
     response = client.http.post(
         "/v1/segmentations", files={"image": ("a.png", png_bytes(image), "image/png")}, data={"outputs": "mask,regions"}
@@ -84,7 +85,7 @@ def test_async_job_answers_202_with_location_then_completes(client: Client) -> N
     assert client.http.get(f"{location}/overlay").status_code == 404
 
 
-def test_sample_images_are_segmented_visibly_right(client: Client, samples) -> None:  # type: ignore[no-untyped-def]
+def test_sample_images_are_segmented_visibly_right(client: JsonClient, samples) -> None:  # type: ignore[no-untyped-def]
     for name in ("shapes-1", "shapes-2", "shapes-3"):
         job = client.submit(samples / f"{name}.png", wait=60)
         mask = np.asarray(Image.open(io.BytesIO(client.artifact(job["id"], "mask"))))
@@ -92,7 +93,7 @@ def test_sample_images_are_segmented_visibly_right(client: Client, samples) -> N
         assert (mask == truth).mean() > 0.97, name
 
 
-def test_idempotency_key_returns_the_same_job(client: Client) -> None:
+def test_idempotency_key_returns_the_same_job(client: JsonClient) -> None:
     image, _ = shapes.sample(np.random.default_rng(99), size=128)
     headers = {"Idempotency-Key": "order-123"}
     files = {"image": ("a.png", png_bytes(image), "image/png")}
@@ -101,7 +102,7 @@ def test_idempotency_key_returns_the_same_job(client: Client) -> None:
     assert first["id"] == second["id"]
 
 
-def test_another_tenant_sees_nothing(client: Client, other_tenant: Client) -> None:
+def test_another_tenant_sees_nothing(client: JsonClient, other_tenant: JsonClient) -> None:
     image, _ = shapes.sample(np.random.default_rng(5), size=128)
     job = client.submit(png_bytes(image), wait=60)
     for path in (f"/v1/segmentations/{job['id']}", f"/v1/segmentations/{job['id']}/mask", f"/v1/audit?job={job['id']}"):
@@ -110,7 +111,15 @@ def test_another_tenant_sees_nothing(client: Client, other_tenant: Client) -> No
         assert response.headers["content-type"].startswith("application/problem+json")
 
 
-def test_openapi_is_served(client: Client) -> None:
+def test_openapi_is_served_with_readable_ids_binary_files_and_problems(client: JsonClient) -> None:
     spec = client.http.get("/schema/openapi.json").json()
     assert "/v1/segmentations" in spec["paths"]
     assert "/v1/models" in spec["paths"]
+    operations = [op for item in spec["paths"].values() for op in item.values() if isinstance(op, dict) and "responses" in op]
+    ids = [op["operationId"] for op in operations]
+    assert len(ids) == len(set(ids)) and all(re.fullmatch(r"[a-z][A-Za-z0-9]+", i) for i in ids), ids
+    assert "segmentationsSubmit" in ids or "segmentationsCreate" in ids, ids
+    artifact = spec["paths"]["/v1/segmentations/{job_id}/{artifact}"]["get"]["responses"]["200"]["content"]
+    assert artifact["image/png"]["schema"] == {"type": "string", "format": "binary"}
+    assert all("4XX" in op["responses"] and "5XX" in op["responses"] for op in operations)
+    assert spec["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from maskline.client import ApiError, Client
+from maskline.client import ApiError, JsonClient
 from maskline.models.starter import WEIGHTS, shapes
 from tests.e2e.test_segmentation import png_bytes
 
@@ -27,7 +27,7 @@ def refused(call, status: int) -> dict:  # type: ignore[no-untyped-def]
     return err.value.problem
 
 
-def test_a_model_of_the_same_name_changes_nothing_for_other_tenants(client: Client, other_tenant: Client) -> None:
+def test_a_model_of_the_same_name_changes_nothing_for_other_tenants(client: JsonClient, other_tenant: JsonClient) -> None:
     before = client.submit(image(), wait=60)["model"]
     assert before == {"name": "shapes-unet", "version": 1, "precision": "fp32", "owner": "maskline"}
     mine = other_tenant.register_model(WEIGHTS, name="shapes-unet", labels=LABELS, input_size=(128, 128))
@@ -37,7 +37,7 @@ def test_a_model_of_the_same_name_changes_nothing_for_other_tenants(client: Clie
     assert other_tenant.submit(image(), wait=60)["model"]["owner"] == "tenant-b"  # the owner runs its own
 
 
-def test_private_models_are_invisible_until_shared(client: Client, other_tenant: Client) -> None:
+def test_private_models_are_invisible_until_shared(client: JsonClient, other_tenant: JsonClient) -> None:
     other_tenant.register_model(WEIGHTS, name="b-private", labels=LABELS, input_size=(128, 128))
     assert not [m for m in client.models() if m["name"] == "b-private"]
     assert {m["owner"] for m in client.models()} <= {"tenant-a", "maskline"}
@@ -52,7 +52,7 @@ def test_private_models_are_invisible_until_shared(client: Client, other_tenant:
     assert err.value.problem["code"] == "model_not_found"
 
 
-def test_a_shared_model_is_used_not_copied_and_revocation_reaches_copies(client: Client, other_tenant: Client) -> None:
+def test_a_shared_model_is_used_not_copied_and_revocation_reaches_copies(client: JsonClient, other_tenant: JsonClient) -> None:
     other_tenant.register_model(WEIGHTS, name="b-shared", labels=LABELS, input_size=(128, 128))
     # tenant-a asks, tenant-b grants: each step is an audited event.
     asked = client.request_access("tenant-b", "b-shared", note="for our study")
@@ -93,7 +93,9 @@ def test_a_shared_model_is_used_not_copied_and_revocation_reaches_copies(client:
         assert err.value.problem["code"] == "model_not_found", (model, err.value.problem)
 
 
-def test_a_new_version_changes_what_others_get_only_when_the_owner_releases_it(client: Client, other_tenant: Client) -> None:
+def test_a_new_version_changes_what_others_get_only_when_the_owner_releases_it(
+    client: JsonClient, other_tenant: JsonClient
+) -> None:
     first = other_tenant.register_model(WEIGHTS, name="b-release", labels=LABELS, input_size=(128, 128))
     client.request_access("tenant-b", "b-release")
     other_tenant.decide_access("b-release", "tenant-a", "granted")

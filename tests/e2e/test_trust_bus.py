@@ -15,7 +15,7 @@ import nats
 import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from maskline.client import Client
+from maskline.client import JsonClient
 from maskline.infra.embedded.stack import Stack
 from maskline.shared.bus import Bus, connect, read_stream
 from tests.e2e.test_bus import png
@@ -117,7 +117,9 @@ def request(job_id: str, image: dict[str, object], tenant: str = "tenant-a") -> 
     ).encode()
 
 
-def test_claims_in_events_are_checked_permanently_and_with_a_reason(stack: Stack, client: Client, other_tenant: Client) -> None:
+def test_claims_in_events_are_checked_permanently_and_with_a_reason(
+    stack: Stack, client: JsonClient, other_tenant: JsonClient
+) -> None:
     theirs = other_tenant.upload(png(90))  # tenant-b's image: its reference is no secret to an attacker
     mine = client.upload(png(91))
     mine_ref = {k: mine[k] for k in ("key", "size", "sha256", "content_type")}

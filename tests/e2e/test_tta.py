@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskline.client import Client
+from maskline.client import JsonClient
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
 from maskline.shared.bus import connect
@@ -27,7 +27,7 @@ def png_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def mask_of(client: Client, job_id: str) -> np.ndarray:
+def mask_of(client: JsonClient, job_id: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(client.artifact(job_id, "mask"))))
 
 
@@ -37,7 +37,7 @@ def augment_processed(stack: Stack) -> int:
     return int(status["consumers"]["augment"]["processed"])
 
 
-def test_tta_job_fuses_five_variants_back_onto_the_original(client: Client, stack: Stack) -> None:
+def test_tta_job_fuses_five_variants_back_onto_the_original(client: JsonClient, stack: Stack) -> None:
     image, truth = shapes.sample(np.random.default_rng(606), size=256)
     before = augment_processed(stack)
     job = client.submit(png_bytes(image), wait=90, tta=True, tta_angle=20, tta_fusion="mean")
@@ -52,7 +52,7 @@ def test_tta_job_fuses_five_variants_back_onto_the_original(client: Client, stac
     assert sum(r["type"] == "seg.v1.augmented" for r in trail) == 5
 
 
-def test_a_request_without_tta_skips_augment(client: Client, stack: Stack) -> None:
+def test_a_request_without_tta_skips_augment(client: JsonClient, stack: Stack) -> None:
     image, _ = shapes.sample(np.random.default_rng(607), size=128)
     before = augment_processed(stack)
     assert client.submit(png_bytes(image), wait=60)["status"] == "completed"
@@ -71,7 +71,7 @@ async def recorded_variants(admin: RuntimeSettings, job_id: str) -> int:
         await nc.close()
 
 
-def kill_merge_during_collection(stack: Stack, client: Client, image: bytes) -> tuple[str, int]:
+def kill_merge_during_collection(stack: Stack, client: JsonClient, image: bytes) -> tuple[str, int]:
     """Submit a TTA job and SIGKILL merge as soon as it has recorded some (not all) variants."""
     job = client.submit(image, wait=0, tta=True, tta_angle=30)
 
@@ -96,7 +96,7 @@ def kill_merge_during_collection(stack: Stack, client: Client, image: bytes) -> 
     return job["id"], asyncio.run(watch())
 
 
-def test_killing_merge_while_variants_arrive_still_gives_exactly_one_correct_result(client: Client, stack: Stack) -> None:
+def test_killing_merge_while_variants_arrive_still_gives_exactly_one_correct_result(client: JsonClient, stack: Stack) -> None:
     image, truth = shapes.sample(np.random.default_rng(808), size=256)
     data = png_bytes(image)
     reference = mask_of(client, client.submit(data, wait=90, tta=True, tta_angle=30)["id"])

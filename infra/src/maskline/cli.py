@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from maskline import trust_cli
-from maskline.client import ApiError, Client
+from maskline.client import ApiError, ClientSettings, JsonClient
 from maskline.contracts import subjects as table
 from maskline.infra.embedded.settings import StackSettings
 from maskline.infra.embedded.stack import Stack
@@ -42,7 +42,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     stack.up()
     try:
         print(f"stack ready in {time.monotonic() - started:.1f}s; gateway {stack.gateway_url}", flush=True)
-        client = Client(stack.gateway_url, api_key=args.api_key)
+        client = JsonClient(stack.gateway_url, api_key=args.api_key)
         image = Path(args.image) if args.image else sample_image()
         job = client.submit(image, wait=120)
         if job["status"] != "completed":
@@ -90,7 +90,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     if args.job:
-        job = Client(args.url, api_key=args.api_key).status(args.job)
+        job = JsonClient(args.url, api_key=args.api_key).status(args.job)
         timings = ", ".join(f"{k} {v:.0f} ms" for k, v in job.get("timings_ms", {}).items())
         error = f"\n  error: {job['error']}" if job.get("error") else ""
         _print(args, job, f"job {job['id']}: {job['status']}" + (f" ({timings})" if timings else "") + error)
@@ -128,7 +128,7 @@ STAGES = tuple(
 )
 
 
-def _follow_stages(client: Client, args: argparse.Namespace, job: dict[str, Any]) -> dict[str, Any]:
+def _follow_stages(client: JsonClient, args: argparse.Namespace, job: dict[str, Any]) -> dict[str, Any]:
     """A progress bar over the segmentation's stages until it completes or fails."""
     from rich.progress import Progress
 
@@ -145,7 +145,7 @@ def _follow_stages(client: Client, args: argparse.Namespace, job: dict[str, Any]
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    client = Client(args.url, api_key=args.api_key)
+    client = JsonClient(args.url, api_key=args.api_key)
     job = client.submit(
         Path(args.image), wait=0, model=args.model, version=args.version, precision=args.precision, tta=args.tta or None
     )
@@ -160,7 +160,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    client = Client(args.url, api_key=args.api_key)
+    client = JsonClient(args.url, api_key=args.api_key)
     job = client.status(args.job)
     if job["status"] != "completed":
         _print(args, job, f"job {job['id']} is {job['status']}: nothing to download yet")
@@ -171,7 +171,7 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def cmd_services(args: argparse.Namespace) -> int:
-    fleet = Client(args.url, api_key=args.api_key).services()
+    fleet = JsonClient(args.url, api_key=args.api_key).services()
     lines = [f"{'service':<10} {'state':<9} instances"]
     for s in fleet["services"]:
         instances = ", ".join(f"{i['instance']} {i['state']} ({i['last_heartbeat_s_ago']}s ago)" for i in s["instances"])
@@ -184,7 +184,7 @@ def cmd_services(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
-    client = Client(args.url, api_key=args.api_key)
+    client = JsonClient(args.url, api_key=args.api_key)
     if args.action == "redrive":
         if not args.seq:
             raise SystemExit("maskline: dlq redrive needs the letters' sequence numbers")
@@ -199,7 +199,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
 
 def cmd_files(args: argparse.Namespace) -> int:
-    client = Client(args.url, api_key=args.api_key)
+    client = JsonClient(args.url, api_key=args.api_key)
     if args.action == "list":
         listing = client.files(args.area)
         lines = [f"{f['area']:<9} {f['size']:>10}  {str(f['modified'])[:19]}  {f['path']}" for f in listing["files"]]
@@ -220,7 +220,7 @@ def cmd_files(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    client = Client(args.url, api_key=args.api_key)
+    client = JsonClient(args.url, api_key=args.api_key)
     if args.action == "merge":
         refs = [(ref.split(":")[0], int(ref.split(":")[1])) for ref in args.refs]
         weights = [float(w) for w in args.weights_by.split(",")] if args.weights_by else None
@@ -254,7 +254,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    client = Client(args.url, api_key=args.api_key)
+    client = JsonClient(args.url, api_key=args.api_key)
     if args.action == "upload":
         for path in map(Path, args.files):
             client.upload_dataset_file(args.name, "images", path.read_bytes(), path.name)
@@ -273,7 +273,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0 if job["status"] == "completed" else 1
 
 
-def _follow(client: Client, args: argparse.Namespace, job: dict[str, Any], label: str) -> dict[str, Any]:
+def _follow(client: JsonClient, args: argparse.Namespace, job: dict[str, Any], label: str) -> dict[str, Any]:
     """Wait for a command job with a progress bar (stage and done/total as the job reports them)."""
     from rich.progress import Progress
 
@@ -294,7 +294,7 @@ def _ref(text: str) -> tuple[str, int]:
     return name, int(version)
 
 
-def _quantize_verbs(client: Client, args: argparse.Namespace) -> int:
+def _quantize_verbs(client: JsonClient, args: argparse.Namespace) -> int:
     name, version = _ref(args.refs[0]) if args.refs else ("", 0)
     if not name:
         raise SystemExit(f"maskline: models {args.action} needs a model as name:version")
@@ -333,8 +333,9 @@ def _quantize_verbs(client: Client, args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="maskline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", default="http://127.0.0.1:8080", help="gateway URL")
-    p.add_argument("--api-key", default="dev-key")
+    env = ClientSettings.from_env()  # the same MASKLINE_* variables as the clients and the stack
+    p.add_argument("--url", default=env.url, help="gateway URL (default: MASKLINE_URL, else MASKLINE_HOST:MASKLINE_PORT)")
+    p.add_argument("--api-key", default=env.api_key, help="default: MASKLINE_API_KEY, else dev-key")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     sub = p.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="start everything, segment a sample image, print the outputs, stop")

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from maskline.client import Client
+from maskline.client import JsonClient
 from maskline.contracts.audit_v1 import Checkpoint
 from maskline.contracts.subjects import AUDITOR
 from maskline.infra.embedded import credentials
@@ -56,7 +56,7 @@ def audit_settings(args: argparse.Namespace) -> tuple[RuntimeSettings, Path]:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     if args.job != "verify":
-        trail = Client(args.url, api_key=args.api_key).audit(args.job)
+        trail = JsonClient(args.url, api_key=args.api_key).audit(args.job)
         lines = [f"job {trail['job_id']}: {len(trail['records'])} records, chain {'intact' if trail['intact'] else 'BROKEN'}"]
         lines += [f"  #{r['seq']:<6} {str(r['recorded'])[:23]}  {r['source'] or '?':<9} {r['subject']}" for r in trail["records"]]
         _print(args, trail, "\n".join(lines))
@@ -92,7 +92,7 @@ def _owner_and_name(text: str) -> tuple[str, str]:
 
 
 def cmd_access(args: argparse.Namespace) -> int:
-    client = Client(args.url, api_key=args.api_key)
+    client = JsonClient(args.url, api_key=args.api_key)
     if args.action == "list":
         rows = client.access()
         lines = [f"{g['owner']}/{g['model']:<24} {g['grantee']:<16} {g['state']}" for g in rows]

@@ -18,6 +18,7 @@ from maskline.contracts import dataset_v1, model_v1, seg_v1
 from maskline.contracts import subjects as table
 from maskline.contracts.common_v1 import JobFailed, ModelRef, ObjectRef
 from maskline.contracts.envelope import Envelope
+from maskline.contracts.http_v1 import JobError
 from maskline.shared.bus import read_stream
 from maskline.shared.kv import compare_and_set, open_bucket
 
@@ -31,12 +32,6 @@ PAYLOADS: dict[str, type[msgspec.Struct]] = {s.type: s.payload for s in table.SU
 
 
 JobKind = Literal["segmentation", "dataset-expansion", "model-merge", "quantization", "layer-edit", "registration"]
-
-
-class JobError(msgspec.Struct, frozen=True, kw_only=True):
-    stage: str
-    code: str
-    reason: str
 
 
 class JobState(msgspec.Struct, kw_only=True):

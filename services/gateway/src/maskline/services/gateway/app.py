@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Litestar
 from litestar.di import Provide
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, OpenAPI, OpenAPIMediaType, OpenAPIResponse, Reference, Schema, SecurityScheme
-from litestar.openapi.spec.enums import OpenAPIType
+from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 
 from maskline.services.gateway import problems
 from maskline.services.gateway.access import AccessController
@@ -43,6 +46,22 @@ PROBLEM = Schema(
 )
 
 
+#: Operations that answer with a file, and the media types it can have.
+BINARY = {
+    "/v1/segmentations/{job_id}/{artifact}": ("image/png", "application/json"),
+    "/v1/files/{area}/{path}": ("application/octet-stream",),
+}
+
+
+def operation_id(handler: HTTPRouteHandler, method: Any, path_components: Any) -> str:
+    """Readable operation ids for generated clients: `<tag><Handler>`, e.g. `segmentationsSubmit`,
+    `modelsRegister` (the tag is the controller's resource)."""
+    tags = handler.resolve_tags()
+    resource = tags[0] if tags else "platform"
+    words = [*resource.replace("-", "_").split("_"), *handler.handler_name.split("_")]
+    return words[0].lower() + "".join(word.title() for word in words[1:])
+
+
 def _problem_response(what: str) -> OpenAPIResponse:
     return OpenAPIResponse(
         description=what,
@@ -62,6 +81,11 @@ def document(openapi: OpenAPI) -> OpenAPI:
             if operation is None:
                 continue
             operation.responses = dict(operation.responses or {})
+            if path in BINARY and method == "get":
+                binary = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+                operation.responses["200"] = OpenAPIResponse(
+                    description="The file's bytes", content={kind: OpenAPIMediaType(schema=binary) for kind in BINARY[path]}
+                )
             operation.responses.setdefault("4XX", _problem_response("The request was refused: problem+json with a stable code"))
             operation.responses.setdefault("5XX", _problem_response("The platform could not answer (503: retry later)"))
             if path.startswith(PUBLIC_PATHS):
@@ -110,6 +134,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
                 }
             ),
             security=[{"apiKey": []}],
+            operation_id_creator=operation_id,
         ),
         debug=False,
     )

@@ -10,21 +10,13 @@ from litestar import Controller, Request, Response, get, post, put
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from maskline.contracts import dataset_v1
-from maskline.contracts.common_v1 import ALL_VARIANTS, VariantName
+from maskline.contracts.http_v1 import ExpandRequest, JobView
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import NotFound, Unprocessable
-from maskline.services.gateway.jobs import JobView, submit_command
+from maskline.services.gateway.jobs import submit_command
 from maskline.services.gateway.sniff import check_image_header
 from maskline.shared import keys
 from maskline.shared.image_input import formats
-
-
-class ExpandRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    target: str | None = None
-    """Name of the expanded dataset; default `<name>-aug`."""
-    variants: tuple[VariantName, ...] = ALL_VARIANTS
-    angle: float = 15.0
-    blur_sigma: float = 1.0
 
 
 class DatasetView(msgspec.Struct, frozen=True, kw_only=True):

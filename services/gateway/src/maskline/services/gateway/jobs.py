@@ -9,6 +9,7 @@ from litestar import Controller, Response, get
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from maskline.contracts.envelope import command, new_job_id, now
+from maskline.contracts.http_v1 import JobView
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import NotFound
 from maskline.shared.jobs import JobState
@@ -16,20 +17,6 @@ from maskline.shared.jobs import JobState
 #: A running job that reported nothing for this long is shown as waiting for a worker (its worker
 #: died, and no instance has taken it up yet: a live one would within the 10 s ack wait).
 QUIET_S = 45.0
-
-
-class JobView(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    kind: str
-    status: str
-    progress: dict[str, int]
-    stage: str | None = None
-    error: dict[str, str] | None
-    links: dict[str, str]
-    quiet_s: float = 0.0
-    """Seconds since the job's last event."""
-    waiting_for_worker: bool = False
-    """Running, but nothing heard for longer than a worker's silence allows: no worker holds it now."""
 
 
 def job_view(state: JobState) -> JobView:

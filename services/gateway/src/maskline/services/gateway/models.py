@@ -18,12 +18,13 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 
 from maskline.contracts import model_v1
 from maskline.contracts.envelope import new_job_id
-from maskline.contracts.model_v1 import Architecture, MergeMethod, ModelName, ModelVersion, VersionRef
+from maskline.contracts.http_v1 import JobView, MergeBody
+from maskline.contracts.model_v1 import Architecture, ModelName, ModelVersion
 from maskline.services.gateway.access import OwnerParam
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.datasets import prefix as dataset_prefix
 from maskline.services.gateway.errors import Unprocessable
-from maskline.services.gateway.jobs import JobView, submit_command
+from maskline.services.gateway.jobs import submit_command
 from maskline.shared import keys
 
 
@@ -115,19 +116,6 @@ class ModelController(Controller):
         assert state.model is not None
         model = await ctx.registry.get(tenant, state.model.name, state.model.version)
         return Response(model, status_code=HTTP_201_CREATED, headers={"Location": f"/v1/models/{model.name}/{model.version}"})
-
-
-class MergeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """`POST /v1/models/merges`: see `ModelMergeRequested`; `bn_dataset` is one of your dataset names."""
-
-    models: tuple[VersionRef, ...]
-    name: str
-    method: MergeMethod = "avg"
-    weights: tuple[float, ...] = ()
-    base: VersionRef | None = None
-    scale: float = 1.0
-    density: float = 0.2
-    bn_dataset: str | None = None
 
 
 class ModelMergeController(Controller):

@@ -9,35 +9,17 @@ from litestar import Controller, Response, get, post
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from maskline.contracts import model_v1
-from maskline.contracts.model_v1 import CalibrationMethod, LayerEdit, VersionRef
+from maskline.contracts.http_v1 import JobView, LayerEditBody, QuantizeBody
+from maskline.contracts.model_v1 import VersionRef
 from maskline.services.gateway.access import OwnerParam
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.datasets import prefix as dataset_prefix
 from maskline.services.gateway.errors import NotFound, Unprocessable
-from maskline.services.gateway.jobs import JobView, submit_command
+from maskline.services.gateway.jobs import submit_command
 from maskline.shared import keys
 from maskline.shared.storage import ObjectNotFound
 
 REPORTS = ("step", "cross", "calibrators", "travel")
-
-
-class LayerEditBody(LayerEdit, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """`POST .../edits`: a `LayerEdit`; over HTTP a misspelt field is refused (on the bus it is skipped)."""
-
-
-class QuantizeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """`POST /v1/models/quantizations`: see `QuantizeRequested`; `dataset` is one of your dataset names."""
-
-    model: VersionRef
-    dataset: str
-    method: CalibrationMethod = "entropy"
-    precision: str = "int8"
-    per_channel: bool = True
-    keep_float: tuple[str, ...] = ()
-    percentile: float = 99.99
-    max_images: int = 64
-    compare_calibrators: bool = False
-    name: str | None = None
 
 
 async def _json(ctx: GatewayContext, key: str, missing: str) -> Any:

@@ -18,11 +18,12 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 
 from maskline.contracts import seg_v1
 from maskline.contracts.envelope import command, new_job_id, now
+from maskline.contracts.http_v1 import SEGMENTATION_DEFAULTS, TTA_DEFAULTS, SegmentationView
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, Unprocessable
 from maskline.services.gateway.shedding import ADMITTED
 from maskline.services.gateway.sniff import Header, check_image_header
-from maskline.services.gateway.views import SegmentationView, job_path, segmentation_view
+from maskline.services.gateway.views import job_path, segmentation_view
 from maskline.shared import keys
 from maskline.shared.idempotency import MAX_KEY_LENGTH, KeyInProgress, KeyReused, fingerprint
 from maskline.shared.image_input import formats, request_pixels
@@ -38,21 +39,21 @@ class SegmentationForm:
     """multipart/form-data body of `POST /v1/segmentations`."""
 
     image: UploadFile
-    model: str = "shapes-unet"
+    model: str = SEGMENTATION_DEFAULTS.model
     owner: str | None = None
     """Whose model: leave empty for your own or the platform's; name the owner of a model shared with you."""
     version: int | None = None
     precision: str | None = None
     """fp32, hybrid or int8: the newest version in that precision (or check the pinned version has it)."""
-    outputs: str = "mask,overlay,regions"
-    overlay_alpha: float = 0.5
-    min_region_area: int = 0
+    outputs: str = ",".join(SEGMENTATION_DEFAULTS.outputs)
+    overlay_alpha: float = SEGMENTATION_DEFAULTS.overlay_alpha
+    min_region_area: int = SEGMENTATION_DEFAULTS.min_region_area
     tta: bool = False
     """Test-time augmentation: segment the variants, map back and fuse."""
-    tta_variants: str = "original,rotate,blur,flip,flop"
-    tta_angle: float = 15.0
-    tta_blur_sigma: float = 1.0
-    tta_fusion: str = "mean"
+    tta_variants: str = ",".join(TTA_DEFAULTS.variants)
+    tta_angle: float = TTA_DEFAULTS.angle
+    tta_blur_sigma: float = TTA_DEFAULTS.blur_sigma
+    tta_fusion: str = TTA_DEFAULTS.fusion
     deadline_s: float | None = None
     """Seconds from now after which the job fails with `deadline_exceeded` instead of running late."""
 

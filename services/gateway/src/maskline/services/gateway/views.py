@@ -2,37 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-import msgspec
-
-from maskline.contracts import seg_v1
-from maskline.contracts.common_v1 import ModelRef
-from maskline.shared.jobs import JobError, JobState
-
-
-class ArtifactView(msgspec.Struct, frozen=True, kw_only=True):
-    href: str
-    content_type: str
-    size: int
-    sha256: str
-
-
-class SegmentationView(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    status: str
-    created: datetime
-    updated: datetime
-    options: seg_v1.SegmentationOptions
-    filename: str | None = None
-    model: ModelRef | None = None
-    width: int | None = None
-    height: int | None = None
-    regions: int | None = None
-    timings_ms: dict[str, float] = {}
-    artifacts: dict[str, ArtifactView] = {}
-    error: JobError | None = None
-    links: dict[str, str] = {}
+from maskline.contracts.http_v1 import ArtifactView, SegmentationView
+from maskline.shared.jobs import JobState
 
 
 def job_path(job_id: str) -> str:

@@ -1,4 +1,4 @@
-"""A small HTTP client for the gateway, used by the CLI, the demo, benchmarks and tests."""
+"""The raw-JSON client: every answer as the dict the gateway sent (the CLI, benchmarks, wire-format tests)."""
 
 from __future__ import annotations
 
@@ -10,19 +10,10 @@ from typing import Any
 
 import httpx
 
-
-class ApiError(Exception):
-    """The gateway answered with a problem+json error."""
-
-    def __init__(self, status: int, problem: dict[str, Any]) -> None:
-        super().__init__(
-            f"{status}: {problem.get('detail') or problem.get('title') or problem} {problem.get('extra') or ''}".rstrip()
-        )
-        self.status = status
-        self.problem = problem
+from maskline.client.typed import ApiError
 
 
-class Client:
+class JsonClient:
     def __init__(self, base_url: str = "http://127.0.0.1:8080", api_key: str = "dev-key", timeout: float = 180.0) -> None:
         self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout)
 

@@ -1,0 +1,367 @@
+"""Typed clients of the HTTP API: `Client` (sync) and `AsyncClient` (asyncio).
+
+Every operation is described once, as a `Call` (method, path, body, the type its answer decodes
+to); the two clients only differ in how they send it. Answers are the gateway's own views
+(`maskline.contracts.http_v1`, `ModelVersion`), decoded with msgspec.
+
+Retries: a refusal that says when to come back (429, 503 with Retry-After; 502/504 from a proxy)
+is retried after that long, up to `retries` times; a connection error is retried only when the
+call is safe to repeat (a GET, or a submission carrying an Idempotency-Key — submissions get one
+by default, so a retry never starts a second job).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import httpx
+import msgspec
+
+from maskline.contracts import seg_v1
+from maskline.contracts.http_v1 import JobView, MergeBody, QuantizeBody, SegmentationView
+from maskline.contracts.model_v1 import ModelVersion, VersionRef
+
+T = TypeVar("T")
+RETRY_STATUS = frozenset({429, 502, 503, 504})
+FILENAMES = {"mask": "mask.png", "overlay": "overlay.png", "regions": "regions.json"}
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    url: str = "http://127.0.0.1:8080"
+    api_key: str = "dev-key"
+    timeout_s: float = 180.0
+    retries: int = 3
+    """How often a refused or failed call is tried again."""
+    backoff_s: float = 0.5
+    """First wait after a connection error; doubles each time (refusals wait their Retry-After)."""
+    max_wait_s: float = 30.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ClientSettings:
+        """The CLI's variables: MASKLINE_URL, else MASKLINE_HOST / MASKLINE_PORT of the gateway;
+        MASKLINE_API_KEY; MASKLINE_CLIENT_TIMEOUT_S and MASKLINE_CLIENT_RETRIES."""
+        host = environ.get("MASKLINE_HOST", "127.0.0.1")
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # a listen-on-all address is not one to call
+        url = environ.get("MASKLINE_URL") or f"http://{host}:{environ.get('MASKLINE_PORT', '8080')}"
+        return cls(
+            url=url,
+            api_key=environ.get("MASKLINE_API_KEY", cls.api_key),
+            timeout_s=float(environ.get("MASKLINE_CLIENT_TIMEOUT_S", cls.timeout_s)),
+            retries=int(environ.get("MASKLINE_CLIENT_RETRIES", cls.retries)),
+        )
+
+
+class ApiError(Exception):
+    """The gateway answered with a problem+json error (its `code` is stable; see docs/security.md)."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        super().__init__(
+            f"{status}: {problem.get('detail') or problem.get('title') or problem} {problem.get('extra') or ''}".rstrip()
+        )
+        self.status = status
+        self.problem = problem
+
+    @property
+    def code(self) -> str | None:
+        code = self.problem.get("code")
+        return str(code) if code is not None else None
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One HTTP operation, independent of how it is sent."""
+
+    method: str
+    path: str
+    answer: Any
+    """The type the JSON answer decodes to; `bytes` for a download."""
+    accepted: Any = None
+    """The type of a 202 answer, where it differs (the job of work still under way)."""
+    params: dict[str, Any] = field(default_factory=dict)
+    json: Any = None
+    data: dict[str, str] | None = None
+    files: dict[str, tuple[str, bytes, str]] | None = None
+    content: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def safe_to_repeat(self) -> bool:
+        return self.method == "GET" or "Idempotency-Key" in self.headers
+
+
+def _form(options: seg_v1.SegmentationOptions) -> dict[str, str]:
+    """SegmentationOptions as the multipart form of `POST /v1/segmentations`."""
+    form = {
+        "model": options.model,
+        "outputs": ",".join(options.outputs),
+        "overlay_alpha": str(options.overlay_alpha),
+        "min_region_area": str(options.min_region_area),
+    }
+    for name in ("owner", "version", "precision"):
+        value = getattr(options, name)
+        if value is not None:
+            form[name] = str(value)
+    if options.tta is not None:
+        tta = options.tta
+        form |= {
+            "tta": "true",
+            "tta_variants": ",".join(tta.variants),
+            "tta_angle": str(tta.angle),
+            "tta_blur_sigma": str(tta.blur_sigma),
+            "tta_fusion": tta.fusion,
+        }
+    return form
+
+
+class Calls:
+    """Every operation the typed clients offer, as a `Call`: the one place paths and bodies are made."""
+
+    @staticmethod
+    def submit(
+        image: bytes,
+        *,
+        filename: str = "image.png",
+        options: seg_v1.SegmentationOptions | None = None,
+        wait_s: float = 0.0,
+        deadline_s: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Call[SegmentationView]:
+        content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        form = _form(options or seg_v1.SegmentationOptions())
+        if deadline_s is not None:
+            form["deadline_s"] = str(deadline_s)
+        return Call(
+            "POST",
+            "/v1/segmentations",
+            SegmentationView,
+            params={"wait": wait_s},
+            data=form,
+            files={"image": (filename, image, content_type)},
+            headers={"Idempotency-Key": idempotency_key or uuid.uuid4().hex},
+        )
+
+    @staticmethod
+    def status(job_id: str) -> Call[SegmentationView]:
+        return Call("GET", f"/v1/segmentations/{job_id}", SegmentationView)
+
+    @staticmethod
+    def artifact(job_id: str, name: str) -> Call[bytes]:
+        return Call("GET", f"/v1/segmentations/{job_id}/{name}", bytes)
+
+    @staticmethod
+    def job(job_id: str) -> Call[JobView]:
+        return Call("GET", f"/v1/jobs/{job_id}", JobView)
+
+    @staticmethod
+    def models() -> Call[list[ModelVersion]]:
+        return Call("GET", "/v1/models", list[ModelVersion])
+
+    @staticmethod
+    def model(name: str, version: int, owner: str | None = None) -> Call[ModelVersion]:
+        return Call("GET", f"/v1/models/{name}/{version}", ModelVersion, params={"owner": owner} if owner else {})
+
+    @staticmethod
+    def register_model(
+        weights: bytes, *, name: str, labels: list[str], input_size: tuple[int, int], description: str = ""
+    ) -> Call[ModelVersion | JobView]:
+        form = {
+            "name": name,
+            "labels": ",".join(labels),
+            "input_height": str(input_size[0]),
+            "input_width": str(input_size[1]),
+            "description": description,
+        }
+        files = {"weights": (f"{name}.pt", weights, "application/octet-stream")}
+        return Call("POST", "/v1/models", ModelVersion, accepted=JobView, data=form, files=files)
+
+    @staticmethod
+    def merge_models(body: MergeBody) -> Call[JobView]:
+        return Call("POST", "/v1/models/merges", JobView, json=msgspec.to_builtins(body))
+
+    @staticmethod
+    def quantize(body: QuantizeBody) -> Call[JobView]:
+        return Call("POST", "/v1/models/quantizations", JobView, json=msgspec.to_builtins(body))
+
+
+def _retry_after(response: httpx.Response, settings: ClientSettings) -> float:
+    try:
+        wait = float(response.headers.get("retry-after", settings.backoff_s))
+    except ValueError:
+        wait = settings.backoff_s
+    return min(max(wait, 0.0), settings.max_wait_s)
+
+
+def _decode(call: Call[T], response: httpx.Response) -> T:
+    if response.status_code >= 400:
+        try:
+            problem = response.json()
+        except ValueError:
+            problem = {"detail": response.text}
+        raise ApiError(response.status_code, problem if isinstance(problem, dict) else {"detail": str(problem)})
+    if call.answer is bytes:
+        return response.content  # type: ignore[return-value]
+    answer = call.accepted if response.status_code == 202 and call.accepted is not None else call.answer
+    return msgspec.json.decode(response.content, type=answer)  # type: ignore[no-any-return]
+
+
+def _request(call: Call[Any]) -> dict[str, Any]:
+    return {
+        "params": call.params or None,
+        "json": call.json,
+        "data": call.data,
+        "files": call.files,
+        "content": call.content,
+        "headers": call.headers or None,
+    }
+
+
+class Client:
+    """Synchronous typed client."""
+
+    def __init__(self, settings: ClientSettings | None = None) -> None:
+        self.settings = settings or ClientSettings.from_env()
+        s = self.settings
+        self.http = httpx.Client(base_url=s.url, headers={"Authorization": f"Bearer {s.api_key}"}, timeout=s.timeout_s)
+
+    def send(self, call: Call[T]) -> T:
+        for attempt in range(self.settings.retries + 1):
+            last = attempt == self.settings.retries
+            try:
+                response = self.http.request(call.method, call.path, **_request(call))
+            except httpx.TransportError:
+                if last or not call.safe_to_repeat:
+                    raise
+                time.sleep(self.settings.backoff_s * 2**attempt)
+                continue
+            if response.status_code in RETRY_STATUS and not last:
+                time.sleep(_retry_after(response, self.settings))
+                continue
+            return _decode(call, response)
+        raise AssertionError("unreachable")
+
+    def submit(self, image: bytes, **kwargs: Any) -> SegmentationView:
+        """Start a segmentation (`Calls.submit` names the options); `wait_s` > 0 answers once it finished."""
+        return self.send(Calls.submit(image, **kwargs))
+
+    def status(self, job_id: str) -> SegmentationView:
+        return self.send(Calls.status(job_id))
+
+    def artifact(self, job_id: str, name: str) -> bytes:
+        return self.send(Calls.artifact(job_id, name))
+
+    def download(self, job: SegmentationView, folder: Path) -> dict[str, Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = {name: folder / FILENAMES.get(name, name) for name in job.artifacts}
+        for name, path in paths.items():
+            path.write_bytes(self.artifact(job.id, name))
+        return paths
+
+    def job(self, job_id: str) -> JobView:
+        return self.send(Calls.job(job_id))
+
+    def wait_job(self, job_id: str, timeout_s: float = 300.0, every_s: float = 0.2) -> JobView:
+        deadline = time.monotonic() + timeout_s
+        while not (job := self.job(job_id)).finished and time.monotonic() < deadline:
+            time.sleep(every_s)
+        return job
+
+    def models(self) -> list[ModelVersion]:
+        return self.send(Calls.models())
+
+    def model(self, name: str, version: int, owner: str | None = None) -> ModelVersion:
+        return self.send(Calls.model(name, version, owner))
+
+    def register_model(self, weights: bytes, **kwargs: Any) -> ModelVersion | JobView:
+        """The new version (201), or the registration job (202) if checking it took longer than the gateway waits."""
+        return self.send(Calls.register_model(weights, **kwargs))
+
+    def merge_models(self, models: list[VersionRef], *, name: str, **options: Any) -> JobView:
+        return self.send(Calls.merge_models(MergeBody(models=tuple(models), name=name, **options)))
+
+    def quantize(self, model: VersionRef, *, dataset: str, **options: Any) -> JobView:
+        return self.send(Calls.quantize(QuantizeBody(model=model, dataset=dataset, **options)))
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """Asynchronous typed client (asyncio); the same operations as `Client`."""
+
+    def __init__(self, settings: ClientSettings | None = None) -> None:
+        self.settings = settings or ClientSettings.from_env()
+        s = self.settings
+        self.http = httpx.AsyncClient(base_url=s.url, headers={"Authorization": f"Bearer {s.api_key}"}, timeout=s.timeout_s)
+
+    async def send(self, call: Call[T]) -> T:
+        for attempt in range(self.settings.retries + 1):
+            last = attempt == self.settings.retries
+            try:
+                response = await self.http.request(call.method, call.path, **_request(call))
+            except httpx.TransportError:
+                if last or not call.safe_to_repeat:
+                    raise
+                await asyncio.sleep(self.settings.backoff_s * 2**attempt)
+                continue
+            if response.status_code in RETRY_STATUS and not last:
+                await asyncio.sleep(_retry_after(response, self.settings))
+                continue
+            return _decode(call, response)
+        raise AssertionError("unreachable")
+
+    async def submit(self, image: bytes, **kwargs: Any) -> SegmentationView:
+        return await self.send(Calls.submit(image, **kwargs))
+
+    async def status(self, job_id: str) -> SegmentationView:
+        return await self.send(Calls.status(job_id))
+
+    async def artifact(self, job_id: str, name: str) -> bytes:
+        return await self.send(Calls.artifact(job_id, name))
+
+    async def job(self, job_id: str) -> JobView:
+        return await self.send(Calls.job(job_id))
+
+    async def wait_job(self, job_id: str, timeout_s: float = 300.0, every_s: float = 0.2) -> JobView:
+        deadline = time.monotonic() + timeout_s
+        while not (job := await self.job(job_id)).finished and time.monotonic() < deadline:  # noqa: ASYNC110 (polls the API)
+            await asyncio.sleep(every_s)
+        return job
+
+    async def models(self) -> list[ModelVersion]:
+        return await self.send(Calls.models())
+
+    async def model(self, name: str, version: int, owner: str | None = None) -> ModelVersion:
+        return await self.send(Calls.model(name, version, owner))
+
+    async def register_model(self, weights: bytes, **kwargs: Any) -> ModelVersion | JobView:
+        return await self.send(Calls.register_model(weights, **kwargs))
+
+    async def merge_models(self, models: list[VersionRef], *, name: str, **options: Any) -> JobView:
+        return await self.send(Calls.merge_models(MergeBody(models=tuple(models), name=name, **options)))
+
+    async def quantize(self, model: VersionRef, *, dataset: str, **options: Any) -> JobView:
+        return await self.send(Calls.quantize(QuantizeBody(model=model, dataset=dataset, **options)))
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -1,0 +1,134 @@
+"""The HTTP API's JSON bodies and views, defined once: the gateway decodes and answers with them,
+the Python client (`maskline.client`) sends and decodes them, OpenAPI is generated from them.
+
+A body's defaults are the bus contract's defaults (read from the contract structs, not copied), so
+an option left out over HTTP means what it means on the bus. Bodies refuse unknown fields (a typo
+over HTTP is a 400); views skip them (an older client reads a newer gateway's answers).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from maskline.contracts import dataset_v1, model_v1, seg_v1
+from maskline.contracts.common_v1 import ModelRef, VariantName
+from maskline.contracts.model_v1 import CalibrationMethod, LayerEdit, MergeMethod, VersionRef
+
+_EXPAND = dataset_v1.DatasetExpandRequested(source="x/", target="y/")
+_MERGE = model_v1.ModelMergeRequested(models=(), name="x")
+_QUANTIZE = model_v1.QuantizeRequested(model=VersionRef("x", 1), dataset="x")
+#: The defaults of a segmentation's options and its TTA, for forms that spell them out field by field.
+SEGMENTATION_DEFAULTS = seg_v1.SegmentationOptions()
+TTA_DEFAULTS = seg_v1.TtaOptions()
+
+
+# -- bodies -------------------------------------------------------------------------------------
+
+
+class ExpandRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`POST /v1/datasets/{name}/expand`: see `DatasetExpandRequested`."""
+
+    target: str | None = None
+    """Name of the expanded dataset; default `<name>-aug`."""
+    variants: tuple[VariantName, ...] = _EXPAND.variants
+    angle: float = _EXPAND.angle
+    blur_sigma: float = _EXPAND.blur_sigma
+
+
+class MergeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`POST /v1/models/merges`: see `ModelMergeRequested`; `bn_dataset` is one of your dataset names."""
+
+    models: tuple[VersionRef, ...]
+    name: str
+    method: MergeMethod = _MERGE.method
+    weights: tuple[float, ...] = _MERGE.weights
+    base: VersionRef | None = None
+    scale: float = _MERGE.scale
+    density: float = _MERGE.density
+    bn_dataset: str | None = None
+
+
+class QuantizeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`POST /v1/models/quantizations`: see `QuantizeRequested`; `dataset` is one of your dataset names."""
+
+    model: VersionRef
+    dataset: str
+    method: CalibrationMethod = _QUANTIZE.method
+    precision: str = _QUANTIZE.precision
+    per_channel: bool = _QUANTIZE.per_channel
+    keep_float: tuple[str, ...] = _QUANTIZE.keep_float
+    percentile: float = _QUANTIZE.percentile
+    max_images: int = _QUANTIZE.max_images
+    compare_calibrators: bool = _QUANTIZE.compare_calibrators
+    name: str | None = None
+
+
+class LayerEditBody(LayerEdit, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`POST .../edits`: a `LayerEdit`; over HTTP a misspelt field is refused (on the bus it is skipped)."""
+
+
+# -- views ----------------------------------------------------------------------------------------
+
+
+class JobError(msgspec.Struct, frozen=True, kw_only=True):
+    stage: str
+    code: str
+    reason: str
+
+
+class ArtifactView(msgspec.Struct, frozen=True, kw_only=True):
+    href: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+class SegmentationView(msgspec.Struct, frozen=True, kw_only=True):
+    """`/v1/segmentations/{id}`: a segmentation's status, timings and outputs."""
+
+    id: str
+    status: str
+    created: datetime
+    updated: datetime
+    options: seg_v1.SegmentationOptions
+    filename: str | None = None
+    model: ModelRef | None = None
+    width: int | None = None
+    height: int | None = None
+    regions: int | None = None
+    timings_ms: dict[str, float] = {}
+    artifacts: dict[str, ArtifactView] = {}
+    error: JobError | None = None
+    links: dict[str, str] = {}
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "failed")
+
+
+class JobView(msgspec.Struct, frozen=True, kw_only=True):
+    """`/v1/jobs/{id}`: any job's status and progress."""
+
+    id: str
+    kind: str
+    status: str
+    progress: dict[str, int]
+    stage: str | None = None
+    error: dict[str, str] | None
+    links: dict[str, str]
+    quiet_s: float = 0.0
+    """Seconds since the job's last event."""
+    waiting_for_worker: bool = False
+    """Running, but nothing heard for longer than a worker's silence allows: no worker holds it now."""
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "failed")
+
+
+def problem_of(body: Any) -> dict[str, Any]:
+    """A problem+json body as a dict (whatever a proxy in between answered)."""
+    return body if isinstance(body, dict) else {"detail": str(body)}
