@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import mimetypes
 import time
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from maskline.client.typed import ApiError
+from maskline.client.typed import Calls, raise_for_problem
 
 
 class JsonClient:
@@ -18,12 +17,7 @@ class JsonClient:
         self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout)
 
     def _check(self, response: httpx.Response) -> httpx.Response:
-        if response.status_code >= 400:
-            try:
-                problem = response.json()
-            except ValueError:
-                problem = {"detail": response.text}
-            raise ApiError(response.status_code, problem)
+        raise_for_problem(response)
         return response
 
     def submit(self, image: Path | bytes, *, filename: str = "image.png", wait: float = 0.0, **options: Any) -> dict[str, Any]:
@@ -73,17 +67,17 @@ class JsonClient:
         architecture: str = "",
         architecture_kwargs: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        form = {
-            "name": name,
-            "labels": ",".join(labels),
-            "input_height": str(input_size[0]),
-            "input_width": str(input_size[1]),
-            "description": description,
-            "architecture": architecture,
-            "architecture_kwargs": json.dumps(architecture_kwargs or {}),
-        }
-        files = {"weights": (weights.name, weights.read_bytes(), "application/octet-stream")}
-        return dict(self._check(self.http.post("/v1/models", data=form, files=files)).json())
+        call = Calls.register_model(
+            weights.read_bytes(),
+            name=name,
+            labels=labels,
+            input_size=input_size,
+            description=description,
+            architecture=architecture,
+            architecture_kwargs=architecture_kwargs,
+            filename=weights.name,
+        )
+        return dict(self._check(self.http.post(call.path, data=call.data, files=call.files)).json())
 
     def upload_dataset_file(self, dataset: str, part: str, data: bytes, filename: str) -> dict[str, Any]:
         """part: `images` or `masks` (a mask has the same stem as its image, .png, class id per pixel)."""

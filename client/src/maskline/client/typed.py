@@ -13,6 +13,7 @@ by default, so a retry never starts a second job).
 from __future__ import annotations
 
 import asyncio
+import json
 import mimetypes
 import os
 import time
@@ -171,16 +172,27 @@ class Calls:
 
     @staticmethod
     def register_model(
-        weights: bytes, *, name: str, labels: list[str], input_size: tuple[int, int], description: str = ""
-    ) -> Call[ModelVersion | JobView]:
+        weights: bytes,
+        *,
+        name: str,
+        labels: list[str],
+        input_size: tuple[int, int],
+        description: str = "",
+        architecture: str = "",
+        architecture_kwargs: dict[str, Any] | None = None,
+        filename: str | None = None,
+    ) -> Call[ModelVersion]:
+        """`architecture`: `package.module:Class` that rebuilds the network (needed to quantize it)."""
         form = {
             "name": name,
             "labels": ",".join(labels),
             "input_height": str(input_size[0]),
             "input_width": str(input_size[1]),
             "description": description,
+            "architecture": architecture,
+            "architecture_kwargs": json.dumps(architecture_kwargs or {}),
         }
-        files = {"weights": (f"{name}.pt", weights, "application/octet-stream")}
+        files = {"weights": (filename or f"{name}.pt", weights, "application/octet-stream")}
         return Call("POST", "/v1/models", ModelVersion, accepted=JobView, data=form, files=files)
 
     @staticmethod
@@ -200,13 +212,19 @@ def _retry_after(response: httpx.Response, settings: ClientSettings) -> float:
     return min(max(wait, 0.0), settings.max_wait_s)
 
 
+def raise_for_problem(response: httpx.Response) -> None:
+    """An error answer as `ApiError` with the problem+json body (or whatever a proxy sent instead)."""
+    if response.status_code < 400:
+        return
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = {"detail": response.text}
+    raise ApiError(response.status_code, problem if isinstance(problem, dict) else {"detail": str(problem)})
+
+
 def _decode(call: Call[T], response: httpx.Response) -> T:
-    if response.status_code >= 400:
-        try:
-            problem = response.json()
-        except ValueError:
-            problem = {"detail": response.text}
-        raise ApiError(response.status_code, problem if isinstance(problem, dict) else {"detail": str(problem)})
+    raise_for_problem(response)
     if call.answer is bytes:
         return response.content  # type: ignore[return-value]
     answer = call.accepted if response.status_code == 202 and call.accepted is not None else call.answer

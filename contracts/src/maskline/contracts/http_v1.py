@@ -9,7 +9,6 @@ over HTTP is a 400); views skip them (an older client reads a newer gateway's an
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import msgspec
 
@@ -127,8 +126,3 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def finished(self) -> bool:
         return self.status in ("completed", "failed")
-
-
-def problem_of(body: Any) -> dict[str, Any]:
-    """A problem+json body as a dict (whatever a proxy in between answered)."""
-    return body if isinstance(body, dict) else {"detail": str(body)}
