@@ -49,6 +49,7 @@ import numpy as np
 from moto.server import ThreadedMotoServer
 from PIL import Image
 
+from maskline.contracts import subjects as table
 from maskline.infra.embedded.process import free_port
 from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
@@ -58,7 +59,8 @@ from maskline.shared.config import load
 
 AUTH = {"Authorization": "Bearer dev-key"}
 OVERLOAD_S = 20.0
-PROGRAMS = ("gateway", "ingest", "augment", "infer", "merge", "quantize", "audit", "triton", "nats")
+#: Every service of the system table, then the servers.
+PROGRAMS = (*table.SERVICES, "triton", "nats")
 
 
 def png(seed: int, size: int = 96) -> bytes:
