@@ -75,6 +75,10 @@ JOB_STATUS_RANK: dict[JobStatus, int] = {
 }
 
 
+#: What a job does, named by the command that starts it.
+JobKind = Literal["segmentation", "dataset-expansion", "model-merge", "quantization", "layer-edit", "registration"]
+
+
 @dataclass(frozen=True)
 class Subject:
     """One event type. On the wire it is `<type>.<tenant>`; a consumer filters on `<type>.*`."""
@@ -91,6 +95,8 @@ class Subject:
     summary: str = ""
     job_status: JobStatus | None = None
     """The status of the job this event puts it in (the job-state projection folds it); None: not a job event."""
+    job_kind: JobKind | None = None
+    """The kind of job this command starts (a command subject only)."""
 
     def wire(self, tenant: str) -> str:
         return f"{self.type}.{tenant}"
@@ -146,6 +152,7 @@ SUBJECTS: tuple[Subject, ...] = (
         external_publish=True,
         summary="a client asks for a segmentation of an image it put in object storage",
         job_status="requested",
+        job_kind="segmentation",
     ),
     Subject(
         seg_v1.INGESTED,
@@ -210,6 +217,7 @@ SUBJECTS: tuple[Subject, ...] = (
         external_publish=True,
         summary="check uploaded weights and register them as a new version (1.4)",
         job_status="requested",
+        job_kind="registration",
     ),
     Subject(
         model_v1.REGISTERED,
@@ -229,6 +237,7 @@ SUBJECTS: tuple[Subject, ...] = (
         external_publish=True,
         summary="merge registered versions into a new one (1.1)",
         job_status="requested",
+        job_kind="model-merge",
     ),
     Subject(
         model_v1.MERGED,
@@ -275,6 +284,7 @@ SUBJECTS: tuple[Subject, ...] = (
         external_publish=True,
         summary="INT8/HYBRID post-training quantization of a float version (1.2)",
         job_status="requested",
+        job_kind="quantization",
     ),
     Subject(
         model_v1.EDIT_REQUESTED,
@@ -285,6 +295,7 @@ SUBJECTS: tuple[Subject, ...] = (
         external_publish=True,
         summary="edit one int8 layer into a new version (1.2)",
         job_status="requested",
+        job_kind="layer-edit",
     ),
     Subject(
         model_v1.QUANTIZE_PROGRESSED,
@@ -329,6 +340,7 @@ SUBJECTS: tuple[Subject, ...] = (
         external_publish=True,
         summary="expand a dataset with the five variants (1.1)",
         job_status="requested",
+        job_kind="dataset-expansion",
     ),
     Subject(
         dataset_v1.EXPAND_PROGRESSED,
@@ -358,6 +370,10 @@ SUBJECTS: tuple[Subject, ...] = (
         job_status="failed",
     ),
 )
+
+#: Command type → the kind of job it starts; job kind → its family (the first token of its subjects).
+JOB_KIND_OF: dict[str, JobKind] = {s.type: s.job_kind for s in SUBJECTS if s.job_kind is not None}
+JOB_FAMILY: dict[JobKind, str] = {s.job_kind: s.type.split(".", 1)[0] for s in SUBJECTS if s.job_kind is not None}
 
 #: Durable consumers over whole streams: the audit trail, which also projects job state.
 STREAM_READERS: tuple[StreamReader, ...] = (

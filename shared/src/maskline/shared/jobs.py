@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 from nats.js import JetStreamContext
@@ -31,7 +31,7 @@ STATUS_OF: dict[str, Status] = {s.type: s.job_status for s in table.SUBJECTS if 
 PAYLOADS: dict[str, type[msgspec.Struct]] = {s.type: s.payload for s in table.SUBJECTS if s.job_status is not None}
 
 
-JobKind = Literal["segmentation", "dataset-expansion", "model-merge", "quantization", "layer-edit", "registration"]
+JobKind = table.JobKind
 
 
 class JobState(msgspec.Struct, kw_only=True):
@@ -73,6 +73,7 @@ def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
             job_id=env.job_id, tenant=env.tenant, status="requested", created=env.time, updated=env.time, trace_id=env.trace_id
         )
     data = env.data
+    state.kind = table.JOB_KIND_OF.get(env.type, state.kind)
     if isinstance(data, seg_v1.SegmentationRequested):
         state.options, state.filename = data.options, data.filename
     elif isinstance(data, seg_v1.SegmentationIngested):
@@ -87,7 +88,7 @@ def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
         state.model, state.artifacts, state.regions = data.model, data.artifacts, data.regions
         state.timings_ms.update(data.timings_ms)
     elif isinstance(data, dataset_v1.DatasetExpandRequested):
-        state.kind, state.dataset = "dataset-expansion", data
+        state.dataset = data
     elif isinstance(data, dataset_v1.DatasetExpandProgressed):
         if data.done >= state.progress.get("done", 0):
             state.progress = {"done": data.done, "total": data.total, "written": data.written, "skipped": data.skipped}
@@ -100,8 +101,6 @@ def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
             "skipped": data.skipped,
             "outputs": data.outputs,
         }
-    elif isinstance(data, model_v1.RegisterRequested):
-        state.kind = "registration"
     elif isinstance(data, model_v1.ModelRegistered):
         if state.kind != "registration":
             status = state.status  # a merge or quantization registers on its way: its own event completes it
@@ -110,16 +109,10 @@ def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
                 name=data.model.name, version=data.model.version, precision=data.model.precision, owner=data.model.owner
             )
             state.artifacts = {"weights": data.model.weights}
-    elif isinstance(data, model_v1.ModelMergeRequested):
-        state.kind = "model-merge"
     elif isinstance(data, model_v1.ModelMerged):
         state.model = ModelRef(name=data.model.name, version=data.model.version, precision=data.model.precision)
         state.artifacts = {"weights": data.model.weights}
         state.timings_ms["merge"] = round(data.seconds * 1000, 1)
-    elif isinstance(data, model_v1.QuantizeRequested):
-        state.kind = "quantization"
-    elif isinstance(data, model_v1.EditRequested):
-        state.kind = "layer-edit"
     elif isinstance(data, model_v1.QuantizeProgressed):
         if not state.finished:  # progress may arrive after the result: never move back
             state.progress, state.stage = {"done": data.done, "total": data.total}, data.stage

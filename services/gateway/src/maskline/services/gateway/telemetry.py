@@ -12,13 +12,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from maskline.contracts import subjects as table
 from maskline.shared.bus import STREAMS
 from maskline.shared.fleet import queues
 from maskline.shared.heartbeat import fleet
 from maskline.shared.jobs import JobState
 
-#: Job kind → the family label of maskline_jobs_total (the stream its command travels on).
-FAMILY = {"segmentation": "seg", "dataset-expansion": "dataset"}
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -61,7 +60,7 @@ class Metrics:
 
     def observe(self, state: JobState) -> None:
         """One write of a job's state: counted when it starts and when it ends (each is written once)."""
-        family = FAMILY.get(state.kind, "model")
+        family = table.JOB_FAMILY[state.kind]  # seg, dataset, model: from the system table
         if state.status not in ("requested", "completed", "failed"):
             return
         self.jobs.labels(family, state.status).inc()
