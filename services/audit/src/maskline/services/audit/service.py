@@ -30,7 +30,7 @@ log = structlog.get_logger(NAME)
 #: How long a fetched message may take before it is redelivered: short, so job state recovers
 #: quickly after an audit crash (what it held is projected again by the restarted one).
 ACK_WAIT_S = 3.0
-FETCH = 16
+FETCH = 8  # a batch is done well within the ack wait even when the store or bus is slow
 
 
 class Audit:
