@@ -1,4 +1,8 @@
-"""The raw-JSON client: every answer as the dict the gateway sent (the CLI, benchmarks, wire-format tests)."""
+"""The raw-JSON client: every answer as the dict the gateway sent (the CLI, benchmarks, wire-format tests).
+
+Its operations are the typed clients' `Calls` (one place for paths and bodies), sent once, with
+the answer left as JSON.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from maskline.client.typed import Calls, raise_for_problem
+from maskline.client.typed import FILENAMES, Call, Calls, raise_for_problem, request_options
 
 
 class JsonClient:
@@ -20,7 +24,14 @@ class JsonClient:
         raise_for_problem(response)
         return response
 
+    def _send(self, call: Call[Any]) -> httpx.Response:
+        return self._check(self.http.request(call.method, call.path, **request_options(call)))
+
+    def _json(self, call: Call[Any]) -> Any:
+        return self._send(call).json()
+
     def submit(self, image: Path | bytes, *, filename: str = "image.png", wait: float = 0.0, **options: Any) -> dict[str, Any]:
+        """`options` are the form fields of `POST /v1/segmentations` as they are (`tta=True`, `model=...`)."""
         data = image.read_bytes() if isinstance(image, Path) else image
         name = image.name if isinstance(image, Path) else filename
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
@@ -31,30 +42,26 @@ class JsonClient:
         return dict(self._check(response).json())
 
     def get_model(self, name: str, version: int, owner: str | None = None) -> dict[str, Any]:
-        params = {"owner": owner} if owner else None
-        return dict(self._check(self.http.get(f"/v1/models/{name}/{version}", params=params)).json())
+        return dict(self._json(Calls.model(name, version, owner)))
 
     def status(self, job_id: str) -> dict[str, Any]:
-        return dict(self._check(self.http.get(f"/v1/segmentations/{job_id}")).json())
+        return dict(self._json(Calls.status(job_id)))
 
     def artifact(self, job_id: str, name: str) -> bytes:
-        return self._check(self.http.get(f"/v1/segmentations/{job_id}/{name}")).content
+        return self._send(Calls.artifact(job_id, name)).content
 
     def download(self, job: dict[str, Any], folder: Path) -> dict[str, Path]:
         folder.mkdir(parents=True, exist_ok=True)
-        files = {"mask": "mask.png", "overlay": "overlay.png", "regions": "regions.json"}
-        paths = {}
-        for name in job.get("artifacts", {}):
-            path = folder / files.get(name, name)
+        paths = {name: folder / FILENAMES.get(name, name) for name in job.get("artifacts", {})}
+        for name, path in paths.items():
             path.write_bytes(self.artifact(job["id"], name))
-            paths[name] = path
         return paths
 
     def audit(self, job_id: str) -> dict[str, Any]:
-        return dict(self._check(self.http.get("/v1/audit", params={"job": job_id})).json())
+        return dict(self._json(Calls.audit(job_id)))
 
     def models(self) -> list[dict[str, Any]]:
-        return list(self._check(self.http.get("/v1/models")).json())
+        return list(self._json(Calls.models()))
 
     def register_model(
         self,
@@ -77,21 +84,17 @@ class JsonClient:
             architecture_kwargs=architecture_kwargs,
             filename=weights.name,
         )
-        return dict(self._check(self.http.post(call.path, data=call.data, files=call.files)).json())
+        return dict(self._json(call))
 
     def upload_dataset_file(self, dataset: str, part: str, data: bytes, filename: str) -> dict[str, Any]:
         """part: `images` or `masks` (a mask has the same stem as its image, .png, class id per pixel)."""
-        content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-        response = self.http.put(
-            f"/v1/datasets/{dataset}/{part}/{filename}", content=data, headers={"content-type": content_type}
-        )
-        return dict(self._check(response).json())
+        return dict(self._json(Calls.upload_dataset_file(dataset, part, data, filename)))
 
     def dataset(self, dataset: str) -> dict[str, Any]:
-        return dict(self._check(self.http.get(f"/v1/datasets/{dataset}")).json())
+        return dict(self._json(Calls.dataset(dataset)))
 
     def dataset_manifest(self, dataset: str) -> dict[str, Any]:
-        return dict(self._check(self.http.get(f"/v1/datasets/{dataset}/manifest")).json())
+        return dict(self._json(Calls.dataset_manifest(dataset)))
 
     def expand_dataset(self, dataset: str, **options: Any) -> dict[str, Any]:
         body = {k: v for k, v in options.items() if v is not None}
@@ -117,32 +120,31 @@ class JsonClient:
         return dict(self._check(self.http.post(f"/v1/models/{name}/{version}/edits", json=body)).json())
 
     def report(self, name: str, version: int, kind: str, layer: str | None = None) -> dict[str, Any]:
-        params = {"layer": layer} if layer else None
-        return dict(self._check(self.http.get(f"/v1/models/{name}/{version}/reports/{kind}", params=params)).json())
+        return dict(self._json(Calls.report(name, version, kind, layer)))
 
     def graph(self, name: str, version: int) -> dict[str, Any]:
-        return dict(self._check(self.http.get(f"/v1/models/{name}/{version}/graph")).json())
+        return dict(self._json(Calls.graph(name, version)))
 
     def services(self) -> dict[str, Any]:
-        return dict(self._check(self.http.get("/v1/services")).json())
+        return dict(self._json(Calls.services()))
 
     def dead_letters(self, limit: int = 200) -> list[dict[str, Any]]:
-        return list(self._check(self.http.get("/v1/dlq", params={"limit": limit})).json())
+        return list(self._json(Calls.dead_letters(limit)))
 
     def redrive(self, seq: int) -> dict[str, Any]:
-        return dict(self._check(self.http.post(f"/v1/dlq/{seq}/redrive")).json())
+        return dict(self._json(Calls.redrive(seq)))
 
     def files(self, area: str | None = None) -> dict[str, Any]:
-        return dict(self._check(self.http.get("/v1/files", params={"area": area} if area else None)).json())
+        return dict(self._json(Calls.files(area)))
 
     def download_file(self, area: str, path: str) -> bytes:
-        return self._check(self.http.get(f"/v1/files/{area}/{path}")).content
+        return self._send(Calls.download_file(area, path)).content
 
     def delete_file(self, area: str, path: str) -> None:
-        self._check(self.http.delete(f"/v1/files/{area}/{path}"))
+        self._send(Calls.delete_file(area, path))
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return dict(self._check(self.http.get(f"/v1/jobs/{job_id}")).json())
+        return dict(self._json(Calls.job(job_id)))
 
     def wait_job(self, job_id: str, timeout: float = 300.0, on_progress: Any = None) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -156,27 +158,23 @@ class JsonClient:
 
     def upload(self, data: bytes, content_type: str = "image/png") -> dict[str, Any]:
         """Hand over an image; the answer is the object reference to publish in a bus request."""
-        response = self.http.post("/v1/uploads", content=data, headers={"content-type": content_type})
-        return dict(self._check(response).json())
+        return dict(self._json(Calls.upload(data, content_type)))
 
     def release_model(self, name: str, version: int) -> dict[str, Any]:
-        return dict(self._check(self.http.post(f"/v1/models/{name}/{version}/release")).json())
+        return dict(self._json(Calls.release_model(name, version)))
 
     def request_access(self, owner: str, name: str, note: str = "") -> dict[str, Any]:
-        response = self.http.post(f"/v1/models/{name}/access-requests", params={"owner": owner}, json={"note": note})
-        return dict(self._check(response).json())
+        return dict(self._json(Calls.request_access(owner, name, note)))
 
     def withdraw_access(self, owner: str, name: str) -> dict[str, Any]:
-        response = self.http.delete(f"/v1/models/{name}/access-requests", params={"owner": owner})
-        return dict(self._check(response).json())
+        return dict(self._json(Calls.withdraw_access(owner, name)))
 
     def decide_access(self, name: str, grantee: str, state: str, note: str = "") -> dict[str, Any]:
         """state: granted, refused or revoked (you must own `name`)."""
-        response = self.http.put(f"/v1/models/{name}/access/{grantee}", json={"state": state, "note": note})
-        return dict(self._check(response).json())
+        return dict(self._json(Calls.decide_access(name, grantee, state, note)))
 
     def access(self) -> list[dict[str, Any]]:
-        return list(self._check(self.http.get("/v1/access")).json())
+        return list(self._json(Calls.access()))
 
     def close(self) -> None:
         self.http.close()

@@ -1,7 +1,9 @@
 """Typed clients of the HTTP API: `Client` (sync) and `AsyncClient` (asyncio).
 
-Every operation is described once, as a `Call` (method, path, body, the type its answer decodes
-to); the two clients only differ in how they send it. Answers are the gateway's own views
+Every operation is described once, in `Calls`, as a `Call` (method, path, body, the type its
+answer decodes to); the two clients only differ in how they send it. The common operations are
+methods of both clients; every other one is `client.send(Calls.<operation>(...))` (reports,
+graph, fleet, dead letters, files, sharing: free-form JSON documents, decoded as dicts). Answers are the gateway's own views
 (`maskline.contracts.http_v1`, `ModelVersion`), decoded with msgspec.
 
 Retries: a refusal that says when to come back (429, 503 with Retry-After; 502/504 from a proxy)
@@ -27,7 +29,16 @@ import httpx
 import msgspec
 
 from maskline.contracts import seg_v1
-from maskline.contracts.http_v1 import JobView, MergeBody, QuantizeBody, SegmentationView
+from maskline.contracts.http_v1 import (
+    DatasetView,
+    ExpandRequest,
+    JobView,
+    LayerEditBody,
+    MergeBody,
+    QuantizeBody,
+    SegmentationView,
+    UploadView,
+)
 from maskline.contracts.model_v1 import ModelVersion, VersionRef
 
 T = TypeVar("T")
@@ -96,7 +107,7 @@ class Call(Generic[T]):
 
     @property
     def safe_to_repeat(self) -> bool:
-        return self.method == "GET" or "Idempotency-Key" in self.headers
+        return self.method in ("GET", "PUT", "DELETE") or "Idempotency-Key" in self.headers
 
 
 def _form(options: seg_v1.SegmentationOptions) -> dict[str, str]:
@@ -203,6 +214,95 @@ class Calls:
     def quantize(body: QuantizeBody) -> Call[JobView]:
         return Call("POST", "/v1/models/quantizations", JobView, json=msgspec.to_builtins(body))
 
+    @staticmethod
+    def edit_layer(name: str, version: int, edit: LayerEditBody) -> Call[JobView]:
+        return Call("POST", f"/v1/models/{name}/{version}/edits", JobView, json=msgspec.to_builtins(edit))
+
+    @staticmethod
+    def release_model(name: str, version: int) -> Call[ModelVersion]:
+        return Call("POST", f"/v1/models/{name}/{version}/release", ModelVersion)
+
+    @staticmethod
+    def report(name: str, version: int, kind: str, layer: str | None = None) -> Call[dict[str, Any]]:
+        """`kind`: step, cross, calibrators or travel (free-form JSON documents)."""
+        return Call(
+            "GET", f"/v1/models/{name}/{version}/reports/{kind}", dict[str, Any], params={"layer": layer} if layer else {}
+        )
+
+    @staticmethod
+    def graph(name: str, version: int) -> Call[dict[str, Any]]:
+        return Call("GET", f"/v1/models/{name}/{version}/graph", dict[str, Any])
+
+    @staticmethod
+    def upload(data: bytes, content_type: str = "image/png") -> Call[UploadView]:
+        """Hand over an image for a job published straight onto NATS (content-addressed: safe to repeat)."""
+        return Call("POST", "/v1/uploads", UploadView, content=data, headers={"content-type": content_type})
+
+    @staticmethod
+    def upload_dataset_file(dataset: str, part: str, data: bytes, filename: str) -> Call[dict[str, Any]]:
+        """`part`: images or masks (a mask has its image's stem, PNG, a class id per pixel)."""
+        content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        path = f"/v1/datasets/{dataset}/{part}/{filename}"
+        return Call("PUT", path, dict[str, Any], content=data, headers={"content-type": content_type})
+
+    @staticmethod
+    def dataset(dataset: str) -> Call[DatasetView]:
+        return Call("GET", f"/v1/datasets/{dataset}", DatasetView)
+
+    @staticmethod
+    def dataset_manifest(dataset: str) -> Call[dict[str, Any]]:
+        return Call("GET", f"/v1/datasets/{dataset}/manifest", dict[str, Any])
+
+    @staticmethod
+    def expand_dataset(dataset: str, body: ExpandRequest) -> Call[JobView]:
+        return Call("POST", f"/v1/datasets/{dataset}/expand", JobView, json=msgspec.to_builtins(body))
+
+    @staticmethod
+    def audit(job_id: str) -> Call[dict[str, Any]]:
+        return Call("GET", "/v1/audit", dict[str, Any], params={"job": job_id})
+
+    @staticmethod
+    def services() -> Call[dict[str, Any]]:
+        return Call("GET", "/v1/services", dict[str, Any])
+
+    @staticmethod
+    def dead_letters(limit: int = 200) -> Call[list[dict[str, Any]]]:
+        return Call("GET", "/v1/dlq", list[dict[str, Any]], params={"limit": limit})
+
+    @staticmethod
+    def redrive(seq: int) -> Call[dict[str, Any]]:
+        return Call("POST", f"/v1/dlq/{seq}/redrive", dict[str, Any])
+
+    @staticmethod
+    def files(area: str | None = None) -> Call[dict[str, Any]]:
+        return Call("GET", "/v1/files", dict[str, Any], params={"area": area} if area else {})
+
+    @staticmethod
+    def download_file(area: str, path: str) -> Call[bytes]:
+        return Call("GET", f"/v1/files/{area}/{path}", bytes)
+
+    @staticmethod
+    def delete_file(area: str, path: str) -> Call[None]:
+        return Call("DELETE", f"/v1/files/{area}/{path}", None)
+
+    @staticmethod
+    def access() -> Call[list[dict[str, Any]]]:
+        """Grants and requests you are part of, as owner or grantee."""
+        return Call("GET", "/v1/access", list[dict[str, Any]])
+
+    @staticmethod
+    def request_access(owner: str, name: str, note: str = "") -> Call[dict[str, Any]]:
+        return Call("POST", f"/v1/models/{name}/access-requests", dict[str, Any], params={"owner": owner}, json={"note": note})
+
+    @staticmethod
+    def withdraw_access(owner: str, name: str) -> Call[dict[str, Any]]:
+        return Call("DELETE", f"/v1/models/{name}/access-requests", dict[str, Any], params={"owner": owner})
+
+    @staticmethod
+    def decide_access(name: str, grantee: str, state: str, note: str = "") -> Call[dict[str, Any]]:
+        """`state`: granted, refused or revoked (you must own `name`)."""
+        return Call("PUT", f"/v1/models/{name}/access/{grantee}", dict[str, Any], json={"state": state, "note": note})
+
 
 def _retry_after(response: httpx.Response, settings: ClientSettings) -> float:
     try:
@@ -227,11 +327,13 @@ def _decode(call: Call[T], response: httpx.Response) -> T:
     raise_for_problem(response)
     if call.answer is bytes:
         return response.content  # type: ignore[return-value]
+    if call.answer is None:
+        return None  # type: ignore[return-value]
     answer = call.accepted if response.status_code == 202 and call.accepted is not None else call.answer
     return msgspec.json.decode(response.content, type=answer)  # type: ignore[no-any-return]
 
 
-def _request(call: Call[Any]) -> dict[str, Any]:
+def request_options(call: Call[Any]) -> dict[str, Any]:
     return {
         "params": call.params or None,
         "json": call.json,
@@ -254,7 +356,7 @@ class Client:
         for attempt in range(self.settings.retries + 1):
             last = attempt == self.settings.retries
             try:
-                response = self.http.request(call.method, call.path, **_request(call))
+                response = self.http.request(call.method, call.path, **request_options(call))
             except httpx.TransportError:
                 if last or not call.safe_to_repeat:
                     raise
@@ -308,6 +410,21 @@ class Client:
     def quantize(self, model: VersionRef, *, dataset: str, **options: Any) -> JobView:
         return self.send(Calls.quantize(QuantizeBody(model=model, dataset=dataset, **options)))
 
+    def upload(self, data: bytes, content_type: str = "image/png") -> UploadView:
+        return self.send(Calls.upload(data, content_type))
+
+    def dataset(self, dataset: str) -> DatasetView:
+        return self.send(Calls.dataset(dataset))
+
+    def expand_dataset(self, dataset: str, **options: Any) -> JobView:
+        return self.send(Calls.expand_dataset(dataset, ExpandRequest(**options)))
+
+    def edit_layer(self, name: str, version: int, edit: LayerEditBody) -> JobView:
+        return self.send(Calls.edit_layer(name, version, edit))
+
+    def release_model(self, name: str, version: int) -> ModelVersion:
+        return self.send(Calls.release_model(name, version))
+
     def close(self) -> None:
         self.http.close()
 
@@ -330,7 +447,7 @@ class AsyncClient:
         for attempt in range(self.settings.retries + 1):
             last = attempt == self.settings.retries
             try:
-                response = await self.http.request(call.method, call.path, **_request(call))
+                response = await self.http.request(call.method, call.path, **request_options(call))
             except httpx.TransportError:
                 if last or not call.safe_to_repeat:
                     raise
@@ -374,6 +491,21 @@ class AsyncClient:
 
     async def quantize(self, model: VersionRef, *, dataset: str, **options: Any) -> JobView:
         return await self.send(Calls.quantize(QuantizeBody(model=model, dataset=dataset, **options)))
+
+    async def upload(self, data: bytes, content_type: str = "image/png") -> UploadView:
+        return await self.send(Calls.upload(data, content_type))
+
+    async def dataset(self, dataset: str) -> DatasetView:
+        return await self.send(Calls.dataset(dataset))
+
+    async def expand_dataset(self, dataset: str, **options: Any) -> JobView:
+        return await self.send(Calls.expand_dataset(dataset, ExpandRequest(**options)))
+
+    async def edit_layer(self, name: str, version: int, edit: LayerEditBody) -> JobView:
+        return await self.send(Calls.edit_layer(name, version, edit))
+
+    async def release_model(self, name: str, version: int) -> ModelVersion:
+        return await self.send(Calls.release_model(name, version))
 
     async def aclose(self) -> None:
         await self.http.aclose()

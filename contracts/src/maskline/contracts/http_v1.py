@@ -72,6 +72,25 @@ class LayerEditBody(LayerEdit, frozen=True, kw_only=True, forbid_unknown_fields=
 # -- views ----------------------------------------------------------------------------------------
 
 
+class DatasetView(msgspec.Struct, frozen=True, kw_only=True):
+    """`/v1/datasets/{name}`: a dataset's files."""
+
+    name: str
+    images: list[str]
+    masks: list[str]
+    manifest: bool
+
+
+class UploadView(msgspec.Struct, frozen=True, kw_only=True):
+    """A reference to put in `seg.v1.requested` (`data.image`) when publishing straight onto NATS."""
+
+    key: str
+    size: int
+    sha256: str
+    content_type: str
+    format: str
+
+
 class JobError(msgspec.Struct, frozen=True, kw_only=True):
     stage: str
     code: str

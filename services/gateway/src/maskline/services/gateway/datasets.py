@@ -10,20 +10,13 @@ from litestar import Controller, Request, Response, get, post, put
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from maskline.contracts import dataset_v1
-from maskline.contracts.http_v1 import ExpandRequest, JobView
+from maskline.contracts.http_v1 import DatasetView, ExpandRequest, JobView
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import NotFound, Unprocessable
 from maskline.services.gateway.jobs import submit_command
 from maskline.services.gateway.sniff import check_image_header
 from maskline.shared import keys
 from maskline.shared.image_input import formats
-
-
-class DatasetView(msgspec.Struct, frozen=True, kw_only=True):
-    name: str
-    images: list[str]
-    masks: list[str]
-    manifest: bool
 
 
 def checked_name(value: str, what: str) -> str:

@@ -18,7 +18,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 
 from maskline.contracts import seg_v1
 from maskline.contracts.envelope import command, new_job_id, now
-from maskline.contracts.http_v1 import SEGMENTATION_DEFAULTS, TTA_DEFAULTS, SegmentationView
+from maskline.contracts.http_v1 import SEGMENTATION_DEFAULTS, TTA_DEFAULTS, SegmentationView, UploadView
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, Unprocessable
 from maskline.services.gateway.shedding import ADMITTED
@@ -216,16 +216,6 @@ class SegmentationController(Controller):
         except ObjectNotFound as exc:
             raise NotFound(f"artifact {artifact} of {job_id} is gone from storage") from exc
         return Response(body, media_type=ref.content_type, headers={"ETag": f'"{ref.sha256}"'})
-
-
-class UploadView(msgspec.Struct, frozen=True, kw_only=True):
-    """A reference to put in `seg.v1.requested` (`data.image`) when publishing straight onto NATS."""
-
-    key: str
-    size: int
-    sha256: str
-    content_type: str
-    format: str
 
 
 class UploadController(Controller):
