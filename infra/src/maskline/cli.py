@@ -18,9 +18,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from maskline import trust_cli
 from maskline.client import ApiError, ClientSettings, JsonClient
 from maskline.contracts import subjects as table
+from maskline.contracts.model_v1 import Preprocessing
 from maskline.infra.embedded.settings import StackSettings
 from maskline.infra.embedded.stack import Stack
 from maskline.shared.config import load
@@ -34,6 +37,11 @@ def sample_image() -> Path:
     return Path(str(resources.files("maskline.models.starter").joinpath("samples/shapes-1.png")))
 
 
+def sample_photo() -> Path:
+    """A real photo of a person (scikit-image's astronaut, NASA, public domain) for `person-selfie`."""
+    return Path(str(resources.files("maskline.models.person").joinpath("samples/astronaut.jpg")))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     settings = load(StackSettings)
     stack = Stack(settings)
@@ -43,28 +51,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         print(f"stack ready in {time.monotonic() - started:.1f}s; gateway {stack.gateway_url}", flush=True)
         client = JsonClient(stack.gateway_url, api_key=args.api_key)
-        image = Path(args.image) if args.image else sample_image()
-        job = client.submit(image, wait=120)
-        if job["status"] != "completed":
-            print(f"segmentation did not complete: {job}", file=sys.stderr)
-            return 1
-        out = Path(args.out).resolve() / job["id"]
-        paths = client.download(job, out)
-        regions = json.loads(paths["regions"].read_text())
-        print(
-            f"segmented {image.name} ({job['width']}x{job['height']}) with {job['model']['name']} "
-            f"v{job['model']['version']}: {job['regions']} regions, timings {job['timings_ms']}"
-        )
-        for region in regions["regions"]:
-            print(
-                f"  region {region['id']}: {region['label']:<9} area {region['area']:>6} bbox {region['bbox']} "
-                f"score {region['score']:.3f}"
-            )
-        print(f"mask:    {paths['mask']}\noverlay: {paths['overlay']}\nregions: {paths['regions']}")
+        if args.image:
+            return _demo_one(client, Path(args.image), args.model, Path(args.out))
+        # the starter on its own kind of image, then the person model on a real photo
+        for image, model in ((sample_image(), "shapes-unet"), (sample_photo(), "person-selfie")):
+            if _demo_one(client, image, model, Path(args.out)):
+                return 1
         return 0
     finally:
         stack.down()
         print("stack stopped", flush=True)
+
+
+def _demo_one(client: JsonClient, image: Path, model: str | None, out: Path) -> int:
+    job = client.submit(image, wait=120, model=model)
+    if job["status"] != "completed":
+        print(f"segmentation did not complete: {job}", file=sys.stderr)
+        return 1
+    paths = client.download(job, out.resolve() / job["id"])
+    regions = json.loads(paths["regions"].read_text())
+    print(
+        f"\nsegmented {image.name} ({job['width']}x{job['height']}) with {job['model']['name']} "
+        f"v{job['model']['version']}: {job['regions']} regions, timings {job['timings_ms']}"
+    )
+    for region in regions["regions"]:
+        print(
+            f"  region {region['id']}: {region['label']:<9} area {region['area']:>6} bbox {region['bbox']} "
+            f"score {region['score']:.3f}"
+        )
+    print(f"mask:    {paths['mask']}\noverlay: {paths['overlay']}\nregions: {paths['regions']}")
+    return 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -219,6 +235,14 @@ def cmd_files(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preprocessing(args: argparse.Namespace) -> Preprocessing:
+    described: dict[str, Any] = {"resize": "letterbox" if args.letterbox else "stretch"}
+    for field in ("mean", "std"):
+        if getattr(args, field):
+            described[field] = tuple(float(v) for v in getattr(args, field).split(","))
+    return msgspec.convert(described, Preprocessing)
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     client = JsonClient(args.url, api_key=args.api_key)
     if args.action == "merge":
@@ -238,7 +262,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "register":
         height, width = (int(v) for v in args.input_size.split(","))
         model = client.register_model(
-            Path(args.weights), name=args.name, labels=args.labels.split(","), input_size=(height, width)
+            Path(args.weights),
+            name=args.name,
+            labels=args.labels.split(","),
+            input_size=(height, width),
+            format=args.format,
+            output=args.output,
+            output_kind=args.output_kind,
+            preprocessing=_preprocessing(args),
         )
         _print(args, model, f"registered {model['name']} version {model['version']}")
         return 0
@@ -338,8 +369,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", default=env.api_key, help="default: MASKLINE_API_KEY, else dev-key")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     sub = p.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="start everything, segment a sample image, print the outputs, stop")
-    demo.add_argument("--image", help="an image of your own instead of the bundled sample")
+    demo = sub.add_parser("demo", help="start everything, segment the bundled samples (shapes, a photo), print outputs, stop")
+    demo.add_argument("--image", help="an image of your own instead of the bundled samples")
+    demo.add_argument("--model", help="with --image: the model to run (default: the platform's default)")
     demo.add_argument("--out", default="out", help="folder for the downloaded artifacts")
     demo.set_defaults(run=cmd_demo)
     sub.add_parser("up", help="start the embedded stack in the background").set_defaults(run=cmd_up)
@@ -407,6 +439,12 @@ def parser() -> argparse.ArgumentParser:
     models.add_argument("--name")
     models.add_argument("--labels", help="comma-separated, background first")
     models.add_argument("--input-size", default="128,128", help="height,width")
+    models.add_argument("--format", default="", choices=["", "torchscript", "onnx"], help="register (default: from the file)")
+    models.add_argument("--output", default="", help="register: the output (or dict key) that holds the class scores")
+    models.add_argument("--output-kind", default="logits", choices=["logits", "probabilities"], help="register")
+    models.add_argument("--letterbox", action="store_true", help="register: keep the aspect ratio, pad to the input size")
+    models.add_argument("--mean", help="register: per-channel mean after scaling, e.g. 0.485,0.456,0.406")
+    models.add_argument("--std", help="register: per-channel standard deviation, e.g. 0.229,0.224,0.225")
     models.set_defaults(run=cmd_models)
     return p
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import msgspec
 import numpy as np
+import onnxruntime
 import pytest
+import torch
 from PIL import Image
 
-from maskline.contracts.model_v1 import ModelVersion
+from maskline.contracts.model_v1 import ModelOutput, ModelVersion
 from maskline.infra.embedded.seed import starter_files
+from maskline.models import person
 from maskline.models.starter import shapes
 from maskline.services.infer.settings import InferSettings
 from maskline.services.infer.triton import ModelLoadFailed, Triton
@@ -31,7 +35,7 @@ async def test_starter_model_loads_on_demand_and_segments_a_known_image(triton_s
     url, repository = triton_server
     store = FilesystemStore(tmp_path)
     weights, manifest = starter_files()
-    model = version("starter", weights, tuple(manifest["labels"]), (128, 128))  # type: ignore[arg-type]
+    model = version("starter", weights, manifest.labels, (128, 128))
     await store.put(model.weights.key, weights)
     triton = Triton(InferSettings(triton_url=url, triton_repository=str(repository)), store)
     try:
@@ -64,5 +68,59 @@ async def test_a_broken_model_file_is_a_permanent_load_failure(triton_server: tu
     try:
         with pytest.raises(ModelLoadFailed, match="broken"):
             await triton.ensure_loaded(model)
+    finally:
+        await triton.close()
+
+
+async def test_an_onnx_version_is_served_through_onnx_runtime(triton_server: tuple[str, Path], tmp_path: Path) -> None:
+    """The bundled person model, as ONNX: same probabilities as ONNX Runtime run directly, batched."""
+    url, repository = triton_server
+    store = FilesystemStore(tmp_path)
+    weights = person.ONNX.read_bytes()
+    model = msgspec.structs.replace(version("person", weights, person.LABELS, (256, 256)), format="onnx")
+    await store.put(model.weights.key, weights)
+    triton = Triton(InferSettings(triton_url=url, triton_repository=str(repository)), store)
+    try:
+        await triton.ensure_loaded(model)
+        assert (repository / "person" / "1" / "model.onnx").read_bytes() == weights
+        photo = (person.FOLDER / "samples" / "astronaut.jpg").read_bytes()
+        batch = to_model_input(photo, (256, 256))
+        probs = await triton.infer(model, np.concatenate([batch] * 3))
+        assert probs.shape == (3, 2, 256, 256)
+        session = onnxruntime.InferenceSession(weights, providers=["CPUExecutionProvider"])
+        expected = torch.softmax(torch.from_numpy(session.run(None, {"image": batch})[0]), dim=1).numpy()
+        assert np.abs(probs[0].astype(np.float32) - expected[0]).max() < 2e-3
+        assert 0.4 < (probs[0, 1] > 0.5).mean() < 0.7  # the astronaut fills about half of the photo
+    finally:
+        await triton.close()
+
+
+class DictSegmenter(torch.nn.Module):
+    """torchvision's segmentation models return {"out": ..., "aux": ...}."""
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        scores = torch.cat([image[:, :1], 1 - image[:, :1]], dim=1)
+        return {"aux": scores * 0, "out": scores}
+
+
+async def test_a_dict_output_and_probabilities_are_taken_as_declared(triton_server: tuple[str, Path], tmp_path: Path) -> None:
+    url, repository = triton_server
+    store = FilesystemStore(tmp_path)
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(DictSegmenter()), buffer)
+    weights = buffer.getvalue()
+    model = msgspec.structs.replace(
+        version("dictseg", weights, ("background", "thing"), (16, 16)), output=ModelOutput(name="out", kind="probabilities")
+    )
+    await store.put(model.weights.key, weights)
+    triton = Triton(InferSettings(triton_url=url, triton_repository=str(repository)), store)
+    try:
+        await triton.ensure_loaded(model)
+        batch = np.zeros((1, 3, 16, 16), np.float32)
+        batch[0, 0, :8] = 0.75
+        probs = (await triton.infer(model, batch)).astype(np.float32)
+        # "out", not "aux"; no softmax: the declared probabilities come back as they are
+        assert np.allclose(probs[0, 0, :8], 0.75) and np.allclose(probs[0, 1, :8], 0.25)
+        assert np.allclose(probs[0, 0, 8:], 0.0) and np.allclose(probs[0, 1, 8:], 1.0)
     finally:
         await triton.close()

@@ -73,7 +73,9 @@ class JsonClient:
         description: str = "",
         architecture: str = "",
         architecture_kwargs: dict[str, Any] | None = None,
+        **described: Any,
     ) -> dict[str, Any]:
+        """`described`: format, output, output_kind, preprocessing (see `Calls.register_model`)."""
         call = Calls.register_model(
             weights.read_bytes(),
             name=name,
@@ -83,6 +85,7 @@ class JsonClient:
             architecture=architecture,
             architecture_kwargs=architecture_kwargs,
             filename=weights.name,
+            **described,
         )
         return dict(self._json(call))
 

@@ -39,7 +39,7 @@ from maskline.contracts.http_v1 import (
     SegmentationView,
     UploadView,
 )
-from maskline.contracts.model_v1 import ModelVersion, VersionRef
+from maskline.contracts.model_v1 import ModelVersion, Preprocessing, VersionRef
 
 T = TypeVar("T")
 RETRY_STATUS = frozenset({429, 502, 503, 504})
@@ -192,8 +192,14 @@ class Calls:
         architecture: str = "",
         architecture_kwargs: dict[str, Any] | None = None,
         filename: str | None = None,
+        format: str = "",
+        output: str = "",
+        output_kind: str = "logits",
+        preprocessing: Preprocessing | None = None,
     ) -> Call[ModelVersion]:
-        """`architecture`: `package.module:Class` that rebuilds the network (needed to quantize it)."""
+        """`architecture`: `package.module:Class` that rebuilds the network (needed to quantize it).
+        `format`: torchscript or onnx (empty: recognised from the file); `output`: the output that
+        holds the class scores when there are several; `preprocessing`: resize, normalisation."""
         form = {
             "name": name,
             "labels": ",".join(labels),
@@ -202,6 +208,10 @@ class Calls:
             "description": description,
             "architecture": architecture,
             "architecture_kwargs": json.dumps(architecture_kwargs or {}),
+            "format": format,
+            "output": output,
+            "output_kind": output_kind,
+            "preprocessing": msgspec.json.encode(preprocessing or Preprocessing()).decode(),
         }
         files = {"weights": (filename or f"{name}.pt", weights, "application/octet-stream")}
         return Call("POST", "/v1/models", ModelVersion, accepted=JobView, data=form, files=files)

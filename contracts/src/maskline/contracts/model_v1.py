@@ -36,6 +36,41 @@ class Architecture(msgspec.Struct, frozen=True, kw_only=True):
     kwargs: dict[str, int | float | str | bool] = {}
 
 
+ModelFormat = Literal["torchscript", "onnx"]
+#: The formats a registration accepts, as a refusal names them.
+FORMATS: dict[str, str] = {"torchscript": "TorchScript (torch.jit.save)", "onnx": "ONNX"}
+
+
+class ModelOutput(msgspec.Struct, frozen=True, kw_only=True):
+    """Which output of the network holds the class scores, and what they are. Added in 1.5."""
+
+    name: str | None = None
+    """ONNX output name, or the key of a TorchScript model that returns a dict (torchvision's
+    segmentation models return `{"out": ..., "aux": ...}`); none: the only output (or the first
+    ONNX output)."""
+    kind: Literal["logits", "probabilities"] = "logits"
+    """`logits`: the platform applies a softmax over the classes; `probabilities`: used as they are."""
+
+
+class Preprocessing(msgspec.Struct, frozen=True, kw_only=True):
+    """How an image becomes the network's input, declared by the model. Added in 1.5.
+
+    pixel (0..255, in `channels` order) x `scale`, then (x - mean) / std, per channel. Masks always
+    come back at the original image's size and aspect, whichever `resize`."""
+
+    resize: Literal["stretch", "letterbox"] = "stretch"
+    """`stretch`: to the input size whatever the aspect (what the model was trained with if it was
+    trained on squares); `letterbox`: scale to fit keeping the aspect, pad the rest with `pad`."""
+    scale: Annotated[float, msgspec.Meta(gt=0)] = 1.0 / 255.0
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[
+        Annotated[float, msgspec.Meta(gt=0)], Annotated[float, msgspec.Meta(gt=0)], Annotated[float, msgspec.Meta(gt=0)]
+    ] = (1.0, 1.0, 1.0)
+    channels: Literal["rgb", "bgr"] = "rgb"
+    pad: Annotated[int, msgspec.Meta(ge=0, le=255)] = 0
+    """Pixel value (before scaling) of the letterbox's padding."""
+
+
 Precision = Literal["fp32", "hybrid", "int8"]
 CalibrationMethod = Literal["minmax", "entropy", "log2", "percentile"]
 
@@ -78,7 +113,7 @@ class VersionRef(msgspec.Struct, frozen=True):
 
 
 class ModelVersion(msgspec.Struct, frozen=True, kw_only=True):
-    """One servable version of a model: TorchScript weights plus what a caller must know."""
+    """One servable version of a model: its weights (TorchScript or ONNX) plus what a caller must know."""
 
     name: ModelName
     version: Annotated[int, msgspec.Meta(ge=1)]
@@ -109,6 +144,12 @@ class ModelVersion(msgspec.Struct, frozen=True, kw_only=True):
     job_id: str = ""
     """The job (or federated round) that made it: it registers exactly one
     version however often it runs. Added in 1.3."""
+    format: ModelFormat = "torchscript"
+    """Added in 1.5."""
+    output: ModelOutput = ModelOutput()
+    """Added in 1.5."""
+    preprocessing: Preprocessing = Preprocessing()
+    """Added in 1.5."""
 
     @property
     def exportable(self) -> bool:
@@ -117,8 +158,9 @@ class ModelVersion(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RegisterRequested(msgspec.Struct, frozen=True, kw_only=True):
-    """Check uploaded TorchScript weights (they load, and one image gives 1 x classes x H x W) and
-    register them as the next version of the tenant's model `name`. Added in 1.4."""
+    """Check uploaded weights (TorchScript or ONNX: they load, and one image gives 1 x classes x H x W
+    at the declared output) and register them as the next version of the tenant's model `name`.
+    Added in 1.4."""
 
     name: ModelName
     weights: ObjectRef
@@ -129,6 +171,12 @@ class RegisterRequested(msgspec.Struct, frozen=True, kw_only=True):
     """(height, width) of the model's input."""
     description: str = ""
     architecture: Architecture | None = None
+    format: ModelFormat | None = None
+    """Added in 1.5; none: recognised from the file (an ONNX protobuf or a TorchScript zip)."""
+    output: ModelOutput = ModelOutput()
+    """Added in 1.5."""
+    preprocessing: Preprocessing = Preprocessing()
+    """Added in 1.5."""
 
 
 class ModelRegistered(msgspec.Struct, frozen=True, kw_only=True):

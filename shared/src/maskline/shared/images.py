@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
+
+from maskline.contracts.model_v1 import Preprocessing
+
+DEFAULT = Preprocessing()
 
 
 def decode_rgb(data: bytes) -> NDArray[np.uint8]:
@@ -47,13 +52,42 @@ def encode_png(array: NDArray[np.uint8], *, bgr: bool = False) -> bytes:
     return bytes(encoded.tobytes())
 
 
-def to_model_input(png: bytes, size: tuple[int, int]) -> NDArray[np.float32]:
-    """Decode, resize to (height, width) = `size`, scale to [0, 1], layout 1 x 3 x H x W.
+@dataclass(frozen=True)
+class ModelInput:
+    """The network's input and where the image lies in it (the rest is letterbox padding)."""
+
+    batch: NDArray[np.float32]
+    """1 x 3 x H x W, normalised as the model declares."""
+    content: tuple[int, int, int, int]
+    """(top, left, height, width) of the image inside the input: crop the output to it, and the
+    mask has the image's own aspect again."""
+
+
+def prepare(data: bytes, size: tuple[int, int], how: Preprocessing = DEFAULT) -> ModelInput:
+    """Decode, resize to (height, width) = `size` (stretched or letterboxed), normalise, 1 x 3 x H x W.
 
     The one preprocessing of the platform: infer serves with it and quantize calibrates with it."""
     height, width = size
-    image = Image.open(io.BytesIO(png)).convert("RGB")
-    if image.size != (width, height):
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    content = (0, 0, height, width)
+    if how.resize == "letterbox":
+        ratio = min(width / image.width, height / image.height)
+        inner = (max(1, round(image.width * ratio)), max(1, round(image.height * ratio)))
+        top, left = (height - inner[1]) // 2, (width - inner[0]) // 2
+        canvas = Image.new("RGB", (width, height), (how.pad,) * 3)
+        canvas.paste(image.resize(inner, Image.Resampling.BILINEAR) if inner != image.size else image, (left, top))
+        image, content = canvas, (top, left, inner[1], inner[0])
+    elif image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.BILINEAR)
-    array = np.asarray(image, dtype=np.float32) * (1.0 / 255.0)
-    return np.ascontiguousarray(array.transpose(2, 0, 1)[None])
+    array = np.asarray(image, dtype=np.float32)
+    if how.channels == "bgr":
+        array = array[..., ::-1]
+    array = array * np.float32(how.scale)
+    if how.mean != DEFAULT.mean or how.std != DEFAULT.std:
+        array = (array - np.asarray(how.mean, np.float32)) / np.asarray(how.std, np.float32)
+    return ModelInput(batch=np.ascontiguousarray(array.transpose(2, 0, 1)[None], dtype=np.float32), content=content)
+
+
+def to_model_input(data: bytes, size: tuple[int, int], how: Preprocessing = DEFAULT) -> NDArray[np.float32]:
+    """Only the batch of `prepare` (calibration, evaluation: the padding does not matter there)."""
+    return prepare(data, size, how).batch

@@ -6,7 +6,7 @@ import hashlib
 
 from maskline.contracts import model_v1
 from maskline.contracts.envelope import job_event, new_trace_id, now
-from maskline.contracts.model_v1 import Architecture, ModelVersion, QuantizationInfo
+from maskline.contracts.model_v1 import Architecture, ModelFormat, ModelOutput, ModelVersion, Preprocessing, QuantizationInfo
 from maskline.shared import keys
 from maskline.shared.access import lineage_of, upstream_of
 from maskline.shared.bus import Bus
@@ -37,6 +37,9 @@ async def register_model(
     job_id: str | None = None,
     trace_id: str | None = None,
     reservation: str | None = None,
+    format: ModelFormat = "torchscript",
+    output: ModelOutput | None = None,
+    preprocessing: Preprocessing | None = None,
 ) -> ModelVersion:
     """Store and register `weights` as the next (or the given) version of `tenant`'s model `name`.
 
@@ -61,7 +64,8 @@ async def register_model(
                 continue
         else:
             number = version or await registry.next_version(tenant, name)
-        ref = await store.put(keys.model_weights(tenant, name, number, sha256), weights, "application/x-torchscript")
+        suffix, media = ("onnx", "application/onnx") if format == "onnx" else ("pt", "application/x-torchscript")
+        ref = await store.put(keys.model_weights(tenant, name, number, sha256, suffix), weights, media)
         model = ModelVersion(
             name=name,
             version=number,
@@ -80,6 +84,9 @@ async def register_model(
             lineage=lineage_of(parents or []),
             upstream=upstream_of(tenant, parents or []),
             job_id=reservation or "",
+            format=format,
+            output=output or ModelOutput(),
+            preprocessing=preprocessing or Preprocessing(),
         )
         try:
             await registry.add(model)

@@ -1,28 +1,96 @@
-"""Provision the streams and buckets, and register the bundled starter model as the platform's
-public model (idempotent). Runs as the `admin` identity, before any service starts."""
+"""Provision the streams and buckets, and register the bundled models as the platform's public
+models (idempotent). Runs as the `admin` identity, before any service starts.
+
+- `shapes-unet` (TorchScript): the starter U-Net trained on generated shapes, quantizable.
+- `person-selfie` (ONNX): MediaPipe's selfie segmentation network converted by
+  `maskline.models.person.convert`; person vs background on real photos.
+"""
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import msgspec
 
-from maskline.contracts.model_v1 import Architecture
+from maskline.contracts.model_v1 import Architecture, ModelFormat
 from maskline.contracts.subjects import ADMIN, PLATFORM_TENANT
-from maskline.shared.bus import connect
+from maskline.shared.bus import Bus, connect
 from maskline.shared.config import RuntimeSettings
 from maskline.shared.model_store import register_model
 from maskline.shared.provision import provision
 from maskline.shared.registry import ModelNotFound, ModelRegistry
-from maskline.shared.storage import open_store
+from maskline.shared.storage import ObjectStore, open_store
 
 STARTER = "shapes-unet"
+PERSON = "person-selfie"
 
 
-def starter_files() -> tuple[bytes, dict[str, object]]:
-    folder = resources.files("maskline.models.starter").joinpath("weights")
-    return folder.joinpath("model.pt").read_bytes(), json.loads(folder.joinpath("manifest.json").read_text())
+@dataclass(frozen=True)
+class Bundled:
+    package: str
+    weights: str
+    format: ModelFormat
+    description: str
+
+
+BUNDLED = (
+    Bundled(
+        "maskline.models.starter", "model.pt", "torchscript", "Small U-Net trained on generated shapes (maskline.models.starter)"
+    ),
+    Bundled(
+        "maskline.models.person",
+        "model.onnx",
+        "onnx",
+        "Person segmentation: MediaPipe's selfie segmentation network (Apache-2.0), converted (maskline.models.person)",
+    ),
+)
+
+
+class Manifest(msgspec.Struct, frozen=True):
+    """What the seed reads of a bundled model's manifest.json (the rest documents its making)."""
+
+    name: str
+    labels: tuple[str, ...]
+    input_size: tuple[int, int]
+    architecture: Architecture | None = None
+    held_out: dict[str, Any] | None = None
+
+
+def bundled_files(model: Bundled) -> tuple[bytes, Manifest]:
+    folder = resources.files(model.package).joinpath("weights")
+    manifest = msgspec.json.decode(folder.joinpath("manifest.json").read_bytes(), type=Manifest)
+    return folder.joinpath(model.weights).read_bytes(), manifest
+
+
+def starter_files() -> tuple[bytes, Manifest]:
+    return bundled_files(BUNDLED[0])
+
+
+async def _seed(store: ObjectStore, registry: ModelRegistry, bus: Bus, model: Bundled) -> None:
+    weights, manifest = bundled_files(model)
+    try:
+        await registry.get(PLATFORM_TENANT, manifest.name, 1)
+        return
+    except ModelNotFound:
+        pass
+    await register_model(
+        store,
+        registry,
+        bus,
+        name=manifest.name,
+        version=1,
+        weights=weights,
+        labels=manifest.labels,
+        input_size=manifest.input_size,
+        source="seed",
+        tenant=PLATFORM_TENANT,
+        description=model.description,
+        metrics={"held_out_miou": float(manifest.held_out["miou"])} if manifest.held_out else {},
+        architecture=manifest.architecture,
+        format=model.format,
+    )
 
 
 async def provision_and_seed(settings: RuntimeSettings) -> None:
@@ -31,28 +99,8 @@ async def provision_and_seed(settings: RuntimeSettings) -> None:
         await provision(bus.js, settings.stream_replicas)
         registry = ModelRegistry(bus.js)
         await registry.open()
-        try:
-            await registry.get(PLATFORM_TENANT, STARTER, 1)
-            return
-        except ModelNotFound:
-            pass
-        weights, manifest = starter_files()
-        held_out = manifest["held_out"]
-        assert isinstance(held_out, dict)
-        await register_model(
-            open_store(settings),
-            registry,
-            bus,
-            name=STARTER,
-            version=1,
-            weights=weights,
-            labels=tuple(manifest["labels"]),  # type: ignore[arg-type]
-            input_size=tuple(manifest["input_size"]),  # type: ignore[arg-type]
-            source="seed",
-            tenant=PLATFORM_TENANT,
-            description="Small U-Net trained on generated shapes (maskline.models.starter)",
-            metrics={"held_out_miou": float(held_out["miou"])},
-            architecture=msgspec.convert(manifest["architecture"], Architecture),
-        )
+        store = open_store(settings)
+        for model in BUNDLED:
+            await _seed(store, registry, bus, model)
     finally:
         await bus.close()

@@ -87,7 +87,7 @@ class Stack:
         env.pop("MASKLINE_NATS_NKEY_FILE", None)
         env.setdefault("MASKLINE_STORE", "fs")
         env.setdefault("MASKLINE_STORE_PATH", str(home / "objects"))
-        env.setdefault("MASKLINE_WARM_MODELS", "shapes-unet")
+        env.setdefault("MASKLINE_WARM_MODELS", "shapes-unet,person-selfie")
         env.setdefault("MASKLINE_TRITON_INSTANCES", str(s.triton_instances))
         env.update(self.extra_env)
         return env

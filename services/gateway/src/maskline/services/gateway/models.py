@@ -1,4 +1,4 @@
-"""`/v1/models`: list registered model versions and register a TorchScript segmentation model.
+"""`/v1/models`: list registered model versions and register a segmentation model (TorchScript or ONNX).
 
 Registration is a command (`model.v1.register.requested`): the gateway stores the upload and waits
 for the weights service to check and register it, so torch never loads in the gateway."""
@@ -43,6 +43,14 @@ class ModelForm:
     """Optional `package.module:Class` that rebuilds the network (needed to quantize it)."""
     architecture_kwargs: str = "{}"
     """JSON object of the class's constructor arguments."""
+    format: str = ""
+    """`torchscript` or `onnx`; empty: recognised from the file."""
+    output: str = ""
+    """The ONNX output (or TorchScript dict key) that holds the class scores; empty: the only one."""
+    output_kind: str = "logits"
+    """`logits` (the platform applies a softmax) or `probabilities`."""
+    preprocessing: str = "{}"
+    """JSON object: `resize` (stretch | letterbox), `scale`, `mean`, `std`, `channels` (rgb | bgr), `pad`."""
 
 
 class ModelController(Controller):
@@ -75,7 +83,7 @@ class ModelController(Controller):
 
     @post(
         status_code=HTTP_201_CREATED,
-        summary="Register a TorchScript segmentation model as a new version (202 with the job if checking takes longer)",
+        summary="Register a TorchScript or ONNX segmentation model as a new version (202 with the job if checking takes longer)",
     )
     async def register(
         self, ctx: GatewayContext, tenant: str, data: Annotated[ModelForm, Body(media_type=RequestEncodingType.MULTI_PART)]
@@ -97,13 +105,27 @@ class ModelController(Controller):
                 architecture = msgspec.convert({"entrypoint": data.architecture, "kwargs": kwargs}, Architecture)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 raise Unprocessable(f"invalid architecture: {exc}") from exc
+        try:
+            output = msgspec.convert({"name": data.output or None, "kind": data.output_kind}, model_v1.ModelOutput)
+            preprocessing = msgspec.json.decode(data.preprocessing or "{}", type=model_v1.Preprocessing)
+            model_format = msgspec.convert(data.format or None, model_v1.ModelFormat | None)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise Unprocessable(f"invalid model description: {exc}") from exc
         ctx.require_bus()
         weights = await data.weights.read()
         job_id = new_job_id()
         key = keys.job_upload(tenant, job_id, hashlib.sha256(weights).hexdigest())
-        upload = await ctx.runtime.store.put(key, weights, "application/x-torchscript")
+        upload = await ctx.runtime.store.put(key, weights, "application/octet-stream")
         command = model_v1.RegisterRequested(
-            name=name, weights=upload, labels=labels, input_size=size, description=data.description, architecture=architecture
+            name=name,
+            weights=upload,
+            labels=labels,
+            input_size=size,
+            description=data.description,
+            architecture=architecture,
+            format=model_format,
+            output=output,
+            preprocessing=preprocessing,
         )
         with ctx.waiters.watching(tenant, job_id) as finished:  # listening before the command is published
             accepted = await submit_command(ctx, tenant, model_v1.REGISTER_REQUESTED, command, job_id=job_id)

@@ -1,8 +1,9 @@
-"""Lay out a Triton model repository for a registered model version (Python backend + TorchScript)."""
+"""Lay out a Triton model repository for a registered model version (Python backend + TorchScript or ONNX)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from importlib import resources
@@ -48,7 +49,8 @@ def write_version(
     _write_atomic(model_dir / "config.pbtxt", config)
     version_dir = model_dir / str(model.version)
     backend = resources.files("maskline.services.infer").joinpath("backend/model.py").read_bytes()
-    _write_atomic(version_dir / "model.pt", weights)
+    spec = {"format": model.format, "output": model.output.name, "kind": model.output.kind, "precision": model.precision}
+    _write_atomic(version_dir / ("model.onnx" if model.format == "onnx" else "model.pt"), weights)
     _write_atomic(version_dir / "model.py", backend)
-    _write_atomic(version_dir / "precision.txt", model.precision.encode())
+    _write_atomic(version_dir / "model.json", json.dumps(spec).encode())  # written last: the backend reads it first
     return version_dir

@@ -22,7 +22,7 @@ from maskline.shared import keys, references
 from maskline.shared.access import Grants, ModelAccess
 from maskline.shared.consumer import ConsumerSpec
 from maskline.shared.errors import PermanentError
-from maskline.shared.images import to_model_input
+from maskline.shared.images import prepare
 from maskline.shared.registry import ModelNotFound, ModelRegistry
 from maskline.shared.runtime import Runtime
 
@@ -94,16 +94,19 @@ class Infer:
         started = time.perf_counter()
         model = await self.resolve(tenant, options)
         png = await references.read(self.runtime.store, image, tenant)
-        batch = await asyncio.to_thread(to_model_input, png, model.input_size)
+        prepared = await asyncio.to_thread(prepare, png, model.input_size, model.preprocessing)
         await self.triton.ensure_loaded(model)
         triton_started = time.perf_counter()
-        probs = await self.triton.infer(model, batch)
+        probs = await self.triton.infer(model, prepared.batch)
         triton_ms = (time.perf_counter() - triton_started) * 1000
         if probs.ndim != 4 or probs.shape[1] != len(model.labels):
             raise PermanentError(
                 f"model returned shape {probs.shape}, expected (1, {len(model.labels)}, h, w)", code="bad_model_output"
             )
-        ref = await self.runtime.store.put(prediction_key, encode_npy(probs[0]), "application/x-npy")
+        top, left, height, width = prepared.content  # letterboxed: only the image's part, in its own aspect
+        ref = await self.runtime.store.put(
+            prediction_key, encode_npy(probs[0, :, top : top + height, left : left + width]), "application/x-npy"
+        )
         timings = {"infer": round((time.perf_counter() - started) * 1000, 2), "triton": round(triton_ms, 2)}
         return Prediction(ref=ref, model=model, timings_ms=timings)
 

@@ -51,7 +51,7 @@ class QuantizeJobs:
         except ModelNotFound as exc:
             raise PermanentError(str(exc), code="model_not_found") from exc
 
-    async def _images(self, tenant: str, prefix: str, limit: int, size: tuple[int, int]) -> list[NDArray[np.float32]]:
+    async def _images(self, tenant: str, prefix: str, limit: int, model: ModelVersion) -> list[NDArray[np.float32]]:
         references.check_dataset(prefix, tenant)
         base = prefix.rstrip("/") + "/"
         keys = [k for k in await self.store.list(base + "images/") if k.lower().endswith(IMAGE_SUFFIXES)]
@@ -62,7 +62,9 @@ class QuantizeJobs:
         images = []
         for key in sorted(keys)[:limit]:
             try:
-                images.append(await asyncio.to_thread(to_model_input, await self.store.get(key), size))
+                images.append(
+                    await asyncio.to_thread(to_model_input, await self.store.get(key), model.input_size, model.preprocessing)
+                )
             except (OSError, ValueError) as exc:
                 raise PermanentError(f"calibration image {key} cannot be decoded: {exc}", code="bad_calibration_image") from exc
         return images
@@ -128,6 +130,8 @@ class QuantizeJobs:
             parents=[parent],
             job_id=env.job_id,
             trace_id=env.trace_id,
+            output=parent.output,
+            preprocessing=parent.preprocessing,
         )
         done = model_v1.Quantized(
             model=model,
@@ -167,7 +171,7 @@ class QuantizeJobs:
                 "(register it with an architecture entrypoint)",
                 code="not_quantizable",
             )
-        images = await self._images(env.tenant, request.dataset, request.max_images, parent.input_size)
+        images = await self._images(env.tenant, request.dataset, request.max_images, parent)
         weights = await self.store.get(parent.weights.key)
         recipe = engine.Recipe(
             method=request.method,
@@ -211,7 +215,7 @@ class QuantizeJobs:
         before = msgspec.json.decode(await self.store.get(target.quantization.recipe.key), type=engine.Recipe)
         after = msgspec.structs.replace(before, edits=(*before.edits, request.edit))
         q = target.quantization
-        images = await self._images(target.owner, q.dataset, q.images, parent.input_size)
+        images = await self._images(target.owner, q.dataset, q.images, parent)
         weights = await self.store.get(parent.weights.key)
         try:
             built = await asyncio.to_thread(workbench.edit, self._inputs(weights, parent, images), before, after)

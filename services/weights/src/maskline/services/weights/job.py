@@ -116,6 +116,9 @@ async def merge_models(
     except ModelNotFound as exc:
         raise PermanentError(str(exc), code="model_not_found") from exc
     first = versions[0]
+    onnx = [f"{v.name}/{v.version}" for v in versions if v.format != "torchscript"]
+    if onnx:  # their initializers could be averaged by name; not built yet (issue #13 note)
+        raise PermanentError(f"merging ONNX versions is not supported yet: {', '.join(onnx)}", code="incompatible_models")
     for v in versions[1:]:
         if v.labels != first.labels or v.input_size != first.input_size:
             raise PermanentError(
@@ -161,6 +164,8 @@ async def merge_models(
         parents=[*versions, *([base] if base else [])],
         job_id=env.job_id,
         trace_id=env.trace_id,
+        output=first.output,
+        preprocessing=first.preprocessing,
     )
     await store.put(marker, msgspec.json.encode(model), "application/json")
     result = model_v1.ModelMerged(

@@ -12,7 +12,7 @@ from typing import Any
 
 from maskline.contracts import model_v1
 from maskline.contracts.envelope import Envelope
-from maskline.services.weights.modelcheck import check_torchscript
+from maskline.services.weights.modelcheck import check_model
 from maskline.shared import references
 from maskline.shared.model_store import register_model
 from maskline.shared.registry import ModelRegistry
@@ -28,7 +28,7 @@ class Registrations:
     async def handle(self, env: Envelope[model_v1.RegisterRequested]) -> list[Envelope[Any]]:
         data = env.data
         weights = await references.read(self.runtime.store, data.weights, env.tenant)
-        await asyncio.to_thread(check_torchscript, weights, len(data.labels), data.input_size)
+        found = await asyncio.to_thread(check_model, weights, len(data.labels), data.input_size, data.output, data.format)
         await register_model(  # under the command's own tenant: nobody registers for another
             self.runtime.store,
             self.registry,
@@ -43,5 +43,8 @@ class Registrations:
             architecture=data.architecture,
             job_id=env.job_id,
             trace_id=env.trace_id,
+            format=found,
+            output=data.output,
+            preprocessing=data.preprocessing,
         )
         return []  # register_model announced it (model.v1.registered, with this job and trace)

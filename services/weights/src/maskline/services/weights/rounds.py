@@ -193,6 +193,8 @@ class Rounds:
                 job_id=federation,
                 reservation=f"{federation}-round-{opened.round}",  # one version per round, whichever replica closes it
                 trace_id=state.trace_id,
+                output=base.output,
+                preprocessing=base.preprocessing,
             )
             await self.store.put(marker, msgspec.json.encode(model), "application/json")
         ref = model_v1.VersionRef(model.name, model.version, model.owner)
