@@ -20,28 +20,14 @@ from numpy.typing import NDArray
 from maskline.models import person
 from maskline.services.merge.render import mask_at
 from maskline.shared.images import encode_png, to_model_input
+from tests.models.reference import TFLITE_SITE, Photos, mediapipe_masks, miou
 
 pytestmark = pytest.mark.unit
-ROOT = Path(__file__).resolve().parents[2]
-REFERENCE_PYTHON = ROOT / ".venv-reference" / "bin" / "python"
-SITE = "lib/python3.11/site-packages"
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[NDArray[np.uint8], NDArray[np.bool_]]]:
-    """photo name → (RGB image, MediaPipe's person mask at probability > 0.5)."""
-    assert REFERENCE_PYTHON.exists(), "the reference environment is missing: `./dev test` makes .venv-reference"
-    out = tmp_path_factory.mktemp("mediapipe") / "reference.npz"
-    subprocess.run([str(REFERENCE_PYTHON), str(Path(__file__).with_name("mediapipe_reference.py")), str(out)], check=True)
-    data = np.load(out)
-    names = [key.split("/", 1)[1] for key in data.files if key.startswith("image/")]
-    return {name: (data[f"image/{name}"], data[f"mask/{name}"] > 0.5) for name in names}
-
-
-def miou(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:
-    """Mean over the two classes (person, background) of intersection over union."""
-    ious = [(x & y).sum() / max((x | y).sum(), 1) for x, y in ((a, b), (~a, ~b))]
-    return float(np.mean(ious))
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Photos:
+    return mediapipe_masks(tmp_path_factory.mktemp("mediapipe"))
 
 
 def platform_mask(probs: NDArray[np.float32], image: NDArray[np.uint8]) -> NDArray[np.bool_]:
@@ -63,7 +49,7 @@ def run_onnx(path: Path, batch: NDArray[np.float32]) -> NDArray[np.float32]:
 
 
 @pytest.mark.parametrize("runner", [run_torchscript, run_onnx], ids=["torchscript", "onnx"])
-def test_agrees_with_mediapipe_on_real_photos(reference: dict[str, tuple[NDArray[np.uint8], NDArray[np.bool_]]], runner) -> None:  # type: ignore[no-untyped-def]
+def test_agrees_with_mediapipe_on_real_photos(reference: Photos, runner) -> None:  # type: ignore[no-untyped-def]
     path = person.WEIGHTS if runner is run_torchscript else person.ONNX
     scores = {}
     for name, (image, expected) in reference.items():
@@ -77,7 +63,7 @@ def test_agrees_with_mediapipe_on_real_photos(reference: dict[str, tuple[NDArray
 
 def test_conversion_is_reproducible(tmp_path: Path) -> None:
     """Converting MediaPipe's file again gives a network with the bundled one's outputs."""
-    tflite = ROOT / ".venv-reference" / SITE / person.TFLITE_MEMBER
+    tflite = TFLITE_SITE / person.TFLITE_MEMBER
     subprocess.run(
         [sys.executable, "-m", "maskline.models.person.convert", "--tflite", str(tflite), "--out", str(tmp_path)], check=True
     )

@@ -22,6 +22,7 @@ import msgspec
 
 from maskline import trust_cli
 from maskline.client import ApiError, ClientSettings, JsonClient
+from maskline.contracts import seg_v1
 from maskline.contracts import subjects as table
 from maskline.contracts.model_v1 import Preprocessing
 from maskline.infra.embedded.settings import StackSettings
@@ -72,7 +73,7 @@ def _demo_one(client: JsonClient, image: Path, model: str | None, out: Path) -> 
     regions = json.loads(paths["regions"].read_text())
     print(
         f"\nsegmented {image.name} ({job['width']}x{job['height']}) with {job['model']['name']} "
-        f"v{job['model']['version']}: {job['regions']} regions, timings {job['timings_ms']}"
+        f"v{job['model']['version']}: {job['regions']} regions, timings {job['timings_ms']}" + confidence_line(job)
     )
     for region in regions["regions"]:
         print(
@@ -104,12 +105,26 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def confidence_line(job: dict[str, Any]) -> str:
+    """The out-of-domain signal, in words a person reads before trusting the mask."""
+    c = job.get("confidence")
+    if not c:
+        return ""
+    low = c["uncertain_fraction"] > seg_v1.LOW_CONFIDENCE_ABOVE
+    verdict = " — low: the image may be outside what this model knows" if low else ""
+    return (
+        f"\n  confidence: mean probability {c['mean_probability']:.3f}, "
+        f"{100 * c['uncertain_fraction']:.1f}% of pixels below {c['uncertain_below']}{verdict}"
+    )
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     if args.job:
         job = JsonClient(args.url, api_key=args.api_key).status(args.job)
         timings = ", ".join(f"{k} {v:.0f} ms" for k, v in job.get("timings_ms", {}).items())
         error = f"\n  error: {job['error']}" if job.get("error") else ""
-        _print(args, job, f"job {job['id']}: {job['status']}" + (f" ({timings})" if timings else "") + error)
+        line = f"job {job['id']}: {job['status']}" + (f" ({timings})" if timings else "") + confidence_line(job) + error
+        _print(args, job, line)
         return 0 if job["status"] != "failed" else 1
     stack = Stack.attach(load(StackSettings))
     if stack is None:
@@ -170,7 +185,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
         job["files"] = {k: str(v) for k, v in client.download(job, Path(args.out) / job["id"]).items()}
     error = f"\n  error: {job['error']}" if job.get("error") else ""
     _print(
-        args, job, f"job {job['id']}: {job['status']}" + "".join(f"\n  {k}: {v}" for k, v in job.get("files", {}).items()) + error
+        args,
+        job,
+        f"job {job['id']}: {job['status']}"
+        + confidence_line(job)
+        + "".join(f"\n  {k}: {v}" for k, v in job.get("files", {}).items())
+        + error,
     )
     return 0 if job["status"] == "completed" else 1
 

@@ -117,6 +117,8 @@ class SegmentationView(msgspec.Struct, frozen=True, kw_only=True):
     width: int | None = None
     height: int | None = None
     regions: int | None = None
+    confidence: seg_v1.Confidence | None = None
+    """How sure the model was overall: low values mean the mask is likely meaningless (docs/models.md)."""
     timings_ms: dict[str, float] = {}
     artifacts: dict[str, ArtifactView] = {}
     error: JobError | None = None

@@ -127,6 +127,28 @@ class SegmentationInferred(msgspec.Struct, frozen=True, kw_only=True):
     working_height: int = 0
 
 
+#: A pixel whose winning class has a lower probability than this counts as uncertain.
+UNCERTAIN_BELOW = 0.8
+#: A result with a larger fraction of uncertain pixels is flagged as low confidence.
+LOW_CONFIDENCE_ABOVE = 0.1
+
+
+class Confidence(msgspec.Struct, frozen=True, kw_only=True):
+    """How sure the model was over the whole image: a client's signal that an image is outside
+    what the model knows (a shapes model on a photo) before it trusts the mask. Added in 1.5.
+
+    Measured on the bundled models (docs/models.md): the shapes model on shapes images gives a mean
+    of 0.989-0.996 with 0.6-2% uncertain pixels, on real photos 0.907-0.972 with 4-18%; more than
+    `LOW_CONFIDENCE_ABOVE` uncertain pixels is the rule of thumb the CLI and dashboard flag."""
+
+    mean_probability: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+    """Mean over the image's pixels of the winning class's probability (1.0: sure everywhere;
+    1 / classes: a guess)."""
+    uncertain_fraction: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+    """Fraction of pixels whose winning probability is below `uncertain_below`."""
+    uncertain_below: float = UNCERTAIN_BELOW
+
+
 class SegmentationCompleted(msgspec.Struct, frozen=True, kw_only=True):
     """The outputs are stored; `artifacts` maps output name to its object."""
 
@@ -138,6 +160,8 @@ class SegmentationCompleted(msgspec.Struct, frozen=True, kw_only=True):
     timings_ms: dict[str, float] = {}
     variants: tuple[Variant, ...] = ()
     """The TTA variants fused into this result (empty without TTA). Added in 1.1."""
+    confidence: Confidence | None = None
+    """Added in 1.5."""
 
 
 SegmentationFailed = JobFailed

@@ -48,6 +48,7 @@ class JobState(msgspec.Struct, kw_only=True):
     width: int | None = None
     height: int | None = None
     regions: int | None = None
+    confidence: seg_v1.Confidence | None = None
     artifacts: dict[str, ObjectRef] = {}
     timings_ms: dict[str, float] = {}
     error: JobError | None = None
@@ -86,6 +87,7 @@ def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
         state.timings_ms.update(data.timings_ms)
     elif isinstance(data, seg_v1.SegmentationCompleted):
         state.model, state.artifacts, state.regions = data.model, data.artifacts, data.regions
+        state.confidence = data.confidence
         state.timings_ms.update(data.timings_ms)
     elif isinstance(data, dataset_v1.DatasetExpandRequested):
         state.dataset = data

@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
+import msgspec
 from litestar import Controller, MediaType, Response, get
 
 from maskline.services.gateway.context import GatewayContext
@@ -40,6 +41,7 @@ class DashboardController(Controller):
                     "updated": state.updated.isoformat(),
                     "model": f"{state.model.name}/{state.model.version} {state.model.precision}" if state.model else None,
                     "timings_ms": state.timings_ms,
+                    "confidence": msgspec.to_builtins(state.confidence) if state.confidence else None,
                     "error": {"stage": state.error.stage, "code": state.error.code, "reason": state.error.reason}
                     if state.error
                     else None,

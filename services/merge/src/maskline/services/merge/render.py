@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from maskline.contracts import seg_v1
 from maskline.shared.images import encode_png
 
 # Class colours (class 0, background, is left uncoloured); cycles for models with more classes.
@@ -97,6 +98,14 @@ def mask_at(probs_hwc: NDArray[np.float32], width: int, height: int) -> tuple[ND
         mask[block] = values.argmax(axis=2)
         score[block] = values.max(axis=2)
     return mask, score
+
+
+def confidence(score: NDArray[np.float32]) -> seg_v1.Confidence:
+    """Whole-image certainty from the winning probability per pixel (out-of-domain signal)."""
+    return seg_v1.Confidence(
+        mean_probability=round(float(score.mean(dtype=np.float64)), 4),
+        uncertain_fraction=round(float(np.count_nonzero(score < seg_v1.UNCERTAIN_BELOW)) / max(score.size, 1), 4),
+    )
 
 
 def colours(classes: int) -> NDArray[np.float32]:

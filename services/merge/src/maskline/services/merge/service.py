@@ -42,12 +42,15 @@ class RegionsDocument(msgspec.Struct, frozen=True, kw_only=True):
     timings_ms: dict[str, float]
     variants: tuple[Variant, ...] = ()
     """TTA variants fused into the result, with their parameters."""
+    confidence: seg_v1.Confidence | None = None
+    """How sure the model was over the whole image (out-of-domain signal)."""
 
 
 @dataclass(frozen=True)
 class Rendered:
     files: dict[str, tuple[bytes, str]]
     regions: int
+    confidence: seg_v1.Confidence
 
 
 def load_probs(npy: bytes) -> NDArray[np.float32]:
@@ -98,6 +101,7 @@ def render_outputs(
         if "mask" in outputs:
             files["mask"] = (render.png(mask), "image/png")
         regions = find_regions(mask, score, data.labels, data.options.min_region_area)
+        confidence = render.confidence(score)
         if "regions" in outputs:
             doc = RegionsDocument(
                 job_id=job_id,
@@ -107,11 +111,13 @@ def render_outputs(
                 regions=regions,
                 timings_ms=data.timings_ms,
                 variants=variants,
+                confidence=confidence,
             )
             files["regions"] = (msgspec.json.encode(doc), "application/json")
         if overlay is not None:
             files["overlay"] = (overlay.result(), "image/png")
-    return Rendered(files={name: files[name] for name in ("mask", "overlay", "regions") if name in files}, regions=len(regions))
+    ordered: dict[str, tuple[bytes, str]] = {name: files[name] for name in ("mask", "overlay", "regions") if name in files}
+    return Rendered(files=ordered, regions=len(regions), confidence=confidence)
 
 
 def fence_key(tenant: str, job_id: str) -> str:
@@ -170,6 +176,7 @@ class Merge:
             width=data.width,
             height=data.height,
             regions=rendered.regions,
+            confidence=rendered.confidence,
             timings_ms={**timings, "merge": round((time.perf_counter() - started) * 1000, 2)},
             variants=variants,
         )
