@@ -99,3 +99,16 @@ def test_the_confidence_tells_a_photo_from_the_shapes_the_starter_knows(client: 
     assert inside["confidence"]["mean_probability"] > 0.98 > outside["confidence"]["mean_probability"]
     regions = client.artifact(outside["id"], "regions")
     assert b'"confidence"' in regions
+
+
+def test_tiled_inference_runs_a_large_image_at_native_resolution(client: JsonClient, tmp_path: Path) -> None:
+    """More windows than Triton's batch limit (they go in several requests), stitched back exactly."""
+    path = onnx_file(tmp_path, (64, 64))
+    described = {"output": "out", "preprocessing": {"resize": "tile", "overlap": 0.25}}
+    model = client.register_model(path, name="bright-tiles", labels=["dark", "bright"], input_size=(64, 64), **described)
+    image = np.zeros((200, 330, 3), np.uint8)
+    image[20:60, 30:300] = 240
+    image[120:190, 150:170] = 240
+    job = client.submit(encode_png(image), wait=90, model="bright-tiles", version=model["version"])
+    assert job["status"] == "completed", job
+    assert (mask_of(client, job) == (image.mean(axis=2) > 127)).all()

@@ -58,9 +58,13 @@ class Preprocessing(msgspec.Struct, frozen=True, kw_only=True):
     pixel (0..255, in `channels` order) x `scale`, then (x - mean) / std, per channel. Masks always
     come back at the original image's size and aspect, whichever `resize`."""
 
-    resize: Literal["stretch", "letterbox"] = "stretch"
+    resize: Literal["stretch", "letterbox", "tile"] = "stretch"
     """`stretch`: to the input size whatever the aspect (what the model was trained with if it was
-    trained on squares); `letterbox`: scale to fit keeping the aspect, pad the rest with `pad`."""
+    trained on squares); `letterbox`: scale to fit keeping the aspect, pad the rest with `pad`;
+    `tile`: native resolution, the image cut into input-sized windows that overlap by `overlap`,
+    their scores averaged where they overlap (for models trained at the scale of the pixels)."""
+    overlap: Annotated[float, msgspec.Meta(ge=0.0, le=0.75)] = 0.25
+    """`tile`: fraction of a window shared with its neighbour."""
     scale: Annotated[float, msgspec.Meta(gt=0)] = 1.0 / 255.0
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[

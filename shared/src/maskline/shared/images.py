@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -57,18 +58,24 @@ class ModelInput:
     """The network's input and where the image lies in it (the rest is letterbox padding)."""
 
     batch: NDArray[np.float32]
-    """1 x 3 x H x W, normalised as the model declares."""
+    """N x 3 x H x W, normalised as the model declares; N > 1 only for tiles."""
     content: tuple[int, int, int, int]
-    """(top, left, height, width) of the image inside the input: crop the output to it, and the
-    mask has the image's own aspect again."""
+    """(top, left, height, width) of the image inside the (stitched) input: crop the output to it,
+    and the mask has the image's own aspect again."""
+    tiles: tuple[tuple[int, int], ...] = ()
+    """`tile`: (top, left) of each window of `batch` on the canvas of `canvas` size."""
+    canvas: tuple[int, int] = (0, 0)
 
 
 def prepare(data: bytes, size: tuple[int, int], how: Preprocessing = DEFAULT) -> ModelInput:
-    """Decode, resize to (height, width) = `size` (stretched or letterboxed), normalise, 1 x 3 x H x W.
+    """Decode, bring to (height, width) = `size` (stretched, letterboxed or cut into tiles),
+    normalise, N x 3 x H x W.
 
     The one preprocessing of the platform: infer serves with it and quantize calibrates with it."""
     height, width = size
     image = Image.open(io.BytesIO(data)).convert("RGB")
+    if how.resize == "tile":
+        return _tiles(_normalised(image, how), size, how.overlap)
     content = (0, 0, height, width)
     if how.resize == "letterbox":
         ratio = min(width / image.width, height / image.height)
@@ -79,13 +86,56 @@ def prepare(data: bytes, size: tuple[int, int], how: Preprocessing = DEFAULT) ->
         image, content = canvas, (top, left, inner[1], inner[0])
     elif image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.BILINEAR)
+    return ModelInput(batch=_normalised(image, how)[None], content=content)
+
+
+def _normalised(image: Image.Image, how: Preprocessing) -> NDArray[np.float32]:
+    """3 x H x W float32: channel order, scale, mean and standard deviation as declared."""
     array = np.asarray(image, dtype=np.float32)
     if how.channels == "bgr":
         array = array[..., ::-1]
     array = array * np.float32(how.scale)
     if how.mean != DEFAULT.mean or how.std != DEFAULT.std:
         array = (array - np.asarray(how.mean, np.float32)) / np.asarray(how.std, np.float32)
-    return ModelInput(batch=np.ascontiguousarray(array.transpose(2, 0, 1)[None], dtype=np.float32), content=content)
+    return np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32)
+
+
+def _starts(length: int, window: int, overlap: float) -> list[int]:
+    """Window offsets along one axis: a regular stride, the last window flush with the end."""
+    if length <= window:
+        return [0]
+    stride = max(1, int(window * (1.0 - overlap)))
+    starts = list(range(0, length - window, stride))
+    return [*starts, length - window]
+
+
+def _tiles(chw: NDArray[np.float32], size: tuple[int, int], overlap: float) -> ModelInput:
+    """Cut a normalised image into input-sized windows; an image smaller than a window is padded."""
+    _, h, w = chw.shape
+    height, width = size
+    canvas = (max(h, height), max(w, width))
+    if canvas != (h, w):
+        padded = np.zeros((3, *canvas), np.float32)
+        padded[:, :h, :w] = chw
+        chw = padded
+    tiles = tuple((top, left) for top in _starts(canvas[0], height, overlap) for left in _starts(canvas[1], width, overlap))
+    batch = np.stack([chw[:, top : top + height, left : left + width] for top, left in tiles])
+    return ModelInput(batch=np.ascontiguousarray(batch), content=(0, 0, h, w), tiles=tiles, canvas=canvas)
+
+
+def stitch(prepared: ModelInput, scores: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
+    """C x H x W of the image's own part: tiles' scores averaged where they overlap, or the one output
+    cropped to the content box (letterbox)."""
+    top, left, height, width = prepared.content
+    if not prepared.tiles:
+        return np.asarray(scores[0, :, top : top + height, left : left + width], dtype=np.float32)
+    classes, th, tw = scores.shape[1:]
+    total = np.zeros((classes, *prepared.canvas), np.float32)
+    count = np.zeros(prepared.canvas, np.float32)
+    for (y, x), tile in zip(prepared.tiles, scores, strict=True):
+        total[:, y : y + th, x : x + tw] += tile
+        count[y : y + th, x : x + tw] += 1.0
+    return (total / count)[:, top : top + height, left : left + width]
 
 
 def to_model_input(data: bytes, size: tuple[int, int], how: Preprocessing = DEFAULT) -> NDArray[np.float32]:

@@ -22,7 +22,7 @@ from maskline.shared import keys, references
 from maskline.shared.access import Grants, ModelAccess
 from maskline.shared.consumer import ConsumerSpec
 from maskline.shared.errors import PermanentError
-from maskline.shared.images import prepare
+from maskline.shared.images import prepare, stitch
 from maskline.shared.registry import ModelNotFound, ModelRegistry
 from maskline.shared.runtime import Runtime
 
@@ -99,14 +99,12 @@ class Infer:
         triton_started = time.perf_counter()
         probs = await self.triton.infer(model, prepared.batch)
         triton_ms = (time.perf_counter() - triton_started) * 1000
-        if probs.ndim != 4 or probs.shape[1] != len(model.labels):
-            raise PermanentError(
-                f"model returned shape {probs.shape}, expected (1, {len(model.labels)}, h, w)", code="bad_model_output"
-            )
-        top, left, height, width = prepared.content  # letterboxed: only the image's part, in its own aspect
-        ref = await self.runtime.store.put(
-            prediction_key, encode_npy(probs[0, :, top : top + height, left : left + width]), "application/x-npy"
-        )
+        expected = (prepared.batch.shape[0], len(model.labels), *prepared.batch.shape[2:])
+        if probs.shape != expected:
+            raise PermanentError(f"model returned shape {probs.shape}, expected {expected}", code="bad_model_output")
+        # letterboxed: only the image's part, in its own aspect; tiles: stitched at native resolution
+        inside = await asyncio.to_thread(stitch, prepared, probs)
+        ref = await self.runtime.store.put(prediction_key, encode_npy(inside.astype(np.float16)), "application/x-npy")
         timings = {"infer": round((time.perf_counter() - started) * 1000, 2), "triton": round(triton_ms, 2)}
         return Prediction(ref=ref, model=model, timings_ms=timings)
 

@@ -84,6 +84,15 @@ class Triton:
             self._ready.add(key)
 
     async def infer(self, model: ModelVersion, batch: NDArray[np.float32]) -> NDArray[np.float16]:
+        """Class probabilities for a batch; one larger than the model's batch limit (the tiles of a
+        large image) goes in limit-sized requests, side by side."""
+        limit = max(1, self.settings.triton_max_batch)
+        if batch.shape[0] <= limit:
+            return await self._infer(model, batch)
+        parts = await asyncio.gather(*(self._infer(model, batch[i : i + limit]) for i in range(0, batch.shape[0], limit)))
+        return np.concatenate(parts)
+
+    async def _infer(self, model: ModelVersion, batch: NDArray[np.float32]) -> NDArray[np.float16]:
         image = InferInput("image", list(batch.shape), "FP32")
         image.set_data_from_numpy(batch, binary_data=True)
         try:
