@@ -18,9 +18,11 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from maskline.contracts.model_v1 import Preprocessing
 from maskline.models import starter
@@ -29,12 +31,13 @@ from maskline.models.starter.train import HELD_OUT_SEED, mean_iou
 from maskline.services.merge.render import mask_at
 from maskline.shared.images import encode_png, prepare, stitch
 
+Array = NDArray[Any]
 INPUT = (128, 128)
 WAYS = {"stretch": Preprocessing(resize="stretch"), "letterbox": Preprocessing(resize="letterbox")}
 ALL_WAYS = {**WAYS, "tile": Preprocessing(resize="tile", overlap=0.25)}
 
 
-def crops(rng: np.random.Generator, n: int, size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def crops(rng: np.random.Generator, n: int, size: int) -> list[tuple[Array, Array]]:
     """Non-square windows of held-out images with their true masks."""
     out = []
     for _ in range(n):
@@ -46,7 +49,7 @@ def crops(rng: np.random.Generator, n: int, size: int) -> list[tuple[np.ndarray,
     return out
 
 
-def mosaics(rng: np.random.Generator, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def mosaics(rng: np.random.Generator, n: int) -> list[tuple[Array, Array]]:
     """Large images at the model's own scale: 2 x 3 held-out 128-pixel samples side by side (256 x 384)."""
     out = []
     for _ in range(n):
@@ -56,7 +59,7 @@ def mosaics(rng: np.random.Generator, n: int) -> list[tuple[np.ndarray, np.ndarr
     return out
 
 
-def predict(model: torch.jit.ScriptModule, image: np.ndarray, how: Preprocessing) -> np.ndarray:
+def predict(model: torch.jit.ScriptModule, image: Array, how: Preprocessing) -> Array:
     prepared = prepare(encode_png(image), INPUT, how)
     with torch.inference_mode():
         probs = torch.softmax(model(torch.from_numpy(prepared.batch)), 1).half().numpy()
@@ -65,7 +68,7 @@ def predict(model: torch.jit.ScriptModule, image: np.ndarray, how: Preprocessing
     return mask
 
 
-def score(model: torch.jit.ScriptModule, pairs: list[tuple[np.ndarray, np.ndarray]], how: Preprocessing) -> dict[str, object]:
+def score(model: torch.jit.ScriptModule, pairs: list[tuple[Array, Array]], how: Preprocessing) -> dict[str, object]:
     predicted = np.concatenate([predict(model, image, how).ravel() for image, _ in pairs])
     truth = np.concatenate([mask.ravel() for _, mask in pairs])
     miou, per_class = mean_iou(predicted, truth, len(shapes.LABELS))
@@ -78,7 +81,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    model = torch.jit.load(str(starter.WEIGHTS)).eval()
+    model = torch.jit.load(str(starter.WEIGHTS)).eval()  # type: ignore[no-untyped-call]
     started = time.perf_counter()
     non_square = crops(np.random.default_rng(HELD_OUT_SEED), args.images, args.size)
     square = [shapes.sample(rng, size=args.size) for rng in [np.random.default_rng(HELD_OUT_SEED)] for _ in range(args.images)]
