@@ -14,6 +14,7 @@ from maskline.models import starter
 from maskline.shared.config import RuntimeSettings
 
 MAX_UPLOAD = 3_000_000
+MAX_MODEL = 400_000_000
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +31,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         settings,
         extra_env={
             "MASKLINE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+            "MASKLINE_MAX_MODEL_BYTES": str(MAX_MODEL),
             "MASKLINE_MAX_PIXELS": "4000000",
             "MASKLINE_MAX_REQUEST_PIXELS": "6000000",
             "MASKLINE_MAX_BACKLOG": "40",

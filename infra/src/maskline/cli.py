@@ -14,6 +14,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -255,6 +257,17 @@ def cmd_files(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def upload_progress(args: argparse.Namespace) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar of the bytes sent (weights of a few GB take a while); none with --json."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    columns = ("uploading weights", BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, disable=args.json) as bar:
+        task = bar.add_task("upload", total=None)
+        yield lambda sent, total: bar.update(task, completed=sent, total=total)
+
+
 def _preprocessing(args: argparse.Namespace) -> Preprocessing:
     described: dict[str, Any] = {"resize": "letterbox" if args.letterbox else "stretch"}
     for field in ("mean", "std"):
@@ -281,16 +294,18 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     if args.action == "register":
         height, width = (int(v) for v in args.input_size.split(","))
-        model = client.register_model(
-            Path(args.weights),
-            name=args.name,
-            labels=args.labels.split(","),
-            input_size=(height, width),
-            format=args.format,
-            output=args.output,
-            output_kind=args.output_kind,
-            preprocessing=_preprocessing(args),
-        )
+        with upload_progress(args) as progress:
+            model = client.register_model(
+                Path(args.weights),
+                progress=progress,
+                name=args.name,
+                labels=args.labels.split(","),
+                input_size=(height, width),
+                format=args.format,
+                output=args.output,
+                output_kind=args.output_kind,
+                preprocessing=_preprocessing(args),
+            )
         _print(args, model, f"registered {model['name']} version {model['version']}")
         return 0
     models = client.models()

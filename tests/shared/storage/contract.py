@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -34,3 +35,17 @@ async def check_store_contract(store: ObjectStore) -> None:
     big = bytes(range(256)) * 40_000  # 10 MB goes through in one piece
     await store.put("models/m/1/model.pt", big)
     assert await store.get("models/m/1/model.pt") == big
+
+
+async def check_streamed_put(store: ObjectStore) -> None:
+    """A streamed object is whole and exact, with its size and sha256, across several parts."""
+    part = bytes(range(256)) * 4096  # 1 MiB
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(40):  # 40 MiB: several multipart parts on S3
+            yield part[i:] + part[:i]
+
+    expected = b"".join([part[i:] + part[:i] for i in range(40)])
+    ref = await store.put_stream("inputs/t1/model-uploads/big", chunks(), "application/octet-stream")
+    assert (ref.size, ref.sha256) == (len(expected), hashlib.sha256(expected).hexdigest())
+    assert await store.get(ref.key) == expected

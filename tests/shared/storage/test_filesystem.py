@@ -6,13 +6,14 @@ import pytest
 
 from maskline.shared.storage import StorageError
 from maskline.shared.storage.filesystem import FilesystemStore
-from tests.shared.storage.contract import check_store_contract
+from tests.shared.storage.contract import check_store_contract, check_streamed_put
 
 pytestmark = pytest.mark.unit
 
 
 async def test_filesystem_store_meets_the_contract(tmp_path: Path) -> None:
     await check_store_contract(FilesystemStore(tmp_path))
+    await check_streamed_put(FilesystemStore(tmp_path))
 
 
 async def test_keys_cannot_escape_the_root(tmp_path: Path) -> None:

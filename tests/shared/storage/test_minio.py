@@ -13,7 +13,7 @@ from maskline.shared.errors import DependencyUnavailable
 from maskline.shared.storage import StorageError, open_store
 from maskline.shared.storage.base import StorageUnavailable
 from maskline.shared.storage.minio_store import MinioStore
-from tests.shared.storage.contract import check_store_contract
+from tests.shared.storage.contract import check_store_contract, check_streamed_put
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +34,7 @@ async def test_minio_store_meets_the_contract_over_s3(s3_endpoint: str) -> None:
     store = open_store(settings)
     assert isinstance(store, MinioStore)
     await check_store_contract(store)
+    await check_streamed_put(store)  # 40 MiB: a multipart upload of three 16 MiB parts
 
 
 async def test_unreachable_minio_is_a_storage_error(s3_endpoint: str) -> None:

@@ -8,6 +8,6 @@
 """
 
 from maskline.client.json_client import JsonClient
-from maskline.client.typed import ApiError, AsyncClient, Client, ClientSettings
+from maskline.client.typed import ApiError, AsyncClient, Client, ClientSettings, FileChunks
 
-__all__ = ["ApiError", "AsyncClient", "Client", "ClientSettings", "JsonClient"]
+__all__ = ["ApiError", "AsyncClient", "Client", "ClientSettings", "FileChunks", "JsonClient"]

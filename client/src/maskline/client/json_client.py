@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import mimetypes
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from maskline.client.typed import FILENAMES, Call, Calls, raise_for_problem, request_options
+from maskline.client.typed import FILENAMES, Call, Calls, FileChunks, raise_for_problem, request_options
 
 
 class JsonClient:
@@ -73,21 +74,27 @@ class JsonClient:
         description: str = "",
         architecture: str = "",
         architecture_kwargs: dict[str, Any] | None = None,
+        progress: Callable[[int, int], None] | None = None,
         **described: Any,
     ) -> dict[str, Any]:
-        """`described`: format, output, output_kind, preprocessing (see `Calls.register_model`)."""
+        """Stream the weights (any size up to the server's model limit, checksum verified), then
+        register them. `described`: format, output, output_kind, preprocessing (`Calls.register_model`)."""
+        uploaded = self.upload_weights(weights, progress)
         call = Calls.register_model(
-            weights.read_bytes(),
+            weights_sha256=uploaded["sha256"],
             name=name,
             labels=labels,
             input_size=input_size,
             description=description,
             architecture=architecture,
             architecture_kwargs=architecture_kwargs,
-            filename=weights.name,
             **described,
         )
         return dict(self._json(call))
+
+    def upload_weights(self, weights: Path, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        chunks = FileChunks(weights, progress)
+        return dict(self._json(Calls.upload_weights(chunks, chunks.sha256())))
 
     def upload_dataset_file(self, dataset: str, part: str, data: bytes, filename: str) -> dict[str, Any]:
         """part: `images` or `masks` (a mask has the same stem as its image, .png, class id per pixel)."""

@@ -15,12 +15,13 @@ by default, so a retry never starts a second job).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import mimetypes
 import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -38,6 +39,7 @@ from maskline.contracts.http_v1 import (
     QuantizeBody,
     SegmentationView,
     UploadView,
+    WeightsUploadView,
 )
 from maskline.contracts.model_v1 import ModelVersion, Preprocessing, VersionRef
 
@@ -88,6 +90,34 @@ class ApiError(Exception):
         return str(code) if code is not None else None
 
 
+class FileChunks:
+    """A file's bytes in chunks for a streamed upload, read afresh on every iteration (a retried
+    request sends it again); `progress(sent, total)` follows each chunk (the CLI's progress bar)."""
+
+    CHUNK = 1024 * 1024
+
+    def __init__(self, path: Path, progress: Callable[[int, int], None] | None = None) -> None:
+        self.path = path
+        self.size = path.stat().st_size
+        self.progress = progress
+
+    def __iter__(self) -> Iterator[bytes]:
+        sent = 0
+        with self.path.open("rb") as handle:
+            while chunk := handle.read(self.CHUNK):
+                sent += len(chunk)
+                if self.progress:
+                    self.progress(sent, self.size)
+                yield chunk
+
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        with self.path.open("rb") as handle:
+            while chunk := handle.read(self.CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class Call(Generic[T]):
     """One HTTP operation, independent of how it is sent."""
@@ -101,8 +131,9 @@ class Call(Generic[T]):
     params: dict[str, Any] = field(default_factory=dict)
     json: Any = None
     data: dict[str, str] | None = None
-    files: dict[str, tuple[str, bytes, str]] | None = None
-    content: bytes | None = None
+    files: dict[str, tuple[str | None, bytes, str]] | None = None
+    content: bytes | Iterable[bytes] | None = None
+    """A body as it is; an iterable is streamed (re-iterable, so a retry can send it again)."""
     headers: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -182,9 +213,16 @@ class Calls:
         return Call("GET", f"/v1/models/{name}/{version}", ModelVersion, params={"owner": owner} if owner else {})
 
     @staticmethod
+    def upload_weights(chunks: FileChunks, sha256: str) -> Call[WeightsUploadView]:
+        """Stream model weights of any size up to the server's model limit; the server checks the sha256."""
+        headers = {"content-type": "application/octet-stream", "content-length": str(chunks.size)}
+        return Call("PUT", f"/v1/models/weights/{sha256}", WeightsUploadView, content=chunks, headers=headers)
+
+    @staticmethod
     def register_model(
-        weights: bytes,
+        weights: bytes | None = None,
         *,
+        weights_sha256: str = "",
         name: str,
         labels: list[str],
         input_size: tuple[int, int],
@@ -197,7 +235,8 @@ class Calls:
         output_kind: str = "logits",
         preprocessing: Preprocessing | None = None,
     ) -> Call[ModelVersion]:
-        """`architecture`: `package.module:Class` that rebuilds the network (needed to quantize it).
+        """`weights` in the request, or `weights_sha256` of weights streamed first (`upload_weights`).
+        `architecture`: `package.module:Class` that rebuilds the network (needed to quantize it).
         `format`: torchscript or onnx (empty: recognised from the file); `output`: the output that
         holds the class scores when there are several; `preprocessing`: resize, normalisation."""
         form = {
@@ -213,7 +252,11 @@ class Calls:
             "output_kind": output_kind,
             "preprocessing": msgspec.json.encode(preprocessing or Preprocessing()).decode(),
         }
-        files = {"weights": (filename or f"{name}.pt", weights, "application/octet-stream")}
+        files: dict[str, tuple[str | None, bytes, str]] = (
+            {"weights": (filename or f"{name}.pt", weights, "application/octet-stream")}
+            if weights is not None  # the form must be multipart either way: a field part without a file name
+            else {"weights_sha256": (None, weights_sha256.encode(), "text/plain")}
+        )
         return Call("POST", "/v1/models", ModelVersion, accepted=JobView, data=form, files=files)
 
     @staticmethod

@@ -91,6 +91,14 @@ class UploadView(msgspec.Struct, frozen=True, kw_only=True):
     format: str
 
 
+class WeightsUploadView(msgspec.Struct, frozen=True, kw_only=True):
+    """Model weights streamed to `PUT /v1/models/weights/{sha256}`: register them by their sha256."""
+
+    key: str
+    size: int
+    sha256: str
+
+
 class JobError(msgspec.Struct, frozen=True, kw_only=True):
     stage: str
     code: str

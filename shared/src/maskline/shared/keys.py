@@ -51,6 +51,11 @@ def upload(tenant: str, sha256: str) -> str:
     return f"inputs/{tenant}/uploads/{sha256}"
 
 
+def model_upload(tenant: str, sha256: str) -> str:
+    """Model weights streamed before their registration names them; content-addressed."""
+    return f"inputs/{tenant}/model-uploads/{segment(sha256, 'sha256')}"
+
+
 def job_upload(tenant: str, job_id: str, sha256: str) -> str:
     """The upload of a job; content-addressed, so a second request can never overwrite it."""
     return f"inputs/{tenant}/{job_id}/upload-{sha256[:16]}"

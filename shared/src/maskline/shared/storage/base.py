@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -35,6 +36,22 @@ def make_ref(key: str, data: bytes, content_type: str) -> ObjectRef:
     return ObjectRef(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest(), content_type=content_type)
 
 
+class Digest:
+    """Size and sha256 of bytes as they pass (a streamed object is never whole in memory)."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._hash = hashlib.sha256()
+
+    def update(self, chunk: bytes) -> bytes:
+        self.size += len(chunk)
+        self._hash.update(chunk)
+        return chunk
+
+    def ref(self, key: str, content_type: str) -> ObjectRef:
+        return ObjectRef(key=key, size=self.size, sha256=self._hash.hexdigest(), content_type=content_type)
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     key: str
@@ -47,6 +64,13 @@ class ObjectStore(Protocol):
 
     async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> ObjectRef:
         """Store `data` under `key` atomically (readers see the old or the new object, never a part)."""
+        ...
+
+    async def put_stream(
+        self, key: str, chunks: AsyncIterator[bytes], content_type: str = "application/octet-stream"
+    ) -> ObjectRef:
+        """Store what `chunks` yields without holding it in memory (multipart on S3), atomically;
+        the reference carries the size and sha256 of what was written."""
         ...
 
     async def get(self, key: str) -> bytes:

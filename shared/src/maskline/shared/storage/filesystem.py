@@ -10,11 +10,18 @@ import asyncio
 import builtins
 import os
 import tempfile
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from maskline.contracts.common_v1 import ObjectRef
-from maskline.shared.storage.base import ObjectInfo, ObjectNotFound, StorageError, StorageUnavailable, make_ref
+from maskline.shared.storage.base import Digest, ObjectInfo, ObjectNotFound, StorageError, StorageUnavailable, make_ref
+
+
+def _flush(handle: BinaryIO) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
 
 
 class FilesystemStore:
@@ -47,6 +54,32 @@ class FilesystemStore:
         except OSError as exc:  # disk full, read-only, I/O error: an outage, not a bad message
             raise StorageUnavailable(f"put {key}: {exc}") from exc
         return make_ref(key, data, content_type)
+
+    async def put_stream(
+        self, key: str, chunks: AsyncIterator[bytes], content_type: str = "application/octet-stream"
+    ) -> ObjectRef:
+        path = self._path(key)
+        digest = Digest()
+        try:
+            handle, tmp = await asyncio.to_thread(self._open_temporary, path)
+            try:
+                with handle:
+                    async for chunk in chunks:
+                        await asyncio.to_thread(handle.write, digest.update(chunk))
+                    await asyncio.to_thread(_flush, handle)
+                await asyncio.to_thread(os.replace, tmp, path)
+            except BaseException:
+                await asyncio.to_thread(tmp.unlink, missing_ok=True)
+                raise
+        except OSError as exc:
+            raise StorageUnavailable(f"put {key}: {exc}") from exc
+        return digest.ref(key, content_type)
+
+    @staticmethod
+    def _open_temporary(path: Path) -> tuple[BinaryIO, Path]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        return os.fdopen(fd, "wb"), Path(tmp)
 
     async def get(self, key: str) -> bytes:
         path = self._path(key)

@@ -6,36 +6,41 @@ for the weights service to check and register it, so torch never loads in the ga
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post, put
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from maskline.contracts import model_v1
+from maskline.contracts.common_v1 import ObjectRef
 from maskline.contracts.envelope import new_job_id
-from maskline.contracts.http_v1 import JobView, MergeBody
+from maskline.contracts.http_v1 import JobView, MergeBody, WeightsUploadView
 from maskline.contracts.model_v1 import Architecture, ModelName, ModelVersion
 from maskline.services.gateway.access import OwnerParam
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.datasets import prefix as dataset_prefix
-from maskline.services.gateway.errors import Unprocessable
+from maskline.services.gateway.errors import PayloadTooLarge, Unprocessable
 from maskline.services.gateway.jobs import submit_command
 from maskline.shared import keys
 
 
 @dataclass
 class ModelForm:
-    """multipart/form-data body of `POST /v1/models`."""
+    """multipart/form-data body of `POST /v1/models`: the weights as a file (up to the request
+    limit), or the sha256 of weights streamed first to `PUT /v1/models/weights/{sha256}` (large models)."""
 
-    weights: UploadFile
     name: str
     labels: str
     """Comma-separated class names; the first is the background."""
+    weights: UploadFile | None = None
+    weights_sha256: str = ""
     input_height: int = 128
     input_width: int = 128
     description: str = ""
@@ -112,10 +117,8 @@ class ModelController(Controller):
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise Unprocessable(f"invalid model description: {exc}") from exc
         ctx.require_bus()
-        weights = await data.weights.read()
         job_id = new_job_id()
-        key = keys.job_upload(tenant, job_id, hashlib.sha256(weights).hexdigest())
-        upload = await ctx.runtime.store.put(key, weights, "application/octet-stream")
+        upload = await self._weights(ctx, tenant, job_id, data)
         command = model_v1.RegisterRequested(
             name=name,
             weights=upload,
@@ -138,6 +141,69 @@ class ModelController(Controller):
         assert state.model is not None
         model = await ctx.registry.get(tenant, state.model.name, state.model.version)
         return Response(model, status_code=HTTP_201_CREATED, headers={"Location": f"/v1/models/{model.name}/{model.version}"})
+
+    @staticmethod
+    async def _weights(ctx: GatewayContext, tenant: str, job_id: str, data: ModelForm) -> ObjectRef:
+        """The uploaded file stored for the job, or the reference of weights streamed before."""
+        if (data.weights is None) == (not data.weights_sha256):
+            raise Unprocessable("give the weights as a file, or the sha256 of weights uploaded to /v1/models/weights/{sha256}")
+        if data.weights is not None:
+            weights = await data.weights.read()
+            key = keys.job_upload(tenant, job_id, hashlib.sha256(weights).hexdigest())
+            return await ctx.runtime.store.put(key, weights, "application/octet-stream")
+        sha256 = data.weights_sha256.lower()
+        if not SHA256.match(sha256):
+            raise Unprocessable("weights_sha256 must be 64 hexadecimal digits", code="invalid_reference")
+        key = keys.model_upload(tenant, sha256)
+        found = await ctx.runtime.store.list_info(key)
+        if not found or found[0].key != key:
+            raise Unprocessable(f"no weights with sha256 {sha256} were uploaded by you", code="input_missing")
+        return ObjectRef(key=key, size=found[0].size, sha256=sha256, content_type="application/octet-stream")
+
+    @put(
+        "/weights/{sha256:str}",
+        status_code=HTTP_201_CREATED,
+        summary="Stream model weights (raw body, up to MASKLINE_MAX_MODEL_BYTES), checked against their sha256",
+        request_max_body_size=None,  # the handler enforces the model limit while it streams
+    )
+    async def upload_weights(
+        self, ctx: GatewayContext, tenant: str, sha256: str, request: Request[Any, Any, Any]
+    ) -> WeightsUploadView:
+        sha256 = sha256.lower()
+        if not SHA256.match(sha256):
+            raise Unprocessable("the path names the weights' sha256: 64 hexadecimal digits", code="invalid_reference")
+        limit = ctx.settings.max_model_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and int(declared) > limit:  # refused before a byte is read
+            raise too_large(int(declared), limit)
+        key = keys.model_upload(tenant, sha256)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            seen = 0
+            async for chunk in request.stream():
+                seen += len(chunk)
+                if seen > limit:  # a chunked body without a length: stopped at the limit
+                    raise too_large(seen, limit)
+                yield chunk
+
+        try:
+            ref = await ctx.runtime.store.put_stream(key, chunks(), "application/octet-stream")
+        except PayloadTooLarge:
+            await ctx.runtime.store.delete(key)
+            raise
+        if ref.sha256 != sha256:
+            await ctx.runtime.store.delete(key)
+            raise Unprocessable(f"the body's sha256 is {ref.sha256}, not {sha256}: upload again", code="checksum_mismatch")
+        return WeightsUploadView(key=ref.key, size=ref.size, sha256=ref.sha256)
+
+
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def too_large(size: int, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"model weights of {size} bytes are over the limit of {limit} bytes (MASKLINE_MAX_MODEL_BYTES)", code="model_too_large"
+    )
 
 
 class ModelMergeController(Controller):

@@ -11,6 +11,9 @@ class GatewaySettings(RuntimeSettings, kw_only=True, frozen=True):
     operators: str = "demo"
     """Comma-separated tenants that operate the platform: they see and re-drive every dead letter."""
     max_upload_bytes: int = 20_000_000
+    """Images and every other request body, except model weights."""
+    max_model_bytes: int = 4 * 1024**3
+    """Model weights streamed to `PUT /v1/models/weights/{sha256}` (default 4 GiB)."""
     max_pixels: int = 40_000_000
     max_wait_s: float = 120.0
     allowed_formats: str = "PNG,JPEG,WEBP,TIFF,BMP,GIF"
