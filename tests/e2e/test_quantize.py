@@ -161,9 +161,16 @@ def test_bad_requests_end_in_failed_jobs_and_leave_no_version(client: JsonClient
     unsupported = client.wait_job(client.quantize("unet-gelu", gelu["version"], dataset="qcal")["id"], timeout=120)
     assert unsupported["status"] == "failed" and unsupported["error"]["code"] == "unsupported_layer"
     assert "'enc1.2' (GELU)" in unsupported["error"]["reason"]
+    # Without its architecture a TorchScript model is exported to ONNX and quantized there (QDQ).
     no_arch = client.register_model(WEIGHTS, name="unet-plain", labels=list(shapes.LABELS), input_size=(128, 128))
-    plain = client.wait_job(client.quantize("unet-plain", no_arch["version"], dataset="qcal")["id"], timeout=120)
-    assert plain["status"] == "failed" and plain["error"]["code"] == "not_quantizable"
+    plain = client.wait_job(client.quantize("unet-plain", no_arch["version"], dataset="qcal")["id"], timeout=300)
+    assert plain["status"] == "completed", plain.get("error")
+    exported = dict(client.http.get(plain["links"]["model"]).json())
+    assert (exported["format"], exported["precision"]) == ("onnx", "int8")
+    image = png_bytes(shapes.sample(np.random.default_rng(5), 128)[0])
+    fp32_mask, _ = mask_of(client, image, model="unet-plain", version=no_arch["version"])
+    int8_mask, _ = mask_of(client, image, model="unet-plain", version=exported["version"])
+    assert mean_iou(fp32_mask, int8_mask) >= IOU_BOUND
     with pytest.raises(ApiError) as err:  # the gateway checks what it can before starting a job
         client.quantize("no-such-model", 1, dataset="qcal")
     assert err.value.status == 404

@@ -119,9 +119,11 @@ class JsonClient:
         }
         return dict(self._check(self.http.post("/v1/models/merges", json=body)).json())
 
-    def quantize(self, model: str, version: int, *, dataset: str, **options: Any) -> dict[str, Any]:
-        """Start a quantization job; `options` as in `POST /v1/models/quantizations` (name = the result's name)."""
-        body: dict[str, Any] = {"model": {"name": model, "version": version}, "dataset": dataset}
+    def quantize(self, model: str, version: int, *, dataset: str, owner: str | None = None, **options: Any) -> dict[str, Any]:
+        """Start a quantization job; `options` as in `POST /v1/models/quantizations` (name = the result's name);
+        `owner`: whose model (the platform's, or one shared with you)."""
+        ref = {"name": model, "version": version, **({"owner": owner} if owner else {})}
+        body: dict[str, Any] = {"model": ref, "dataset": dataset}
         body.update({k: v for k, v in options.items() if v is not None})
         return dict(self._check(self.http.post("/v1/models/quantizations", json=body)).json())
 

@@ -20,9 +20,9 @@ from numpy.typing import NDArray
 from maskline.contracts import model_v1
 from maskline.contracts.common_v1 import ObjectRef
 from maskline.contracts.envelope import Envelope, next_event
-from maskline.contracts.model_v1 import ModelVersion, QuantizationInfo, VersionRef
+from maskline.contracts.model_v1 import ModelFormat, ModelVersion, QuantizationInfo, VersionRef
 from maskline.services.quantize import architecture as arch
-from maskline.services.quantize import engine, workbench
+from maskline.services.quantize import engine, onnx_qdq, onnx_workbench, workbench
 from maskline.services.quantize.settings import QuantizeSettings
 from maskline.shared import keys, references
 from maskline.shared.access import ModelAccess
@@ -101,9 +101,10 @@ class QuantizeJobs:
         parent: ModelVersion,
         name: str,
         precision: str,
-        built: workbench.Built,
+        built: workbench.Built | onnx_workbench.OnnxBuilt,
         info: dict[str, Any],
         started: float,
+        format: ModelFormat = "torchscript",
     ) -> list[Envelope[Any]]:
         folder = keys.quantize_folder(env.tenant, name, env.job_id)
         refs: dict[str, ObjectRef] = {}
@@ -116,7 +117,7 @@ class QuantizeJobs:
             self.registry,
             self.bus,
             name=name,
-            weights=built.torchscript,
+            weights=built.torchscript if isinstance(built, workbench.Built) else built.weights,
             labels=parent.labels,
             input_size=parent.input_size,
             source=SOURCE,
@@ -132,6 +133,7 @@ class QuantizeJobs:
             trace_id=env.trace_id,
             output=parent.output,
             preprocessing=parent.preprocessing,
+            format=format,
         )
         done = model_v1.Quantized(
             model=model,
@@ -165,13 +167,9 @@ class QuantizeJobs:
             raise PermanentError(
                 f"{parent.name}/{parent.version} is {parent.precision}; quantize its float parent", code="not_float"
             )
-        if parent.architecture is None:
-            raise PermanentError(
-                f"{parent.name}/{parent.version} declares no architecture, so it cannot be rebuilt for quantization "
-                "(register it with an architecture entrypoint)",
-                code="not_quantizable",
-            )
         images = await self._images(env.tenant, request.dataset, request.max_images, parent)
+        if parent.format == "onnx" or parent.architecture is None:  # no source code: through ONNX
+            return await self._quantize_onnx(env, parent, name, images, started)
         weights = await self.store.get(parent.weights.key)
         recipe = engine.Recipe(
             method=request.method,
@@ -203,6 +201,42 @@ class QuantizeJobs:
         }
         return await self._publish_version(env, parent, name, request.precision, built, info, started)
 
+    async def _quantize_onnx(
+        self,
+        env: Envelope[model_v1.QuantizeRequested],
+        parent: ModelVersion,
+        name: str,
+        images: list[NDArray[np.float32]],
+        started: float,
+    ) -> list[Envelope[Any]]:
+        """QDQ through ONNX Runtime with the platform's calibrators; the version is an ONNX model."""
+        request = env.data
+        job = onnx_workbench.OnnxJob(
+            weights=await self.store.get(parent.weights.key),
+            format=parent.format,
+            images=images,
+            report_images=min(self.settings.report_images, len(images)),
+            method=request.method,
+            precision=request.precision,
+            per_channel=request.per_channel,
+            keep_float=request.keep_float,
+            percentile=request.percentile,
+            compare=request.compare_calibrators,
+        )
+        try:
+            built = await asyncio.to_thread(onnx_workbench.quantize, job, self._progress(env))
+        except (onnx_workbench.NotExportable, onnx_qdq.OnnxQuantizationError) as exc:
+            raise PermanentError(str(exc), code="not_quantizable") from exc
+        info = {
+            "method": request.method,
+            "per_channel": request.per_channel,
+            "keep_float": request.keep_float,
+            "dataset": request.dataset,
+            "images": len(images),
+            "percentile": request.percentile,
+        }
+        return await self._publish_version(env, parent, name, request.precision, built, info, started, format="onnx")
+
     async def edit(self, env: Envelope[model_v1.EditRequested]) -> list[Envelope[Any]]:
         request = env.data
         started = time.perf_counter()
@@ -211,6 +245,11 @@ class QuantizeJobs:
         target = await self._version(env.tenant, request.model)
         if target.quantization is None or target.parent is None:
             raise PermanentError(f"{target.name}/{target.version} is not a quantized version", code="not_quantized")
+        if target.format == "onnx":
+            raise PermanentError(
+                f"{target.name}/{target.version} is an ONNX QDQ model: layer edits apply to PyTorch int8 versions only",
+                code="not_editable",
+            )
         parent = await self._float_root(env.tenant, target)  # an edit of an edit: the float root is further up
         before = msgspec.json.decode(await self.store.get(target.quantization.recipe.key), type=engine.Recipe)
         after = msgspec.structs.replace(before, edits=(*before.edits, request.edit))
@@ -232,18 +271,22 @@ class QuantizeJobs:
         return model
 
     async def describe(self, env: Envelope[model_v1.ModelRegistered]) -> list[Envelope[Any]]:
-        """Write the graph of a newly registered float version that declares its architecture."""
+        """Write the graph of a newly registered float version: an ONNX one, or one that declares its architecture."""
         model = env.data.model
-        if model.architecture is None or model.quantization is not None:
+        if (model.architecture is None and model.format != "onnx") or model.quantization is not None:
             return []
         key = keys.model_graph(model.owner, model.name, model.version)
         if await self.store.exists(key):
             return []
         weights = await self.store.get(model.weights.key)
         try:
-            body = await asyncio.to_thread(
-                workbench.float_graph, weights, model.architecture, self.settings.allowed_architectures, model.input_size
-            )
+            if model.format == "onnx":
+                body = await asyncio.to_thread(lambda: msgspec.json.encode(onnx_qdq.describe(onnx_qdq.load(weights))))
+            else:
+                assert model.architecture is not None
+                body = await asyncio.to_thread(
+                    workbench.float_graph, weights, model.architecture, self.settings.allowed_architectures, model.input_size
+                )
         except Exception as exc:  # a graph is a convenience: never dead-letter a registration for it
             log.warning("graph.failed", model=model.name, version=model.version, error=str(exc))
             return []
