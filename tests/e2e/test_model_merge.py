@@ -15,7 +15,9 @@ from PIL import Image
 
 from maskline.client import ApiError, JsonClient
 from maskline.infra.embedded.stack import Stack
+from maskline.models import person
 from maskline.models.starter import WEIGHTS, shapes
+from tests.services.weights.test_onnx_weights import perturbed as onnx_site
 
 pytestmark = pytest.mark.e2e
 
@@ -112,3 +114,26 @@ def test_cli_merges_with_weights(stack: Stack) -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert json.loads(out.stdout)["status"] == "completed"
+
+
+def test_two_onnx_site_models_merge_into_a_served_onnx_version(client: JsonClient, tmp_path: Path) -> None:
+    paths = []
+    for seed in (1, 2):
+        paths.append(tmp_path / f"person-{seed}.onnx")
+        paths[-1].write_bytes(onnx_site(seed))
+    described = {"labels": ["background", "person"], "input_size": (256, 256)}
+    a = client.register_model(paths[0], name="person-a", **described)
+    b = client.register_model(paths[1], name="person-b", **described)
+    assert a["format"] == b["format"] == "onnx"
+    done = client.wait_job(
+        client.merge_models([("person-a", a["version"]), ("person-b", b["version"])], name="person-ab")["id"], 120
+    )
+    assert done["status"] == "completed", done
+    merged = client.http.get(done["links"]["model"]).json()
+    assert merged["format"] == "onnx" and merged["weights"]["key"].endswith(".onnx")
+    photo = (person.FOLDER / "samples" / "astronaut.jpg").read_bytes()
+    result = client.submit(photo, filename="astronaut.jpg", wait=90, model="person-ab", version=merged["version"])
+    assert result["status"] == "completed", result
+    assert 0.4 < (np.asarray(Image.open(io.BytesIO(client.artifact(result["id"], "mask")))) == 1).mean() < 0.7
+    mixed = client.wait_job(client.merge_models([("person-a", a["version"]), ("site-a", 1)], name="mixed")["id"], 120)
+    assert mixed["status"] == "failed" and "mix TorchScript and ONNX" in mixed["error"]["reason"]

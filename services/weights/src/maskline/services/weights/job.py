@@ -13,8 +13,8 @@ import torch
 
 from maskline.contracts import model_v1
 from maskline.contracts.envelope import Envelope, next_event
-from maskline.contracts.model_v1 import ModelVersion
-from maskline.services.weights import bn
+from maskline.contracts.model_v1 import ModelFormat, ModelVersion
+from maskline.services.weights import bn, onnx_weights
 from maskline.services.weights.methods import MergeOptions, Method
 from maskline.services.weights.streaming import IncompatibleModels, merge_states
 from maskline.shared import keys, references
@@ -33,6 +33,12 @@ def _extract_state(torchscript: bytes, target: Path) -> None:
     """TorchScript → a plain state-dict file that `torch.load(mmap=True)` can stream from."""
     module = torch.jit.load(io.BytesIO(torchscript), map_location="cpu")  # type: ignore[no-untyped-call]
     torch.save(module.state_dict(), target)
+
+
+def _build_onnx(
+    first: bytes, paths: list[Path], names: list[str], method: Method, options: MergeOptions, base: Path | None
+) -> tuple[bytes, bool]:
+    return onnx_weights.with_state(first, merge_states(paths, names, method, options, base)), False
 
 
 def _build(
@@ -66,8 +72,9 @@ async def merge_weight_objects(
     base_key: str | None = None,
     calibration: list[bytes] | None = None,
     input_size: tuple[int, int] = (128, 128),
+    format: ModelFormat = "torchscript",
 ) -> tuple[bytes, bool]:
-    """Merge TorchScript files in object storage into one; the first file gives the architecture.
+    """Merge TorchScript (or ONNX) files in object storage into one; the first file gives the architecture.
 
     Inputs are fetched one at a time and turned into memory-mapped state dicts on local disk, so
     memory stays near one model plus the output whatever their number.
@@ -79,11 +86,20 @@ async def merge_weight_objects(
             if i == 0:
                 first = data
             path = Path(tmp) / f"{i}.pt"
-            await asyncio.to_thread(_extract_state, data, path)
+            if format == "onnx":
+                try:
+                    onnx_weights.check_same_graph(first, data, ([*names, "base"])[min(i, len(names))], names[0])
+                except IncompatibleModels as exc:
+                    raise PermanentError(str(exc), code="incompatible_models") from exc
+                await asyncio.to_thread(onnx_weights.save_state, data, path)
+            else:
+                await asyncio.to_thread(_extract_state, data, path)
             paths.append(path)
             del data
         base_path = paths.pop() if base_key else None
         try:
+            if format == "onnx":
+                return await asyncio.to_thread(_build_onnx, first, paths, names, method, options, base_path)
             return await asyncio.to_thread(_build, first, paths, names, method, options, base_path, calibration or [], input_size)
         except (IncompatibleModels, ValueError) as exc:
             raise PermanentError(str(exc), code="incompatible_models") from exc
@@ -116,9 +132,13 @@ async def merge_models(
     except ModelNotFound as exc:
         raise PermanentError(str(exc), code="model_not_found") from exc
     first = versions[0]
-    onnx = [f"{v.name}/{v.version}" for v in versions if v.format != "torchscript"]
-    if onnx:  # their initializers could be averaged by name; not built yet (issue #13 note)
-        raise PermanentError(f"merging ONNX versions is not supported yet: {', '.join(onnx)}", code="incompatible_models")
+    formats = {v.format for v in [*versions, *([base] if base else [])]}
+    if len(formats) > 1:
+        raise PermanentError("the versions mix TorchScript and ONNX: merge versions of one format", code="incompatible_models")
+    if first.format == "onnx" and request.bn_dataset:
+        raise PermanentError(
+            "BatchNorm re-estimation needs TorchScript versions (ONNX graphs fold it)", code="incompatible_models"
+        )
     for v in versions[1:]:
         if v.labels != first.labels or v.input_size != first.input_size:
             raise PermanentError(
@@ -144,6 +164,7 @@ async def merge_models(
         base_key=base.weights.key if base else None,
         calibration=calibration,
         input_size=first.input_size,
+        format=first.format,
     )
     parents = ",".join(names)
     model = await register_model(
@@ -166,6 +187,7 @@ async def merge_models(
         trace_id=env.trace_id,
         output=first.output,
         preprocessing=first.preprocessing,
+        format=first.format,
     )
     await store.put(marker, msgspec.json.encode(model), "application/json")
     result = model_v1.ModelMerged(

@@ -174,6 +174,7 @@ class Rounds:
                 opened.method,
                 options,
                 input_size=base.input_size,
+                format=base.format,  # sites send updates in their base model's format
             )
             model = await register_model(
                 self.store,
@@ -195,6 +196,7 @@ class Rounds:
                 trace_id=state.trace_id,
                 output=base.output,
                 preprocessing=base.preprocessing,
+                format=base.format,
             )
             await self.store.put(marker, msgspec.json.encode(model), "application/json")
         ref = model_v1.VersionRef(model.name, model.version, model.owner)
