@@ -78,3 +78,9 @@ def test_step_compares_each_quantized_node_and_the_output(model: onnx.ModelProto
     report = onnx_qdq.step(model, qdq, images[:1])
     assert report.layers and report.output.sqnr_db > 5 and 0.9 < report.pixel_agreement <= 1.0
     assert {row.type for row in report.layers} >= {"Conv"}
+
+
+def test_the_layers_that_write_the_scores_stay_float_by_default(model: onnx.ModelProto) -> None:
+    head = onnx_qdq.output_head(model)
+    assert head[0] == next(n.name for n in reversed(model.graph.node) if n.op_type == "ConvTranspose")
+    assert head[-1] == model.graph.node[-1].name

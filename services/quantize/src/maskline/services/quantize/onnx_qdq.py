@@ -124,6 +124,16 @@ def ranges(observed: dict[str, Observed], method: Method, percentile: float) -> 
     return chosen
 
 
+def output_head(model: onnx.ModelProto) -> tuple[str, ...]:
+    """The last weighted node and every node after it (ONNX graphs are in topological order): the
+    layers that write the class scores stay float by default. Their decision boundary is where
+    rounding flips pixels — on the person model, keeping them float raised pixel agreement with FP32
+    from 0.959 to 0.986 (minmax, 6 photos) for one layer of 54 convolutions."""
+    nodes = list(model.graph.node)
+    last = max((i for i, node in enumerate(nodes) if node.op_type in WEIGHTED_OPS), default=len(nodes))
+    return tuple(node.name for node in nodes[last:])
+
+
 @dataclass(frozen=True)
 class Plan:
     """What to quantize: all nodes ONNX Runtime can (int8) or the weighted ones (hybrid), less `keep_float`."""

@@ -103,7 +103,8 @@ def quantize(job: OnnxJob, progress: Callable[[str, int, int], None]) -> OnnxBui
     float_bytes = onnx_qdq.as_bytes(model)
     observed = onnx_qdq.observe(model, job.images, lambda seen: progress("calibrate", seen, len(job.images)))
     chosen = onnx_qdq.ranges(observed, job.method, job.percentile)
-    plan = onnx_qdq.Plan("hybrid" if job.precision == "hybrid" else "int8", job.per_channel, keep_float=job.keep_float)
+    keep_float = tuple(dict.fromkeys((*job.keep_float, *onnx_qdq.output_head(model))))
+    plan = onnx_qdq.Plan("hybrid" if job.precision == "hybrid" else "int8", job.per_channel, keep_float=keep_float)
     qdq = onnx_qdq.quantize(model, chosen, plan)
     progress("reports", 0, 1)
     evaluation = job.images[-job.report_images :]
@@ -113,7 +114,7 @@ def quantize(job: OnnxJob, progress: Callable[[str, int, int], None]) -> OnnxBui
         method=job.method,
         precision=plan.precision,
         per_channel=job.per_channel,
-        keep_float=job.keep_float,
+        keep_float=keep_float,
         reduce_range=onnx_qdq.REDUCE_RANGE,
         ranges={name: (r.lo, r.hi) for name, r in chosen.items()},
     )
