@@ -122,6 +122,20 @@ def test_entropy_clips_a_rare_outlier_that_minmax_keeps() -> None:
     assert r.lo == -r.hi  # signed tensor: symmetric threshold
 
 
+def test_entropy_never_gives_a_range_below_a_positive_tensors_minimum() -> None:
+    # A sigmoid's output far from zero: the smallest candidate threshold lies below its minimum.
+    rng = np.random.default_rng(6)
+    values = np.concatenate([rng.uniform(0.065, 0.1, 10_000), rng.uniform(0.1, 0.9, 100)]).astype(np.float32)
+    seen = observed(values)
+    r = cal.entropy(seen)
+    assert r.hi > seen.lo and r == cal.minmax(seen)
+
+
+def test_entropy_keeps_min_max_when_there_are_fewer_samples_than_bins() -> None:
+    seen = observed(np.linspace(-1.0, 3.0, 96, dtype=np.float32))
+    assert cal.entropy(seen) == cal.minmax(seen)
+
+
 def test_choose_dispatches_and_rejects_unknown_methods() -> None:
     seen = observed(np.array([0.0, 1.0]))
     assert {m: cal.choose(m, seen).hi for m in cal.METHODS}["minmax"] == 1.0
