@@ -112,3 +112,26 @@ def test_tiled_inference_runs_a_large_image_at_native_resolution(client: JsonCli
     job = client.submit(encode_png(image), wait=90, model="bright-tiles", version=model["version"])
     assert job["status"] == "completed", job
     assert (mask_of(client, job) == (image.mean(axis=2) > 127)).all()
+
+
+class DictOutput(torch.nn.Module):
+    """torchvision's segmentation models return {"out": ..., "aux": ...}: bright-vs-dark in "out"."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        bright = (x.mean(dim=1, keepdim=True) > 0.5).float()
+        scores = torch.cat([1.0 - bright, bright], dim=1)
+        return {"aux": 1.0 - scores, "out": scores}
+
+
+def test_a_dict_output_torchscript_model_serves_the_declared_key(client: JsonClient, tmp_path: Path) -> None:
+    path = tmp_path / "dict.pt"
+    torch.jit.script(DictOutput()).save(str(path))
+    model = client.register_model(
+        path, name="dict-out", labels=["dark", "bright"], input_size=(64, 96), output="out", output_kind="probabilities"
+    )
+    assert model["output"] == {"name": "out", "kind": "probabilities"}
+    image = np.zeros((64, 96, 3), np.uint8)
+    image[:, 48:] = 230
+    job = client.submit(encode_png(image), wait=90, model="dict-out", version=model["version"])
+    assert job["status"] == "completed", job
+    assert (mask_of(client, job) == (image.mean(axis=2) > 127)).all()  # "out", not the inverted "aux"
