@@ -38,6 +38,18 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 log = structlog.get_logger(SOURCE)
 
 
+def _info(request: model_v1.QuantizeRequested, images: list[NDArray[np.float32]]) -> dict[str, Any]:
+    """How the version was made, as its QuantizationInfo records it."""
+    return {
+        "method": request.method,
+        "per_channel": request.per_channel,
+        "keep_float": request.keep_float,
+        "dataset": request.dataset,
+        "images": len(images),
+        "percentile": request.percentile,
+    }
+
+
 class QuantizeJobs:
     def __init__(
         self, store: ObjectStore, registry: ModelRegistry, access: ModelAccess, bus: Bus, settings: QuantizeSettings
@@ -191,15 +203,7 @@ class QuantizeJobs:
             raise PermanentError(str(exc), code="unsupported_layer") from exc
         except (arch.ArchitectureError, engine.QuantizationError) as exc:
             raise PermanentError(str(exc), code="not_quantizable") from exc
-        info = {
-            "method": request.method,
-            "per_channel": request.per_channel,
-            "keep_float": request.keep_float,
-            "dataset": request.dataset,
-            "images": len(images),
-            "percentile": request.percentile,
-        }
-        return await self._publish_version(env, parent, name, request.precision, built, info, started)
+        return await self._publish_version(env, parent, name, request.precision, built, _info(request, images), started)
 
     async def _quantize_onnx(
         self,
@@ -227,14 +231,7 @@ class QuantizeJobs:
             built = await asyncio.to_thread(onnx_workbench.quantize, job, self._progress(env))
         except (onnx_workbench.NotExportable, onnx_qdq.OnnxQuantizationError) as exc:
             raise PermanentError(str(exc), code="not_quantizable") from exc
-        info = {
-            "method": request.method,
-            "per_channel": request.per_channel,
-            "keep_float": request.keep_float,
-            "dataset": request.dataset,
-            "images": len(images),
-            "percentile": request.percentile,
-        }
+        info = _info(request, images)
         return await self._publish_version(env, parent, name, request.precision, built, info, started, format="onnx")
 
     async def edit(self, env: Envelope[model_v1.EditRequested]) -> list[Envelope[Any]]:
