@@ -66,8 +66,18 @@ def owner(module: str, path: str | None) -> str | None:
             if any(Path(path).is_relative_to(root) for root in _source_roots(name)):
                 return name
         return "unknown maskline portion"
-    owners = _top_level_owners().get(top)
+    owners = _top_level_owners().get(top) or _owners_by_folder(Path(path))
     return canonicalize_name(owners[0]) if owners else f"unknown ({top})"
+
+
+def _owners_by_folder(path: Path) -> list[str]:
+    """A module loaded under a top-level name of its own from inside another package's folder
+    (ONNX Runtime's quantizer puts `onnxruntime/transformers` on sys.path and imports `float16`):
+    the distribution of the package whose folder holds the file."""
+    for entry in map(Path, sys.path):
+        if entry.name == "site-packages" and path.is_relative_to(entry):
+            return _top_level_owners().get(path.relative_to(entry).parts[0], [])
+    return []
 
 
 @cache
