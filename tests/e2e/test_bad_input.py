@@ -151,3 +151,11 @@ def test_unknown_job_is_404(client: JsonClient) -> None:
     response = client.http.get("/v1/segmentations/0123456789abcdef")
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_model_form_with_undecodable_or_misplaced_parts_is_a_problem_not_a_500(client: JsonClient) -> None:
+    form = {"name": "junk", "labels": "a,b"}
+    binary = client.http.post("/v1/models", data=form, files={"description": (None, b"\x9a\xff not utf-8")})
+    assert (binary.status_code, binary.json()["code"]) == (400, "invalid_request")
+    as_text = client.http.post("/v1/models", data=form, files={"weights": (None, b"not a file part")})
+    assert (as_text.status_code, as_text.json()["code"]) == (400, "invalid_request")  # the form's own validation

@@ -145,8 +145,6 @@ class ModelController(Controller):
     @staticmethod
     async def _weights(ctx: GatewayContext, tenant: str, job_id: str, data: ModelForm) -> ObjectRef:
         """The uploaded file stored for the job, or the reference of weights streamed before."""
-        if data.weights is not None and not isinstance(data.weights, UploadFile):
-            raise Unprocessable("weights must be a file part of the form")
         if (data.weights is None) == (not data.weights_sha256):
             raise Unprocessable("give the weights as a file, or the sha256 of weights uploaded to /v1/models/weights/{sha256}")
         if data.weights is not None:

@@ -89,6 +89,9 @@ def _from_anything(request: Request[Any, Any, Any], exc: Exception) -> Response[
     if isinstance(exc, DependencyUnavailable):  # the object store, Triton: nothing was accepted
         log.warning("http.dependency_unavailable", path=request.url.path, dependency=exc.dependency, reason=exc.reason)
         return problem(503, f"the {exc.dependency} is not reachable now; retry shortly", exc.code).to_response(request)
+    if isinstance(exc, UnicodeDecodeError):  # litestar decodes a form's text parts before any handler runs
+        detail = "the request has a text part (a form field without a file name) that is not UTF-8"
+        return problem(400, detail, "invalid_request").to_response(request)
     log.error("http.unhandled", path=request.url.path, method=request.method, exc_info=exc)
     return problem(500, "the request failed inside the gateway; it was logged", "internal").to_response(request)
 
