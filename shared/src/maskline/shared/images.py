@@ -123,12 +123,12 @@ def _tiles(chw: NDArray[np.float32], size: tuple[int, int], overlap: float) -> M
     return ModelInput(batch=np.ascontiguousarray(batch), content=(0, 0, h, w), tiles=tiles, canvas=canvas)
 
 
-def stitch(prepared: ModelInput, scores: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
-    """C x H x W of the image's own part: tiles' scores averaged where they overlap, or the one output
-    cropped to the content box (letterbox)."""
+def stitch(prepared: ModelInput, scores: NDArray[np.floating[Any]]) -> NDArray[np.floating[Any]]:
+    """C x H x W of the image's own part: tiles' scores averaged where they overlap (float32), or the
+    one output cropped to the content box (a view in the scores' own type: no copy on the hot path)."""
     top, left, height, width = prepared.content
     if not prepared.tiles:
-        return np.asarray(scores[0, :, top : top + height, left : left + width], dtype=np.float32)
+        return scores[0, :, top : top + height, left : left + width]
     classes, th, tw = scores.shape[1:]
     total = np.zeros((classes, *prepared.canvas), np.float32)
     count = np.zeros(prepared.canvas, np.float32)

@@ -55,7 +55,7 @@ class ModelForm:
     output_kind: str = "logits"
     """`logits` (the platform applies a softmax) or `probabilities`."""
     preprocessing: str = "{}"
-    """JSON object: `resize` (stretch | letterbox), `scale`, `mean`, `std`, `channels` (rgb | bgr), `pad`."""
+    """JSON object: `resize` (stretch | letterbox | tile), `scale`, `mean`, `std`, `channels` (rgb | bgr), `pad`, `overlap`."""
 
 
 class ModelController(Controller):
@@ -151,9 +151,7 @@ class ModelController(Controller):
             weights = await data.weights.read()
             key = keys.job_upload(tenant, job_id, hashlib.sha256(weights).hexdigest())
             return await ctx.runtime.store.put(key, weights, "application/octet-stream")
-        sha256 = data.weights_sha256.lower()
-        if not SHA256.match(sha256):
-            raise Unprocessable("weights_sha256 must be 64 hexadecimal digits", code="invalid_reference")
+        sha256 = checked_sha256(data.weights_sha256)
         key = keys.model_upload(tenant, sha256)
         found = await ctx.runtime.store.list_info(key)
         if not found or found[0].key != key:
@@ -169,9 +167,7 @@ class ModelController(Controller):
     async def upload_weights(
         self, ctx: GatewayContext, tenant: str, sha256: str, request: Request[Any, Any, Any]
     ) -> WeightsUploadView:
-        sha256 = sha256.lower()
-        if not SHA256.match(sha256):
-            raise Unprocessable("the path names the weights' sha256: 64 hexadecimal digits", code="invalid_reference")
+        sha256 = checked_sha256(sha256)
         limit = ctx.settings.max_model_bytes
         declared = request.headers.get("content-length")
         if declared is not None and int(declared) > limit:  # refused before a byte is read
@@ -198,6 +194,14 @@ class ModelController(Controller):
 
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def checked_sha256(value: str) -> str:
+    """The weights' name, as the path of their upload and the `weights_sha256` of a registration give it."""
+    sha256 = value.lower()
+    if not SHA256.match(sha256):
+        raise Unprocessable(f"{value!r} is not a sha256: 64 hexadecimal digits", code="invalid_reference")
+    return sha256
 
 
 def too_large(size: int, limit: int) -> PayloadTooLarge:

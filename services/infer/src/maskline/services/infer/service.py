@@ -102,9 +102,10 @@ class Infer:
         expected = (prepared.batch.shape[0], len(model.labels), *prepared.batch.shape[2:])
         if probs.shape != expected:
             raise PermanentError(f"model returned shape {probs.shape}, expected {expected}", code="bad_model_output")
-        # letterboxed: only the image's part, in its own aspect; tiles: stitched at native resolution
-        inside = await asyncio.to_thread(stitch, prepared, probs)
-        ref = await self.runtime.store.put(prediction_key, encode_npy(inside.astype(np.float16)), "application/x-npy")
+        # letterboxed: only the image's part, in its own aspect (a view); tiles: stitched at native
+        # resolution, in a thread (a large image's canvas)
+        inside = await asyncio.to_thread(stitch, prepared, probs) if prepared.tiles else stitch(prepared, probs)
+        ref = await self.runtime.store.put(prediction_key, encode_npy(inside.astype(np.float16, copy=False)), "application/x-npy")
         timings = {"infer": round((time.perf_counter() - started) * 1000, 2), "triton": round(triton_ms, 2)}
         return Prediction(ref=ref, model=model, timings_ms=timings)
 

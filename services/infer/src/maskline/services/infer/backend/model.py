@@ -16,7 +16,9 @@ import triton_python_backend_utils as pb_utils
 
 
 def pick(out, name):
-    """The scores from a network's return value: a tensor, a dict (by name), a tuple (the first)."""
+    """The scores from a network's return value: a tensor, a dict (by name), a tuple (the first).
+    The weights service's registration check picks the same way (modelcheck.pick_torch_output); this
+    file runs inside Triton's stub, which may not have maskline installed."""
     if isinstance(out, dict):
         return out[name] if name is not None else next(iter(out.values()))
     if isinstance(out, (tuple, list)):
@@ -64,6 +66,7 @@ class TritonPythonModel:
         self.input_name = first.name
         # A graph exported with a fixed batch of 1 takes the dynamic batcher's requests one at a time.
         self.one_at_a_time = first.shape[0] == 1
+        self.output_names = [self.output or self.session.get_outputs()[0].name]
         self.device = torch.device("cpu")
         self.run = self._run_onnx
 
@@ -71,7 +74,7 @@ class TritonPythonModel:
         return pick(self.model(batch), self.output)
 
     def _run_onnx(self, batch):
-        names = [self.output] if self.output else [self.session.get_outputs()[0].name]
+        names = self.output_names
         array = batch.numpy()
         if self.one_at_a_time and array.shape[0] > 1:
             parts = [self.session.run(names, {self.input_name: array[i : i + 1]})[0] for i in range(array.shape[0])]
