@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,3 +75,9 @@ def admin(stack: Stack) -> RuntimeSettings:
 def partner_a(stack: Stack) -> RuntimeSettings:
     """An outside system bound to tenant-a: it publishes onto NATS itself."""
     return stack.client_settings("partner-a")
+
+
+def cli(stack: Stack, *args: str, api_key: str = "key-a") -> subprocess.CompletedProcess[str]:
+    """`maskline ...` in a subprocess against the stack's gateway, as tenant-a by default."""
+    command = [sys.executable, "-m", "maskline.cli", "--url", stack.gateway_url, "--api-key", api_key, *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)

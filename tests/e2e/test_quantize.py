@@ -20,6 +20,7 @@ from maskline.contracts.model_v1 import VersionRef
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import WEIGHTS, shapes
 from maskline.shared.bus import connect
+from tests.e2e.conftest import cli
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
@@ -77,7 +78,7 @@ def test_int8_version_on_triton_gives_the_fp32_mask(client: JsonClient, int8_ver
     assert default_job["model"]["precision"] == "fp32"
 
 
-def test_step_cross_and_graph_reports(client: JsonClient, int8_version: dict[str, Any]) -> None:
+def test_step_cross_and_graph_reports(client: JsonClient, stack: Stack, int8_version: dict[str, Any]) -> None:
     name, version = int8_version["name"], int8_version["version"]
     step = client.report(name, version, "step")
     assert len(step["layers"]) == 18 and step["pixel_agreement"] > 0.99
@@ -87,6 +88,10 @@ def test_step_cross_and_graph_reports(client: JsonClient, int8_version: dict[str
     assert head[0]["output_scale"] > 0 and len(head[0]["weight_scale"]) == 4
     cross = client.report(name, version, "cross", layer="enc1.0")["layers"][0]
     assert cross["only_this_int8"]["sqnr_db"] > 20 and cross["all_but_this_int8_agreement"] > 0.99
+    for kind in ("step", "cross"):
+        table = cli(stack, "models", "report", f"{name}:{version}", "--kind", kind)
+        assert table.returncode == 0 and table.stdout.splitlines()[0].startswith("layer"), table.stderr
+        assert any(line.startswith("enc1.0 ") for line in table.stdout.splitlines())
     graph = client.graph(name, version)
     assert any(n["type"] == "ConvReLU2d" and n["dtype"] == "quint8" for n in graph["nodes"])
     # The platform's float v1 (tenant-a's own shapes-unet v1 is the int8 one): name the owner.
@@ -97,7 +102,7 @@ def test_step_cross_and_graph_reports(client: JsonClient, int8_version: dict[str
     assert err.value.status == 404
 
 
-def test_hybrid_with_calibrator_comparison(client: JsonClient, calibration: str) -> None:
+def test_hybrid_with_calibrator_comparison(client: JsonClient, stack: Stack, calibration: str) -> None:
     job = client.quantize(
         "shapes-unet", 1, dataset=calibration, method="minmax", precision="hybrid", compare_calibrators=True, max_images=16
     )
@@ -108,6 +113,12 @@ def test_hybrid_with_calibrator_comparison(client: JsonClient, calibration: str)
     comparison = client.report(model["name"], model["version"], "calibrators")
     assert [row["method"] for row in comparison["rows"]] == ["minmax", "entropy", "log2", "percentile"]
     assert all(0.5 < row["miou_vs_fp32"] <= 1.0 and row["size_bytes"] > 0 and row["latency_ms"] > 0 for row in comparison["rows"])
+    table = cli(stack, "models", "report", f"{model['name']}:{model['version']}", "--kind", "calibrators")
+    assert table.returncode == 0, table.stderr  # it crashed with KeyError 'layer'
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["method", "miou_vs_fp32", "pixel_agreement", "output_sqnr_db", "latency_ms", "size_bytes"]
+    assert [line.split()[0] for line in lines[1:5]] == ["minmax", "entropy", "log2", "percentile"]
+    assert float(lines[1].split()[1]) == pytest.approx(comparison["rows"][0]["miou_vs_fp32"], abs=1e-4)
     image = png_bytes(shapes.sample(np.random.default_rng(44), 128)[0])
     hybrid, job = mask_of(client, image, precision="hybrid")
     fp32, _ = mask_of(client, image, precision="fp32")
@@ -115,7 +126,7 @@ def test_hybrid_with_calibrator_comparison(client: JsonClient, calibration: str)
 
 
 def test_editing_a_layer_makes_a_new_version_and_reports_how_far_it_travels(
-    client: JsonClient, int8_version: dict[str, Any]
+    client: JsonClient, stack: Stack, int8_version: dict[str, Any]
 ) -> None:
     name, version = int8_version["name"], int8_version["version"]
     step = client.report(name, version, "step", layer="enc2.0")["layers"][0]
@@ -131,6 +142,13 @@ def test_editing_a_layer_makes_a_new_version_and_reports_how_far_it_travels(
     assert rows["enc1.0"]["sqnr_db_after"] == rows["enc1.0"]["sqnr_db_before"]  # upstream: untouched
     assert rows["enc2.0"]["sqnr_db_after"] < rows["enc2.0"]["sqnr_db_before"]  # the coarser grid costs precision
     assert travel["output_sqnr_db_after"] < travel["output_sqnr_db_before"]
+    table = cli(stack, "models", "report", f"{name}:{edited['version']}", "--kind", "travel")
+    assert table.returncode == 0, table.stderr  # it printed {} for every layer
+    printed = {line.split()[0]: line.split()[1:] for line in table.stdout.splitlines()[1 : len(rows) + 1]}
+    assert set(printed) == set(rows)
+    assert float(printed["enc2.0"][0]) == pytest.approx(rows["enc2.0"]["sqnr_db_before"], abs=0.1)
+    assert float(printed["enc2.0"][2]) < 0  # the change, in dB
+    assert "edited: enc2.0" in table.stdout
     # The edited version is servable.
     _, job = mask_of(client, png_bytes(shapes.sample(np.random.default_rng(45), 128)[0]), version=edited["version"])
     assert job["model"]["version"] == edited["version"] and job["model"]["precision"] == "int8"

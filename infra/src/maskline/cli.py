@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from maskline import trust_cli
+from maskline import report_tables, trust_cli
 from maskline.client import ApiError, ClientSettings, JsonClient
 from maskline.contracts import seg_v1
 from maskline.contracts import subjects as table
@@ -389,11 +389,7 @@ def _quantize_verbs(client: JsonClient, args: argparse.Namespace) -> int:
         _print(args, graph, "\n".join(f"{n['id']:<28} {n['type']:<22} {n['shape']}" for n in graph["nodes"]))
         return 0
     report = client.report(name, version, args.kind, args.layer)
-    lines = [
-        f"{r['layer']:<12} {json.dumps({k: v for k, v in r.items() if isinstance(v, dict) and 'sqnr_db' in v})}"
-        for r in report.get("layers", report.get("rows", []))
-    ]
-    _print(args, report, "\n".join(lines) or json.dumps(report, indent=2))
+    _print(args, report, report_tables.TABLES[args.kind](report))
     return 0
 
 
