@@ -29,7 +29,9 @@ def step(doc: dict[str, Any]) -> str:
         (r["layer"], r["type"], r["error"]["sqnr_db"], r["error"]["cosine"], r["error"]["max_abs"], r["output_scale"])
         for r in doc["layers"]
     ]
-    footer = [f"output: SQNR {doc['output']['sqnr_db']:.1f} dB, pixel agreement {doc['pixel_agreement']:.4f} ({doc['images']} images)"]
+    footer = [
+        f"output: SQNR {doc['output']['sqnr_db']:.1f} dB, pixel agreement {doc['pixel_agreement']:.4f} ({doc['images']} images)"
+    ]
     return render(("layer", "type", "sqnr_db", "cosine", "max_abs", "output_scale"), rows, footer)
 
 
