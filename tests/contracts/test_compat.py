@@ -64,3 +64,14 @@ def test_the_diff_names_every_kind_of_break() -> None:
     added = copy.deepcopy(released["seg.v1.requested.json"])
     added["$defs"]["SegmentationOptions"]["properties"]["new_option"] = {"type": "boolean", "default": False}
     assert compat.breaking_changes(released, {**released, "seg.v1.requested.json": added}) == []
+
+
+def test_a_default_object_may_gain_the_defaults_of_added_fields_but_not_change_old_ones() -> None:
+    released = compat.load(compat.newest_release(schema.RELEASED))
+    doc = copy.deepcopy(released["seg.v1.requested.json"])
+    options = doc["$defs"]["SegmentationRequested"]["properties"]["options"]
+    options["default"] = {**options["default"], "alias": None}
+    assert compat.breaking_changes(released, {**released, "seg.v1.requested.json": doc}) == []
+    options["default"] = {**options["default"], "model": "another-model"}
+    problems = compat.breaking_changes(released, {**released, "seg.v1.requested.json": doc})
+    assert problems and "SegmentationRequested.options changed" in problems[0]

@@ -54,9 +54,9 @@ def test_a_served_model_version_is_not_deleted(client: JsonClient) -> None:
     assert err.value.status == 409 and err.value.problem["code"] == "model_in_service"
     assert "still served" in err.value.problem["detail"]
     second = client.register_model(WEIGHTS, name="fm-model", labels=labels, input_size=size)
-    with pytest.raises(ApiError) as err:  # still what other tenants' unpinned requests get
+    with pytest.raises(ApiError) as err:  # still what unpinned requests run: the alias `stable` names it
         client.delete_file("models", f"fm-model/{first['version']}")
-    assert err.value.status == 409 and "released" in err.value.problem["detail"]
+    assert err.value.status == 409 and "alias stable" in err.value.problem["detail"]
     client.release_model("fm-model", second["version"])
     models = {f["path"] for f in client.files("models")["files"]}
     assert {f"fm-model/{first['version']}", f"fm-model/{second['version']}"} <= models

@@ -5,6 +5,7 @@ maskline up | down | status         run the embedded stack in the background (su
 maskline restart PROGRAM            restart one service, nats or triton
 maskline submit IMAGE [--wait S]    segment an image, download its artifacts
 maskline models list | register     the model registry
+maskline alias list | set | rollback | rollout   aliases: promote, roll back, canary, shadow (see rollout_cli)
 maskline audit | access | credentials   trust: verify the audit trail, share models (see trust_cli)
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from maskline import report_tables, trust_cli
+from maskline import report_tables, rollout_cli, trust_cli
 from maskline.client import ApiError, ClientSettings, JsonClient
 from maskline.contracts import seg_v1
 from maskline.contracts import subjects as table
@@ -180,7 +181,13 @@ def _follow_stages(client: JsonClient, args: argparse.Namespace, job: dict[str, 
 def cmd_submit(args: argparse.Namespace) -> int:
     client = JsonClient(args.url, api_key=args.api_key)
     job = client.submit(
-        Path(args.image), wait=0, model=args.model, version=args.version, precision=args.precision, tta=args.tta or None
+        Path(args.image),
+        wait=0,
+        model=args.model,
+        version=args.version,
+        precision=args.precision,
+        alias=args.alias,
+        tta=args.tta or None,
     )
     job = _follow_stages(client, args, job)
     if job["status"] == "completed" and args.out:
@@ -290,7 +297,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "release":
         name, version = _ref(args.refs[0]) if args.refs else ("", 0)
         model = client.release_model(name, version)
-        _print(args, model, f"released {model['name']} version {model['version']} to other tenants")
+        _print(args, model, f"{model['name']} version {model['version']} is stable now: requests naming no version run it")
         return 0
     if args.action == "register":
         height, width = (int(v) for v in args.input_size.split(","))
@@ -423,6 +430,7 @@ def parser() -> argparse.ArgumentParser:
     dlq.add_argument("seq", nargs="*", type=int)
     dlq.set_defaults(run=cmd_dlq)
     trust_cli.add_parsers(sub)
+    rollout_cli.add_parsers(sub)
     files = sub.add_parser("files", help="your inputs, outputs, datasets and models: list, get, rm")
     files.add_argument("action", choices=["list", "get", "rm"])
     files.add_argument("path", nargs="?", help="get/rm: the path shown by list (models: name/version)")
@@ -436,7 +444,8 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--version", type=int, default=None)
     submit.add_argument("--out", default="out")
     submit.add_argument("--tta", action="store_true", help="test-time augmentation (5 variants, fused)")
-    submit.add_argument("--precision", choices=["fp32", "hybrid", "int8"], help="newest version in this precision")
+    submit.add_argument("--precision", choices=["fp32", "hybrid", "int8"], help="the alias's version in this precision")
+    submit.add_argument("--alias", help="the model's alias to run (default: stable)")
     submit.set_defaults(run=cmd_submit)
     datasets = sub.add_parser("datasets", help="upload, show or expand a dataset")
     datasets.add_argument("action", choices=["upload", "show", "expand"])

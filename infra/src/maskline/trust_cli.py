@@ -4,7 +4,7 @@ releases, and credentials for a deployment.
 maskline audit JOB                          one job's records (hash and signature checked)
 maskline audit verify [--checkpoint F]      the whole trail, as the auditor identity; names the first break
 maskline access list | request OWNER/NAME | withdraw OWNER/NAME | grant|refuse|revoke NAME GRANTEE
-maskline models release NAME:VERSION        what other tenants' unpinned requests get
+maskline models release NAME:VERSION        make it `stable`: what requests naming no version run
 maskline credentials --out DIR              nkey seeds, audit key and nats-server users for compose
 maskline provision                          streams, buckets, bundled model (as MASKLINE_NATS_IDENTITY=admin)
 """

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from maskline.client.typed import FILENAMES, Call, Calls, FileChunks, raise_for_problem, request_options
+from maskline.contracts.http_v1 import PromoteBody, RolloutBody
 
 
 class JsonClient:
@@ -174,6 +175,26 @@ class JsonClient:
 
     def release_model(self, name: str, version: int) -> dict[str, Any]:
         return dict(self._json(Calls.release_model(name, version)))
+
+    def aliases(self, name: str, owner: str | None = None) -> list[dict[str, Any]]:
+        return list(self._json(Calls.aliases(name, owner)))
+
+    def alias(self, name: str, alias: str, owner: str | None = None) -> dict[str, Any]:
+        return dict(self._json(Calls.alias(name, alias, owner)))
+
+    def promote(self, name: str, alias: str, version: int, **rule: Any) -> dict[str, Any]:
+        """`rule`: `require_metric`, `require_shadow_agreement`, `min_shadow_jobs` (PromoteBody)."""
+        return dict(self._json(Calls.promote(name, alias, PromoteBody(version=version, **rule))))
+
+    def rollback(self, name: str, alias: str) -> dict[str, Any]:
+        return dict(self._json(Calls.rollback(name, alias)))
+
+    def rollout(self, name: str, alias: str, **split: Any) -> dict[str, Any]:
+        """`split`: `canary`, `canary_percent`, `shadow` (RolloutBody)."""
+        return dict(self._json(Calls.rollout(name, alias, RolloutBody(**split))))
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._send(Calls.delete_alias(name, alias))
 
     def request_access(self, owner: str, name: str, note: str = "") -> dict[str, Any]:
         return dict(self._json(Calls.request_access(owner, name, note)))

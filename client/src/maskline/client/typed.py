@@ -31,12 +31,15 @@ import msgspec
 
 from maskline.contracts import seg_v1
 from maskline.contracts.http_v1 import (
+    AliasView,
     DatasetView,
     ExpandRequest,
     JobView,
     LayerEditBody,
     MergeBody,
+    PromoteBody,
     QuantizeBody,
+    RolloutBody,
     SegmentationView,
     UploadView,
     WeightsUploadView,
@@ -149,7 +152,7 @@ def _form(options: seg_v1.SegmentationOptions) -> dict[str, str]:
         "overlay_alpha": str(options.overlay_alpha),
         "min_region_area": str(options.min_region_area),
     }
-    for name in ("owner", "version", "precision"):
+    for name in ("owner", "version", "precision", "alias"):
         value = getattr(options, name)
         if value is not None:
             form[name] = str(value)
@@ -274,6 +277,31 @@ class Calls:
     @staticmethod
     def release_model(name: str, version: int) -> Call[ModelVersion]:
         return Call("POST", f"/v1/models/{name}/{version}/release", ModelVersion)
+
+    @staticmethod
+    def aliases(name: str, owner: str | None = None) -> Call[list[AliasView]]:
+        return Call("GET", f"/v1/models/{name}/aliases", list[AliasView], params={"owner": owner} if owner else {})
+
+    @staticmethod
+    def alias(name: str, alias: str, owner: str | None = None) -> Call[AliasView]:
+        return Call("GET", f"/v1/models/{name}/aliases/{alias}", AliasView, params={"owner": owner} if owner else {})
+
+    @staticmethod
+    def promote(name: str, alias: str, body: PromoteBody) -> Call[AliasView]:
+        """Create the alias at `body.version` or move it there (with an optional promotion rule)."""
+        return Call("PUT", f"/v1/models/{name}/aliases/{alias}", AliasView, json=msgspec.to_builtins(body))
+
+    @staticmethod
+    def rollback(name: str, alias: str) -> Call[AliasView]:
+        return Call("POST", f"/v1/models/{name}/aliases/{alias}/rollback", AliasView)
+
+    @staticmethod
+    def rollout(name: str, alias: str, body: RolloutBody) -> Call[AliasView]:
+        return Call("PUT", f"/v1/models/{name}/aliases/{alias}/rollout", AliasView, json=msgspec.to_builtins(body))
+
+    @staticmethod
+    def delete_alias(name: str, alias: str) -> Call[None]:
+        return Call("DELETE", f"/v1/models/{name}/aliases/{alias}", None)
 
     @staticmethod
     def report(name: str, version: int, kind: str, layer: str | None = None) -> Call[dict[str, Any]]:
@@ -478,6 +506,20 @@ class Client:
     def release_model(self, name: str, version: int) -> ModelVersion:
         return self.send(Calls.release_model(name, version))
 
+    def aliases(self, name: str, owner: str | None = None) -> list[AliasView]:
+        return self.send(Calls.aliases(name, owner))
+
+    def promote(self, name: str, alias: str, version: int, **rule: Any) -> AliasView:
+        """`rule`: `require_metric`, `require_shadow_agreement`, `min_shadow_jobs` (PromoteBody)."""
+        return self.send(Calls.promote(name, alias, PromoteBody(version=version, **rule)))
+
+    def rollback(self, name: str, alias: str) -> AliasView:
+        return self.send(Calls.rollback(name, alias))
+
+    def rollout(self, name: str, alias: str, **split: Any) -> AliasView:
+        """`split`: `canary`, `canary_percent`, `shadow` (RolloutBody)."""
+        return self.send(Calls.rollout(name, alias, RolloutBody(**split)))
+
     def close(self) -> None:
         self.http.close()
 
@@ -559,6 +601,18 @@ class AsyncClient:
 
     async def release_model(self, name: str, version: int) -> ModelVersion:
         return await self.send(Calls.release_model(name, version))
+
+    async def aliases(self, name: str, owner: str | None = None) -> list[AliasView]:
+        return await self.send(Calls.aliases(name, owner))
+
+    async def promote(self, name: str, alias: str, version: int, **rule: Any) -> AliasView:
+        return await self.send(Calls.promote(name, alias, PromoteBody(version=version, **rule)))
+
+    async def rollback(self, name: str, alias: str) -> AliasView:
+        return await self.send(Calls.rollback(name, alias))
+
+    async def rollout(self, name: str, alias: str, **split: Any) -> AliasView:
+        return await self.send(Calls.rollout(name, alias, RolloutBody(**split)))
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -24,6 +24,10 @@ class ModelRef(msgspec.Struct, frozen=True, kw_only=True):
     precision: str = "fp32"
     owner: str = ""
     """The tenant that owns the model version (empty before 1.3)."""
+    alias: str | None = None
+    """The alias the request resolved (none: it pinned a version). Added in 1.6."""
+    canary: bool = False
+    """The alias's canary served this request (its share of the alias's traffic). Added in 1.6."""
 
 
 class JobFailed(msgspec.Struct, frozen=True, kw_only=True):

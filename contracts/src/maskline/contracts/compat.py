@@ -20,6 +20,18 @@ def _field(schema: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in schema.items() if k not in _WORDING}
 
 
+def _same_field(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Equal but for wording, or for a default object that only gained keys (fields added since,
+    with their own defaults): what an old producer leaves out still decodes to the same values."""
+    a, b = _field(old), _field(new)
+    if a == b:
+        return True
+    old_default, new_default = a.pop("default", None), b.pop("default", None)
+    if a != b or not isinstance(old_default, dict) or not isinstance(new_default, dict):
+        return False
+    return all(key in new_default and new_default[key] == value for key, value in old_default.items())
+
+
 def breaking_changes(released: dict[str, dict[str, Any]], current: dict[str, dict[str, Any]]) -> list[str]:
     """Every incompatibility between two sets of schemas (file name → JSON Schema document)."""
     problems: list[str] = []
@@ -43,7 +55,7 @@ def breaking_changes(released: dict[str, dict[str, Any]], current: dict[str, dic
                     problems.append(f"{where}.{field} removed")
                 elif struct.startswith("Envelope") and field == "version":
                     continue  # the envelope's default version is the contract version: it moves with every minor
-                elif _field(now) != _field(schema):
+                elif not _same_field(schema, now):
                     problems.append(f"{where}.{field} changed: {_field(schema)} -> {_field(now)}")
             for field in sorted(set(new.get("required", [])) - set(old.get("required", []))):
                 problems.append(f"{where}.{field} is now required")

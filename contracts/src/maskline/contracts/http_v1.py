@@ -9,6 +9,7 @@ over HTTP is a 400); views skip them (an older client reads a newer gateway's an
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
 
@@ -155,3 +156,46 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def finished(self) -> bool:
         return self.status in ("completed", "failed")
+
+
+class ShadowView(msgspec.Struct, frozen=True, kw_only=True):
+    """How an alias's shadow version has agreed with the served one so far (means over `jobs`)."""
+
+    version: int
+    served: int
+    """The alias's version at the last comparison."""
+    jobs: int
+    pixel_agreement: float
+    miou: float
+    min_pixel_agreement: float
+    served_ms: float
+    shadow_ms: float
+
+
+class AliasView(msgspec.Struct, frozen=True, kw_only=True):
+    """`/v1/models/{name}/aliases/{alias}`: the alias, and its shadow's figures when it has one."""
+
+    alias: model_v1.Alias
+    shadow: ShadowView | None = None
+
+
+class PromoteBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`PUT /v1/models/{name}/aliases/{alias}`: point the alias at one of your versions (create it,
+    or promote), optionally only if a rule holds."""
+
+    version: Annotated[int, msgspec.Meta(ge=1)]
+    require_metric: str | None = None
+    """Refuse (409 `promotion_refused`) unless the version's recorded metric of this name (for example
+    `miou`) is at least the current version's."""
+    require_shadow_agreement: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
+    """Refuse unless the version ran as this alias's shadow on at least `min_shadow_jobs` requests
+    with at least this mean pixel agreement with the served masks."""
+    min_shadow_jobs: Annotated[int, msgspec.Meta(ge=1)] = 20
+
+
+class RolloutBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`PUT /v1/models/{name}/aliases/{alias}/rollout`: the alias's canary split and shadow (null clears)."""
+
+    canary: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    canary_percent: Annotated[float, msgspec.Meta(ge=0.0, le=100.0)] = 0.0
+    shadow: Annotated[int, msgspec.Meta(ge=1)] | None = None

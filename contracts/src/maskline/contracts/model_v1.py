@@ -22,6 +22,8 @@ QUANTIZE_PROGRESSED = "model.v1.quantize.progressed"
 EDIT_REQUESTED = "model.v1.edit.requested"
 QUANTIZED = "model.v1.quantized"
 ACCESS_CHANGED = "model.v1.access.changed"
+ALIAS_CHANGED = "model.v1.alias.changed"
+SHADOW_COMPARED = "model.v1.shadow.compared"
 
 ModelName = Annotated[str, msgspec.Meta(pattern="^[a-z0-9][a-z0-9_-]{0,63}$")]
 #: A tenant as it appears in subjects and object keys (NATS ADR-6 token grammar).
@@ -316,6 +318,70 @@ class AccessChanged(msgspec.Struct, frozen=True, kw_only=True):
     note: str = ""
 
 
+AliasName = Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9_-]{0,31}$")]
+#: The alias a request naming no version and no alias runs. The first version of a model (and the
+#: first of each precision, as `stable-<precision>`) becomes it; after that only its owner moves it.
+STABLE = "stable"
+
+
+def precision_alias(alias: str, precision: str) -> str:
+    """The alias a request for `alias` in one precision looks at first (`stable-int8`)."""
+    return f"{alias}-{precision}"
+
+
+class Alias(msgspec.Struct, frozen=True, kw_only=True):
+    """A named pointer to one version of a model, and how its traffic is split. Added in 1.6.
+
+    Requests that resolve the alias run `version`, except `canary_percent` of them (chosen by job
+    id, so every attempt and every TTA variant of one job runs the same version) which run
+    `canary`; with `shadow`, that version also runs on each request, and its masks are compared
+    with the served ones and never returned."""
+
+    owner: Owner
+    model: ModelName
+    name: AliasName
+    version: Annotated[int, msgspec.Meta(ge=1)]
+    history: tuple[int, ...] = ()
+    """The versions it pointed to before, oldest first: a rollback returns to the last one."""
+    canary: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    canary_percent: Annotated[float, msgspec.Meta(ge=0.0, le=100.0)] = 0.0
+    shadow: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    changed: datetime | None = None
+    by: str = ""
+    """The tenant that made the last change."""
+
+
+AliasAction = Literal["created", "promoted", "rolled-back", "rollout", "deleted"]
+
+
+class AliasChanged(msgspec.Struct, frozen=True, kw_only=True):
+    """An alias was created, promoted to another version, rolled back, had its canary or shadow
+    changed, or was deleted. Added in 1.6."""
+
+    alias: Alias
+    action: AliasAction
+    previous: int | None = None
+    """The version it pointed to before this change (none when created)."""
+    rule: str = ""
+    """The promotion rule that was checked, and its numbers (empty: none was asked for)."""
+
+
+class ShadowCompared(msgspec.Struct, frozen=True, kw_only=True):
+    """A shadow version ran on a copy of one request: how its mask agrees with the served one. Added in 1.6."""
+
+    owner: Owner
+    model: ModelName
+    alias: AliasName
+    served: Annotated[int, msgspec.Meta(ge=1)]
+    shadow: Annotated[int, msgspec.Meta(ge=1)]
+    pixel_agreement: float
+    """Share of pixels whose class is the same in both masks."""
+    miou: float
+    """Mean IoU of the shadow's mask against the served one, over the classes either has."""
+    served_ms: float
+    shadow_ms: float
+
+
 #: Payload type of every subject in this family.
 PAYLOADS: dict[str, type[msgspec.Struct]] = {
     REGISTERED: ModelRegistered,
@@ -329,4 +395,6 @@ PAYLOADS: dict[str, type[msgspec.Struct]] = {
     EDIT_REQUESTED: EditRequested,
     QUANTIZED: Quantized,
     ACCESS_CHANGED: AccessChanged,
+    ALIAS_CHANGED: AliasChanged,
+    SHADOW_COMPARED: ShadowCompared,
 }

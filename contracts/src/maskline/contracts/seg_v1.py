@@ -39,9 +39,13 @@ class SegmentationOptions(msgspec.Struct, frozen=True, kw_only=True):
     """Whose model: None looks for your own `model`, then the platform's public one; name the owner
     to use a model another tenant shared with you. Added in 1.3."""
     version: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    """None: the newest version of `precision` (newest fp32 when no precision is given)."""
+    """None: the version `alias` names (never simply the newest one)."""
     precision: Literal["fp32", "hybrid", "int8"] | None = None
-    """Pick the newest version in this precision (with `version`: check it has it). Added in 1.2."""
+    """Pick the alias's version in this precision, `<alias>-<precision>` (with `version`: check it
+    has it). Added in 1.2."""
+    alias: Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9_-]{0,31}$")] | None = None
+    """Without `version`: the model's alias to run (None: `stable`), with its canary split and
+    shadow. Added in 1.6."""
     outputs: tuple[Output, ...] = ALL_OUTPUTS
     overlay_alpha: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.5
     min_region_area: Annotated[int, msgspec.Meta(ge=0)] = 0

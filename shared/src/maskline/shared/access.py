@@ -12,7 +12,9 @@ too, so a revoked grant cannot be kept alive through a copy.
 
 from __future__ import annotations
 
+import hashlib
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,10 +23,10 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from maskline.contracts.envelope import now
-from maskline.contracts.model_v1 import AccessState, ModelVersion, VersionRef
+from maskline.contracts.model_v1 import STABLE, AccessState, Alias, ModelVersion, VersionRef, precision_alias
 from maskline.contracts.subjects import PLATFORM_TENANT
 from maskline.shared.kv import compare_and_set, entries, open_bucket
-from maskline.shared.registry import LATEST, RELEASED, ModelNotFound, ModelRegistry, valid
+from maskline.shared.registry import ModelNotFound, ModelRegistry, valid
 
 BUCKET = "grants"
 #: How long a service trusts a grant it looked up: a revocation takes effect within this time.
@@ -125,6 +127,30 @@ class Grants:
         return sorted((g for g in found if tenant in (g.owner, g.grantee)), key=lambda g: (g.owner, g.model, g.grantee))
 
 
+def in_canary(job_id: str, alias: Alias) -> bool:
+    """Whether this job is in the alias's canary share: a hash of the job id, so every attempt and
+    every TTA variant of one job lands on the same side, and the share is even over jobs."""
+    digest = hashlib.sha256(f"{alias.owner}/{alias.model}/{alias.name}/{job_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 10_000 < round(alias.canary_percent * 100)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a model reference resolves to: a pinned version, or an alias's version with its canary
+    and shadow versions."""
+
+    model: ModelVersion
+    alias: Alias | None = None
+    canary: ModelVersion | None = None
+    shadow: ModelVersion | None = None
+
+    def pick(self, job_id: str) -> tuple[ModelVersion, bool]:
+        """The version that serves this job, and whether it is the canary."""
+        if self.canary is not None and self.alias is not None and in_canary(job_id, self.alias):
+            return self.canary, True
+        return self.model, False
+
+
 class ModelAccess:
     """Resolve the model a tenant names, and refuse what it may not use (as if it did not exist)."""
 
@@ -136,43 +162,79 @@ class ModelAccess:
         return owner in (tenant, PLATFORM_TENANT) or await self.grants.granted(owner, name, tenant)
 
     async def resolve(
-        self, tenant: str, name: str, *, owner: str | None = None, version: int | None = None, precision: str | None = None
+        self,
+        tenant: str,
+        name: str,
+        *,
+        owner: str | None = None,
+        version: int | None = None,
+        precision: str | None = None,
+        alias: str | None = None,
     ) -> ModelVersion:
-        """The version `tenant` gets for this reference.
+        """The version `tenant` gets for this reference (an alias's own version, never its canary)."""
+        target = await self.target(tenant, name, owner=owner, version=version, precision=precision, alias=alias)
+        return target.model
+
+    async def target(
+        self,
+        tenant: str,
+        name: str,
+        *,
+        owner: str | None = None,
+        version: int | None = None,
+        precision: str | None = None,
+        alias: str | None = None,
+    ) -> Target:
+        """What `tenant`'s reference runs.
 
         Without `owner`, the tenant's own model of that name is looked at first, then the
-        platform's public one, for each step: a pinned version; else the requested precision;
-        else float, then any precision. Unpinned, an owner gets its newest version, everyone else
-        the released one.
+        platform's public one. A pinned `version` is that version (checked against `precision`).
+        Otherwise the alias (`stable` when none is named) decides, for everyone alike, owner
+        included: with a precision, `<alias>-<precision>`, else the alias itself if its version has
+        that precision. Never simply the newest version.
         """
         owners = [owner] if owner else list(dict.fromkeys([tenant, PLATFORM_TENANT]))
         if owner and not await self.may_use(tenant, owner, name):
             raise ModelNotFound(f"model {owner}/{name} is not registered, or not shared with you")
-        if version is not None:
-            steps: list[tuple[str, Any]] = [(o, version) for o in owners]
-        elif precision is not None:
-            steps = [(o, precision) for o in owners]
-        else:
-            steps = [(o, p) for p in ("fp32", None) for o in owners]
         last: ModelNotFound | None = None
-        for candidate, which in steps:
+        for candidate in owners:
             try:
                 if version is not None:
-                    model = await self.registry.get(candidate, name, which)
-                    if precision is not None and model.precision != precision:
-                        raise ModelNotFound(f"model {candidate}/{name} version {version} is {model.precision}, not {precision}")
+                    target = Target(await self._pinned(candidate, name, version, precision))
                 else:
-                    kind = LATEST if candidate == tenant else RELEASED
-                    model = await self.registry.pointed(candidate, name, kind, which)
+                    target = await self._aliased(candidate, name, alias or STABLE, precision)
             except ModelNotFound as exc:
                 last = exc
                 continue
-            await self.check_upstream(tenant, model)
-            return model
-        which_text = f" version {version}" if version is not None else f" in {precision}" if precision else ""
-        if owner and len(steps) == 1 and last is not None:
+            for model in (target.model, target.canary, target.shadow):
+                if model is not None:
+                    await self.check_upstream(tenant, model)
+            return target
+        if owner and last is not None:
             raise last
-        raise ModelNotFound(f"model {name!r}{which_text} is not registered (yours or the platform's)")
+        which = f" version {version}" if version is not None else f" ({alias or STABLE}{'-' + precision if precision else ''})"
+        raise ModelNotFound(f"model {name!r}{which} is not registered (yours or the platform's)")
+
+    async def _pinned(self, owner: str, name: str, version: int, precision: str | None) -> ModelVersion:
+        model = await self.registry.get(owner, name, version)
+        if precision is not None and model.precision != precision:
+            raise ModelNotFound(f"model {owner}/{name} version {version} is {model.precision}, not {precision}")
+        return model
+
+    async def _aliased(self, owner: str, name: str, alias: str, precision: str | None) -> Target:
+        found = await self.registry.alias(owner, name, precision_alias(alias, precision)) if precision else None
+        found = found or await self.registry.alias(owner, name, alias)
+        if found is None:
+            raise ModelNotFound(f"model {owner}/{name} has no alias {alias!r}")
+        model = await self.registry.get(owner, name, found.version)
+        if precision is not None and model.precision != precision:
+            raise ModelNotFound(
+                f"model {owner}/{name}: alias {alias!r} runs a {model.precision} version and there is no "
+                f"alias {precision_alias(alias, precision)!r}"
+            )
+        canary = await self.registry.get(owner, name, found.canary) if found.canary and found.canary_percent > 0 else None
+        shadow = await self.registry.get(owner, name, found.shadow) if found.shadow else None
+        return Target(model, found, canary, shadow)
 
     async def ref(self, tenant: str, ref: VersionRef) -> ModelVersion:
         return await self.resolve(tenant, ref.name, owner=ref.owner, version=ref.version)

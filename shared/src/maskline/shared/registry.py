@@ -1,13 +1,14 @@
 """The model registry: a JetStream key-value bucket of `ModelVersion` records, per owner.
 
-Keys are `<owner>.<name>.<version>`; beside them two kinds of pointers, each one key read on the
-hot path instead of a listing:
+Keys are `<owner>.<name>.<version>`; beside them, each one key read on the hot path instead of a
+listing:
 
-- `latest` / `latest-<precision>`: the owner's newest version (any precision, or one precision).
-  Only the owner's own unpinned requests follow it.
-- `released` / `released-<precision>`: what every *other* tenant's unpinned request gets. It is
-  set once, when the first version of a precision is registered, and moves only when the owner
-  releases another version: a new version never changes what another tenant runs.
+- `latest`: the owner's newest version. It numbers the next version and tells whether a model
+  exists; no request runs it.
+- `alias-<alias>`: an `Alias` record — what requests naming the alias run (`stable` when they name
+  no version and no alias), with its canary split and shadow. The first version of a model creates
+  `stable`, and the first of each precision `stable-<precision>`; after that only the owner moves
+  an alias (promote, roll back), so a new version never changes what anyone runs by itself.
 """
 
 from __future__ import annotations
@@ -15,19 +16,24 @@ from __future__ import annotations
 import builtins
 import contextlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 
-from maskline.contracts.model_v1 import ModelVersion
+from maskline.contracts.envelope import now
+from maskline.contracts.model_v1 import STABLE, Alias, ModelVersion, precision_alias
 from maskline.shared.kv import compare_and_set, entries, open_bucket
 
 BUCKET = "models"
 LATEST = "latest"
-RELEASED = "released"
+ALIAS = "alias-"
+#: Before aliases (contracts 1.6), `released[-<precision>]` pointers held what `stable` holds now.
+LEGACY_RELEASED = "released"
 _decoder = msgspec.json.Decoder(ModelVersion)
+_alias_decoder = msgspec.json.Decoder(Alias)
 
 
 class ModelNotFound(LookupError):
@@ -53,8 +59,8 @@ def _key(owner: str, name: str, suffix: str | int) -> str:
     return f"{owner}.{name}.{suffix}"
 
 
-def _pointer(kind: str, precision: str | None) -> str:
-    return kind if precision is None else f"{kind}-{precision}"
+def _create_only(alias: Alias) -> Callable[[Alias | None], Alias | None]:
+    return lambda current: alias if current is None else None
 
 
 class ModelRegistry:
@@ -73,21 +79,45 @@ class ModelRegistry:
         await self._advance(model)
 
     async def _advance(self, model: ModelVersion) -> None:
-        """`latest*` pointers move to the newest version (compare-and-set; never back); `released*`
-        pointers are only created here, never moved."""
-        for precision in (None, model.precision):
-            await self._set(model, _pointer(LATEST, precision), lambda cur: cur is None or cur.version < model.version)
-            await self._set(model, _pointer(RELEASED, precision), lambda cur: cur is None)
-
-    async def _set(self, model: ModelVersion, pointer: str, when: Any) -> None:
+        """`latest` moves to the newest version (compare-and-set; never back); `stable` and
+        `stable-<precision>` are only created here, never moved."""
         await compare_and_set(
-            self._kv, _key(model.owner, model.name, pointer), _decoder, lambda current: model if when(current) else None
+            self._kv,
+            _key(model.owner, model.name, LATEST),
+            _decoder,
+            lambda cur: model if cur is None or cur.version < model.version else None,
         )
+        for alias in (STABLE, precision_alias(STABLE, model.precision)):
+            first = Alias(owner=model.owner, model=model.name, name=alias, version=model.version, changed=now(), by=model.owner)
+            await self.change_alias(model.owner, model.name, alias, _create_only(first))
 
-    async def release(self, model: ModelVersion) -> None:
-        """Make `model` what other tenants' unpinned requests get (its precision, and overall)."""
-        for precision in (None, model.precision):
-            await self._kv.put(_key(model.owner, model.name, _pointer(RELEASED, precision)), msgspec.json.encode(model))
+    async def alias(self, owner: str, name: str, alias: str) -> Alias | None:
+        try:
+            entry = await self._kv.get(_key(owner, name, ALIAS + alias))
+        except (KeyNotFoundError, NotFoundError):
+            return await self._legacy_alias(owner, name, alias)
+        return _alias_decoder.decode(entry.value) if entry.value else None
+
+    async def _legacy_alias(self, owner: str, name: str, alias: str) -> Alias | None:
+        """A registry written before aliases: its `released` pointers stand for `stable`."""
+        if alias != STABLE and not alias.startswith(STABLE + "-"):
+            return None
+        model = await self._read(_key(owner, name, LEGACY_RELEASED + alias[len(STABLE) :]))
+        return None if model is None else Alias(owner=owner, model=name, name=alias, version=model.version)
+
+    async def aliases(self, owner: str, name: str) -> builtins.list[Alias]:
+        prefix = f"{owner}.{name}.{ALIAS}"
+        found = [_alias_decoder.decode(v) for k, v in (await entries(self._js, BUCKET)).items() if k.startswith(prefix) and v]
+        return sorted(found, key=lambda a: a.name)
+
+    async def change_alias(
+        self, owner: str, name: str, alias: str, change: Callable[[Alias | None], Alias | None]
+    ) -> Alias | None:
+        """Compare-and-set one alias: `change(current) -> new | None` (None leaves it)."""
+        return await compare_and_set(self._kv, _key(owner, name, ALIAS + alias), _alias_decoder, change)
+
+    async def delete_alias(self, owner: str, name: str, alias: str) -> None:
+        await self._kv.delete(_key(owner, name, ALIAS + alias))
 
     async def list(self, owner: str | None = None) -> builtins.list[ModelVersion]:
         models = [
@@ -113,27 +143,19 @@ class ModelRegistry:
             raise ModelNotFound(f"model {owner}/{name} version {version} is not registered")
         return model
 
-    async def pointed(self, owner: str, name: str, kind: str, precision: str | None = None) -> ModelVersion:
-        """The version a `latest` or `released` pointer names (for one precision, or any)."""
-        model = await self._read(_key(owner, name, _pointer(kind, precision)))
+    async def latest(self, owner: str, name: str) -> ModelVersion:
+        model = await self._read(_key(owner, name, LATEST))
         if model is None:
-            which = f" in {precision}" if precision else ""
-            raise ModelNotFound(f"model {owner}/{name}{which} is not registered")
+            raise ModelNotFound(f"model {owner}/{name} is not registered")
         return model
 
     async def remove(self, model: ModelVersion) -> None:
         """Delete one version's record (callers make sure no pointer names it)."""
         await self._kv.delete(_key(model.owner, model.name, model.version))
 
-    async def pointers(self, model: ModelVersion) -> builtins.list[str]:
-        """The pointers that resolve to this version (what requests without a version get)."""
-        names: builtins.list[str] = []
-        for kind in (LATEST, RELEASED):
-            for precision in (None, model.precision):
-                current = await self._read(_key(model.owner, model.name, _pointer(kind, precision)))
-                if current is not None and current.version == model.version:
-                    names.append(_pointer(kind, precision))
-        return names
+    async def serving(self, model: ModelVersion) -> builtins.list[str]:
+        """The aliases that run this version (as their version, canary or shadow)."""
+        return [a.name for a in await self.aliases(model.owner, model.name) if model.version in (a.version, a.canary, a.shadow)]
 
     async def find(self, owner: str, name: str, version: int) -> ModelVersion | None:
         return await self._read(_key(owner, name, version))

@@ -13,6 +13,7 @@ from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 
 from maskline.services.gateway import problems
 from maskline.services.gateway.access import AccessController
+from maskline.services.gateway.aliases import AliasController
 from maskline.services.gateway.audit import AuditController
 from maskline.services.gateway.auth import provide_tenant
 from maskline.services.gateway.context import GatewayContext
@@ -105,6 +106,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
             UploadController,
             ModelController,
             AccessController,
+            AliasController,
             ModelMergeController,
             QuantizeController,
             DatasetController,

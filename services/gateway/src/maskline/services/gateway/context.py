@@ -15,6 +15,7 @@ from maskline.shared.idempotency import IdempotencyKeys
 from maskline.shared.jobs import JobStore
 from maskline.shared.registry import ModelNotFound, ModelRegistry
 from maskline.shared.runtime import Runtime
+from maskline.shared.shadows import ShadowTallies
 
 
 @dataclass
@@ -24,6 +25,7 @@ class GatewayContext:
     jobs: JobStore
     registry: ModelRegistry
     grants: Grants
+    shadows: ShadowTallies
     idempotency: IdempotencyKeys
     waiters: CompletionWaiters
     tenants: dict[str, str]

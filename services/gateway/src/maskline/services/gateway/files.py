@@ -91,16 +91,11 @@ class FileController(Controller):
     async def remove(self, ctx: GatewayContext, tenant: str, area: str, path: str) -> None:
         if area == "models":
             model = await _owned_model(ctx, tenant, path)
-            serving = await ctx.registry.pointers(model)
+            serving = await ctx.registry.serving(model)
             if serving:
                 raise Conflict(
-                    f"{model.name}/{model.version} is still served: requests naming no version get it "
-                    f"({', '.join(serving)}); register a newer version"
-                    + (
-                        " and release it (POST /v1/models/{name}/{version}/release) first"
-                        if any(p.startswith("released") for p in serving)
-                        else " first"
-                    ),
+                    f"{model.name}/{model.version} is still served: alias {', '.join(serving)} runs it; promote "
+                    "another version to it, or change its rollout (/v1/models/{name}/aliases/{alias}) first",
                     code="model_in_service",
                 )
             await ctx.registry.remove(model)

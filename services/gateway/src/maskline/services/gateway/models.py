@@ -21,9 +21,10 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 from maskline.contracts import model_v1
 from maskline.contracts.common_v1 import ObjectRef
 from maskline.contracts.envelope import new_job_id
-from maskline.contracts.http_v1 import JobView, MergeBody, WeightsUploadView
-from maskline.contracts.model_v1 import Architecture, ModelName, ModelVersion
+from maskline.contracts.http_v1 import JobView, MergeBody, PromoteBody, WeightsUploadView
+from maskline.contracts.model_v1 import STABLE, Architecture, ModelName, ModelVersion, precision_alias
 from maskline.services.gateway.access import OwnerParam
+from maskline.services.gateway.aliases import promote
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.datasets import prefix as dataset_prefix
 from maskline.services.gateway.errors import PayloadTooLarge, Unprocessable
@@ -79,11 +80,14 @@ class ModelController(Controller):
     @post(
         "/{name:str}/{version:int}/release",
         status_code=HTTP_200_OK,
-        summary="Make this version what other tenants' requests naming no version get (owner only)",
+        summary="Make this version `stable` (and `stable-<precision>`): what requests naming no version run (owner only)",
     )
     async def release(self, ctx: GatewayContext, tenant: str, name: str, version: int) -> ModelVersion:
         model = await ctx.owned_model(tenant, name, version)
-        await ctx.registry.release(model)
+        for alias in (STABLE, precision_alias(STABLE, model.precision)):
+            current = await ctx.registry.alias(tenant, name, alias)
+            if current is None or current.version != version:
+                await promote(ctx, tenant, name, alias, PromoteBody(version=version))
         return model
 
     @post(

@@ -44,7 +44,9 @@ class SegmentationForm:
     """Whose model: leave empty for your own or the platform's; name the owner of a model shared with you."""
     version: int | None = None
     precision: str | None = None
-    """fp32, hybrid or int8: the newest version in that precision (or check the pinned version has it)."""
+    """fp32, hybrid or int8: the alias's version in that precision, `<alias>-<precision>` (or check the pinned version has it)."""
+    alias: str | None = None
+    """Without a version: the model's alias to run (default `stable`), with its canary split and shadow."""
     outputs: str = ",".join(SEGMENTATION_DEFAULTS.outputs)
     overlay_alpha: float = SEGMENTATION_DEFAULTS.overlay_alpha
     min_region_area: int = SEGMENTATION_DEFAULTS.min_region_area
@@ -74,6 +76,7 @@ def parse_options(form: SegmentationForm) -> seg_v1.SegmentationOptions:
         "owner": form.owner or None,
         "version": form.version,
         "precision": form.precision or None,
+        "alias": form.alias or None,
         "outputs": outputs,
         "overlay_alpha": form.overlay_alpha,
         "min_region_area": form.min_region_area,

@@ -19,6 +19,7 @@ from maskline.shared.idempotency import IdempotencyKeys
 from maskline.shared.jobs import JobStore
 from maskline.shared.registry import ModelRegistry
 from maskline.shared.runtime import Runtime
+from maskline.shared.shadows import ShadowTallies
 
 NAME = "gateway"
 
@@ -58,6 +59,8 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     await grants.open()
     idempotency = IdempotencyKeys(runtime.bus.js)
     await idempotency.open()
+    shadows = ShadowTallies(runtime.bus.js)
+    await shadows.open()
     admission = Admission(
         backlog=Backlog(runtime.bus.js),
         max_backlog=settings.max_backlog,
@@ -77,6 +80,7 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
         jobs=jobs,
         registry=registry,
         grants=grants,
+        shadows=shadows,
         idempotency=idempotency,
         waiters=waiters,
         metrics=metrics,

@@ -6,29 +6,34 @@ import asyncio
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import structlog
+from numpy.typing import NDArray
 
-from maskline.contracts import seg_v1
+from maskline.contracts import model_v1, seg_v1
 from maskline.contracts.common_v1 import ModelRef, ObjectRef
 from maskline.contracts.envelope import Envelope, next_event
-from maskline.contracts.model_v1 import ModelVersion
+from maskline.contracts.model_v1 import ModelVersion, ShadowCompared
 from maskline.contracts.subjects import PLATFORM_TENANT
 from maskline.services.infer.preprocess import encode_npy
 from maskline.services.infer.settings import InferSettings
 from maskline.services.infer.triton import Triton
 from maskline.shared import keys, references
-from maskline.shared.access import Grants, ModelAccess
+from maskline.shared.access import Grants, ModelAccess, Target
 from maskline.shared.consumer import ConsumerSpec
 from maskline.shared.errors import PermanentError
 from maskline.shared.images import prepare, stitch
 from maskline.shared.registry import ModelNotFound, ModelRegistry
 from maskline.shared.runtime import Runtime
+from maskline.shared.shadows import ShadowTallies, agreement
 
 NAME = "infer"
 log = structlog.get_logger(NAME)
 LATEST_TTL_S = 5.0
+#: A shadow that takes longer than this is dropped: it must never hold up the served result.
+SHADOW_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -36,36 +41,47 @@ class Prediction:
     ref: ObjectRef
     model: ModelVersion
     timings_ms: dict[str, float]
+    alias: str | None
+    canary: bool
+    shadow: ShadowCompared | None = None
 
     @property
     def model_ref(self) -> ModelRef:
         m = self.model
-        return ModelRef(name=m.name, version=m.version, precision=m.precision, owner=m.owner)
+        return ModelRef(
+            name=m.name, version=m.version, precision=m.precision, owner=m.owner, alias=self.alias, canary=self.canary
+        )
 
 
 class Infer:
-    def __init__(self, runtime: Runtime, triton: Triton, access: ModelAccess) -> None:
+    def __init__(self, runtime: Runtime, triton: Triton, access: ModelAccess, shadows: ShadowTallies) -> None:
         self.runtime = runtime
         self.triton = triton
         self.access = access
+        self.shadows = shadows
         self._warm_done = False
-        self._models: dict[tuple[str, str | None, str, int | None, str | None], tuple[float, ModelVersion]] = {}
+        self._targets: dict[tuple[str, str | None, str, int | None, str | None, str | None], tuple[float, Target]] = {}
 
-    async def resolve(self, tenant: str, options: seg_v1.SegmentationOptions) -> ModelVersion:
-        """The version this tenant's request runs, if the tenant may use it. Cached for a few seconds
-        (a pointer move or a revoked grant takes effect within `LATEST_TTL_S`)."""
-        key = (tenant, options.owner, options.model, options.version, options.precision)
-        cached = self._models.get(key)
+    async def target(self, tenant: str, options: seg_v1.SegmentationOptions) -> Target:
+        """What this tenant's request runs, if the tenant may use it. Cached for a few seconds
+        (a promotion, a rollback or a revoked grant takes effect within `LATEST_TTL_S`)."""
+        key = (tenant, options.owner, options.model, options.version, options.precision, options.alias)
+        cached = self._targets.get(key)
         if cached is not None and time.monotonic() - cached[0] < LATEST_TTL_S:
             return cached[1]
         try:
-            model = await self.access.resolve(
-                tenant, options.model, owner=options.owner, version=options.version, precision=options.precision
+            target = await self.access.target(
+                tenant,
+                options.model,
+                owner=options.owner,
+                version=options.version,
+                precision=options.precision,
+                alias=options.alias,
             )
         except ModelNotFound as exc:
             raise PermanentError(str(exc), code="model_not_found") from exc
-        self._models[key] = (time.monotonic(), model)
-        return model
+        self._targets[key] = (time.monotonic(), target)
+        return target
 
     async def warm(self, names: list[str]) -> None:
         """Load the platform's released version of each named model; readiness waits for it."""
@@ -87,32 +103,74 @@ class Infer:
     async def warm_ready(self) -> bool:
         return self._warm_done
 
-    async def _predict(
-        self, tenant: str, options: seg_v1.SegmentationOptions, image: ObjectRef, prediction_key: str
-    ) -> Prediction:
-        """Run the requested model version on one stored image; store float16 probabilities."""
-        started = time.perf_counter()
-        model = await self.resolve(tenant, options)
-        png = await references.read(self.runtime.store, image, tenant)
+    async def _scores(self, model: ModelVersion, png: bytes) -> NDArray[np.floating[Any]]:
+        """C x H x W class scores of the image's own part (letterbox cropped, tiles stitched)."""
         prepared = await asyncio.to_thread(prepare, png, model.input_size, model.preprocessing)
         await self.triton.ensure_loaded(model)
-        triton_started = time.perf_counter()
         probs = await self.triton.infer(model, prepared.batch)
-        triton_ms = (time.perf_counter() - triton_started) * 1000
         expected = (prepared.batch.shape[0], len(model.labels), *prepared.batch.shape[2:])
         if probs.shape != expected:
             raise PermanentError(f"model returned shape {probs.shape}, expected {expected}", code="bad_model_output")
         # letterboxed: only the image's part, in its own aspect (a view); tiles: stitched at native
         # resolution, in a thread (a large image's canvas)
-        inside = await asyncio.to_thread(stitch, prepared, probs) if prepared.tiles else stitch(prepared, probs)
+        return await asyncio.to_thread(stitch, prepared, probs) if prepared.tiles else stitch(prepared, probs)
+
+    async def _predict(
+        self,
+        env: Envelope[Any],
+        options: seg_v1.SegmentationOptions,
+        image: ObjectRef,
+        prediction_key: str,
+        *,
+        shadow: bool = False,
+    ) -> Prediction:
+        """Run the version this job resolves to on one stored image; store float16 probabilities.
+        With `shadow` and an alias that has one, also run the shadow version and compare."""
+        started = time.perf_counter()
+        target = await self.target(env.tenant, options)
+        model, canary = target.pick(env.job_id)
+        png = await references.read(self.runtime.store, image, env.tenant)
+        triton_started = time.perf_counter()
+        inside = await self._scores(model, png)
+        triton_ms = (time.perf_counter() - triton_started) * 1000
         ref = await self.runtime.store.put(prediction_key, encode_npy(inside.astype(np.float16, copy=False)), "application/x-npy")
         timings = {"infer": round((time.perf_counter() - started) * 1000, 2), "triton": round(triton_ms, 2)}
-        return Prediction(ref=ref, model=model, timings_ms=timings)
+        compared = None
+        if shadow and target.shadow is not None and target.alias is not None:
+            compared = await self._shadow(target, model, png, inside, triton_ms)
+        alias = target.alias.name if target.alias else None
+        return Prediction(ref=ref, model=model, timings_ms=timings, alias=alias, canary=canary, shadow=compared)
 
-    async def handle(self, env: Envelope[seg_v1.SegmentationIngested]) -> list[Envelope[seg_v1.SegmentationInferred]]:
+    async def _shadow(
+        self, target: Target, served: ModelVersion, png: bytes, scores: NDArray[np.floating[Any]], served_ms: float
+    ) -> ShadowCompared | None:
+        """The shadow's mask compared with the served one; never fails or holds up the job."""
+        assert target.shadow is not None and target.alias is not None
+        started = time.perf_counter()
+        try:
+            other = await asyncio.wait_for(self._scores(target.shadow, png), SHADOW_TIMEOUT_S)
+            pixels, miou = await asyncio.to_thread(agreement, scores, other)
+            compared = ShadowCompared(
+                owner=target.alias.owner,
+                model=target.alias.model,
+                alias=target.alias.name,
+                served=served.version,
+                shadow=target.shadow.version,
+                pixel_agreement=round(pixels, 6),
+                miou=round(miou, 6),
+                served_ms=round(served_ms, 2),
+                shadow_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+            await self.shadows.add(compared)
+            return compared
+        except Exception as exc:  # a broken or slow shadow is the owner's finding, not the client's failure
+            log.warning("shadow.failed", model=target.alias.model, shadow=target.shadow.version, error=str(exc))
+            return None
+
+    async def handle(self, env: Envelope[seg_v1.SegmentationIngested]) -> list[Envelope[Any]]:
         d = env.data
         # The working copy when the image is large: the model sees a few hundred pixels per side anyway.
-        p = await self._predict(env.tenant, d.options, d.work_ref, keys.prediction(env.tenant, env.job_id))
+        p = await self._predict(env, d.options, d.work_ref, keys.prediction(env.tenant, env.job_id), shadow=True)
         data = seg_v1.SegmentationInferred(
             image=d.image,
             width=d.width,
@@ -123,12 +181,15 @@ class Infer:
             options=d.options,
             timings_ms={**d.timings_ms, **p.timings_ms},
         )
-        return [next_event(env, seg_v1.INFERRED, NAME, data)]
+        events: list[Envelope[Any]] = [next_event(env, seg_v1.INFERRED, NAME, data)]
+        if p.shadow is not None:  # in the job's audit trail, and for anyone watching the rollout
+            events.append(next_event(env, model_v1.SHADOW_COMPARED, NAME, p.shadow))
+        return events
 
     async def handle_variant(self, env: Envelope[seg_v1.SegmentationAugmented]) -> list[Envelope[seg_v1.SegmentationInferred]]:
         d = env.data
         key = keys.variant_prediction(env.tenant, env.job_id, d.index, d.variant.name)
-        p = await self._predict(env.tenant, d.options, d.image, key)
+        p = await self._predict(env, d.options, d.image, key)
         data = seg_v1.SegmentationInferred(
             image=d.original,
             width=d.original_width,
@@ -156,7 +217,9 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     await grants.open()
     triton = Triton(settings, runtime.store)
     runtime.ready_checks["triton"] = triton.ready
-    infer = Infer(runtime, triton, ModelAccess(registry, grants))
+    shadows = ShadowTallies(runtime.bus.js)
+    await shadows.open()
+    infer = Infer(runtime, triton, ModelAccess(registry, grants), shadows)
     runtime.ready_checks["models"] = infer.warm_ready
     for type_, handler in ((seg_v1.INGESTED, infer.handle), (seg_v1.AUGMENTED, infer.handle_variant)):
         runtime.consume(ConsumerSpec.for_subject(NAME, type_, handler, failure=seg_v1.FAILED, concurrency=settings.concurrency))

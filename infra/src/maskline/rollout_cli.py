@@ -1,0 +1,82 @@
+"""CLI verbs of model rollout: aliases, promotion, rollback, canary split and shadow.
+
+maskline alias list MODEL                              every alias, its version, canary, shadow
+maskline alias set MODEL ALIAS VERSION [--require-metric miou] [--require-shadow-agreement 0.98]
+maskline alias rollback MODEL ALIAS                    back to the version it ran before
+maskline alias rollout MODEL ALIAS [--canary V --percent P] [--shadow V]   (no options: clears both)
+maskline alias rm MODEL ALIAS
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from maskline.client import JsonClient
+
+
+def describe(view: dict[str, Any]) -> str:
+    """One line per alias: what it runs, its split and its shadow's agreement so far."""
+    a = view["alias"]
+    parts = [f"{a['name']:<16} v{a['version']}"]
+    if a.get("canary"):
+        parts.append(f"canary v{a['canary']} {a['canary_percent']:g}%")
+    if a.get("shadow"):
+        shadow = view.get("shadow")
+        figures = (
+            f"{shadow['jobs']} requests, pixel agreement {shadow['pixel_agreement']:.4f}, mIoU {shadow['miou']:.4f}"
+            if shadow
+            else "no requests yet"
+        )
+        parts.append(f"shadow v{a['shadow']} ({figures})")
+    if a.get("history"):
+        parts.append(f"before: {', '.join(f'v{v}' for v in a['history'])}")
+    return "  ".join(parts)
+
+
+def cmd_alias(args: argparse.Namespace) -> int:
+    client = JsonClient(args.url, api_key=args.api_key)
+    if args.action == "list":
+        views = client.aliases(args.model, owner=args.owner)
+        print(json.dumps(views, indent=2) if args.json else "\n".join(describe(v) for v in views))
+        return 0
+    if not args.alias:
+        raise SystemExit(f"maskline: alias {args.action} needs MODEL ALIAS")
+    if args.action == "rm":
+        client.delete_alias(args.model, args.alias)
+        return 0
+    if args.action == "set":
+        if args.version is None:
+            raise SystemExit("maskline: alias set needs MODEL ALIAS VERSION")
+        rule = {"require_metric": args.require_metric, "require_shadow_agreement": args.require_shadow_agreement}
+        rule = {k: v for k, v in rule.items() if v is not None}
+        if args.min_shadow_jobs is not None:
+            rule["min_shadow_jobs"] = args.min_shadow_jobs
+        view = client.promote(args.model, args.alias, args.version, **rule)
+    elif args.action == "rollback":
+        view = client.rollback(args.model, args.alias)
+    else:
+        view = client.rollout(
+            args.model, args.alias, canary=args.canary, canary_percent=args.percent if args.canary else 0.0, shadow=args.shadow
+        )
+    print(json.dumps(view, indent=2) if args.json else describe(view))
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    alias = sub.add_parser("alias", help="model aliases: list, set (promote), rollback, rollout (canary, shadow), rm")
+    alias.add_argument("action", choices=["list", "set", "rollback", "rollout", "rm"])
+    alias.add_argument("model")
+    alias.add_argument("alias", nargs="?")
+    alias.add_argument("version", nargs="?", type=int, help="set: the version the alias runs from now on")
+    alias.add_argument("--owner", help="list: the owner of a model shared with you")
+    alias.add_argument(
+        "--require-metric", help="set: refuse unless the version's metric (e.g. miou) is at least the current one's"
+    )
+    alias.add_argument("--require-shadow-agreement", type=float, help="set: refuse unless it agreed this well as the shadow")
+    alias.add_argument("--min-shadow-jobs", type=int, help="set: with --require-shadow-agreement (default 20)")
+    alias.add_argument("--canary", type=int, help="rollout: the canary version")
+    alias.add_argument("--percent", type=float, default=10.0, help="rollout: the canary's share of requests (default 10)")
+    alias.add_argument("--shadow", type=int, help="rollout: a version that runs on a copy of every request")
+    alias.set_defaults(run=cmd_alias)
