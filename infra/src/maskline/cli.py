@@ -288,12 +288,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "merge":
         refs = [(ref.split(":")[0], int(ref.split(":")[1])) for ref in args.refs]
         weights = [float(w) for w in args.weights_by.split(",")] if args.weights_by else None
-        job = client.merge_models(refs, name=args.name, method=args.method, weights=weights, bn_dataset=args.bn_dataset)
+        job = client.merge_models(
+            refs, name=args.name, method=args.method, weights=weights, bn_dataset=args.bn_dataset, evaluate_on=args.evaluate_on
+        )
         job = client.wait_job(job["id"])
         _print(args, job, f"merge {job['status']}: {job['links'].get('model', job['error'])}")
         return 0 if job["status"] == "completed" else 1
     if args.action in ("quantize", "edit", "graph", "report"):
         return _quantize_verbs(client, args)
+    if args.action in ("evaluate", "evaluations", "compare"):
+        return _evaluation_verbs(client, args)
     if args.action == "release":
         name, version = _ref(args.refs[0]) if args.refs else ("", 0)
         model = client.release_model(name, version)
@@ -382,6 +386,7 @@ def _quantize_verbs(client: JsonClient, args: argparse.Namespace) -> int:
             keep_float=args.keep_float.split(",") if args.keep_float else None,
             compare_calibrators=args.compare or None,
             name=args.name,
+            evaluate_on=args.evaluate_on,
         )
         job = _follow(client, args, job, f"quantizing {name}:{version}")
         _print(args, job, f"quantize {job['status']}: {job['links'].get('model', job['error'])}")
@@ -397,6 +402,32 @@ def _quantize_verbs(client: JsonClient, args: argparse.Namespace) -> int:
         return 0
     report = client.report(name, version, args.kind, args.layer)
     _print(args, report, report_tables.TABLES[args.kind](report))
+    return 0
+
+
+def _evaluation_verbs(client: JsonClient, args: argparse.Namespace) -> int:
+    if args.action == "compare":
+        if len(args.refs) != 1 or not args.versions or not args.dataset:
+            raise SystemExit("maskline: models compare NAME --versions 1,2,... --dataset DATASET")
+        view = client.compare(args.refs[0], [int(v) for v in args.versions.split(",")], args.dataset, owner=args.owner)
+        _print(args, view, report_tables.comparison(view))
+        return 0
+    name, version = _ref(args.refs[0]) if args.refs else ("", 0)
+    if not name:
+        raise SystemExit(f"maskline: models {args.action} needs a model as name:version")
+    if args.action == "evaluations":
+        found = client.evaluations(name, version, owner=args.owner)
+        _print(args, found, "\n\n".join(report_tables.evaluation(e) for e in found) or "no evaluations yet")
+        return 0
+    if not args.dataset:
+        raise SystemExit("maskline: models evaluate needs --dataset (one of your datasets with masks)")
+    job = client.evaluate(name, version, dataset=args.dataset, owner=args.owner)
+    job = _follow(client, args, job, f"evaluating {name}:{version}")
+    if job["status"] != "completed":
+        _print(args, job, f"evaluation {job['status']}: {job['error']}")
+        return 1
+    result = client.evaluations(name, version, owner=args.owner)[0]
+    _print(args, result, report_tables.evaluation(result))
     return 0
 
 
@@ -457,14 +488,32 @@ def parser() -> argparse.ArgumentParser:
     datasets.add_argument("--blur-sigma", type=float, default=None)
     datasets.set_defaults(run=cmd_datasets)
     models = sub.add_parser("models", help="list or register models")
-    models.add_argument("action", choices=["list", "register", "merge", "quantize", "report", "graph", "edit", "release"])
+    models.add_argument(
+        "action",
+        choices=[
+            "list",
+            "register",
+            "merge",
+            "quantize",
+            "report",
+            "graph",
+            "edit",
+            "release",
+            "evaluate",
+            "evaluations",
+            "compare",
+        ],
+    )
     models.add_argument("refs", nargs="*", help="merge: name:version of each model; quantize/report/graph/edit: one")
     models.add_argument(
         "--method",
         default="avg",
         help="merge: avg, max, absmax, weighted, median, task_arithmetic, ties; quantize: minmax, entropy, log2, percentile",
     )
-    models.add_argument("--dataset", help="quantize: calibration dataset name")
+    models.add_argument("--dataset", help="quantize: calibration dataset; evaluate, compare: a dataset with masks")
+    models.add_argument("--evaluate-on", help="quantize, merge: evaluate the new version on this dataset with masks")
+    models.add_argument("--versions", help="compare: comma-separated versions of the model")
+    models.add_argument("--owner", help="evaluate, evaluations, compare: the owner of a model shared with you (or maskline)")
     models.add_argument("--precision", choices=["int8", "hybrid"], default="int8", help="quantize")
     models.add_argument("--per-tensor", action="store_true", help="quantize: per-tensor weight scales")
     models.add_argument("--keep-float", help="quantize: comma-separated layers to leave in float")

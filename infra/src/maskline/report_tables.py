@@ -72,3 +72,39 @@ def travel(doc: dict[str, Any]) -> str:
 
 
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {"step": step, "cross": cross, "calibrators": calibrators, "travel": travel}
+
+
+def evaluation(doc: dict[str, Any]) -> str:
+    """One evaluation: a row per class, then the headline numbers."""
+    rows = [(c["label"], _or_dash(c["iou"]), _or_dash(c["boundary_f1"]), c["pixels"]) for c in doc["classes"]]
+    m = doc["model"]
+    footer = [
+        f"{m.get('owner') or ''}/{m['name']} v{m['version']} ({doc['precision']}) on {doc['dataset']} "
+        f"[{doc['dataset_sha256'][:12]}], {doc['images']} images",
+        f"mIoU {doc['miou']:.4f}  pixel accuracy {doc['pixel_accuracy']:.4f}  boundary F {doc['boundary_f1']:.4f} "
+        f"(±{doc['boundary_tolerance']} px)  latency {doc['latency_ms']:.1f} ms median, {doc['latency_p90_ms']:.1f} p90",
+    ]
+    return render(("class", "iou", "boundary_f1", "pixels"), rows, footer)
+
+
+def comparison(doc: dict[str, Any]) -> str:
+    """Versions side by side: a row per version, a column per class IoU."""
+    labels = list(doc["labels"])
+    header = ("version", "precision", "method", "aliases", "size_mb", "miou", "pixel_acc", "boundary_f", "latency_ms", *labels)
+    rows = []
+    for v in doc["versions"]:
+        e = v["evaluation"]
+        scores: list[Any] = (
+            [e["miou"], e["pixel_accuracy"], e["boundary_f1"], e["latency_ms"], *(_or_dash(c["iou"]) for c in e["classes"])]
+            if e
+            else ["-"] * (4 + len(labels))
+        )
+        rows.append(
+            (f"v{v['version']}", v["precision"], v["method"], ",".join(v["aliases"]) or "-", v["size_bytes"] / 1e6, *scores)
+        )
+    footer = [f"on {doc['dataset']} ('-': not evaluated on it yet: maskline models evaluate NAME:VERSION --dataset ...)"]
+    return render(header, rows, footer)
+
+
+def _or_dash(value: float | None) -> float | str:
+    return "-" if value is None else value

@@ -1,7 +1,7 @@
 """CLI verbs of model rollout: aliases, promotion, rollback, canary split and shadow.
 
 maskline alias list MODEL                              every alias, its version, canary, shadow
-maskline alias set MODEL ALIAS VERSION [--require-metric miou] [--require-shadow-agreement 0.98]
+maskline alias set MODEL ALIAS VERSION [--require-evaluation DATASET] [--require-shadow-agreement 0.98]
 maskline alias rollback MODEL ALIAS                    back to the version it ran before
 maskline alias rollout MODEL ALIAS [--canary V --percent P] [--shadow V]   (no options: clears both)
 maskline alias rm MODEL ALIAS
@@ -49,7 +49,11 @@ def cmd_alias(args: argparse.Namespace) -> int:
     if args.action == "set":
         if args.version is None:
             raise SystemExit("maskline: alias set needs MODEL ALIAS VERSION")
-        rule = {"require_metric": args.require_metric, "require_shadow_agreement": args.require_shadow_agreement}
+        rule = {
+            "require_metric": args.require_metric,
+            "require_shadow_agreement": args.require_shadow_agreement,
+            "require_evaluation": args.require_evaluation,
+        }
         rule = {k: v for k, v in rule.items() if v is not None}
         if args.min_shadow_jobs is not None:
             rule["min_shadow_jobs"] = args.min_shadow_jobs
@@ -75,6 +79,7 @@ def add_parsers(sub: Any) -> None:
         "--require-metric", help="set: refuse unless the version's metric (e.g. miou) is at least the current one's"
     )
     alias.add_argument("--require-shadow-agreement", type=float, help="set: refuse unless it agreed this well as the shadow")
+    alias.add_argument("--require-evaluation", help="set: refuse unless its mIoU on this dataset is at least the current one's")
     alias.add_argument("--min-shadow-jobs", type=int, help="set: with --require-shadow-agreement (default 20)")
     alias.add_argument("--canary", type=int, help="rollout: the canary version")
     alias.add_argument("--percent", type=float, default=10.0, help="rollout: the canary's share of requests (default 10)")

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from maskline.client.typed import FILENAMES, Call, Calls, FileChunks, raise_for_problem, request_options
-from maskline.contracts.http_v1 import PromoteBody, RolloutBody
+from maskline.contracts.http_v1 import EvaluateBody, PromoteBody, RolloutBody
 
 
 class JsonClient:
@@ -175,6 +175,16 @@ class JsonClient:
 
     def release_model(self, name: str, version: int) -> dict[str, Any]:
         return dict(self._json(Calls.release_model(name, version)))
+
+    def evaluate(self, name: str, version: int, *, dataset: str, owner: str | None = None, **options: Any) -> dict[str, Any]:
+        """Start an evaluation job on one of your datasets with masks; `options`: max_images, boundary_tolerance."""
+        return dict(self._json(Calls.evaluate(name, version, EvaluateBody(dataset=dataset, **options), owner)))
+
+    def evaluations(self, name: str, version: int, owner: str | None = None) -> list[dict[str, Any]]:
+        return list(self._json(Calls.evaluations(name, version, owner)))
+
+    def compare(self, name: str, versions: list[int], dataset: str, owner: str | None = None) -> dict[str, Any]:
+        return dict(self._json(Calls.compare(name, versions, dataset, owner)))
 
     def aliases(self, name: str, owner: str | None = None) -> list[dict[str, Any]]:
         return list(self._json(Calls.aliases(name, owner)))

@@ -32,7 +32,9 @@ import msgspec
 from maskline.contracts import seg_v1
 from maskline.contracts.http_v1 import (
     AliasView,
+    ComparisonView,
     DatasetView,
+    EvaluateBody,
     ExpandRequest,
     JobView,
     LayerEditBody,
@@ -44,7 +46,7 @@ from maskline.contracts.http_v1 import (
     UploadView,
     WeightsUploadView,
 )
-from maskline.contracts.model_v1 import ModelVersion, Preprocessing, VersionRef
+from maskline.contracts.model_v1 import Evaluation, ModelVersion, Preprocessing, VersionRef
 
 T = TypeVar("T")
 RETRY_STATUS = frozenset({429, 502, 503, 504})
@@ -277,6 +279,22 @@ class Calls:
     @staticmethod
     def release_model(name: str, version: int) -> Call[ModelVersion]:
         return Call("POST", f"/v1/models/{name}/{version}/release", ModelVersion)
+
+    @staticmethod
+    def evaluate(name: str, version: int, body: EvaluateBody, owner: str | None = None) -> Call[JobView]:
+        """Score a version on one of your labelled datasets (a job; its result: `evaluations`)."""
+        params = {"owner": owner} if owner else {}
+        return Call("POST", f"/v1/models/{name}/{version}/evaluations", JobView, params=params, json=msgspec.to_builtins(body))
+
+    @staticmethod
+    def evaluations(name: str, version: int, owner: str | None = None) -> Call[list[Evaluation]]:
+        params = {"owner": owner} if owner else {}
+        return Call("GET", f"/v1/models/{name}/{version}/evaluations", list[Evaluation], params=params)
+
+    @staticmethod
+    def compare(name: str, versions: Iterable[int], dataset: str, owner: str | None = None) -> Call[ComparisonView]:
+        params = {"versions": ",".join(map(str, versions)), "dataset": dataset, **({"owner": owner} if owner else {})}
+        return Call("GET", f"/v1/models/{name}/compare", ComparisonView, params=params)
 
     @staticmethod
     def aliases(name: str, owner: str | None = None) -> Call[list[AliasView]]:

@@ -20,6 +20,7 @@ from maskline.contracts.model_v1 import CalibrationMethod, LayerEdit, MergeMetho
 _EXPAND = dataset_v1.DatasetExpandRequested(source="x/", target="y/")
 _MERGE = model_v1.ModelMergeRequested(models=(), name="x")
 _QUANTIZE = model_v1.QuantizeRequested(model=VersionRef("x", 1), dataset="x")
+_EVALUATE = model_v1.EvaluateRequested(model=VersionRef("x", 1), dataset="x")
 #: The defaults of a segmentation's options and its TTA, for forms that spell them out field by field.
 SEGMENTATION_DEFAULTS = seg_v1.SegmentationOptions()
 TTA_DEFAULTS = seg_v1.TtaOptions()
@@ -49,6 +50,8 @@ class MergeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     scale: float = _MERGE.scale
     density: float = _MERGE.density
     bn_dataset: str | None = None
+    evaluate_on: str | None = None
+    """One of your labelled datasets: the merged version is evaluated on it (job `<this job>-eval`)."""
 
 
 class QuantizeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -64,6 +67,16 @@ class QuantizeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     max_images: int = _QUANTIZE.max_images
     compare_calibrators: bool = _QUANTIZE.compare_calibrators
     name: str | None = None
+    evaluate_on: str | None = None
+    """One of your labelled datasets: the quantized version is evaluated on it (job `<this job>-eval`)."""
+
+
+class EvaluateBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`POST /v1/models/{name}/{version}/evaluations`: see `EvaluateRequested`; `dataset` is one of your dataset names."""
+
+    dataset: str
+    max_images: int = _EVALUATE.max_images
+    boundary_tolerance: int = _EVALUATE.boundary_tolerance
 
 
 class LayerEditBody(LayerEdit, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -191,6 +204,9 @@ class PromoteBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """Refuse unless the version ran as this alias's shadow on at least `min_shadow_jobs` requests
     with at least this mean pixel agreement with the served masks."""
     min_shadow_jobs: Annotated[int, msgspec.Meta(ge=1)] = 20
+    require_evaluation: str | None = None
+    """One of your labelled datasets: refuse unless the version's newest evaluation on it has an mIoU
+    at least the current version's (both evaluated on the same content)."""
 
 
 class RolloutBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -199,3 +215,29 @@ class RolloutBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     canary: Annotated[int, msgspec.Meta(ge=1)] | None = None
     canary_percent: Annotated[float, msgspec.Meta(ge=0.0, le=100.0)] = 0.0
     shadow: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
+class ComparedVersion(msgspec.Struct, frozen=True, kw_only=True):
+    """One version in a comparison: how it was made, and its evaluation on the dataset compared on."""
+
+    version: int
+    precision: str
+    parent: str | None
+    lineage: tuple[VersionRef, ...]
+    method: str
+    """How it was made: `registered`, `merge` or `quantize: <calibrator>` (with edits: `+ edits`)."""
+    parameters: dict[str, object]
+    size_bytes: int
+    aliases: list[str]
+    evaluation: model_v1.Evaluation | None
+    """The newest evaluation on the dataset's current content (none: not evaluated on it yet)."""
+
+
+class ComparisonView(msgspec.Struct, frozen=True, kw_only=True):
+    """`/v1/models/{name}/compare`: versions side by side on one labelled dataset."""
+
+    owner: str
+    name: str
+    dataset: str
+    labels: tuple[str, ...]
+    versions: list[ComparedVersion]

@@ -23,6 +23,9 @@ EDIT_REQUESTED = "model.v1.edit.requested"
 QUANTIZED = "model.v1.quantized"
 ACCESS_CHANGED = "model.v1.access.changed"
 ALIAS_CHANGED = "model.v1.alias.changed"
+EVALUATE_REQUESTED = "model.v1.evaluate.requested"
+EVALUATE_PROGRESSED = "model.v1.evaluate.progressed"
+EVALUATED = "model.v1.evaluated"
 SHADOW_COMPARED = "model.v1.shadow.compared"
 
 ModelName = Annotated[str, msgspec.Meta(pattern="^[a-z0-9][a-z0-9_-]{0,63}$")]
@@ -207,6 +210,9 @@ class ModelMergeRequested(msgspec.Struct, frozen=True, kw_only=True):
     density: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.2
     bn_dataset: str | None = None
     """Re-estimate BatchNorm statistics on the images under this dataset prefix after merging."""
+    evaluate_on: str | None = None
+    """A labelled dataset prefix: the merged version is evaluated on it (a follow-up evaluation job,
+    `<job id>-eval`), so it carries numbers comparable with its parents'. Added in 1.6."""
 
 
 class ModelMerged(msgspec.Struct, frozen=True, kw_only=True):
@@ -279,6 +285,9 @@ class QuantizeRequested(msgspec.Struct, frozen=True, kw_only=True):
     """Also quantize with every method and report mIoU against FP32, latency and size."""
     name: ModelName | None = None
     """Register the result under this name (default: the parent's name, as its next version)."""
+    evaluate_on: str | None = None
+    """A labelled dataset prefix: the quantized version is evaluated on it (a follow-up evaluation
+    job, `<job id>-eval`). Added in 1.6."""
 
 
 class EditRequested(msgspec.Struct, frozen=True, kw_only=True):
@@ -316,6 +325,57 @@ class AccessChanged(msgspec.Struct, frozen=True, kw_only=True):
     by: Owner
     """The tenant that took this step (the grantee asks and withdraws; the owner decides)."""
     note: str = ""
+
+
+class EvaluateRequested(msgspec.Struct, frozen=True, kw_only=True):
+    """Run a version (any precision) on a labelled dataset — images with their masks of class ids —
+    through serving, and score it. Added in 1.6."""
+
+    model: VersionRef
+    dataset: str
+    """Object-storage prefix of the dataset (`datasets/<tenant>/<name>/`: `images/`, `masks/`)."""
+    max_images: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
+    boundary_tolerance: Annotated[int, msgspec.Meta(ge=0, le=20)] = 2
+    """Pixels a boundary may be off and still count as matched (boundary F-score)."""
+
+
+class ClassScore(msgspec.Struct, frozen=True, kw_only=True):
+    label: str
+    iou: float | None
+    """Over the whole dataset (intersections and unions summed); none when the class is in neither
+    the masks nor the predictions."""
+    boundary_f1: float | None
+    pixels: int
+    """Pixels of this class in the masks."""
+
+
+class Evaluation(msgspec.Struct, frozen=True, kw_only=True):
+    """A version's scores on one labelled dataset, as stored with the version. Added in 1.6."""
+
+    model: VersionRef
+    precision: str
+    dataset: str
+    dataset_sha256: str
+    """Of the sorted (image, image sha256, mask sha256) list: the same number means the same data."""
+    images: int
+    miou: float
+    """Mean of the class IoUs that are defined."""
+    pixel_accuracy: float
+    boundary_f1: float
+    classes: tuple[ClassScore, ...]
+    latency_ms: float
+    """Median per image through Triton (preprocessing and inference, this image's tiles included)."""
+    latency_p90_ms: float
+    boundary_tolerance: int
+    code_version: str
+    job_id: str
+    created: datetime
+
+
+class Evaluated(msgspec.Struct, frozen=True, kw_only=True):
+    evaluation: Evaluation
+    result: ObjectRef
+    """The evaluation as a JSON document."""
 
 
 AliasName = Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9_-]{0,31}$")]
@@ -396,5 +456,8 @@ PAYLOADS: dict[str, type[msgspec.Struct]] = {
     QUANTIZED: Quantized,
     ACCESS_CHANGED: AccessChanged,
     ALIAS_CHANGED: AliasChanged,
+    EVALUATE_REQUESTED: EvaluateRequested,
+    EVALUATE_PROGRESSED: QuantizeProgressed,
+    EVALUATED: Evaluated,
     SHADOW_COMPARED: ShadowCompared,
 }

@@ -76,7 +76,7 @@ JOB_STATUS_RANK: dict[JobStatus, int] = {
 
 
 #: What a job does, named by the command that starts it.
-JobKind = Literal["segmentation", "dataset-expansion", "model-merge", "quantization", "layer-edit", "registration"]
+JobKind = Literal["segmentation", "dataset-expansion", "model-merge", "quantization", "layer-edit", "registration", "evaluation"]
 
 
 @dataclass(frozen=True)
@@ -323,6 +323,35 @@ SUBJECTS: tuple[Subject, ...] = (
         summary="access to a model requested, granted, refused or revoked (1.3)",
     ),
     Subject(
+        model_v1.EVALUATE_REQUESTED,
+        "MODEL",
+        model_v1.EvaluateRequested,
+        (GATEWAY, QUANTIZE, WEIGHTS),
+        (_c(INFER, "infer-evaluations"),),
+        external_publish=True,
+        summary="score a version on a labelled dataset through serving; quantize and merge ask for it after their job (1.6)",
+        job_status="requested",
+        job_kind="evaluation",
+    ),
+    Subject(
+        model_v1.EVALUATE_PROGRESSED,
+        "MODEL",
+        model_v1.QuantizeProgressed,
+        (INFER,),
+        external_read=True,
+        summary="images evaluated so far (1.6)",
+        job_status="running",
+    ),
+    Subject(
+        model_v1.EVALUATED,
+        "MODEL",
+        model_v1.Evaluated,
+        (INFER,),
+        external_read=True,
+        summary="per-class IoU, mIoU, pixel accuracy, boundary F-score, latency (1.6)",
+        job_status="completed",
+    ),
+    Subject(
         model_v1.ALIAS_CHANGED,
         "MODEL",
         model_v1.AliasChanged,
@@ -342,7 +371,7 @@ SUBJECTS: tuple[Subject, ...] = (
         model_v1.FAILED,
         "MODEL",
         JobFailed,
-        (WEIGHTS, QUANTIZE),
+        (WEIGHTS, QUANTIZE, INFER),
         external_read=True,
         summary="a model job (merge, quantize, edit, round) gave up",
         job_status="failed",

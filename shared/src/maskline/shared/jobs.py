@@ -123,6 +123,11 @@ def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
         state.artifacts = {"weights": data.model.weights, **(data.model.quantization.reports if data.model.quantization else {})}
         state.timings_ms["quantize"] = round(data.seconds * 1000, 1)
         state.stage = None
+    elif isinstance(data, model_v1.Evaluated):
+        ref = data.evaluation.model
+        state.model = ModelRef(name=ref.name, version=ref.version, precision=data.evaluation.precision, owner=ref.owner or "")
+        state.artifacts = {"evaluation": data.result}
+        state.stage = None
     elif isinstance(data, JobFailed):
         state.error = JobError(stage=data.stage, code=data.code, reason=data.reason)
     if RANK[status] > RANK[state.status] or (status == "failed" and state.status != "completed"):

@@ -90,6 +90,20 @@ def artifact(tenant: str, job_id: str, filename: str, attempt: str = "") -> str:
     return f"outputs/{tenant}/{job_id}/{attempt}/{filename}" if attempt else f"outputs/{tenant}/{job_id}/{filename}"
 
 
+def evaluation(tenant: str, owner: str, name: str, version: int, dataset_sha256: str) -> str:
+    """A tenant's evaluation of one model version (its own, or one it may use) on one dataset's content."""
+    return f"outputs/{tenant}/evaluations/{owner}/{name}/{version}/{segment(dataset_sha256[:16], 'dataset hash')}.json"
+
+
+def evaluations(tenant: str, owner: str, name: str, version: int) -> str:
+    return f"outputs/{tenant}/evaluations/{owner}/{name}/{version}/"
+
+
+def follow_up_job(job_id: str, what: str) -> str:
+    """The job a job asks for when it is done (the evaluation of a merged or quantized version)."""
+    return f"{job_id}-{what}"[:128]
+
+
 # -- datasets -----------------------------------------------------------------------------------
 
 

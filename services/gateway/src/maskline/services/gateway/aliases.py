@@ -18,7 +18,9 @@ from maskline.contracts.http_v1 import AliasView, PromoteBody, RolloutBody, Shad
 from maskline.contracts.model_v1 import STABLE, Alias, AliasAction, AliasName, ModelVersion
 from maskline.services.gateway.access import OwnerParam
 from maskline.services.gateway.context import GatewayContext
+from maskline.services.gateway.datasets import prefix as dataset_prefix
 from maskline.services.gateway.errors import Conflict, NotFound, Unprocessable
+from maskline.services.gateway.evaluations import evaluations_of
 from maskline.shared.audit_trail import job_trail
 
 #: The last versions an alias pointed to that a rollback can return to.
@@ -175,6 +177,8 @@ async def _check_rule(ctx: GatewayContext, alias: str, current: Alias | None, ca
         if new is None or (old is not None and new < old):
             raise Conflict(f"promotion refused: {verdict} (require_metric)", code="promotion_refused")
         checks.append(verdict)
+    if data.require_evaluation is not None and current is not None:
+        checks.append(await _check_evaluations(ctx, current, candidate, data.require_evaluation))
     if data.require_shadow_agreement is not None:
         tally = await ctx.shadows.get(candidate.owner, candidate.name, alias, candidate.version)
         jobs = tally.jobs if tally else 0
@@ -222,3 +226,26 @@ async def _view(ctx: GatewayContext, alias: Alias) -> AliasView:
             shadow_ms=round(tally.shadow_ms_sum / n, 2),
         ),
     )
+
+
+async def _check_evaluations(ctx: GatewayContext, current: Alias, candidate: ModelVersion, dataset: str) -> str:
+    """Candidate's mIoU on the dataset is at least the serving version's, on the same content."""
+    prefix = dataset_prefix(candidate.owner, dataset)
+    serving = await ctx.registry.get(current.owner, current.model, current.version)
+    new, old = [
+        next((e for e in await evaluations_of(ctx, candidate.owner, m) if e.dataset == prefix), None)
+        for m in (candidate, serving)
+    ]
+    if new is None or old is None:
+        missing = ", ".join(f"v{m.version}" for m, e in ((candidate, new), (serving, old)) if e is None)
+        raise Conflict(
+            f"promotion refused: no evaluation of {missing} on {dataset} (require_evaluation)", code="promotion_refused"
+        )
+    verdict = f"mIoU on {dataset}: version {candidate.version} {new.miou:.4f} vs version {serving.version} {old.miou:.4f}"
+    if new.dataset_sha256 != old.dataset_sha256:
+        raise Conflict(
+            f"promotion refused: {dataset} changed between the two evaluations; evaluate both again", code="promotion_refused"
+        )
+    if new.miou < old.miou:
+        raise Conflict(f"promotion refused: {verdict} (require_evaluation)", code="promotion_refused")
+    return verdict

@@ -20,6 +20,7 @@ from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.dashboard import DashboardController
 from maskline.services.gateway.datasets import DatasetController
 from maskline.services.gateway.dlq import DeadLetterController
+from maskline.services.gateway.evaluations import EvaluationController
 from maskline.services.gateway.files import FileController
 from maskline.services.gateway.fleet import FleetController
 from maskline.services.gateway.health import HealthController
@@ -107,6 +108,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
             ModelController,
             AccessController,
             AliasController,
+            EvaluationController,
             ModelMergeController,
             QuantizeController,
             DatasetController,

@@ -29,6 +29,9 @@ def job_view(state: JobState) -> JobView:
     if state.kind in ("quantization", "layer-edit") and state.model is not None:
         base = f"/v1/models/{state.model.name}/{state.model.version}"
         links.update({"step": f"{base}/reports/step", "graph": f"{base}/graph"})
+    if state.kind == "evaluation" and state.model is not None:
+        owner = f"?owner={state.model.owner}" if state.model.owner and state.model.owner != state.tenant else ""
+        links["evaluations"] = f"/v1/models/{state.model.name}/{state.model.version}/evaluations{owner}"
     quiet = max(0.0, (now() - state.updated).total_seconds())
     waiting = not state.finished and quiet > QUIET_S
     return JobView(

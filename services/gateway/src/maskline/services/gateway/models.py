@@ -221,8 +221,9 @@ class ModelMergeController(Controller):
     @post(status_code=HTTP_202_ACCEPTED, summary="Merge model versions into a new version (avg, max, absmax, weighted, ...)")
     async def merge(self, ctx: GatewayContext, tenant: str, data: MergeBody) -> Response[JobView]:
         raw = msgspec.structs.asdict(data)
-        if data.bn_dataset:
-            raw["bn_dataset"] = dataset_prefix(tenant, data.bn_dataset)
+        for field in ("bn_dataset", "evaluate_on"):
+            if raw[field]:
+                raw[field] = dataset_prefix(tenant, raw[field])
         try:
             request = msgspec.convert(raw, model_v1.ModelMergeRequested)
         except msgspec.ValidationError as exc:

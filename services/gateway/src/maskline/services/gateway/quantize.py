@@ -37,6 +37,8 @@ class QuantizeController(Controller):
     async def quantize(self, ctx: GatewayContext, tenant: str, data: QuantizeBody) -> Response[JobView]:
         raw = msgspec.structs.asdict(data)
         raw["dataset"] = dataset_prefix(tenant, data.dataset)
+        if data.evaluate_on:
+            raw["evaluate_on"] = dataset_prefix(tenant, data.evaluate_on)
         try:
             request = msgspec.convert(raw, model_v1.QuantizeRequested)
         except msgspec.ValidationError as exc:

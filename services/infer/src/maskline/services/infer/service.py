@@ -17,6 +17,7 @@ from maskline.contracts.common_v1 import ModelRef, ObjectRef
 from maskline.contracts.envelope import Envelope, next_event
 from maskline.contracts.model_v1 import ModelVersion, ShadowCompared
 from maskline.contracts.subjects import PLATFORM_TENANT
+from maskline.services.infer.evaluate import Evaluator
 from maskline.services.infer.preprocess import encode_npy
 from maskline.services.infer.settings import InferSettings
 from maskline.services.infer.triton import Triton
@@ -103,7 +104,7 @@ class Infer:
     async def warm_ready(self) -> bool:
         return self._warm_done
 
-    async def _scores(self, model: ModelVersion, png: bytes) -> NDArray[np.floating[Any]]:
+    async def scores(self, model: ModelVersion, png: bytes) -> NDArray[np.floating[Any]]:
         """C x H x W class scores of the image's own part (letterbox cropped, tiles stitched)."""
         prepared = await asyncio.to_thread(prepare, png, model.input_size, model.preprocessing)
         await self.triton.ensure_loaded(model)
@@ -131,7 +132,7 @@ class Infer:
         model, canary = target.pick(env.job_id)
         png = await references.read(self.runtime.store, image, env.tenant)
         triton_started = time.perf_counter()
-        inside = await self._scores(model, png)
+        inside = await self.scores(model, png)
         triton_ms = (time.perf_counter() - triton_started) * 1000
         ref = await self.runtime.store.put(prediction_key, encode_npy(inside.astype(np.float16, copy=False)), "application/x-npy")
         timings = {"infer": round((time.perf_counter() - started) * 1000, 2), "triton": round(triton_ms, 2)}
@@ -148,7 +149,7 @@ class Infer:
         assert target.shadow is not None and target.alias is not None
         started = time.perf_counter()
         try:
-            other = await asyncio.wait_for(self._scores(target.shadow, png), SHADOW_TIMEOUT_S)
+            other = await asyncio.wait_for(self.scores(target.shadow, png), SHADOW_TIMEOUT_S)
             pixels, miou = await asyncio.to_thread(agreement, scores, other)
             compared = ShadowCompared(
                 owner=target.alias.owner,
@@ -223,4 +224,8 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     runtime.ready_checks["models"] = infer.warm_ready
     for type_, handler in ((seg_v1.INGESTED, infer.handle), (seg_v1.AUGMENTED, infer.handle_variant)):
         runtime.consume(ConsumerSpec.for_subject(NAME, type_, handler, failure=seg_v1.FAILED, concurrency=settings.concurrency))
+    evaluator = Evaluator(infer)
+    runtime.consume(
+        ConsumerSpec.for_subject(NAME, model_v1.EVALUATE_REQUESTED, evaluator.handle, failure=model_v1.FAILED, concurrency=1)
+    )
     return [infer.warm([m.strip() for m in settings.warm_models.split(",") if m.strip()])]

@@ -24,7 +24,7 @@ from maskline.contracts.model_v1 import ModelFormat, ModelVersion, QuantizationI
 from maskline.services.quantize import architecture as arch
 from maskline.services.quantize import engine, onnx_qdq, onnx_workbench, workbench
 from maskline.services.quantize.settings import QuantizeSettings
-from maskline.shared import keys, references
+from maskline.shared import followups, keys, references
 from maskline.shared.access import ModelAccess
 from maskline.shared.bus import Bus
 from maskline.shared.errors import PermanentError
@@ -105,7 +105,10 @@ class QuantizeJobs:
             done = msgspec.json.decode(await self.store.get(f"{folder}/done.json"), type=model_v1.Quantized)
         except ObjectNotFound:
             return None
-        return [next_event(env, model_v1.QUANTIZED, SOURCE, done)]
+        return [
+            next_event(env, model_v1.QUANTIZED, SOURCE, done),
+            *followups.evaluation(env, SOURCE, done.model, evaluate_on(env)),
+        ]
 
     async def _publish_version(
         self,
@@ -154,7 +157,7 @@ class QuantizeJobs:
             summary=built.summary,
         )
         await self.store.put(f"{folder}/done.json", msgspec.json.encode(done), "application/json")
-        return [next_event(env, model_v1.QUANTIZED, SOURCE, done)]
+        return [next_event(env, model_v1.QUANTIZED, SOURCE, done), *followups.evaluation(env, SOURCE, model, evaluate_on(env))]
 
     def _inputs(self, weights: bytes, model: ModelVersion, images: list[NDArray[np.float32]]) -> workbench.Inputs:
         assert model.architecture is not None
@@ -289,3 +292,8 @@ class QuantizeJobs:
             return []
         await self.store.put(key, body, "application/json")
         return []
+
+
+def evaluate_on(env: Envelope[Any]) -> str | None:
+    """The held-out dataset a quantize job names (an edit job names none)."""
+    return env.data.evaluate_on if isinstance(env.data, model_v1.QuantizeRequested) else None

@@ -7,6 +7,7 @@ import io
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import torch
@@ -17,7 +18,7 @@ from maskline.contracts.model_v1 import ModelFormat, ModelVersion
 from maskline.services.weights import bn, onnx_weights
 from maskline.services.weights.methods import MergeOptions, Method
 from maskline.services.weights.streaming import IncompatibleModels, merge_states
-from maskline.shared import keys, references
+from maskline.shared import followups, keys, references
 from maskline.shared.access import ModelAccess
 from maskline.shared.bus import Bus
 from maskline.shared.errors import PermanentError
@@ -107,7 +108,7 @@ async def merge_weight_objects(
 
 async def merge_models(
     store: ObjectStore, registry: ModelRegistry, access: ModelAccess, bus: Bus, env: Envelope[model_v1.ModelMergeRequested]
-) -> list[Envelope[model_v1.ModelMerged]]:
+) -> list[Envelope[Any]]:
     """Merge versions the tenant may use into a new version of the tenant's own model `name`."""
     request = env.data
     started = time.perf_counter()
@@ -122,7 +123,8 @@ async def merge_models(
                 model_v1.MERGED,
                 SOURCE,
                 model_v1.ModelMerged(model=done, method=request.method, parents=request.models, seconds=0.0),
-            )
+            ),
+            *followups.evaluation(env, SOURCE, done, request.evaluate_on),
         ]
     except ObjectNotFound:
         pass
@@ -197,4 +199,4 @@ async def merge_models(
         seconds=round(time.perf_counter() - started, 3),
         bn_reestimated=reestimated,
     )
-    return [next_event(env, model_v1.MERGED, SOURCE, result)]
+    return [next_event(env, model_v1.MERGED, SOURCE, result), *followups.evaluation(env, SOURCE, model, request.evaluate_on)]

@@ -1,0 +1,111 @@
+"""Evaluation jobs: `model.v1.evaluate.requested` → run a version on every labelled image of a
+dataset through serving (the same preprocessing and Triton model as live requests) → per-class IoU,
+mIoU, pixel accuracy, boundary F-score, latency → `model.v1.evaluated`, the result stored as JSON.
+
+Runs in infer because that is where the served model is: the numbers are the served model's, for
+any precision. Its consumer takes one job at a time, so an evaluation never takes more than one of
+infer's slots away from live traffic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import numpy as np
+
+from maskline.contracts import model_v1
+from maskline.contracts.envelope import Envelope, next_event, now
+from maskline.contracts.model_v1 import ClassScore, Evaluated, EvaluateRequested, Evaluation, VersionRef
+from maskline.contracts.subjects import INFER as NAME
+from maskline.services.infer.scoring import Scoreboard, mean, upsample
+from maskline.shared import keys, references
+from maskline.shared.errors import PermanentError
+from maskline.shared.images import decode_mask
+from maskline.shared.registry import ModelNotFound
+from maskline.shared.version import CODE_VERSION
+
+if TYPE_CHECKING:
+    from maskline.services.infer.service import Infer
+
+#: A progress event after this many images (and after the last).
+PROGRESS_EVERY = 10
+
+
+class Evaluator:
+    def __init__(self, infer: Infer) -> None:
+        self.infer = infer
+        self.store = infer.runtime.store
+
+    async def pairs(self, dataset: str, limit: int) -> list[tuple[str, str]]:
+        """(image key, mask key) of every image that has a mask, in name order."""
+        masks = {key.rsplit("/", 1)[-1].rsplit(".", 1)[0]: key for key in await self.store.list(f"{dataset}masks/")}
+        found = []
+        for key in sorted(await self.store.list(f"{dataset}images/")):
+            stem = key.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+            if stem in masks:
+                found.append((key, masks[stem]))
+        return found[:limit]
+
+    async def handle(self, env: Envelope[EvaluateRequested]) -> list[Envelope[Any]]:
+        d = env.data
+        references.check_dataset(d.dataset, env.tenant)
+        try:
+            model = await self.infer.access.ref(env.tenant, d.model)
+        except ModelNotFound as exc:
+            raise PermanentError(str(exc), code="model_not_found") from exc
+        pairs = await self.pairs(d.dataset, d.max_images)
+        if not pairs:
+            raise PermanentError(f"{d.dataset} has no image with a mask (masks/<image stem>.png)", code="no_labelled_images")
+        board = Scoreboard(classes=len(model.labels), tolerance=d.boundary_tolerance)
+        latencies: list[float] = []
+        digest = hashlib.sha256()
+        for index, (image_key, mask_key) in enumerate(pairs, start=1):
+            image, mask_bytes = await self.store.get(image_key), await self.store.get(mask_key)
+            digest.update(f"{image_key.rsplit('/', 1)[-1]}\0{_sha(image)}\0{_sha(mask_bytes)}\n".encode())
+            try:
+                truth = decode_mask(mask_bytes)
+            except ValueError as exc:
+                raise PermanentError(f"{mask_key}: {exc}", code="invalid_mask") from exc
+            started = time.perf_counter()
+            scores = await self.infer.scores(model, image)
+            latencies.append((time.perf_counter() - started) * 1000)
+            predicted = upsample(scores, (truth.shape[0], truth.shape[1]))
+            board.add(truth, predicted)
+            if index % PROGRESS_EVERY == 0 or index == len(pairs):
+                progress = model_v1.QuantizeProgressed(stage="evaluate", done=index, total=len(pairs))
+                await self.infer.runtime.bus.publish(next_event(env, model_v1.EVALUATE_PROGRESSED, NAME, progress, part=index))
+        ious, f1s = board.ious(), board.boundary_f1s()
+        evaluation = Evaluation(
+            model=VersionRef(model.name, model.version, model.owner),
+            precision=model.precision,
+            dataset=d.dataset,
+            dataset_sha256=digest.hexdigest(),
+            images=len(pairs),
+            miou=round(mean(ious), 6),
+            pixel_accuracy=round(board.pixel_accuracy(), 6),
+            boundary_f1=round(mean(f1s), 6),
+            classes=tuple(
+                ClassScore(label=label, iou=_round(iou), boundary_f1=_round(f1), pixels=pixels)
+                for label, iou, f1, pixels in zip(model.labels, ious, f1s, board.pixels(), strict=True)
+            ),
+            latency_ms=round(float(np.median(latencies)), 2),
+            latency_p90_ms=round(float(np.percentile(latencies, 90)), 2),
+            boundary_tolerance=d.boundary_tolerance,
+            code_version=CODE_VERSION,
+            job_id=env.job_id,
+            created=now(),
+        )
+        key = keys.evaluation(env.tenant, model.owner, model.name, model.version, evaluation.dataset_sha256)
+        ref = await self.store.put(key, msgspec.json.encode(evaluation), "application/json")
+        return [next_event(env, model_v1.EVALUATED, NAME, Evaluated(evaluation=evaluation, result=ref))]
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
