@@ -4,6 +4,7 @@ maskline demo                       start everything, segment a sample, print th
 maskline up | down | status         run the embedded stack in the background (supervised: crashes restart)
 maskline restart PROGRAM            restart one service, nats or triton
 maskline submit IMAGE [--wait S]    segment an image, download its artifacts
+maskline cancel JOB | replay JOB    cancel a segmentation; re-run one and check its outputs match
 maskline models list | register     the model registry
 maskline alias list | set | rollback | rollout   aliases: promote, roll back, canary, shadow (see rollout_cli)
 maskline audit | access | credentials   trust: verify the audit trail, share models (see trust_cli)
@@ -156,7 +157,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
 #: A segmentation's statuses on its way to completed, in order, from the system table.
 STAGES = tuple(
     sorted(
-        {s.job_status for s in table.SUBJECTS if s.stream == "SEG" and s.job_status not in (None, "failed")},
+        {s.job_status for s in table.SUBJECTS if s.stream == "SEG" and s.job_status not in (None, "failed", "cancelled")},
         key=lambda status: table.JOB_STATUS_RANK[status],
     )
 )
@@ -170,7 +171,7 @@ def _follow_stages(client: JsonClient, args: argparse.Namespace, job: dict[str, 
     deadline = time.monotonic() + args.wait
     with Progress(disable=args.json) as bar:
         task = bar.add_task(f"job {job['id'][:12]}", total=len(stages) - 1)
-        while job["status"] not in ("completed", "failed") and time.monotonic() < deadline:
+        while job["status"] not in table.FINAL_STATUSES and time.monotonic() < deadline:
             time.sleep(0.1)
             job = client.status(job["id"])
             if job["status"] in stages:
@@ -330,6 +331,22 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cancel(args: argparse.Namespace) -> int:
+    job = JsonClient(args.url, api_key=args.api_key).cancel(args.job)
+    _print(args, job, f"{job['id']}: {job['status']}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    view = JsonClient(args.url, api_key=args.api_key).replay(args.job, wait=args.wait)
+    lines = [f"replay {view['replay']} of {view['original']}: {view['status']}"]
+    for name, output in view["outputs"].items():
+        again = (output["replay_sha256"] or "-")[:16]
+        lines.append(f"  {name:<8} {output['original_sha256'][:16]} {again:<16} {'match' if output['match'] else 'DIFFERS'}")
+    _print(args, view, "\n".join(lines))
+    return 0 if view["reproduced"] else 1
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     client = JsonClient(args.url, api_key=args.api_key)
     if args.action == "upload":
@@ -478,6 +495,13 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--precision", choices=["fp32", "hybrid", "int8"], help="the alias's version in this precision")
     submit.add_argument("--alias", help="the model's alias to run (default: stable)")
     submit.set_defaults(run=cmd_submit)
+    cancel = sub.add_parser("cancel", help="cancel a segmentation wherever it is (no outputs stand)")
+    cancel.add_argument("job")
+    cancel.set_defaults(run=cmd_cancel)
+    replay = sub.add_parser("replay", help="re-run a completed segmentation from its audit record; exit 1 unless outputs match")
+    replay.add_argument("job")
+    replay.add_argument("--wait", type=float, default=120.0)
+    replay.set_defaults(run=cmd_replay)
     datasets = sub.add_parser("datasets", help="upload, show or expand a dataset")
     datasets.add_argument("action", choices=["upload", "show", "expand"])
     datasets.add_argument("name")

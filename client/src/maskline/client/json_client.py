@@ -16,6 +16,7 @@ import httpx
 
 from maskline.client.typed import FILENAMES, Call, Calls, FileChunks, raise_for_problem, request_options
 from maskline.contracts.http_v1 import EvaluateBody, PromoteBody, RolloutBody
+from maskline.contracts.subjects import FINAL_STATUSES
 
 
 class JsonClient:
@@ -165,7 +166,7 @@ class JsonClient:
             job = self.job(job_id)
             if on_progress is not None:
                 on_progress(job)
-            if job["status"] in ("completed", "failed") or time.monotonic() > deadline:
+            if job["status"] in FINAL_STATUSES or time.monotonic() > deadline:
                 return job
             time.sleep(0.2)
 
@@ -175,6 +176,12 @@ class JsonClient:
 
     def release_model(self, name: str, version: int) -> dict[str, Any]:
         return dict(self._json(Calls.release_model(name, version)))
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return dict(self._json(Calls.cancel(job_id)))
+
+    def replay(self, job_id: str, wait: float = 60.0) -> dict[str, Any]:
+        return dict(self._json(Calls.replay(job_id, wait)))
 
     def evaluate(self, name: str, version: int, *, dataset: str, owner: str | None = None, **options: Any) -> dict[str, Any]:
         """Start an evaluation job on one of your datasets with masks; `options`: max_images, boundary_tolerance."""

@@ -41,6 +41,7 @@ from maskline.contracts.http_v1 import (
     MergeBody,
     PromoteBody,
     QuantizeBody,
+    ReplayView,
     RolloutBody,
     SegmentationView,
     UploadView,
@@ -200,6 +201,16 @@ class Calls:
     @staticmethod
     def status(job_id: str) -> Call[SegmentationView]:
         return Call("GET", f"/v1/segmentations/{job_id}", SegmentationView)
+
+    @staticmethod
+    def cancel(job_id: str) -> Call[SegmentationView]:
+        """Cancel a segmentation wherever it is (409 `job_finished` when it is over)."""
+        return Call("DELETE", f"/v1/segmentations/{job_id}", SegmentationView)
+
+    @staticmethod
+    def replay(job_id: str, wait_s: float = 60.0) -> Call[ReplayView]:
+        """Re-run a completed segmentation from its audit record; the answer says which outputs match."""
+        return Call("POST", f"/v1/segmentations/{job_id}/replay", ReplayView, params={"wait": wait_s}, accepted=ReplayView)
 
     @staticmethod
     def artifact(job_id: str, name: str) -> Call[bytes]:

@@ -16,6 +16,7 @@ import msgspec
 from maskline.contracts import dataset_v1, model_v1, seg_v1
 from maskline.contracts.common_v1 import ModelRef, VariantName
 from maskline.contracts.model_v1 import CalibrationMethod, LayerEdit, MergeMethod, VersionRef
+from maskline.contracts.subjects import FINAL_STATUSES
 
 _EXPAND = dataset_v1.DatasetExpandRequested(source="x/", target="y/")
 _MERGE = model_v1.ModelMergeRequested(models=(), name="x")
@@ -148,7 +149,7 @@ class SegmentationView(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def finished(self) -> bool:
-        return self.status in ("completed", "failed")
+        return self.status in FINAL_STATUSES
 
 
 class JobView(msgspec.Struct, frozen=True, kw_only=True):
@@ -168,7 +169,7 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def finished(self) -> bool:
-        return self.status in ("completed", "failed")
+        return self.status in FINAL_STATUSES
 
 
 class ShadowView(msgspec.Struct, frozen=True, kw_only=True):
@@ -241,3 +242,26 @@ class ComparisonView(msgspec.Struct, frozen=True, kw_only=True):
     dataset: str
     labels: tuple[str, ...]
     versions: list[ComparedVersion]
+
+
+class OutputMatch(msgspec.Struct, frozen=True, kw_only=True):
+    original_sha256: str
+    replay_sha256: str | None
+    """None until the replay completed (or when it did not produce this output)."""
+    match: bool
+    """mask and overlay: the bytes are the same; regions: its content is (the document names its own
+    job and timings, which a replay cannot share)."""
+
+
+class ReplayView(msgspec.Struct, frozen=True, kw_only=True):
+    """`POST /v1/segmentations/{id}/replay`: a finished job re-run from its audit record (same input,
+    the version and precision that served it, the same options) and whether each output matches."""
+
+    original: str
+    replay: str
+    status: str
+    model: ModelRef
+    outputs: dict[str, OutputMatch] = {}
+    reproduced: bool = False
+    """Every output matched."""
+    links: dict[str, str] = {}

@@ -19,6 +19,7 @@ AUGMENTED = "seg.v1.augmented"
 INFERRED = "seg.v1.inferred"
 COMPLETED = "seg.v1.completed"
 FAILED = "seg.v1.failed"
+CANCELLED = "seg.v1.cancelled"
 
 Output = Literal["mask", "overlay", "regions"]
 ALL_OUTPUTS: tuple[Output, ...] = ("mask", "overlay", "regions")
@@ -60,6 +61,8 @@ class SegmentationRequested(msgspec.Struct, frozen=True, kw_only=True):
     image: ObjectRef
     options: SegmentationOptions = SegmentationOptions()
     filename: str | None = None
+    replay_of: str | None = None
+    """The job this one re-runs (same input, same pinned version and options). Added in 1.6."""
 
 
 class SegmentationIngested(msgspec.Struct, frozen=True, kw_only=True):
@@ -180,3 +183,11 @@ PAYLOADS: dict[str, type[msgspec.Struct]] = {
     COMPLETED: SegmentationCompleted,
     FAILED: JobFailed,
 }
+
+
+class SegmentationCancelled(msgspec.Struct, frozen=True, kw_only=True):
+    """The job's tenant cancelled it: stages skip its queued work, and no outputs stand for it. Added in 1.6."""
+
+    by: str
+    """The tenant (API key) that cancelled it."""
+    reason: str = ""

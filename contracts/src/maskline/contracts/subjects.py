@@ -63,7 +63,7 @@ class Consumer:
 
 #: Every status a job can be in, in the order a job moves through them (failed ranks with completed:
 #: both are final). The projection never moves a job back to a lower rank.
-JobStatus = Literal["requested", "running", "ingested", "augmented", "inferred", "completed", "failed"]
+JobStatus = Literal["requested", "running", "ingested", "augmented", "inferred", "completed", "failed", "cancelled"]
 JOB_STATUS_RANK: dict[JobStatus, int] = {
     "requested": 0,
     "running": 1,
@@ -72,7 +72,10 @@ JOB_STATUS_RANK: dict[JobStatus, int] = {
     "inferred": 3,
     "completed": 4,
     "failed": 4,
+    "cancelled": 4,
 }
+#: A job in one of these is over: nothing moves it on.
+FINAL_STATUSES: tuple[JobStatus, ...] = ("completed", "failed", "cancelled")
 
 
 #: What a job does, named by the command that starts it.
@@ -207,6 +210,15 @@ SUBJECTS: tuple[Subject, ...] = (
         external_read=True,
         summary="whichever stage gave up, with the reason",
         job_status="failed",
+    ),
+    Subject(
+        seg_v1.CANCELLED,
+        "SEG",
+        seg_v1.SegmentationCancelled,
+        (GATEWAY,),
+        external_read=True,
+        summary="its tenant cancelled the job; queued work is skipped, no outputs stand (1.6)",
+        job_status="cancelled",
     ),
     Subject(
         model_v1.REGISTER_REQUESTED,
@@ -453,12 +465,19 @@ BUCKETS: tuple[Bucket, ...] = (
     Bucket("tta", (MERGE,), (MERGE,), ttl_s=24 * 3600.0, summary="TTA variants collected per job"),
     Bucket(
         "fences",
-        (MERGE, WEIGHTS, QUANTIZE),
-        (MERGE, WEIGHTS, QUANTIZE),
+        (GATEWAY, MERGE, WEIGHTS, QUANTIZE),
+        (GATEWAY, MERGE, WEIGHTS, QUANTIZE),
         ttl_s=30 * 24 * 3600.0,
         summary="which attempt's result stands for a job, and whether its final event was published",
     ),
     Bucket("rounds", (WEIGHTS,), (WEIGHTS,), summary="federated rounds in progress"),
+    Bucket(
+        "cancels",
+        (GATEWAY,),
+        (INGEST, AUGMENT, INFER, MERGE),
+        ttl_s=8 * 24 * 3600.0,
+        summary="segmentations their tenant cancelled (stages watch it and skip their queued work)",
+    ),
     Bucket(
         "fleet",
         SERVICES,

@@ -92,6 +92,8 @@ class ConsumerStats:
     failed: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    skipped: int = 0
+    """Messages of cancelled jobs, acknowledged without work."""
     held: int = 0
     """Messages that waited for a dependency to come back (none of their deliveries used up)."""
     busy_s: float = 0.0
@@ -113,6 +115,8 @@ class Consumer(Generic[T]):
     ack_wait_s: float = 10.0
     hold_s: tuple[float, ...] = HOLD_S
     stats: ConsumerStats = field(default_factory=ConsumerStats)
+    skip: Callable[[str, str], bool] | None = None
+    """(tenant, job id) → the job's queued work is to be skipped (its tenant cancelled it)."""
 
     def __post_init__(self) -> None:
         if self.spec.ack_wait_s is not None:
@@ -202,6 +206,11 @@ class Consumer(Generic[T]):
         with structlog.contextvars.bound_contextvars(job_id=env.job_id, trace_id=env.trace_id, subject=msg.subject):
             if expired(env):
                 await self._give_up(msg, env, DeadlineExceeded.code, f"the job's deadline {env.deadline} passed")
+                return
+            if self.skip is not None and self.skip(env.tenant, env.job_id):
+                await msg.ack()
+                self.stats.skipped += 1
+                log.info("message.skipped", reason="cancelled")
                 return
             if deliveries > self.max_deliver:
                 await self._give_up(msg, env, "max_deliveries", f"gave up after {deliveries - 1} deliveries")

@@ -36,6 +36,11 @@ BUCKET = "fences"
 ABANDONED_S = 5.0
 
 
+def segmentation_fence(tenant: str, job_id: str) -> str:
+    """The fence of a segmentation: merge's completion and the gateway's cancel race for it."""
+    return f"seg.{tenant}.{job_id}"
+
+
 class Claim(msgspec.Struct, kw_only=True):
     attempt: str
     event: msgspec.Raw

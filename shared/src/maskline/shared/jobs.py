@@ -60,7 +60,7 @@ class JobState(msgspec.Struct, kw_only=True):
 
     @property
     def finished(self) -> bool:
-        return self.status in ("completed", "failed")
+        return self.status in table.FINAL_STATUSES
 
 
 _decoder = msgspec.json.Decoder(JobState)
@@ -130,7 +130,7 @@ def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
         state.stage = None
     elif isinstance(data, JobFailed):
         state.error = JobError(stage=data.stage, code=data.code, reason=data.reason)
-    if RANK[status] > RANK[state.status] or (status == "failed" and state.status != "completed"):
+    if RANK[status] > RANK[state.status] or (status == "failed" and state.status not in ("completed", "cancelled")):
         state.status = status
     elif status == "completed" and state.status == "failed":  # a re-driven dead letter made it to the end
         state.status = "completed"

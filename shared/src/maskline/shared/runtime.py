@@ -25,6 +25,7 @@ from maskline.contracts import subjects as table
 from maskline.shared import dlq
 from maskline.shared import logging as logs
 from maskline.shared.bus import Bus, connect
+from maskline.shared.cancels import Cancellations
 from maskline.shared.config import RuntimeSettings
 from maskline.shared.consumer import Consumer, ConsumerSpec
 from maskline.shared.errors import HandlerError
@@ -54,6 +55,8 @@ class Runtime:
         self.ready_checks: dict[str, ReadyCheck] = {}
         self._bus: Bus | None = None
         self._store: ObjectStore | None = None
+        self.cancellations: Cancellations | None = None
+        """Stages of a segmentation (the readers of the `cancels` bucket) skip cancelled jobs' work."""
         self._stop = asyncio.Event()
         self.exit_code = 0
 
@@ -72,11 +75,23 @@ class Runtime:
         self._bus = await connect(self.settings, f"{self.name}:{self.instance}", identity=self.name)
         await wait_provisioned(self.bus.js, needed_streams(self.name))
         self._store = open_store(self.settings)
+        if self.name in table.bucket("cancels").readers:
+            self.cancellations = Cancellations(self.bus.js)
+            await self.cancellations.open()
+            await self.cancellations.follow()  # every mark so far, before any consumer takes work
         self.ready_checks.setdefault("store", self.store.ready)
 
     def consume(self, spec: ConsumerSpec[Any]) -> None:
+        skip = self.cancellations.cancelled if self.cancellations is not None and spec.stream == "SEG" else None
         self.consumers.append(
-            Consumer(self.bus, spec, source=self.name, max_deliver=self.settings.max_deliver, ack_wait_s=self.settings.ack_wait_s)
+            Consumer(
+                self.bus,
+                spec,
+                source=self.name,
+                max_deliver=self.settings.max_deliver,
+                ack_wait_s=self.settings.ack_wait_s,
+                skip=skip,
+            )
         )
 
     async def readiness(self) -> dict[str, bool]:
@@ -159,6 +174,8 @@ class Runtime:
         heartbeat = Heartbeat(self.bus.js, self.name, self.instance, self.settings.heartbeat_s)
         await heartbeat.open()
         extra = (*extra, heartbeat.run(self.status, self._stop))
+        if self.cancellations is not None:
+            extra = (*extra, self.cancellations.watch(self._stop))
         tasks = [asyncio.create_task(c.run()) for c in self.consumers] + [asyncio.ensure_future(e) for e in extra]
         log.info("service.started", consumers=[c.spec.durable for c in self.consumers])
         stopper = asyncio.create_task(self._stop.wait())

@@ -17,6 +17,7 @@ from maskline.services.gateway.aliases import AliasController
 from maskline.services.gateway.audit import AuditController
 from maskline.services.gateway.auth import provide_tenant
 from maskline.services.gateway.context import GatewayContext
+from maskline.services.gateway.control import ControlController
 from maskline.services.gateway.dashboard import DashboardController
 from maskline.services.gateway.datasets import DatasetController
 from maskline.services.gateway.dlq import DeadLetterController
@@ -104,6 +105,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
     app = Litestar(
         route_handlers=[
             SegmentationController,
+            ControlController,
             UploadController,
             ModelController,
             AccessController,

@@ -11,6 +11,8 @@ from maskline.services.gateway.telemetry import Metrics
 from maskline.services.gateway.waiters import CompletionWaiters
 from maskline.shared.access import Grants, ModelAccess
 from maskline.shared.admission import Admission, Refused
+from maskline.shared.cancels import Cancellations
+from maskline.shared.fence import Fences
 from maskline.shared.idempotency import IdempotencyKeys
 from maskline.shared.jobs import JobStore
 from maskline.shared.registry import ModelNotFound, ModelRegistry
@@ -26,6 +28,8 @@ class GatewayContext:
     registry: ModelRegistry
     grants: Grants
     shadows: ShadowTallies
+    fences: Fences
+    cancellations: Cancellations
     idempotency: IdempotencyKeys
     waiters: CompletionWaiters
     tenants: dict[str, str]

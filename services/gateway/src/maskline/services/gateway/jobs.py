@@ -19,6 +19,14 @@ from maskline.shared.jobs import JobState
 QUIET_S = 45.0
 
 
+async def owned_job(ctx: GatewayContext, tenant: str, job_id: str) -> JobState:
+    """One of the tenant's jobs (another tenant's reads as missing)."""
+    state = await ctx.jobs.get(tenant, job_id)
+    if state is None:
+        raise NotFound(f"no segmentation {job_id}")
+    return state
+
+
 def job_view(state: JobState) -> JobView:
     error = msgspec.structs.asdict(state.error) if state.error else None
     links = {"self": f"/v1/jobs/{state.job_id}", "audit": f"/v1/audit?job={state.job_id}"}

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, Parameter
@@ -20,7 +20,9 @@ from maskline.contracts import seg_v1
 from maskline.contracts.envelope import command, new_job_id, now
 from maskline.contracts.http_v1 import SEGMENTATION_DEFAULTS, TTA_DEFAULTS, SegmentationView, UploadView
 from maskline.services.gateway.context import GatewayContext
+from maskline.services.gateway.control import cancel
 from maskline.services.gateway.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, Unprocessable
+from maskline.services.gateway.jobs import owned_job
 from maskline.services.gateway.shedding import ADMITTED
 from maskline.services.gateway.sniff import Header, check_image_header
 from maskline.services.gateway.views import job_path, segmentation_view
@@ -98,13 +100,6 @@ def checked_idempotency_key(value: str | None) -> str | None:
     if value is not None and not 1 <= len(value) <= MAX_KEY_LENGTH:
         raise BadRequest(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters", code="invalid_idempotency_key")
     return value
-
-
-async def owned_job(ctx: GatewayContext, tenant: str, job_id: str) -> JobState:
-    state = await ctx.jobs.get(tenant, job_id)
-    if state is None:
-        raise NotFound(f"no segmentation {job_id}")
-    return state
 
 
 async def check_upload(ctx: GatewayContext, body: bytes, options: seg_v1.SegmentationOptions | None = None) -> Header:
@@ -203,6 +198,14 @@ class SegmentationController(Controller):
         # Published first: if the bus refuses, no job state is left behind to wait forever.
         await ctx.runtime.bus.publish(env)
         return await ctx.jobs.apply(env)
+
+    @delete(
+        "/{job_id:str}",
+        status_code=HTTP_200_OK,
+        summary="Cancel a segmentation wherever it is: its queued work is skipped and no outputs stand (audited)",
+    )
+    async def cancel(self, ctx: GatewayContext, tenant: str, job_id: str) -> SegmentationView:
+        return await cancel(ctx, await owned_job(ctx, tenant, job_id))
 
     @get("/{job_id:str}", summary="Status, timings and links of a segmentation")
     async def status(self, ctx: GatewayContext, tenant: str, job_id: str) -> SegmentationView:

@@ -15,6 +15,8 @@ from maskline.services.gateway.telemetry import Metrics
 from maskline.services.gateway.waiters import CompletionWaiters
 from maskline.shared.access import Grants
 from maskline.shared.admission import Admission, Backlog
+from maskline.shared.cancels import Cancellations
+from maskline.shared.fence import Fences
 from maskline.shared.idempotency import IdempotencyKeys
 from maskline.shared.jobs import JobStore
 from maskline.shared.registry import ModelRegistry
@@ -61,6 +63,10 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     await idempotency.open()
     shadows = ShadowTallies(runtime.bus.js)
     await shadows.open()
+    fences = Fences(runtime.bus.js, runtime.bus)
+    await fences.open()
+    cancellations = Cancellations(runtime.bus.js)
+    await cancellations.open()
     admission = Admission(
         backlog=Backlog(runtime.bus.js),
         max_backlog=settings.max_backlog,
@@ -81,6 +87,8 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
         registry=registry,
         grants=grants,
         shadows=shadows,
+        fences=fences,
+        cancellations=cancellations,
         idempotency=idempotency,
         waiters=waiters,
         metrics=metrics,

@@ -61,7 +61,7 @@ class Metrics:
     def observe(self, state: JobState) -> None:
         """One write of a job's state: counted when it starts and when it ends (each is written once)."""
         family = table.JOB_FAMILY[state.kind]  # seg, dataset, model: from the system table
-        if state.status not in ("requested", "completed", "failed"):
+        if state.status != "requested" and not state.finished:
             return
         self.jobs.labels(family, state.status).inc()
         if state.status == "failed" and state.error is not None:

@@ -22,7 +22,7 @@ from maskline.services.merge.regions import Region, find_regions
 from maskline.shared import keys, references, transforms
 from maskline.shared.consumer import ConsumerSpec
 from maskline.shared.errors import PermanentError
-from maskline.shared.fence import Fences, new_attempt
+from maskline.shared.fence import Fences, new_attempt, segmentation_fence
 from maskline.shared.images import decode_bgr
 from maskline.shared.runtime import Runtime
 
@@ -120,10 +120,6 @@ def render_outputs(
     return Rendered(files=ordered, regions=len(regions), confidence=confidence)
 
 
-def fence_key(tenant: str, job_id: str) -> str:
-    return f"seg.{tenant}.{job_id}"
-
-
 class Merge:
     def __init__(self, runtime: Runtime, collector: VariantCollector, fences: Fences) -> None:
         self.runtime = runtime
@@ -136,9 +132,9 @@ class Merge:
         started = time.perf_counter()
         store = self.runtime.store
         data = env.data
-        fence = fence_key(env.tenant, env.job_id)
+        fence = segmentation_fence(env.tenant, env.job_id)
         if await self.fences.decided(fence):
-            return []  # completed already (a redelivery, or a worker that slept through it)
+            return []  # completed or cancelled already (a redelivery, a worker that slept through it)
         if data.variant is None:
             parts = [data]
         else:
