@@ -41,7 +41,14 @@ def test_job_trail_is_ordered_and_intact(client: JsonClient) -> None:
     seqs = [r["seq"] for r in trail["records"]]
     assert seqs == sorted(seqs)
     inferred = trail["records"][2]["event"]
-    assert inferred["data"]["model"] == {"name": "shapes-unet", "version": 1, "precision": "fp32", "owner": "maskline"}
+    assert inferred["data"]["model"] == {
+        "name": "shapes-unet",
+        "version": 1,
+        "precision": "fp32",
+        "owner": "maskline",
+        "alias": "stable",
+        "canary": False,
+    }
     record = trail["records"][0]
 
     parsed = msgspec.json.decode(msgspec.json.encode(record), type=AuditRecord)

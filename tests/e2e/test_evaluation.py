@@ -6,6 +6,7 @@ promotion rule on the evaluations."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ pytestmark = pytest.mark.e2e
 LABELS = list(shapes.LABELS)
 ARCHITECTURE = "maskline.models.starter.unet:UNet"
 IMAGES = 6
+ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +82,7 @@ def test_a_dataset_without_masks_fails_the_job_with_a_reason(client: JsonClient)
 def test_a_quantize_job_evaluates_its_result_and_versions_compare(
     client: JsonClient, stack: Stack, labelled: tuple[str, list[Any]]
 ) -> None:
-    dataset, _ = labelled
+    dataset, pairs = labelled
     fp32 = client.register_model(
         WEIGHTS,
         name="ev-model",
@@ -104,6 +106,24 @@ def test_a_quantize_job_evaluates_its_result_and_versions_compare(
     a, b = (rows[v]["evaluation"] for v in (fp32["version"], int8_version))
     assert a["dataset_sha256"] == b["dataset_sha256"] and b["precision"] == "int8"
     assert abs(a["miou"] - b["miou"]) < 0.05  # int8 keeps the float model's quality on held-out data
+
+    # the difference of the two versions' masks, as pictures: the count is the served masks' own
+    assert sorted(view["differences"]) == [f"e{i}.png" for i in range(IMAGES)]
+    picture = client.http.get(view["differences"]["e0.png"])
+    assert picture.status_code == 200 and picture.headers["content-type"] == "image/png"
+    drawn = Image.open(io.BytesIO(picture.content))
+    assert drawn.size == (4 * 128 + 3 * 4, 128 + 14)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "mask-difference.png").write_bytes(picture.content)
+    served = [
+        np.asarray(
+            Image.open(
+                io.BytesIO(client.artifact(client.submit(pairs[0][0], wait=60, model="ev-model", version=v)["id"], "mask"))
+            )
+        )
+        for v in (fp32["version"], int8_version)
+    ]
+    assert int(picture.headers["X-Pixels-Differ"]) == int((served[0] != served[1]).sum())
 
     table = cli(stack, "models", "compare", "ev-model", "--versions", f"{fp32['version']},{int8_version}", "--dataset", dataset)
     assert table.returncode == 0, table.stderr

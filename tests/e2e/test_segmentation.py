@@ -34,7 +34,14 @@ def test_synthetic_image_gives_the_known_mask_overlay_and_regions(client: JsonCl
 
     assert job["status"] == "completed", job
     assert (job["width"], job["height"]) == (256, 256)
-    assert job["model"] == {"name": "shapes-unet", "version": 1, "precision": "fp32", "owner": "maskline"}
+    assert job["model"] == {
+        "name": "shapes-unet",
+        "version": 1,
+        "precision": "fp32",
+        "owner": "maskline",
+        "alias": "stable",
+        "canary": False,
+    }
     assert set(job["artifacts"]) == {"mask", "overlay", "regions"}
     assert {"ingest", "infer", "triton", "merge"} <= set(job["timings_ms"])
 

@@ -29,7 +29,14 @@ def refused(call, status: int) -> dict:  # type: ignore[no-untyped-def]
 
 def test_a_model_of_the_same_name_changes_nothing_for_other_tenants(client: JsonClient, other_tenant: JsonClient) -> None:
     before = client.submit(image(), wait=60)["model"]
-    assert before == {"name": "shapes-unet", "version": 1, "precision": "fp32", "owner": "maskline"}
+    assert before == {
+        "name": "shapes-unet",
+        "version": 1,
+        "precision": "fp32",
+        "owner": "maskline",
+        "alias": "stable",
+        "canary": False,
+    }
     mine = other_tenant.register_model(WEIGHTS, name="shapes-unet", labels=LABELS, input_size=(128, 128))
     assert mine["owner"] == "tenant-b" and mine["version"] == 1
     time.sleep(6)  # longer than any resolution cache

@@ -242,6 +242,8 @@ class ComparisonView(msgspec.Struct, frozen=True, kw_only=True):
     dataset: str
     labels: tuple[str, ...]
     versions: list[ComparedVersion]
+    differences: dict[str, str] = {}
+    """Two versions evaluated on the same content: each image's picture of where their masks differ."""
 
 
 class OutputMatch(msgspec.Struct, frozen=True, kw_only=True):

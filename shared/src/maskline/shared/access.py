@@ -225,7 +225,9 @@ class ModelAccess:
         found = await self.registry.alias(owner, name, precision_alias(alias, precision)) if precision else None
         found = found or await self.registry.alias(owner, name, alias)
         if found is None:
-            raise ModelNotFound(f"model {owner}/{name} has no alias {alias!r}")
+            others = [a.name for a in await self.registry.aliases(owner, name)]
+            hint = f" (its aliases: {', '.join(others)}; name one, or a precision)" if others else ""
+            raise ModelNotFound(f"model {owner}/{name} has no alias {alias!r}{hint}")
         model = await self.registry.get(owner, name, found.version)
         if precision is not None and model.precision != precision:
             raise ModelNotFound(

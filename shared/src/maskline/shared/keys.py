@@ -99,6 +99,12 @@ def evaluations(tenant: str, owner: str, name: str, version: int) -> str:
     return f"outputs/{tenant}/evaluations/{owner}/{name}/{version}/"
 
 
+def evaluation_mask(tenant: str, owner: str, name: str, version: int, dataset_sha256: str, image: str) -> str:
+    """The mask a version predicted for one image of an evaluated dataset (PNG of class ids)."""
+    stem = segment(image.rsplit(".", 1)[0], "image name")
+    return f"{evaluation(tenant, owner, name, version, dataset_sha256).removesuffix('.json')}/{stem}.png"
+
+
 def follow_up_job(job_id: str, what: str) -> str:
     """The job a job asks for when it is done (the evaluation of a merged or quantized version)."""
     return f"{job_id}-{what}"[:128]

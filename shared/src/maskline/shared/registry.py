@@ -6,9 +6,9 @@ listing:
 - `latest`: the owner's newest version. It numbers the next version and tells whether a model
   exists; no request runs it.
 - `alias-<alias>`: an `Alias` record — what requests naming the alias run (`stable` when they name
-  no version and no alias), with its canary split and shadow. The first version of a model creates
-  `stable`, and the first of each precision `stable-<precision>`; after that only the owner moves
-  an alias (promote, roll back), so a new version never changes what anyone runs by itself.
+  no version and no alias), with its canary split and shadow. The first float version of a model
+  creates `stable`, and the first of each precision `stable-<precision>`; after that only the owner
+  moves an alias (promote, roll back), so a new version never changes what anyone runs by itself.
 """
 
 from __future__ import annotations
@@ -87,7 +87,14 @@ class ModelRegistry:
             _decoder,
             lambda cur: model if cur is None or cur.version < model.version else None,
         )
-        for alias in (STABLE, precision_alias(STABLE, model.precision)):
+        # `stable` itself only from a float version: a quantization into a new name must not become
+        # what requests naming no precision run (they ask for the float model, as they always did).
+        firsts = (
+            (STABLE, precision_alias(STABLE, model.precision))
+            if model.precision == "fp32"
+            else (precision_alias(STABLE, model.precision),)
+        )
+        for alias in firsts:
             first = Alias(owner=model.owner, model=model.name, name=alias, version=model.version, changed=now(), by=model.owner)
             await self.change_alias(model.owner, model.name, alias, _create_only(first))
 

@@ -3,6 +3,7 @@ list a version's evaluations, and put versions side by side on one dataset."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 import msgspec
@@ -16,9 +17,11 @@ from maskline.contracts.model_v1 import Evaluation, ModelVersion, VersionRef
 from maskline.services.gateway.access import OwnerParam
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.datasets import prefix as dataset_prefix
-from maskline.services.gateway.errors import Unprocessable
+from maskline.services.gateway.errors import Conflict, NotFound, Unprocessable
 from maskline.services.gateway.jobs import submit_command
+from maskline.services.gateway.pictures import difference
 from maskline.shared import keys
+from maskline.shared.storage import ObjectNotFound
 
 _decoder = msgspec.json.Decoder(Evaluation)
 
@@ -26,7 +29,8 @@ _decoder = msgspec.json.Decoder(Evaluation)
 async def evaluations_of(ctx: GatewayContext, tenant: str, model: ModelVersion) -> list[Evaluation]:
     """The tenant's evaluations of one version, newest first."""
     prefix = keys.evaluations(tenant, model.owner, model.name, model.version)
-    found = [_decoder.decode(await ctx.runtime.store.get(info.key)) for info in await ctx.runtime.store.list_info(prefix)]
+    infos = [info for info in await ctx.runtime.store.list_info(prefix) if info.key.endswith(".json")]  # not the masks
+    found = [_decoder.decode(await ctx.runtime.store.get(info.key)) for info in infos]
     return sorted(found, key=lambda e: e.created, reverse=True)
 
 
@@ -114,4 +118,57 @@ class EvaluationController(Controller):
                     evaluation=on_dataset[0] if on_dataset else None,
                 )
             )
-        return ComparisonView(owner=models[0].owner, name=name, dataset=prefix, labels=models[0].labels, versions=rows)
+        differences: dict[str, str] = {}
+        evaluated = [row.evaluation for row in rows if row.evaluation is not None]
+        if len(rows) == 2 and len(evaluated) == 2 and evaluated[0].dataset_sha256 == evaluated[1].dataset_sha256:
+            m, sha = models[0], evaluated[0].dataset_sha256
+            folder = keys.evaluation_mask(tenant, m.owner, m.name, m.version, sha, "x.png").rsplit("/", 1)[0]
+            query = f"?versions={rows[0].version},{rows[1].version}&dataset={dataset}" + (f"&owner={owner}" if owner else "")
+            for key in sorted(await ctx.runtime.store.list(folder + "/")):
+                image = key.rsplit("/", 1)[-1]
+                differences[image] = f"/v1/models/{name}/compare/masks/{image}{query}"
+        return ComparisonView(
+            owner=models[0].owner, name=name, dataset=prefix, labels=models[0].labels, versions=rows, differences=differences
+        )
+
+    @get(
+        "/compare/masks/{image:str}",
+        summary="Two versions' masks on one image of an evaluated dataset, and where they differ (PNG)",
+        media_type="image/png",
+    )
+    async def mask_difference(
+        self,
+        ctx: GatewayContext,
+        tenant: str,
+        name: str,
+        image: str,
+        versions: Annotated[str, Parameter(query="versions", description="two version numbers, a,b", pattern=r"^\d+,\d+$")],
+        dataset: Annotated[str, Parameter(query="dataset", description="the dataset both were evaluated on")],
+        owner: OwnerParam = None,
+    ) -> Response[bytes]:
+        prefix = dataset_prefix(tenant, dataset)
+        models = [await ctx.model(tenant, name, int(v), owner) for v in versions.split(",")]
+        evaluations = []
+        for model in models:
+            found = next((e for e in await evaluations_of(ctx, tenant, model) if e.dataset == prefix), None)
+            if found is None:
+                raise NotFound(f"version {model.version} was not evaluated on {dataset}", code="not_evaluated")
+            evaluations.append(found)
+        if evaluations[0].dataset_sha256 != evaluations[1].dataset_sha256:
+            raise Conflict(f"{dataset} changed between the two evaluations: evaluate both again", code="dataset_changed")
+        try:
+            masks = [
+                await ctx.runtime.store.get(keys.evaluation_mask(tenant, m.owner, m.name, m.version, e.dataset_sha256, image))
+                for m, e in zip(models, evaluations, strict=True)
+            ]
+            stem = keys.segment(image, "image name").rsplit(".", 1)[0]
+            listed = await ctx.runtime.store.list(f"{prefix}images/")
+            images = [k for k in listed if k.rsplit("/", 1)[-1].rsplit(".", 1)[0] == stem]
+            if not images:
+                raise ObjectNotFound(image)
+            picture = await ctx.runtime.store.get(images[0])
+        except (ObjectNotFound, keys.InvalidKey) as exc:
+            raise NotFound(f"no evaluated image {image!r} in {dataset}") from exc
+        captions = (f"v{models[0].version}", f"v{models[1].version}")
+        png, differ = await asyncio.to_thread(difference, picture, masks[0], masks[1], captions)
+        return Response(png, media_type="image/png", headers={"X-Pixels-Differ": str(differ)})

@@ -23,7 +23,7 @@ from maskline.contracts.subjects import INFER as NAME
 from maskline.services.infer.scoring import Scoreboard, mean, upsample
 from maskline.shared import keys, references
 from maskline.shared.errors import PermanentError
-from maskline.shared.images import decode_mask
+from maskline.shared.images import decode_mask, encode_png
 from maskline.shared.registry import ModelNotFound
 from maskline.shared.version import CODE_VERSION
 
@@ -62,9 +62,11 @@ class Evaluator:
         board = Scoreboard(classes=len(model.labels), tolerance=d.boundary_tolerance)
         latencies: list[float] = []
         digest = hashlib.sha256()
+        predictions: list[tuple[str, bytes]] = []
         for index, (image_key, mask_key) in enumerate(pairs, start=1):
             image, mask_bytes = await self.store.get(image_key), await self.store.get(mask_key)
-            digest.update(f"{image_key.rsplit('/', 1)[-1]}\0{_sha(image)}\0{_sha(mask_bytes)}\n".encode())
+            filename = image_key.rsplit("/", 1)[-1]
+            digest.update(f"{filename}\0{_sha(image)}\0{_sha(mask_bytes)}\n".encode())
             try:
                 truth = decode_mask(mask_bytes)
             except ValueError as exc:
@@ -74,6 +76,7 @@ class Evaluator:
             latencies.append((time.perf_counter() - started) * 1000)
             predicted = upsample(scores, (truth.shape[0], truth.shape[1]))
             board.add(truth, predicted)
+            predictions.append((filename, encode_png(predicted.astype(np.uint8))))
             if index % PROGRESS_EVERY == 0 or index == len(pairs):
                 progress = model_v1.QuantizeProgressed(stage="evaluate", done=index, total=len(pairs))
                 await self.infer.runtime.bus.publish(next_event(env, model_v1.EVALUATE_PROGRESSED, NAME, progress, part=index))
@@ -98,6 +101,11 @@ class Evaluator:
             job_id=env.job_id,
             created=now(),
         )
+        for filename, png in predictions:  # what `compare` draws the difference of two versions from
+            mask_key = keys.evaluation_mask(
+                env.tenant, model.owner, model.name, model.version, evaluation.dataset_sha256, filename
+            )
+            await self.store.put(mask_key, png, "image/png")
         key = keys.evaluation(env.tenant, model.owner, model.name, model.version, evaluation.dataset_sha256)
         ref = await self.store.put(key, msgspec.json.encode(evaluation), "application/json")
         return [next_event(env, model_v1.EVALUATED, NAME, Evaluated(evaluation=evaluation, result=ref))]
