@@ -46,6 +46,7 @@ class VersionExists(ValueError):
 
 _OWNER = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
 def valid(owner: str, name: str) -> bool:
@@ -99,6 +100,8 @@ class ModelRegistry:
             await self.change_alias(model.owner, model.name, alias, _create_only(first))
 
     async def alias(self, owner: str, name: str, alias: str) -> Alias | None:
+        if not valid(owner, name) or not _ALIAS.match(alias):
+            return None  # a name from a URL that no alias can have
         try:
             entry = await self._kv.get(_key(owner, name, ALIAS + alias))
         except (KeyNotFoundError, NotFoundError):

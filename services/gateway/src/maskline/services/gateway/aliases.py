@@ -22,6 +22,7 @@ from maskline.services.gateway.datasets import prefix as dataset_prefix
 from maskline.services.gateway.errors import Conflict, NotFound, Unprocessable
 from maskline.services.gateway.evaluations import evaluations_of
 from maskline.shared.audit_trail import job_trail
+from maskline.shared.registry import ModelNotFound
 
 #: The last versions an alias pointed to that a rollback can return to.
 HISTORY = 20
@@ -145,7 +146,10 @@ async def _change(
     rule: str = "",
 ) -> AliasView:
     before = await ctx.registry.alias(owner, name, alias)
-    changed = await ctx.registry.change_alias(owner, name, alias, step)
+    try:
+        changed = await ctx.registry.change_alias(owner, name, alias, step)
+    except ModelNotFound as exc:  # not a name any model of yours has
+        raise NotFound(str(exc), code="model_not_found") from exc
     assert changed is not None
     previous = before.version if before else None
     await _publish(ctx, changed, action or ("created" if before is None else "promoted"), previous, rule)
