@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
 
 from maskline.client import JsonClient
 from maskline.infra.embedded.settings import StackSettings, on_free_ports
@@ -17,6 +24,7 @@ from maskline.shared.config import RuntimeSettings
 
 MAX_UPLOAD = 3_000_000
 MAX_MODEL = 400_000_000
+ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
 
 
 @pytest.fixture(scope="session")
@@ -81,3 +89,40 @@ def cli(stack: Stack, *args: str, api_key: str = "key-a") -> subprocess.Complete
     """`maskline ...` in a subprocess against the stack's gateway, as tenant-a by default."""
     command = [sys.executable, "-m", "maskline.cli", "--url", stack.gateway_url, "--api-key", api_key, *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def browser(request: pytest.FixtureRequest) -> Iterator[WebDriver]:
+    """Headless Chromium; the page it ends on is kept as `build/test-artifacts/<test>.png`."""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver, "the browser test needs Debian's chromium and chromium-driver (./dev test installs them as root)"
+    options = Options()
+    options.binary_location = chromium
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-extensions",
+        "--no-first-run",
+        "--window-size=1400,1100",
+    ):
+        options.add_argument(flag)
+    b = webdriver.Chrome(service=Service(driver), options=options)
+    try:
+        yield b
+    finally:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        b.save_screenshot(str(ARTIFACTS / f"{request.node.name}.png"))
+        b.quit()
+
+
+def until(b: WebDriver, check: Callable[[], object], timeout: float, what: str) -> None:
+    def safe(_: WebDriver) -> object:
+        try:
+            return check()
+        except StaleElementReferenceException:  # the page re-rendered between find and read
+            return False
+
+    WebDriverWait(b, timeout, poll_frequency=0.25).until(safe, message=f"the page never showed: {what}")

@@ -3,63 +3,18 @@ it sees a service go down and come back, and re-drives a dead letter whose cause
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable, Iterator
-from pathlib import Path
-
 import numpy as np
 import pytest
-from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.ui import WebDriverWait
 
 from maskline.client import ApiError, JsonClient
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import WEIGHTS, shapes
+from tests.e2e.conftest import until
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
-ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
-
-
-@pytest.fixture
-def browser() -> Iterator[WebDriver]:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and driver, "the browser test needs Debian's chromium and chromium-driver (./dev test installs them as root)"
-    options = Options()
-    options.binary_location = chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-extensions",
-        "--no-first-run",
-        "--window-size=1400,1100",
-    ):
-        options.add_argument(flag)
-    b = webdriver.Chrome(service=Service(driver), options=options)
-    try:
-        yield b
-    finally:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        b.save_screenshot(str(ARTIFACTS / "dashboard.png"))
-        b.quit()
-
-
-def until(b: WebDriver, check: Callable[[], object], timeout: float, what: str) -> None:
-    def safe(_: WebDriver) -> object:
-        try:
-            return check()
-        except StaleElementReferenceException:  # the page re-rendered between find and read
-            return False
-
-    WebDriverWait(b, timeout, poll_frequency=0.25).until(safe, message=f"dashboard never showed: {what}")
 
 
 def service_state(b: WebDriver, name: str) -> str:

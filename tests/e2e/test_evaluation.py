@@ -6,7 +6,6 @@ promotion rule on the evaluations."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,14 +15,13 @@ from PIL import Image
 from maskline.client import ApiError, JsonClient
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import WEIGHTS, shapes
-from tests.e2e.conftest import cli
+from tests.e2e.conftest import ARTIFACTS, cli
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
 LABELS = list(shapes.LABELS)
 ARCHITECTURE = "maskline.models.starter.unet:UNet"
 IMAGES = 6
-ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
 
 
 @pytest.fixture(scope="module")

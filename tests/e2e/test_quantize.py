@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from maskline.client import ApiError, JsonClient
 from maskline.contracts import model_v1
@@ -20,7 +22,7 @@ from maskline.contracts.model_v1 import VersionRef
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import WEIGHTS, shapes
 from maskline.shared.bus import connect
-from tests.e2e.conftest import cli
+from tests.e2e.conftest import cli, until
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
@@ -100,6 +102,30 @@ def test_step_cross_and_graph_reports(client: JsonClient, stack: Stack, int8_ver
     with pytest.raises(ApiError) as err:
         client.report(name, version, "bogus")
     assert err.value.status == 404
+
+
+def test_the_visualizer_draws_the_int8_graph_coloured_by_step_and_shows_a_layer(
+    browser: WebDriver, stack: Stack, client: JsonClient, int8_version: dict[str, Any]
+) -> None:
+    name, version = int8_version["name"], int8_version["version"]
+    step = {row["layer"]: row for row in client.report(name, version, "step")["layers"]}
+    graph = client.graph(name, version)
+    b = browser
+    b.get(f"{stack.gateway_url}/visualizer?key=key-a&model={name}&version={version}")
+    until(b, lambda: b.execute_script("return window.visualizer.ready"), 30, "the graph drawn")
+    assert b.find_element(By.ID, "error").text == ""
+    drawn = b.execute_script("return [window.visualizer.nodes, window.visualizer.coloured]")
+    assert drawn[0] == sum(n["op"] != "get_attr" for n in graph["nodes"])  # constants folded into their layers
+    assert drawn[1] == len(step)  # every int8 layer coloured by its STEP error
+    # dagre placed the nodes: the input above the output, every node at its own position
+    positions = b.execute_script("return window.visualizer.cy.nodes().map(n => [n.data('label'), n.position('y')])")
+    ys = dict(positions)
+    assert len({round(y) for _, y in positions}) > 5 and ys["input"] < ys["output"]
+    b.execute_script("window.visualizer.select('enc2.0')")  # as a click on the layer does
+    until(b, lambda: b.find_element(By.ID, "layer-name").text == "enc2.0", 10, "the layer's panel")
+    step_table = b.find_element(By.ID, "step").text
+    assert f"{step['enc2.0']['error']['sqnr_db']:.4g}"[:4] in step_table
+    assert "only this layer int8" in b.find_element(By.ID, "cross").text
 
 
 def test_hybrid_with_calibrator_comparison(client: JsonClient, stack: Stack, calibration: str) -> None:

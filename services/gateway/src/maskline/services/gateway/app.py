@@ -31,10 +31,12 @@ from maskline.services.gateway.models import ModelController, ModelMergeControll
 from maskline.services.gateway.quantize import QuantizeController
 from maskline.services.gateway.segmentations import SegmentationController, UploadController
 from maskline.services.gateway.shedding import shed_over_limits
+from maskline.services.gateway.visualizer import VisualizerController
 from maskline.shared.version import CODE_VERSION
 
-#: Answer without an API key: probes, the Prometheus scrape, the dashboard page (its data calls need one).
-PUBLIC_PATHS = ("/health/", "/metrics", "/dashboard")
+#: Answer without an API key: probes, the Prometheus scrape, the dashboard and visualizer pages and the
+#: libraries they load (their data calls need one).
+PUBLIC_PATHS = ("/health/", "/metrics", "/dashboard", "/visualizer", "/static/vendor/")
 PROBLEM = Schema(
     type=OpenAPIType.OBJECT,
     required=["status", "title", "code"],
@@ -121,6 +123,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
             MetricsController,
             DeadLetterController,
             DashboardController,
+            VisualizerController,
             FileController,
         ],
         dependencies={"ctx": Provide(provide_ctx), "tenant": Provide(provide_tenant)},

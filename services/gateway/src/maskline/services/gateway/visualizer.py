@@ -1,0 +1,36 @@
+"""The model visualizer: one static page that draws a version's graph with Cytoscape.js and dagre
+(vendored, served from here), each layer coloured by its STEP error, with the layer's STEP and
+CROSS figures on a click. The page reads the same JSON the API gives (`/graph`, `/reports/*`)."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from litestar import Controller, MediaType, Response, get
+
+from maskline.services.gateway.errors import NotFound
+
+PACKAGE = resources.files("maskline.services.gateway")
+PAGE = PACKAGE.joinpath("visualizer.html")
+#: The only files `/static/vendor/` serves (nothing else of the package is reachable).
+VENDORED = ("cytoscape.min.js", "cytoscape-dagre.min.js")
+
+
+class VisualizerController(Controller):
+    tags = ["quantization"]
+
+    @get(
+        "/visualizer",
+        summary="Model visualizer: ?model=NAME&version=V[&owner=O] (the page asks for an API key)",
+        media_type=MediaType.HTML,
+        include_in_schema=False,
+    )
+    async def page(self) -> Response[bytes]:
+        return Response(PAGE.read_bytes(), media_type=MediaType.HTML)
+
+    @get("/static/vendor/{name:str}", include_in_schema=False)
+    async def vendored(self, name: str) -> Response[bytes]:
+        if name not in VENDORED:
+            raise NotFound(f"no file {name}")
+        body = PACKAGE.joinpath("static", "vendor", name).read_bytes()
+        return Response(body, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"})
