@@ -127,6 +127,21 @@ def test_the_visualizer_draws_the_int8_graph_coloured_by_step_and_shows_a_layer(
     assert f"{step['enc2.0']['error']['sqnr_db']:.4g}"[:4] in step_table
     assert "only this layer int8" in b.find_element(By.ID, "cross").text
 
+    # step one calibration image through float and int8: the layer's channels side by side
+    b.find_element(By.ID, "fm-dataset").send_keys("qcal")
+    b.find_element(By.ID, "fm-image").send_keys("c00.png")
+    b.find_element(By.ID, "fm-run").click()
+    until(
+        b,
+        lambda: b.execute_script("const i = document.getElementById('feature-maps'); return i && i.naturalWidth > 0"),
+        60,
+        "maps",
+    )
+    assert b.find_element(By.ID, "error").text == ""
+    shown = b.execute_script("const i = document.getElementById('feature-maps'); return [i.naturalWidth, i.naturalHeight]")
+    assert shown == [4 * (2 * 64 + 6 + 12), 4 * (64 + 12 + 6)]  # 16 channels of enc2.0's 64 x 64 maps, 4 pairs a row
+    b.execute_script("document.getElementById('feature-maps').scrollIntoView()")
+
 
 def test_hybrid_with_calibrator_comparison(client: JsonClient, stack: Stack, calibration: str) -> None:
     job = client.quantize(

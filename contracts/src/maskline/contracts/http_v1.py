@@ -267,3 +267,14 @@ class ReplayView(msgspec.Struct, frozen=True, kw_only=True):
     reproduced: bool = False
     """Every output matched."""
     links: dict[str, str] = {}
+
+
+class FeatureMapsBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`POST /v1/models/{name}/{version}/feature-maps`: one image of one of your datasets through the int8
+    version and its float parent; one layer's channels drawn side by side (a job)."""
+
+    layer: str
+    dataset: str
+    image: str
+    """A file under the dataset's images."""
+    channels: int = 16

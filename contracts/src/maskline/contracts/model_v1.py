@@ -26,6 +26,8 @@ ALIAS_CHANGED = "model.v1.alias.changed"
 EVALUATE_REQUESTED = "model.v1.evaluate.requested"
 EVALUATE_PROGRESSED = "model.v1.evaluate.progressed"
 EVALUATED = "model.v1.evaluated"
+FEATURE_MAPS_REQUESTED = "model.v1.featuremaps.requested"
+FEATURE_MAPS_RENDERED = "model.v1.featuremaps.rendered"
 SHADOW_COMPARED = "model.v1.shadow.compared"
 
 ModelName = Annotated[str, msgspec.Meta(pattern="^[a-z0-9][a-z0-9_-]{0,63}$")]
@@ -378,6 +380,31 @@ class Evaluated(msgspec.Struct, frozen=True, kw_only=True):
     """The evaluation as a JSON document."""
 
 
+class FeatureMapsRequested(msgspec.Struct, frozen=True, kw_only=True):
+    """Step one image through a quantized version and its float parent, and draw one layer's output
+    channels side by side (float | int8). Added in 1.6."""
+
+    model: VersionRef
+    layer: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.]{1,128}$")]
+    image: ObjectRef
+    """An image of the tenant's (a dataset image: `datasets/<tenant>/<name>/images/<file>`)."""
+    channels: Annotated[int, msgspec.Meta(ge=1, le=64)] = 16
+    """How many channels to draw: the ones whose float output varies most."""
+
+
+class FeatureMapsRendered(msgspec.Struct, frozen=True, kw_only=True):
+    model: VersionRef
+    layer: str
+    picture: ObjectRef
+    """PNG: per channel, the float map and the int8 map side by side, on the float map's scale."""
+    shown: tuple[int, ...]
+    """The channels drawn, in order."""
+    sqnr_db: float
+    """The layer's output, int8 against float, on this image."""
+    float_range: tuple[float, float]
+    int8_range: tuple[float, float]
+
+
 AliasName = Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9_-]{0,31}$")]
 #: The alias a request naming no version and no alias runs. The first version of a model (and the
 #: first of each precision, as `stable-<precision>`) becomes it; after that only its owner moves it.
@@ -459,5 +486,7 @@ PAYLOADS: dict[str, type[msgspec.Struct]] = {
     EVALUATE_REQUESTED: EvaluateRequested,
     EVALUATE_PROGRESSED: QuantizeProgressed,
     EVALUATED: Evaluated,
+    FEATURE_MAPS_REQUESTED: FeatureMapsRequested,
+    FEATURE_MAPS_RENDERED: FeatureMapsRendered,
     SHADOW_COMPARED: ShadowCompared,
 }

@@ -79,7 +79,9 @@ FINAL_STATUSES: tuple[JobStatus, ...] = ("completed", "failed", "cancelled")
 
 
 #: What a job does, named by the command that starts it.
-JobKind = Literal["segmentation", "dataset-expansion", "model-merge", "quantization", "layer-edit", "registration", "evaluation"]
+JobKind = Literal[
+    "segmentation", "dataset-expansion", "model-merge", "quantization", "layer-edit", "registration", "evaluation", "feature-maps"
+]
 
 
 @dataclass(frozen=True)
@@ -361,6 +363,26 @@ SUBJECTS: tuple[Subject, ...] = (
         (INFER,),
         external_read=True,
         summary="per-class IoU, mIoU, pixel accuracy, boundary F-score, latency (1.6)",
+        job_status="completed",
+    ),
+    Subject(
+        model_v1.FEATURE_MAPS_REQUESTED,
+        "MODEL",
+        model_v1.FeatureMapsRequested,
+        (GATEWAY,),
+        (_c(QUANTIZE, "quantize-featuremaps"),),
+        external_publish=True,
+        summary="step one image through an int8 version and its float parent; draw one layer's channels (1.6)",
+        job_status="requested",
+        job_kind="feature-maps",
+    ),
+    Subject(
+        model_v1.FEATURE_MAPS_RENDERED,
+        "MODEL",
+        model_v1.FeatureMapsRendered,
+        (QUANTIZE,),
+        external_read=True,
+        summary="float and int8 feature maps of one layer, as a picture (1.6)",
         job_status="completed",
     ),
     Subject(

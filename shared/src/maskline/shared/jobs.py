@@ -128,6 +128,8 @@ def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
         state.model = ModelRef(name=ref.name, version=ref.version, precision=data.evaluation.precision, owner=ref.owner or "")
         state.artifacts = {"evaluation": data.result}
         state.stage = None
+    elif isinstance(data, model_v1.FeatureMapsRendered):
+        state.artifacts = {"feature-maps": data.picture}
     elif isinstance(data, JobFailed):
         state.error = JobError(stage=data.stage, code=data.code, reason=data.reason)
     if RANK[status] > RANK[state.status] or (status == "failed" and state.status not in ("completed", "cancelled")):

@@ -13,6 +13,7 @@ from maskline.contracts.http_v1 import JobView
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import NotFound
 from maskline.shared.jobs import JobState
+from maskline.shared.storage import ObjectNotFound
 
 #: A running job that reported nothing for this long is shown as waiting for a worker (its worker
 #: died, and no instance has taken it up yet: a live one would within the 10 s ack wait).
@@ -37,6 +38,8 @@ def job_view(state: JobState) -> JobView:
     if state.kind in ("quantization", "layer-edit") and state.model is not None:
         base = f"/v1/models/{state.model.name}/{state.model.version}"
         links.update({"step": f"{base}/reports/step", "graph": f"{base}/graph"})
+    for name in state.artifacts if state.kind in ("feature-maps", "evaluation") else ():
+        links[name] = f"/v1/jobs/{state.job_id}/artifacts/{name}"
     if state.kind == "evaluation" and state.model is not None:
         owner = f"?owner={state.model.owner}" if state.model.owner and state.model.owner != state.tenant else ""
         links["evaluations"] = f"/v1/models/{state.model.name}/{state.model.version}/evaluations{owner}"
@@ -77,3 +80,15 @@ class JobController(Controller):
         if state is None:
             raise NotFound(f"no job {job_id}")
         return job_view(state)
+
+    @get("/{job_id:str}/artifacts/{name:str}", summary="Download one output of a job (a feature-map picture, an evaluation)")
+    async def artifact(self, ctx: GatewayContext, tenant: str, job_id: str, name: str) -> Response[bytes]:
+        state = await owned_job(ctx, tenant, job_id)
+        ref = state.artifacts.get(name)
+        if ref is None:
+            raise NotFound(f"job {job_id} has no output {name!r} (status {state.status})")
+        try:
+            body = await ctx.runtime.store.get(ref.key)
+        except ObjectNotFound as exc:
+            raise NotFound(f"output {name} of {job_id} is gone from storage") from exc
+        return Response(body, media_type=ref.content_type, headers={"ETag": f'"{ref.sha256}"'})

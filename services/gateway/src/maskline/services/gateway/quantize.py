@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import msgspec
@@ -9,7 +10,8 @@ from litestar import Controller, Response, get, post
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from maskline.contracts import model_v1
-from maskline.contracts.http_v1 import JobView, LayerEditBody, QuantizeBody
+from maskline.contracts.common_v1 import ObjectRef
+from maskline.contracts.http_v1 import FeatureMapsBody, JobView, LayerEditBody, QuantizeBody
 from maskline.contracts.model_v1 import VersionRef
 from maskline.services.gateway.access import OwnerParam
 from maskline.services.gateway.context import GatewayContext
@@ -90,6 +92,42 @@ class QuantizeController(Controller):
             if not document["layers"]:
                 raise NotFound(f"{name}/{version} has no int8 layer {layer!r}")
         return document
+
+    @post(
+        "/{name:str}/{version:int}/feature-maps",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Step one dataset image through an int8 version and its float parent: one layer's channels, drawn (a job)",
+    )
+    async def feature_maps(
+        self, ctx: GatewayContext, tenant: str, name: str, version: int, data: FeatureMapsBody, owner: OwnerParam = None
+    ) -> Response[JobView]:
+        model = await ctx.model(tenant, name, version, owner)
+        if model.quantization is None:
+            raise Unprocessable(
+                f"{name}/{version} is {model.precision}: only quantized versions have int8 layers", code="not_quantized"
+            )
+        try:
+            key = dataset_prefix(tenant, data.dataset) + "images/" + keys.segment(data.image, "image name")
+        except keys.InvalidKey as exc:
+            raise Unprocessable(str(exc)) from exc
+        try:
+            body = await ctx.runtime.store.get(key)
+        except ObjectNotFound as exc:
+            raise NotFound(f"no image {data.image} in your dataset {data.dataset}", code="input_missing") from exc
+        image = ObjectRef(key=key, size=len(body), sha256=hashlib.sha256(body).hexdigest(), content_type="image/png")
+        try:
+            request = msgspec.convert(
+                {
+                    "model": {"name": model.name, "version": model.version, "owner": model.owner},
+                    "layer": data.layer,
+                    "image": msgspec.to_builtins(image),
+                    "channels": data.channels,
+                },
+                model_v1.FeatureMapsRequested,
+            )
+        except msgspec.ValidationError as exc:
+            raise Unprocessable(f"invalid feature-map request: {exc}") from exc
+        return await submit_command(ctx, tenant, model_v1.FEATURE_MAPS_REQUESTED, request)
 
     @get("/{name:str}/{version:int}/graph", summary="The network's layers and connections (nodes, edges)")
     async def graph(self, ctx: GatewayContext, tenant: str, name: str, version: int, owner: OwnerParam = None) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from maskline.contracts.common_v1 import ObjectRef
 from maskline.contracts.envelope import Envelope, next_event
 from maskline.contracts.model_v1 import ModelFormat, ModelVersion, QuantizationInfo, VersionRef
 from maskline.services.quantize import architecture as arch
-from maskline.services.quantize import engine, onnx_qdq, onnx_workbench, workbench
+from maskline.services.quantize import engine, feature_maps, onnx_qdq, onnx_workbench, workbench
 from maskline.services.quantize.settings import QuantizeSettings
 from maskline.shared import followups, keys, references
 from maskline.shared.access import ModelAccess
@@ -263,6 +263,36 @@ class QuantizeJobs:
         info = {f: getattr(q, f) for f in ("method", "per_channel", "keep_float", "dataset", "images", "percentile")}
         info["edits"] = after.edits
         return await self._publish_version(env, target, target.name, target.precision, built, info, started)
+
+    async def feature_maps(self, env: Envelope[model_v1.FeatureMapsRequested]) -> list[Envelope[Any]]:
+        """One image through the int8 version and its float parent: one layer's channels, drawn."""
+        request = env.data
+        target = await self._version(env.tenant, request.model)
+        if target.quantization is None or target.format == "onnx":
+            raise PermanentError(
+                f"{target.name}/{target.version} is not a PyTorch int8 version: nothing to compare layer by layer",
+                code="not_quantized",
+            )
+        parent = await self._float_root(env.tenant, target)
+        recipe = msgspec.json.decode(await self.store.get(target.quantization.recipe.key), type=engine.Recipe)
+        png = await references.read(self.store, request.image, env.tenant)
+        image = await asyncio.to_thread(to_model_input, png, parent.input_size, parent.preprocessing)
+        inputs = self._inputs(await self.store.get(parent.weights.key), parent, [image])
+        try:
+            maps = await asyncio.to_thread(feature_maps.render, inputs, recipe, request.layer, image[:1], request.channels)
+        except engine.QuantizationError as exc:
+            raise PermanentError(str(exc), code="unknown_layer") from exc
+        picture = await self.store.put(keys.artifact(env.tenant, env.job_id, "feature-maps.png"), maps.png, "image/png")
+        rendered = model_v1.FeatureMapsRendered(
+            model=VersionRef(target.name, target.version, target.owner),
+            layer=request.layer,
+            picture=picture,
+            shown=maps.shown,
+            sqnr_db=maps.sqnr_db,
+            float_range=maps.float_range,
+            int8_range=maps.int8_range,
+        )
+        return [next_event(env, model_v1.FEATURE_MAPS_RENDERED, SOURCE, rendered)]
 
     async def _float_root(self, tenant: str, model: ModelVersion) -> ModelVersion:
         """The float version a quantized one (or an edit of it) was made from."""

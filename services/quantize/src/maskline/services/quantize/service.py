@@ -36,6 +36,7 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
         (model_v1.QUANTIZE_REQUESTED, fenced(fences, "quantize", jobs.quantize), model_v1.FAILED),
         (model_v1.EDIT_REQUESTED, fenced(fences, "edit", jobs.edit), model_v1.FAILED),
         (model_v1.REGISTERED, jobs.describe, None),
+        (model_v1.FEATURE_MAPS_REQUESTED, jobs.feature_maps, model_v1.FAILED),  # a picture: a redo costs nothing
     ):
         # torch work: one job at a time uses every core
         runtime.consume(ConsumerSpec.for_subject(NAME, subject, handler, failure=failure, concurrency=1))
