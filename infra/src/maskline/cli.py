@@ -5,6 +5,7 @@ maskline up | down | status         run the embedded stack in the background (su
 maskline restart PROGRAM            restart one service, nats or triton
 maskline submit IMAGE [--wait S]    segment an image, download its artifacts
 maskline cancel JOB | replay JOB    cancel a segmentation; re-run one and check its outputs match
+maskline federation start | watch | stop | model | submit   federated runs over HTTP (see federation_cli)
 maskline models list | register     the model registry
 maskline alias list | set | rollback | rollout   aliases: promote, roll back, canary, shadow (see rollout_cli)
 maskline audit | access | credentials   trust: verify the audit trail, share models (see trust_cli)
@@ -24,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from maskline import report_tables, rollout_cli, trust_cli
+from maskline import federation_cli, report_tables, rollout_cli, trust_cli
 from maskline.client import ApiError, ClientSettings, JsonClient
 from maskline.contracts import seg_v1
 from maskline.contracts import subjects as table
@@ -479,6 +480,7 @@ def parser() -> argparse.ArgumentParser:
     dlq.set_defaults(run=cmd_dlq)
     trust_cli.add_parsers(sub)
     rollout_cli.add_parsers(sub)
+    federation_cli.add_parsers(sub)
     files = sub.add_parser("files", help="your inputs, outputs, datasets and models: list, get, rm")
     files.add_argument("action", choices=["list", "get", "rm"])
     files.add_argument("path", nargs="?", help="get/rm: the path shown by list (models: name/version)")

@@ -6,6 +6,7 @@ the answer left as JSON.
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import time
 from collections.abc import Callable
@@ -176,6 +177,38 @@ class JsonClient:
 
     def release_model(self, name: str, version: int) -> dict[str, Any]:
         return dict(self._json(Calls.release_model(name, version)))
+
+    def start_federation(self, **body: Any) -> dict[str, Any]:
+        """`POST /v1/federations` (FederationBody): name, model, sites, quorum, rounds, deadline_s, method, evaluate_on."""
+        return dict(self._check(self.http.post("/v1/federations", json=body)).json())
+
+    def federation(self, federation: str, owner: str | None = None) -> dict[str, Any]:
+        params = {"owner": owner} if owner else {}
+        return dict(self._check(self.http.get(f"/v1/federations/{federation}", params=params)).json())
+
+    def stop_federation(self, federation: str) -> dict[str, Any]:
+        return dict(self._check(self.http.delete(f"/v1/federations/{federation}")).json())
+
+    def federation_model(self, federation: str, owner: str | None = None) -> tuple[int, bytes]:
+        """(round, weights) of the open round's global model, for a site to train."""
+        params = {"owner": owner} if owner else {}
+        response = self._check(self.http.get(f"/v1/federations/{federation}/model", params=params))
+        return int(response.headers["X-Round"]), response.content
+
+    def submit_update(
+        self,
+        federation: str,
+        round_: int,
+        weights: bytes,
+        *,
+        samples: int,
+        metrics: dict[str, float] | None = None,
+        owner: str | None = None,
+    ) -> dict[str, Any]:
+        """A site's trained weights for one round (the site is this client's tenant)."""
+        params: dict[str, Any] = {"samples": samples, "metrics": json.dumps(metrics or {}), **({"owner": owner} if owner else {})}
+        path = f"/v1/federations/{federation}/rounds/{round_}/update"
+        return dict(self._check(self.http.put(path, params=params, content=weights)).json())
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return dict(self._json(Calls.cancel(job_id)))

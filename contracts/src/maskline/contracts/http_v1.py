@@ -278,3 +278,60 @@ class FeatureMapsBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     image: str
     """A file under the dataset's images."""
     channels: int = 16
+
+
+_ROUND = model_v1.RoundOpened(round=1, rounds=1, model=VersionRef("x", 1), name="x", sites=("x",), quorum=1)
+
+
+class FederationBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`POST /v1/federations`: start a federated run from one of the models you may use; each site
+    is a tenant that takes part with its own API key."""
+
+    name: str
+    """Your model the rounds' merged versions are registered under."""
+    model: VersionRef
+    """The starting version."""
+    sites: tuple[str, ...]
+    quorum: int | None = None
+    """Sites that must report by the deadline for a round to merge (default: all)."""
+    rounds: int = _ROUND.rounds
+    deadline_s: float = _ROUND.deadline_s
+    method: MergeMethod = _ROUND.method
+    evaluate_on: str | None = None
+    """One of your datasets with masks: every round's merged version is evaluated on it."""
+
+
+class SiteReport(msgspec.Struct, frozen=True, kw_only=True):
+    site: str
+    samples: int
+    metrics: dict[str, float] = {}
+
+
+class RoundView(msgspec.Struct, frozen=True, kw_only=True):
+    round: int
+    opened: datetime | None = None
+    reported: list[SiteReport] = []
+    missing: list[str] = []
+    model: VersionRef | None = None
+    """The round's merged global version, once closed."""
+    evaluation: model_v1.Evaluation | None = None
+    """The merged version's evaluation on the federation's held-out set, once done."""
+
+
+class FederationView(msgspec.Struct, frozen=True, kw_only=True):
+    """`/v1/federations/{id}`: a federated run, round by round, from its audit trail."""
+
+    id: str
+    owner: str
+    name: str
+    sites: tuple[str, ...]
+    quorum: int
+    rounds: int
+    method: str
+    status: str
+    """running, completed, failed or stopped."""
+    round: int
+    """The latest round opened."""
+    history: list[RoundView] = []
+    error: JobError | None = None
+    links: dict[str, str] = {}

@@ -16,6 +16,7 @@ MERGED = "model.v1.merged"
 ROUND_OPENED = "model.v1.round.opened"
 UPDATE_SUBMITTED = "model.v1.round.update.submitted"
 ROUND_CLOSED = "model.v1.round.closed"
+FEDERATION_STOP_REQUESTED = "model.v1.federation.stop.requested"
 FAILED = "model.v1.failed"
 QUANTIZE_REQUESTED = "model.v1.quantize.requested"
 QUANTIZE_PROGRESSED = "model.v1.quantize.progressed"
@@ -247,6 +248,9 @@ class RoundOpened(msgspec.Struct, frozen=True, kw_only=True):
     weights: ObjectRef | None = None
     """The global model's weights for the sites to download (so a site needs no registry access).
     Filled by the merge service for every round it opens; the opener of round 1 may give it. Added in 1.3."""
+    evaluate_on: str | None = None
+    """A labelled dataset prefix of the federation's tenant: each round's merged model is evaluated
+    on it (job `<federation>-r<round>-eval`). Added in 1.6."""
 
 
 class SiteUpdate(msgspec.Struct, frozen=True, kw_only=True):
@@ -267,6 +271,13 @@ class RoundClosed(msgspec.Struct, frozen=True, kw_only=True):
     """Sites whose updates were merged."""
     missing: tuple[str, ...] = ()
     final: bool = False
+
+
+class FederationStopRequested(msgspec.Struct, frozen=True, kw_only=True):
+    """Stop a federation: the open round takes no more updates and no further round opens. Added in 1.6."""
+
+    by: Owner
+    reason: str = ""
 
 
 class QuantizeRequested(msgspec.Struct, frozen=True, kw_only=True):
@@ -477,6 +488,7 @@ PAYLOADS: dict[str, type[msgspec.Struct]] = {
     ROUND_OPENED: RoundOpened,
     UPDATE_SUBMITTED: SiteUpdate,
     ROUND_CLOSED: RoundClosed,
+    FEDERATION_STOP_REQUESTED: FederationStopRequested,
     QUANTIZE_REQUESTED: QuantizeRequested,
     QUANTIZE_PROGRESSED: QuantizeProgressed,
     EDIT_REQUESTED: EditRequested,

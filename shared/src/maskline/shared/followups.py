@@ -10,9 +10,11 @@ from maskline.contracts.model_v1 import EvaluateRequested, ModelVersion, Version
 from maskline.shared import keys
 
 
-def evaluation(env: Envelope[Any], source: str, model: ModelVersion, dataset: str | None) -> list[Envelope[EvaluateRequested]]:
-    """The command that evaluates `model` on `dataset` as job `<job id>-eval` (none without a dataset).
-    Its id is deterministic, so a redelivered job asks once; it keeps the job's trace."""
+def evaluation(
+    env: Envelope[Any], source: str, model: ModelVersion, dataset: str | None, *, what: str = "eval"
+) -> list[Envelope[EvaluateRequested]]:
+    """The command that evaluates `model` on `dataset` as job `<job id>-<what>` (none without a
+    dataset). Its id is deterministic, so a redelivered job asks once; it keeps the job's trace."""
     if not dataset:
         return []
     request = EvaluateRequested(model=VersionRef(model.name, model.version, model.owner), dataset=dataset)
@@ -22,7 +24,7 @@ def evaluation(env: Envelope[Any], source: str, model: ModelVersion, dataset: st
             source,
             request,
             tenant=env.tenant,
-            job_id=keys.follow_up_job(env.job_id, "eval"),
+            job_id=keys.follow_up_job(env.job_id, what),
             trace_id=env.trace_id,
         )
     ]

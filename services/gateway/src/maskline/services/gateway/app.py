@@ -22,6 +22,7 @@ from maskline.services.gateway.dashboard import DashboardController
 from maskline.services.gateway.datasets import DatasetController
 from maskline.services.gateway.dlq import DeadLetterController
 from maskline.services.gateway.evaluations import EvaluationController
+from maskline.services.gateway.federations import FederationController
 from maskline.services.gateway.files import FileController
 from maskline.services.gateway.fleet import FleetController
 from maskline.services.gateway.health import HealthController
@@ -113,6 +114,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
             AccessController,
             AliasController,
             EvaluationController,
+            FederationController,
             ModelMergeController,
             QuantizeController,
             DatasetController,

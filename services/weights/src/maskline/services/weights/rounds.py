@@ -28,7 +28,7 @@ from maskline.contracts.common_v1 import JobFailed
 from maskline.contracts.envelope import Envelope, job_event
 from maskline.services.weights.job import merge_weight_objects
 from maskline.services.weights.methods import MergeOptions
-from maskline.shared import keys, references
+from maskline.shared import followups, keys, references
 from maskline.shared.access import ModelAccess
 from maskline.shared.bus import Bus
 from maskline.shared.errors import PermanentError
@@ -62,6 +62,8 @@ class Federation(msgspec.Struct, kw_only=True):
     """When a close of the current round began (the round takes no more updates from then)."""
     ignored: dict[str, int] = {}
     """Counts of updates acknowledged but not merged: duplicate, late, unknown_site."""
+    stopped: bool = False
+    """Its owner stopped it: no update is taken and no further round opens."""
 
 
 _decode = msgspec.json.Decoder(Federation)
@@ -144,6 +146,21 @@ class Rounds:
             await self.close(env.job_id, state)
         return []
 
+    async def on_stop(self, env: Envelope[model_v1.FederationStopRequested]) -> list[Envelope[Any]]:
+        """Stop the federation: the open round takes nothing more, and no round opens after it."""
+        key = federation_key(env.tenant, env.job_id)
+
+        def change(state: Federation | None) -> Federation | None:
+            if state is None:
+                raise PermanentError(f"no federation {env.job_id} of {env.tenant}", code="federation_not_found")
+            return None if state.stopped else msgspec.structs.replace(state, stopped=True, closed=True)
+
+        state = await self._update(key, change)
+        assert state is not None
+        reason = f"stopped by {env.data.by} in round {state.current.round}" + (f": {env.data.reason}" if env.data.reason else "")
+        failed = JobFailed(stage=SOURCE, code="stopped", reason=reason, subject=model_v1.FEDERATION_STOP_REQUESTED)
+        return [self._event(env.job_id, state, model_v1.FAILED, failed, state.current.round)]
+
     async def close(self, federation: str, state: Federation) -> None:
         """Merge the received updates into the next global version (idempotent per round)."""
         opened = state.current
@@ -210,11 +227,13 @@ class Rounds:
         )
         closing = self._event(federation, state, model_v1.ROUND_CLOSED, closed, opened.round)
         await self.fences.finish(f"round.{state.tenant}.{federation}.{opened.round}", new_attempt(), closing, _nothing)
-        await self._update(
+        for command in followups.evaluation(closing, SOURCE, model, opened.evaluate_on, what=f"r{opened.round}-eval"):
+            await self.bus.publish(command)  # per-round numbers on the federation's held-out set
+        after = await self._update(
             key,
             lambda s: msgspec.structs.replace(s, closed=True) if s and s.current.round == opened.round else None,
         )
-        if not final:
+        if not final and not (after is not None and after.stopped):
             nxt = msgspec.structs.replace(opened, round=opened.round + 1, model=ref, opened_at=None, weights=model.weights)
             await self._publish(federation, state, model_v1.ROUND_OPENED, nxt, opened.round + 1)
 

@@ -42,6 +42,9 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
         ConsumerSpec.for_subject(NAME, model_v1.ROUND_OPENED, rounds.on_opened, failure=model_v1.FAILED, concurrency=1)
     )
     runtime.consume(ConsumerSpec.for_subject(NAME, model_v1.UPDATE_SUBMITTED, rounds.on_update, concurrency=1))
+    runtime.consume(
+        ConsumerSpec.for_subject(NAME, model_v1.FEDERATION_STOP_REQUESTED, rounds.on_stop, failure=model_v1.FAILED, concurrency=1)
+    )
     registrations = Registrations(runtime, registry, NAME)
     runtime.consume(
         ConsumerSpec.for_subject(NAME, model_v1.REGISTER_REQUESTED, registrations.handle, failure=model_v1.FAILED, concurrency=1)

@@ -1,0 +1,251 @@
+"""Federated runs for people: start, watch and stop one over HTTP; sites (tenants with their own API
+keys) download the round's global model and upload their update here instead of holding bus and
+store credentials. The weights service runs the rounds exactly as for sites on the bus; this module
+only publishes the commands and reads the run back from its audit trail."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
+
+from maskline.contracts import model_v1
+from maskline.contracts.audit_v1 import AuditRecord
+from maskline.contracts.common_v1 import JobFailed
+from maskline.contracts.envelope import Envelope, job_event, new_job_id, new_trace_id
+from maskline.contracts.http_v1 import FederationBody, FederationView, JobError, RoundView, SiteReport
+from maskline.contracts.model_v1 import VersionRef
+from maskline.contracts.subjects import GATEWAY
+from maskline.services.gateway.access import OwnerParam
+from maskline.services.gateway.context import GatewayContext
+from maskline.services.gateway.datasets import prefix as dataset_prefix
+from maskline.services.gateway.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
+from maskline.services.gateway.evaluations import evaluations_of
+from maskline.shared import keys
+from maskline.shared.audit_trail import job_trail
+from maskline.shared.storage import ObjectNotFound
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_PAYLOADS: dict[str, type[Any]] = {
+    model_v1.ROUND_OPENED: model_v1.RoundOpened,
+    model_v1.UPDATE_SUBMITTED: model_v1.SiteUpdate,
+    model_v1.ROUND_CLOSED: model_v1.RoundClosed,
+    model_v1.FAILED: JobFailed,
+}
+
+
+def _events(trail: list[AuditRecord]) -> list[Envelope[Any]]:
+    return [
+        msgspec.json.decode(r.event, type=Envelope[_PAYLOADS[r.type]])  # type: ignore[valid-type,name-defined]
+        for r in trail
+        if r.type in _PAYLOADS
+    ]
+
+
+class Run:
+    """A federated run as its events tell it."""
+
+    def __init__(self, federation: str, owner: str, events: list[Envelope[Any]]) -> None:
+        self.federation, self.owner, self.events = federation, owner, events
+        opened = [e.data for e in events if isinstance(e.data, model_v1.RoundOpened)]
+        if not opened:
+            raise NotFound(f"no federation {federation}", code="federation_not_found")
+        self.first: model_v1.RoundOpened = opened[0]
+        self.current: model_v1.RoundOpened = max(opened, key=lambda o: o.round)
+
+    def may_see(self, tenant: str) -> bool:
+        return tenant == self.owner or tenant in self.first.sites
+
+    async def view(self, ctx: GatewayContext) -> FederationView:
+        rounds: dict[int, dict[str, Any]] = {}
+        error, status = None, "running"
+        for env in self.events:
+            d = env.data
+            if isinstance(d, model_v1.RoundOpened):
+                rounds.setdefault(d.round, {})["opened"] = d.opened_at or env.time
+            elif isinstance(d, model_v1.SiteUpdate):
+                reported = rounds.setdefault(d.round, {}).setdefault("reported", {})
+                reported.setdefault(d.site, SiteReport(site=d.site, samples=d.samples, metrics=d.metrics))
+            elif isinstance(d, model_v1.RoundClosed):
+                rounds.setdefault(d.round, {}).update(model=d.model, missing=list(d.missing), sites=d.sites)
+                status = "completed" if d.final else status
+            elif isinstance(d, JobFailed):
+                error = JobError(stage=d.stage, code=d.code, reason=d.reason)
+                status = "stopped" if d.code == "stopped" else "failed"
+        history = []
+        for number, r in sorted(rounds.items()):
+            model = r.get("model")
+            reported = r.get("reported", {})
+            merged = set(r.get("sites", reported))
+            history.append(
+                RoundView(
+                    round=number,
+                    opened=r.get("opened"),
+                    reported=[reported[s] for s in sorted(reported) if s in merged],
+                    missing=r.get("missing", [s for s in self.first.sites if s not in reported]),
+                    model=model,
+                    evaluation=await self._evaluation(ctx, model) if model is not None else None,
+                )
+            )
+        base = f"/v1/federations/{self.federation}?owner={self.owner}"
+        return FederationView(
+            id=self.federation,
+            owner=self.owner,
+            name=self.first.name,
+            sites=self.first.sites,
+            quorum=self.first.quorum,
+            rounds=self.first.rounds,
+            method=self.first.method,
+            status=status,
+            round=self.current.round,
+            history=history,
+            error=error,
+            links={"self": base, "audit": f"/v1/audit?job={self.federation}"},
+        )
+
+    async def _evaluation(self, ctx: GatewayContext, ref: VersionRef) -> model_v1.Evaluation | None:
+        if not self.first.evaluate_on:
+            return None
+        try:
+            model = await ctx.registry.get(self.owner, ref.name, ref.version)
+        except Exception:
+            return None
+        found = [e for e in await evaluations_of(ctx, self.owner, model) if e.dataset == self.first.evaluate_on]
+        return found[0] if found else None
+
+
+async def _run(ctx: GatewayContext, tenant: str, federation: str, owner: str | None) -> Run:
+    owner = owner or tenant
+    if not _TOKEN.match(federation):
+        raise NotFound(f"no federation {federation}", code="federation_not_found")
+    run = Run(federation, owner, _events(await job_trail(ctx.runtime.bus.js, owner, federation)))
+    if not run.may_see(tenant):
+        raise NotFound(f"no federation {federation}", code="federation_not_found")  # not disclosed
+    return run
+
+
+class FederationController(Controller):
+    path = "/v1/federations"
+    tags = ["federation"]
+
+    @post(status_code=HTTP_201_CREATED, summary="Start a federated run: round 1 opens for the named sites")
+    async def start(self, ctx: GatewayContext, tenant: str, data: FederationBody) -> Response[FederationView]:
+        ctx.require_bus()
+        start = await ctx.model(tenant, data.model.name, data.model.version, data.model.owner)
+        try:
+            opened = msgspec.convert(
+                {
+                    "round": 1,
+                    "rounds": data.rounds,
+                    "model": {"name": start.name, "version": start.version, "owner": start.owner},
+                    "name": data.name,
+                    "sites": list(data.sites),
+                    "quorum": data.quorum or len(data.sites),
+                    "deadline_s": data.deadline_s,
+                    "method": data.method,
+                    "weights": msgspec.to_builtins(start.weights),
+                    "evaluate_on": dataset_prefix(tenant, data.evaluate_on) if data.evaluate_on else None,
+                },
+                model_v1.RoundOpened,
+            )
+        except msgspec.ValidationError as exc:
+            raise Unprocessable(f"invalid federation: {exc}") from exc
+        if not data.sites or opened.quorum > len(data.sites) or len(set(data.sites)) != len(data.sites):
+            raise Unprocessable("name each site once, and a quorum of at most that many sites")
+        federation = new_job_id()
+        env = job_event(
+            model_v1.ROUND_OPENED, GATEWAY, opened, tenant=tenant, job_id=federation, trace_id=new_trace_id(), parts=(1,)
+        )
+        await ctx.runtime.bus.publish(env)
+        run = Run(federation, tenant, [env])
+        return Response(await run.view(ctx), status_code=HTTP_201_CREATED, headers={"Location": run_path(federation, tenant)})
+
+    @get("/{federation:str}", summary="A federated run round by round: sites reported, merged versions, their evaluation")
+    async def watch(self, ctx: GatewayContext, tenant: str, federation: str, owner: OwnerParam = None) -> FederationView:
+        return await (await _run(ctx, tenant, federation, owner)).view(ctx)
+
+    @delete(
+        "/{federation:str}",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Stop a federated run (owner only): no more updates, no next round",
+    )
+    async def stop(self, ctx: GatewayContext, tenant: str, federation: str) -> FederationView:
+        run = await _run(ctx, tenant, federation, None)
+        ctx.require_bus()
+        stop = model_v1.FederationStopRequested(by=tenant)
+        trace = run.events[0].trace_id
+        await ctx.runtime.bus.publish(
+            job_event(model_v1.FEDERATION_STOP_REQUESTED, GATEWAY, stop, tenant=tenant, job_id=federation, trace_id=trace)
+        )
+        return await run.view(ctx)
+
+    @get("/{federation:str}/model", summary="The open round's global model, for a site to train (sites and owner)")
+    async def model(self, ctx: GatewayContext, tenant: str, federation: str, owner: OwnerParam = None) -> Response[bytes]:
+        run = await _run(ctx, tenant, federation, owner)
+        weights = run.current.weights
+        if weights is None:
+            raise NotFound(f"round {run.current.round} of {federation} names no weights yet")
+        try:
+            body = await ctx.runtime.store.get(weights.key)
+        except ObjectNotFound as exc:
+            raise NotFound("the round's weights are gone from storage") from exc
+        headers = {"X-Round": str(run.current.round), "ETag": f'"{weights.sha256}"'}
+        return Response(body, media_type="application/octet-stream", headers=headers)
+
+    @put(
+        "/{federation:str}/rounds/{round:int}/update",
+        status_code=HTTP_200_OK,
+        summary="A site's trained weights for one round (raw body; the site is the caller's tenant)",
+        request_max_body_size=None,  # checked against the model limit below
+    )
+    async def update(
+        self,
+        ctx: GatewayContext,
+        tenant: str,
+        federation: str,
+        round: int,
+        request: Request[Any, Any, Any],
+        samples: Annotated[int, Parameter(query="samples", ge=1, description="training samples the update saw")],
+        metrics: Annotated[str, Parameter(query="metrics", description="JSON object of local metrics")] = "{}",
+        owner: OwnerParam = None,
+    ) -> model_v1.SiteUpdate:
+        run = await _run(ctx, tenant, federation, owner)
+        if tenant not in run.first.sites:
+            raise NotFound(f"{tenant} is not a site of federation {federation}", code="federation_not_found")
+        if round != run.current.round:
+            raise Conflict(f"round {round} is not open: round {run.current.round} is", code="round_not_open")
+        declared = int(request.headers.get("content-length") or 0)
+        if declared > ctx.settings.max_model_bytes:
+            raise PayloadTooLarge(f"an update of {declared} bytes is over the model limit", code="model_too_large")
+        try:
+            local = {str(k): float(v) for k, v in json.loads(metrics).items()}
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise Unprocessable(f"metrics must be a JSON object of numbers: {exc}") from exc
+        ctx.require_bus()
+        body = await request.body()
+        ref = await ctx.runtime.store.put(
+            keys.site_update(run.owner, federation, round, tenant), body, "application/octet-stream"
+        )
+        update = model_v1.SiteUpdate(round=round, site=tenant, weights=ref, samples=samples, metrics=local)
+        parts = (round, tenant, ref.sha256[:12])  # the same upload again: one event; another: ignored by weights
+        await ctx.runtime.bus.publish(
+            job_event(
+                model_v1.UPDATE_SUBMITTED,
+                GATEWAY,
+                update,
+                tenant=run.owner,
+                job_id=federation,
+                trace_id=run.events[0].trace_id,
+                parts=parts,
+            )
+        )
+        return update
+
+
+def run_path(federation: str, owner: str) -> str:
+    return f"/v1/federations/{federation}?owner={owner}"
