@@ -3,7 +3,9 @@
     python -m bench.federated_study [--rounds 5] [--epochs 3] > docs/federated-study.md
 
 Two sites; a V split (every site has every class, different samples) and an H split (site A has
-digits 0-4, site B 5-9). Each round both sites train the global model locally (the reference site
+digits 0-4, site B 5-9), each from a shared initialisation and from independent ones (the
+source's set-up: each environment's network from its own random start). Each round both sites
+train the global model locally (the reference site
 client's job), the server merges their weights with the method, and the merged model is evaluated
 on a held-out test set. The merge is `maskline.services.weights.methods.merge_tensor`, the
 same code the merge service runs. Rounds run in-process here (they are fast); the same protocol
@@ -40,7 +42,8 @@ class SmallCNN(nn.Module):
         self.head = nn.Linear(16 * 4 * 4, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).flatten(1))
+        out: torch.Tensor = self.head(self.features(x).flatten(1))
+        return out
 
 
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int) -> nn.Module:
@@ -52,7 +55,7 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed:
         for i in range(0, len(x), 32):
             idx = order[i : i + 32]
             opt.zero_grad()
-            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()  # type: ignore[no-untyped-call]
             opt.step()
     return model.eval()
 
@@ -91,6 +94,48 @@ def reestimate_bn(model: nn.Module, x: torch.Tensor) -> nn.Module:
     return model.eval()
 
 
+#: The source's numbers (Fashion-MNIST, two environments, each network from its own random
+#: initialisation): after the first merge and after the last round, per split and method.
+SOURCE: dict[str, dict[str, tuple[float, float | None]]] = {
+    "V": {"avg": (76.1, None), "max": (18.3, None), "absmax": (71.1, None)},
+    "H": {"avg": (47.3, 78.7), "max": (11.5, 71.5), "absmax": (47.1, 70.7)},
+}
+METHODS = ("avg", "max", "absmax", "weighted", "median", "ties", "avg+bn")
+
+
+def site_inits(seed: int, independent: bool) -> list[nn.Module]:
+    """Each site's starting network: one shared initialisation, or one per site (the source's set-up)."""
+    if not independent:
+        torch.manual_seed(seed)
+        shared = SmallCNN().eval()
+        return [shared, shared]
+    inits: list[nn.Module] = []
+    for site in range(2):
+        torch.manual_seed(seed * 1000 + 17 + site)
+        inits.append(SmallCNN().eval())
+    return inits
+
+
+def run_rounds(
+    method: str,
+    inits: list[nn.Module],
+    sites: list[tuple[torch.Tensor, torch.Tensor]],
+    rounds: int,
+    epochs: int,
+    calibration: torch.Tensor,
+) -> list[nn.Module]:
+    """Round 1 trains each site from its own start; later rounds from the merged global model."""
+    starts, merged_models = list(inits), []
+    for r in range(rounds):
+        trained = [train(starts[i], x, y, epochs, seed=100 * r + i) for i, (x, y) in enumerate(sites)]
+        merged = merge(trained, method.removesuffix("+bn"), [len(y) for _, y in sites], starts[0])
+        if method.endswith("+bn"):
+            merged = reestimate_bn(merged, calibration)
+        merged_models.append(merged)
+        starts = [merged, merged]
+    return merged_models
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
@@ -99,6 +144,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(2)
+    torch.use_deterministic_algorithms(True)
     digits = load_digits()
     x_all = torch.tensor(digits.images / 16.0, dtype=torch.float32)[:, None]
     y_all = torch.tensor(digits.target)
@@ -110,39 +156,54 @@ def main() -> None:
         "V": [perm[: len(perm) // 2], perm[len(perm) // 2 :]],
         "H": [np.where(y_tr.numpy() < 5)[0], np.where(y_tr.numpy() >= 5)[0]],
     }
+    own_test = {  # the test images of each site's own classes (the source's per-site metric)
+        "V": [np.arange(len(y_te)), np.arange(len(y_te))],
+        "H": [np.where(y_te.numpy() < 5)[0], np.where(y_te.numpy() >= 5)[0]],
+    }
     calibration = x_tr[perm[:100]]  # a small server-side set, for BN re-estimation only
-    init = SmallCNN().eval()
-    central = train(init, x_tr, y_tr, args.epochs * args.rounds, seed=1)
+    central = train(site_inits(args.seed, False)[0], x_tr, y_tr, args.epochs * args.rounds, seed=1)
     started = time.perf_counter()
     print("# Merging models trained in separate environments: the study, reproduced\n")
     print(f"Command: `python -m bench.federated_study --rounds {args.rounds} --epochs {args.epochs} --seed {args.seed}`  ")
     print(
         f"Data: scikit-learn digits (8x8, 10 classes), {len(y_tr)} train / {len(y_te)} test (stratified). "
-        f"Two sites, {args.epochs} local epochs per round, a shared initialisation, {args.rounds} rounds.  "
+        f"Two sites, {args.epochs} local epochs per round, {args.rounds} rounds; every seed fixed "
+        "(`torch.use_deterministic_algorithms`), so a rerun prints the same tables.  "
     )
     central_acc = accuracy(central, x_te, y_te)
     print(f"Centrally trained on all data ({args.epochs * args.rounds} epochs): **{central_acc:.1%}** test accuracy.\n")
-    for split, parts in splits.items():
-        sites = [(x_tr[p], y_tr[p]) for p in parts]
-        local = [train(init, x, y, args.epochs * args.rounds, seed=10 + i) for i, (x, y) in enumerate(sites)]
-        print(
-            f"## {split} split — local models alone: site A {accuracy(local[0], x_te, y_te):.1%}, "
-            f"site B {accuracy(local[1], x_te, y_te):.1%} (trained {args.epochs * args.rounds} epochs on their own data)\n"
-        )
-        print("| method | " + " | ".join(f"round {r}" for r in range(1, args.rounds + 1)) + " |")
-        print("|---|" + "---|" * args.rounds)
-        for method in ("avg", "max", "absmax", "weighted", "median", "ties", "avg+bn"):
-            global_model, row = init, []
-            for r in range(args.rounds):
-                trained = [train(global_model, x, y, args.epochs, seed=100 * r + i) for i, (x, y) in enumerate(sites)]
-                base_method = method.removesuffix("+bn")
-                merged = merge(trained, base_method, [len(y) for _, y in sites], global_model)
-                if method.endswith("+bn"):
-                    merged = reestimate_bn(merged, calibration)
-                global_model = merged
-                row.append(f"{accuracy(merged, x_te, y_te):.1%}")
-            print(f"| {method} | " + " | ".join(row) + " |")
-        print()
+    firsts: dict[tuple[str, str], tuple[float, float]] = {}
+    for independent in (False, True):
+        condition = "independent initialisation (the source's set-up)" if independent else "a shared initialisation"
+        for split, parts in splits.items():
+            sites = [(x_tr[p], y_tr[p]) for p in parts]
+            inits = site_inits(args.seed, independent)
+            local = [train(inits[i], x, y, args.epochs * args.rounds, seed=10 + i) for i, (x, y) in enumerate(sites)]
+            own = [accuracy(local[i], x_te[own_test[split][i]], y_te[own_test[split][i]]) for i in range(2)]
+            print(f"## {split} split, {condition}\n")
+            print(
+                f"Local models alone ({args.epochs * args.rounds} epochs on their own data): "
+                f"site A {accuracy(local[0], x_te, y_te):.1%}, site B {accuracy(local[1], x_te, y_te):.1%} on all the test set; "
+                f"on their own classes: A {own[0]:.1%}, B {own[1]:.1%}.\n"
+            )
+            print("| method | " + " | ".join(f"round {r}" for r in range(1, args.rounds + 1)) + " |")
+            print("|---|" + "---|" * args.rounds)
+            for method in METHODS:
+                models = run_rounds(method, inits, sites, args.rounds, args.epochs, calibration)
+                row = [accuracy(m, x_te, y_te) for m in models]
+                if independent:
+                    firsts[(split, method)] = (row[0], row[-1])
+                print(f"| {method} | " + " | ".join(f"{a:.1%}" for a in row) + " |")
+            print()
+    print("## Against the source, point by point (independent initialisation)\n")
+    print("| split | method | source: first merge | ours: first merge | source: last round | ours: last round |")
+    print("|---|---|---|---|---|---|")
+    for split, methods in SOURCE.items():
+        for method, (first, last) in methods.items():
+            ours_first, ours_last = firsts[(split, method)]
+            source_last = f"{last}%" if last is not None else "—"
+            print(f"| {split} | {method} | {first}% | {ours_first:.1%} | {source_last} | {ours_last:.1%} |")
+    print()
     print(
         f"(ran in {time.perf_counter() - started:.0f} s on the 2-core CI machine; `median` of two models equals `avg`; "
         "`ties` uses the previous global model as base, density 0.5; `avg+bn` re-estimates BatchNorm statistics "

@@ -11,12 +11,14 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import torch
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from maskline.client import ApiError, JsonClient
 from maskline.infra.embedded.process import wait_until
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
-from tests.e2e.conftest import cli
+from tests.e2e.conftest import cli, until
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
@@ -84,13 +86,15 @@ def test_a_run_over_http_with_two_sites_two_rounds_and_per_round_evaluation(
         other_tenant.submit_update(federation, 1, b"late", samples=1, owner="tenant-a")
     assert err.value.problem["code"] == "round_not_open"
 
+    listed = {run["id"]: run for run in other_tenant.http.get("/v1/federations").json()}  # a site sees the runs it is in
+    assert listed[federation]["state"] == "final" and listed[federation]["round"] == 2
     watched = cli(stack, "federation", "watch", federation, "--once")
     assert watched.returncode == 0, watched.stderr
     assert "completed" in watched.stdout and watched.stdout.count("mIoU") == 2
 
 
-def test_the_owner_stops_a_run_and_no_round_closes_after(
-    client: JsonClient, other_tenant: JsonClient, third_site: JsonClient
+def test_the_owner_stops_a_run_and_no_round_closes_after_and_the_dashboard_shows_it(
+    browser: WebDriver, stack: Stack, client: JsonClient, other_tenant: JsonClient, third_site: JsonClient
 ) -> None:
     view = client.start_federation(name="http-stopped", model=START, sites=["tenant-b", "site-x"], rounds=3, deadline_s=300)
     federation = view["id"]
@@ -108,3 +112,8 @@ def test_the_owner_stops_a_run_and_no_round_closes_after(
     view = client.federation(federation)
     assert view["error"]["code"] == "stopped" and "tenant-a" in view["error"]["reason"]
     assert view["round"] == 1 and view["history"][0]["model"] is None  # round 1 never merged
+    b = browser
+    b.get(f"{stack.gateway_url}/dashboard?key=key-a")
+    row = f'#federations tr[data-federation="{federation}"]'
+    until(b, lambda: b.find_elements(By.CSS_SELECTOR, row) and "stopped" in b.find_element(By.CSS_SELECTOR, row).text, 20, "run")
+    assert "tenant-a/http-stopped" in b.find_element(By.CSS_SELECTOR, row).text

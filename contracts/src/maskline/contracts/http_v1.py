@@ -301,6 +301,22 @@ class FederationBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """One of your datasets with masks: every round's merged version is evaluated on it."""
 
 
+class FederationSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of `GET /v1/federations`: a run you own or take part in, as the weights service holds it."""
+
+    id: str
+    owner: str
+    name: str
+    round: int
+    rounds: int
+    sites: tuple[str, ...]
+    reported: int
+    """Sites whose update for the current round arrived."""
+    state: str
+    """`open` (the current round takes updates), `closed` (merged or failed; `final` when the last) or `stopped`."""
+    links: dict[str, str] = {}
+
+
 class SiteReport(msgspec.Struct, frozen=True, kw_only=True):
     site: str
     samples: int

@@ -501,7 +501,7 @@ BUCKETS: tuple[Bucket, ...] = (
         ttl_s=30 * 24 * 3600.0,
         summary="which attempt's result stands for a job, and whether its final event was published",
     ),
-    Bucket("rounds", (WEIGHTS,), (WEIGHTS,), summary="federated rounds in progress"),
+    Bucket("rounds", (WEIGHTS,), (WEIGHTS, GATEWAY), summary="federated rounds in progress (the gateway lists them)"),
     Bucket(
         "cancels",
         (GATEWAY,),

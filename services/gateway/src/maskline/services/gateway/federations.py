@@ -18,7 +18,7 @@ from maskline.contracts import model_v1
 from maskline.contracts.audit_v1 import AuditRecord
 from maskline.contracts.common_v1 import JobFailed
 from maskline.contracts.envelope import Envelope, job_event, new_job_id, new_trace_id
-from maskline.contracts.http_v1 import FederationBody, FederationView, JobError, RoundView, SiteReport
+from maskline.contracts.http_v1 import FederationBody, FederationSummary, FederationView, JobError, RoundView, SiteReport
 from maskline.contracts.model_v1 import VersionRef
 from maskline.contracts.subjects import GATEWAY
 from maskline.services.gateway.access import OwnerParam
@@ -28,6 +28,7 @@ from maskline.services.gateway.errors import Conflict, NotFound, PayloadTooLarge
 from maskline.services.gateway.evaluations import evaluations_of
 from maskline.shared import keys
 from maskline.shared.audit_trail import job_trail
+from maskline.shared.kv import entries
 from maskline.shared.storage import ObjectNotFound
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -129,9 +130,47 @@ async def _run(ctx: GatewayContext, tenant: str, federation: str, owner: str | N
     return run
 
 
+class _Held(msgspec.Struct, kw_only=True):
+    """What the gateway reads of the weights service's record of a run (unknown fields skipped)."""
+
+    tenant: str
+    current: model_v1.RoundOpened
+    updates: dict[str, Any] = {}
+    closed: bool = False
+    stopped: bool = False
+
+
+_held = msgspec.json.Decoder(_Held)
+
+
 class FederationController(Controller):
     path = "/v1/federations"
     tags = ["federation"]
+
+    @get(summary="Federated runs you own or take part in, and where each stands")
+    async def list_runs(self, ctx: GatewayContext, tenant: str) -> list[FederationSummary]:
+        runs = []
+        for key, value in sorted((await entries(ctx.runtime.bus.js, "rounds")).items()):
+            held = _held.decode(value)
+            if tenant != held.tenant and tenant not in held.current.sites:
+                continue
+            federation = key.split(".", 1)[1]
+            c = held.current
+            state = "stopped" if held.stopped else ("final" if c.round >= c.rounds else "closed") if held.closed else "open"
+            runs.append(
+                FederationSummary(
+                    id=federation,
+                    owner=held.tenant,
+                    name=c.name,
+                    round=c.round,
+                    rounds=c.rounds,
+                    sites=c.sites,
+                    reported=len(held.updates),
+                    state=state,
+                    links={"self": run_path(federation, held.tenant)},
+                )
+            )
+        return runs
 
     @post(status_code=HTTP_201_CREATED, summary="Start a federated run: round 1 opens for the named sites")
     async def start(self, ctx: GatewayContext, tenant: str, data: FederationBody) -> Response[FederationView]:
