@@ -11,11 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from maskline.client import ApiError, JsonClient
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import WEIGHTS, shapes
-from tests.e2e.conftest import ARTIFACTS, cli
+from tests.e2e.conftest import ARTIFACTS, cli, until
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
@@ -78,7 +80,7 @@ def test_a_dataset_without_masks_fails_the_job_with_a_reason(client: JsonClient)
 
 
 def test_a_quantize_job_evaluates_its_result_and_versions_compare(
-    client: JsonClient, stack: Stack, labelled: tuple[str, list[Any]]
+    browser: WebDriver, client: JsonClient, stack: Stack, labelled: tuple[str, list[Any]]
 ) -> None:
     dataset, pairs = labelled
     fp32 = client.register_model(
@@ -104,6 +106,7 @@ def test_a_quantize_job_evaluates_its_result_and_versions_compare(
     a, b = (rows[v]["evaluation"] for v in (fp32["version"], int8_version))
     assert a["dataset_sha256"] == b["dataset_sha256"] and b["precision"] == "int8"
     assert abs(a["miou"] - b["miou"]) < 0.05  # int8 keeps the float model's quality on held-out data
+    b_miou = b["miou"]
 
     # the difference of the two versions' masks, as pictures: the count is the served masks' own
     assert sorted(view["differences"]) == [f"e{i}.png" for i in range(IMAGES)]
@@ -122,6 +125,22 @@ def test_a_quantize_job_evaluates_its_result_and_versions_compare(
         for v in (fp32["version"], int8_version)
     ]
     assert int(picture.headers["X-Pixels-Differ"]) == int((served[0] != served[1]).sum())
+
+    # the comparison page: the same table, and the pictures
+    page = browser
+    page.get(f"{stack.gateway_url}/compare?key=key-a&model=ev-model&versions={fp32['version']},{int8_version}&dataset={dataset}")
+    until(page, lambda: len(page.find_elements(By.CSS_SELECTOR, "#pictures img")) == IMAGES, 30, "the pictures")
+    assert page.find_element(By.ID, "error").text == ""
+    until(
+        page,
+        lambda: page.execute_script("return [...document.querySelectorAll('#pictures img')].every(i => i.naturalWidth > 0)"),
+        10,
+        "drawn",
+    )
+    row = page.find_element(By.CSS_SELECTOR, f'#versions-table tr[data-version="{int8_version}"]').text
+    assert "int8" in row and "quantize: minmax" in row and f"{b_miou:.4f}" in row
+    captions = [c.text for c in page.find_elements(By.CSS_SELECTOR, "#pictures figcaption")]
+    assert captions[0] == f"e0.png: {int(picture.headers['X-Pixels-Differ'])} pixels differ"
 
     table = cli(stack, "models", "compare", "ev-model", "--versions", f"{fp32['version']},{int8_version}", "--dataset", dataset)
     assert table.returncode == 0, table.stderr

@@ -37,7 +37,7 @@ from maskline.shared.version import CODE_VERSION
 
 #: Answer without an API key: probes, the Prometheus scrape, the dashboard and visualizer pages and the
 #: libraries they load (their data calls need one).
-PUBLIC_PATHS = ("/health/", "/metrics", "/dashboard", "/visualizer", "/static/vendor/")
+PUBLIC_PATHS = ("/health/", "/metrics", "/dashboard", "/visualizer", "/compare", "/static/vendor/")
 PROBLEM = Schema(
     type=OpenAPIType.OBJECT,
     required=["status", "title", "code"],

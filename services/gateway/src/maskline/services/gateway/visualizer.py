@@ -1,6 +1,7 @@
-"""The model visualizer: one static page that draws a version's graph with Cytoscape.js and dagre
+"""Pages for model owners. The model visualizer: one static page that draws a version's graph with Cytoscape.js and dagre
 (vendored, served from here), each layer coloured by its STEP error, with the layer's STEP and
-CROSS figures on a click. The page reads the same JSON the API gives (`/graph`, `/reports/*`)."""
+CROSS figures on a click. The comparison page: versions side by side on one dataset, with the
+pictures of where two versions' masks differ. Both read the same JSON the API gives."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from maskline.services.gateway.errors import NotFound
 
 PACKAGE = resources.files("maskline.services.gateway")
 PAGE = PACKAGE.joinpath("visualizer.html")
+COMPARE = PACKAGE.joinpath("compare.html")
 #: The only files `/static/vendor/` serves (nothing else of the package is reachable).
 VENDORED = ("cytoscape.min.js", "cytoscape-dagre.min.js")
 
@@ -27,6 +29,15 @@ class VisualizerController(Controller):
     )
     async def page(self) -> Response[bytes]:
         return Response(PAGE.read_bytes(), media_type=MediaType.HTML)
+
+    @get(
+        "/compare",
+        summary="Versions side by side: ?model=NAME&versions=1,2&dataset=D (the page asks for an API key)",
+        media_type=MediaType.HTML,
+        include_in_schema=False,
+    )
+    async def compare_page(self) -> Response[bytes]:
+        return Response(COMPARE.read_bytes(), media_type=MediaType.HTML)
 
     @get("/static/vendor/{name:str}", include_in_schema=False)
     async def vendored(self, name: str) -> Response[bytes]:
