@@ -83,12 +83,16 @@ class JobController(Controller):
 
     @get("/{job_id:str}/artifacts/{name:str}", summary="Download one output of a job (a feature-map picture, an evaluation)")
     async def artifact(self, ctx: GatewayContext, tenant: str, job_id: str, name: str) -> Response[bytes]:
-        state = await owned_job(ctx, tenant, job_id)
-        ref = state.artifacts.get(name)
-        if ref is None:
-            raise NotFound(f"job {job_id} has no output {name!r} (status {state.status})")
-        try:
-            body = await ctx.runtime.store.get(ref.key)
-        except ObjectNotFound as exc:
-            raise NotFound(f"output {name} of {job_id} is gone from storage") from exc
-        return Response(body, media_type=ref.content_type, headers={"ETag": f'"{ref.sha256}"'})
+        return await download(ctx, await owned_job(ctx, tenant, job_id), name)
+
+
+async def download(ctx: GatewayContext, state: JobState, name: str) -> Response[bytes]:
+    """One output of a job, with its sha256 as the ETag."""
+    ref = state.artifacts.get(name)
+    if ref is None:
+        raise NotFound(f"job {state.job_id} has no output {name!r} (status {state.status})")
+    try:
+        body = await ctx.runtime.store.get(ref.key)
+    except ObjectNotFound as exc:
+        raise NotFound(f"output {name} of {state.job_id} is gone from storage") from exc
+    return Response(body, media_type=ref.content_type, headers={"ETag": f'"{ref.sha256}"'})

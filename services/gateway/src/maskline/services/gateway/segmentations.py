@@ -21,8 +21,8 @@ from maskline.contracts.envelope import command, new_job_id, now
 from maskline.contracts.http_v1 import SEGMENTATION_DEFAULTS, TTA_DEFAULTS, SegmentationView, UploadView
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.control import cancel
-from maskline.services.gateway.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, Unprocessable
-from maskline.services.gateway.jobs import owned_job
+from maskline.services.gateway.errors import BadRequest, Conflict, PayloadTooLarge, Unprocessable
+from maskline.services.gateway.jobs import download, owned_job
 from maskline.services.gateway.shedding import ADMITTED
 from maskline.services.gateway.sniff import Header, check_image_header
 from maskline.services.gateway.views import job_path, segmentation_view
@@ -30,7 +30,6 @@ from maskline.shared import keys
 from maskline.shared.idempotency import MAX_KEY_LENGTH, KeyInProgress, KeyReused, fingerprint
 from maskline.shared.image_input import formats, request_pixels
 from maskline.shared.jobs import JobState
-from maskline.shared.storage import ObjectNotFound
 
 SOURCE = "gateway"
 MAX_DEADLINE_S = 7 * 24 * 3600.0
@@ -213,15 +212,7 @@ class SegmentationController(Controller):
 
     @get("/{job_id:str}/{artifact:str}", summary="Download an artifact: mask, overlay or regions")
     async def artifact(self, ctx: GatewayContext, tenant: str, job_id: str, artifact: str) -> Response[bytes]:
-        state = await owned_job(ctx, tenant, job_id)
-        ref = state.artifacts.get(artifact)
-        if ref is None:
-            raise NotFound(f"segmentation {job_id} has no artifact {artifact!r} (status {state.status})")
-        try:
-            body = await ctx.runtime.store.get(ref.key)
-        except ObjectNotFound as exc:
-            raise NotFound(f"artifact {artifact} of {job_id} is gone from storage") from exc
-        return Response(body, media_type=ref.content_type, headers={"ETag": f'"{ref.sha256}"'})
+        return await download(ctx, await owned_job(ctx, tenant, job_id), artifact)
 
 
 class UploadController(Controller):
