@@ -72,9 +72,11 @@ bench-models:
     python -m bench.person_int8 --requests 200 --concurrency 1,4 --rounds 5 --out docs/bench/person-int8-0.2.json
 
 # merge time and memory (2/4/8 x 27.5M-param models), and the federated merging study on digits
+# (in-process, then its independent-initialisation condition through the running services)
 bench-merge:
     python -m bench.merge_weights
     python -m bench.federated_study
+    python -m bench.federated_services
 
 # fuzz the gateway's OpenAPI with schemathesis against a fresh stack: every phase, 100 examples per operation, 0 5xx allowed
 fuzz *ARGS:
