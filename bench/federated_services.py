@@ -17,13 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch import nn
 
-from bench.federated_study import SOURCE, SmallCNN, site_inits, train
+from bench.federated_study import SOURCE, SmallCNN, arguments, digits_data, site_inits, train
 from maskline.client import JsonClient
 from maskline.infra.embedded.process import wait_until
 from maskline.infra.embedded.settings import StackSettings, on_free_ports
@@ -112,23 +109,9 @@ def run(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    torch.set_num_threads(2)  # as bench.federated_study: the same arithmetic, so the numbers can be compared
-    torch.use_deterministic_algorithms(True)
-    digits = load_digits()
-    x_all = torch.tensor(digits.images / 16.0, dtype=torch.float32)[:, None]
-    y_all = torch.tensor(digits.target)
-    idx_train, idx_test = train_test_split(np.arange(len(y_all)), test_size=0.3, random_state=args.seed, stratify=digits.target)
-    x_tr, y_tr, x_te, y_te = x_all[idx_train], y_all[idx_train], x_all[idx_test], y_all[idx_test]
-    perm = np.random.default_rng(args.seed).permutation(len(y_tr))
-    splits = {
-        "V": [perm[: len(perm) // 2], perm[len(perm) // 2 :]],
-        "H": [np.where(y_tr.numpy() < 5)[0], np.where(y_tr.numpy() >= 5)[0]],
-    }
+    args = arguments()
+    d = digits_data(args.seed)
+    x_tr, y_tr, x_te, y_te, splits = d.x_tr, d.y_tr, d.x_te, d.y_te, d.splits
     home = tempfile.mkdtemp(prefix="maskline-study-")
     settings = on_free_ports(load(StackSettings), home, api_keys="key-o:owner,key-a:site-a,key-b:site-b", log_level="warning")
     stack = Stack(settings)

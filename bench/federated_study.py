@@ -17,9 +17,11 @@ from __future__ import annotations
 import argparse
 import copy
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
@@ -136,26 +138,48 @@ def run_rounds(
     return merged_models
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
-    torch.set_num_threads(2)
+    torch.set_num_threads(2)  # fixed, with deterministic algorithms: a rerun gives the same numbers
     torch.use_deterministic_algorithms(True)
+    return args
+
+
+@dataclass(frozen=True)
+class Digits:
+    x_tr: torch.Tensor
+    y_tr: torch.Tensor
+    x_te: torch.Tensor
+    y_te: torch.Tensor
+    perm: NDArray[np.int64]
+    """A permutation of the training images (the V split's halves)."""
+    splits: dict[str, list[NDArray[np.int64]]]
+    """V: each site a random half; H: site A digits 0-4, site B 5-9 (training image indices)."""
+
+
+def digits_data(seed: int) -> Digits:
     digits = load_digits()
     x_all = torch.tensor(digits.images / 16.0, dtype=torch.float32)[:, None]
     y_all = torch.tensor(digits.target)
-    idx_train, idx_test = train_test_split(np.arange(len(y_all)), test_size=0.3, random_state=args.seed, stratify=digits.target)
-    x_tr, y_tr, x_te, y_te = x_all[idx_train], y_all[idx_train], x_all[idx_test], y_all[idx_test]
-    rng = np.random.default_rng(args.seed)
-    perm = rng.permutation(len(y_tr))
+    idx_train, idx_test = train_test_split(np.arange(len(y_all)), test_size=0.3, random_state=seed, stratify=digits.target)
+    x_tr, y_tr = x_all[idx_train], y_all[idx_train]
+    perm = np.random.default_rng(seed).permutation(len(y_tr))
     splits = {
         "V": [perm[: len(perm) // 2], perm[len(perm) // 2 :]],
         "H": [np.where(y_tr.numpy() < 5)[0], np.where(y_tr.numpy() >= 5)[0]],
     }
+    return Digits(x_tr, y_tr, x_all[idx_test], y_all[idx_test], perm, splits)
+
+
+def main() -> None:
+    args = arguments()
+    d = digits_data(args.seed)
+    x_tr, y_tr, x_te, y_te, perm, splits = d.x_tr, d.y_tr, d.x_te, d.y_te, d.perm, d.splits
     own_test = {  # the test images of each site's own classes (the source's per-site metric)
         "V": [np.arange(len(y_te)), np.arange(len(y_te))],
         "H": [np.where(y_te.numpy() < 5)[0], np.where(y_te.numpy() >= 5)[0]],
