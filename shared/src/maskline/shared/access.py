@@ -225,6 +225,8 @@ class ModelAccess:
         found = await self.registry.alias(owner, name, precision_alias(alias, precision)) if precision else None
         found = found or await self.registry.alias(owner, name, alias)
         if found is None:
+            if not await self.registry.exists(owner, name):  # the common miss (not this owner's model): one read
+                raise ModelNotFound(f"there is no model {owner}/{name}")
             others = [a.name for a in await self.registry.aliases(owner, name)]
             hint = f" (its aliases: {', '.join(others)}; name one, or a precision)" if others else ""
             raise ModelNotFound(f"model {owner}/{name} has no alias {alias!r}{hint}")
