@@ -106,15 +106,22 @@ class Infer:
 
     async def scores(self, model: ModelVersion, png: bytes) -> NDArray[np.floating[Any]]:
         """C x H x W class scores of the image's own part (letterbox cropped, tiles stitched)."""
+        return (await self.timed_scores(model, png))[0]
+
+    async def timed_scores(self, model: ModelVersion, png: bytes) -> tuple[NDArray[np.floating[Any]], float]:
+        """`scores`, and the milliseconds Triton took (the model call alone)."""
         prepared = await asyncio.to_thread(prepare, png, model.input_size, model.preprocessing)
         await self.triton.ensure_loaded(model)
+        triton_started = time.perf_counter()
         probs = await self.triton.infer(model, prepared.batch)
+        triton_ms = (time.perf_counter() - triton_started) * 1000
         expected = (prepared.batch.shape[0], len(model.labels), *prepared.batch.shape[2:])
         if probs.shape != expected:
             raise PermanentError(f"model returned shape {probs.shape}, expected {expected}", code="bad_model_output")
         # letterboxed: only the image's part, in its own aspect (a view); tiles: stitched at native
         # resolution, in a thread (a large image's canvas)
-        return await asyncio.to_thread(stitch, prepared, probs) if prepared.tiles else stitch(prepared, probs)
+        inside = await asyncio.to_thread(stitch, prepared, probs) if prepared.tiles else stitch(prepared, probs)
+        return inside, triton_ms
 
     async def _predict(
         self,
@@ -131,9 +138,7 @@ class Infer:
         target = await self.target(env.tenant, options)
         model, canary = target.pick(env.job_id)
         png = await references.read(self.runtime.store, image, env.tenant)
-        triton_started = time.perf_counter()
-        inside = await self.scores(model, png)
-        triton_ms = (time.perf_counter() - triton_started) * 1000
+        inside, triton_ms = await self.timed_scores(model, png)
         ref = await self.runtime.store.put(prediction_key, encode_npy(inside.astype(np.float16, copy=False)), "application/x-npy")
         timings = {"infer": round((time.perf_counter() - started) * 1000, 2), "triton": round(triton_ms, 2)}
         compared = None
