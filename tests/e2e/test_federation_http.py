@@ -54,7 +54,7 @@ def take_part(site: JsonClient, federation: str, round_: int, seed: int, samples
 
 
 def test_a_run_over_http_with_two_sites_two_rounds_and_per_round_evaluation(
-    stack: Stack, client: JsonClient, other_tenant: JsonClient, third_site: JsonClient
+    browser: WebDriver, stack: Stack, client: JsonClient, other_tenant: JsonClient, third_site: JsonClient
 ) -> None:
     rng = np.random.default_rng(77)
     for i in range(3):
@@ -92,12 +92,33 @@ def test_a_run_over_http_with_two_sites_two_rounds_and_per_round_evaluation(
     assert watched.returncode == 0, watched.stderr
     assert "completed" in watched.stdout and watched.stdout.count("mIoU") == 2
 
+    b = browser  # the dashboard: the run, its state and each round's mIoU on the held-out set
+    b.get(f"{stack.gateway_url}/dashboard?key=key-a")
+    row = f'#federations tr[data-federation="{federation}"]'
+    until(
+        b, lambda: b.find_elements(By.CSS_SELECTOR, row) and "completed" in b.find_element(By.CSS_SELECTOR, row).text, 20, "run"
+    )
+    shown = b.find_element(By.CSS_SELECTOR, f"{row} td.miou").text
+    assert shown == " · ".join(f"{r['evaluation']['miou']:.3f}" for r in view["history"])
+    b.execute_script("document.getElementById('federations').scrollIntoView()")  # for the kept screenshot
 
-def test_the_owner_stops_a_run_and_no_round_closes_after_and_the_dashboard_shows_it(
+
+def test_the_owner_starts_and_stops_a_run_from_the_dashboard_and_no_round_closes_after(
     browser: WebDriver, stack: Stack, client: JsonClient, other_tenant: JsonClient, third_site: JsonClient
 ) -> None:
-    view = client.start_federation(name="http-stopped", model=START, sites=["tenant-b", "site-x"], rounds=3, deadline_s=300)
-    federation = view["id"]
+    b = browser
+    b.get(f"{stack.gateway_url}/dashboard?key=key-a")
+    form = b.find_element(By.ID, "start-federation")
+    values = {"name": "http-stopped", "model": "shapes-unet:1", "owner": "maskline", "sites": "tenant-b,site-x", "quorum": "2"}
+    for name, value in values.items():
+        form.find_element(By.NAME, name).send_keys(value)
+    form.find_element(By.TAG_NAME, "button").click()
+    rows = "#federations tbody tr"
+    until(b, lambda: any("tenant-a/http-stopped" in r.text for r in b.find_elements(By.CSS_SELECTOR, rows)), 20, "the run")
+    row = next(r for r in b.find_elements(By.CSS_SELECTOR, rows) if "tenant-a/http-stopped" in r.text)
+    federation = str(row.get_attribute("data-federation"))
+    view = client.federation(federation)
+    assert (view["sites"], view["rounds"], view["quorum"], view["status"]) == (["tenant-b", "site-x"], 3, 2, "running")
     for call in (
         lambda: third_site.federation(federation, "tenant-a"),
         lambda: third_site.federation_model(federation, "tenant-a"),
@@ -106,14 +127,15 @@ def test_the_owner_stops_a_run_and_no_round_closes_after_and_the_dashboard_shows
             call()
         assert err.value.status == 404
     take_part(other_tenant, federation, 1, seed=5, samples=10)
-    client.stop_federation(federation)
-    wait_until(lambda: client.federation(federation)["status"] == "stopped", 30, "stopped")
+    selector = f'#federations tr[data-federation="{federation}"] button.stop'
+    b.execute_script(f"document.querySelector('{selector}').click()")  # the table re-renders every 2 s
+    until(
+        b,
+        lambda: "stopped" in b.find_element(By.CSS_SELECTOR, f'#federations tr[data-federation="{federation}"]').text,
+        20,
+        "stopped",
+    )
     time.sleep(2)
     view = client.federation(federation)
-    assert view["error"]["code"] == "stopped" and "tenant-a" in view["error"]["reason"]
+    assert view["status"] == "stopped" and view["error"]["code"] == "stopped" and "tenant-a" in view["error"]["reason"]
     assert view["round"] == 1 and view["history"][0]["model"] is None  # round 1 never merged
-    b = browser
-    b.get(f"{stack.gateway_url}/dashboard?key=key-a")
-    row = f'#federations tr[data-federation="{federation}"]'
-    until(b, lambda: b.find_elements(By.CSS_SELECTOR, row) and "stopped" in b.find_element(By.CSS_SELECTOR, row).text, 20, "run")
-    assert "tenant-a/http-stopped" in b.find_element(By.CSS_SELECTOR, row).text
