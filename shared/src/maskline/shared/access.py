@@ -161,20 +161,6 @@ class ModelAccess:
     async def may_use(self, tenant: str, owner: str, name: str) -> bool:
         return owner in (tenant, PLATFORM_TENANT) or await self.grants.granted(owner, name, tenant)
 
-    async def resolve(
-        self,
-        tenant: str,
-        name: str,
-        *,
-        owner: str | None = None,
-        version: int | None = None,
-        precision: str | None = None,
-        alias: str | None = None,
-    ) -> ModelVersion:
-        """The version `tenant` gets for this reference (an alias's own version, never its canary)."""
-        target = await self.target(tenant, name, owner=owner, version=version, precision=precision, alias=alias)
-        return target.model
-
     async def target(
         self,
         tenant: str,
@@ -185,7 +171,7 @@ class ModelAccess:
         precision: str | None = None,
         alias: str | None = None,
     ) -> Target:
-        """What `tenant`'s reference runs.
+        """What `tenant`'s reference runs (`.model`: the version itself, an alias's own, never its canary).
 
         Without `owner`, the tenant's own model of that name is looked at first, then the
         platform's public one. A pinned `version` is that version (checked against `precision`).
@@ -241,7 +227,7 @@ class ModelAccess:
         return Target(model, found, canary, shadow)
 
     async def ref(self, tenant: str, ref: VersionRef) -> ModelVersion:
-        return await self.resolve(tenant, ref.name, owner=ref.owner, version=ref.version)
+        return (await self.target(tenant, ref.name, owner=ref.owner, version=ref.version)).model
 
     async def check_upstream(self, tenant: str, model: ModelVersion) -> None:
         """A derived version is only usable while every model it was derived from is."""

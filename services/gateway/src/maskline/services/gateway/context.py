@@ -73,7 +73,7 @@ class GatewayContext:
         """A version `tenant` may use, or the gateway's 404 naming what is missing (another tenant's
         private model reads as missing: its existence is not disclosed)."""
         try:
-            return await self.access.resolve(tenant, name, owner=owner, version=version, precision=precision)
+            return (await self.access.target(tenant, name, owner=owner, version=version, precision=precision)).model
         except ModelNotFound as exc:
             raise NotFound(str(exc), code="model_not_found") from exc
 

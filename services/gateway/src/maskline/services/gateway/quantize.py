@@ -12,7 +12,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from maskline.contracts import model_v1
 from maskline.contracts.common_v1 import ObjectRef
 from maskline.contracts.http_v1 import FeatureMapsBody, JobView, LayerEditBody, QuantizeBody
-from maskline.contracts.model_v1 import VersionRef
+from maskline.contracts.model_v1 import ModelVersion, VersionRef
 from maskline.services.gateway.access import OwnerParam
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.datasets import prefix as dataset_prefix
@@ -29,6 +29,16 @@ async def _json(ctx: GatewayContext, key: str, missing: str) -> Any:
         return msgspec.json.decode(await ctx.runtime.store.get(key))
     except ObjectNotFound as exc:
         raise NotFound(missing) from exc
+
+
+async def quantized(ctx: GatewayContext, tenant: str, name: str, version: int, owner: str | None) -> ModelVersion:
+    """A quantized version the tenant may use (edits and feature maps need int8 layers)."""
+    model = await ctx.model(tenant, name, version, owner)
+    if model.quantization is None:
+        raise Unprocessable(
+            f"{name}/{version} is {model.precision}: only quantized versions have int8 layers", code="not_quantized"
+        )
+    return model
 
 
 class QuantizeController(Controller):
@@ -61,11 +71,7 @@ class QuantizeController(Controller):
     async def edit(
         self, ctx: GatewayContext, tenant: str, name: str, version: int, data: LayerEditBody, owner: OwnerParam = None
     ) -> Response[JobView]:
-        model = await ctx.model(tenant, name, version, owner)
-        if model.quantization is None:
-            raise Unprocessable(
-                f"{name}/{version} is {model.precision}: only quantized versions have int8 layers", code="not_quantized"
-            )
+        model = await quantized(ctx, tenant, name, version, owner)
         ref = VersionRef(name, version, model.owner)
         return await submit_command(ctx, tenant, model_v1.EDIT_REQUESTED, model_v1.EditRequested(model=ref, edit=data))
 
@@ -101,11 +107,7 @@ class QuantizeController(Controller):
     async def feature_maps(
         self, ctx: GatewayContext, tenant: str, name: str, version: int, data: FeatureMapsBody, owner: OwnerParam = None
     ) -> Response[JobView]:
-        model = await ctx.model(tenant, name, version, owner)
-        if model.quantization is None:
-            raise Unprocessable(
-                f"{name}/{version} is {model.precision}: only quantized versions have int8 layers", code="not_quantized"
-            )
+        model = await quantized(ctx, tenant, name, version, owner)
         try:
             key = dataset_prefix(tenant, data.dataset) + "images/" + keys.segment(data.image, "image name")
         except keys.InvalidKey as exc:

@@ -89,7 +89,7 @@ class Infer:
         for name in names:
             for attempt in range(60):
                 try:
-                    model = await self.access.resolve(PLATFORM_TENANT, name)
+                    model = (await self.access.target(PLATFORM_TENANT, name)).model
                     await self.triton.ensure_loaded(model)
                     # TorchScript optimises on its first calls: pay that here, not on a client's request.
                     height, width = model.input_size

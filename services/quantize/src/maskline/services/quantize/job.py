@@ -59,7 +59,8 @@ class QuantizeJobs:
     async def _version(self, tenant: str, ref: VersionRef, precision: str | None = None) -> ModelVersion:
         """A version the tenant may use (its own, shared with it, or public), else a permanent failure."""
         try:
-            return await self.access.resolve(tenant, ref.name, owner=ref.owner, version=ref.version, precision=precision)
+            target = await self.access.target(tenant, ref.name, owner=ref.owner, version=ref.version, precision=precision)
+            return target.model
         except ModelNotFound as exc:
             raise PermanentError(str(exc), code="model_not_found") from exc
 
