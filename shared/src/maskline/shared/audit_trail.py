@@ -10,7 +10,9 @@ given a checkpoint someone kept, a trail that no longer contains what that check
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 from nacl.exceptions import BadSignatureError
@@ -18,6 +20,7 @@ from nacl.signing import VerifyKey
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from maskline.contracts import subjects as table
 from maskline.contracts.audit_v1 import (
     CHECKPOINT_SUBJECT,
     GENESIS,
@@ -29,6 +32,7 @@ from maskline.contracts.audit_v1 import (
     record_message,
     record_subject,
 )
+from maskline.contracts.envelope import Envelope
 from maskline.shared.bus import read_stream
 
 STREAM = "AUDIT"
@@ -169,3 +173,13 @@ async def job_trail(js: JetStreamContext, tenant: str, job_id: str, limit: int =
     """Records of one job of one tenant, oldest first."""
     msgs = await read_stream(js, STREAM, record_subject(tenant, job_id))
     return [_record.decode(m.data) for m in msgs[:limit]]
+
+
+def events(trail: list[AuditRecord], types: Iterable[str]) -> list[Envelope[Any]]:
+    """The events of these types in a trail, decoded with the subject table's payload, in order."""
+    wanted = {t: table.subject(t).payload for t in types}
+    return [
+        msgspec.json.decode(r.event, type=Envelope[wanted[r.type]])  # type: ignore[valid-type,name-defined]
+        for r in trail
+        if r.type in wanted
+    ]

@@ -12,7 +12,7 @@ replay is a new job pinned to exactly those, and the answer says whether each ou
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from litestar import Controller, Response, get, post
@@ -20,28 +20,20 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from maskline.contracts import seg_v1
-from maskline.contracts.audit_v1 import AuditRecord
-from maskline.contracts.envelope import Envelope, command, job_event, new_job_id
+from maskline.contracts.envelope import command, job_event, new_job_id
 from maskline.contracts.http_v1 import OutputMatch, ReplayView, SegmentationView
 from maskline.contracts.subjects import GATEWAY
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import Conflict, NotFound
 from maskline.services.gateway.jobs import owned_job
 from maskline.services.gateway.views import job_path, segmentation_view
-from maskline.shared.audit_trail import job_trail
+from maskline.shared.audit_trail import events, job_trail
 from maskline.shared.fence import segmentation_fence
 from maskline.shared.jobs import JobState
 from maskline.shared.storage import ObjectNotFound
 
 #: Fields of regions.json that name the job rather than describe the result.
 _PER_JOB = ("job_id", "timings_ms")
-
-
-def _event(trail: list[AuditRecord], type_: str, payload: type[Any]) -> Envelope[Any] | None:
-    for record in trail:
-        if record.type == type_:
-            return msgspec.json.decode(record.event, type=Envelope[payload])  # type: ignore[valid-type]
-    return None
 
 
 async def _no_files() -> None:
@@ -85,8 +77,8 @@ class ControlController(Controller):
                 f"segmentation {job_id} is {original.status}: only a completed one can be replayed", code="job_not_completed"
             )
         trail = await job_trail(ctx.runtime.bus.js, tenant, job_id)
-        requested = _event(trail, seg_v1.REQUESTED, seg_v1.SegmentationRequested)
-        completed = _event(trail, seg_v1.COMPLETED, seg_v1.SegmentationCompleted)
+        found = {env.type: env for env in reversed(events(trail, (seg_v1.REQUESTED, seg_v1.COMPLETED)))}  # the first of each
+        requested, completed = found.get(seg_v1.REQUESTED), found.get(seg_v1.COMPLETED)
         if requested is None or completed is None:
             raise Conflict(f"the audit trail of {job_id} lacks its request or its completion", code="no_audit_record")
         if not await ctx.runtime.store.exists(requested.data.image.key):

@@ -15,7 +15,6 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from maskline.contracts import model_v1
-from maskline.contracts.audit_v1 import AuditRecord
 from maskline.contracts.common_v1 import JobFailed
 from maskline.contracts.envelope import Envelope, job_event, new_job_id, new_trace_id
 from maskline.contracts.http_v1 import FederationBody, FederationSummary, FederationView, JobError, RoundView, SiteReport
@@ -27,25 +26,13 @@ from maskline.services.gateway.datasets import prefix as dataset_prefix
 from maskline.services.gateway.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
 from maskline.services.gateway.evaluations import evaluations_of
 from maskline.shared import keys
-from maskline.shared.audit_trail import job_trail
+from maskline.shared.audit_trail import events, job_trail
 from maskline.shared.kv import entries
 from maskline.shared.storage import ObjectNotFound
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-_PAYLOADS: dict[str, type[Any]] = {
-    model_v1.ROUND_OPENED: model_v1.RoundOpened,
-    model_v1.UPDATE_SUBMITTED: model_v1.SiteUpdate,
-    model_v1.ROUND_CLOSED: model_v1.RoundClosed,
-    model_v1.FAILED: JobFailed,
-}
-
-
-def _events(trail: list[AuditRecord]) -> list[Envelope[Any]]:
-    return [
-        msgspec.json.decode(r.event, type=Envelope[_PAYLOADS[r.type]])  # type: ignore[valid-type,name-defined]
-        for r in trail
-        if r.type in _PAYLOADS
-    ]
+#: The events a federated run is told by.
+RUN_EVENTS = (model_v1.ROUND_OPENED, model_v1.UPDATE_SUBMITTED, model_v1.ROUND_CLOSED, model_v1.FAILED)
 
 
 class Run:
@@ -124,7 +111,7 @@ async def _run(ctx: GatewayContext, tenant: str, federation: str, owner: str | N
     owner = owner or tenant
     if not _TOKEN.match(federation):
         raise NotFound(f"no federation {federation}", code="federation_not_found")
-    run = Run(federation, owner, _events(await job_trail(ctx.runtime.bus.js, owner, federation)))
+    run = Run(federation, owner, events(await job_trail(ctx.runtime.bus.js, owner, federation), RUN_EVENTS))
     if not run.may_see(tenant):
         raise NotFound(f"no federation {federation}", code="federation_not_found")  # not disclosed
     return run
