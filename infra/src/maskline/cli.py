@@ -91,12 +91,15 @@ def _demo_one(client: JsonClient, image: Path, model: str | None, out: Path) -> 
 
 def cmd_up(args: argparse.Namespace) -> int:
     settings = load(StackSettings)
+    if args.nats_cluster:
+        settings = msgspec.structs.replace(settings, nats_cluster=args.nats_cluster)
     if Stack.attach(settings):
         print(f"a stack is already recorded in {settings.home}; run `maskline down` first", file=sys.stderr)
         return 1
     stack = Stack(settings)
     stack.up()
-    print(f"stack up: gateway {stack.gateway_url}, logs in {stack.home / 'logs'}; stop with `maskline down`")
+    bus = f"NATS {stack.nats_url}" + (f" ({len(stack.nats_nodes)} nodes, streams R3)" if len(stack.nats_nodes) > 1 else "")
+    print(f"stack up: gateway {stack.gateway_url}, {bus}, logs in {stack.home / 'logs'}; stop with `maskline down`")
     return 0
 
 
@@ -461,7 +464,14 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", help="with --image: the model to run (default: the platform's default)")
     demo.add_argument("--out", default="out", help="folder for the downloaded artifacts")
     demo.set_defaults(run=cmd_demo)
-    sub.add_parser("up", help="start the embedded stack in the background").set_defaults(run=cmd_up)
+    up = sub.add_parser("up", help="start the embedded stack in the background")
+    up.add_argument(
+        "--nats-cluster",
+        type=int,
+        default=0,
+        help="run the bus as a cluster of N nats-servers on loopback (3: replicated streams; MASKLINE_NATS_CLUSTER)",
+    )
+    up.set_defaults(run=cmd_up)
     sub.add_parser("down", help="stop the embedded stack").set_defaults(run=cmd_down)
     restart = sub.add_parser("restart", help="restart one program of the embedded stack (a service, nats or triton)")
     restart.add_argument("program")

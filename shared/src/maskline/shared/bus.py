@@ -10,8 +10,11 @@ import msgspec
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import ConnectionClosedError, NoRespondersError, NoServersError, OutboundBufferLimitError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
+from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
 from maskline.contracts import subjects as table
 from maskline.contracts.envelope import Envelope
@@ -44,6 +47,19 @@ def wire_subject(env: Envelope[Any]) -> str:
 def tenant_token(subject: str) -> str:
     """The tenant a wire subject carries (its last token)."""
     return subject.rsplit(".", 1)[-1]
+
+
+#: The bus is down, or a stream has no leader while a cluster elects one (nobody answers a publish,
+#: JetStream's API says "temporarily unavailable"): the same request may succeed when retried.
+BUS_UNAVAILABLE: tuple[type[Exception], ...] = (
+    ConnectionClosedError,
+    NoServersError,
+    NatsTimeoutError,
+    NoRespondersError,
+    NoStreamResponseError,
+    OutboundBufferLimitError,
+    ServiceUnavailableError,
+)
 
 
 def msg_id(env: Envelope[Any]) -> str:

@@ -25,14 +25,13 @@ from typing import Any, Generic, TypeVar
 import msgspec
 import structlog
 from nats.aio.msg import Msg
-from nats.errors import ConnectionClosedError, NoRespondersError, NoServersError, OutboundBufferLimitError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from maskline.contracts import subjects as table
 from maskline.contracts.common_v1 import DeadLetter, JobFailed
 from maskline.contracts.envelope import Envelope, major, next_event, now
-from maskline.shared.bus import MSG_ID, Bus, tenant_token
+from maskline.shared.bus import BUS_UNAVAILABLE, MSG_ID, Bus, tenant_token
 from maskline.shared.errors import DeadlineExceeded, DependencyUnavailable, HandlerError, PermanentError
 
 T = TypeVar("T")
@@ -42,7 +41,6 @@ BACKOFF_S = (0.5, 2.0, 5.0, 15.0, 30.0)
 #: Retries of a message held while a dependency is down (the last one repeats).
 HOLD_S = (1.0, 2.0, 5.0, 10.0)
 #: The bus failing under a handler's publish is an outage too.
-BUS_DOWN = (ConnectionClosedError, NoServersError, NatsTimeoutError, NoRespondersError, OutboundBufferLimitError)
 SUPPORTED_MAJOR = "1"
 
 log = structlog.get_logger("consumer")
@@ -248,7 +246,7 @@ class Consumer(Generic[T]):
         try:
             for out in outputs:
                 await self.bus.publish(out)
-        except BUS_DOWN as exc:
+        except BUS_UNAVAILABLE as exc:
             raise DependencyUnavailable(f"publishing failed: {exc!r}", dependency="bus") from exc
 
     async def _hold(self, msg: Msg, env: Envelope[T], error: DependencyUnavailable, deliveries: int) -> None:

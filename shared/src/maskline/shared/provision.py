@@ -10,9 +10,11 @@ import asyncio
 from typing import Any
 
 import structlog
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError, ServiceUnavailableError
 
 from maskline.contracts import subjects as table
 from maskline.shared.bus import STREAMS, stream_config
@@ -20,8 +22,24 @@ from maskline.shared.bus import STREAMS, stream_config
 log = structlog.get_logger("provision")
 
 
+async def wait_jetstream(js: JetStreamContext, timeout_s: float = 60.0) -> None:
+    """Wait until JetStream answers: a cluster that has just started elects its meta leader first
+    (its API answers 503 "temporarily unavailable", or nobody answers, until then)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            await js.account_info()
+            return
+        except (ServiceUnavailableError, NoRespondersError, NatsTimeoutError) as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"JetStream did not become available in {timeout_s:.0f} s ({exc!r})") from exc
+            log.info("provision.waiting_for_jetstream", reason=type(exc).__name__)
+            await asyncio.sleep(0.5)
+
+
 async def provision(js: JetStreamContext, replicas: int = 1) -> None:
     """Idempotent: creates what is missing, brings existing streams to the table's configuration."""
+    await wait_jetstream(js)
     for name in STREAMS:
         config = stream_config(name, replicas)
         try:

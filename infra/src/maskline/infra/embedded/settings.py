@@ -12,6 +12,14 @@ class StackSettings(msgspec.Struct, kw_only=True, frozen=True):
     """Data directory: JetStream, objects, Triton repository, logs, pid file."""
     nats_port: int = 4222
     nats_monitor_port: int = 8222
+    nats_cluster: int = 1
+    """nats-servers of the embedded bus: 1, or a cluster on loopback (3: streams and buckets R3,
+    any one node may die). Node i listens on `nats_port + i`, `nats_monitor_port + i`, `nats_route_port + i`."""
+    nats_route_port: int = 6222
+    nats_url: str = ""
+    """An external NATS (one URL or a cluster's comma-separated list): the stack starts no
+    nats-server and the services connect there, with the credentials in `<home>/credentials`
+    (`maskline credentials --out <home>` writes them and the users block for those servers)."""
     triton_http_port: int = 8000
     triton_grpc_port: int = 8001
     triton_metrics_port: int = 8002
@@ -34,10 +42,9 @@ class StackSettings(msgspec.Struct, kw_only=True, frozen=True):
 
 def on_free_ports(base: StackSettings, home: str, **overrides: Any) -> StackSettings:
     """`base` moved to `home` and onto free local ports: a stack that runs beside any other."""
-    from maskline.infra.embedded.process import free_port
+    from maskline.infra.embedded.process import free_port, free_ports
 
-    ports = {
-        name: free_port()
-        for name in ("nats_port", "nats_monitor_port", "triton_http_port", "triton_grpc_port", "triton_metrics_port", "port")
-    }
+    span = max(1, int(overrides.get("nats_cluster", base.nats_cluster)))
+    ports: dict[str, int] = {name: free_ports(span) for name in ("nats_port", "nats_monitor_port", "nats_route_port")}
+    ports |= {name: free_port() for name in ("triton_http_port", "triton_grpc_port", "triton_metrics_port", "port")}
     return msgspec.structs.replace(base, home=home, **ports, **overrides)

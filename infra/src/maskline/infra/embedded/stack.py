@@ -11,6 +11,7 @@ what a crashed Triton left behind. A state file in the home directory lets `mask
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import sys
@@ -32,7 +33,6 @@ from maskline.shared.fleet import service_status
 #: Start order: the gateway last, when what it fronts is up.
 #: Every service of the system table, the gateway last: it takes traffic once the workers consume.
 START_ORDER = tuple(sorted(table.SERVICES, key=lambda service: service == table.GATEWAY))
-SERVERS = ("nats", "triton")
 #: Every worker runs at a lower CPU priority than the front door (gateway) and the bus, as separate
 #: CPU allocations would have it in a cluster: under overload on one host the gateway still refuses
 #: in milliseconds and NATS answers at once, while the pipeline takes what is left. (With ingest,
@@ -58,6 +58,17 @@ class Stack:
         return f"http://127.0.0.1:{self.settings.port}"
 
     @property
+    def nats_nodes(self) -> list[nats.Node]:
+        """The nats-servers this stack runs: none when it uses an external NATS (`nats_url`)."""
+        s = self.settings
+        return [] if s.nats_url else nats.nodes(s.nats_cluster, s.nats_port, s.nats_monitor_port, s.nats_route_port)
+
+    @property
+    def nats_url(self) -> str:
+        """Every server the services may connect to: nats-py fails over between them."""
+        return self.settings.nats_url or ",".join(node.url for node in self.nats_nodes)
+
+    @property
     def supervisor(self) -> Supervisor:
         return Supervisor(self.home)
 
@@ -71,7 +82,7 @@ class Stack:
         env = dict(os.environ)
         env.update(
             {
-                "MASKLINE_NATS_URL": f"nats://127.0.0.1:{s.nats_port}",
+                "MASKLINE_NATS_URL": self.nats_url,
                 "MASKLINE_TRITON_URL": f"127.0.0.1:{s.triton_http_port}",
                 "MASKLINE_TRITON_REPOSITORY": str(home / "triton" / "models"),
                 "MASKLINE_PORT": str(s.port),
@@ -85,6 +96,8 @@ class Stack:
         # A service connects as itself; an identity set by the caller's shell must not leak into it.
         env.pop("MASKLINE_NATS_IDENTITY", None)
         env.pop("MASKLINE_NATS_NKEY_FILE", None)
+        # A cluster of the stack's own replicates every stream and bucket on three nodes (or all it has).
+        env.setdefault("MASKLINE_STREAM_REPLICAS", str(min(3, max(1, len(self.nats_nodes)))))
         env.setdefault("MASKLINE_STORE", "fs")
         env.setdefault("MASKLINE_STORE_PATH", str(home / "objects"))
         env.setdefault("MASKLINE_WARM_MODELS", "shapes-unet,person-selfie")
@@ -95,7 +108,7 @@ class Stack:
     def client_settings(self, identity: str) -> RuntimeSettings:
         """How a tool or test connects to this stack's NATS as `identity` (admin, auditor, a bus client)."""
         return RuntimeSettings(
-            nats_url=f"nats://127.0.0.1:{self.settings.nats_port}",
+            nats_url=self.nats_url,
             nats_identity=identity,
             nats_credentials_dir=str(self.credentials_dir),
             store_path=str(self.home / "objects"),
@@ -112,13 +125,15 @@ class Stack:
 
     def programs(self, authorization: str) -> list[Program]:
         s, home = self.settings, self.home
-        conf = nats.write_config(home, s.nats_port, s.nats_monitor_port, authorization, s.sync_interval)
         # -P: the working directory (the stack's home, which holds a `triton/` folder) must not shadow
         # installed packages; torch probes `import triton` and would find that folder.
         python = [sys.executable, "-P"]
         triton_args = [str(v) for v in (home, s.triton_http_port, s.triton_grpc_port, s.triton_metrics_port, s.torch_threads)]
         found = [
-            Program("nats", nats.command(conf), priority=10, stop_wait_s=20),
+            Program(node.program, nats.command(self._nats_config(node, authorization)), priority=10, stop_wait_s=20)
+            for node in self.nats_nodes
+        ]
+        found += [
             Program(
                 "triton",
                 [*python, "-m", "maskline.infra.embedded.triton_run", *triton_args],
@@ -133,13 +148,19 @@ class Stack:
             found.append(Program(label, [*python, "-m", f"maskline.services.{service}"], priority=30 + index, nice=nice))
         return found
 
+    def _nats_config(self, node: nats.Node, authorization: str) -> Path:
+        # A lone server keeps the home's own jetstream/ (stacks made before clusters existed); a
+        # cluster's nodes each store under <home>/nats-N/.
+        data_dir = self.home if node.program == "nats" else self.home / node.program
+        return nats.write_config(data_dir, node, authorization, self.settings.sync_interval, self.nats_nodes)
+
     def _save(self) -> None:
         state = {"settings": {f: getattr(self.settings, f) for f in self.settings.__struct_fields__}}
         (self.home / STATE_FILE).write_text(json.dumps(state, indent=2))
 
     def up(self) -> None:
         s, home = self.settings, self.home
-        for port in (s.nats_port, s.triton_http_port, s.port):
+        for port in (*(node.port for node in self.nats_nodes), s.triton_http_port, s.port):
             if port_open(port):
                 raise RuntimeError(f"port {port} is already in use: is a stack running? (maskline status / maskline down)")
         home.mkdir(parents=True, exist_ok=True)
@@ -148,7 +169,10 @@ class Stack:
         try:
             self.supervisor.start(self.programs(credentials.authorization(made)), self.service_env())
             self._save()
-            wait_until(lambda: port_open(s.nats_port), 30, "nats-server", log_path=home / "logs" / "nats.log")
+            for node in self.nats_nodes:
+                wait_until(
+                    functools.partial(port_open, node.port), 30, node.program, log_path=home / "logs" / f"{node.program}.log"
+                )
             asyncio.run(provision_and_seed(load(RuntimeSettings, self.service_env())))
             wait_until(lambda: triton.http_ready(s.triton_http_port), 90, "tritonserver", log_path=home / "logs" / "triton.log")
             wait_until(self.gateway_ready, 60, "gateway", log_path=home / "logs" / "gateway.log")

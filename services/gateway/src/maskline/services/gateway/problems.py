@@ -15,11 +15,9 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
-from nats.errors import ConnectionClosedError, NoServersError, OutboundBufferLimitError
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import ServiceUnavailableError
 
 from maskline.services.gateway.errors import GatewayError
+from maskline.shared.bus import BUS_UNAVAILABLE
 from maskline.shared.errors import DependencyUnavailable
 
 PROBLEM_TYPE = "https://maskline.dev/problems/"
@@ -43,8 +41,6 @@ STATUS_CODES: dict[int, tuple[str, str]] = {
     500: ("internal", "Internal error"),
     503: ("unavailable", "Service unavailable"),
 }
-#: The bus is down or failing over: the request may succeed when retried.
-UNAVAILABLE = (NoServersError, ConnectionClosedError, NatsTimeoutError, OutboundBufferLimitError, ServiceUnavailableError)
 
 
 def problem(
@@ -81,7 +77,7 @@ def _from_framework(exc: HTTPException) -> ProblemDetailsException:
 
 
 def _from_anything(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    if isinstance(exc, UNAVAILABLE):
+    if isinstance(exc, BUS_UNAVAILABLE):
         unavailable = problem(
             503, f"the message bus is not reachable now ({type(exc).__name__}); retry shortly", "bus_unavailable"
         )
