@@ -44,6 +44,8 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, frozen=True):
     concurrency: int = 4
     heartbeat_s: float = 2.0
     """Heartbeat interval; an instance silent for 3 intervals is reported stale."""
+    health_port: int = 0
+    """A worker answers HTTP liveness and readiness probes on this port (`/livez`, `/readyz`; 0: none)."""
     working_max_side: int = 1024
     """Images larger than this per side get a working copy this size; inference, TTA variants and
     fusion run on it, so their cost is bounded whatever the upload (outputs keep the original size)."""

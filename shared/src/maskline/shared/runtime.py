@@ -30,6 +30,7 @@ from maskline.shared.config import RuntimeSettings
 from maskline.shared.consumer import Consumer, ConsumerSpec
 from maskline.shared.errors import HandlerError
 from maskline.shared.heartbeat import Heartbeat
+from maskline.shared.probes import serve_probes
 from maskline.shared.provision import wait_provisioned
 from maskline.shared.storage import ObjectStore, open_store
 from maskline.shared.version import CODE_VERSION
@@ -176,6 +177,8 @@ class Runtime:
         extra = (*extra, heartbeat.run(self.status, self._stop))
         if self.cancellations is not None:
             extra = (*extra, self.cancellations.watch(self._stop))
+        if self.settings.health_port:
+            extra = (*extra, serve_probes(self.settings.health_port, self.readiness, self._stop))
         tasks = [asyncio.create_task(c.run()) for c in self.consumers] + [asyncio.ensure_future(e) for e in extra]
         log.info("service.started", consumers=[c.spec.durable for c in self.consumers])
         stopper = asyncio.create_task(self._stop.wait())
