@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from pathlib import Path
 
@@ -10,10 +11,13 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
+from moto.server import ThreadedMotoServer
 from PIL import Image
 
 from maskline.contracts.model_v1 import ModelOutput, ModelVersion
+from maskline.infra.embedded.process import free_port, stop_pid
 from maskline.infra.embedded.seed import starter_files
+from maskline.infra.embedded.triton import start_triton
 from maskline.models import person
 from maskline.models.starter import shapes
 from maskline.services.infer.settings import InferSettings
@@ -21,6 +25,7 @@ from maskline.services.infer.triton import ModelLoadFailed, Triton
 from maskline.shared.images import to_model_input
 from maskline.shared.storage import make_ref
 from maskline.shared.storage.filesystem import FilesystemStore
+from maskline.shared.storage.minio_store import MinioStore
 
 pytestmark = [pytest.mark.triton, pytest.mark.integration]
 
@@ -124,3 +129,49 @@ async def test_a_dict_output_and_probabilities_are_taken_as_declared(triton_serv
         assert np.allclose(probs[0, 0, 8:], 0.0) and np.allclose(probs[0, 1, 8:], 1.0)
     finally:
         await triton.close()
+
+
+def test_the_model_repository_can_live_in_the_object_store_read_by_triton_over_s3(tmp_path: Path) -> None:
+    """infer writes a version into an S3 repository through its object store; a tritonserver that
+    shares no folder with it loads it from there (compose and Kubernetes run them on different nodes)."""
+    port = free_port()
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    s3.start()
+    http_port = free_port()
+    repository = f"s3://127.0.0.1:{port}/maskline/triton"
+    credentials = {"AWS_ACCESS_KEY_ID": "infer", "AWS_SECRET_ACCESS_KEY": "infer-secret", "AWS_DEFAULT_REGION": "us-east-1"}
+    store = MinioStore(f"127.0.0.1:{port}", "infer", "infer-secret", "maskline")
+
+    async def scenario() -> tuple[list[str], float]:
+        weights, manifest = starter_files()
+        model = version("starter", weights, manifest.labels, (128, 128))
+        await store.put(model.weights.key, weights)
+        triton = Triton(InferSettings(triton_url=f"127.0.0.1:{http_port}", triton_repository=repository), store)
+        try:
+            await triton.ensure_loaded(model)
+            image, truth = shapes.sample(np.random.default_rng(321), size=128)
+            buf = io.BytesIO()
+            Image.fromarray(image).save(buf, format="PNG")
+            probs = await triton.infer(model, to_model_input(buf.getvalue(), (128, 128)))
+            return sorted(await store.list("triton/starter/")), float((probs[0].argmax(axis=0) == truth).mean())
+        finally:
+            await triton.close()
+
+    asyncio.run(store.put("triton/README", b"Triton's model repository, written by infer"))  # Triton needs the bucket
+    proc = start_triton(tmp_path, repository, http_port, free_port(), free_port(), env=credentials)
+    try:
+        files, accuracy = asyncio.run(scenario())
+    finally:
+        stop_pid(proc.pid)
+        s3.stop()
+    assert files == [f"triton/starter/{f}" for f in ("1/model.json", "1/model.pt", "1/model.py", "config.pbtxt")]
+    assert accuracy > 0.97
+    assert not list(tmp_path.rglob("model.pt"))  # nothing on a shared disk
+
+
+async def test_an_s3_repository_must_be_in_the_stores_bucket() -> None:
+    store = MinioStore("127.0.0.1:9", "k", "s", "maskline")
+    with pytest.raises(ValueError, match="not in the object store's bucket"):
+        Triton(InferSettings(triton_repository="s3://minio:9000/other/triton"), store)
+    with pytest.raises(ValueError, match="needs the S3 object store"):
+        Triton(InferSettings(triton_repository="s3://minio:9000/maskline/triton"), FilesystemStore(Path("/tmp")))

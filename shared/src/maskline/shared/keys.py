@@ -161,3 +161,13 @@ def round_marker(owner: str, name: str, federation: str, round_: int) -> str:
 
 def site_update(tenant: str, federation: str, round_: int, site: str) -> str:
     return f"federations/{tenant}/{federation}/{round_}/{site}.pt"
+
+
+# -- Triton's model repository, when it lives in the object store ---------------------------------
+
+
+def triton_repository_file(prefix: str, relative: str) -> str:
+    """A file of Triton's S3 model repository: `<prefix>/<model>/<version>/<file>`. Not tenant data
+    (Triton's own layout, read by Triton alone; the model folder is `owner.name`), so outside `AREAS`:
+    no event ever names one of these keys."""
+    return f"{prefix.strip('/')}/{relative}"

@@ -68,8 +68,11 @@ def http_ready(port: int) -> bool:
         return False
 
 
-def command(data_dir: Path, repository: Path, http_port: int, grpc_port: int, metrics_port: int) -> list[str]:
-    repository.mkdir(parents=True, exist_ok=True)
+def command(data_dir: Path, repository: Path | str, http_port: int, grpc_port: int, metrics_port: int) -> list[str]:
+    """`repository`: a folder, or an S3 repository `s3://host:port/bucket/prefix` (credentials from
+    the standard AWS_* variables)."""
+    if isinstance(repository, Path):
+        repository.mkdir(parents=True, exist_ok=True)
     return [
         str(wheel_root() / "bin" / "tritonserver"),
         f"--model-repository={repository}",
@@ -86,11 +89,18 @@ def command(data_dir: Path, repository: Path, http_port: int, grpc_port: int, me
 
 
 def start_triton(
-    data_dir: Path, repository: Path, http_port: int, grpc_port: int, metrics_port: int, *, torch_threads: int = 0
+    data_dir: Path,
+    repository: Path | str,
+    http_port: int,
+    grpc_port: int,
+    metrics_port: int,
+    *,
+    torch_threads: int = 0,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """A tritonserver of its own (tests); the embedded stack runs it under its supervisor."""
     argv = command(data_dir, repository, http_port, grpc_port, metrics_port)
     log = data_dir / "logs" / "triton.log"
-    proc = spawn(argv, log, env=triton_env(torch_threads))
+    proc = spawn(argv, log, env=triton_env(torch_threads) | (env or {}))
     wait_until(lambda: http_ready(http_port), 60, "tritonserver", proc, log)
     return proc

@@ -1,4 +1,6 @@
-"""Lay out a Triton model repository for a registered model version (Python backend + TorchScript or ONNX)."""
+"""Lay out a Triton model repository for a registered model version (Python backend + TorchScript or ONNX):
+in a folder Triton shares with this service (one host), or in the object store, which Triton reads
+as an S3 repository (`s3://host:port/bucket/prefix`), so infer and Triton may run on different nodes."""
 
 from __future__ import annotations
 
@@ -36,21 +38,38 @@ def triton_name(model: ModelVersion) -> str:
     return f"{model.owner}.{model.name}" if model.owner else model.name
 
 
-def write_version(
-    root: Path, model: ModelVersion, weights: bytes, *, kind: str, instances: int, max_batch: int, queue_delay_us: int = 2000
-) -> Path:
-    """Write config, backend code and weights for one version; returns the version folder."""
+def version_files(
+    model: ModelVersion, weights: bytes, *, kind: str, instances: int, max_batch: int, queue_delay_us: int = 2000
+) -> list[tuple[str, bytes]]:
+    """Config, weights and backend code of one version, as (path in the repository, content), in
+    the order to write them: the version's model.json last, as the backend reads it first."""
     if hashlib.sha256(weights).hexdigest() != model.weights.sha256:
         raise ValueError(f"weights of {model.name}/{model.version} do not match their registered sha256")
-    model_dir = root / triton_name(model)
-    config = CONFIG.format(
-        name=triton_name(model), max_batch=max_batch, instances=instances, kind=kind, queue_delay_us=queue_delay_us
-    ).encode()
-    _write_atomic(model_dir / "config.pbtxt", config)
-    version_dir = model_dir / str(model.version)
+    name = triton_name(model)
+    config = CONFIG.format(name=name, max_batch=max_batch, instances=instances, kind=kind, queue_delay_us=queue_delay_us)
+    version = f"{name}/{model.version}"
     backend = resources.files("maskline.services.infer").joinpath("backend/model.py").read_bytes()
     spec = {"format": model.format, "output": model.output.name, "kind": model.output.kind, "precision": model.precision}
-    _write_atomic(version_dir / ("model.onnx" if model.format == "onnx" else "model.pt"), weights)
-    _write_atomic(version_dir / "model.py", backend)
-    _write_atomic(version_dir / "model.json", json.dumps(spec).encode())  # written last: the backend reads it first
-    return version_dir
+    return [
+        (f"{name}/config.pbtxt", config.encode()),
+        (f"{version}/{'model.onnx' if model.format == 'onnx' else 'model.pt'}", weights),
+        (f"{version}/model.py", backend),
+        (f"{version}/model.json", json.dumps(spec).encode()),
+    ]
+
+
+def write_version(root: Path, files: list[tuple[str, bytes]]) -> None:
+    """Write a version's files into a repository folder, each atomically."""
+    for relative, data in files:
+        _write_atomic(root / relative, data)
+
+
+def s3_repository(url: str, bucket: str) -> str:
+    """The key prefix of an S3 repository URL (`s3://host:port/<bucket>/<prefix>`) in the store's
+    `bucket`: infer writes the repository through its own object store, so both must agree."""
+    parts = url.removeprefix("s3://").split("/", 2)
+    if len(parts) < 3 or not parts[2].strip("/"):
+        raise ValueError(f"MASKLINE_TRITON_REPOSITORY {url!r} is not s3://host:port/bucket/prefix")
+    if parts[1] != bucket:
+        raise ValueError(f"MASKLINE_TRITON_REPOSITORY {url!r} is not in the object store's bucket {bucket!r}")
+    return parts[2].strip("/")

@@ -12,10 +12,12 @@ from tritonclient.http import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
 from maskline.contracts.model_v1 import ModelVersion
-from maskline.services.infer.repository import triton_name, write_version
+from maskline.services.infer.repository import s3_repository, triton_name, version_files, write_version
 from maskline.services.infer.settings import InferSettings
+from maskline.shared import keys
 from maskline.shared.errors import DependencyUnavailable, PermanentError, RetryableError
 from maskline.shared.storage import ObjectStore
+from maskline.shared.storage.minio_store import MinioStore
 
 
 class TritonUnavailable(RetryableError):
@@ -43,6 +45,11 @@ class Triton:
         self.store = store
         self.client = triton_http.InferenceServerClient(settings.triton_url, conn_timeout=settings.triton_timeout_s)
         self.repository = Path(settings.triton_repository)
+        self.s3_prefix = ""
+        if settings.triton_repository.startswith("s3://"):
+            if not isinstance(store, MinioStore):
+                raise ValueError("an S3 Triton repository needs the S3 object store (MASKLINE_STORE=minio)")
+            self.s3_prefix = s3_repository(settings.triton_repository, store.bucket)
         self._locks: dict[str, asyncio.Lock] = {}
         self._ready: set[tuple[str, int]] = set()
 
@@ -62,18 +69,7 @@ class Triton:
                 if await self.client.is_model_ready(name, str(model.version)):
                     self._ready.add(key)
                     return
-                weights = await self.store.get(model.weights.key)
-                s = self.settings
-                await asyncio.to_thread(
-                    write_version,
-                    self.repository,
-                    model,
-                    weights,
-                    kind=s.triton_instance_kind,
-                    instances=s.triton_instances,
-                    max_batch=s.triton_max_batch,
-                    queue_delay_us=s.triton_queue_delay_us,
-                )
+                await self._write(model, await self.store.get(model.weights.key))
                 await self.client.load_model(name)
             except InferenceServerException as exc:
                 raise ModelLoadFailed(f"Triton could not load {model.name}/{model.version}: {exc.message()}") from exc
@@ -82,6 +78,22 @@ class Triton:
             if not await self.client.is_model_ready(name, str(model.version)):
                 raise ModelLoadFailed(f"Triton loaded {model.name} but version {model.version} is not ready")
             self._ready.add(key)
+
+    async def _write(self, model: ModelVersion, weights: bytes) -> None:
+        s = self.settings
+        files = version_files(
+            model,
+            weights,
+            kind=s.triton_instance_kind,
+            instances=s.triton_instances,
+            max_batch=s.triton_max_batch,
+            queue_delay_us=s.triton_queue_delay_us,
+        )
+        if not self.s3_prefix:
+            await asyncio.to_thread(write_version, self.repository, files)
+            return
+        for relative, data in files:
+            await self.store.put(keys.triton_repository_file(self.s3_prefix, relative), data)
 
     async def infer(self, model: ModelVersion, batch: NDArray[np.float32]) -> NDArray[np.float16]:
         """Class probabilities for a batch; one larger than the model's batch limit (the tiles of a
