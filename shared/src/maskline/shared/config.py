@@ -29,6 +29,9 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, frozen=True):
     stream_replicas: int = 1
     store: Literal["fs", "minio"] = "fs"
     store_path: str = ".maskline/objects"
+    store_check_access: bool = False
+    """The filesystem store refuses what the service's grants in `keys.STORE_ACCESS` do not allow,
+    as MinIO does under its policy (the embedded stack turns this on)."""
     minio_endpoint: str = "127.0.0.1:9000"
     minio_access_key: str = "maskline"
     minio_secret_key: str = "maskline-secret"

@@ -10,6 +10,25 @@ from __future__ import annotations
 import re
 
 AREAS = ("inputs", "outputs", "datasets", "models", "federations")
+#: Triton's model repository in the object store (its own layout; see triton_repository_file).
+TRITON_AREA = "triton"
+
+#: What each identity may do in each area of the bucket: "read", or "write" (which includes read
+#: and delete). Least privilege for the object store, as the subject table is for the bus: MinIO
+#: policies are generated from it (`maskline credentials`), and the embedded stack's filesystem
+#: store enforces it too (MASKLINE_STORE_CHECK_ACCESS), so a missing grant shows in every test run.
+STORE_ACCESS: dict[str, dict[str, str]] = {
+    "admin": {area: "write" for area in (*AREAS, TRITON_AREA)},  # provisioning: seeds the bundled models
+    "gateway": {"inputs": "write", "outputs": "read", "datasets": "write", "models": "write", "federations": "write"},
+    "ingest": {"inputs": "write"},
+    "augment": {"inputs": "write", "datasets": "write"},
+    "infer": {"inputs": "read", "outputs": "write", "datasets": "read", "models": "read", TRITON_AREA: "write"},
+    "merge": {"inputs": "read", "outputs": "write"},
+    "weights": {"inputs": "read", "models": "write", "federations": "read", "datasets": "read"},
+    "quantize": {"inputs": "read", "outputs": "write", "datasets": "read", "models": "write"},
+    "audit": {},
+    "triton": {TRITON_AREA: "read"},
+}
 #: One path segment: no separators, no leading dot (so never `.` or `..`).
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._=-]{0,199}$")
 _TENANT = re.compile(r"^[A-Za-z0-9_-]{1,128}$")

@@ -75,7 +75,7 @@ class Runtime:
         logs.configure(self.name, self.settings.log_level, self.instance)
         self._bus = await connect(self.settings, f"{self.name}:{self.instance}", identity=self.name)
         await wait_provisioned(self.bus.js, needed_streams(self.name))
-        self._store = open_store(self.settings)
+        self._store = open_store(self.settings, self.name)
         if self.name in table.bucket("cancels").readers:
             self.cancellations = Cancellations(self.bus.js)
             await self.cancellations.open()

@@ -99,7 +99,7 @@ async def provision_and_seed(settings: RuntimeSettings) -> None:
         await provision(bus.js, settings.stream_replicas)
         registry = ModelRegistry(bus.js)
         await registry.open()
-        store = open_store(settings)
+        store = open_store(settings, ADMIN)
         for model in BUNDLED:
             await _seed(store, registry, bus, model)
     finally:

@@ -100,6 +100,7 @@ class Stack:
         env.setdefault("MASKLINE_STREAM_REPLICAS", str(min(3, max(1, len(self.nats_nodes)))))
         env.setdefault("MASKLINE_STORE", "fs")
         env.setdefault("MASKLINE_STORE_PATH", str(home / "objects"))
+        env.setdefault("MASKLINE_STORE_CHECK_ACCESS", "true")  # each service only where its MinIO policy would allow
         env.setdefault("MASKLINE_WARM_MODELS", "shapes-unet,person-selfie")
         env.setdefault("MASKLINE_TRITON_INSTANCES", str(s.triton_instances))
         env.update(self.extra_env)
