@@ -37,7 +37,7 @@ lint: typecheck
     ruff check .
     ruff format --check .
     python -m maskline.contracts.schema --check
-    MASKLINE_API_KEYS=lint:lint docker-compose -f compose.yaml config -q
+    MASKLINE_API_KEYS=lint:lint MINIO_ROOT_PASSWORD=lint docker-compose -f compose.yaml config -q
 
 # mypy --strict over every distribution's src/ (the files and search path are in pyproject.toml)
 typecheck:

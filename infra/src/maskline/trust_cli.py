@@ -24,6 +24,7 @@ from maskline.contracts.audit_v1 import Checkpoint
 from maskline.contracts.subjects import AUDITOR
 from maskline.infra.embedded import credentials
 from maskline.infra.embedded.settings import StackSettings
+from maskline.infra.store import policies as store_policies
 from maskline.shared.audit_trail import Verdict, load_public_key, verify_stream
 from maskline.shared.bus import connect
 from maskline.shared.config import RuntimeSettings, load
@@ -111,14 +112,17 @@ def cmd_access(args: argparse.Namespace) -> int:
 
 
 def cmd_credentials(args: argparse.Namespace) -> int:
-    """Seeds (0600), the audit key pair and nats-server's users block, for compose secrets."""
+    """Seeds (0600), the audit key pair and nats-server's users block; MinIO users' secrets and
+    policies: for compose secrets and Kubernetes secrets."""
     out = Path(args.out).resolve()
     made = credentials.ensure(out, args.clients or "")
     (out / "nats-auth.conf").write_text(credentials.authorization(made))
+    users = store_policies.write(out, args.bucket)
     _print(
         args,
-        {"folder": str(out / "credentials"), "identities": [c.identity.name for c in made]},
-        f"wrote {len(made)} credentials to {out / 'credentials'} and nats-server users to {out / 'nats-auth.conf'}",
+        {"folder": str(out / "credentials"), "identities": [c.identity.name for c in made], "minio_users": users},
+        f"wrote {len(made)} bus credentials and {len(users)} MinIO user secrets to {out / 'credentials'}, "
+        f"nats-server users to {out / 'nats-auth.conf'}, MinIO policies to {out / 'minio'}",
     )
     return 0
 
@@ -149,6 +153,7 @@ def add_parsers(sub: Any) -> None:
     creds = sub.add_parser("credentials", help="make bus credentials and the audit key for a deployment (compose secrets)")
     creds.add_argument("--out", default="secrets")
     creds.add_argument("--clients", help="outside systems, name:tenant,...")
+    creds.add_argument("--bucket", default="maskline", help="the object store's bucket the MinIO policies are for")
     creds.set_defaults(run=cmd_credentials)
     sub.add_parser("provision", help="create streams and buckets, register the bundled model (admin identity)").set_defaults(
         run=cmd_provision

@@ -97,7 +97,7 @@ async def connect(settings: RuntimeSettings, name: str, *, identity: str, reconn
     if seed := settings.nkey_file(identity):
         options["nkeys_seed"] = seed
     nc = await nats.connect(
-        servers=[u.strip() for u in settings.nats_url.split(",") if u.strip()],
+        servers=settings.nats_servers(),
         name=name,
         max_reconnect_attempts=-1 if reconnect else 0,
         reconnect_time_wait=0.5,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Literal, TypeVar
 
 import msgspec
@@ -35,6 +36,8 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, frozen=True):
     minio_endpoint: str = "127.0.0.1:9000"
     minio_access_key: str = "maskline"
     minio_secret_key: str = "maskline-secret"
+    minio_secret_key_file: str = ""
+    """A file holding the secret key (a compose or Kubernetes secret); wins over `minio_secret_key`."""
     minio_bucket: str = "maskline"
     minio_secure: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -60,6 +63,15 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, frozen=True):
 
     def identity(self, default: str) -> str:
         return self.nats_identity or default
+
+    def nats_servers(self) -> list[str]:
+        """`nats_url` as the list nats-py fails over between (one URL, or a cluster's comma-separated list)."""
+        return [u.strip() for u in self.nats_url.split(",") if u.strip()]
+
+    def minio_secret(self) -> str:
+        if self.minio_secret_key_file:
+            return Path(self.minio_secret_key_file).read_text().strip()
+        return self.minio_secret_key
 
     def nkey_file(self, identity: str) -> str:
         """Where the seed of `identity` is; empty when none is configured (the server will refuse us)."""

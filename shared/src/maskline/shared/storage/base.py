@@ -21,6 +21,10 @@ class ObjectNotFound(StorageError):
     """No object under that key."""
 
 
+class StoreAccessDenied(StorageError):
+    """The identity has no grant for that key (S3's 403 AccessDenied; keys.STORE_ACCESS)."""
+
+
 class StorageUnavailable(StorageError, DependencyUnavailable):
     """The store could not be reached or failed an operation: an outage, during which the
     consumers that need the store pause instead of failing their messages."""

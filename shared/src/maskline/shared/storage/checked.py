@@ -10,11 +10,7 @@ from collections.abc import AsyncIterator
 
 from maskline.contracts.common_v1 import ObjectRef
 from maskline.shared import keys
-from maskline.shared.storage.base import ObjectInfo, ObjectStore, StorageError
-
-
-class StoreAccessDenied(StorageError):
-    """The identity has no grant for that area (the S3 answer would be 403 AccessDenied)."""
+from maskline.shared.storage.base import ObjectInfo, ObjectStore, StoreAccessDenied
 
 
 class AccessCheckedStore:

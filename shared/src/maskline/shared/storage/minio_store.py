@@ -17,7 +17,15 @@ from minio.error import S3Error
 from urllib3.exceptions import HTTPError
 
 from maskline.contracts.common_v1 import ObjectRef
-from maskline.shared.storage.base import Digest, ObjectInfo, ObjectNotFound, StorageUnavailable, make_ref
+from maskline.shared.storage.base import (
+    Digest,
+    ObjectInfo,
+    ObjectNotFound,
+    StorageError,
+    StorageUnavailable,
+    StoreAccessDenied,
+    make_ref,
+)
 
 T = TypeVar("T")
 
@@ -72,6 +80,14 @@ class ChunkReader:
         return out
 
 
+def failure(what: str, exc: Exception) -> StorageError:
+    """An S3 answer as our error: refused access is a configuration fault (the identity's policy
+    lacks a grant), not an outage to wait out; everything else is the store failing."""
+    if isinstance(exc, S3Error) and exc.code == "AccessDenied":
+        return StoreAccessDenied(f"{what}: {exc.code}: the identity's policy does not allow it")
+    return StorageUnavailable(f"{what}: {exc}")
+
+
 class MinioStore:
     def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, *, secure: bool = False) -> None:
         self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, http_client=http_client())
@@ -80,7 +96,15 @@ class MinioStore:
 
     def _ensure_bucket(self) -> None:
         if not self._bucket_checked:
-            if not self.client.bucket_exists(self.bucket):
+            try:
+                exists = self.client.bucket_exists(self.bucket)
+            except S3Error as exc:
+                # A least-privilege identity may list only its own areas, not ask about the bucket
+                # (HeadBucket needs an unconditional s3:ListBucket): its setup made the bucket.
+                if exc.code != "AccessDenied":
+                    raise
+                exists = True
+            if not exists:
                 self.client.make_bucket(self.bucket)
             self._bucket_checked = True
 
@@ -100,7 +124,7 @@ class MinioStore:
         try:
             await asyncio.to_thread(self._put, key, data, content_type)
         except (S3Error, HTTPError, OSError) as exc:
-            raise StorageUnavailable(f"put {key}: {exc}") from exc
+            raise failure(f"put {key}", exc) from exc
         return make_ref(key, data, content_type)
 
     async def put_stream(
@@ -123,16 +147,16 @@ class MinioStore:
         except S3Error as exc:
             if exc.code in ("NoSuchKey", "NoSuchBucket"):
                 raise ObjectNotFound(key) from exc
-            raise StorageUnavailable(f"get {key}: {exc}") from exc
+            raise failure(f"get {key}", exc) from exc
         except (HTTPError, OSError) as exc:
-            raise StorageUnavailable(f"get {key}: {exc}") from exc
+            raise failure(f"get {key}", exc) from exc
 
     async def _call(self, what: str, work: Callable[[], T]) -> T:
         """Run a blocking SDK call in a thread; the server down or failing is an outage."""
         try:
             return await asyncio.to_thread(work)
         except (S3Error, HTTPError, OSError) as exc:
-            raise StorageUnavailable(f"{what}: {exc}") from exc
+            raise failure(what, exc) from exc
 
     async def exists(self, key: str) -> bool:
         def stat() -> bool:
