@@ -32,11 +32,12 @@ test *ARGS:
 test-unit *ARGS:
     pytest -m unit {{ARGS}}
 
-# ruff, mypy (strict), stale schemas, compose validation
+# ruff, mypy (strict), stale schemas and chart system file, compose validation
 lint: typecheck
     ruff check .
     ruff format --check .
     python -m maskline.contracts.schema --check
+    python -m maskline.infra.helm --check
     MASKLINE_API_KEYS=lint:lint MINIO_ROOT_PASSWORD=lint docker-compose -f compose.yaml config -q
 
 # mypy --strict over every distribution's src/ (the files and search path are in pyproject.toml)

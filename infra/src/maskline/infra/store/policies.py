@@ -1,7 +1,7 @@
 """MinIO users and policies from the object-store grants (`keys.STORE_ACCESS`): one user per
 identity (`maskline-<identity>`), its secret in a 0600 file, and an IAM policy that lets it list,
 read or write only the areas of the bucket its grants name. `maskline credentials` writes them;
-compose's `minio-setup` (infra/minio/setup.sh) and the Helm chart's setup job load them with `mc`.
+compose's `minio-setup` (infra/helm/maskline/files/minio-setup.sh) and the Helm chart's setup job load them with `mc`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,188 @@
+"""The Helm chart, rendered and linted offline by Helm's own Go SDK (helm-python-sdk), every core
+object checked against the Kubernetes API schemas (kubernetes-validate), the custom resources
+against the CRDs of KEDA and the Prometheus Operator, and the whole checked against the system
+table: every service deployed, every worker scaled on the lag of exactly the consumers it runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from maskline.contracts import subjects as table
+from maskline.infra import helm as chart_system
+
+pytestmark = pytest.mark.unit
+CHART = Path(__file__).resolve().parents[2] / "infra" / "helm" / "maskline"
+CRDS = Path(__file__).resolve().parent / "crds"
+KUBERNETES = "1.33.0"
+WORKERS = [s for s in table.SERVICES if s != table.GATEWAY]
+
+
+class _NoDuplicateKeys(yaml.SafeLoader):
+    """A mapping with a key twice is an error (PyYAML would keep the last one silently)."""
+
+
+def _mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    keys = [loader.construct_object(key, deep=deep) for key, _ in node.value]
+    duplicated = {k for k in keys if keys.count(k) > 1}
+    assert not duplicated, f"duplicate keys {duplicated} at {node.start_mark}"
+    return loader.construct_mapping(node, deep)
+
+
+_NoDuplicateKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+@cache
+def rendered(overrides: str = "") -> tuple[dict[str, Any], ...]:
+    values = yaml.safe_load(overrides) if overrides else {}
+    with helm.Chart.load(CHART) as chart:
+        files = chart.render(values, name="prod", namespace="maskline")
+    docs = []
+    for name, text in sorted(files.items()):
+        if name.endswith(".yaml") and "/tests/" not in name:
+            docs += [doc for doc in yaml.load_all(text, Loader=_NoDuplicateKeys) if doc]
+    return tuple(docs)
+
+
+def of_kind(kind: str, overrides: str = "") -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for doc in rendered(overrides) if doc["kind"] == kind}
+
+
+@cache
+def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    found = {}
+    for path in CRDS.glob("*.yaml"):
+        crd = yaml.safe_load(path.read_text())
+        for version in crd["spec"]["versions"]:
+            found[(f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"])] = version["schema"][
+                "openAPIV3Schema"
+            ]
+    return found
+
+
+def test_the_charts_system_file_is_generated_from_the_system_table() -> None:
+    assert chart_system.main(["--check"]) == 0
+    assert set(chart_system.system()["services"]) == set(table.SERVICES)
+
+
+def test_helm_lint_passes() -> None:
+    report = helm.lint(CHART, strict=True)
+    # Helm's severities: 1 info ("icon is recommended"), 2 warning, 3 error; strict fails on warnings.
+    assert not [m for m in report["messages"] if m["severity"] >= 2], report["messages"]
+    assert report["total_charts_linted"] == 1
+
+
+def test_every_object_is_valid_for_its_api() -> None:
+    checked: dict[str, int] = {}
+    for doc in rendered():
+        key = (doc["apiVersion"], doc["kind"])
+        if key in crd_schemas():
+            jsonschema.validate(doc, crd_schemas()[key])
+        else:
+            kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+        checked[doc["kind"]] = checked.get(doc["kind"], 0) + 1
+    for kind in (
+        "Deployment",
+        "StatefulSet",
+        "ScaledObject",
+        "ServiceMonitor",
+        "PodMonitor",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+    ):
+        assert checked.get(kind), kind
+    assert checked["Deployment"] == len(table.SERVICES) + 1  # every service and Triton
+
+
+def test_a_broken_object_is_caught_by_the_validators() -> None:
+    deployment = dict(next(iter(of_kind("Deployment").values())))
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate({**deployment, "spec": {**deployment["spec"], "replicas": "two"}}, KUBERNETES, strict=True)
+    scaled = next(iter(of_kind("ScaledObject").values()))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(
+            {**scaled, "spec": {"triggers": scaled["spec"]["triggers"]}}, crd_schemas()[("keda.sh/v1alpha1", "ScaledObject")]
+        )
+
+
+def test_each_worker_scales_on_the_lag_of_exactly_the_consumers_it_runs() -> None:
+    scaled = of_kind("ScaledObject")
+    assert set(scaled) == {f"prod-maskline-{w}" for w in WORKERS}
+    for worker in WORKERS:
+        spec = scaled[f"prod-maskline-{worker}"]["spec"]
+        assert spec["scaleTargetRef"]["name"] == f"prod-maskline-{worker}"
+        triggers = {(t["metadata"]["stream"], t["metadata"]["consumer"]) for t in spec["triggers"]}
+        assert triggers == {(stream, durable) for stream, durable, _ in table.durables_of(worker)}, worker
+        assert all(t["type"] == "nats-jetstream" and t["metadata"]["account"] == "$G" for t in spec["triggers"])
+        assert all(t["metadata"]["natsServerMonitoringEndpoint"].startswith("prod-nats-headless.") for t in spec["triggers"])
+        # infer and quantize hold no pod while there is nothing to do
+        assert (spec["minReplicaCount"] == 0) == (worker in ("infer", "quantize")), worker
+    assert "replicas" not in of_kind("Deployment")["prod-maskline-infer"]["spec"]  # KEDA owns it
+
+
+def deployment_containers() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    for name, deployment in of_kind("Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        yield name, pod, pod["containers"][0]
+
+
+def test_probes_disruption_budgets_and_least_privilege_secrets() -> None:
+    budgets = {
+        b["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"]
+        for b in of_kind("PodDisruptionBudget").values()
+        if "app.kubernetes.io/component" in b["spec"]["selector"]["matchLabels"]
+    }
+    for name, pod, container in deployment_containers():
+        service = name.removeprefix("prod-maskline-")
+        assert {"livenessProbe", "readinessProbe", "startupProbe"} <= set(container), name
+        assert service in budgets, name
+        if service in table.SERVICES:
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert env["MASKLINE_NATS_URL"].count("nats://") == 3 and env["MASKLINE_STREAM_REPLICAS"] == "3"
+            assert env["MASKLINE_MINIO_ACCESS_KEY"] == f"maskline-{service}"
+            items = {i["key"] for v in pod["volumes"] if "secret" in v for i in v["secret"].get("items", [])}
+            assert {f"{service}.nk", f"minio-{service}.secret"} <= items, name
+            assert not {i for i in items if i.endswith(".nk")} - {f"{service}.nk"}, name  # no other identity's seed
+            assert pod["securityContext"]["runAsNonRoot"] and container["securityContext"]["readOnlyRootFilesystem"]
+    triton = of_kind("Deployment")["prod-maskline-triton"]["spec"]["template"]["spec"]["containers"][0]
+    assert triton["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert "--model-repository=s3://minio.storage.svc.cluster.local:9000/maskline/triton" in triton["args"]
+
+
+def test_nats_runs_the_official_chart_as_an_r3_jetstream_cluster_with_maskline_users() -> None:
+    nats = of_kind("StatefulSet")["prod-nats"]
+    assert nats["spec"]["replicas"] == 3
+    config = of_kind("ConfigMap")["prod-nats-config"]["data"]["nats.conf"]
+    assert "include auth/auth.conf;" in config and '"jetstream"' in config and '"cluster"' in config
+    volumes = {v["name"]: v for v in nats["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["maskline-auth"]["secret"]["secretName"] == "maskline-nats-auth"
+    assert "prod-nats" in of_kind("PodMonitor")
+
+
+def test_network_policies_admit_only_what_each_component_needs() -> None:
+    policies = of_kind("NetworkPolicy")
+    assert policies["prod-maskline-default-deny"]["spec"]["policyTypes"] == ["Ingress"]
+    assert "ingress" not in policies["prod-maskline-default-deny"]["spec"]
+    triton = policies["prod-maskline-triton"]["spec"]["ingress"]
+    assert triton[0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "infer"
+    nats_ports = {p["port"] for rule in policies["prod-maskline-nats"]["spec"]["ingress"] for p in rule["ports"]}
+    assert nats_ports == {4222, 6222, 7777, 8222}
+    assert set(of_kind("ServiceMonitor")) == {"prod-maskline-gateway", "prod-maskline-triton"}
+
+
+def test_autoscaling_and_monitoring_can_be_turned_off() -> None:
+    kinds = {
+        doc["kind"]
+        for doc in rendered("autoscaling: {enabled: false}\nserviceMonitor: {enabled: false}\nnetworkPolicy: {enabled: false}")
+    }
+    assert not kinds & {"ScaledObject", "ServiceMonitor", "NetworkPolicy"}
+    deployments = of_kind("Deployment", "autoscaling: {enabled: false}")
+    assert deployments["prod-maskline-infer"]["spec"]["replicas"] == 1
