@@ -28,7 +28,7 @@ def system() -> dict[str, Any]:
 
 
 def render() -> str:
-    return HEADER + yaml.safe_dump(system(), sort_keys=False)
+    return HEADER + str(yaml.safe_dump(system(), sort_keys=False))
 
 
 def main(argv: list[str] | None = None) -> int:
