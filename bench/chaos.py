@@ -12,6 +12,9 @@ Scenarios (names for --scenarios, comma-separated):
 - nats-down: nats-server stopped for 30 s while 1 job/s streams in.
 - store-down: the object store (an S3-wire server) stopped for --outage-s while 1 job/s streams in.
 - overload: 10x the measured capacity offered for 20 s.
+- nats-leader: on a 3-node NATS cluster (streams R3), the node leading the SEG stream SIGKILLed
+  5 s into 3 jobs/s and kept down for --leader-down-s, then started again. Also counts ghosts:
+  jobs the bus holds a request for that no client was told were accepted.
 
 For each: jobs accepted, completed, failed (with codes), refused (with codes), duplicated
 (a job with more than one `seg.v1.completed` in its audit trail), stuck (accepted, not finished
@@ -54,7 +57,7 @@ from maskline.infra.embedded.process import free_port
 from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
-from maskline.shared.bus import connect
+from maskline.shared.bus import connect, read_stream
 from maskline.shared.config import load
 
 AUTH = {"Authorization": "Bearer dev-key"}
@@ -173,9 +176,11 @@ def wallclock(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def under_load(stack: Stack, inject: Callable[[], float], *, rate: float = 3.0, after_s: float = 20.0) -> dict[str, Any]:
+def under_load(
+    stack: Stack, inject: Callable[[], float], *, rate: float = 3.0, after_s: float = 20.0, tally: Tally | None = None
+) -> dict[str, Any]:
     """Stream jobs at `rate`/s; 5 s in, `inject()` the fault (it returns how long the fault lasts)."""
-    tally = Tally()
+    tally = tally if tally is not None else Tally()
     loader = threading.Thread(target=stream, args=(stack.gateway_url, tally, rate, 5.0 + after_s, 1000), daemon=True)
     loader.start()
     time.sleep(5.0)
@@ -243,9 +248,10 @@ class S3Server:
 
 
 @contextlib.contextmanager
-def running_stack(extra_env: dict[str, str]) -> Iterator[Stack]:
+def running_stack(extra_env: dict[str, str], nats_cluster: int = 1) -> Iterator[Stack]:
     home = tempfile.mkdtemp(prefix="maskline-chaos-")
-    stack = Stack(on_free_ports(load(StackSettings), home, merge_instances=2, log_level="warning"), extra_env=extra_env)
+    settings = on_free_ports(load(StackSettings), home, merge_instances=2, log_level="warning", nats_cluster=nats_cluster)
+    stack = Stack(settings, extra_env=extra_env)
     stack.up()
     try:
         yield stack
@@ -423,6 +429,44 @@ def overload(stack: Stack) -> dict[str, Any]:
     return report
 
 
+def leader_down(stack: Stack, seconds: float) -> dict[str, Any]:
+    """SIGKILL the SEG stream's leader (supervisord would restart it at once: stop it too), wait for
+    the election, keep it down `seconds`, start it again."""
+    killed: dict[str, Any] = {"program": stack.stream_leader("SEG")}
+
+    def inject() -> float:
+        started = time.monotonic()
+        stack.kill_service(killed["program"])
+        stack.stop_service(killed["program"])
+        while stack.stream_leader("SEG") in ("", killed["program"]):
+            time.sleep(0.2)
+        killed["election_s"] = round(time.monotonic() - started, 1)
+        threading.Timer(seconds, stack.start_service, args=(killed["program"],)).start()
+        return seconds
+
+    tally = Tally()
+    report = under_load(stack, inject, rate=3.0, after_s=seconds + 10, tally=tally)
+    on_bus = asyncio.run(requested_jobs(stack))
+    report.update(
+        {
+            "killed": killed["program"],
+            "election_s": killed["election_s"],
+            "ghosts": len(set(on_bus) - set(tally.accepted)),
+            "internal_errors": tally.refused.get("internal", 0) + tally.refused.get("500", 0),
+        }
+    )
+    return report
+
+
+async def requested_jobs(stack: Stack) -> set[str]:
+    """Every job the SEG stream holds a request for (as the admin identity)."""
+    bus = await connect(stack.client_settings("admin"), "chaos", identity="admin")
+    try:
+        return {json.loads(m.data)["job_id"] for m in await read_stream(bus.js, "SEG", "seg.v1.requested.>")}
+    finally:
+        await bus.close()
+
+
 def stack_rss(stack: Stack) -> dict[str, float]:
     found: dict[str, float] = {}
     for name, pid in stack.pids.items():
@@ -446,10 +490,11 @@ def main() -> None:
         default=8,
         help="the stack's MASKLINE_MAX_BACKLOG: about capacity (~15 jobs/s here) x the queueing delay accepted (0.5 s)",
     )
+    parser.add_argument("--leader-down-s", type=float, default=20.0)
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     faults = [f"kill-{p}" for p in PROGRAMS] + ["pause-merge", "triton-down", "infer-down", "nats-down"]
-    names = [*faults, "store-down", "overload"]
+    names = [*faults, "store-down", "overload", "nats-leader"]
     chosen = names if args.scenarios == "all" else args.scenarios.split(",")
     results: dict[str, Any] = {}
 
@@ -480,6 +525,9 @@ def main() -> None:
                 run("store-down", lambda: dependency_down(stack, s3.stop, s3.start, args.outage_s))
         finally:
             s3.stop()
+    if "nats-leader" in chosen:
+        with running_stack({}, nats_cluster=3) as stack:
+            run("nats-leader", lambda: leader_down(stack, args.leader_down_s))
     if "overload" in chosen:
         with running_stack({"MASKLINE_MAX_BACKLOG": str(args.max_backlog)}) as stack:
             run("overload", lambda: overload(stack))
@@ -492,7 +540,15 @@ def main() -> None:
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
-    bad = [n for n, r in results.items() if r.get("duplicated") or r.get("stuck") or r.get("completed", 0) < r.get("accepted", 0)]
+    bad = [
+        n
+        for n, r in results.items()
+        if r.get("duplicated")
+        or r.get("stuck")
+        or r.get("ghosts")
+        or r.get("internal_errors")
+        or r.get("completed", 0) < r.get("accepted", 0)
+    ]
     raise SystemExit(1 if bad else 0)
 
 

@@ -27,7 +27,7 @@ from maskline.infra.embedded.process import wait_until
 from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
-from maskline.shared.bus import BUS_UNAVAILABLE, connect, read_stream
+from maskline.shared.bus import connect, read_stream
 from maskline.shared.config import RuntimeSettings
 
 KEY = "cluster-key"
@@ -91,18 +91,6 @@ class Client:
             time.sleep(1 / rate_per_s)
 
 
-async def stream_leader(settings: RuntimeSettings, stream: str) -> str:
-    """The server leading `stream` ("" while there is none: JetStream's API may not answer then)."""
-    bus = await connect(settings, "test-cluster", identity="admin")
-    try:
-        info = await bus.js.stream_info(stream)
-    except BUS_UNAVAILABLE:
-        return ""
-    finally:
-        await bus.close()
-    return info.cluster.leader or "" if info.cluster else ""
-
-
 async def requested_jobs(settings: RuntimeSettings) -> Counter[str]:
     """Job id → how many requests for it the SEG stream holds (the bus's own record)."""
     bus = await connect(settings, "test-cluster", identity="admin")
@@ -121,9 +109,8 @@ def completions(http: httpx.Client, job: str) -> int:
 def test_killing_the_seg_stream_leader_under_load_loses_duplicates_and_strands_nothing(cluster: Stack) -> None:
     admin = cluster.client_settings("admin")
     assert len(cluster.nats_nodes) == 3 and cluster.nats_url.count(",") == 2
-    leader = asyncio.run(stream_leader(admin, "SEG"))
-    assert leader
-    program = next(node.program for node in cluster.nats_nodes if node.name == leader)
+    program = cluster.stream_leader("SEG")
+    assert program.startswith("nats-")
 
     client = Client(cluster.gateway_url)
     load = threading.Thread(target=client.stream, args=(3.0, 30.0), daemon=True)
@@ -132,7 +119,7 @@ def test_killing_the_seg_stream_leader_under_load_loses_duplicates_and_strands_n
     killed = time.monotonic()
     cluster.kill_service(program)
     cluster.stop_service(program)  # supervisord would start it again at once: keep it down
-    wait_until(lambda: asyncio.run(stream_leader(admin, "SEG")) not in ("", leader), 30, "a new SEG leader")
+    wait_until(lambda: cluster.stream_leader("SEG") not in ("", program), 30, "a new SEG leader")
     elected_s = time.monotonic() - killed
     time.sleep(DOWN_S)
     cluster.start_service(program)
@@ -145,7 +132,7 @@ def test_killing_the_seg_stream_leader_under_load_loses_duplicates_and_strands_n
     duplicated = [job for job in jobs if completions(http, job) != 1]
     http.close()
 
-    print(f"killed {leader}: new SEG leader after {elected_s:.1f} s; answers {dict(client.answers)}, ", end="")
+    print(f"killed {program}: new SEG leader after {elected_s:.1f} s; answers {dict(client.answers)}, ", end="")
     print(f"accepted {len(jobs)}, on the bus {len(on_bus)}, duplicated {len(duplicated)}")
     assert len(jobs) >= 40 and not client.gave_up
     assert client.answers[500] == 0 and set(client.answers) <= {200, 202, 503}

@@ -27,6 +27,7 @@ from maskline.infra.embedded.process import port_open, wait_until
 from maskline.infra.embedded.seed import provision_and_seed
 from maskline.infra.embedded.settings import StackSettings
 from maskline.infra.embedded.supervisor import Program, Supervisor
+from maskline.shared.bus import BUS_UNAVAILABLE, connect
 from maskline.shared.config import RuntimeSettings, load
 from maskline.shared.fleet import service_status
 
@@ -208,6 +209,23 @@ class Stack:
         if wait_restarted:
             wait_until(lambda: self.pids.get(label, before) not in (0, before), 30, f"{label} restarted")
         return before
+
+    def stream_leader(self, stream: str) -> str:
+        """The program (`nats-2`...) of the node that leads `stream` now; "" while none does (an
+        election) or the bus does not answer."""
+
+        async def ask() -> str:
+            bus = await connect(self.client_settings("admin"), "stack", identity="admin", reconnect=False)
+            try:
+                info = await bus.js.stream_info(stream)
+            except BUS_UNAVAILABLE:
+                return ""
+            finally:
+                await bus.close()
+            leader = info.cluster.leader if info.cluster else None
+            return next((n.program for n in self.nats_nodes if n.name == leader), "")
+
+        return asyncio.run(ask())
 
     def _services_ready(self) -> bool:
         statuses = asyncio.run(service_status(self.client_settings("admin"), list(START_ORDER)))
