@@ -30,6 +30,7 @@ def test_a_cluster_of_three_gets_unique_names_its_own_stores_and_routes_to_the_o
     env = stack.service_env()
     assert env["MASKLINE_NATS_URL"].split(",") == [n.url for n in stack.nats_nodes]
     assert env["MASKLINE_STREAM_REPLICAS"] == "3"
+    assert env["MASKLINE_STORE_CHECK_ACCESS"] == "true"  # every service where its MinIO policy would allow
 
 
 def test_a_lone_server_keeps_its_name_and_folder(tmp_path: Path) -> None:
