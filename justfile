@@ -83,6 +83,6 @@ bench-merge:
 fuzz *ARGS:
     MASKLINE_FUZZ_EXAMPLES=100 MASKLINE_FUZZ_PHASES=examples,coverage,fuzzing,stateful MASKLINE_FUZZ_SECONDS=1800 pytest tests/e2e/test_fuzz.py {{ARGS}}
 
-# chaos suite on fresh stacks (~40 min): kill -9 each program under load, a worker paused past the duplicate window, Triton, infer and the object store down 5 min, NATS down 30 s, 10x overload (docs/reliability.md); one: --scenarios overload
+# chaos suite on fresh stacks (~40 min): kill -9 each program under load, a worker paused past the duplicate window, Triton, infer and the object store down 5 min, NATS down 30 s, 10x overload, the SEG leader of a 3-node NATS cluster killed (docs/reliability.md); one: --scenarios overload
 chaos *ARGS:
     python -m bench.chaos --out docs/bench/chaos.json {{ARGS}}
