@@ -56,6 +56,12 @@ def test_every_container_has_a_healthcheck_and_workers_answer_probes() -> None:
             assert spec["environment"]["MASKLINE_HEALTH_PORT"] == "9090"
 
 
+def test_the_cli_images_healthcheck_command_runs() -> None:
+    test = config()["services"]["provision"]["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "maskline"]
+    assert subprocess.run([shutil.which("maskline") or "maskline", *test[2:]], capture_output=True, timeout=60).returncode == 0
+
+
 def test_nats_nodes_have_unique_names_and_services_get_every_node_as_a_parsed_list() -> None:
     services = config()["services"]
     names = [services[f"nats-{i}"]["command"][services[f"nats-{i}"]["command"].index("--server_name") + 1] for i in (1, 2, 3)]

@@ -33,6 +33,7 @@ from maskline.contracts.model_v1 import Preprocessing
 from maskline.infra.embedded.settings import StackSettings
 from maskline.infra.embedded.stack import Stack
 from maskline.shared.config import load
+from maskline.shared.version import CODE_VERSION
 
 
 def _print(args: argparse.Namespace, value: Any, human: str) -> None:
@@ -458,6 +459,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default=env.url, help="gateway URL (default: MASKLINE_URL, else MASKLINE_HOST:MASKLINE_PORT)")
     p.add_argument("--api-key", default=env.api_key, help="default: MASKLINE_API_KEY, else dev-key")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--version", action="version", version=f"maskline {CODE_VERSION}")
     sub = p.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="start everything, segment the bundled samples (shapes, a photo), print outputs, stop")
     demo.add_argument("--image", help="an image of your own instead of the bundled samples")
