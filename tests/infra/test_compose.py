@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,8 @@ def test_every_container_has_a_healthcheck_and_workers_answer_probes() -> None:
 def test_the_cli_images_healthcheck_command_runs() -> None:
     test = config()["services"]["provision"]["healthcheck"]["test"]
     assert test[:2] == ["CMD", "maskline"]
-    assert subprocess.run([shutil.which("maskline") or "maskline", *test[2:]], capture_output=True, timeout=60).returncode == 0
+    cli = Path(sys.executable).parent / "maskline"  # the console script of this environment
+    assert subprocess.run([str(cli), *test[2:]], capture_output=True, timeout=60).returncode == 0
 
 
 def test_nats_nodes_have_unique_names_and_services_get_every_node_as_a_parsed_list() -> None:
