@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, TypeVar
 
 import msgspec
 
+from maskline.shared.setting_names import KNOWN
+
 PREFIX = "MASKLINE_"
+FILE_SUFFIX = "_FILE"
+_reported: set[str] = set()
 
 
 class ConfigError(SystemExit):
@@ -36,8 +42,7 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, frozen=True):
     minio_endpoint: str = "127.0.0.1:9000"
     minio_access_key: str = "maskline"
     minio_secret_key: str = "maskline-secret"
-    minio_secret_key_file: str = ""
-    """A file holding the secret key (a compose or Kubernetes secret); wins over `minio_secret_key`."""
+    """Or from a file (a compose or Kubernetes secret): MASKLINE_MINIO_SECRET_KEY_FILE, as every setting."""
     minio_bucket: str = "maskline"
     minio_secure: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -68,11 +73,6 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, frozen=True):
         """`nats_url` as the list nats-py fails over between (one URL, or a cluster's comma-separated list)."""
         return [u.strip() for u in self.nats_url.split(",") if u.strip()]
 
-    def minio_secret(self) -> str:
-        if self.minio_secret_key_file:
-            return Path(self.minio_secret_key_file).read_text().strip()
-        return self.minio_secret_key
-
     def nkey_file(self, identity: str) -> str:
         """Where the seed of `identity` is; empty when none is configured (the server will refuse us)."""
         if self.nats_nkey_file:
@@ -84,11 +84,53 @@ S = TypeVar("S", bound=msgspec.Struct)
 
 
 def load(cls: type[S], environ: Mapping[str, str] | None = None) -> S:
-    """Read `cls` from the environment (`MASKLINE_NATS_URL` -> `nats_url`), or stop clearly."""
+    """Read `cls` from the environment (`MASKLINE_NATS_URL` -> `nats_url`), or stop clearly.
+
+    Any setting may come from a file instead, `MASKLINE_<NAME>_FILE` (a secret mounted by compose or
+    Kubernetes; its content, stripped). Variables no maskline program reads are reported (once per
+    process, naming the nearest known one); with MASKLINE_STRICT_CONFIG=true they stop the process."""
     env = os.environ if environ is None else environ
     names = {f.name for f in msgspec.structs.fields(cls)}
     raw = {key[len(PREFIX) :].lower(): value for key, value in env.items() if key.startswith(PREFIX)}
+    _report_unknown(env)
+    for key in [k for k in raw if k.upper().endswith(FILE_SUFFIX) and k not in names]:
+        name = key[: -len(FILE_SUFFIX)]
+        if name not in names:
+            continue
+        if name in raw:
+            raise ConfigError(f"maskline: set {PREFIX}{name.upper()} or {PREFIX}{key.upper()}, not both")
+        try:
+            raw[name] = Path(raw[key]).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"maskline: {PREFIX}{key.upper()}: cannot read {raw[key]!r} ({exc.strerror})") from exc
     try:
         return msgspec.convert({k: v for k, v in raw.items() if k in names}, cls, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"maskline: bad configuration for {cls.__name__}: {exc} (set {PREFIX}<NAME>)") from exc
+
+
+def unknown_settings(environ: Mapping[str, str]) -> dict[str, str | None]:
+    """`MASKLINE_*` variables no maskline program reads → the nearest known name (None if none is close)."""
+    found: dict[str, str | None] = {}
+    for key in environ:
+        if not key.startswith(PREFIX):
+            continue
+        name = key[len(PREFIX) :]
+        if name in KNOWN or (name.endswith(FILE_SUFFIX) and name[: -len(FILE_SUFFIX)] in KNOWN):
+            continue
+        nearest = difflib.get_close_matches(name.removesuffix(FILE_SUFFIX), KNOWN, n=1, cutoff=0.6)
+        found[key] = PREFIX + nearest[0] + (FILE_SUFFIX if name.endswith(FILE_SUFFIX) else "") if nearest else None
+    return found
+
+
+def _report_unknown(environ: Mapping[str, str]) -> None:
+    unknown = unknown_settings(environ)
+    if not unknown:
+        return
+    lines = [f"{key} is not a maskline setting" + (f" (did you mean {near}?)" if near else "") for key, near in unknown.items()]
+    if str(environ.get(PREFIX + "STRICT_CONFIG", "")).lower() in ("1", "true", "yes"):
+        raise ConfigError("maskline: " + "; ".join(lines) + " (MASKLINE_STRICT_CONFIG is on)")
+    for line in lines:
+        if line not in _reported:  # once per process: settings are loaded more than once
+            _reported.add(line)
+            print(f"maskline: warning: {line}", file=sys.stderr)

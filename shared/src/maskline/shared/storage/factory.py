@@ -16,7 +16,7 @@ def open_store(settings: RuntimeSettings, identity: str = "") -> ObjectStore:
         return MinioStore(
             settings.minio_endpoint,
             settings.minio_access_key,
-            settings.minio_secret(),
+            settings.minio_secret_key,
             settings.minio_bucket,
             secure=settings.minio_secure,
         )
