@@ -30,7 +30,7 @@ from maskline.services.gateway.jobs import JobController
 from maskline.services.gateway.metrics import MetricsController
 from maskline.services.gateway.models import ModelController, ModelMergeController
 from maskline.services.gateway.quantize import QuantizeController
-from maskline.services.gateway.segmentations import SegmentationController, UploadController
+from maskline.services.gateway.segmentations import ExportController, SegmentationController, UploadController
 from maskline.services.gateway.shedding import shed_over_limits
 from maskline.services.gateway.visualizer import VisualizerController
 from maskline.shared.version import CODE_VERSION
@@ -110,6 +110,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
             SegmentationController,
             ControlController,
             UploadController,
+            ExportController,
             ModelController,
             AccessController,
             AliasController,

@@ -86,13 +86,19 @@ class JobController(Controller):
         return await download(ctx, await owned_job(ctx, tenant, job_id), name)
 
 
-async def download(ctx: GatewayContext, state: JobState, name: str) -> Response[bytes]:
-    """One output of a job, with its sha256 as the ETag."""
+async def artifact_bytes(ctx: GatewayContext, state: JobState, name: str) -> bytes:
+    """One output of a job (404 while it has none by that name, or the bytes are gone)."""
     ref = state.artifacts.get(name)
     if ref is None:
         raise NotFound(f"job {state.job_id} has no output {name!r} (status {state.status})")
     try:
-        body = await ctx.runtime.store.get(ref.key)
+        return await ctx.runtime.store.get(ref.key)
     except ObjectNotFound as exc:
         raise NotFound(f"output {name} of {state.job_id} is gone from storage") from exc
+
+
+async def download(ctx: GatewayContext, state: JobState, name: str) -> Response[bytes]:
+    """One output of a job, with its sha256 as the ETag."""
+    body = await artifact_bytes(ctx, state, name)
+    ref = state.artifacts[name]
     return Response(body, media_type=ref.content_type, headers={"ETag": f'"{ref.sha256}"'})

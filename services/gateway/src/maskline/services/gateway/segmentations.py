@@ -19,10 +19,11 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 from maskline.contracts import seg_v1
 from maskline.contracts.envelope import command, new_job_id, now
 from maskline.contracts.http_v1 import SEGMENTATION_DEFAULTS, TTA_DEFAULTS, SegmentationView, UploadView
+from maskline.services.gateway import exports
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.control import cancel
 from maskline.services.gateway.errors import BadRequest, Conflict, PayloadTooLarge, Unprocessable
-from maskline.services.gateway.jobs import download, owned_job
+from maskline.services.gateway.jobs import artifact_bytes, download, owned_job
 from maskline.services.gateway.shedding import ADMITTED
 from maskline.services.gateway.sniff import Header, check_image_header
 from maskline.services.gateway.views import job_path, segmentation_view
@@ -33,6 +34,7 @@ from maskline.shared.jobs import JobState
 
 SOURCE = "gateway"
 MAX_DEADLINE_S = 7 * 24 * 3600.0
+MAX_EXPORT_JOBS = 1000
 
 
 @dataclass
@@ -211,8 +213,56 @@ class SegmentationController(Controller):
         return segmentation_view(await owned_job(ctx, tenant, job_id))
 
     @get("/{job_id:str}/{artifact:str}", summary="Download an artifact: mask, overlay or regions")
-    async def artifact(self, ctx: GatewayContext, tenant: str, job_id: str, artifact: str) -> Response[bytes]:
-        return await download(ctx, await owned_job(ctx, tenant, job_id), artifact)
+    async def artifact(
+        self,
+        ctx: GatewayContext,
+        tenant: str,
+        job_id: str,
+        artifact: str,
+        format: Annotated[
+            str | None,
+            Parameter(query="format", description="regions only: coco, coco-dataset or labelstudio (exports.py)"),
+        ] = None,
+        image_url: Annotated[str | None, Parameter(query="image_url", description="labelstudio: the image's URL")] = None,
+    ) -> Response[bytes]:
+        state = await owned_job(ctx, tenant, job_id)
+        if format is None:
+            return await download(ctx, state, artifact)
+        if artifact != "regions":
+            raise Unprocessable(f"format= applies to regions, not {artifact}", code="invalid_options")
+        return await export_response(ctx, [state], format, [image_url or job_path(job_id)])
+
+
+class ExportController(Controller):
+    path = "/v1/exports"
+    tags = ["segmentations"]
+
+    @get("/segmentations", summary="Several segmentations in one COCO file or one Label Studio import")
+    async def segmentations(
+        self,
+        ctx: GatewayContext,
+        tenant: str,
+        jobs: Annotated[str, Parameter(query="jobs", description="comma-separated job ids (at most 1000)")],
+        format: Annotated[str, Parameter(query="format", description="coco, coco-dataset or labelstudio")] = "coco",
+    ) -> Response[bytes]:
+        ids = [j.strip() for j in jobs.split(",") if j.strip()]
+        if not 0 < len(ids) <= MAX_EXPORT_JOBS:
+            raise Unprocessable(f"jobs= names 1 to {MAX_EXPORT_JOBS} segmentations", code="invalid_options")
+        states = [await owned_job(ctx, tenant, job_id) for job_id in ids]
+        return await export_response(ctx, states, format, [job_path(j) for j in ids])
+
+
+async def export_response(ctx: GatewayContext, states: list[JobState], format: str, image_urls: list[str]) -> Response[bytes]:
+    if format not in exports.FORMATS:
+        raise Unprocessable(f"unknown format {format!r}: one of {', '.join(exports.FORMATS)}", code="invalid_options")
+    docs = [exports.decode(await artifact_bytes(ctx, state, "regions")) for state in states]
+    if format == "coco":
+        body: Any = exports.coco_results(docs)
+    elif format == "coco-dataset":
+        body = exports.coco_dataset(docs)
+    else:
+        body = exports.label_studio_tasks(docs, image_urls, from_name="label", to_name="image")
+    return Response(msgspec.json.encode(body), media_type="application/json")
 
 
 class UploadController(Controller):

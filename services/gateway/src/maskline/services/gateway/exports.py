@@ -1,0 +1,123 @@
+"""Segmentation results in the formats annotation tools import (`?format=` on regions, and
+`/v1/exports/segmentations?jobs=` for a batch of jobs):
+
+- `coco`: a COCO *results* file — a list of {image_id, category_id, segmentation (COCO RLE), bbox,
+  area, score} that `pycocotools`' `COCO.loadRes` accepts;
+- `coco-dataset`: the same as a COCO *dataset* (images, categories, annotations), to open in tools
+  that take ground truth, or to pair with the results file;
+- `labelstudio`: Label Studio tasks with predictions (`polygonlabels`, points in percent of the
+  image), to pre-annotate a labelling project.
+
+The regions document is merge's output (regions.json); only the fields read here are decoded, so a
+field merge adds later does not break an export.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+FORMATS = ("coco", "coco-dataset", "labelstudio")
+
+
+class _Rle(msgspec.Struct, frozen=True):
+    size: list[int]
+    counts: str
+
+
+class _Region(msgspec.Struct, frozen=True):
+    id: int
+    label: str
+    class_id: int
+    score: float
+    area: int
+    bbox: list[int]
+    rle: _Rle
+    polygon: list[list[float]]
+
+
+class _ModelRef(msgspec.Struct, frozen=True):
+    name: str
+    version: int
+
+
+class RegionsDoc(msgspec.Struct, frozen=True):
+    """The part of regions.json an export needs."""
+
+    job_id: str
+    image: dict[str, int]
+    model: _ModelRef
+    labels: list[str]
+    regions: list[_Region]
+
+
+def decode(body: bytes) -> RegionsDoc:
+    return msgspec.json.decode(body, type=RegionsDoc)
+
+
+def coco_results(docs: list[RegionsDoc], first_image_id: int = 1) -> list[dict[str, Any]]:
+    """One result per region; image ids count from `first_image_id` in the order of `docs`;
+    category ids are the model's class indices."""
+    return [
+        {
+            "image_id": first_image_id + i,
+            "category_id": region.class_id,
+            "segmentation": {"size": region.rle.size, "counts": region.rle.counts},
+            "bbox": region.bbox,
+            "area": region.area,
+            "score": region.score,
+        }
+        for i, doc in enumerate(docs)
+        for region in doc.regions
+    ]
+
+
+def coco_dataset(docs: list[RegionsDoc], first_image_id: int = 1) -> dict[str, Any]:
+    labels = docs[0].labels if docs else []
+    images = [
+        {"id": first_image_id + i, "width": doc.image["width"], "height": doc.image["height"], "file_name": f"{doc.job_id}.png"}
+        for i, doc in enumerate(docs)
+    ]
+    annotations = [{"id": n + 1, "iscrowd": 0, **result} for n, result in enumerate(coco_results(docs, first_image_id))]
+    return {
+        "info": {"description": "maskline segmentations", "jobs": [doc.job_id for doc in docs]},
+        "images": images,
+        "categories": [{"id": index, "name": label} for index, label in enumerate(labels)],
+        "annotations": annotations,
+    }
+
+
+def label_studio_tasks(docs: list[RegionsDoc], image_urls: list[str], from_name: str, to_name: str) -> list[dict[str, Any]]:
+    """A task per job with one prediction; a region's outer contours become `polygonlabels`."""
+    tasks = []
+    for doc, url in zip(docs, image_urls, strict=True):
+        width, height = doc.image["width"], doc.image["height"]
+        results = []
+        for region in doc.regions:
+            for part, flat in enumerate(region.polygon):
+                points = [
+                    [round(100 * x / width, 4), round(100 * y / height, 4)] for x, y in zip(flat[::2], flat[1::2], strict=True)
+                ]
+                results.append(
+                    {
+                        "id": f"r{region.id}-{part}",
+                        "type": "polygonlabels",
+                        "from_name": from_name,
+                        "to_name": to_name,
+                        "original_width": width,
+                        "original_height": height,
+                        "image_rotation": 0,
+                        "score": region.score,
+                        "value": {"points": points, "polygonlabels": [region.label], "closed": True},
+                    }
+                )
+        mean = sum(r.score * r.area for r in doc.regions) / max(1, sum(r.area for r in doc.regions))
+        model = f"{doc.model.name}:{doc.model.version}"
+        tasks.append(
+            {
+                "data": {to_name: url, "maskline_job": doc.job_id},
+                "predictions": [{"model_version": model, "score": round(mean, 4), "result": results}],
+            }
+        )
+    return tasks

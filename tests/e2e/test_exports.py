@@ -1,0 +1,76 @@
+"""Exports for annotation tools, read back with pycocotools (COCO) and checked pixel for pixel
+against the job's own mask (COCO RLE) and by rasterising the Label Studio polygons."""
+
+from __future__ import annotations
+
+import copy
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+from pycocotools import mask as coco_mask
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from maskline.client import JsonClient
+
+
+def masks_of(client: JsonClient, job_id: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(client.artifact(job_id, "mask"))))
+
+
+def test_coco_and_label_studio_exports_load_in_their_tools_and_match_the_mask(
+    client: JsonClient, other_tenant: JsonClient, samples: Path
+) -> None:
+    jobs = [client.submit(samples / f"shapes-{n}.png", wait=120)["id"] for n in (1, 2)]
+    export = f"/v1/exports/segmentations?jobs={','.join(jobs)}"
+    dataset = client.http.get(export + "&format=coco-dataset").json()
+    results = client.http.get(export + "&format=coco").json()
+    assert [image["id"] for image in dataset["images"]] == [1, 2] and results
+
+    gt = COCO()  # pycocotools' own reader: the dataset as ground truth, the results loaded onto it
+    gt.dataset = dataset
+    gt.createIndex()
+    loaded = gt.loadRes(copy.deepcopy(results))  # loadRes adds fields to what it is given
+    assert len(loaded.getAnnIds()) == len(results)
+    evaluation = COCOeval(gt, loaded, "segm")
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    assert evaluation.stats[0] > 0.99  # the same regions as results and as truth: AP 1.0
+
+    single = client.http.get(f"/v1/segmentations/{jobs[0]}/regions?format=coco").json()
+    assert single == [r for r in results if r["image_id"] == 1]
+    mask = masks_of(client, jobs[0])
+    for class_id in {r["category_id"] for r in single}:
+        decoded = np.zeros(mask.shape, bool)
+        for r in single:
+            if r["category_id"] == class_id:
+                decoded |= coco_mask.decode(r["segmentation"]).astype(bool)
+        truth = mask == class_id
+        assert not (decoded & ~truth).any() and decoded.sum() >= 0.99 * truth.sum()  # tiny specks may be dropped
+
+    tasks = client.http.get(export + "&format=labelstudio").json()
+    assert [t["data"]["maskline_job"] for t in tasks] == jobs
+    prediction = tasks[0]["predictions"][0]
+    assert prediction["model_version"].startswith("shapes-unet:")
+    labels = dataset["categories"]
+    for result in prediction["result"]:
+        assert result["type"] == "polygonlabels" and result["to_name"] == "image"
+        assert (result["original_width"], result["original_height"]) == (mask.shape[1], mask.shape[0])
+    for category in labels:
+        drawn = np.zeros(mask.shape, np.uint8)
+        for result in prediction["result"]:
+            if result["value"]["polygonlabels"] == [category["name"]]:
+                points = np.array(result["value"]["points"]) * [mask.shape[1] / 100, mask.shape[0] / 100]
+                cv2.fillPoly(drawn, [np.round(points).astype(np.int32)], 1)
+        truth = mask == category["id"]
+        if drawn.any():
+            iou = (drawn.astype(bool) & truth).sum() / (drawn.astype(bool) | truth).sum()
+            assert iou > 0.9, (category, iou)
+
+    assert client.http.get(export + "&format=voc").json()["code"] == "invalid_options"
+    assert client.http.get(f"/v1/segmentations/{jobs[0]}/mask?format=coco").status_code == 422
+    assert other_tenant.http.get(export + "&format=coco").status_code == 404  # another tenant's jobs read as missing
