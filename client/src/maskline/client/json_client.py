@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import mimetypes
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+from httpx_sse import connect_sse
 
 from maskline.client.typed import FILENAMES, Call, Calls, FileChunks, raise_for_problem, request_options
 from maskline.contracts.http_v1 import EvaluateBody, PromoteBody, RolloutBody
@@ -161,15 +162,30 @@ class JsonClient:
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(self._json(Calls.job(job_id)))
 
-    def wait_job(self, job_id: str, timeout: float = 300.0, on_progress: Any = None) -> dict[str, Any]:
+    def follow(self, job_id: str, timeout: float = 300.0) -> Iterator[dict[str, Any]]:
+        """The job's view each time it changes, pushed by the gateway (server-sent events), until it
+        is final or `timeout` passes."""
         deadline = time.monotonic() + timeout
-        while True:
-            job = self.job(job_id)
-            if on_progress is not None:
-                on_progress(job)
-            if job["status"] in FINAL_STATUSES or time.monotonic() > deadline:
-                return job
-            time.sleep(0.2)
+        with connect_sse(self.http, "GET", f"/v1/jobs/{job_id}/events", timeout=httpx.Timeout(timeout, read=60.0)) as source:
+            if source.response.status_code != 200:
+                source.response.read()
+                raise_for_problem(source.response)
+            for event in source.iter_sse():
+                if event.data:
+                    yield dict(json.loads(event.data))
+                if event.event in FINAL_STATUSES or time.monotonic() > deadline:
+                    return
+
+    def wait_job(self, job_id: str, timeout: float = 300.0, on_progress: Any = None) -> dict[str, Any]:
+        """The job's final view (or its last one after `timeout`), telling `on_progress` of each change."""
+        job: dict[str, Any] = {}
+        try:
+            for job in self.follow(job_id, timeout):
+                if on_progress is not None:
+                    on_progress(job)
+        except httpx.TransportError:  # the stream broke (a gateway restarted): the state is still there
+            pass
+        return job if job.get("status") in FINAL_STATUSES else self.job(job_id)
 
     def upload(self, data: bytes, content_type: str = "image/png") -> dict[str, Any]:
         """Hand over an image; the answer is the object reference to publish in a bus request."""

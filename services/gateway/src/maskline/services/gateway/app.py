@@ -29,6 +29,7 @@ from maskline.services.gateway.health import HealthController
 from maskline.services.gateway.jobs import JobController
 from maskline.services.gateway.metrics import MetricsController
 from maskline.services.gateway.models import ModelController, ModelMergeController
+from maskline.services.gateway.progress import JobEventsController
 from maskline.services.gateway.quantize import QuantizeController
 from maskline.services.gateway.segmentations import ExportController, SegmentationController, UploadController
 from maskline.services.gateway.shedding import shed_over_limits
@@ -120,6 +121,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
             QuantizeController,
             DatasetController,
             JobController,
+            JobEventsController,
             AuditController,
             HealthController,
             FleetController,

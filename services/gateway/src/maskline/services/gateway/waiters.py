@@ -50,6 +50,7 @@ class CompletionWaiters:
         """(tenant, job) pairs whose end `on_finished` must hear of, even if the watch missed it."""
         self._sub: Any = None
         self._waiting: dict[tuple[str, str], list[asyncio.Future[JobState]]] = {}
+        self._following: dict[tuple[str, str], list[asyncio.Queue[JobState]]] = {}
 
     async def start(self) -> None:
         config = ConsumerConfig(
@@ -101,6 +102,8 @@ class CompletionWaiters:
             return
         if self.on_update is not None:
             self.on_update(state)
+        for queue in self._following.get((state.tenant, state.job_id), []):
+            queue.put_nowait(state)
         if state.finished:
             self._finished(state)
 
@@ -126,6 +129,21 @@ class CompletionWaiters:
                 futures.remove(future)
             if not futures:
                 self._waiting.pop(key, None)
+
+    @contextlib.contextmanager
+    def following(self, tenant: str, job_id: str) -> Iterator[asyncio.Queue[JobState]]:
+        """Every state the job's projection writes from now on, in order (a progress stream)."""
+        queue: asyncio.Queue[JobState] = asyncio.Queue()
+        key = (tenant, job_id)
+        self._following.setdefault(key, []).append(queue)
+        try:
+            yield queue
+        finally:
+            queues = self._following.get(key, [])
+            if queue in queues:
+                queues.remove(queue)
+            if not queues:
+                self._following.pop(key, None)
 
     async def result(self, tenant: str, job_id: str, future: asyncio.Future[JobState], timeout: float) -> JobState | None:
         """The finished job's state, or None if it is still running after `timeout` seconds."""
