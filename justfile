@@ -39,6 +39,7 @@ lint: typecheck
     python -m maskline.contracts.schema --check
     python -m maskline.infra.helm --check
     python -m maskline.infra.setting_names --check
+    python -m maskline.infra.error_codes --check
     MASKLINE_API_KEYS=lint:lint MINIO_ROOT_PASSWORD=lint docker-compose -f compose.yaml config -q
 
 # mypy --strict over every distribution's src/ (the files and search path are in pyproject.toml)

@@ -69,7 +69,9 @@ def test_nats_nodes_have_unique_names_and_services_get_every_node_as_a_parsed_li
     names = [services[f"nats-{i}"]["command"][services[f"nats-{i}"]["command"].index("--server_name") + 1] for i in (1, 2, 3)]
     assert names == ["nats-1", "nats-2", "nats-3"]
     for service in SERVICES:
-        settings = load(RuntimeSettings, services[service]["environment"])
+        env = dict(services[service]["environment"])
+        assert env.pop("MASKLINE_MINIO_SECRET_KEY_FILE") == "/run/secrets/minio-key"  # read at start; absent here
+        settings = load(RuntimeSettings, env)
         assert settings.nats_servers() == [f"nats://nats-{i}:4222" for i in (1, 2, 3)], service
         assert settings.stream_replicas == 3
 
@@ -107,11 +109,18 @@ def test_every_service_connects_with_its_own_bus_and_store_credentials() -> None
     assert 'include "auth.conf"' in (ROOT / "infra" / "nats" / "cluster.conf").read_text()
 
 
-def test_prometheus_scrapes_the_gateway_triton_and_every_nats_node() -> None:
+def test_prometheus_scrapes_every_service_triton_and_every_nats_node() -> None:
     services = config()["services"]
-    scrape = yaml.safe_load((ROOT / "infra" / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]
+    path = ROOT / "infra" / "prometheus" / "prometheus.yml"
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: ./dev test installs Debian's prometheus package"
+    checked = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    scrape = yaml.safe_load(path.read_text())["scrape_configs"]
     jobs = {job["job_name"]: job for job in scrape}
     assert jobs["maskline-gateway"]["dns_sd_configs"][0]["names"] == ["gateway"]
+    workers = jobs["maskline-workers"]["dns_sd_configs"][0]
+    assert set(workers["names"]) == set(SERVICES) - {"gateway"} and workers["port"] == 9090
     targets = {t for job in scrape for c in job.get("static_configs", []) for t in c["targets"]}
     assert "triton:8002" in targets
     for i in (1, 2, 3):

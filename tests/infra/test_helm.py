@@ -176,6 +176,9 @@ def test_network_policies_admit_only_what_each_component_needs() -> None:
     nats_ports = {p["port"] for rule in policies["prod-maskline-nats"]["spec"]["ingress"] for p in rule["ports"]}
     assert nats_ports == {4222, 6222, 7777, 8222}
     assert set(of_kind("ServiceMonitor")) == {"prod-maskline-gateway", "prod-maskline-triton"}
+    workers = of_kind("PodMonitor")["prod-maskline-workers"]["spec"]
+    components = next(e["values"] for e in workers["selector"]["matchExpressions"] if e["key"] == "app.kubernetes.io/component")
+    assert set(components) == set(WORKERS) and workers["podMetricsEndpoints"][0]["port"] == "health"
 
 
 def test_autoscaling_and_monitoring_can_be_turned_off() -> None:

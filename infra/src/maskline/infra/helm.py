@@ -5,14 +5,13 @@ fails when it is stale (`just lint`, tests/infra/test_helm.py)."""
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from maskline.contracts import subjects as table
+from maskline.infra.generated import write_or_check
 
 CHART = Path(__file__).resolve().parents[3] / "helm" / "maskline"
 SYSTEM_FILE = CHART / "files" / "system.yaml"
@@ -32,18 +31,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="fail if the chart's system file is stale")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        if not SYSTEM_FILE.exists() or SYSTEM_FILE.read_text() != text:
-            print(f"{SYSTEM_FILE} is stale: run python -m maskline.infra.helm", file=sys.stderr)
-            return 1
-        return 0
-    SYSTEM_FILE.write_text(text)
-    print(f"wrote {SYSTEM_FILE}")
-    return 0
+    return write_or_check(SYSTEM_FILE, render(), argv, "python -m maskline.infra.helm")
 
 
 if __name__ == "__main__":

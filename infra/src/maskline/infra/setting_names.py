@@ -6,15 +6,14 @@ writes it, `--check` fails when it is stale (`just lint`)."""
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import sys
 from pathlib import Path
 
 import msgspec
 
 from maskline.contracts import subjects as table
 from maskline.infra.embedded.settings import StackSettings
+from maskline.infra.generated import write_or_check
 from maskline.shared import setting_names
 from maskline.shared.config import RuntimeSettings
 
@@ -42,17 +41,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args(argv)
-    if args.check:
-        if TARGET.read_text() != render():
-            print(f"{TARGET} is stale: run python -m maskline.infra.setting_names", file=sys.stderr)
-            return 1
-        return 0
-    TARGET.write_text(render())
-    print(f"wrote {TARGET}")
-    return 0
+    return write_or_check(TARGET, render(), argv, "python -m maskline.infra.setting_names")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ maskline.shared.probes`) ask the process itself, not the bus, so a NATS outage m
 not ready (it takes no work) without making it look dead (no restart storm).
 
 - `GET /livez`  200 while the event loop answers;
-- `GET /readyz` 200 / 503 with the readiness checks as JSON (the same ones `maskline.<svc>.status` reports).
+- `GET /readyz` 200 / 503 with the readiness checks as JSON (the same ones `maskline.<svc>.status` reports);
+- `GET /metrics` the instance's Prometheus metrics (worker_metrics.py).
 
 Workers have no HTTP framework (litestar is the gateway's): two fixed answers do not need one, so
 this is asyncio's own server and a request line read by hand.
@@ -23,14 +24,17 @@ from collections.abc import Awaitable, Callable
 Readiness = Callable[[], Awaitable[dict[str, bool]]]
 
 
-async def serve_probes(port: int, readiness: Readiness, stop: asyncio.Event) -> None:
-    """Answer probes on `port` (all interfaces: the kubelet connects to the pod's IP) until `stop`."""
+async def serve_probes(port: int, readiness: Readiness, stop: asyncio.Event, metrics: Callable[[], bytes] | None = None) -> None:
+    """Answer probes (and scrapes) on `port` (all interfaces: the kubelet connects to the pod's IP) until `stop`."""
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request_line = await asyncio.wait_for(reader.readline(), 5)
             body: dict[str, object]
             path = request_line.split(b" ")[1].decode() if request_line.count(b" ") >= 2 else ""
+            if path == "/metrics" and metrics is not None:
+                await _send(writer, 200, metrics(), "text/plain; version=0.0.4; charset=utf-8")
+                return
             if path == "/livez":
                 status, body = 200, {"live": True}
             elif path == "/readyz":
@@ -38,11 +42,7 @@ async def serve_probes(port: int, readiness: Readiness, stop: asyncio.Event) -> 
                 status, body = (200 if all(checks.values()) else 503), {"ready": all(checks.values()), "checks": checks}
             else:
                 status, body = 404, {"error": "not found: /livez or /readyz"}
-            payload = json.dumps(body).encode()
-            reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
-            head = f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-            writer.write(head.encode() + b"Connection: close\r\n\r\n" + payload)
-            await writer.drain()
+            await _send(writer, status, json.dumps(body).encode(), "application/json")
         except (OSError, TimeoutError, IndexError, UnicodeDecodeError):
             pass  # a probe that hung up or sent garbage gets nothing
         finally:
@@ -53,6 +53,13 @@ async def serve_probes(port: int, readiness: Readiness, stop: asyncio.Event) -> 
     server = await asyncio.start_server(answer, host="0.0.0.0", port=port)
     async with server:
         await stop.wait()
+
+
+async def _send(writer: asyncio.StreamWriter, status: int, payload: bytes, content_type: str) -> None:
+    reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
+    head = f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len(payload)}\r\n"
+    writer.write(head.encode() + b"Connection: close\r\n\r\n" + payload)
+    await writer.drain()
 
 
 def probe(port: int, path: str = "/readyz", timeout_s: float = 3.0) -> bool:

@@ -34,6 +34,7 @@ from maskline.shared.probes import serve_probes
 from maskline.shared.provision import wait_provisioned
 from maskline.shared.storage import ObjectStore, open_store
 from maskline.shared.version import CODE_VERSION
+from maskline.shared.worker_metrics import WorkerMetrics
 
 ReadyCheck = Callable[[], Awaitable[bool]]
 log = structlog.get_logger("runtime")
@@ -178,7 +179,8 @@ class Runtime:
         if self.cancellations is not None:
             extra = (*extra, self.cancellations.watch(self._stop))
         if self.settings.health_port:
-            extra = (*extra, serve_probes(self.settings.health_port, self.readiness, self._stop))
+            metrics = WorkerMetrics(self.name, lambda: self.consumers)
+            extra = (*extra, serve_probes(self.settings.health_port, self.readiness, self._stop, metrics.render))
         tasks = [asyncio.create_task(c.run()) for c in self.consumers] + [asyncio.ensure_future(e) for e in extra]
         log.info("service.started", consumers=[c.spec.durable for c in self.consumers])
         stopper = asyncio.create_task(self._stop.wait())

@@ -47,6 +47,7 @@ KNOWN: frozenset[str] = frozenset(
         "NATS_URL",
         "OPERATORS",
         "PORT",
+        "PROBE_PORT",
         "PROGRESS_EVERY",
         "REPORT_IMAGES",
         "STORE",

@@ -25,6 +25,9 @@ class StackSettings(msgspec.Struct, kw_only=True, frozen=True):
     triton_metrics_port: int = 8002
     port: int = 8080
     """Gateway HTTP port."""
+    probe_port: int = 0
+    """Each worker program answers probes and Prometheus scrapes (`/livez`, `/readyz`, `/metrics`) on
+    `probe_port + i`, i its place in `maskline status` (0: none)."""
     api_keys: str = "dev-key:demo"
     sync_interval: str = "always"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -144,11 +144,21 @@ class Stack:
                 nice=WORKER_NICE,
             ),
         ]
+        probes = self.probe_ports()
         for index, label in enumerate(self.labels()):
             service = label.split("-", 1)[0]
             nice = 0 if service in FRONT else WORKER_NICE
-            found.append(Program(label, [*python, "-m", f"maskline.services.{service}"], priority=30 + index, nice=nice))
+            env = {"MASKLINE_HEALTH_PORT": str(probes[label])} if label in probes else {}
+            command = [*python, "-m", f"maskline.services.{service}"]
+            found.append(Program(label, command, priority=30 + index, nice=nice, environment=env))
         return found
+
+    def probe_ports(self) -> dict[str, int]:
+        """Worker program → the port of its probes and metrics (none without `probe_port`)."""
+        if not self.settings.probe_port:
+            return {}
+        workers = [label for label in self.labels() if label.split("-", 1)[0] not in FRONT]
+        return {label: self.settings.probe_port + i for i, label in enumerate(workers)}
 
     def _nats_config(self, node: nats.Node, authorization: str) -> Path:
         # A lone server keeps the home's own jetstream/ (stacks made before clusters existed); a

@@ -27,7 +27,7 @@ from maskline.services.gateway.files import FileController
 from maskline.services.gateway.fleet import FleetController
 from maskline.services.gateway.health import HealthController
 from maskline.services.gateway.jobs import JobController
-from maskline.services.gateway.metrics import MetricsController
+from maskline.services.gateway.metrics import HTTP_METRICS, MetricsController
 from maskline.services.gateway.models import ModelController, ModelMergeController
 from maskline.services.gateway.progress import JobEventsController
 from maskline.services.gateway.quantize import QuantizeController
@@ -134,6 +134,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
         dependencies={"ctx": Provide(provide_ctx), "tenant": Provide(provide_tenant)},
         guards=[shed_over_limits(ctx)],
         plugins=[problems.plugin()],
+        middleware=[HTTP_METRICS.middleware],
         exception_handlers=problems.catch_all(),
         request_max_body_size=ctx.settings.max_upload_bytes,
         openapi_config=OpenAPIConfig(

@@ -3,7 +3,12 @@
 Job counters and stage histograms are fed by the gateway's watch on the job-state bucket: every
 replica sees every job's state changes, so they count the whole platform's jobs on each replica
 (aggregate them across replicas with max, not sum). Queue depths, dead letters and instance
-states are read from NATS at scrape time.
+states are read from NATS at scrape time (the same on every replica: max again). What each
+instance does itself — HTTP requests here, messages in the workers (shared/worker_metrics.py),
+process CPU and memory everywhere — sums across replicas.
+
+Labels are bounded: a stage is a service of the system table or `triton`, an error code one of the
+platform's (contracts/error_codes.py), else `other`; a forged event cannot add a series.
 """
 
 from __future__ import annotations
@@ -12,19 +17,30 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from maskline.contracts import error_codes
 from maskline.contracts import subjects as table
 from maskline.shared.bus import STREAMS
 from maskline.shared.fleet import queues
 from maskline.shared.heartbeat import fleet
 from maskline.shared.jobs import JobState
+from maskline.shared.version import CODE_VERSION
 
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+#: Up to an hour: a stage of a large image with TTA, or an evaluation, takes minutes.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+STAGES = frozenset({*table.SERVICES, "triton"})
+
+
+def bounded_stage(stage: str) -> str:
+    return stage if stage in STAGES else "other"
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        Gauge("maskline_build_info", "The running code's version", ["service", "version"], registry=r).labels(
+            "gateway", CODE_VERSION
+        ).set(1)
         self.jobs = Counter(
             "maskline_jobs", "Job events by family (seg, dataset, model) and state", ["family", "state"], registry=r
         )
@@ -65,14 +81,14 @@ class Metrics:
             return
         self.jobs.labels(family, state.status).inc()
         if state.status == "failed" and state.error is not None:
-            self.errors.labels(state.error.stage, state.error.code).inc()
+            self.errors.labels(bounded_stage(state.error.stage), error_codes.bounded(state.error.code)).inc()
         if state.status != "completed":
             return
         for stage, ms in state.timings_ms.items():
             if stage == "triton":
                 self.triton.observe(ms / 1000)
             else:
-                self.stage.labels(stage).observe(ms / 1000)
+                self.stage.labels(bounded_stage(stage)).observe(ms / 1000)
 
     async def refresh(self, js: Any) -> None:
         for q in await queues(js, STREAMS):
