@@ -29,6 +29,7 @@ from maskline.services.gateway.health import HealthController
 from maskline.services.gateway.jobs import JobController
 from maskline.services.gateway.metrics import HTTP_METRICS, MetricsController
 from maskline.services.gateway.models import ModelController, ModelMergeController
+from maskline.services.gateway.oip import InferenceProtocolController
 from maskline.services.gateway.progress import JobEventsController
 from maskline.services.gateway.quantize import QuantizeController
 from maskline.services.gateway.segmentations import ExportController, SegmentationController, UploadController
@@ -112,6 +113,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
             ControlController,
             UploadController,
             ExportController,
+            InferenceProtocolController,
             ModelController,
             AccessController,
             AliasController,

@@ -161,11 +161,10 @@ class SegmentationController(Controller):
         with ctx.waiters.watching(tenant, job_id) as finished:  # listening before the request is published
             state = await ctx.jobs.get(tenant, job_id) if replay else None
             if state is None:
+                upload = Upload(body, sha256, data.image.filename, data.image.content_type, data.deadline_s)
                 try:
-                    await ctx.admit(tenant, job_id)  # 429 / 503 at once when over a limit: nothing stored yet
-                    state = await self._start(ctx, tenant, job_id, body, sha256, data, options)
+                    state = await start_segmentation(ctx, tenant, job_id, upload, options)
                 except BaseException:
-                    ctx.admission.finished(tenant, job_id)
                     if key is not None:
                         with contextlib.suppress(Exception):  # the bus may be what failed: the lease expires then
                             await ctx.idempotency.release(tenant, key)
@@ -180,25 +179,6 @@ class SegmentationController(Controller):
             )
         status = HTTP_200_OK if state.finished else HTTP_202_ACCEPTED
         return Response(segmentation_view(state), status_code=status, headers={"Location": job_path(job_id)})
-
-    @staticmethod
-    async def _start(
-        ctx: GatewayContext,
-        tenant: str,
-        job_id: str,
-        body: bytes,
-        sha256: str,
-        data: SegmentationForm,
-        options: seg_v1.SegmentationOptions,
-    ) -> JobState:
-        """Store the upload (content-addressed: never overwritten), publish the request, then record it."""
-        ref = await ctx.runtime.store.put(keys.job_upload(tenant, job_id, sha256), body, data.image.content_type)
-        request = seg_v1.SegmentationRequested(image=ref, options=options, filename=data.image.filename)
-        deadline = now() + timedelta(seconds=data.deadline_s) if data.deadline_s else None
-        env = command(seg_v1.REQUESTED, SOURCE, request, tenant=tenant, job_id=job_id, deadline=deadline)
-        # Published first: if the bus refuses, no job state is left behind to wait forever.
-        await ctx.runtime.bus.publish(env)
-        return await ctx.jobs.apply(env)
 
     @delete(
         "/{job_id:str}",
@@ -231,6 +211,37 @@ class SegmentationController(Controller):
         if artifact != "regions":
             raise Unprocessable(f"format= applies to regions, not {artifact}", code="invalid_options")
         return await export_response(ctx, [state], format, [image_url or job_path(job_id)])
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An image handed over for segmentation (from a form, or an Open Inference Protocol request)."""
+
+    body: bytes
+    sha256: str
+    filename: str | None
+    content_type: str
+    deadline_s: float | None = None
+
+
+async def start_segmentation(
+    ctx: GatewayContext, tenant: str, job_id: str, upload: Upload, options: seg_v1.SegmentationOptions
+) -> JobState:
+    """Admit the job (429 / 503 at once when over a limit: nothing stored yet), store the upload
+    (content-addressed: never overwritten), publish the request, then record it. A refusal or a
+    failure on the way gives the admission back."""
+    try:
+        await ctx.admit(tenant, job_id)
+        ref = await ctx.runtime.store.put(keys.job_upload(tenant, job_id, upload.sha256), upload.body, upload.content_type)
+        request = seg_v1.SegmentationRequested(image=ref, options=options, filename=upload.filename)
+        deadline = now() + timedelta(seconds=upload.deadline_s) if upload.deadline_s else None
+        env = command(seg_v1.REQUESTED, SOURCE, request, tenant=tenant, job_id=job_id, deadline=deadline)
+        # Published first: if the bus refuses, no job state is left behind to wait forever.
+        await ctx.runtime.bus.publish(env)
+        return await ctx.jobs.apply(env)
+    except BaseException:
+        ctx.admission.finished(tenant, job_id)
+        raise
 
 
 class ExportController(Controller):
