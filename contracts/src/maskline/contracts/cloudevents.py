@@ -39,7 +39,9 @@ def to_cloudevent(envelope: dict[str, Any]) -> dict[str, Any]:
         "maskline": envelope.get("version", ""),
         "data": envelope["data"],
     }
-    if len(envelope["trace_id"]) == 32:
+    if envelope.get("traceparent"):
+        event["traceparent"] = envelope["traceparent"]
+    elif len(envelope["trace_id"]) == 32:
         event["traceparent"] = _traceparent(envelope["trace_id"])
     if envelope.get("deadline"):
         event["deadline"] = envelope["deadline"]
@@ -65,6 +67,9 @@ def from_cloudevent(event: dict[str, Any]) -> dict[str, Any]:
     }
     if event.get("maskline"):
         envelope["version"] = event["maskline"]
+    traceparent = event.get("traceparent")
+    if traceparent and traceparent != _traceparent(str(event["traceid"])):  # not the stand-in made from the trace id
+        envelope["traceparent"] = traceparent
     if event.get("deadline"):
         envelope["deadline"] = event["deadline"]
     return envelope

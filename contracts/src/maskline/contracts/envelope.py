@@ -14,7 +14,7 @@ T = TypeVar("T")
 Token = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_-]{1,128}$")]
 
 #: Major.minor of the contract family. Consumers accept any minor of their major.
-CONTRACT_VERSION = "1.6"
+CONTRACT_VERSION = "1.7"
 
 
 class Envelope(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
@@ -36,6 +36,9 @@ class Envelope(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
     deadline: datetime | None = None
     """When the job stops being worth finishing: past it, whichever stage holds it fails it with
     `deadline_exceeded` instead of running late. Carried to every event of the job. Added in 1.3."""
+    traceparent: str | None = None
+    """W3C trace context of the span that published this message (its trace is the job's
+    `trace_id`): a consumer's span continues it. Set by the bus client on publish. Added in 1.7."""
 
 
 def new_trace_id() -> str:
@@ -85,11 +88,19 @@ def job_event(
 
 
 def command(
-    type_: str, source: str, data: T, *, tenant: str, job_id: str | None = None, deadline: datetime | None = None
+    type_: str,
+    source: str,
+    data: T,
+    *,
+    tenant: str,
+    job_id: str | None = None,
+    deadline: datetime | None = None,
+    trace_id: str | None = None,
 ) -> Envelope[T]:
-    """A command that starts a job: a new job id (unless the caller reserved one) and a new trace."""
+    """A command that starts a job: a new job id (unless the caller reserved one) and a new trace
+    (unless the request came inside one: an HTTP `traceparent`)."""
     return job_event(
-        type_, source, data, tenant=tenant, job_id=job_id or new_job_id(), trace_id=new_trace_id(), deadline=deadline
+        type_, source, data, tenant=tenant, job_id=job_id or new_job_id(), trace_id=trace_id or new_trace_id(), deadline=deadline
     )
 
 

@@ -18,6 +18,7 @@ from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
 from maskline.contracts import subjects as table
 from maskline.contracts.envelope import Envelope
+from maskline.shared import tracing
 from maskline.shared.config import RuntimeSettings
 
 #: Streams and the subjects they capture. Limits-based retention, so every consumer (the stage
@@ -73,7 +74,11 @@ class Bus:
     js: JetStreamContext
 
     async def publish(self, env: Envelope[Any]) -> None:
-        """Publish to JetStream with a deterministic `Nats-Msg-Id`, so a retry is not a duplicate."""
+        """Publish to JetStream with a deterministic `Nats-Msg-Id`, so a retry is not a duplicate;
+        the current span (if any) becomes the message's `traceparent`, continued by its consumer."""
+        traceparent = tracing.current_traceparent()
+        if traceparent and env.traceparent is None:
+            env = msgspec.structs.replace(env, traceparent=traceparent)
         await self.js.publish(wire_subject(env), encode(env), headers={MSG_ID: msg_id(env)})
 
     async def close(self) -> None:

@@ -27,10 +27,12 @@ import structlog
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry.trace import SpanKind
 
 from maskline.contracts import subjects as table
 from maskline.contracts.common_v1 import DeadLetter, JobFailed
 from maskline.contracts.envelope import Envelope, major, next_event, now
+from maskline.shared import tracing
 from maskline.shared.bus import BUS_UNAVAILABLE, MSG_ID, Bus, tenant_token
 from maskline.shared.errors import DeadlineExceeded, DependencyUnavailable, HandlerError, PermanentError
 
@@ -201,7 +203,23 @@ class Consumer(Generic[T]):
             reason = f"contract version {env.version} is not supported on {msg.subject} (speaks {SUPPORTED_MAJOR}.x)"
             await self._give_up(msg, env, "unsupported_version", reason)
             return
-        with structlog.contextvars.bound_contextvars(job_id=env.job_id, trace_id=env.trace_id, subject=msg.subject):
+        with (
+            structlog.contextvars.bound_contextvars(job_id=env.job_id, trace_id=env.trace_id, subject=msg.subject),
+            tracing.tracer.start_as_current_span(
+                f"{self.spec.durable} {env.type}",
+                context=tracing.parent_context(env.traceparent, env.trace_id, env.job_id),
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "nats",
+                    "messaging.destination.name": msg.subject,
+                    "messaging.consumer.group.name": self.spec.durable,
+                    "messaging.message.id": env.id,
+                    "messaging.delivery_count": deliveries,
+                    "maskline.job_id": env.job_id,
+                    "maskline.tenant": env.tenant,
+                },
+            ),
+        ):
             if expired(env):
                 await self._give_up(msg, env, DeadlineExceeded.code, f"the job's deadline {env.deadline} passed")
                 return

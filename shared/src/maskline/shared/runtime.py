@@ -22,7 +22,7 @@ from nats.micro import add_service
 from nats.micro.request import Request
 
 from maskline.contracts import subjects as table
-from maskline.shared import dlq
+from maskline.shared import dlq, tracing
 from maskline.shared import logging as logs
 from maskline.shared.bus import Bus, connect
 from maskline.shared.cancels import Cancellations
@@ -74,6 +74,7 @@ class Runtime:
 
     async def start(self) -> None:
         logs.configure(self.name, self.settings.log_level, self.instance)
+        tracing.configure(self.name)
         self._bus = await connect(self.settings, f"{self.name}:{self.instance}", identity=self.name)
         await wait_provisioned(self.bus.js, needed_streams(self.name))
         self._store = open_store(self.settings, self.name)
@@ -202,6 +203,7 @@ class Runtime:
         with contextlib.suppress(Exception):  # drained: say so, rather than turn stale
             await heartbeat.put(await self.status(), state="stopped")
         await self.bus.close()
+        tracing.shutdown()  # the spans still buffered go out before the process does
         log.info("service.stopped")
 
     def run(self, setup: Callable[[Runtime], Awaitable[list[Awaitable[None]] | None]]) -> None:

@@ -10,6 +10,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, OpenAPI, OpenAPIMediaType, OpenAPIResponse, Reference, Schema, SecurityScheme
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 
 from maskline.services.gateway import problems
 from maskline.services.gateway.access import AccessController
@@ -135,7 +136,9 @@ def create_app(ctx: GatewayContext) -> Litestar:
         ],
         dependencies={"ctx": Provide(provide_ctx), "tenant": Provide(provide_tenant)},
         guards=[shed_over_limits(ctx)],
-        plugins=[problems.plugin()],
+        # A server span per request, continuing the caller's `traceparent`: a job started inside it
+        # takes its trace id (shared/tracing.py), so a client's trace runs on through the bus.
+        plugins=[problems.plugin(), OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/metrics", "/health", "/v2/health"]))],
         middleware=[HTTP_METRICS.middleware],
         exception_handlers=problems.catch_all(),
         request_max_body_size=ctx.settings.max_upload_bytes,

@@ -27,6 +27,7 @@ from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import Conflict, NotFound
 from maskline.services.gateway.jobs import owned_job
 from maskline.services.gateway.views import job_path, segmentation_view
+from maskline.shared import tracing
 from maskline.shared.audit_trail import events, job_trail
 from maskline.shared.fence import segmentation_fence
 from maskline.shared.jobs import JobState
@@ -99,7 +100,9 @@ class ControlController(Controller):
         replay_id = new_job_id()
         await ctx.admit(tenant, replay_id)
         with ctx.waiters.watching(tenant, replay_id) as finished:
-            env = command(seg_v1.REQUESTED, GATEWAY, request, tenant=tenant, job_id=replay_id)
+            env = command(
+                seg_v1.REQUESTED, GATEWAY, request, tenant=tenant, job_id=replay_id, trace_id=tracing.current_trace_id()
+            )
             await ctx.runtime.bus.publish(env)
             state = await ctx.jobs.apply(env)
             if wait > 0:

@@ -12,6 +12,7 @@ from maskline.contracts.envelope import command, new_job_id, now
 from maskline.contracts.http_v1 import JobView
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import NotFound
+from maskline.shared import tracing
 from maskline.shared.jobs import JobState
 from maskline.shared.storage import ObjectNotFound
 
@@ -64,7 +65,7 @@ async def submit_command(
     """Record and publish a command as a new job; answer 202 with where to follow it."""
     ctx.require_bus()
     job_id = job_id or new_job_id()
-    env = command(type_, "gateway", data, tenant=tenant, job_id=job_id)
+    env = command(type_, "gateway", data, tenant=tenant, job_id=job_id, trace_id=tracing.current_trace_id())
     await ctx.runtime.bus.publish(env)  # first: a refused publish leaves no job state behind
     state = await ctx.jobs.apply(env)
     return Response(job_view(state), status_code=HTTP_202_ACCEPTED, headers={"Location": f"/v1/jobs/{job_id}"})

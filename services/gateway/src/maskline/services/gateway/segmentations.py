@@ -27,7 +27,7 @@ from maskline.services.gateway.jobs import artifact_bytes, download, owned_job
 from maskline.services.gateway.shedding import ADMITTED
 from maskline.services.gateway.sniff import Header, check_image_header
 from maskline.services.gateway.views import job_path, segmentation_view
-from maskline.shared import keys
+from maskline.shared import keys, tracing
 from maskline.shared.idempotency import MAX_KEY_LENGTH, KeyInProgress, KeyReused, fingerprint
 from maskline.shared.image_input import formats, request_pixels
 from maskline.shared.jobs import JobState
@@ -235,7 +235,8 @@ async def start_segmentation(
         ref = await ctx.runtime.store.put(keys.job_upload(tenant, job_id, upload.sha256), upload.body, upload.content_type)
         request = seg_v1.SegmentationRequested(image=ref, options=options, filename=upload.filename)
         deadline = now() + timedelta(seconds=upload.deadline_s) if upload.deadline_s else None
-        env = command(seg_v1.REQUESTED, SOURCE, request, tenant=tenant, job_id=job_id, deadline=deadline)
+        trace_id = tracing.current_trace_id()  # the request's own trace (its traceparent) becomes the job's
+        env = command(seg_v1.REQUESTED, SOURCE, request, tenant=tenant, job_id=job_id, deadline=deadline, trace_id=trace_id)
         # Published first: if the bus refuses, no job state is left behind to wait forever.
         await ctx.runtime.bus.publish(env)
         return await ctx.jobs.apply(env)

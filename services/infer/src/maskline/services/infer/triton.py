@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import tritonclient.http.aio as triton_http
 from numpy.typing import NDArray
+from opentelemetry.trace import SpanKind
 from tritonclient.http import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
 from maskline.contracts.model_v1 import ModelVersion
 from maskline.services.infer.repository import s3_repository, triton_name, version_files, write_version
 from maskline.services.infer.settings import InferSettings
-from maskline.shared import keys
+from maskline.shared import keys, tracing
 from maskline.shared.errors import DependencyUnavailable, PermanentError, RetryableError
 from maskline.shared.storage import ObjectStore
 from maskline.shared.storage.minio_store import MinioStore
@@ -108,13 +109,17 @@ class Triton:
         image = InferInput("image", list(batch.shape), "FP32")
         image.set_data_from_numpy(batch, binary_data=True)
         try:
-            result = await self.client.infer(
-                triton_name(model),
-                [image],
-                model_version=str(model.version),
-                outputs=[InferRequestedOutput("probs", binary_data=True)],
-                timeout=int(self.settings.triton_timeout_s * 1_000_000),
-            )
+            with tracing.tracer.start_as_current_span("triton infer", kind=SpanKind.CLIENT) as span:
+                span.set_attributes({"maskline.model": triton_name(model), "maskline.batch": int(batch.shape[0])})
+                traceparent = tracing.current_traceparent()  # Triton continues the job's trace when its tracing is on
+                result = await self.client.infer(
+                    triton_name(model),
+                    [image],
+                    model_version=str(model.version),
+                    outputs=[InferRequestedOutput("probs", binary_data=True)],
+                    timeout=int(self.settings.triton_timeout_s * 1_000_000),
+                    headers={"traceparent": traceparent} if traceparent else None,
+                )
         except InferenceServerException as exc:
             self._ready.discard((triton_name(model), model.version))
             raise TritonUnavailable(f"Triton inference failed: {exc.message()}") from exc

@@ -1,0 +1,112 @@
+"""One trace per job, across processes: every service of a stack exports its spans over OTLP/HTTP
+(configured by the standard OTEL_* variables) to an in-memory collector in this test; a request
+that arrives with a W3C `traceparent` is followed from the gateway through ingest, the TTA
+fan-out (augment, one infer span per variant), Triton calls and merge, every span in that trace
+and each one's parent a span of it (or the caller's)."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from maskline.infra.embedded.process import free_port, wait_until
+from maskline.infra.embedded.settings import StackSettings, on_free_ports
+from maskline.infra.embedded.stack import Stack
+
+KEY = "trace-key"
+
+
+class Collector:
+    """An OTLP/HTTP trace receiver (protobuf), keeping every span it is sent."""
+
+    def __init__(self) -> None:
+        self.spans: list[dict[str, str]] = []
+        self.lock = threading.Lock()
+        collector = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 — http.server's naming
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                request = ExportTraceServiceRequest.FromString(body)
+                with collector.lock:
+                    for resource in request.resource_spans:
+                        service = next(a.value.string_value for a in resource.resource.attributes if a.key == "service.name")
+                        for scope in resource.scope_spans:
+                            for span in scope.spans:
+                                collector.spans.append(
+                                    {
+                                        "service": service,
+                                        "name": span.name,
+                                        "trace": span.trace_id.hex(),
+                                        "span": span.span_id.hex(),
+                                        "parent": span.parent_span_id.hex(),
+                                    }
+                                )
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.port = free_port()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def of_trace(self, trace_id: str) -> list[dict[str, str]]:
+        with self.lock:
+            return [s for s in self.spans if s["trace"] == trace_id]
+
+
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Collector]]:
+    collector = Collector()
+    env = {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{collector.port}/v1/traces",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+    }
+    stack = Stack(on_free_ports(StackSettings(), str(tmp_path_factory.mktemp("traced")), api_keys=f"{KEY}:traced"), extra_env=env)
+    stack.up()
+    yield stack, collector
+    stack.down()
+    collector.server.shutdown()
+
+
+def test_a_tta_job_is_one_trace_from_the_http_request_to_its_completion(traced: tuple[Stack, Collector], samples: Path) -> None:
+    stack, collector = traced
+    trace_id, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    headers = {"Authorization": f"Bearer {KEY}", "traceparent": f"00-{trace_id}-{caller_span}-01"}
+    with httpx.Client(base_url=stack.gateway_url, headers=headers, timeout=180) as http:
+        files = {"image": ("a.png", (samples / "shapes-1.png").read_bytes(), "image/png")}
+        job = http.post("/v1/segmentations?wait=120", files=files, data={"tta": "true"}).json()
+        assert job["status"] == "completed"
+        trail = http.get("/v1/audit", params={"job": job["id"]}).json()["records"]
+    variants = sum(r["type"] == "seg.v1.augmented" for r in trail)
+
+    def orphans() -> list[tuple[str, str, str]]:
+        spans = collector.of_trace(trace_id)
+        ids = {s["span"] for s in spans} | {caller_span}
+        return [(s["service"], s["name"], s["parent"]) for s in spans if s["parent"] not in ids]
+
+    def complete() -> bool:  # every service exports in batches, a span after it ends: wait for the whole tree
+        return any(s["service"] == "maskline-merge" for s in collector.of_trace(trace_id)) and not orphans()
+
+    wait_until(complete, 30, "the job's spans at the collector")
+    assert not orphans()  # every span's parent is a span of the trace, or the caller's
+    spans = collector.of_trace(trace_id)
+    services = {s["service"] for s in spans}
+    assert {"maskline-gateway", "maskline-ingest", "maskline-augment", "maskline-infer", "maskline-merge"} <= services
+    roots = [s for s in spans if s["parent"] == caller_span]
+    assert roots and all(s["service"] == "maskline-gateway" for s in roots)
+    infer_spans = [s for s in spans if s["service"] == "maskline-infer" and s["name"].startswith("infer")]
+    assert len(infer_spans) >= max(2, variants)  # the fan-out: a span per variant inferred
+    assert any(s["name"] == "triton infer" for s in spans)
+    # and nothing of this job strayed into another trace
+    assert not [s for s in collector.spans if s["trace"] != trace_id and job["id"] in s["name"]]
