@@ -62,6 +62,7 @@ KNOWN: frozenset[str] = frozenset(
         "reference_mismatch",
         "request_too_large",
         "round_not_open",
+        "still_running",
         "stopped",
         "store_unavailable",
         "transient",
