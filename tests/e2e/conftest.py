@@ -49,6 +49,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "MASKLINE_MAX_BACKLOG": "40",
             "MASKLINE_TENANT_LIMITS": "tenant-c:2/2/3",  # a tenant with tight limits of its own
             "MASKLINE_OPERATORS": "tenant-a",
+            "MASKLINE_WEBHOOK_ALLOW_PRIVATE": "true",  # the tests' receivers listen on loopback
         },
     )
     s.up()

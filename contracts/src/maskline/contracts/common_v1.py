@@ -71,3 +71,14 @@ class Variant(msgspec.Struct, frozen=True, kw_only=True):
     name: VariantName
     angle: float = 0.0
     sigma: float = 0.0
+
+
+class Webhook(msgspec.Struct, frozen=True, kw_only=True):
+    """Where to tell a tenant that its jobs ended (the `webhooks` bucket: `<tenant>` for all its
+    segmentations, `<tenant>.<job>` for one request's own URL). Added in 1.7."""
+
+    url: str | None = None
+    """None: the tenant keeps a signing secret for per-request URLs only."""
+    secret: str
+    """HMAC-SHA256 key of the `Maskline-Signature` header (shown to the tenant once)."""
+    created: str

@@ -71,6 +71,8 @@ KNOWN: frozenset[str] = frozenset(
         "unknown_layer",
         "unsupported_format",
         "unsupported_layer",
+        "webhook_failed",
+        "webhook_refused",
     }
 )
 

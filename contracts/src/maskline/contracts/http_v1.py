@@ -351,3 +351,32 @@ class FederationView(msgspec.Struct, frozen=True, kw_only=True):
     history: list[RoundView] = []
     error: JobError | None = None
     links: dict[str, str] = {}
+
+
+class WebhookBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`PUT /v1/webhooks`: where the tenant's segmentations report their end."""
+
+    url: str | None = None
+    """https://... (or http://); None keeps only a signing secret, for per-request `webhook_url`s."""
+    rotate_secret: bool = False
+
+
+class WebhookView(msgspec.Struct, frozen=True, kw_only=True):
+    url: str | None
+    created: str
+    secret: str | None = None
+    """Only in the answer that made it: keep it to check `Maskline-Signature`."""
+
+
+class WebhookDelivery(msgspec.Struct, frozen=True, kw_only=True):
+    """The JSON body POSTed to a webhook when a segmentation ends. Headers: `Maskline-Event` (the
+    event type), `Maskline-Delivery` (the event's id: the same on every retry), and
+    `Maskline-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the secret>`."""
+
+    type: str
+    job_id: str
+    tenant: str
+    status: str
+    time: datetime
+    links: dict[str, str]
+    error: JobError | None = None

@@ -31,9 +31,11 @@ from maskline.contracts.common_v1 import JobFailed
 GATEWAY, INGEST, AUGMENT, INFER, MERGE, AUDIT = "gateway", "ingest", "augment", "infer", "merge", "audit"
 #: Model work apart from the segmentation path: weight merging and federated rounds, INT8 quantization.
 WEIGHTS, QUANTIZE = "weights", "quantize"
+#: Tells tenants' own systems that a job ended (signed webhooks): the only service that calls out.
+NOTIFY = "notify"
 #: Every maskline service, in pipeline order (the gateway first: it fronts them). Compose, the
 #: embedded stack, the Dockerfile's targets, credentials and permissions all follow this list.
-SERVICES: tuple[str, ...] = (GATEWAY, INGEST, AUGMENT, INFER, MERGE, WEIGHTS, QUANTIZE, AUDIT)
+SERVICES: tuple[str, ...] = (GATEWAY, INGEST, AUGMENT, INFER, MERGE, WEIGHTS, QUANTIZE, AUDIT, NOTIFY)
 #: Provisions streams and buckets and registers the bundled models (the embedded stack, a compose
 #: init container, a Helm hook). Never used by a running service.
 ADMIN = "admin"
@@ -200,6 +202,7 @@ SUBJECTS: tuple[Subject, ...] = (
         "SEG",
         seg_v1.SegmentationCompleted,
         (MERGE,),
+        (_c(NOTIFY, "notify-completed"),),
         external_read=True,
         summary="mask, overlay and regions stored",
         job_status="completed",
@@ -209,6 +212,7 @@ SUBJECTS: tuple[Subject, ...] = (
         "SEG",
         JobFailed,
         _SEG_STAGES,
+        (_c(NOTIFY, "notify-failed"),),
         external_read=True,
         summary="whichever stage gave up, with the reason",
         job_status="failed",
@@ -218,6 +222,7 @@ SUBJECTS: tuple[Subject, ...] = (
         "SEG",
         seg_v1.SegmentationCancelled,
         (GATEWAY,),
+        (_c(NOTIFY, "notify-cancelled"),),
         external_read=True,
         summary="its tenant cancelled the job; queued work is skipped, no outputs stand (1.6)",
         job_status="cancelled",
@@ -502,6 +507,12 @@ BUCKETS: tuple[Bucket, ...] = (
         summary="which attempt's result stands for a job, and whether its final event was published",
     ),
     Bucket("rounds", (WEIGHTS,), (WEIGHTS, GATEWAY), summary="federated rounds in progress (the gateway lists them)"),
+    Bucket(
+        "webhooks",
+        (GATEWAY,),
+        (GATEWAY, NOTIFY),
+        summary="where to tell a tenant that its jobs ended (`<tenant>`; one job's own: `<tenant>.<job>`) and the signing secret",
+    ),
     Bucket(
         "cancels",
         (GATEWAY,),

@@ -45,3 +45,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "maskline.s3Repository" -}}
 {{ printf "s3://%s/%s/%s" .Values.store.endpoint .Values.store.bucket .Values.triton.repositoryPrefix }}
 {{- end -}}
+
+{{/* Every service but the gateway (from the system table), as a JSON list for selectors. */}}
+{{- define "maskline.workers" -}}
+{{- $system := fromYaml (include "maskline.system" .) -}}
+{{- $workers := list -}}
+{{- range $service, $_ := $system.services -}}{{- if ne $service "gateway" -}}{{- $workers = append $workers $service -}}{{- end -}}{{- end -}}
+{{- toJson $workers -}}
+{{- end -}}

@@ -55,6 +55,9 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, frozen=True):
     concurrency: int = 4
     heartbeat_s: float = 2.0
     """Heartbeat interval; an instance silent for 3 intervals is reported stale."""
+    webhook_allow_private: bool = False
+    """Webhooks may call private and loopback addresses (tests, receivers inside your network);
+    off, only public addresses are called (no SSRF into the platform's own network)."""
     health_port: int = 0
     """A worker answers HTTP liveness and readiness probes on this port (`/livez`, `/readyz`; 0: none)."""
     working_max_side: int = 1024

@@ -27,6 +27,7 @@ STORE_ACCESS: dict[str, dict[str, str]] = {
     "weights": {"inputs": "read", "models": "write", "federations": "read", "datasets": "read"},
     "quantize": {"inputs": "read", "outputs": "write", "datasets": "read", "models": "write"},
     "audit": {},
+    "notify": {},
     "triton": {TRITON_AREA: "read"},
 }
 #: One path segment: no separators, no leading dot (so never `.` or `..`).

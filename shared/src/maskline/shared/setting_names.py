@@ -73,6 +73,8 @@ KNOWN: frozenset[str] = frozenset(
         "TRITON_URL",
         "URL",
         "WARM_MODELS",
+        "WEBHOOK_ALLOW_PRIVATE",
+        "WEBHOOK_TIMEOUT_S",
         "WORKING_MAX_SIDE",
     }
 )

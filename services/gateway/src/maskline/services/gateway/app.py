@@ -36,6 +36,7 @@ from maskline.services.gateway.quantize import QuantizeController
 from maskline.services.gateway.segmentations import ExportController, SegmentationController, UploadController
 from maskline.services.gateway.shedding import shed_over_limits
 from maskline.services.gateway.visualizer import VisualizerController
+from maskline.services.gateway.webhooks import WebhookController
 from maskline.shared.version import CODE_VERSION
 
 #: Answer without an API key: probes, the Prometheus scrape, the dashboard and visualizer pages and the
@@ -114,6 +115,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
             ControlController,
             UploadController,
             ExportController,
+            WebhookController,
             InferenceProtocolController,
             ModelController,
             AccessController,

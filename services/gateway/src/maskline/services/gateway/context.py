@@ -18,6 +18,7 @@ from maskline.shared.jobs import JobStore
 from maskline.shared.registry import ModelNotFound, ModelRegistry
 from maskline.shared.runtime import Runtime
 from maskline.shared.shadows import ShadowTallies
+from maskline.shared.webhooks import WebhookTargets
 
 
 @dataclass
@@ -34,6 +35,7 @@ class GatewayContext:
     waiters: CompletionWaiters
     tenants: dict[str, str]
     admission: Admission
+    webhooks: WebhookTargets
     metrics: Metrics = field(default_factory=Metrics)
 
     @property

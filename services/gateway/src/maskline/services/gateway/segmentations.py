@@ -27,6 +27,7 @@ from maskline.services.gateway.jobs import artifact_bytes, download, owned_job
 from maskline.services.gateway.shedding import ADMITTED
 from maskline.services.gateway.sniff import Header, check_image_header
 from maskline.services.gateway.views import job_path, segmentation_view
+from maskline.services.gateway.webhooks import register_for_job
 from maskline.shared import keys, tracing
 from maskline.shared.idempotency import MAX_KEY_LENGTH, KeyInProgress, KeyReused, fingerprint
 from maskline.shared.image_input import formats, request_pixels
@@ -61,6 +62,8 @@ class SegmentationForm:
     tta_fusion: str = TTA_DEFAULTS.fusion
     deadline_s: float | None = None
     """Seconds from now after which the job fails with `deadline_exceeded` instead of running late."""
+    webhook_url: str | None = None
+    """Where to POST this job's end (signed with your webhook secret: PUT /v1/webhooks first)."""
 
 
 def parse_options(form: SegmentationForm) -> seg_v1.SegmentationOptions:
@@ -163,6 +166,8 @@ class SegmentationController(Controller):
             if state is None:
                 upload = Upload(body, sha256, data.image.filename, data.image.content_type, data.deadline_s)
                 try:
+                    if data.webhook_url:  # recorded before the job exists: its end cannot come first
+                        await register_for_job(ctx, tenant, job_id, data.webhook_url)
                     state = await start_segmentation(ctx, tenant, job_id, upload, options)
                 except BaseException:
                     if key is not None:

@@ -22,6 +22,7 @@ from maskline.shared.jobs import JobStore
 from maskline.shared.registry import ModelRegistry
 from maskline.shared.runtime import Runtime
 from maskline.shared.shadows import ShadowTallies
+from maskline.shared.webhooks import WebhookTargets
 
 NAME = "gateway"
 
@@ -67,6 +68,8 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     await fences.open()
     cancellations = Cancellations(runtime.bus.js)
     await cancellations.open()
+    targets = WebhookTargets(runtime.bus.js)
+    await targets.open()
     admission = Admission(
         backlog=Backlog(runtime.bus.js),
         max_backlog=settings.max_backlog,
@@ -94,6 +97,7 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
         metrics=metrics,
         tenants=settings.tenants_by_key(),
         admission=admission,
+        webhooks=targets,
     )
     config = uvicorn.Config(
         create_app(ctx),

@@ -1,0 +1,120 @@
+"""Webhooks, delivered by the notify service to a real HTTP receiver: signed (checked the way a
+receiver would), per tenant and per request, retried with back-off while the receiver fails, and
+dead-lettered — the job untouched — when it never answers."""
+
+from __future__ import annotations
+
+import http.server
+import itertools
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from maskline.client import JsonClient
+from maskline.infra.embedded.process import free_port, wait_until
+from maskline.shared import webhooks
+
+
+class Receiver:
+    """Answers `fail_first` deliveries with 500, then 200; keeps what it was sent."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.received: list[dict[str, object]] = []
+        self.fail_first = fail_first
+        self.calls = 0
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.calls += 1
+                failing = receiver.calls <= receiver.fail_first
+                receiver.received.append({"body": body, "headers": dict(self.headers), "at": time.monotonic(), "failed": failing})
+                self.send_response(500 if failing else 200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.port = free_port()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def delivered(self) -> list[dict[str, object]]:
+        return [r for r in self.received if not r["failed"]]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver(fail_first=2)
+    yield r
+    r.server.shutdown()
+
+
+def test_a_tenants_webhook_is_signed_retried_and_delivered_once(client: JsonClient, receiver: Receiver, samples: Path) -> None:
+    made = client.http.put("/v1/webhooks", json={"url": receiver.url}).json()
+    secret = made["secret"]
+    assert made["url"] == receiver.url and len(secret) >= 32
+    assert client.http.get("/v1/webhooks").json()["secret"] is None  # shown once, when made
+    try:
+        job = client.submit(samples / "shapes-2.png", wait=120)
+        wait_until(lambda: receiver.delivered(), 60, "the webhook delivered")
+        delivered = receiver.delivered()[0]
+        body, headers = delivered["body"], delivered["headers"]
+        assert isinstance(body, bytes) and isinstance(headers, dict)
+        assert webhooks.verify(secret, body, headers[webhooks.SIGNATURE])  # what a receiver checks
+        assert not webhooks.verify(secret, body + b" ", headers[webhooks.SIGNATURE])
+        payload = json.loads(body)
+        assert (payload["job_id"], payload["status"], payload["type"]) == (job["id"], "completed", "seg.v1.completed")
+        assert headers["Maskline-Event"] == "seg.v1.completed"
+        # two 500s first: tried again with growing waits, the same delivery id each time
+        attempts = [r for r in receiver.received if json.loads(r["body"])["job_id"] == job["id"]]  # type: ignore[arg-type]
+        assert [a["failed"] for a in attempts] == [True, True, False]
+        assert len({a["headers"]["Maskline-Delivery"] for a in attempts}) == 1  # type: ignore[index]
+        gaps = [float(b["at"]) - float(a["at"]) for a, b in itertools.pairwise(attempts)]  # type: ignore[arg-type]
+        assert gaps[1] > gaps[0] >= 0.4
+        assert client.status(job["id"])["status"] == "completed"
+    finally:
+        client.http.delete("/v1/webhooks")
+
+
+def test_a_requests_own_webhook_needs_the_secret_and_an_unreachable_one_is_dead_lettered(
+    client: JsonClient, other_tenant: JsonClient, samples: Path
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/nobody-listens"
+    form = {"webhook_url": dead}
+    files = {"image": ("a.png", (samples / "shapes-1.png").read_bytes(), "image/png")}
+    refused = other_tenant.http.post("/v1/segmentations", files=files, data=form)
+    assert refused.status_code == 422 and refused.json()["code"] == "no_webhook_secret"
+    assert client.http.put("/v1/webhooks", json={"url": "ftp://example.com/x"}).json()["code"] == "webhook_refused"
+
+    client.http.put("/v1/webhooks", json={"url": None})  # a secret only, for per-request URLs
+    try:
+        job = client.http.post("/v1/segmentations?wait=120", files=files, data=form).json()
+        assert job["status"] == "completed"
+
+        def dead_lettered() -> list[dict[str, object]]:
+            return [d for d in client.dead_letters() if d.get("consumer") == "notify-completed" and job["id"] in json.dumps(d)]
+
+        wait_until(dead_lettered, 90, "the undeliverable webhook in the dead letters")
+        letter = dead_lettered()[0]
+        assert letter["code"] == "webhook_failed" and "unreachable" in str(letter["reason"])
+        assert client.status(job["id"])["status"] == "completed"  # the job is not touched
+    finally:
+        client.http.delete("/v1/webhooks")
+
+
+def test_private_addresses_are_refused_unless_the_operator_allows_them() -> None:
+    with pytest.raises(webhooks.WebhookRefused, match="private address"):
+        webhooks.check_url("http://127.0.0.1:9/x", allow_private=False)
+    with pytest.raises(webhooks.WebhookRefused, match="not http"):
+        webhooks.check_url("file:///etc/passwd", allow_private=True)
+    assert webhooks.check_url("http://127.0.0.1:9/x", allow_private=True)
