@@ -6,7 +6,6 @@ and each one's parent a span of it (or the caller's)."""
 
 from __future__ import annotations
 
-import http.server
 import threading
 import uuid
 from collections.abc import Iterator
@@ -16,9 +15,10 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from maskline.infra.embedded.process import free_port, wait_until
+from maskline.infra.embedded.process import wait_until
 from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
+from tests.e2e.receivers import Receiver
 
 KEY = "trace-key"
 
@@ -29,36 +29,25 @@ class Collector:
     def __init__(self) -> None:
         self.spans: list[dict[str, str]] = []
         self.lock = threading.Lock()
-        collector = self
+        self.receiver = Receiver(self._on_post)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                request = ExportTraceServiceRequest.FromString(body)
-                with collector.lock:
-                    for resource in request.resource_spans:
-                        service = next(a.value.string_value for a in resource.resource.attributes if a.key == "service.name")
-                        for scope in resource.scope_spans:
-                            for span in scope.spans:
-                                collector.spans.append(
-                                    {
-                                        "service": service,
-                                        "name": span.name,
-                                        "trace": span.trace_id.hex(),
-                                        "span": span.span_id.hex(),
-                                        "parent": span.parent_span_id.hex(),
-                                    }
-                                )
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.port = free_port()
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _on_post(self, headers: dict[str, str], body: bytes) -> int:
+        request = ExportTraceServiceRequest.FromString(body)
+        with self.lock:
+            for resource in request.resource_spans:
+                service = next(a.value.string_value for a in resource.resource.attributes if a.key == "service.name")
+                for scope in resource.scope_spans:
+                    for span in scope.spans:
+                        self.spans.append(
+                            {
+                                "service": service,
+                                "name": span.name,
+                                "trace": span.trace_id.hex(),
+                                "span": span.span_id.hex(),
+                                "parent": span.parent_span_id.hex(),
+                            }
+                        )
+        return 200
 
     def of_trace(self, trace_id: str) -> list[dict[str, str]]:
         with self.lock:
@@ -69,14 +58,14 @@ class Collector:
 def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Collector]]:
     collector = Collector()
     env = {
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{collector.port}/v1/traces",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": collector.receiver.url("/v1/traces"),
         "OTEL_BSP_SCHEDULE_DELAY": "200",
     }
     stack = Stack(on_free_ports(StackSettings(), str(tmp_path_factory.mktemp("traced")), api_keys=f"{KEY}:traced"), extra_env=env)
     stack.up()
     yield stack, collector
     stack.down()
-    collector.server.shutdown()
+    collector.receiver.close()
 
 
 def test_a_tta_job_is_one_trace_from_the_http_request_to_its_completion(traced: tuple[Stack, Collector], samples: Path) -> None:

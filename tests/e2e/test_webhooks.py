@@ -4,10 +4,8 @@ dead-lettered — the job untouched — when it never answers."""
 
 from __future__ import annotations
 
-import http.server
 import itertools
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,49 +15,35 @@ import pytest
 from maskline.client import JsonClient
 from maskline.infra.embedded.process import free_port, wait_until
 from maskline.shared import webhooks
+from tests.e2e.receivers import Receiver
 
 
-class Receiver:
-    """Answers `fail_first` deliveries with 500, then 200; keeps what it was sent."""
+class Hook:
+    """A webhook receiver: answers `fail_first` deliveries with 500, then 200; keeps what it was sent."""
 
     def __init__(self, fail_first: int = 0) -> None:
         self.received: list[dict[str, object]] = []
         self.fail_first = fail_first
-        self.calls = 0
-        receiver = self
+        self.receiver = Receiver(self._on_post)
+        self.url = self.receiver.url("/hook")
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.calls += 1
-                failing = receiver.calls <= receiver.fail_first
-                receiver.received.append({"body": body, "headers": dict(self.headers), "at": time.monotonic(), "failed": failing})
-                self.send_response(500 if failing else 200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.port = free_port()
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+    def _on_post(self, headers: dict[str, str], body: bytes) -> int:
+        failing = len(self.received) < self.fail_first
+        self.received.append({"body": body, "headers": headers, "at": time.monotonic(), "failed": failing})
+        return 500 if failing else 200
 
     def delivered(self) -> list[dict[str, object]]:
         return [r for r in self.received if not r["failed"]]
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver(fail_first=2)
-    yield r
-    r.server.shutdown()
+def receiver() -> Iterator[Hook]:
+    hook = Hook(fail_first=2)
+    yield hook
+    hook.receiver.close()
 
 
-def test_a_tenants_webhook_is_signed_retried_and_delivered_once(client: JsonClient, receiver: Receiver, samples: Path) -> None:
+def test_a_tenants_webhook_is_signed_retried_and_delivered_once(client: JsonClient, receiver: Hook, samples: Path) -> None:
     made = client.http.put("/v1/webhooks", json={"url": receiver.url}).json()
     secret = made["secret"]
     assert made["url"] == receiver.url and len(secret) >= 32

@@ -48,6 +48,8 @@ KNOWN: frozenset[str] = frozenset(
         "model_too_large",
         "no_audit_record",
         "no_labelled_images",
+        "no_webhook",
+        "no_webhook_secret",
         "not_editable",
         "not_evaluated",
         "not_exportable",

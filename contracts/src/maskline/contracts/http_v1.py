@@ -14,7 +14,7 @@ from typing import Annotated
 import msgspec
 
 from maskline.contracts import dataset_v1, model_v1, seg_v1
-from maskline.contracts.common_v1 import ModelRef, VariantName
+from maskline.contracts.common_v1 import ModelRef, Variant, VariantName
 from maskline.contracts.model_v1 import CalibrationMethod, LayerEdit, MergeMethod, VersionRef
 from maskline.contracts.subjects import FINAL_STATUSES
 
@@ -380,3 +380,40 @@ class WebhookDelivery(msgspec.Struct, frozen=True, kw_only=True):
     time: datetime
     links: dict[str, str]
     error: JobError | None = None
+
+
+class Rle(msgspec.Struct, frozen=True):
+    """COCO run-length encoding of a region (compressed counts, as pycocotools writes them)."""
+
+    size: list[int]
+    """[height, width], as COCO writes it."""
+    counts: str
+
+
+class Region(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    label: str
+    class_id: int
+    score: float
+    """Mean probability of the region's class over its pixels."""
+    area: int
+    bbox: list[int]
+    """[x, y, width, height] in pixels (COCO order)."""
+    rle: Rle
+    polygon: list[list[float]]
+    """Outer contours as flat [x1, y1, x2, y2, ...] lists (COCO polygon format)."""
+
+
+class RegionsDocument(msgspec.Struct, frozen=True, kw_only=True):
+    """`regions.json`, the regions output of a segmentation (merge writes it; exports read it)."""
+
+    job_id: str
+    image: dict[str, int]
+    model: ModelRef
+    labels: tuple[str, ...]
+    regions: list[Region]
+    timings_ms: dict[str, float]
+    variants: tuple[Variant, ...] = ()
+    """TTA variants fused into the result, with their parameters."""
+    confidence: seg_v1.Confidence | None = None
+    """How sure the model was over the whole image (out-of-domain signal)."""

@@ -20,3 +20,9 @@ def write_or_check(target: Path, text: str, argv: list[str] | None, command: str
     target.write_text(text)
     print(f"wrote {target}")
     return 0
+
+
+def known_names_module(doc: str, names: list[str], tail: str = "") -> str:
+    """A generated module holding `KNOWN`, the frozenset of `names` (then `tail`, if any)."""
+    body = "".join(f'        "{name}",\n' for name in names)
+    return f'"""{doc}"""\n\nKNOWN: frozenset[str] = frozenset(\n    {{\n{body}    }}\n)\n{tail}'

@@ -8,8 +8,7 @@
 - `labelstudio`: Label Studio tasks with predictions (`polygonlabels`, points in percent of the
   image), to pre-annotate a labelling project.
 
-The regions document is merge's output (regions.json); only the fields read here are decoded, so a
-field merge adds later does not break an export.
+The regions document is merge's output, `regions.json` (contracts/http_v1.RegionsDocument).
 """
 
 from __future__ import annotations
@@ -18,45 +17,16 @@ from typing import Any
 
 import msgspec
 
+from maskline.contracts.http_v1 import RegionsDocument
+
 FORMATS = ("coco", "coco-dataset", "labelstudio")
 
 
-class _Rle(msgspec.Struct, frozen=True):
-    size: list[int]
-    counts: str
+def decode(body: bytes) -> RegionsDocument:
+    return msgspec.json.decode(body, type=RegionsDocument)
 
 
-class _Region(msgspec.Struct, frozen=True):
-    id: int
-    label: str
-    class_id: int
-    score: float
-    area: int
-    bbox: list[int]
-    rle: _Rle
-    polygon: list[list[float]]
-
-
-class _ModelRef(msgspec.Struct, frozen=True):
-    name: str
-    version: int
-
-
-class RegionsDoc(msgspec.Struct, frozen=True):
-    """The part of regions.json an export needs."""
-
-    job_id: str
-    image: dict[str, int]
-    model: _ModelRef
-    labels: list[str]
-    regions: list[_Region]
-
-
-def decode(body: bytes) -> RegionsDoc:
-    return msgspec.json.decode(body, type=RegionsDoc)
-
-
-def coco_results(docs: list[RegionsDoc], first_image_id: int = 1) -> list[dict[str, Any]]:
+def coco_results(docs: list[RegionsDocument], first_image_id: int = 1) -> list[dict[str, Any]]:
     """One result per region; image ids count from `first_image_id` in the order of `docs`;
     category ids are the model's class indices."""
     return [
@@ -73,7 +43,7 @@ def coco_results(docs: list[RegionsDoc], first_image_id: int = 1) -> list[dict[s
     ]
 
 
-def coco_dataset(docs: list[RegionsDoc], first_image_id: int = 1) -> dict[str, Any]:
+def coco_dataset(docs: list[RegionsDocument], first_image_id: int = 1) -> dict[str, Any]:
     labels = docs[0].labels if docs else []
     images = [
         {"id": first_image_id + i, "width": doc.image["width"], "height": doc.image["height"], "file_name": f"{doc.job_id}.png"}
@@ -88,7 +58,7 @@ def coco_dataset(docs: list[RegionsDoc], first_image_id: int = 1) -> dict[str, A
     }
 
 
-def label_studio_tasks(docs: list[RegionsDoc], image_urls: list[str], from_name: str, to_name: str) -> list[dict[str, Any]]:
+def label_studio_tasks(docs: list[RegionsDocument], image_urls: list[str], from_name: str, to_name: str) -> list[dict[str, Any]]:
     """A task per job with one prediction; a region's outer contours become `polygonlabels`."""
     tasks = []
     for doc, url in zip(docs, image_urls, strict=True):

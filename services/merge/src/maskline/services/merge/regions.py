@@ -9,27 +9,8 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
+from maskline.contracts.http_v1 import Region, Rle
 from maskline.services.merge.rle import encode_crop
-
-
-class Rle(msgspec.Struct, frozen=True):
-    size: list[int]
-    """[height, width], as COCO writes it."""
-    counts: str
-
-
-class Region(msgspec.Struct, frozen=True, kw_only=True):
-    id: int
-    label: str
-    class_id: int
-    score: float
-    """Mean probability of the region's class over its pixels."""
-    area: int
-    bbox: list[int]
-    """[x, y, width, height] in pixels (COCO order)."""
-    rle: Rle
-    polygon: list[list[float]]
-    """Outer contours as flat [x1, y1, x2, y2, ...] lists (COCO polygon format)."""
 
 
 def _polygons(crop: NDArray[np.uint8], x: int, y: int) -> list[list[float]]:

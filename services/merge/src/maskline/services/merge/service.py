@@ -14,11 +14,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from maskline.contracts import seg_v1
-from maskline.contracts.common_v1 import ModelRef, ObjectRef, Variant
+from maskline.contracts.common_v1 import ObjectRef, Variant
 from maskline.contracts.envelope import Envelope, next_event
+from maskline.contracts.http_v1 import RegionsDocument
 from maskline.services.merge import render
 from maskline.services.merge.collect import VariantCollector
-from maskline.services.merge.regions import Region, find_regions
+from maskline.services.merge.regions import find_regions
 from maskline.shared import keys, references, transforms
 from maskline.shared.consumer import ConsumerSpec
 from maskline.shared.errors import PermanentError
@@ -29,21 +30,6 @@ from maskline.shared.runtime import Runtime
 NAME = "merge"
 FILENAMES = {"mask": "mask.png", "overlay": "overlay.png", "regions": "regions.json"}
 PARALLEL_PIXELS = 4_000_000
-
-
-class RegionsDocument(msgspec.Struct, frozen=True, kw_only=True):
-    """The regions JSON a client downloads."""
-
-    job_id: str
-    image: dict[str, int]
-    model: ModelRef
-    labels: tuple[str, ...]
-    regions: list[Region]
-    timings_ms: dict[str, float]
-    variants: tuple[Variant, ...] = ()
-    """TTA variants fused into the result, with their parameters."""
-    confidence: seg_v1.Confidence | None = None
-    """How sure the model was over the whole image (out-of-domain signal)."""
 
 
 @dataclass(frozen=True)
