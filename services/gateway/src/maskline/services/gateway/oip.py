@@ -57,9 +57,9 @@ class protocol_errors:
 
 
 def _operation_id(handler: HTTPRouteHandler, method: Method, path: list[str | PathParameterDefinition]) -> str:
-    """`oip` and the route's own words (one handler serves the model's path and its versioned one)."""
-    words = [part if isinstance(part, str) else part.name for part in path]
-    return "oip" + "".join(word.replace("_", " ").title().replace(" ", "") for word in words if word != "v2")
+    """`inference<Handler>`, and `...Version` for the versioned path (one handler serves both)."""
+    versioned = any(not isinstance(part, str) and part.name == "version" for part in path)
+    return "inference" + "".join(word.title() for word in handler.handler_name.split("_")) + ("Version" if versioned else "")
 
 
 def _model_metadata(name: str, versions: list[int], labels: tuple[str, ...]) -> dict[str, Any]:
@@ -140,7 +140,7 @@ def _response(body: dict[str, Any], blobs: list[bytes]) -> Response[bytes]:
 
 class InferenceProtocolController(Controller):
     path = "/v2"
-    tags = ["open inference protocol"]
+    tags = ["inference"]
 
     @get(summary="Server metadata (Open Inference Protocol)")
     async def server(self) -> dict[str, Any]:
