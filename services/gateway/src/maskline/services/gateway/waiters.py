@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -29,6 +29,23 @@ _decoder = msgspec.json.Decoder(JobState)
 INACTIVE_S = 60.0
 #: How often the watch is checked: a restarted nats-server has forgotten it (it is in memory).
 CHECK_EVERY_S = 2.0
+
+
+L = TypeVar("L")
+
+
+@contextlib.contextmanager
+def _listening(listeners: dict[tuple[str, str], list[L]], key: tuple[str, str], listener: L) -> Iterator[None]:
+    """`listener` among a job's listeners while the block runs (the job's entry goes with the last)."""
+    listeners.setdefault(key, []).append(listener)
+    try:
+        yield
+    finally:
+        remaining = listeners.get(key, [])
+        if listener in remaining:
+            remaining.remove(listener)
+        if not remaining:
+            listeners.pop(key, None)
 
 
 class CompletionWaiters:
@@ -119,31 +136,15 @@ class CompletionWaiters:
         """Listen for the job's final state from now on. Enter it *before* publishing the job's
         request: a job that fails in milliseconds must not finish before anyone listens."""
         future: asyncio.Future[JobState] = asyncio.get_running_loop().create_future()
-        key = (tenant, job_id)
-        self._waiting.setdefault(key, []).append(future)
-        try:
+        with _listening(self._waiting, (tenant, job_id), future):
             yield future
-        finally:
-            futures = self._waiting.get(key, [])
-            if future in futures:
-                futures.remove(future)
-            if not futures:
-                self._waiting.pop(key, None)
 
     @contextlib.contextmanager
     def following(self, tenant: str, job_id: str) -> Iterator[asyncio.Queue[JobState]]:
         """Every state the job's projection writes from now on, in order (a progress stream)."""
         queue: asyncio.Queue[JobState] = asyncio.Queue()
-        key = (tenant, job_id)
-        self._following.setdefault(key, []).append(queue)
-        try:
+        with _listening(self._following, (tenant, job_id), queue):
             yield queue
-        finally:
-            queues = self._following.get(key, [])
-            if queue in queues:
-                queues.remove(queue)
-            if not queues:
-                self._following.pop(key, None)
 
     async def result(self, tenant: str, job_id: str, future: asyncio.Future[JobState], timeout: float) -> JobState | None:
         """The finished job's state, or None if it is still running after `timeout` seconds."""
