@@ -23,14 +23,24 @@ from maskline.shared.version import CODE_VERSION
 OUTCOMES = ("processed", "failed", "retried", "dead_lettered", "skipped", "held")
 
 
+class BuildInfo(Collector):
+    """`maskline_build_info{service, version}` 1: which code an instance runs (every service's /metrics)."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily("maskline_build_info", "The running code's version", labels=["service", "version"])
+        info.add_metric([self.service, CODE_VERSION], 1)
+        yield info
+
+
 class _Consumers(Collector):
     def __init__(self, service: str, consumers: Callable[[], Sequence[Any]]) -> None:
         self.service = service
         self.consumers = consumers
 
     def collect(self) -> Iterator[Metric]:
-        info = GaugeMetricFamily("maskline_build_info", "The running code's version", labels=["service", "version"])
-        info.add_metric([self.service, CODE_VERSION], 1)
         messages = CounterMetricFamily(
             "maskline_consumer_messages", "Messages this instance handled, by outcome", labels=["service", "consumer", "outcome"]
         )
@@ -48,12 +58,13 @@ class _Consumers(Collector):
                 messages.add_metric([self.service, durable, outcome], getattr(stats, outcome))
             busy.add_metric([self.service, durable], stats.busy_s)
             paused.add_metric([self.service, durable], 1 if stats.paused else 0)
-        yield from (info, messages, busy, paused)
+        yield from (messages, busy, paused)
 
 
 class WorkerMetrics:
     def __init__(self, service: str, consumers: Callable[[], Sequence[Any]]) -> None:
         self.registry = CollectorRegistry()
+        self.registry.register(BuildInfo(service))
         self.registry.register(_Consumers(service, consumers))
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)

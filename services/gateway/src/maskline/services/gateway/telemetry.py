@@ -23,7 +23,7 @@ from maskline.shared.bus import STREAMS
 from maskline.shared.fleet import queues
 from maskline.shared.heartbeat import fleet
 from maskline.shared.jobs import JobState
-from maskline.shared.version import CODE_VERSION
+from maskline.shared.worker_metrics import BuildInfo
 
 #: Up to an hour: a stage of a large image with TTA, or an evaluation, takes minutes.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -38,9 +38,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        Gauge("maskline_build_info", "The running code's version", ["service", "version"], registry=r).labels(
-            "gateway", CODE_VERSION
-        ).set(1)
+        r.register(BuildInfo("gateway"))
         self.jobs = Counter(
             "maskline_jobs", "Job events by family (seg, dataset, model) and state", ["family", "state"], registry=r
         )
