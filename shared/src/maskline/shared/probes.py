@@ -63,7 +63,7 @@ async def _send(writer: asyncio.StreamWriter, status: int, payload: bytes, conte
 
 
 def probe(port: int, path: str = "/readyz", timeout_s: float = 3.0) -> bool:
-    """True when the process on `port` answers `path` with 200."""
+    """True when the process on `port` (loopback) answers `path` with 200."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout_s) as response:
             return bool(response.status == 200)

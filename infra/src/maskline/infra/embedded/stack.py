@@ -16,7 +16,6 @@ import json
 import os
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from maskline.infra.embedded.supervisor import Program, Supervisor
 from maskline.shared.bus import BUS_UNAVAILABLE, connect
 from maskline.shared.config import RuntimeSettings, load
 from maskline.shared.fleet import service_status
+from maskline.shared.probes import probe
 
 #: Start order: the gateway last, when what it fronts is up.
 #: Every service of the system table, the gateway last: it takes traffic once the workers consume.
@@ -242,11 +242,7 @@ class Stack:
         return all(status is not None and status.get("ready") for status in statuses.values())
 
     def gateway_ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.gateway_url + "/health/ready", timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
+        return probe(self.settings.port, "/health/ready", timeout_s=1)
 
     def down(self) -> None:
         self.supervisor.shutdown()

@@ -12,10 +12,10 @@ import site
 import subprocess
 import sys
 import sysconfig
-import urllib.request
 from pathlib import Path
 
 from maskline.infra.embedded.process import spawn, wait_until
+from maskline.shared.probes import probe
 
 
 def wheel_root() -> Path:
@@ -61,11 +61,7 @@ def triton_env(torch_threads: int = 0) -> dict[str, str]:
 
 
 def http_ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=0.5) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
+    return probe(port, "/v2/health/ready", timeout_s=0.5)
 
 
 def command(data_dir: Path, repository: Path | str, http_port: int, grpc_port: int, metrics_port: int) -> list[str]:
