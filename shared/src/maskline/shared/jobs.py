@@ -12,7 +12,6 @@ from typing import Any
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from maskline.contracts import dataset_v1, model_v1, seg_v1
 from maskline.contracts import subjects as table
@@ -20,7 +19,7 @@ from maskline.contracts.common_v1 import JobFailed, ModelRef, ObjectRef
 from maskline.contracts.envelope import Envelope
 from maskline.contracts.http_v1 import JobError
 from maskline.shared.bus import read_stream
-from maskline.shared.kv import compare_and_set, open_bucket
+from maskline.shared.kv import compare_and_set, get_decoded, open_bucket
 
 BUCKET = "jobs"
 Status = table.JobStatus
@@ -162,11 +161,7 @@ class JobStore:
         """The tenant's job; another tenant's job with the same id is a different key, never this one."""
         if not _TOKEN.match(tenant) or not _TOKEN.match(job_id):
             return None
-        try:
-            entry = await self._kv.get(state_key(tenant, job_id))
-        except (KeyNotFoundError, NotFoundError):
-            return None
-        return _decoder.decode(entry.value) if entry.value else None
+        return await get_decoded(self._kv, state_key(tenant, job_id), _decoder)
 
     async def recent(self, limit: int = 50) -> list[JobState]:
         """The `limit` most recently updated jobs, newest first (from the tail of the bucket's stream)."""

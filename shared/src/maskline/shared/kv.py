@@ -20,6 +20,15 @@ async def open_bucket(js: JetStreamContext, name: str) -> Any:
     return await provision.open_bucket(js, name)
 
 
+async def get_decoded(kv: Any, key: str, decoder: msgspec.json.Decoder[T]) -> T | None:
+    """The value under `key`, decoded; None when there is none (never written, deleted or purged)."""
+    try:
+        entry = await kv.get(key)
+    except (KeyNotFoundError, NotFoundError):
+        return None
+    return decoder.decode(entry.value) if entry.value else None
+
+
 async def compare_and_set(
     kv: Any, key: str, decoder: msgspec.json.Decoder[T], change: Callable[[T | None], T | None], attempts: int = 50
 ) -> T | None:

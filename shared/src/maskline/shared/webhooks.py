@@ -19,10 +19,9 @@ from urllib.parse import urlsplit
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError
 
 from maskline.contracts.common_v1 import Webhook
-from maskline.shared.kv import open_bucket
+from maskline.shared.kv import get_decoded, open_bucket
 
 BUCKET = "webhooks"
 SIGNATURE = "Maskline-Signature"
@@ -41,6 +40,9 @@ def job_key(tenant: str, job_id: str) -> str:
     return f"{tenant}.{job_id}"
 
 
+_decoder = msgspec.json.Decoder(Webhook)
+
+
 class WebhookTargets:
     """The `webhooks` bucket: written by the gateway, read (and one-off keys removed) by notify."""
 
@@ -52,11 +54,7 @@ class WebhookTargets:
         self._kv = await open_bucket(self._js, BUCKET)
 
     async def get(self, key: str) -> Webhook | None:
-        try:
-            entry = await self._kv.get(key)
-        except KeyNotFoundError:
-            return None
-        return msgspec.json.decode(entry.value, type=Webhook) if entry.value else None
+        return await get_decoded(self._kv, key, _decoder)
 
     async def put(self, key: str, webhook: Webhook) -> None:
         await self._kv.put(key, msgspec.json.encode(webhook))
