@@ -5,8 +5,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from selenium import webdriver
@@ -86,6 +88,18 @@ def admin(stack: Stack) -> RuntimeSettings:
 def partner_a(stack: Stack) -> RuntimeSettings:
     """An outside system bound to tenant-a: it publishes onto NATS itself."""
     return stack.client_settings("partner-a")
+
+
+def audited_trail(
+    client: JsonClient, path: str, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 10.0
+) -> list[dict[str, Any]]:
+    """GET an audited trail until `done` holds: the audit service records an event moments after it is published."""
+    deadline = time.monotonic() + timeout
+    trail: list[dict[str, Any]]
+    while not done(trail := client.http.get(path).json()):
+        assert time.monotonic() < deadline, trail
+        time.sleep(0.1)
+    return trail
 
 
 def cli(stack: Stack, *args: str, api_key: str = "key-a") -> subprocess.CompletedProcess[str]:

@@ -17,7 +17,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from maskline.client import ApiError, JsonClient
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import WEIGHTS, shapes
-from tests.e2e.conftest import ARTIFACTS, cli, until
+from tests.e2e.conftest import ARTIFACTS, audited_trail, cli, until
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
@@ -153,7 +153,7 @@ def test_a_quantize_job_evaluates_its_result_and_versions_compare(
     rule = {"require_evaluation": dataset}
     if b["miou"] >= a["miou"]:  # which side holds depends on the numbers: both sides are checked against them
         assert client.promote("ev-model", "stable", int8_version, **rule)["alias"]["version"] == int8_version
-        trail = client.http.get("/v1/models/ev-model/aliases/stable/trail").json()
+        trail = audited_trail(client, "/v1/models/ev-model/aliases/stable/trail", lambda t: t[-1]["event"]["data"]["rule"] != "")
         assert "mIoU on ev-held-out" in trail[-1]["event"]["data"]["rule"]
     else:
         with pytest.raises(ApiError) as err:

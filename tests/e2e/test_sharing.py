@@ -10,6 +10,7 @@ import pytest
 
 from maskline.client import ApiError, JsonClient
 from maskline.models.starter import WEIGHTS, shapes
+from tests.e2e.conftest import audited_trail
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
@@ -68,10 +69,7 @@ def test_a_shared_model_is_used_not_copied_and_revocation_reaches_copies(client:
     granted = other_tenant.decide_access("b-shared", "tenant-a", "granted")
     assert granted["state"] == "granted"
     assert {(g["owner"], g["model"], g["state"]) for g in client.access()} >= {("tenant-b", "b-shared", "granted")}
-    deadline = time.monotonic() + 10
-    while len(trail := other_tenant.http.get("/v1/models/b-shared/access/tenant-a/trail").json()) < 2:
-        assert time.monotonic() < deadline, trail  # the audit service records within moments
-        time.sleep(0.1)
+    trail = audited_trail(other_tenant, "/v1/models/b-shared/access/tenant-a/trail", lambda t: len(t) >= 2)
     assert [r["event"]["data"]["state"] for r in trail][-2:] == ["requested", "granted"]
 
     # Using it: serving and deriving work, with the owner named.
