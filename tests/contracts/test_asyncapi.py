@@ -51,3 +51,10 @@ def test_the_job_state_projection_folds_exactly_the_subjects_the_table_gives_a_s
     assert set(jobs.PAYLOADS) == with_status == set(jobs.STATUS_OF)
     assert jobs.STATUS_OF["seg.v1.augment.requested"] == "ingested"
     assert jobs.STATUS_OF["model.v1.registered"] == "completed"  # of a registration job (tests/shared/test_jobs.py)
+
+
+def test_notify_reads_every_event_that_can_end_a_job() -> None:
+    final = {s.type for s in table.SUBJECTS if s.job_status in table.FINAL_STATUSES}
+    assert final == {s.type for s in table.SUBJECTS if any(c.service == table.NOTIFY for c in s.consumers)}
+    assert jobs.ends_job("registration", "model.v1.registered") and not jobs.ends_job("model-merge", "model.v1.registered")
+    assert jobs.ends_job("model-merge", "model.v1.merged") and not jobs.ends_job("quantization", "model.v1.quantize.progressed")

@@ -9,11 +9,14 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
 from maskline.client import JsonClient
 from maskline.infra.embedded.process import free_port, wait_until
+from maskline.models.starter import WEIGHTS, shapes
 from maskline.shared import webhooks
 from tests.e2e.receivers import Receiver
 
@@ -65,6 +68,8 @@ def test_a_tenants_webhook_is_signed_retried_and_delivered_once(client: JsonClie
         assert len({a["headers"]["Maskline-Delivery"] for a in attempts}) == 1  # type: ignore[index]
         gaps = [float(b["at"]) - float(a["at"]) for a, b in itertools.pairwise(attempts)]  # type: ignore[arg-type]
         assert gaps[1] > gaps[0] >= 0.4
+        time.sleep(6)  # longer than the next back-off step: an answered delivery is never sent again
+        assert len([r for r in receiver.received if json.loads(r["body"])["job_id"] == job["id"]]) == 3  # type: ignore[arg-type]
         assert client.status(job["id"])["status"] == "completed"
     finally:
         client.http.delete("/v1/webhooks")
@@ -94,6 +99,42 @@ def test_a_requests_own_webhook_needs_the_secret_and_an_unreachable_one_is_dead_
         assert client.status(job["id"])["status"] == "completed"  # the job is not touched
     finally:
         client.http.delete("/v1/webhooks")
+
+
+def test_every_kind_of_job_reports_its_end_once(client: JsonClient, tmp_path: Path) -> None:
+    """Registrations, merges (which register their result on the way: one delivery, not two) and a
+    failed job, reported at the tenant's URL or at a request's own `webhook_url`."""
+    tenants, own = Hook(), Hook()
+    client.http.put("/v1/webhooks", json={"url": tenants.url})
+    try:
+        version = client.register_model(WEIGHTS, name="wh-model", labels=list(shapes.LABELS), input_size=(128, 128))["version"]
+        merge = client.merge_models([("wh-model", version), ("wh-model", version)], name="wh-merged", webhook_url=own.url)
+        assert client.wait_job(merge["id"], timeout=120)["status"] == "completed"
+        torch.jit.script(torch.nn.Conv2d(3, 4, 1)).save(str(tmp_path / "tiny.pt"))
+        tiny = client.register_model(tmp_path / "tiny.pt", name="wh-tiny", labels=list(shapes.LABELS), input_size=(128, 128))
+        refused = client.merge_models([("wh-model", version), ("wh-tiny", tiny["version"])], name="wh-nope")
+        assert client.wait_job(refused["id"], timeout=60)["status"] == "failed"
+
+        def bodies(hook: Hook) -> list[dict[str, Any]]:
+            return [json.loads(r["body"]) for r in hook.delivered()]  # type: ignore[arg-type]
+
+        wait_until(lambda: len(bodies(tenants)) >= 3 and bodies(own), 60, "every job's end delivered")
+        time.sleep(6)  # a second delivery for a job (its registration event, a retry) would come within this
+        assert [(b["type"], b["kind"], b["status"], b["links"]["self"]) for b in bodies(own)] == [
+            ("model.v1.merged", "model-merge", "completed", f"/v1/jobs/{merge['id']}")
+        ]
+        at_tenant = sorted((b["kind"], b["type"], b["status"]) for b in bodies(tenants))
+        assert at_tenant == [
+            ("model-merge", "model.v1.failed", "failed"),
+            ("registration", "model.v1.registered", "completed"),
+            ("registration", "model.v1.registered", "completed"),
+        ]
+        failed = next(b for b in bodies(tenants) if b["status"] == "failed")
+        assert failed["job_id"] == refused["id"] and failed["error"]["code"] == "incompatible_models"
+    finally:
+        client.http.delete("/v1/webhooks")
+        tenants.receiver.close()
+        own.receiver.close()
 
 
 def test_private_addresses_are_refused_unless_the_operator_allows_them() -> None:

@@ -42,6 +42,7 @@ KNOWN: frozenset[str] = frozenset(
         "invalid_request",
         "job_finished",
         "job_not_completed",
+        "job_not_recorded",
         "model_in_service",
         "model_load_failed",
         "model_not_found",

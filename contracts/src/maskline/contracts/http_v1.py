@@ -16,7 +16,7 @@ import msgspec
 from maskline.contracts import dataset_v1, model_v1, seg_v1
 from maskline.contracts.common_v1 import ModelRef, Variant, VariantName
 from maskline.contracts.model_v1 import CalibrationMethod, LayerEdit, MergeMethod, VersionRef
-from maskline.contracts.subjects import FINAL_STATUSES
+from maskline.contracts.subjects import FINAL_STATUSES, JobKind
 
 _EXPAND = dataset_v1.DatasetExpandRequested(source="x/", target="y/")
 _MERGE = model_v1.ModelMergeRequested(models=(), name="x")
@@ -30,7 +30,14 @@ TTA_DEFAULTS = seg_v1.TtaOptions()
 # -- bodies -------------------------------------------------------------------------------------
 
 
-class ExpandRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class JobBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What every body that starts a job may add."""
+
+    webhook_url: str | None = None
+    """Where to POST this job's end, signed with your webhook secret (PUT /v1/webhooks first). Added in 1.7."""
+
+
+class ExpandRequest(JobBody, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """`POST /v1/datasets/{name}/expand`: see `DatasetExpandRequested`."""
 
     target: str | None = None
@@ -40,7 +47,7 @@ class ExpandRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     blur_sigma: float = _EXPAND.blur_sigma
 
 
-class MergeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class MergeBody(JobBody, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """`POST /v1/models/merges`: see `ModelMergeRequested`; `bn_dataset` is one of your dataset names."""
 
     models: tuple[VersionRef, ...]
@@ -55,7 +62,7 @@ class MergeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     """One of your labelled datasets: the merged version is evaluated on it (job `<this job>-eval`)."""
 
 
-class QuantizeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class QuantizeBody(JobBody, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """`POST /v1/models/quantizations`: see `QuantizeRequested`; `dataset` is one of your dataset names."""
 
     model: VersionRef
@@ -72,7 +79,7 @@ class QuantizeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """One of your labelled datasets: the quantized version is evaluated on it (job `<this job>-eval`)."""
 
 
-class EvaluateBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class EvaluateBody(JobBody, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """`POST /v1/models/{name}/{version}/evaluations`: see `EvaluateRequested`; `dataset` is one of your dataset names."""
 
     dataset: str
@@ -269,7 +276,7 @@ class ReplayView(msgspec.Struct, frozen=True, kw_only=True):
     links: dict[str, str] = {}
 
 
-class FeatureMapsBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class FeatureMapsBody(JobBody, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """`POST /v1/models/{name}/{version}/feature-maps`: one image of one of your datasets through the int8
     version and its float parent; one layer's channels drawn side by side (a job)."""
 
@@ -354,7 +361,7 @@ class FederationView(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WebhookBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """`PUT /v1/webhooks`: where the tenant's segmentations report their end."""
+    """`PUT /v1/webhooks`: where the tenant's jobs report their end (every kind of job)."""
 
     url: str | None = None
     """https://... (or http://); None keeps only a signing secret, for per-request `webhook_url`s."""
@@ -369,7 +376,7 @@ class WebhookView(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WebhookDelivery(msgspec.Struct, frozen=True, kw_only=True):
-    """The JSON body POSTed to a webhook when a segmentation ends. Headers: `Maskline-Event` (the
+    """The JSON body POSTed to a webhook when a job ends (any kind: `kind` says which). Headers: `Maskline-Event` (the
     event type), `Maskline-Delivery` (the event's id: the same on every retry), and
     `Maskline-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the secret>`."""
 
@@ -380,6 +387,7 @@ class WebhookDelivery(msgspec.Struct, frozen=True, kw_only=True):
     time: datetime
     links: dict[str, str]
     error: JobError | None = None
+    kind: JobKind = "segmentation"
 
 
 class Rle(msgspec.Struct, frozen=True):

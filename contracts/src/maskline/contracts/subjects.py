@@ -147,6 +147,12 @@ def _c(service: str, durable: str | None = None) -> Consumer:
     return Consumer(service, durable or service)
 
 
+def _notify(type_: str) -> Consumer:
+    """notify's consumer of an event that can end a job (`model.v1.merged` → `notify-model-merged`)."""
+    family, _, name = type_.split(".", 2)
+    return Consumer(NOTIFY, f"notify-{family}-{name.replace('.', '-')}")
+
+
 _SEG_STAGES = (INGEST, AUGMENT, INFER, MERGE)
 
 SUBJECTS: tuple[Subject, ...] = (
@@ -243,7 +249,7 @@ SUBJECTS: tuple[Subject, ...] = (
         "MODEL",
         model_v1.ModelRegistered,
         (WEIGHTS, QUANTIZE, ADMIN),
-        (_c(QUANTIZE, "quantize-graphs"),),
+        (_c(QUANTIZE, "quantize-graphs"), _notify(model_v1.REGISTERED)),
         summary="a new model version is servable; it carries the job that made it (a registration, merge, quantization)",
         job_status="completed",  # of a registration job only: merge and quantize jobs complete with their own event
     ),
@@ -263,6 +269,7 @@ SUBJECTS: tuple[Subject, ...] = (
         "MODEL",
         model_v1.ModelMerged,
         (WEIGHTS,),
+        (_notify(model_v1.MERGED),),
         external_read=True,
         summary="the merged version (1.1)",
         job_status="completed",
@@ -339,6 +346,7 @@ SUBJECTS: tuple[Subject, ...] = (
         "MODEL",
         model_v1.Quantized,
         (QUANTIZE,),
+        (_notify(model_v1.QUANTIZED),),
         external_read=True,
         summary="the quantized version (1.2)",
         job_status="completed",
@@ -375,6 +383,7 @@ SUBJECTS: tuple[Subject, ...] = (
         "MODEL",
         model_v1.Evaluated,
         (INFER,),
+        (_notify(model_v1.EVALUATED),),
         external_read=True,
         summary="per-class IoU, mIoU, pixel accuracy, boundary F-score, latency (1.6)",
         job_status="completed",
@@ -395,6 +404,7 @@ SUBJECTS: tuple[Subject, ...] = (
         "MODEL",
         model_v1.FeatureMapsRendered,
         (QUANTIZE,),
+        (_notify(model_v1.FEATURE_MAPS_RENDERED),),
         external_read=True,
         summary="float and int8 feature maps of one layer, as a picture (1.6)",
         job_status="completed",
@@ -420,6 +430,7 @@ SUBJECTS: tuple[Subject, ...] = (
         "MODEL",
         JobFailed,
         (WEIGHTS, QUANTIZE, INFER),
+        (_notify(model_v1.FAILED),),
         external_read=True,
         summary="a model job (merge, quantize, edit, round) gave up",
         job_status="failed",
@@ -449,6 +460,7 @@ SUBJECTS: tuple[Subject, ...] = (
         "DATASET",
         dataset_v1.DatasetExpanded,
         (AUGMENT,),
+        (_notify(dataset_v1.EXPANDED),),
         external_read=True,
         summary="every variant written, manifest stored (1.1)",
         job_status="completed",
@@ -458,6 +470,7 @@ SUBJECTS: tuple[Subject, ...] = (
         "DATASET",
         JobFailed,
         (AUGMENT,),
+        (_notify(dataset_v1.FAILED),),
         external_read=True,
         summary="a dataset job gave up",
         job_status="failed",
@@ -480,7 +493,7 @@ BUCKETS: tuple[Bucket, ...] = (
     Bucket(
         "jobs",
         (GATEWAY, AUDIT),
-        (GATEWAY, AUDIT),
+        (GATEWAY, AUDIT, NOTIFY),  # notify: which kind of job an event ends
         ttl_s=30 * 24 * 3600.0,
         summary="job state, projected from the events by audit (the gateway records a request it accepted)",
     ),
@@ -511,7 +524,14 @@ BUCKETS: tuple[Bucket, ...] = (
         "webhooks",
         (GATEWAY,),
         (GATEWAY, NOTIFY),
-        summary="where to tell a tenant that its jobs ended (`<tenant>`; one job's own: `<tenant>.<job>`) and the signing secret",
+        summary="where to tell a tenant that its jobs ended (`<tenant>`) and the signing secret",
+    ),
+    Bucket(
+        "job-webhooks",
+        (GATEWAY,),
+        (GATEWAY, NOTIFY),
+        ttl_s=8 * 24 * 3600.0,
+        summary="one job's own webhook (`<tenant>.<job>`), for as long as a job may run",
     ),
     Bucket(
         "cancels",

@@ -33,6 +33,14 @@ PAYLOADS: dict[str, type[msgspec.Struct]] = {s.type: s.payload for s in table.SU
 JobKind = table.JobKind
 
 
+def ends_job(kind: JobKind, type_: str) -> bool:
+    """Whether an event of `type_` is the one that ends a job of `kind`. A registration completes only
+    a registration job: a merge or quantization registers its result on the way to its own final event."""
+    if STATUS_OF.get(type_) not in table.FINAL_STATUSES:
+        return False
+    return type_ != model_v1.REGISTERED or kind == "registration"
+
+
 class JobState(msgspec.Struct, kw_only=True):
     job_id: str
     tenant: str
@@ -103,7 +111,7 @@ def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
             "outputs": data.outputs,
         }
     elif isinstance(data, model_v1.ModelRegistered):
-        if state.kind != "registration":
+        if not ends_job(state.kind, env.type):
             status = state.status  # a merge or quantization registers on its way: its own event completes it
         else:
             state.model = ModelRef(

@@ -1,6 +1,7 @@
 """Webhooks: where they are kept, which URLs may be called, and how a delivery is signed.
 
-A tenant's record is `<tenant>` in the `webhooks` bucket, one request's own URL `<tenant>.<job>`.
+A tenant's record is `<tenant>` in the `webhooks` bucket; one request's own URL is `<tenant>.<job>`
+in `job-webhooks`, whose keys expire (notify only reads: it never removes what it used).
 The signature follows the common pattern (Stripe, Svix): `Maskline-Signature: t=<unix>,v1=<hex>`,
 the HMAC-SHA256 of `"<t>.<body>"` with the tenant's secret; a receiver checks it and the age of `t`.
 Only public addresses may be called (no SSRF into the platform's own network), unless an operator
@@ -24,6 +25,7 @@ from maskline.contracts.common_v1 import Webhook
 from maskline.shared.kv import get_decoded, open_bucket
 
 BUCKET = "webhooks"
+JOB_BUCKET = "job-webhooks"
 SIGNATURE = "Maskline-Signature"
 TOLERANCE_S = 300
 
@@ -44,29 +46,34 @@ _decoder = msgspec.json.Decoder(Webhook)
 
 
 class WebhookTargets:
-    """The `webhooks` bucket: written by the gateway, read (and one-off keys removed) by notify."""
+    """The `webhooks` and `job-webhooks` buckets: written by the gateway, read by notify."""
 
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js
-        self._kv: Any = None
+        self._tenants: Any = None
+        self._jobs: Any = None
 
     async def open(self) -> None:
-        self._kv = await open_bucket(self._js, BUCKET)
+        self._tenants = await open_bucket(self._js, BUCKET)
+        self._jobs = await open_bucket(self._js, JOB_BUCKET)
 
-    async def get(self, key: str) -> Webhook | None:
-        return await get_decoded(self._kv, key, _decoder)
+    async def of_tenant(self, tenant: str) -> Webhook | None:
+        return await get_decoded(self._tenants, tenant_key(tenant), _decoder)
 
-    async def put(self, key: str, webhook: Webhook) -> None:
-        await self._kv.put(key, msgspec.json.encode(webhook))
+    async def set_for_tenant(self, tenant: str, webhook: Webhook) -> None:
+        await self._tenants.put(tenant_key(tenant), msgspec.json.encode(webhook))
 
-    async def delete(self, key: str) -> None:
-        await self._kv.delete(key)
+    async def remove_for_tenant(self, tenant: str) -> None:
+        await self._tenants.delete(tenant_key(tenant))
 
-    async def for_job(self, tenant: str, job_id: str) -> tuple[str, Webhook] | None:
-        """The request's own webhook, else the tenant's: (its key, the record)."""
-        for key in (job_key(tenant, job_id), tenant_key(tenant)):
-            if (found := await self.get(key)) is not None and found.url:
-                return key, found
+    async def set_for_job(self, tenant: str, job_id: str, webhook: Webhook) -> None:
+        await self._jobs.put(job_key(tenant, job_id), msgspec.json.encode(webhook))
+
+    async def for_job(self, tenant: str, job_id: str) -> Webhook | None:
+        """The request's own webhook, else the tenant's (None: neither has a URL)."""
+        for found in (await get_decoded(self._jobs, job_key(tenant, job_id), _decoder), await self.of_tenant(tenant)):
+            if found is not None and found.url:
+                return found
         return None
 
 

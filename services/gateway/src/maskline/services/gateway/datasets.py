@@ -85,4 +85,4 @@ class DatasetController(Controller):
             raise Unprocessable(f"invalid expansion request: {exc}") from exc
         if not await ctx.runtime.store.list(request.source + "images/"):
             raise NotFound(f"dataset {dataset} has no images (PUT /v1/datasets/{dataset}/images/<file> first)")
-        return await submit_command(ctx, tenant, dataset_v1.EXPAND_REQUESTED, request)
+        return await submit_command(ctx, tenant, dataset_v1.EXPAND_REQUESTED, request, webhook_url=data.webhook_url)

@@ -75,7 +75,7 @@ class EvaluationController(Controller):
             request = msgspec.convert(msgspec.to_builtins(request), model_v1.EvaluateRequested)  # the contract's bounds
         except msgspec.ValidationError as exc:
             raise Unprocessable(f"invalid evaluation request: {exc}") from exc
-        return await submit_command(ctx, tenant, model_v1.EVALUATE_REQUESTED, request)
+        return await submit_command(ctx, tenant, model_v1.EVALUATE_REQUESTED, request, webhook_url=data.webhook_url)
 
     @get("/{version:int}/evaluations", summary="Your evaluations of one version, newest first")
     async def evaluations(

@@ -12,6 +12,7 @@ from maskline.contracts.envelope import command, new_job_id, now
 from maskline.contracts.http_v1 import JobView
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import NotFound
+from maskline.services.gateway.webhooks import register_for_job
 from maskline.shared import tracing
 from maskline.shared.jobs import JobState
 from maskline.shared.storage import ObjectNotFound
@@ -60,11 +61,13 @@ def job_view(state: JobState) -> JobView:
 
 
 async def submit_command(
-    ctx: GatewayContext, tenant: str, type_: str, data: Any, *, job_id: str | None = None
+    ctx: GatewayContext, tenant: str, type_: str, data: Any, *, job_id: str | None = None, webhook_url: str | None = None
 ) -> Response[JobView]:
     """Record and publish a command as a new job; answer 202 with where to follow it."""
     ctx.require_bus()
     job_id = job_id or new_job_id()
+    if webhook_url:  # recorded before the job exists: its end cannot come first
+        await register_for_job(ctx, tenant, job_id, webhook_url)
     env = command(type_, "gateway", data, tenant=tenant, job_id=job_id, trace_id=tracing.current_trace_id())
     await ctx.runtime.bus.publish(env)  # first: a refused publish leaves no job state behind
     state = await ctx.jobs.apply(env)

@@ -230,4 +230,4 @@ class ModelMergeController(Controller):
             raise Unprocessable(f"invalid merge request: {exc}") from exc
         for ref in (*request.models, *([request.base] if request.base else [])):
             await ctx.model(tenant, ref.name, ref.version, ref.owner)
-        return await submit_command(ctx, tenant, model_v1.MERGE_REQUESTED, request)
+        return await submit_command(ctx, tenant, model_v1.MERGE_REQUESTED, request, webhook_url=data.webhook_url)

@@ -65,7 +65,7 @@ class QuantizeController(Controller):
             raise Unprocessable(
                 f"{parent.name}/{parent.version} is {parent.precision}: quantize a float version", code="not_float"
             )
-        return await submit_command(ctx, tenant, model_v1.QUANTIZE_REQUESTED, request)
+        return await submit_command(ctx, tenant, model_v1.QUANTIZE_REQUESTED, request, webhook_url=data.webhook_url)
 
     @post("/{name:str}/{version:int}/edits", status_code=HTTP_202_ACCEPTED, summary="Edit one int8 layer (a new version)")
     async def edit(
@@ -129,7 +129,7 @@ class QuantizeController(Controller):
             )
         except msgspec.ValidationError as exc:
             raise Unprocessable(f"invalid feature-map request: {exc}") from exc
-        return await submit_command(ctx, tenant, model_v1.FEATURE_MAPS_REQUESTED, request)
+        return await submit_command(ctx, tenant, model_v1.FEATURE_MAPS_REQUESTED, request, webhook_url=data.webhook_url)
 
     @get("/{name:str}/{version:int}/graph", summary="The network's layers and connections (nodes, edges)")
     async def graph(self, ctx: GatewayContext, tenant: str, name: str, version: int, owner: OwnerParam = None) -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""`/v1/webhooks`: where a tenant's segmentations report their end (notify delivers, signed).
+"""`/v1/webhooks`: where a tenant's jobs report their end, every kind of job (notify delivers, signed).
 
 `PUT` sets the URL (or none: only a signing secret, for per-request `webhook_url`s) and answers
 the secret once — when it is made, or rotated on request; `GET` shows the URL; `DELETE` stops it.
-A request's own `webhook_url` (a form field of `POST /v1/segmentations`) needs the secret to exist.
+A request's own `webhook_url` (a form field of `POST /v1/segmentations`, a field of every JSON body
+that starts a job) needs the secret to exist.
 Every change is the tenant's own: no tenant sees or changes another's.
 """
 
@@ -31,11 +32,11 @@ async def checked_url(ctx: GatewayContext, url: str) -> str:
 
 async def register_for_job(ctx: GatewayContext, tenant: str, job_id: str, url: str) -> None:
     """One request's own URL, signed with the tenant's secret."""
-    tenant_record = await ctx.webhooks.get(webhooks.tenant_key(tenant))
+    tenant_record = await ctx.webhooks.of_tenant(tenant)
     if tenant_record is None:
         raise Unprocessable("a webhook_url needs your webhook secret first: PUT /v1/webhooks", code="no_webhook_secret")
     record = Webhook(url=await checked_url(ctx, url), secret=tenant_record.secret, created=now().isoformat())
-    await ctx.webhooks.put(webhooks.job_key(tenant, job_id), record)
+    await ctx.webhooks.set_for_job(tenant, job_id, record)
 
 
 class WebhookController(Controller):
@@ -44,7 +45,7 @@ class WebhookController(Controller):
 
     @get(summary="Your webhook (its URL; the secret is shown only when made)")
     async def show(self, ctx: GatewayContext, tenant: str) -> WebhookView:
-        record = await ctx.webhooks.get(webhooks.tenant_key(tenant))
+        record = await ctx.webhooks.of_tenant(tenant)
         if record is None:
             raise NotFound("you have no webhook: PUT /v1/webhooks", code="no_webhook")
         return WebhookView(url=record.url, created=record.created)
@@ -52,13 +53,13 @@ class WebhookController(Controller):
     @put(summary="Set your webhook's URL; the signing secret is answered when made or rotated")
     async def set(self, ctx: GatewayContext, tenant: str, data: WebhookBody) -> WebhookView:
         url = await checked_url(ctx, data.url) if data.url else None
-        old = await ctx.webhooks.get(webhooks.tenant_key(tenant))
+        old = await ctx.webhooks.of_tenant(tenant)
         fresh = old is None or data.rotate_secret
         secret = secrets.token_urlsafe(32) if fresh or old is None else old.secret
         record = Webhook(url=url, secret=secret, created=now().isoformat())
-        await ctx.webhooks.put(webhooks.tenant_key(tenant), record)
+        await ctx.webhooks.set_for_tenant(tenant, record)
         return WebhookView(url=url, created=record.created, secret=secret if fresh else None)
 
     @delete(status_code=HTTP_204_NO_CONTENT, summary="Stop your webhook (and forget its secret)")
     async def remove(self, ctx: GatewayContext, tenant: str) -> None:
-        await ctx.webhooks.delete(webhooks.tenant_key(tenant))
+        await ctx.webhooks.remove_for_tenant(tenant)

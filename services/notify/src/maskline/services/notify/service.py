@@ -1,6 +1,10 @@
-"""Deliver a tenant's webhook when one of its segmentations ends.
+"""Deliver a tenant's webhook when one of its jobs ends: segmentations, and every job a command
+starts (registration, merge, quantization, layer edit, evaluation, feature maps, dataset expansion).
 
-One consumer per final event type. A job with its own URL (`<tenant>.<job>`) is reported there,
+One consumer per event type that can end a job (the subject table gives them). An event that does
+not end its job (a merge's registration of its result) is skipped: which kind of job it belongs to
+is read from the job-state projection, and while that has not recorded the job yet the event is
+tried again. A job with its own URL (`<tenant>.<job>`) is reported there,
 else at the tenant's URL (`<tenant>`), else nowhere. A delivery that is not answered 2xx raises a
 retryable error: the consumer tries again with back-off and, after its deliveries are spent,
 dead-letters it — no failure subject, so an unreachable receiver never changes the job.
@@ -16,7 +20,6 @@ import httpx
 import msgspec
 import structlog
 
-from maskline.contracts import seg_v1
 from maskline.contracts import subjects as table
 from maskline.contracts.common_v1 import JobFailed
 from maskline.contracts.envelope import Envelope
@@ -25,28 +28,50 @@ from maskline.services.notify.settings import NotifySettings
 from maskline.shared import webhooks
 from maskline.shared.consumer import ConsumerSpec
 from maskline.shared.errors import PermanentError, RetryableError
+from maskline.shared.jobs import STATUS_OF, JobKind, JobStore, ends_job
 from maskline.shared.runtime import Runtime
 
 NAME = table.NOTIFY
 log = structlog.get_logger(NAME)
-STATUS = {seg_v1.COMPLETED: "completed", seg_v1.FAILED: "failed", seg_v1.CANCELLED: "cancelled"}
+#: Every event notify reads: the subjects whose table entry names a notify consumer.
+WATCHED = tuple(s.type for s in table.SUBJECTS if any(c.service == NAME for c in s.consumers))
 
 
 class WebhookFailed(RetryableError):
     code = "webhook_failed"
 
 
+class JobNotRecorded(RetryableError):
+    code = "job_not_recorded"
+
+
+def job_links(kind: JobKind, job_id: str) -> dict[str, str]:
+    own = f"/v1/segmentations/{job_id}" if kind == "segmentation" else f"/v1/jobs/{job_id}"
+    return {"self": own, "audit": f"/v1/audit?job={job_id}"}
+
+
 class Notifier:
-    def __init__(self, settings: NotifySettings, targets: webhooks.WebhookTargets) -> None:
+    def __init__(self, settings: NotifySettings, targets: webhooks.WebhookTargets, jobs: JobStore) -> None:
         self.settings = settings
         self.targets = targets
+        self.jobs = jobs
         self.http = httpx.AsyncClient(timeout=settings.webhook_timeout_s, follow_redirects=False)
 
+    async def kind_of(self, env: Envelope[Any]) -> JobKind:
+        if table.subject(env.type).stream == "SEG":
+            return "segmentation"
+        state = await self.jobs.get(env.tenant, env.job_id)
+        if state is None:  # the projection is behind (audit paused): ask again, never guess
+            raise JobNotRecorded(f"job {env.job_id} is not in the job-state projection yet")
+        return state.kind
+
     async def handle(self, env: Envelope[Any]) -> list[Envelope[Any]]:
-        found = await self.targets.for_job(env.tenant, env.job_id)
-        if found is None:
+        target = await self.targets.for_job(env.tenant, env.job_id)
+        if target is None:
             return []
-        key, target = found
+        kind = await self.kind_of(env)
+        if not ends_job(kind, env.type):
+            return []
         assert target.url is not None
         try:  # checked again at delivery: a name may resolve elsewhere than when it was registered
             url = webhooks.check_url(target.url, allow_private=self.settings.webhook_allow_private)
@@ -57,10 +82,11 @@ class Notifier:
             type=env.type,
             job_id=env.job_id,
             tenant=env.tenant,
-            status=STATUS[env.type],
+            status=STATUS_OF[env.type],
             time=env.time,
-            links={"self": f"/v1/segmentations/{env.job_id}", "audit": f"/v1/audit?job={env.job_id}"},
+            links=job_links(kind, env.job_id),
             error=JobError(stage=failure.stage, code=failure.code, reason=failure.reason) if failure else None,
+            kind=kind,
         )
         body = msgspec.json.encode(delivery)
         headers = {
@@ -75,9 +101,7 @@ class Notifier:
             raise WebhookFailed(f"webhook {url} unreachable: {type(exc).__name__}") from exc
         if not 200 <= response.status_code < 300:
             raise WebhookFailed(f"webhook {url} answered {response.status_code}")
-        log.info("webhook.delivered", url=url, status=response.status_code, event=env.type)
-        if key == webhooks.job_key(env.tenant, env.job_id):
-            await self.targets.delete(key)  # one request's own URL is used once
+        log.info("webhook.delivered", url=url, status=response.status_code, event_type=env.type, kind=kind)
         return []
 
 
@@ -85,7 +109,9 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     assert isinstance(runtime.settings, NotifySettings)
     targets = webhooks.WebhookTargets(runtime.bus.js)
     await targets.open()
-    notifier = Notifier(runtime.settings, targets)
-    for type_ in STATUS:
+    jobs = JobStore(runtime.bus.js)
+    await jobs.open()
+    notifier = Notifier(runtime.settings, targets, jobs)
+    for type_ in WATCHED:
         runtime.consume(ConsumerSpec.for_subject(NAME, type_, notifier.handle, concurrency=runtime.settings.concurrency))
     return []
