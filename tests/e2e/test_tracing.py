@@ -1,11 +1,14 @@
 """One trace per job, across processes: every service of a stack exports its spans over OTLP/HTTP
 (configured by the standard OTEL_* variables) to an in-memory collector in this test; a request
 that arrives with a W3C `traceparent` is followed from the gateway through ingest, the TTA
-fan-out (augment, one infer span per variant), Triton calls and merge, every span in that trace
-and each one's parent a span of it (or the caller's)."""
+fan-out (augment, one infer span per variant), Triton calls — and Triton's own spans, which it
+sends as OTLP JSON — and merge, every span in that trace and each one's parent a span of it (or the
+caller's)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -13,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from google.protobuf.json_format import MessageToDict
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from maskline.infra.embedded.process import wait_until
@@ -32,19 +36,27 @@ class Collector:
         self.receiver = Receiver(self._on_post)
 
     def _on_post(self, headers: dict[str, str], body: bytes) -> int:
-        request = ExportTraceServiceRequest.FromString(body)
+        # OTLP/HTTP in either encoding: protobuf (the Python SDK) or JSON, ids in hex (Triton)
+        if headers.get("Content-Type", "").startswith("application/json"):
+            request = json.loads(body)
+        else:
+            request = MessageToDict(ExportTraceServiceRequest.FromString(body))
+            hexed = ("traceId", "spanId", "parentSpanId")
+            for span in (s for r in request["resourceSpans"] for ss in r["scopeSpans"] for s in ss["spans"]):
+                span.update({k: base64.b64decode(span[k]).hex() for k in hexed if k in span})
         with self.lock:
-            for resource in request.resource_spans:
-                service = next(a.value.string_value for a in resource.resource.attributes if a.key == "service.name")
-                for scope in resource.scope_spans:
-                    for span in scope.spans:
+            for resource in request["resourceSpans"]:
+                attributes = resource["resource"]["attributes"]
+                service = next(a["value"]["stringValue"] for a in attributes if a["key"] == "service.name")
+                for scope in resource["scopeSpans"]:
+                    for span in scope["spans"]:
                         self.spans.append(
                             {
                                 "service": service,
-                                "name": span.name,
-                                "trace": span.trace_id.hex(),
-                                "span": span.span_id.hex(),
-                                "parent": span.parent_span_id.hex(),
+                                "name": span["name"],
+                                "trace": span["traceId"],
+                                "span": span["spanId"],
+                                "parent": span.get("parentSpanId", ""),
                             }
                         )
         return 200
@@ -84,8 +96,15 @@ def test_a_tta_job_is_one_trace_from_the_http_request_to_its_completion(traced: 
         ids = {s["span"] for s in spans} | {caller_span}
         return [(s["service"], s["name"], s["parent"]) for s in spans if s["parent"] not in ids]
 
+    def triton_calls(spans: list[dict[str, str]]) -> tuple[set[str], set[str]]:
+        """infer's calls to Triton, and the calls Triton's own request spans continue."""
+        calls = {s["span"] for s in spans if s["name"] == "triton infer"}
+        return calls, {s["parent"] for s in spans if s["service"] == "maskline-triton" and s["name"] == "InferRequest"}
+
     def complete() -> bool:  # every service exports in batches, a span after it ends: wait for the whole tree
-        return any(s["service"] == "maskline-merge" for s in collector.of_trace(trace_id)) and not orphans()
+        spans = collector.of_trace(trace_id)
+        calls, continued = triton_calls(spans)
+        return any(s["service"] == "maskline-merge" for s in spans) and bool(calls) and calls == continued and not orphans()
 
     wait_until(complete, 30, "the job's spans at the collector")
     assert not orphans()  # every span's parent is a span of the trace, or the caller's
@@ -97,5 +116,9 @@ def test_a_tta_job_is_one_trace_from_the_http_request_to_its_completion(traced: 
     infer_spans = [s for s in spans if s["service"] == "maskline-infer" and s["name"].startswith("infer")]
     assert len(infer_spans) >= max(2, variants)  # the fan-out: a span per variant inferred
     assert any(s["name"] == "triton infer" for s in spans)
+    # Triton's own spans (its request, the model, the compute) continue each of infer's calls to it
+    calls, continued = triton_calls(spans)
+    assert calls == continued
+    assert {"InferRequest", "maskline.shapes-unet", "compute"} <= {s["name"] for s in spans if s["service"] == "maskline-triton"}
     # and nothing of this job strayed into another trace
     assert not [s for s in collector.spans if s["trace"] != trace_id and job["id"] in s["name"]]

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from maskline.contracts.subjects import SERVICES
+from maskline.infra.embedded import triton
 from maskline.shared import keys
 from maskline.shared.config import RuntimeSettings, load
 
@@ -24,16 +25,16 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVERS = ("minio", "minio-setup", "nats-1", "nats-2", "nats-3", "triton", "provision", "proxy", "prometheus")
 
 
-def compose_config(path: Path) -> subprocess.CompletedProcess[str]:
+def compose_config(path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("docker-compose")
     assert binary, "docker-compose is missing: ./dev test installs Debian's package (apt-get install docker-compose)"
-    env = {**os.environ, "MASKLINE_API_KEYS": "ci-key:ci", "MINIO_ROOT_PASSWORD": "ci-root-secret"}
+    env = {**os.environ, "MASKLINE_API_KEYS": "ci-key:ci", "MINIO_ROOT_PASSWORD": "ci-root-secret", **variables}
     return subprocess.run([binary, "-f", str(path), "config"], capture_output=True, text=True, env=env, timeout=60, cwd=ROOT)
 
 
 @cache
-def config() -> dict[str, Any]:
-    result = compose_config(ROOT / "compose.yaml")
+def config(**variables: str) -> dict[str, Any]:
+    result = compose_config(ROOT / "compose.yaml", **variables)
     assert result.returncode == 0, result.stderr
     return dict(yaml.safe_load(result.stdout))
 
@@ -92,6 +93,17 @@ def test_triton_reads_its_repository_from_the_store_and_shares_no_volume_with_in
     assert f"--model-repository={repository}" in services["triton"]["command"]
     assert not services["infer"].get("volumes") and not services["triton"].get("volumes")
     assert services["triton"]["environment"]["AWS_ACCESS_KEY_ID"] == "maskline-triton"
+
+
+def test_tracing_sends_every_services_and_tritons_spans_to_one_collector() -> None:
+    def trace_flags(service: dict[str, Any]) -> list[str]:
+        return [a for a in service["command"] if a.startswith("--trace-config")]
+
+    assert "--trace-config=level=OFF" in trace_flags(config()["services"]["triton"])  # off unless asked for
+    endpoint = "http://otel-collector:4318"
+    services = config(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, MASKLINE_TRITON_TRACE_LEVEL="TIMESTAMPS")["services"]
+    assert sorted(trace_flags(services["triton"])) == sorted(triton.tracing_flags({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}))
+    assert all(services[name]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == endpoint for name in SERVICES)
 
 
 def test_every_service_connects_with_its_own_bus_and_store_credentials() -> None:

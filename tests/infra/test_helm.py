@@ -18,6 +18,7 @@ import yaml
 
 from maskline.contracts import subjects as table
 from maskline.infra import helm as chart_system
+from maskline.infra.embedded import triton
 
 pytestmark = pytest.mark.unit
 CHART = Path(__file__).resolve().parents[2] / "infra" / "helm" / "maskline"
@@ -189,3 +190,21 @@ def test_autoscaling_and_monitoring_can_be_turned_off() -> None:
     assert not kinds & {"ScaledObject", "ServiceMonitor", "NetworkPolicy"}
     deployments = of_kind("Deployment", "autoscaling: {enabled: false}")
     assert deployments["prod-maskline-infer"]["spec"]["replicas"] == 1
+
+
+def test_tracing_sends_every_services_and_tritons_spans_to_one_collector() -> None:
+    assert all(
+        "--trace-config" not in " ".join(d["spec"]["template"]["spec"]["containers"][0].get("args", []))
+        for d in rendered()
+        if d["kind"] == "Deployment"
+    )
+    endpoint = "http://otel-collector.observability:4318"
+    deployments = of_kind("Deployment", f"tracing: {{otlpEndpoint: '{endpoint}/'}}")
+    assert "prod-maskline-triton" in deployments
+    for name, doc in deployments.items():
+        container = doc["spec"]["template"]["spec"]["containers"][0]
+        if name.endswith("-triton"):  # the same flags the embedded stack gives its Triton
+            expected = triton.tracing_flags({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+            assert [a for a in container["args"] if a.startswith("--trace-config")] == expected
+        else:
+            assert {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": f"{endpoint}/"} in container["env"], name

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import trace
@@ -42,6 +43,18 @@ def _exporter() -> SpanExporter | None:
 
         return OTLPSpanExporter()  # endpoint, headers, timeout from OTEL_EXPORTER_OTLP_*
     return None
+
+
+def otlp_traces_url(env: Mapping[str, str]) -> str | None:
+    """Where spans go over OTLP/HTTP as the OTEL_* variables say it (the SDK's own defaults), or None
+    when they are not exported that way: for a program that is not Python (Triton) and takes a URL."""
+    chosen = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if chosen in ("none", "console"):
+        return None
+    if url := env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        return url
+    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or ("http://localhost:4318" if chosen == "otlp" else None)
+    return base.rstrip("/") + "/v1/traces" if base else None
 
 
 def configure(service: str) -> TracerProvider:

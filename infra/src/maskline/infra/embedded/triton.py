@@ -12,9 +12,11 @@ import site
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Mapping
 from pathlib import Path
 
 from maskline.infra.embedded.process import spawn, wait_until
+from maskline.shared import tracing
 from maskline.shared.probes import probe
 
 
@@ -64,9 +66,31 @@ def http_ready(port: int) -> bool:
     return probe(port, "/v2/health/ready", timeout_s=0.5)
 
 
-def command(data_dir: Path, repository: Path | str, http_port: int, grpc_port: int, metrics_port: int) -> list[str]:
+def tracing_flags(env: Mapping[str, str]) -> list[str]:
+    """Triton's own OpenTelemetry spans (request, queue, compute), sent where the services send theirs.
+    Triton continues the `traceparent` infer passes, so its spans join the job's trace."""
+    url = tracing.otlp_traces_url(env)
+    if url is None:
+        return []
+    return [
+        "--trace-config=mode=opentelemetry",
+        f"--trace-config=opentelemetry,url={url}",
+        "--trace-config=opentelemetry,resource=service.name=maskline-triton",
+        "--trace-config=level=TIMESTAMPS",
+        "--trace-config=rate=1",  # every request is traced
+    ]
+
+
+def command(
+    data_dir: Path,
+    repository: Path | str,
+    http_port: int,
+    grpc_port: int,
+    metrics_port: int,
+    env: Mapping[str, str] = os.environ,
+) -> list[str]:
     """`repository`: a folder, or an S3 repository `s3://host:port/bucket/prefix` (credentials from
-    the standard AWS_* variables)."""
+    the standard AWS_* variables). Tracing is on when `env`'s OTEL_* variables export spans."""
     if isinstance(repository, Path):
         repository.mkdir(parents=True, exist_ok=True)
     return [
@@ -81,6 +105,7 @@ def command(data_dir: Path, repository: Path | str, http_port: int, grpc_port: i
         "--grpc-address=127.0.0.1",
         "--exit-timeout-secs=3",
         "--log-verbose=0",
+        *tracing_flags(env),
     ]
 
 
