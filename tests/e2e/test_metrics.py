@@ -54,6 +54,8 @@ def test_every_worker_and_the_gateway_export_clean_bounded_metrics(stack: Stack,
     promtool_check(gateway)
     found = parse(gateway)
     assert found["maskline_build_info"][0][0] == {"service": "gateway", "version": found["maskline_build_info"][0][0]["version"]}
+    assert found["maskline_platform_view"][0][1] == 1  # the lone gateway holds the lease: it exports the platform's view
+    assert found["maskline_queue_pending"] and found["maskline_jobs_total"]
     routes = {labels["path"] for labels, _ in found["maskline_http_requests_total"]}
     assert "/v1/segmentations" in routes and not [r for r in routes if "shapes" in r or len(r) > 80]
     assert max(float(labels["le"]) for labels, _ in found["maskline_stage_seconds_bucket"] if labels["le"] != "+Inf") >= 3600

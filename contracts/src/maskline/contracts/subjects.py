@@ -519,6 +519,13 @@ BUCKETS: tuple[Bucket, ...] = (
         ttl_s=30 * 24 * 3600.0,
         summary="which attempt's result stands for a job, and whether its final event was published",
     ),
+    Bucket(
+        "leases",
+        (GATEWAY,),
+        (GATEWAY,),
+        ttl_s=15.0,
+        summary="who holds a lease (the gateway replica that exports the platform's metrics); renewed, else expires",
+    ),
     Bucket("rounds", (WEIGHTS,), (WEIGHTS, GATEWAY), summary="federated rounds in progress (the gateway lists them)"),
     Bucket(
         "webhooks",

@@ -19,6 +19,7 @@ from maskline.shared.cancels import Cancellations
 from maskline.shared.fence import Fences
 from maskline.shared.idempotency import IdempotencyKeys
 from maskline.shared.jobs import JobStore
+from maskline.shared.lease import Lease
 from maskline.shared.registry import ModelRegistry
 from maskline.shared.runtime import Runtime
 from maskline.shared.shadows import ShadowTallies
@@ -79,6 +80,9 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
         overrides=settings.limits_of(),
     )
     metrics = Metrics()
+    metrics.lease = Lease(runtime.bus.js, "platform-metrics", runtime.instance)
+    await metrics.lease.open()
+    await metrics.lease.renew()  # a lone gateway exports from its first scrape
     waiters = CompletionWaiters(
         runtime.bus.js, jobs, on_finished=admission.finished, on_update=metrics.observe, unfinished=admission.unfinished
     )
@@ -110,4 +114,8 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
         # 400 with a code, instead of h11's bare 400 at 16 KB.
         h11_max_incomplete_event_size=256 * 1024,
     )
-    return [_serve_http(runtime, _Server(config)), waiters.keep_watching(runtime.stopping)]
+    return [
+        _serve_http(runtime, _Server(config)),
+        waiters.keep_watching(runtime.stopping),
+        metrics.lease.keep(runtime.stopping),
+    ]

@@ -1,11 +1,12 @@
 """Prometheus metrics of the whole platform, from the bus (served at `/metrics` by `metrics.py`).
 
 Job counters and stage histograms are fed by the gateway's watch on the job-state bucket: every
-replica sees every job's state changes, so they count the whole platform's jobs on each replica
-(aggregate them across replicas with max, not sum). Queue depths, dead letters and instance
-states are read from NATS at scrape time (the same on every replica: max again). What each
-instance does itself — HTTP requests here, messages in the workers (shared/worker_metrics.py),
-process CPU and memory everywhere — sums across replicas.
+replica sees every job's state changes. Queue depths, dead letters and instance states are read
+from NATS at scrape time. Both are the whole platform's, the same on every replica, so only one
+replica exports them at a time: the one holding the `platform-metrics` lease (shared/lease.py;
+handed on within the lease's TTL when that replica stops). `sum()` over replicas counts each job
+once. What each instance does itself — HTTP requests here, messages in the workers
+(shared/worker_metrics.py), process CPU and memory everywhere — every instance exports.
 
 Labels are bounded: a stage is a service of the system table or `triton`, an error code one of the
 platform's (contracts/error_codes.py), else `other`; a forged event cannot add a series.
@@ -23,7 +24,7 @@ from maskline.shared.bus import STREAMS
 from maskline.shared.fleet import queues
 from maskline.shared.heartbeat import fleet
 from maskline.shared.jobs import JobState
-from maskline.shared.worker_metrics import BuildInfo
+from maskline.shared.lease import Lease
 
 #: Up to an hour: a stage of a large image with TTA, or an evaluation, takes minutes.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -37,8 +38,12 @@ def bounded_stage(stage: str) -> str:
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        """The platform's view: only the replica holding `lease` exports it."""
+        self.own = CollectorRegistry()
+        """What this replica did itself (admission): every replica exports it."""
         r = self.registry
-        r.register(BuildInfo("gateway"))
+        self.lease: Lease | None = None
+        """Set by the service (None: a lone gateway, which exports the platform's view)."""
         self.jobs = Counter(
             "maskline_jobs", "Job events by family (seg, dataset, model) and state", ["family", "state"], registry=r
         )
@@ -56,14 +61,17 @@ class Metrics:
         self.dead_letters = Gauge("maskline_dead_letters", "Messages in the dead-letter stream", registry=r)
         self.instances = Gauge("maskline_instances", "Service instances by heartbeat state", ["service", "state"], registry=r)
         self.refused = Counter(
-            "maskline_admission_refused", "Requests refused by admission control", ["tenant", "code"], registry=r
+            "maskline_admission_refused",
+            "Requests this replica refused by admission control",
+            ["tenant", "code"],
+            registry=self.own,
         )
         self.backlog = Gauge("maskline_pipeline_backlog", "Messages queued for or held by the pipeline's stages", registry=r)
         self.tenant_jobs = Gauge(
             "maskline_tenant_unfinished_jobs",
             "Jobs a tenant started through this replica, not finished yet",
             ["tenant"],
-            registry=r,
+            registry=self.own,
         )
         self.paused = Gauge(
             "maskline_consumers_paused",
@@ -71,6 +79,10 @@ class Metrics:
             ["service", "consumer", "dependency"],
             registry=r,
         )
+
+    @property
+    def exports_platform_view(self) -> bool:
+        return self.lease is None or self.lease.held
 
     def observe(self, state: JobState) -> None:
         """One write of a job's state: counted when it starts and when it ends (each is written once)."""
