@@ -1,5 +1,6 @@
-"""Exports for annotation tools, read back with pycocotools (COCO) and checked pixel for pixel
-against the job's own mask (COCO RLE) and by rasterising the Label Studio polygons."""
+"""Exports for annotation tools, read back with pycocotools (COCO) and Label Studio's SDK (its
+labelling configuration and predictions), and checked pixel for pixel against the job's own mask
+(COCO RLE) and by rasterising the Label Studio polygons."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from label_studio_sdk.label_interface import LabelInterface
 from PIL import Image
 from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
@@ -70,6 +72,17 @@ def test_coco_and_label_studio_exports_load_in_their_tools_and_match_the_mask(
         if drawn.any():
             iou = (drawn.astype(bool) & truth).sum() / (drawn.astype(bool) | truth).sum()
             assert iou > 0.9, (category, iou)
+
+    # Label Studio's own SDK: the labelling configuration parses, and every prediction fits it
+    config = client.http.get(export + "&format=labelstudio-config")
+    assert config.headers["content-type"].startswith("application/xml")
+    interface = LabelInterface(config.text)
+    assert list(interface.get_control("label").labels) == [c["name"] for c in labels]
+    for task in tasks:
+        assert all(interface.validate_prediction(p) for p in task["predictions"]), task
+    mislabelled = copy.deepcopy(prediction)
+    mislabelled["result"][0]["value"]["polygonlabels"] = ["no-such-class"]
+    assert not interface.validate_prediction(mislabelled)  # the check is a real one
 
     assert client.http.get(export + "&format=voc").json()["code"] == "invalid_options"
     assert client.http.get(f"/v1/segmentations/{jobs[0]}/mask?format=coco").status_code == 422

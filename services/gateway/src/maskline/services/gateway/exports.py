@@ -6,7 +6,9 @@
 - `coco-dataset`: the same as a COCO *dataset* (images, categories, annotations), to open in tools
   that take ground truth, or to pair with the results file;
 - `labelstudio`: Label Studio tasks with predictions (`polygonlabels`, points in percent of the
-  image), to pre-annotate a labelling project.
+  image), to pre-annotate a labelling project;
+- `labelstudio-config`: the labelling configuration (XML) those predictions fit — an image and a
+  `PolygonLabels` control with every label of the models that made them — to create the project with.
 
 The regions document is merge's output, `regions.json` (contracts/http_v1.RegionsDocument).
 """
@@ -14,12 +16,15 @@ The regions document is merge's output, `regions.json` (contracts/http_v1.Region
 from __future__ import annotations
 
 from typing import Any
+from xml.sax.saxutils import quoteattr
 
 import msgspec
 
 from maskline.contracts.http_v1 import RegionsDocument
 
-FORMATS = ("coco", "coco-dataset", "labelstudio")
+FORMATS = ("coco", "coco-dataset", "labelstudio", "labelstudio-config")
+#: The names a Label Studio prediction refers to: its control tag and the image it labels.
+LABEL_STUDIO_CONTROL, LABEL_STUDIO_IMAGE = "label", "image"
 
 
 def decode(body: bytes) -> RegionsDocument:
@@ -58,8 +63,19 @@ def coco_dataset(docs: list[RegionsDocument], first_image_id: int = 1) -> dict[s
     }
 
 
-def label_studio_tasks(docs: list[RegionsDocument], image_urls: list[str], from_name: str, to_name: str) -> list[dict[str, Any]]:
+def label_studio_config(docs: list[RegionsDocument]) -> str:
+    """The labelling configuration the tasks of `label_studio_tasks` fit: every label, in model order."""
+    labels = list(dict.fromkeys(label for doc in docs for label in doc.labels))
+    choices = "".join(f"<Label value={quoteattr(label)}/>" for label in labels)
+    return (
+        f'<View><Image name="{LABEL_STUDIO_IMAGE}" value="${LABEL_STUDIO_IMAGE}"/>'
+        f'<PolygonLabels name="{LABEL_STUDIO_CONTROL}" toName="{LABEL_STUDIO_IMAGE}">{choices}</PolygonLabels></View>'
+    )
+
+
+def label_studio_tasks(docs: list[RegionsDocument], image_urls: list[str]) -> list[dict[str, Any]]:
     """A task per job with one prediction; a region's outer contours become `polygonlabels`."""
+    from_name, to_name = LABEL_STUDIO_CONTROL, LABEL_STUDIO_IMAGE
     tasks = []
     for doc, url in zip(docs, image_urls, strict=True):
         width, height = doc.image["width"], doc.image["height"]

@@ -206,7 +206,9 @@ class SegmentationController(Controller):
         artifact: str,
         format: Annotated[
             str | None,
-            Parameter(query="format", description="regions only: coco, coco-dataset or labelstudio (exports.py)"),
+            Parameter(
+                query="format", description="regions only: coco, coco-dataset, labelstudio or labelstudio-config (exports.py)"
+            ),
         ] = None,
         image_url: Annotated[str | None, Parameter(query="image_url", description="labelstudio: the image's URL")] = None,
     ) -> Response[bytes]:
@@ -260,7 +262,9 @@ class ExportController(Controller):
         ctx: GatewayContext,
         tenant: str,
         jobs: Annotated[str, Parameter(query="jobs", description="comma-separated job ids (at most 1000)")],
-        format: Annotated[str, Parameter(query="format", description="coco, coco-dataset or labelstudio")] = "coco",
+        format: Annotated[
+            str, Parameter(query="format", description="coco, coco-dataset, labelstudio or labelstudio-config")
+        ] = "coco",
     ) -> Response[bytes]:
         ids = [j.strip() for j in jobs.split(",") if j.strip()]
         if not 0 < len(ids) <= MAX_EXPORT_JOBS:
@@ -277,8 +281,10 @@ async def export_response(ctx: GatewayContext, states: list[JobState], format: s
         body: Any = exports.coco_results(docs)
     elif format == "coco-dataset":
         body = exports.coco_dataset(docs)
+    elif format == "labelstudio":
+        body = exports.label_studio_tasks(docs, image_urls)
     else:
-        body = exports.label_studio_tasks(docs, image_urls, from_name="label", to_name="image")
+        return Response(exports.label_studio_config(docs).encode(), media_type="application/xml")
     return Response(msgspec.json.encode(body), media_type="application/json")
 
 
