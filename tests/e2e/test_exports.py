@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 from pathlib import Path
 
 import cv2
@@ -17,6 +18,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from maskline.client import JsonClient
+from maskline.infra.embedded.stack import Stack
+from tests.e2e.conftest import cli
 
 
 def masks_of(client: JsonClient, job_id: str) -> np.ndarray:
@@ -87,3 +90,33 @@ def test_coco_and_label_studio_exports_load_in_their_tools_and_match_the_mask(
     assert client.http.get(export + "&format=voc").json()["code"] == "invalid_options"
     assert client.http.get(f"/v1/segmentations/{jobs[0]}/mask?format=coco").status_code == 422
     assert other_tenant.http.get(export + "&format=coco").status_code == 404  # another tenant's jobs read as missing
+
+
+def test_a_dataset_run_segments_every_stored_image_and_exports_them_by_name(
+    client: JsonClient, other_tenant: JsonClient, stack: Stack, samples: Path, tmp_path: Path
+) -> None:
+    names = [f"shapes-{n}.png" for n in (1, 2, 3)]
+    for name in names:
+        client.upload_dataset_file("run-ds", "images", (samples / name).read_bytes(), name)
+    out = tmp_path / "run.json"
+    run = cli(stack, "--json", "datasets", "segment", "run-ds", "--format", "coco-dataset", "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["images"] == 3 and len(summary["completed"]) == 3 and summary["failed"] == []
+    dataset = COCO(str(out))  # pycocotools reads the file the run wrote
+    assert sorted(image["file_name"] for image in dataset.dataset["images"]) == names
+    assert dataset.getAnnIds()
+    assert [client.status(j)["filename"] for j in summary["completed"]] == names
+
+    tasks = json.loads(client.export_segmentations(summary["completed"], "labelstudio"))
+    interface = LabelInterface(client.export_segmentations(summary["completed"], "labelstudio-config").decode())
+    assert [t["data"]["maskline_file"] for t in tasks] == names
+    assert all(interface.validate_prediction(p) for t in tasks for p in t["predictions"])
+
+    def post(who: JsonClient, **form: str) -> dict[str, object]:
+        fields = {k: (None, v) for k, v in form.items()}
+        return dict(who.http.post("/v1/segmentations", files=fields).json())
+
+    assert post(client, dataset_image="run-ds/nope.png")["code"] == "dataset_image_not_found"
+    assert post(other_tenant, dataset_image="run-ds/shapes-1.png")["code"] == "dataset_image_not_found"  # only your own
+    assert post(client)["code"] == "invalid_options"  # neither an image nor a dataset image

@@ -4,6 +4,7 @@ maskline demo                       start everything, segment a sample, print th
 maskline up | down | status         run the embedded stack in the background (supervised: crashes restart)
 maskline restart PROGRAM            restart one service, nats or triton
 maskline submit IMAGE [--wait S]    segment an image, download its artifacts
+maskline datasets segment NAME      a dataset run: segment every image, write one COCO / Label Studio export
 maskline cancel JOB | replay JOB    cancel a segmentation; re-run one and check its outputs match
 maskline federation start | watch | stop | model | submit   federated runs over HTTP (see federation_cli)
 maskline models list | register     the model registry
@@ -362,6 +363,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
                 client.upload_dataset_file(args.name, "masks", mask.read_bytes(), mask.name)
         _print(args, client.dataset(args.name), f"uploaded {len(args.files)} images to dataset {args.name}")
         return 0
+    if args.action == "segment":
+        return _segment_dataset(client, args)
     if args.action == "show":
         view = client.dataset(args.name)
         _print(args, view, f"{args.name}: {len(view['images'])} images, {len(view['masks'])} masks, manifest={view['manifest']}")
@@ -370,6 +373,28 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     job = _follow(client, args, job, f"expanding {args.name}")
     _print(args, job, f"job {job['id']}: {job['status']} {job['progress']}" + (f" {job['error']}" if job["error"] else ""))
     return 0 if job["status"] == "completed" else 1
+
+
+def _segment_dataset(client: JsonClient, args: argparse.Namespace) -> int:
+    """A dataset run: every image segmented, then one export of all of them (`--format`, `--out`)."""
+    from rich.progress import Progress
+
+    with Progress(disable=args.json) as bar:
+        task = bar.add_task(f"segmenting {args.name}", total=None)
+        jobs = client.segment_dataset(
+            args.name,
+            max_images=args.max_images,
+            model=args.model,
+            on_done=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    failed = [j for j in jobs if j["status"] != "completed"]
+    completed = [j["id"] for j in jobs if j["status"] == "completed"]
+    out = Path(args.out or f"{args.name}-{args.format}.{'xml' if args.format.endswith('config') else 'json'}")
+    if completed:
+        out.write_bytes(client.export_segmentations(completed, args.format))
+    summary = {"images": len(jobs), "completed": completed, "failed": [j["id"] for j in failed], "export": str(out)}
+    _print(args, summary, f"{len(completed)} of {len(jobs)} images segmented; {args.format} export: {out}")
+    return 0 if completed and not failed else 1
 
 
 def _follow(client: JsonClient, args: argparse.Namespace, job: dict[str, Any], label: str) -> dict[str, Any]:
@@ -516,14 +541,20 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("job")
     replay.add_argument("--wait", type=float, default=120.0)
     replay.set_defaults(run=cmd_replay)
-    datasets = sub.add_parser("datasets", help="upload, show or expand a dataset")
-    datasets.add_argument("action", choices=["upload", "show", "expand"])
+    datasets = sub.add_parser("datasets", help="upload, show, expand or segment a dataset")
+    datasets.add_argument("action", choices=["upload", "show", "expand", "segment"])
     datasets.add_argument("name")
     datasets.add_argument("files", nargs="*", help="images to upload")
     datasets.add_argument("--masks", help="folder with <image stem>.png masks to upload alongside")
     datasets.add_argument("--target", help="name of the expanded dataset (default <name>-aug)")
     datasets.add_argument("--angle", type=float, default=None)
     datasets.add_argument("--blur-sigma", type=float, default=None)
+    datasets.add_argument("--model", default=None, help="segment: the model (default the platform's default)")
+    datasets.add_argument(
+        "--format", default="coco-dataset", choices=["coco", "coco-dataset", "labelstudio", "labelstudio-config"]
+    )
+    datasets.add_argument("--out", help="segment: where to write the export (default <name>-<format>.json)")
+    datasets.add_argument("--max-images", type=int, default=1000)
     datasets.set_defaults(run=cmd_datasets)
     models = sub.add_parser("models", help="list or register models")
     models.add_argument(

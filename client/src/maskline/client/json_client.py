@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import mimetypes
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,43 @@ class JsonClient:
     def expand_dataset(self, dataset: str, **options: Any) -> dict[str, Any]:
         body = {k: v for k, v in options.items() if v is not None}
         return dict(self._check(self.http.post(f"/v1/datasets/{dataset}/expand", json=body)).json())
+
+    def segment_dataset(
+        self,
+        dataset: str,
+        *,
+        max_images: int = 1000,
+        timeout: float = 1800.0,
+        on_done: Callable[[int, int], None] | None = None,
+        **options: Any,
+    ) -> list[dict[str, Any]]:
+        """A dataset run: each image of one of your datasets segmented from where it is stored (not
+        uploaded again), as a segmentation job of its own; `options` as in `submit`. A refusal over a
+        limit (429, 503) waits its Retry-After and is sent again under the same Idempotency-Key, so
+        no image runs twice. The finished jobs, in the dataset's image order."""
+        images = sorted(name.removeprefix("images/") for name in self.dataset(dataset)["images"])[:max_images]
+        run = uuid.uuid4().hex[:12]
+        fields = {k: (None, str(v)) for k, v in options.items() if v is not None}
+        started, deadline = [], time.monotonic() + timeout
+        for image in images:
+            form = {**fields, "dataset_image": (None, f"{dataset}/{image}")}  # multipart, as the form asks
+            headers = {"Idempotency-Key": f"dataset-run-{run}-{image}"}
+            while (response := self.http.post("/v1/segmentations", files=form, headers=headers)).status_code in (429, 503):
+                if time.monotonic() > deadline:
+                    break  # still refused: _check raises the refusal
+                time.sleep(float(response.headers.get("retry-after", "1")))
+            started.append(self._check(response).json()["id"])
+        done = []
+        for job_id in started:
+            done.append(self.wait_job(job_id, timeout=timeout))
+            if on_done is not None:
+                on_done(len(done), len(started))
+        return done
+
+    def export_segmentations(self, job_ids: list[str], format: str = "coco") -> bytes:
+        """Several segmentations in one file: coco, coco-dataset, labelstudio or labelstudio-config."""
+        params = {"jobs": ",".join(job_ids), "format": format}
+        return self._check(self.http.get("/v1/exports/segmentations", params=params)).content
 
     def merge_models(self, models: list[tuple[str, int]], *, name: str, method: str = "avg", **options: Any) -> dict[str, Any]:
         body = {

@@ -48,11 +48,17 @@ def coco_results(docs: list[RegionsDocument], first_image_id: int = 1) -> list[d
     ]
 
 
-def coco_dataset(docs: list[RegionsDocument], first_image_id: int = 1) -> dict[str, Any]:
+def coco_dataset(docs: list[RegionsDocument], filenames: list[str | None], first_image_id: int = 1) -> dict[str, Any]:
+    """`filenames`: each job's image as it was named (a dataset run's are the dataset's), else `<job>.png`."""
     labels = docs[0].labels if docs else []
     images = [
-        {"id": first_image_id + i, "width": doc.image["width"], "height": doc.image["height"], "file_name": f"{doc.job_id}.png"}
-        for i, doc in enumerate(docs)
+        {
+            "id": first_image_id + i,
+            "width": doc.image["width"],
+            "height": doc.image["height"],
+            "file_name": name or f"{doc.job_id}.png",
+        }
+        for i, (doc, name) in enumerate(zip(docs, filenames, strict=True))
     ]
     annotations = [{"id": n + 1, "iscrowd": 0, **result} for n, result in enumerate(coco_results(docs, first_image_id))]
     return {
@@ -73,11 +79,11 @@ def label_studio_config(docs: list[RegionsDocument]) -> str:
     )
 
 
-def label_studio_tasks(docs: list[RegionsDocument], image_urls: list[str]) -> list[dict[str, Any]]:
+def label_studio_tasks(docs: list[RegionsDocument], image_urls: list[str], filenames: list[str | None]) -> list[dict[str, Any]]:
     """A task per job with one prediction; a region's outer contours become `polygonlabels`."""
     from_name, to_name = LABEL_STUDIO_CONTROL, LABEL_STUDIO_IMAGE
     tasks = []
-    for doc, url in zip(docs, image_urls, strict=True):
+    for doc, url, filename in zip(docs, image_urls, filenames, strict=True):
         width, height = doc.image["width"], doc.image["height"]
         results = []
         for region in doc.regions:
@@ -102,7 +108,7 @@ def label_studio_tasks(docs: list[RegionsDocument], image_urls: list[str]) -> li
         model = f"{doc.model.name}:{doc.model.version}"
         tasks.append(
             {
-                "data": {to_name: url, "maskline_job": doc.job_id},
+                "data": {to_name: url, "maskline_job": doc.job_id, "maskline_file": filename},
                 "predictions": [{"model_version": model, "score": round(mean, 4), "result": results}],
             }
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import mimetypes
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
@@ -22,7 +23,9 @@ from maskline.contracts.http_v1 import SEGMENTATION_DEFAULTS, TTA_DEFAULTS, Segm
 from maskline.services.gateway import exports
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.control import cancel
-from maskline.services.gateway.errors import BadRequest, Conflict, PayloadTooLarge, Unprocessable
+from maskline.services.gateway.datasets import checked_name
+from maskline.services.gateway.datasets import prefix as dataset_prefix
+from maskline.services.gateway.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, Unprocessable
 from maskline.services.gateway.jobs import artifact_bytes, download, owned_job
 from maskline.services.gateway.shedding import ADMITTED
 from maskline.services.gateway.sniff import Header, check_image_header
@@ -32,6 +35,7 @@ from maskline.shared import keys, tracing
 from maskline.shared.idempotency import MAX_KEY_LENGTH, KeyInProgress, KeyReused, fingerprint
 from maskline.shared.image_input import formats, request_pixels
 from maskline.shared.jobs import JobState
+from maskline.shared.storage import ObjectNotFound
 
 SOURCE = "gateway"
 MAX_DEADLINE_S = 7 * 24 * 3600.0
@@ -40,9 +44,11 @@ MAX_EXPORT_JOBS = 1000
 
 @dataclass
 class SegmentationForm:
-    """multipart/form-data body of `POST /v1/segmentations`."""
+    """multipart/form-data body of `POST /v1/segmentations`: an image, or one of your datasets' images."""
 
-    image: UploadFile
+    image: UploadFile | None = None
+    dataset_image: str | None = None
+    """`<dataset>/<file>`: one of your dataset's images instead of an upload (a dataset run submits each)."""
     model: str = SEGMENTATION_DEFAULTS.model
     owner: str | None = None
     """Whose model: leave empty for your own or the platform's; name the owner of a model shared with you."""
@@ -122,6 +128,22 @@ async def check_upload(ctx: GatewayContext, body: bytes, options: seg_v1.Segment
     return header
 
 
+async def image_of(ctx: GatewayContext, tenant: str, form: SegmentationForm) -> tuple[bytes, str | None, str]:
+    """The image to segment, its file name and content type: the upload, or the tenant's dataset image."""
+    if (form.image is None) == (form.dataset_image is None):
+        raise Unprocessable("give either image (a file) or dataset_image (<dataset>/<file>)", code="invalid_options")
+    if form.image is not None:
+        return await form.image.read(), form.image.filename, form.image.content_type
+    assert form.dataset_image is not None
+    dataset, _, file = form.dataset_image.partition("/")
+    key = dataset_prefix(tenant, dataset) + "images/" + checked_name(file, "file name")  # only the tenant's own
+    try:
+        body = await ctx.runtime.store.get(key)
+    except ObjectNotFound as exc:
+        raise NotFound(f"dataset {dataset} has no image {file}", code="dataset_image_not_found") from exc
+    return body, file, mimetypes.guess_type(file)[0] or "application/octet-stream"
+
+
 class SegmentationController(Controller):
     path = "/v1/segmentations"
     tags = ["segmentations"]
@@ -147,11 +169,11 @@ class SegmentationController(Controller):
         options = parse_options(data)
         if data.deadline_s is not None and not 0 < data.deadline_s <= MAX_DEADLINE_S:
             raise Unprocessable(f"deadline_s must be in (0, {MAX_DEADLINE_S}] seconds", code="invalid_options")
-        body = await data.image.read()
+        body, filename, content_type = await image_of(ctx, tenant, data)
         await check_upload(ctx, body, options)
         sha256 = hashlib.sha256(body).hexdigest()
         job_id = make_job_id(tenant, key)
-        print_ = fingerprint(body, msgspec.json.encode(options), (data.image.filename or "").encode())
+        print_ = fingerprint(body, msgspec.json.encode(options), (filename or "").encode())
         replay = False
         if key is not None:
             try:
@@ -164,7 +186,7 @@ class SegmentationController(Controller):
         with ctx.waiters.watching(tenant, job_id) as finished:  # listening before the request is published
             state = await ctx.jobs.get(tenant, job_id) if replay else None
             if state is None:
-                upload = Upload(body, sha256, data.image.filename, data.image.content_type, data.deadline_s)
+                upload = Upload(body, sha256, filename, content_type, data.deadline_s)
                 try:
                     if data.webhook_url:  # recorded before the job exists: its end cannot come first
                         await register_for_job(ctx, tenant, job_id, data.webhook_url)
@@ -277,12 +299,13 @@ async def export_response(ctx: GatewayContext, states: list[JobState], format: s
     if format not in exports.FORMATS:
         raise Unprocessable(f"unknown format {format!r}: one of {', '.join(exports.FORMATS)}", code="invalid_options")
     docs = [exports.decode(await artifact_bytes(ctx, state, "regions")) for state in states]
+    filenames = [state.filename for state in states]
     if format == "coco":
         body: Any = exports.coco_results(docs)
     elif format == "coco-dataset":
-        body = exports.coco_dataset(docs)
+        body = exports.coco_dataset(docs, filenames)
     elif format == "labelstudio":
-        body = exports.label_studio_tasks(docs, image_urls)
+        body = exports.label_studio_tasks(docs, image_urls, filenames)
     else:
         return Response(exports.label_studio_config(docs).encode(), media_type="application/xml")
     return Response(msgspec.json.encode(body), media_type="application/json")
