@@ -1,5 +1,5 @@
 """One trace per job, across processes: every service of a stack exports its spans over OTLP/HTTP
-(configured by the standard OTEL_* variables) to an in-memory collector in this test; a request
+(configured by the standard OTEL_* variables) to the collector of `maskline traces`, in this test; a request
 that arrives with a W3C `traceparent` is followed from the gateway through ingest, the TTA
 fan-out (augment, one infer span per variant), Triton calls — and Triton's own spans, which it
 sends as OTLP JSON — and merge, every span in that trace and each one's parent a span of it (or the
@@ -7,77 +7,34 @@ caller's)."""
 
 from __future__ import annotations
 
-import base64
-import json
-import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from google.protobuf.json_format import MessageToDict
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from maskline.infra.embedded.process import wait_until
 from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
-from tests.e2e.receivers import Receiver
+from maskline.infra.trace_viewer import Collector, Span, tree
 
 KEY = "trace-key"
-
-
-class Collector:
-    """An OTLP/HTTP trace receiver (protobuf), keeping every span it is sent."""
-
-    def __init__(self) -> None:
-        self.spans: list[dict[str, str]] = []
-        self.lock = threading.Lock()
-        self.receiver = Receiver(self._on_post)
-
-    def _on_post(self, headers: dict[str, str], body: bytes) -> int:
-        # OTLP/HTTP in either encoding: protobuf (the Python SDK) or JSON, ids in hex (Triton)
-        if headers.get("Content-Type", "").startswith("application/json"):
-            request = json.loads(body)
-        else:
-            request = MessageToDict(ExportTraceServiceRequest.FromString(body))
-            hexed = ("traceId", "spanId", "parentSpanId")
-            for span in (s for r in request["resourceSpans"] for ss in r["scopeSpans"] for s in ss["spans"]):
-                span.update({k: base64.b64decode(span[k]).hex() for k in hexed if k in span})
-        with self.lock:
-            for resource in request["resourceSpans"]:
-                attributes = resource["resource"]["attributes"]
-                service = next(a["value"]["stringValue"] for a in attributes if a["key"] == "service.name")
-                for scope in resource["scopeSpans"]:
-                    for span in scope["spans"]:
-                        self.spans.append(
-                            {
-                                "service": service,
-                                "name": span["name"],
-                                "trace": span["traceId"],
-                                "span": span["spanId"],
-                                "parent": span.get("parentSpanId", ""),
-                            }
-                        )
-        return 200
-
-    def of_trace(self, trace_id: str) -> list[dict[str, str]]:
-        with self.lock:
-            return [s for s in self.spans if s["trace"] == trace_id]
 
 
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Collector]]:
     collector = Collector()
     env = {
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": collector.receiver.url("/v1/traces"),
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": collector.url,
         "OTEL_BSP_SCHEDULE_DELAY": "200",
     }
     stack = Stack(on_free_ports(StackSettings(), str(tmp_path_factory.mktemp("traced")), api_keys=f"{KEY}:traced"), extra_env=env)
     stack.up()
     yield stack, collector
     stack.down()
-    collector.receiver.close()
+    collector.close()
 
 
 def test_a_tta_job_is_one_trace_from_the_http_request_to_its_completion(traced: tuple[Stack, Collector], samples: Path) -> None:
@@ -93,32 +50,57 @@ def test_a_tta_job_is_one_trace_from_the_http_request_to_its_completion(traced: 
 
     def orphans() -> list[tuple[str, str, str]]:
         spans = collector.of_trace(trace_id)
-        ids = {s["span"] for s in spans} | {caller_span}
-        return [(s["service"], s["name"], s["parent"]) for s in spans if s["parent"] not in ids]
+        ids = {s.span for s in spans} | {caller_span}
+        return [(s.service, s.name, s.parent) for s in spans if s.parent not in ids]
 
-    def triton_calls(spans: list[dict[str, str]]) -> tuple[set[str], set[str]]:
+    def triton_calls(spans: list[Span]) -> tuple[set[str], set[str]]:
         """infer's calls to Triton, and the calls Triton's own request spans continue."""
-        calls = {s["span"] for s in spans if s["name"] == "triton infer"}
-        return calls, {s["parent"] for s in spans if s["service"] == "maskline-triton" and s["name"] == "InferRequest"}
+        calls = {s.span for s in spans if s.name == "triton infer"}
+        return calls, {s.parent for s in spans if s.service == "maskline-triton" and s.name == "InferRequest"}
 
     def complete() -> bool:  # every service exports in batches, a span after it ends: wait for the whole tree
         spans = collector.of_trace(trace_id)
         calls, continued = triton_calls(spans)
-        return any(s["service"] == "maskline-merge" for s in spans) and bool(calls) and calls == continued and not orphans()
+        return any(s.service == "maskline-merge" for s in spans) and bool(calls) and calls == continued and not orphans()
 
     wait_until(complete, 30, "the job's spans at the collector")
     assert not orphans()  # every span's parent is a span of the trace, or the caller's
     spans = collector.of_trace(trace_id)
-    services = {s["service"] for s in spans}
+    services = {s.service for s in spans}
     assert {"maskline-gateway", "maskline-ingest", "maskline-augment", "maskline-infer", "maskline-merge"} <= services
-    roots = [s for s in spans if s["parent"] == caller_span]
-    assert roots and all(s["service"] == "maskline-gateway" for s in roots)
-    infer_spans = [s for s in spans if s["service"] == "maskline-infer" and s["name"].startswith("infer")]
+    roots = [s for s in spans if s.parent == caller_span]
+    assert roots and all(s.service == "maskline-gateway" for s in roots)
+    infer_spans = [s for s in spans if s.service == "maskline-infer" and s.name.startswith("infer")]
     assert len(infer_spans) >= max(2, variants)  # the fan-out: a span per variant inferred
-    assert any(s["name"] == "triton infer" for s in spans)
+    assert any(s.name == "triton infer" for s in spans)
     # Triton's own spans (its request, the model, the compute) continue each of infer's calls to it
     calls, continued = triton_calls(spans)
     assert calls == continued
-    assert {"InferRequest", "maskline.shapes-unet", "compute"} <= {s["name"] for s in spans if s["service"] == "maskline-triton"}
+    assert {"InferRequest", "maskline.shapes-unet", "compute"} <= {s.name for s in spans if s.service == "maskline-triton"}
     # and nothing of this job strayed into another trace
-    assert not [s for s in collector.spans if s["trace"] != trace_id and job["id"] in s["name"]]
+    assert not [s for s in collector.spans if s.trace != trace_id and job["id"] in s.name]
+    # what `maskline traces` prints: the gateway's request at the root, Triton's compute deep inside it
+    lines = tree(spans)
+    assert len(lines) == len(spans) and lines[0].startswith("maskline-gateway")
+    assert any(line.startswith("  ") and "maskline-triton" in line and "compute" in line for line in lines)
+
+
+def test_requests_on_one_keep_alive_connection_stay_in_their_own_traces(traced: tuple[Stack, Collector], samples: Path) -> None:
+    """An image upload makes uvicorn pause and resume reading; the request's context used to leak
+    into the next request on the connection (CPython #140947), putting their jobs in one trace."""
+    stack, collector = traced
+    sent = [uuid.uuid4().hex for _ in range(2)]
+    body = (samples / "shapes-1.png").read_bytes()
+    assert len(body) > 65536  # over uvicorn's read buffer limit: it pauses reading, as for any real photo
+    files = {"image": ("a.png", body, "image/png")}
+    with httpx.Client(base_url=stack.gateway_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120) as http:
+        for trace_id in (sent[0], None, sent[1]):  # one connection; the middle request brings no trace of its own
+            headers = {"traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"} if trace_id else {}
+            assert http.post("/v1/segmentations?wait=60", files=files, headers=headers).json()["status"] == "completed"
+
+    def ingested(trace_id: str) -> int:
+        return sum(s.service == "maskline-ingest" for s in collector.of_trace(trace_id))
+
+    wait_until(lambda: all(ingested(t) for t in sent), 30, "both traces at the collector")
+    time.sleep(1)  # a leaked job's spans would arrive with the others
+    assert [ingested(t) for t in sent] == [1, 1]

@@ -10,6 +10,7 @@ maskline federation start | watch | stop | model | submit   federated runs over 
 maskline models list | register     the model registry
 maskline alias list | set | rollback | rollout   aliases: promote, roll back, canary, shadow (see rollout_cli)
 maskline audit | access | credentials   trust: verify the audit trail, share models (see trust_cli)
+maskline traces [--port 4318]       a local trace viewer: receive OTLP spans, print each job's trace as a tree
 """
 
 from __future__ import annotations
@@ -375,6 +376,13 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0 if job["status"] == "completed" else 1
 
 
+def cmd_traces(args: argparse.Namespace) -> int:
+    from maskline.infra import trace_viewer
+
+    trace_viewer.serve(args.port, quiet_s=args.quiet_s)
+    return 0
+
+
 def _segment_dataset(client: JsonClient, args: argparse.Namespace) -> int:
     """A dataset run: every image segmented, then one export of all of them (`--format`, `--out`)."""
     from rich.progress import Progress
@@ -516,6 +524,10 @@ def parser() -> argparse.ArgumentParser:
     dlq.add_argument("seq", nargs="*", type=int)
     dlq.set_defaults(run=cmd_dlq)
     trust_cli.add_parsers(sub)
+    traces = sub.add_parser("traces", help="a local trace viewer: point OTEL_EXPORTER_OTLP_ENDPOINT here, see each trace")
+    traces.add_argument("--port", type=int, default=4318, help="OTLP/HTTP port (4318 is the standard one)")
+    traces.add_argument("--quiet-s", type=float, default=2.0, help="print a trace once no span came for this long")
+    traces.set_defaults(run=cmd_traces)
     rollout_cli.add_parsers(sub)
     federation_cli.add_parsers(sub)
     files = sub.add_parser("files", help="your inputs, outputs, datasets and models: list, get, rm")

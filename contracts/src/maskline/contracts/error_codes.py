@@ -15,6 +15,7 @@ KNOWN: frozenset[str] = frozenset(
         "checksum_mismatch",
         "corrupt_image",
         "dataset_changed",
+        "dataset_image_not_found",
         "deadline_exceeded",
         "dependency_unavailable",
         "empty_calibration_set",

@@ -113,6 +113,10 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
         # Oversized headers (a 20,000-character Idempotency-Key) reach the app and get a problem+json
         # 400 with a code, instead of h11's bare 400 at 16 KB.
         h11_max_incomplete_event_size=256 * 1024,
+        # Each request starts from an empty context. Without it, a large body (an image upload:
+        # uvicorn pauses and resumes reading) lets one request's span leak into the next request on
+        # the same keep-alive connection (CPython #140947): their jobs joined one trace.
+        reset_contextvars=True,
     )
     return [
         _serve_http(runtime, _Server(config)),
