@@ -58,7 +58,11 @@ class Lease:
     async def keep(self, stopping: asyncio.Event) -> None:
         """Renew (or try to take) the lease until `stopping`, then hand it back."""
         while not stopping.is_set():
-            await self.renew()
+            try:
+                await self.renew()
+            except Exception:  # anything unforeseen: not holding it is the safe side; try again later
+                log.exception("lease.renew_failed", lease=self.name)
+                self._revision, self.held = None, False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), self.ttl_s / 3)
         await self.release()
