@@ -113,6 +113,9 @@ def test_a_dataset_run_segments_every_stored_image_and_exports_them_by_name(
     assert [t["data"]["maskline_file"] for t in tasks] == names
     assert all(interface.validate_prediction(p) for t in tasks for p in t["predictions"])
 
+    refused = client.segment_dataset("run-ds", tta=True, tta_variants="spin")  # refused image by image, none runs
+    assert [(r["image"], r["status"], r["error"]["code"]) for r in refused] == [(n, "refused", "invalid_options") for n in names]
+
     def post(who: JsonClient, **form: str) -> dict[str, object]:
         fields = {k: (None, v) for k, v in form.items()}
         return dict(who.http.post("/v1/segmentations", files=fields).json())

@@ -395,12 +395,12 @@ def _segment_dataset(client: JsonClient, args: argparse.Namespace) -> int:
             model=args.model,
             on_done=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    failed = [j for j in jobs if j["status"] != "completed"]
+    failed = [j["image"] for j in jobs if j["status"] != "completed"]
     completed = [j["id"] for j in jobs if j["status"] == "completed"]
     out = Path(args.out or f"{args.name}-{args.format}.{'xml' if args.format.endswith('config') else 'json'}")
     if completed:
         out.write_bytes(client.export_segmentations(completed, args.format))
-    summary = {"images": len(jobs), "completed": completed, "failed": [j["id"] for j in failed], "export": str(out)}
+    summary = {"images": len(jobs), "completed": completed, "failed": failed, "export": str(out)}
     _print(args, summary, f"{len(completed)} of {len(jobs)} images segmented; {args.format} export: {out}")
     return 0 if completed and not failed else 1
 

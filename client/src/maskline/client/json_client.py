@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from httpx_sse import connect_sse
 
-from maskline.client.typed import FILENAMES, Call, Calls, FileChunks, raise_for_problem, request_options
+from maskline.client.typed import FILENAMES, ApiError, Call, Calls, FileChunks, raise_for_problem, request_options
 from maskline.contracts.http_v1 import EvaluateBody, PromoteBody, RolloutBody
 from maskline.contracts.subjects import FINAL_STATUSES
 
@@ -127,11 +127,14 @@ class JsonClient:
         """A dataset run: each image of one of your datasets segmented from where it is stored (not
         uploaded again), as a segmentation job of its own; `options` as in `submit`. A refusal over a
         limit (429, 503) waits its Retry-After and is sent again under the same Idempotency-Key, so
-        no image runs twice. The finished jobs, in the dataset's image order."""
+        no image runs twice. One entry per image, in the dataset's order: the job's final view with
+        `image` added, or, for an image refused outright (413, 422: too large, options it cannot
+        run), `image`, `status` "refused" and the `error` (the problem); the others still run."""
         images = sorted(name.removeprefix("images/") for name in self.dataset(dataset)["images"])[:max_images]
         run = uuid.uuid4().hex[:12]
         fields = {k: (None, str(v)) for k, v in options.items() if v is not None}
-        started, deadline = [], time.monotonic() + timeout
+        started: list[tuple[str, dict[str, Any]]] = []
+        deadline = time.monotonic() + timeout
         for image in images:
             form = {**fields, "dataset_image": (None, f"{dataset}/{image}")}  # multipart, as the form asks
             headers = {"Idempotency-Key": f"dataset-run-{run}-{image}"}
@@ -139,10 +142,16 @@ class JsonClient:
                 if time.monotonic() > deadline:
                     break  # still refused: _check raises the refusal
                 time.sleep(float(response.headers.get("retry-after", "1")))
-            started.append(self._check(response).json()["id"])
+            try:
+                started.append((image, self._check(response).json()))
+            except ApiError as exc:
+                if exc.status not in (413, 422):
+                    raise  # not about this image (auth, limits past the deadline, an outage): stop the run
+                started.append((image, {"status": "refused", "error": exc.problem}))
         done = []
-        for job_id in started:
-            done.append(self.wait_job(job_id, timeout=timeout))
+        for image, job in started:
+            final = self.wait_job(job["id"], timeout=timeout) if "id" in job else job
+            done.append({**final, "image": image})
             if on_done is not None:
                 on_done(len(done), len(started))
         return done
