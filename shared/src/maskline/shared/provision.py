@@ -7,7 +7,9 @@ runs this before it starts them; a compose init container or a Helm hook does in
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, TypeVar
 
 import structlog
 from nats.errors import NoRespondersError
@@ -20,6 +22,10 @@ from maskline.contracts import subjects as table
 from maskline.shared.bus import STREAMS, stream_config
 
 log = structlog.get_logger("provision")
+T = TypeVar("T")
+#: JetStream's "no suitable peers for placement": a cluster that has elected its meta leader while
+#: some of its peers are still joining cannot place a replicated stream yet.
+NO_PLACEMENT = 10005
 
 
 async def wait_jetstream(js: JetStreamContext, timeout_s: float = 60.0) -> None:
@@ -37,24 +43,36 @@ async def wait_jetstream(js: JetStreamContext, timeout_s: float = 60.0) -> None:
             await asyncio.sleep(0.5)
 
 
+async def placed(create: Callable[[], Awaitable[T]], timeout_s: float = 60.0) -> T:
+    """`create` a replicated stream or bucket, waiting while the cluster's peers are still joining."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            return await create()
+        except BadRequestError as exc:
+            if exc.err_code != NO_PLACEMENT or asyncio.get_running_loop().time() > deadline:
+                raise
+            log.info("provision.waiting_for_peers", reason=exc.description)
+            await asyncio.sleep(0.5)
+
+
 async def provision(js: JetStreamContext, replicas: int = 1) -> None:
     """Idempotent: creates what is missing, brings existing streams to the table's configuration."""
     await wait_jetstream(js)
     for name in STREAMS:
         config = stream_config(name, replicas)
         try:
-            await js.add_stream(config)
-        except BadRequestError:
-            await js.update_stream(config)
+            await placed(partial(js.add_stream, config))
+        except BadRequestError:  # it exists with another configuration: bring it to this one
+            await placed(partial(js.update_stream, config))
     for bucket in table.BUCKETS:
         try:
             await js.key_value(bucket.name)
         except (BucketNotFoundError, NotFoundError):
-            await js.create_key_value(
-                KeyValueConfig(
-                    bucket=bucket.name, history=1, storage=StorageType.FILE, replicas=replicas, ttl=bucket.ttl_s or None
-                )
+            kv = KeyValueConfig(
+                bucket=bucket.name, history=1, storage=StorageType.FILE, replicas=replicas, ttl=bucket.ttl_s or None
             )
+            await placed(partial(js.create_key_value, kv))
 
 
 async def wait_provisioned(js: JetStreamContext, streams: list[str], timeout_s: float = 120.0) -> None:
