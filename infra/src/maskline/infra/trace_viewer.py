@@ -108,6 +108,10 @@ class Collector:
         with self.lock:
             return [s for s in self.spans if s.trace == trace_id]
 
+    def forget(self, trace_id: str) -> None:
+        with self.lock:
+            self.spans = [s for s in self.spans if s.trace != trace_id]
+
     def close(self) -> None:
         self.server.shutdown()
 
@@ -130,24 +134,30 @@ def tree(spans: list[Span]) -> list[str]:
 
 
 def serve(port: int, quiet_s: float = 2.0, printer: Callable[[str], Any] = print) -> None:
-    """Receive spans until interrupted; print each trace once it has been quiet for `quiet_s`."""
+    """Receive spans until interrupted; print each trace once it has been quiet for `quiet_s`, then
+    let it go (a span of it arriving later starts it again)."""
     last_seen: dict[str, float] = {}
-    printed: set[str] = set()
+    lock = threading.Lock()
 
     def arrived(spans: list[Span]) -> None:
-        for s in spans:
-            last_seen[s.trace] = time.monotonic()
+        with lock:
+            for s in spans:
+                last_seen[s.trace] = time.monotonic()
 
     collector = Collector(port, on_spans=arrived)
     printer(f"receiving OTLP/HTTP traces at {collector.url} (Ctrl-C to stop)")
     try:
         while True:
             time.sleep(0.5)
-            for trace_id, seen in list(last_seen.items()):
-                if trace_id not in printed and time.monotonic() - seen > quiet_s:
-                    spans = collector.of_trace(trace_id)
+            with lock:
+                quiet = [t for t, seen in last_seen.items() if time.monotonic() - seen > quiet_s]
+                for trace_id in quiet:
+                    del last_seen[trace_id]
+            for trace_id in quiet:
+                spans = collector.of_trace(trace_id)
+                collector.forget(trace_id)
+                if spans:
                     printer(f"\ntrace {trace_id} ({len(spans)} spans)\n" + "\n".join(tree(spans)))
-                    printed.add(trace_id)
     except KeyboardInterrupt:
         pass
     finally:
