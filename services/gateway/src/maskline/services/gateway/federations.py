@@ -5,6 +5,7 @@ only publishes the commands and reads the run back from its audit trail."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Annotated, Any
@@ -31,6 +32,8 @@ from maskline.shared.kv import entries
 from maskline.shared.storage import ObjectNotFound
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+#: How long starting a run waits for the audit to record its opening (what every later read is told by).
+RECORDED_WITHIN_S = 10.0
 #: The events a federated run is told by.
 RUN_EVENTS = (model_v1.ROUND_OPENED, model_v1.UPDATE_SUBMITTED, model_v1.ROUND_CLOSED, model_v1.FAILED)
 
@@ -117,6 +120,17 @@ async def _run(ctx: GatewayContext, tenant: str, federation: str, owner: str | N
     return run
 
 
+async def _recorded(ctx: GatewayContext, owner: str, federation: str) -> None:
+    """Answer a start once the audit trail, which every read of a run is told by, holds its opening:
+    the owner's and the sites' first GET then finds it (within moments; at most RECORDED_WITHIN_S,
+    after which the run is answered anyway and appears when the audit service catches up)."""
+    deadline = asyncio.get_running_loop().time() + RECORDED_WITHIN_S
+    while asyncio.get_running_loop().time() < deadline:
+        if events(await job_trail(ctx.runtime.bus.js, owner, federation), (model_v1.ROUND_OPENED,)):
+            return
+        await asyncio.sleep(0.05)
+
+
 class _Held(msgspec.Struct, kw_only=True):
     """What the gateway reads of the weights service's record of a run (unknown fields skipped)."""
 
@@ -188,6 +202,7 @@ class FederationController(Controller):
             model_v1.ROUND_OPENED, GATEWAY, opened, tenant=tenant, job_id=federation, trace_id=new_trace_id(), parts=(1,)
         )
         await ctx.runtime.bus.publish(env)
+        await _recorded(ctx, tenant, federation)
         run = Run(federation, tenant, [env])
         return Response(await run.view(ctx), status_code=HTTP_201_CREATED, headers={"Location": run_path(federation, tenant)})
 
