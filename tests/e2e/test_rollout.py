@@ -14,6 +14,7 @@ import torch
 
 from maskline.client import ApiError, JsonClient
 from maskline.contracts.model_v1 import Alias
+from maskline.infra.embedded.process import wait_until
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import WEIGHTS, shapes
 from maskline.shared.access import in_canary
@@ -146,9 +147,13 @@ def test_a_shadow_runs_on_a_copy_is_compared_and_never_returned(client: JsonClie
     assert 0.5 < figures["pixel_agreement"] < 1.0  # another network: close, not the same
     assert 0.0 < figures["min_pixel_agreement"] <= figures["pixel_agreement"]
     assert figures["shadow_ms"] > 0
-    records = client.audit(jobs[0]["id"])["records"]
-    compared = [r["event"]["data"] for r in records if r["type"] == "model.v1.shadow.compared"]
-    assert len(compared) == 1 and compared[0]["shadow"] == shadow and compared[0]["served"] == first
+
+    def compared() -> list[dict[str, Any]]:  # infer publishes the comparison; the audit records it moments later
+        records = client.audit(jobs[0]["id"])["records"]
+        return [r["event"]["data"] for r in records if r["type"] == "model.v1.shadow.compared"]
+
+    wait_until(compared, 10, "the shadow comparison in the job's audit trail")
+    assert len(compared()) == 1 and compared()[0]["shadow"] == shadow and compared()[0]["served"] == first
 
     with pytest.raises(ApiError) as err:  # the rule: enough shadowed requests, agreeing well enough
         client.promote("ro-shadow", "stable", shadow, require_shadow_agreement=0.5, min_shadow_jobs=100)
