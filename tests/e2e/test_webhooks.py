@@ -16,9 +16,9 @@ import torch
 
 from maskline.client import JsonClient
 from maskline.infra.embedded.process import free_port, wait_until
+from maskline.infra.receiver import Receiver
 from maskline.models.starter import WEIGHTS, shapes
 from maskline.shared import webhooks
-from tests.e2e.receivers import Receiver
 
 
 class Hook:

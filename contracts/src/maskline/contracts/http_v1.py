@@ -27,6 +27,12 @@ SEGMENTATION_DEFAULTS = seg_v1.SegmentationOptions()
 TTA_DEFAULTS = seg_v1.TtaOptions()
 
 
+def job_links(kind: JobKind, job_id: str) -> dict[str, str]:
+    """Where the API answers for a job: its own page (a segmentation's richer one) and its audit trail."""
+    own = f"/v1/segmentations/{job_id}" if kind == "segmentation" else f"/v1/jobs/{job_id}"
+    return {"self": own, "audit": f"/v1/audit?job={job_id}"}
+
+
 # -- bodies -------------------------------------------------------------------------------------
 
 

@@ -13,7 +13,6 @@ job on a laptop, and the test suite's collector.
 from __future__ import annotations
 
 import base64
-import http.server
 import json
 import threading
 import time
@@ -23,6 +22,8 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from maskline.infra.receiver import Receiver
 
 _IDS = ("traceId", "spanId", "parentSpanId")
 
@@ -76,33 +77,24 @@ class Collector:
     def __init__(self, port: int = 0, on_spans: Callable[[list[Span]], None] | None = None) -> None:
         self.spans: list[Span] = []
         self.lock = threading.Lock()
-        collector = self
+        self.on_spans = on_spans
+        self.receiver = Receiver(self._on_post, port)
+        self.port = self.receiver.port
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                try:
-                    received = decode(body, self.headers.get("Content-Type", ""))
-                except (ValueError, KeyError) as exc:
-                    self.send_error(400, str(exc))
-                    return
-                with collector.lock:
-                    collector.spans.extend(received)
-                if on_spans is not None:
-                    on_spans(received)
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _on_post(self, headers: dict[str, str], body: bytes) -> int:
+        try:
+            received = decode(body, headers.get("Content-Type", ""))
+        except (ValueError, KeyError):
+            return 400
+        with self.lock:
+            self.spans.extend(received)
+        if self.on_spans is not None:
+            self.on_spans(received)
+        return 200
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/traces"
+        return self.receiver.url("/v1/traces")
 
     def of_trace(self, trace_id: str) -> list[Span]:
         with self.lock:
@@ -113,7 +105,7 @@ class Collector:
             self.spans = [s for s in self.spans if s.trace != trace_id]
 
     def close(self) -> None:
-        self.server.shutdown()
+        self.receiver.close()
 
 
 def tree(spans: list[Span]) -> list[str]:

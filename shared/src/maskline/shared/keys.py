@@ -138,6 +138,11 @@ def dataset(tenant: str, name: str) -> str:
     return f"datasets/{tenant}/{segment(name, 'dataset name')}/"
 
 
+def dataset_file(tenant: str, name: str, part: str, filename: str) -> str:
+    """One file of a dataset: `part` is `images` or `masks`."""
+    return f"{dataset(tenant, name)}{part}/{segment(filename, 'file name')}"
+
+
 def in_dataset_of(prefix: str, tenant: str) -> bool:
     """`prefix` names a dataset of `tenant` (what a job's dataset field must be)."""
     parts = prefix.rstrip("/").split("/")

@@ -34,11 +34,9 @@ tracer = trace.get_tracer("maskline")
 
 
 def _exporter() -> SpanExporter | None:
-    chosen = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-    if chosen == "console":
+    if os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "console":
         return ConsoleSpanExporter()
-    if chosen == "otlp" or (endpoint and chosen != "none"):
+    if otlp_traces_url(os.environ):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         return OTLPSpanExporter()  # endpoint, headers, timeout from OTEL_EXPORTER_OTLP_*

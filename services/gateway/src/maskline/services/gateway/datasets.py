@@ -30,6 +30,14 @@ def prefix(tenant: str, dataset: str) -> str:
     return keys.dataset(tenant, checked_name(dataset, "dataset name"))
 
 
+def file_key(tenant: str, dataset: str, part: str, filename: str) -> str:
+    """The key of one of the tenant's dataset files (a name that cannot be a key: 422 `invalid_name`)."""
+    try:
+        return keys.dataset_file(tenant, dataset, part, filename)
+    except keys.InvalidKey as exc:
+        raise Unprocessable(str(exc), code="invalid_name") from exc
+
+
 class DatasetController(Controller):
     path = "/v1"
     tags = ["datasets"]
@@ -43,7 +51,7 @@ class DatasetController(Controller):
         body = await request.body()
         s = ctx.settings
         await asyncio.to_thread(check_image_header, body, allowed_formats=formats(s.allowed_formats), max_pixels=s.max_pixels)
-        key = prefix(tenant, dataset) + f"{part}/{checked_name(filename, 'file name')}"
+        key = file_key(tenant, dataset, part, filename)
         ref = await ctx.runtime.store.put(key, body, request.headers.get("content-type", "application/octet-stream"))
         return {"key": ref.key, "size": ref.size, "sha256": ref.sha256}
 

@@ -15,6 +15,7 @@ from maskline.contracts.http_v1 import FeatureMapsBody, JobView, LayerEditBody, 
 from maskline.contracts.model_v1 import ModelVersion, VersionRef
 from maskline.services.gateway.access import OwnerParam
 from maskline.services.gateway.context import GatewayContext
+from maskline.services.gateway.datasets import file_key
 from maskline.services.gateway.datasets import prefix as dataset_prefix
 from maskline.services.gateway.errors import NotFound, Unprocessable
 from maskline.services.gateway.jobs import submit_command
@@ -108,10 +109,7 @@ class QuantizeController(Controller):
         self, ctx: GatewayContext, tenant: str, name: str, version: int, data: FeatureMapsBody, owner: OwnerParam = None
     ) -> Response[JobView]:
         model = await quantized(ctx, tenant, name, version, owner)
-        try:
-            key = dataset_prefix(tenant, data.dataset) + "images/" + keys.segment(data.image, "image name")
-        except keys.InvalidKey as exc:
-            raise Unprocessable(str(exc)) from exc
+        key = file_key(tenant, data.dataset, "images", data.image)
         try:
             body = await ctx.runtime.store.get(key)
         except ObjectNotFound as exc:

@@ -23,8 +23,7 @@ from maskline.contracts.http_v1 import SEGMENTATION_DEFAULTS, TTA_DEFAULTS, Segm
 from maskline.services.gateway import exports
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.control import cancel
-from maskline.services.gateway.datasets import checked_name
-from maskline.services.gateway.datasets import prefix as dataset_prefix
+from maskline.services.gateway.datasets import file_key
 from maskline.services.gateway.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, Unprocessable
 from maskline.services.gateway.jobs import artifact_bytes, download, owned_job
 from maskline.services.gateway.shedding import ADMITTED
@@ -136,7 +135,7 @@ async def image_of(ctx: GatewayContext, tenant: str, form: SegmentationForm) -> 
         return await form.image.read(), form.image.filename, form.image.content_type
     assert form.dataset_image is not None
     dataset, _, file = form.dataset_image.partition("/")
-    key = dataset_prefix(tenant, dataset) + "images/" + checked_name(file, "file name")  # only the tenant's own
+    key = file_key(tenant, dataset, "images", file)  # only the tenant's own
     try:
         body = await ctx.runtime.store.get(key)
     except ObjectNotFound as exc:

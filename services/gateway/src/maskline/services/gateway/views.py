@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from maskline.contracts.http_v1 import ArtifactView, SegmentationView
+from maskline.contracts.http_v1 import ArtifactView, SegmentationView, job_links
 from maskline.shared.jobs import JobState
 
 
@@ -30,5 +30,5 @@ def segmentation_view(state: JobState) -> SegmentationView:
             for name, ref in state.artifacts.items()
         },
         error=state.error,
-        links={"self": base, "audit": f"/v1/audit?job={state.job_id}"},
+        links=job_links("segmentation", state.job_id),
     )

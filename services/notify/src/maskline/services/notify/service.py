@@ -23,7 +23,7 @@ import structlog
 from maskline.contracts import subjects as table
 from maskline.contracts.common_v1 import JobFailed
 from maskline.contracts.envelope import Envelope
-from maskline.contracts.http_v1 import JobError, WebhookDelivery
+from maskline.contracts.http_v1 import JobError, WebhookDelivery, job_links
 from maskline.services.notify.settings import NotifySettings
 from maskline.shared import webhooks
 from maskline.shared.consumer import ConsumerSpec
@@ -43,11 +43,6 @@ class WebhookFailed(RetryableError):
 
 class JobNotRecorded(RetryableError):
     code = "job_not_recorded"
-
-
-def job_links(kind: JobKind, job_id: str) -> dict[str, str]:
-    own = f"/v1/segmentations/{job_id}" if kind == "segmentation" else f"/v1/jobs/{job_id}"
-    return {"self": own, "audit": f"/v1/audit?job={job_id}"}
 
 
 class Notifier:

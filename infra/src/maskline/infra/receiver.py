@@ -1,5 +1,6 @@
-"""A real HTTP server on loopback for what the platform sends out (webhooks, OTLP spans): each
-POST's headers and body go to a callback, whose return value is the status answered."""
+"""A real HTTP server on loopback for what the platform sends out (OTLP spans for `maskline
+traces`, webhooks in the tests): each POST's headers and body go to a callback, whose return value
+is the status answered."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ OnPost = Callable[[dict[str, str], bytes], int]
 
 
 class Receiver:
-    def __init__(self, on_post: OnPost) -> None:
-        self.port = free_port()
+    def __init__(self, on_post: OnPost, port: int = 0) -> None:
+        self.port = port or free_port()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
