@@ -29,6 +29,7 @@ from tritonclient.http import InferInput, InferRequestedOutput
 from maskline.contracts import seg_v1
 from maskline.contracts.common_v1 import ModelRef, ObjectRef
 from maskline.models.starter import FOLDER
+from maskline.services.infer.triton import uncompressed_headers
 from maskline.services.merge.service import render_outputs
 from maskline.shared.image_input import Limits, open_checked
 from maskline.shared.images import to_model_input
@@ -75,7 +76,11 @@ async def segment(state: State, data: UploadFile = Body(media_type=RequestEncodi
     tensor = InferInput("image", list(batch.shape), "FP32")
     tensor.set_data_from_numpy(batch, binary_data=True)
     result = await state.triton.infer(
-        TRITON_NAME, [tensor], model_version="1", outputs=[InferRequestedOutput("probs", binary_data=True)]
+        TRITON_NAME,
+        [tensor],
+        model_version="1",
+        outputs=[InferRequestedOutput("probs", binary_data=True)],
+        headers=uncompressed_headers(),  # as infer asks: the same Triton work on both paths
     )
     probs = result.as_numpy("probs")[0].astype(np.float32)
     job = uuid.uuid4().hex

@@ -35,6 +35,7 @@ from bench.cpu import cpu_seconds, per_job_ms
 from maskline.infra.embedded.process import free_port, wait_until
 from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
+from maskline.services.infer.triton import uncompressed_headers
 from maskline.shared.config import load
 from maskline.shared.images import to_model_input
 
@@ -109,7 +110,7 @@ async def bench(
         inp = InferInput("image", list(tensor.shape), "FP32")
         inp.set_data_from_numpy(tensor, binary_data=True)
         outputs = [InferRequestedOutput("probs", binary_data=True)]
-        result = await triton.infer(TRITON_NAME, [inp], model_version="1", outputs=outputs)
+        result = await triton.infer(TRITON_NAME, [inp], model_version="1", outputs=outputs, headers=uncompressed_headers())
         assert result.as_numpy("probs") is not None
 
     async def pipeline() -> None:

@@ -35,6 +35,7 @@ from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
 from maskline.models.starter.train import HELD_OUT_SEED, mean_iou
+from maskline.services.infer.triton import uncompressed_headers
 from maskline.shared.config import load
 
 MODEL = "shapes-unet"
@@ -112,7 +113,7 @@ async def triton_load(
             inp = InferInput("image", list(tensor.shape), "FP32")
             inp.set_data_from_numpy(tensor, binary_data=True)
             outputs = [InferRequestedOutput("probs", binary_data=True)]
-            result = await client.infer(name, [inp], model_version=str(version), outputs=outputs)
+            result = await client.infer(name, [inp], model_version=str(version), outputs=outputs, headers=uncompressed_headers())
             assert result.as_numpy("probs") is not None
 
         return call

@@ -11,8 +11,10 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
+import tritonclient.http.aio as triton_http
 from moto.server import ThreadedMotoServer
 from PIL import Image
+from tritonclient.http import InferInput, InferRequestedOutput
 
 from maskline.contracts.model_v1 import ModelOutput, ModelVersion
 from maskline.infra.embedded.process import free_port, stop_pid
@@ -175,3 +177,76 @@ async def test_an_s3_repository_must_be_in_the_stores_bucket() -> None:
         Triton(InferSettings(triton_repository="s3://minio:9000/other/triton"), store)
     with pytest.raises(ValueError, match="needs the S3 object store"):
         Triton(InferSettings(triton_repository="s3://minio:9000/maskline/triton"), FilesystemStore(Path("/tmp")))
+
+
+class RecordingProxy:
+    """A loopback TCP relay in front of the real Triton that keeps every byte each way, so a test can
+    read the HTTP headers that really went over the wire."""
+
+    def __init__(self, upstream: str) -> None:
+        self.host, port = upstream.rsplit(":", 1)
+        self.port = int(port)
+        self.sent = bytearray()
+        self.received = bytearray()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, record: bytearray) -> None:
+        while chunk := await reader.read(65536):
+            record.extend(chunk)
+            writer.write(chunk)
+            await writer.drain()
+        writer.close()
+
+    async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection(self.host, self.port)
+        await asyncio.gather(
+            self._pipe(client_reader, server_writer, self.sent),
+            self._pipe(server_reader, client_writer, self.received),
+            return_exceptions=True,
+        )
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    def headers(self, raw: bytearray, start: bytes) -> list[bytes]:
+        """The header blocks of the messages that begin with `start` (lower-cased)."""
+        return [block.split(b"\r\n\r\n", 1)[0].lower() for block in bytes(raw).split(start)[1:]]
+
+
+async def test_triton_answers_uncompressed_to_infer(triton_server: tuple[str, Path], tmp_path: Path) -> None:
+    """tritonclient's aio client asks for gzip through aiohttp's defaults and Triton compresses every
+    response (the control below shows it); infer asks for the bytes as they are, which saved Triton
+    about 18 ms of CPU per starter-model request on this machine (docs/benchmarks.md)."""
+    url, repository = triton_server
+    store = FilesystemStore(tmp_path)
+    weights, manifest = starter_files()
+    model = version("plain", weights, manifest.labels, (128, 128))
+    await store.put(model.weights.key, weights)
+    proxy = RecordingProxy(url)
+    proxied = await proxy.start()
+    triton = Triton(InferSettings(triton_url=proxied, triton_repository=str(repository)), store)
+    try:
+        await triton.ensure_loaded(model)
+        batch = np.zeros((1, 3, 128, 128), np.float32)
+        probs = await triton.infer(model, batch)
+        assert probs.shape == (1, 4, 128, 128)
+        infer_requests = [h for h in proxy.headers(proxy.sent, b"POST ") if b"/infer" in h.split(b"\r\n", 1)[0]]
+        assert infer_requests and all(b"accept-encoding: identity" in h for h in infer_requests)
+        responses = proxy.headers(proxy.received, b"HTTP/1.1 ")
+        assert responses and not any(b"content-encoding" in h for h in responses)
+
+        control = triton_http.InferenceServerClient(proxied)  # the client as it comes
+        try:
+            image = InferInput("image", list(batch.shape), "FP32")
+            image.set_data_from_numpy(batch, binary_data=True)
+            proxy.received.clear()
+            result = await control.infer(
+                "plain", [image], model_version="1", outputs=[InferRequestedOutput("probs", binary_data=True)]
+            )
+            assert result.as_numpy("probs") is not None
+            assert any(b"content-encoding: gzip" in h for h in proxy.headers(proxy.received, b"HTTP/1.1 "))
+        finally:
+            await control.close()
+    finally:
+        await triton.close()
+        proxy.server.close()
