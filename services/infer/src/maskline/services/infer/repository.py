@@ -39,7 +39,7 @@ def triton_name(model: ModelVersion) -> str:
 
 
 def version_files(
-    model: ModelVersion, weights: bytes, *, kind: str, instances: int, max_batch: int, queue_delay_us: int = 2000
+    model: ModelVersion, weights: bytes, *, kind: str, instances: int, max_batch: int, queue_delay_us: int = 0
 ) -> list[tuple[str, bytes]]:
     """Config, weights and backend code of one version, as (path in the repository, content), in
     the order to write them: the version's model.json last, as the backend reads it first."""

@@ -14,7 +14,10 @@ class InferSettings(RuntimeSettings, kw_only=True, frozen=True):
     triton_instance_kind: Literal["KIND_CPU", "KIND_GPU"] = "KIND_CPU"
     triton_instances: int = 1
     triton_max_batch: int = 8
-    triton_queue_delay_us: int = 2000
-    """Dynamic batching: how long Triton holds a request for others to join its batch."""
+    triton_queue_delay_us: int = 0
+    """Dynamic batching: how long Triton holds a request for others to join its batch. 0: requests
+    that queue while an instance is busy still go as one batch, and none waits for company — on
+    2 cores 2000 µs cost Triton-direct 22% of its throughput at concurrency 1 and 46% at 4
+    (starter model, docs/benchmarks.md)."""
     warm_models: str = ""
     """Comma-separated model names to load into Triton at start, so the first request is not slow."""
