@@ -3,6 +3,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -11,6 +12,7 @@ from maskline.contracts.common_v1 import JobFailed, ModelRef, ObjectRef
 from maskline.contracts.envelope import Envelope
 from maskline.shared.bus import Bus
 from maskline.shared.jobs import JobStore, _fold
+from maskline.shared.kv import Revisions
 
 REF = ObjectRef(key="k", size=1, sha256="0" * 64)
 OPTS = seg_v1.SegmentationOptions()
@@ -108,6 +110,57 @@ async def test_job_store_applies_events_with_compare_and_set(bus: Bus) -> None:
     assert state is not None and state.status == "completed" and state.artifacts == {"mask": REF}
     assert await store.get(tenant, "missing-job") is None
     assert await store.get("another-tenant", job) is None  # jobs are keyed by tenant and id
+
+
+class CountingReads:
+    """The real bucket, with its reads counted."""
+
+    def __init__(self, kv: Any) -> None:
+        self.kv, self.reads = kv, 0
+
+    async def get(self, key: str) -> Any:
+        self.reads += 1
+        return await self.kv.get(key)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.kv, name)
+
+
+@pytest.mark.nats
+async def test_a_writer_folds_from_what_it_wrote_and_a_stale_memory_costs_only_a_read(bus: Bus) -> None:
+    """audit writes a job's events one after another: after the first, each fold starts from the
+    state it wrote (no read). Another writer in between (the gateway, a second audit) makes the
+    remembered revision stale: the write is refused, the key read, and nothing is lost."""
+    audit, gateway = JobStore(bus.js), JobStore(bus.js)
+    await audit.open()
+    await gateway.open()
+    counted = CountingReads(audit._kv)
+    audit._kv = counted
+    requested, ingested, inferred, completed = lifecycle(uuid.uuid4().hex)
+
+    await audit.apply(requested)
+    await audit.apply(ingested)
+    assert counted.reads == 1  # the first event only: the key was new
+
+    await gateway.apply(inferred)  # audit's memory of the job is now one revision behind
+    state = await audit.apply(completed)
+    assert counted.reads == 2  # the refused write, then one read
+    assert state.status == "completed" and state.model == MODEL and state.artifacts == {"mask": REF}
+
+    requested, ingested, inferred, _ = lifecycle(uuid.uuid4().hex)
+    await audit.apply(requested)
+    await audit.apply(ingested)
+    await gateway.apply(inferred)
+    reads = counted.reads
+    again = await audit.apply(ingested)  # a redelivery: changes nothing, and that is read afresh
+    assert counted.reads == reads + 1 and again.status == "inferred" and again.model == MODEL
+
+
+def test_the_memory_of_revisions_is_bounded() -> None:
+    revisions = Revisions(size=2)
+    for i in range(3):
+        revisions.put(f"k{i}", b"v", i)
+    assert revisions.get("k0") is None and revisions.get("k2") == (b"v", 2)
 
 
 @pytest.mark.nats

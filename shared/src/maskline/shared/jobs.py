@@ -19,7 +19,7 @@ from maskline.contracts.common_v1 import JobFailed, ModelRef, ObjectRef
 from maskline.contracts.envelope import Envelope
 from maskline.contracts.http_v1 import JobError
 from maskline.shared.bus import read_stream
-from maskline.shared.kv import compare_and_set, get_decoded, open_bucket
+from maskline.shared.kv import Revisions, compare_and_set, get_decoded, open_bucket
 
 BUCKET = "jobs"
 Status = table.JobStatus
@@ -161,6 +161,9 @@ class JobStore:
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js
         self._kv: Any = None
+        # A job's events come one after another to the same writer (audit): each fold starts from
+        # the state it wrote last instead of reading it again (3 reads fewer per segmentation).
+        self._revisions = Revisions()
 
     async def open(self) -> None:
         self._kv = await open_bucket(self._js, BUCKET)
@@ -194,6 +197,6 @@ class JobStore:
             after = _fold(current, env)
             return None if before is not None and _encoder.encode(after) == before else after
 
-        state = await compare_and_set(self._kv, state_key(env.tenant, env.job_id), _decoder, change)
+        state = await compare_and_set(self._kv, state_key(env.tenant, env.job_id), _decoder, change, revisions=self._revisions)
         assert state is not None
         return state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -29,29 +30,74 @@ async def get_decoded(kv: Any, key: str, decoder: msgspec.json.Decoder[T]) -> T 
     return decoder.decode(entry.value) if entry.value else None
 
 
+class Revisions:
+    """What this process last read or wrote under each key, with the revision: a compare-and-set may
+    start from it instead of reading the key first. A stale entry costs only the read it saved (the
+    write is refused and the key read); a fold that would change nothing is checked against a fresh
+    read before it is believed. Bounded: the least recently used keys are forgotten."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._known: OrderedDict[str, tuple[bytes, int]] = OrderedDict()
+
+    def get(self, key: str) -> tuple[bytes, int] | None:
+        found = self._known.get(key)
+        if found is not None:
+            self._known.move_to_end(key)
+        return found
+
+    def put(self, key: str, value: bytes, revision: int) -> None:
+        self._known[key] = (value, revision)
+        self._known.move_to_end(key)
+        while len(self._known) > self.size:
+            self._known.popitem(last=False)
+
+    def forget(self, key: str) -> None:
+        self._known.pop(key, None)
+
+
 async def compare_and_set(
-    kv: Any, key: str, decoder: msgspec.json.Decoder[T], change: Callable[[T | None], T | None], attempts: int = 50
+    kv: Any,
+    key: str,
+    decoder: msgspec.json.Decoder[T],
+    change: Callable[[T | None], T | None],
+    attempts: int = 50,
+    revisions: Revisions | None = None,
 ) -> T | None:
     """Read `key`, apply `change(current) -> new | None` and write with compare-and-set, re-reading
     when a concurrent writer got there first. `change` returning None means "leave it"; the result
-    is what the key holds afterwards."""
-    for _ in range(attempts):
-        try:
-            entry = await kv.get(key)
-            current, revision = decoder.decode(entry.value), entry.revision
-        except (KeyNotFoundError, NotFoundError):
-            current, revision = None, None
+    is what the key holds afterwards. With `revisions`, the first attempt starts from what this
+    process last saw of the key, when it saw it (no read)."""
+    for attempt in range(attempts):
+        remembered = revisions.get(key) if revisions is not None and attempt == 0 else None
+        if remembered is not None:
+            current, revision = decoder.decode(remembered[0]), remembered[1]
+        else:
+            try:
+                entry = await kv.get(key)
+                current, revision = decoder.decode(entry.value), entry.revision
+                if revisions is not None:
+                    revisions.put(key, entry.value, int(entry.revision))
+            except (KeyNotFoundError, NotFoundError):
+                current, revision = None, None
         new = change(current)
         if new is None:
+            if remembered is not None:
+                continue  # "nothing to change" is believed of a fresh read only
             return current
+        data = msgspec.json.encode(new)
         try:
             if revision is None:
-                await kv.create(key, msgspec.json.encode(new))
+                written = await kv.create(key, data)
             else:
-                await kv.update(key, msgspec.json.encode(new), last=revision)
-            return new
+                written = await kv.update(key, data, last=revision)
         except KeyWrongLastSequenceError:
+            if revisions is not None:
+                revisions.forget(key)
             continue
+        if revisions is not None:
+            revisions.put(key, data, int(written))
+        return new
     raise RuntimeError(f"key {key!r}: gave up after {attempts} concurrent updates")
 
 
