@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import time
 import uuid
 from typing import Any
@@ -19,7 +20,9 @@ from maskline.client import ApiError, JsonClient
 from maskline.contracts import model_v1
 from maskline.contracts.envelope import Envelope, new_trace_id, now
 from maskline.contracts.model_v1 import VersionRef
+from maskline.infra.embedded.process import wait_until
 from maskline.infra.embedded.stack import Stack
+from maskline.infra.receiver import Receiver
 from maskline.models.starter import WEIGHTS, shapes
 from maskline.shared.bus import connect
 from tests.e2e.conftest import cli, until
@@ -171,10 +174,21 @@ def test_editing_a_layer_makes_a_new_version_and_reports_how_far_it_travels(
 ) -> None:
     name, version = int8_version["name"], int8_version["version"]
     step = client.report(name, version, "step", layer="enc2.0")["layers"][0]
-    job = client.edit_layer(name, version, layer="enc2.0", output_scale=step["output_scale"] * 4)
-    assert job["kind"] == "layer-edit"
-    done = client.wait_job(job["id"], timeout=300)
-    assert done["status"] == "completed", done.get("error")
+    ends: list[dict[str, Any]] = []
+    hook = Receiver(lambda headers, body: ends.append(json.loads(body)) or 200)
+    client.http.put("/v1/webhooks", json={"url": None})  # a signing secret, for a request's own URL
+    try:
+        job = client.edit_layer(
+            name, version, layer="enc2.0", output_scale=step["output_scale"] * 4, webhook_url=hook.url("/edit")
+        )
+        assert job["kind"] == "layer-edit"
+        done = client.wait_job(job["id"], timeout=300)
+        assert done["status"] == "completed", done.get("error")
+        wait_until(lambda: ends, 60, "the edit's own webhook")
+        assert [(e["job_id"], e["kind"], e["status"]) for e in ends] == [(job["id"], "layer-edit", "completed")]
+    finally:
+        client.http.delete("/v1/webhooks")
+        hook.close()
     edited = client.http.get(done["links"]["model"]).json()
     assert edited["version"] > version and edited["parent"] == f"{name}/{version}"
     assert edited["quantization"]["edits"][0]["layer"] == "enc2.0"

@@ -96,6 +96,13 @@ class EvaluateBody(JobBody, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 class LayerEditBody(LayerEdit, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """`POST .../edits`: a `LayerEdit`; over HTTP a misspelt field is refused (on the bus it is skipped)."""
 
+    webhook_url: str | None = None
+    """As `JobBody.webhook_url` (a `LayerEdit` is also a bus struct, so the field is repeated here). Added in 1.7."""
+
+    def edit(self) -> LayerEdit:
+        """The edit as the bus carries it: without the HTTP-only webhook."""
+        return LayerEdit(**{name: getattr(self, name) for name in LayerEdit.__struct_fields__})
+
 
 # -- views ----------------------------------------------------------------------------------------
 

@@ -74,7 +74,8 @@ class QuantizeController(Controller):
     ) -> Response[JobView]:
         model = await quantized(ctx, tenant, name, version, owner)
         ref = VersionRef(name, version, model.owner)
-        return await submit_command(ctx, tenant, model_v1.EDIT_REQUESTED, model_v1.EditRequested(model=ref, edit=data))
+        request = model_v1.EditRequested(model=ref, edit=data.edit())
+        return await submit_command(ctx, tenant, model_v1.EDIT_REQUESTED, request, webhook_url=data.webhook_url)
 
     @get("/{name:str}/{version:int}/reports/{kind:str}", summary="STEP, CROSS, calibrator comparison or edit travel report")
     async def report(
