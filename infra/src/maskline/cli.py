@@ -31,6 +31,7 @@ from maskline import federation_cli, report_tables, rollout_cli, trust_cli
 from maskline.client import ApiError, ClientSettings, JsonClient
 from maskline.contracts import seg_v1
 from maskline.contracts import subjects as table
+from maskline.contracts.http_v1 import EXPORT_FORMATS
 from maskline.contracts.model_v1 import Preprocessing
 from maskline.infra.embedded.settings import StackSettings
 from maskline.infra.embedded.stack import Stack
@@ -562,9 +563,7 @@ def parser() -> argparse.ArgumentParser:
     datasets.add_argument("--angle", type=float, default=None)
     datasets.add_argument("--blur-sigma", type=float, default=None)
     datasets.add_argument("--model", default=None, help="segment: the model (default the platform's default)")
-    datasets.add_argument(
-        "--format", default="coco-dataset", choices=["coco", "coco-dataset", "labelstudio", "labelstudio-config"]
-    )
+    datasets.add_argument("--format", default="coco-dataset", choices=EXPORT_FORMATS)
     datasets.add_argument("--out", help="segment: where to write the export (default <name>-<format>.json)")
     datasets.add_argument("--max-images", type=int, default=1000)
     datasets.set_defaults(run=cmd_datasets)

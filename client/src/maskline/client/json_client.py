@@ -157,7 +157,7 @@ class JsonClient:
         return done
 
     def export_segmentations(self, job_ids: list[str], format: str = "coco") -> bytes:
-        """Several segmentations in one file: coco, coco-dataset, labelstudio or labelstudio-config."""
+        """Several segmentations in one file, in one of `http_v1.EXPORT_FORMATS`."""
         params = {"jobs": ",".join(job_ids), "format": format}
         return self._check(self.http.get("/v1/exports/segmentations", params=params)).content
 

@@ -403,6 +403,10 @@ class WebhookDelivery(msgspec.Struct, frozen=True, kw_only=True):
     kind: JobKind = "segmentation"
 
 
+#: `?format=` of regions and of `/v1/exports/segmentations` (the gateway's exports.py says what each is).
+EXPORT_FORMATS = ("coco", "coco-dataset", "labelstudio", "labelstudio-brush", "labelstudio-config")
+
+
 class Rle(msgspec.Struct, frozen=True):
     """COCO run-length encoding of a region (compressed counts, as pycocotools writes them)."""
 

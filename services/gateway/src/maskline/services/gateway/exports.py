@@ -7,8 +7,11 @@
   that take ground truth, or to pair with the results file;
 - `labelstudio`: Label Studio tasks with predictions (`polygonlabels`, points in percent of the
   image), to pre-annotate a labelling project;
-- `labelstudio-config`: the labelling configuration (XML) those predictions fit — an image and a
-  `PolygonLabels` control with every label of the models that made them — to create the project with.
+- `labelstudio-brush`: the same tasks with each region's exact pixels as `brushlabels` (Label
+  Studio's RLE, holes and all; brush.py), to correct masks with the brush tool;
+- `labelstudio-config`: the labelling configuration (XML) both kinds of predictions fit — an image,
+  a `PolygonLabels` and a `BrushLabels` control with every label of the models that made them — to
+  create the project with.
 
 The regions document is merge's output, `regions.json` (contracts/http_v1.RegionsDocument).
 """
@@ -20,11 +23,12 @@ from xml.sax.saxutils import quoteattr
 
 import msgspec
 
-from maskline.contracts.http_v1 import RegionsDocument
+from maskline.contracts.http_v1 import EXPORT_FORMATS, Region, RegionsDocument
+from maskline.services.gateway import brush
 
-FORMATS = ("coco", "coco-dataset", "labelstudio", "labelstudio-config")
-#: The names a Label Studio prediction refers to: its control tag and the image it labels.
-LABEL_STUDIO_CONTROL, LABEL_STUDIO_IMAGE = "label", "image"
+FORMATS = EXPORT_FORMATS
+#: The names a Label Studio prediction refers to: its control tags (polygons, brush) and the image it labels.
+LABEL_STUDIO_CONTROL, LABEL_STUDIO_BRUSH, LABEL_STUDIO_IMAGE = "label", "brush", "image"
 
 
 def decode(body: bytes) -> RegionsDocument:
@@ -75,35 +79,53 @@ def label_studio_config(docs: list[RegionsDocument]) -> str:
     choices = "".join(f"<Label value={quoteattr(label)}/>" for label in labels)
     return (
         f'<View><Image name="{LABEL_STUDIO_IMAGE}" value="${LABEL_STUDIO_IMAGE}"/>'
-        f'<PolygonLabels name="{LABEL_STUDIO_CONTROL}" toName="{LABEL_STUDIO_IMAGE}">{choices}</PolygonLabels></View>'
+        f'<PolygonLabels name="{LABEL_STUDIO_CONTROL}" toName="{LABEL_STUDIO_IMAGE}">{choices}</PolygonLabels>'
+        f'<BrushLabels name="{LABEL_STUDIO_BRUSH}" toName="{LABEL_STUDIO_IMAGE}">{choices}</BrushLabels></View>'
     )
 
 
-def label_studio_tasks(docs: list[RegionsDocument], image_urls: list[str], filenames: list[str | None]) -> list[dict[str, Any]]:
-    """A task per job with one prediction; a region's outer contours become `polygonlabels`."""
-    from_name, to_name = LABEL_STUDIO_CONTROL, LABEL_STUDIO_IMAGE
+def _polygons(region: Region, width: int, height: int) -> list[tuple[str, str, dict[str, Any]]]:
+    """A region's outer contours, points in percent of the image."""
+    found = []
+    for part, flat in enumerate(region.polygon):
+        points = [[round(100 * x / width, 4), round(100 * y / height, 4)] for x, y in zip(flat[::2], flat[1::2], strict=True)]
+        found.append(
+            (f"r{region.id}-{part}", "polygonlabels", {"points": points, "polygonlabels": [region.label], "closed": True})
+        )
+    return found
+
+
+def _brush(region: Region, width: int, height: int) -> list[tuple[str, str, dict[str, Any]]]:
+    """A region's exact pixels."""
+    rle = brush.label_studio_rle(brush.mask_of(region.rle))
+    return [(f"r{region.id}", "brushlabels", {"format": "rle", "rle": rle, "brushlabels": [region.label]})]
+
+
+def label_studio_tasks(
+    docs: list[RegionsDocument], image_urls: list[str], filenames: list[str | None], *, as_brush: bool = False
+) -> list[dict[str, Any]]:
+    """A task per job with one prediction: a region's outer contours become `polygonlabels`, or
+    (`as_brush`) its pixels `brushlabels`."""
+    from_name, to_name = (LABEL_STUDIO_BRUSH if as_brush else LABEL_STUDIO_CONTROL), LABEL_STUDIO_IMAGE
+    shapes = _brush if as_brush else _polygons
     tasks = []
     for doc, url, filename in zip(docs, image_urls, filenames, strict=True):
         width, height = doc.image["width"], doc.image["height"]
-        results = []
-        for region in doc.regions:
-            for part, flat in enumerate(region.polygon):
-                points = [
-                    [round(100 * x / width, 4), round(100 * y / height, 4)] for x, y in zip(flat[::2], flat[1::2], strict=True)
-                ]
-                results.append(
-                    {
-                        "id": f"r{region.id}-{part}",
-                        "type": "polygonlabels",
-                        "from_name": from_name,
-                        "to_name": to_name,
-                        "original_width": width,
-                        "original_height": height,
-                        "image_rotation": 0,
-                        "score": region.score,
-                        "value": {"points": points, "polygonlabels": [region.label], "closed": True},
-                    }
-                )
+        results = [
+            {
+                "id": result_id,
+                "type": kind,
+                "from_name": from_name,
+                "to_name": to_name,
+                "original_width": width,
+                "original_height": height,
+                "image_rotation": 0,
+                "score": region.score,
+                "value": value,
+            }
+            for region in doc.regions
+            for result_id, kind, value in shapes(region, width, height)
+        ]
         mean = sum(r.score * r.area for r in doc.regions) / max(1, sum(r.area for r in doc.regions))
         model = f"{doc.model.name}:{doc.model.version}"
         tasks.append(

@@ -19,7 +19,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 
 from maskline.contracts import seg_v1
 from maskline.contracts.envelope import command, new_job_id, now
-from maskline.contracts.http_v1 import SEGMENTATION_DEFAULTS, TTA_DEFAULTS, SegmentationView, UploadView
+from maskline.contracts.http_v1 import EXPORT_FORMATS, SEGMENTATION_DEFAULTS, TTA_DEFAULTS, SegmentationView, UploadView
 from maskline.services.gateway import exports
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.control import cancel
@@ -227,9 +227,7 @@ class SegmentationController(Controller):
         artifact: str,
         format: Annotated[
             str | None,
-            Parameter(
-                query="format", description="regions only: coco, coco-dataset, labelstudio or labelstudio-config (exports.py)"
-            ),
+            Parameter(query="format", description="regions only: " + ", ".join(EXPORT_FORMATS) + " (exports.py)"),
         ] = None,
         image_url: Annotated[str | None, Parameter(query="image_url", description="labelstudio: the image's URL")] = None,
     ) -> Response[bytes]:
@@ -283,9 +281,7 @@ class ExportController(Controller):
         ctx: GatewayContext,
         tenant: str,
         jobs: Annotated[str, Parameter(query="jobs", description="comma-separated job ids (at most 1000)")],
-        format: Annotated[
-            str, Parameter(query="format", description="coco, coco-dataset, labelstudio or labelstudio-config")
-        ] = "coco",
+        format: Annotated[str, Parameter(query="format", description=", ".join(EXPORT_FORMATS))] = "coco",
     ) -> Response[bytes]:
         ids = [j.strip() for j in jobs.split(",") if j.strip()]
         if not 0 < len(ids) <= MAX_EXPORT_JOBS:
@@ -303,8 +299,11 @@ async def export_response(ctx: GatewayContext, states: list[JobState], format: s
         body: Any = exports.coco_results(docs)
     elif format == "coco-dataset":
         body = exports.coco_dataset(docs, filenames)
-    elif format == "labelstudio":
-        body = exports.label_studio_tasks(docs, image_urls, filenames)
+    elif format in ("labelstudio", "labelstudio-brush"):
+        # A brush mask is packed pixel run by pixel run: off the event loop.
+        body = await asyncio.to_thread(
+            exports.label_studio_tasks, docs, image_urls, filenames, as_brush=format == "labelstudio-brush"
+        )
     else:
         return Response(exports.label_studio_config(docs).encode(), media_type="application/xml")
     return Response(msgspec.json.encode(body), media_type="application/json")
