@@ -216,7 +216,7 @@ class RecordingProxy:
 async def test_triton_answers_uncompressed_to_infer(triton_server: tuple[str, Path], tmp_path: Path) -> None:
     """tritonclient's aio client asks for gzip through aiohttp's defaults and Triton compresses every
     response (the control below shows it); infer asks for the bytes as they are, which saved Triton
-    about 18 ms of CPU per starter-model request on this machine (docs/benchmarks.md)."""
+    4-5 ms of CPU per starter-model job on this machine (docs/benchmarks.md)."""
     url, repository = triton_server
     store = FilesystemStore(tmp_path)
     weights, manifest = starter_files()

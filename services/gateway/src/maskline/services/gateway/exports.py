@@ -23,10 +23,9 @@ from xml.sax.saxutils import quoteattr
 
 import msgspec
 
-from maskline.contracts.http_v1 import EXPORT_FORMATS, Region, RegionsDocument
+from maskline.contracts.http_v1 import Region, RegionsDocument
 from maskline.services.gateway import brush
 
-FORMATS = EXPORT_FORMATS
 #: The names a Label Studio prediction refers to: its control tags (polygons, brush) and the image it labels.
 LABEL_STUDIO_CONTROL, LABEL_STUDIO_BRUSH, LABEL_STUDIO_IMAGE = "label", "brush", "image"
 

@@ -291,8 +291,8 @@ class ExportController(Controller):
 
 
 async def export_response(ctx: GatewayContext, states: list[JobState], format: str, image_urls: list[str]) -> Response[bytes]:
-    if format not in exports.FORMATS:
-        raise Unprocessable(f"unknown format {format!r}: one of {', '.join(exports.FORMATS)}", code="invalid_options")
+    if format not in EXPORT_FORMATS:
+        raise Unprocessable(f"unknown format {format!r}: one of {', '.join(EXPORT_FORMATS)}", code="invalid_options")
     docs = [exports.decode(await artifact_bytes(ctx, state, "regions")) for state in states]
     filenames = [state.filename for state in states]
     if format == "coco":

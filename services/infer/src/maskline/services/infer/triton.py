@@ -21,10 +21,11 @@ from maskline.shared.storage import ObjectStore
 from maskline.shared.storage.minio_store import MinioStore
 
 
-#: tritonclient's aio client runs on aiohttp, which asks for gzip by default, and Triton obliges: on
-#: the starter model (4 classes x 256 x 256, fp16) compressing each response cost Triton about 18 ms
-#: of CPU and inflating it cost infer 2.5 ms, for a hop inside one host or cluster. Ask for the bytes
-#: as they are. A fresh dict per call: the client adds its own headers to the one it is given.
+#: tritonclient's aio client runs on aiohttp, which asks for gzip by default, and Triton obliges. For
+#: a hop inside one host or cluster that is pure cost: 4 classes of fp16 scores at 256 x 256 took
+#: Triton about 18 ms of CPU to compress and infer 2.5 ms to inflate; at the starter's 128 x 128,
+#: 4-5 ms of Triton's CPU per job (docs/benchmarks.md). Ask for the bytes as they are. A fresh dict
+#: per call: the client adds its own headers to the one it is given.
 def uncompressed_headers(traceparent: str | None = None) -> dict[str, str]:
     headers = {"Accept-Encoding": "identity"}
     if traceparent:
