@@ -73,7 +73,7 @@ bench-quantize:
 # what a request costs Triton beside the network (FP32 and INT8, dynamic-batching delay 0 and 2000 µs)
 bench-models:
     python -m bench.aspect --images 256 --out docs/bench/aspect-0.2.json
-    python -m bench.person_int8 --requests 200 --concurrency 1,4 --rounds 5 --out docs/bench/person-int8-0.3.json
+    python -m bench.person_int8 --requests 200 --concurrency 1,4 --rounds 5 --out docs/bench/person-int8-0.4.json
     python -m bench.serving_cost --out docs/bench/serving-cost.json
 
 # merge time and memory (2/4/8 x 27.5M-param models), and the federated merging study on digits

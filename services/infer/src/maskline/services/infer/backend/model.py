@@ -36,6 +36,10 @@ class TritonPythonModel:
         precision = spec.get("precision", "fp32")
         gpu = args.get("model_instance_kind") == "GPU"
         threads = int(os.environ.get("MASKLINE_TORCH_THREADS", "0"))
+        if threads > 0:
+            # Every version, ONNX ones included: `execute` runs softmax and the fp16 cast in torch,
+            # whose default pool of one thread per core spins beside the other instances.
+            torch.set_num_threads(threads)
         if spec.get("format") == "onnx":
             self._load_onnx(os.path.join(folder, "model.onnx"), gpu, int(args.get("model_instance_device_id", 0)), threads)
             return
@@ -47,8 +51,6 @@ class TritonPythonModel:
             self.device = torch.device("cuda", int(args["model_instance_device_id"]))
         else:
             self.device = torch.device("cpu")
-            if threads > 0:
-                torch.set_num_threads(threads)
         self.model = torch.jit.load(os.path.join(folder, "model.pt"), map_location=self.device).eval()
         self.run = self._run_torchscript
 
