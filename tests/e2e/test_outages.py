@@ -179,7 +179,7 @@ def test_admission_refuses_over_a_tenants_limits_and_over_the_pipelines_backlog(
         garbage = client.http.post("/v1/segmentations", content=b"\x00" * 4096, headers={"Content-Type": "multipart/form-data"})
         assert (garbage.status_code, garbage.json()["code"]) == (503, "overloaded")
         metrics = urllib.request.urlopen(stack.gateway_url + "/metrics").read().decode()
-        assert 'maskline_admission_refused_total{code="overloaded",tenant="tenant-a"}' in metrics
+        assert 'maskline_admission_refused_total{code="overloaded"}' in metrics and "tenant-a" not in metrics
     finally:
         stack.start_service("infer")
     wait_until(lambda: all(c.status(j)["status"] == "completed" for c, j in accepted), 240, "every accepted job completed")

@@ -12,12 +12,22 @@ import json
 from pathlib import Path
 from typing import Any
 
-#: Keys of a property's schema that do not change what is valid on the wire.
-_WORDING = {"description", "title", "examples"}
+#: Keys of a property's schema that do not change what is valid on the wire (a reference's rule is
+#: what consumers check of the named object, not of the message).
+_WORDING = {"description", "title", "examples", "x-maskline-reference"}
 
 
 def _field(schema: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in schema.items() if k not in _WORDING}
+    return {k: _annotations_dropped(v) for k, v in schema.items() if k not in _WORDING}
+
+
+def _annotations_dropped(value: Any) -> Any:
+    """`value` without reference rules at any depth (inside `anyOf`, `items`, `additionalProperties`)."""
+    if isinstance(value, dict):
+        return {k: _annotations_dropped(v) for k, v in value.items() if k != "x-maskline-reference"}
+    if isinstance(value, list):
+        return [_annotations_dropped(v) for v in value]
+    return value
 
 
 def _same_field(old: dict[str, Any], new: dict[str, Any]) -> bool:

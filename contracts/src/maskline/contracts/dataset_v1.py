@@ -11,14 +11,14 @@ from typing import Annotated
 
 import msgspec
 
-from maskline.contracts.common_v1 import ALL_VARIANTS, ObjectRef, Variant, VariantName
+from maskline.contracts.common_v1 import ALL_VARIANTS, Variant, VariantName, WrittenDatasetFile, reference
 
 EXPAND_REQUESTED = "dataset.v1.expand.requested"
 EXPAND_PROGRESSED = "dataset.v1.expand.progressed"
 EXPANDED = "dataset.v1.expanded"
 FAILED = "dataset.v1.failed"
 
-Prefix = Annotated[str, msgspec.Meta(pattern="^datasets/[A-Za-z0-9_-]+/[A-Za-z0-9_.-]+/$")]
+Prefix = Annotated[str, msgspec.Meta(pattern="^datasets/[A-Za-z0-9_-]+/[A-Za-z0-9_.-]+/$"), reference("datasets", by="publisher")]
 
 
 class DatasetExpandRequested(msgspec.Struct, frozen=True, kw_only=True):
@@ -53,7 +53,7 @@ class DatasetManifest(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DatasetExpanded(msgspec.Struct, frozen=True, kw_only=True):
-    manifest: ObjectRef
+    manifest: WrittenDatasetFile
     images: int
     outputs: int
     written: int

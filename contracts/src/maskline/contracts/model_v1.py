@@ -7,7 +7,16 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from maskline.contracts.common_v1 import ObjectRef
+from maskline.contracts.common_v1 import (
+    DatasetPrefix,
+    RecordedDatasetPrefix,
+    SuppliedDatasetFile,
+    SuppliedInput,
+    SuppliedModelWeights,
+    SuppliedSiteUpdate,
+    WrittenModelFile,
+    WrittenOutput,
+)
 
 REGISTER_REQUESTED = "model.v1.register.requested"
 REGISTERED = "model.v1.registered"
@@ -105,12 +114,12 @@ class QuantizationInfo(msgspec.Struct, frozen=True, kw_only=True):
     method: CalibrationMethod
     per_channel: bool
     keep_float: tuple[str, ...]
-    dataset: str
+    dataset: RecordedDatasetPrefix
     images: int
     percentile: float
-    recipe: ObjectRef
+    recipe: WrittenModelFile
     """Everything needed to rebuild the int8 network from its float parent (observer qparams, edits)."""
-    reports: dict[str, ObjectRef] = {}
+    reports: dict[str, WrittenModelFile] = {}
     """`step`, `cross`, `calibrators`, `graph`: JSON documents."""
     edits: tuple[LayerEdit, ...] = ()
 
@@ -132,7 +141,7 @@ class ModelVersion(msgspec.Struct, frozen=True, kw_only=True):
     labels: tuple[str, ...]
     input_size: tuple[int, int]
     """(height, width) the network is fed; infer resizes to it and merge resizes back."""
-    weights: ObjectRef
+    weights: WrittenModelFile
     precision: str = "fp32"
     parent: str | None = None
     """`name/version` this one was derived from (quantization, merge), if any."""
@@ -175,7 +184,7 @@ class RegisterRequested(msgspec.Struct, frozen=True, kw_only=True):
     Added in 1.4."""
 
     name: ModelName
-    weights: ObjectRef
+    weights: SuppliedInput
     """The uploaded file, under the tenant's inputs (claim-checked: tenant, size, sha256)."""
     labels: Annotated[tuple[str, ...], msgspec.Meta(min_length=2)]
     """Class names, background first; the model must give one score per label."""
@@ -211,9 +220,9 @@ class ModelMergeRequested(msgspec.Struct, frozen=True, kw_only=True):
     """`task_arithmetic` / `ties`: the shared base model the inputs were trained from."""
     scale: float = 1.0
     density: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.2
-    bn_dataset: str | None = None
+    bn_dataset: DatasetPrefix | None = None
     """Re-estimate BatchNorm statistics on the images under this dataset prefix after merging."""
-    evaluate_on: str | None = None
+    evaluate_on: DatasetPrefix | None = None
     """A labelled dataset prefix: the merged version is evaluated on it (a follow-up evaluation job,
     `<job id>-eval`), so it carries numbers comparable with its parents'. Added in 1.6."""
 
@@ -245,10 +254,12 @@ class RoundOpened(msgspec.Struct, frozen=True, kw_only=True):
     deadline_s: Annotated[float, msgspec.Meta(gt=0)] = 600.0
     opened_at: datetime | None = None
     method: MergeMethod = "weighted"
-    weights: ObjectRef | None = None
+    weights: SuppliedModelWeights | None = None
     """The global model's weights for the sites to download (so a site needs no registry access).
-    Filled by the merge service for every round it opens; the opener of round 1 may give it. Added in 1.3."""
-    evaluate_on: str | None = None
+    Filled by the merge service for every round it opens; the opener of round 1 may give it: they
+    must be `model`'s own weights, and `model` one whose weights its tenant may hand out (its own,
+    derived from nothing shared, or the platform's public ones). Added in 1.3."""
+    evaluate_on: DatasetPrefix | None = None
     """A labelled dataset prefix of the federation's tenant: each round's merged model is evaluated
     on it (job `<federation>-r<round>-eval`). Added in 1.6."""
 
@@ -258,7 +269,7 @@ class SiteUpdate(msgspec.Struct, frozen=True, kw_only=True):
 
     round: int
     site: SiteName
-    weights: ObjectRef
+    weights: SuppliedSiteUpdate
     samples: Annotated[int, msgspec.Meta(ge=1)]
     metrics: dict[str, float] = {}
 
@@ -284,7 +295,7 @@ class QuantizeRequested(msgspec.Struct, frozen=True, kw_only=True):
     """Post-training quantization of a registered float version into a new hybrid/int8 version. Added in 1.2."""
 
     model: VersionRef
-    dataset: str
+    dataset: DatasetPrefix
     """Object-storage prefix of the calibration images (e.g. a dataset from the augment service)."""
     method: CalibrationMethod = "entropy"
     precision: Literal["hybrid", "int8"] = "int8"
@@ -298,7 +309,7 @@ class QuantizeRequested(msgspec.Struct, frozen=True, kw_only=True):
     """Also quantize with every method and report mIoU against FP32, latency and size."""
     name: ModelName | None = None
     """Register the result under this name (default: the parent's name, as its next version)."""
-    evaluate_on: str | None = None
+    evaluate_on: DatasetPrefix | None = None
     """A labelled dataset prefix: the quantized version is evaluated on it (a follow-up evaluation
     job, `<job id>-eval`). Added in 1.6."""
 
@@ -345,7 +356,7 @@ class EvaluateRequested(msgspec.Struct, frozen=True, kw_only=True):
     through serving, and score it. Added in 1.6."""
 
     model: VersionRef
-    dataset: str
+    dataset: DatasetPrefix
     """Object-storage prefix of the dataset (`datasets/<tenant>/<name>/`: `images/`, `masks/`)."""
     max_images: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
     boundary_tolerance: Annotated[int, msgspec.Meta(ge=0, le=20)] = 2
@@ -367,7 +378,7 @@ class Evaluation(msgspec.Struct, frozen=True, kw_only=True):
 
     model: VersionRef
     precision: str
-    dataset: str
+    dataset: RecordedDatasetPrefix
     dataset_sha256: str
     """Of the sorted (image, image sha256, mask sha256) list: the same number means the same data."""
     images: int
@@ -387,7 +398,7 @@ class Evaluation(msgspec.Struct, frozen=True, kw_only=True):
 
 class Evaluated(msgspec.Struct, frozen=True, kw_only=True):
     evaluation: Evaluation
-    result: ObjectRef
+    result: WrittenOutput
     """The evaluation as a JSON document."""
 
 
@@ -397,7 +408,7 @@ class FeatureMapsRequested(msgspec.Struct, frozen=True, kw_only=True):
 
     model: VersionRef
     layer: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.]{1,128}$")]
-    image: ObjectRef
+    image: SuppliedDatasetFile
     """An image of the tenant's (a dataset image: `datasets/<tenant>/<name>/images/<file>`)."""
     channels: Annotated[int, msgspec.Meta(ge=1, le=64)] = 16
     """How many channels to draw: the ones whose float output varies most."""
@@ -406,7 +417,7 @@ class FeatureMapsRequested(msgspec.Struct, frozen=True, kw_only=True):
 class FeatureMapsRendered(msgspec.Struct, frozen=True, kw_only=True):
     model: VersionRef
     layer: str
-    picture: ObjectRef
+    picture: WrittenOutput
     """PNG: per channel, the float map and the int8 map side by side, on the float map's scale."""
     shown: tuple[int, ...]
     """The channels drawn, in order."""

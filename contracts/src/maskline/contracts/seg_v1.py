@@ -9,7 +9,19 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from maskline.contracts.common_v1 import ALL_VARIANTS, Fusion, JobFailed, ModelRef, ObjectRef, Variant, VariantName
+from maskline.contracts.common_v1 import (
+    ALL_VARIANTS,
+    Fusion,
+    JobFailed,
+    ModelRef,
+    ObjectRef,
+    SuppliedInput,
+    Variant,
+    VariantName,
+    WrittenInput,
+    WrittenOutput,
+    display_filename,
+)
 
 REQUESTED = "seg.v1.requested"
 INGESTED = "seg.v1.ingested"
@@ -29,9 +41,19 @@ class TtaOptions(msgspec.Struct, frozen=True, kw_only=True):
     """Test-time augmentation: segment every variant, map back, fuse. Added in 1.1."""
 
     variants: tuple[VariantName, ...] = ALL_VARIANTS
+    """Each at most once, in the order given: a repeated name is dropped (one inference per variant)."""
     angle: Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)] = 15.0
     blur_sigma: Annotated[float, msgspec.Meta(ge=0.0, le=20.0)] = 1.0
     fusion: Fusion = "mean"
+
+    def __post_init__(self) -> None:
+        # However a request spells them (an HTTP form, a bus message), a job costs one inference per
+        # distinct variant: never more than len(ALL_VARIANTS).
+        msgspec.structs.force_setattr(self, "variants", tuple(dict.fromkeys(self.variants)))
+
+    @property
+    def inferences(self) -> int:
+        return len(self.variants)
 
 
 class SegmentationOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,27 +76,36 @@ class SegmentationOptions(msgspec.Struct, frozen=True, kw_only=True):
     tta: TtaOptions | None = None
     """None: one inference, augment is skipped. Added in 1.1."""
 
+    @property
+    def inferences(self) -> int:
+        """What the request costs Triton: one inference, or one per TTA variant (what admission counts)."""
+        return self.tta.inferences if self.tta is not None else 1
+
 
 class SegmentationRequested(msgspec.Struct, frozen=True, kw_only=True):
     """A client asks for a segmentation of an image already put in object storage."""
 
-    image: ObjectRef
+    image: SuppliedInput
     options: SegmentationOptions = SegmentationOptions()
     filename: str | None = None
+    """The client's file name, kept as `display_filename` makes it (no path, control or bidi characters)."""
     replay_of: str | None = None
     """The job this one re-runs (same input, same pinned version and options). Added in 1.6."""
+
+    def __post_init__(self) -> None:
+        msgspec.structs.force_setattr(self, "filename", display_filename(self.filename))
 
 
 class SegmentationIngested(msgspec.Struct, frozen=True, kw_only=True):
     """The image decoded, validated and normalised (RGB, upright) and stored as PNG."""
 
-    image: ObjectRef
+    image: WrittenInput
     width: int
     height: int
     original_format: str
     options: SegmentationOptions
     timings_ms: dict[str, float] = {}
-    working: ObjectRef | None = None
+    working: WrittenInput | None = None
     """A copy no larger than the platform's working size, when the image is larger: inference and
     TTA run on it, outputs keep the original size. Added in 1.3."""
     working_width: int = 0
@@ -93,11 +124,11 @@ class SegmentationIngested(msgspec.Struct, frozen=True, kw_only=True):
 class SegmentationAugmented(msgspec.Struct, frozen=True, kw_only=True):
     """One variant of a TTA job's image (`index` of `count`). Added in 1.1."""
 
-    image: ObjectRef
+    image: WrittenInput
     """The variant image (PNG)."""
     width: int
     height: int
-    original: ObjectRef
+    original: WrittenInput
     original_width: int
     original_height: int
     variant: Variant
@@ -117,10 +148,10 @@ class SegmentationInferred(msgspec.Struct, frozen=True, kw_only=True):
     variant's geometry), `image`/`width`/`height` are the original's.
     """
 
-    image: ObjectRef
+    image: WrittenInput
     width: int
     height: int
-    prediction: ObjectRef
+    prediction: WrittenOutput
     model: ModelRef
     labels: tuple[str, ...]
     options: SegmentationOptions
@@ -159,7 +190,7 @@ class Confidence(msgspec.Struct, frozen=True, kw_only=True):
 class SegmentationCompleted(msgspec.Struct, frozen=True, kw_only=True):
     """The outputs are stored; `artifacts` maps output name to its object."""
 
-    artifacts: dict[str, ObjectRef]
+    artifacts: dict[str, WrittenOutput]
     model: ModelRef
     width: int
     height: int

@@ -240,6 +240,15 @@ class ModelAccess:
                 )
 
 
+def copyable_by(tenant: str, model: ModelVersion) -> bool:
+    """Whether `tenant` may hand `model`'s weights to others (a federation's sites): the platform's
+    public models, or its own versions derived from nothing but its own and public ones. A model
+    another tenant shared is used, never copied: revoking the grant must end every use of it."""
+    if model.owner == PLATFORM_TENANT:
+        return True
+    return model.owner == tenant and all(item.startswith(f"{PLATFORM_TENANT}/") for item in model.upstream)
+
+
 def upstream_of(tenant: str, parents: list[ModelVersion]) -> tuple[str, ...]:
     """What a version `tenant` derives from `parents` depends on that `tenant` does not own."""
     found = {f"{p.owner}/{p.name}" for p in parents if p.owner != tenant}

@@ -32,9 +32,10 @@ from opentelemetry.trace import SpanKind
 from maskline.contracts import subjects as table
 from maskline.contracts.common_v1 import DeadLetter, JobFailed
 from maskline.contracts.envelope import Envelope, major, next_event, now
-from maskline.shared import tracing
+from maskline.shared import references, tracing
 from maskline.shared.bus import BUS_UNAVAILABLE, MSG_ID, Bus, tenant_token
-from maskline.shared.errors import DeadlineExceeded, DependencyUnavailable, HandlerError, PermanentError
+from maskline.shared.errors import DeadlineExceeded, DependencyUnavailable, HandlerError, PermanentError, public_reason
+from maskline.shared.storage import ObjectStore
 
 T = TypeVar("T")
 Handler = Callable[[Envelope[T]], Awaitable[Sequence[Envelope[Any]]]]
@@ -98,6 +99,8 @@ class ConsumerStats:
     """Messages that waited for a dependency to come back (none of their deliveries used up)."""
     busy_s: float = 0.0
     last_error: str = ""
+    last_error_tenant: str = ""
+    """Whose message `last_error` is about: only that tenant (and operators) may read it (it names jobs, keys, URLs)."""
     paused: str = ""
     """The dependency this consumer waits for (it fetches nothing meanwhile); empty when flowing."""
 
@@ -117,8 +120,11 @@ class Consumer(Generic[T]):
     stats: ConsumerStats = field(default_factory=ConsumerStats)
     skip: Callable[[str, str], bool] | None = None
     """(tenant, job id) → the job's queued work is to be skipped (its tenant cancelled it)."""
+    store: ObjectStore | None = None
+    """Where the objects that events name are checked (references.check_message)."""
 
     def __post_init__(self) -> None:
+        references.plan_for(self.spec.payload)  # a payload naming stored bytes without a rule: refuse to start
         if self.spec.ack_wait_s is not None:
             self.ack_wait_s = self.spec.ack_wait_s
         self._decoder = msgspec.json.Decoder(Envelope[self.spec.payload])  # type: ignore[name-defined]
@@ -247,7 +253,7 @@ class Consumer(Generic[T]):
         except Exception as exc:  # RetryableError and anything unexpected: retry with back-off
             code = exc.code if isinstance(exc, HandlerError) else type(exc).__name__
             reason = exc.reason if isinstance(exc, HandlerError) else str(exc) or type(exc).__name__
-            self.stats.last_error = reason
+            self._note_error(reason, env.tenant)
             if deliveries >= self.max_deliver:
                 await self._give_up(msg, env, code, f"{reason} (after {deliveries} deliveries)")
                 return
@@ -260,7 +266,10 @@ class Consumer(Generic[T]):
             self.stats.busy_s += time.perf_counter() - started
 
     async def _run_handler(self, env: Envelope[T]) -> None:
-        outputs = await self.spec.handler(env)
+        # Every object the message names, checked by its contract rule before the handler sees it.
+        verified = await references.check_message(self.store, self.spec.payload, env.data, env.tenant)
+        with references.checked(verified):
+            outputs = await self.spec.handler(env)
         try:
             for out in outputs:
                 await self.bus.publish(out)
@@ -273,7 +282,7 @@ class Consumer(Generic[T]):
         self.stats.held += 1
         attempt = 0
         while not self._stopping.is_set():
-            self._pause(error)
+            self._pause(error, env.tenant)
             self._resumed.clear()
             with contextlib.suppress(TimeoutError):  # another message getting through wakes us early
                 await asyncio.wait_for(self._resumed.wait(), self.hold_s[min(attempt, len(self.hold_s) - 1)])
@@ -300,11 +309,14 @@ class Consumer(Generic[T]):
             return
         await msg.nak()  # shutting down: another instance takes it at once (a redelivery, not a failure)
 
-    def _pause(self, error: DependencyUnavailable) -> None:
+    def _pause(self, error: DependencyUnavailable, tenant: str) -> None:
         if self.stats.paused != error.dependency:
             log.warning("consumer.paused", consumer=self.spec.durable, dependency=error.dependency, reason=error.reason)
         self.stats.paused = error.dependency
-        self.stats.last_error = error.reason
+        self._note_error(error.reason, tenant)
+
+    def _note_error(self, reason: str, tenant: str) -> None:
+        self.stats.last_error, self.stats.last_error_tenant = reason, tenant
 
     def _resume(self) -> None:
         if self.stats.paused:
@@ -336,10 +348,11 @@ class Consumer(Generic[T]):
 
     async def _give_up(self, msg: Msg, env: Envelope[Any] | None, code: str, reason: str) -> None:
         """Dead-letter the message, fail its job if known, and terminate it so the queue moves on."""
+        reason = public_reason(reason)
         meta = msg.metadata
         self.stats.failed += 1
         self.stats.dead_lettered += 1
-        self.stats.last_error = reason
+        self._note_error(reason, env.tenant if env is not None else tenant_token(msg.subject))
         log.error("message.dead_lettered", code=code, reason=reason, subject=msg.subject, job_id=env.job_id if env else None)
         letter = DeadLetter(
             consumer=self.spec.durable,

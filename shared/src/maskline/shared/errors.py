@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
+#: An object's repr (`<PIL.PngImagePlugin.PngImageFile image mode=RGB size=8x8 at 0x7f...>`): internal
+#: names and a memory address, never meant for a client.
+_REPR = re.compile(r"<[^<>]*\bat 0x[0-9a-fA-F]+>")
+
+
+def public_reason(text: str) -> str:
+    """A reason as clients read it (problem details, failed jobs, dead letters): no object reprs."""
+    return _REPR.sub("<object>", text)
+
 
 class HandlerError(Exception):
     """Base of the errors a message handler raises on purpose."""

@@ -94,6 +94,7 @@ class Runtime:
                 max_deliver=self.settings.max_deliver,
                 ack_wait_s=self.settings.ack_wait_s,
                 skip=skip,
+                store=self.store,
             )
         )
 

@@ -14,7 +14,7 @@ import msgspec
 
 from maskline.contracts import dataset_v1
 from maskline.contracts.envelope import Envelope, next_event
-from maskline.shared import references, transforms
+from maskline.shared import transforms
 from maskline.shared.errors import PermanentError
 from maskline.shared.images import decode_mask, decode_rgb, encode_png
 from maskline.shared.storage import ObjectStore
@@ -33,8 +33,6 @@ async def expand(
     store: ObjectStore, env: Envelope[dataset_v1.DatasetExpandRequested], publish: Publish, progress_every: int = 10
 ) -> list[Envelope[dataset_v1.DatasetExpanded]]:
     request = env.data
-    references.check_dataset(request.source, env.tenant)
-    references.check_dataset(request.target, env.tenant)
     if request.source == request.target:
         raise PermanentError("target must differ from source", code="invalid_request")
     images = [k for k in await store.list(request.source + "images/") if k.lower().endswith(IMAGE_SUFFIXES)]

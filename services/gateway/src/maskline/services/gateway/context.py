@@ -62,7 +62,7 @@ class GatewayContext:
             raise self._refusal(tenant, exc) from exc
 
     def _refusal(self, tenant: str, refused: Refused) -> TooManyRequests | Unavailable:
-        self.metrics.refused.labels(tenant, refused.code).inc()
+        self.metrics.refused.labels(refused.code).inc()
         error = TooManyRequests if refused.status == 429 else Unavailable
         return error(refused.reason, code=refused.code, retry_after_s=refused.retry_after_s)
 

@@ -22,13 +22,16 @@ from maskline.contracts.http_v1 import FederationBody, FederationSummary, Federa
 from maskline.contracts.model_v1 import VersionRef
 from maskline.contracts.subjects import GATEWAY
 from maskline.services.gateway.access import OwnerParam
+from maskline.services.gateway.bodies import STREAMED_BODY, limit_of, limited
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.datasets import prefix as dataset_prefix
 from maskline.services.gateway.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
 from maskline.services.gateway.evaluations import evaluations_of
 from maskline.shared import keys
+from maskline.shared.access import copyable_by
 from maskline.shared.audit_trail import events, job_trail
 from maskline.shared.kv import entries
+from maskline.shared.registry import ModelNotFound
 from maskline.shared.storage import ObjectNotFound
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -177,6 +180,12 @@ class FederationController(Controller):
     async def start(self, ctx: GatewayContext, tenant: str, data: FederationBody) -> Response[FederationView]:
         ctx.require_bus()
         start = await ctx.model(tenant, data.model.name, data.model.version, data.model.owner)
+        if not copyable_by(tenant, start):  # the sites download it: a shared model is used, never handed on
+            raise Unprocessable(
+                f"{start.owner}/{start.name} is shared with you: a federation hands its weights to every site, "
+                "so it starts from your own model or a public one",
+                code="model_not_copyable",
+            )
         try:
             opened = msgspec.convert(
                 {
@@ -228,9 +237,16 @@ class FederationController(Controller):
     @get("/{federation:str}/model", summary="The open round's global model, for a site to train (sites and owner)")
     async def model(self, ctx: GatewayContext, tenant: str, federation: str, owner: OwnerParam = None) -> Response[bytes]:
         run = await _run(ctx, tenant, federation, owner)
-        weights = run.current.weights
-        if weights is None:
-            raise NotFound(f"round {run.current.round} of {federation} names no weights yet")
+        # What the registry holds for the round's model, never a key the round's event claims (an
+        # outside publisher writes those); and only while its owner may still hand it out.
+        ref = run.current.model
+        try:
+            model = await ctx.registry.get(ref.owner or run.owner, ref.name, ref.version)
+        except ModelNotFound as exc:
+            raise NotFound(f"round {run.current.round} of {federation} has no model to download") from exc
+        if not copyable_by(run.owner, model):
+            raise NotFound(f"round {run.current.round} of {federation} has no model to download", code="model_not_copyable")
+        weights = model.weights
         try:
             body = await ctx.runtime.store.get(weights.key)
         except ObjectNotFound as exc:
@@ -242,7 +258,8 @@ class FederationController(Controller):
         "/{federation:str}/rounds/{round:int}/update",
         status_code=HTTP_200_OK,
         summary="A site's trained weights for one round (raw body; the site is the caller's tenant)",
-        request_max_body_size=None,  # checked against the model limit below
+        request_max_body_size=None,  # streamed under the model limit (bodies.py)
+        opt={STREAMED_BODY: "max_model_bytes"},
     )
     async def update(
         self,
@@ -260,17 +277,19 @@ class FederationController(Controller):
             raise NotFound(f"{tenant} is not a site of federation {federation}", code="federation_not_found")
         if round != run.current.round:
             raise Conflict(f"round {round} is not open: round {run.current.round} is", code="round_not_open")
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > ctx.settings.max_model_bytes:
-            raise PayloadTooLarge(f"an update of {declared} bytes is over the model limit", code="model_too_large")
         try:
             local = {str(k): float(v) for k, v in json.loads(metrics).items()}
         except (ValueError, AttributeError, TypeError) as exc:
             raise Unprocessable(f"metrics must be a JSON object of numbers: {exc}") from exc
         ctx.require_bus()
-        body = await request.body()
-        ref = await ctx.runtime.store.put(
-            keys.site_update(run.owner, federation, round, tenant), body, "application/octet-stream"
+        limit = limit_of(request, ctx.settings)
+
+        def too_large(size: int) -> PayloadTooLarge:
+            return PayloadTooLarge(f"an update of {size} bytes or more is over the limit of {limit}", code="model_too_large")
+
+        # Streamed into the store (atomic: a refused body leaves any earlier update of the site as it was).
+        ref = await ctx.runtime.store.put_stream(
+            keys.site_update(run.owner, federation, round, tenant), limited(request, limit, too_large), "application/octet-stream"
         )
         update = model_v1.SiteUpdate(round=round, site=tenant, weights=ref, samples=samples, metrics=local)
         parts = (round, tenant, ref.sha256[:12])  # the same upload again: one event; another: ignored by weights

@@ -13,6 +13,17 @@ from maskline.shared.fleet import SERVICES, discover, queues, statuses
 from maskline.shared.heartbeat import STALE_AFTER, fleet
 
 
+def scoped(consumers: dict[str, dict[str, Any]], tenant: str, operator: bool) -> dict[str, dict[str, Any]]:
+    """Consumer counters as `tenant` may see them: a last error names the job, keys and webhook URL
+    of the tenant it happened to, so only that tenant and operators read its text."""
+    if operator:
+        return consumers
+    return {
+        name: {**stats, "last_error": stats.get("last_error", "") if stats.get("last_error_tenant") == tenant else ""}
+        for name, stats in consumers.items()
+    }
+
+
 class FleetController(Controller):
     path = "/v1/services"
     tags = ["operations"]
@@ -20,6 +31,7 @@ class FleetController(Controller):
     @get(summary="Every running service instance, stage queues and the dead-letter count")
     async def fleet(self, ctx: GatewayContext, tenant: str) -> dict[str, Any]:
         bus = ctx.runtime.bus
+        operator = ctx.is_operator(tenant)
         registered, status, beats = await asyncio.gather(discover(bus.nc), statuses(bus.nc, list(SERVICES)), fleet(bus.js))
         micro_ids = {i.get("metadata", {}).get("instance"): i["id"] for i in registered}
         services = []
@@ -34,7 +46,7 @@ class FleetController(Controller):
                     "uptime_s": b.get("uptime_s"),
                     "last_heartbeat_s_ago": b["last_heartbeat_s_ago"],
                     "id": micro_ids.get(b["instance"]),
-                    "consumers": b.get("consumers", {}),
+                    "consumers": scoped(b.get("consumers", {}), tenant, operator),
                 }
                 for b in beats
                 if b.get("service") == name
@@ -48,7 +60,7 @@ class FleetController(Controller):
                     "ready": bool(s and s["ready"]),
                     "checks": s["checks"] if s else {},
                     "uptime_s": s["uptime_s"] if s else None,
-                    "consumers": s["consumers"] if s else {},
+                    "consumers": scoped(s["consumers"], tenant, operator) if s else {},
                 }
             )
         dlq = await bus.js.stream_info("DLQ")

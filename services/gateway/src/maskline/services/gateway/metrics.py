@@ -36,9 +36,9 @@ class MetricsController(Controller):
     @get(summary="Prometheus metrics (no API key: scrape from inside the network)", media_type=CONTENT_TYPE_LATEST)
     async def metrics(self, ctx: GatewayContext) -> Response[bytes]:
         metrics = ctx.metrics
-        metrics.tenant_jobs.clear()
-        for tenant, count in ctx.admission.gauges()["running"].items():
-            metrics.tenant_jobs.labels(tenant).set(count)
+        running = ctx.admission.gauges()["running"]
+        metrics.unfinished_jobs.set(sum(running.values()))
+        metrics.tenants_with_jobs.set(len(running))
         PLATFORM_VIEW.set(1 if metrics.exports_platform_view else 0)
         body = generate_latest(metrics.own) + generate_latest(REGISTRY)
         if metrics.exports_platform_view:  # one replica at a time: summing over replicas never counts a job twice

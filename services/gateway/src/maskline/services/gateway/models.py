@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -25,6 +24,7 @@ from maskline.contracts.http_v1 import JobView, MergeBody, PromoteBody, WeightsU
 from maskline.contracts.model_v1 import STABLE, Architecture, ModelName, ModelVersion, precision_alias
 from maskline.services.gateway.access import OwnerParam
 from maskline.services.gateway.aliases import promote
+from maskline.services.gateway.bodies import STREAMED_BODY, limit_of, limited
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.datasets import prefix as dataset_prefix
 from maskline.services.gateway.errors import PayloadTooLarge, Unprocessable
@@ -166,28 +166,18 @@ class ModelController(Controller):
         "/weights/{sha256:str}",
         status_code=HTTP_201_CREATED,
         summary="Stream model weights (raw body, up to MASKLINE_MAX_MODEL_BYTES), checked against their sha256",
-        request_max_body_size=None,  # the handler enforces the model limit while it streams
+        request_max_body_size=None,  # streamed under the model limit (bodies.py)
+        opt={STREAMED_BODY: "max_model_bytes"},
     )
     async def upload_weights(
         self, ctx: GatewayContext, tenant: str, sha256: str, request: Request[Any, Any, Any]
     ) -> WeightsUploadView:
         sha256 = checked_sha256(sha256)
-        limit = ctx.settings.max_model_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and int(declared) > limit:  # refused before a byte is read
-            raise too_large(int(declared), limit)
+        limit = limit_of(request, ctx.settings)
         key = keys.model_upload(tenant, sha256)
-
-        async def chunks() -> AsyncIterator[bytes]:
-            seen = 0
-            async for chunk in request.stream():
-                seen += len(chunk)
-                if seen > limit:  # a chunked body without a length: stopped at the limit
-                    raise too_large(seen, limit)
-                yield chunk
-
+        chunks = limited(request, limit, lambda size: too_large(size, limit))
         try:
-            ref = await ctx.runtime.store.put_stream(key, chunks(), "application/octet-stream")
+            ref = await ctx.runtime.store.put_stream(key, chunks, "application/octet-stream")
         except PayloadTooLarge:
             await ctx.runtime.store.delete(key)
             raise

@@ -18,7 +18,8 @@ from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetail
 
 from maskline.services.gateway.errors import GatewayError
 from maskline.shared.bus import BUS_UNAVAILABLE
-from maskline.shared.errors import DependencyUnavailable
+from maskline.shared.errors import DependencyUnavailable, public_reason
+from maskline.shared.storage import StoreAccessDenied
 
 PROBLEM_TYPE = "https://maskline.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -56,7 +57,7 @@ def problem(
     code = code or default_code
     retry = retry_after_s if retry_after_s is not None else (RETRY_AFTER_S if status in (429, 503) else None)
     return ProblemDetailsException(
-        detail=detail,
+        detail=public_reason(detail),
         status_code=status,
         title=title or default_title,
         type_=PROBLEM_TYPE + code,
@@ -85,6 +86,9 @@ def _from_anything(request: Request[Any, Any, Any], exc: Exception) -> Response[
     if isinstance(exc, DependencyUnavailable):  # the object store, Triton: nothing was accepted
         log.warning("http.dependency_unavailable", path=request.url.path, dependency=exc.dependency, reason=exc.reason)
         return problem(503, f"the {exc.dependency} is not reachable now; retry shortly", exc.code).to_response(request)
+    if isinstance(exc, StoreAccessDenied):  # a key outside what the gateway may read: nothing of ours to show
+        log.warning("http.store_access_denied", path=request.url.path, reason=str(exc))
+        return problem(404, "no such object", "not_found").to_response(request)
     if isinstance(exc, UnicodeDecodeError):  # litestar decodes a form's text parts before any handler runs
         detail = "the request has a text part (a form field without a file name) that is not UTF-8"
         return problem(400, detail, "invalid_request").to_response(request)

@@ -60,17 +60,21 @@ class Metrics:
         )
         self.dead_letters = Gauge("maskline_dead_letters", "Messages in the dead-letter stream", registry=r)
         self.instances = Gauge("maskline_instances", "Service instances by heartbeat state", ["service", "state"], registry=r)
+        # No tenant labels anywhere: /metrics answers without an API key, and a label per tenant is
+        # unbounded. Who was refused is in the logs and the audit trail.
         self.refused = Counter(
             "maskline_admission_refused",
             "Requests this replica refused by admission control",
-            ["tenant", "code"],
+            ["code"],
             registry=self.own,
         )
         self.backlog = Gauge("maskline_pipeline_backlog", "Messages queued for or held by the pipeline's stages", registry=r)
-        self.tenant_jobs = Gauge(
-            "maskline_tenant_unfinished_jobs",
-            "Jobs a tenant started through this replica, not finished yet",
-            ["tenant"],
+        self.unfinished_jobs = Gauge(
+            "maskline_unfinished_jobs", "Jobs started through this replica, not finished yet", registry=self.own
+        )
+        self.tenants_with_jobs = Gauge(
+            "maskline_tenants_with_unfinished_jobs",
+            "Tenants with jobs started through this replica, not finished yet",
             registry=self.own,
         )
         self.paused = Gauge(

@@ -21,7 +21,7 @@ from maskline.contracts.envelope import Envelope, next_event, now
 from maskline.contracts.model_v1 import ClassScore, Evaluated, EvaluateRequested, Evaluation, VersionRef
 from maskline.contracts.subjects import INFER as NAME
 from maskline.services.infer.scoring import Scoreboard, mean, upsample
-from maskline.shared import keys, references
+from maskline.shared import keys
 from maskline.shared.errors import PermanentError
 from maskline.shared.images import decode_mask, encode_png
 from maskline.shared.registry import ModelNotFound
@@ -51,7 +51,6 @@ class Evaluator:
 
     async def handle(self, env: Envelope[EvaluateRequested]) -> list[Envelope[Any]]:
         d = env.data
-        references.check_dataset(d.dataset, env.tenant)
         try:
             model = await self.infer.access.ref(env.tenant, d.model)
         except ModelNotFound as exc:

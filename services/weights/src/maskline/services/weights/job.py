@@ -18,7 +18,7 @@ from maskline.contracts.model_v1 import ModelFormat, ModelVersion
 from maskline.services.weights import bn, onnx_weights
 from maskline.services.weights.methods import MergeOptions, Method
 from maskline.services.weights.streaming import IncompatibleModels, merge_states
-from maskline.shared import followups, keys, references
+from maskline.shared import followups, keys
 from maskline.shared.access import ModelAccess
 from maskline.shared.bus import Bus
 from maskline.shared.errors import PermanentError
@@ -150,7 +150,6 @@ async def merge_models(
             )
     calibration: list[bytes] = []
     if request.bn_dataset:
-        references.check_dataset(request.bn_dataset, env.tenant)
         images = await store.list(request.bn_dataset.rstrip("/") + "/images/")
         if not images:
             raise PermanentError(f"no calibration images under {request.bn_dataset}images/", code="empty_dataset")

@@ -28,8 +28,8 @@ from maskline.contracts.common_v1 import JobFailed
 from maskline.contracts.envelope import Envelope, job_event
 from maskline.services.weights.job import merge_weight_objects
 from maskline.services.weights.methods import MergeOptions
-from maskline.shared import followups, keys, references
-from maskline.shared.access import ModelAccess
+from maskline.shared import followups, keys
+from maskline.shared.access import ModelAccess, copyable_by
 from maskline.shared.bus import Bus
 from maskline.shared.errors import PermanentError
 from maskline.shared.fence import Fences, new_attempt
@@ -102,9 +102,17 @@ class Rounds:
     async def on_opened(self, env: Envelope[model_v1.RoundOpened]) -> list[Envelope[Any]]:
         opened = env.data if env.data.opened_at else msgspec.structs.replace(env.data, opened_at=env.time)
         try:  # the federation's starting model must be one its tenant may use
-            await self.access.ref(env.tenant, opened.model)
+            base = await self.access.ref(env.tenant, opened.model)
         except ModelNotFound as exc:
             raise PermanentError(str(exc), code="model_not_found") from exc
+        if not copyable_by(env.tenant, base):  # every site downloads the round's weights
+            raise PermanentError(
+                f"{base.owner}/{base.name} version {base.version} is shared with {env.tenant}, not theirs to hand to sites",
+                code="model_not_copyable",
+            )
+        if opened.weights is not None and opened.weights.sha256 != base.weights.sha256:
+            reason = f"the round's weights are not those of {base.name} version {base.version}"
+            raise PermanentError(reason, code="weights_mismatch")
 
         def change(state: Federation | None) -> Federation | None:
             if state is not None and state.current.round >= opened.round:
@@ -116,7 +124,6 @@ class Rounds:
 
     async def on_update(self, env: Envelope[model_v1.SiteUpdate]) -> list[Envelope[Any]]:
         update = env.data
-        references.check_owner(update.weights, env.tenant)  # a site submits its own tenant's weights only
         verdict: dict[str, str] = {}
 
         def change(state: Federation | None) -> Federation | None:
