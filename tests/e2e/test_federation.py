@@ -66,8 +66,8 @@ async def open_round(bus, registry, federation: str, **fields) -> None:  # type:
 
 
 async def events(bus, federation: str, subject: str, count: int, timeout: float = 60) -> list[dict]:  # type: ignore[no-untyped-def]
-    """Replay tenant-a's events of one type (a named ordered consumer: what the site credential may create)."""
-    config = ConsumerConfig(name=uuid.uuid4().hex)
+    """Replay tenant-a's events of one type (an ordered consumer under a name the site credential owns)."""
+    config = ConsumerConfig(name="partner-a-3")
     sub = await bus.js.subscribe(f"{subject}.{TENANT}", stream="MODEL", ordered_consumer=True, config=config)
     found: list[dict] = []
     try:
@@ -79,13 +79,14 @@ async def events(bus, federation: str, subject: str, count: int, timeout: float 
                     found.append(event)
     finally:
         await sub.unsubscribe()
+        await bus.js.delete_consumer("MODEL", "partner-a-3")
     return found
 
 
 async def federation_scenario(stack: Stack) -> dict:
     bus, store, registry, federation, inspector = await site_side(stack, "test-federation")
-    a = SiteClient(bus, store, TENANT, federation, "site-a", constant_site(1.0, 100))
-    b = SiteClient(bus, store, TENANT, federation, "site-b", constant_site(3.0, 300))
+    a = SiteClient(bus, store, TENANT, federation, "site-a", constant_site(1.0, 100), "partner-a-1")
+    b = SiteClient(bus, store, TENANT, federation, "site-b", constant_site(3.0, 300), "partner-a-2")
     await open_round(bus, registry, federation, rounds=2, name="fed-global", sites=("site-a", "site-b"), quorum=2, deadline_s=120)
     await asyncio.gather(a.run(until_round=2, timeout_s=90), b.run(until_round=2, timeout_s=90))
     closed = await events(bus, federation, model_v1.ROUND_CLOSED, 2)
@@ -130,10 +131,14 @@ async def duplicate_and_late_scenario(stack: Stack) -> dict:
         )
 
     await open_round(bus, registry, federation, rounds=1, name="fed-dup", sites=("site-a", "site-b"), quorum=2, deadline_s=120)
-    await SiteClient(bus, store, TENANT, federation, "site-a", constant_site(1.0, 100)).run(until_round=1, timeout_s=30)
+    await SiteClient(bus, store, TENANT, federation, "site-a", constant_site(1.0, 100), "partner-a-1").run(
+        until_round=1, timeout_s=30
+    )
     await stray("duplicate")
     await asyncio.sleep(0.5)
-    await SiteClient(bus, store, TENANT, federation, "site-b", constant_site(3.0, 300)).run(until_round=1, timeout_s=30)
+    await SiteClient(bus, store, TENANT, federation, "site-b", constant_site(3.0, 300), "partner-a-2").run(
+        until_round=1, timeout_s=30
+    )
     closed = (await events(bus, federation, model_v1.ROUND_CLOSED, 1))[0]["data"]
     await stray("late")
     await asyncio.sleep(1.0)
@@ -156,7 +161,9 @@ async def deadline_scenario(stack: Stack, quorum: int) -> list[dict]:
     bus, store, registry, federation, inspector = await site_side(stack, "test-deadline")
     fields = {"rounds": 1, "name": "fed-deadline", "sites": ("site-a", "site-b"), "quorum": quorum, "deadline_s": 2.0}
     await open_round(bus, registry, federation, **fields)
-    await SiteClient(bus, store, TENANT, federation, "site-a", constant_site(1.0, 10)).run(until_round=1, timeout_s=30)
+    await SiteClient(bus, store, TENANT, federation, "site-a", constant_site(1.0, 10), "partner-a-1").run(
+        until_round=1, timeout_s=30
+    )
     subject = model_v1.ROUND_CLOSED if quorum == 1 else model_v1.FAILED
     found = await events(bus, federation, subject, 1, timeout=30)
     await bus.close()
@@ -175,10 +182,14 @@ def test_at_the_deadline_a_quorum_merges_and_a_missing_quorum_fails(stack: Stack
 async def crash_scenario(stack: Stack) -> dict:
     bus, store, registry, federation, inspector = await site_side(stack, "test-crash")
     await open_round(bus, registry, federation, rounds=1, name="fed-crash", sites=("site-a", "site-b"), quorum=2, deadline_s=120)
-    await SiteClient(bus, store, TENANT, federation, "site-a", constant_site(1.0, 100)).run(until_round=1, timeout_s=30)
+    await SiteClient(bus, store, TENANT, federation, "site-a", constant_site(1.0, 100), "partner-a-1").run(
+        until_round=1, timeout_s=30
+    )
     await asyncio.sleep(0.5)
     stack.kill_service("weights")  # mid-round: one update recorded, one to come
-    await SiteClient(bus, store, TENANT, federation, "site-b", constant_site(3.0, 300)).run(until_round=1, timeout_s=30)
+    await SiteClient(bus, store, TENANT, federation, "site-b", constant_site(3.0, 300), "partner-a-2").run(
+        until_round=1, timeout_s=30
+    )
     stack.start_service("weights")
     closed = (await events(bus, federation, model_v1.ROUND_CLOSED, 1, timeout=60))[0]["data"]
     await bus.close()

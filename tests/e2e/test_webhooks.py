@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import standardwebhooks
 import torch
 
 from maskline.client import JsonClient
@@ -59,6 +60,11 @@ def test_a_tenants_webhook_is_signed_retried_and_delivered_once(client: JsonClie
         assert isinstance(body, bytes) and isinstance(headers, dict)
         assert webhooks.verify(secret, body, headers[webhooks.SIGNATURE])  # what a receiver checks
         assert not webhooks.verify(secret, body + b" ", headers[webhooks.SIGNATURE])
+        # ... or with the Standard Webhooks library, the secret as it was handed out (whsec_...)
+        assert secret.startswith("whsec_") and standardwebhooks.Webhook(secret).verify(body, headers)["job_id"] == job["id"]
+        assert headers["webhook-id"] == headers["Maskline-Delivery"]  # the delivery id is inside the signature
+        with pytest.raises(standardwebhooks.WebhookVerificationError):
+            standardwebhooks.Webhook(secret).verify(body, {**headers, "webhook-id": "another-delivery"})
         payload = json.loads(body)
         assert (payload["job_id"], payload["status"], payload["type"]) == (job["id"], "completed", "seg.v1.completed")
         assert headers["Maskline-Event"] == "seg.v1.completed"

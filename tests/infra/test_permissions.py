@@ -57,6 +57,22 @@ def test_an_outside_system_is_bound_to_its_tenant() -> None:
     assert not any(s.startswith("$KV") for s in p.publish)
 
 
+def test_an_outside_system_owns_its_consumers_by_name_and_sees_no_stream_information() -> None:
+    p = external("partner", "acme")
+    consumer_calls = [s for s in p.publish if s.startswith(("$JS.API.CONSUMER.", "$JS.ACK."))]
+    for call in consumer_calls:  # every consumer it may touch is named partner-<n>, never a wildcard
+        tokens = call.split(".")
+        at = next(i for i, t in enumerate(tokens) if t in table.STREAMS) + 1  # ...<stream>.<name>[.<filter>]
+        assert tokens[at] in table.external_consumers("partner"), call
+        assert not {"*", ">"} & set(tokens[: at + 1]), call
+    assert not any(s.startswith("$JS.API.STREAM.") for s in p.publish)  # every tenant's subjects and counts
+    other = external("partner-1", "beta")  # names cannot collide across identities, nor with a service's durable
+    assert not set(table.external_consumers("partner")) & set(table.external_consumers("partner-1"))
+    durables = {durable for _, _, durable in table.all_durables()}
+    assert not durables & set(table.external_consumers("partner"))
+    assert all(".beta" in s for s in other.publish if s.startswith("$JS.API.CONSUMER.CREATE"))
+
+
 def test_admin_provisions_and_the_auditor_only_reads_the_trail() -> None:
     assert admin().publish == {">"}
     a = auditor()

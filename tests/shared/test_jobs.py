@@ -5,6 +5,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 
 from maskline.contracts import seg_v1
@@ -195,3 +196,19 @@ def test_a_registration_completes_only_the_registration_job_that_asked_for_it() 
         _fold(None, event("q", model_v1.QUANTIZE_REQUESTED, quantize, 0)), event("q", model_v1.REGISTERED, registered, 1)
     )
     assert (state.kind, state.status) == ("quantization", "requested")  # model.v1.quantized completes it
+
+
+@pytest.mark.unit
+def test_another_command_under_a_jobs_id_changes_nothing_of_it_before_or_after_it_completed() -> None:
+    first, *rest = lifecycle("j")
+    forged = event("j", seg_v1.REQUESTED, seg_v1.SegmentationRequested(image=REF, filename="forged.png"), 9)
+    running = _fold(_fold(None, first), forged)
+    assert running.filename is None and running.options == OPTS  # the first request's, still
+    state = None
+    for env in lifecycle("j"):
+        state = _fold(state, env)
+    assert state is not None
+    before = msgspec.json.encode(state)
+    for again in (forged, first):  # another request, or the job's own request once more
+        state = _fold(state, again)
+    assert msgspec.json.encode(state) == before

@@ -4,19 +4,21 @@ A site waits for `model.v1.round.opened` of its federation, downloads the global
 the event, trains it on data that never leaves the site, uploads the weights to object storage
 and publishes its `model.v1.round.update.submitted` (sample count and local metrics included).
 It connects with its own bus credential, bound to its tenant: it reads only its tenant's rounds
-(an ordered consumer, no durable of its own) and needs no registry access. Delivery is at least
+(an ordered consumer under one of the names the credential owns, `<identity>-<n>`, n = 1..8, no
+durable of its own) and needs no registry access. Delivery is at least
 once: re-running a round re-publishes the same message id, which the bus de-duplicates, and the
 merge service ignores a second update from the same site anyway.
 
-    client = SiteClient(bus, store, tenant="hospitals", federation="fed-1", site="hospital-a", train=my_train)
+    client = SiteClient(bus, store, tenant="hospitals", federation="fed-1", site="hospital-a", train=my_train,
+                        consumer="hospital-a-bus-1")  # its credential `hospital-a-bus` owns hospital-a-bus-1..8
     await client.run(until_round=5)
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,6 +47,9 @@ class SiteClient:
     federation: str
     site: str
     train: Train
+    consumer: str
+    """The name of the consumer it reads rounds through: one its credential owns (`<identity>-<n>`,
+    `maskline.contracts.subjects.external_consumers`), not used by another reader at the same time."""
 
     async def take_part(self, env: Envelope[model_v1.RoundOpened]) -> None:
         opened = env.data
@@ -73,7 +78,7 @@ class SiteClient:
         """Take part in every round of the federation that lists this site, up to `until_round`."""
         opened = table.subject(model_v1.ROUND_OPENED)
         # A named ordered consumer filtered on this tenant's rounds: what the site's credential allows.
-        config = ConsumerConfig(name=uuid.uuid4().hex, deliver_policy=DeliverPolicy.ALL)
+        config = ConsumerConfig(name=self.consumer, deliver_policy=DeliverPolicy.ALL)
         sub = await self.bus.js.subscribe(opened.wire(self.tenant), stream=opened.stream, ordered_consumer=True, config=config)
         deadline = time.monotonic() + timeout_s
         done = 0
@@ -89,3 +94,5 @@ class SiteClient:
                     done = max(done, env.data.round)
         finally:
             await sub.unsubscribe()
+            with contextlib.suppress(Exception):  # the name is free for the next reader at once
+                await self.bus.js.delete_consumer(opened.stream, self.consumer)

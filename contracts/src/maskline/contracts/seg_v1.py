@@ -95,6 +95,11 @@ class SegmentationRequested(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         msgspec.structs.force_setattr(self, "filename", display_filename(self.filename))
 
+    @property
+    def inferences(self) -> int:
+        """What admission counts for this job (`SegmentationOptions.inferences`)."""
+        return self.options.inferences
+
 
 class SegmentationIngested(msgspec.Struct, frozen=True, kw_only=True):
     """The image decoded, validated and normalised (RGB, upright) and stored as PNG."""

@@ -477,6 +477,17 @@ SUBJECTS: tuple[Subject, ...] = (
     ),
 )
 
+
+def commands_consumed_by(service: str) -> tuple[Subject, ...]:
+    """The commands (subjects that start a job) `service` takes off the bus: it admits them."""
+    return tuple(s for s in SUBJECTS if s.job_kind is not None and any(c.service == service for c in s.consumers))
+
+
+def job_ends(stream: str) -> tuple[Subject, ...]:
+    """The subjects of `stream` that can end a job (completed, failed, cancelled)."""
+    return tuple(s for s in SUBJECTS if s.stream == stream and s.job_status in FINAL_STATUSES)
+
+
 #: Command type → the kind of job it starts; job kind → its family (the first token of its subjects).
 JOB_KIND_OF: dict[str, JobKind] = {s.type: s.job_kind for s in SUBJECTS if s.job_kind is not None}
 JOB_FAMILY: dict[JobKind, str] = {s.job_kind: s.type.split(".", 1)[0] for s in SUBJECTS if s.job_kind is not None}
@@ -493,7 +504,9 @@ BUCKETS: tuple[Bucket, ...] = (
     Bucket(
         "jobs",
         (GATEWAY, AUDIT),
-        (GATEWAY, AUDIT, NOTIFY),  # notify: which kind of job an event ends
+        # notify: which kind of job an event ends; the services that take commands: whether a command
+        # names a job that exists already (finished, or started by another request)
+        (GATEWAY, AUDIT, NOTIFY, INGEST, AUGMENT, INFER, WEIGHTS, QUANTIZE),
         ttl_s=30 * 24 * 3600.0,
         summary="job state, projected from the events by audit (the gateway records a request it accepted)",
     ),
@@ -590,6 +603,17 @@ class Identity:
     tenant: str | None = None
     """Outside systems only: the one tenant its subjects are bound to."""
     extra: dict[str, str] = field(default_factory=dict)
+
+
+#: Consumers an outside identity may run on the streams it reads: named `<identity>-<n>`, n = 1..this.
+#: NATS permissions match whole subject tokens only, so a name prefix cannot be a wildcard: the
+#: names are listed, and no other identity (nor any platform durable) can hold one of them.
+EXTERNAL_CONSUMER_SLOTS = 8
+
+
+def external_consumers(identity: str) -> tuple[str, ...]:
+    """The consumer names an outside identity may create, read, pull from and delete."""
+    return tuple(f"{identity}-{n}" for n in range(1, EXTERNAL_CONSUMER_SLOTS + 1))
 
 
 def subject(type_: str) -> Subject:

@@ -17,8 +17,15 @@ stable code, and counted in `maskline_admission_refused_total`:
 reads a request's body; `admit` then takes the token and counts the job.
 
 Rate and concurrency are kept per gateway replica (behind N replicas a tenant gets up to N times
-the limit); the backlog is the bus's own and shared. Systems publishing straight onto the bus meet
-the backlog limit in ingest, at twice the gateway's, where a request beyond it fails as `overloaded`.
+the limit); the backlog is the bus's own and shared.
+
+Every job meets admission again where it enters the platform's work, whoever published it: the
+consumer runtime admits each command (a segmentation request in ingest, a quantization in quantize,
+...) on its first delivery, at `BUS_FACTOR` times these limits so that a job the gateway admitted
+is never refused there. Nothing in the envelope is trusted for it (its `source` is whatever the
+publisher wrote). A command refused there fails its job with the same codes, and is not a dead
+letter (nothing to re-drive: publish it again later). A TTA segmentation costs one token per
+variant: what it costs Triton.
 """
 
 from __future__ import annotations
@@ -34,6 +41,11 @@ from nats.js import JetStreamContext
 from maskline.contracts import subjects as table
 
 STAGES = table.BACKLOG_STAGES
+#: Jobs published straight onto the bus meet the limits in the service that takes them, at this
+#: multiple of the gateway's: a burst the gateway admitted is never refused a second time.
+BUS_FACTOR = 2
+#: A job not seen to end in this long (its end event missed while disconnected) stops counting.
+FORGET_AFTER_S = 3600.0
 BACKLOG_TTL_S = 0.5
 BACKLOG_STALE_S = 2.0
 BACKLOG_WAIT_S = 1.0
@@ -106,24 +118,25 @@ class TokenBucket:
     def __post_init__(self) -> None:
         self.tokens = self.burst
 
-    def take(self) -> float:
-        """0.0 when a token was taken, else the seconds until one is there."""
-        wait = self.peek()
+    def take(self, tokens: float = 1.0) -> float:
+        """0.0 when `tokens` were taken, else the seconds until they are there."""
+        wait = self.peek(tokens)
         if wait == 0.0:
-            self.tokens -= 1.0
+            self.tokens -= tokens
         return wait
 
-    def peek(self) -> float:
-        """0.0 when a token is there, else the seconds until one is (takes nothing)."""
+    def peek(self, tokens: float = 1.0) -> float:
+        """0.0 when `tokens` are there, else the seconds until they are (takes nothing)."""
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate_per_s)
         self.at = now
-        return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate_per_s
+        return 0.0 if self.tokens >= tokens else (tokens - self.tokens) / self.rate_per_s
 
 
 @dataclass
 class Admission:
-    backlog: Sized
+    backlog: Sized | None
+    """The pipeline's backlog (None: this admission does not guard the segmentation pipeline)."""
     max_backlog: int
     tenant_rate_per_s: float
     tenant_burst: float
@@ -131,37 +144,68 @@ class Admission:
     overrides: dict[str, tuple[float, float, int]] = field(default_factory=dict)
     """tenant → (rate per s, burst, max unfinished jobs), where a tenant has limits of its own."""
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
-    running: dict[str, set[str]] = field(default_factory=dict)
-    """Per tenant: the jobs this replica accepted that have not finished yet."""
+    running: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per tenant: the jobs admitted here that have not finished yet, with when they were admitted."""
 
-    async def check(self, tenant: str, job_id: str = "") -> None:
+    @classmethod
+    def for_bus(cls, settings: Any, backlog: Sized | None) -> Admission:
+        """The limits a service applies to the jobs it takes off the bus: `BUS_FACTOR` times the gateway's."""
+        return cls(
+            backlog=backlog,
+            max_backlog=BUS_FACTOR * settings.max_backlog,
+            tenant_rate_per_s=BUS_FACTOR * settings.tenant_rate_per_s,
+            tenant_burst=BUS_FACTOR * settings.tenant_burst,
+            tenant_max_jobs=BUS_FACTOR * settings.tenant_max_jobs,
+            overrides={t: (BUS_FACTOR * r, BUS_FACTOR * b, BUS_FACTOR * j) for t, (r, b, j) in settings.limits_of().items()},
+        )
+
+    async def check(self, tenant: str, job_id: str = "", cost: int = 1) -> None:
         """Raise `Refused` if a job of `tenant` would be refused now; takes nothing."""
-        await self._judge(tenant, job_id, take=False)
+        await self._judge(tenant, job_id, cost, take=False)
 
-    async def admit(self, tenant: str, job_id: str) -> None:
-        """Admit one job of `tenant`, or raise `Refused`. Admitted jobs count until `finished`."""
-        await self._judge(tenant, job_id, take=True)
-        self.running[tenant].add(job_id)
-        self.backlog.admitted()
+    async def admit(self, tenant: str, job_id: str, cost: int = 1) -> None:
+        """Admit one job of `tenant` costing `cost` inferences, or raise `Refused`. Admitted jobs
+        count until `finished`; admitting a job that already counts takes nothing more."""
+        if job_id in self.running.get(tenant, {}):
+            return
+        await self._judge(tenant, job_id, cost, take=True)
+        self.running[tenant][job_id] = time.monotonic()
+        if self.backlog is not None:
+            for _ in range(cost):
+                self.backlog.admitted()
 
-    async def _judge(self, tenant: str, job_id: str, *, take: bool) -> None:
+    async def _judge(self, tenant: str, job_id: str, cost: int, *, take: bool) -> None:
         rate, burst, max_jobs = self.overrides.get(tenant, (self.tenant_rate_per_s, self.tenant_burst, self.tenant_max_jobs))
         bucket = self.buckets.setdefault(tenant, TokenBucket(rate, burst))
-        mine = self.running.setdefault(tenant, set())
+        mine = self._forget_old(tenant)
         if len(mine) >= max_jobs and job_id not in mine:
-            raise Refused(429, "too_many_jobs", f"tenant {tenant} has {len(mine)} unfinished jobs (limit {max_jobs})", 1.0)
-        size = await self.backlog.size()
-        if size >= self.max_backlog:
-            raise Refused(503, "overloaded", f"the pipeline holds {size} queued messages (limit {self.max_backlog})", 2.0)
-        wait = bucket.take() if take else bucket.peek()
+            reason = f"tenant {tenant} has {len(mine)} unfinished jobs (limit {max_jobs})"
+            raise Refused(429, code="too_many_jobs", reason=reason, retry_after_s=1.0)
+        if self.backlog is not None:
+            size = await self.backlog.size()
+            if size >= self.max_backlog:
+                reason = f"the pipeline holds {size} queued messages (limit {self.max_backlog})"
+                raise Refused(503, code="overloaded", reason=reason, retry_after_s=2.0)
+        # A job costs a token per inference, but never more than a full bucket: it must stay admissible.
+        tokens = min(float(cost), burst)
+        wait = bucket.take(tokens) if take else bucket.peek(tokens)
         if wait > 0:
-            raise Refused(429, "rate_limited", f"over {rate:g} requests/s for tenant {tenant}", wait)
+            per = "inferences" if cost > 1 else "requests"
+            reason = f"over {rate:g} {per}/s for tenant {tenant} (this job costs {cost})"
+            raise Refused(429, code="rate_limited", reason=reason, retry_after_s=wait)
+
+    def _forget_old(self, tenant: str) -> dict[str, float]:
+        mine = self.running.setdefault(tenant, {})
+        horizon = time.monotonic() - FORGET_AFTER_S
+        for job in [j for j, at in mine.items() if at < horizon]:
+            del mine[job]
+        return mine
 
     def finished(self, tenant: str, job_id: str) -> None:
-        self.running.get(tenant, set()).discard(job_id)
+        self.running.get(tenant, {}).pop(job_id, None)
 
     def unfinished(self) -> list[tuple[str, str]]:
-        """Every (tenant, job) this replica admitted that has not finished yet."""
+        """Every (tenant, job) admitted here that has not finished yet."""
         return [(tenant, job) for tenant, jobs in self.running.items() for job in jobs]
 
     def gauges(self) -> dict[str, Any]:

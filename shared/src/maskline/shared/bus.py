@@ -3,18 +3,20 @@ of contract envelopes on tenant-scoped subjects."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import nats
+import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError, NoRespondersError, NoServersError, OutboundBufferLimitError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
-from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
+from nats.js.errors import NoStreamResponseError, NotFoundError, ServiceUnavailableError
 
 from maskline.contracts import subjects as table
 from maskline.contracts.envelope import Envelope
@@ -34,6 +36,8 @@ STREAM_MAX_BYTES = 4 * 1024**3
 MSG_ID = "Nats-Msg-Id"
 
 _encoder = msgspec.json.Encoder()
+_header_decoder = msgspec.json.Decoder(Envelope[msgspec.Raw])
+log = structlog.get_logger("bus")
 
 
 def encode(value: Any) -> bytes:
@@ -75,11 +79,35 @@ class Bus:
 
     async def publish(self, env: Envelope[Any]) -> None:
         """Publish to JetStream with a deterministic `Nats-Msg-Id`, so a retry is not a duplicate;
-        the current span (if any) becomes the message's `traceparent`, continued by its consumer."""
+        the current span (if any) becomes the message's `traceparent`, continued by its consumer.
+
+        An acknowledgement that says "duplicate" is trusted only when the message the stream holds
+        under that id is this very event (same subject, same event id): an outside publisher may set
+        any `Nats-Msg-Id` on its own subject, and one that took the id of another tenant's next event
+        first would otherwise make that event vanish (the job never advancing). Then the event goes
+        out again under an id no one could have taken; handlers are idempotent, so a repeat of this
+        rare second publish costs nothing more."""
         traceparent = tracing.current_traceparent()
         if traceparent and env.traceparent is None:
             env = msgspec.structs.replace(env, traceparent=traceparent)
-        await self.js.publish(wire_subject(env), encode(env), headers={MSG_ID: msg_id(env)})
+        subject, payload, mid = wire_subject(env), encode(env), msg_id(env)
+        ack = await self.js.publish(subject, payload, headers={MSG_ID: mid})
+        if ack.duplicate and not await self._holds(ack.stream, ack.seq, subject, env.id):
+            log.warning("bus.message_id_taken", subject=subject, msg_id=mid, stream=ack.stream, seq=ack.seq)
+            await self.js.publish(subject, payload, headers={MSG_ID: f"{mid}:{uuid.uuid4().hex}"})
+
+    async def _holds(self, stream: str, seq: int, subject: str, event_id: str) -> bool:
+        """Whether the stream's message `seq` is the event `event_id` on `subject`."""
+        try:
+            held = await self.js.get_msg(stream, seq)
+        except NotFoundError:  # gone (limits): nothing stands in the event's way any more
+            return False
+        if held.subject != subject or held.data is None:
+            return False
+        try:
+            return _header_decoder.decode(held.data).id == event_id
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return False
 
     async def close(self) -> None:
         """Flush pending acks and publishes, then close. Callers stop consuming first, so nothing

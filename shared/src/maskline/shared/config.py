@@ -67,7 +67,28 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, frozen=True):
     """Per-request pixel budget: the image plus every TTA variant at the working size."""
     max_backlog: int = 400
     """Messages queued for or held by the pipeline's stages beyond which the gateway refuses new
-    jobs (503 `overloaded`); ingest fails requests published straight onto the bus beyond twice it."""
+    jobs (503 `overloaded`); ingest fails requests beyond twice it, whoever published them."""
+    tenant_rate_per_s: float = 50.0
+    """Jobs a tenant may start per second (token bucket; a TTA segmentation costs one per variant):
+    per gateway replica over HTTP, and at twice it in each service that takes a kind of job off the bus."""
+    tenant_burst: float = 100.0
+    tenant_max_jobs: int = 200
+    """Jobs of one tenant admitted and not finished yet, beyond which the gateway answers 429 and a
+    service fails a job published straight onto the bus (at twice it) as `too_many_jobs`."""
+    tenant_limits: str = ""
+    """Per-tenant overrides, `tenant:rate/burst/jobs;...` (e.g. `trial:1/2/3`)."""
+
+    def limits_of(self) -> dict[str, tuple[float, float, int]]:
+        """`tenant_limits` as tenant → (rate per s, burst, max unfinished jobs)."""
+        found: dict[str, tuple[float, float, int]] = {}
+        for item in filter(None, (p.strip() for p in self.tenant_limits.split(";"))):
+            tenant, _, spec = item.partition(":")
+            try:
+                rate, burst, jobs = spec.split("/")
+                found[tenant] = (float(rate), float(burst), int(jobs))
+            except ValueError as exc:
+                raise ConfigError(f"maskline: MASKLINE_TENANT_LIMITS entry {item!r} is not tenant:rate/burst/jobs") from exc
+        return found
 
     def identity(self, default: str) -> str:
         return self.nats_identity or default

@@ -33,7 +33,9 @@ from maskline.contracts import subjects as table
 from maskline.contracts.common_v1 import DeadLetter, JobFailed
 from maskline.contracts.envelope import Envelope, major, next_event, now
 from maskline.shared import references, tracing
+from maskline.shared.admission import Refused
 from maskline.shared.bus import BUS_UNAVAILABLE, MSG_ID, Bus, tenant_token
+from maskline.shared.commands import CommandGate, JobTaken
 from maskline.shared.errors import DeadlineExceeded, DependencyUnavailable, HandlerError, PermanentError, public_reason
 from maskline.shared.storage import ObjectStore
 
@@ -122,6 +124,8 @@ class Consumer(Generic[T]):
     """(tenant, job id) → the job's queued work is to be skipped (its tenant cancelled it)."""
     store: ObjectStore | None = None
     """Where the objects that events name are checked (references.check_message)."""
+    gate: CommandGate | None = None
+    """A consumer of commands: what each passes before its handler (commands.py)."""
 
     def __post_init__(self) -> None:
         references.plan_for(self.spec.payload)  # a payload naming stored bytes without a rule: refuse to start
@@ -234,10 +238,34 @@ class Consumer(Generic[T]):
                 self.stats.skipped += 1
                 log.info("message.skipped", reason="cancelled")
                 return
+            if self.gate is not None and not await self._through_gate(msg, env, deliveries):
+                return
             if deliveries > self.max_deliver:
                 await self._give_up(msg, env, "max_deliveries", f"gave up after {deliveries - 1} deliveries")
                 return
             await self._process(msg, env, deliveries)
+
+    async def _through_gate(self, msg: Msg, env: Envelope[T], deliveries: int) -> bool:
+        """Whether a command goes on to its handler; if not, it has been answered here."""
+        assert self.gate is not None
+        try:
+            verdict = await self.gate.verdict(env, deliveries)
+        except JobTaken as exc:  # dead-lettered, but the job it names is not failed: it is someone else's
+            await self._give_up(msg, env, exc.code, exc.reason, fail_job=False)
+            return False
+        except Refused as exc:  # nothing to re-drive: the job fails with the reason, publish again later
+            await self._give_up(msg, env, exc.code, exc.reason, dead_letter=False)
+            return False
+        except BUS_UNAVAILABLE as exc:
+            log.warning("message.gate_unavailable", error=repr(exc))
+            await msg.nak(delay=HOLD_S[0])
+            return False
+        if verdict == "skip":
+            await msg.ack()
+            self.stats.skipped += 1
+            log.info("message.skipped", reason="job_finished")
+            return False
+        return True
 
     async def _process(self, msg: Msg, env: Envelope[T], deliveries: int) -> None:
         started = time.perf_counter()
@@ -346,14 +374,28 @@ class Consumer(Generic[T]):
         except (msgspec.ValidationError, msgspec.DecodeError):
             return None
 
-    async def _give_up(self, msg: Msg, env: Envelope[Any] | None, code: str, reason: str) -> None:
+    async def _give_up(
+        self, msg: Msg, env: Envelope[Any] | None, code: str, reason: str, *, dead_letter: bool = True, fail_job: bool = True
+    ) -> None:
         """Dead-letter the message, fail its job if known, and terminate it so the queue moves on."""
         reason = public_reason(reason)
-        meta = msg.metadata
         self.stats.failed += 1
-        self.stats.dead_lettered += 1
         self._note_error(reason, env.tenant if env is not None else tenant_token(msg.subject))
-        log.error("message.dead_lettered", code=code, reason=reason, subject=msg.subject, job_id=env.job_id if env else None)
+        job_id = env.job_id if env else None
+        if dead_letter:
+            self.stats.dead_lettered += 1
+            log.error("message.dead_lettered", code=code, reason=reason, subject=msg.subject, job_id=job_id)
+            await self._dead_letter(msg, code, reason)
+        else:
+            log.warning("message.refused", code=code, reason=reason, subject=msg.subject, job_id=job_id)
+        if fail_job and env is not None and self.spec.failure_subject:
+            reason_data = JobFailed(stage=self.spec.durable, code=code, reason=reason, subject=msg.subject)
+            failed = next_event(env, self.spec.failure_subject, self.source, reason_data)
+            await self.bus.publish(failed)
+        await msg.term()
+
+    async def _dead_letter(self, msg: Msg, code: str, reason: str) -> None:
+        meta = msg.metadata
         letter = DeadLetter(
             consumer=self.spec.durable,
             stream=meta.stream,
@@ -367,8 +409,3 @@ class Consumer(Generic[T]):
         )
         letter_id = f"dlq:{self.spec.durable}:{meta.stream}:{meta.sequence.stream}"
         await self.bus.js.publish(f"dlq.{self.spec.durable}", msgspec.json.encode(letter), headers={MSG_ID: letter_id})
-        if env is not None and self.spec.failure_subject:
-            reason_data = JobFailed(stage=self.spec.durable, code=code, reason=reason, subject=msg.subject)
-            failed = next_event(env, self.spec.failure_subject, self.source, reason_data)
-            await self.bus.publish(failed)
-        await msg.term()

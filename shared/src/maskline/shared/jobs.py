@@ -6,6 +6,7 @@ order (a later stage never moves back), with compare-and-set so concurrent write
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 from typing import Any
@@ -64,6 +65,9 @@ class JobState(msgspec.Struct, kw_only=True):
     dataset: dataset_v1.DatasetExpandRequested | None = None
     stage: str | None = None
     """Quantize jobs: the step now running (calibrate, reports, compare)."""
+    request: str = ""
+    """Fingerprint of the command that started the job (`request_fingerprint`): another command
+    naming the same job id is not this job's, and changes nothing of it."""
 
     @property
     def finished(self) -> bool:
@@ -74,6 +78,16 @@ _decoder = msgspec.json.Decoder(JobState)
 _encoder = msgspec.json.Encoder()
 
 
+def request_fingerprint(data: Any) -> str:
+    """What tells one command from another for the same job id: the hash of its payload."""
+    return hashlib.sha256(_encoder.encode(data)).hexdigest()[:32]
+
+
+#: A job in one of these is never started again: a command under its id changes nothing of it (and
+#: the command gate does not run it). A failed job may still complete (a re-driven letter).
+FROZEN: tuple[Status, ...] = ("completed", "cancelled")
+
+
 def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
     status = STATUS_OF[env.type]
     if state is None:
@@ -81,6 +95,11 @@ def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
             job_id=env.job_id, tenant=env.tenant, status="requested", created=env.time, updated=env.time, trace_id=env.trace_id
         )
     data = env.data
+    if env.type in table.JOB_KIND_OF:  # a command: only the job's own, and only while it may still run
+        fingerprint = request_fingerprint(data)
+        if (state.request and state.request != fingerprint) or (state.status in FROZEN and state.request):
+            return state
+        state.request = fingerprint
     state.kind = table.JOB_KIND_OF.get(env.type, state.kind)
     if isinstance(data, seg_v1.SegmentationRequested):
         state.options, state.filename = data.options, data.filename

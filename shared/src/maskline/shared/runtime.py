@@ -24,12 +24,15 @@ from nats.micro.request import Request
 from maskline.contracts import subjects as table
 from maskline.shared import dlq, tracing
 from maskline.shared import logging as logs
+from maskline.shared.admission import Admission, Backlog
 from maskline.shared.bus import Bus, connect
 from maskline.shared.cancels import Cancellations
+from maskline.shared.commands import CommandGate
 from maskline.shared.config import RuntimeSettings
 from maskline.shared.consumer import Consumer, ConsumerSpec
 from maskline.shared.errors import HandlerError
 from maskline.shared.heartbeat import Heartbeat
+from maskline.shared.jobs import JobStore
 from maskline.shared.probes import serve_probes
 from maskline.shared.provision import wait_provisioned
 from maskline.shared.storage import ObjectStore, open_store
@@ -57,6 +60,8 @@ class Runtime:
         self.ready_checks: dict[str, ReadyCheck] = {}
         self._bus: Bus | None = None
         self._store: ObjectStore | None = None
+        self.gate: CommandGate | None = None
+        """Services that take commands: what each command passes (the job is its own; admission)."""
         self.cancellations: Cancellations | None = None
         """Stages of a segmentation (the readers of the `cancels` bucket) skip cancelled jobs' work."""
         self._stop = asyncio.Event()
@@ -78,6 +83,14 @@ class Runtime:
         self._bus = await connect(self.settings, f"{self.name}:{self.instance}", identity=self.name)
         await wait_provisioned(self.bus.js, needed_streams(self.name))
         self._store = open_store(self.settings, self.name)
+        if commands := table.commands_consumed_by(self.name):
+            # Every job this service takes off the bus meets the same gate, whoever published it.
+            jobs = JobStore(self.bus.js)
+            await jobs.open()
+            pipeline = any(c.stream == "SEG" for c in commands)
+            backlog = Backlog(self.bus.js) if pipeline else None
+            self.gate = CommandGate(jobs, Admission.for_bus(self.settings, backlog))
+            await self.gate.follow_ends(self.bus.nc, {c.stream for c in commands})
         if self.name in table.bucket("cancels").readers:
             self.cancellations = Cancellations(self.bus.js)
             await self.cancellations.open()
@@ -86,6 +99,7 @@ class Runtime:
 
     def consume(self, spec: ConsumerSpec[Any]) -> None:
         skip = self.cancellations.cancelled if self.cancellations is not None and spec.stream == "SEG" else None
+        command = spec.subject.removesuffix(".*") in table.JOB_KIND_OF
         self.consumers.append(
             Consumer(
                 self.bus,
@@ -95,6 +109,7 @@ class Runtime:
                 ack_wait_s=self.settings.ack_wait_s,
                 skip=skip,
                 store=self.store,
+                gate=self.gate if command else None,
             )
         )
 

@@ -102,6 +102,8 @@ def service(name: str) -> Permissions:
     p = Permissions(subscribe={inbox(name), "$SRV.>", f"maskline.{name}.>"}, responses=True)
     for s in table.produced_by(name):
         p.publish.add(s.filter)
+        # A publish acknowledged as a duplicate is checked against the message the stream holds (bus.py).
+        p.publish.add(f"{JS}.STREAM.MSG.GET.{s.stream}")
     durables = table.durables_of(name)
     for stream, durable, filter_subject in durables:
         _durable(p, stream, durable, filter_subject)
@@ -122,6 +124,9 @@ def service(name: str) -> Permissions:
         p.publish |= {f"{JS}.CONSUMER.LIST.{s}" for s in table.STREAMS} | {f"{JS}.STREAM.INFO.{s}" for s in table.STREAMS}
         # Dead letters are removed once their consumer re-processed them (the gateway asks it to).
         p.publish.add(f"{JS}.STREAM.MSG.DELETE.DLQ")
+    for stream in {s.stream for s in table.commands_consumed_by(name)}:
+        # Admission counts a tenant's unfinished jobs: the service hears each job's end (core NATS).
+        p.subscribe |= {s.filter for s in table.job_ends(stream)}
     if durables:
         # A consumer re-processes its own dead letters on request: it reads them from the DLQ stream.
         p.publish |= {f"{JS}.STREAM.INFO.DLQ", f"{JS}.STREAM.MSG.GET.DLQ"}
@@ -141,20 +146,32 @@ def auditor() -> Permissions:
 
 
 def external(name: str, tenant: str) -> Permissions:
-    """An outside system bound to `tenant`: its commands in, its results out, through its own inbox."""
+    """An outside system bound to `tenant`: its commands in, its results out, through its own inbox.
+
+    It reads its results through consumers it owns: only the names `table.external_consumers(name)`,
+    each created with a filter on its own tenant's subjects. It may not touch any other consumer
+    (another identity's, a service's) nor ask for stream information (which would list every
+    tenant's subjects and counts)."""
     p = Permissions(subscribe={inbox(name)})
+    owned = table.external_consumers(name)
     readable: set[str] = set()
     for s in table.SUBJECTS:
         if s.external_publish:
             p.publish.add(s.wire(tenant))
         if s.external_read:
             p.subscribe.add(s.wire(tenant))
-            # Ordered (push) consumers filtered on its own tenant's events: replay without a durable.
-            p.publish |= {f"{JS}.CONSUMER.CREATE.{s.stream}.*.{s.wire(tenant)}", f"{JS}.CONSUMER.DELETE.{s.stream}.*"}
+            p.publish |= {f"{JS}.CONSUMER.CREATE.{s.stream}.{consumer}.{s.wire(tenant)}" for consumer in owned}
             readable.add(s.stream)
-    p.publish |= {f"{JS}.STREAM.INFO.{stream}" for stream in readable}
+    for stream in readable:
+        for consumer in owned:
+            p.publish |= {
+                f"{JS}.CONSUMER.INFO.{stream}.{consumer}",
+                f"{JS}.CONSUMER.DELETE.{stream}.{consumer}",
+                f"{JS}.CONSUMER.MSG.NEXT.{stream}.{consumer}",
+                f"$JS.ACK.{stream}.{consumer}.>",
+            }
     _others_durables(p, name, readable)
-    p.responses = True  # flow-control replies of its ordered consumers
+    p.responses = True  # flow-control replies of its push consumers
     return p
 
 

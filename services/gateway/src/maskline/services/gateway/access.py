@@ -14,13 +14,16 @@ from litestar.status_codes import HTTP_200_OK
 
 from maskline.contracts import model_v1
 from maskline.contracts.audit_v1 import AuditRecord
-from maskline.contracts.envelope import job_event, new_trace_id
+from maskline.contracts.envelope import job_event, new_trace_id, now
 from maskline.contracts.model_v1 import AccessState
 from maskline.contracts.subjects import PLATFORM_TENANT
 from maskline.services.gateway.context import GatewayContext
-from maskline.services.gateway.errors import Conflict, Forbidden, NotFound
+from maskline.services.gateway.errors import Conflict, Forbidden, NotFound, TooManyRequests
 from maskline.shared.access import AccessRefused, Grant, grant_id
 from maskline.shared.audit_trail import job_trail
+
+#: Requests for access one tenant may have waiting at a time: asking cannot flood other tenants' lists.
+MAX_OPEN_REQUESTS = 20
 
 OwnerParam = Annotated[
     str | None,
@@ -68,15 +71,29 @@ class AccessController(Controller):
     @post(
         "/v1/models/{name:str}/access-requests",
         status_code=HTTP_200_OK,
-        summary="Ask the owner of a model for access to it",
+        summary="Ask the owner of a model for access to it (the same answer whether or not it exists)",
     )
     async def ask(self, ctx: GatewayContext, tenant: str, name: str, owner: OwnerParam, data: AccessNote) -> Grant:
         if not owner or owner == tenant:
             raise Conflict("name the owner of the model you ask access to (?owner=...)", code="access_state")
         if owner == PLATFORM_TENANT:
             raise Conflict("the platform's models are public: no access needed", code="access_state")
+        # Another tenant's private models are not disclosed: a request for one that does not exist is
+        # answered as one that does, and is simply never seen by anyone.
+        asked = Grant(owner=owner, model=name, grantee=tenant, state="requested", requested=now(), note=data.note)
         if not await ctx.registry.exists(owner, name):
-            raise NotFound(f"{owner} has no model {name}", code="model_not_found")
+            return asked
+        current = await ctx.grants.get(owner, name, tenant)
+        if current is not None and current.state == "requested":
+            return current  # asked again: the same request, not another line in the owner's list
+        if (
+            sum(1 for g in await ctx.grants.involving(tenant) if g.grantee == tenant and g.state == "requested")
+            >= MAX_OPEN_REQUESTS
+        ):
+            raise TooManyRequests(
+                f"you have {MAX_OPEN_REQUESTS} requests for access waiting for their owners: withdraw one first",
+                code="too_many_access_requests",
+            )
         return await self._step(ctx, owner, name, tenant, "requested", tenant, data.note)
 
     @delete(

@@ -31,6 +31,7 @@ from maskline.services.gateway.jobs import JobController
 from maskline.services.gateway.metrics import HTTP_METRICS, MetricsController
 from maskline.services.gateway.models import ModelController, ModelMergeController
 from maskline.services.gateway.oip import InferenceProtocolController
+from maskline.services.gateway.pages import security_headers
 from maskline.services.gateway.progress import JobEventsController
 from maskline.services.gateway.quantize import QuantizeController
 from maskline.services.gateway.segmentations import ExportController, SegmentationController, UploadController
@@ -141,7 +142,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
         # A server span per request, continuing the caller's `traceparent`: a job started inside it
         # takes its trace id (shared/tracing.py), so a client's trace runs on through the bus.
         plugins=[problems.plugin(), OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/metrics", "/health", "/v2/health"]))],
-        middleware=[HTTP_METRICS.middleware],
+        middleware=[HTTP_METRICS.middleware, security_headers],
         exception_handlers=problems.catch_all(),
         request_max_body_size=ctx.settings.max_upload_bytes,
         openapi_config=OpenAPIConfig(

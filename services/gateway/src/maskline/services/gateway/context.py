@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from maskline.contracts.model_v1 import ModelVersion
+from maskline.services.gateway.auth_limits import FailedKeys
 from maskline.services.gateway.errors import NotFound, TooManyRequests, Unavailable
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.telemetry import Metrics
@@ -37,6 +38,7 @@ class GatewayContext:
     admission: Admission
     webhooks: WebhookTargets
     metrics: Metrics = field(default_factory=Metrics)
+    failed_keys: FailedKeys = field(default_factory=FailedKeys)
 
     @property
     def access(self) -> ModelAccess:
@@ -47,10 +49,10 @@ class GatewayContext:
         if not self.runtime.bus.nc.is_connected:
             raise Unavailable("the message bus is not reachable now; retry shortly", code="bus_unavailable")
 
-    async def admit(self, tenant: str, job_id: str) -> None:
-        """Admit a new job of `tenant` now, or answer 429 / 503 with Retry-After (admission.py)."""
+    async def admit(self, tenant: str, job_id: str, cost: int = 1) -> None:
+        """Admit a new job of `tenant` costing `cost` inferences now, or answer 429 / 503 with Retry-After (admission.py)."""
         try:
-            await self.admission.admit(tenant, job_id)
+            await self.admission.admit(tenant, job_id, cost)
         except Refused as exc:
             raise self._refusal(tenant, exc) from exc
 

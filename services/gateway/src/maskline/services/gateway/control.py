@@ -98,7 +98,7 @@ class ControlController(Controller):
         )
         ctx.require_bus()
         replay_id = new_job_id()
-        await ctx.admit(tenant, replay_id)
+        await ctx.admit(tenant, replay_id, options.inferences)
         with ctx.waiters.watching(tenant, replay_id) as finished:
             env = command(
                 seg_v1.REQUESTED, GATEWAY, request, tenant=tenant, job_id=replay_id, trace_id=tracing.current_trace_id()

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
 import msgspec
 from litestar import Controller, MediaType, Response, get
 
 from maskline.services.gateway.context import GatewayContext
-
-PAGE = resources.files("maskline.services.gateway").joinpath("dashboard.html")
+from maskline.services.gateway.pages import page
 
 
 class DashboardController(Controller):
@@ -23,7 +21,7 @@ class DashboardController(Controller):
         include_in_schema=False,
     )
     async def page(self) -> Response[bytes]:
-        return Response(PAGE.read_bytes(), media_type=MediaType.HTML)
+        return page("dashboard.html")
 
     @get("/v1/dashboard/jobs", summary="Recent jobs (yours; operators: everyone's) with status, timings and errors")
     async def jobs(self, ctx: GatewayContext, tenant: str, limit: int = 50) -> list[dict[str, Any]]:

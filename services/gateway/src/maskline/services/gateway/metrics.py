@@ -43,6 +43,7 @@ class MetricsController(Controller):
         body = generate_latest(metrics.own) + generate_latest(REGISTRY)
         if metrics.exports_platform_view:  # one replica at a time: summing over replicas never counts a job twice
             await metrics.refresh(ctx.runtime.bus.js)
-            metrics.backlog.set(await ctx.admission.backlog.size())
+            if ctx.admission.backlog is not None:
+                metrics.backlog.set(await ctx.admission.backlog.size())
             body = generate_latest(metrics.registry) + body
         return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -98,13 +98,6 @@ def parse_options(form: SegmentationForm) -> seg_v1.SegmentationOptions:
         raise Unprocessable(f"invalid options: {exc}", code="invalid_options") from exc
 
 
-def make_job_id(tenant: str, idempotency_key: str | None) -> str:
-    """A retry with the same Idempotency-Key names the same job; without one, a new job."""
-    if idempotency_key:
-        return hashlib.sha256(f"{tenant}\x00{idempotency_key}".encode()).hexdigest()[:32]
-    return new_job_id()
-
-
 def checked_idempotency_key(value: str | None) -> str | None:
     if value is not None and not 1 <= len(value) <= MAX_KEY_LENGTH:
         raise BadRequest(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters", code="invalid_idempotency_key")
@@ -171,7 +164,9 @@ class SegmentationController(Controller):
         body, filename, content_type = await image_of(ctx, tenant, data)
         await check_upload(ctx, body, options)
         sha256 = hashlib.sha256(body).hexdigest()
-        job_id = make_job_id(tenant, key)
+        # Random even with an Idempotency-Key (its claim keeps the id for the retries): a job id that
+        # another tenant could compute is a message id it could take first (docs/security.md).
+        job_id = new_job_id()
         print_ = fingerprint(body, msgspec.json.encode(options), (filename or "").encode())
         replay = False
         if key is not None:
@@ -257,7 +252,7 @@ async def start_segmentation(
     (content-addressed: never overwritten), publish the request, then record it. A refusal or a
     failure on the way gives the admission back."""
     try:
-        await ctx.admit(tenant, job_id)
+        await ctx.admit(tenant, job_id, options.inferences)
         ref = await ctx.runtime.store.put(keys.job_upload(tenant, job_id, upload.sha256), upload.body, upload.content_type)
         request = seg_v1.SegmentationRequested(image=ref, options=options, filename=upload.filename)
         deadline = now() + timedelta(seconds=upload.deadline_s) if upload.deadline_s else None

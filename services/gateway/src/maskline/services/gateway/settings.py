@@ -18,24 +18,12 @@ class GatewaySettings(RuntimeSettings, kw_only=True, frozen=True):
     max_wait_s: float = 120.0
     allowed_formats: str = "PNG,JPEG,WEBP,TIFF,BMP,GIF"
     audit_public_key_file: str = ".maskline/credentials/audit-signing.pub"
-    tenant_rate_per_s: float = 50.0
-    """Segmentation requests a tenant may start per second (token bucket, per gateway replica)."""
-    tenant_burst: float = 100.0
-    tenant_max_jobs: int = 200
-    """Jobs of one tenant accepted by this replica and not finished yet, beyond which it answers 429."""
-    tenant_limits: str = ""
-    """Per-tenant overrides, `tenant:rate/burst/jobs;...` (e.g. `trial:1/2/3`)."""
-
-    def limits_of(self) -> dict[str, tuple[float, float, int]]:
-        found: dict[str, tuple[float, float, int]] = {}
-        for item in filter(None, (p.strip() for p in self.tenant_limits.split(";"))):
-            tenant, _, spec = item.partition(":")
-            try:
-                rate, burst, jobs = spec.split("/")
-                found[tenant] = (float(rate), float(burst), int(jobs))
-            except ValueError as exc:
-                raise ConfigError(f"maskline: MASKLINE_TENANT_LIMITS entry {item!r} is not tenant:rate/burst/jobs") from exc
-        return found
+    max_failed_keys: int = 20
+    """Unknown API keys one client address may present per minute before it is refused for that
+    minute (429 `too_many_failed_keys`, even with a good key): guessing keys takes forever."""
+    trust_forwarded_for: bool = False
+    """The gateway is reached only through a proxy that sets `X-Forwarded-For` (compose's Caddy):
+    the client address is its last entry. Off: the connection's address."""
 
     def operator_tenants(self) -> set[str]:
         return {t.strip() for t in self.operators.split(",") if t.strip()}

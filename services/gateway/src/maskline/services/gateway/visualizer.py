@@ -10,10 +10,9 @@ from importlib import resources
 from litestar import Controller, MediaType, Response, get
 
 from maskline.services.gateway.errors import NotFound
+from maskline.services.gateway.pages import page
 
 PACKAGE = resources.files("maskline.services.gateway")
-PAGE = PACKAGE.joinpath("visualizer.html")
-COMPARE = PACKAGE.joinpath("compare.html")
 #: The only files `/static/vendor/` serves (nothing else of the package is reachable).
 VENDORED = ("cytoscape.min.js", "cytoscape-dagre.min.js")
 
@@ -28,7 +27,7 @@ class VisualizerController(Controller):
         include_in_schema=False,
     )
     async def page(self) -> Response[bytes]:
-        return Response(PAGE.read_bytes(), media_type=MediaType.HTML)
+        return page("visualizer.html")
 
     @get(
         "/compare",
@@ -37,7 +36,7 @@ class VisualizerController(Controller):
         include_in_schema=False,
     )
     async def compare_page(self) -> Response[bytes]:
-        return Response(COMPARE.read_bytes(), media_type=MediaType.HTML)
+        return page("compare.html")
 
     @get("/static/vendor/{name:str}", include_in_schema=False)
     async def vendored(self, name: str) -> Response[bytes]:

@@ -9,9 +9,6 @@ Every change is the tenant's own: no tenant sees or changes another's.
 
 from __future__ import annotations
 
-import asyncio
-import secrets
-
 from litestar import Controller, delete, get, put
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
@@ -25,7 +22,8 @@ from maskline.shared import webhooks
 
 async def checked_url(ctx: GatewayContext, url: str) -> str:
     try:
-        return await asyncio.to_thread(webhooks.check_url, url, allow_private=ctx.settings.webhook_allow_private)
+        await webhooks.destination(url, allow_private=ctx.settings.webhook_allow_private)
+        return url
     except webhooks.WebhookRefused as exc:
         raise Unprocessable(str(exc), code="webhook_refused") from exc
 
@@ -55,7 +53,7 @@ class WebhookController(Controller):
         url = await checked_url(ctx, data.url) if data.url else None
         old = await ctx.webhooks.of_tenant(tenant)
         fresh = old is None or data.rotate_secret
-        secret = secrets.token_urlsafe(32) if fresh or old is None else old.secret
+        secret = webhooks.new_secret() if fresh or old is None else old.secret
         record = Webhook(url=url, secret=secret, created=now().isoformat())
         await ctx.webhooks.set_for_tenant(tenant, record)
         return WebhookView(url=url, created=record.created, secret=secret if fresh else None)

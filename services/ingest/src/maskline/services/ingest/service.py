@@ -10,13 +10,10 @@ import msgspec
 
 from maskline.contracts import seg_v1
 from maskline.contracts.envelope import Envelope, next_event
-from maskline.contracts.subjects import GATEWAY
 from maskline.services.ingest.decode import InvalidImage, decode
 from maskline.services.ingest.settings import IngestSettings
 from maskline.shared import keys, references
-from maskline.shared.admission import Backlog
 from maskline.shared.consumer import ConsumerSpec
-from maskline.shared.errors import PermanentError
 from maskline.shared.image_input import ImageRefused, Limits, formats, open_checked, request_pixels
 from maskline.shared.runtime import Runtime
 
@@ -26,7 +23,6 @@ NAME = "ingest"
 class Ingest:
     def __init__(self, runtime: Runtime, settings: IngestSettings) -> None:
         self.runtime = runtime
-        self.backlog = Backlog(runtime.bus.js)
         allowed = formats(settings.allowed_formats)
         self.limits = Limits(allowed=allowed, max_pixels=settings.max_pixels, max_side=settings.max_side)
         self.settings = settings
@@ -41,21 +37,8 @@ class Ingest:
                 code="request_too_large",
             )
 
-    async def _check_load(self, env: Envelope[seg_v1.SegmentationRequested]) -> None:
-        """Requests published straight onto the bus meet admission control here: the gateway admitted
-        its own already. Twice the gateway's limit, so a burst it admitted is never failed here."""
-        if env.source == GATEWAY:
-            return
-        size = await self.backlog.size()
-        if size >= 2 * self.settings.max_backlog:
-            raise PermanentError(
-                f"the pipeline holds {size} queued messages (limit {2 * self.settings.max_backlog}): retry later",
-                code="overloaded",
-            )
-
     async def handle(self, env: Envelope[seg_v1.SegmentationRequested]) -> list[Envelope[seg_v1.SegmentationIngested]]:
-        started = time.perf_counter()
-        await self._check_load(env)
+        started = time.perf_counter()  # admitted by the runtime's command gate, whoever published it
         store = self.runtime.store
         raw = await references.read(store, env.data.image, env.tenant)
         try:

@@ -46,10 +46,17 @@ class JobNotRecorded(RetryableError):
 
 
 class Notifier:
-    def __init__(self, settings: NotifySettings, targets: webhooks.WebhookTargets, jobs: JobStore) -> None:
+    def __init__(
+        self,
+        settings: NotifySettings,
+        targets: webhooks.WebhookTargets,
+        jobs: JobStore,
+        resolve: webhooks.Resolver = webhooks.system_resolver,
+    ) -> None:
         self.settings = settings
         self.targets = targets
         self.jobs = jobs
+        self.resolve = resolve
         self.http = httpx.AsyncClient(timeout=settings.webhook_timeout_s, follow_redirects=False)
 
     async def kind_of(self, env: Envelope[Any]) -> JobKind:
@@ -68,10 +75,12 @@ class Notifier:
         if not ends_job(kind, env.type):
             return []
         assert target.url is not None
-        try:  # checked again at delivery: a name may resolve elsewhere than when it was registered
-            url = webhooks.check_url(target.url, allow_private=self.settings.webhook_allow_private)
+        try:  # resolved once for this delivery, checked, and the connection pinned to what was checked
+            allow_private = self.settings.webhook_allow_private
+            where = await webhooks.destination(target.url, allow_private=allow_private, resolve=self.resolve)
         except webhooks.WebhookRefused as exc:
             raise PermanentError(str(exc), code="webhook_refused") from exc
+        url = target.url
         failure = env.data if isinstance(env.data, JobFailed) else None
         delivery = WebhookDelivery(
             type=env.type,
@@ -86,12 +95,15 @@ class Notifier:
         body = msgspec.json.encode(delivery)
         headers = {
             "Content-Type": "application/json",
+            "Host": where.host_header,
             "Maskline-Event": env.type,
             "Maskline-Delivery": env.id,  # the same on every retry: receivers drop repeats by it
-            webhooks.SIGNATURE: webhooks.sign(target.secret, body, int(time.time())),
+            **webhooks.signed_headers(target.secret, env.id, body, int(time.time())),
         }
-        try:
-            response = await self.http.post(url, content=body, headers=headers)
+        try:  # to the address checked above; TLS still names (and verifies) the URL's host
+            response = await self.http.post(
+                where.url, content=body, headers=headers, extensions={"sni_hostname": where.server_name}
+            )
         except httpx.HTTPError as exc:
             raise WebhookFailed(f"webhook {url} unreachable: {type(exc).__name__}") from exc
         if not 200 <= response.status_code < 300:
