@@ -37,7 +37,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         StackSettings(),
         str(home),
         api_keys="key-a:tenant-a,key-b:tenant-b,key-c:tenant-c",
-        bus_clients="partner-a:tenant-a,partner-b:tenant-b",
+        bus_clients="partner-a:tenant-a,partner-b:tenant-b,partner-c:tenant-c",
         merge_instances=2,  # a paused worker and a live one (tests/e2e/test_outages.py)
         probe_port=free_ports(16),  # every worker's /livez, /readyz and /metrics (tests/e2e/test_metrics.py)
     )
@@ -52,6 +52,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "MASKLINE_TENANT_LIMITS": "tenant-c:2/2/3",  # a tenant with tight limits of its own
             "MASKLINE_OPERATORS": "tenant-a",
             "MASKLINE_WEBHOOK_ALLOW_PRIVATE": "true",  # the tests' receivers listen on loopback
+            "MASKLINE_TRUST_FORWARDED_FOR": "true",  # a test guesses keys from an address of its own
         },
     )
     s.up()

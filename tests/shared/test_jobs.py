@@ -200,7 +200,7 @@ def test_a_registration_completes_only_the_registration_job_that_asked_for_it() 
 
 @pytest.mark.unit
 def test_another_command_under_a_jobs_id_changes_nothing_of_it_before_or_after_it_completed() -> None:
-    first, *rest = lifecycle("j")
+    first = lifecycle("j")[0]
     forged = event("j", seg_v1.REQUESTED, seg_v1.SegmentationRequested(image=REF, filename="forged.png"), 9)
     running = _fold(_fold(None, first), forged)
     assert running.filename is None and running.options == OPTS  # the first request's, still

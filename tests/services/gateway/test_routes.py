@@ -1,0 +1,33 @@
+"""Rules every route of the gateway keeps, read off the assembled application (no servers)."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+from litestar.handlers import HTTPRouteHandler
+
+from maskline.services.gateway.app import create_app
+from maskline.services.gateway.bodies import STREAMED_BODY
+from maskline.services.gateway.settings import GatewaySettings
+
+pytestmark = pytest.mark.unit
+
+
+def handlers() -> list[HTTPRouteHandler]:
+    app = create_app(SimpleNamespace(settings=GatewaySettings()))  # type: ignore[arg-type]
+    return [h for route in app.routes for h in getattr(route, "route_handlers", []) if isinstance(h, HTTPRouteHandler)]
+
+
+def test_every_route_reads_its_body_under_a_limit() -> None:
+    """The app's limit (litestar counts the bytes received, chunked included), or a streamed one of its own."""
+    found = handlers()
+    assert len(found) >= 70
+    for handler in found:
+        limit = handler.resolve_request_max_body_size()
+        streamed = handler.opt.get(STREAMED_BODY)
+        assert (limit is not None and math.isfinite(limit)) or (streamed and hasattr(GatewaySettings(), streamed)), (
+            handler.paths,
+            limit,
+        )
