@@ -28,7 +28,7 @@ def test_consumers_skip_unknown_fields_so_a_newer_minor_still_decodes() -> None:
     raw = {
         "id": "j:seg.v1.requested",
         "type": "seg.v1.requested",
-        "version": "1.7",
+        "version": "1.8",
         "time": "2026-01-01T00:00:00Z",
         "source": "x",
         "tenant": "t",

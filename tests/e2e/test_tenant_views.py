@@ -24,9 +24,8 @@ from maskline.client import JsonClient
 from maskline.contracts.subjects import PLATFORM_TENANT
 from maskline.infra.embedded.process import wait_until
 from maskline.infra.embedded.stack import Stack
-from maskline.models.starter import WEIGHTS
 from tests.e2e.test_bus import png
-from tests.e2e.test_trust_seams import LABELS, envelope, publish
+from tests.e2e.test_trust_seams import LABELS, envelope, own_weights, publish
 
 pytestmark = pytest.mark.e2e
 METHODS = ("get", "post", "put", "delete", "patch")
@@ -61,13 +60,15 @@ class Victim:
 
 
 @pytest.fixture(scope="module")
-def victim(stack: Stack) -> Iterator[tuple[JsonClient, Victim]]:
+def victim(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[JsonClient, Victim]]:
     c = JsonClient(stack.gateway_url, api_key="key-c", timeout=120)
     r = uuid.uuid4().hex[:8]
     filename = f"victim-{r}.png"
     job = c.submit(png(200), filename=filename, wait=60)
     assert job["status"] == "completed", job
-    model = c.register_model(WEIGHTS, name=f"victim-model-{r}", labels=LABELS, input_size=(128, 128))
+    model = c.register_model(
+        own_weights(tmp_path_factory.mktemp("victim"), 7), name=f"victim-model-{r}", labels=LABELS, input_size=(128, 128)
+    )
     dataset = f"victim-ds-{r}"
     c.upload_dataset_file(dataset, "images", png(201), "v.png")
     c.upload_dataset_file(dataset, "masks", png(202), "v.png")
@@ -246,4 +247,4 @@ def test_every_route_asked_by_another_tenant_shows_and_changes_nothing_of_the_fi
     assert owner.http.get("/v1/webhooks").json()["url"].endswith(v.hook)
     assert any(d["seq"] == v.letter_seq for d in owner.dead_letters())
     grants = [g for g in owner.access() if g["model"] == v.model]
-    assert all(g["state"] == "requested" and g["grantee"] == "tenant-b" for g in grants)  # at most asked, never granted
+    assert all(g["state"] in ("requested", "withdrawn") and g["grantee"] == "tenant-b" for g in grants)  # never granted
