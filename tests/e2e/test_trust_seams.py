@@ -79,8 +79,17 @@ async def publish(stack: Stack, identity: str, subject: str, body: bytes, msg_id
 
 
 def federation_error(client: JsonClient, federation: str) -> dict[str, Any]:
-    wait_until(lambda: client.federation(federation)["error"] is not None, 60, "the round refused")
-    return dict(client.federation(federation)["error"])
+    """The error a federated run ended with, once the audit trail (which a run is read from) has it."""
+
+    def error() -> dict[str, Any] | None:
+        try:
+            return client.federation(federation)["error"]  # type: ignore[no-any-return]
+        except ApiError as exc:  # not recorded yet
+            assert exc.status == 404
+            return None
+
+    wait_until(lambda: error() is not None, 60, "the round refused")
+    return dict(error() or {})
 
 
 # 1 -------------------------------------------------------------------------------------------------
