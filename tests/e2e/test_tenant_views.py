@@ -25,7 +25,8 @@ from maskline.contracts.subjects import PLATFORM_TENANT
 from maskline.infra.embedded.process import wait_until
 from maskline.infra.embedded.stack import Stack
 from tests.e2e.test_bus import png
-from tests.e2e.test_trust_seams import LABELS, envelope, own_weights, publish
+from tests.e2e.test_model_merge import perturbed
+from tests.e2e.test_trust_seams import LABELS, envelope, publish
 
 pytestmark = pytest.mark.e2e
 METHODS = ("get", "post", "put", "delete", "patch")
@@ -67,7 +68,7 @@ def victim(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
     job = c.submit(png(200), filename=filename, wait=60)
     assert job["status"] == "completed", job
     model = c.register_model(
-        own_weights(tmp_path_factory.mktemp("victim"), 7), name=f"victim-model-{r}", labels=LABELS, input_size=(128, 128)
+        perturbed(tmp_path_factory.mktemp("victim"), 107), name=f"victim-model-{r}", labels=LABELS, input_size=(128, 128)
     )
     dataset = f"victim-ds-{r}"
     c.upload_dataset_file(dataset, "images", png(201), "v.png")

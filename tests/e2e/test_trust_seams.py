@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import torch
 from nats.js.api import ConsumerConfig
 
 from maskline.client import ApiError, JsonClient
@@ -28,6 +27,7 @@ from maskline.models.starter import WEIGHTS
 from maskline.shared.registry import ModelRegistry
 from tests.e2e.conftest import MAX_MODEL
 from tests.e2e.test_bus import png
+from tests.e2e.test_model_merge import perturbed
 from tests.e2e.test_trust_bus import as_identity
 
 pytestmark = pytest.mark.e2e
@@ -49,18 +49,6 @@ def envelope(type_: str, tenant: str, job_id: str, data: dict[str, Any], *, sour
     ).encode()
 
 
-def own_weights(folder: Path, seed: int) -> Path:
-    """The starter's weights with a little noise: bytes of their own (not the public model's)."""
-    module = torch.jit.load(str(WEIGHTS))
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(torch.randn(p.shape, generator=generator) * 0.001)
-    path = folder / f"own-{seed}.pt"
-    torch.jit.save(module, str(path))
-    return path
-
-
 def ref_of(model: model_v1.ModelVersion) -> dict[str, Any]:
     w = model.weights
     return {"key": w.key, "size": w.size, "sha256": w.sha256}
@@ -76,6 +64,15 @@ async def registry_model(stack: Stack, owner: str, name: str, version: int) -> m
 async def publish(stack: Stack, identity: str, subject: str, body: bytes, msg_id: str | None = None) -> None:
     async with as_identity(stack, identity) as (bus, _):
         await bus.js.publish(subject, body, headers={"Nats-Msg-Id": msg_id or uuid.uuid4().hex})
+
+
+def open_round_as_partner_a(stack: Stack, model: dict[str, Any], weights: dict[str, Any] | None) -> str:
+    """What tenant-a's outside identity may publish: round 1 of a federation of its own, from `model`."""
+    federation = f"forged-{uuid.uuid4().hex[:8]}"
+    opened = {"round": 1, "rounds": 1, "model": model, "name": "forged", "sites": ["tenant-a"], "quorum": 1, "weights": weights}
+    body = envelope(model_v1.ROUND_OPENED, "tenant-a", federation, opened)
+    asyncio.run(publish(stack, "partner-a", "model.v1.round.opened.tenant-a", body))
+    return federation
 
 
 def federation_error(client: JsonClient, federation: str) -> dict[str, Any]:
@@ -99,7 +96,7 @@ def test_1_a_forged_round_cannot_hand_out_another_tenants_objects(
     stack: Stack, client: JsonClient, other_tenant: JsonClient, tmp_path: Path
 ) -> None:
     theirs = other_tenant.register_model(
-        own_weights(tmp_path, 1), name=f"b-weights-{uuid.uuid4().hex[:6]}", labels=LABELS, input_size=(128, 128)
+        perturbed(tmp_path, 101), name=f"b-weights-{uuid.uuid4().hex[:6]}", labels=LABELS, input_size=(128, 128)
     )
     b_model = asyncio.run(registry_model(stack, "tenant-b", theirs["name"], theirs["version"]))
     public = asyncio.run(registry_model(stack, PLATFORM_TENANT, "shapes-unet", 1))
@@ -109,25 +106,7 @@ def test_1_a_forged_round_cannot_hand_out_another_tenants_objects(
         "dataset file": {"key": b_file["key"], "size": b_file["size"], "sha256": b_file["sha256"]},
     }
     for what, weights in forged.items():
-        federation = f"forged-{uuid.uuid4().hex[:8]}"
-        opened = {
-            "round": 1,
-            "rounds": 1,
-            "model": {"name": "shapes-unet", "version": 1, "owner": PLATFORM_TENANT},
-            "name": "forged",
-            "sites": ["tenant-a"],
-            "quorum": 1,
-            "deadline_s": 600,
-            "weights": weights,
-        }
-        asyncio.run(
-            publish(
-                stack,
-                "partner-a",
-                "model.v1.round.opened.tenant-a",
-                envelope(model_v1.ROUND_OPENED, "tenant-a", federation, opened),
-            )
-        )
+        federation = open_round_as_partner_a(stack, {"name": "shapes-unet", "version": 1, "owner": PLATFORM_TENANT}, weights)
         error = federation_error(client, federation)
         assert error["code"] in ("foreign_reference", "invalid_reference"), (what, error)
         _, body = client.federation_model(federation)  # what the registry holds for the round's model
@@ -151,24 +130,8 @@ def test_2_a_model_shared_with_a_tenant_is_never_handed_to_its_federations_sites
     assert (err.value.status, err.value.problem["code"]) == (422, "model_not_copyable")
     b_model = asyncio.run(registry_model(stack, "tenant-b", name, shared["version"]))
     for with_weights in (False, True):  # on the bus, naming its weights or not
-        federation = f"copy-{uuid.uuid4().hex[:8]}"
-        opened = {
-            "round": 1,
-            "rounds": 1,
-            "model": {"name": name, "version": shared["version"], "owner": "tenant-b"},
-            "name": "copies",
-            "sites": ["tenant-a"],
-            "quorum": 1,
-            "weights": ref_of(b_model) if with_weights else None,
-        }
-        asyncio.run(
-            publish(
-                stack,
-                "partner-a",
-                "model.v1.round.opened.tenant-a",
-                envelope(model_v1.ROUND_OPENED, "tenant-a", federation, opened),
-            )
-        )
+        model = {"name": name, "version": shared["version"], "owner": "tenant-b"}
+        federation = open_round_as_partner_a(stack, model, ref_of(b_model) if with_weights else None)
         assert federation_error(client, federation)["code"] == ("foreign_reference" if with_weights else "model_not_copyable")
         with pytest.raises(ApiError) as err:
             client.federation_model(federation)
