@@ -76,16 +76,39 @@ async def run_load(call: Any, requests: int, concurrency: int) -> dict[str, floa
 
 
 Pids = Callable[[], dict[str, int]]
+#: Messages each program has sent to nats-server so far (its connections' `in_msgs` on /connz).
+Sent = Callable[[], dict[str, int]]
 
 
-async def measured(call: Any, requests: int, level: int, pids: Pids | None) -> dict[str, Any]:
-    """The load's summary, with the CPU milliseconds per job of each process when `pids` is known."""
+def connz_sent(monitor_url: str) -> dict[str, int]:
+    """Program → messages its connections sent to the server (publishes, acks, pull requests,
+    key-value reads and writes, replies): what the bus handles for it."""
+    conns = httpx.get(f"{monitor_url}/connz", params={"limit": 4096}, timeout=10).json().get("connections", [])
+    sent: dict[str, int] = {}
+    for conn in conns:
+        program = (conn.get("name") or "unnamed").split(":", 1)[0]
+        sent[program] = sent.get(program, 0) + int(conn.get("in_msgs", 0))
+    return sent
+
+
+async def measured(call: Any, requests: int, level: int, pids: Pids | None, sent: Sent | None = None) -> dict[str, Any]:
+    """The load's summary, with the CPU milliseconds per job of each process when `pids` is known,
+    and the bus messages each program sent per job when `sent` is."""
     before = cpu_seconds(pids()) if pids else {}
+    messages_before = sent() if sent else {}
     result: dict[str, Any] = await run_load(call, requests, level)
     if pids:
         spent = per_job_ms(before, cpu_seconds(pids()), requests)
         spent["outside_triton"] = round(spent["total"] - spent.get("triton", 0.0), 2)
         result["cpu_ms_per_job"] = spent
+    if sent:
+        after = sent()
+        per_job = {p: round((n - messages_before.get(p, 0)) / requests, 2) for p, n in after.items() if p != "bench"}
+        per_job = {p: v for p, v in per_job.items() if v > 0}
+        result["bus_messages_per_job"] = {
+            **dict(sorted(per_job.items(), key=lambda kv: -kv[1])),
+            "total": round(sum(per_job.values()), 2),
+        }
     return result
 
 
@@ -100,6 +123,7 @@ async def bench(
     baseline_url: str | None = None,
     stack_pids: Pids | None = None,
     baseline_pids: Pids | None = None,
+    sent: Sent | None = None,
 ) -> dict[str, Any]:
     tensor = to_model_input(image, (128, 128))
     triton = triton_http.InferenceServerClient(triton_url)
@@ -135,7 +159,7 @@ async def bench(
     results: dict[str, Any] = {}
     for level in levels:
         a = await run_load(direct, requests, level)
-        b = await measured(pipeline, requests, level, stack_pids)
+        b = await measured(pipeline, requests, level, stack_pids, sent)
         row: dict[str, Any] = {
             "triton_direct": a,
             "pipeline": b,
@@ -201,6 +225,10 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {round(c['throughput_rps'] / a['throughput_rps'], 3)} | {round(c['p50_ms'] - a['p50_ms'], 2)} |"
             )
     for key, r in results.items():
+        messages = r["pipeline"].get("bus_messages_per_job")
+        if messages:
+            ordered = ", ".join(f"{name} {n}" for name, n in messages.items())
+            lines.append(f"\nBus messages sent per job, {key.replace('_', ' ')}: {ordered}")
         for path in ("pipeline", "baseline"):
             cpu = r.get(path, {}).get("cpu_ms_per_job")
             if cpu:
@@ -239,7 +267,10 @@ def main() -> None:
             baseline, baseline_url = start_baseline(triton_url, tempfile.mkdtemp(prefix="maskline-baseline-"))
         stack_pids: Pids | None = None
         baseline_pids: Pids | None = None
+        sent: Sent | None = None
         if stack is not None:
+            monitor = f"http://127.0.0.1:{stack.settings.nats_monitor_port}"
+            sent = lambda: connz_sent(monitor)  # noqa: E731
             running = stack
             stack_pids = lambda: running.pids  # noqa: E731
             if baseline is not None:
@@ -257,6 +288,7 @@ def main() -> None:
                 baseline_url=baseline_url,
                 stack_pids=stack_pids,
                 baseline_pids=baseline_pids,
+                sent=sent,
             )
         )
     finally:
