@@ -31,7 +31,9 @@ import httpx
 import tritonclient.http.aio as triton_http
 from tritonclient.http import InferInput, InferRequestedOutput
 
+from bench import null_model
 from bench.cpu import cpu_seconds, per_job_ms
+from maskline.client import JsonClient
 from maskline.infra.embedded.process import free_port, wait_until
 from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
@@ -124,8 +126,11 @@ async def bench(
     stack_pids: Pids | None = None,
     baseline_pids: Pids | None = None,
     sent: Sent | None = None,
+    model: str = MODEL,
+    triton_name: str = TRITON_NAME,
+    input_size: tuple[int, int] = (128, 128),
 ) -> dict[str, Any]:
-    tensor = to_model_input(image, (128, 128))
+    tensor = to_model_input(image, input_size)
     triton = triton_http.InferenceServerClient(triton_url)
     http = httpx.AsyncClient(base_url=gateway, headers={"Authorization": f"Bearer {api_key}"}, timeout=120)
     plain = httpx.AsyncClient(base_url=baseline_url or gateway, timeout=120)
@@ -134,11 +139,15 @@ async def bench(
         inp = InferInput("image", list(tensor.shape), "FP32")
         inp.set_data_from_numpy(tensor, binary_data=True)
         outputs = [InferRequestedOutput("probs", binary_data=True)]
-        result = await triton.infer(TRITON_NAME, [inp], model_version="1", outputs=outputs, headers=uncompressed_headers())
+        result = await triton.infer(triton_name, [inp], model_version="1", outputs=outputs, headers=uncompressed_headers())
         assert result.as_numpy("probs") is not None
 
+    form = {"model": model} if model != MODEL else {}
+
     async def pipeline() -> None:
-        response = await http.post("/v1/segmentations", params={"wait": 60}, files={"image": ("s.png", image, "image/png")})
+        response = await http.post(
+            "/v1/segmentations", params={"wait": 60}, files={"image": ("s.png", image, "image/png")}, data=form
+        )
         assert response.status_code == 200 and response.json()["status"] == "completed", response.text
 
     async def pipeline_tta() -> None:
@@ -151,6 +160,7 @@ async def bench(
         response = await plain.post("/segment", files={"data": ("s.png", image, "image/png")})
         assert response.status_code == 201 and response.json()["status"] == "completed", response.text
 
+    await pipeline()  # the platform loads the model into Triton on its first job
     for _ in range(10):  # warm every path
         await direct()
         await pipeline()
@@ -201,6 +211,14 @@ def start_baseline(triton_url: str, out: str) -> tuple[subprocess.Popen[bytes], 
     return process, url
 
 
+def ceiling(results: dict[str, Any]) -> None:
+    """With the null model: how many jobs one core of maskline carries, the model's cost taken out."""
+    for row in results.values():
+        cpu = row["pipeline"].get("cpu_ms_per_job")
+        if cpu and cpu["outside_triton"] > 0:
+            row["platform_jobs_per_s_per_core"] = round(1000.0 / cpu["outside_triton"], 1)
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = ["| concurrency | path | req/s | p50 ms | p95 ms | ratio (b/a) | added p50 ms |", "|---|---|---|---|---|---|---|"]
     for key, r in results.items():
@@ -225,6 +243,8 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {round(c['throughput_rps'] / a['throughput_rps'], 3)} | {round(c['p50_ms'] - a['p50_ms'], 2)} |"
             )
     for key, r in results.items():
+        if "platform_jobs_per_s_per_core" in r:
+            lines.append(f"\nPlatform jobs per second per core, {key.replace('_', ' ')}: **{r['platform_jobs_per_s_per_core']}**")
         messages = r["pipeline"].get("bus_messages_per_job")
         if messages:
             ordered = ", ".join(f"{name} {n}" for name, n in messages.items())
@@ -247,8 +267,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the JSON results here")
     parser.add_argument("--tta", action="store_true", help="also run the whole path with test-time augmentation")
     parser.add_argument("--no-baseline", action="store_true", help="skip the litestar baseline (d)")
+    parser.add_argument(
+        "--null-model",
+        action="store_true",
+        help="the whole path with a model that answers at once (bench/null_model.py): the platform's own ceiling",
+    )
+    parser.add_argument("--model", default=MODEL, help="a bundled model to run (the baseline knows shapes-unet only)")
+    parser.add_argument("--image", type=Path, help="the image every request sends (default: the starter's shapes-1.png)")
     args = parser.parse_args()
-    image = resources.files("maskline.models.starter").joinpath("samples/shapes-1.png").read_bytes()
+    image = (
+        args.image.read_bytes()
+        if args.image
+        else resources.files("maskline.models.starter").joinpath("samples/shapes-1.png").read_bytes()
+    )
+    if args.null_model or args.model != MODEL:
+        args.no_baseline = True  # the baseline calls the starter model
     levels = [int(v) for v in args.concurrency.split(",")]
     stack = None
     baseline: subprocess.Popen[bytes] | None = None
@@ -276,6 +309,20 @@ def main() -> None:
             if baseline is not None:
                 pid = baseline.pid
                 baseline_pids = lambda: {"baseline": pid, "triton": running.pids["triton"]}  # noqa: E731
+        model, triton_name, input_size = args.model, TRITON_NAME, (128, 128)
+        with httpx.Client(base_url=gateway, headers={"Authorization": f"Bearer {args.api_key}"}, timeout=120) as http:
+            if args.null_model:
+                with tempfile.TemporaryDirectory() as folder:
+                    JsonClient(gateway, api_key=args.api_key).register_model(
+                        null_model.weights(Path(folder)),
+                        name=null_model.NAME,
+                        labels=null_model.LABELS,
+                        input_size=null_model.SIZE,
+                        output_kind="probabilities",
+                    )
+                model = null_model.NAME
+            found = http.get(f"/v1/models/{model}/1").json()
+            triton_name, input_size = f"{found['owner']}.{found['name']}", tuple(found["input_size"])
         results = asyncio.run(
             bench(
                 gateway,
@@ -289,8 +336,13 @@ def main() -> None:
                 stack_pids=stack_pids,
                 baseline_pids=baseline_pids,
                 sent=sent,
+                model=model,
+                triton_name=triton_name,
+                input_size=(int(input_size[0]), int(input_size[1])),
             )
         )
+        if args.null_model:
+            ceiling(results)
     finally:
         if baseline:
             baseline.terminate()
@@ -299,8 +351,8 @@ def main() -> None:
             stack.down()
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-        "image": "shapes-1.png 256x256",
-        "model": f"{MODEL} v1 (128x128 input)",
+        "image": args.image.name if args.image else "shapes-1.png 256x256",
+        "model": f"{null_model.NAME if args.null_model else args.model} v1",
         "nats_sync_interval": stack.settings.sync_interval if stack else "?",
         "results": results,
     }

@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from maskline.contracts.formats import PIXELS
+from maskline.contracts.model_v1 import Preprocessing
 from maskline.services.ingest.decode import DecodedImage, InvalidImage, decode
 from maskline.shared.image_input import ACCEPTED, Limits
+from maskline.shared.images import load_bgr, prepare, prepare_pixels
 from tests.e2e.test_bad_input import pixel_bomb_png
 
 pytestmark = pytest.mark.unit
@@ -106,15 +109,31 @@ def test_pixel_limit_is_checked_from_the_header_and_quotes_the_configured_limit(
         run(encode(Image.new("RGB", (100, 100))), max_pixels=5000)
 
 
-def test_an_upright_rgb_png_is_kept_as_uploaded() -> None:
+def test_an_upright_rgb_png_is_kept_as_uploaded_and_its_pixels_handed_on_undecoded() -> None:
     out = run(encode(Image.new("RGB", (12, 7), (1, 2, 3))))
-    assert out.png is None and out.working is None
-    assert (out.width, out.height) == (12, 7)
+    assert out.png is None and (out.width, out.height) == (12, 7)
+    pixels = load_bgr(out.working, PIXELS)  # what infer, augment and merge read instead of the PNG
+    assert (out.working_width, out.working_height) == (12, 7) and pixels.shape == (7, 12, 3) and (pixels == (3, 2, 1)).all()
 
 
 def test_a_large_image_gets_a_bounded_working_copy_with_its_aspect() -> None:
     image = Image.new("RGB", (3000, 1000), (200, 10, 10))
     out = run(encode(image), working=512)
     assert (out.working_width, out.working_height) == (512, 171)
-    working = Image.open(io.BytesIO(out.working))  # type: ignore[arg-type]
-    assert working.size == (512, 171) and working.getpixel((10, 10)) == (200, 10, 10)
+    working = load_bgr(out.working, PIXELS)
+    assert working.shape == (171, 512, 3) and tuple(working[10, 10]) == (10, 10, 200)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+@pytest.mark.parametrize("how", [Preprocessing(), Preprocessing(resize="letterbox", pad=7), Preprocessing(resize="tile")])
+def test_the_working_copy_ingest_writes_gives_the_model_exactly_what_the_upload_would(fmt: str, how: Preprocessing) -> None:
+    """Infer reads ingest's pixels instead of decoding the upload: the model's input is bit-identical."""
+    rng = np.random.default_rng(3)
+    photo = rng.integers(0, 256, (70, 110, 3), np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, format=fmt)
+    upload = buffer.getvalue()
+    ingested = decode(upload, limits=Limits(allowed=frozenset({"PNG", "JPEG"}), max_pixels=10**6), working_max_side=1024)
+    from_upload = prepare(upload, (48, 48), how)
+    from_pixels = prepare_pixels(ingested.working, PIXELS, (48, 48), how)
+    assert np.array_equal(from_upload.batch, from_pixels.batch) and from_upload.content == from_pixels.content

@@ -111,8 +111,9 @@ class SegmentationIngested(msgspec.Struct, frozen=True, kw_only=True):
     options: SegmentationOptions
     timings_ms: dict[str, float] = {}
     working: WrittenInput | None = None
-    """A copy no larger than the platform's working size, when the image is larger: inference and
-    TTA run on it, outputs keep the original size. Added in 1.3."""
+    """The copy the later stages compute on: no larger than the platform's working size (inference
+    and TTA run on it, outputs keep the original size). Added in 1.3; since 1.8 written for every
+    image, as its pixels (`formats.PIXELS`), the image's own size when it is not larger."""
     working_width: int = 0
     working_height: int = 0
 
@@ -124,6 +125,13 @@ class SegmentationIngested(msgspec.Struct, frozen=True, kw_only=True):
     def work_size(self) -> tuple[int, int]:
         """(height, width) of the image stages compute on."""
         return (self.working_height, self.working_width) if self.working else (self.height, self.width)
+
+    @property
+    def full_size_pixels(self) -> ObjectRef:
+        """The image at its own size, without decoding when the working copy is that (`formats.PIXELS`)."""
+        if self.working is not None and (self.working_width, self.working_height) == (self.width, self.height):
+            return self.working
+        return self.image
 
 
 class SegmentationAugmented(msgspec.Struct, frozen=True, kw_only=True):

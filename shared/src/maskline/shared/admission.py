@@ -96,12 +96,14 @@ class Backlog:
         began, counted = time.monotonic(), self._since_read
         try:
             total = 0
+            wanted: dict[str, set[str]] = {}
             for stream, durable in self.stages:
-                try:
-                    info = await self.js.consumer_info(stream, durable)
-                except Exception:  # a stage not started yet has no consumer: nothing queued for it
-                    continue
-                total += int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+                wanted.setdefault(stream, set()).add(durable)
+            for stream, durables in wanted.items():
+                # One request lists a stream's consumers with their state (not one per stage).
+                for info in await self.js.consumers_info(stream):
+                    if info.name in durables:  # a stage not started yet has no consumer: nothing queued for it
+                        total += int(info.num_pending or 0) + int(info.num_ack_pending or 0)
             # Admissions during the read may or may not be in it: keep counting them (the cautious side).
             self._value, self._since_read, self._read_at = total, self._since_read - counted, began
         finally:

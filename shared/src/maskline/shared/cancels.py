@@ -62,8 +62,8 @@ class Cancellations:
             try:
                 if self._sub is None:
                     await self.follow()
-                with contextlib.suppress(TimeoutError):
-                    self._take(await self._sub.fetch(256, timeout=1.0))
+                with contextlib.suppress(TimeoutError):  # a new mark comes at once; an idle wait costs a request per 5 s
+                    self._take(await self._sub.fetch(256, timeout=5.0))
             except Exception as exc:  # the bus was away, or the consumer timed out: follow again
                 log.warning("cancels.watch_failed", error=str(exc))
                 self._sub = None

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -43,12 +44,19 @@ T = TypeVar("T")
 Handler = Callable[[Envelope[T]], Awaitable[Sequence[Envelope[Any]]]]
 
 BACKOFF_S = (0.5, 2.0, 5.0, 15.0, 30.0)
+#: How long one pull request waits for a message: long when idle (an idle consumer costs the bus a
+#: request every few seconds, not every second), short when busy (what is waiting comes at once).
+IDLE_FETCH_S = 5.0
+BUSY_FETCH_S = 1.0
 #: Retries of a message held while a dependency is down (the last one repeats).
 HOLD_S = (1.0, 2.0, 5.0, 10.0)
 #: The bus failing under a handler's publish is an outage too.
 SUPPORTED_MAJOR = "1"
 
 log = structlog.get_logger("consumer")
+#: Which delivery of its message a handler is running (1: the first): a handler may skip a check that
+#: only a redelivery needs.
+delivery: ContextVar[int] = ContextVar("delivery", default=1)
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,7 @@ class Consumer(Generic[T]):
         await self.bus.js.add_consumer(spec.stream, config=config)
         psub = await self.bus.js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
         slots = asyncio.Semaphore(spec.concurrency)
+        idle = True
         while not self._stopping.is_set():
             if self.stats.paused:  # a dependency is down: take no new work until it is back
                 with contextlib.suppress(TimeoutError):
@@ -166,14 +175,19 @@ class Consumer(Generic[T]):
             while not slots.locked():
                 await slots.acquire()
                 free += 1
+            # Idle (the last pull came back short): one lingering request for one message, so each
+            # message costs one pull request. Busy: ask for every free slot at once (what waits comes
+            # in one answer). nats-py asks twice for a batch (at once, then lingering) when nothing waits.
+            want = 1 if idle else free
             try:
-                msgs = await psub.fetch(free, timeout=1.0)
+                msgs = await self._fetch(psub, want, IDLE_FETCH_S if idle else BUSY_FETCH_S)
             except (TimeoutError, NatsTimeoutError):
                 msgs = []
             except Exception as exc:  # connection trouble: keep the loop alive, nats-py reconnects
                 log.warning("consumer.fetch_failed", consumer=spec.durable, error=str(exc))
                 msgs = []
                 await asyncio.sleep(0.5)
+            idle = len(msgs) < want
             for _ in range(free - len(msgs)):
                 slots.release()
             for msg in msgs:
@@ -182,6 +196,20 @@ class Consumer(Generic[T]):
                 task.add_done_callback(self._tasks.discard)
         if self._tasks:
             await asyncio.wait(self._tasks)
+
+    async def _fetch(self, psub: Any, want: int, timeout: float) -> list[Msg]:
+        """Up to `want` messages, waiting at most `timeout` — or none at once when the consumer stops
+        (a long idle wait must not hold up a shutdown)."""
+        fetch = asyncio.ensure_future(psub.fetch(want, timeout=timeout))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not fetch.done():
+            fetch.cancel()  # a message the server still hands to it comes back after the ack wait
+            return []
+        return list(fetch.result())
 
     def stop(self) -> None:
         self._stopping.set()
@@ -269,6 +297,7 @@ class Consumer(Generic[T]):
 
     async def _process(self, msg: Msg, env: Envelope[T], deliveries: int) -> None:
         started = time.perf_counter()
+        delivery.set(deliveries)
         keepalive = asyncio.create_task(self._keep_in_progress(msg))
         try:
             await self._run_handler(env)
@@ -298,9 +327,8 @@ class Consumer(Generic[T]):
         verified = await references.check_message(self.store, self.spec.payload, env.data, env.tenant)
         with references.checked(verified):
             outputs = await self.spec.handler(env)
-        try:
-            for out in outputs:
-                await self.bus.publish(out)
+        try:  # together: one write to the socket, the acknowledgements awaited at once
+            await asyncio.gather(*(self.bus.publish(out) for out in outputs))
         except BUS_UNAVAILABLE as exc:
             raise DependencyUnavailable(f"publishing failed: {exc!r}", dependency="bus") from exc
 

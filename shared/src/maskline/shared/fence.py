@@ -86,19 +86,20 @@ class Fences:
         winner's event is what gets published (if it was not yet)."""
         claim = Claim(attempt=attempt, event=msgspec.Raw(msgspec.json.encode(event)), claimed=time.time())
         try:
-            await self._kv.create(key, msgspec.json.encode(claim))
+            revision = await self._kv.create(key, msgspec.json.encode(claim))
         except KeyWrongLastSequenceError:
             await lost()
             await self._settle(key, mine=False)
             return False
-        await self._settle(key, mine=True)
+        await self._settle(key, mine=True, claimed=(claim, int(revision)))
         return True
 
-    async def _settle(self, key: str, *, mine: bool) -> None:
+    async def _settle(self, key: str, *, mine: bool, claimed: tuple[Claim, int] | None = None) -> None:
         """Publish the claimed event unless it is confirmed (or another live attempt's to publish),
-        then confirm — re-reading the fence just before publishing."""
+        then confirm — re-reading the fence just before publishing (except right after this attempt's
+        own claim: no one else publishes a fresh claim, so what was just written is what stands)."""
         for _ in range(10):
-            found = await self._read(key)
+            found, claimed = claimed or await self._read(key), None
             if found is None or found[0].state == "confirmed":
                 return
             claim, revision = found

@@ -53,9 +53,14 @@ class Outcome:
 
 
 def fingerprint(*parts: bytes) -> str:
+    return fingerprint_of(*(hashlib.sha256(part).digest() for part in parts))
+
+
+def fingerprint_of(*digests: bytes) -> str:
+    """`fingerprint` of parts whose sha256 digests the caller has already (an upload's: hashed once)."""
     digest = hashlib.sha256()
-    for part in parts:
-        digest.update(hashlib.sha256(part).digest())
+    for part in digests:
+        digest.update(part)
     return digest.hexdigest()
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from maskline.contracts import formats
 from maskline.contracts.model_v1 import Preprocessing
 
 DEFAULT = Preprocessing()
@@ -38,6 +39,42 @@ def decode_bgr(data: bytes) -> NDArray[np.uint8]:
     if bgr is None:
         raise ValueError("cannot decode image")
     return np.asarray(bgr, dtype=np.uint8)
+
+
+def encode_pixels(bgr: NDArray[np.uint8]) -> bytes:
+    """An image's pixels in the `formats.PIXELS` layout (H x W x 3 uint8, BGR, as .npy)."""
+    if bgr.dtype != np.uint8 or bgr.ndim != 3 or bgr.shape[2] != 3:
+        raise ValueError(f"pixels are H x W x 3 uint8, not {bgr.shape} {bgr.dtype}")
+    out = io.BytesIO()
+    np.save(out, np.ascontiguousarray(bgr), allow_pickle=False)
+    return out.getvalue()
+
+
+def load_bgr(data: bytes, content_type: str) -> NDArray[np.uint8]:
+    """H x W x 3 BGR of a stored image: `formats.PIXELS` read as they are, anything else decoded."""
+    if content_type == formats.PIXELS:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+            raise ValueError(f"stored pixels are {array.shape} {array.dtype}, not H x W x 3 uint8")
+        return np.asarray(array)
+    return decode_bgr(data)
+
+
+def load_rgb(data: bytes, content_type: str) -> NDArray[np.uint8]:
+    """H x W x 3 RGB of a stored image (see `load_bgr`)."""
+    return np.ascontiguousarray(load_bgr(data, content_type)[..., ::-1])
+
+
+def encode_probabilities(probs: NDArray[np.floating[Any]]) -> bytes:
+    """Class scores in the `formats.PROBABILITIES` layout (C x H x W float16, as .npy)."""
+    out = io.BytesIO()
+    np.save(out, np.asarray(probs, dtype=np.float16), allow_pickle=False)
+    return out.getvalue()
+
+
+def decode_probabilities(data: bytes) -> NDArray[np.float32]:
+    """C x H x W float32 of stored `formats.PROBABILITIES`."""
+    return np.asarray(np.load(io.BytesIO(data), allow_pickle=False), dtype=np.float32)
 
 
 def encode_png(array: NDArray[np.uint8], *, bgr: bool = False) -> bytes:
@@ -72,8 +109,20 @@ def prepare(data: bytes, size: tuple[int, int], how: Preprocessing = DEFAULT) ->
     normalise, N x 3 x H x W.
 
     The one preprocessing of the platform: infer serves with it and quantize calibrates with it."""
+    return prepare_image(Image.open(io.BytesIO(data)).convert("RGB"), size, how)
+
+
+def prepare_pixels(data: bytes, content_type: str, size: tuple[int, int], how: Preprocessing = DEFAULT) -> ModelInput:
+    """`prepare` of a stored image: `formats.PIXELS` without decoding (the same pixels as decoding
+    the upload: ingest decoded it losslessly, or with Pillow as `prepare` does), anything else decoded."""
+    if content_type != formats.PIXELS:
+        return prepare(data, size, how)
+    return prepare_image(Image.fromarray(load_rgb(data, content_type), "RGB"), size, how)
+
+
+def prepare_image(image: Image.Image, size: tuple[int, int], how: Preprocessing = DEFAULT) -> ModelInput:
+    """`prepare` of an RGB image already in memory."""
     height, width = size
-    image = Image.open(io.BytesIO(data)).convert("RGB")
     if how.resize == "tile":
         return _tiles(_normalised(image, how), size, how.overlap)
     content = (0, 0, height, width)

@@ -210,12 +210,22 @@ class JobStore:
         """Fold an event into the job's state with compare-and-set, retrying on a concurrent write.
         An event that changes nothing (a redelivery, the request the gateway already recorded) is
         not written again: the state is written at most once per event."""
+        return await self.apply_all([env])
+
+    async def apply_all(self, envs: list[Envelope[Any]]) -> JobState:
+        """Fold several events of one job in one write (those that arrived together: the fold does
+        not depend on their order)."""
+        first = envs[0]
 
         def change(current: JobState | None) -> JobState | None:
             before = None if current is None else _encoder.encode(current)
-            after = _fold(current, env)
+            after = current
+            for env in envs:
+                after = _fold(after, env)
+            assert after is not None
             return None if before is not None and _encoder.encode(after) == before else after
 
-        state = await compare_and_set(self._kv, state_key(env.tenant, env.job_id), _decoder, change, revisions=self._revisions)
+        key = state_key(first.tenant, first.job_id)
+        state = await compare_and_set(self._kv, key, _decoder, change, revisions=self._revisions)
         assert state is not None
         return state

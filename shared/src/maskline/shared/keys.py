@@ -86,12 +86,14 @@ def normalised_image(tenant: str, job_id: str) -> str:
 
 
 def working_image(tenant: str, job_id: str) -> str:
-    """The bounded working copy of a large image (inference and TTA run on it)."""
-    return f"inputs/{tenant}/{job_id}/working.png"
+    """The working copy of an image, its pixels as they are (`formats.PIXELS`): inference, TTA and
+    the overlay read it without decoding; bounded in size for a large image."""
+    return f"inputs/{tenant}/{job_id}/working.npy"
 
 
 def variant_image(tenant: str, job_id: str, index: int, variant: str) -> str:
-    return f"inputs/{tenant}/{job_id}/variants/{index}-{variant}.png"
+    """One TTA variant of the working copy (`formats.PIXELS`)."""
+    return f"inputs/{tenant}/{job_id}/variants/{index}-{variant}.npy"
 
 
 # -- outputs ------------------------------------------------------------------------------------

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
+import structlog
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 
 from maskline.shared import provision
 from maskline.shared.bus import read_stream
 
 T = TypeVar("T")
+log = structlog.get_logger("kv")
 
 
 async def open_bucket(js: JetStreamContext, name: str) -> Any:
@@ -113,3 +120,72 @@ async def entries(js: JetStreamContext, bucket: str) -> dict[str, bytes]:
         else:
             found[key] = msg.data
     return found
+
+
+class BucketMirror(Generic[T]):
+    """Every key of a bucket with its current value, in this process's memory: the server pushes
+    each change as it is written (an ordered view, no acknowledgements), so a lookup costs no bus
+    round trip. For small buckets read on every message (a tenant's webhook record). The view is
+    in the server's memory and a restarted server forgets it: `keep` checks it and starts again."""
+
+    CHECK_EVERY_S = 2.0
+
+    def __init__(self, js: JetStreamContext, bucket: str, decoder: msgspec.json.Decoder[T]) -> None:
+        self.js, self.bucket, self.decoder = js, bucket, decoder
+        self.values: dict[str, T] = {}
+        self._prefix = f"$KV.{bucket}."
+        self._sub: Any = None
+        self._ready = asyncio.Event()
+
+    async def start(self) -> None:
+        """Follow the bucket from its current values on; returns once they are all here."""
+        self._ready.clear()
+        config = ConsumerConfig(
+            name=f"mirror-{uuid.uuid4().hex[:12]}",
+            ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            inactive_threshold=60.0,
+            mem_storage=True,
+        )
+        self._sub = await self.js.subscribe(
+            f"{self._prefix}>", stream=f"KV_{self.bucket}", cb=self._on_change, manual_ack=True, config=config
+        )
+        pending = (await self._sub.consumer_info()).num_pending or 0
+        if pending == 0:
+            self._ready.set()
+        await asyncio.wait_for(self._ready.wait(), 10.0)
+
+    async def _on_change(self, msg: Msg) -> None:
+        key = msg.subject[len(self._prefix) :]
+        if (msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE") or not msg.data:
+            self.values.pop(key, None)
+        else:
+            try:
+                self.values[key] = self.decoder.decode(msg.data)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                log.warning("kv.mirror_undecodable", bucket=self.bucket, key=key, error=str(exc))
+        if msg.metadata.num_pending == 0:
+            self._ready.set()
+
+    def get(self, key: str) -> T | None:
+        return self.values.get(key)
+
+    async def keep(self, stopping: asyncio.Event) -> None:
+        """Start the view again when the server lost it (a restarted nats-server)."""
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self.CHECK_EVERY_S)
+            try:
+                await self._sub.consumer_info()
+                continue
+            except NotFoundError:
+                log.warning("kv.mirror_lost", bucket=self.bucket)
+            except Exception:
+                continue  # the bus is away: check again later
+            try:
+                with contextlib.suppress(Exception):
+                    await self._sub.unsubscribe()
+                self.values = {}
+                await self.start()
+            except Exception as exc:
+                log.warning("kv.mirror_restart_failed", bucket=self.bucket, error=str(exc))

@@ -39,7 +39,7 @@ import standardwebhooks
 from nats.js import JetStreamContext
 
 from maskline.contracts.common_v1 import Webhook
-from maskline.shared.kv import get_decoded, open_bucket
+from maskline.shared.kv import BucketMirror, get_decoded, open_bucket
 
 BUCKET = "webhooks"
 JOB_BUCKET = "job-webhooks"
@@ -69,12 +69,21 @@ class WebhookTargets:
         self._js = js
         self._tenants: Any = None
         self._jobs: Any = None
+        self.mirror: BucketMirror[Webhook] | None = None
+        """notify's view of every tenant's record (`follow`): a job's end costs no read unless
+        its tenant has a webhook at all."""
 
     async def open(self) -> None:
         self._tenants = await open_bucket(self._js, BUCKET)
         self._jobs = await open_bucket(self._js, JOB_BUCKET)
 
+    async def follow(self) -> None:
+        self.mirror = BucketMirror(self._js, BUCKET, _decoder)
+        await self.mirror.start()
+
     async def of_tenant(self, tenant: str) -> Webhook | None:
+        if self.mirror is not None:
+            return self.mirror.get(tenant_key(tenant))
         return await get_decoded(self._tenants, tenant_key(tenant), _decoder)
 
     async def set_for_tenant(self, tenant: str, webhook: Webhook) -> None:
@@ -87,8 +96,12 @@ class WebhookTargets:
         await self._jobs.put(job_key(tenant, job_id), msgspec.json.encode(webhook))
 
     async def for_job(self, tenant: str, job_id: str) -> Webhook | None:
-        """The request's own webhook, else the tenant's (None: neither has a URL)."""
-        for found in (await get_decoded(self._jobs, job_key(tenant, job_id), _decoder), await self.of_tenant(tenant)):
+        """The request's own webhook, else the tenant's (None: neither has a URL). A request's own
+        URL needs its tenant's record (the secret), so a tenant without one has neither."""
+        tenant_record = await self.of_tenant(tenant)
+        if tenant_record is None:
+            return None
+        for found in (await get_decoded(self._jobs, job_key(tenant, job_id), _decoder), tenant_record):
             if found is not None and found.url:
                 return found
         return None

@@ -117,8 +117,8 @@ def service(name: str) -> Permissions:
     _others_durables(p, name, reads)
     if name == table.AUDIT:
         p.publish |= set(table.AUDIT_SUBJECTS) | {"dlq.audit"}
-    if name in table.WATCH_BACKLOG:  # admission control reads the stages' queue lengths
-        p.publish |= {f"{JS}.CONSUMER.INFO.{stream}.{durable}" for stream, durable in table.BACKLOG_STAGES}
+    if name in table.WATCH_BACKLOG:  # admission control reads the stages' queue lengths, in one listing
+        p.publish |= {f"{JS}.CONSUMER.LIST.{stream}" for stream, _ in table.BACKLOG_STAGES}
     if name in table.ASKS_FLEET:
         p.publish |= {"$SRV.INFO", "$SRV.PING", "maskline.*.status", "maskline.*.redrive"}
         p.publish |= {f"{JS}.CONSUMER.LIST.{s}" for s in table.STREAMS} | {f"{JS}.STREAM.INFO.{s}" for s in table.STREAMS}

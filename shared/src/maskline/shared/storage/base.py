@@ -36,8 +36,11 @@ class StorageUnavailable(StorageError, DependencyUnavailable):
         DependencyUnavailable.__init__(self, reason, dependency="object store")
 
 
-def make_ref(key: str, data: bytes, content_type: str) -> ObjectRef:
-    return ObjectRef(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest(), content_type=content_type)
+def make_ref(key: str, data: bytes, content_type: str, sha256: str | None = None) -> ObjectRef:
+    """The reference of `data` stored under `key`; `sha256` when the caller hashed the bytes already
+    (each object is hashed once, and the hash travels in its reference)."""
+    digest = sha256 if sha256 is not None else hashlib.sha256(data).hexdigest()
+    return ObjectRef(key=key, size=len(data), sha256=digest, content_type=content_type)
 
 
 class Digest:
@@ -66,8 +69,11 @@ class ObjectInfo:
 class ObjectStore(Protocol):
     """Keys are `/`-separated paths such as `inputs/<tenant>/<job>/image.png`."""
 
-    async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> ObjectRef:
-        """Store `data` under `key` atomically (readers see the old or the new object, never a part)."""
+    async def put(
+        self, key: str, data: bytes, content_type: str = "application/octet-stream", sha256: str | None = None
+    ) -> ObjectRef:
+        """Store `data` under `key` atomically (readers see the old or the new object, never a part).
+        `sha256`: the bytes' hash, when the caller has it (not computed again)."""
         ...
 
     async def put_stream(

@@ -27,9 +27,11 @@ class AccessCheckedStore:
                 f"{self.identity} may not {need} {key!r}: keys.STORE_ACCESS grants it {granted or 'nothing'} there"
             )
 
-    async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> ObjectRef:
+    async def put(
+        self, key: str, data: bytes, content_type: str = "application/octet-stream", sha256: str | None = None
+    ) -> ObjectRef:
         self._allow(key, "write")
-        return await self.store.put(key, data, content_type)
+        return await self.store.put(key, data, content_type, sha256)
 
     async def put_stream(
         self, key: str, chunks: AsyncIterator[bytes], content_type: str = "application/octet-stream"

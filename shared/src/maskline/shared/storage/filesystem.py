@@ -28,12 +28,15 @@ class FilesystemStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self._inside = str(self.root) + os.sep
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not key or key.startswith("/") or self.root not in path.parents:
+        # Lexically, without a system call per path component: the folder is the store's own (no
+        # links made in it), so `..` is the only way out, and normpath removes it.
+        path = os.path.normpath(os.path.join(self._inside, key))
+        if not key or key.startswith("/") or not path.startswith(self._inside):
             raise StorageError(f"invalid object key {key!r}")
-        return path
+        return Path(path)
 
     def _write(self, path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,12 +51,14 @@ class FilesystemStore:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> ObjectRef:
+    async def put(
+        self, key: str, data: bytes, content_type: str = "application/octet-stream", sha256: str | None = None
+    ) -> ObjectRef:
         try:
             await asyncio.to_thread(self._write, self._path(key), data)
         except OSError as exc:  # disk full, read-only, I/O error: an outage, not a bad message
             raise StorageUnavailable(f"put {key}: {exc}") from exc
-        return make_ref(key, data, content_type)
+        return make_ref(key, data, content_type, sha256)
 
     async def put_stream(
         self, key: str, chunks: AsyncIterator[bytes], content_type: str = "application/octet-stream"

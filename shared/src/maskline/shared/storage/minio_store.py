@@ -120,12 +120,14 @@ class MinioStore:
             response.close()
             response.release_conn()
 
-    async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> ObjectRef:
+    async def put(
+        self, key: str, data: bytes, content_type: str = "application/octet-stream", sha256: str | None = None
+    ) -> ObjectRef:
         try:
             await asyncio.to_thread(self._put, key, data, content_type)
         except (S3Error, HTTPError, OSError) as exc:
             raise failure(f"put {key}", exc) from exc
-        return make_ref(key, data, content_type)
+        return make_ref(key, data, content_type, sha256)
 
     async def put_stream(
         self, key: str, chunks: AsyncIterator[bytes], content_type: str = "application/octet-stream"

@@ -20,6 +20,7 @@ from maskline.contracts.envelope import Envelope
 from maskline.services.audit.chain import Chain, load_signing_key
 from maskline.services.audit.settings import AuditSettings
 from maskline.shared.bus import tenant_token
+from maskline.shared.consumer import BUSY_FETCH_S, IDLE_FETCH_S
 from maskline.shared.jobs import PAYLOADS, JobStore
 from maskline.shared.runtime import Runtime
 
@@ -43,19 +44,25 @@ class Audit:
         self.recorded = 0
         self._decoders = {type_: msgspec.json.Decoder(Envelope[payload]) for type_, payload in PAYLOADS.items()}  # type: ignore[valid-type]
 
-    async def project(self, subject: str, data: bytes) -> None:
-        """Fold a job event into its job's state. What no contract decodes, or an envelope whose
-        tenant the subject does not back, changes no state (its consumer dead-letters it)."""
+    def job_event(self, subject: str, data: bytes) -> Envelope[Any] | None:
+        """The job event a message is, to fold into its job's state. What no contract decodes, or an
+        envelope whose tenant the subject does not back, changes no state (its consumer dead-letters it)."""
         decoder = self._decoders.get(subject.rsplit(".", 1)[0])
         if decoder is None:
-            return
+            return None
         try:
             env = decoder.decode(data)
         except (msgspec.ValidationError, msgspec.DecodeError):
-            return
-        if env.tenant != tenant_token(subject):
-            return
-        await self.jobs.apply(env)
+            return None
+        return env if env.tenant == tenant_token(subject) else None
+
+    async def project(self, events: list[Envelope[Any]]) -> None:
+        """Fold the job events of a batch into their jobs' states: one write per job, however many
+        of its events came in the batch."""
+        by_job: dict[tuple[str, str], list[Envelope[Any]]] = {}
+        for env in events:
+            by_job.setdefault((env.tenant, env.job_id), []).append(env)
+        await asyncio.gather(*(self.jobs.apply_all(envs) for envs in by_job.values()))
 
     async def run_reader(self, reader: table.StreamReader) -> None:
         js = self.runtime.bus.js
@@ -67,22 +74,45 @@ class Audit:
             ack_wait=ACK_WAIT_S,
         )
         psub = await js.pull_subscribe(reader.filter, durable=reader.durable, stream=reader.stream, config=config)
+        idle = True
         while not self.runtime.stopping.is_set():
+            # As the consumer runtime does: idle, one lingering request for one message; busy, a batch.
+            want = 1 if idle else FETCH
             try:
-                msgs: Sequence[Msg] = await psub.fetch(FETCH, timeout=1.0)
+                msgs: Sequence[Msg] = await psub.fetch(want, timeout=IDLE_FETCH_S if idle else BUSY_FETCH_S)
             except Exception:
+                idle = True
                 continue
-            for msg in msgs:
-                try:
-                    await self.chain.append(
-                        subject=msg.subject, data=msg.data, stream=reader.stream, stream_seq=msg.metadata.sequence.stream
-                    )
-                    await self.project(msg.subject, msg.data)
-                    await msg.ack()
-                    self.recorded += 1
-                except Exception as exc:
-                    log.warning("audit.append_failed", subject=msg.subject, error=str(exc))
-                    await msg.nak(delay=1.0)
+            idle = len(msgs) < want
+            await self.record(reader, list(msgs))
+
+    async def record(self, reader: table.StreamReader, msgs: list[Msg]) -> None:
+        """Chain a record of every message, in order; fold the batch's job events (a write per job);
+        then acknowledge. A message whose record could not be appended is tried again, and so is
+        every message after it (the chain keeps the stream's order)."""
+        recorded: list[Msg] = []
+        for msg in msgs:
+            try:
+                await self.chain.append(
+                    subject=msg.subject, data=msg.data, stream=reader.stream, stream_seq=msg.metadata.sequence.stream
+                )
+            except Exception as exc:
+                log.warning("audit.append_failed", subject=msg.subject, error=str(exc))
+                for later in msgs[len(recorded) :]:
+                    await later.nak(delay=1.0)
+                break
+            recorded.append(msg)
+        events = [e for e in (self.job_event(m.subject, m.data) for m in recorded) if e is not None]
+        try:
+            await self.project(events)
+        except Exception as exc:  # recorded, but the state not folded: both come again (the record is de-duplicated)
+            log.warning("audit.project_failed", error=str(exc))
+            for msg in recorded:
+                await msg.nak(delay=1.0)
+            return
+        for msg in recorded:
+            await msg.ack()
+        self.recorded += len(recorded)
 
     async def checkpoints(self, every_s: float) -> None:
         """A signed statement of the head every `every_s` (when it moved): what outsiders keep."""

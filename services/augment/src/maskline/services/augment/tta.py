@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from maskline.contracts import seg_v1
+from maskline.contracts import formats, seg_v1
 from maskline.contracts.envelope import Envelope, next_event
 from maskline.shared import keys, references, transforms
 from maskline.shared.errors import PermanentError
-from maskline.shared.images import decode_rgb, encode_png
+from maskline.shared.images import encode_pixels, load_rgb
 from maskline.shared.storage import ObjectStore
 
 SOURCE = "augment"
@@ -23,7 +23,8 @@ async def make_variants(
     if tta is None:
         raise PermanentError("augment got a job without TTA options", code="invalid_message")
     # Variants of the working copy (bounded size), not of a possibly huge original.
-    image = decode_rgb(await references.read(store, env.data.work_ref, env.tenant))
+    work = env.data.work_ref
+    image = load_rgb(await references.read(store, work, env.tenant), work.content_type)
     work_height, work_width = env.data.work_size
     chosen = transforms.variants(tta.variants, angle=tta.angle, sigma=tta.blur_sigma)
     events = []
@@ -34,12 +35,12 @@ async def make_variants(
             array = await asyncio.to_thread(transforms.apply, variant, image)
             height, width = array.shape[:2]
             key = keys.variant_image(env.tenant, env.job_id, index, variant.name)
-            ref = await store.put(key, await asyncio.to_thread(encode_png, array), "image/png")
+            ref = await store.put(key, await asyncio.to_thread(encode_pixels, array[..., ::-1]), formats.PIXELS)
         data = seg_v1.SegmentationAugmented(
             image=ref,
             width=width,
             height=height,
-            original=env.data.image,
+            original=env.data.full_size_pixels,  # what merge draws the overlay on
             original_width=env.data.width,
             original_height=env.data.height,
             variant=variant,

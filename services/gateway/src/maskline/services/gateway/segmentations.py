@@ -31,7 +31,7 @@ from maskline.services.gateway.sniff import Header, check_image_header
 from maskline.services.gateway.views import job_path, segmentation_view
 from maskline.services.gateway.webhooks import register_for_job
 from maskline.shared import keys, tracing
-from maskline.shared.idempotency import MAX_KEY_LENGTH, KeyInProgress, KeyReused, fingerprint
+from maskline.shared.idempotency import MAX_KEY_LENGTH, KeyInProgress, KeyReused, fingerprint_of
 from maskline.shared.image_input import formats, request_pixels
 from maskline.shared.jobs import JobState
 from maskline.shared.storage import ObjectNotFound
@@ -167,7 +167,8 @@ class SegmentationController(Controller):
         # Random even with an Idempotency-Key (its claim keeps the id for the retries): a job id that
         # another tenant could compute is a message id it could take first (docs/security.md).
         job_id = new_job_id()
-        print_ = fingerprint(body, msgspec.json.encode(options), (filename or "").encode())
+        details = (msgspec.json.encode(options), (filename or "").encode())
+        print_ = fingerprint_of(bytes.fromhex(sha256), *(hashlib.sha256(d).digest() for d in details))  # the body hashed once
         replay = False
         if key is not None:
             try:
@@ -179,6 +180,7 @@ class SegmentationController(Controller):
             job_id, replay = outcome.job_id, not outcome.fresh
         with ctx.waiters.watching(tenant, job_id) as finished:  # listening before the request is published
             state = await ctx.jobs.get(tenant, job_id) if replay else None
+            fresh = state is None  # this request writes the job's first state, while it listens
             if state is None:
                 upload = Upload(body, sha256, filename, content_type, data.deadline_s)
                 try:
@@ -193,7 +195,8 @@ class SegmentationController(Controller):
                 if key is not None:
                     await ctx.idempotency.complete(tenant, key, print_, job_id)
             if wait > 0 and not state.finished:
-                state = await ctx.waiters.result(tenant, job_id, finished, min(wait, ctx.settings.max_wait_s)) or state
+                waited = min(wait, ctx.settings.max_wait_s)
+                state = await ctx.waiters.result(tenant, job_id, finished, waited, fresh=state if fresh else None) or state
         if state.status == "failed" and state.error is not None:
             raise Unprocessable(
                 f"segmentation {job_id} failed in {state.error.stage}: {state.error.reason}", code=state.error.code
@@ -253,7 +256,8 @@ async def start_segmentation(
     failure on the way gives the admission back."""
     try:
         await ctx.admit(tenant, job_id, options.inferences)
-        ref = await ctx.runtime.store.put(keys.job_upload(tenant, job_id, upload.sha256), upload.body, upload.content_type)
+        key = keys.job_upload(tenant, job_id, upload.sha256)
+        ref = await ctx.runtime.store.put(key, upload.body, upload.content_type, upload.sha256)
         request = seg_v1.SegmentationRequested(image=ref, options=options, filename=upload.filename)
         deadline = now() + timedelta(seconds=upload.deadline_s) if upload.deadline_s else None
         trace_id = tracing.current_trace_id()  # the request's own trace (its traceparent) becomes the job's
@@ -319,5 +323,5 @@ class UploadController(Controller):
         content_type = request.headers.get("content-type", "application/octet-stream")
         key = keys.upload(tenant, sha256)
         if not await ctx.runtime.store.exists(key):  # content-addressed: the same bytes, the same key
-            await ctx.runtime.store.put(key, body, content_type)
+            await ctx.runtime.store.put(key, body, content_type, sha256)
         return UploadView(key=key, size=len(body), sha256=sha256, content_type=content_type, format=fmt)

@@ -146,9 +146,12 @@ class CompletionWaiters:
         with _listening(self._following, (tenant, job_id), queue):
             yield queue
 
-    async def result(self, tenant: str, job_id: str, future: asyncio.Future[JobState], timeout: float) -> JobState | None:
-        """The finished job's state, or None if it is still running after `timeout` seconds."""
-        state = await self.jobs.get(tenant, job_id)
+    async def result(
+        self, tenant: str, job_id: str, future: asyncio.Future[JobState], timeout: float, *, fresh: JobState | None = None
+    ) -> JobState | None:
+        """The finished job's state, or None if it is still running after `timeout` seconds.
+        `fresh`: the state the caller has just written while it listened (nothing to read first)."""
+        state = fresh if fresh is not None else await self.jobs.get(tenant, job_id)
         if state is not None and state.finished:
             return state
         try:

@@ -12,20 +12,19 @@ import numpy as np
 import structlog
 from numpy.typing import NDArray
 
-from maskline.contracts import model_v1, seg_v1
+from maskline.contracts import formats, model_v1, seg_v1
 from maskline.contracts.common_v1 import ModelRef, ObjectRef
 from maskline.contracts.envelope import Envelope, next_event
 from maskline.contracts.model_v1 import ModelVersion, ShadowCompared
 from maskline.contracts.subjects import PLATFORM_TENANT
 from maskline.services.infer.evaluate import Evaluator
-from maskline.services.infer.preprocess import encode_npy
 from maskline.services.infer.settings import InferSettings
 from maskline.services.infer.triton import Triton
 from maskline.shared import keys, references
 from maskline.shared.access import Grants, ModelAccess, Target
 from maskline.shared.consumer import ConsumerSpec
 from maskline.shared.errors import PermanentError
-from maskline.shared.images import prepare, stitch
+from maskline.shared.images import encode_probabilities, prepare_pixels, stitch
 from maskline.shared.registry import ModelNotFound, ModelRegistry
 from maskline.shared.runtime import Runtime
 from maskline.shared.shadows import ShadowTallies, agreement
@@ -104,13 +103,16 @@ class Infer:
     async def warm_ready(self) -> bool:
         return self._warm_done
 
-    async def scores(self, model: ModelVersion, png: bytes) -> NDArray[np.floating[Any]]:
+    async def scores(self, model: ModelVersion, image: bytes, content_type: str = "image/png") -> NDArray[np.floating[Any]]:
         """C x H x W class scores of the image's own part (letterbox cropped, tiles stitched)."""
-        return (await self.timed_scores(model, png))[0]
+        return (await self.timed_scores(model, image, content_type))[0]
 
-    async def timed_scores(self, model: ModelVersion, png: bytes) -> tuple[NDArray[np.floating[Any]], float]:
-        """`scores`, and the milliseconds Triton took (the model call alone)."""
-        prepared = await asyncio.to_thread(prepare, png, model.input_size, model.preprocessing)
+    async def timed_scores(
+        self, model: ModelVersion, image: bytes, content_type: str = "image/png"
+    ) -> tuple[NDArray[np.floating[Any]], float]:
+        """`scores`, and the milliseconds Triton took (the model call alone). `image`: stored pixels
+        (`formats.PIXELS`, read as they are) or an encoded image."""
+        prepared = await asyncio.to_thread(prepare_pixels, image, content_type, model.input_size, model.preprocessing)
         await self.triton.ensure_loaded(model)
         triton_started = time.perf_counter()
         probs = await self.triton.infer(model, prepared.batch)
@@ -137,24 +139,30 @@ class Infer:
         started = time.perf_counter()
         target = await self.target(env.tenant, options)
         model, canary = target.pick(env.job_id)
-        png = await references.read(self.runtime.store, image, env.tenant)
-        inside, triton_ms = await self.timed_scores(model, png)
-        ref = await self.runtime.store.put(prediction_key, encode_npy(inside.astype(np.float16, copy=False)), "application/x-npy")
+        pixels = await references.read(self.runtime.store, image, env.tenant)
+        inside, triton_ms = await self.timed_scores(model, pixels, image.content_type)
+        ref = await self.runtime.store.put(prediction_key, encode_probabilities(inside), formats.PROBABILITIES)
         timings = {"infer": round((time.perf_counter() - started) * 1000, 2), "triton": round(triton_ms, 2)}
         compared = None
         if shadow and target.shadow is not None and target.alias is not None:
-            compared = await self._shadow(target, model, png, inside, triton_ms)
+            compared = await self._shadow(target, model, pixels, image.content_type, inside, triton_ms)
         alias = target.alias.name if target.alias else None
         return Prediction(ref=ref, model=model, timings_ms=timings, alias=alias, canary=canary, shadow=compared)
 
     async def _shadow(
-        self, target: Target, served: ModelVersion, png: bytes, scores: NDArray[np.floating[Any]], served_ms: float
+        self,
+        target: Target,
+        served: ModelVersion,
+        image: bytes,
+        content_type: str,
+        scores: NDArray[np.floating[Any]],
+        served_ms: float,
     ) -> ShadowCompared | None:
         """The shadow's mask compared with the served one; never fails or holds up the job."""
         assert target.shadow is not None and target.alias is not None
         started = time.perf_counter()
         try:
-            other = await asyncio.wait_for(self.scores(target.shadow, png), SHADOW_TIMEOUT_S)
+            other = await asyncio.wait_for(self.scores(target.shadow, image, content_type), SHADOW_TIMEOUT_S)
             pixels, miou = await asyncio.to_thread(agreement, scores, other)
             compared = ShadowCompared(
                 owner=target.alias.owner,
@@ -178,7 +186,7 @@ class Infer:
         # The working copy when the image is large: the model sees a few hundred pixels per side anyway.
         p = await self._predict(env, d.options, d.work_ref, keys.prediction(env.tenant, env.job_id), shadow=True)
         data = seg_v1.SegmentationInferred(
-            image=d.image,
+            image=d.full_size_pixels,  # what merge draws the overlay on: pixels, when the working copy is full size
             width=d.width,
             height=d.height,
             prediction=p.ref,

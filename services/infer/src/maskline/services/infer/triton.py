@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,62 @@ class ModelLoadFailed(PermanentError):
     code = "model_load_failed"
 
 
+class Batcher:
+    """One Triton request for the images of several jobs, without making any job wait for company:
+    a job's batch goes out at once while fewer than `in_flight` requests of its model version are
+    under way; the batches that arrive meanwhile queue, and the next request takes them all (up to
+    `limit` images). At concurrency 1 nothing changes; under load the per-request costs (HTTP, the
+    Python backend's hand-over) are paid once per batch instead of once per job."""
+
+    def __init__(self, send: Callable[[NDArray[np.float32]], Awaitable[NDArray[np.float16]]], limit: int, in_flight: int) -> None:
+        self.send, self.limit, self.in_flight = send, limit, in_flight
+        self._queue: list[tuple[NDArray[np.float32], asyncio.Future[NDArray[np.float16]]]] = []
+        self._running = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def infer(self, batch: NDArray[np.float32]) -> NDArray[np.float16]:
+        future: asyncio.Future[NDArray[np.float16]] = asyncio.get_running_loop().create_future()
+        self._queue.append((batch, future))
+        if self._running < self.in_flight:
+            self._running += 1
+            task = asyncio.get_running_loop().create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                taken, images = [], 0
+                while self._queue and images + self._queue[0][0].shape[0] <= self.limit:
+                    item = self._queue.pop(0)
+                    taken.append(item)
+                    images += item[0].shape[0]
+                if not taken:  # one batch at the limit alone
+                    taken.append(self._queue.pop(0))
+                await self._send(taken)
+        finally:
+            self._running -= 1
+
+    async def _send(self, taken: list[tuple[NDArray[np.float32], asyncio.Future[NDArray[np.float16]]]]) -> None:
+        joined = taken[0][0] if len(taken) == 1 else np.concatenate([batch for batch, _ in taken])
+        try:
+            probs = await self.send(joined)
+        except BaseException as exc:  # every job of the request gets the failure (a retry, a pause)
+            for _, future in taken:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        start = 0
+        for batch, future in taken:
+            end = start + batch.shape[0]
+            if not future.done():
+                future.set_result(probs[start:end])
+            start = end
+
+
 class Triton:
     def __init__(self, settings: InferSettings, store: ObjectStore) -> None:
         self.settings = settings
@@ -65,6 +122,9 @@ class Triton:
             self.s3_prefix = s3_repository(settings.triton_repository, store.bucket)
         self._locks: dict[str, asyncio.Lock] = {}
         self._ready: set[tuple[str, int]] = set()
+        self._batchers: dict[tuple[str, int, tuple[int, ...]], Batcher] = {}
+        #: Requests of one model version in flight at once: one per Triton instance keeps each busy.
+        self._in_flight = max(1, settings.triton_instances)
 
     async def ready(self) -> bool:
         try:
@@ -110,12 +170,17 @@ class Triton:
 
     async def infer(self, model: ModelVersion, batch: NDArray[np.float32]) -> NDArray[np.float16]:
         """Class probabilities for a batch; one larger than the model's batch limit (the tiles of a
-        large image) goes in limit-sized requests, side by side."""
+        large image) goes in limit-sized requests, side by side. Jobs' batches of one model version
+        that arrive while its requests are in flight go to Triton together (`Batcher`)."""
         limit = max(1, self.settings.triton_max_batch)
-        if batch.shape[0] <= limit:
-            return await self._infer(model, batch)
-        parts = await asyncio.gather(*(self._infer(model, batch[i : i + limit]) for i in range(0, batch.shape[0], limit)))
-        return np.concatenate(parts)
+        if batch.shape[0] > limit:
+            parts = [self._infer(model, batch[i : i + limit]) for i in range(0, batch.shape[0], limit)]
+            return np.concatenate(await asyncio.gather(*parts))
+        key = (triton_name(model), model.version, batch.shape[1:])
+        batcher = self._batchers.get(key)
+        if batcher is None:
+            batcher = self._batchers[key] = Batcher(lambda joined: self._infer(model, joined), limit, self._in_flight)
+        return await batcher.infer(batch)
 
     async def _infer(self, model: ModelVersion, batch: NDArray[np.float32]) -> NDArray[np.float16]:
         image = InferInput("image", list(batch.shape), "FP32")

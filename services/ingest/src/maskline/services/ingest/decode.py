@@ -1,5 +1,5 @@
-"""Decode and normalise an uploaded image, refusing anything unsafe or broken, and make the bounded
-working copy every later stage computes on.
+"""Decode and normalise an uploaded image, refusing anything unsafe or broken, and make the
+working copy every later stage computes on without decoding again (`formats.PIXELS`; bounded in size).
 
 An upright 8-bit RGB or grey PNG or JPEG is kept as uploaded (every later decoder reads the same
 pixels from it); anything else is converted (orientation, 16-bit, palette, alpha...) and stored
@@ -17,7 +17,7 @@ from PIL import Image
 
 from maskline.shared.errors import PermanentError
 from maskline.shared.image_input import CorruptImage, ImageRefused, Limits, decode_rgb8, open_checked, orientation, working_size
-from maskline.shared.images import encode_png
+from maskline.shared.images import encode_pixels, encode_png
 
 KEPT_FORMATS = frozenset({"PNG", "JPEG"})
 KEPT_MODES = frozenset({"RGB", "L"})
@@ -36,10 +36,11 @@ class DecodedImage:
     width: int
     height: int
     original_format: str
-    working: bytes | None = None
-    """PNG of at most `working_max_side` per side, or None when the image is no larger than that."""
-    working_width: int = 0
-    working_height: int = 0
+    working: bytes
+    """The working copy every later stage reads without decoding (`formats.PIXELS`): the image
+    itself, or its copy of at most `working_max_side` per side when it is larger."""
+    working_width: int
+    working_height: int
 
 
 def downscale(bgr: NDArray[np.uint8], width: int, height: int) -> NDArray[np.uint8]:
@@ -79,11 +80,13 @@ def decode(data: bytes, *, limits: Limits, working_max_side: int) -> DecodedImag
     height, width = bgr.shape[:2]
     png = None if keep else encode_png(bgr, bgr=True)
     work_w, work_h = working_size(width, height, working_max_side)
-    working = None
-    if (work_w, work_h) != (width, height):
-        working = encode_png(downscale(bgr, work_w, work_h), bgr=True)
-    else:
-        work_w = work_h = 0
+    working = bgr if (work_w, work_h) == (width, height) else downscale(bgr, work_w, work_h)
     return DecodedImage(
-        png=png, width=width, height=height, original_format=fmt, working=working, working_width=work_w, working_height=work_h
+        png=png,
+        width=width,
+        height=height,
+        original_format=fmt,
+        working=encode_pixels(working),
+        working_width=work_w,
+        working_height=work_h,
     )

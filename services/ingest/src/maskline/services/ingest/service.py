@@ -10,6 +10,7 @@ import msgspec
 
 from maskline.contracts import seg_v1
 from maskline.contracts.envelope import Envelope, next_event
+from maskline.contracts.formats import PIXELS
 from maskline.services.ingest.decode import InvalidImage, decode
 from maskline.services.ingest.settings import IngestSettings
 from maskline.shared import keys, references
@@ -49,11 +50,9 @@ class Ingest:
         image = await asyncio.to_thread(decode, raw, limits=self.limits, working_max_side=self.settings.working_max_side)
         kept_type = "image/jpeg" if image.original_format == "JPEG" else "image/png"
         ref = msgspec.structs.replace(env.data.image, content_type=kept_type)
-        working = None
         if image.png is not None:  # re-encoded; otherwise the upload already is the normalised image
             ref = await store.put(keys.normalised_image(env.tenant, env.job_id), image.png, "image/png")
-        if image.working is not None:
-            working = await store.put(keys.working_image(env.tenant, env.job_id), image.working, "image/png")
+        working = await store.put(keys.working_image(env.tenant, env.job_id), image.working, PIXELS)
         data = seg_v1.SegmentationIngested(
             image=ref,
             width=image.width,

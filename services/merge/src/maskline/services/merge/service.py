@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import msgspec
 import numpy as np
@@ -21,15 +21,37 @@ from maskline.services.merge import render
 from maskline.services.merge.collect import VariantCollector
 from maskline.services.merge.regions import find_regions
 from maskline.shared import keys, references, transforms
-from maskline.shared.consumer import ConsumerSpec
+from maskline.shared.consumer import ConsumerSpec, delivery
 from maskline.shared.errors import PermanentError
 from maskline.shared.fence import Fences, new_attempt, segmentation_fence
-from maskline.shared.images import decode_bgr
+from maskline.shared.images import decode_probabilities, load_bgr
 from maskline.shared.runtime import Runtime
 
 NAME = "merge"
+T = TypeVar("T")
 FILENAMES = {"mask": "mask.png", "overlay": "overlay.png", "regions": "regions.json"}
 PARALLEL_PIXELS = 4_000_000
+
+
+#: The overlay of a large image renders here, beside the rest of its job (made once: a pool per job
+#: cost more than a small job's whole overlay).
+OVERLAY_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="render")
+
+
+class _Inline:
+    """`submit` that runs the call at once in the calling thread (a small image's overlay)."""
+
+    @staticmethod
+    def submit(fn: Callable[..., T], /, *args: Any) -> Future[T]:
+        done: Future[T] = Future()
+        try:
+            done.set_result(fn(*args))
+        except BaseException as exc:
+            done.set_exception(exc)
+        return done
+
+
+_INLINE = _Inline()
 
 
 @dataclass(frozen=True)
@@ -37,10 +59,6 @@ class Rendered:
     files: dict[str, tuple[bytes, str]]
     regions: int
     confidence: seg_v1.Confidence
-
-
-def load_probs(npy: bytes) -> NDArray[np.float32]:
-    return np.asarray(np.load(io.BytesIO(npy), allow_pickle=False), dtype=np.float32)
 
 
 def fuse_variants(parts: list[tuple[seg_v1.SegmentationInferred, bytes]]) -> NDArray[np.float32]:
@@ -52,7 +70,7 @@ def fuse_variants(parts: list[tuple[seg_v1.SegmentationInferred, bytes]]) -> NDA
     for inferred, npy in parts:
         variant = inferred.variant or Variant(name="original")
         height, width = transforms.variant_shape(variant, shape)
-        probs.append(np.asarray(transforms.invert(variant, render.upsample(load_probs(npy), width, height), shape)))
+        probs.append(np.asarray(transforms.invert(variant, render.upsample(decode_probabilities(npy), width, height), shape)))
         valid.append(transforms.valid_region(variant, shape))
     fusion = first.options.tta.fusion if first.options.tta else "mean"
     return transforms.fuse(probs, valid, fusion)
@@ -64,44 +82,48 @@ def _overlay_png(image: Future[NDArray[np.uint8]], mask: NDArray[np.uint8], clas
 
 
 def render_outputs(
-    job_id: str, data: seg_v1.SegmentationInferred, png: bytes, probs_hwc: NDArray[np.float32], variants: tuple[Variant, ...]
+    job_id: str,
+    data: seg_v1.SegmentationInferred,
+    image_bytes: bytes,
+    probs_hwc: NDArray[np.float32],
+    variants: tuple[Variant, ...],
 ) -> Rendered:
     """`probs_hwc` at any size (model output or fused working size): outputs at the image's own size.
+    `image_bytes`: the image at its own size, as `data.image` names it (pixels read as they are, an
+    encoded image decoded).
 
     The overlay (decode the image, blend, encode: the long path on a large image) runs in a second
     thread beside the mask, its PNG and the regions; OpenCV releases the GIL, so on two cores a
-    36-megapixel job renders in about the time of the overlay alone.
+    36-megapixel job renders in about the time of the overlay alone. A small image renders in the
+    calling thread: handing it to another costs more than it saves.
     """
     outputs = data.options.outputs
     files: dict[str, tuple[bytes, str]] = {}
-    # A second thread pays off on large images only; a small one renders faster in one.
-    with ThreadPoolExecutor(
-        max_workers=2 if data.width * data.height > PARALLEL_PIXELS else 1, thread_name_prefix="render"
-    ) as pool:
-        # OpenCV's own order end to end: no channel-swap copies of a large image.
-        image = pool.submit(decode_bgr, png) if "overlay" in outputs else None
-        mask, score = render.mask_at(probs_hwc, data.width, data.height)
-        overlay = None
-        if image is not None:
-            overlay = pool.submit(_overlay_png, image, mask, len(data.labels), data.options.overlay_alpha)
-        if "mask" in outputs:
-            files["mask"] = (render.png(mask), "image/png")
-        regions = find_regions(mask, score, data.labels, data.options.min_region_area)
-        confidence = render.confidence(score)
-        if "regions" in outputs:
-            doc = RegionsDocument(
-                job_id=job_id,
-                image={"width": data.width, "height": data.height},
-                model=data.model,
-                labels=data.labels,
-                regions=regions,
-                timings_ms=data.timings_ms,
-                variants=variants,
-                confidence=confidence,
-            )
-            files["regions"] = (msgspec.json.encode(doc), "application/json")
-        if overlay is not None:
-            files["overlay"] = (overlay.result(), "image/png")
+    pool = OVERLAY_THREADS if data.width * data.height > PARALLEL_PIXELS else _INLINE
+    # OpenCV's own order end to end: no channel-swap copies of a large image.
+    image = pool.submit(load_bgr, image_bytes, data.image.content_type) if "overlay" in outputs else None
+    mask, score = render.mask_at(probs_hwc, data.width, data.height)
+    overlay = None
+    if image is not None:
+        overlay = pool.submit(_overlay_png, image, mask, len(data.labels), data.options.overlay_alpha)
+    if "mask" in outputs:
+        files["mask"] = (render.png(mask), "image/png")
+    regions = find_regions(mask, score, data.labels, data.options.min_region_area)
+    confidence = render.confidence(score)
+    if "regions" in outputs:
+        doc = RegionsDocument(
+            job_id=job_id,
+            image={"width": data.width, "height": data.height},
+            model=data.model,
+            labels=data.labels,
+            regions=regions,
+            timings_ms=data.timings_ms,
+            variants=variants,
+            confidence=confidence,
+        )
+        files["regions"] = (msgspec.json.encode(doc), "application/json")
+    if overlay is not None:
+        files["overlay"] = (overlay.result(), "image/png")
     ordered: dict[str, tuple[bytes, str]] = {name: files[name] for name in ("mask", "overlay", "regions") if name in files}
     return Rendered(files=ordered, regions=len(regions), confidence=confidence)
 
@@ -119,8 +141,10 @@ class Merge:
         store = self.runtime.store
         data = env.data
         fence = segmentation_fence(env.tenant, env.job_id)
-        if await self.fences.decided(fence):
-            return []  # completed or cancelled already (a redelivery, a worker that slept through it)
+        # A redelivery may find the job completed or cancelled already: no need to render it again. A
+        # first delivery rarely does (a cancel): the claim below settles that case without the read.
+        if delivery.get() > 1 and await self.fences.decided(fence):
+            return []
         if data.variant is None:
             parts = [data]
         else:
@@ -133,7 +157,7 @@ class Merge:
         )
         try:
             if data.variant is None:
-                probs = np.ascontiguousarray(load_probs(npys[0]).transpose(1, 2, 0))
+                probs = np.ascontiguousarray(decode_probabilities(npys[0]).transpose(1, 2, 0))
             else:
                 probs = await asyncio.to_thread(fuse_variants, list(zip(parts, npys, strict=True)))
             variants = tuple(p.variant for p in parts if p.variant is not None)
@@ -143,10 +167,13 @@ class Merge:
         except (ValueError, OSError) as exc:
             raise PermanentError(f"cannot render prediction: {exc}", code="bad_prediction") from exc
         attempt = new_attempt()
-        artifacts: dict[str, ObjectRef] = {}
-        for name, (body, content_type) in rendered.files.items():
-            key = keys.artifact(env.tenant, env.job_id, FILENAMES[name], attempt)
-            artifacts[name] = await store.put(key, body, content_type)
+        stored = await asyncio.gather(  # side by side: each waits for its own fsync
+            *(
+                store.put(keys.artifact(env.tenant, env.job_id, FILENAMES[name], attempt), body, kind)
+                for name, (body, kind) in rendered.files.items()
+            )
+        )
+        artifacts: dict[str, ObjectRef] = dict(zip(rendered.files, stored, strict=True))
 
         async def lost() -> None:  # another attempt's outputs stand: ours go
             for ref in artifacts.values():
