@@ -85,18 +85,21 @@ def mask_at(probs_hwc: NDArray[np.float32], width: int, height: int) -> tuple[ND
     mask = np.take(np.take(low, rows, axis=0), cols, axis=1)
     best = np.ascontiguousarray(probs_hwc.max(axis=2))
     score = np.asarray(cv2.resize(best, (width, height), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
-    for r in np.flatnonzero(~uniform.all(axis=1)):
-        ys = np.flatnonzero(rows == r)
-        xs = np.flatnonzero(~uniform[r][cols])
-        if not len(ys) or not len(xs):
+    mixed = ~uniform
+    # The output pixels of the cells whose corners disagree, a band of output rows at a time (all of
+    # a band's pixels in one vectorised step; memory bounded whatever the image).
+    for start in range(0, height, BAND_ROWS):
+        band_rows = rows[start : start + BAND_ROWS]
+        ys, xs = np.nonzero(mixed[band_rows][:, cols])
+        if not len(ys):
             continue
-        q, wx = cols[xs], fx[xs][:, None]
+        r, q = band_rows[ys], cols[xs]
+        wx, wy = fx[xs][:, None], fy[start + ys][:, None]
         top = probs_hwc[r, q] + (probs_hwc[r, right[q]] - probs_hwc[r, q]) * wx
         bottom = probs_hwc[down[r], q] + (probs_hwc[down[r], right[q]] - probs_hwc[down[r], q]) * wx
-        values = top[None] + (bottom - top)[None] * fy[ys][:, None, None]  # rows x cols x classes
-        block = np.ix_(ys, xs)
-        mask[block] = values.argmax(axis=2)
-        score[block] = values.max(axis=2)
+        values = top + (bottom - top) * wy  # pixels x classes
+        mask[start + ys, xs] = values.argmax(axis=1)
+        score[start + ys, xs] = values.max(axis=1)
     return mask, score
 
 
