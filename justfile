@@ -54,6 +54,10 @@ schemas:
 bench *ARGS:
     python -m bench.pipeline --requests 200 --concurrency 1,4,8 {{ARGS}}
 
+# the platform's own ceiling: the whole path with a model that answers at once (jobs per second per core)
+bench-platform *ARGS:
+    python -m bench.pipeline --null-model --requests 200 --concurrency 1,4,8 {{ARGS}}
+
 # TTA quality on the held-out set, and augmentation throughput
 bench-augment:
     python -m bench.tta --images 256
