@@ -29,7 +29,7 @@ from maskline.models import starter
 from maskline.models.starter import shapes
 from maskline.models.starter.train import HELD_OUT_SEED, mean_iou
 from maskline.services.merge.render import mask_at
-from maskline.shared.images import encode_png, prepare, stitch
+from maskline.shared.images.codec import encode_png, prepare, stitch
 
 Array = NDArray[Any]
 INPUT = (128, 128)

@@ -22,9 +22,9 @@ from maskline.contracts.common_v1 import ALL_VARIANTS
 from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
-from maskline.shared import transforms
 from maskline.shared.config import load
-from maskline.shared.images import encode_png
+from maskline.shared.images import transforms
+from maskline.shared.images.codec import encode_png
 
 
 def main() -> None:

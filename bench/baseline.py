@@ -31,8 +31,8 @@ from maskline.contracts.common_v1 import ModelRef, ObjectRef
 from maskline.models.starter import FOLDER
 from maskline.services.infer.triton import uncompressed_headers
 from maskline.services.merge.service import render_outputs
-from maskline.shared.image_input import Limits, open_checked
-from maskline.shared.images import to_model_input
+from maskline.shared.images.checks import Limits, open_checked
+from maskline.shared.images.codec import to_model_input
 
 MANIFEST = json.loads((FOLDER / "weights" / "manifest.json").read_text())
 LABELS = tuple(MANIFEST["labels"])

@@ -35,7 +35,7 @@ from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
 from maskline.models import person
 from maskline.shared.config import load
-from maskline.shared.images import encode_png, to_model_input
+from maskline.shared.images.codec import encode_png, to_model_input
 from tests.models.reference import mediapipe_masks, miou
 
 MODEL, OWNER = "person-selfie", "maskline"

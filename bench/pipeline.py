@@ -39,7 +39,7 @@ from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
 from maskline.services.infer.triton import uncompressed_headers
 from maskline.shared.config import load
-from maskline.shared.images import to_model_input
+from maskline.shared.images.codec import to_model_input
 
 MODEL = "shapes-unet"
 TRITON_NAME = f"maskline.{MODEL}"  # Triton's name for the platform's model: `<owner>.<name>`

@@ -40,7 +40,7 @@ from maskline.models import person
 from maskline.services.infer.repository import version_files, write_version
 from maskline.services.infer.triton import uncompressed_headers
 from maskline.services.quantize import onnx_qdq
-from maskline.shared.images import to_model_input
+from maskline.shared.images.codec import to_model_input
 from maskline.shared.storage import make_ref
 
 STATS = ("queue", "compute_input", "compute_infer", "compute_output")

@@ -2,7 +2,7 @@
 
     python -m bench.tta [--images 256] [--size 256]
 
-Runs exactly the production geometry (shared/transforms.py) and fusion, with the committed
+Runs exactly the production geometry (shared/images/transforms.py) and fusion, with the committed
 TorchScript weights in-process (the same file Triton serves), on held-out images the model never
 saw, generated at the sample images' size and resized to the model's 128x128 input like infer does.
 """
@@ -22,7 +22,7 @@ from maskline.contracts.common_v1 import ALL_VARIANTS
 from maskline.models.starter import shapes
 from maskline.models.starter.train import HELD_OUT_SEED, mean_iou
 from maskline.services.merge.render import upsample
-from maskline.shared import transforms
+from maskline.shared.images import transforms
 
 
 def predict(model: torch.jit.ScriptModule, image: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import pytest
 
 from maskline.contracts import asyncapi, schema
 from maskline.contracts import subjects as table
-from maskline.shared import jobs
+from maskline.shared.jobs import state as jobs
 
 pytestmark = pytest.mark.unit
 
@@ -50,7 +50,7 @@ def test_the_job_state_projection_folds_exactly_the_subjects_the_table_gives_a_s
     with_status = {s.type for s in table.SUBJECTS if s.job_status}
     assert set(jobs.PAYLOADS) == with_status == set(jobs.STATUS_OF)
     assert jobs.STATUS_OF["seg.v1.augment.requested"] == "ingested"
-    assert jobs.STATUS_OF["model.v1.registered"] == "completed"  # of a registration job (tests/shared/test_jobs.py)
+    assert jobs.STATUS_OF["model.v1.registered"] == "completed"  # of a registration job (tests/shared/jobs/test_state.py)
 
 
 def test_notify_reads_every_event_that_can_end_a_job() -> None:

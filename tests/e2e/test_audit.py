@@ -20,8 +20,8 @@ from maskline.client import JsonClient
 from maskline.contracts.audit_v1 import AuditRecord, chain_hash, record_subject
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
-from maskline.shared.audit_trail import job_trail
 from maskline.shared.bus import connect
+from maskline.shared.tenants.trails import job_trail
 
 pytestmark = pytest.mark.e2e
 

@@ -16,7 +16,7 @@ from maskline.contracts.envelope import Envelope, now
 from maskline.contracts.subjects import PLATFORM_TENANT
 from maskline.infra.embedded.stack import Stack
 from maskline.shared.bus import connect
-from maskline.shared.registry import ModelRegistry
+from maskline.shared.models.registry import ModelRegistry
 from maskline.shared.storage.filesystem import FilesystemStore
 from maskline.site_client import SiteClient
 

@@ -22,7 +22,7 @@ from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
 from maskline.shared.bus import connect
 from maskline.shared.config import RuntimeSettings
-from maskline.shared.fleet import SERVICES, service_status
+from maskline.shared.operations.fleet import SERVICES, service_status
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e

@@ -18,7 +18,7 @@ from PIL import Image
 
 from maskline.client import JsonClient
 from maskline.infra.embedded.stack import Stack
-from maskline.shared.images import encode_png
+from maskline.shared.images.codec import encode_png
 from tests.e2e.conftest import MAX_MODEL, MAX_UPLOAD
 
 pytestmark = pytest.mark.e2e

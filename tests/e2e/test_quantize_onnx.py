@@ -13,7 +13,7 @@ from PIL import Image
 
 from maskline.client import JsonClient
 from maskline.models import person
-from maskline.shared.images import encode_png
+from maskline.shared.images.codec import encode_png
 from tests.e2e.test_real_models import mask_of
 from tests.models.reference import miou
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from maskline.client import JsonClient
 from maskline.models import person, starter
-from maskline.shared.images import encode_png
+from maskline.shared.images.codec import encode_png
 from tests.models.reference import mediapipe_masks, miou
 
 pytestmark = pytest.mark.e2e

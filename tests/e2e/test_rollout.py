@@ -17,7 +17,7 @@ from maskline.contracts.model_v1 import Alias
 from maskline.infra.embedded.process import wait_until
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import WEIGHTS, shapes
-from maskline.shared.access import in_canary
+from maskline.shared.models.access import in_canary
 from tests.e2e.conftest import audited_trail, cli
 from tests.e2e.test_segmentation import png_bytes
 

@@ -24,7 +24,7 @@ from maskline.contracts.subjects import PLATFORM_TENANT
 from maskline.infra.embedded.process import wait_until
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import WEIGHTS
-from maskline.shared.registry import ModelRegistry
+from maskline.shared.models.registry import ModelRegistry
 from tests.e2e.conftest import MAX_MODEL
 from tests.e2e.test_bus import png
 from tests.e2e.test_model_merge import perturbed

@@ -16,7 +16,7 @@ from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
 from maskline.shared.bus import connect
 from maskline.shared.config import RuntimeSettings
-from maskline.shared.fleet import service_status
+from maskline.shared.operations.fleet import service_status
 
 pytestmark = pytest.mark.e2e
 

@@ -19,7 +19,7 @@ from maskline.client import JsonClient
 from maskline.infra.embedded.process import free_port, wait_until
 from maskline.infra.receiver import Receiver
 from maskline.models.starter import WEIGHTS, shapes
-from maskline.shared import webhooks
+from maskline.shared.tenants import webhooks
 
 
 class Hook:

@@ -18,7 +18,7 @@ DASHBOARD = ROOT / "infra" / "grafana" / "maskline.json"
 EXPORTERS = [
     ROOT / "services" / "gateway" / "src" / "maskline" / "services" / "gateway" / "telemetry.py",
     ROOT / "services" / "gateway" / "src" / "maskline" / "services" / "gateway" / "metrics.py",
-    ROOT / "shared" / "src" / "maskline" / "shared" / "worker_metrics.py",
+    ROOT / "shared" / "src" / "maskline" / "shared" / "operations" / "metrics.py",
 ]
 
 

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from maskline.models import person
 from maskline.services.merge.render import mask_at
-from maskline.shared.images import encode_png, to_model_input
+from maskline.shared.images.codec import encode_png, to_model_input
 from tests.models.reference import TFLITE_SITE, Photos, mediapipe_masks, miou
 
 pytestmark = pytest.mark.unit

@@ -10,7 +10,7 @@ import pytest
 from maskline.contracts import seg_v1
 from maskline.contracts.envelope import command
 from maskline.shared.bus import MSG_ID, Bus, msg_id, read_stream
-from tests.shared.test_consumer import Ping
+from tests.shared.service.test_consumer import Ping
 
 pytestmark = pytest.mark.nats
 

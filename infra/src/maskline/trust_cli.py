@@ -25,9 +25,9 @@ from maskline.contracts.subjects import AUDITOR
 from maskline.infra.embedded import credentials
 from maskline.infra.embedded.settings import StackSettings
 from maskline.infra.store import policies as store_policies
-from maskline.shared.audit_trail import Verdict, load_public_key, verify_stream
 from maskline.shared.bus import connect
 from maskline.shared.config import RuntimeSettings, load
+from maskline.shared.tenants.trails import Verdict, load_public_key, verify_stream
 
 
 def _print(args: argparse.Namespace, value: Any, human: str) -> None:

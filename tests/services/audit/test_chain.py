@@ -13,9 +13,9 @@ from nacl.signing import SigningKey
 from maskline.contracts.audit_v1 import CHECKPOINT_SUBJECT, AuditRecord, Checkpoint, chain_hash, record_subject
 from maskline.contracts.envelope import Envelope, now
 from maskline.services.audit.chain import Chain
-from maskline.shared import dlq
-from maskline.shared.audit_trail import Entry, job_trail, verify_entries, verify_stream
 from maskline.shared.bus import Bus, stream_config
+from maskline.shared.operations import dlq
+from maskline.shared.tenants.trails import Entry, job_trail, verify_entries, verify_stream
 
 pytestmark = pytest.mark.nats
 KEY = SigningKey.generate()

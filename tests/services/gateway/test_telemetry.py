@@ -7,7 +7,7 @@ from prometheus_client import generate_latest
 
 from maskline.contracts.envelope import now
 from maskline.services.gateway.telemetry import Metrics
-from maskline.shared.jobs import JobError, JobState
+from maskline.shared.jobs.state import JobError, JobState
 
 pytestmark = pytest.mark.unit
 

@@ -24,7 +24,7 @@ from maskline.models import person
 from maskline.models.starter import shapes
 from maskline.services.infer.settings import InferSettings
 from maskline.services.infer.triton import ModelLoadFailed, Triton
-from maskline.shared.images import to_model_input
+from maskline.shared.images.codec import to_model_input
 from maskline.shared.storage import make_ref
 from maskline.shared.storage.filesystem import FilesystemStore
 from maskline.shared.storage.minio_store import MinioStore

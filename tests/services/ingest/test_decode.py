@@ -14,8 +14,8 @@ from PIL import Image
 from maskline.contracts.formats import PIXELS
 from maskline.contracts.model_v1 import Preprocessing
 from maskline.services.ingest.decode import DecodedImage, InvalidImage, decode
-from maskline.shared.image_input import ACCEPTED, Limits
-from maskline.shared.images import load_bgr, prepare, prepare_pixels
+from maskline.shared.images.checks import ACCEPTED, Limits
+from maskline.shared.images.codec import load_bgr, prepare, prepare_pixels
 from tests.e2e.test_bad_input import pixel_bomb_png
 
 pytestmark = pytest.mark.unit

@@ -16,8 +16,8 @@ from maskline.contracts.envelope import command
 from maskline.infra.receiver import Receiver
 from maskline.services.notify.service import Notifier, WebhookFailed
 from maskline.services.notify.settings import NotifySettings
-from maskline.shared import webhooks
 from maskline.shared.errors import PermanentError
+from maskline.shared.tenants import webhooks
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ import pytest
 
 from maskline.models import person
 from maskline.services.quantize import onnx_qdq
-from maskline.shared.images import to_model_input
+from maskline.shared.images.codec import to_model_input
 
 pytestmark = pytest.mark.unit
 

@@ -1,5 +1,5 @@
 """The byte formats the stages hand each other in object storage, named by an `ObjectRef`'s
-`content_type`: defined here once, encoded and decoded by `maskline.shared.images` alone.
+`content_type`: defined here once, encoded and decoded by `maskline.shared.images.codec` alone.
 
 - `PIXELS`: an image's pixels as ingest leaves them for every later stage, so none decodes the
   upload again: a NumPy `.npy` file (no pickling) of `uint8`, shape height x width x 3, in OpenCV's

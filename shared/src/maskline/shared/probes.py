@@ -5,7 +5,7 @@ not ready (it takes no work) without making it look dead (no restart storm).
 
 - `GET /livez`  200 while the event loop answers;
 - `GET /readyz` 200 / 503 with the readiness checks as JSON (the same ones `maskline.<svc>.status` reports);
-- `GET /metrics` the instance's Prometheus metrics (worker_metrics.py).
+- `GET /metrics` the instance's Prometheus metrics (operations/metrics.py).
 
 Workers have no HTTP framework (litestar is the gateway's): two fixed answers do not need one, so
 this is asyncio's own server and a request line read by hand.

@@ -18,9 +18,9 @@ from maskline.contracts.model_v1 import Architecture, ModelFormat
 from maskline.contracts.subjects import ADMIN, PLATFORM_TENANT
 from maskline.shared.bus import Bus, connect
 from maskline.shared.config import RuntimeSettings
-from maskline.shared.model_store import register_model
+from maskline.shared.models.registry import ModelNotFound, ModelRegistry
+from maskline.shared.models.store import register_model
 from maskline.shared.provision import provision
-from maskline.shared.registry import ModelNotFound, ModelRegistry
 from maskline.shared.storage import ObjectStore, open_store
 
 STARTER = "shapes-unet"

@@ -28,7 +28,7 @@ from maskline.infra.embedded.settings import StackSettings
 from maskline.infra.embedded.supervisor import Program, Supervisor
 from maskline.shared.bus import BUS_UNAVAILABLE, connect
 from maskline.shared.config import RuntimeSettings, load
-from maskline.shared.fleet import service_status
+from maskline.shared.operations.fleet import service_status
 from maskline.shared.probes import probe
 
 #: Start order: the gateway last, when what it fronts is up.

@@ -32,8 +32,8 @@ from maskline.contracts.audit_v1 import (
 )
 from maskline.contracts.common_v1 import DeadLetter
 from maskline.contracts.envelope import Envelope, now
-from maskline.shared.audit_trail import record_intact
 from maskline.shared.bus import MSG_ID
+from maskline.shared.tenants.trails import record_intact
 
 STREAM = "AUDIT"
 _record = msgspec.json.Decoder(AuditRecord)

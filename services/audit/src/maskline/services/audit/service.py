@@ -20,9 +20,9 @@ from maskline.contracts.envelope import Envelope
 from maskline.services.audit.chain import Chain, load_signing_key
 from maskline.services.audit.settings import AuditSettings
 from maskline.shared.bus import tenant_token
-from maskline.shared.consumer import BUSY_FETCH_S, IDLE_FETCH_S
-from maskline.shared.jobs import PAYLOADS, JobStore
-from maskline.shared.runtime import Runtime
+from maskline.shared.jobs.state import PAYLOADS, JobStore
+from maskline.shared.service.consumer import BUSY_FETCH_S, IDLE_FETCH_S
+from maskline.shared.service.runtime import Runtime
 
 NAME = "audit"
 log = structlog.get_logger(NAME)

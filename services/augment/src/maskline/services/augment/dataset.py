@@ -14,9 +14,9 @@ import msgspec
 
 from maskline.contracts import dataset_v1
 from maskline.contracts.envelope import Envelope, next_event
-from maskline.shared import transforms
 from maskline.shared.errors import PermanentError
-from maskline.shared.images import decode_mask, decode_rgb, encode_png
+from maskline.shared.images import transforms
+from maskline.shared.images.codec import decode_mask, decode_rgb, encode_png
 from maskline.shared.storage import ObjectStore
 
 SOURCE = "augment"

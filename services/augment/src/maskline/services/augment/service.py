@@ -10,8 +10,8 @@ from maskline.contracts.envelope import Envelope
 from maskline.services.augment.dataset import expand
 from maskline.services.augment.settings import AugmentSettings
 from maskline.services.augment.tta import make_variants
-from maskline.shared.consumer import ConsumerSpec
-from maskline.shared.runtime import Runtime
+from maskline.shared.service.consumer import ConsumerSpec
+from maskline.shared.service.runtime import Runtime
 
 NAME = "augment"
 

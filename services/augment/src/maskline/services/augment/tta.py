@@ -7,9 +7,10 @@ import time
 
 from maskline.contracts import formats, seg_v1
 from maskline.contracts.envelope import Envelope, next_event
-from maskline.shared import keys, references, transforms
+from maskline.shared import keys, references
 from maskline.shared.errors import PermanentError
-from maskline.shared.images import encode_pixels, load_rgb
+from maskline.shared.images import transforms
+from maskline.shared.images.codec import encode_pixels, load_rgb
 from maskline.shared.storage import ObjectStore
 
 SOURCE = "augment"

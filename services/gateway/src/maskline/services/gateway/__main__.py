@@ -3,7 +3,7 @@
 from maskline.services.gateway.service import NAME, setup
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.shared.config import load
-from maskline.shared.runtime import Runtime
+from maskline.shared.service.runtime import Runtime
 
 if __name__ == "__main__":
     Runtime(NAME, load(GatewaySettings)).run(setup)

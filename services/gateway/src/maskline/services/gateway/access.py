@@ -19,8 +19,8 @@ from maskline.contracts.model_v1 import AccessState
 from maskline.contracts.subjects import PLATFORM_TENANT
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import Conflict, Forbidden, NotFound, TooManyRequests
-from maskline.shared.access import AccessRefused, Grant, grant_id
-from maskline.shared.audit_trail import job_trail
+from maskline.shared.models.access import AccessRefused, Grant, grant_id
+from maskline.shared.tenants.trails import job_trail
 
 #: Requests for access one tenant may have waiting at a time: asking cannot flood other tenants' lists.
 MAX_OPEN_REQUESTS = 20

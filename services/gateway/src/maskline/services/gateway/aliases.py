@@ -21,8 +21,8 @@ from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.datasets import prefix as dataset_prefix
 from maskline.services.gateway.errors import Conflict, NotFound, Unprocessable
 from maskline.services.gateway.evaluations import evaluations_of
-from maskline.shared.audit_trail import job_trail
-from maskline.shared.registry import ModelNotFound
+from maskline.shared.models.registry import ModelNotFound
+from maskline.shared.tenants.trails import job_trail
 
 #: The last versions an alias pointed to that a rollback can return to.
 HISTORY = 20

@@ -13,7 +13,7 @@ from maskline.contracts.audit_v1 import AuditRecord, Checkpoint
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import Forbidden, NotFound
 from maskline.services.gateway.jobs import owned_job
-from maskline.shared.audit_trail import job_trail, load_public_key, record_intact, verify_stream
+from maskline.shared.tenants.trails import job_trail, load_public_key, record_intact, verify_stream
 
 
 class AuditTrail(msgspec.Struct, frozen=True, kw_only=True):

@@ -10,16 +10,16 @@ from maskline.services.gateway.errors import NotFound, TooManyRequests, Unavaila
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.telemetry import Metrics
 from maskline.services.gateway.waiters import CompletionWaiters
-from maskline.shared.access import Grants, ModelAccess
-from maskline.shared.admission import Admission, Refused
-from maskline.shared.cancels import Cancellations
-from maskline.shared.fence import Fences
-from maskline.shared.idempotency import IdempotencyKeys
-from maskline.shared.jobs import JobStore
-from maskline.shared.registry import ModelNotFound, ModelRegistry
-from maskline.shared.runtime import Runtime
-from maskline.shared.shadows import ShadowTallies
-from maskline.shared.webhooks import WebhookTargets
+from maskline.shared.jobs.admission import Admission, Refused
+from maskline.shared.jobs.cancels import Cancellations
+from maskline.shared.jobs.fence import Fences
+from maskline.shared.jobs.idempotency import IdempotencyKeys
+from maskline.shared.jobs.state import JobStore
+from maskline.shared.models.access import Grants, ModelAccess
+from maskline.shared.models.registry import ModelNotFound, ModelRegistry
+from maskline.shared.models.shadows import ShadowTallies
+from maskline.shared.service.runtime import Runtime
+from maskline.shared.tenants.webhooks import WebhookTargets
 
 
 @dataclass

@@ -28,10 +28,10 @@ from maskline.services.gateway.errors import Conflict, NotFound
 from maskline.services.gateway.jobs import owned_job
 from maskline.services.gateway.views import job_path, segmentation_view
 from maskline.shared import tracing
-from maskline.shared.audit_trail import events, job_trail
-from maskline.shared.fence import segmentation_fence
-from maskline.shared.jobs import JobState
+from maskline.shared.jobs.fence import segmentation_fence
+from maskline.shared.jobs.state import JobState
 from maskline.shared.storage import ObjectNotFound
+from maskline.shared.tenants.trails import events, job_trail
 
 #: Fields of regions.json that name the job rather than describe the result.
 _PER_JOB = ("job_id", "timings_ms")

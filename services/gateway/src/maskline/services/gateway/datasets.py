@@ -16,7 +16,7 @@ from maskline.services.gateway.errors import NotFound, Unprocessable
 from maskline.services.gateway.jobs import submit_command
 from maskline.services.gateway.sniff import check_image_header
 from maskline.shared import keys
-from maskline.shared.image_input import formats
+from maskline.shared.images.checks import formats
 
 
 def checked_name(value: str, what: str) -> str:

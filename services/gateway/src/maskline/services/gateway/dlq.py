@@ -13,8 +13,8 @@ from litestar import Controller, get, post
 from maskline.contracts import subjects as table
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import NotFound, Unavailable, Unprocessable
-from maskline.shared import dlq
-from maskline.shared.dlq import Letter, LetterNotFound
+from maskline.shared.operations import dlq
+from maskline.shared.operations.dlq import Letter, LetterNotFound
 
 #: How long a re-driven handler may run (a quantization takes minutes on a small CPU).
 REDRIVE_TIMEOUT_S = 600.0

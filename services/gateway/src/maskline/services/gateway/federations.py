@@ -28,11 +28,11 @@ from maskline.services.gateway.datasets import prefix as dataset_prefix
 from maskline.services.gateway.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
 from maskline.services.gateway.evaluations import evaluations_of
 from maskline.shared import keys
-from maskline.shared.access import copyable_by
-from maskline.shared.audit_trail import events, job_trail
 from maskline.shared.kv import entries
-from maskline.shared.registry import ModelNotFound
+from maskline.shared.models.access import copyable_by
+from maskline.shared.models.registry import ModelNotFound
 from maskline.shared.storage import ObjectNotFound
+from maskline.shared.tenants.trails import events, job_trail
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 #: How long starting a run waits for the audit to record its opening (what every later read is told by).

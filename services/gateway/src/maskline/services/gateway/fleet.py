@@ -9,8 +9,8 @@ from litestar import Controller, get
 
 from maskline.services.gateway.context import GatewayContext
 from maskline.shared.bus import STREAMS
-from maskline.shared.fleet import SERVICES, discover, queues, statuses
-from maskline.shared.heartbeat import STALE_AFTER, fleet
+from maskline.shared.operations.fleet import SERVICES, discover, queues, statuses
+from maskline.shared.operations.heartbeat import STALE_AFTER, fleet
 
 
 def scoped(consumers: dict[str, dict[str, Any]], tenant: str, operator: bool) -> dict[str, dict[str, Any]]:

@@ -14,7 +14,7 @@ from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import NotFound
 from maskline.services.gateway.webhooks import register_for_job
 from maskline.shared import tracing
-from maskline.shared.jobs import JobState
+from maskline.shared.jobs.state import JobState
 from maskline.shared.storage import ObjectNotFound
 
 #: A running job that reported nothing for this long is shown as waiting for a worker (its worker

@@ -9,7 +9,7 @@ from litestar.plugins.prometheus import PrometheusConfig
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
 
 from maskline.services.gateway.context import GatewayContext
-from maskline.shared.worker_metrics import BuildInfo
+from maskline.shared.operations.metrics import BuildInfo
 
 #: Requests by method, route template (not the raw path: bounded) and status; paths no route
 #: answers are not counted, so a scan of random URLs adds no series.

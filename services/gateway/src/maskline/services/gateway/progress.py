@@ -21,7 +21,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import NotFound
 from maskline.services.gateway.jobs import job_view
-from maskline.shared.jobs import JobState
+from maskline.shared.jobs.state import JobState
 
 KEEPALIVE_S = 15.0
 

@@ -31,9 +31,9 @@ from maskline.services.gateway.sniff import Header, check_image_header
 from maskline.services.gateway.views import job_path, segmentation_view
 from maskline.services.gateway.webhooks import register_for_job
 from maskline.shared import keys, tracing
-from maskline.shared.idempotency import MAX_KEY_LENGTH, KeyInProgress, KeyReused, fingerprint_of
-from maskline.shared.image_input import formats, request_pixels
-from maskline.shared.jobs import JobState
+from maskline.shared.images.checks import formats, request_pixels
+from maskline.shared.jobs.idempotency import MAX_KEY_LENGTH, KeyInProgress, KeyReused, fingerprint_of
+from maskline.shared.jobs.state import JobState
 from maskline.shared.storage import ObjectNotFound
 
 SOURCE = "gateway"

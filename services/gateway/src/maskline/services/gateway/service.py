@@ -13,17 +13,17 @@ from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.telemetry import Metrics
 from maskline.services.gateway.waiters import CompletionWaiters
-from maskline.shared.access import Grants
-from maskline.shared.admission import Admission, Backlog
-from maskline.shared.cancels import Cancellations
-from maskline.shared.fence import Fences
-from maskline.shared.idempotency import IdempotencyKeys
-from maskline.shared.jobs import JobStore
+from maskline.shared.jobs.admission import Admission, Backlog
+from maskline.shared.jobs.cancels import Cancellations
+from maskline.shared.jobs.fence import Fences
+from maskline.shared.jobs.idempotency import IdempotencyKeys
+from maskline.shared.jobs.state import JobStore
 from maskline.shared.lease import Lease
-from maskline.shared.registry import ModelRegistry
-from maskline.shared.runtime import Runtime
-from maskline.shared.shadows import ShadowTallies
-from maskline.shared.webhooks import WebhookTargets
+from maskline.shared.models.access import Grants
+from maskline.shared.models.registry import ModelRegistry
+from maskline.shared.models.shadows import ShadowTallies
+from maskline.shared.service.runtime import Runtime
+from maskline.shared.tenants.webhooks import WebhookTargets
 
 NAME = "gateway"
 

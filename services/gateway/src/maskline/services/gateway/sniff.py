@@ -1,7 +1,7 @@
 """Cheap header-only checks on an upload, so obvious refusals answer synchronously (415 / 413 / 422).
 
 The full decode (truncated pixel data) stays in ingest, which owns image validation; both name
-the same causes through `shared/image_input.py`.
+the same causes through `shared/images/checks.py`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from maskline.services.gateway.errors import PayloadTooLarge, Unprocessable, UnsupportedMedia
-from maskline.shared.image_input import CorruptImage, ImageTooLarge, Limits, UnsupportedFormat, open_checked
+from maskline.shared.images.checks import CorruptImage, ImageTooLarge, Limits, UnsupportedFormat, open_checked
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from NATS at scrape time. Both are the whole platform's, the same on every repli
 replica exports them at a time: the one holding the `platform-metrics` lease (shared/lease.py;
 handed on within the lease's TTL when that replica stops). `sum()` over replicas counts each job
 once. What each instance does itself — HTTP requests here, messages in the workers
-(shared/worker_metrics.py), process CPU and memory everywhere — every instance exports.
+(shared/operations/metrics.py), process CPU and memory everywhere — every instance exports.
 
 Labels are bounded: a stage is a service of the system table or `triton`, an error code one of the
 platform's (contracts/error_codes.py), else `other`; a forged event cannot add a series.
@@ -21,10 +21,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from maskline.contracts import error_codes
 from maskline.contracts import subjects as table
 from maskline.shared.bus import STREAMS
-from maskline.shared.fleet import queues
-from maskline.shared.heartbeat import fleet
-from maskline.shared.jobs import JobState
+from maskline.shared.jobs.state import JobState
 from maskline.shared.lease import Lease
+from maskline.shared.operations.fleet import queues
+from maskline.shared.operations.heartbeat import fleet
 
 #: Up to an hour: a stage of a large image with TTA, or an evaluation, takes minutes.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from maskline.contracts.http_v1 import ArtifactView, SegmentationView, job_links
-from maskline.shared.jobs import JobState
+from maskline.shared.jobs.state import JobState
 
 
 def job_path(job_id: str) -> str:

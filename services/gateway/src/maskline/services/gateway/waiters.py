@@ -21,7 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from maskline.shared.jobs import BUCKET, JobState, JobStore
+from maskline.shared.jobs.state import BUCKET, JobState, JobStore
 
 log = structlog.get_logger("waiters")
 _decoder = msgspec.json.Decoder(JobState)

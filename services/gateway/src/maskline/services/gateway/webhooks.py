@@ -17,7 +17,7 @@ from maskline.contracts.envelope import now
 from maskline.contracts.http_v1 import WebhookBody, WebhookView
 from maskline.services.gateway.context import GatewayContext
 from maskline.services.gateway.errors import NotFound, Unprocessable
-from maskline.shared import webhooks
+from maskline.shared.tenants import webhooks
 
 
 async def checked_url(ctx: GatewayContext, url: str) -> str:

@@ -23,8 +23,8 @@ from maskline.contracts.subjects import INFER as NAME
 from maskline.services.infer.scoring import Scoreboard, mean, upsample
 from maskline.shared import keys
 from maskline.shared.errors import PermanentError
-from maskline.shared.images import decode_mask, encode_png
-from maskline.shared.registry import ModelNotFound
+from maskline.shared.images.codec import decode_mask, encode_png
+from maskline.shared.models.registry import ModelNotFound
 from maskline.shared.version import CODE_VERSION
 
 if TYPE_CHECKING:

@@ -21,13 +21,13 @@ from maskline.services.infer.evaluate import Evaluator
 from maskline.services.infer.settings import InferSettings
 from maskline.services.infer.triton import Triton
 from maskline.shared import keys, references
-from maskline.shared.access import Grants, ModelAccess, Target
-from maskline.shared.consumer import ConsumerSpec
 from maskline.shared.errors import PermanentError
-from maskline.shared.images import encode_probabilities, prepare_pixels, stitch
-from maskline.shared.registry import ModelNotFound, ModelRegistry
-from maskline.shared.runtime import Runtime
-from maskline.shared.shadows import ShadowTallies, agreement
+from maskline.shared.images.codec import encode_probabilities, prepare_pixels, stitch
+from maskline.shared.models.access import Grants, ModelAccess, Target
+from maskline.shared.models.registry import ModelNotFound, ModelRegistry
+from maskline.shared.models.shadows import ShadowTallies, agreement
+from maskline.shared.service.consumer import ConsumerSpec
+from maskline.shared.service.runtime import Runtime
 
 NAME = "infer"
 log = structlog.get_logger(NAME)

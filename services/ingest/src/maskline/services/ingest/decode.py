@@ -16,8 +16,8 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from maskline.shared.errors import PermanentError
-from maskline.shared.image_input import CorruptImage, ImageRefused, Limits, decode_rgb8, open_checked, orientation, working_size
-from maskline.shared.images import encode_pixels, encode_png
+from maskline.shared.images.checks import CorruptImage, ImageRefused, Limits, decode_rgb8, open_checked, orientation, working_size
+from maskline.shared.images.codec import encode_pixels, encode_png
 
 KEPT_FORMATS = frozenset({"PNG", "JPEG"})
 KEPT_MODES = frozenset({"RGB", "L"})

@@ -14,9 +14,9 @@ from maskline.contracts.formats import PIXELS
 from maskline.services.ingest.decode import InvalidImage, decode
 from maskline.services.ingest.settings import IngestSettings
 from maskline.shared import keys, references
-from maskline.shared.consumer import ConsumerSpec
-from maskline.shared.image_input import ImageRefused, Limits, formats, open_checked, request_pixels
-from maskline.shared.runtime import Runtime
+from maskline.shared.images.checks import ImageRefused, Limits, formats, open_checked, request_pixels
+from maskline.shared.service.consumer import ConsumerSpec
+from maskline.shared.service.runtime import Runtime
 
 NAME = "ingest"
 

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from maskline.contracts import seg_v1
-from maskline.shared.images import encode_png
+from maskline.shared.images.codec import encode_png
 
 # Class colours (class 0, background, is left uncoloured); cycles for models with more classes.
 PALETTE = np.array(

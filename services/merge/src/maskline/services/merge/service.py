@@ -20,12 +20,13 @@ from maskline.contracts.http_v1 import RegionsDocument
 from maskline.services.merge import render
 from maskline.services.merge.collect import VariantCollector
 from maskline.services.merge.regions import find_regions
-from maskline.shared import keys, references, transforms
-from maskline.shared.consumer import ConsumerSpec, delivery
+from maskline.shared import keys, references
 from maskline.shared.errors import PermanentError
-from maskline.shared.fence import Fences, new_attempt, segmentation_fence
-from maskline.shared.images import decode_probabilities, load_bgr
-from maskline.shared.runtime import Runtime
+from maskline.shared.images import transforms
+from maskline.shared.images.codec import decode_probabilities, load_bgr
+from maskline.shared.jobs.fence import Fences, new_attempt, segmentation_fence
+from maskline.shared.service.consumer import ConsumerSpec, delivery
+from maskline.shared.service.runtime import Runtime
 
 NAME = "merge"
 T = TypeVar("T")

@@ -3,7 +3,7 @@
 from maskline.services.notify.service import NAME, setup
 from maskline.services.notify.settings import NotifySettings
 from maskline.shared.config import load
-from maskline.shared.runtime import Runtime
+from maskline.shared.service.runtime import Runtime
 
 if __name__ == "__main__":
     Runtime(NAME, load(NotifySettings)).run(setup)

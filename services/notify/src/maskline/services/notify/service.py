@@ -25,11 +25,11 @@ from maskline.contracts.common_v1 import JobFailed
 from maskline.contracts.envelope import Envelope
 from maskline.contracts.http_v1 import JobError, WebhookDelivery, job_links
 from maskline.services.notify.settings import NotifySettings
-from maskline.shared import webhooks
-from maskline.shared.consumer import ConsumerSpec
 from maskline.shared.errors import PermanentError, RetryableError
-from maskline.shared.jobs import STATUS_OF, JobKind, JobStore, ends_job
-from maskline.shared.runtime import Runtime
+from maskline.shared.jobs.state import STATUS_OF, JobKind, JobStore, ends_job
+from maskline.shared.service.consumer import ConsumerSpec
+from maskline.shared.service.runtime import Runtime
+from maskline.shared.tenants import webhooks
 
 NAME = table.NOTIFY
 log = structlog.get_logger(NAME)

@@ -24,13 +24,14 @@ from maskline.contracts.model_v1 import ModelFormat, ModelVersion, QuantizationI
 from maskline.services.quantize import architecture as arch
 from maskline.services.quantize import engine, feature_maps, onnx_qdq, onnx_workbench, workbench
 from maskline.services.quantize.settings import QuantizeSettings
-from maskline.shared import followups, keys, references
-from maskline.shared.access import ModelAccess
+from maskline.shared import keys, references
 from maskline.shared.bus import Bus
 from maskline.shared.errors import PermanentError
-from maskline.shared.images import to_model_input
-from maskline.shared.model_store import register_model
-from maskline.shared.registry import ModelNotFound, ModelRegistry
+from maskline.shared.images.codec import to_model_input
+from maskline.shared.jobs import followups
+from maskline.shared.models.access import ModelAccess
+from maskline.shared.models.registry import ModelNotFound, ModelRegistry
+from maskline.shared.models.store import register_model
 from maskline.shared.storage import ObjectNotFound, ObjectStore
 
 SOURCE = "quantize"

@@ -10,11 +10,11 @@ import torch
 from maskline.contracts import model_v1
 from maskline.services.quantize.job import QuantizeJobs
 from maskline.services.quantize.settings import QuantizeSettings
-from maskline.shared.access import Grants, ModelAccess
-from maskline.shared.consumer import ConsumerSpec
-from maskline.shared.fence import Fences, fenced
-from maskline.shared.registry import ModelRegistry
-from maskline.shared.runtime import Runtime
+from maskline.shared.jobs.fence import Fences, fenced
+from maskline.shared.models.access import Grants, ModelAccess
+from maskline.shared.models.registry import ModelRegistry
+from maskline.shared.service.consumer import ConsumerSpec
+from maskline.shared.service.runtime import Runtime
 
 NAME = "quantize"
 

@@ -18,13 +18,14 @@ from maskline.contracts.model_v1 import ModelFormat, ModelVersion
 from maskline.services.weights import bn, onnx_weights
 from maskline.services.weights.methods import MergeOptions, Method
 from maskline.services.weights.streaming import IncompatibleModels, merge_states
-from maskline.shared import followups, keys
-from maskline.shared.access import ModelAccess
+from maskline.shared import keys
 from maskline.shared.bus import Bus
 from maskline.shared.errors import PermanentError
-from maskline.shared.images import decode_rgb
-from maskline.shared.model_store import register_model
-from maskline.shared.registry import ModelNotFound, ModelRegistry
+from maskline.shared.images.codec import decode_rgb
+from maskline.shared.jobs import followups
+from maskline.shared.models.access import ModelAccess
+from maskline.shared.models.registry import ModelNotFound, ModelRegistry
+from maskline.shared.models.store import register_model
 from maskline.shared.storage import ObjectNotFound, ObjectStore
 
 SOURCE = "weights"

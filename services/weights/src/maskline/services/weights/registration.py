@@ -14,9 +14,9 @@ from maskline.contracts import model_v1
 from maskline.contracts.envelope import Envelope
 from maskline.services.weights.modelcheck import check_model
 from maskline.shared import references
-from maskline.shared.model_store import register_model
-from maskline.shared.registry import ModelRegistry
-from maskline.shared.runtime import Runtime
+from maskline.shared.models.registry import ModelRegistry
+from maskline.shared.models.store import register_model
+from maskline.shared.service.runtime import Runtime
 
 
 class Registrations:

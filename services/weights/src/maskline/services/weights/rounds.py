@@ -28,14 +28,15 @@ from maskline.contracts.common_v1 import JobFailed
 from maskline.contracts.envelope import Envelope, job_event
 from maskline.services.weights.job import merge_weight_objects
 from maskline.services.weights.methods import MergeOptions
-from maskline.shared import followups, keys
-from maskline.shared.access import ModelAccess, copyable_by
+from maskline.shared import keys
 from maskline.shared.bus import Bus
 from maskline.shared.errors import PermanentError
-from maskline.shared.fence import Fences, new_attempt
+from maskline.shared.jobs import followups
+from maskline.shared.jobs.fence import Fences, new_attempt
 from maskline.shared.kv import compare_and_set, entries, open_bucket
-from maskline.shared.model_store import register_model
-from maskline.shared.registry import ModelNotFound, ModelRegistry
+from maskline.shared.models.access import ModelAccess, copyable_by
+from maskline.shared.models.registry import ModelNotFound, ModelRegistry
+from maskline.shared.models.store import register_model
 from maskline.shared.storage import ObjectNotFound, ObjectStore
 
 BUCKET = "rounds"

@@ -13,11 +13,11 @@ from maskline.contracts.envelope import Envelope
 from maskline.services.weights.job import merge_models
 from maskline.services.weights.registration import Registrations
 from maskline.services.weights.rounds import Rounds
-from maskline.shared.access import Grants, ModelAccess
-from maskline.shared.consumer import ConsumerSpec
-from maskline.shared.fence import Fences, fenced
-from maskline.shared.registry import ModelRegistry
-from maskline.shared.runtime import Runtime
+from maskline.shared.jobs.fence import Fences, fenced
+from maskline.shared.models.access import Grants, ModelAccess
+from maskline.shared.models.registry import ModelRegistry
+from maskline.shared.service.consumer import ConsumerSpec
+from maskline.shared.service.runtime import Runtime
 
 NAME = "weights"
 

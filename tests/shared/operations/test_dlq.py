@@ -11,10 +11,10 @@ import pytest
 
 from maskline.contracts.common_v1 import DeadLetter
 from maskline.contracts.envelope import Envelope, now
-from maskline.shared import dlq
 from maskline.shared.bus import MSG_ID, Bus
-from maskline.shared.consumer import Consumer, ConsumerSpec
 from maskline.shared.errors import PermanentError
+from maskline.shared.operations import dlq
+from maskline.shared.service.consumer import Consumer, ConsumerSpec
 
 pytestmark = pytest.mark.nats
 

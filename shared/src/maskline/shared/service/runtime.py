@@ -22,22 +22,23 @@ from nats.micro import add_service
 from nats.micro.request import Request
 
 from maskline.contracts import subjects as table
-from maskline.shared import dlq, tracing
 from maskline.shared import logging as logs
-from maskline.shared.admission import Admission, Backlog
+from maskline.shared import tracing
 from maskline.shared.bus import Bus, connect
-from maskline.shared.cancels import Cancellations
-from maskline.shared.commands import CommandGate
 from maskline.shared.config import RuntimeSettings
-from maskline.shared.consumer import Consumer, ConsumerSpec
 from maskline.shared.errors import HandlerError
-from maskline.shared.heartbeat import Heartbeat
-from maskline.shared.jobs import JobStore
+from maskline.shared.jobs.admission import Admission, Backlog
+from maskline.shared.jobs.cancels import Cancellations
+from maskline.shared.jobs.gate import CommandGate
+from maskline.shared.jobs.state import JobStore
+from maskline.shared.operations import dlq
+from maskline.shared.operations.heartbeat import Heartbeat
+from maskline.shared.operations.metrics import WorkerMetrics
 from maskline.shared.probes import serve_probes
 from maskline.shared.provision import wait_provisioned
+from maskline.shared.service.consumer import Consumer, ConsumerSpec
 from maskline.shared.storage import ObjectStore, open_store
 from maskline.shared.version import CODE_VERSION
-from maskline.shared.worker_metrics import WorkerMetrics
 
 ReadyCheck = Callable[[], Awaitable[bool]]
 log = structlog.get_logger("runtime")

@@ -23,9 +23,9 @@ from nats.aio.client import Client
 
 from maskline.contracts import subjects as table
 from maskline.contracts.envelope import Envelope
-from maskline.shared.admission import Admission
 from maskline.shared.errors import PermanentError
-from maskline.shared.jobs import FROZEN, JobStore, ends_job, request_fingerprint
+from maskline.shared.jobs.admission import Admission
+from maskline.shared.jobs.state import FROZEN, JobStore, ends_job, request_fingerprint
 
 log = structlog.get_logger("commands")
 _header = msgspec.json.Decoder(Envelope[msgspec.Raw])

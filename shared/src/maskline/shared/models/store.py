@@ -8,9 +8,9 @@ from maskline.contracts import model_v1
 from maskline.contracts.envelope import job_event, new_trace_id, now
 from maskline.contracts.model_v1 import Architecture, ModelFormat, ModelOutput, ModelVersion, Preprocessing, QuantizationInfo
 from maskline.shared import keys
-from maskline.shared.access import lineage_of, upstream_of
 from maskline.shared.bus import Bus
-from maskline.shared.registry import ModelRegistry, VersionExists
+from maskline.shared.models.access import lineage_of, upstream_of
+from maskline.shared.models.registry import ModelRegistry, VersionExists
 from maskline.shared.storage import ObjectStore
 from maskline.shared.version import CODE_VERSION
 

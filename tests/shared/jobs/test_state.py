@@ -12,7 +12,7 @@ from maskline.contracts import seg_v1
 from maskline.contracts.common_v1 import JobFailed, ModelRef, ObjectRef
 from maskline.contracts.envelope import Envelope
 from maskline.shared.bus import Bus
-from maskline.shared.jobs import JobStore, _fold
+from maskline.shared.jobs.state import JobStore, _fold
 from maskline.shared.kv import Revisions
 
 REF = ObjectRef(key="k", size=1, sha256="0" * 64)

@@ -13,9 +13,9 @@ import pytest
 
 from maskline.contracts.envelope import Envelope, now
 from maskline.shared.bus import Bus
-from maskline.shared.fence import Claim, Fences, fenced
-from maskline.shared.model_store import register_model
-from maskline.shared.registry import ModelRegistry
+from maskline.shared.jobs.fence import Claim, Fences, fenced
+from maskline.shared.models.registry import ModelRegistry
+from maskline.shared.models.store import register_model
 from maskline.shared.storage.filesystem import FilesystemStore
 
 pytestmark = pytest.mark.nats

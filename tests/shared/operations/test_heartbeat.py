@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from maskline.shared.bus import Bus
-from maskline.shared.heartbeat import STALE_AFTER, Heartbeat, fleet
+from maskline.shared.operations.heartbeat import STALE_AFTER, Heartbeat, fleet
 
 pytestmark = pytest.mark.nats
 

@@ -10,9 +10,9 @@ import uuid
 import pytest
 from nats.js.api import ConsumerConfig, StreamConfig
 
-from maskline.shared import admission as admission_module
-from maskline.shared.admission import Admission, Backlog, Refused, TokenBucket
 from maskline.shared.bus import Bus
+from maskline.shared.jobs import admission as admission_module
+from maskline.shared.jobs.admission import Admission, Backlog, Refused, TokenBucket
 
 
 class FixedBacklog:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from maskline.shared import transforms as tf
+from maskline.shared.images import transforms as tf
 
 pytestmark = pytest.mark.unit
 

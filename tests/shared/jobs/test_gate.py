@@ -16,12 +16,12 @@ import pytest
 from maskline.contracts import seg_v1
 from maskline.contracts.common_v1 import DeadLetter, JobFailed, ModelRef
 from maskline.contracts.envelope import Envelope, command, next_event
-from maskline.shared.admission import Admission
 from maskline.shared.bus import MSG_ID, Bus, encode
-from maskline.shared.commands import CommandGate
-from maskline.shared.consumer import Consumer, ConsumerSpec
-from maskline.shared.jobs import JobStore
-from tests.shared.test_consumer import Ping, collect, wait_for
+from maskline.shared.jobs.admission import Admission
+from maskline.shared.jobs.gate import CommandGate
+from maskline.shared.jobs.state import JobStore
+from maskline.shared.service.consumer import Consumer, ConsumerSpec
+from tests.shared.service.test_consumer import Ping, collect, wait_for
 
 pytestmark = pytest.mark.nats
 

@@ -26,7 +26,7 @@ from maskline.contracts.envelope import now
 from maskline.contracts.model_v1 import STABLE, AccessState, Alias, ModelVersion, VersionRef, precision_alias
 from maskline.contracts.subjects import PLATFORM_TENANT
 from maskline.shared.kv import compare_and_set, entries, open_bucket
-from maskline.shared.registry import ModelNotFound, ModelRegistry, valid
+from maskline.shared.models.registry import ModelNotFound, ModelRegistry, valid
 
 BUCKET = "grants"
 #: How long a service trusts a grant it looked up: a revocation takes effect within this time.

@@ -34,10 +34,10 @@ from maskline.contracts import subjects as table
 from maskline.contracts.common_v1 import DeadLetter, JobFailed
 from maskline.contracts.envelope import Envelope, major, next_event, now
 from maskline.shared import references, tracing
-from maskline.shared.admission import Refused
 from maskline.shared.bus import BUS_UNAVAILABLE, MSG_ID, Bus, tenant_token
-from maskline.shared.commands import CommandGate, JobTaken
 from maskline.shared.errors import DeadlineExceeded, DependencyUnavailable, HandlerError, PermanentError, public_reason
+from maskline.shared.jobs.admission import Refused
+from maskline.shared.jobs.gate import CommandGate, JobTaken
 from maskline.shared.storage import ObjectStore
 
 T = TypeVar("T")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from maskline.contracts.model_v1 import Preprocessing
-from maskline.shared.images import encode_png, prepare, stitch
+from maskline.shared.images.codec import encode_png, prepare, stitch
 
 pytestmark = pytest.mark.unit
 

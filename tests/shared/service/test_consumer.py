@@ -15,8 +15,8 @@ import pytest
 from maskline.contracts.common_v1 import DeadLetter, JobFailed
 from maskline.contracts.envelope import Envelope, now
 from maskline.shared.bus import MSG_ID, Bus
-from maskline.shared.consumer import Consumer, ConsumerSpec
 from maskline.shared.errors import DependencyUnavailable, PermanentError, RetryableError
+from maskline.shared.service.consumer import Consumer, ConsumerSpec
 
 pytestmark = pytest.mark.nats
 
