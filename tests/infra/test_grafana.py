@@ -16,8 +16,7 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "infra" / "grafana" / "maskline.json"
 EXPORTERS = [
-    ROOT / "services" / "gateway" / "src" / "maskline" / "services" / "gateway" / "telemetry.py",
-    ROOT / "services" / "gateway" / "src" / "maskline" / "services" / "gateway" / "metrics.py",
+    ROOT / "services" / "gateway" / "src" / "maskline" / "services" / "gateway" / "operations" / "metrics.py",
     ROOT / "shared" / "src" / "maskline" / "shared" / "operations" / "metrics.py",
 ]
 

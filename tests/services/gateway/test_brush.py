@@ -8,7 +8,7 @@ from label_studio_sdk.converter.brush import decode_rle, mask2rle
 from pycocotools import mask as coco_mask
 
 from maskline.contracts.http_v1 import Rle
-from maskline.services.gateway.brush import label_studio_rle, mask_of
+from maskline.services.gateway.segmentations.brush import label_studio_rle, mask_of
 
 pytestmark = pytest.mark.unit
 

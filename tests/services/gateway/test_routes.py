@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 from litestar.handlers import HTTPRouteHandler
 
-from maskline.services.gateway.app import create_app
-from maskline.services.gateway.bodies import STREAMED_BODY
+from maskline.services.gateway.core.app import create_app
+from maskline.services.gateway.core.bodies import STREAMED_BODY
 from maskline.services.gateway.settings import GatewaySettings
 
 pytestmark = pytest.mark.unit

@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from maskline.contracts.envelope import now
-from maskline.services.gateway.telemetry import Metrics
+from maskline.services.gateway.operations.metrics import Metrics
 from maskline.shared.jobs.state import JobError, JobState
 
 pytestmark = pytest.mark.unit

@@ -8,11 +8,11 @@ from collections.abc import Awaitable, Iterator
 
 import uvicorn
 
-from maskline.services.gateway.app import create_app
-from maskline.services.gateway.context import GatewayContext
+from maskline.services.gateway.core.app import create_app
+from maskline.services.gateway.core.context import GatewayContext
+from maskline.services.gateway.operations.metrics import Metrics
 from maskline.services.gateway.settings import GatewaySettings
-from maskline.services.gateway.telemetry import Metrics
-from maskline.services.gateway.waiters import CompletionWaiters
+from maskline.services.gateway.tracking.waiters import CompletionWaiters
 from maskline.shared.jobs.admission import Admission, Backlog
 from maskline.shared.jobs.cancels import Cancellations
 from maskline.shared.jobs.fence import Fences

@@ -1,0 +1,33 @@
+"""Refuse a job submission over the admission limits before its body is read.
+
+Under overload most requests are refused, so a refusal must cost next to nothing: this guard runs
+before Litestar parses the multipart body, and answers 503 / 429 from the admission state alone
+(no bus round trip, nothing taken). Requests it lets through are admitted for real in the handler,
+which takes the rate token and counts the job. A request with an Idempotency-Key goes on to the
+handler: it may be the retry that finishes a job admitted before.
+"""
+
+from __future__ import annotations
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Guard
+
+from maskline.services.gateway.core.auth import api_key
+from maskline.services.gateway.core.context import GatewayContext
+
+#: Route option naming the handlers that create jobs: `@post(..., opt={ADMITTED: True})`.
+ADMITTED = "admitted"
+
+
+def shed_over_limits(ctx: GatewayContext) -> Guard:
+    async def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:  # type: ignore[type-arg]
+        if not handler.opt.get(ADMITTED) or "idempotency-key" in connection.headers:
+            return
+        tenant = ctx.tenants.get(api_key(connection.headers))
+        if tenant is None:
+            return  # the handler answers 401
+        ctx.require_bus()
+        await ctx.check_admission(tenant)
+
+    return guard

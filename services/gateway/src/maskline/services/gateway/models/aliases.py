@@ -1,0 +1,255 @@
+"""Aliases and rollout: point `stable` (or any name) at a version, promote and roll back, split traffic
+with a canary, run a shadow. Owner only; each change is compare-and-set on the alias record and
+published as an audited `model.v1.alias.changed` event (one audit trail per alias)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import msgspec
+from litestar import Controller, delete, get, post, put
+from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
+
+from maskline.contracts import model_v1
+from maskline.contracts.audit_v1 import AuditRecord
+from maskline.contracts.envelope import job_event, new_trace_id, now
+from maskline.contracts.http_v1 import AliasView, PromoteBody, RolloutBody, ShadowView
+from maskline.contracts.model_v1 import STABLE, Alias, AliasAction, AliasName, ModelVersion
+from maskline.services.gateway.core.context import GatewayContext
+from maskline.services.gateway.core.errors import Conflict, NotFound, Unprocessable
+from maskline.services.gateway.data.datasets import prefix as dataset_prefix
+from maskline.services.gateway.models.evaluations import evaluations_of
+from maskline.services.gateway.models.sharing import OwnerParam
+from maskline.shared.models.registry import ModelNotFound
+from maskline.shared.tenants.trails import job_trail
+
+#: The last versions an alias pointed to that a rollback can return to.
+HISTORY = 20
+
+
+def alias_trail_id(owner: str, model: str, alias: str) -> str:
+    """The job id of an alias's events: one audit trail per (owner, model, alias)."""
+    return f"alias-{owner}-{model}-{alias}"[:128]
+
+
+def _name(alias: str) -> str:
+    try:
+        return msgspec.convert(alias, AliasName)
+    except msgspec.ValidationError as exc:
+        raise Unprocessable(f"invalid alias {alias!r}: a lowercase letter, then letters, digits, - and _") from exc
+
+
+class AliasController(Controller):
+    path = "/v1/models/{name:str}/aliases"
+    tags = ["rollout"]
+
+    @get(summary="A model's aliases (yours, the platform's, or a model shared with you: `owner`)")
+    async def list_aliases(self, ctx: GatewayContext, tenant: str, name: str, owner: OwnerParam = None) -> list[AliasView]:
+        owner = await _readable(ctx, tenant, name, owner)
+        return [await _view(ctx, a) for a in await ctx.registry.aliases(owner, name)]
+
+    @get("/{alias:str}", summary="One alias, with its shadow's agreement with the served masks")
+    async def get_alias(self, ctx: GatewayContext, tenant: str, name: str, alias: str, owner: OwnerParam = None) -> AliasView:
+        owner = await _readable(ctx, tenant, name, owner)
+        return await _view(ctx, await _existing(ctx, owner, name, alias))
+
+    @put(
+        "/{alias:str}", status_code=HTTP_200_OK, summary="Point an alias at one of your versions: create or promote (owner only)"
+    )
+    async def promote(self, ctx: GatewayContext, tenant: str, name: str, alias: str, data: PromoteBody) -> AliasView:
+        return await promote(ctx, tenant, name, _name(alias), data)
+
+    @post("/{alias:str}/rollback", status_code=HTTP_200_OK, summary="Return an alias to the version it ran before (owner only)")
+    async def rollback(self, ctx: GatewayContext, tenant: str, name: str, alias: str) -> AliasView:
+        def step(cur: Alias | None) -> Alias:
+            if cur is None:
+                raise NotFound(f"you have no alias {alias} of model {name}", code="alias_not_found")
+            if not cur.history:
+                raise Conflict(f"alias {alias} has no earlier version to roll back to", code="nothing_to_roll_back")
+            return msgspec.structs.replace(
+                cur, version=cur.history[-1], history=cur.history[:-1], canary=None, canary_percent=0.0, changed=now(), by=tenant
+            )
+
+        return await _change(ctx, tenant, name, _name(alias), step, action="rolled-back")
+
+    @put(
+        "/{alias:str}/rollout",
+        status_code=HTTP_200_OK,
+        summary="Split an alias's traffic with a canary version, and/or run a shadow version (owner only)",
+    )
+    async def rollout(self, ctx: GatewayContext, tenant: str, name: str, alias: str, data: RolloutBody) -> AliasView:
+        for version in (data.canary, data.shadow):
+            if version is not None:
+                await ctx.owned_model(tenant, name, version)
+        if (data.canary is None) != (data.canary_percent == 0):
+            raise Unprocessable("give a canary version together with a canary_percent above 0 (or neither)")
+
+        def step(cur: Alias | None) -> Alias:
+            if cur is None:
+                raise NotFound(f"you have no alias {alias} of model {name}", code="alias_not_found")
+            if cur.version in (data.canary, data.shadow):
+                raise Unprocessable(f"version {cur.version} is what alias {alias} runs: a canary or shadow must be another")
+            return msgspec.structs.replace(
+                cur, canary=data.canary, canary_percent=data.canary_percent, shadow=data.shadow, changed=now(), by=tenant
+            )
+
+        return await _change(ctx, tenant, name, _name(alias), step, action="rollout")
+
+    @delete("/{alias:str}", status_code=HTTP_204_NO_CONTENT, summary="Delete an alias (not `stable`; owner only)")
+    async def remove(self, ctx: GatewayContext, tenant: str, name: str, alias: str) -> None:
+        if alias == STABLE:
+            raise Conflict("stable is what requests naming no alias run: promote another version instead", code="alias_required")
+        current = await _existing(ctx, tenant, name, alias)
+        await ctx.registry.delete_alias(tenant, name, alias)
+        await _publish(ctx, current, "deleted", current.version, "")
+
+    @get("/{alias:str}/trail", summary="The audited changes of one alias (owner only)")
+    async def trail(self, ctx: GatewayContext, tenant: str, name: str, alias: str) -> list[AuditRecord]:
+        await _existing(ctx, tenant, name, alias)
+        return await job_trail(ctx.runtime.bus.js, tenant, alias_trail_id(tenant, name, alias))
+
+
+async def promote(ctx: GatewayContext, tenant: str, name: str, alias: str, data: PromoteBody) -> AliasView:
+    """Create the alias at `data.version`, or move it there (its old version kept for a rollback)."""
+    model = await ctx.owned_model(tenant, name, data.version)
+    current = await ctx.registry.alias(tenant, name, alias)
+    rule = await _check_rule(ctx, alias, current, model, data)
+
+    def step(cur: Alias | None) -> Alias:
+        if cur is None:
+            return Alias(owner=tenant, model=name, name=alias, version=model.version, changed=now(), by=tenant)
+        if cur.version == model.version:
+            raise Conflict(f"alias {alias} already runs version {model.version}", code="alias_unchanged")
+        return msgspec.structs.replace(
+            cur,
+            version=model.version,
+            history=(*cur.history, cur.version)[-HISTORY:],
+            canary=None if cur.canary == model.version else cur.canary,  # the canary became the alias
+            canary_percent=0.0 if cur.canary == model.version else cur.canary_percent,
+            shadow=None if cur.shadow == model.version else cur.shadow,
+            changed=now(),
+            by=tenant,
+        )
+
+    return await _change(ctx, tenant, name, alias, step, rule=rule)
+
+
+async def _change(
+    ctx: GatewayContext,
+    owner: str,
+    name: str,
+    alias: str,
+    step: Callable[[Alias | None], Alias],
+    *,
+    action: AliasAction | None = None,
+    rule: str = "",
+) -> AliasView:
+    before = await ctx.registry.alias(owner, name, alias)
+    try:
+        changed = await ctx.registry.change_alias(owner, name, alias, step)
+    except ModelNotFound as exc:  # not a name any model of yours has
+        raise NotFound(str(exc), code="model_not_found") from exc
+    assert changed is not None
+    previous = before.version if before else None
+    await _publish(ctx, changed, action or ("created" if before is None else "promoted"), previous, rule)
+    return await _view(ctx, changed)
+
+
+async def _publish(ctx: GatewayContext, alias: Alias, action: AliasAction, previous: int | None, rule: str) -> None:
+    await ctx.runtime.bus.publish(
+        job_event(  # every change is its own event: the id tells them apart
+            model_v1.ALIAS_CHANGED,
+            "gateway",
+            model_v1.AliasChanged(alias=alias, action=action, previous=previous, rule=rule),
+            tenant=alias.owner,
+            job_id=alias_trail_id(alias.owner, alias.model, alias.name),
+            trace_id=new_trace_id(),
+            parts=(action, uuid.uuid4().hex[:12]),
+        )
+    )
+
+
+async def _check_rule(ctx: GatewayContext, alias: str, current: Alias | None, candidate: ModelVersion, data: PromoteBody) -> str:
+    """The promotion rule's verdict in words, or 409 `promotion_refused` naming the numbers."""
+    checks = []
+    if data.require_metric is not None and current is not None:
+        metric = data.require_metric
+        serving = await ctx.registry.get(current.owner, current.model, current.version)
+        new, old = candidate.metrics.get(metric), serving.metrics.get(metric)
+        verdict = f"{metric}: version {candidate.version} {new} vs version {serving.version} {old}"
+        if new is None or (old is not None and new < old):
+            raise Conflict(f"promotion refused: {verdict} (require_metric)", code="promotion_refused")
+        checks.append(verdict)
+    if data.require_evaluation is not None and current is not None:
+        checks.append(await _check_evaluations(ctx, current, candidate, data.require_evaluation))
+    if data.require_shadow_agreement is not None:
+        tally = await ctx.shadows.get(candidate.owner, candidate.name, alias, candidate.version)
+        jobs = tally.jobs if tally else 0
+        mean = tally.pixel_agreement_sum / tally.jobs if tally and tally.jobs else 0.0
+        verdict = f"shadow agreement of version {candidate.version}: {mean:.4f} over {jobs} requests"
+        if jobs < data.min_shadow_jobs or mean < data.require_shadow_agreement:
+            raise Conflict(
+                f"promotion refused: {verdict}; the rule asks for {data.require_shadow_agreement} "
+                f"over at least {data.min_shadow_jobs}",
+                code="promotion_refused",
+            )
+        checks.append(verdict)
+    return "; ".join(checks)
+
+
+async def _readable(ctx: GatewayContext, tenant: str, name: str, owner: str | None) -> str:
+    model = await ctx.model(tenant, name, owner=owner)  # 404 unless the tenant may use the model
+    return model.owner
+
+
+async def _existing(ctx: GatewayContext, owner: str, name: str, alias: str) -> Alias:
+    found = await ctx.registry.alias(owner, name, alias)
+    if found is None:
+        raise NotFound(f"model {name} has no alias {alias}", code="alias_not_found")
+    return found
+
+
+async def _view(ctx: GatewayContext, alias: Alias) -> AliasView:
+    if alias.shadow is None:
+        return AliasView(alias=alias)
+    tally = await ctx.shadows.get(alias.owner, alias.model, alias.name, alias.shadow)
+    if tally is None or not tally.jobs:
+        return AliasView(alias=alias)
+    n = tally.jobs
+    return AliasView(
+        alias=alias,
+        shadow=ShadowView(
+            version=alias.shadow,
+            served=tally.served,
+            jobs=n,
+            pixel_agreement=round(tally.pixel_agreement_sum / n, 6),
+            miou=round(tally.miou_sum / n, 6),
+            min_pixel_agreement=tally.min_pixel_agreement,
+            served_ms=round(tally.served_ms_sum / n, 2),
+            shadow_ms=round(tally.shadow_ms_sum / n, 2),
+        ),
+    )
+
+
+async def _check_evaluations(ctx: GatewayContext, current: Alias, candidate: ModelVersion, dataset: str) -> str:
+    """Candidate's mIoU on the dataset is at least the serving version's, on the same content."""
+    prefix = dataset_prefix(candidate.owner, dataset)
+    serving = await ctx.registry.get(current.owner, current.model, current.version)
+    new, old = [
+        next((e for e in await evaluations_of(ctx, candidate.owner, m) if e.dataset == prefix), None)
+        for m in (candidate, serving)
+    ]
+    if new is None or old is None:
+        missing = ", ".join(f"v{m.version}" for m, e in ((candidate, new), (serving, old)) if e is None)
+        raise Conflict(
+            f"promotion refused: no evaluation of {missing} on {dataset} (require_evaluation)", code="promotion_refused"
+        )
+    verdict = f"mIoU on {dataset}: version {candidate.version} {new.miou:.4f} vs version {serving.version} {old.miou:.4f}"
+    if new.dataset_sha256 != old.dataset_sha256:
+        raise Conflict(
+            f"promotion refused: {dataset} changed between the two evaluations; evaluate both again", code="promotion_refused"
+        )
+    if new.miou < old.miou:
+        raise Conflict(f"promotion refused: {verdict} (require_evaluation)", code="promotion_refused")
+    return verdict

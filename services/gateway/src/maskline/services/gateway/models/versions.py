@@ -1,0 +1,223 @@
+"""`/v1/models`: list registered model versions and register a segmentation model (TorchScript or ONNX).
+
+Registration is a command (`model.v1.register.requested`): the gateway stores the upload and waits
+for the weights service to check and register it, so torch never loads in the gateway."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post, put
+from litestar.datastructures import UploadFile
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
+
+from maskline.contracts import model_v1
+from maskline.contracts.common_v1 import ObjectRef
+from maskline.contracts.envelope import new_job_id
+from maskline.contracts.http_v1 import JobView, MergeBody, PromoteBody, WeightsUploadView
+from maskline.contracts.model_v1 import STABLE, Architecture, ModelName, ModelVersion, precision_alias
+from maskline.services.gateway.core.bodies import STREAMED_BODY, limit_of, limited
+from maskline.services.gateway.core.context import GatewayContext
+from maskline.services.gateway.core.errors import PayloadTooLarge, Unprocessable
+from maskline.services.gateway.data.datasets import prefix as dataset_prefix
+from maskline.services.gateway.models.aliases import promote
+from maskline.services.gateway.models.sharing import OwnerParam
+from maskline.services.gateway.tracking.job_routes import submit_command
+from maskline.shared import keys
+
+
+@dataclass
+class ModelForm:
+    """multipart/form-data body of `POST /v1/models`: the weights as a file (up to the request
+    limit), or the sha256 of weights streamed first to `PUT /v1/models/weights/{sha256}` (large models)."""
+
+    name: str
+    labels: str
+    """Comma-separated class names; the first is the background."""
+    weights: UploadFile | None = None
+    weights_sha256: str = ""
+    input_height: int = 128
+    input_width: int = 128
+    description: str = ""
+    architecture: str = ""
+    """Optional `package.module:Class` that rebuilds the network (needed to quantize it)."""
+    architecture_kwargs: str = "{}"
+    """JSON object of the class's constructor arguments."""
+    format: str = ""
+    """`torchscript` or `onnx`; empty: recognised from the file."""
+    output: str = ""
+    """The ONNX output (or TorchScript dict key) that holds the class scores; empty: the only one."""
+    output_kind: str = "logits"
+    """`logits` (the platform applies a softmax) or `probabilities`."""
+    preprocessing: str = "{}"
+    """JSON object: `resize` (stretch | letterbox | tile), `scale`, `mean`, `std`, `channels` (rgb | bgr), `pad`, `overlap`."""
+
+
+class ModelController(Controller):
+    path = "/v1/models"
+    tags = ["models"]
+
+    @get(summary="Model versions you may use: your own, the platform's public ones, and those shared with you")
+    async def list_models(self, ctx: GatewayContext, tenant: str) -> list[ModelVersion]:
+        usable = []
+        for model in await ctx.registry.list():
+            if await ctx.access.may_use(tenant, model.owner, model.name):
+                usable.append(model)
+        return usable
+
+    @get("/{name:str}/{version:int}", summary="One model version (`owner`: for a model shared with you)")
+    async def get_model(
+        self, ctx: GatewayContext, tenant: str, name: str, version: int, owner: OwnerParam = None
+    ) -> ModelVersion:
+        return await ctx.model(tenant, name, version, owner)
+
+    @post(
+        "/{name:str}/{version:int}/release",
+        status_code=HTTP_200_OK,
+        summary="Make this version `stable` (and `stable-<precision>`): what requests naming no version run (owner only)",
+    )
+    async def release(self, ctx: GatewayContext, tenant: str, name: str, version: int) -> ModelVersion:
+        model = await ctx.owned_model(tenant, name, version)
+        for alias in (STABLE, precision_alias(STABLE, model.precision)):
+            current = await ctx.registry.alias(tenant, name, alias)
+            if current is None or current.version != version:
+                await promote(ctx, tenant, name, alias, PromoteBody(version=version))
+        return model
+
+    @post(
+        status_code=HTTP_201_CREATED,
+        summary="Register a TorchScript or ONNX segmentation model as a new version (202 with the job if checking takes longer)",
+    )
+    async def register(
+        self, ctx: GatewayContext, tenant: str, data: Annotated[ModelForm, Body(media_type=RequestEncodingType.MULTI_PART)]
+    ) -> Response[ModelVersion | JobView]:
+        try:
+            name = msgspec.convert(data.name, ModelName)
+        except msgspec.ValidationError as exc:
+            raise Unprocessable(f"invalid model name {data.name!r}: lowercase letters, digits, - and _") from exc
+        labels = tuple(label.strip() for label in data.labels.split(",") if label.strip())
+        if len(labels) < 2:
+            raise Unprocessable("labels: give at least two class names, background first")
+        size = (data.input_height, data.input_width)
+        if min(size) < 8 or max(size) > 4096:
+            raise Unprocessable("input size must be between 8 and 4096 pixels per side")
+        architecture = None
+        if data.architecture:
+            try:
+                kwargs = msgspec.json.decode(data.architecture_kwargs or "{}")
+                architecture = msgspec.convert({"entrypoint": data.architecture, "kwargs": kwargs}, Architecture)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                raise Unprocessable(f"invalid architecture: {exc}") from exc
+        try:
+            output = msgspec.convert({"name": data.output or None, "kind": data.output_kind}, model_v1.ModelOutput)
+            preprocessing = msgspec.json.decode(data.preprocessing or "{}", type=model_v1.Preprocessing)
+            model_format = msgspec.convert(data.format or None, model_v1.ModelFormat | None)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise Unprocessable(f"invalid model description: {exc}") from exc
+        ctx.require_bus()
+        job_id = new_job_id()
+        upload = await self._weights(ctx, tenant, job_id, data)
+        command = model_v1.RegisterRequested(
+            name=name,
+            weights=upload,
+            labels=labels,
+            input_size=size,
+            description=data.description,
+            architecture=architecture,
+            format=model_format,
+            output=output,
+            preprocessing=preprocessing,
+        )
+        with ctx.waiters.watching(tenant, job_id) as finished:  # listening before the command is published
+            accepted = await submit_command(ctx, tenant, model_v1.REGISTER_REQUESTED, command, job_id=job_id)
+            state = await ctx.waiters.result(tenant, job_id, finished, ctx.settings.max_wait_s)
+        if state is None or (state.model is None and state.status != "failed"):
+            return accepted  # type: ignore[return-value]  # still being checked: follow the job
+        if state.status == "failed":
+            error = state.error
+            raise Unprocessable(error.reason if error else "registration failed", code=error.code if error else "invalid_model")
+        assert state.model is not None
+        model = await ctx.registry.get(tenant, state.model.name, state.model.version)
+        return Response(model, status_code=HTTP_201_CREATED, headers={"Location": f"/v1/models/{model.name}/{model.version}"})
+
+    @staticmethod
+    async def _weights(ctx: GatewayContext, tenant: str, job_id: str, data: ModelForm) -> ObjectRef:
+        """The uploaded file stored for the job, or the reference of weights streamed before."""
+        if (data.weights is None) == (not data.weights_sha256):
+            raise Unprocessable("give the weights as a file, or the sha256 of weights uploaded to /v1/models/weights/{sha256}")
+        if data.weights is not None:
+            weights = await data.weights.read()
+            key = keys.job_upload(tenant, job_id, hashlib.sha256(weights).hexdigest())
+            return await ctx.runtime.store.put(key, weights, "application/octet-stream")
+        sha256 = checked_sha256(data.weights_sha256)
+        key = keys.model_upload(tenant, sha256)
+        found = await ctx.runtime.store.list_info(key)
+        if not found or found[0].key != key:
+            raise Unprocessable(f"no weights with sha256 {sha256} were uploaded by you", code="input_missing")
+        return ObjectRef(key=key, size=found[0].size, sha256=sha256, content_type="application/octet-stream")
+
+    @put(
+        "/weights/{sha256:str}",
+        status_code=HTTP_201_CREATED,
+        summary="Stream model weights (raw body, up to MASKLINE_MAX_MODEL_BYTES), checked against their sha256",
+        request_max_body_size=None,  # streamed under the model limit (bodies.py)
+        opt={STREAMED_BODY: "max_model_bytes"},
+    )
+    async def upload_weights(
+        self, ctx: GatewayContext, tenant: str, sha256: str, request: Request[Any, Any, Any]
+    ) -> WeightsUploadView:
+        sha256 = checked_sha256(sha256)
+        limit = limit_of(request, ctx.settings)
+        key = keys.model_upload(tenant, sha256)
+        chunks = limited(request, limit, lambda size: too_large(size, limit))
+        try:
+            ref = await ctx.runtime.store.put_stream(key, chunks, "application/octet-stream")
+        except PayloadTooLarge:
+            await ctx.runtime.store.delete(key)
+            raise
+        if ref.sha256 != sha256:
+            await ctx.runtime.store.delete(key)
+            raise Unprocessable(f"the body's sha256 is {ref.sha256}, not {sha256}: upload again", code="checksum_mismatch")
+        return WeightsUploadView(key=ref.key, size=ref.size, sha256=ref.sha256)
+
+
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def checked_sha256(value: str) -> str:
+    """The weights' name, as the path of their upload and the `weights_sha256` of a registration give it."""
+    sha256 = value.lower()
+    if not SHA256.match(sha256):
+        raise Unprocessable(f"{value!r} is not a sha256: 64 hexadecimal digits", code="invalid_reference")
+    return sha256
+
+
+def too_large(size: int, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"model weights of {size} bytes are over the limit of {limit} bytes (MASKLINE_MAX_MODEL_BYTES)", code="model_too_large"
+    )
+
+
+class ModelMergeController(Controller):
+    path = "/v1/models/merges"
+    tags = ["models"]
+
+    @post(status_code=HTTP_202_ACCEPTED, summary="Merge model versions into a new version (avg, max, absmax, weighted, ...)")
+    async def merge(self, ctx: GatewayContext, tenant: str, data: MergeBody) -> Response[JobView]:
+        raw = msgspec.structs.asdict(data)
+        for field in ("bn_dataset", "evaluate_on"):
+            if raw[field]:
+                raw[field] = dataset_prefix(tenant, raw[field])
+        try:
+            request = msgspec.convert(raw, model_v1.ModelMergeRequested)
+        except msgspec.ValidationError as exc:
+            raise Unprocessable(f"invalid merge request: {exc}") from exc
+        for ref in (*request.models, *([request.base] if request.base else [])):
+            await ctx.model(tenant, ref.name, ref.version, ref.owner)
+        return await submit_command(ctx, tenant, model_v1.MERGE_REQUESTED, request, webhook_url=data.webhook_url)

@@ -1,0 +1,65 @@
+"""`/v1/audit`: a job's audit trail (each record's hash and signature checked), the audit public
+key, and — for operators — a verification of the whole trail."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, MediaType, Response, get
+from litestar.params import Parameter
+
+from maskline.contracts.audit_v1 import AuditRecord, Checkpoint
+from maskline.services.gateway.core.context import GatewayContext
+from maskline.services.gateway.core.errors import Forbidden, NotFound
+from maskline.services.gateway.tracking.job_routes import owned_job
+from maskline.shared.tenants.trails import job_trail, load_public_key, record_intact, verify_stream
+
+
+class AuditTrail(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: str
+    intact: bool
+    """Every record's hash matches its content and is signed by the audit key."""
+    records: list[AuditRecord]
+
+
+class TrailVerdict(msgspec.Struct, frozen=True, kw_only=True):
+    intact: bool
+    records: int
+    checkpoints: int
+    first_break: str | None
+    head: Checkpoint | None
+    """The newest signed checkpoint: keep it, and a later purge or rewrite will show."""
+
+
+class AuditController(Controller):
+    path = "/v1/audit"
+    tags = ["audit"]
+
+    @get(summary="Audit trail of one of your jobs")
+    async def trail(self, ctx: GatewayContext, tenant: str, job: Annotated[str, Parameter(query="job")]) -> AuditTrail:
+        await owned_job(ctx, tenant, job)
+        records = await job_trail(ctx.runtime.bus.js, tenant, job)
+        key = load_public_key(ctx.settings.audit_public_key_file)
+        return AuditTrail(job_id=job, intact=all(record_intact(r, key) for r in records), records=records)
+
+    @get("/public-key", summary="The audit service's Ed25519 public key (hex): verify records and checkpoints with it")
+    async def public_key(self, ctx: GatewayContext, tenant: str) -> Response[str]:
+        try:
+            with open(ctx.settings.audit_public_key_file) as handle:
+                return Response(handle.read().strip(), media_type=MediaType.TEXT)
+        except OSError as exc:
+            raise NotFound("the audit public key is not configured here") from exc
+
+    @get("/verify", summary="Verify the whole trail: every hash, signature, link and sequence (operators)")
+    async def verify(self, ctx: GatewayContext, tenant: str) -> TrailVerdict:
+        if not ctx.is_operator(tenant):
+            raise Forbidden("only operators verify the whole trail (it holds every tenant's records)")
+        verdict = await verify_stream(ctx.runtime.bus.js, load_public_key(ctx.settings.audit_public_key_file))
+        return TrailVerdict(
+            intact=verdict.intact,
+            records=verdict.records,
+            checkpoints=verdict.checkpoints,
+            first_break=verdict.first_break,
+            head=verdict.head,
+        )

@@ -1,0 +1,48 @@
+"""The operator dashboard: one static page (no build step) over `/v1/services`, `/v1/dashboard/jobs`, `/v1/dlq`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, MediaType, Response, get
+
+from maskline.services.gateway.core.context import GatewayContext
+from maskline.services.gateway.core.pages import page
+
+
+class DashboardController(Controller):
+    tags = ["operations"]
+
+    @get(
+        "/dashboard",
+        summary="Operator dashboard (the page asks for an API key)",
+        media_type=MediaType.HTML,
+        include_in_schema=False,
+    )
+    async def page(self) -> Response[bytes]:
+        return page("dashboard.html")
+
+    @get("/v1/dashboard/jobs", summary="Recent jobs (yours; operators: everyone's) with status, timings and errors")
+    async def jobs(self, ctx: GatewayContext, tenant: str, limit: int = 50) -> list[dict[str, Any]]:
+        operator = tenant in ctx.settings.operator_tenants()
+        rows = []
+        for state in await ctx.jobs.recent(min(max(limit, 1), 500)):
+            if not operator and state.tenant != tenant:
+                continue
+            rows.append(
+                {
+                    "id": state.job_id,
+                    "tenant": state.tenant,
+                    "kind": state.kind,
+                    "status": state.status,
+                    "updated": state.updated.isoformat(),
+                    "model": f"{state.model.name}/{state.model.version} {state.model.precision}" if state.model else None,
+                    "timings_ms": state.timings_ms,
+                    "confidence": msgspec.to_builtins(state.confidence) if state.confidence else None,
+                    "error": {"stage": state.error.stage, "code": state.error.code, "reason": state.error.reason}
+                    if state.error
+                    else None,
+                }
+            )
+        return rows

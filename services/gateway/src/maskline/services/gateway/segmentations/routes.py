@@ -1,0 +1,327 @@
+"""`/v1/segmentations`: submit an image, follow the job, download its artifacts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import mimetypes
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.datastructures import UploadFile
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
+
+from maskline.contracts import seg_v1
+from maskline.contracts.envelope import command, new_job_id, now
+from maskline.contracts.http_v1 import EXPORT_FORMATS, SEGMENTATION_DEFAULTS, TTA_DEFAULTS, SegmentationView, UploadView
+from maskline.services.gateway.core.context import GatewayContext
+from maskline.services.gateway.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, Unprocessable
+from maskline.services.gateway.core.shedding import ADMITTED
+from maskline.services.gateway.data.datasets import file_key
+from maskline.services.gateway.segmentations import exports
+from maskline.services.gateway.segmentations.control import cancel
+from maskline.services.gateway.segmentations.sniff import Header, check_image_header
+from maskline.services.gateway.tracking.job_routes import artifact_bytes, download, owned_job
+from maskline.services.gateway.tracking.views import job_path, segmentation_view
+from maskline.services.gateway.tracking.webhook_settings import register_for_job
+from maskline.shared import keys, tracing
+from maskline.shared.images.checks import formats, request_pixels
+from maskline.shared.jobs.idempotency import MAX_KEY_LENGTH, KeyInProgress, KeyReused, fingerprint_of
+from maskline.shared.jobs.state import JobState
+from maskline.shared.storage import ObjectNotFound
+
+SOURCE = "gateway"
+MAX_DEADLINE_S = 7 * 24 * 3600.0
+MAX_EXPORT_JOBS = 1000
+
+
+@dataclass
+class SegmentationForm:
+    """multipart/form-data body of `POST /v1/segmentations`: an image, or one of your datasets' images."""
+
+    image: UploadFile | None = None
+    dataset_image: str | None = None
+    """`<dataset>/<file>`: one of your dataset's images instead of an upload (a dataset run submits each)."""
+    model: str = SEGMENTATION_DEFAULTS.model
+    owner: str | None = None
+    """Whose model: leave empty for your own or the platform's; name the owner of a model shared with you."""
+    version: int | None = None
+    precision: str | None = None
+    """fp32, hybrid or int8: the alias's version in that precision, `<alias>-<precision>` (or check the pinned version has it)."""
+    alias: str | None = None
+    """Without a version: the model's alias to run (default `stable`), with its canary split and shadow."""
+    outputs: str = ",".join(SEGMENTATION_DEFAULTS.outputs)
+    overlay_alpha: float = SEGMENTATION_DEFAULTS.overlay_alpha
+    min_region_area: int = SEGMENTATION_DEFAULTS.min_region_area
+    tta: bool = False
+    """Test-time augmentation: segment the variants, map back and fuse."""
+    tta_variants: str = ",".join(TTA_DEFAULTS.variants)
+    tta_angle: float = TTA_DEFAULTS.angle
+    tta_blur_sigma: float = TTA_DEFAULTS.blur_sigma
+    tta_fusion: str = TTA_DEFAULTS.fusion
+    deadline_s: float | None = None
+    """Seconds from now after which the job fails with `deadline_exceeded` instead of running late."""
+    webhook_url: str | None = None
+    """Where to POST this job's end (signed with your webhook secret: PUT /v1/webhooks first)."""
+
+
+def parse_options(form: SegmentationForm) -> seg_v1.SegmentationOptions:
+    outputs = tuple(o.strip() for o in form.outputs.split(",") if o.strip())
+    tta = None
+    if form.tta:
+        tta = {
+            "variants": tuple(v.strip() for v in form.tta_variants.split(",") if v.strip()),
+            "angle": form.tta_angle,
+            "blur_sigma": form.tta_blur_sigma,
+            "fusion": form.tta_fusion,
+        }
+    raw = {
+        "tta": tta,
+        "model": form.model,
+        "owner": form.owner or None,
+        "version": form.version,
+        "precision": form.precision or None,
+        "alias": form.alias or None,
+        "outputs": outputs,
+        "overlay_alpha": form.overlay_alpha,
+        "min_region_area": form.min_region_area,
+    }
+    try:
+        return msgspec.convert(raw, seg_v1.SegmentationOptions)
+    except msgspec.ValidationError as exc:
+        raise Unprocessable(f"invalid options: {exc}", code="invalid_options") from exc
+
+
+def checked_idempotency_key(value: str | None) -> str | None:
+    if value is not None and not 1 <= len(value) <= MAX_KEY_LENGTH:
+        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters", code="invalid_idempotency_key")
+    return value
+
+
+async def check_upload(ctx: GatewayContext, body: bytes, options: seg_v1.SegmentationOptions | None = None) -> Header:
+    """The image header, after the cheap checks (type, pixel count, the request's pixel budget) that answer at once."""
+    s = ctx.settings
+    allowed = formats(s.allowed_formats)
+    header = await asyncio.to_thread(check_image_header, body, allowed_formats=allowed, max_pixels=s.max_pixels)
+    variants = len(options.tta.variants) if options is not None and options.tta else 0
+    cost = request_pixels(header.width, header.height, variants, s.working_max_side)
+    if cost > s.max_request_pixels:
+        raise PayloadTooLarge(
+            f"this request costs {cost} pixels (the image and {variants} TTA variants at most "
+            f"{s.working_max_side} px per side); the limit is {s.max_request_pixels}",
+            code="request_too_large",
+        )
+    return header
+
+
+async def image_of(ctx: GatewayContext, tenant: str, form: SegmentationForm) -> tuple[bytes, str | None, str]:
+    """The image to segment, its file name and content type: the upload, or the tenant's dataset image."""
+    if (form.image is None) == (form.dataset_image is None):
+        raise Unprocessable("give either image (a file) or dataset_image (<dataset>/<file>)", code="invalid_options")
+    if form.image is not None:
+        return await form.image.read(), form.image.filename, form.image.content_type
+    assert form.dataset_image is not None
+    dataset, _, file = form.dataset_image.partition("/")
+    key = file_key(tenant, dataset, "images", file)  # only the tenant's own
+    try:
+        body = await ctx.runtime.store.get(key)
+    except ObjectNotFound as exc:
+        raise NotFound(f"dataset {dataset} has no image {file}", code="dataset_image_not_found") from exc
+    return body, file, mimetypes.guess_type(file)[0] or "application/octet-stream"
+
+
+class SegmentationController(Controller):
+    path = "/v1/segmentations"
+    tags = ["segmentations"]
+
+    @post(status_code=HTTP_202_ACCEPTED, summary="Submit an image for segmentation", opt={ADMITTED: True})
+    async def submit(
+        self,
+        ctx: GatewayContext,
+        tenant: str,
+        data: Annotated[SegmentationForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+        wait: Annotated[
+            float,
+            Parameter(
+                query="wait", ge=0, le=3600, default=0.0, description="Seconds to wait for the result (0: answer 202 at once)"
+            ),
+        ] = 0.0,
+        idempotency_key: Annotated[
+            str | None, Parameter(header="Idempotency-Key", description="1 to 255 characters; same key, same request")
+        ] = None,
+    ) -> Response[SegmentationView]:
+        ctx.require_bus()
+        key = checked_idempotency_key(idempotency_key)
+        options = parse_options(data)
+        if data.deadline_s is not None and not 0 < data.deadline_s <= MAX_DEADLINE_S:
+            raise Unprocessable(f"deadline_s must be in (0, {MAX_DEADLINE_S}] seconds", code="invalid_options")
+        body, filename, content_type = await image_of(ctx, tenant, data)
+        await check_upload(ctx, body, options)
+        sha256 = hashlib.sha256(body).hexdigest()
+        # Random even with an Idempotency-Key (its claim keeps the id for the retries): a job id that
+        # another tenant could compute is a message id it could take first (docs/security.md).
+        job_id = new_job_id()
+        details = (msgspec.json.encode(options), (filename or "").encode())
+        print_ = fingerprint_of(bytes.fromhex(sha256), *(hashlib.sha256(d).digest() for d in details))  # the body hashed once
+        replay = False
+        if key is not None:
+            try:
+                outcome = await ctx.idempotency.claim(tenant, key, print_, job_id)
+            except KeyReused as exc:
+                raise Unprocessable(str(exc), code="idempotency_key_reused") from exc
+            except KeyInProgress as exc:
+                raise Conflict(str(exc), code="idempotency_key_in_progress") from exc
+            job_id, replay = outcome.job_id, not outcome.fresh
+        with ctx.waiters.watching(tenant, job_id) as finished:  # listening before the request is published
+            state = await ctx.jobs.get(tenant, job_id) if replay else None
+            fresh = state is None  # this request writes the job's first state, while it listens
+            if state is None:
+                upload = Upload(body, sha256, filename, content_type, data.deadline_s)
+                try:
+                    if data.webhook_url:  # recorded before the job exists: its end cannot come first
+                        await register_for_job(ctx, tenant, job_id, data.webhook_url)
+                    state = await start_segmentation(ctx, tenant, job_id, upload, options)
+                except BaseException:
+                    if key is not None:
+                        with contextlib.suppress(Exception):  # the bus may be what failed: the lease expires then
+                            await ctx.idempotency.release(tenant, key)
+                    raise
+                if key is not None:
+                    await ctx.idempotency.complete(tenant, key, print_, job_id)
+            if wait > 0 and not state.finished:
+                waited = min(wait, ctx.settings.max_wait_s)
+                state = await ctx.waiters.result(tenant, job_id, finished, waited, fresh=state if fresh else None) or state
+        if state.status == "failed" and state.error is not None:
+            raise Unprocessable(
+                f"segmentation {job_id} failed in {state.error.stage}: {state.error.reason}", code=state.error.code
+            )
+        status = HTTP_200_OK if state.finished else HTTP_202_ACCEPTED
+        return Response(segmentation_view(state), status_code=status, headers={"Location": job_path(job_id)})
+
+    @delete(
+        "/{job_id:str}",
+        status_code=HTTP_200_OK,
+        summary="Cancel a segmentation wherever it is: its queued work is skipped and no outputs stand (audited)",
+    )
+    async def cancel(self, ctx: GatewayContext, tenant: str, job_id: str) -> SegmentationView:
+        return await cancel(ctx, await owned_job(ctx, tenant, job_id))
+
+    @get("/{job_id:str}", summary="Status, timings and links of a segmentation")
+    async def status(self, ctx: GatewayContext, tenant: str, job_id: str) -> SegmentationView:
+        return segmentation_view(await owned_job(ctx, tenant, job_id))
+
+    @get("/{job_id:str}/{artifact:str}", summary="Download an artifact: mask, overlay or regions")
+    async def artifact(
+        self,
+        ctx: GatewayContext,
+        tenant: str,
+        job_id: str,
+        artifact: str,
+        format: Annotated[
+            str | None,
+            Parameter(query="format", description="regions only: " + ", ".join(EXPORT_FORMATS) + " (exports.py)"),
+        ] = None,
+        image_url: Annotated[str | None, Parameter(query="image_url", description="labelstudio: the image's URL")] = None,
+    ) -> Response[bytes]:
+        state = await owned_job(ctx, tenant, job_id)
+        if format is None:
+            return await download(ctx, state, artifact)
+        if artifact != "regions":
+            raise Unprocessable(f"format= applies to regions, not {artifact}", code="invalid_options")
+        return await export_response(ctx, [state], format, [image_url or job_path(job_id)])
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An image handed over for segmentation (from a form, or an Open Inference Protocol request)."""
+
+    body: bytes
+    sha256: str
+    filename: str | None
+    content_type: str
+    deadline_s: float | None = None
+
+
+async def start_segmentation(
+    ctx: GatewayContext, tenant: str, job_id: str, upload: Upload, options: seg_v1.SegmentationOptions
+) -> JobState:
+    """Admit the job (429 / 503 at once when over a limit: nothing stored yet), store the upload
+    (content-addressed: never overwritten), publish the request, then record it. A refusal or a
+    failure on the way gives the admission back."""
+    try:
+        await ctx.admit(tenant, job_id, options.inferences)
+        key = keys.job_upload(tenant, job_id, upload.sha256)
+        ref = await ctx.runtime.store.put(key, upload.body, upload.content_type, upload.sha256)
+        request = seg_v1.SegmentationRequested(image=ref, options=options, filename=upload.filename)
+        deadline = now() + timedelta(seconds=upload.deadline_s) if upload.deadline_s else None
+        trace_id = tracing.current_trace_id()  # the request's own trace (its traceparent) becomes the job's
+        env = command(seg_v1.REQUESTED, SOURCE, request, tenant=tenant, job_id=job_id, deadline=deadline, trace_id=trace_id)
+        # Published first: if the bus refuses, no job state is left behind to wait forever.
+        await ctx.runtime.bus.publish(env)
+        return await ctx.jobs.apply(env)
+    except BaseException:
+        ctx.admission.finished(tenant, job_id)
+        raise
+
+
+class ExportController(Controller):
+    path = "/v1/exports"
+    tags = ["segmentations"]
+
+    @get("/segmentations", summary="Several segmentations in one COCO file or one Label Studio import")
+    async def segmentations(
+        self,
+        ctx: GatewayContext,
+        tenant: str,
+        jobs: Annotated[str, Parameter(query="jobs", description="comma-separated job ids (at most 1000)")],
+        format: Annotated[str, Parameter(query="format", description=", ".join(EXPORT_FORMATS))] = "coco",
+    ) -> Response[bytes]:
+        ids = [j.strip() for j in jobs.split(",") if j.strip()]
+        if not 0 < len(ids) <= MAX_EXPORT_JOBS:
+            raise Unprocessable(f"jobs= names 1 to {MAX_EXPORT_JOBS} segmentations", code="invalid_options")
+        states = [await owned_job(ctx, tenant, job_id) for job_id in ids]
+        return await export_response(ctx, states, format, [job_path(j) for j in ids])
+
+
+async def export_response(ctx: GatewayContext, states: list[JobState], format: str, image_urls: list[str]) -> Response[bytes]:
+    if format not in EXPORT_FORMATS:
+        raise Unprocessable(f"unknown format {format!r}: one of {', '.join(EXPORT_FORMATS)}", code="invalid_options")
+    docs = [exports.decode(await artifact_bytes(ctx, state, "regions")) for state in states]
+    filenames = [state.filename for state in states]
+    if format == "coco":
+        body: Any = exports.coco_results(docs)
+    elif format == "coco-dataset":
+        body = exports.coco_dataset(docs, filenames)
+    elif format in ("labelstudio", "labelstudio-brush"):
+        # A brush mask is packed pixel run by pixel run: off the event loop.
+        body = await asyncio.to_thread(
+            exports.label_studio_tasks, docs, image_urls, filenames, as_brush=format == "labelstudio-brush"
+        )
+    else:
+        return Response(exports.label_studio_config(docs).encode(), media_type="application/xml")
+    return Response(msgspec.json.encode(body), media_type="application/json")
+
+
+class UploadController(Controller):
+    path = "/v1/uploads"
+    tags = ["segmentations"]
+
+    @post(
+        status_code=HTTP_201_CREATED,
+        summary="Hand over an image (raw body) and get the object reference to publish in a bus request",
+    )
+    async def upload(self, ctx: GatewayContext, tenant: str, request: Request[Any, Any, Any]) -> UploadView:
+        body = await request.body()
+        fmt = (await check_upload(ctx, body)).format
+        sha256 = hashlib.sha256(body).hexdigest()
+        content_type = request.headers.get("content-type", "application/octet-stream")
+        key = keys.upload(tenant, sha256)
+        if not await ctx.runtime.store.exists(key):  # content-addressed: the same bytes, the same key
+            await ctx.runtime.store.put(key, body, content_type, sha256)
+        return UploadView(key=key, size=len(body), sha256=sha256, content_type=content_type, format=fmt)

@@ -1,0 +1,63 @@
+"""`/v1/webhooks`: where a tenant's jobs report their end, every kind of job (notify delivers, signed).
+
+`PUT` sets the URL (or none: only a signing secret, for per-request `webhook_url`s) and answers
+the secret once — when it is made, or rotated on request; `GET` shows the URL; `DELETE` stops it.
+A request's own `webhook_url` (a form field of `POST /v1/segmentations`, a field of every JSON body
+that starts a job) needs the secret to exist.
+Every change is the tenant's own: no tenant sees or changes another's.
+"""
+
+from __future__ import annotations
+
+from litestar import Controller, delete, get, put
+from litestar.status_codes import HTTP_204_NO_CONTENT
+
+from maskline.contracts.common_v1 import Webhook
+from maskline.contracts.envelope import now
+from maskline.contracts.http_v1 import WebhookBody, WebhookView
+from maskline.services.gateway.core.context import GatewayContext
+from maskline.services.gateway.core.errors import NotFound, Unprocessable
+from maskline.shared.tenants import webhooks
+
+
+async def checked_url(ctx: GatewayContext, url: str) -> str:
+    try:
+        await webhooks.destination(url, allow_private=ctx.settings.webhook_allow_private)
+        return url
+    except webhooks.WebhookRefused as exc:
+        raise Unprocessable(str(exc), code="webhook_refused") from exc
+
+
+async def register_for_job(ctx: GatewayContext, tenant: str, job_id: str, url: str) -> None:
+    """One request's own URL, signed with the tenant's secret."""
+    tenant_record = await ctx.webhooks.of_tenant(tenant)
+    if tenant_record is None:
+        raise Unprocessable("a webhook_url needs your webhook secret first: PUT /v1/webhooks", code="no_webhook_secret")
+    record = Webhook(url=await checked_url(ctx, url), secret=tenant_record.secret, created=now().isoformat())
+    await ctx.webhooks.set_for_job(tenant, job_id, record)
+
+
+class WebhookController(Controller):
+    path = "/v1/webhooks"
+    tags = ["webhooks"]
+
+    @get(summary="Your webhook (its URL; the secret is shown only when made)")
+    async def show(self, ctx: GatewayContext, tenant: str) -> WebhookView:
+        record = await ctx.webhooks.of_tenant(tenant)
+        if record is None:
+            raise NotFound("you have no webhook: PUT /v1/webhooks", code="no_webhook")
+        return WebhookView(url=record.url, created=record.created)
+
+    @put(summary="Set your webhook's URL; the signing secret is answered when made or rotated")
+    async def set(self, ctx: GatewayContext, tenant: str, data: WebhookBody) -> WebhookView:
+        url = await checked_url(ctx, data.url) if data.url else None
+        old = await ctx.webhooks.of_tenant(tenant)
+        fresh = old is None or data.rotate_secret
+        secret = webhooks.new_secret() if fresh or old is None else old.secret
+        record = Webhook(url=url, secret=secret, created=now().isoformat())
+        await ctx.webhooks.set_for_tenant(tenant, record)
+        return WebhookView(url=url, created=record.created, secret=secret if fresh else None)
+
+    @delete(status_code=HTTP_204_NO_CONTENT, summary="Stop your webhook (and forget its secret)")
+    async def remove(self, ctx: GatewayContext, tenant: str) -> None:
+        await ctx.webhooks.remove_for_tenant(tenant)
