@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 from litestar.handlers import HTTPRouteHandler
 
+from maskline.contracts import routes
 from maskline.services.gateway.core.app import create_app
 from maskline.services.gateway.core.bodies import STREAMED_BODY
 from maskline.services.gateway.settings import GatewaySettings
@@ -31,3 +32,10 @@ def test_every_route_reads_its_body_under_a_limit() -> None:
             handler.paths,
             limit,
         )
+
+
+def test_the_paths_clients_call_are_exactly_the_routes_served() -> None:
+    """`contracts/routes.py` is where the clients read every path: it lists what the gateway serves, no more, no less."""
+    app = create_app(SimpleNamespace(settings=GatewaySettings()))  # type: ignore[arg-type]
+    served = set(app.openapi_schema.to_schema()["paths"])
+    assert served == set(routes.ALL), (sorted(served - routes.ALL), sorted(routes.ALL - served))

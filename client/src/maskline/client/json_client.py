@@ -18,6 +18,7 @@ import httpx
 from httpx_sse import connect_sse
 
 from maskline.client.typed import FILENAMES, ApiError, Call, Calls, FileChunks, raise_for_problem, request_options
+from maskline.contracts import routes
 from maskline.contracts.http_v1 import EvaluateBody, PromoteBody, RolloutBody
 from maskline.contracts.subjects import FINAL_STATUSES
 
@@ -43,7 +44,7 @@ class JsonClient:
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         form = {k: str(v) for k, v in options.items() if v is not None}
         response = self.http.post(
-            "/v1/segmentations", params={"wait": wait}, files={"image": (name, data, content_type)}, data=form
+            routes.SEGMENTATIONS, params={"wait": wait}, files={"image": (name, data, content_type)}, data=form
         )
         return dict(self._check(response).json())
 
@@ -113,7 +114,7 @@ class JsonClient:
 
     def expand_dataset(self, dataset: str, **options: Any) -> dict[str, Any]:
         body = {k: v for k, v in options.items() if v is not None}
-        return dict(self._check(self.http.post(f"/v1/datasets/{dataset}/expand", json=body)).json())
+        return dict(self._check(self.http.post(routes.fill(routes.DATASET_EXPAND, dataset=dataset), json=body)).json())
 
     def segment_dataset(
         self,
@@ -138,7 +139,7 @@ class JsonClient:
         for image in images:
             form = {**fields, "dataset_image": (None, f"{dataset}/{image}")}  # multipart, as the form asks
             headers = {"Idempotency-Key": f"dataset-run-{run}-{image}"}
-            while (response := self.http.post("/v1/segmentations", files=form, headers=headers)).status_code in (429, 503):
+            while (response := self.http.post(routes.SEGMENTATIONS, files=form, headers=headers)).status_code in (429, 503):
                 if time.monotonic() > deadline:
                     break  # still refused: _check raises the refusal
                 time.sleep(float(response.headers.get("retry-after", "1")))
@@ -159,7 +160,7 @@ class JsonClient:
     def export_segmentations(self, job_ids: list[str], format: str = "coco") -> bytes:
         """Several segmentations in one file, in one of `http_v1.EXPORT_FORMATS`."""
         params = {"jobs": ",".join(job_ids), "format": format}
-        return self._check(self.http.get("/v1/exports/segmentations", params=params)).content
+        return self._check(self.http.get(routes.EXPORTS, params=params)).content
 
     def merge_models(self, models: list[tuple[str, int]], *, name: str, method: str = "avg", **options: Any) -> dict[str, Any]:
         body = {
@@ -168,7 +169,7 @@ class JsonClient:
             "method": method,
             **{k: v for k, v in options.items() if v is not None},
         }
-        return dict(self._check(self.http.post("/v1/models/merges", json=body)).json())
+        return dict(self._check(self.http.post(routes.MERGES, json=body)).json())
 
     def quantize(self, model: str, version: int, *, dataset: str, owner: str | None = None, **options: Any) -> dict[str, Any]:
         """Start a quantization job; `options` as in `POST /v1/models/quantizations` (name = the result's name);
@@ -176,11 +177,11 @@ class JsonClient:
         ref = {"name": model, "version": version, **({"owner": owner} if owner else {})}
         body: dict[str, Any] = {"model": ref, "dataset": dataset}
         body.update({k: v for k, v in options.items() if v is not None})
-        return dict(self._check(self.http.post("/v1/models/quantizations", json=body)).json())
+        return dict(self._check(self.http.post(routes.QUANTIZATIONS, json=body)).json())
 
     def edit_layer(self, name: str, version: int, *, layer: str, **edit: Any) -> dict[str, Any]:
         body = {"layer": layer, **{k: v for k, v in edit.items() if v is not None}}
-        return dict(self._check(self.http.post(f"/v1/models/{name}/{version}/edits", json=body)).json())
+        return dict(self._check(self.http.post(routes.fill(routes.EDITS, name=name, version=version), json=body)).json())
 
     def report(self, name: str, version: int, kind: str, layer: str | None = None) -> dict[str, Any]:
         return dict(self._json(Calls.report(name, version, kind, layer)))
@@ -213,7 +214,9 @@ class JsonClient:
         """The job's view each time it changes, pushed by the gateway (server-sent events), until it
         is final or `timeout` passes."""
         deadline = time.monotonic() + timeout
-        with connect_sse(self.http, "GET", f"/v1/jobs/{job_id}/events", timeout=httpx.Timeout(timeout, read=60.0)) as source:
+        with connect_sse(
+            self.http, "GET", routes.fill(routes.JOB_EVENTS, job_id=job_id), timeout=httpx.Timeout(timeout, read=60.0)
+        ) as source:
             if source.response.status_code != 200:
                 source.response.read()
                 raise_for_problem(source.response)
@@ -243,19 +246,19 @@ class JsonClient:
 
     def start_federation(self, **body: Any) -> dict[str, Any]:
         """`POST /v1/federations` (FederationBody): name, model, sites, quorum, rounds, deadline_s, method, evaluate_on."""
-        return dict(self._check(self.http.post("/v1/federations", json=body)).json())
+        return dict(self._check(self.http.post(routes.FEDERATIONS, json=body)).json())
 
     def federation(self, federation: str, owner: str | None = None) -> dict[str, Any]:
         params = {"owner": owner} if owner else {}
-        return dict(self._check(self.http.get(f"/v1/federations/{federation}", params=params)).json())
+        return dict(self._check(self.http.get(routes.fill(routes.FEDERATION, federation=federation), params=params)).json())
 
     def stop_federation(self, federation: str) -> dict[str, Any]:
-        return dict(self._check(self.http.delete(f"/v1/federations/{federation}")).json())
+        return dict(self._check(self.http.delete(routes.fill(routes.FEDERATION, federation=federation))).json())
 
     def federation_model(self, federation: str, owner: str | None = None) -> tuple[int, bytes]:
         """(round, weights) of the open round's global model, for a site to train."""
         params = {"owner": owner} if owner else {}
-        response = self._check(self.http.get(f"/v1/federations/{federation}/model", params=params))
+        response = self._check(self.http.get(routes.fill(routes.FEDERATION_MODEL, federation=federation), params=params))
         return int(response.headers["X-Round"]), response.content
 
     def submit_update(
@@ -270,7 +273,7 @@ class JsonClient:
     ) -> dict[str, Any]:
         """A site's trained weights for one round (the site is this client's tenant)."""
         params: dict[str, Any] = {"samples": samples, "metrics": json.dumps(metrics or {}), **({"owner": owner} if owner else {})}
-        path = f"/v1/federations/{federation}/rounds/{round_}/update"
+        path = routes.fill(routes.FEDERATION_UPDATE, federation=federation, round=round_)
         return dict(self._check(self.http.put(path, params=params, content=weights)).json())
 
     def cancel(self, job_id: str) -> dict[str, Any]:

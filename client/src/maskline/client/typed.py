@@ -29,7 +29,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 import msgspec
 
-from maskline.contracts import seg_v1
+from maskline.contracts import routes, seg_v1
 from maskline.contracts.http_v1 import (
     AliasView,
     ComparisonView,
@@ -190,7 +190,7 @@ class Calls:
             form["deadline_s"] = str(deadline_s)
         return Call(
             "POST",
-            "/v1/segmentations",
+            routes.SEGMENTATIONS,
             SegmentationView,
             params={"wait": wait_s},
             data=form,
@@ -200,39 +200,44 @@ class Calls:
 
     @staticmethod
     def status(job_id: str) -> Call[SegmentationView]:
-        return Call("GET", f"/v1/segmentations/{job_id}", SegmentationView)
+        return Call("GET", routes.fill(routes.SEGMENTATION, job_id=job_id), SegmentationView)
 
     @staticmethod
     def cancel(job_id: str) -> Call[SegmentationView]:
         """Cancel a segmentation wherever it is (409 `job_finished` when it is over)."""
-        return Call("DELETE", f"/v1/segmentations/{job_id}", SegmentationView)
+        return Call("DELETE", routes.fill(routes.SEGMENTATION, job_id=job_id), SegmentationView)
 
     @staticmethod
     def replay(job_id: str, wait_s: float = 60.0) -> Call[ReplayView]:
         """Re-run a completed segmentation from its audit record; the answer says which outputs match."""
-        return Call("POST", f"/v1/segmentations/{job_id}/replay", ReplayView, params={"wait": wait_s}, accepted=ReplayView)
+        return Call("POST", routes.fill(routes.REPLAY, job_id=job_id), ReplayView, params={"wait": wait_s}, accepted=ReplayView)
 
     @staticmethod
     def artifact(job_id: str, name: str) -> Call[bytes]:
-        return Call("GET", f"/v1/segmentations/{job_id}/{name}", bytes)
+        return Call("GET", routes.fill(routes.SEGMENTATION_OUTPUT, job_id=job_id, artifact=name), bytes)
 
     @staticmethod
     def job(job_id: str) -> Call[JobView]:
-        return Call("GET", f"/v1/jobs/{job_id}", JobView)
+        return Call("GET", routes.fill(routes.JOB, job_id=job_id), JobView)
 
     @staticmethod
     def models() -> Call[list[ModelVersion]]:
-        return Call("GET", "/v1/models", list[ModelVersion])
+        return Call("GET", routes.MODELS, list[ModelVersion])
 
     @staticmethod
     def model(name: str, version: int, owner: str | None = None) -> Call[ModelVersion]:
-        return Call("GET", f"/v1/models/{name}/{version}", ModelVersion, params={"owner": owner} if owner else {})
+        return Call(
+            "GET",
+            routes.fill(routes.MODEL_VERSION, name=name, version=version),
+            ModelVersion,
+            params={"owner": owner} if owner else {},
+        )
 
     @staticmethod
     def upload_weights(chunks: FileChunks, sha256: str) -> Call[WeightsUploadView]:
         """Stream model weights of any size up to the server's model limit; the server checks the sha256."""
         headers = {"content-type": "application/octet-stream", "content-length": str(chunks.size)}
-        return Call("PUT", f"/v1/models/weights/{sha256}", WeightsUploadView, content=chunks, headers=headers)
+        return Call("PUT", routes.fill(routes.MODEL_WEIGHTS, sha256=sha256), WeightsUploadView, content=chunks, headers=headers)
 
     @staticmethod
     def register_model(
@@ -273,145 +278,161 @@ class Calls:
             if weights is not None  # the form must be multipart either way: a field part without a file name
             else {"weights_sha256": (None, weights_sha256.encode(), "text/plain")}
         )
-        return Call("POST", "/v1/models", ModelVersion, accepted=JobView, data=form, files=files)
+        return Call("POST", routes.MODELS, ModelVersion, accepted=JobView, data=form, files=files)
 
     @staticmethod
     def merge_models(body: MergeBody) -> Call[JobView]:
-        return Call("POST", "/v1/models/merges", JobView, json=msgspec.to_builtins(body))
+        return Call("POST", routes.MERGES, JobView, json=msgspec.to_builtins(body))
 
     @staticmethod
     def quantize(body: QuantizeBody) -> Call[JobView]:
-        return Call("POST", "/v1/models/quantizations", JobView, json=msgspec.to_builtins(body))
+        return Call("POST", routes.QUANTIZATIONS, JobView, json=msgspec.to_builtins(body))
 
     @staticmethod
     def edit_layer(name: str, version: int, edit: LayerEditBody) -> Call[JobView]:
-        return Call("POST", f"/v1/models/{name}/{version}/edits", JobView, json=msgspec.to_builtins(edit))
+        return Call("POST", routes.fill(routes.EDITS, name=name, version=version), JobView, json=msgspec.to_builtins(edit))
 
     @staticmethod
     def release_model(name: str, version: int) -> Call[ModelVersion]:
-        return Call("POST", f"/v1/models/{name}/{version}/release", ModelVersion)
+        return Call("POST", routes.fill(routes.RELEASE, name=name, version=version), ModelVersion)
 
     @staticmethod
     def evaluate(name: str, version: int, body: EvaluateBody, owner: str | None = None) -> Call[JobView]:
         """Score a version on one of your labelled datasets (a job; its result: `evaluations`)."""
         params = {"owner": owner} if owner else {}
-        return Call("POST", f"/v1/models/{name}/{version}/evaluations", JobView, params=params, json=msgspec.to_builtins(body))
+        return Call(
+            "POST",
+            routes.fill(routes.EVALUATIONS, name=name, version=version),
+            JobView,
+            params=params,
+            json=msgspec.to_builtins(body),
+        )
 
     @staticmethod
     def evaluations(name: str, version: int, owner: str | None = None) -> Call[list[Evaluation]]:
         params = {"owner": owner} if owner else {}
-        return Call("GET", f"/v1/models/{name}/{version}/evaluations", list[Evaluation], params=params)
+        return Call("GET", routes.fill(routes.EVALUATIONS, name=name, version=version), list[Evaluation], params=params)
 
     @staticmethod
     def compare(name: str, versions: Iterable[int], dataset: str, owner: str | None = None) -> Call[ComparisonView]:
         params = {"versions": ",".join(map(str, versions)), "dataset": dataset, **({"owner": owner} if owner else {})}
-        return Call("GET", f"/v1/models/{name}/compare", ComparisonView, params=params)
+        return Call("GET", routes.fill(routes.COMPARE, name=name), ComparisonView, params=params)
 
     @staticmethod
     def aliases(name: str, owner: str | None = None) -> Call[list[AliasView]]:
-        return Call("GET", f"/v1/models/{name}/aliases", list[AliasView], params={"owner": owner} if owner else {})
+        return Call("GET", routes.fill(routes.ALIASES, name=name), list[AliasView], params={"owner": owner} if owner else {})
 
     @staticmethod
     def alias(name: str, alias: str, owner: str | None = None) -> Call[AliasView]:
-        return Call("GET", f"/v1/models/{name}/aliases/{alias}", AliasView, params={"owner": owner} if owner else {})
+        return Call("GET", routes.fill(routes.ALIAS, name=name, alias=alias), AliasView, params={"owner": owner} if owner else {})
 
     @staticmethod
     def promote(name: str, alias: str, body: PromoteBody) -> Call[AliasView]:
         """Create the alias at `body.version` or move it there (with an optional promotion rule)."""
-        return Call("PUT", f"/v1/models/{name}/aliases/{alias}", AliasView, json=msgspec.to_builtins(body))
+        return Call("PUT", routes.fill(routes.ALIAS, name=name, alias=alias), AliasView, json=msgspec.to_builtins(body))
 
     @staticmethod
     def rollback(name: str, alias: str) -> Call[AliasView]:
-        return Call("POST", f"/v1/models/{name}/aliases/{alias}/rollback", AliasView)
+        return Call("POST", routes.fill(routes.ALIAS_ROLLBACK, name=name, alias=alias), AliasView)
 
     @staticmethod
     def rollout(name: str, alias: str, body: RolloutBody) -> Call[AliasView]:
-        return Call("PUT", f"/v1/models/{name}/aliases/{alias}/rollout", AliasView, json=msgspec.to_builtins(body))
+        return Call("PUT", routes.fill(routes.ALIAS_ROLLOUT, name=name, alias=alias), AliasView, json=msgspec.to_builtins(body))
 
     @staticmethod
     def delete_alias(name: str, alias: str) -> Call[None]:
-        return Call("DELETE", f"/v1/models/{name}/aliases/{alias}", None)
+        return Call("DELETE", routes.fill(routes.ALIAS, name=name, alias=alias), None)
 
     @staticmethod
     def report(name: str, version: int, kind: str, layer: str | None = None) -> Call[dict[str, Any]]:
         """`kind`: step, cross, calibrators or travel (free-form JSON documents)."""
         return Call(
-            "GET", f"/v1/models/{name}/{version}/reports/{kind}", dict[str, Any], params={"layer": layer} if layer else {}
+            "GET",
+            routes.fill(routes.REPORT, name=name, version=version, kind=kind),
+            dict[str, Any],
+            params={"layer": layer} if layer else {},
         )
 
     @staticmethod
     def graph(name: str, version: int) -> Call[dict[str, Any]]:
-        return Call("GET", f"/v1/models/{name}/{version}/graph", dict[str, Any])
+        return Call("GET", routes.fill(routes.GRAPH, name=name, version=version), dict[str, Any])
 
     @staticmethod
     def upload(data: bytes, content_type: str = "image/png") -> Call[UploadView]:
         """Hand over an image for a job published straight onto NATS (content-addressed: safe to repeat)."""
-        return Call("POST", "/v1/uploads", UploadView, content=data, headers={"content-type": content_type})
+        return Call("POST", routes.UPLOADS, UploadView, content=data, headers={"content-type": content_type})
 
     @staticmethod
     def upload_dataset_file(dataset: str, part: str, data: bytes, filename: str) -> Call[dict[str, Any]]:
         """`part`: images or masks (a mask has its image's stem, PNG, a class id per pixel)."""
         content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-        path = f"/v1/datasets/{dataset}/{part}/{filename}"
+        path = routes.fill(routes.DATASET_FILE, dataset=dataset, part=part, filename=filename)
         return Call("PUT", path, dict[str, Any], content=data, headers={"content-type": content_type})
 
     @staticmethod
     def dataset(dataset: str) -> Call[DatasetView]:
-        return Call("GET", f"/v1/datasets/{dataset}", DatasetView)
+        return Call("GET", routes.fill(routes.DATASET, dataset=dataset), DatasetView)
 
     @staticmethod
     def dataset_manifest(dataset: str) -> Call[dict[str, Any]]:
-        return Call("GET", f"/v1/datasets/{dataset}/manifest", dict[str, Any])
+        return Call("GET", routes.fill(routes.DATASET_MANIFEST, dataset=dataset), dict[str, Any])
 
     @staticmethod
     def expand_dataset(dataset: str, body: ExpandRequest) -> Call[JobView]:
-        return Call("POST", f"/v1/datasets/{dataset}/expand", JobView, json=msgspec.to_builtins(body))
+        return Call("POST", routes.fill(routes.DATASET_EXPAND, dataset=dataset), JobView, json=msgspec.to_builtins(body))
 
     @staticmethod
     def audit(job_id: str) -> Call[dict[str, Any]]:
-        return Call("GET", "/v1/audit", dict[str, Any], params={"job": job_id})
+        return Call("GET", routes.AUDIT, dict[str, Any], params={"job": job_id})
 
     @staticmethod
     def services() -> Call[dict[str, Any]]:
-        return Call("GET", "/v1/services", dict[str, Any])
+        return Call("GET", routes.SERVICES, dict[str, Any])
 
     @staticmethod
     def dead_letters(limit: int = 200) -> Call[list[dict[str, Any]]]:
-        return Call("GET", "/v1/dlq", list[dict[str, Any]], params={"limit": limit})
+        return Call("GET", routes.DEAD_LETTERS, list[dict[str, Any]], params={"limit": limit})
 
     @staticmethod
     def redrive(seq: int) -> Call[dict[str, Any]]:
-        return Call("POST", f"/v1/dlq/{seq}/redrive", dict[str, Any])
+        return Call("POST", routes.fill(routes.REDRIVE, seq=seq), dict[str, Any])
 
     @staticmethod
     def files(area: str | None = None) -> Call[dict[str, Any]]:
-        return Call("GET", "/v1/files", dict[str, Any], params={"area": area} if area else {})
+        return Call("GET", routes.FILES, dict[str, Any], params={"area": area} if area else {})
 
     @staticmethod
     def download_file(area: str, path: str) -> Call[bytes]:
-        return Call("GET", f"/v1/files/{area}/{path}", bytes)
+        return Call("GET", routes.fill(routes.FILE, area=area, path=path), bytes)
 
     @staticmethod
     def delete_file(area: str, path: str) -> Call[None]:
-        return Call("DELETE", f"/v1/files/{area}/{path}", None)
+        return Call("DELETE", routes.fill(routes.FILE, area=area, path=path), None)
 
     @staticmethod
     def access() -> Call[list[dict[str, Any]]]:
         """Grants and requests you are part of, as owner or grantee."""
-        return Call("GET", "/v1/access", list[dict[str, Any]])
+        return Call("GET", routes.ACCESS, list[dict[str, Any]])
 
     @staticmethod
     def request_access(owner: str, name: str, note: str = "") -> Call[dict[str, Any]]:
-        return Call("POST", f"/v1/models/{name}/access-requests", dict[str, Any], params={"owner": owner}, json={"note": note})
+        return Call(
+            "POST", routes.fill(routes.ACCESS_REQUESTS, name=name), dict[str, Any], params={"owner": owner}, json={"note": note}
+        )
 
     @staticmethod
     def withdraw_access(owner: str, name: str) -> Call[dict[str, Any]]:
-        return Call("DELETE", f"/v1/models/{name}/access-requests", dict[str, Any], params={"owner": owner})
+        return Call("DELETE", routes.fill(routes.ACCESS_REQUESTS, name=name), dict[str, Any], params={"owner": owner})
 
     @staticmethod
     def decide_access(name: str, grantee: str, state: str, note: str = "") -> Call[dict[str, Any]]:
         """`state`: granted, refused or revoked (you must own `name`)."""
-        return Call("PUT", f"/v1/models/{name}/access/{grantee}", dict[str, Any], json={"state": state, "note": note})
+        return Call(
+            "PUT",
+            routes.fill(routes.ACCESS_DECISION, name=name, grantee=grantee),
+            dict[str, Any],
+            json={"state": state, "note": note},
+        )
 
 
 def _retry_after(response: httpx.Response, settings: ClientSettings) -> float:

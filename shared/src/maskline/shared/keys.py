@@ -142,7 +142,39 @@ def dataset(tenant: str, name: str) -> str:
 
 def dataset_file(tenant: str, name: str, part: str, filename: str) -> str:
     """One file of a dataset: `part` is `images` or `masks`."""
-    return f"{dataset(tenant, name)}{part}/{segment(filename, 'file name')}"
+    return f"{dataset_part(dataset(tenant, name), part)}{segment(filename, 'file name')}"
+
+
+IMAGES, MASKS = "images", "masks"
+#: A dataset's parts: its images, and masks named after them (`<image stem>.png`, a class id per pixel).
+DATASET_PARTS = (IMAGES, MASKS)
+
+
+def dataset_part(prefix: str, part: str) -> str:
+    """`<prefix>images/` or `<prefix>masks/`: where a dataset (a prefix `dataset` made) keeps a part."""
+    if part not in DATASET_PARTS:
+        raise InvalidKey(f"a dataset has parts {', '.join(DATASET_PARTS)}, not {part!r}")
+    return f"{prefix.rstrip('/')}/{part}/"
+
+
+def dataset_mask_of(prefix: str, image_key: str) -> str:
+    """The key of the mask of a dataset's image (whether or not it exists)."""
+    return f"{dataset_part(prefix, MASKS)}{stem_of(image_key)}.png"
+
+
+def dataset_manifest(prefix: str) -> str:
+    """An expanded dataset's manifest (augment writes it beside the variants)."""
+    return f"{prefix.rstrip('/')}/manifest.json"
+
+
+def expanded_file(prefix: str, part: str, stem: str, variant: str) -> str:
+    """One variant of a dataset file in the expanded dataset at `prefix` (`<stem>__<variant>.png`)."""
+    return f"{dataset_part(prefix, part)}{stem}__{variant}.png"
+
+
+def stem_of(key: str) -> str:
+    """A file's name without its folder and extension (an image and its mask share it)."""
+    return key.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
 
 def in_dataset_of(prefix: str, tenant: str) -> bool:

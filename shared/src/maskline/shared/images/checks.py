@@ -151,3 +151,18 @@ def request_pixels(width: int, height: int, variants: int, working_max_side: int
     """What one request costs in pixels: the image, plus each TTA variant at the working size."""
     work_w, work_h = working_size(width, height, working_max_side)
     return width * height + variants * work_w * work_h
+
+
+class RequestTooLarge(ImageRefused):
+    code = "request_too_large"
+
+
+def check_pixel_budget(width: int, height: int, variants: int, working_max_side: int, limit: int) -> None:
+    """The one pixel budget of a request (the gateway answers 413 with it, ingest fails a bus job):
+    raise `RequestTooLarge` naming the cost when the image and its TTA variants are over `limit`."""
+    cost = request_pixels(width, height, variants, working_max_side)
+    if cost > limit:
+        raise RequestTooLarge(
+            f"this request costs {cost} pixels (the image and {variants} TTA variants at most "
+            f"{working_max_side} px per side); the limit is {limit}"
+        )

@@ -16,10 +16,11 @@ from nats.js import JetStreamContext
 
 from maskline.contracts import dataset_v1, model_v1, seg_v1
 from maskline.contracts import subjects as table
-from maskline.contracts.common_v1 import JobFailed, ModelRef, ObjectRef
+from maskline.contracts.common_v1 import ModelRef, ObjectRef
 from maskline.contracts.envelope import Envelope
 from maskline.contracts.http_v1 import JobError
 from maskline.shared.bus import read_stream
+from maskline.shared.jobs.effects import EFFECTS
 from maskline.shared.kv import Revisions, compare_and_set, get_decoded, open_bucket
 
 BUCKET = "jobs"
@@ -101,63 +102,8 @@ def _fold(state: JobState | None, env: Envelope[Any]) -> JobState:
             return state
         state.request = fingerprint
     state.kind = table.JOB_KIND_OF.get(env.type, state.kind)
-    if isinstance(data, seg_v1.SegmentationRequested):
-        state.options, state.filename = data.options, data.filename
-    elif isinstance(data, seg_v1.SegmentationIngested):
-        state.width, state.height, state.options = data.width, data.height, data.options
-        state.timings_ms.update(data.timings_ms)
-    elif isinstance(data, seg_v1.SegmentationAugmented):
-        state.timings_ms.update(data.timings_ms)
-    elif isinstance(data, seg_v1.SegmentationInferred):
-        state.model = data.model
-        state.timings_ms.update(data.timings_ms)
-    elif isinstance(data, seg_v1.SegmentationCompleted):
-        state.model, state.artifacts, state.regions = data.model, data.artifacts, data.regions
-        state.confidence = data.confidence
-        state.timings_ms.update(data.timings_ms)
-    elif isinstance(data, dataset_v1.DatasetExpandRequested):
-        state.dataset = data
-    elif isinstance(data, dataset_v1.DatasetExpandProgressed):
-        if data.done >= state.progress.get("done", 0):
-            state.progress = {"done": data.done, "total": data.total, "written": data.written, "skipped": data.skipped}
-    elif isinstance(data, dataset_v1.DatasetExpanded):
-        state.artifacts = {"manifest": data.manifest}
-        state.progress = {
-            "done": data.images,
-            "total": data.images,
-            "written": data.written,
-            "skipped": data.skipped,
-            "outputs": data.outputs,
-        }
-    elif isinstance(data, model_v1.ModelRegistered):
-        if not ends_job(state.kind, env.type):
-            status = state.status  # a merge or quantization registers on its way: its own event completes it
-        else:
-            state.model = ModelRef(
-                name=data.model.name, version=data.model.version, precision=data.model.precision, owner=data.model.owner
-            )
-            state.artifacts = {"weights": data.model.weights}
-    elif isinstance(data, model_v1.ModelMerged):
-        state.model = ModelRef(name=data.model.name, version=data.model.version, precision=data.model.precision)
-        state.artifacts = {"weights": data.model.weights}
-        state.timings_ms["merge"] = round(data.seconds * 1000, 1)
-    elif isinstance(data, model_v1.QuantizeProgressed):
-        if not state.finished:  # progress may arrive after the result: never move back
-            state.progress, state.stage = {"done": data.done, "total": data.total}, data.stage
-    elif isinstance(data, model_v1.Quantized):
-        state.model = ModelRef(name=data.model.name, version=data.model.version, precision=data.model.precision)
-        state.artifacts = {"weights": data.model.weights, **(data.model.quantization.reports if data.model.quantization else {})}
-        state.timings_ms["quantize"] = round(data.seconds * 1000, 1)
-        state.stage = None
-    elif isinstance(data, model_v1.Evaluated):
-        ref = data.evaluation.model
-        state.model = ModelRef(name=ref.name, version=ref.version, precision=data.evaluation.precision, owner=ref.owner or "")
-        state.artifacts = {"evaluation": data.result}
-        state.stage = None
-    elif isinstance(data, model_v1.FeatureMapsRendered):
-        state.artifacts = {"feature-maps": data.picture}
-    elif isinstance(data, JobFailed):
-        state.error = JobError(stage=data.stage, code=data.code, reason=data.reason)
+    if EFFECTS[type(data)](state, data) is False:
+        status = state.status  # an event on the way, not the one that moves this job (effects.py)
     if RANK[status] > RANK[state.status] or (status == "failed" and state.status not in ("completed", "cancelled")):
         state.status = status
     elif status == "completed" and state.status == "failed":  # a re-driven dead letter made it to the end

@@ -14,6 +14,7 @@ import msgspec
 
 from maskline.contracts import dataset_v1
 from maskline.contracts.envelope import Envelope, next_event
+from maskline.shared import keys
 from maskline.shared.errors import PermanentError
 from maskline.shared.images import transforms
 from maskline.shared.images.codec import decode_mask, decode_rgb, encode_png
@@ -24,32 +25,27 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 Publish = Callable[[Envelope[Any]], Awaitable[None]]
 
 
-def stem(key: str) -> str:
-    name = key.rsplit("/", 1)[-1]
-    return name.rsplit(".", 1)[0]
-
-
 async def expand(
     store: ObjectStore, env: Envelope[dataset_v1.DatasetExpandRequested], publish: Publish, progress_every: int = 10
 ) -> list[Envelope[dataset_v1.DatasetExpanded]]:
     request = env.data
     if request.source == request.target:
         raise PermanentError("target must differ from source", code="invalid_request")
-    images = [k for k in await store.list(request.source + "images/") if k.lower().endswith(IMAGE_SUFFIXES)]
+    images = [k for k in await store.list(keys.dataset_part(request.source, keys.IMAGES)) if k.lower().endswith(IMAGE_SUFFIXES)]
     if not images:
-        raise PermanentError(f"no images under {request.source}images/", code="empty_dataset")
-    masks = set(await store.list(request.source + "masks/"))
+        raise PermanentError(f"no images under {keys.dataset_part(request.source, keys.IMAGES)}", code="empty_dataset")
+    masks = set(await store.list(keys.dataset_part(request.source, keys.MASKS)))
     chosen = transforms.variants(request.variants, angle=request.angle, sigma=request.blur_sigma)
     entries: list[dataset_v1.ManifestEntry] = []
     written = skipped = 0
     for done, key in enumerate(images, 1):
-        name = stem(key)
-        mask_key = f"{request.source}masks/{name}.png"
+        name = keys.stem_of(key)
+        mask_key = keys.dataset_mask_of(request.source, key)
         has_mask = mask_key in masks
         image = mask = None
         for variant in chosen:
-            out_image = f"{request.target}images/{name}__{variant.name}.png"
-            out_mask = f"{request.target}masks/{name}__{variant.name}.png" if has_mask else None
+            out_image = keys.expanded_file(request.target, keys.IMAGES, name, variant.name)
+            out_mask = keys.expanded_file(request.target, keys.MASKS, name, variant.name) if has_mask else None
             entries.append(dataset_v1.ManifestEntry(source=key, variant=variant, image=out_image, mask=out_mask))
             if await store.exists(out_image):
                 skipped += 1
@@ -72,7 +68,7 @@ async def expand(
             progress = dataset_v1.DatasetExpandProgressed(done=done, total=len(images), written=written, skipped=skipped)
             await publish(next_event(env, dataset_v1.EXPAND_PROGRESSED, SOURCE, progress, part=done))
     manifest = dataset_v1.DatasetManifest(source=request.source, target=request.target, variants=tuple(chosen), entries=entries)
-    ref = await store.put(request.target + "manifest.json", msgspec.json.encode(manifest), "application/json")
+    ref = await store.put(keys.dataset_manifest(request.target), msgspec.json.encode(manifest), "application/json")
     result = dataset_v1.DatasetExpanded(
         manifest=ref, images=len(images), outputs=len(entries), written=written, skipped=skipped, variants=tuple(chosen)
     )

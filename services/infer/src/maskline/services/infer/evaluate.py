@@ -41,10 +41,10 @@ class Evaluator:
 
     async def pairs(self, dataset: str, limit: int) -> list[tuple[str, str]]:
         """(image key, mask key) of every image that has a mask, in name order."""
-        masks = {key.rsplit("/", 1)[-1].rsplit(".", 1)[0]: key for key in await self.store.list(f"{dataset}masks/")}
+        masks = {keys.stem_of(key): key for key in await self.store.list(keys.dataset_part(dataset, keys.MASKS))}
         found = []
-        for key in sorted(await self.store.list(f"{dataset}images/")):
-            stem = key.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        for key in sorted(await self.store.list(keys.dataset_part(dataset, keys.IMAGES))):
+            stem = keys.stem_of(key)
             if stem in masks:
                 found.append((key, masks[stem]))
         return found[:limit]

@@ -14,7 +14,7 @@ from maskline.contracts.formats import PIXELS
 from maskline.services.ingest.decode import InvalidImage, decode
 from maskline.services.ingest.settings import IngestSettings
 from maskline.shared import keys, references
-from maskline.shared.images.checks import ImageRefused, Limits, formats, open_checked, request_pixels
+from maskline.shared.images.checks import ImageRefused, Limits, RequestTooLarge, check_pixel_budget, formats, open_checked
 from maskline.shared.service.consumer import ConsumerSpec
 from maskline.shared.service.runtime import Runtime
 
@@ -30,13 +30,11 @@ class Ingest:
 
     def _check_budget(self, width: int, height: int, options: seg_v1.SegmentationOptions) -> None:
         variants = len(options.tta.variants) if options.tta else 0
-        cost = request_pixels(width, height, variants, self.settings.working_max_side)
-        if cost > self.settings.max_request_pixels:
-            raise InvalidImage(
-                f"this request costs {cost} pixels (the image and {variants} TTA variants); "
-                f"the limit is {self.settings.max_request_pixels}",
-                code="request_too_large",
-            )
+        s = self.settings
+        try:
+            check_pixel_budget(width, height, variants, s.working_max_side, s.max_request_pixels)
+        except RequestTooLarge as exc:
+            raise InvalidImage(str(exc), code=exc.code) from exc
 
     async def handle(self, env: Envelope[seg_v1.SegmentationRequested]) -> list[Envelope[seg_v1.SegmentationIngested]]:
         started = time.perf_counter()  # admitted by the runtime's command gate, whoever published it

@@ -68,13 +68,15 @@ class QuantizeJobs:
     async def _images(self, tenant: str, prefix: str, limit: int, model: ModelVersion) -> list[NDArray[np.float32]]:
         references.check_dataset(prefix, tenant)
         base = prefix.rstrip("/") + "/"
-        keys = [k for k in await self.store.list(base + "images/") if k.lower().endswith(IMAGE_SUFFIXES)]
-        if not keys:  # a plain prefix of images (not a dataset): anything but masks
-            keys = [k for k in await self.store.list(base) if k.lower().endswith(IMAGE_SUFFIXES) and "/masks/" not in k]
-        if not keys:
+        listed = await self.store.list(keys.dataset_part(base, keys.IMAGES))
+        found = [k for k in listed if k.lower().endswith(IMAGE_SUFFIXES)]
+        if not found:  # a plain prefix of images (not a dataset): anything but masks
+            masks = keys.dataset_part(base, keys.MASKS)
+            found = [k for k in await self.store.list(base) if k.lower().endswith(IMAGE_SUFFIXES) and not k.startswith(masks)]
+        if not found:
             raise PermanentError(f"the calibration set {base} has no images", code="empty_calibration_set")
         images = []
-        for key in sorted(keys)[:limit]:
+        for key in sorted(found)[:limit]:
             try:
                 images.append(
                     await asyncio.to_thread(to_model_input, await self.store.get(key), model.input_size, model.preprocessing)

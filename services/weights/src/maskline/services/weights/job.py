@@ -151,9 +151,11 @@ async def merge_models(
             )
     calibration: list[bytes] = []
     if request.bn_dataset:
-        images = await store.list(request.bn_dataset.rstrip("/") + "/images/")
+        images = await store.list(keys.dataset_part(request.bn_dataset, keys.IMAGES))
         if not images:
-            raise PermanentError(f"no calibration images under {request.bn_dataset}images/", code="empty_dataset")
+            raise PermanentError(
+                f"no calibration images under {keys.dataset_part(request.bn_dataset, keys.IMAGES)}", code="empty_dataset"
+            )
         calibration = [await store.get(k) for k in images[:512]]
     names = [f"{v.owner}/{v.name}/{v.version}" for v in versions]
     options = MergeOptions(weights=request.weights, scale=request.scale, density=request.density)

@@ -58,19 +58,19 @@ class DatasetController(Controller):
     @get("/datasets/{dataset:str}", summary="Files of a dataset")
     async def show(self, ctx: GatewayContext, tenant: str, dataset: str) -> DatasetView:
         base = prefix(tenant, dataset)
-        keys = await ctx.runtime.store.list(base)
-        if not keys:
+        found = await ctx.runtime.store.list(base)
+        if not found:
             raise NotFound(f"no dataset {dataset}")
         return DatasetView(
             name=dataset,
-            images=[k[len(base) :] for k in keys if k.startswith(base + "images/")],
-            masks=[k[len(base) :] for k in keys if k.startswith(base + "masks/")],
-            manifest=base + "manifest.json" in keys,
+            images=[k[len(base) :] for k in found if k.startswith(keys.dataset_part(base, keys.IMAGES))],
+            masks=[k[len(base) :] for k in found if k.startswith(keys.dataset_part(base, keys.MASKS))],
+            manifest=keys.dataset_manifest(base) in found,
         )
 
     @get("/datasets/{dataset:str}/manifest", summary="The manifest of an expanded dataset")
     async def manifest(self, ctx: GatewayContext, tenant: str, dataset: str) -> Response[bytes]:
-        key = prefix(tenant, dataset) + "manifest.json"
+        key = keys.dataset_manifest(prefix(tenant, dataset))
         if not await ctx.runtime.store.exists(key):
             raise NotFound(f"dataset {dataset} has no manifest (not expanded yet?)")
         return Response(await ctx.runtime.store.get(key), media_type="application/json")
@@ -91,6 +91,6 @@ class DatasetController(Controller):
             )
         except msgspec.ValidationError as exc:
             raise Unprocessable(f"invalid expansion request: {exc}") from exc
-        if not await ctx.runtime.store.list(request.source + "images/"):
+        if not await ctx.runtime.store.list(keys.dataset_part(request.source, keys.IMAGES)):
             raise NotFound(f"dataset {dataset} has no images (PUT /v1/datasets/{dataset}/images/<file> first)")
         return await submit_command(ctx, tenant, dataset_v1.EXPAND_REQUESTED, request, webhook_url=data.webhook_url)

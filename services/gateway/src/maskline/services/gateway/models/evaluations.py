@@ -161,9 +161,9 @@ class EvaluationController(Controller):
                 await ctx.runtime.store.get(keys.evaluation_mask(tenant, m.owner, m.name, m.version, e.dataset_sha256, image))
                 for m, e in zip(models, evaluations, strict=True)
             ]
-            stem = keys.segment(image, "image name").rsplit(".", 1)[0]
-            listed = await ctx.runtime.store.list(f"{prefix}images/")
-            images = [k for k in listed if k.rsplit("/", 1)[-1].rsplit(".", 1)[0] == stem]
+            stem = keys.stem_of(keys.segment(image, "image name"))
+            listed = await ctx.runtime.store.list(keys.dataset_part(prefix, keys.IMAGES))
+            images = [k for k in listed if keys.stem_of(k) == stem]
             if not images:
                 raise ObjectNotFound(image)
             picture = await ctx.runtime.store.get(images[0])

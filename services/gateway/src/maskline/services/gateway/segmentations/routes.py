@@ -31,7 +31,7 @@ from maskline.services.gateway.tracking.job_routes import artifact_bytes, downlo
 from maskline.services.gateway.tracking.views import job_path, segmentation_view
 from maskline.services.gateway.tracking.webhook_settings import register_for_job
 from maskline.shared import keys, tracing
-from maskline.shared.images.checks import formats, request_pixels
+from maskline.shared.images.checks import RequestTooLarge, check_pixel_budget, formats
 from maskline.shared.jobs.idempotency import MAX_KEY_LENGTH, KeyInProgress, KeyReused, fingerprint_of
 from maskline.shared.jobs.state import JobState
 from maskline.shared.storage import ObjectNotFound
@@ -110,13 +110,10 @@ async def check_upload(ctx: GatewayContext, body: bytes, options: seg_v1.Segment
     allowed = formats(s.allowed_formats)
     header = await asyncio.to_thread(check_image_header, body, allowed_formats=allowed, max_pixels=s.max_pixels)
     variants = len(options.tta.variants) if options is not None and options.tta else 0
-    cost = request_pixels(header.width, header.height, variants, s.working_max_side)
-    if cost > s.max_request_pixels:
-        raise PayloadTooLarge(
-            f"this request costs {cost} pixels (the image and {variants} TTA variants at most "
-            f"{s.working_max_side} px per side); the limit is {s.max_request_pixels}",
-            code="request_too_large",
-        )
+    try:
+        check_pixel_budget(header.width, header.height, variants, s.working_max_side, s.max_request_pixels)
+    except RequestTooLarge as exc:
+        raise PayloadTooLarge(str(exc), code=exc.code) from exc
     return header
 
 

@@ -1,0 +1,93 @@
+"""Every HTTP path of the gateway, once: the clients fill them (`fill`), and a test holds them equal
+to the routes the gateway serves (its OpenAPI document), so neither can drift from the other.
+
+Templates name their parameters as the OpenAPI document does (`{job_id}`).
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+SEGMENTATIONS = "/v1/segmentations"
+SEGMENTATION = "/v1/segmentations/{job_id}"
+SEGMENTATION_OUTPUT = "/v1/segmentations/{job_id}/{artifact}"
+REPLAY = "/v1/segmentations/{job_id}/replay"
+REPLAY_RESULT = "/v1/segmentations/{job_id}/replays/{replay_id}"
+EXPORTS = "/v1/exports/segmentations"
+UPLOADS = "/v1/uploads"
+JOB = "/v1/jobs/{job_id}"
+JOB_ARTIFACT = "/v1/jobs/{job_id}/artifacts/{name}"
+JOB_EVENTS = "/v1/jobs/{job_id}/events"
+WEBHOOKS = "/v1/webhooks"
+
+MODELS = "/v1/models"
+MODEL_VERSION = "/v1/models/{name}/{version}"
+MODEL_WEIGHTS = "/v1/models/weights/{sha256}"
+MERGES = "/v1/models/merges"
+QUANTIZATIONS = "/v1/models/quantizations"
+RELEASE = "/v1/models/{name}/{version}/release"
+EDITS = "/v1/models/{name}/{version}/edits"
+FEATURE_MAPS = "/v1/models/{name}/{version}/feature-maps"
+GRAPH = "/v1/models/{name}/{version}/graph"
+REPORT = "/v1/models/{name}/{version}/reports/{kind}"
+EVALUATIONS = "/v1/models/{name}/{version}/evaluations"
+COMPARE = "/v1/models/{name}/compare"
+COMPARE_MASKS = "/v1/models/{name}/compare/masks/{image}"
+ALIASES = "/v1/models/{name}/aliases"
+ALIAS = "/v1/models/{name}/aliases/{alias}"
+ALIAS_ROLLBACK = "/v1/models/{name}/aliases/{alias}/rollback"
+ALIAS_ROLLOUT = "/v1/models/{name}/aliases/{alias}/rollout"
+ALIAS_TRAIL = "/v1/models/{name}/aliases/{alias}/trail"
+ACCESS = "/v1/access"
+ACCESS_REQUESTS = "/v1/models/{name}/access-requests"
+ACCESS_DECISION = "/v1/models/{name}/access/{grantee}"
+ACCESS_TRAIL = "/v1/models/{name}/access/{grantee}/trail"
+
+DATASET = "/v1/datasets/{dataset}"
+DATASET_FILE = "/v1/datasets/{dataset}/{part}/{filename}"
+DATASET_EXPAND = "/v1/datasets/{dataset}/expand"
+DATASET_MANIFEST = "/v1/datasets/{dataset}/manifest"
+FILES = "/v1/files"
+FILE = "/v1/files/{area}/{path}"
+
+FEDERATIONS = "/v1/federations"
+FEDERATION = "/v1/federations/{federation}"
+FEDERATION_MODEL = "/v1/federations/{federation}/model"
+FEDERATION_UPDATE = "/v1/federations/{federation}/rounds/{round}/update"
+
+SERVICES = "/v1/services"
+DEAD_LETTERS = "/v1/dlq"
+REDRIVE = "/v1/dlq/{seq}/redrive"
+AUDIT = "/v1/audit"
+AUDIT_PUBLIC_KEY = "/v1/audit/public-key"
+AUDIT_VERIFY = "/v1/audit/verify"
+DASHBOARD_JOBS = "/v1/dashboard/jobs"
+METRICS = "/metrics"
+LIVE = "/health/live"
+READY = "/health/ready"
+
+INFERENCE_SERVER = "/v2"
+INFERENCE_LIVE = "/v2/health/live"
+INFERENCE_READY = "/v2/health/ready"
+INFERENCE_MODEL = "/v2/models/{name}"
+INFERENCE_MODEL_READY = "/v2/models/{name}/ready"
+INFERENCE_INFER = "/v2/models/{name}/infer"
+INFERENCE_VERSION = "/v2/models/{name}/versions/{version}"
+INFERENCE_VERSION_READY = "/v2/models/{name}/versions/{version}/ready"
+INFERENCE_VERSION_INFER = "/v2/models/{name}/versions/{version}/infer"
+
+#: Every path above.
+ALL: frozenset[str] = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and v.startswith("/"))
+
+_PARAMETER = re.compile(r"\{(\w+)\}")
+
+
+def fill(template: str, **values: object) -> str:
+    """The path with its parameters filled in, each quoted as one path segment (a file's path keeps its `/`)."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return quote(str(values[name]), safe="/" if name == "path" else "")
+
+    return _PARAMETER.sub(one, template)

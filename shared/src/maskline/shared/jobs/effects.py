@@ -1,0 +1,171 @@
+"""What each job event does to its job's state: one small function per payload type, in one table.
+
+The projection (`state._fold`) looks an event's payload up here; a subject of the table with a job
+status and no effect here fails `tests/shared/jobs/test_effects.py`, so a new kind of job cannot
+forget its rule. Status, rank and the rules every event shares (commands, order, errors cleared on
+completion) stay in the fold: here is only what is particular to one payload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from maskline.contracts import dataset_v1, model_v1, seg_v1
+from maskline.contracts.common_v1 import JobFailed, ModelRef
+from maskline.contracts.http_v1 import JobError
+
+if TYPE_CHECKING:
+    from maskline.shared.jobs.state import JobState
+
+#: (state, payload) → None; or False when the event must not move the job's status (a merge's
+#: registration of its result is not the merge's end).
+Effect = Callable[["JobState", Any], bool | None]
+EFFECTS: dict[type, Effect] = {}
+
+
+def effect(payload: type) -> Callable[[Effect], Effect]:
+    def register(fn: Effect) -> Effect:
+        EFFECTS[payload] = fn
+        return fn
+
+    return register
+
+
+def _model(version: model_v1.ModelVersion, owner: str = "") -> ModelRef:
+    return ModelRef(name=version.name, version=version.version, precision=version.precision, owner=owner)
+
+
+@effect(seg_v1.SegmentationRequested)
+def _requested(state: JobState, data: seg_v1.SegmentationRequested) -> None:
+    state.options, state.filename = data.options, data.filename
+
+
+@effect(seg_v1.SegmentationIngested)
+def _ingested(state: JobState, data: seg_v1.SegmentationIngested) -> None:
+    state.width, state.height, state.options = data.width, data.height, data.options
+    state.timings_ms.update(data.timings_ms)
+
+
+@effect(seg_v1.SegmentationAugmented)
+def _augmented(state: JobState, data: seg_v1.SegmentationAugmented) -> None:
+    state.timings_ms.update(data.timings_ms)
+
+
+@effect(seg_v1.SegmentationInferred)
+def _inferred(state: JobState, data: seg_v1.SegmentationInferred) -> None:
+    state.model = data.model
+    state.timings_ms.update(data.timings_ms)
+
+
+@effect(seg_v1.SegmentationCompleted)
+def _completed(state: JobState, data: seg_v1.SegmentationCompleted) -> None:
+    state.model, state.artifacts, state.regions = data.model, data.artifacts, data.regions
+    state.confidence = data.confidence
+    state.timings_ms.update(data.timings_ms)
+
+
+@effect(seg_v1.SegmentationCancelled)
+def _cancelled(state: JobState, data: seg_v1.SegmentationCancelled) -> None:
+    return None  # the status says it all
+
+
+@effect(dataset_v1.DatasetExpandRequested)
+def _expand_requested(state: JobState, data: dataset_v1.DatasetExpandRequested) -> None:
+    state.dataset = data
+
+
+@effect(dataset_v1.DatasetExpandProgressed)
+def _expand_progressed(state: JobState, data: dataset_v1.DatasetExpandProgressed) -> None:
+    if data.done >= state.progress.get("done", 0):
+        state.progress = {"done": data.done, "total": data.total, "written": data.written, "skipped": data.skipped}
+
+
+@effect(dataset_v1.DatasetExpanded)
+def _expanded(state: JobState, data: dataset_v1.DatasetExpanded) -> None:
+    state.artifacts = {"manifest": data.manifest}
+    state.progress = {
+        "done": data.images,
+        "total": data.images,
+        "written": data.written,
+        "skipped": data.skipped,
+        "outputs": data.outputs,
+    }
+
+
+@effect(model_v1.RegisterRequested)
+def _register_requested(state: JobState, data: model_v1.RegisterRequested) -> None:
+    return None
+
+
+@effect(model_v1.ModelRegistered)
+def _registered(state: JobState, data: model_v1.ModelRegistered) -> bool | None:
+    if state.kind != "registration":
+        return False  # a merge or quantization registers on its way: its own event completes it
+    state.model = _model(data.model, data.model.owner)
+    state.artifacts = {"weights": data.model.weights}
+    return None
+
+
+@effect(model_v1.ModelMergeRequested)
+def _merge_requested(state: JobState, data: model_v1.ModelMergeRequested) -> None:
+    return None
+
+
+@effect(model_v1.ModelMerged)
+def _merged(state: JobState, data: model_v1.ModelMerged) -> None:
+    state.model = _model(data.model)
+    state.artifacts = {"weights": data.model.weights}
+    state.timings_ms["merge"] = round(data.seconds * 1000, 1)
+
+
+@effect(model_v1.QuantizeRequested)
+def _quantize_requested(state: JobState, data: model_v1.QuantizeRequested) -> None:
+    return None
+
+
+@effect(model_v1.EditRequested)
+def _edit_requested(state: JobState, data: model_v1.EditRequested) -> None:
+    return None
+
+
+@effect(model_v1.QuantizeProgressed)
+def _progressed(state: JobState, data: model_v1.QuantizeProgressed) -> None:
+    if not state.finished:  # progress may arrive after the result: never move back
+        state.progress, state.stage = {"done": data.done, "total": data.total}, data.stage
+
+
+@effect(model_v1.Quantized)
+def _quantized(state: JobState, data: model_v1.Quantized) -> None:
+    state.model = _model(data.model)
+    state.artifacts = {"weights": data.model.weights, **(data.model.quantization.reports if data.model.quantization else {})}
+    state.timings_ms["quantize"] = round(data.seconds * 1000, 1)
+    state.stage = None
+
+
+@effect(model_v1.EvaluateRequested)
+def _evaluate_requested(state: JobState, data: model_v1.EvaluateRequested) -> None:
+    return None
+
+
+@effect(model_v1.Evaluated)
+def _evaluated(state: JobState, data: model_v1.Evaluated) -> None:
+    ref = data.evaluation.model
+    state.model = ModelRef(name=ref.name, version=ref.version, precision=data.evaluation.precision, owner=ref.owner or "")
+    state.artifacts = {"evaluation": data.result}
+    state.stage = None
+
+
+@effect(model_v1.FeatureMapsRequested)
+def _featuremaps_requested(state: JobState, data: model_v1.FeatureMapsRequested) -> None:
+    return None
+
+
+@effect(model_v1.FeatureMapsRendered)
+def _featuremaps(state: JobState, data: model_v1.FeatureMapsRendered) -> None:
+    state.artifacts = {"feature-maps": data.picture}
+
+
+@effect(JobFailed)
+def _failed(state: JobState, data: JobFailed) -> None:
+    state.error = JobError(stage=data.stage, code=data.code, reason=data.reason)
