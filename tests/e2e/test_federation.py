@@ -31,8 +31,7 @@ async def site_side(stack: Stack, name: str) -> tuple:  # type: ignore[type-arg]
     store; plus, for the test's own inspection only, the registry read as the provisioning identity."""
     bus = await connect(stack.client_settings("partner-a"), name, identity="partner-a")
     inspector = await connect(stack.client_settings("admin"), f"{name}-inspect", identity="admin")
-    registry = ModelRegistry(inspector.js)
-    await registry.open()
+    registry = await ModelRegistry.opened(inspector.js)
     return bus, FilesystemStore(Path(stack.home) / "objects"), registry, f"fed-{uuid.uuid4().hex[:8]}", inspector
 
 

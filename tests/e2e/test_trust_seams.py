@@ -56,8 +56,7 @@ def ref_of(model: model_v1.ModelVersion) -> dict[str, Any]:
 
 async def registry_model(stack: Stack, owner: str, name: str, version: int) -> model_v1.ModelVersion:
     async with as_identity(stack, "admin") as (inspector, _):
-        registry = ModelRegistry(inspector.js)
-        await registry.open()
+        registry = await ModelRegistry.opened(inspector.js)
         return await registry.get(owner, name, version)
 
 

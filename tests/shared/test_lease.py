@@ -17,9 +17,7 @@ pytestmark = pytest.mark.nats
 
 async def test_one_holder_at_a_time_and_a_clean_stop_hands_it_on(bus: Bus) -> None:
     name = f"lease-{uuid.uuid4().hex[:8]}"
-    a, b = Lease(bus.js, name, "gateway-a"), Lease(bus.js, name, "gateway-b")
-    await a.open()
-    await b.open()
+    a, b = await Lease.opened(bus.js, name, "gateway-a"), await Lease.opened(bus.js, name, "gateway-b")
     assert await a.renew() is True
     assert await b.renew() is False
     assert await a.renew() is True and await b.renew() is False  # renewing keeps it
@@ -34,9 +32,7 @@ async def test_one_holder_at_a_time_and_a_clean_stop_hands_it_on(bus: Bus) -> No
 
 async def test_a_holder_that_stops_renewing_loses_the_lease_when_its_key_expires(bus: Bus) -> None:
     name = f"lease-{uuid.uuid4().hex[:8]}"
-    crashed, other = Lease(bus.js, name, "gateway-a"), Lease(bus.js, name, "gateway-b")
-    await crashed.open()
-    await other.open()
+    crashed, other = await Lease.opened(bus.js, name, "gateway-a"), await Lease.opened(bus.js, name, "gateway-b")
     assert await crashed.renew() is True  # ... and then nothing more from it
     assert await other.renew() is False
     await eventually(other.renew, timeout=crashed.ttl_s + 15, interval=1.0)

@@ -33,8 +33,7 @@ def final(job: str, attempt: int) -> Envelope[Done]:
 
 @pytest.fixture
 async def fences(bus: Bus) -> Fences:
-    found = Fences(bus.js, bus)
-    await found.open()
+    found = await Fences.opened(bus.js, bus)
     return found
 
 
@@ -91,8 +90,7 @@ async def test_a_fenced_handler_runs_its_final_step_once_per_job(fences: Fences)
 
 
 async def test_a_job_registers_one_version_however_often_it_runs(bus: Bus, tmp_path: Path) -> None:
-    registry = ModelRegistry(bus.js)
-    await registry.open()
+    registry = await ModelRegistry.opened(bus.js)
     store = FilesystemStore(tmp_path)
     owner, name, job = "t1", f"m{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
 

@@ -33,8 +33,7 @@ def request(n: int, job: str | None = None, tenant: str = "t1") -> Envelope[Ping
 
 @asynccontextmanager
 async def gated(bus: Bus, subject: str, handled: list[int], **limits: Any) -> AsyncIterator[tuple[Consumer[Ping], CommandGate]]:
-    jobs = JobStore(bus.js)
-    await jobs.open()
+    jobs = await JobStore.opened(bus.js)
     settings = {"backlog": None, "max_backlog": 0, "tenant_rate_per_s": 1000.0, "tenant_burst": 1000.0, "tenant_max_jobs": 100}
     gate = CommandGate(jobs, Admission(**{**settings, **limits}))  # type: ignore[arg-type]
     await gate.follow_ends(bus.nc, {"SEG"})
@@ -50,16 +49,9 @@ async def gated(bus: Bus, subject: str, handled: list[int], **limits: Any) -> As
         payload=Ping,
         handler=handler,
         failure_subject=f"{subject}.failed",
-        deliver_new_only=True,
     )
     consumer = Consumer(bus, spec, source="test", max_deliver=3, ack_wait_s=5, gate=gate)
     task = asyncio.create_task(consumer.run())
-    for _ in range(100):  # it takes new messages only: publish once it exists
-        try:
-            await bus.js.consumer_info("SEG", spec.durable)
-            break
-        except Exception:
-            await asyncio.sleep(0.05)
     try:
         yield consumer, gate
     finally:
@@ -103,8 +95,7 @@ async def test_a_tenant_with_too_many_unfinished_jobs_is_admitted_again_once_one
 async def test_a_command_under_another_requests_job_id_is_refused_and_the_job_left_alone(bus: Bus) -> None:
     subject = f"seg.v1.t{uuid.uuid4().hex[:8]}"
     failed, letters, handled = await collect(bus, f"{subject}.failed.t1"), await collect(bus, "dlq.>"), []
-    jobs = JobStore(bus.js)
-    await jobs.open()
+    jobs = await JobStore.opened(bus.js)
     original = request(1)
     await jobs.apply(original)  # the job as its own request started it
     async with gated(bus, subject, handled) as (consumer, _):
@@ -122,8 +113,7 @@ async def test_a_command_under_another_requests_job_id_is_refused_and_the_job_le
 async def test_a_finished_jobs_command_repeated_is_skipped(bus: Bus) -> None:
     subject = f"seg.v1.t{uuid.uuid4().hex[:8]}"
     handled: list[int] = []
-    jobs = JobStore(bus.js)
-    await jobs.open()
+    jobs = await JobStore.opened(bus.js)
     original = request(5)
     await jobs.apply(original)
     done = seg_v1.SegmentationCompleted(artifacts={}, model=ModelRef(name="m", version=1), width=1, height=1, regions=0)

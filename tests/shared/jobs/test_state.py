@@ -102,8 +102,7 @@ def test_failed_is_terminal_but_never_overrides_completed() -> None:
 async def test_job_store_applies_events_with_compare_and_set(bus: Bus) -> None:
     import asyncio
 
-    store = JobStore(bus.js)
-    await store.open()
+    store = await JobStore.opened(bus.js)
     job = uuid.uuid4().hex
     await asyncio.gather(*(store.apply(env) for env in lifecycle(job)))
     tenant = lifecycle(job)[0].tenant
@@ -132,11 +131,9 @@ async def test_a_writer_folds_from_what_it_wrote_and_a_stale_memory_costs_only_a
     """audit writes a job's events one after another: after the first, each fold starts from the
     state it wrote (no read). Another writer in between (the gateway, a second audit) makes the
     remembered revision stale: the write is refused, the key read, and nothing is lost."""
-    audit, gateway = JobStore(bus.js), JobStore(bus.js)
-    await audit.open()
-    await gateway.open()
-    counted = CountingReads(audit._kv)
-    audit._kv = counted
+    audit, gateway = await JobStore.opened(bus.js), await JobStore.opened(bus.js)
+    counted = CountingReads(audit.kv)
+    audit._bound = counted
     requested, ingested, inferred, completed = lifecycle(uuid.uuid4().hex)
 
     await audit.apply(requested)

@@ -20,8 +20,7 @@ def mine(rows: list[dict], service: str) -> dict:
 
 async def test_states_follow_the_beats(bus: Bus) -> None:
     service = f"svc-{uuid.uuid4().hex[:8]}"
-    beat = Heartbeat(bus.js, service, "host:1/a b", interval_s=0.2)
-    await beat.open()
+    beat = await Heartbeat.opened(bus.js, service, "host:1/a b", interval_s=0.2)
     stop = asyncio.Event()
     task = asyncio.create_task(beat.run(lambda: _status(service), stop))
     await asyncio.sleep(0.5)

@@ -115,7 +115,7 @@ class Subject:
 
 @dataclass(frozen=True)
 class StreamReader:
-    """A durable consumer on a whole stream (the job-state projector, the audit recorder)."""
+    """A durable consumer on a whole stream: audit's, which records every event and folds job state from it."""
 
     service: str
     durable: str
@@ -629,10 +629,6 @@ def consumer_of(type_: str, service: str) -> Consumer:
         if c.service == service:
             return c
     raise KeyError(f"the subject table does not list {service} as a consumer of {type_}")
-
-
-def stream_reader(durable: str) -> StreamReader:
-    return next(r for r in STREAM_READERS if r.durable == durable)
 
 
 def bucket(name: str) -> Bucket:

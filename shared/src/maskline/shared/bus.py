@@ -24,7 +24,7 @@ from maskline.shared import tracing
 from maskline.shared.config import RuntimeSettings
 
 #: Streams and the subjects they capture. Limits-based retention, so every consumer (the stage
-#: that does the work, audit, the job-state projector) reads every message independently.
+#: that does the work, audit's recorder and job-state projection) reads every message independently.
 STREAMS: dict[str, list[str]] = {name: [pattern] for name, pattern in table.STREAMS.items()}
 #: Nobody, not even the provisioning identity, may delete or purge single audit records.
 APPEND_ONLY = frozenset({"AUDIT"})

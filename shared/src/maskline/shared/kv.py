@@ -7,7 +7,7 @@ import contextlib
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import msgspec
 import structlog
@@ -26,6 +26,35 @@ log = structlog.get_logger("kv")
 async def open_bucket(js: JetStreamContext, name: str) -> Any:
     """Bind to a bucket of the subject table; provisioning created it (services may not)."""
     return await provision.open_bucket(js, name)
+
+
+class BucketStore:
+    """A key-value store a service keeps (job state, the registry, fences, ...): one bucket of the
+    subject table, bound on `open` (provisioning made it; services may not). Open one with
+    `await Store.opened(js, ...)`; using it before then is a programming error, said at once."""
+
+    BUCKET: ClassVar[str]
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+        self._bound: Any = None
+
+    async def open(self) -> Self:
+        self._bound = await open_bucket(self.js, self.BUCKET)
+        return self
+
+    @classmethod
+    async def opened(cls, js: JetStreamContext, *args: Any, **kwargs: Any) -> Self:
+        """A store of this kind, bound to its bucket (the constructor's own arguments after `js`)."""
+        store = cls(js, *args, **kwargs)
+        await store.open()
+        return store
+
+    @property
+    def kv(self) -> Any:
+        if self._bound is None:
+            raise RuntimeError(f"{type(self).__name__} used before open(): `await {type(self).__name__}.opened(js)`")
+        return self._bound
 
 
 async def get_decoded(kv: Any, key: str, decoder: msgspec.json.Decoder[T]) -> T | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 import structlog
 from nats.js import JetStreamContext
@@ -21,31 +20,30 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from maskline.contracts import subjects as table
 from maskline.shared.bus import BUS_UNAVAILABLE
-from maskline.shared.kv import open_bucket
+from maskline.shared.kv import BucketStore
 
 BUCKET = "leases"
 log = structlog.get_logger("lease")
 
 
-class Lease:
+class Lease(BucketStore):
+    BUCKET = BUCKET
+
     def __init__(self, js: JetStreamContext, name: str, holder: str) -> None:
+        super().__init__(js)
         self.js, self.name, self.holder = js, name, holder
         self.ttl_s = table.bucket(BUCKET).ttl_s
         self.held = False
         self._revision: int | None = None
-        self._kv: Any = None
-
-    async def open(self) -> None:
-        self._kv = await open_bucket(self.js, BUCKET)
 
     async def renew(self) -> bool:
         """One attempt to take or keep the lease; whether this replica holds it now."""
         was = self.held
         try:
             if self._revision is None:
-                self._revision = await self._kv.create(self.name, self.holder.encode())
+                self._revision = await self.kv.create(self.name, self.holder.encode())
             else:
-                self._revision = await self._kv.update(self.name, self.holder.encode(), last=self._revision)
+                self._revision = await self.kv.update(self.name, self.holder.encode(), last=self._revision)
             self.held = True
         except KeyWrongLastSequenceError:  # another replica holds it, or took it after ours expired
             self._revision, self.held = None, False
@@ -70,5 +68,5 @@ class Lease:
     async def release(self) -> None:
         if self.held and self._revision is not None:
             with contextlib.suppress(KeyWrongLastSequenceError, KeyNotFoundError, *BUS_UNAVAILABLE):
-                await self._kv.delete(self.name, last=self._revision)
+                await self.kv.delete(self.name, last=self._revision)
         self._revision, self.held = None, False

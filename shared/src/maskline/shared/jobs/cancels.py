@@ -13,7 +13,7 @@ import structlog
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from maskline.shared.kv import open_bucket
+from maskline.shared.kv import BucketStore
 
 BUCKET = "cancels"
 PREFIX = f"$KV.{BUCKET}."
@@ -24,18 +24,16 @@ def cancel_key(tenant: str, job_id: str) -> str:
     return f"{tenant}.{job_id}"
 
 
-class Cancellations:
+class Cancellations(BucketStore):
+    BUCKET = BUCKET
+
     def __init__(self, js: JetStreamContext) -> None:
-        self._js = js
-        self._kv: Any = None
+        super().__init__(js)
         self._cancelled: set[str] = set()
         self._sub: Any = None
 
-    async def open(self) -> None:
-        self._kv = await open_bucket(self._js, BUCKET)
-
     async def mark(self, tenant: str, job_id: str) -> None:
-        await self._kv.put(cancel_key(tenant, job_id), b"1")
+        await self.kv.put(cancel_key(tenant, job_id), b"1")
 
     def cancelled(self, tenant: str, job_id: str) -> bool:
         return cancel_key(tenant, job_id) in self._cancelled
@@ -44,7 +42,7 @@ class Cancellations:
         """Read every mark there is now (before the consumers start), through a pull consumer
         that `watch` keeps reading new marks from."""
         config = ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=60.0)
-        self._sub = await self._js.pull_subscribe(f"{PREFIX}>", stream=f"KV_{BUCKET}", config=config)
+        self._sub = await self.js.pull_subscribe(f"{PREFIX}>", stream=f"KV_{BUCKET}", config=config)
         remaining = (await self._sub.consumer_info()).num_pending or 0
         while remaining > 0:
             msgs = await self._sub.fetch(min(remaining, 256), timeout=5.0)

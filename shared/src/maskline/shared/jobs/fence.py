@@ -29,7 +29,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFound
 
 from maskline.contracts.envelope import Envelope
 from maskline.shared.bus import Bus
-from maskline.shared.kv import open_bucket
+from maskline.shared.kv import BucketStore
 
 BUCKET = "fences"
 #: A claim not confirmed after this long belongs to an attempt that died before publishing.
@@ -57,17 +57,16 @@ def new_attempt() -> str:
     return uuid.uuid4().hex[:12]
 
 
-class Fences:
-    def __init__(self, js: JetStreamContext, bus: Bus) -> None:
-        self._js, self._bus = js, bus
-        self._kv: Any = None
+class Fences(BucketStore):
+    BUCKET = BUCKET
 
-    async def open(self) -> None:
-        self._kv = await open_bucket(self._js, BUCKET)
+    def __init__(self, js: JetStreamContext, bus: Bus) -> None:
+        super().__init__(js)
+        self.js, self._bus = js, bus
 
     async def _read(self, key: str) -> tuple[Claim, int] | None:
         try:
-            entry = await self._kv.get(key)
+            entry = await self.kv.get(key)
         except (KeyNotFoundError, NotFoundError):
             return None
         return _decoder.decode(entry.value), int(entry.revision)
@@ -86,7 +85,7 @@ class Fences:
         winner's event is what gets published (if it was not yet)."""
         claim = Claim(attempt=attempt, event=msgspec.Raw(msgspec.json.encode(event)), claimed=time.time())
         try:
-            revision = await self._kv.create(key, msgspec.json.encode(claim))
+            revision = await self.kv.create(key, msgspec.json.encode(claim))
         except KeyWrongLastSequenceError:
             await lost()
             await self._settle(key, mine=False)
@@ -108,7 +107,7 @@ class Fences:
             await self._bus.publish(msgspec.json.decode(claim.event, type=Envelope[msgspec.Raw]))
             try:
                 confirmed = msgspec.structs.replace(claim, state="confirmed")
-                await self._kv.update(key, msgspec.json.encode(confirmed), last=revision)
+                await self.kv.update(key, msgspec.json.encode(confirmed), last=revision)
                 return
             except KeyWrongLastSequenceError:
                 continue  # someone confirmed meanwhile: re-read, and stop there

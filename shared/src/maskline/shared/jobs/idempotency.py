@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 
-from maskline.shared.kv import open_bucket
+from maskline.shared.kv import BucketStore
 
 BUCKET = "idempotency"
 MAX_KEY_LENGTH = 255
@@ -67,13 +67,11 @@ def fingerprint_of(*digests: bytes) -> str:
 _decoder = msgspec.json.Decoder(Claim)
 
 
-class IdempotencyKeys:
-    def __init__(self, js: JetStreamContext) -> None:
-        self._js = js
-        self._kv: Any = None
+class IdempotencyKeys(BucketStore):
+    BUCKET = BUCKET
 
-    async def open(self) -> None:
-        self._kv = await open_bucket(self._js, BUCKET)
+    def __init__(self, js: JetStreamContext) -> None:
+        super().__init__(js)
 
     @staticmethod
     def _key(tenant: str, key: str) -> str:
@@ -84,12 +82,12 @@ class IdempotencyKeys:
         mine = msgspec.json.encode(Claim(fingerprint=print_, job_id=job_id, state="pending", since=time.time()))
         for _ in range(10):
             try:
-                await self._kv.create(kv_key, mine)
+                await self.kv.create(kv_key, mine)
                 return Outcome(job_id=job_id, fresh=True)
             except KeyWrongLastSequenceError:
                 pass
             try:
-                entry = await self._kv.get(kv_key)
+                entry = await self.kv.get(kv_key)
             except (KeyNotFoundError, NotFoundError):
                 continue  # expired or released in between: try to create again
             held = _decoder.decode(entry.value)
@@ -101,7 +99,7 @@ class IdempotencyKeys:
                 raise KeyInProgress("a request with this Idempotency-Key is still being processed; retry later")
             try:  # the first request died mid-way: take its claim over, with its job id
                 taken = msgspec.json.encode(Claim(fingerprint=print_, job_id=held.job_id, state="pending", since=time.time()))
-                await self._kv.update(kv_key, taken, last=entry.revision)
+                await self.kv.update(kv_key, taken, last=entry.revision)
                 return Outcome(job_id=held.job_id, fresh=True)
             except KeyWrongLastSequenceError:
                 continue
@@ -109,8 +107,8 @@ class IdempotencyKeys:
 
     async def complete(self, tenant: str, key: str, print_: str, job_id: str) -> None:
         done = Claim(fingerprint=print_, job_id=job_id, state="done", since=time.time())
-        await self._kv.put(self._key(tenant, key), msgspec.json.encode(done))
+        await self.kv.put(self._key(tenant, key), msgspec.json.encode(done))
 
     async def release(self, tenant: str, key: str) -> None:
         """Give the key back when the request failed before anything was published."""
-        await self._kv.delete(self._key(tenant, key))
+        await self.kv.delete(self._key(tenant, key))

@@ -21,7 +21,7 @@ from maskline.contracts.envelope import Envelope
 from maskline.contracts.http_v1 import JobError
 from maskline.shared.bus import read_stream
 from maskline.shared.jobs.effects import EFFECTS
-from maskline.shared.kv import Revisions, compare_and_set, get_decoded, open_bucket
+from maskline.shared.kv import BucketStore, Revisions, compare_and_set, get_decoded
 
 BUCKET = "jobs"
 Status = table.JobStatus
@@ -122,31 +122,29 @@ def state_key(tenant: str, job_id: str) -> str:
     return f"{tenant}.{job_id}"
 
 
-class JobStore:
+class JobStore(BucketStore):
+    BUCKET = BUCKET
+
     def __init__(self, js: JetStreamContext) -> None:
-        self._js = js
-        self._kv: Any = None
+        super().__init__(js)
         # A job's events come one after another to the same writer (audit): each fold starts from
         # the state it wrote last instead of reading it again (3 reads fewer per segmentation).
         self._revisions = Revisions()
-
-    async def open(self) -> None:
-        self._kv = await open_bucket(self._js, BUCKET)
 
     async def get(self, tenant: str, job_id: str) -> JobState | None:
         """The tenant's job; another tenant's job with the same id is a different key, never this one."""
         if not _TOKEN.match(tenant) or not _TOKEN.match(job_id):
             return None
-        return await get_decoded(self._kv, state_key(tenant, job_id), _decoder)
+        return await get_decoded(self.kv, state_key(tenant, job_id), _decoder)
 
     async def recent(self, limit: int = 50) -> list[JobState]:
         """The `limit` most recently updated jobs, newest first (from the tail of the bucket's stream)."""
-        info = await self._js.stream_info(f"KV_{BUCKET}")
+        info = await self.js.stream_info(f"KV_{BUCKET}")
         if info.state.messages == 0:
             return []
         start = max(info.state.first_seq, info.state.last_seq - 8 * limit)
         latest: dict[str, JobState] = {}
-        for msg in await read_stream(self._js, f"KV_{BUCKET}", f"$KV.{BUCKET}.>", start_seq=start):
+        for msg in await read_stream(self.js, f"KV_{BUCKET}", f"$KV.{BUCKET}.>", start_seq=start):
             if msg.data:
                 state = _decoder.decode(msg.data)
                 latest[state.job_id] = state
@@ -172,6 +170,6 @@ class JobStore:
             return None if before is not None and _encoder.encode(after) == before else after
 
         key = state_key(first.tenant, first.job_id)
-        state = await compare_and_set(self._kv, key, _decoder, change, revisions=self._revisions)
+        state = await compare_and_set(self.kv, key, _decoder, change, revisions=self._revisions)
         assert state is not None
         return state

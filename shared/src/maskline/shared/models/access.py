@@ -16,7 +16,6 @@ import hashlib
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import msgspec
 from nats.js import JetStreamContext
@@ -25,7 +24,7 @@ from nats.js.errors import KeyNotFoundError, NotFoundError
 from maskline.contracts.envelope import now
 from maskline.contracts.model_v1 import STABLE, AccessState, Alias, ModelVersion, VersionRef, precision_alias
 from maskline.contracts.subjects import PLATFORM_TENANT
-from maskline.shared.kv import compare_and_set, entries, open_bucket
+from maskline.shared.kv import BucketStore, compare_and_set, entries
 from maskline.shared.models.registry import ModelNotFound, ModelRegistry, valid
 
 BUCKET = "grants"
@@ -68,20 +67,18 @@ def grant_id(owner: str, model: str, grantee: str) -> str:
     return f"access-{owner}-{model}-{grantee}"[:128]
 
 
-class Grants:
-    def __init__(self, js: JetStreamContext) -> None:
-        self._js = js
-        self._kv: Any = None
-        self._cache: dict[tuple[str, str, str], tuple[float, bool]] = {}
+class Grants(BucketStore):
+    BUCKET = BUCKET
 
-    async def open(self) -> None:
-        self._kv = await open_bucket(self._js, BUCKET)
+    def __init__(self, js: JetStreamContext) -> None:
+        super().__init__(js)
+        self._cache: dict[tuple[str, str, str], tuple[float, bool]] = {}
 
     async def get(self, owner: str, model: str, grantee: str) -> Grant | None:
         if not valid(owner, model) or not valid(grantee, model):
             return None
         try:
-            entry = await self._kv.get(grant_key(owner, model, grantee))
+            entry = await self.kv.get(grant_key(owner, model, grantee))
         except (KeyNotFoundError, NotFoundError):
             return None
         return _decoder.decode(entry.value) if entry.value else None
@@ -116,14 +113,14 @@ class Grants:
                 return Grant(owner=owner, model=model, grantee=grantee, state=state, requested=stamp, note=note)
             return msgspec.structs.replace(current, state=state, decided=stamp, note=note or current.note)
 
-        result = await compare_and_set(self._kv, grant_key(owner, model, grantee), _decoder, step)
+        result = await compare_and_set(self.kv, grant_key(owner, model, grantee), _decoder, step)
         assert result is not None
         self._cache.pop((owner, model, grantee), None)
         return result
 
     async def involving(self, tenant: str) -> list[Grant]:
         """Grants where `tenant` is the owner or the grantee."""
-        found = [_decoder.decode(v) for v in (await entries(self._js, BUCKET)).values()]
+        found = [_decoder.decode(v) for v in (await entries(self.js, BUCKET)).values()]
         return sorted((g for g in found if tenant in (g.owner, g.grantee)), key=lambda g: (g.owner, g.model, g.grantee))
 
 

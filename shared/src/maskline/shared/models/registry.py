@@ -17,7 +17,6 @@ import builtins
 import contextlib
 import re
 from collections.abc import Callable
-from typing import Any
 
 import msgspec
 from nats.js import JetStreamContext
@@ -25,7 +24,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFound
 
 from maskline.contracts.envelope import now
 from maskline.contracts.model_v1 import STABLE, Alias, ModelVersion, precision_alias
-from maskline.shared.kv import compare_and_set, entries, open_bucket
+from maskline.shared.kv import BucketStore, compare_and_set, entries
 
 BUCKET = "models"
 LATEST = "latest"
@@ -64,17 +63,15 @@ def _create_only(alias: Alias) -> Callable[[Alias | None], Alias | None]:
     return lambda current: alias if current is None else None
 
 
-class ModelRegistry:
-    def __init__(self, js: JetStreamContext) -> None:
-        self._js = js
-        self._kv: Any = None
+class ModelRegistry(BucketStore):
+    BUCKET = BUCKET
 
-    async def open(self) -> None:
-        self._kv = await open_bucket(self._js, BUCKET)
+    def __init__(self, js: JetStreamContext) -> None:
+        super().__init__(js)
 
     async def add(self, model: ModelVersion) -> None:
         try:
-            await self._kv.create(_key(model.owner, model.name, model.version), msgspec.json.encode(model))
+            await self.kv.create(_key(model.owner, model.name, model.version), msgspec.json.encode(model))
         except KeyWrongLastSequenceError as exc:
             raise VersionExists(f"{model.owner}/{model.name} version {model.version} is already registered") from exc
         await self._advance(model)
@@ -83,7 +80,7 @@ class ModelRegistry:
         """`latest` moves to the newest version (compare-and-set; never back); `stable` and
         `stable-<precision>` are only created here, never moved."""
         await compare_and_set(
-            self._kv,
+            self.kv,
             _key(model.owner, model.name, LATEST),
             _decoder,
             lambda cur: model if cur is None or cur.version < model.version else None,
@@ -103,7 +100,7 @@ class ModelRegistry:
         if not valid(owner, name) or not _ALIAS.match(alias):
             return None  # a name from a URL that no alias can have
         try:
-            entry = await self._kv.get(_key(owner, name, ALIAS + alias))
+            entry = await self.kv.get(_key(owner, name, ALIAS + alias))
         except (KeyNotFoundError, NotFoundError):
             return await self._legacy_alias(owner, name, alias)
         return _alias_decoder.decode(entry.value) if entry.value else None
@@ -117,22 +114,22 @@ class ModelRegistry:
 
     async def aliases(self, owner: str, name: str) -> builtins.list[Alias]:
         prefix = f"{owner}.{name}.{ALIAS}"
-        found = [_alias_decoder.decode(v) for k, v in (await entries(self._js, BUCKET)).items() if k.startswith(prefix) and v]
+        found = [_alias_decoder.decode(v) for k, v in (await entries(self.js, BUCKET)).items() if k.startswith(prefix) and v]
         return sorted(found, key=lambda a: a.name)
 
     async def change_alias(
         self, owner: str, name: str, alias: str, change: Callable[[Alias | None], Alias | None]
     ) -> Alias | None:
         """Compare-and-set one alias: `change(current) -> new | None` (None leaves it)."""
-        return await compare_and_set(self._kv, _key(owner, name, ALIAS + alias), _alias_decoder, change)
+        return await compare_and_set(self.kv, _key(owner, name, ALIAS + alias), _alias_decoder, change)
 
     async def delete_alias(self, owner: str, name: str, alias: str) -> None:
-        await self._kv.delete(_key(owner, name, ALIAS + alias))
+        await self.kv.delete(_key(owner, name, ALIAS + alias))
 
     async def list(self, owner: str | None = None) -> builtins.list[ModelVersion]:
         models = [
             _decoder.decode(value)
-            for key, value in (await entries(self._js, BUCKET)).items()
+            for key, value in (await entries(self.js, BUCKET)).items()
             if key.rsplit(".", 1)[-1].isdigit() and (owner is None or key.split(".", 1)[0] == owner)
         ]
         return sorted(models, key=lambda m: (m.owner, m.name, m.version))
@@ -142,7 +139,7 @@ class ModelRegistry:
 
     async def _read(self, key: str) -> ModelVersion | None:
         try:
-            entry = await self._kv.get(key)
+            entry = await self.kv.get(key)
         except (KeyNotFoundError, NotFoundError):
             return None
         return _decoder.decode(entry.value) if entry.value else None
@@ -161,7 +158,7 @@ class ModelRegistry:
 
     async def remove(self, model: ModelVersion) -> None:
         """Delete one version's record (callers make sure no pointer names it)."""
-        await self._kv.delete(_key(model.owner, model.name, model.version))
+        await self.kv.delete(_key(model.owner, model.name, model.version))
 
     async def serving(self, model: ModelVersion) -> builtins.list[str]:
         """The aliases that run this version (as their version, canary or shadow)."""
@@ -176,13 +173,13 @@ class ModelRegistry:
         key = _key(owner, name, f"job-{job_id}")
         for _ in range(20):
             try:
-                entry = await self._kv.get(key)
+                entry = await self.kv.get(key)
                 return int(entry.value)
             except (KeyNotFoundError, NotFoundError):
                 pass
             try:
                 number = await self.next_version(owner, name)
-                await self._kv.create(key, str(number).encode())
+                await self.kv.create(key, str(number).encode())
                 return number
             except KeyWrongLastSequenceError:
                 continue  # another attempt of the job reserved first: read its number
@@ -191,10 +188,10 @@ class ModelRegistry:
     async def move_reservation(self, owner: str, name: str, job_id: str, taken: int) -> None:
         """The reserved number was taken by another registration before this job used it: take the next."""
         key = _key(owner, name, f"job-{job_id}")
-        entry = await self._kv.get(key)
+        entry = await self.kv.get(key)
         if int(entry.value) == taken:
             with contextlib.suppress(KeyWrongLastSequenceError):  # someone moved it already
-                await self._kv.update(key, str(await self.next_version(owner, name)).encode(), last=entry.revision)
+                await self.kv.update(key, str(await self.next_version(owner, name)).encode(), last=entry.revision)
 
     async def next_version(self, owner: str, name: str) -> int:
         current = await self._read(_key(owner, name, LATEST))

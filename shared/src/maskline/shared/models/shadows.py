@@ -17,7 +17,7 @@ from nats.js.errors import KeyNotFoundError, NotFoundError
 from numpy.typing import NDArray
 
 from maskline.contracts.model_v1 import ShadowCompared
-from maskline.shared.kv import compare_and_set, open_bucket
+from maskline.shared.kv import BucketStore, compare_and_set
 
 BUCKET = "shadows"
 
@@ -69,21 +69,19 @@ def agreement(served: NDArray[Any], shadow: NDArray[Any]) -> tuple[float, float]
     return float((a == b).mean()), float(np.mean(ious))
 
 
-class ShadowTallies:
-    def __init__(self, js: JetStreamContext) -> None:
-        self._js = js
-        self._kv: Any = None
+class ShadowTallies(BucketStore):
+    BUCKET = BUCKET
 
-    async def open(self) -> None:
-        self._kv = await open_bucket(self._js, BUCKET)
+    def __init__(self, js: JetStreamContext) -> None:
+        super().__init__(js)
 
     async def add(self, c: ShadowCompared) -> None:
         key = tally_key(c.owner, c.model, c.alias, c.shadow)
-        await compare_and_set(self._kv, key, _decoder, lambda cur: (cur or ShadowTally(served=c.served)).add(c))
+        await compare_and_set(self.kv, key, _decoder, lambda cur: (cur or ShadowTally(served=c.served)).add(c))
 
     async def get(self, owner: str, model: str, alias: str, shadow: int) -> ShadowTally | None:
         try:
-            entry = await self._kv.get(tally_key(owner, model, alias, shadow))
+            entry = await self.kv.get(tally_key(owner, model, alias, shadow))
         except (KeyNotFoundError, NotFoundError):
             return None
         return _decoder.decode(entry.value) if entry.value else None

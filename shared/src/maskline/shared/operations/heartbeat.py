@@ -20,7 +20,7 @@ import msgspec
 import structlog
 from nats.js import JetStreamContext
 
-from maskline.shared.kv import entries, open_bucket
+from maskline.shared.kv import BucketStore, entries
 
 BUCKET = "fleet"
 STALE_AFTER = 3
@@ -31,17 +31,16 @@ def key(service: str, instance: str) -> str:
     return f"{service}.{re.sub(r'[^A-Za-z0-9_=-]', '_', instance)}"
 
 
-class Heartbeat:
-    def __init__(self, js: JetStreamContext, service: str, instance: str, interval_s: float) -> None:
-        self.js, self.key, self.interval_s = js, key(service, instance), interval_s
-        self._kv: Any = None
+class Heartbeat(BucketStore):
+    BUCKET = BUCKET
 
-    async def open(self) -> None:
-        self._kv = await open_bucket(self.js, BUCKET)
+    def __init__(self, js: JetStreamContext, service: str, instance: str, interval_s: float) -> None:
+        super().__init__(js)
+        self.js, self.key, self.interval_s = js, key(service, instance), interval_s
 
     async def put(self, status: dict[str, Any], state: str = "up") -> None:
         body = {**status, "state": state, "heartbeat_at": time.time(), "interval_s": self.interval_s}
-        await self._kv.put(self.key, msgspec.json.encode(body))
+        await self.kv.put(self.key, msgspec.json.encode(body))
 
     async def run(self, status: Callable[[], Awaitable[dict[str, Any]]], stopping: asyncio.Event) -> None:
         while not stopping.is_set():

@@ -72,10 +72,6 @@ class ConsumerSpec(Generic[T]):
     failure_subject: str | None = None
     """Event type of the `JobFailed` published when this consumer gives up on a job (e.g. `seg.v1.failed`)."""
     concurrency: int = 4
-    deliver_new_only: bool = False
-    ack_wait_s: float | None = None
-    """This consumer's ack wait, where its handlers are much quicker than the service's setting
-    assumes (the job-state projector): what a dead instance held moves on sooner."""
 
     @classmethod
     def for_subject(
@@ -86,15 +82,6 @@ class ConsumerSpec(Generic[T]):
         durable = table.consumer_of(type_, service).durable
         payload: Any = entry.payload
         return cls(durable, entry.stream, entry.filter, payload, handler, failure, concurrency)
-
-    @classmethod
-    def for_stream(
-        cls, durable: str, handler: Handler[T], *, concurrency: int = 4, ack_wait_s: float | None = None
-    ) -> ConsumerSpec[T]:
-        """A whole-stream reader of the subject table (the job-state projector), on raw payloads."""
-        reader = table.stream_reader(durable)
-        payload: Any = msgspec.Raw
-        return cls(durable, reader.stream, reader.filter, payload, handler, None, concurrency, ack_wait_s=ack_wait_s)
 
 
 @dataclass
@@ -137,8 +124,6 @@ class Consumer(Generic[T]):
 
     def __post_init__(self) -> None:
         references.plan_for(self.spec.payload)  # a payload naming stored bytes without a rule: refuse to start
-        if self.spec.ack_wait_s is not None:
-            self.ack_wait_s = self.spec.ack_wait_s
         self._decoder = msgspec.json.Decoder(Envelope[self.spec.payload])  # type: ignore[name-defined]
         self._header_decoder = msgspec.json.Decoder(Envelope[msgspec.Raw])
         self._tasks: set[asyncio.Task[None]] = set()
@@ -157,7 +142,7 @@ class Consumer(Generic[T]):
             # The runtime counts deliveries itself so that the last one is dead-lettered, not dropped.
             max_deliver=-1,
             max_ack_pending=max(64, spec.concurrency * 4),
-            deliver_policy=DeliverPolicy.NEW if spec.deliver_new_only else DeliverPolicy.ALL,
+            deliver_policy=DeliverPolicy.ALL,
             filter_subject=spec.subject,
         )
         # Create, or bring an existing durable to this configuration (e.g. a new ack wait), then bind.

@@ -86,15 +86,13 @@ class Runtime:
         self._store = open_store(self.settings, self.name)
         if commands := table.commands_consumed_by(self.name):
             # Every job this service takes off the bus meets the same gate, whoever published it.
-            jobs = JobStore(self.bus.js)
-            await jobs.open()
+            jobs = await JobStore.opened(self.bus.js)
             pipeline = any(c.stream == "SEG" for c in commands)
             backlog = Backlog(self.bus.js) if pipeline else None
             self.gate = CommandGate(jobs, Admission.for_bus(self.settings, backlog))
             await self.gate.follow_ends(self.bus.nc, {c.stream for c in commands})
         if self.name in table.bucket("cancels").readers:
-            self.cancellations = Cancellations(self.bus.js)
-            await self.cancellations.open()
+            self.cancellations = await Cancellations.opened(self.bus.js)
             await self.cancellations.follow()  # every mark so far, before any consumer takes work
         self.ready_checks.setdefault("store", self.store.ready)
 
@@ -191,8 +189,7 @@ class Runtime:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         micro = await self._register_micro()
-        heartbeat = Heartbeat(self.bus.js, self.name, self.instance, self.settings.heartbeat_s)
-        await heartbeat.open()
+        heartbeat = await Heartbeat.opened(self.bus.js, self.name, self.instance, self.settings.heartbeat_s)
         extra = (*extra, heartbeat.run(self.status, self._stop))
         if self.cancellations is not None:
             extra = (*extra, self.cancellations.watch(self._stop))

@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import msgspec
@@ -39,7 +39,7 @@ import standardwebhooks
 from nats.js import JetStreamContext
 
 from maskline.contracts.common_v1 import Webhook
-from maskline.shared.kv import BucketMirror, get_decoded, open_bucket
+from maskline.shared.kv import BucketMirror, BucketStore, get_decoded, open_bucket
 
 BUCKET = "webhooks"
 JOB_BUCKET = "job-webhooks"
@@ -62,35 +62,37 @@ def job_key(tenant: str, job_id: str) -> str:
 _decoder = msgspec.json.Decoder(Webhook)
 
 
-class WebhookTargets:
+class WebhookTargets(BucketStore):
     """The `webhooks` and `job-webhooks` buckets: written by the gateway, read by notify."""
 
+    BUCKET = BUCKET
+
     def __init__(self, js: JetStreamContext) -> None:
-        self._js = js
-        self._tenants: Any = None
+        super().__init__(js)
         self._jobs: Any = None
         self.mirror: BucketMirror[Webhook] | None = None
         """notify's view of every tenant's record (`follow`): a job's end costs no read unless
         its tenant has a webhook at all."""
 
-    async def open(self) -> None:
-        self._tenants = await open_bucket(self._js, BUCKET)
-        self._jobs = await open_bucket(self._js, JOB_BUCKET)
+    async def open(self) -> Self:
+        await super().open()
+        self._jobs = await open_bucket(self.js, JOB_BUCKET)
+        return self
 
     async def follow(self) -> None:
-        self.mirror = BucketMirror(self._js, BUCKET, _decoder)
+        self.mirror = BucketMirror(self.js, BUCKET, _decoder)
         await self.mirror.start()
 
     async def of_tenant(self, tenant: str) -> Webhook | None:
         if self.mirror is not None:
             return self.mirror.get(tenant_key(tenant))
-        return await get_decoded(self._tenants, tenant_key(tenant), _decoder)
+        return await get_decoded(self.kv, tenant_key(tenant), _decoder)
 
     async def set_for_tenant(self, tenant: str, webhook: Webhook) -> None:
-        await self._tenants.put(tenant_key(tenant), msgspec.json.encode(webhook))
+        await self.kv.put(tenant_key(tenant), msgspec.json.encode(webhook))
 
     async def remove_for_tenant(self, tenant: str) -> None:
-        await self._tenants.delete(tenant_key(tenant))
+        await self.kv.delete(tenant_key(tenant))
 
     async def set_for_job(self, tenant: str, job_id: str, webhook: Webhook) -> None:
         await self._jobs.put(job_key(tenant, job_id), msgspec.json.encode(webhook))

@@ -1,7 +1,7 @@
 """Audit: a durable consumer on every stream; each event becomes a signed, hash-chained record,
-and every few seconds a signed checkpoint states the chain's head. The same pass projects every
-job event into the job-state bucket (the one place job state is folded; the gateway reads it
-through a watch), so each event is read by its consumers and by audit, and by nothing else."""
+and every few seconds a signed checkpoint states the chain's head. The same pass folds every
+job event into the job-state bucket (projection.py), so each event is read by its consumers and
+by audit, and by nothing else."""
 
 from __future__ import annotations
 
@@ -10,17 +10,15 @@ import contextlib
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
-import msgspec
 import structlog
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from maskline.contracts import subjects as table
-from maskline.contracts.envelope import Envelope
 from maskline.services.audit.chain import Chain, load_signing_key
+from maskline.services.audit.projection import Projection
 from maskline.services.audit.settings import AuditSettings
-from maskline.shared.bus import tenant_token
-from maskline.shared.jobs.state import PAYLOADS, JobStore
+from maskline.shared.jobs.state import JobStore
 from maskline.shared.service.consumer import BUSY_FETCH_S, IDLE_FETCH_S
 from maskline.shared.service.runtime import Runtime
 
@@ -37,32 +35,11 @@ FETCH = 8  # a batch is done well within the ack wait even when the store or bus
 class Audit:
     """Not a `Consumer`: it must record every message, even ones no contract decodes, as is."""
 
-    def __init__(self, runtime: Runtime, chain: Chain, jobs: JobStore) -> None:
+    def __init__(self, runtime: Runtime, chain: Chain, projection: Projection) -> None:
         self.runtime = runtime
         self.chain = chain
-        self.jobs = jobs
+        self.projection = projection
         self.recorded = 0
-        self._decoders = {type_: msgspec.json.Decoder(Envelope[payload]) for type_, payload in PAYLOADS.items()}  # type: ignore[valid-type]
-
-    def job_event(self, subject: str, data: bytes) -> Envelope[Any] | None:
-        """The job event a message is, to fold into its job's state. What no contract decodes, or an
-        envelope whose tenant the subject does not back, changes no state (its consumer dead-letters it)."""
-        decoder = self._decoders.get(subject.rsplit(".", 1)[0])
-        if decoder is None:
-            return None
-        try:
-            env = decoder.decode(data)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            return None
-        return env if env.tenant == tenant_token(subject) else None
-
-    async def project(self, events: list[Envelope[Any]]) -> None:
-        """Fold the job events of a batch into their jobs' states: one write per job, however many
-        of its events came in the batch."""
-        by_job: dict[tuple[str, str], list[Envelope[Any]]] = {}
-        for env in events:
-            by_job.setdefault((env.tenant, env.job_id), []).append(env)
-        await asyncio.gather(*(self.jobs.apply_all(envs) for envs in by_job.values()))
 
     async def run_reader(self, reader: table.StreamReader) -> None:
         js = self.runtime.bus.js
@@ -102,9 +79,8 @@ class Audit:
                     await later.nak(delay=1.0)
                 break
             recorded.append(msg)
-        events = [e for e in (self.job_event(m.subject, m.data) for m in recorded) if e is not None]
         try:
-            await self.project(events)
+            await self.projection.fold([(m.subject, m.data) for m in recorded])
         except Exception as exc:  # recorded, but the state not folded: both come again (the record is de-duplicated)
             log.warning("audit.project_failed", error=str(exc))
             for msg in recorded:
@@ -128,8 +104,7 @@ class Audit:
 async def setup(runtime: Runtime) -> list[Awaitable[Any]]:
     settings = runtime.settings
     assert isinstance(settings, AuditSettings)
-    jobs = JobStore(runtime.bus.js)
-    await jobs.open()
-    audit = Audit(runtime, Chain(runtime.bus.js, load_signing_key(settings.audit_signing_key_file)), jobs)
+    jobs = await JobStore.opened(runtime.bus.js)
+    audit = Audit(runtime, Chain(runtime.bus.js, load_signing_key(settings.audit_signing_key_file)), Projection(jobs))
     readers = [r for r in table.STREAM_READERS if r.service == NAME]
     return [*(audit.run_reader(r) for r in readers), audit.checkpoints(settings.checkpoint_every_s)]

@@ -28,10 +28,6 @@ from maskline.shared.tenants.webhooks import WebhookTargets
 NAME = "gateway"
 
 
-#: Projecting an event takes milliseconds: after a crash, what the dead gateway held is projected
-#: again within seconds of its restart, so job status is current within 5 s.
-
-
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: the runtime owns SIGTERM and drains everything."""
 
@@ -55,22 +51,14 @@ async def _serve_http(runtime: Runtime, server: _Server) -> None:
 async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     settings = runtime.settings
     assert isinstance(settings, GatewaySettings)
-    jobs = JobStore(runtime.bus.js)
-    await jobs.open()
-    registry = ModelRegistry(runtime.bus.js)
-    await registry.open()
-    grants = Grants(runtime.bus.js)
-    await grants.open()
-    idempotency = IdempotencyKeys(runtime.bus.js)
-    await idempotency.open()
-    shadows = ShadowTallies(runtime.bus.js)
-    await shadows.open()
-    fences = Fences(runtime.bus.js, runtime.bus)
-    await fences.open()
-    cancellations = Cancellations(runtime.bus.js)
-    await cancellations.open()
-    targets = WebhookTargets(runtime.bus.js)
-    await targets.open()
+    jobs = await JobStore.opened(runtime.bus.js)
+    registry = await ModelRegistry.opened(runtime.bus.js)
+    grants = await Grants.opened(runtime.bus.js)
+    idempotency = await IdempotencyKeys.opened(runtime.bus.js)
+    shadows = await ShadowTallies.opened(runtime.bus.js)
+    fences = await Fences.opened(runtime.bus.js, runtime.bus)
+    cancellations = await Cancellations.opened(runtime.bus.js)
+    targets = await WebhookTargets.opened(runtime.bus.js)
     admission = Admission(
         backlog=Backlog(runtime.bus.js),
         max_backlog=settings.max_backlog,
@@ -80,8 +68,7 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
         overrides=settings.limits_of(),
     )
     metrics = Metrics()
-    metrics.lease = Lease(runtime.bus.js, "platform-metrics", runtime.instance)
-    await metrics.lease.open()
+    metrics.lease = await Lease.opened(runtime.bus.js, "platform-metrics", runtime.instance)
     await metrics.lease.renew()  # a lone gateway exports from its first scrape
     waiters = CompletionWaiters(
         runtime.bus.js, jobs, on_finished=admission.finished, on_update=metrics.observe, unfinished=admission.unfinished

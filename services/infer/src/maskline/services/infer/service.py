@@ -225,14 +225,11 @@ class Infer:
 async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     settings = runtime.settings
     assert isinstance(settings, InferSettings)
-    registry = ModelRegistry(runtime.bus.js)
-    await registry.open()
-    grants = Grants(runtime.bus.js)
-    await grants.open()
+    registry = await ModelRegistry.opened(runtime.bus.js)
+    grants = await Grants.opened(runtime.bus.js)
     triton = Triton(settings, runtime.store)
     runtime.ready_checks["triton"] = triton.ready
-    shadows = ShadowTallies(runtime.bus.js)
-    await shadows.open()
+    shadows = await ShadowTallies.opened(runtime.bus.js)
     infer = Infer(runtime, triton, ModelAccess(registry, grants), shadows)
     runtime.ready_checks["models"] = infer.warm_ready
     for type_, handler in ((seg_v1.INGESTED, infer.handle), (seg_v1.AUGMENTED, infer.handle_variant)):

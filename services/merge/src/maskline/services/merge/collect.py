@@ -7,26 +7,22 @@ merge restart loses nothing: what was recorded before the crash is still in the 
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 from nats.js import JetStreamContext
 
 from maskline.contracts import seg_v1
-from maskline.shared.kv import compare_and_set, open_bucket
+from maskline.shared.kv import BucketStore, compare_and_set
 
 BUCKET = "tta"
 Slots = dict[str, seg_v1.SegmentationInferred]
 _decoder = msgspec.json.Decoder(Slots)
 
 
-class VariantCollector:
-    def __init__(self, js: JetStreamContext) -> None:
-        self._js = js
-        self._kv: Any = None
+class VariantCollector(BucketStore):
+    BUCKET = BUCKET
 
-    async def open(self) -> None:
-        self._kv = await open_bucket(self._js, BUCKET)
+    def __init__(self, js: JetStreamContext) -> None:
+        super().__init__(js)
 
     async def record(
         self, tenant: str, job_id: str, inferred: seg_v1.SegmentationInferred
@@ -36,7 +32,7 @@ class VariantCollector:
         def add(slots: Slots | None) -> Slots:
             return {**(slots or {}), str(inferred.variant_index): inferred}
 
-        slots = await compare_and_set(self._kv, f"{tenant}.{job_id}", _decoder, add)
+        slots = await compare_and_set(self.kv, f"{tenant}.{job_id}", _decoder, add)
         if slots is None or len(slots) < inferred.variant_count:
             return None
         return [slots[str(i)] for i in range(inferred.variant_count)]

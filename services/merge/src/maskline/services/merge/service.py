@@ -195,10 +195,8 @@ class Merge:
 
 
 async def setup(runtime: Runtime) -> list[Awaitable[None]]:
-    collector = VariantCollector(runtime.bus.js)
-    await collector.open()
-    fences = Fences(runtime.bus.js, runtime.bus)
-    await fences.open()
+    collector = await VariantCollector.opened(runtime.bus.js)
+    fences = await Fences.opened(runtime.bus.js, runtime.bus)
     merge = Merge(runtime, collector, fences)
     runtime.consume(
         ConsumerSpec.for_subject(

@@ -114,11 +114,9 @@ class Notifier:
 
 async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     assert isinstance(runtime.settings, NotifySettings)
-    targets = webhooks.WebhookTargets(runtime.bus.js)
-    await targets.open()
+    targets = await webhooks.WebhookTargets.opened(runtime.bus.js)
     await targets.follow()  # every tenant's record in memory: a job's end reads nothing more unless it has one
-    jobs = JobStore(runtime.bus.js)
-    await jobs.open()
+    jobs = await JobStore.opened(runtime.bus.js)
     notifier = Notifier(runtime.settings, targets, jobs)
     for type_ in WATCHED:
         runtime.consume(ConsumerSpec.for_subject(NAME, type_, notifier.handle, concurrency=runtime.settings.concurrency))

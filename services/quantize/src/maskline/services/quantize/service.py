@@ -24,13 +24,10 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     assert isinstance(settings, QuantizeSettings)
     if settings.torch_threads > 0:
         torch.set_num_threads(settings.torch_threads)
-    registry = ModelRegistry(runtime.bus.js)
-    await registry.open()
-    grants = Grants(runtime.bus.js)
-    await grants.open()
+    registry = await ModelRegistry.opened(runtime.bus.js)
+    grants = await Grants.opened(runtime.bus.js)
     jobs = QuantizeJobs(runtime.store, registry, ModelAccess(registry, grants), runtime.bus, settings)
-    fences = Fences(runtime.bus.js, runtime.bus)
-    await fences.open()
+    fences = await Fences.opened(runtime.bus.js, runtime.bus)
     for subject, handler, failure in (
         # One quantized event (and one registered version) per job, whatever crashes or wakes up late.
         (model_v1.QUANTIZE_REQUESTED, fenced(fences, "quantize", jobs.quantize), model_v1.FAILED),

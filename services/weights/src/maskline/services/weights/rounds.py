@@ -33,7 +33,7 @@ from maskline.shared.bus import Bus
 from maskline.shared.errors import PermanentError
 from maskline.shared.jobs import followups
 from maskline.shared.jobs.fence import Fences, new_attempt
-from maskline.shared.kv import compare_and_set, entries, open_bucket
+from maskline.shared.kv import BucketStore, compare_and_set, entries
 from maskline.shared.models.access import ModelAccess, copyable_by
 from maskline.shared.models.registry import ModelNotFound, ModelRegistry
 from maskline.shared.models.store import register_model
@@ -86,19 +86,18 @@ def claim_round(state: Federation | None, round_: int, at: float) -> Federation 
     return msgspec.structs.replace(state, closing_at=at)
 
 
-class Rounds:
+class Rounds(BucketStore):
+    BUCKET = BUCKET
+
     def __init__(
         self, js: JetStreamContext, bus: Bus, store: ObjectStore, registry: ModelRegistry, access: ModelAccess, fences: Fences
     ) -> None:
+        super().__init__(js)
         self.js, self.bus, self.store, self.registry, self.access, self.fences = js, bus, store, registry, access, fences
-        self._kv: Any = None
-
-    async def open(self) -> None:
-        self._kv = await open_bucket(self.js, BUCKET)
 
     async def _update(self, federation: str, change: Any) -> Federation | None:
         """Apply `change(state) -> state | None` with compare-and-set; None means no write."""
-        return await compare_and_set(self._kv, federation, _decode, change)
+        return await compare_and_set(self.kv, federation, _decode, change)
 
     async def on_opened(self, env: Envelope[model_v1.RoundOpened]) -> list[Envelope[Any]]:
         opened = env.data if env.data.opened_at else msgspec.structs.replace(env.data, opened_at=env.time)
@@ -269,7 +268,7 @@ class Rounds:
                 await asyncio.wait_for(stopping.wait(), every_s)
 
     async def _check_deadline(self, key: str) -> None:
-        entry = await self._kv.get(key)
+        entry = await self.kv.get(key)
         state = _decode.decode(entry.value)
         federation = key.split(".", 1)[1]
         opened = state.current

@@ -23,12 +23,9 @@ NAME = "weights"
 
 
 async def setup(runtime: Runtime) -> list[Awaitable[None]]:
-    fences = Fences(runtime.bus.js, runtime.bus)
-    await fences.open()
-    registry = ModelRegistry(runtime.bus.js)
-    await registry.open()
-    grants = Grants(runtime.bus.js)
-    await grants.open()
+    fences = await Fences.opened(runtime.bus.js, runtime.bus)
+    registry = await ModelRegistry.opened(runtime.bus.js)
+    grants = await Grants.opened(runtime.bus.js)
     access = ModelAccess(registry, grants)
 
     async def on_merge_models(env: Envelope[model_v1.ModelMergeRequested]) -> list[Envelope[Any]]:
@@ -36,8 +33,7 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
 
     merge_jobs = fenced(fences, "merge", on_merge_models)  # one merged event (and version) per job
 
-    rounds = Rounds(runtime.bus.js, runtime.bus, runtime.store, registry, access, fences)
-    await rounds.open()
+    rounds = await Rounds.opened(runtime.bus.js, runtime.bus, runtime.store, registry, access, fences)
     runtime.consume(
         ConsumerSpec.for_subject(NAME, model_v1.ROUND_OPENED, rounds.on_opened, failure=model_v1.FAILED, concurrency=1)
     )

@@ -19,7 +19,7 @@ from litestar import Controller, Response, get, post
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
-from maskline.contracts import seg_v1
+from maskline.contracts import routes, seg_v1
 from maskline.contracts.envelope import command, job_event, new_job_id
 from maskline.contracts.http_v1 import OutputMatch, ReplayView, SegmentationView
 from maskline.contracts.subjects import GATEWAY
@@ -135,7 +135,7 @@ async def replay_view(ctx: GatewayContext, original: JobState, replay: JobState)
         reproduced=replay.status == "completed" and all(o.match for o in outputs.values()),
         links={
             "replay": job_path(replay.job_id),
-            "self": f"{job_path(original.job_id)}/replays/{replay.job_id}",
+            "self": routes.fill(routes.REPLAY_RESULT, job_id=original.job_id, replay_id=replay.job_id),
             "audit": f"/v1/audit?job={replay.job_id}",
         },
     )

@@ -1,13 +1,14 @@
-"""Response bodies of the HTTP API (msgspec Structs, so OpenAPI is generated from them)."""
+"""A job's state as the HTTP API shows it (the bodies themselves are contracts: `http_v1`)."""
 
 from __future__ import annotations
 
+from maskline.contracts import routes
 from maskline.contracts.http_v1 import ArtifactView, SegmentationView, job_links
 from maskline.shared.jobs.state import JobState
 
 
 def job_path(job_id: str) -> str:
-    return f"/v1/segmentations/{job_id}"
+    return routes.fill(routes.SEGMENTATION, job_id=job_id)
 
 
 def segmentation_view(state: JobState) -> SegmentationView:
