@@ -42,6 +42,10 @@ lint: typecheck
     python -m maskline.infra.error_codes --check
     MASKLINE_API_KEYS=lint:lint MINIO_ROOT_PASSWORD=lint docker-compose -f compose.yaml config -q
 
+# git hooks of .pre-commit-config.yaml: commit subjects of at most 72 characters, ruff on what you commit
+hooks:
+    pre-commit install
+
 # mypy --strict over every distribution's src/ (the files and search path are in pyproject.toml)
 typecheck:
     mypy

@@ -21,6 +21,16 @@ from maskline.shared.provision import provision
 #: Outside systems of the session's nats-server, each bound to one tenant.
 BUS_CLIENTS = "partner-t1:t1,partner-t2:t2"
 
+#: The tiers (pyproject's markers): `./dev test -m unit` and friends pick by them, so a test with
+#: none would run only in the whole suite, and nobody would know what it needs.
+TIERS = ("unit", "nats", "integration", "triton", "e2e", "compose")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    unmarked = [item.nodeid for item in items if not any(item.get_closest_marker(tier) for tier in TIERS)]
+    if unmarked:
+        raise pytest.UsageError(f"tests without a tier marker ({', '.join(TIERS)}): {', '.join(unmarked)}")
+
 
 @pytest.fixture(scope="session")
 def nats_home(tmp_path_factory: pytest.TempPathFactory) -> Path:

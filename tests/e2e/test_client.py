@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from maskline.client import ApiError, AsyncClient, Client, ClientSettings
 from maskline.contracts import seg_v1
 from maskline.contracts.http_v1 import SegmentationView
 from maskline.contracts.model_v1 import ModelVersion
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import WEIGHTS
+
+pytestmark = pytest.mark.e2e
 
 
 def settings(stack: Stack) -> ClientSettings:

@@ -30,6 +30,8 @@ from maskline.models.starter import shapes
 from maskline.shared.bus import connect, read_stream
 from maskline.shared.config import RuntimeSettings
 
+pytestmark = pytest.mark.e2e
+
 KEY = "cluster-key"
 TENANT = "cluster"
 DOWN_S = 12.0

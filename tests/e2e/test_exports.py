@@ -11,6 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from label_studio_sdk.converter.brush import decode_rle
 from label_studio_sdk.label_interface import LabelInterface
 from PIL import Image
@@ -21,6 +22,8 @@ from pycocotools.cocoeval import COCOeval
 from maskline.client import JsonClient
 from maskline.infra.embedded.stack import Stack
 from tests.e2e.conftest import cli
+
+pytestmark = pytest.mark.e2e
 
 
 def masks_of(client: JsonClient, job_id: str) -> np.ndarray:

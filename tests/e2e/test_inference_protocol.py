@@ -16,6 +16,8 @@ from tritonclient.utils import InferenceServerException
 from maskline.client import JsonClient
 from maskline.infra.embedded.stack import Stack
 
+pytestmark = pytest.mark.e2e
+
 
 def auth() -> dict[str, str]:
     """A fresh dict per call: tritonclient writes its binary-data header into the one it is given."""

@@ -9,11 +9,14 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from maskline.client import JsonClient
 from maskline.contracts.subjects import GATEWAY, SERVICES
 from maskline.infra.embedded.stack import Stack
+
+pytestmark = pytest.mark.e2e
 
 
 def promtool_check(text: str) -> str:

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from maskline.client import JsonClient
+
+pytestmark = pytest.mark.e2e
 
 FINAL = ("completed", "failed", "cancelled")
 

@@ -20,6 +20,8 @@ from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
 from maskline.infra.trace_viewer import Collector, Span, tree
 
+pytestmark = pytest.mark.e2e
+
 KEY = "trace-key"
 
 

@@ -21,6 +21,8 @@ from maskline.infra.receiver import Receiver
 from maskline.models.starter import WEIGHTS, shapes
 from maskline.shared.tenants import webhooks
 
+pytestmark = pytest.mark.e2e
+
 
 class Hook:
     """A webhook receiver: answers `fail_first` deliveries with 500, then 200; keeps what it was sent."""

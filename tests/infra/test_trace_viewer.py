@@ -85,6 +85,7 @@ def test_both_encodings_make_one_tree() -> None:
         collector.close()
 
 
+@pytest.mark.integration
 def test_the_cli_prints_a_trace_once_it_is_quiet() -> None:
     port = free_port()
     command = [sys.executable, "-m", "maskline.cli", "traces", "--port", str(port), "--quiet-s", "0.3"]

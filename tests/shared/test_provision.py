@@ -18,6 +18,8 @@ from maskline.infra.embedded.process import free_ports, port_open, spawn, wait_u
 from maskline.shared.bus import STREAMS
 from maskline.shared.provision import provision, wait_jetstream
 
+pytestmark = pytest.mark.nats
+
 AUTH = 'authorization { users = [ { user: admin, password: "provision-test" } ] }\n'
 
 

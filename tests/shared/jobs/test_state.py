@@ -154,6 +154,7 @@ async def test_a_writer_folds_from_what_it_wrote_and_a_stale_memory_costs_only_a
     assert counted.reads == reads + 1 and again.status == "inferred" and again.model == MODEL
 
 
+@pytest.mark.unit
 def test_the_memory_of_revisions_is_bounded() -> None:
     revisions = Revisions(size=2)
     for i in range(3):
@@ -178,6 +179,7 @@ async def test_entries_reads_every_live_key_of_a_bucket(bus: Bus) -> None:
     assert len(found) == 299 and found["k5"] == b"new" and "k7" not in found
 
 
+@pytest.mark.unit
 def test_a_registration_completes_only_the_registration_job_that_asked_for_it() -> None:
     from maskline.contracts import model_v1
 
