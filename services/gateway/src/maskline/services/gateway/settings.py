@@ -28,6 +28,9 @@ class GatewaySettings(RuntimeSettings, kw_only=True, frozen=True):
     def operator_tenants(self) -> set[str]:
         return {t.strip() for t in self.operators.split(",") if t.strip()}
 
+    def is_operator(self, tenant: str) -> bool:
+        return tenant in self.operator_tenants()
+
     def tenants_by_key(self) -> dict[str, str]:
         pairs: dict[str, str] = {}
         for item in filter(None, (p.strip() for p in self.api_keys.split(","))):

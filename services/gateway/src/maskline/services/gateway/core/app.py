@@ -17,11 +17,13 @@ from maskline.services.gateway.core import problems
 from maskline.services.gateway.core.auth import provide_tenant
 from maskline.services.gateway.core.context import GatewayContext
 from maskline.services.gateway.core.health import HealthController
+from maskline.services.gateway.core.intake import Intake
+from maskline.services.gateway.core.model_lookup import ModelLookup
 from maskline.services.gateway.core.pages import security_headers
 from maskline.services.gateway.core.shedding import shed_over_limits
 from maskline.services.gateway.data.datasets import DatasetController
 from maskline.services.gateway.data.files import FileController
-from maskline.services.gateway.models.aliases import AliasController
+from maskline.services.gateway.models.aliases import AliasChanges, AliasController
 from maskline.services.gateway.models.evaluations import EvaluationController
 from maskline.services.gateway.models.federations import FederationController
 from maskline.services.gateway.models.quantization import QuantizeController
@@ -35,8 +37,13 @@ from maskline.services.gateway.operations.fleet_view import FleetController
 from maskline.services.gateway.operations.metrics import HTTP_METRICS, MetricsController
 from maskline.services.gateway.segmentations.control import ControlController
 from maskline.services.gateway.segmentations.inference_protocol import InferenceProtocolController
-from maskline.services.gateway.segmentations.routes import ExportController, SegmentationController, UploadController
-from maskline.services.gateway.tracking.job_routes import JobController
+from maskline.services.gateway.segmentations.routes import (
+    ExportController,
+    SegmentationController,
+    SegmentationJobs,
+    UploadController,
+)
+from maskline.services.gateway.tracking.job_routes import CommandJobs, JobController
 from maskline.services.gateway.tracking.progress import JobEventsController
 from maskline.services.gateway.tracking.webhook_settings import WebhookController
 from maskline.shared.version import CODE_VERSION
@@ -108,12 +115,31 @@ def document(openapi: OpenAPI) -> OpenAPI:
 
 
 def create_app(ctx: GatewayContext) -> Litestar:
+    """The app over the context's parts. A handler asks for a part by naming it as a parameter (the
+    keys of `dependencies` below): it receives only what it uses, never the context whole.
+
+    Beware a misspelt name: litestar reads a parameter that names no dependency, path parameter or
+    reserved word as a required query parameter (a 400 for every request), without a word at start.
+    The OpenAPI document shows it. A part is named apart from every query parameter for the same
+    reason: `job_store`, not `jobs` (`?jobs=` of /v1/exports/segmentations); `platform_metrics`,
+    not `metrics` (`?metrics=` of a federated update)."""
+
     def part(read: Callable[[], Any]) -> Provide:
-        """A dependency that is one of the context's parts: a controller asks for only what it uses."""
+        """A dependency that is one of the context's parts, read when a request asks for it, never
+        here: the routes and their OpenAPI document are assembled from the settings alone
+        (tests/services/gateway/test_routes.py)."""
         return Provide(read, sync_to_thread=False)
 
-    async def provide_ctx() -> GatewayContext:
-        return ctx
+    def grouped(kind: type[Any]) -> Provide:
+        """Parts a helper uses together, for one job (a dataclass): litestar fills each field from
+        the part of the same name."""
+        return Provide(kind, sync_to_thread=False)
+
+    def tenants_by_key() -> dict[str, str]:
+        return ctx.tenants
+
+    def intake() -> Intake:
+        return Intake(bus=ctx.runtime.bus, admission=ctx.admission, metrics=ctx.metrics)
 
     app = Litestar(
         route_handlers=[
@@ -143,13 +169,31 @@ def create_app(ctx: GatewayContext) -> Litestar:
             FileController,
         ],
         dependencies={
-            "ctx": Provide(provide_ctx),
             "tenant": Provide(provide_tenant),
-            "platform_metrics": part(lambda: ctx.metrics),
-            "admission": part(lambda: ctx.admission),
+            "tenants_by_key": part(tenants_by_key),
+            "failed_keys": part(lambda: ctx.failed_keys),
+            "settings": part(lambda: ctx.settings),
             "bus": part(lambda: ctx.runtime.bus),
+            "store": part(lambda: ctx.runtime.store),
+            "readiness": part(lambda: ctx.runtime.readiness),
+            "job_store": part(lambda: ctx.jobs),
+            "registry": part(lambda: ctx.registry),
+            "grants": part(lambda: ctx.grants),
+            "shadows": part(lambda: ctx.shadows),
+            "fences": part(lambda: ctx.fences),
+            "cancellations": part(lambda: ctx.cancellations),
+            "idempotency": part(lambda: ctx.idempotency),
+            "waiters": part(lambda: ctx.waiters),
+            "webhooks": part(lambda: ctx.webhooks),
+            "admission": part(lambda: ctx.admission),
+            "platform_metrics": part(lambda: ctx.metrics),
+            "models": part(lambda: ModelLookup(ctx.registry, ctx.grants)),
+            "intake": part(intake),
+            "command_jobs": grouped(CommandJobs),
+            "segmentation_jobs": grouped(SegmentationJobs),
+            "alias_changes": grouped(AliasChanges),
         },
-        guards=[shed_over_limits(ctx)],
+        guards=[shed_over_limits(tenants_by_key, intake)],
         # A server span per request, continuing the caller's `traceparent`: a job started inside it
         # takes its trace id (shared/tracing.py), so a client's trace runs on through the bus.
         plugins=[problems.plugin(), OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/metrics", "/health", "/v2/health"]))],

@@ -8,13 +8,19 @@ address the one the proxy saw (the last `X-Forwarded-For` entry).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeAlias
 
 from litestar import Request
 from litestar.datastructures import Headers
+from litestar.params import SkipValidation
 
-from maskline.services.gateway.core.context import GatewayContext
+from maskline.services.gateway.core.auth_limits import FailedKeys
 from maskline.services.gateway.core.errors import TooManyRequests, Unauthorized
+from maskline.services.gateway.settings import GatewaySettings
+
+#: API key → tenant (MASKLINE_API_KEYS). Unchecked by litestar, which would copy the mapping on every request.
+TenantsByKey: TypeAlias = SkipValidation[Mapping[str, str]]
 
 
 def client_address(request: Request[Any, Any, Any], trust_forwarded_for: bool) -> str:
@@ -32,20 +38,22 @@ def api_key(headers: Headers) -> str:
     return key
 
 
-async def provide_tenant(request: Request[Any, Any, Any], ctx: GatewayContext) -> str:
+async def provide_tenant(
+    request: Request[Any, Any, Any], tenants_by_key: TenantsByKey, failed_keys: FailedKeys, settings: GatewaySettings
+) -> str:
     key = api_key(request.headers)
     if not key:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
-    client = client_address(request, ctx.settings.trust_forwarded_for)
-    wait = ctx.failed_keys.blocked_for(client, ctx.settings.max_failed_keys)
+    client = client_address(request, settings.trust_forwarded_for)
+    wait = failed_keys.blocked_for(client, settings.max_failed_keys)
     if wait > 0:
         raise TooManyRequests(
             f"too many unknown API keys from this address: try again in {wait:.0f} s",
             code="too_many_failed_keys",
             retry_after_s=wait,
         )
-    tenant = ctx.tenants.get(key)
+    tenant = tenants_by_key.get(key)
     if tenant is None:
-        ctx.failed_keys.failed(client)
+        failed_keys.failed(client)
         raise Unauthorized("unknown API key")
     return str(tenant)

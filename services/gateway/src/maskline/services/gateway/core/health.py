@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeAlias
 
 from litestar import Controller, Response, get
 
-from maskline.services.gateway.core.context import GatewayContext
+#: The runtime's checks (NATS, the object store, consumers not paused), each true or false.
+Readiness: TypeAlias = Callable[[], Awaitable[dict[str, bool]]]
 
 
 class HealthController(Controller):
@@ -18,7 +20,7 @@ class HealthController(Controller):
         return {"status": "live"}
 
     @get("/ready", summary="NATS and the object store are usable")
-    async def ready(self, ctx: GatewayContext) -> Response[dict[str, Any]]:
-        checks = await ctx.runtime.readiness()
+    async def ready(self, readiness: Readiness) -> Response[dict[str, Any]]:
+        checks = await readiness()
         ok = all(checks.values())
         return Response({"ready": ok, "checks": checks}, status_code=200 if ok else 503)

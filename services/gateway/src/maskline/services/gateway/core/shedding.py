@@ -9,25 +9,30 @@ handler: it may be the retry that finishes a job admitted before.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
 
 from maskline.services.gateway.core.auth import api_key
-from maskline.services.gateway.core.context import GatewayContext
+from maskline.services.gateway.core.intake import Intake
 
 #: Route option naming the handlers that create jobs: `@post(..., opt={ADMITTED: True})`.
 ADMITTED = "admitted"
 
 
-def shed_over_limits(ctx: GatewayContext) -> Guard:
+def shed_over_limits(tenants_by_key: Callable[[], Mapping[str, str]], intake: Callable[[], Intake]) -> Guard:
+    """`tenants_by_key` and `intake` are read at each request, as the app's dependencies are (app.py)."""
+
     async def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:  # type: ignore[type-arg]
         if not handler.opt.get(ADMITTED) or "idempotency-key" in connection.headers:
             return
-        tenant = ctx.tenants.get(api_key(connection.headers))
+        tenant = tenants_by_key().get(api_key(connection.headers))
         if tenant is None:
             return  # the handler answers 401
-        ctx.require_bus()
-        await ctx.check_admission(tenant)
+        checks = intake()
+        checks.require_bus()
+        await checks.check_admission(tenant)
 
     return guard

@@ -11,10 +11,11 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 
 from maskline.contracts import dataset_v1
 from maskline.contracts.http_v1 import DatasetView, ExpandRequest, JobView
-from maskline.services.gateway.core.context import GatewayContext
 from maskline.services.gateway.core.errors import NotFound, Unprocessable
+from maskline.services.gateway.core.store import Store
 from maskline.services.gateway.segmentations.sniff import check_image_header
-from maskline.services.gateway.tracking.job_routes import submit_command
+from maskline.services.gateway.settings import GatewaySettings
+from maskline.services.gateway.tracking.job_routes import CommandJobs
 from maskline.shared import keys
 from maskline.shared.images.checks import formats
 
@@ -44,21 +45,28 @@ class DatasetController(Controller):
 
     @put("/datasets/{dataset:str}/{part:str}/{filename:str}", summary="Upload one image (part=images) or mask (part=masks)")
     async def upload(
-        self, ctx: GatewayContext, tenant: str, dataset: str, part: str, filename: str, request: Request[Any, Any, Any]
+        self,
+        settings: GatewaySettings,
+        store: Store,
+        tenant: str,
+        dataset: str,
+        part: str,
+        filename: str,
+        request: Request[Any, Any, Any],
     ) -> dict[str, Any]:
         if part not in ("images", "masks"):
             raise NotFound(f"no such dataset part {part!r}: use images or masks")
         body = await request.body()
-        s = ctx.settings
-        await asyncio.to_thread(check_image_header, body, allowed_formats=formats(s.allowed_formats), max_pixels=s.max_pixels)
+        allowed = formats(settings.allowed_formats)
+        await asyncio.to_thread(check_image_header, body, allowed_formats=allowed, max_pixels=settings.max_pixels)
         key = file_key(tenant, dataset, part, filename)
-        ref = await ctx.runtime.store.put(key, body, request.headers.get("content-type", "application/octet-stream"))
+        ref = await store.put(key, body, request.headers.get("content-type", "application/octet-stream"))
         return {"key": ref.key, "size": ref.size, "sha256": ref.sha256}
 
     @get("/datasets/{dataset:str}", summary="Files of a dataset")
-    async def show(self, ctx: GatewayContext, tenant: str, dataset: str) -> DatasetView:
+    async def show(self, store: Store, tenant: str, dataset: str) -> DatasetView:
         base = prefix(tenant, dataset)
-        found = await ctx.runtime.store.list(base)
+        found = await store.list(base)
         if not found:
             raise NotFound(f"no dataset {dataset}")
         return DatasetView(
@@ -69,14 +77,16 @@ class DatasetController(Controller):
         )
 
     @get("/datasets/{dataset:str}/manifest", summary="The manifest of an expanded dataset")
-    async def manifest(self, ctx: GatewayContext, tenant: str, dataset: str) -> Response[bytes]:
+    async def manifest(self, store: Store, tenant: str, dataset: str) -> Response[bytes]:
         key = keys.dataset_manifest(prefix(tenant, dataset))
-        if not await ctx.runtime.store.exists(key):
+        if not await store.exists(key):
             raise NotFound(f"dataset {dataset} has no manifest (not expanded yet?)")
-        return Response(await ctx.runtime.store.get(key), media_type="application/json")
+        return Response(await store.get(key), media_type="application/json")
 
     @post("/datasets/{dataset:str}/expand", status_code=HTTP_202_ACCEPTED, summary="Expand a dataset with the five variants")
-    async def expand(self, ctx: GatewayContext, tenant: str, dataset: str, data: ExpandRequest) -> Response[JobView]:
+    async def expand(
+        self, store: Store, command_jobs: CommandJobs, tenant: str, dataset: str, data: ExpandRequest
+    ) -> Response[JobView]:
         target = data.target or f"{dataset}-aug"
         try:
             request = msgspec.convert(
@@ -91,6 +101,6 @@ class DatasetController(Controller):
             )
         except msgspec.ValidationError as exc:
             raise Unprocessable(f"invalid expansion request: {exc}") from exc
-        if not await ctx.runtime.store.list(keys.dataset_part(request.source, keys.IMAGES)):
+        if not await store.list(keys.dataset_part(request.source, keys.IMAGES)):
             raise NotFound(f"dataset {dataset} has no images (PUT /v1/datasets/{dataset}/images/<file> first)")
-        return await submit_command(ctx, tenant, dataset_v1.EXPAND_REQUESTED, request, webhook_url=data.webhook_url)
+        return await command_jobs.submit(tenant, dataset_v1.EXPAND_REQUESTED, request, webhook_url=data.webhook_url)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import msgspec
 from litestar import Controller, delete, get, post, put
@@ -16,12 +17,15 @@ from maskline.contracts.audit_v1 import AuditRecord
 from maskline.contracts.envelope import job_event, new_trace_id, now
 from maskline.contracts.http_v1 import AliasView, PromoteBody, RolloutBody, ShadowView
 from maskline.contracts.model_v1 import STABLE, Alias, AliasAction, AliasName, ModelVersion
-from maskline.services.gateway.core.context import GatewayContext
 from maskline.services.gateway.core.errors import Conflict, NotFound, Unprocessable
+from maskline.services.gateway.core.model_lookup import ModelLookup
+from maskline.services.gateway.core.store import Store
 from maskline.services.gateway.data.datasets import prefix as dataset_prefix
 from maskline.services.gateway.models.evaluations import evaluations_of
 from maskline.services.gateway.models.sharing import OwnerParam
-from maskline.shared.models.registry import ModelNotFound
+from maskline.shared.bus import Bus
+from maskline.shared.models.registry import ModelNotFound, ModelRegistry
+from maskline.shared.models.shadows import ShadowTallies
 from maskline.shared.tenants.trails import job_trail
 
 #: The last versions an alias pointed to that a rollback can return to.
@@ -45,23 +49,40 @@ class AliasController(Controller):
     tags = ["rollout"]
 
     @get(summary="A model's aliases (yours, the platform's, or a model shared with you: `owner`)")
-    async def list_aliases(self, ctx: GatewayContext, tenant: str, name: str, owner: OwnerParam = None) -> list[AliasView]:
-        owner = await _readable(ctx, tenant, name, owner)
-        return [await _view(ctx, a) for a in await ctx.registry.aliases(owner, name)]
+    async def list_aliases(
+        self,
+        models: ModelLookup,
+        registry: ModelRegistry,
+        shadows: ShadowTallies,
+        tenant: str,
+        name: str,
+        owner: OwnerParam = None,
+    ) -> list[AliasView]:
+        owner = await _readable(models, tenant, name, owner)
+        return [await _view(shadows, a) for a in await registry.aliases(owner, name)]
 
     @get("/{alias:str}", summary="One alias, with its shadow's agreement with the served masks")
-    async def get_alias(self, ctx: GatewayContext, tenant: str, name: str, alias: str, owner: OwnerParam = None) -> AliasView:
-        owner = await _readable(ctx, tenant, name, owner)
-        return await _view(ctx, await _existing(ctx, owner, name, alias))
+    async def get_alias(
+        self,
+        models: ModelLookup,
+        registry: ModelRegistry,
+        shadows: ShadowTallies,
+        tenant: str,
+        name: str,
+        alias: str,
+        owner: OwnerParam = None,
+    ) -> AliasView:
+        owner = await _readable(models, tenant, name, owner)
+        return await _view(shadows, await _existing(registry, owner, name, alias))
 
     @put(
         "/{alias:str}", status_code=HTTP_200_OK, summary="Point an alias at one of your versions: create or promote (owner only)"
     )
-    async def promote(self, ctx: GatewayContext, tenant: str, name: str, alias: str, data: PromoteBody) -> AliasView:
-        return await promote(ctx, tenant, name, _name(alias), data)
+    async def promote(self, alias_changes: AliasChanges, tenant: str, name: str, alias: str, data: PromoteBody) -> AliasView:
+        return await alias_changes.promote(tenant, name, _name(alias), data)
 
     @post("/{alias:str}/rollback", status_code=HTTP_200_OK, summary="Return an alias to the version it ran before (owner only)")
-    async def rollback(self, ctx: GatewayContext, tenant: str, name: str, alias: str) -> AliasView:
+    async def rollback(self, alias_changes: AliasChanges, tenant: str, name: str, alias: str) -> AliasView:
         def step(cur: Alias | None) -> Alias:
             if cur is None:
                 raise NotFound(f"you have no alias {alias} of model {name}", code="alias_not_found")
@@ -71,17 +92,19 @@ class AliasController(Controller):
                 cur, version=cur.history[-1], history=cur.history[:-1], canary=None, canary_percent=0.0, changed=now(), by=tenant
             )
 
-        return await _change(ctx, tenant, name, _name(alias), step, action="rolled-back")
+        return await alias_changes.change(tenant, name, _name(alias), step, action="rolled-back")
 
     @put(
         "/{alias:str}/rollout",
         status_code=HTTP_200_OK,
         summary="Split an alias's traffic with a canary version, and/or run a shadow version (owner only)",
     )
-    async def rollout(self, ctx: GatewayContext, tenant: str, name: str, alias: str, data: RolloutBody) -> AliasView:
+    async def rollout(
+        self, models: ModelLookup, alias_changes: AliasChanges, tenant: str, name: str, alias: str, data: RolloutBody
+    ) -> AliasView:
         for version in (data.canary, data.shadow):
             if version is not None:
-                await ctx.owned_model(tenant, name, version)
+                await models.owned_model(tenant, name, version)
         if (data.canary is None) != (data.canary_percent == 0):
             raise Unprocessable("give a canary version together with a canary_percent above 0 (or neither)")
 
@@ -94,70 +117,131 @@ class AliasController(Controller):
                 cur, canary=data.canary, canary_percent=data.canary_percent, shadow=data.shadow, changed=now(), by=tenant
             )
 
-        return await _change(ctx, tenant, name, _name(alias), step, action="rollout")
+        return await alias_changes.change(tenant, name, _name(alias), step, action="rollout")
 
     @delete("/{alias:str}", status_code=HTTP_204_NO_CONTENT, summary="Delete an alias (not `stable`; owner only)")
-    async def remove(self, ctx: GatewayContext, tenant: str, name: str, alias: str) -> None:
+    async def remove(self, registry: ModelRegistry, bus: Bus, tenant: str, name: str, alias: str) -> None:
         if alias == STABLE:
             raise Conflict("stable is what requests naming no alias run: promote another version instead", code="alias_required")
-        current = await _existing(ctx, tenant, name, alias)
-        await ctx.registry.delete_alias(tenant, name, alias)
-        await _publish(ctx, current, "deleted", current.version, "")
+        current = await _existing(registry, tenant, name, alias)
+        await registry.delete_alias(tenant, name, alias)
+        await _publish(bus, current, "deleted", current.version, "")
 
     @get("/{alias:str}/trail", summary="The audited changes of one alias (owner only)")
-    async def trail(self, ctx: GatewayContext, tenant: str, name: str, alias: str) -> list[AuditRecord]:
-        await _existing(ctx, tenant, name, alias)
-        return await job_trail(ctx.runtime.bus.js, tenant, alias_trail_id(tenant, name, alias))
+    async def trail(self, registry: ModelRegistry, bus: Bus, tenant: str, name: str, alias: str) -> list[AuditRecord]:
+        await _existing(registry, tenant, name, alias)
+        return await job_trail(bus.js, tenant, alias_trail_id(tenant, name, alias))
 
 
-async def promote(ctx: GatewayContext, tenant: str, name: str, alias: str, data: PromoteBody) -> AliasView:
-    """Create the alias at `data.version`, or move it there (its old version kept for a rollback)."""
-    model = await ctx.owned_model(tenant, name, data.version)
-    current = await ctx.registry.alias(tenant, name, alias)
-    rule = await _check_rule(ctx, alias, current, model, data)
+@dataclass(frozen=True)
+class AliasChanges:
+    """Change an alias: compare-and-set on its record, checked against the promotion rule, published
+    as an audited event. What a handler asks for as `alias_changes`, built by litestar from the parts
+    of the same names (app.py)."""
 
-    def step(cur: Alias | None) -> Alias:
-        if cur is None:
-            return Alias(owner=tenant, model=name, name=alias, version=model.version, changed=now(), by=tenant)
-        if cur.version == model.version:
-            raise Conflict(f"alias {alias} already runs version {model.version}", code="alias_unchanged")
-        return msgspec.structs.replace(
-            cur,
-            version=model.version,
-            history=(*cur.history, cur.version)[-HISTORY:],
-            canary=None if cur.canary == model.version else cur.canary,  # the canary became the alias
-            canary_percent=0.0 if cur.canary == model.version else cur.canary_percent,
-            shadow=None if cur.shadow == model.version else cur.shadow,
-            changed=now(),
-            by=tenant,
-        )
+    models: ModelLookup
+    registry: ModelRegistry
+    shadows: ShadowTallies
+    store: Store
+    bus: Bus
 
-    return await _change(ctx, tenant, name, alias, step, rule=rule)
+    async def promote(self, tenant: str, name: str, alias: str, data: PromoteBody) -> AliasView:
+        """Create the alias at `data.version`, or move it there (its old version kept for a rollback)."""
+        model = await self.models.owned_model(tenant, name, data.version)
+        current = await self.registry.alias(tenant, name, alias)
+        rule = await self._check_rule(alias, current, model, data)
+
+        def step(cur: Alias | None) -> Alias:
+            if cur is None:
+                return Alias(owner=tenant, model=name, name=alias, version=model.version, changed=now(), by=tenant)
+            if cur.version == model.version:
+                raise Conflict(f"alias {alias} already runs version {model.version}", code="alias_unchanged")
+            return msgspec.structs.replace(
+                cur,
+                version=model.version,
+                history=(*cur.history, cur.version)[-HISTORY:],
+                canary=None if cur.canary == model.version else cur.canary,  # the canary became the alias
+                canary_percent=0.0 if cur.canary == model.version else cur.canary_percent,
+                shadow=None if cur.shadow == model.version else cur.shadow,
+                changed=now(),
+                by=tenant,
+            )
+
+        return await self.change(tenant, name, alias, step, rule=rule)
+
+    async def change(
+        self,
+        owner: str,
+        name: str,
+        alias: str,
+        step: Callable[[Alias | None], Alias],
+        *,
+        action: AliasAction | None = None,
+        rule: str = "",
+    ) -> AliasView:
+        before = await self.registry.alias(owner, name, alias)
+        try:
+            changed = await self.registry.change_alias(owner, name, alias, step)
+        except ModelNotFound as exc:  # not a name any model of yours has
+            raise NotFound(str(exc), code="model_not_found") from exc
+        assert changed is not None
+        previous = before.version if before else None
+        await _publish(self.bus, changed, action or ("created" if before is None else "promoted"), previous, rule)
+        return await _view(self.shadows, changed)
+
+    async def _check_rule(self, alias: str, current: Alias | None, candidate: ModelVersion, data: PromoteBody) -> str:
+        """The promotion rule's verdict in words, or 409 `promotion_refused` naming the numbers."""
+        checks = []
+        if data.require_metric is not None and current is not None:
+            metric = data.require_metric
+            serving = await self.registry.get(current.owner, current.model, current.version)
+            new, old = candidate.metrics.get(metric), serving.metrics.get(metric)
+            verdict = f"{metric}: version {candidate.version} {new} vs version {serving.version} {old}"
+            if new is None or (old is not None and new < old):
+                raise Conflict(f"promotion refused: {verdict} (require_metric)", code="promotion_refused")
+            checks.append(verdict)
+        if data.require_evaluation is not None and current is not None:
+            checks.append(await self._check_evaluations(current, candidate, data.require_evaluation))
+        if data.require_shadow_agreement is not None:
+            tally = await self.shadows.get(candidate.owner, candidate.name, alias, candidate.version)
+            jobs = tally.jobs if tally else 0
+            mean = tally.pixel_agreement_sum / tally.jobs if tally and tally.jobs else 0.0
+            verdict = f"shadow agreement of version {candidate.version}: {mean:.4f} over {jobs} requests"
+            if jobs < data.min_shadow_jobs or mean < data.require_shadow_agreement:
+                raise Conflict(
+                    f"promotion refused: {verdict}; the rule asks for {data.require_shadow_agreement} "
+                    f"over at least {data.min_shadow_jobs}",
+                    code="promotion_refused",
+                )
+            checks.append(verdict)
+        return "; ".join(checks)
+
+    async def _check_evaluations(self, current: Alias, candidate: ModelVersion, dataset: str) -> str:
+        """Candidate's mIoU on the dataset is at least the serving version's, on the same content."""
+        prefix = dataset_prefix(candidate.owner, dataset)
+        serving = await self.registry.get(current.owner, current.model, current.version)
+        new, old = [
+            next((e for e in await evaluations_of(self.store, candidate.owner, m) if e.dataset == prefix), None)
+            for m in (candidate, serving)
+        ]
+        if new is None or old is None:
+            missing = ", ".join(f"v{m.version}" for m, e in ((candidate, new), (serving, old)) if e is None)
+            raise Conflict(
+                f"promotion refused: no evaluation of {missing} on {dataset} (require_evaluation)", code="promotion_refused"
+            )
+        verdict = f"mIoU on {dataset}: version {candidate.version} {new.miou:.4f} vs version {serving.version} {old.miou:.4f}"
+        if new.dataset_sha256 != old.dataset_sha256:
+            raise Conflict(
+                f"promotion refused: {dataset} changed between the two evaluations; evaluate both again",
+                code="promotion_refused",
+            )
+        if new.miou < old.miou:
+            raise Conflict(f"promotion refused: {verdict} (require_evaluation)", code="promotion_refused")
+        return verdict
 
 
-async def _change(
-    ctx: GatewayContext,
-    owner: str,
-    name: str,
-    alias: str,
-    step: Callable[[Alias | None], Alias],
-    *,
-    action: AliasAction | None = None,
-    rule: str = "",
-) -> AliasView:
-    before = await ctx.registry.alias(owner, name, alias)
-    try:
-        changed = await ctx.registry.change_alias(owner, name, alias, step)
-    except ModelNotFound as exc:  # not a name any model of yours has
-        raise NotFound(str(exc), code="model_not_found") from exc
-    assert changed is not None
-    previous = before.version if before else None
-    await _publish(ctx, changed, action or ("created" if before is None else "promoted"), previous, rule)
-    return await _view(ctx, changed)
-
-
-async def _publish(ctx: GatewayContext, alias: Alias, action: AliasAction, previous: int | None, rule: str) -> None:
-    await ctx.runtime.bus.publish(
+async def _publish(bus: Bus, alias: Alias, action: AliasAction, previous: int | None, rule: str) -> None:
+    await bus.publish(
         job_event(  # every change is its own event: the id tells them apart
             model_v1.ALIAS_CHANGED,
             "gateway",
@@ -170,50 +254,22 @@ async def _publish(ctx: GatewayContext, alias: Alias, action: AliasAction, previ
     )
 
 
-async def _check_rule(ctx: GatewayContext, alias: str, current: Alias | None, candidate: ModelVersion, data: PromoteBody) -> str:
-    """The promotion rule's verdict in words, or 409 `promotion_refused` naming the numbers."""
-    checks = []
-    if data.require_metric is not None and current is not None:
-        metric = data.require_metric
-        serving = await ctx.registry.get(current.owner, current.model, current.version)
-        new, old = candidate.metrics.get(metric), serving.metrics.get(metric)
-        verdict = f"{metric}: version {candidate.version} {new} vs version {serving.version} {old}"
-        if new is None or (old is not None and new < old):
-            raise Conflict(f"promotion refused: {verdict} (require_metric)", code="promotion_refused")
-        checks.append(verdict)
-    if data.require_evaluation is not None and current is not None:
-        checks.append(await _check_evaluations(ctx, current, candidate, data.require_evaluation))
-    if data.require_shadow_agreement is not None:
-        tally = await ctx.shadows.get(candidate.owner, candidate.name, alias, candidate.version)
-        jobs = tally.jobs if tally else 0
-        mean = tally.pixel_agreement_sum / tally.jobs if tally and tally.jobs else 0.0
-        verdict = f"shadow agreement of version {candidate.version}: {mean:.4f} over {jobs} requests"
-        if jobs < data.min_shadow_jobs or mean < data.require_shadow_agreement:
-            raise Conflict(
-                f"promotion refused: {verdict}; the rule asks for {data.require_shadow_agreement} "
-                f"over at least {data.min_shadow_jobs}",
-                code="promotion_refused",
-            )
-        checks.append(verdict)
-    return "; ".join(checks)
-
-
-async def _readable(ctx: GatewayContext, tenant: str, name: str, owner: str | None) -> str:
-    model = await ctx.model(tenant, name, owner=owner)  # 404 unless the tenant may use the model
+async def _readable(models: ModelLookup, tenant: str, name: str, owner: str | None) -> str:
+    model = await models.model(tenant, name, owner=owner)  # 404 unless the tenant may use the model
     return model.owner
 
 
-async def _existing(ctx: GatewayContext, owner: str, name: str, alias: str) -> Alias:
-    found = await ctx.registry.alias(owner, name, alias)
+async def _existing(registry: ModelRegistry, owner: str, name: str, alias: str) -> Alias:
+    found = await registry.alias(owner, name, alias)
     if found is None:
         raise NotFound(f"model {name} has no alias {alias}", code="alias_not_found")
     return found
 
 
-async def _view(ctx: GatewayContext, alias: Alias) -> AliasView:
+async def _view(shadows: ShadowTallies, alias: Alias) -> AliasView:
     if alias.shadow is None:
         return AliasView(alias=alias)
-    tally = await ctx.shadows.get(alias.owner, alias.model, alias.name, alias.shadow)
+    tally = await shadows.get(alias.owner, alias.model, alias.name, alias.shadow)
     if tally is None or not tally.jobs:
         return AliasView(alias=alias)
     n = tally.jobs
@@ -230,26 +286,3 @@ async def _view(ctx: GatewayContext, alias: Alias) -> AliasView:
             shadow_ms=round(tally.shadow_ms_sum / n, 2),
         ),
     )
-
-
-async def _check_evaluations(ctx: GatewayContext, current: Alias, candidate: ModelVersion, dataset: str) -> str:
-    """Candidate's mIoU on the dataset is at least the serving version's, on the same content."""
-    prefix = dataset_prefix(candidate.owner, dataset)
-    serving = await ctx.registry.get(current.owner, current.model, current.version)
-    new, old = [
-        next((e for e in await evaluations_of(ctx, candidate.owner, m) if e.dataset == prefix), None)
-        for m in (candidate, serving)
-    ]
-    if new is None or old is None:
-        missing = ", ".join(f"v{m.version}" for m, e in ((candidate, new), (serving, old)) if e is None)
-        raise Conflict(
-            f"promotion refused: no evaluation of {missing} on {dataset} (require_evaluation)", code="promotion_refused"
-        )
-    verdict = f"mIoU on {dataset}: version {candidate.version} {new.miou:.4f} vs version {serving.version} {old.miou:.4f}"
-    if new.dataset_sha256 != old.dataset_sha256:
-        raise Conflict(
-            f"promotion refused: {dataset} changed between the two evaluations; evaluate both again", code="promotion_refused"
-        )
-    if new.miou < old.miou:
-        raise Conflict(f"promotion refused: {verdict} (require_evaluation)", code="promotion_refused")
-    return verdict

@@ -14,23 +14,25 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from maskline.contracts import model_v1
 from maskline.contracts.http_v1 import ComparedVersion, ComparisonView, EvaluateBody, JobView
 from maskline.contracts.model_v1 import Evaluation, ModelVersion, VersionRef
-from maskline.services.gateway.core.context import GatewayContext
 from maskline.services.gateway.core.errors import Conflict, NotFound, Unprocessable
+from maskline.services.gateway.core.model_lookup import ModelLookup
+from maskline.services.gateway.core.store import Store
 from maskline.services.gateway.data.datasets import prefix as dataset_prefix
 from maskline.services.gateway.models.pictures import difference
 from maskline.services.gateway.models.sharing import OwnerParam
-from maskline.services.gateway.tracking.job_routes import submit_command
+from maskline.services.gateway.tracking.job_routes import CommandJobs
 from maskline.shared import keys
+from maskline.shared.models.registry import ModelRegistry
 from maskline.shared.storage import ObjectNotFound
 
 _decoder = msgspec.json.Decoder(Evaluation)
 
 
-async def evaluations_of(ctx: GatewayContext, tenant: str, model: ModelVersion) -> list[Evaluation]:
+async def evaluations_of(store: Store, tenant: str, model: ModelVersion) -> list[Evaluation]:
     """The tenant's evaluations of one version, newest first."""
     prefix = keys.evaluations(tenant, model.owner, model.name, model.version)
-    infos = [info for info in await ctx.runtime.store.list_info(prefix) if info.key.endswith(".json")]  # not the masks
-    found = [_decoder.decode(await ctx.runtime.store.get(info.key)) for info in infos]
+    infos = [info for info in await store.list_info(prefix) if info.key.endswith(".json")]  # not the masks
+    found = [_decoder.decode(await store.get(info.key)) for info in infos]
     return sorted(found, key=lambda e: e.created, reverse=True)
 
 
@@ -62,9 +64,16 @@ class EvaluationController(Controller):
         summary="Score a version on one of your labelled datasets: class IoUs, mIoU, pixel accuracy, boundary F (a job)",
     )
     async def evaluate(
-        self, ctx: GatewayContext, tenant: str, name: str, version: int, data: EvaluateBody, owner: OwnerParam = None
+        self,
+        models: ModelLookup,
+        command_jobs: CommandJobs,
+        tenant: str,
+        name: str,
+        version: int,
+        data: EvaluateBody,
+        owner: OwnerParam = None,
     ) -> Response[JobView]:
-        model = await ctx.model(tenant, name, version, owner)
+        model = await models.model(tenant, name, version, owner)
         try:
             request = model_v1.EvaluateRequested(
                 model=VersionRef(model.name, model.version, model.owner),
@@ -75,13 +84,13 @@ class EvaluationController(Controller):
             request = msgspec.convert(msgspec.to_builtins(request), model_v1.EvaluateRequested)  # the contract's bounds
         except msgspec.ValidationError as exc:
             raise Unprocessable(f"invalid evaluation request: {exc}") from exc
-        return await submit_command(ctx, tenant, model_v1.EVALUATE_REQUESTED, request, webhook_url=data.webhook_url)
+        return await command_jobs.submit(tenant, model_v1.EVALUATE_REQUESTED, request, webhook_url=data.webhook_url)
 
     @get("/{version:int}/evaluations", summary="Your evaluations of one version, newest first")
     async def evaluations(
-        self, ctx: GatewayContext, tenant: str, name: str, version: int, owner: OwnerParam = None
+        self, models: ModelLookup, store: Store, tenant: str, name: str, version: int, owner: OwnerParam = None
     ) -> list[Evaluation]:
-        return await evaluations_of(ctx, tenant, await ctx.model(tenant, name, version, owner))
+        return await evaluations_of(store, tenant, await models.model(tenant, name, version, owner))
 
     @get(
         "/compare",
@@ -89,7 +98,9 @@ class EvaluationController(Controller):
     )
     async def compare(
         self,
-        ctx: GatewayContext,
+        models: ModelLookup,
+        registry: ModelRegistry,
+        store: Store,
         tenant: str,
         name: str,
         versions: Annotated[
@@ -99,12 +110,14 @@ class EvaluationController(Controller):
         owner: OwnerParam = None,
     ) -> ComparisonView:
         prefix = dataset_prefix(tenant, dataset)
-        models = [await ctx.model(tenant, name, number, owner) for number in dict.fromkeys(int(v) for v in versions.split(","))]
+        compared = [
+            await models.model(tenant, name, number, owner) for number in dict.fromkeys(int(v) for v in versions.split(","))
+        ]
         rows = []
-        for model in models:
+        for model in compared:
             method, parameters = how_made(model)
-            on_dataset = [e for e in await evaluations_of(ctx, tenant, model) if e.dataset == prefix]
-            aliases = await ctx.registry.serving(model)
+            on_dataset = [e for e in await evaluations_of(store, tenant, model) if e.dataset == prefix]
+            aliases = await registry.serving(model)
             rows.append(
                 ComparedVersion(
                     version=model.version,
@@ -121,14 +134,14 @@ class EvaluationController(Controller):
         differences: dict[str, str] = {}
         evaluated = [row.evaluation for row in rows if row.evaluation is not None]
         if len(rows) == 2 and len(evaluated) == 2 and evaluated[0].dataset_sha256 == evaluated[1].dataset_sha256:
-            m, sha = models[0], evaluated[0].dataset_sha256
+            m, sha = compared[0], evaluated[0].dataset_sha256
             folder = keys.evaluation_mask(tenant, m.owner, m.name, m.version, sha, "x.png").rsplit("/", 1)[0]
             query = f"?versions={rows[0].version},{rows[1].version}&dataset={dataset}" + (f"&owner={owner}" if owner else "")
-            for key in sorted(await ctx.runtime.store.list(folder + "/")):
+            for key in sorted(await store.list(folder + "/")):
                 image = key.rsplit("/", 1)[-1]
                 differences[image] = f"/v1/models/{name}/compare/masks/{image}{query}"
         return ComparisonView(
-            owner=models[0].owner, name=name, dataset=prefix, labels=models[0].labels, versions=rows, differences=differences
+            owner=compared[0].owner, name=name, dataset=prefix, labels=compared[0].labels, versions=rows, differences=differences
         )
 
     @get(
@@ -138,7 +151,8 @@ class EvaluationController(Controller):
     )
     async def mask_difference(
         self,
-        ctx: GatewayContext,
+        models: ModelLookup,
+        store: Store,
         tenant: str,
         name: str,
         image: str,
@@ -147,10 +161,10 @@ class EvaluationController(Controller):
         owner: OwnerParam = None,
     ) -> Response[bytes]:
         prefix = dataset_prefix(tenant, dataset)
-        models = [await ctx.model(tenant, name, int(v), owner) for v in versions.split(",")]
+        pair = [await models.model(tenant, name, int(v), owner) for v in versions.split(",")]
         evaluations = []
-        for model in models:
-            found = next((e for e in await evaluations_of(ctx, tenant, model) if e.dataset == prefix), None)
+        for model in pair:
+            found = next((e for e in await evaluations_of(store, tenant, model) if e.dataset == prefix), None)
             if found is None:
                 raise NotFound(f"version {model.version} was not evaluated on {dataset}", code="not_evaluated")
             evaluations.append(found)
@@ -158,17 +172,17 @@ class EvaluationController(Controller):
             raise Conflict(f"{dataset} changed between the two evaluations: evaluate both again", code="dataset_changed")
         try:
             masks = [
-                await ctx.runtime.store.get(keys.evaluation_mask(tenant, m.owner, m.name, m.version, e.dataset_sha256, image))
-                for m, e in zip(models, evaluations, strict=True)
+                await store.get(keys.evaluation_mask(tenant, m.owner, m.name, m.version, e.dataset_sha256, image))
+                for m, e in zip(pair, evaluations, strict=True)
             ]
             stem = keys.stem_of(keys.segment(image, "image name"))
-            listed = await ctx.runtime.store.list(keys.dataset_part(prefix, keys.IMAGES))
+            listed = await store.list(keys.dataset_part(prefix, keys.IMAGES))
             images = [k for k in listed if keys.stem_of(k) == stem]
             if not images:
                 raise ObjectNotFound(image)
-            picture = await ctx.runtime.store.get(images[0])
+            picture = await store.get(images[0])
         except (ObjectNotFound, keys.InvalidKey) as exc:
             raise NotFound(f"no evaluated image {image!r} in {dataset}") from exc
-        captions = (f"v{models[0].version}", f"v{models[1].version}")
+        captions = (f"v{pair[0].version}", f"v{pair[1].version}")
         png, differ = await asyncio.to_thread(difference, picture, masks[0], masks[1], captions)
         return Response(png, media_type="image/png", headers={"X-Pixels-Differ": str(differ)})

@@ -22,15 +22,19 @@ from maskline.contracts.http_v1 import FederationBody, FederationSummary, Federa
 from maskline.contracts.model_v1 import VersionRef
 from maskline.contracts.subjects import GATEWAY
 from maskline.services.gateway.core.bodies import STREAMED_BODY, limit_of, limited
-from maskline.services.gateway.core.context import GatewayContext
 from maskline.services.gateway.core.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
+from maskline.services.gateway.core.intake import Intake
+from maskline.services.gateway.core.model_lookup import ModelLookup
+from maskline.services.gateway.core.store import Store
 from maskline.services.gateway.data.datasets import prefix as dataset_prefix
 from maskline.services.gateway.models.evaluations import evaluations_of
 from maskline.services.gateway.models.sharing import OwnerParam
+from maskline.services.gateway.settings import GatewaySettings
 from maskline.shared import keys
+from maskline.shared.bus import Bus
 from maskline.shared.kv import entries
 from maskline.shared.models.access import copyable_by
-from maskline.shared.models.registry import ModelNotFound
+from maskline.shared.models.registry import ModelNotFound, ModelRegistry
 from maskline.shared.storage import ObjectNotFound
 from maskline.shared.tenants.trails import events, job_trail
 
@@ -55,7 +59,7 @@ class Run:
     def may_see(self, tenant: str) -> bool:
         return tenant == self.owner or tenant in self.first.sites
 
-    async def view(self, ctx: GatewayContext) -> FederationView:
+    async def view(self, registry: ModelRegistry, store: Store) -> FederationView:
         rounds: dict[int, dict[str, Any]] = {}
         error, status = None, "running"
         for env in self.events:
@@ -83,7 +87,7 @@ class Run:
                     reported=[reported[s] for s in sorted(reported) if s in merged],
                     missing=r.get("missing", [s for s in self.first.sites if s not in reported]),
                     model=model,
-                    evaluation=await self._evaluation(ctx, model) if model is not None else None,
+                    evaluation=await self._evaluation(registry, store, model) if model is not None else None,
                 )
             )
         base = f"/v1/federations/{self.federation}?owner={self.owner}"
@@ -102,34 +106,34 @@ class Run:
             links={"self": base, "audit": f"/v1/audit?job={self.federation}"},
         )
 
-    async def _evaluation(self, ctx: GatewayContext, ref: VersionRef) -> model_v1.Evaluation | None:
+    async def _evaluation(self, registry: ModelRegistry, store: Store, ref: VersionRef) -> model_v1.Evaluation | None:
         if not self.first.evaluate_on:
             return None
         try:
-            model = await ctx.registry.get(self.owner, ref.name, ref.version)
+            model = await registry.get(self.owner, ref.name, ref.version)
         except Exception:
             return None
-        found = [e for e in await evaluations_of(ctx, self.owner, model) if e.dataset == self.first.evaluate_on]
+        found = [e for e in await evaluations_of(store, self.owner, model) if e.dataset == self.first.evaluate_on]
         return found[0] if found else None
 
 
-async def _run(ctx: GatewayContext, tenant: str, federation: str, owner: str | None) -> Run:
+async def _run(bus: Bus, tenant: str, federation: str, owner: str | None) -> Run:
     owner = owner or tenant
     if not _TOKEN.match(federation):
         raise NotFound(f"no federation {federation}", code="federation_not_found")
-    run = Run(federation, owner, events(await job_trail(ctx.runtime.bus.js, owner, federation), RUN_EVENTS))
+    run = Run(federation, owner, events(await job_trail(bus.js, owner, federation), RUN_EVENTS))
     if not run.may_see(tenant):
         raise NotFound(f"no federation {federation}", code="federation_not_found")  # not disclosed
     return run
 
 
-async def _recorded(ctx: GatewayContext, owner: str, federation: str) -> None:
+async def _recorded(bus: Bus, owner: str, federation: str) -> None:
     """Answer a start once the audit trail, which every read of a run is told by, holds its opening:
     the owner's and the sites' first GET then finds it (within moments; at most RECORDED_WITHIN_S,
     after which the run is answered anyway and appears when the audit service catches up)."""
     deadline = asyncio.get_running_loop().time() + RECORDED_WITHIN_S
     while asyncio.get_running_loop().time() < deadline:
-        if events(await job_trail(ctx.runtime.bus.js, owner, federation), (model_v1.ROUND_OPENED,)):
+        if events(await job_trail(bus.js, owner, federation), (model_v1.ROUND_OPENED,)):
             return
         await asyncio.sleep(0.05)
 
@@ -152,9 +156,9 @@ class FederationController(Controller):
     tags = ["federation"]
 
     @get(summary="Federated runs you own or take part in, and where each stands")
-    async def list_runs(self, ctx: GatewayContext, tenant: str) -> list[FederationSummary]:
+    async def list_runs(self, bus: Bus, tenant: str) -> list[FederationSummary]:
         runs = []
-        for key, value in sorted((await entries(ctx.runtime.bus.js, "rounds")).items()):
+        for key, value in sorted((await entries(bus.js, "rounds")).items()):
             held = _held.decode(value)
             if tenant != held.tenant and tenant not in held.current.sites:
                 continue
@@ -177,9 +181,18 @@ class FederationController(Controller):
         return runs
 
     @post(status_code=HTTP_201_CREATED, summary="Start a federated run: round 1 opens for the named sites")
-    async def start(self, ctx: GatewayContext, tenant: str, data: FederationBody) -> Response[FederationView]:
-        ctx.require_bus()
-        start = await ctx.model(tenant, data.model.name, data.model.version, data.model.owner)
+    async def start(
+        self,
+        intake: Intake,
+        models: ModelLookup,
+        registry: ModelRegistry,
+        store: Store,
+        bus: Bus,
+        tenant: str,
+        data: FederationBody,
+    ) -> Response[FederationView]:
+        intake.require_bus()
+        start = await models.model(tenant, data.model.name, data.model.version, data.model.owner)
         if not copyable_by(tenant, start):  # the sites download it: a shared model is used, never handed on
             raise Unprocessable(
                 f"{start.owner}/{start.name} is shared with you: a federation hands its weights to every site, "
@@ -210,45 +223,53 @@ class FederationController(Controller):
         env = job_event(
             model_v1.ROUND_OPENED, GATEWAY, opened, tenant=tenant, job_id=federation, trace_id=new_trace_id(), parts=(1,)
         )
-        await ctx.runtime.bus.publish(env)
-        await _recorded(ctx, tenant, federation)
+        await bus.publish(env)
+        await _recorded(bus, tenant, federation)
         run = Run(federation, tenant, [env])
-        return Response(await run.view(ctx), status_code=HTTP_201_CREATED, headers={"Location": run_path(federation, tenant)})
+        return Response(
+            await run.view(registry, store), status_code=HTTP_201_CREATED, headers={"Location": run_path(federation, tenant)}
+        )
 
     @get("/{federation:str}", summary="A federated run round by round: sites reported, merged versions, their evaluation")
-    async def watch(self, ctx: GatewayContext, tenant: str, federation: str, owner: OwnerParam = None) -> FederationView:
-        return await (await _run(ctx, tenant, federation, owner)).view(ctx)
+    async def watch(
+        self, registry: ModelRegistry, store: Store, bus: Bus, tenant: str, federation: str, owner: OwnerParam = None
+    ) -> FederationView:
+        return await (await _run(bus, tenant, federation, owner)).view(registry, store)
 
     @delete(
         "/{federation:str}",
         status_code=HTTP_202_ACCEPTED,
         summary="Stop a federated run (owner only): no more updates, no next round",
     )
-    async def stop(self, ctx: GatewayContext, tenant: str, federation: str) -> FederationView:
-        run = await _run(ctx, tenant, federation, None)
-        ctx.require_bus()
+    async def stop(
+        self, intake: Intake, registry: ModelRegistry, store: Store, bus: Bus, tenant: str, federation: str
+    ) -> FederationView:
+        run = await _run(bus, tenant, federation, None)
+        intake.require_bus()
         stop = model_v1.FederationStopRequested(by=tenant)
         trace = run.events[0].trace_id
-        await ctx.runtime.bus.publish(
+        await bus.publish(
             job_event(model_v1.FEDERATION_STOP_REQUESTED, GATEWAY, stop, tenant=tenant, job_id=federation, trace_id=trace)
         )
-        return await run.view(ctx)
+        return await run.view(registry, store)
 
     @get("/{federation:str}/model", summary="The open round's global model, for a site to train (sites and owner)")
-    async def model(self, ctx: GatewayContext, tenant: str, federation: str, owner: OwnerParam = None) -> Response[bytes]:
-        run = await _run(ctx, tenant, federation, owner)
+    async def model(
+        self, registry: ModelRegistry, store: Store, bus: Bus, tenant: str, federation: str, owner: OwnerParam = None
+    ) -> Response[bytes]:
+        run = await _run(bus, tenant, federation, owner)
         # What the registry holds for the round's model, never a key the round's event claims (an
         # outside publisher writes those); and only while its owner may still hand it out.
         ref = run.current.model
         try:
-            model = await ctx.registry.get(ref.owner or run.owner, ref.name, ref.version)
+            model = await registry.get(ref.owner or run.owner, ref.name, ref.version)
         except ModelNotFound as exc:
             raise NotFound(f"round {run.current.round} of {federation} has no model to download") from exc
         if not copyable_by(run.owner, model):
             raise NotFound(f"round {run.current.round} of {federation} has no model to download", code="model_not_copyable")
         weights = model.weights
         try:
-            body = await ctx.runtime.store.get(weights.key)
+            body = await store.get(weights.key)
         except ObjectNotFound as exc:
             raise NotFound("the round's weights are gone from storage") from exc
         headers = {"X-Round": str(run.current.round), "ETag": f'"{weights.sha256}"'}
@@ -263,7 +284,10 @@ class FederationController(Controller):
     )
     async def update(
         self,
-        ctx: GatewayContext,
+        intake: Intake,
+        settings: GatewaySettings,
+        store: Store,
+        bus: Bus,
         tenant: str,
         federation: str,
         round: int,
@@ -272,7 +296,7 @@ class FederationController(Controller):
         metrics: Annotated[str, Parameter(query="metrics", description="JSON object of local metrics")] = "{}",
         owner: OwnerParam = None,
     ) -> model_v1.SiteUpdate:
-        run = await _run(ctx, tenant, federation, owner)
+        run = await _run(bus, tenant, federation, owner)
         if tenant not in run.first.sites:
             raise NotFound(f"{tenant} is not a site of federation {federation}", code="federation_not_found")
         if round != run.current.round:
@@ -281,19 +305,19 @@ class FederationController(Controller):
             local = {str(k): float(v) for k, v in json.loads(metrics).items()}
         except (ValueError, AttributeError, TypeError) as exc:
             raise Unprocessable(f"metrics must be a JSON object of numbers: {exc}") from exc
-        ctx.require_bus()
-        limit = limit_of(request, ctx.settings)
+        intake.require_bus()
+        limit = limit_of(request, settings)
 
         def too_large(size: int) -> PayloadTooLarge:
             return PayloadTooLarge(f"an update of {size} bytes or more is over the limit of {limit}", code="model_too_large")
 
         # Streamed into the store (atomic: a refused body leaves any earlier update of the site as it was).
-        ref = await ctx.runtime.store.put_stream(
+        ref = await store.put_stream(
             keys.site_update(run.owner, federation, round, tenant), limited(request, limit, too_large), "application/octet-stream"
         )
         update = model_v1.SiteUpdate(round=round, site=tenant, weights=ref, samples=samples, metrics=local)
         parts = (round, tenant, ref.sha256[:12])  # the same upload again: one event; another: ignored by weights
-        await ctx.runtime.bus.publish(
+        await bus.publish(
             job_event(
                 model_v1.UPDATE_SUBMITTED,
                 GATEWAY,

@@ -23,13 +23,18 @@ from maskline.contracts.envelope import new_job_id
 from maskline.contracts.http_v1 import JobView, MergeBody, PromoteBody, WeightsUploadView
 from maskline.contracts.model_v1 import STABLE, Architecture, ModelName, ModelVersion, precision_alias
 from maskline.services.gateway.core.bodies import STREAMED_BODY, limit_of, limited
-from maskline.services.gateway.core.context import GatewayContext
 from maskline.services.gateway.core.errors import PayloadTooLarge, Unprocessable
+from maskline.services.gateway.core.intake import Intake
+from maskline.services.gateway.core.model_lookup import ModelLookup
+from maskline.services.gateway.core.store import Store
 from maskline.services.gateway.data.datasets import prefix as dataset_prefix
-from maskline.services.gateway.models.aliases import promote
+from maskline.services.gateway.models.aliases import AliasChanges
 from maskline.services.gateway.models.sharing import OwnerParam
-from maskline.services.gateway.tracking.job_routes import submit_command
+from maskline.services.gateway.settings import GatewaySettings
+from maskline.services.gateway.tracking.job_routes import CommandJobs
+from maskline.services.gateway.tracking.waiters import CompletionWaiters
 from maskline.shared import keys
+from maskline.shared.models.registry import ModelRegistry
 
 
 @dataclass
@@ -64,30 +69,32 @@ class ModelController(Controller):
     tags = ["models"]
 
     @get(summary="Model versions you may use: your own, the platform's public ones, and those shared with you")
-    async def list_models(self, ctx: GatewayContext, tenant: str) -> list[ModelVersion]:
+    async def list_models(self, registry: ModelRegistry, models: ModelLookup, tenant: str) -> list[ModelVersion]:
         usable = []
-        for model in await ctx.registry.list():
-            if await ctx.access.may_use(tenant, model.owner, model.name):
+        for model in await registry.list():
+            if await models.access.may_use(tenant, model.owner, model.name):
                 usable.append(model)
         return usable
 
     @get("/{name:str}/{version:int}", summary="One model version (`owner`: for a model shared with you)")
     async def get_model(
-        self, ctx: GatewayContext, tenant: str, name: str, version: int, owner: OwnerParam = None
+        self, models: ModelLookup, tenant: str, name: str, version: int, owner: OwnerParam = None
     ) -> ModelVersion:
-        return await ctx.model(tenant, name, version, owner)
+        return await models.model(tenant, name, version, owner)
 
     @post(
         "/{name:str}/{version:int}/release",
         status_code=HTTP_200_OK,
         summary="Make this version `stable` (and `stable-<precision>`): what requests naming no version run (owner only)",
     )
-    async def release(self, ctx: GatewayContext, tenant: str, name: str, version: int) -> ModelVersion:
-        model = await ctx.owned_model(tenant, name, version)
+    async def release(
+        self, models: ModelLookup, registry: ModelRegistry, alias_changes: AliasChanges, tenant: str, name: str, version: int
+    ) -> ModelVersion:
+        model = await models.owned_model(tenant, name, version)
         for alias in (STABLE, precision_alias(STABLE, model.precision)):
-            current = await ctx.registry.alias(tenant, name, alias)
+            current = await registry.alias(tenant, name, alias)
             if current is None or current.version != version:
-                await promote(ctx, tenant, name, alias, PromoteBody(version=version))
+                await alias_changes.promote(tenant, name, alias, PromoteBody(version=version))
         return model
 
     @post(
@@ -95,7 +102,15 @@ class ModelController(Controller):
         summary="Register a TorchScript or ONNX segmentation model as a new version (202 with the job if checking takes longer)",
     )
     async def register(
-        self, ctx: GatewayContext, tenant: str, data: Annotated[ModelForm, Body(media_type=RequestEncodingType.MULTI_PART)]
+        self,
+        intake: Intake,
+        settings: GatewaySettings,
+        store: Store,
+        registry: ModelRegistry,
+        waiters: CompletionWaiters,
+        command_jobs: CommandJobs,
+        tenant: str,
+        data: Annotated[ModelForm, Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> Response[ModelVersion | JobView]:
         try:
             name = msgspec.convert(data.name, ModelName)
@@ -120,9 +135,9 @@ class ModelController(Controller):
             model_format = msgspec.convert(data.format or None, model_v1.ModelFormat | None)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise Unprocessable(f"invalid model description: {exc}") from exc
-        ctx.require_bus()
+        intake.require_bus()
         job_id = new_job_id()
-        upload = await self._weights(ctx, tenant, job_id, data)
+        upload = await self._weights(store, tenant, job_id, data)
         command = model_v1.RegisterRequested(
             name=name,
             weights=upload,
@@ -134,30 +149,30 @@ class ModelController(Controller):
             output=output,
             preprocessing=preprocessing,
         )
-        with ctx.waiters.watching(tenant, job_id) as finished:  # listening before the command is published
-            accepted = await submit_command(ctx, tenant, model_v1.REGISTER_REQUESTED, command, job_id=job_id)
-            state = await ctx.waiters.result(tenant, job_id, finished, ctx.settings.max_wait_s)
+        with waiters.watching(tenant, job_id) as finished:  # listening before the command is published
+            accepted = await command_jobs.submit(tenant, model_v1.REGISTER_REQUESTED, command, job_id=job_id)
+            state = await waiters.result(tenant, job_id, finished, settings.max_wait_s)
         if state is None or (state.model is None and state.status != "failed"):
             return accepted  # type: ignore[return-value]  # still being checked: follow the job
         if state.status == "failed":
             error = state.error
             raise Unprocessable(error.reason if error else "registration failed", code=error.code if error else "invalid_model")
         assert state.model is not None
-        model = await ctx.registry.get(tenant, state.model.name, state.model.version)
+        model = await registry.get(tenant, state.model.name, state.model.version)
         return Response(model, status_code=HTTP_201_CREATED, headers={"Location": f"/v1/models/{model.name}/{model.version}"})
 
     @staticmethod
-    async def _weights(ctx: GatewayContext, tenant: str, job_id: str, data: ModelForm) -> ObjectRef:
+    async def _weights(store: Store, tenant: str, job_id: str, data: ModelForm) -> ObjectRef:
         """The uploaded file stored for the job, or the reference of weights streamed before."""
         if (data.weights is None) == (not data.weights_sha256):
             raise Unprocessable("give the weights as a file, or the sha256 of weights uploaded to /v1/models/weights/{sha256}")
         if data.weights is not None:
             weights = await data.weights.read()
             key = keys.job_upload(tenant, job_id, hashlib.sha256(weights).hexdigest())
-            return await ctx.runtime.store.put(key, weights, "application/octet-stream")
+            return await store.put(key, weights, "application/octet-stream")
         sha256 = checked_sha256(data.weights_sha256)
         key = keys.model_upload(tenant, sha256)
-        found = await ctx.runtime.store.list_info(key)
+        found = await store.list_info(key)
         if not found or found[0].key != key:
             raise Unprocessable(f"no weights with sha256 {sha256} were uploaded by you", code="input_missing")
         return ObjectRef(key=key, size=found[0].size, sha256=sha256, content_type="application/octet-stream")
@@ -170,19 +185,19 @@ class ModelController(Controller):
         opt={STREAMED_BODY: "max_model_bytes"},
     )
     async def upload_weights(
-        self, ctx: GatewayContext, tenant: str, sha256: str, request: Request[Any, Any, Any]
+        self, settings: GatewaySettings, store: Store, tenant: str, sha256: str, request: Request[Any, Any, Any]
     ) -> WeightsUploadView:
         sha256 = checked_sha256(sha256)
-        limit = limit_of(request, ctx.settings)
+        limit = limit_of(request, settings)
         key = keys.model_upload(tenant, sha256)
         chunks = limited(request, limit, lambda size: too_large(size, limit))
         try:
-            ref = await ctx.runtime.store.put_stream(key, chunks, "application/octet-stream")
+            ref = await store.put_stream(key, chunks, "application/octet-stream")
         except PayloadTooLarge:
-            await ctx.runtime.store.delete(key)
+            await store.delete(key)
             raise
         if ref.sha256 != sha256:
-            await ctx.runtime.store.delete(key)
+            await store.delete(key)
             raise Unprocessable(f"the body's sha256 is {ref.sha256}, not {sha256}: upload again", code="checksum_mismatch")
         return WeightsUploadView(key=ref.key, size=ref.size, sha256=ref.sha256)
 
@@ -209,7 +224,7 @@ class ModelMergeController(Controller):
     tags = ["models"]
 
     @post(status_code=HTTP_202_ACCEPTED, summary="Merge model versions into a new version (avg, max, absmax, weighted, ...)")
-    async def merge(self, ctx: GatewayContext, tenant: str, data: MergeBody) -> Response[JobView]:
+    async def merge(self, models: ModelLookup, command_jobs: CommandJobs, tenant: str, data: MergeBody) -> Response[JobView]:
         raw = msgspec.structs.asdict(data)
         for field in ("bn_dataset", "evaluate_on"):
             if raw[field]:
@@ -219,5 +234,5 @@ class ModelMergeController(Controller):
         except msgspec.ValidationError as exc:
             raise Unprocessable(f"invalid merge request: {exc}") from exc
         for ref in (*request.models, *([request.base] if request.base else [])):
-            await ctx.model(tenant, ref.name, ref.version, ref.owner)
-        return await submit_command(ctx, tenant, model_v1.MERGE_REQUESTED, request, webhook_url=data.webhook_url)
+            await models.model(tenant, ref.name, ref.version, ref.owner)
+        return await command_jobs.submit(tenant, model_v1.MERGE_REQUESTED, request, webhook_url=data.webhook_url)

@@ -10,9 +10,11 @@ from litestar import Controller, MediaType, Response, get
 from litestar.params import Parameter
 
 from maskline.contracts.audit_v1 import AuditRecord, Checkpoint
-from maskline.services.gateway.core.context import GatewayContext
 from maskline.services.gateway.core.errors import Forbidden, NotFound
+from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.tracking.job_routes import owned_job
+from maskline.shared.bus import Bus
+from maskline.shared.jobs.state import JobStore
 from maskline.shared.tenants.trails import job_trail, load_public_key, record_intact, verify_stream
 
 
@@ -37,25 +39,32 @@ class AuditController(Controller):
     tags = ["audit"]
 
     @get(summary="Audit trail of one of your jobs")
-    async def trail(self, ctx: GatewayContext, tenant: str, job: Annotated[str, Parameter(query="job")]) -> AuditTrail:
-        await owned_job(ctx, tenant, job)
-        records = await job_trail(ctx.runtime.bus.js, tenant, job)
-        key = load_public_key(ctx.settings.audit_public_key_file)
+    async def trail(
+        self,
+        job_store: JobStore,
+        bus: Bus,
+        settings: GatewaySettings,
+        tenant: str,
+        job: Annotated[str, Parameter(query="job")],
+    ) -> AuditTrail:
+        await owned_job(job_store, tenant, job)
+        records = await job_trail(bus.js, tenant, job)
+        key = load_public_key(settings.audit_public_key_file)
         return AuditTrail(job_id=job, intact=all(record_intact(r, key) for r in records), records=records)
 
     @get("/public-key", summary="The audit service's Ed25519 public key (hex): verify records and checkpoints with it")
-    async def public_key(self, ctx: GatewayContext, tenant: str) -> Response[str]:
+    async def public_key(self, settings: GatewaySettings, tenant: str) -> Response[str]:
         try:
-            with open(ctx.settings.audit_public_key_file) as handle:
+            with open(settings.audit_public_key_file) as handle:
                 return Response(handle.read().strip(), media_type=MediaType.TEXT)
         except OSError as exc:
             raise NotFound("the audit public key is not configured here") from exc
 
     @get("/verify", summary="Verify the whole trail: every hash, signature, link and sequence (operators)")
-    async def verify(self, ctx: GatewayContext, tenant: str) -> TrailVerdict:
-        if not ctx.is_operator(tenant):
+    async def verify(self, bus: Bus, settings: GatewaySettings, tenant: str) -> TrailVerdict:
+        if not settings.is_operator(tenant):
             raise Forbidden("only operators verify the whole trail (it holds every tenant's records)")
-        verdict = await verify_stream(ctx.runtime.bus.js, load_public_key(ctx.settings.audit_public_key_file))
+        verdict = await verify_stream(bus.js, load_public_key(settings.audit_public_key_file))
         return TrailVerdict(
             intact=verdict.intact,
             records=verdict.records,

@@ -7,8 +7,9 @@ from typing import Any
 import msgspec
 from litestar import Controller, MediaType, Response, get
 
-from maskline.services.gateway.core.context import GatewayContext
 from maskline.services.gateway.core.pages import page
+from maskline.services.gateway.settings import GatewaySettings
+from maskline.shared.jobs.state import JobStore
 
 
 class DashboardController(Controller):
@@ -24,10 +25,10 @@ class DashboardController(Controller):
         return page("dashboard.html")
 
     @get("/v1/dashboard/jobs", summary="Recent jobs (yours; operators: everyone's) with status, timings and errors")
-    async def jobs(self, ctx: GatewayContext, tenant: str, limit: int = 50) -> list[dict[str, Any]]:
-        operator = tenant in ctx.settings.operator_tenants()
+    async def jobs(self, settings: GatewaySettings, job_store: JobStore, tenant: str, limit: int = 50) -> list[dict[str, Any]]:
+        operator = settings.is_operator(tenant)
         rows = []
-        for state in await ctx.jobs.recent(min(max(limit, 1), 500)):
+        for state in await job_store.recent(min(max(limit, 1), 500)):
             if not operator and state.tenant != tenant:
                 continue
             rows.append(

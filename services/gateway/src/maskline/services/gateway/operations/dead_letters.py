@@ -11,8 +11,9 @@ import msgspec
 from litestar import Controller, get, post
 
 from maskline.contracts import subjects as table
-from maskline.services.gateway.core.context import GatewayContext
 from maskline.services.gateway.core.errors import NotFound, Unavailable, Unprocessable
+from maskline.services.gateway.settings import GatewaySettings
+from maskline.shared.bus import Bus
 from maskline.shared.operations import dlq
 from maskline.shared.operations.dlq import Letter, LetterNotFound
 
@@ -20,8 +21,8 @@ from maskline.shared.operations.dlq import Letter, LetterNotFound
 REDRIVE_TIMEOUT_S = 600.0
 
 
-def _visible(ctx: GatewayContext, tenant: str, letter: Letter) -> bool:
-    return ctx.is_operator(tenant) or letter.tenant == tenant
+def _visible(settings: GatewaySettings, tenant: str, letter: Letter) -> bool:
+    return settings.is_operator(tenant) or letter.tenant == tenant
 
 
 def _service_of(durable: str) -> str | None:
@@ -33,26 +34,24 @@ class DeadLetterController(Controller):
     tags = ["operations"]
 
     @get(summary="Dead letters, newest first")
-    async def list_letters(self, ctx: GatewayContext, tenant: str, limit: int = 200) -> list[Letter]:
-        return [
-            letter for letter in await dlq.letters(ctx.runtime.bus.js, min(max(limit, 1), 1000)) if _visible(ctx, tenant, letter)
-        ]
+    async def list_letters(self, bus: Bus, settings: GatewaySettings, tenant: str, limit: int = 200) -> list[Letter]:
+        return [letter for letter in await dlq.letters(bus.js, min(max(limit, 1), 1000)) if _visible(settings, tenant, letter)]
 
     @post("/{seq:int}/redrive", status_code=200, summary="Re-process a dead letter by its consumer (after fixing its cause)")
-    async def redrive(self, ctx: GatewayContext, tenant: str, seq: int) -> dict[str, Any]:
+    async def redrive(self, bus: Bus, settings: GatewaySettings, tenant: str, seq: int) -> dict[str, Any]:
         if not 1 <= seq < 2**63:  # a stream sequence; anything else names no letter
             raise NotFound(f"no dead letter {seq}")
         try:
-            letter, _ = await dlq.get(ctx.runtime.bus.js, seq)
+            letter, _ = await dlq.get(bus.js, seq)
         except LetterNotFound as exc:
             raise NotFound(str(exc)) from exc
-        if not _visible(ctx, tenant, letter):
+        if not _visible(settings, tenant, letter):
             raise NotFound(f"no dead letter {seq}")
         service = _service_of(letter.consumer)
         if service is None:
             raise Unprocessable(f"dead letter {seq} of {letter.consumer} cannot be re-driven", code="not_redrivable")
         try:
-            reply = await ctx.runtime.bus.nc.request(
+            reply = await bus.nc.request(
                 f"maskline.{service}.redrive", msgspec.json.encode({"seq": seq}), timeout=REDRIVE_TIMEOUT_S
             )
         except Exception as exc:  # no instance answered
@@ -63,5 +62,5 @@ class DeadLetterController(Controller):
                 f"{letter.consumer} failed again on dead letter {seq}: {outcome.get('reason')}",
                 code=str(outcome.get("code") or "redrive_failed"),
             )
-        await dlq.remove(ctx.runtime.bus.js, seq)
+        await dlq.remove(bus.js, seq)
         return {**outcome, "job_id": letter.job_id}

@@ -7,8 +7,8 @@ from typing import Any
 
 from litestar import Controller, get
 
-from maskline.services.gateway.core.context import GatewayContext
-from maskline.shared.bus import STREAMS
+from maskline.services.gateway.settings import GatewaySettings
+from maskline.shared.bus import STREAMS, Bus
 from maskline.shared.operations.fleet import SERVICES, discover, queues, statuses
 from maskline.shared.operations.heartbeat import STALE_AFTER, fleet
 
@@ -29,9 +29,8 @@ class FleetController(Controller):
     tags = ["operations"]
 
     @get(summary="Every running service instance, stage queues and the dead-letter count")
-    async def fleet(self, ctx: GatewayContext, tenant: str) -> dict[str, Any]:
-        bus = ctx.runtime.bus
-        operator = ctx.is_operator(tenant)
+    async def fleet(self, bus: Bus, settings: GatewaySettings, tenant: str) -> dict[str, Any]:
+        operator = settings.is_operator(tenant)
         registered, status, beats = await asyncio.gather(discover(bus.nc), statuses(bus.nc, list(SERVICES)), fleet(bus.js))
         micro_ids = {i.get("metadata", {}).get("instance"): i["id"] for i in registered}
         services = []
@@ -68,5 +67,5 @@ class FleetController(Controller):
             "services": services,
             "queues": await queues(bus.js, STREAMS),
             "dead_letters": dlq.state.messages,
-            "stale_after_s": STALE_AFTER * ctx.runtime.settings.heartbeat_s,
+            "stale_after_s": STALE_AFTER * settings.heartbeat_s,
         }

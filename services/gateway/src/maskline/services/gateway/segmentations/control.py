@@ -23,13 +23,18 @@ from maskline.contracts import routes, seg_v1
 from maskline.contracts.envelope import command, job_event, new_job_id
 from maskline.contracts.http_v1 import OutputMatch, ReplayView, SegmentationView
 from maskline.contracts.subjects import GATEWAY
-from maskline.services.gateway.core.context import GatewayContext
 from maskline.services.gateway.core.errors import Conflict, NotFound
+from maskline.services.gateway.core.intake import Intake
+from maskline.services.gateway.core.store import Store
+from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.tracking.job_routes import owned_job
 from maskline.services.gateway.tracking.views import job_path, segmentation_view
+from maskline.services.gateway.tracking.waiters import CompletionWaiters
 from maskline.shared import tracing
-from maskline.shared.jobs.fence import segmentation_fence
-from maskline.shared.jobs.state import JobState
+from maskline.shared.bus import Bus
+from maskline.shared.jobs.cancels import Cancellations
+from maskline.shared.jobs.fence import Fences, segmentation_fence
+from maskline.shared.jobs.state import JobState, JobStore
 from maskline.shared.storage import ObjectNotFound
 from maskline.shared.tenants.trails import events, job_trail
 
@@ -41,19 +46,21 @@ async def _no_files() -> None:
     """The cancel wrote no outputs: nothing to remove if it loses the fence."""
 
 
-async def cancel(ctx: GatewayContext, state: JobState) -> SegmentationView:
+async def cancel(
+    state: JobState, *, intake: Intake, cancellations: Cancellations, fences: Fences, job_store: JobStore
+) -> SegmentationView:
     """Mark the job cancelled for the stages, and claim its completion fence with the cancel."""
     tenant, job_id = state.tenant, state.job_id
     if state.finished:
         raise Conflict(f"segmentation {job_id} is {state.status} already", code="job_finished")
-    ctx.require_bus()
-    await ctx.cancellations.mark(tenant, job_id)
+    intake.require_bus()
+    await cancellations.mark(tenant, job_id)
     event = job_event(
         seg_v1.CANCELLED, GATEWAY, seg_v1.SegmentationCancelled(by=tenant), tenant=tenant, job_id=job_id, trace_id=state.trace_id
     )
-    if not await ctx.fences.finish(segmentation_fence(tenant, job_id), "cancel", event, _no_files):
+    if not await fences.finish(segmentation_fence(tenant, job_id), "cancel", event, _no_files):
         raise Conflict(f"segmentation {job_id} completed before the cancel reached it", code="job_finished")
-    return segmentation_view(await ctx.jobs.apply(event))
+    return segmentation_view(await job_store.apply(event))
 
 
 class ControlController(Controller):
@@ -67,22 +74,27 @@ class ControlController(Controller):
     )
     async def replay(
         self,
-        ctx: GatewayContext,
+        intake: Intake,
+        settings: GatewaySettings,
+        bus: Bus,
+        store: Store,
+        job_store: JobStore,
+        waiters: CompletionWaiters,
         tenant: str,
         job_id: str,
         wait: Annotated[float, Parameter(query="wait", ge=0, le=3600, default=60.0, description="Seconds to wait for it")] = 60.0,
     ) -> Response[ReplayView]:
-        original = await owned_job(ctx, tenant, job_id)
+        original = await owned_job(job_store, tenant, job_id)
         if original.status != "completed":
             raise Conflict(
                 f"segmentation {job_id} is {original.status}: only a completed one can be replayed", code="job_not_completed"
             )
-        trail = await job_trail(ctx.runtime.bus.js, tenant, job_id)
+        trail = await job_trail(bus.js, tenant, job_id)
         found = {env.type: env for env in reversed(events(trail, (seg_v1.REQUESTED, seg_v1.COMPLETED)))}  # the first of each
         requested, completed = found.get(seg_v1.REQUESTED), found.get(seg_v1.COMPLETED)
         if requested is None or completed is None:
             raise Conflict(f"the audit trail of {job_id} lacks its request or its completion", code="no_audit_record")
-        if not await ctx.runtime.store.exists(requested.data.image.key):
+        if not await store.exists(requested.data.image.key):
             raise Conflict(f"the input of {job_id} was deleted: it cannot be replayed", code="input_gone")
         served = completed.data.model
         options = msgspec.structs.replace(
@@ -96,27 +108,27 @@ class ControlController(Controller):
         request = seg_v1.SegmentationRequested(
             image=requested.data.image, options=options, filename=requested.data.filename, replay_of=job_id
         )
-        ctx.require_bus()
+        intake.require_bus()
         replay_id = new_job_id()
-        await ctx.admit(tenant, replay_id, options.inferences)
-        with ctx.waiters.watching(tenant, replay_id) as finished:
+        await intake.admit(tenant, replay_id, options.inferences)
+        with waiters.watching(tenant, replay_id) as finished:
             env = command(
                 seg_v1.REQUESTED, GATEWAY, request, tenant=tenant, job_id=replay_id, trace_id=tracing.current_trace_id()
             )
-            await ctx.runtime.bus.publish(env)
-            state = await ctx.jobs.apply(env)
+            await bus.publish(env)
+            state = await job_store.apply(env)
             if wait > 0:
-                state = await ctx.waiters.result(tenant, replay_id, finished, min(wait, ctx.settings.max_wait_s)) or state
-        view = await replay_view(ctx, original, state)
+                state = await waiters.result(tenant, replay_id, finished, min(wait, settings.max_wait_s)) or state
+        view = await replay_view(store, original, state)
         return Response(view, status_code=HTTP_200_OK if state.finished else HTTP_202_ACCEPTED)
 
     @get("/{job_id:str}/replays/{replay_id:str}", summary="A replay of a segmentation and whether its outputs match")
-    async def replay_result(self, ctx: GatewayContext, tenant: str, job_id: str, replay_id: str) -> ReplayView:
-        original, state = await owned_job(ctx, tenant, job_id), await owned_job(ctx, tenant, replay_id)
-        return await replay_view(ctx, original, state)
+    async def replay_result(self, job_store: JobStore, store: Store, tenant: str, job_id: str, replay_id: str) -> ReplayView:
+        original, state = await owned_job(job_store, tenant, job_id), await owned_job(job_store, tenant, replay_id)
+        return await replay_view(store, original, state)
 
 
-async def replay_view(ctx: GatewayContext, original: JobState, replay: JobState) -> ReplayView:
+async def replay_view(store: Store, original: JobState, replay: JobState) -> ReplayView:
     if original.model is None:
         raise NotFound(f"segmentation {original.job_id} has no model recorded")
     outputs = {}
@@ -124,7 +136,7 @@ async def replay_view(ctx: GatewayContext, original: JobState, replay: JobState)
         again = replay.artifacts.get(name) if replay.status == "completed" else None
         match = again is not None and again.sha256 == ref.sha256
         if again is not None and not match and name == "regions":
-            match = await _same_regions(ctx, ref.key, again.key)
+            match = await _same_regions(store, ref.key, again.key)
         outputs[name] = OutputMatch(original_sha256=ref.sha256, replay_sha256=again.sha256 if again else None, match=match)
     return ReplayView(
         original=original.job_id,
@@ -141,10 +153,10 @@ async def replay_view(ctx: GatewayContext, original: JobState, replay: JobState)
     )
 
 
-async def _same_regions(ctx: GatewayContext, first: str, second: str) -> bool:
+async def _same_regions(store: Store, first: str, second: str) -> bool:
     """regions.json name their own job and timings: the same result has the same everything else."""
     try:
-        a, b = [msgspec.json.decode(await ctx.runtime.store.get(key)) for key in (first, second)]
+        a, b = [msgspec.json.decode(await store.get(key)) for key in (first, second)]
     except ObjectNotFound:
         return False
     for doc in (a, b):

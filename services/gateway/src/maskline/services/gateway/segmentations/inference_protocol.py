@@ -31,11 +31,16 @@ from PIL import Image
 
 from maskline.contracts import seg_v1
 from maskline.contracts.envelope import new_job_id
-from maskline.services.gateway.core.context import GatewayContext
 from maskline.services.gateway.core.errors import BadRequest, GatewayError, Unavailable
+from maskline.services.gateway.core.intake import Intake
+from maskline.services.gateway.core.model_lookup import ModelLookup
 from maskline.services.gateway.core.problems import problem
-from maskline.services.gateway.segmentations.routes import Upload, check_upload, start_segmentation
+from maskline.services.gateway.core.store import Store
+from maskline.services.gateway.segmentations.routes import SegmentationJobs, Upload, check_upload
+from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.tracking.job_routes import artifact_bytes
+from maskline.services.gateway.tracking.waiters import CompletionWaiters
+from maskline.shared.bus import Bus
 from maskline.shared.version import CODE_VERSION
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -151,9 +156,9 @@ class InferenceProtocolController(Controller):
         return {"live": True}
 
     @get("/health/ready", summary="The gateway can take inferences (the bus is reachable)")
-    async def ready(self, ctx: GatewayContext) -> dict[str, Any]:
+    async def ready(self, bus: Bus) -> dict[str, Any]:
         with protocol_errors():
-            if not ctx.runtime.bus.nc.is_connected:
+            if not bus.nc.is_connected:
                 raise Unavailable("the message bus is not reachable now; retry shortly", code="bus_unavailable")
         return {"ready": True}
 
@@ -162,9 +167,9 @@ class InferenceProtocolController(Controller):
         summary="A segmentation model's metadata",
         operation_id=_operation_id,
     )
-    async def model(self, ctx: GatewayContext, tenant: str, name: str, version: int | None = None) -> dict[str, Any]:
+    async def model(self, models: ModelLookup, tenant: str, name: str, version: int | None = None) -> dict[str, Any]:
         with protocol_errors():
-            model = await ctx.model(tenant, name, version)
+            model = await models.model(tenant, name, version)
             versions = [version] if version is not None else [model.version]
             return _model_metadata(name, versions, model.labels)
 
@@ -173,9 +178,9 @@ class InferenceProtocolController(Controller):
         summary="The model can be used",
         operation_id=_operation_id,
     )
-    async def model_ready(self, ctx: GatewayContext, tenant: str, name: str, version: int | None = None) -> dict[str, Any]:
+    async def model_ready(self, models: ModelLookup, tenant: str, name: str, version: int | None = None) -> dict[str, Any]:
         with protocol_errors():
-            await ctx.model(tenant, name, version)
+            await models.model(tenant, name, version)
         return {"name": name, "ready": True}
 
     @post(
@@ -185,34 +190,42 @@ class InferenceProtocolController(Controller):
         operation_id=_operation_id,
     )
     async def infer(
-        self, ctx: GatewayContext, tenant: str, request: Request[Any, Any, Any], name: str, version: int | None = None
+        self,
+        intake: Intake,
+        models: ModelLookup,
+        settings: GatewaySettings,
+        store: Store,
+        waiters: CompletionWaiters,
+        segmentation_jobs: SegmentationJobs,
+        tenant: str,
+        request: Request[Any, Any, Any],
+        name: str,
+        version: int | None = None,
     ) -> Response[bytes]:
         with protocol_errors():
-            ctx.require_bus()
+            intake.require_bus()
             try:
                 payload, binary = _split_binary(await request.body(), request.headers.get(HEADER_LENGTH))
                 wanted = _wanted(payload)
                 image, content_type = _image_from(payload, binary)
             except (TypeError, ValueError, KeyError, AttributeError, struct.error) as exc:
                 raise BadRequest(f"not an inference request of the protocol: {exc}", code="invalid_request") from exc
-            model = await ctx.model(tenant, name, version)
+            model = await models.model(tenant, name, version)
             options = seg_v1.SegmentationOptions(
                 model=name, version=model.version, owner=model.owner or None, outputs=("mask", "regions")
             )
-            await check_upload(ctx, image, options)
+            await check_upload(settings, image, options)
             job_id = new_job_id()
             upload = Upload(image, hashlib.sha256(image).hexdigest(), "inference.png", content_type)
-            with ctx.waiters.watching(tenant, job_id) as finished:
-                state = await start_segmentation(ctx, tenant, job_id, upload, options)
-                state = await ctx.waiters.result(tenant, job_id, finished, ctx.settings.max_wait_s) or state
+            with waiters.watching(tenant, job_id) as finished:
+                state = await segmentation_jobs.start(tenant, job_id, upload, options)
+                state = await waiters.result(tenant, job_id, finished, settings.max_wait_s) or state
             if state.status == "failed" and state.error is not None:
                 raise BadRequest(f"inference {job_id} failed in {state.error.stage}: {state.error.reason}", code=state.error.code)
             if state.status != "completed":
-                raise Unavailable(
-                    f"inference {job_id} is still running after {ctx.settings.max_wait_s:.0f} s", code="still_running"
-                )
-            mask = np.asarray(Image.open(io.BytesIO(await artifact_bytes(ctx, state, "mask"))), dtype=np.uint8)
-            regions = await artifact_bytes(ctx, state, "regions")
+                raise Unavailable(f"inference {job_id} is still running after {settings.max_wait_s:.0f} s", code="still_running")
+            mask = np.asarray(Image.open(io.BytesIO(await artifact_bytes(store, state, "mask"))), dtype=np.uint8)
+            regions = await artifact_bytes(store, state, "regions")
             outputs, blobs = [], []
             for out_name, as_binary in wanted.items():
                 if out_name == "MASK":

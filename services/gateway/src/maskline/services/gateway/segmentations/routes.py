@@ -20,21 +20,28 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 from maskline.contracts import seg_v1
 from maskline.contracts.envelope import command, new_job_id, now
 from maskline.contracts.http_v1 import EXPORT_FORMATS, SEGMENTATION_DEFAULTS, TTA_DEFAULTS, SegmentationView, UploadView
-from maskline.services.gateway.core.context import GatewayContext
 from maskline.services.gateway.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, Unprocessable
+from maskline.services.gateway.core.intake import Intake
 from maskline.services.gateway.core.shedding import ADMITTED
+from maskline.services.gateway.core.store import Store
 from maskline.services.gateway.data.datasets import file_key
 from maskline.services.gateway.segmentations import exports
 from maskline.services.gateway.segmentations.control import cancel
 from maskline.services.gateway.segmentations.sniff import Header, check_image_header
+from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.tracking.job_routes import artifact_bytes, download, owned_job
 from maskline.services.gateway.tracking.views import job_path, segmentation_view
+from maskline.services.gateway.tracking.waiters import CompletionWaiters
 from maskline.services.gateway.tracking.webhook_settings import register_for_job
 from maskline.shared import keys, tracing
+from maskline.shared.bus import Bus
 from maskline.shared.images.checks import RequestTooLarge, check_pixel_budget, formats
-from maskline.shared.jobs.idempotency import MAX_KEY_LENGTH, KeyInProgress, KeyReused, fingerprint_of
-from maskline.shared.jobs.state import JobState
+from maskline.shared.jobs.cancels import Cancellations
+from maskline.shared.jobs.fence import Fences
+from maskline.shared.jobs.idempotency import MAX_KEY_LENGTH, IdempotencyKeys, KeyInProgress, KeyReused, fingerprint_of
+from maskline.shared.jobs.state import JobState, JobStore
 from maskline.shared.storage import ObjectNotFound
+from maskline.shared.tenants.webhooks import WebhookTargets
 
 SOURCE = "gateway"
 MAX_DEADLINE_S = 7 * 24 * 3600.0
@@ -104,20 +111,19 @@ def checked_idempotency_key(value: str | None) -> str | None:
     return value
 
 
-async def check_upload(ctx: GatewayContext, body: bytes, options: seg_v1.SegmentationOptions | None = None) -> Header:
+async def check_upload(settings: GatewaySettings, body: bytes, options: seg_v1.SegmentationOptions | None = None) -> Header:
     """The image header, after the cheap checks (type, pixel count, the request's pixel budget) that answer at once."""
-    s = ctx.settings
-    allowed = formats(s.allowed_formats)
-    header = await asyncio.to_thread(check_image_header, body, allowed_formats=allowed, max_pixels=s.max_pixels)
+    allowed = formats(settings.allowed_formats)
+    header = await asyncio.to_thread(check_image_header, body, allowed_formats=allowed, max_pixels=settings.max_pixels)
     variants = len(options.tta.variants) if options is not None and options.tta else 0
     try:
-        check_pixel_budget(header.width, header.height, variants, s.working_max_side, s.max_request_pixels)
+        check_pixel_budget(header.width, header.height, variants, settings.working_max_side, settings.max_request_pixels)
     except RequestTooLarge as exc:
         raise PayloadTooLarge(str(exc), code=exc.code) from exc
     return header
 
 
-async def image_of(ctx: GatewayContext, tenant: str, form: SegmentationForm) -> tuple[bytes, str | None, str]:
+async def image_of(store: Store, tenant: str, form: SegmentationForm) -> tuple[bytes, str | None, str]:
     """The image to segment, its file name and content type: the upload, or the tenant's dataset image."""
     if (form.image is None) == (form.dataset_image is None):
         raise Unprocessable("give either image (a file) or dataset_image (<dataset>/<file>)", code="invalid_options")
@@ -127,7 +133,7 @@ async def image_of(ctx: GatewayContext, tenant: str, form: SegmentationForm) -> 
     dataset, _, file = form.dataset_image.partition("/")
     key = file_key(tenant, dataset, "images", file)  # only the tenant's own
     try:
-        body = await ctx.runtime.store.get(key)
+        body = await store.get(key)
     except ObjectNotFound as exc:
         raise NotFound(f"dataset {dataset} has no image {file}", code="dataset_image_not_found") from exc
     return body, file, mimetypes.guess_type(file)[0] or "application/octet-stream"
@@ -140,7 +146,14 @@ class SegmentationController(Controller):
     @post(status_code=HTTP_202_ACCEPTED, summary="Submit an image for segmentation", opt={ADMITTED: True})
     async def submit(
         self,
-        ctx: GatewayContext,
+        intake: Intake,
+        settings: GatewaySettings,
+        store: Store,
+        idempotency: IdempotencyKeys,
+        waiters: CompletionWaiters,
+        job_store: JobStore,
+        webhooks: WebhookTargets,
+        segmentation_jobs: SegmentationJobs,
         tenant: str,
         data: Annotated[SegmentationForm, Body(media_type=RequestEncodingType.MULTI_PART)],
         wait: Annotated[
@@ -153,13 +166,13 @@ class SegmentationController(Controller):
             str | None, Parameter(header="Idempotency-Key", description="1 to 255 characters; same key, same request")
         ] = None,
     ) -> Response[SegmentationView]:
-        ctx.require_bus()
+        intake.require_bus()
         key = checked_idempotency_key(idempotency_key)
         options = parse_options(data)
         if data.deadline_s is not None and not 0 < data.deadline_s <= MAX_DEADLINE_S:
             raise Unprocessable(f"deadline_s must be in (0, {MAX_DEADLINE_S}] seconds", code="invalid_options")
-        body, filename, content_type = await image_of(ctx, tenant, data)
-        await check_upload(ctx, body, options)
+        body, filename, content_type = await image_of(store, tenant, data)
+        await check_upload(settings, body, options)
         sha256 = hashlib.sha256(body).hexdigest()
         # Random even with an Idempotency-Key (its claim keeps the id for the retries): a job id that
         # another tenant could compute is a message id it could take first (docs/security.md).
@@ -169,31 +182,32 @@ class SegmentationController(Controller):
         replay = False
         if key is not None:
             try:
-                outcome = await ctx.idempotency.claim(tenant, key, print_, job_id)
+                outcome = await idempotency.claim(tenant, key, print_, job_id)
             except KeyReused as exc:
                 raise Unprocessable(str(exc), code="idempotency_key_reused") from exc
             except KeyInProgress as exc:
                 raise Conflict(str(exc), code="idempotency_key_in_progress") from exc
             job_id, replay = outcome.job_id, not outcome.fresh
-        with ctx.waiters.watching(tenant, job_id) as finished:  # listening before the request is published
-            state = await ctx.jobs.get(tenant, job_id) if replay else None
+        with waiters.watching(tenant, job_id) as finished:  # listening before the request is published
+            state = await job_store.get(tenant, job_id) if replay else None
             fresh = state is None  # this request writes the job's first state, while it listens
             if state is None:
                 upload = Upload(body, sha256, filename, content_type, data.deadline_s)
                 try:
                     if data.webhook_url:  # recorded before the job exists: its end cannot come first
-                        await register_for_job(ctx, tenant, job_id, data.webhook_url)
-                    state = await start_segmentation(ctx, tenant, job_id, upload, options)
+                        allow_private = settings.webhook_allow_private
+                        await register_for_job(webhooks, tenant, job_id, data.webhook_url, allow_private=allow_private)
+                    state = await segmentation_jobs.start(tenant, job_id, upload, options)
                 except BaseException:
                     if key is not None:
                         with contextlib.suppress(Exception):  # the bus may be what failed: the lease expires then
-                            await ctx.idempotency.release(tenant, key)
+                            await idempotency.release(tenant, key)
                     raise
                 if key is not None:
-                    await ctx.idempotency.complete(tenant, key, print_, job_id)
+                    await idempotency.complete(tenant, key, print_, job_id)
             if wait > 0 and not state.finished:
-                waited = min(wait, ctx.settings.max_wait_s)
-                state = await ctx.waiters.result(tenant, job_id, finished, waited, fresh=state if fresh else None) or state
+                waited = min(wait, settings.max_wait_s)
+                state = await waiters.result(tenant, job_id, finished, waited, fresh=state if fresh else None) or state
         if state.status == "failed" and state.error is not None:
             raise Unprocessable(
                 f"segmentation {job_id} failed in {state.error.stage}: {state.error.reason}", code=state.error.code
@@ -206,17 +220,27 @@ class SegmentationController(Controller):
         status_code=HTTP_200_OK,
         summary="Cancel a segmentation wherever it is: its queued work is skipped and no outputs stand (audited)",
     )
-    async def cancel(self, ctx: GatewayContext, tenant: str, job_id: str) -> SegmentationView:
-        return await cancel(ctx, await owned_job(ctx, tenant, job_id))
+    async def cancel(
+        self,
+        intake: Intake,
+        cancellations: Cancellations,
+        fences: Fences,
+        job_store: JobStore,
+        tenant: str,
+        job_id: str,
+    ) -> SegmentationView:
+        state = await owned_job(job_store, tenant, job_id)
+        return await cancel(state, intake=intake, cancellations=cancellations, fences=fences, job_store=job_store)
 
     @get("/{job_id:str}", summary="Status, timings and links of a segmentation")
-    async def status(self, ctx: GatewayContext, tenant: str, job_id: str) -> SegmentationView:
-        return segmentation_view(await owned_job(ctx, tenant, job_id))
+    async def status(self, job_store: JobStore, tenant: str, job_id: str) -> SegmentationView:
+        return segmentation_view(await owned_job(job_store, tenant, job_id))
 
     @get("/{job_id:str}/{artifact:str}", summary="Download an artifact: mask, overlay or regions")
     async def artifact(
         self,
-        ctx: GatewayContext,
+        job_store: JobStore,
+        store: Store,
         tenant: str,
         job_id: str,
         artifact: str,
@@ -226,12 +250,12 @@ class SegmentationController(Controller):
         ] = None,
         image_url: Annotated[str | None, Parameter(query="image_url", description="labelstudio: the image's URL")] = None,
     ) -> Response[bytes]:
-        state = await owned_job(ctx, tenant, job_id)
+        state = await owned_job(job_store, tenant, job_id)
         if format is None:
-            return await download(ctx, state, artifact)
+            return await download(store, state, artifact)
         if artifact != "regions":
             raise Unprocessable(f"format= applies to regions, not {artifact}", code="invalid_options")
-        return await export_response(ctx, [state], format, [image_url or job_path(job_id)])
+        return await export_response(store, [state], format, [image_url or job_path(job_id)])
 
 
 @dataclass(frozen=True)
@@ -245,26 +269,34 @@ class Upload:
     deadline_s: float | None = None
 
 
-async def start_segmentation(
-    ctx: GatewayContext, tenant: str, job_id: str, upload: Upload, options: seg_v1.SegmentationOptions
-) -> JobState:
-    """Admit the job (429 / 503 at once when over a limit: nothing stored yet), store the upload
-    (content-addressed: never overwritten), publish the request, then record it. A refusal or a
-    failure on the way gives the admission back."""
-    try:
-        await ctx.admit(tenant, job_id, options.inferences)
-        key = keys.job_upload(tenant, job_id, upload.sha256)
-        ref = await ctx.runtime.store.put(key, upload.body, upload.content_type, upload.sha256)
-        request = seg_v1.SegmentationRequested(image=ref, options=options, filename=upload.filename)
-        deadline = now() + timedelta(seconds=upload.deadline_s) if upload.deadline_s else None
-        trace_id = tracing.current_trace_id()  # the request's own trace (its traceparent) becomes the job's
-        env = command(seg_v1.REQUESTED, SOURCE, request, tenant=tenant, job_id=job_id, deadline=deadline, trace_id=trace_id)
-        # Published first: if the bus refuses, no job state is left behind to wait forever.
-        await ctx.runtime.bus.publish(env)
-        return await ctx.jobs.apply(env)
-    except BaseException:
-        ctx.admission.finished(tenant, job_id)
-        raise
+@dataclass(frozen=True)
+class SegmentationJobs:
+    """Start a segmentation job: what a handler asks for as `segmentation_jobs`, built by litestar
+    from the parts of the same names (app.py)."""
+
+    intake: Intake
+    store: Store
+    bus: Bus
+    job_store: JobStore
+
+    async def start(self, tenant: str, job_id: str, upload: Upload, options: seg_v1.SegmentationOptions) -> JobState:
+        """Admit the job (429 / 503 at once when over a limit: nothing stored yet), store the upload
+        (content-addressed: never overwritten), publish the request, then record it. A refusal or a
+        failure on the way gives the admission back."""
+        try:
+            await self.intake.admit(tenant, job_id, options.inferences)
+            key = keys.job_upload(tenant, job_id, upload.sha256)
+            ref = await self.store.put(key, upload.body, upload.content_type, upload.sha256)
+            request = seg_v1.SegmentationRequested(image=ref, options=options, filename=upload.filename)
+            deadline = now() + timedelta(seconds=upload.deadline_s) if upload.deadline_s else None
+            trace_id = tracing.current_trace_id()  # the request's own trace (its traceparent) becomes the job's
+            env = command(seg_v1.REQUESTED, SOURCE, request, tenant=tenant, job_id=job_id, deadline=deadline, trace_id=trace_id)
+            # Published first: if the bus refuses, no job state is left behind to wait forever.
+            await self.bus.publish(env)
+            return await self.job_store.apply(env)
+        except BaseException:
+            self.intake.finished(tenant, job_id)
+            raise
 
 
 class ExportController(Controller):
@@ -274,7 +306,8 @@ class ExportController(Controller):
     @get("/segmentations", summary="Several segmentations in one COCO file or one Label Studio import")
     async def segmentations(
         self,
-        ctx: GatewayContext,
+        job_store: JobStore,
+        store: Store,
         tenant: str,
         jobs: Annotated[str, Parameter(query="jobs", description="comma-separated job ids (at most 1000)")],
         format: Annotated[str, Parameter(query="format", description=", ".join(EXPORT_FORMATS))] = "coco",
@@ -282,14 +315,14 @@ class ExportController(Controller):
         ids = [j.strip() for j in jobs.split(",") if j.strip()]
         if not 0 < len(ids) <= MAX_EXPORT_JOBS:
             raise Unprocessable(f"jobs= names 1 to {MAX_EXPORT_JOBS} segmentations", code="invalid_options")
-        states = [await owned_job(ctx, tenant, job_id) for job_id in ids]
-        return await export_response(ctx, states, format, [job_path(j) for j in ids])
+        states = [await owned_job(job_store, tenant, job_id) for job_id in ids]
+        return await export_response(store, states, format, [job_path(j) for j in ids])
 
 
-async def export_response(ctx: GatewayContext, states: list[JobState], format: str, image_urls: list[str]) -> Response[bytes]:
+async def export_response(store: Store, states: list[JobState], format: str, image_urls: list[str]) -> Response[bytes]:
     if format not in EXPORT_FORMATS:
         raise Unprocessable(f"unknown format {format!r}: one of {', '.join(EXPORT_FORMATS)}", code="invalid_options")
-    docs = [exports.decode(await artifact_bytes(ctx, state, "regions")) for state in states]
+    docs = [exports.decode(await artifact_bytes(store, state, "regions")) for state in states]
     filenames = [state.filename for state in states]
     if format == "coco":
         body: Any = exports.coco_results(docs)
@@ -313,12 +346,12 @@ class UploadController(Controller):
         status_code=HTTP_201_CREATED,
         summary="Hand over an image (raw body) and get the object reference to publish in a bus request",
     )
-    async def upload(self, ctx: GatewayContext, tenant: str, request: Request[Any, Any, Any]) -> UploadView:
+    async def upload(self, settings: GatewaySettings, store: Store, tenant: str, request: Request[Any, Any, Any]) -> UploadView:
         body = await request.body()
-        fmt = (await check_upload(ctx, body)).format
+        fmt = (await check_upload(settings, body)).format
         sha256 = hashlib.sha256(body).hexdigest()
         content_type = request.headers.get("content-type", "application/octet-stream")
         key = keys.upload(tenant, sha256)
-        if not await ctx.runtime.store.exists(key):  # content-addressed: the same bytes, the same key
-            await ctx.runtime.store.put(key, body, content_type, sha256)
+        if not await store.exists(key):  # content-addressed: the same bytes, the same key
+            await store.put(key, body, content_type, sha256)
         return UploadView(key=key, size=len(body), sha256=sha256, content_type=content_type, format=fmt)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -10,21 +11,25 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 
 from maskline.contracts.envelope import command, new_job_id, now
 from maskline.contracts.http_v1 import JobView
-from maskline.services.gateway.core.context import GatewayContext
 from maskline.services.gateway.core.errors import NotFound
+from maskline.services.gateway.core.intake import Intake
+from maskline.services.gateway.core.store import Store
+from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.tracking.webhook_settings import register_for_job
 from maskline.shared import tracing
-from maskline.shared.jobs.state import JobState
+from maskline.shared.bus import Bus
+from maskline.shared.jobs.state import JobState, JobStore
 from maskline.shared.storage import ObjectNotFound
+from maskline.shared.tenants.webhooks import WebhookTargets
 
 #: A running job that reported nothing for this long is shown as waiting for a worker (its worker
 #: died, and no instance has taken it up yet: a live one would within the 10 s ack wait).
 QUIET_S = 45.0
 
 
-async def owned_job(ctx: GatewayContext, tenant: str, job_id: str) -> JobState:
+async def owned_job(job_store: JobStore, tenant: str, job_id: str) -> JobState:
     """One of the tenant's jobs (another tenant's reads as missing)."""
-    state = await ctx.jobs.get(tenant, job_id)
+    state = await job_store.get(tenant, job_id)
     if state is None:
         raise NotFound(f"no segmentation {job_id}")
     return state
@@ -60,18 +65,30 @@ def job_view(state: JobState) -> JobView:
     )
 
 
-async def submit_command(
-    ctx: GatewayContext, tenant: str, type_: str, data: Any, *, job_id: str | None = None, webhook_url: str | None = None
-) -> Response[JobView]:
-    """Record and publish a command as a new job; answer 202 with where to follow it."""
-    ctx.require_bus()
-    job_id = job_id or new_job_id()
-    if webhook_url:  # recorded before the job exists: its end cannot come first
-        await register_for_job(ctx, tenant, job_id, webhook_url)
-    env = command(type_, "gateway", data, tenant=tenant, job_id=job_id, trace_id=tracing.current_trace_id())
-    await ctx.runtime.bus.publish(env)  # first: a refused publish leaves no job state behind
-    state = await ctx.jobs.apply(env)
-    return Response(job_view(state), status_code=HTTP_202_ACCEPTED, headers={"Location": f"/v1/jobs/{job_id}"})
+@dataclass(frozen=True)
+class CommandJobs:
+    """Start a job with a command: what a handler asks for as `command_jobs`, built by litestar from
+    the parts of the same names (app.py)."""
+
+    intake: Intake
+    webhooks: WebhookTargets
+    settings: GatewaySettings
+    bus: Bus
+    job_store: JobStore
+
+    async def submit(
+        self, tenant: str, type_: str, data: Any, *, job_id: str | None = None, webhook_url: str | None = None
+    ) -> Response[JobView]:
+        """Record and publish a command as a new job; answer 202 with where to follow it."""
+        self.intake.require_bus()
+        job_id = job_id or new_job_id()
+        if webhook_url:  # recorded before the job exists: its end cannot come first
+            allow_private = self.settings.webhook_allow_private
+            await register_for_job(self.webhooks, tenant, job_id, webhook_url, allow_private=allow_private)
+        env = command(type_, "gateway", data, tenant=tenant, job_id=job_id, trace_id=tracing.current_trace_id())
+        await self.bus.publish(env)  # first: a refused publish leaves no job state behind
+        state = await self.job_store.apply(env)
+        return Response(job_view(state), status_code=HTTP_202_ACCEPTED, headers={"Location": f"/v1/jobs/{job_id}"})
 
 
 class JobController(Controller):
@@ -79,30 +96,30 @@ class JobController(Controller):
     tags = ["jobs"]
 
     @get("/{job_id:str}", summary="Any job's status and progress (segmentations have a richer view)")
-    async def job(self, ctx: GatewayContext, tenant: str, job_id: str) -> JobView:
-        state = await ctx.jobs.get(tenant, job_id)
+    async def job(self, job_store: JobStore, tenant: str, job_id: str) -> JobView:
+        state = await job_store.get(tenant, job_id)
         if state is None:
             raise NotFound(f"no job {job_id}")
         return job_view(state)
 
     @get("/{job_id:str}/artifacts/{name:str}", summary="Download one output of a job (a feature-map picture, an evaluation)")
-    async def artifact(self, ctx: GatewayContext, tenant: str, job_id: str, name: str) -> Response[bytes]:
-        return await download(ctx, await owned_job(ctx, tenant, job_id), name)
+    async def artifact(self, job_store: JobStore, store: Store, tenant: str, job_id: str, name: str) -> Response[bytes]:
+        return await download(store, await owned_job(job_store, tenant, job_id), name)
 
 
-async def artifact_bytes(ctx: GatewayContext, state: JobState, name: str) -> bytes:
+async def artifact_bytes(store: Store, state: JobState, name: str) -> bytes:
     """One output of a job (404 while it has none by that name, or the bytes are gone)."""
     ref = state.artifacts.get(name)
     if ref is None:
         raise NotFound(f"job {state.job_id} has no output {name!r} (status {state.status})")
     try:
-        return await ctx.runtime.store.get(ref.key)
+        return await store.get(ref.key)
     except ObjectNotFound as exc:
         raise NotFound(f"output {name} of {state.job_id} is gone from storage") from exc
 
 
-async def download(ctx: GatewayContext, state: JobState, name: str) -> Response[bytes]:
+async def download(store: Store, state: JobState, name: str) -> Response[bytes]:
     """One output of a job, with its sha256 as the ETag."""
-    body = await artifact_bytes(ctx, state, name)
+    body = await artifact_bytes(store, state, name)
     ref = state.artifacts[name]
     return Response(body, media_type=ref.content_type, headers={"ETag": f'"{ref.sha256}"'})

@@ -18,10 +18,10 @@ import msgspec
 from litestar import Controller, get
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from maskline.services.gateway.core.context import GatewayContext
 from maskline.services.gateway.core.errors import NotFound
 from maskline.services.gateway.tracking.job_routes import job_view
-from maskline.shared.jobs.state import JobState
+from maskline.services.gateway.tracking.waiters import CompletionWaiters
+from maskline.shared.jobs.state import JobState, JobStore
 
 KEEPALIVE_S = 15.0
 
@@ -36,17 +36,17 @@ class JobEventsController(Controller):
     tags = ["jobs"]
 
     @get("/{job_id:str}/events", summary="The job's progress as server-sent events, until it finishes")
-    async def events(self, ctx: GatewayContext, tenant: str, job_id: str) -> ServerSentEvent:
-        return await progress_stream(ctx, tenant, job_id)
+    async def events(self, job_store: JobStore, waiters: CompletionWaiters, tenant: str, job_id: str) -> ServerSentEvent:
+        return await progress_stream(job_store, waiters, tenant, job_id)
 
 
-async def progress_stream(ctx: GatewayContext, tenant: str, job_id: str) -> ServerSentEvent:
-    if await ctx.jobs.get(tenant, job_id) is None:
+async def progress_stream(job_store: JobStore, waiters: CompletionWaiters, tenant: str, job_id: str) -> ServerSentEvent:
+    if await job_store.get(tenant, job_id) is None:
         raise NotFound(f"no job {job_id}")
 
     async def events() -> AsyncIterator[ServerSentEventMessage]:
-        with ctx.waiters.following(tenant, job_id) as updates:
-            state = await ctx.jobs.get(tenant, job_id)  # read after listening: nothing falls between
+        with waiters.following(tenant, job_id) as updates:
+            state = await job_store.get(tenant, job_id)  # read after listening: nothing falls between
             if state is None:
                 return
             yield _message(state)
@@ -54,7 +54,7 @@ async def progress_stream(ctx: GatewayContext, tenant: str, job_id: str) -> Serv
                 try:
                     newer = await asyncio.wait_for(updates.get(), KEEPALIVE_S)
                 except TimeoutError:
-                    newer = await ctx.jobs.get(tenant, job_id) or state
+                    newer = await job_store.get(tenant, job_id) or state
                 if newer.updated < state.updated:
                     continue  # an older write delivered late
                 state = newer

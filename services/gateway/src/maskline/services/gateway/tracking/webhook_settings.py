@@ -15,26 +15,28 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 from maskline.contracts.common_v1 import Webhook
 from maskline.contracts.envelope import now
 from maskline.contracts.http_v1 import WebhookBody, WebhookView
-from maskline.services.gateway.core.context import GatewayContext
 from maskline.services.gateway.core.errors import NotFound, Unprocessable
-from maskline.shared.tenants import webhooks
+from maskline.services.gateway.settings import GatewaySettings
+from maskline.shared.tenants.webhooks import WebhookRefused, WebhookTargets, destination, new_secret
 
 
-async def checked_url(ctx: GatewayContext, url: str) -> str:
+async def checked_url(url: str, *, allow_private: bool) -> str:
     try:
-        await webhooks.destination(url, allow_private=ctx.settings.webhook_allow_private)
+        await destination(url, allow_private=allow_private)
         return url
-    except webhooks.WebhookRefused as exc:
+    except WebhookRefused as exc:
         raise Unprocessable(str(exc), code="webhook_refused") from exc
 
 
-async def register_for_job(ctx: GatewayContext, tenant: str, job_id: str, url: str) -> None:
+async def register_for_job(webhooks: WebhookTargets, tenant: str, job_id: str, url: str, *, allow_private: bool) -> None:
     """One request's own URL, signed with the tenant's secret."""
-    tenant_record = await ctx.webhooks.of_tenant(tenant)
+    tenant_record = await webhooks.of_tenant(tenant)
     if tenant_record is None:
         raise Unprocessable("a webhook_url needs your webhook secret first: PUT /v1/webhooks", code="no_webhook_secret")
-    record = Webhook(url=await checked_url(ctx, url), secret=tenant_record.secret, created=now().isoformat())
-    await ctx.webhooks.set_for_job(tenant, job_id, record)
+    record = Webhook(
+        url=await checked_url(url, allow_private=allow_private), secret=tenant_record.secret, created=now().isoformat()
+    )
+    await webhooks.set_for_job(tenant, job_id, record)
 
 
 class WebhookController(Controller):
@@ -42,22 +44,22 @@ class WebhookController(Controller):
     tags = ["webhooks"]
 
     @get(summary="Your webhook (its URL; the secret is shown only when made)")
-    async def show(self, ctx: GatewayContext, tenant: str) -> WebhookView:
-        record = await ctx.webhooks.of_tenant(tenant)
+    async def show(self, webhooks: WebhookTargets, tenant: str) -> WebhookView:
+        record = await webhooks.of_tenant(tenant)
         if record is None:
             raise NotFound("you have no webhook: PUT /v1/webhooks", code="no_webhook")
         return WebhookView(url=record.url, created=record.created)
 
     @put(summary="Set your webhook's URL; the signing secret is answered when made or rotated")
-    async def set(self, ctx: GatewayContext, tenant: str, data: WebhookBody) -> WebhookView:
-        url = await checked_url(ctx, data.url) if data.url else None
-        old = await ctx.webhooks.of_tenant(tenant)
+    async def set(self, webhooks: WebhookTargets, settings: GatewaySettings, tenant: str, data: WebhookBody) -> WebhookView:
+        url = await checked_url(data.url, allow_private=settings.webhook_allow_private) if data.url else None
+        old = await webhooks.of_tenant(tenant)
         fresh = old is None or data.rotate_secret
-        secret = webhooks.new_secret() if fresh or old is None else old.secret
+        secret = new_secret() if fresh or old is None else old.secret
         record = Webhook(url=url, secret=secret, created=now().isoformat())
-        await ctx.webhooks.set_for_tenant(tenant, record)
+        await webhooks.set_for_tenant(tenant, record)
         return WebhookView(url=url, created=record.created, secret=secret if fresh else None)
 
     @delete(status_code=HTTP_204_NO_CONTENT, summary="Stop your webhook (and forget its secret)")
-    async def remove(self, ctx: GatewayContext, tenant: str) -> None:
-        await ctx.webhooks.remove_for_tenant(tenant)
+    async def remove(self, webhooks: WebhookTargets, tenant: str) -> None:
+        await webhooks.remove_for_tenant(tenant)
