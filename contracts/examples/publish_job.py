@@ -24,7 +24,8 @@ import jsonschema
 import nats
 from nats.aio.msg import Msg
 
-SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+# In a source checkout; an installed maskline-contracts holds the same files (its package's `published/`).
+SCHEMAS = Path(__file__).resolve().parents[1] / "src" / "maskline" / "contracts" / "published" / "schemas"
 
 
 def envelope(tenant: str, job_id: str, image_ref: dict[str, object]) -> dict[str, object]:

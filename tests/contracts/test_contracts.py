@@ -20,7 +20,7 @@ def test_committed_schemas_are_generated_from_the_contracts() -> None:
 def test_every_subject_has_a_schema_with_the_envelope_fields() -> None:
     for subject in seg_v1.PAYLOADS:
         doc = json.loads((schema.SCHEMA_DIR / f"{subject}.json").read_text())
-        envelope = next(v for k, v in doc["$defs"].items() if k.startswith("Envelope"))
+        envelope = next(v for k, v in doc["definitions"].items() if k.startswith("Envelope"))
         assert {"id", "type", "version", "time", "source", "tenant", "job_id", "trace_id", "data"} <= set(envelope["properties"])
 
 

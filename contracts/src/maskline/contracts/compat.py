@@ -12,19 +12,24 @@ import json
 from pathlib import Path
 from typing import Any
 
+from maskline.contracts import draft07
+
 #: Keys of a property's schema that do not change what is valid on the wire (a reference's rule is
 #: what consumers check of the named object, not of the message).
 _WORDING = {"description", "title", "examples", "x-maskline-reference"}
 
 
 def _field(schema: dict[str, Any]) -> dict[str, Any]:
-    return {k: _annotations_dropped(v) for k, v in schema.items() if k not in _WORDING}
+    field: dict[str, Any] = _annotations_dropped({k: v for k, v in schema.items() if k not in _WORDING})
+    return field
 
 
 def _annotations_dropped(value: Any) -> Any:
-    """`value` without reference rules at any depth (inside `anyOf`, `items`, `additionalProperties`)."""
+    """`value` without reference rules at any depth (inside `anyOf`, `items`, `additionalProperties`);
+    a lone `allOf: [x]` is `x` (draft-07 annotates a `$ref` so, where 2020-12 wrote beside it)."""
     if isinstance(value, dict):
-        return {k: _annotations_dropped(v) for k, v in value.items() if k != "x-maskline-reference"}
+        kept = {k: _annotations_dropped(v) for k, v in value.items() if k != "x-maskline-reference"}
+        return kept["allOf"][0] if list(kept) == ["allOf"] and len(kept["allOf"]) == 1 else kept
     if isinstance(value, list):
         return [_annotations_dropped(v) for v in value]
     return value
@@ -50,7 +55,7 @@ def breaking_changes(released: dict[str, dict[str, Any]], current: dict[str, dic
         if new_doc is None:
             problems.append(f"{name}: schema removed")
             continue
-        old_defs, new_defs = old_doc.get("$defs", {}), new_doc.get("$defs", {})
+        old_defs, new_defs = _in_draft07(old_doc).get("definitions", {}), _in_draft07(new_doc).get("definitions", {})
         for struct, old in sorted(old_defs.items()):
             new = new_defs.get(struct)
             if new is None:
@@ -70,6 +75,12 @@ def breaking_changes(released: dict[str, dict[str, Any]], current: dict[str, dic
             for field in sorted(set(new.get("required", [])) - set(old.get("required", []))):
                 problems.append(f"{where}.{field} is now required")
     return problems
+
+
+def _in_draft07(doc: dict[str, Any]) -> dict[str, Any]:
+    """Releases before 1.8 were kept as msgspec wrote them (2020-12): compared in one dialect, a
+    tuple's `prefixItems` and its draft-07 `items` list are the same field."""
+    return doc if doc.get("$schema") == draft07.DIALECT else draft07.translate(doc)
 
 
 def load(folder: Path) -> dict[str, dict[str, Any]]:

@@ -7,8 +7,10 @@ remembered in another:
 - the NATS permissions of each identity (`maskline.infra.nats.permissions`),
 - the streams and their subject filters (`maskline.shared.bus`),
 - the durable consumer each service runs (`ConsumerSpec.for_subject`),
-- the published JSON Schemas (`maskline.contracts.schema`) and the subject table in
-  `contracts/README.md` (`python -m maskline.contracts.schema` writes both; a test fails when stale).
+- the published JSON Schemas (`maskline.contracts.schema`), the AsyncAPI document
+  (`maskline.contracts.asyncapi`: a channel per subject and per record subject) and the subject
+  table in `contracts/README.md` (`python -m maskline.contracts.schema` writes them; a test fails
+  when stale).
 
 Wire subjects carry the tenant as their last token: an event of type `seg.v1.requested` for
 tenant `acme` travels on `seg.v1.requested.acme`. That is what lets the server, not our code,
@@ -26,7 +28,7 @@ from typing import Literal
 import msgspec
 
 from maskline.contracts import audit_v1, dataset_v1, model_v1, seg_v1
-from maskline.contracts.common_v1 import JobFailed
+from maskline.contracts.common_v1 import DeadLetter, JobFailed
 
 GATEWAY, INGEST, AUGMENT, INFER, MERGE, AUDIT = "gateway", "ingest", "augment", "infer", "merge", "audit"
 #: Model work apart from the segmentation path: weight merging and federated rounds, INT8 quantization.
@@ -655,3 +657,52 @@ def all_durables() -> list[tuple[str, str, str]]:
 def payloads() -> dict[str, type[msgspec.Struct]]:
     """Event type → payload type, for every subject in the table."""
     return {s.type: s.payload for s in SUBJECTS}
+
+
+@dataclass(frozen=True)
+class Record:
+    """A subject whose messages are records, not enveloped events: dead letters and the audit trail."""
+
+    name: str
+    """Its message and schema name (`contracts/schemas/<name>.json`)."""
+    address: str
+    """The subject, a `{parameter}` for each token that varies."""
+    stream: str
+    payload: builtins.type[msgspec.Struct]
+    producers: tuple[str, ...]
+    msg_id: str
+    """How its `Nats-Msg-Id` is made."""
+    summary: str = ""
+
+
+#: Every subject that carries a record: each service dead-letters what its own durables give up
+#: on (`dlq.<durable>`; `dlq.audit`: what audit could not record), and only audit appends to the trail.
+RECORDS: tuple[Record, ...] = (
+    Record(
+        "dlq.record",
+        "dlq.{durable}",
+        "DLQ",
+        DeadLetter,
+        tuple(s for s in SERVICES if durables_of(s)),
+        msg_id="dlq:<durable>:<stream>:<stream seq>",
+        summary="a message a consumer gave up on, kept to inspect and re-drive",
+    ),
+    Record(
+        "audit.v1.record",
+        audit_v1.RECORD_SUBJECT_PREFIX + "{tenant}.{job}",
+        "AUDIT",
+        audit_v1.AuditRecord,
+        (AUDIT,),
+        msg_id="audit:<stream>:<stream seq> of the event recorded",
+        summary="one event of the job as it travelled, hash-chained to the record before it and signed",
+    ),
+    Record(
+        audit_v1.CHECKPOINT_SUBJECT,
+        audit_v1.CHECKPOINT_SUBJECT,
+        "AUDIT",
+        audit_v1.Checkpoint,
+        (AUDIT,),
+        msg_id="audit:checkpoint:<chain seq>",
+        summary="a signed statement of the audit chain's head",
+    ),
+)
