@@ -50,6 +50,20 @@ hooks:
 typecheck:
     mypy
 
+# the pure-Python client and contracts on other Pythons (each found under pyenv or on PATH): a venv per version, installed from PyPI under constraints.txt, their unit tests run there
+check-pythons *VERSIONS="3.12 3.13":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for v in {{VERSIONS}}; do
+      py=$(ls -d "$HOME"/.pyenv/versions/"$v"*/bin/python 2>/dev/null | tail -1 || true)
+      py=${py:-$(command -v "python$v" || true)}
+      if [ -z "$py" ] || ! "$py" -c pass 2>/dev/null; then echo "python $v: not found here"; continue; fi
+      home=$(mktemp -d) && "$py" -m venv "$home/venv"
+      "$home/venv/bin/pip" install -q -c constraints.txt ./contracts ./client pytest pytest-asyncio pytest-timeout jsonschema hypothesis
+      echo "python $v ($py):" && "$home/venv/bin/python" -m pytest -q -p no:cacheprovider --noconftest tests/client tests/contracts/test_draft07.py
+      rm -rf "$home"
+    done
+
 # regenerate the published JSON Schemas from the contracts
 schemas:
     python -m maskline.contracts.schema

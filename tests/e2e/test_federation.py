@@ -11,6 +11,7 @@ import pytest
 import torch
 from nats.js.api import ConsumerConfig
 
+from maskline.client.site import SiteClient
 from maskline.contracts import model_v1
 from maskline.contracts.envelope import Envelope, now
 from maskline.contracts.subjects import PLATFORM_TENANT
@@ -18,7 +19,6 @@ from maskline.infra.embedded.stack import Stack
 from maskline.shared.bus import connect
 from maskline.shared.models.registry import ModelRegistry
 from maskline.shared.storage.filesystem import FilesystemStore
-from maskline.site_client import SiteClient
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,6 @@
-"""Reference site client for federated rounds: copy it into the system that owns the data.
+"""Reference site client for federated rounds: copy it into the system that owns the data, or
+install it with `pip install "maskline-client[site]"` (torch and the runtime: the `site` extra, so
+`import maskline.client` alone never loads them).
 
 A site waits for `model.v1.round.opened` of its federation, downloads the global model named in
 the event, trains it on data that never leaves the site, uploads the weights to object storage
