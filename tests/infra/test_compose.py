@@ -121,13 +121,27 @@ def test_every_service_connects_with_its_own_bus_and_store_credentials() -> None
     assert 'include "auth.conf"' in (ROOT / "infra" / "nats" / "cluster.conf").read_text()
 
 
-def test_prometheus_scrapes_every_service_triton_and_every_nats_node() -> None:
+def test_prometheus_scrapes_every_service_triton_and_every_nats_node(tmp_path: Path) -> None:
     services = config()["services"]
     path = ROOT / "infra" / "prometheus" / "prometheus.yml"
     promtool = shutil.which("promtool")
     assert promtool, "promtool is missing: ./dev test installs Debian's prometheus package"
-    checked = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True, timeout=60)
+    # /etc/prometheus as the container sees it: the config and the chart's alerting rules beside it
+    mounts = [v.split(":") for v in services["prometheus"]["volumes"] if v.startswith("/")]
+    etc = tmp_path / "etc" / "prometheus"
+    etc.mkdir(parents=True)
+    for source, target, *_ in mounts:
+        assert target.startswith("/etc/prometheus/"), target
+        shutil.copy(source, etc / Path(target).name)
+    assert yaml.safe_load(path.read_text())["rule_files"] == ["alerts.yaml"]
+    alerts = ROOT / "infra" / "helm" / "maskline" / "files" / "alerts.yaml"
+    assert (etc / "alerts.yaml").read_text() == alerts.read_text()
+    checked = subprocess.run(
+        [promtool, "check", "config", str(etc / "prometheus.yml")], capture_output=True, text=True, timeout=60
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    rules = sum(len(group["rules"]) for group in yaml.safe_load(alerts.read_text())["groups"])
+    assert f"SUCCESS: {rules} rules found" in checked.stdout, checked.stdout
     scrape = yaml.safe_load(path.read_text())["scrape_configs"]
     jobs = {job["job_name"]: job for job in scrape}
     assert jobs["maskline-gateway"]["dns_sd_configs"][0]["names"] == ["gateway"]

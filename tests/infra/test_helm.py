@@ -1,10 +1,13 @@
 """The Helm chart, rendered and linted offline by Helm's own Go SDK (helm-python-sdk), every core
 object checked against the Kubernetes API schemas (kubernetes-validate), the custom resources
 against the CRDs of KEDA and the Prometheus Operator, and the whole checked against the system
-table: every service deployed, every worker scaled on the lag of exactly the consumers it runs."""
+table: every service deployed, every worker scaled on the lag of exactly the consumers it runs.
+Every container, the NATS chart's and the hook jobs' included, has resources and runs unprivileged;
+values.schema.json turns a mistyped value away before anything renders."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -23,6 +26,7 @@ from maskline.infra.embedded import triton
 pytestmark = pytest.mark.unit
 CHART = Path(__file__).resolve().parents[2] / "infra" / "helm" / "maskline"
 CRDS = Path(__file__).resolve().parent / "crds"
+WORKLOADS = ("Deployment", "StatefulSet", "Job")
 KUBERNETES = "1.33.0"
 WORKERS = [s for s in table.SERVICES if s != table.GATEWAY]
 
@@ -61,7 +65,9 @@ def of_kind(kind: str, overrides: str = "") -> dict[str, dict[str, Any]]:
 def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     found = {}
     for path in CRDS.glob("*.yaml"):
-        crd = yaml.safe_load(path.read_text())
+        # Go's regexp takes a flag after `^` (the PrometheusRule CRD's `^(?i)(abort|warn)?$`);
+        # Python's re wants global flags first.
+        crd = yaml.safe_load(path.read_text().replace("^(?i)", "(?i)^"))
         for version in crd["spec"]["versions"]:
             found[(f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"])] = version["schema"][
                 "openAPIV3Schema"
@@ -93,9 +99,11 @@ def test_every_object_is_valid_for_its_api() -> None:
     for kind in (
         "Deployment",
         "StatefulSet",
+        "Job",
         "ScaledObject",
         "ServiceMonitor",
         "PodMonitor",
+        "PrometheusRule",
         "NetworkPolicy",
         "PodDisruptionBudget",
     ):
@@ -156,6 +164,81 @@ def test_probes_disruption_budgets_and_least_privilege_secrets() -> None:
     triton = of_kind("Deployment")["prod-maskline-triton"]["spec"]["template"]["spec"]["containers"][0]
     assert triton["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert "--model-repository=s3://minio.storage.svc.cluster.local:9000/maskline/triton" in triton["args"]
+
+
+def workload_containers() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """Every container of every workload, init containers included: (workload/container, pod, container)."""
+    for doc in rendered():
+        if doc["kind"] in WORKLOADS:
+            pod = doc["spec"]["template"]["spec"]
+            for container in pod.get("initContainers", []) + pod["containers"]:
+                yield f"{doc['metadata']['name']}/{container['name']}", pod, container
+
+
+def test_every_container_requests_cpu_and_memory_and_has_a_memory_limit() -> None:
+    names = set()
+    for name, _, container in workload_containers():
+        names.add(name)
+        resources = container.get("resources") or {}
+        assert {"cpu", "memory"} <= set(resources.get("requests", {})), name
+        assert "memory" in resources.get("limits", {}), name  # the OOM boundary; CPU limits only throttle
+    # the NATS chart's pods and the hook jobs too, not only maskline's own Deployments
+    assert {"prod-nats/nats", "prod-nats/reloader", "prod-nats/prom-exporter"} <= names
+    assert {"prod-maskline-minio-setup/mc", "prod-maskline-provision/provision", "prod-maskline-triton/triton"} <= names
+    # NATS as its chart recommends: requests equal to limits (Go sizes GOMAXPROCS from the CPU limit),
+    # its sidecars too, so the pod is of the Guaranteed QoS class
+    for name, _, container in workload_containers():
+        if name.startswith("prod-nats/"):
+            assert container["resources"]["requests"] == container["resources"]["limits"], name
+        if name == "prod-nats/nats":
+            assert {"name": "GOMEMLIMIT", "value": "3GiB"} in container["env"]
+
+
+def test_every_container_runs_unprivileged_as_a_non_root_user() -> None:
+    for name, pod, container in workload_containers():
+        # a container's own setting wins over the pod's
+        effective = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
+        assert effective.get("runAsNonRoot") is True, name
+        assert effective.get("runAsUser", 1) != 0 and effective.get("runAsGroup", 1) != 0, name
+        assert effective.get("allowPrivilegeEscalation") is False, name
+        assert effective.get("capabilities", {}).get("drop") == ["ALL"], name
+        assert effective.get("seccompProfile") == {"type": "RuntimeDefault"}, name
+        assert effective.get("readOnlyRootFilesystem") is True, name
+        assert not effective.get("privileged"), name
+    # a read-only root needs a writable /tmp: every maskline container and Triton gets an emptyDir there
+    for name, pod, container in workload_containers():
+        if not name.startswith("prod-nats/"):  # NATS writes only its pid (emptyDir) and /data (PVC)
+            tmp = next(m for m in container["volumeMounts"] if m["mountPath"] == "/tmp")
+            assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == tmp["name"]), name
+
+
+def test_the_values_schema_accepts_the_defaults_and_turns_mistakes_away() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.Draft7Validator(schema).validate(yaml.safe_load((CHART / "values.yaml").read_text()))
+    # the schema knows every service of the system table, and nothing else
+    assert set(schema["properties"]["services"]["required"]) == set(table.SERVICES)
+    assert set(schema["properties"]["services"]["properties"]) == set(table.SERVICES)
+    assert set(schema["properties"]["autoscaling"]["properties"]["workers"]["required"]) == set(WORKERS)
+    # Helm itself checks the values against it before rendering anything
+    for bad, where in (
+        ({"services": {"ingest": {"replicas": "two"}}}, "/services/ingest/replicas"),
+        ({"autoscalling": {"enabled": False}}, "autoscalling"),  # a typo is not silently ignored
+        ({"logLevel": "verbose"}, "/logLevel"),
+        ({"services": {"merge": {"resources": {"requests": {"cpu": "2 cores"}}}}}, "/services/merge/resources/requests/cpu"),
+        ({"jobs": {"provision": {"resources": {"limits": None}}}}, "/jobs/provision/resources"),  # null drops a default
+    ):
+        with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmValuesError) as refused:
+            chart.render(bad, name="prod", namespace="maskline")
+        assert where in str(refused.value), (bad, str(refused.value))
+
+
+def test_the_alerting_rules_ship_as_a_prometheus_rule_and_can_be_turned_off() -> None:
+    rule = of_kind("PrometheusRule")["prod-maskline"]
+    assert rule["spec"] == yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())  # the file compose loads too
+    labelled = of_kind("PrometheusRule", "prometheusRule: {labels: {release: kube-prometheus-stack}}")["prod-maskline"]
+    assert labelled["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert not of_kind("PrometheusRule", "prometheusRule: {enabled: false}")
 
 
 def test_nats_runs_the_official_chart_as_an_r3_jetstream_cluster_with_maskline_users() -> None:

@@ -6,60 +6,65 @@ not ready (it takes no work) without making it look dead (no restart storm).
 - `GET /livez`  200 while the event loop answers;
 - `GET /readyz` 200 / 503 with the readiness checks as JSON (the same ones `maskline.<svc>.status` reports);
 - `GET /metrics` the instance's Prometheus metrics (operations/metrics.py).
+HEAD answers each with the GET's status and headers; query strings (`/metrics?name[]=...`, as
+Prometheus may send) are ignored; anything else is 404.
 
-Workers have no HTTP framework (litestar is the gateway's): two fixed answers do not need one, so
-this is asyncio's own server and a request line read by hand.
+Served by `aiohttp.web`: its AppRunner runs inside the worker's own event loop and stops when the
+worker does, without taking over signals or the loop as uvicorn does, and it brings HTTP/1.1
+parsing (HEAD, query strings, keep-alive, malformed requests) that a hand-read request line lacked.
+Litestar stays the gateway's: three fixed answers need no ASGI application.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import sys
 import urllib.request
 from collections.abc import Awaitable, Callable
 
+from aiohttp import web
+
 Readiness = Callable[[], Awaitable[dict[str, bool]]]
+#: The Prometheus text format (0.0.4), the one every Prometheus scrapes; prometheus_client writes it.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: A probe or scrape in flight when the worker stops gets this long; the drain must not wait on it.
+SHUTDOWN_S = 2.0
+
+
+def probe_app(readiness: Readiness, metrics: Callable[[], bytes] | None = None) -> web.Application:
+    """The probes' routes: `add_get` also answers HEAD, as Kubernetes' and load balancers' checks may ask."""
+
+    async def live(_: web.Request) -> web.Response:
+        return web.json_response({"live": True})
+
+    async def ready(_: web.Request) -> web.Response:
+        checks = await readiness()
+        ok = all(checks.values())
+        return web.json_response({"ready": ok, "checks": checks}, status=200 if ok else 503)
+
+    app = web.Application()
+    app.router.add_get("/livez", live)
+    app.router.add_get("/readyz", ready)
+    if metrics is not None:
+
+        async def scrape(_: web.Request) -> web.Response:
+            return web.Response(body=metrics(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+        app.router.add_get("/metrics", scrape)
+    return app
 
 
 async def serve_probes(port: int, readiness: Readiness, stop: asyncio.Event, metrics: Callable[[], bytes] | None = None) -> None:
     """Answer probes (and scrapes) on `port` (all interfaces: the kubelet connects to the pod's IP) until `stop`."""
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request_line = await asyncio.wait_for(reader.readline(), 5)
-            body: dict[str, object]
-            path = request_line.split(b" ")[1].decode() if request_line.count(b" ") >= 2 else ""
-            if path == "/metrics" and metrics is not None:
-                await _send(writer, 200, metrics(), "text/plain; version=0.0.4; charset=utf-8")
-                return
-            if path == "/livez":
-                status, body = 200, {"live": True}
-            elif path == "/readyz":
-                checks = await readiness()
-                status, body = (200 if all(checks.values()) else 503), {"ready": all(checks.values()), "checks": checks}
-            else:
-                status, body = 404, {"error": "not found: /livez or /readyz"}
-            await _send(writer, status, json.dumps(body).encode(), "application/json")
-        except (OSError, TimeoutError, IndexError, UnicodeDecodeError):
-            pass  # a probe that hung up or sent garbage gets nothing
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-
-    server = await asyncio.start_server(answer, host="0.0.0.0", port=port)
-    async with server:
+    # No access log: the kubelet asks every few seconds, which would drown the worker's own events.
+    runner = web.AppRunner(probe_app(readiness, metrics), access_log=None, shutdown_timeout=SHUTDOWN_S)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host="0.0.0.0", port=port).start()
         await stop.wait()
-
-
-async def _send(writer: asyncio.StreamWriter, status: int, payload: bytes, content_type: str) -> None:
-    reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
-    head = f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len(payload)}\r\n"
-    writer.write(head.encode() + b"Connection: close\r\n\r\n" + payload)
-    await writer.drain()
+    finally:
+        await runner.cleanup()
 
 
 def probe(port: int, path: str = "/readyz", timeout_s: float = 3.0) -> bool:
