@@ -25,10 +25,21 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 
 from maskline import federation_cli, report_tables, rollout_cli, trust_cli
-from maskline.client import ApiError, ClientSettings, JsonClient
+from maskline.cli_conventions import (
+    ExitCode,
+    Verb,
+    add_global_options,
+    completion_script,
+    exit_code_for,
+    global_options_everywhere,
+    usage_error,
+    verbs,
+)
+from maskline.client import ApiError, JsonClient
 from maskline.contracts import seg_v1
 from maskline.contracts import subjects as table
 from maskline.contracts.http_v1 import EXPORT_FORMATS
@@ -52,12 +63,24 @@ def sample_photo() -> Path:
     return Path(str(resources.files("maskline.models.person").joinpath("samples/astronaut.jpg")))
 
 
+def start_with_progress(stack: Stack, args: argparse.Namespace) -> None:
+    """`stack.up()` with a spinner naming the step under way (none with --json)."""
+    from rich.console import Console
+
+    if args.json:
+        stack.up()
+        return
+    started = time.monotonic()
+    with Console(stderr=True).status("starting the embedded stack") as status:
+        stack.up(on_step=lambda step: status.update(f"{step} ({time.monotonic() - started:.0f} s)"))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     settings = load(StackSettings)
     stack = Stack(settings)
     started = time.monotonic()
     print(f"starting the embedded stack in {stack.home} ...", flush=True)
-    stack.up()
+    start_with_progress(stack, args)
     try:
         print(f"stack ready in {time.monotonic() - started:.1f}s; gateway {stack.gateway_url}", flush=True)
         client = JsonClient(stack.gateway_url, api_key=args.api_key)
@@ -101,7 +124,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"a stack is already recorded in {settings.home}; run `maskline down` first", file=sys.stderr)
         return 1
     stack = Stack(settings)
-    stack.up()
+    start_with_progress(stack, args)
     bus = f"NATS {stack.nats_url}" + (f" ({len(stack.nats_nodes)} nodes, streams R3)" if len(stack.nats_nodes) > 1 else "")
     print(f"stack up: gateway {stack.gateway_url}, {bus}, logs in {stack.home / 'logs'}; stop with `maskline down`")
     return 0
@@ -176,15 +199,13 @@ def _follow_stages(client: JsonClient, args: argparse.Namespace, job: dict[str, 
     from rich.progress import Progress
 
     stages = [s for s in STAGES if s != "augmented" or args.tta]
-    deadline = time.monotonic() + args.wait
     with Progress(disable=args.json) as bar:
         task = bar.add_task(f"job {job['id'][:12]}", total=len(stages) - 1)
-        while job["status"] not in table.FINAL_STATUSES and time.monotonic() < deadline:
-            time.sleep(0.1)
-            job = client.status(job["id"])
-            if job["status"] in stages:
-                bar.update(task, completed=stages.index(job["status"]), description=f"job {job['id'][:12]} {job['status']}")
-    return job
+        if job["status"] not in table.FINAL_STATUSES:
+            for view in client.follow(job["id"], timeout=args.wait):  # pushed by the gateway: no polling
+                if view["status"] in stages:
+                    bar.update(task, completed=stages.index(view["status"]), description=f"job {job['id'][:12]} {view['status']}")
+    return client.status(job["id"])  # the segmentation's own view: artifacts, regions, confidence
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -241,7 +262,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     client = JsonClient(args.url, api_key=args.api_key)
     if args.action == "redrive":
         if not args.seq:
-            raise SystemExit("maskline: dlq redrive needs the letters' sequence numbers")
+            raise usage_error("dlq redrive needs the letters' sequence numbers")
         done = [client.redrive(seq) for seq in args.seq]
         _print(args, done, "\n".join(f"re-drove {d['seq']} to {d['subject']} (job {d['job_id']})" for d in done))
         return 0
@@ -261,7 +282,7 @@ def cmd_files(args: argparse.Namespace) -> int:
         _print(args, listing, "\n".join(lines))
         return 0
     if not args.area or not args.path:
-        raise SystemExit(f"maskline: files {args.action} needs --area and a path")
+        raise usage_error(f"files {args.action} needs --area and a path")
     if args.action == "get":
         target = Path(args.out) / args.path.replace("/", "_")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -358,11 +379,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_datasets(args: argparse.Namespace) -> int:
     client = JsonClient(args.url, api_key=args.api_key)
     if args.action == "upload":
-        for path in map(Path, args.files):
-            client.upload_dataset_file(args.name, "images", path.read_bytes(), path.name)
-            mask = Path(args.masks) / f"{path.stem}.png" if args.masks else None
-            if mask is not None and mask.exists():
-                client.upload_dataset_file(args.name, "masks", mask.read_bytes(), mask.name)
+        from rich.progress import Progress
+
+        with Progress(disable=args.json) as bar:
+            for path in bar.track(list(map(Path, args.files)), description=f"uploading to {args.name}"):
+                client.upload_dataset_file(args.name, "images", path.read_bytes(), path.name)
+                mask = Path(args.masks) / f"{path.stem}.png" if args.masks else None
+                if mask is not None and mask.exists():
+                    client.upload_dataset_file(args.name, "masks", mask.read_bytes(), mask.name)
         _print(args, client.dataset(args.name), f"uploaded {len(args.files)} images to dataset {args.name}")
         return 0
     if args.action == "segment":
@@ -423,14 +447,14 @@ def _follow(client: JsonClient, args: argparse.Namespace, job: dict[str, Any], l
 def _ref(text: str) -> tuple[str, int]:
     name, _, version = text.partition(":")
     if not version.isdigit():
-        raise SystemExit(f"maskline: give a model as name:version, not {text!r}")
+        raise usage_error(f"give a model as name:version, not {text!r}")
     return name, int(version)
 
 
 def _quantize_verbs(client: JsonClient, args: argparse.Namespace) -> int:
     name, version = _ref(args.refs[0]) if args.refs else ("", 0)
     if not name:
-        raise SystemExit(f"maskline: models {args.action} needs a model as name:version")
+        raise usage_error(f"models {args.action} needs a model as name:version")
     if args.action == "quantize":
         job = client.quantize(
             name,
@@ -464,19 +488,19 @@ def _quantize_verbs(client: JsonClient, args: argparse.Namespace) -> int:
 def _evaluation_verbs(client: JsonClient, args: argparse.Namespace) -> int:
     if args.action == "compare":
         if len(args.refs) != 1 or not args.versions or not args.dataset:
-            raise SystemExit("maskline: models compare NAME --versions 1,2,... --dataset DATASET")
+            raise usage_error("models compare NAME --versions 1,2,... --dataset DATASET")
         view = client.compare(args.refs[0], [int(v) for v in args.versions.split(",")], args.dataset, owner=args.owner)
         _print(args, view, report_tables.comparison(view))
         return 0
     name, version = _ref(args.refs[0]) if args.refs else ("", 0)
     if not name:
-        raise SystemExit(f"maskline: models {args.action} needs a model as name:version")
+        raise usage_error(f"models {args.action} needs a model as name:version")
     if args.action == "evaluations":
         found = client.evaluations(name, version, owner=args.owner)
         _print(args, found, "\n\n".join(report_tables.evaluation(e) for e in found) or "no evaluations yet")
         return 0
     if not args.dataset:
-        raise SystemExit("maskline: models evaluate needs --dataset (one of your datasets with masks)")
+        raise usage_error("models evaluate needs --dataset (one of your datasets with masks)")
     job = client.evaluate(name, version, dataset=args.dataset, owner=args.owner)
     job = _follow(client, args, job, f"evaluating {name}:{version}")
     if job["status"] != "completed":
@@ -489,10 +513,7 @@ def _evaluation_verbs(client: JsonClient, args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="maskline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    env = ClientSettings.from_env()  # the same MASKLINE_* variables as the clients and the stack
-    p.add_argument("--url", default=env.url, help="gateway URL (default: MASKLINE_URL, else MASKLINE_HOST:MASKLINE_PORT)")
-    p.add_argument("--api-key", default=env.api_key, help="default: MASKLINE_API_KEY, else dev-key")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_global_options(p, at_top=True)
     p.add_argument("--version", action="version", version=f"maskline {CODE_VERSION}")
     sub = p.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="start everything, segment the bundled samples (shapes, a photo), print outputs, stop")
@@ -520,10 +541,14 @@ def parser() -> argparse.ArgumentParser:
     get.add_argument("--out", default="out")
     get.set_defaults(run=cmd_get)
     sub.add_parser("services", help="the fleet: instances, stage queues, dead letters").set_defaults(run=cmd_services)
-    dlq = sub.add_parser("dlq", help="list or re-drive dead letters")
-    dlq.add_argument("action", choices=["list", "redrive"])
-    dlq.add_argument("seq", nargs="*", type=int)
-    dlq.set_defaults(run=cmd_dlq)
+    verbs(
+        sub,
+        "dlq",
+        "list or re-drive dead letters",
+        lambda dlq: dlq.add_argument("seq", nargs="+", type=int, help="the letters' sequence numbers (from list)"),
+        {"list": Verb("the dead letters, newest first"), "redrive": Verb("re-process letters by their consumer", ("seq",))},
+        cmd_dlq,
+    )
     trust_cli.add_parsers(sub)
     traces = sub.add_parser("traces", help="a local trace viewer: point OTEL_EXPORTER_OTLP_ENDPOINT here, see each trace")
     traces.add_argument("--port", type=int, default=4318, help="OTLP/HTTP port (4318 is the standard one)")
@@ -531,12 +556,18 @@ def parser() -> argparse.ArgumentParser:
     traces.set_defaults(run=cmd_traces)
     rollout_cli.add_parsers(sub)
     federation_cli.add_parsers(sub)
-    files = sub.add_parser("files", help="your inputs, outputs, datasets and models: list, get, rm")
-    files.add_argument("action", choices=["list", "get", "rm"])
-    files.add_argument("path", nargs="?", help="get/rm: the path shown by list (models: name/version)")
-    files.add_argument("--area", choices=["inputs", "outputs", "datasets", "models"])
-    files.add_argument("--out", default="out")
-    files.set_defaults(run=cmd_files)
+    verbs(
+        sub,
+        "files",
+        "your inputs, outputs, datasets and models: list, get, rm",
+        _file_options,
+        {
+            "list": Verb("your stored files, with sizes", ("area",)),
+            "get": Verb("download one file", ("path", "area", "out")),
+            "rm": Verb("delete one file", ("path", "area")),
+        },
+        cmd_files,
+    )
     submit = sub.add_parser("submit", help="segment an image")
     submit.add_argument("image")
     submit.add_argument("--wait", type=float, default=60.0)
@@ -554,37 +585,79 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("job")
     replay.add_argument("--wait", type=float, default=120.0)
     replay.set_defaults(run=cmd_replay)
-    datasets = sub.add_parser("datasets", help="upload, show, expand or segment a dataset")
-    datasets.add_argument("action", choices=["upload", "show", "expand", "segment"])
+    verbs(
+        sub,
+        "datasets",
+        "upload, show, expand or segment a dataset",
+        _dataset_options,
+        {
+            "upload": Verb("upload images (and masks) into a dataset", ("name", "files", "masks")),
+            "show": Verb("a dataset's images, masks and manifest", ("name",)),
+            "expand": Verb("expand a dataset with the five variants (a job)", ("name", "target", "angle", "blur_sigma")),
+            "segment": Verb(
+                "segment every image, write one COCO / Label Studio export", ("name", "model", "format", "out", "max_images")
+            ),
+        },
+        cmd_datasets,
+    )
+    one = ("refs",)
+    verbs(
+        sub,
+        "models",
+        "the model registry: list, register, merge, quantize, evaluate, compare ...",
+        _model_options,
+        {
+            "list": Verb("the models you can run"),
+            "register": Verb(
+                "register a TorchScript or ONNX model as a new version",
+                ("weights", "name", "labels", "input_size", "format", "output", "output_kind", "letterbox", "mean", "std"),
+            ),
+            "merge": Verb(
+                "merge versions (name:version ...) into a new version",
+                ("refs", "method", "weights_by", "bn_dataset", "evaluate_on", "name"),
+            ),
+            "quantize": Verb(
+                "quantize a float version to HYBRID or INT8",
+                (*one, "dataset", "method", "precision", "per_tensor", "keep_float", "compare", "name", "evaluate_on"),
+            ),
+            "report": Verb("a quantized version's STEP, CROSS, calibrator or travel report", (*one, "kind", "layer")),
+            "graph": Verb("a version's layers, types and shapes", one),
+            "edit": Verb("edit one int8 layer's scales (a new version)", (*one, "layer", "output_scale", "weight_scale")),
+            "release": Verb("make a version stable: what requests naming no version run", one),
+            "evaluate": Verb("score a version on one of your datasets with masks", (*one, "dataset", "owner")),
+            "evaluations": Verb("a version's evaluations, newest first", (*one, "owner")),
+            "compare": Verb("versions of a model side by side on one dataset", (*one, "versions", "dataset", "owner")),
+        },
+        cmd_models,
+    )
+    completion = sub.add_parser("completion", help="print the shell code that completes maskline's commands")
+    completion.add_argument("shell", choices=["bash", "zsh", "fish", "tcsh"])
+    completion.set_defaults(run=cmd_completion)
+    global_options_everywhere(p)
+    return p
+
+
+def _file_options(files: argparse.ArgumentParser) -> None:
+    files.add_argument("path", help="the path shown by list (models: name/version)")
+    files.add_argument("--area", choices=["inputs", "outputs", "datasets", "models"])
+    files.add_argument("--out", default="out")
+
+
+def _dataset_options(datasets: argparse.ArgumentParser) -> None:
     datasets.add_argument("name")
     datasets.add_argument("files", nargs="*", help="images to upload")
     datasets.add_argument("--masks", help="folder with <image stem>.png masks to upload alongside")
     datasets.add_argument("--target", help="name of the expanded dataset (default <name>-aug)")
     datasets.add_argument("--angle", type=float, default=None)
     datasets.add_argument("--blur-sigma", type=float, default=None)
-    datasets.add_argument("--model", default=None, help="segment: the model (default the platform's default)")
+    datasets.add_argument("--model", default=None, help="the model (default the platform's default)")
     datasets.add_argument("--format", default="coco-dataset", choices=EXPORT_FORMATS)
-    datasets.add_argument("--out", help="segment: where to write the export (default <name>-<format>.json)")
+    datasets.add_argument("--out", help="where to write the export (default <name>-<format>.json)")
     datasets.add_argument("--max-images", type=int, default=1000)
-    datasets.set_defaults(run=cmd_datasets)
-    models = sub.add_parser("models", help="list or register models")
-    models.add_argument(
-        "action",
-        choices=[
-            "list",
-            "register",
-            "merge",
-            "quantize",
-            "report",
-            "graph",
-            "edit",
-            "release",
-            "evaluate",
-            "evaluations",
-            "compare",
-        ],
-    )
-    models.add_argument("refs", nargs="*", help="merge: name:version of each model; quantize/report/graph/edit: one")
+
+
+def _model_options(models: argparse.ArgumentParser) -> None:
+    models.add_argument("refs", nargs="*", help="name:version (merge: one per model; compare: the model's name)")
     models.add_argument(
         "--method",
         default="avg",
@@ -614,17 +687,27 @@ def parser() -> argparse.ArgumentParser:
     models.add_argument("--letterbox", action="store_true", help="register: keep the aspect ratio, pad to the input size")
     models.add_argument("--mean", help="register: per-channel mean after scaling, e.g. 0.485,0.456,0.406")
     models.add_argument("--std", help="register: per-channel standard deviation, e.g. 0.229,0.224,0.225")
-    models.set_defaults(run=cmd_models)
-    return p
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    print(completion_script(args.shell))
+    return ExitCode.OK
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+    """Exit codes (cli_conventions.ExitCode, docs/cli.md): 0 done, 1 the job failed or a check did not
+    pass, 2 a wrong command line, 3 refused by the gateway (4xx), 4 the platform unavailable (5xx,
+    no connection) after the retries."""
+    import argcomplete
+
+    commands = parser()
+    argcomplete.autocomplete(commands)  # answers a shell's completion request, then exits
+    args = commands.parse_args(argv)
     try:
         raise SystemExit(args.run(args))
-    except ApiError as exc:
+    except (ApiError, httpx.TransportError) as exc:
         print(f"maskline: {exc}", file=sys.stderr)
-        raise SystemExit(2) from exc
+        raise SystemExit(exit_code_for(exc)) from exc
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from maskline.cli_conventions import Verb, usage_error, verbs
 from maskline.client import JsonClient
 
 
@@ -39,7 +40,7 @@ def cmd_federation(args: argparse.Namespace) -> int:
     if args.action == "start":
         name, _, version = (args.model or "").partition(":")
         if not (args.name and name and version.isdigit() and args.sites):
-            raise SystemExit("maskline: federation start needs --name, --model NAME:VERSION and --sites a,b")
+            raise usage_error("federation start needs --name, --model NAME:VERSION and --sites a,b")
         model = {"name": name, "version": int(version), **({"owner": args.owner} if args.owner else {})}
         body = {"name": args.name, "model": model, "sites": args.sites.split(","), "rounds": args.rounds}
         body |= {
@@ -70,22 +71,39 @@ def cmd_federation(args: argparse.Namespace) -> int:
     return 0 if view["status"] in ("running", "completed") else 1
 
 
-def add_parsers(sub: Any) -> None:
-    fed = sub.add_parser("federation", help="federated runs over HTTP: start, watch, stop; sites: model, submit")
-    fed.add_argument("action", choices=["start", "watch", "stop", "model", "submit"])
-    fed.add_argument("federation", nargs="?", help="the run's id (all but start)")
-    fed.add_argument("--name", help="start: your model the merged versions are registered under")
-    fed.add_argument("--model", help="start: the starting version, NAME:VERSION")
+def _options(fed: argparse.ArgumentParser) -> None:
+    fed.add_argument("federation", help="the run's id")
+    fed.add_argument("--name", help="your model the merged versions are registered under")
+    fed.add_argument("--model", help="the starting version, NAME:VERSION")
     fed.add_argument("--owner", help="start: the starting model's owner; a site: the run's owner")
-    fed.add_argument("--sites", help="start: the tenants taking part, a,b,c")
+    fed.add_argument("--sites", help="the tenants taking part, a,b,c")
     fed.add_argument("--rounds", type=int, default=1)
     fed.add_argument("--quorum", type=int)
     fed.add_argument("--deadline-s", type=float)
-    fed.add_argument("--evaluate-on", help="start: one of your datasets with masks (every round's model is evaluated)")
-    fed.add_argument("--once", action="store_true", help="watch: print once, do not wait for the end")
-    fed.add_argument("--out", default="global.pt", help="model: where to write the weights")
-    fed.add_argument("--round", type=int, help="submit: the round")
-    fed.add_argument("--weights", help="submit: the trained weights")
-    fed.add_argument("--samples", type=int, default=1, help="submit: training samples")
-    fed.add_argument("--metrics", help="submit: JSON object of local metrics")
-    fed.set_defaults(run=cmd_federation)
+    fed.add_argument("--evaluate-on", help="one of your datasets with masks (every round's model is evaluated)")
+    fed.add_argument("--once", action="store_true", help="print once, do not wait for the end")
+    fed.add_argument("--out", default="global.pt", help="where to write the weights")
+    fed.add_argument("--round", type=int, help="the round")
+    fed.add_argument("--weights", help="the trained weights")
+    fed.add_argument("--samples", type=int, default=1, help="training samples")
+    fed.add_argument("--metrics", help="JSON object of local metrics")
+
+
+def add_parsers(sub: Any) -> None:
+    start = ("name", "model", "owner", "sites", "rounds", "quorum", "deadline_s", "evaluate_on")
+    verbs(
+        sub,
+        "federation",
+        "federated runs over HTTP: start, watch, stop; sites: model, submit",
+        _options,
+        {
+            "start": Verb("start a federated run: round 1 opens for the named sites", start),
+            "watch": Verb("follow a run round by round until it ends", ("federation", "owner", "once")),
+            "stop": Verb("stop a run (the rounds merged so far stand)", ("federation",)),
+            "model": Verb("a site: download the current round's model", ("federation", "owner", "out")),
+            "submit": Verb(
+                "a site: submit weights trained for a round", ("federation", "owner", "round", "weights", "samples", "metrics")
+            ),
+        },
+        cmd_federation,
+    )

@@ -13,6 +13,7 @@ import argparse
 import json
 from typing import Any
 
+from maskline.cli_conventions import Verb, usage_error, verbs
 from maskline.client import JsonClient
 
 
@@ -42,13 +43,13 @@ def cmd_alias(args: argparse.Namespace) -> int:
         print(json.dumps(views, indent=2) if args.json else "\n".join(describe(v) for v in views))
         return 0
     if not args.alias:
-        raise SystemExit(f"maskline: alias {args.action} needs MODEL ALIAS")
+        raise usage_error(f"alias {args.action} needs MODEL ALIAS")
     if args.action == "rm":
         client.delete_alias(args.model, args.alias)
         return 0
     if args.action == "set":
         if args.version is None:
-            raise SystemExit("maskline: alias set needs MODEL ALIAS VERSION")
+            raise usage_error("alias set needs MODEL ALIAS VERSION")
         rule = {
             "require_metric": args.require_metric,
             "require_shadow_agreement": args.require_shadow_agreement,
@@ -68,20 +69,37 @@ def cmd_alias(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: Any) -> None:
-    alias = sub.add_parser("alias", help="model aliases: list, set (promote), rollback, rollout (canary, shadow), rm")
-    alias.add_argument("action", choices=["list", "set", "rollback", "rollout", "rm"])
+def _options(alias: argparse.ArgumentParser) -> None:
     alias.add_argument("model")
     alias.add_argument("alias", nargs="?")
-    alias.add_argument("version", nargs="?", type=int, help="set: the version the alias runs from now on")
-    alias.add_argument("--owner", help="list: the owner of a model shared with you")
-    alias.add_argument(
-        "--require-metric", help="set: refuse unless the version's metric (e.g. miou) is at least the current one's"
+    alias.add_argument("version", nargs="?", type=int, help="the version the alias runs from now on")
+    alias.add_argument("--owner", help="the owner of a model shared with you")
+    alias.add_argument("--require-metric", help="refuse unless the version's metric (e.g. miou) is at least the current one's")
+    alias.add_argument("--require-shadow-agreement", type=float, help="refuse unless it agreed this well as the shadow")
+    alias.add_argument("--require-evaluation", help="refuse unless its mIoU on this dataset is at least the current one's")
+    alias.add_argument("--min-shadow-jobs", type=int, help="with --require-shadow-agreement (default 20)")
+    alias.add_argument("--canary", type=int, help="the canary version")
+    alias.add_argument("--percent", type=float, default=10.0, help="the canary's share of requests (default 10)")
+    alias.add_argument("--shadow", type=int, help="a version that runs on a copy of every request")
+
+
+def add_parsers(sub: Any) -> None:
+    rule = ("require_metric", "require_shadow_agreement", "require_evaluation", "min_shadow_jobs")
+    verbs(
+        sub,
+        "alias",
+        "model aliases: list, set (promote), rollback, rollout (canary, shadow), rm",
+        _options,
+        {
+            "list": Verb("a model's aliases and the versions they run", ("model", "owner")),
+            "set": Verb(
+                "create an alias or move it to VERSION (with an optional promotion rule)", ("model", "alias", "version", *rule)
+            ),
+            "rollback": Verb("return an alias to the version it ran before", ("model", "alias")),
+            "rollout": Verb(
+                "split an alias's traffic: a canary share, a shadow copy", ("model", "alias", "canary", "percent", "shadow")
+            ),
+            "rm": Verb("delete an alias", ("model", "alias")),
+        },
+        cmd_alias,
     )
-    alias.add_argument("--require-shadow-agreement", type=float, help="set: refuse unless it agreed this well as the shadow")
-    alias.add_argument("--require-evaluation", help="set: refuse unless its mIoU on this dataset is at least the current one's")
-    alias.add_argument("--min-shadow-jobs", type=int, help="set: with --require-shadow-agreement (default 20)")
-    alias.add_argument("--canary", type=int, help="rollout: the canary version")
-    alias.add_argument("--percent", type=float, default=10.0, help="rollout: the canary's share of requests (default 10)")
-    alias.add_argument("--shadow", type=int, help="rollout: a version that runs on a copy of every request")
-    alias.set_defaults(run=cmd_alias)

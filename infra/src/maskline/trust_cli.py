@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from maskline.cli_conventions import Verb, usage_error, verbs
 from maskline.client import JsonClient
 from maskline.contracts.audit_v1 import Checkpoint
 from maskline.contracts.subjects import AUDITOR
@@ -88,7 +89,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def _owner_and_name(text: str) -> tuple[str, str]:
     owner, sep, name = text.partition("/")
     if not sep or not owner or not name:
-        raise SystemExit(f"maskline: give the model as OWNER/NAME, not {text!r}")
+        raise usage_error(f"give the model as OWNER/NAME, not {text!r}")
     return owner, name
 
 
@@ -104,7 +105,7 @@ def cmd_access(args: argparse.Namespace) -> int:
         grant = client.request_access(owner, name, args.note) if args.action == "request" else client.withdraw_access(owner, name)
     else:
         if not args.grantee:
-            raise SystemExit(f"maskline: access {args.action} needs NAME GRANTEE")
+            raise usage_error(f"access {args.action} needs NAME GRANTEE")
         state = {"grant": "granted", "refuse": "refused", "revoke": "revoked"}[args.action]
         grant = client.decide_access(args.model, args.grantee, state, args.note)
     _print(args, grant, f"{grant['owner']}/{grant['model']} for {grant['grantee']}: {grant['state']}")
@@ -137,6 +138,12 @@ def cmd_provision(args: argparse.Namespace) -> int:
     return 0
 
 
+def _access_options(access: argparse.ArgumentParser) -> None:
+    access.add_argument("model", help="request/withdraw: OWNER/NAME; grant/refuse/revoke: your model's NAME")
+    access.add_argument("grantee", nargs="?", help="the tenant")
+    access.add_argument("--note", default="")
+
+
 def add_parsers(sub: Any) -> None:
     audit = sub.add_parser("audit", help="a job's audit trail, or `audit verify`: the whole trail (as the auditor)")
     audit.add_argument("job", help="a job id, or `verify`")
@@ -144,12 +151,21 @@ def add_parsers(sub: Any) -> None:
     audit.add_argument("--save-checkpoint", help="verify: write the newest signed checkpoint here, to keep")
     audit.add_argument("--public-key", help="verify: the audit public key (default: the stack's)")
     audit.set_defaults(run=cmd_audit)
-    access = sub.add_parser("access", help="share models: list, request, withdraw, grant, refuse, revoke")
-    access.add_argument("action", choices=["list", "request", "withdraw", "grant", "refuse", "revoke"])
-    access.add_argument("model", nargs="?", help="request/withdraw: OWNER/NAME; grant/refuse/revoke: your model's NAME")
-    access.add_argument("grantee", nargs="?", help="grant/refuse/revoke: the tenant")
-    access.add_argument("--note", default="")
-    access.set_defaults(run=cmd_access)
+    verbs(
+        sub,
+        "access",
+        "share models: list, request, withdraw, grant, refuse, revoke",
+        _access_options,
+        {
+            "list": Verb("grants and requests you are part of, as owner or grantee"),
+            "request": Verb("ask an owner for access to a model (OWNER/NAME)", ("model", "note")),
+            "withdraw": Verb("withdraw your request for a model (OWNER/NAME)", ("model",)),
+            "grant": Verb("let a tenant use your model NAME", ("model", "grantee", "note")),
+            "refuse": Verb("refuse a tenant's request for your model NAME", ("model", "grantee", "note")),
+            "revoke": Verb("take a grant back: the tenant's next request is refused", ("model", "grantee", "note")),
+        },
+        cmd_access,
+    )
     creds = sub.add_parser("credentials", help="make bus credentials and the audit key for a deployment (compose secrets)")
     creds.add_argument("--out", default="secrets")
     creds.add_argument("--clients", help="outside systems, name:tenant,...")

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from httpx_sse import connect_sse
 
+from maskline.client.retries import RetryingTransport, RetryPolicy
 from maskline.client.typed import FILENAMES, ApiError, Call, Calls, FileChunks, raise_for_problem, request_options
 from maskline.contracts import routes
 from maskline.contracts.http_v1 import EvaluateBody, PromoteBody, RolloutBody
@@ -24,8 +25,23 @@ from maskline.contracts.subjects import FINAL_STATUSES
 
 
 class JsonClient:
-    def __init__(self, base_url: str = "http://127.0.0.1:8080", api_key: str = "dev-key", timeout: float = 180.0) -> None:
-        self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout)
+    """Every call goes through the clients' one retry policy (`retries.py`): POSTs carry an
+    Idempotency-Key, refusals wait their Retry-After, and only what is safe is sent again."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8080",
+        api_key: str = "dev-key",
+        timeout: float = 180.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._connection = (base_url, api_key, timeout)
+        self.http = self._http(retry or RetryPolicy())
+
+    def _http(self, retry: RetryPolicy) -> httpx.Client:
+        base_url, api_key, timeout = self._connection
+        headers = {"Authorization": f"Bearer {api_key}"}
+        return httpx.Client(base_url=base_url, headers=headers, timeout=timeout, transport=RetryingTransport(retry))
 
     def _check(self, response: httpx.Response) -> httpx.Response:
         raise_for_problem(response)
@@ -127,28 +143,26 @@ class JsonClient:
     ) -> list[dict[str, Any]]:
         """A dataset run: each image of one of your datasets segmented from where it is stored (not
         uploaded again), as a segmentation job of its own; `options` as in `submit`. A refusal over a
-        limit (429, 503) waits its Retry-After and is sent again under the same Idempotency-Key, so
-        no image runs twice. One entry per image, in the dataset's order: the job's final view with
+        limit (429, 503) waits its Retry-After, for up to `timeout` in all, and is sent again under
+        the same Idempotency-Key, so no image runs twice. One entry per image, in the dataset's order: the job's final view with
         `image` added, or, for an image refused outright (413, 422: too large, options it cannot
         run), `image`, `status` "refused" and the `error` (the problem); the others still run."""
         images = sorted(name.removeprefix("images/") for name in self.dataset(dataset)["images"])[:max_images]
         run = uuid.uuid4().hex[:12]
         fields = {k: (None, str(v)) for k, v in options.items() if v is not None}
         started: list[tuple[str, dict[str, Any]]] = []
-        deadline = time.monotonic() + timeout
-        for image in images:
-            form = {**fields, "dataset_image": (None, f"{dataset}/{image}")}  # multipart, as the form asks
-            headers = {"Idempotency-Key": f"dataset-run-{run}-{image}"}
-            while (response := self.http.post(routes.SEGMENTATIONS, files=form, headers=headers)).status_code in (429, 503):
-                if time.monotonic() > deadline:
-                    break  # still refused: _check raises the refusal
-                time.sleep(float(response.headers.get("retry-after", "1")))
-            try:
-                started.append((image, self._check(response).json()))
-            except ApiError as exc:
-                if exc.status not in (413, 422):
-                    raise  # not about this image (auth, limits past the deadline, an outage): stop the run
-                started.append((image, {"status": "refused", "error": exc.problem}))
+        # A run is patient: over a limit, it waits as long as the whole run may take.
+        with self._http(RetryPolicy(attempts=1_000_000, timeout_s=timeout)) as patient:
+            for image in images:
+                form = {**fields, "dataset_image": (None, f"{dataset}/{image}")}  # multipart, as the form asks
+                headers = {"Idempotency-Key": f"dataset-run-{run}-{image}"}
+                response = patient.post(routes.SEGMENTATIONS, files=form, headers=headers)
+                try:
+                    started.append((image, self._check(response).json()))
+                except ApiError as exc:
+                    if exc.status not in (413, 422):
+                        raise  # not about this image (auth, limits past the deadline, an outage): stop the run
+                    started.append((image, {"status": "refused", "error": exc.problem}))
         done = []
         for image, job in started:
             final = self.wait_job(job["id"], timeout=timeout) if "id" in job else job
@@ -327,3 +341,9 @@ class JsonClient:
 
     def close(self) -> None:
         self.http.close()
+
+    def __enter__(self) -> JsonClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

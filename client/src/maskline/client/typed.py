@@ -6,10 +6,9 @@ methods of both clients; every other one is `client.send(Calls.<operation>(...))
 graph, fleet, dead letters, files, sharing: free-form JSON documents, decoded as dicts). Answers are the gateway's own views
 (`maskline.contracts.http_v1`, `ModelVersion`), decoded with msgspec.
 
-Retries: a refusal that says when to come back (429, 503 with Retry-After; 502/504 from a proxy)
-is retried after that long, up to `retries` times; a connection error is retried only when the
-call is safe to repeat (a GET, or a submission carrying an Idempotency-Key — submissions get one
-by default, so a retry never starts a second job).
+Retries are the transport's (`retries.py`, shared with the JSON client and the CLI): every POST
+carries an Idempotency-Key, so a retry never starts a second job, and only what is safe is tried
+again, after the answer's Retry-After or a backoff with jitter.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 import msgspec
 
+from maskline.client.retries import AsyncRetryingTransport, RetryingTransport, RetryPolicy
 from maskline.contracts import routes, seg_v1
 from maskline.contracts.http_v1 import (
     AliasView,
@@ -50,7 +50,6 @@ from maskline.contracts.http_v1 import (
 from maskline.contracts.model_v1 import Evaluation, ModelVersion, Preprocessing, VersionRef
 
 T = TypeVar("T")
-RETRY_STATUS = frozenset({429, 502, 503, 504})
 FILENAMES = {"mask": "mask.png", "overlay": "overlay.png", "regions": "regions.json"}
 
 
@@ -60,10 +59,14 @@ class ClientSettings:
     api_key: str = "dev-key"
     timeout_s: float = 180.0
     retries: int = 3
-    """How often a refused or failed call is tried again."""
+    """How often a refused or failed call is tried again (only calls safe to repeat)."""
     backoff_s: float = 0.5
-    """First wait after a connection error; doubles each time (refusals wait their Retry-After)."""
+    """First wait after a connection error, growing with jitter (refusals wait their Retry-After)."""
     max_wait_s: float = 30.0
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(attempts=self.retries + 1, wait_initial_s=self.backoff_s, wait_max_s=self.max_wait_s)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ClientSettings:
@@ -141,10 +144,6 @@ class Call(Generic[T]):
     content: bytes | Iterable[bytes] | None = None
     """A body as it is; an iterable is streamed (re-iterable, so a retry can send it again)."""
     headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def safe_to_repeat(self) -> bool:
-        return self.method in ("GET", "PUT", "DELETE") or "Idempotency-Key" in self.headers
 
 
 def _form(options: seg_v1.SegmentationOptions) -> dict[str, str]:
@@ -435,14 +434,6 @@ class Calls:
         )
 
 
-def _retry_after(response: httpx.Response, settings: ClientSettings) -> float:
-    try:
-        wait = float(response.headers.get("retry-after", settings.backoff_s))
-    except ValueError:
-        wait = settings.backoff_s
-    return min(max(wait, 0.0), settings.max_wait_s)
-
-
 def raise_for_problem(response: httpx.Response) -> None:
     """An error answer as `ApiError` with the problem+json body (or whatever a proxy sent instead)."""
     if response.status_code < 400:
@@ -481,23 +472,15 @@ class Client:
     def __init__(self, settings: ClientSettings | None = None) -> None:
         self.settings = settings or ClientSettings.from_env()
         s = self.settings
-        self.http = httpx.Client(base_url=s.url, headers={"Authorization": f"Bearer {s.api_key}"}, timeout=s.timeout_s)
+        self.http = httpx.Client(
+            base_url=s.url,
+            headers={"Authorization": f"Bearer {s.api_key}"},
+            timeout=s.timeout_s,
+            transport=RetryingTransport(s.retry_policy),
+        )
 
     def send(self, call: Call[T]) -> T:
-        for attempt in range(self.settings.retries + 1):
-            last = attempt == self.settings.retries
-            try:
-                response = self.http.request(call.method, call.path, **request_options(call))
-            except httpx.TransportError:
-                if last or not call.safe_to_repeat:
-                    raise
-                time.sleep(self.settings.backoff_s * 2**attempt)
-                continue
-            if response.status_code in RETRY_STATUS and not last:
-                time.sleep(_retry_after(response, self.settings))
-                continue
-            return _decode(call, response)
-        raise AssertionError("unreachable")
+        return _decode(call, self.http.request(call.method, call.path, **request_options(call)))
 
     def submit(self, image: bytes, **kwargs: Any) -> SegmentationView:
         """Start a segmentation (`Calls.submit` names the options); `wait_s` > 0 answers once it finished."""
@@ -586,23 +569,15 @@ class AsyncClient:
     def __init__(self, settings: ClientSettings | None = None) -> None:
         self.settings = settings or ClientSettings.from_env()
         s = self.settings
-        self.http = httpx.AsyncClient(base_url=s.url, headers={"Authorization": f"Bearer {s.api_key}"}, timeout=s.timeout_s)
+        self.http = httpx.AsyncClient(
+            base_url=s.url,
+            headers={"Authorization": f"Bearer {s.api_key}"},
+            timeout=s.timeout_s,
+            transport=AsyncRetryingTransport(s.retry_policy),
+        )
 
     async def send(self, call: Call[T]) -> T:
-        for attempt in range(self.settings.retries + 1):
-            last = attempt == self.settings.retries
-            try:
-                response = await self.http.request(call.method, call.path, **request_options(call))
-            except httpx.TransportError:
-                if last or not call.safe_to_repeat:
-                    raise
-                await asyncio.sleep(self.settings.backoff_s * 2**attempt)
-                continue
-            if response.status_code in RETRY_STATUS and not last:
-                await asyncio.sleep(_retry_after(response, self.settings))
-                continue
-            return _decode(call, response)
-        raise AssertionError("unreachable")
+        return _decode(call, await self.http.request(call.method, call.path, **request_options(call)))
 
     async def submit(self, image: bytes, **kwargs: Any) -> SegmentationView:
         return await self.send(Calls.submit(image, **kwargs))

@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,7 +171,10 @@ class Stack:
         state = {"settings": {f: getattr(self.settings, f) for f in self.settings.__struct_fields__}}
         (self.home / STATE_FILE).write_text(json.dumps(state, indent=2))
 
-    def up(self) -> None:
+    def up(self, on_step: Callable[[str], None] | None = None) -> None:
+        """Start everything and wait until it serves; `on_step` hears each step as it begins (the
+        CLI's progress: a first start takes ~20 s)."""
+        step = on_step or (lambda _: None)
         s, home = self.settings, self.home
         for port in (*(node.port for node in self.nats_nodes), s.triton_http_port, s.port):
             if port_open(port):
@@ -179,15 +183,21 @@ class Stack:
         made = credentials.ensure(home, s.bus_clients)
         triton.backend_dir(home)
         try:
+            step("starting the programs")
             self.supervisor.start(self.programs(credentials.authorization(made)), self.service_env())
             self._save()
             for node in self.nats_nodes:
+                step(f"waiting for {node.program}")
                 wait_until(
                     functools.partial(port_open, node.port), 30, node.program, log_path=home / "logs" / f"{node.program}.log"
                 )
+            step("provisioning streams and buckets, registering the bundled models")
             asyncio.run(provision_and_seed(load(RuntimeSettings, self.service_env())))
+            step("waiting for tritonserver")
             wait_until(lambda: triton.http_ready(s.triton_http_port), 90, "tritonserver", log_path=home / "logs" / "triton.log")
+            step("waiting for the gateway")
             wait_until(self.gateway_ready, 60, "gateway", log_path=home / "logs" / "gateway.log")
+            step("waiting for the services (models loading into Triton)")
             wait_until(self._services_ready, 120, "services (models loading into Triton)", log_path=home / "logs")
         except BaseException:
             self.down()
