@@ -7,7 +7,12 @@ published, together with a fingerprint of the request. Then:
 - the same key with a different request: refused (422);
 - the same key while the first request is still being processed: refused (409), never a mixed
   upload — the claim is exclusive;
-- a claim left `pending` by a crashed gateway is taken over after `LEASE_S`.
+- a claim left `pending` by a crashed gateway is taken over after `LEASE_S`; a live request keeps
+  its claim fresh (`refresh`), however long it waits for its job.
+
+The segmentation route keeps the job in its claim and answers a retry with the job as it is now;
+every other job-starting request goes through the gateway's idempotency layer, which keeps the
+first answer (`Answer`) and sends it again.
 """
 
 from __future__ import annotations
@@ -30,11 +35,24 @@ MAX_KEY_LENGTH = 255
 LEASE_S = 20.0
 
 
+#: The largest answer kept for a replay: job views and model versions are a few kB.
+MAX_ANSWER_BYTES = 256 * 1024
+
+
+class Answer(msgspec.Struct, frozen=True, kw_only=True):
+    """An HTTP answer as it was sent, to send again to a retry with the same key."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
 class Claim(msgspec.Struct, kw_only=True):
     fingerprint: str
     job_id: str
     state: Literal["pending", "done"]
     since: float
+    answer: Answer | None = None
 
 
 class KeyReused(ValueError):
@@ -50,6 +68,8 @@ class Outcome:
     job_id: str
     fresh: bool
     """True: this request owns the key and must do the work; False: replay the earlier job."""
+    answer: Answer | None = None
+    """The first request's answer, where it was kept (`complete(answer=...)`)."""
 
 
 def fingerprint(*parts: bytes) -> str:
@@ -94,7 +114,7 @@ class IdempotencyKeys(BucketStore):
             if held.fingerprint != print_:
                 raise KeyReused("this Idempotency-Key was already used for a different request")
             if held.state == "done":
-                return Outcome(job_id=held.job_id, fresh=False)
+                return Outcome(job_id=held.job_id, fresh=False, answer=held.answer)
             if time.time() - held.since < LEASE_S:
                 raise KeyInProgress("a request with this Idempotency-Key is still being processed; retry later")
             try:  # the first request died mid-way: take its claim over, with its job id
@@ -105,9 +125,14 @@ class IdempotencyKeys(BucketStore):
                 continue
         raise KeyInProgress("this Idempotency-Key is contended; retry later")
 
-    async def complete(self, tenant: str, key: str, print_: str, job_id: str) -> None:
-        done = Claim(fingerprint=print_, job_id=job_id, state="done", since=time.time())
+    async def complete(self, tenant: str, key: str, print_: str, job_id: str, answer: Answer | None = None) -> None:
+        done = Claim(fingerprint=print_, job_id=job_id, state="done", since=time.time(), answer=answer)
         await self.kv.put(self._key(tenant, key), msgspec.json.encode(done))
+
+    async def refresh(self, tenant: str, key: str, print_: str, job_id: str) -> None:
+        """Renew a pending claim's lease: its request is alive, however long it waits."""
+        mine = Claim(fingerprint=print_, job_id=job_id, state="pending", since=time.time())
+        await self.kv.put(self._key(tenant, key), msgspec.json.encode(mine))
 
     async def release(self, tenant: str, key: str) -> None:
         """Give the key back when the request failed before anything was published."""

@@ -5,20 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.di import Provide
-from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components, OpenAPI, OpenAPIMediaType, OpenAPIResponse, Reference, Schema, SecurityScheme
-from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 
 from maskline.services.gateway.core import problems
 from maskline.services.gateway.core.auth import provide_tenant
 from maskline.services.gateway.core.context import GatewayContext
 from maskline.services.gateway.core.health import HealthController
+from maskline.services.gateway.core.idempotent_requests import idempotent_posts, job_id_for
 from maskline.services.gateway.core.intake import Intake
 from maskline.services.gateway.core.model_lookup import ModelLookup
+from maskline.services.gateway.core.openapi import document, operation_id
 from maskline.services.gateway.core.pages import security_headers
 from maskline.services.gateway.core.shedding import shed_over_limits
 from maskline.services.gateway.data.datasets import DatasetController
@@ -48,71 +48,6 @@ from maskline.services.gateway.tracking.progress import JobEventsController
 from maskline.services.gateway.tracking.webhook_settings import WebhookController
 from maskline.shared.version import CODE_VERSION
 
-#: Answer without an API key: probes, the Prometheus scrape, the dashboard and visualizer pages and the
-#: libraries they load (their data calls need one).
-PUBLIC_PATHS = ("/health/", "/metrics", "/dashboard", "/visualizer", "/compare", "/static/vendor/")
-PROBLEM = Schema(
-    type=OpenAPIType.OBJECT,
-    required=["status", "title", "code"],
-    properties={
-        "type": Schema(type=OpenAPIType.STRING, description="https://maskline.dev/problems/<code>"),
-        "title": Schema(type=OpenAPIType.STRING),
-        "status": Schema(type=OpenAPIType.INTEGER),
-        "detail": Schema(type=OpenAPIType.STRING, description="What went wrong, for a person"),
-        "code": Schema(type=OpenAPIType.STRING, description="Stable machine-readable reason, e.g. image_too_large"),
-    },
-    description="RFC 9457 problem details with a stable `code`",
-)
-
-
-#: Operations that answer with a file, and the media types it can have.
-BINARY = {
-    "/v1/segmentations/{job_id}/{artifact}": ("image/png", "application/json"),
-    "/v1/files/{area}/{path}": ("application/octet-stream",),
-}
-
-
-def operation_id(handler: HTTPRouteHandler, method: Any, path_components: Any) -> str:
-    """Readable operation ids for generated clients: `<tag><Handler>`, e.g. `segmentationsSubmit`,
-    `modelsRegister` (the tag is the controller's resource)."""
-    tags = handler.resolve_tags()
-    resource = tags[0] if tags else "platform"
-    words = [*resource.replace("-", "_").split("_"), *handler.handler_name.split("_")]
-    return words[0].lower() + "".join(word.title() for word in words[1:])
-
-
-def _problem_response(what: str) -> OpenAPIResponse:
-    return OpenAPIResponse(
-        description=what,
-        content={"application/problem+json": OpenAPIMediaType(schema=Reference(ref="#/components/schemas/Problem"))},
-    )
-
-
-def document(openapi: OpenAPI) -> OpenAPI:
-    """Declare in the OpenAPI document what every operation may answer besides success: a problem
-    (4XX for the request, 5XX for the platform), and which operations need no API key."""
-    assert openapi.components is not None
-    components = openapi.components if isinstance(openapi.components, Components) else Components()
-    components.schemas = {**(components.schemas or {}), "Problem": PROBLEM}
-    for path, item in (openapi.paths or {}).items():
-        for method in ("get", "post", "put", "delete", "patch"):
-            operation = getattr(item, method, None)
-            if operation is None:
-                continue
-            operation.responses = dict(operation.responses or {})
-            if path in BINARY and method == "get":
-                binary = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
-                operation.responses["200"] = OpenAPIResponse(
-                    description="The file's bytes", content={kind: OpenAPIMediaType(schema=binary) for kind in BINARY[path]}
-                )
-            operation.responses.setdefault("4XX", _problem_response("The request was refused: problem+json with a stable code"))
-            operation.responses.setdefault("5XX", _problem_response("The platform could not answer (503: retry later)"))
-            if path.startswith(PUBLIC_PATHS):
-                operation.security = []
-            else:
-                operation.responses.setdefault("401", _problem_response("Missing or unknown API key"))
-    return openapi
-
 
 def create_app(ctx: GatewayContext) -> Litestar:
     """The app over the context's parts. A handler asks for a part by naming it as a parameter (the
@@ -122,7 +57,8 @@ def create_app(ctx: GatewayContext) -> Litestar:
     reserved word as a required query parameter (a 400 for every request), without a word at start.
     The OpenAPI document shows it. A part is named apart from every query parameter for the same
     reason: `job_store`, not `jobs` (`?jobs=` of /v1/exports/segmentations); `platform_metrics`,
-    not `metrics` (`?metrics=` of a federated update)."""
+    not `metrics` (`?metrics=` of a federated update). A new part names what it may answer in
+    `openapi.PARTS` (a test holds every part to it)."""
 
     def part(read: Callable[[], Any]) -> Provide:
         """A dependency that is one of the context's parts, read when a request asks for it, never
@@ -140,6 +76,9 @@ def create_app(ctx: GatewayContext) -> Litestar:
 
     def intake() -> Intake:
         return Intake(bus=ctx.runtime.bus, admission=ctx.admission, metrics=ctx.metrics)
+
+    def fresh_job_id(request: Request[Any, Any, Any]) -> str:
+        return job_id_for(request.scope)
 
     app = Litestar(
         route_handlers=[
@@ -189,6 +128,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
             "platform_metrics": part(lambda: ctx.metrics),
             "models": part(lambda: ModelLookup(ctx.registry, ctx.grants)),
             "intake": part(intake),
+            "fresh_job_id": Provide(fresh_job_id, sync_to_thread=False),
             "command_jobs": grouped(CommandJobs),
             "segmentation_jobs": grouped(SegmentationJobs),
             "alias_changes": grouped(AliasChanges),
@@ -197,7 +137,8 @@ def create_app(ctx: GatewayContext) -> Litestar:
         # A server span per request, continuing the caller's `traceparent`: a job started inside it
         # takes its trace id (shared/tracing.py), so a client's trace runs on through the bus.
         plugins=[problems.plugin(), OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/metrics", "/health", "/v2/health"]))],
-        middleware=[HTTP_METRICS.middleware, security_headers],
+        # Innermost, the idempotency layer: an answer it sends again passes the others like a new one.
+        middleware=[HTTP_METRICS.middleware, security_headers, idempotent_posts(tenants_by_key, lambda: ctx.idempotency)],
         exception_handlers=problems.catch_all(),
         request_max_body_size=ctx.settings.max_upload_bytes,
         openapi_config=OpenAPIConfig(
@@ -216,5 +157,5 @@ def create_app(ctx: GatewayContext) -> Litestar:
         ),
         debug=False,
     )
-    document(app.openapi_schema)
+    document(app)
     return app

@@ -21,6 +21,8 @@ from maskline.services.gateway.settings import GatewaySettings
 
 #: API key → tenant (MASKLINE_API_KEYS). Unchecked by litestar, which would copy the mapping on every request.
 TenantsByKey: TypeAlias = SkipValidation[Mapping[str, str]]
+#: What every route that asks for the `tenant` may answer (its OpenAPI document: openapi.py).
+REFUSALS = Unauthorized.coded() + TooManyRequests.coded("too_many_failed_keys")
 
 
 def client_address(request: Request[Any, Any, Any], trust_forwarded_for: bool) -> str:

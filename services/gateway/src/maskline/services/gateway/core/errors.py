@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from maskline.services.gateway.core.answers import Refusal
+
 
 class GatewayError(Exception):
     """Base: `status` is the HTTP status, `code` a stable machine-readable reason."""
@@ -18,6 +20,15 @@ class GatewayError(Exception):
             self.code = code
         if retry_after_s is not None:
             self.retry_after_s = retry_after_s
+
+    @classmethod
+    def coded(cls, *codes: str, retry_after: bool = False, others: str = "") -> tuple[Refusal, ...]:
+        """The refusals of this class with these codes (none: the class's own), as a handler declares
+        them for its OpenAPI document (answers.py); `others`: codes decided at run time, in words."""
+        if not codes and not others:
+            codes = (cls.code,)
+        refusals = tuple(Refusal(cls.status, code, retry_after) for code in codes)
+        return refusals + ((Refusal(cls.status, None, retry_after, others),) if others else ())
 
 
 class BadRequest(GatewayError):

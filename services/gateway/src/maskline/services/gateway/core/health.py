@@ -7,6 +7,8 @@ from typing import Any, TypeAlias
 
 from litestar import Controller, Response, get
 
+from maskline.services.gateway.core.answers import ANSWERS, Answers
+
 #: The runtime's checks (NATS, the object store, consumers not paused), each true or false.
 Readiness: TypeAlias = Callable[[], Awaitable[dict[str, bool]]]
 
@@ -19,7 +21,11 @@ class HealthController(Controller):
     async def live(self) -> dict[str, str]:
         return {"status": "live"}
 
-    @get("/ready", summary="NATS and the object store are usable")
+    @get(
+        "/ready",
+        summary="NATS and the object store are usable",
+        opt={ANSWERS: Answers(also={503: "Not ready: the same checks, one of them false"})},
+    )
     async def ready(self, readiness: Readiness) -> Response[dict[str, Any]]:
         checks = await readiness()
         ok = all(checks.values())

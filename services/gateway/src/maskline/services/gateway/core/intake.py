@@ -13,6 +13,9 @@ from maskline.services.gateway.operations.metrics import Metrics
 from maskline.shared.bus import Bus
 from maskline.shared.jobs.admission import Admission, Refused
 
+#: What admission refuses a new job with (shared/jobs/admission.py), for the OpenAPI document.
+ADMISSION_REFUSALS = TooManyRequests.coded("too_many_jobs", "rate_limited") + Unavailable.coded("overloaded")
+
 
 @dataclass(frozen=True)
 class Intake:

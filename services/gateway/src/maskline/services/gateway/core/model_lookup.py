@@ -9,6 +9,9 @@ from maskline.services.gateway.core.errors import NotFound
 from maskline.shared.models.access import Grants, ModelAccess
 from maskline.shared.models.registry import ModelNotFound, ModelRegistry
 
+#: What a route that asks for `models` may answer (its OpenAPI document: openapi.py).
+REFUSALS = NotFound.coded("model_not_found")
+
 
 @dataclass(frozen=True)
 class ModelLookup:

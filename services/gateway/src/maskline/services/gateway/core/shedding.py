@@ -16,10 +16,13 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
 
 from maskline.services.gateway.core.auth import api_key
-from maskline.services.gateway.core.intake import Intake
+from maskline.services.gateway.core.errors import Unavailable
+from maskline.services.gateway.core.intake import ADMISSION_REFUSALS, Intake
 
 #: Route option naming the handlers that create jobs: `@post(..., opt={ADMITTED: True})`.
 ADMITTED = "admitted"
+#: What this guard answers (the OpenAPI document of every route it guards: openapi.py).
+REFUSALS = Unavailable.coded("bus_unavailable") + ADMISSION_REFUSALS
 
 
 def shed_over_limits(tenants_by_key: Callable[[], Mapping[str, str]], intake: Callable[[], Intake]) -> Guard:

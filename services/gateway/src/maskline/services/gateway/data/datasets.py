@@ -11,13 +11,19 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 
 from maskline.contracts import dataset_v1
 from maskline.contracts.http_v1 import DatasetView, ExpandRequest, JobView
+from maskline.services.gateway.core.answers import ANSWERS, Answers
+from maskline.services.gateway.core.bodies import IMAGE, RAW_BODY, raw
 from maskline.services.gateway.core.errors import NotFound, Unprocessable
 from maskline.services.gateway.core.store import Store
+from maskline.services.gateway.segmentations import sniff
 from maskline.services.gateway.segmentations.sniff import check_image_header
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.tracking.job_routes import CommandJobs
 from maskline.shared import keys
 from maskline.shared.images.checks import formats
+
+#: What a dataset or file name that cannot be a key is refused with (`checked_name`, `file_key`).
+NAME_REFUSALS = Unprocessable.coded("invalid_name")
 
 
 def checked_name(value: str, what: str) -> str:
@@ -43,7 +49,14 @@ class DatasetController(Controller):
     path = "/v1"
     tags = ["datasets"]
 
-    @put("/datasets/{dataset:str}/{part:str}/{filename:str}", summary="Upload one image (part=images) or mask (part=masks)")
+    @put(
+        "/datasets/{dataset:str}/{part:str}/{filename:str}",
+        summary="Upload one image (part=images) or mask (part=masks)",
+        opt={
+            RAW_BODY: raw("The image's or the mask's bytes (a mask: a PNG of class indices)", IMAGE),
+            ANSWERS: Answers(refusals=NAME_REFUSALS + sniff.REFUSALS),
+        },
+    )
     async def upload(
         self,
         settings: GatewaySettings,
@@ -63,7 +76,7 @@ class DatasetController(Controller):
         ref = await store.put(key, body, request.headers.get("content-type", "application/octet-stream"))
         return {"key": ref.key, "size": ref.size, "sha256": ref.sha256}
 
-    @get("/datasets/{dataset:str}", summary="Files of a dataset")
+    @get("/datasets/{dataset:str}", summary="Files of a dataset", opt={ANSWERS: Answers(refusals=NAME_REFUSALS)})
     async def show(self, store: Store, tenant: str, dataset: str) -> DatasetView:
         base = prefix(tenant, dataset)
         found = await store.list(base)
@@ -76,14 +89,23 @@ class DatasetController(Controller):
             manifest=keys.dataset_manifest(base) in found,
         )
 
-    @get("/datasets/{dataset:str}/manifest", summary="The manifest of an expanded dataset")
+    @get(
+        "/datasets/{dataset:str}/manifest",
+        summary="The manifest of an expanded dataset",
+        opt={ANSWERS: Answers(refusals=NAME_REFUSALS, files=("application/json",))},
+    )
     async def manifest(self, store: Store, tenant: str, dataset: str) -> Response[bytes]:
         key = keys.dataset_manifest(prefix(tenant, dataset))
         if not await store.exists(key):
             raise NotFound(f"dataset {dataset} has no manifest (not expanded yet?)")
         return Response(await store.get(key), media_type="application/json")
 
-    @post("/datasets/{dataset:str}/expand", status_code=HTTP_202_ACCEPTED, summary="Expand a dataset with the five variants")
+    @post(
+        "/datasets/{dataset:str}/expand",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Expand a dataset with the five variants",
+        opt={ANSWERS: Answers(refusals=NAME_REFUSALS + Unprocessable.coded())},
+    )
     async def expand(
         self, store: Store, command_jobs: CommandJobs, tenant: str, dataset: str, data: ExpandRequest
     ) -> Response[JobView]:

@@ -10,6 +10,7 @@ from litestar import Controller, Response, delete, get
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from maskline.contracts.model_v1 import ModelVersion
+from maskline.services.gateway.core.answers import ANSWERS, OCTETS, Answers
 from maskline.services.gateway.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from maskline.services.gateway.core.model_lookup import ModelLookup
 from maskline.services.gateway.core.store import Store
@@ -20,6 +21,8 @@ from maskline.shared.storage import ObjectNotFound
 Area = Literal["inputs", "outputs", "datasets", "models"]
 AREAS: tuple[Area, ...] = ("inputs", "outputs", "datasets", "models")
 SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._=-]{0,127}$")
+#: A file's bytes: a model version's weights are ONNX or TorchScript (shared/models/store.py).
+FILE_TYPES = (OCTETS, "application/onnx", "application/x-torchscript")
 
 
 def _object_key(tenant: str, area: str, path: str) -> str:
@@ -69,7 +72,17 @@ class FileController(Controller):
                 rows.append({"area": a, "path": info.key[len(base) :], "size": info.size, "modified": info.modified.isoformat()})
         return {"files": rows, "count": len(rows), "total_bytes": sum(int(r["size"]) for r in rows)}
 
-    @get("/{area:str}/{path:path}", summary="Download one of your files (a model version: its weights)")
+    @get(
+        "/{area:str}/{path:path}",
+        summary="Download one of your files (a model version: its weights)",
+        opt={
+            ANSWERS: Answers(
+                refusals=Forbidden.coded("not_exportable") + Unprocessable.coded(),
+                files=FILE_TYPES,
+                headers={"Content-Disposition": True},
+            )
+        },
+    )
     async def download(self, models: ModelLookup, store: Store, tenant: str, area: str, path: str) -> Response[bytes]:
         if area == "models":
             model = await _owned_model(models, tenant, path)
@@ -89,7 +102,12 @@ class FileController(Controller):
         filename = key.rsplit("/", 1)[-1]
         return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
-    @delete("/{area:str}/{path:path}", status_code=HTTP_204_NO_CONTENT, summary="Delete one of your files or model versions")
+    @delete(
+        "/{area:str}/{path:path}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Delete one of your files or model versions",
+        opt={ANSWERS: Answers(refusals=Conflict.coded("model_in_service") + Unprocessable.coded())},
+    )
     async def remove(self, models: ModelLookup, registry: ModelRegistry, store: Store, tenant: str, area: str, path: str) -> None:
         if area == "models":
             model = await _owned_model(models, tenant, path)

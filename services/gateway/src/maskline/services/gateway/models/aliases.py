@@ -17,9 +17,11 @@ from maskline.contracts.audit_v1 import AuditRecord
 from maskline.contracts.envelope import job_event, new_trace_id, now
 from maskline.contracts.http_v1 import AliasView, PromoteBody, RolloutBody, ShadowView
 from maskline.contracts.model_v1 import STABLE, Alias, AliasAction, AliasName, ModelVersion
+from maskline.services.gateway.core.answers import ANSWERS, Answers
 from maskline.services.gateway.core.errors import Conflict, NotFound, Unprocessable
 from maskline.services.gateway.core.model_lookup import ModelLookup
 from maskline.services.gateway.core.store import Store
+from maskline.services.gateway.data.datasets import NAME_REFUSALS
 from maskline.services.gateway.data.datasets import prefix as dataset_prefix
 from maskline.services.gateway.models.evaluations import evaluations_of
 from maskline.services.gateway.models.sharing import OwnerParam
@@ -30,6 +32,10 @@ from maskline.shared.tenants.trails import job_trail
 
 #: The last versions an alias pointed to that a rollback can return to.
 HISTORY = 20
+_NO_ALIAS = NotFound.coded("alias_not_found")
+_BAD_ALIAS = Unprocessable.coded()  # `_name`
+#: What `AliasChanges.promote` refuses with (the promotion rule's datasets are named by the owner).
+PROMOTION_REFUSALS = Conflict.coded("alias_unchanged", "promotion_refused") + NAME_REFUSALS
 
 
 def alias_trail_id(owner: str, model: str, alias: str) -> str:
@@ -61,7 +67,11 @@ class AliasController(Controller):
         owner = await _readable(models, tenant, name, owner)
         return [await _view(shadows, a) for a in await registry.aliases(owner, name)]
 
-    @get("/{alias:str}", summary="One alias, with its shadow's agreement with the served masks")
+    @get(
+        "/{alias:str}",
+        summary="One alias, with its shadow's agreement with the served masks",
+        opt={ANSWERS: Answers(refusals=_NO_ALIAS)},
+    )
     async def get_alias(
         self,
         models: ModelLookup,
@@ -76,12 +86,20 @@ class AliasController(Controller):
         return await _view(shadows, await _existing(registry, owner, name, alias))
 
     @put(
-        "/{alias:str}", status_code=HTTP_200_OK, summary="Point an alias at one of your versions: create or promote (owner only)"
+        "/{alias:str}",
+        status_code=HTTP_200_OK,
+        summary="Point an alias at one of your versions: create or promote (owner only)",
+        opt={ANSWERS: Answers(refusals=PROMOTION_REFUSALS + _BAD_ALIAS)},
     )
     async def promote(self, alias_changes: AliasChanges, tenant: str, name: str, alias: str, data: PromoteBody) -> AliasView:
         return await alias_changes.promote(tenant, name, _name(alias), data)
 
-    @post("/{alias:str}/rollback", status_code=HTTP_200_OK, summary="Return an alias to the version it ran before (owner only)")
+    @post(
+        "/{alias:str}/rollback",
+        status_code=HTTP_200_OK,
+        summary="Return an alias to the version it ran before (owner only)",
+        opt={ANSWERS: Answers(refusals=_NO_ALIAS + Conflict.coded("nothing_to_roll_back") + _BAD_ALIAS)},
+    )
     async def rollback(self, alias_changes: AliasChanges, tenant: str, name: str, alias: str) -> AliasView:
         def step(cur: Alias | None) -> Alias:
             if cur is None:
@@ -98,6 +116,7 @@ class AliasController(Controller):
         "/{alias:str}/rollout",
         status_code=HTTP_200_OK,
         summary="Split an alias's traffic with a canary version, and/or run a shadow version (owner only)",
+        opt={ANSWERS: Answers(refusals=_NO_ALIAS + _BAD_ALIAS)},
     )
     async def rollout(
         self, models: ModelLookup, alias_changes: AliasChanges, tenant: str, name: str, alias: str, data: RolloutBody
@@ -119,7 +138,12 @@ class AliasController(Controller):
 
         return await alias_changes.change(tenant, name, _name(alias), step, action="rollout")
 
-    @delete("/{alias:str}", status_code=HTTP_204_NO_CONTENT, summary="Delete an alias (not `stable`; owner only)")
+    @delete(
+        "/{alias:str}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Delete an alias (not `stable`; owner only)",
+        opt={ANSWERS: Answers(refusals=_NO_ALIAS + Conflict.coded("alias_required"))},
+    )
     async def remove(self, registry: ModelRegistry, bus: Bus, tenant: str, name: str, alias: str) -> None:
         if alias == STABLE:
             raise Conflict("stable is what requests naming no alias run: promote another version instead", code="alias_required")
@@ -127,7 +151,11 @@ class AliasController(Controller):
         await registry.delete_alias(tenant, name, alias)
         await _publish(bus, current, "deleted", current.version, "")
 
-    @get("/{alias:str}/trail", summary="The audited changes of one alias (owner only)")
+    @get(
+        "/{alias:str}/trail",
+        summary="The audited changes of one alias (owner only)",
+        opt={ANSWERS: Answers(refusals=_NO_ALIAS)},
+    )
     async def trail(self, registry: ModelRegistry, bus: Bus, tenant: str, name: str, alias: str) -> list[AuditRecord]:
         await _existing(registry, tenant, name, alias)
         return await job_trail(bus.js, tenant, alias_trail_id(tenant, name, alias))

@@ -14,9 +14,11 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from maskline.contracts import model_v1
 from maskline.contracts.http_v1 import ComparedVersion, ComparisonView, EvaluateBody, JobView
 from maskline.contracts.model_v1 import Evaluation, ModelVersion, VersionRef
+from maskline.services.gateway.core.answers import ANSWERS, Answers
 from maskline.services.gateway.core.errors import Conflict, NotFound, Unprocessable
 from maskline.services.gateway.core.model_lookup import ModelLookup
 from maskline.services.gateway.core.store import Store
+from maskline.services.gateway.data.datasets import NAME_REFUSALS
 from maskline.services.gateway.data.datasets import prefix as dataset_prefix
 from maskline.services.gateway.models.pictures import difference
 from maskline.services.gateway.models.sharing import OwnerParam
@@ -62,6 +64,7 @@ class EvaluationController(Controller):
         "/{version:int}/evaluations",
         status_code=HTTP_202_ACCEPTED,
         summary="Score a version on one of your labelled datasets: class IoUs, mIoU, pixel accuracy, boundary F (a job)",
+        opt={ANSWERS: Answers(refusals=NAME_REFUSALS + Unprocessable.coded())},
     )
     async def evaluate(
         self,
@@ -95,6 +98,7 @@ class EvaluationController(Controller):
     @get(
         "/compare",
         summary="Versions side by side on one labelled dataset: lineage, method, parameters, per-class scores, size, latency",
+        opt={ANSWERS: Answers(refusals=NAME_REFUSALS)},
     )
     async def compare(
         self,
@@ -148,6 +152,13 @@ class EvaluationController(Controller):
         "/compare/masks/{image:str}",
         summary="Two versions' masks on one image of an evaluated dataset, and where they differ (PNG)",
         media_type="image/png",
+        opt={
+            ANSWERS: Answers(
+                refusals=NAME_REFUSALS + NotFound.coded("not_evaluated") + Conflict.coded("dataset_changed"),
+                files=("image/png",),
+                headers={"X-Pixels-Differ": True},
+            )
+        },
     )
     async def mask_difference(
         self,

@@ -21,11 +21,13 @@ from maskline.contracts.envelope import Envelope, job_event, new_job_id, new_tra
 from maskline.contracts.http_v1 import FederationBody, FederationSummary, FederationView, JobError, RoundView, SiteReport
 from maskline.contracts.model_v1 import VersionRef
 from maskline.contracts.subjects import GATEWAY
-from maskline.services.gateway.core.bodies import STREAMED_BODY, limit_of, limited
+from maskline.services.gateway.core.answers import ANSWERS, ETAG, LOCATION, OCTETS, Answers
+from maskline.services.gateway.core.bodies import RAW_BODY, STREAMED_BODY, limit_of, limited, raw
 from maskline.services.gateway.core.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
 from maskline.services.gateway.core.intake import Intake
 from maskline.services.gateway.core.model_lookup import ModelLookup
 from maskline.services.gateway.core.store import Store
+from maskline.services.gateway.data.datasets import NAME_REFUSALS
 from maskline.services.gateway.data.datasets import prefix as dataset_prefix
 from maskline.services.gateway.models.evaluations import evaluations_of
 from maskline.services.gateway.models.sharing import OwnerParam
@@ -43,6 +45,8 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 RECORDED_WITHIN_S = 10.0
 #: The events a federated run is told by.
 RUN_EVENTS = (model_v1.ROUND_OPENED, model_v1.UPDATE_SUBMITTED, model_v1.ROUND_CLOSED, model_v1.FAILED)
+#: No such run, or not one the caller takes part in (`_run`, `Run`).
+_NO_RUN = NotFound.coded("federation_not_found")
 
 
 class Run:
@@ -180,7 +184,16 @@ class FederationController(Controller):
             )
         return runs
 
-    @post(status_code=HTTP_201_CREATED, summary="Start a federated run: round 1 opens for the named sites")
+    @post(
+        status_code=HTTP_201_CREATED,
+        summary="Start a federated run: round 1 opens for the named sites",
+        opt={
+            ANSWERS: Answers(
+                refusals=_NO_RUN + NAME_REFUSALS + Unprocessable.coded("model_not_copyable", "unprocessable"),
+                headers={LOCATION: True},
+            )
+        },
+    )
     async def start(
         self,
         intake: Intake,
@@ -230,7 +243,11 @@ class FederationController(Controller):
             await run.view(registry, store), status_code=HTTP_201_CREATED, headers={"Location": run_path(federation, tenant)}
         )
 
-    @get("/{federation:str}", summary="A federated run round by round: sites reported, merged versions, their evaluation")
+    @get(
+        "/{federation:str}",
+        summary="A federated run round by round: sites reported, merged versions, their evaluation",
+        opt={ANSWERS: Answers(refusals=_NO_RUN)},
+    )
     async def watch(
         self, registry: ModelRegistry, store: Store, bus: Bus, tenant: str, federation: str, owner: OwnerParam = None
     ) -> FederationView:
@@ -240,6 +257,7 @@ class FederationController(Controller):
         "/{federation:str}",
         status_code=HTTP_202_ACCEPTED,
         summary="Stop a federated run (owner only): no more updates, no next round",
+        opt={ANSWERS: Answers(refusals=_NO_RUN)},
     )
     async def stop(
         self, intake: Intake, registry: ModelRegistry, store: Store, bus: Bus, tenant: str, federation: str
@@ -253,7 +271,17 @@ class FederationController(Controller):
         )
         return await run.view(registry, store)
 
-    @get("/{federation:str}/model", summary="The open round's global model, for a site to train (sites and owner)")
+    @get(
+        "/{federation:str}/model",
+        summary="The open round's global model, for a site to train (sites and owner)",
+        opt={
+            ANSWERS: Answers(
+                refusals=_NO_RUN + NotFound.coded("model_not_copyable", "not_found"),
+                files=(OCTETS,),
+                headers={ETAG: True, "X-Round": True},
+            )
+        },
+    )
     async def model(
         self, registry: ModelRegistry, store: Store, bus: Bus, tenant: str, federation: str, owner: OwnerParam = None
     ) -> Response[bytes]:
@@ -280,7 +308,16 @@ class FederationController(Controller):
         status_code=HTTP_200_OK,
         summary="A site's trained weights for one round (raw body; the site is the caller's tenant)",
         request_max_body_size=None,  # streamed under the model limit (bodies.py)
-        opt={STREAMED_BODY: "max_model_bytes"},
+        opt={
+            STREAMED_BODY: "max_model_bytes",
+            RAW_BODY: raw("The site's trained weights, streamed (up to MASKLINE_MAX_MODEL_BYTES)", OCTETS),
+            ANSWERS: Answers(
+                refusals=_NO_RUN
+                + Conflict.coded("round_not_open")
+                + PayloadTooLarge.coded("model_too_large")
+                + Unprocessable.coded()
+            ),
+        },
     )
     async def update(
         self,

@@ -13,10 +13,11 @@ from maskline.contracts import model_v1
 from maskline.contracts.common_v1 import ObjectRef
 from maskline.contracts.http_v1 import FeatureMapsBody, JobView, LayerEditBody, QuantizeBody
 from maskline.contracts.model_v1 import ModelVersion, VersionRef
+from maskline.services.gateway.core.answers import ANSWERS, Answers
 from maskline.services.gateway.core.errors import NotFound, Unprocessable
 from maskline.services.gateway.core.model_lookup import ModelLookup
 from maskline.services.gateway.core.store import Store
-from maskline.services.gateway.data.datasets import file_key
+from maskline.services.gateway.data.datasets import NAME_REFUSALS, file_key
 from maskline.services.gateway.data.datasets import prefix as dataset_prefix
 from maskline.services.gateway.models.sharing import OwnerParam
 from maskline.services.gateway.tracking.job_routes import CommandJobs
@@ -24,6 +25,7 @@ from maskline.shared import keys
 from maskline.shared.storage import ObjectNotFound
 
 REPORTS = ("step", "cross", "calibrators", "travel")
+_NOT_QUANTIZED = Unprocessable.coded("not_quantized")  # `quantized`
 
 
 async def _json(store: Store, key: str, missing: str) -> Any:
@@ -47,7 +49,12 @@ class QuantizeController(Controller):
     path = "/v1/models"
     tags = ["quantization"]
 
-    @post("/quantizations", status_code=HTTP_202_ACCEPTED, summary="Quantize a float version to HYBRID or INT8 (a job)")
+    @post(
+        "/quantizations",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Quantize a float version to HYBRID or INT8 (a job)",
+        opt={ANSWERS: Answers(refusals=NAME_REFUSALS + Unprocessable.coded("not_float", "unprocessable"))},
+    )
     async def quantize(
         self, models: ModelLookup, command_jobs: CommandJobs, tenant: str, data: QuantizeBody
     ) -> Response[JobView]:
@@ -71,7 +78,12 @@ class QuantizeController(Controller):
             )
         return await command_jobs.submit(tenant, model_v1.QUANTIZE_REQUESTED, request, webhook_url=data.webhook_url)
 
-    @post("/{name:str}/{version:int}/edits", status_code=HTTP_202_ACCEPTED, summary="Edit one int8 layer (a new version)")
+    @post(
+        "/{name:str}/{version:int}/edits",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Edit one int8 layer (a new version)",
+        opt={ANSWERS: Answers(refusals=_NOT_QUANTIZED)},
+    )
     async def edit(
         self,
         models: ModelLookup,
@@ -116,6 +128,7 @@ class QuantizeController(Controller):
         "/{name:str}/{version:int}/feature-maps",
         status_code=HTTP_202_ACCEPTED,
         summary="Step one dataset image through an int8 version and its float parent: one layer's channels, drawn (a job)",
+        opt={ANSWERS: Answers(refusals=_NOT_QUANTIZED + NAME_REFUSALS + NotFound.coded("input_missing") + Unprocessable.coded())},
     )
     async def feature_maps(
         self,

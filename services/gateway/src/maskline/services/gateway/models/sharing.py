@@ -17,6 +17,7 @@ from maskline.contracts.audit_v1 import AuditRecord
 from maskline.contracts.envelope import job_event, new_trace_id, now
 from maskline.contracts.model_v1 import AccessState
 from maskline.contracts.subjects import PLATFORM_TENANT
+from maskline.services.gateway.core.answers import ANSWERS, Answers
 from maskline.services.gateway.core.errors import Conflict, Forbidden, NotFound, TooManyRequests
 from maskline.shared.bus import Bus
 from maskline.shared.models.access import AccessRefused, Grant, Grants, grant_id
@@ -25,6 +26,8 @@ from maskline.shared.tenants.trails import job_trail
 
 #: Requests for access one tenant may have waiting at a time: asking cannot flood other tenants' lists.
 MAX_OPEN_REQUESTS = 20
+#: A step the grant's state does not allow (`_step`).
+_ACCESS_STATE = Conflict.coded("access_state")
 
 OwnerParam = Annotated[
     str | None,
@@ -73,6 +76,7 @@ class AccessController(Controller):
         "/v1/models/{name:str}/access-requests",
         status_code=HTTP_200_OK,
         summary="Ask the owner of a model for access to it (the same answer whether or not it exists)",
+        opt={ANSWERS: Answers(refusals=_ACCESS_STATE + TooManyRequests.coded("too_many_access_requests"))},
     )
     async def ask(
         self, registry: ModelRegistry, grants: Grants, bus: Bus, tenant: str, name: str, owner: OwnerParam, data: AccessNote
@@ -100,6 +104,7 @@ class AccessController(Controller):
         "/v1/models/{name:str}/access-requests",
         status_code=HTTP_200_OK,
         summary="Withdraw your request for (or give up your access to) a model",
+        opt={ANSWERS: Answers(refusals=_ACCESS_STATE)},
     )
     async def withdraw(self, grants: Grants, bus: Bus, tenant: str, name: str, owner: OwnerParam) -> Grant:
         if not owner:
@@ -110,6 +115,7 @@ class AccessController(Controller):
         "/v1/models/{name:str}/access/{grantee:str}",
         status_code=HTTP_200_OK,
         summary="Grant, refuse or revoke another tenant's access to your model (owner only)",
+        opt={ANSWERS: Answers(refusals=_ACCESS_STATE + NotFound.coded("model_not_found"))},
     )
     async def decide(
         self, registry: ModelRegistry, grants: Grants, bus: Bus, tenant: str, name: str, grantee: str, data: AccessDecision
@@ -127,6 +133,7 @@ class AccessController(Controller):
     @get(
         "/v1/models/{name:str}/access/{grantee:str}/trail",
         summary="The audited steps of one grant (owner and grantee only)",
+        opt={ANSWERS: Answers(refusals=Forbidden.coded())},
     )
     async def trail(
         self, grants: Grants, bus: Bus, tenant: str, name: str, grantee: str, owner: OwnerParam = None

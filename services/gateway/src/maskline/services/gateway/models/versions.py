@@ -19,16 +19,17 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 
 from maskline.contracts import model_v1
 from maskline.contracts.common_v1 import ObjectRef
-from maskline.contracts.envelope import new_job_id
 from maskline.contracts.http_v1 import JobView, MergeBody, PromoteBody, WeightsUploadView
 from maskline.contracts.model_v1 import STABLE, Architecture, ModelName, ModelVersion, precision_alias
-from maskline.services.gateway.core.bodies import STREAMED_BODY, limit_of, limited
+from maskline.services.gateway.core.answers import ANSWERS, OCTETS, Answers
+from maskline.services.gateway.core.bodies import RAW_BODY, STREAMED_BODY, limit_of, limited, raw
 from maskline.services.gateway.core.errors import PayloadTooLarge, Unprocessable
 from maskline.services.gateway.core.intake import Intake
 from maskline.services.gateway.core.model_lookup import ModelLookup
 from maskline.services.gateway.core.store import Store
+from maskline.services.gateway.data.datasets import NAME_REFUSALS
 from maskline.services.gateway.data.datasets import prefix as dataset_prefix
-from maskline.services.gateway.models.aliases import AliasChanges
+from maskline.services.gateway.models.aliases import PROMOTION_REFUSALS, AliasChanges
 from maskline.services.gateway.models.sharing import OwnerParam
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.tracking.job_routes import CommandJobs
@@ -86,6 +87,7 @@ class ModelController(Controller):
         "/{name:str}/{version:int}/release",
         status_code=HTTP_200_OK,
         summary="Make this version `stable` (and `stable-<precision>`): what requests naming no version run (owner only)",
+        opt={ANSWERS: Answers(refusals=PROMOTION_REFUSALS)},
     )
     async def release(
         self, models: ModelLookup, registry: ModelRegistry, alias_changes: AliasChanges, tenant: str, name: str, version: int
@@ -100,6 +102,18 @@ class ModelController(Controller):
     @post(
         status_code=HTTP_201_CREATED,
         summary="Register a TorchScript or ONNX segmentation model as a new version (202 with the job if checking takes longer)",
+        opt={
+            ANSWERS: Answers(
+                refusals=Unprocessable.coded(
+                    "unprocessable",
+                    "input_missing",
+                    "invalid_reference",
+                    "invalid_model",
+                    others="the failed registration's own `code` (the weights service's check)",
+                ),
+                also={202: "Still being checked after MASKLINE_MAX_WAIT_S: follow the job"},
+            )
+        },
     )
     async def register(
         self,
@@ -136,7 +150,7 @@ class ModelController(Controller):
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise Unprocessable(f"invalid model description: {exc}") from exc
         intake.require_bus()
-        job_id = new_job_id()
+        job_id = command_jobs.fresh_job_id
         upload = await self._weights(store, tenant, job_id, data)
         command = model_v1.RegisterRequested(
             name=name,
@@ -182,7 +196,13 @@ class ModelController(Controller):
         status_code=HTTP_201_CREATED,
         summary="Stream model weights (raw body, up to MASKLINE_MAX_MODEL_BYTES), checked against their sha256",
         request_max_body_size=None,  # streamed under the model limit (bodies.py)
-        opt={STREAMED_BODY: "max_model_bytes"},
+        opt={
+            STREAMED_BODY: "max_model_bytes",
+            RAW_BODY: raw("The weights' bytes, streamed (up to MASKLINE_MAX_MODEL_BYTES)", OCTETS),
+            ANSWERS: Answers(
+                refusals=PayloadTooLarge.coded("model_too_large") + Unprocessable.coded("checksum_mismatch", "invalid_reference")
+            ),
+        },
     )
     async def upload_weights(
         self, settings: GatewaySettings, store: Store, tenant: str, sha256: str, request: Request[Any, Any, Any]
@@ -223,7 +243,11 @@ class ModelMergeController(Controller):
     path = "/v1/models/merges"
     tags = ["models"]
 
-    @post(status_code=HTTP_202_ACCEPTED, summary="Merge model versions into a new version (avg, max, absmax, weighted, ...)")
+    @post(
+        status_code=HTTP_202_ACCEPTED,
+        summary="Merge model versions into a new version (avg, max, absmax, weighted, ...)",
+        opt={ANSWERS: Answers(refusals=NAME_REFUSALS + Unprocessable.coded())},
+    )
     async def merge(self, models: ModelLookup, command_jobs: CommandJobs, tenant: str, data: MergeBody) -> Response[JobView]:
         raw = msgspec.structs.asdict(data)
         for field in ("bn_dataset", "evaluate_on"):

@@ -10,6 +10,7 @@ from litestar import Controller, MediaType, Response, get
 from litestar.params import Parameter
 
 from maskline.contracts.audit_v1 import AuditRecord, Checkpoint
+from maskline.services.gateway.core.answers import ANSWERS, Answers
 from maskline.services.gateway.core.errors import Forbidden, NotFound
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.tracking.job_routes import owned_job
@@ -38,7 +39,7 @@ class AuditController(Controller):
     path = "/v1/audit"
     tags = ["audit"]
 
-    @get(summary="Audit trail of one of your jobs")
+    @get(summary="Audit trail of one of your jobs", opt={ANSWERS: Answers(refusals=NotFound.coded())})
     async def trail(
         self,
         job_store: JobStore,
@@ -52,7 +53,12 @@ class AuditController(Controller):
         key = load_public_key(settings.audit_public_key_file)
         return AuditTrail(job_id=job, intact=all(record_intact(r, key) for r in records), records=records)
 
-    @get("/public-key", summary="The audit service's Ed25519 public key (hex): verify records and checkpoints with it")
+    @get(
+        "/public-key",
+        summary="The audit service's Ed25519 public key (hex): verify records and checkpoints with it",
+        media_type=MediaType.TEXT,
+        opt={ANSWERS: Answers(refusals=NotFound.coded())},
+    )
     async def public_key(self, settings: GatewaySettings, tenant: str) -> Response[str]:
         try:
             with open(settings.audit_public_key_file) as handle:
@@ -60,7 +66,11 @@ class AuditController(Controller):
         except OSError as exc:
             raise NotFound("the audit public key is not configured here") from exc
 
-    @get("/verify", summary="Verify the whole trail: every hash, signature, link and sequence (operators)")
+    @get(
+        "/verify",
+        summary="Verify the whole trail: every hash, signature, link and sequence (operators)",
+        opt={ANSWERS: Answers(refusals=Forbidden.coded())},
+    )
     async def verify(self, bus: Bus, settings: GatewaySettings, tenant: str) -> TrailVerdict:
         if not settings.is_operator(tenant):
             raise Forbidden("only operators verify the whole trail (it holds every tenant's records)")

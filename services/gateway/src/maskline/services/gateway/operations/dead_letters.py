@@ -11,6 +11,7 @@ import msgspec
 from litestar import Controller, get, post
 
 from maskline.contracts import subjects as table
+from maskline.services.gateway.core.answers import ANSWERS, Answers
 from maskline.services.gateway.core.errors import NotFound, Unavailable, Unprocessable
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.shared.bus import Bus
@@ -37,7 +38,19 @@ class DeadLetterController(Controller):
     async def list_letters(self, bus: Bus, settings: GatewaySettings, tenant: str, limit: int = 200) -> list[Letter]:
         return [letter for letter in await dlq.letters(bus.js, min(max(limit, 1), 1000)) if _visible(settings, tenant, letter)]
 
-    @post("/{seq:int}/redrive", status_code=200, summary="Re-process a dead letter by its consumer (after fixing its cause)")
+    @post(
+        "/{seq:int}/redrive",
+        status_code=200,
+        summary="Re-process a dead letter by its consumer (after fixing its cause)",
+        opt={
+            ANSWERS: Answers(
+                refusals=Unprocessable.coded(
+                    "not_redrivable", others="the consumer failed again: its failure's `code` (else `redrive_failed`)"
+                )
+                + Unavailable.coded()  # no instance of the service took it
+            )
+        },
+    )
     async def redrive(self, bus: Bus, settings: GatewaySettings, tenant: str, seq: int) -> dict[str, Any]:
         if not 1 <= seq < 2**63:  # a stream sequence; anything else names no letter
             raise NotFound(f"no dead letter {seq}")

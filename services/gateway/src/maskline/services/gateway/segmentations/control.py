@@ -20,11 +20,12 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from maskline.contracts import routes, seg_v1
-from maskline.contracts.envelope import command, job_event, new_job_id
+from maskline.contracts.envelope import command, job_event
 from maskline.contracts.http_v1 import OutputMatch, ReplayView, SegmentationView
 from maskline.contracts.subjects import GATEWAY
+from maskline.services.gateway.core.answers import ANSWERS, Answers
 from maskline.services.gateway.core.errors import Conflict, NotFound
-from maskline.services.gateway.core.intake import Intake
+from maskline.services.gateway.core.intake import ADMISSION_REFUSALS, Intake
 from maskline.services.gateway.core.store import Store
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.tracking.job_routes import owned_job
@@ -71,6 +72,12 @@ class ControlController(Controller):
         "/{job_id:str}/replay",
         status_code=HTTP_200_OK,
         summary="Re-run a completed segmentation from its audit record (same input, version, options): do outputs match?",
+        opt={
+            ANSWERS: Answers(
+                refusals=Conflict.coded("job_not_completed", "no_audit_record", "input_gone") + ADMISSION_REFUSALS,
+                also={202: "The replay still runs after `wait` seconds"},
+            )
+        },
     )
     async def replay(
         self,
@@ -80,6 +87,7 @@ class ControlController(Controller):
         store: Store,
         job_store: JobStore,
         waiters: CompletionWaiters,
+        fresh_job_id: str,
         tenant: str,
         job_id: str,
         wait: Annotated[float, Parameter(query="wait", ge=0, le=3600, default=60.0, description="Seconds to wait for it")] = 60.0,
@@ -109,7 +117,7 @@ class ControlController(Controller):
             image=requested.data.image, options=options, filename=requested.data.filename, replay_of=job_id
         )
         intake.require_bus()
-        replay_id = new_job_id()
+        replay_id = fresh_job_id  # kept by the request's Idempotency-Key: a retry replays once
         await intake.admit(tenant, replay_id, options.inferences)
         with waiters.watching(tenant, replay_id) as finished:
             env = command(

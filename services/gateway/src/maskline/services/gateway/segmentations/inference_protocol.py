@@ -24,19 +24,24 @@ from typing import Any
 
 import numpy as np
 from litestar import Controller, Request, Response, get, post
+from litestar.enums import ParamType
 from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.spec import Parameter, Schema
+from litestar.openapi.spec.enums import OpenAPIType
 from litestar.types import Method
 from litestar.types.internal_types import PathParameterDefinition
 from PIL import Image
 
 from maskline.contracts import seg_v1
 from maskline.contracts.envelope import new_job_id
+from maskline.services.gateway.core.answers import ANSWERS, BINARY, OCTETS, Answers
+from maskline.services.gateway.core.bodies import RAW_BODY, RawBody
 from maskline.services.gateway.core.errors import BadRequest, GatewayError, Unavailable
 from maskline.services.gateway.core.intake import Intake
 from maskline.services.gateway.core.model_lookup import ModelLookup
 from maskline.services.gateway.core.problems import problem
 from maskline.services.gateway.core.store import Store
-from maskline.services.gateway.segmentations.routes import SegmentationJobs, Upload, check_upload
+from maskline.services.gateway.segmentations.routes import UPLOAD_REFUSALS, SegmentationJobs, Upload, check_upload
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.tracking.job_routes import artifact_bytes
 from maskline.services.gateway.tracking.waiters import CompletionWaiters
@@ -46,6 +51,45 @@ from maskline.shared.version import CODE_VERSION
 HEADER_LENGTH = "Inference-Header-Content-Length"
 INPUT = "IMAGE"
 OUTPUTS = ("MASK", "REGIONS")
+_OBJECT = Schema(type=OpenAPIType.OBJECT)
+_TENSOR = Schema(
+    type=OpenAPIType.OBJECT,
+    required=["name", "datatype", "shape"],
+    properties={
+        "name": Schema(type=OpenAPIType.STRING),
+        "datatype": Schema(type=OpenAPIType.STRING),
+        "shape": Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.INTEGER)),
+        "data": Schema(type=OpenAPIType.ARRAY),
+        "parameters": _OBJECT,
+    },
+)
+#: The request's body, for the OpenAPI document: the protocol's JSON, or that JSON followed by the
+#: tensors' bytes (the binary-data extension, framed by `Inference-Header-Content-Length`).
+INFER_BODY = RawBody(
+    f"A v2 inference request: one input, {INPUT} (BYTES [1]: an image file, as binary data; or UINT8 [H, W, 3])",
+    {
+        "application/json": Schema(
+            type=OpenAPIType.OBJECT,
+            required=["inputs"],
+            properties={
+                "id": Schema(type=OpenAPIType.STRING),
+                "inputs": Schema(type=OpenAPIType.ARRAY, items=_TENSOR),
+                "outputs": Schema(type=OpenAPIType.ARRAY, items=_OBJECT),
+                "parameters": _OBJECT,
+            },
+        ),
+        OCTETS: BINARY,
+    },
+    headers=(
+        Parameter(
+            name=HEADER_LENGTH,
+            param_in=ParamType.HEADER,
+            required=False,
+            schema=Schema(type=OpenAPIType.INTEGER, minimum=0),
+            description="With binary data: the bytes of JSON before it",
+        ),
+    ),
+)
 
 
 class protocol_errors:
@@ -188,6 +232,16 @@ class InferenceProtocolController(Controller):
         status_code=200,
         summary="Segment an image (a job like POST /v1/segmentations, waited for)",
         operation_id=_operation_id,
+        opt={
+            RAW_BODY: INFER_BODY,
+            ANSWERS: Answers(
+                refusals=UPLOAD_REFUSALS
+                + BadRequest.coded("invalid_request", others="the failed inference job's own `code`")
+                + Unavailable.coded("still_running"),
+                files=("application/json", OCTETS),
+                headers={HEADER_LENGTH: False},
+            ),
+        },
     )
     async def infer(
         self,

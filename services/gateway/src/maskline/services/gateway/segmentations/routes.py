@@ -20,25 +20,28 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 from maskline.contracts import seg_v1
 from maskline.contracts.envelope import command, new_job_id, now
 from maskline.contracts.http_v1 import EXPORT_FORMATS, SEGMENTATION_DEFAULTS, TTA_DEFAULTS, SegmentationView, UploadView
+from maskline.services.gateway.core.answers import ANSWERS, ETAG, LOCATION, Answers
+from maskline.services.gateway.core.bodies import IMAGE, RAW_BODY, raw
 from maskline.services.gateway.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, Unprocessable
+from maskline.services.gateway.core.idempotent_requests import IDEMPOTENCY, NOT_NEEDED, OWN, checked_key
 from maskline.services.gateway.core.intake import Intake
 from maskline.services.gateway.core.shedding import ADMITTED
 from maskline.services.gateway.core.store import Store
-from maskline.services.gateway.data.datasets import file_key
-from maskline.services.gateway.segmentations import exports
+from maskline.services.gateway.data.datasets import NAME_REFUSALS, file_key
+from maskline.services.gateway.segmentations import exports, sniff
 from maskline.services.gateway.segmentations.control import cancel
 from maskline.services.gateway.segmentations.sniff import Header, check_image_header
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.tracking.job_routes import artifact_bytes, download, owned_job
 from maskline.services.gateway.tracking.views import job_path, segmentation_view
 from maskline.services.gateway.tracking.waiters import CompletionWaiters
-from maskline.services.gateway.tracking.webhook_settings import register_for_job
+from maskline.services.gateway.tracking.webhook_settings import JOB_WEBHOOK_REFUSALS, register_for_job
 from maskline.shared import keys, tracing
 from maskline.shared.bus import Bus
 from maskline.shared.images.checks import RequestTooLarge, check_pixel_budget, formats
 from maskline.shared.jobs.cancels import Cancellations
 from maskline.shared.jobs.fence import Fences
-from maskline.shared.jobs.idempotency import MAX_KEY_LENGTH, IdempotencyKeys, KeyInProgress, KeyReused, fingerprint_of
+from maskline.shared.jobs.idempotency import IdempotencyKeys, KeyInProgress, KeyReused, fingerprint_of
 from maskline.shared.jobs.state import JobState, JobStore
 from maskline.shared.storage import ObjectNotFound
 from maskline.shared.tenants.webhooks import WebhookTargets
@@ -46,6 +49,10 @@ from maskline.shared.tenants.webhooks import WebhookTargets
 SOURCE = "gateway"
 MAX_DEADLINE_S = 7 * 24 * 3600.0
 MAX_EXPORT_JOBS = 1000
+#: What `check_upload` refuses an image with.
+UPLOAD_REFUSALS = sniff.REFUSALS + PayloadTooLarge.coded(RequestTooLarge.code)
+#: What an artifact or an export is answered as: a picture, the regions (JSON), a Label Studio config (XML).
+EXPORTED = ("image/png", "application/json", "application/xml")
 
 
 @dataclass
@@ -105,12 +112,6 @@ def parse_options(form: SegmentationForm) -> seg_v1.SegmentationOptions:
         raise Unprocessable(f"invalid options: {exc}", code="invalid_options") from exc
 
 
-def checked_idempotency_key(value: str | None) -> str | None:
-    if value is not None and not 1 <= len(value) <= MAX_KEY_LENGTH:
-        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters", code="invalid_idempotency_key")
-    return value
-
-
 async def check_upload(settings: GatewaySettings, body: bytes, options: seg_v1.SegmentationOptions | None = None) -> Header:
     """The image header, after the cheap checks (type, pixel count, the request's pixel budget) that answer at once."""
     allowed = formats(settings.allowed_formats)
@@ -143,7 +144,26 @@ class SegmentationController(Controller):
     path = "/v1/segmentations"
     tags = ["segmentations"]
 
-    @post(status_code=HTTP_202_ACCEPTED, summary="Submit an image for segmentation", opt={ADMITTED: True})
+    @post(
+        status_code=HTTP_202_ACCEPTED,
+        summary="Submit an image for segmentation",
+        opt={
+            ADMITTED: True,
+            IDEMPOTENCY: OWN,
+            ANSWERS: Answers(
+                refusals=UPLOAD_REFUSALS
+                + NAME_REFUSALS
+                + JOB_WEBHOOK_REFUSALS
+                + NotFound.coded("dataset_image_not_found")
+                + Unprocessable.coded("invalid_options", others="the failed job's own `code`, when it failed within `wait`")
+                + BadRequest.coded("invalid_idempotency_key")
+                + Conflict.coded("idempotency_key_in_progress", retry_after=True)
+                + Unprocessable.coded("idempotency_key_reused"),
+                also={200: "The job finished within `wait` seconds"},
+                headers={LOCATION: True},
+            ),
+        },
+    )
     async def submit(
         self,
         intake: Intake,
@@ -167,7 +187,7 @@ class SegmentationController(Controller):
         ] = None,
     ) -> Response[SegmentationView]:
         intake.require_bus()
-        key = checked_idempotency_key(idempotency_key)
+        key = checked_key(idempotency_key)
         options = parse_options(data)
         if data.deadline_s is not None and not 0 < data.deadline_s <= MAX_DEADLINE_S:
             raise Unprocessable(f"deadline_s must be in (0, {MAX_DEADLINE_S}] seconds", code="invalid_options")
@@ -186,7 +206,7 @@ class SegmentationController(Controller):
             except KeyReused as exc:
                 raise Unprocessable(str(exc), code="idempotency_key_reused") from exc
             except KeyInProgress as exc:
-                raise Conflict(str(exc), code="idempotency_key_in_progress") from exc
+                raise Conflict(str(exc), code="idempotency_key_in_progress", retry_after_s=1) from exc
             job_id, replay = outcome.job_id, not outcome.fresh
         with waiters.watching(tenant, job_id) as finished:  # listening before the request is published
             state = await job_store.get(tenant, job_id) if replay else None
@@ -219,6 +239,7 @@ class SegmentationController(Controller):
         "/{job_id:str}",
         status_code=HTTP_200_OK,
         summary="Cancel a segmentation wherever it is: its queued work is skipped and no outputs stand (audited)",
+        opt={ANSWERS: Answers(refusals=Conflict.coded("job_finished"))},
     )
     async def cancel(
         self,
@@ -236,7 +257,11 @@ class SegmentationController(Controller):
     async def status(self, job_store: JobStore, tenant: str, job_id: str) -> SegmentationView:
         return segmentation_view(await owned_job(job_store, tenant, job_id))
 
-    @get("/{job_id:str}/{artifact:str}", summary="Download an artifact: mask, overlay or regions")
+    @get(
+        "/{job_id:str}/{artifact:str}",
+        summary="Download an artifact: mask, overlay or regions",
+        opt={ANSWERS: Answers(refusals=Unprocessable.coded("invalid_options"), files=EXPORTED, headers={ETAG: False})},
+    )
     async def artifact(
         self,
         job_store: JobStore,
@@ -303,7 +328,11 @@ class ExportController(Controller):
     path = "/v1/exports"
     tags = ["segmentations"]
 
-    @get("/segmentations", summary="Several segmentations in one COCO file or one Label Studio import")
+    @get(
+        "/segmentations",
+        summary="Several segmentations in one COCO file or one Label Studio import",
+        opt={ANSWERS: Answers(refusals=Unprocessable.coded("invalid_options"), files=EXPORTED[1:])},
+    )
     async def segmentations(
         self,
         job_store: JobStore,
@@ -345,6 +374,11 @@ class UploadController(Controller):
     @post(
         status_code=HTTP_201_CREATED,
         summary="Hand over an image (raw body) and get the object reference to publish in a bus request",
+        opt={
+            IDEMPOTENCY: NOT_NEEDED,  # content-addressed: the same bytes, the same key, nothing twice
+            RAW_BODY: raw("The image's bytes, in one of the formats MASKLINE_ALLOWED_FORMATS names", IMAGE),
+            ANSWERS: Answers(refusals=UPLOAD_REFUSALS),
+        },
     )
     async def upload(self, settings: GatewaySettings, store: Store, tenant: str, request: Request[Any, Any, Any]) -> UploadView:
         body = await request.body()

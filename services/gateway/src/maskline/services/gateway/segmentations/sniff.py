@@ -11,6 +11,13 @@ from dataclasses import dataclass
 from maskline.services.gateway.core.errors import PayloadTooLarge, Unprocessable, UnsupportedMedia
 from maskline.shared.images.checks import CorruptImage, ImageTooLarge, Limits, UnsupportedFormat, open_checked
 
+#: What `check_image_header` refuses with (the OpenAPI document of the routes that take an image).
+REFUSALS = (
+    UnsupportedMedia.coded(UnsupportedFormat.code)
+    + Unprocessable.coded(CorruptImage.code)
+    + PayloadTooLarge.coded(ImageTooLarge.code)
+)
+
 
 @dataclass(frozen=True)
 class Header:

@@ -9,8 +9,9 @@ import msgspec
 from litestar import Controller, Response, get
 from litestar.status_codes import HTTP_202_ACCEPTED
 
-from maskline.contracts.envelope import command, new_job_id, now
+from maskline.contracts.envelope import command, now
 from maskline.contracts.http_v1 import JobView
+from maskline.services.gateway.core.answers import ANSWERS, ETAG, Answers
 from maskline.services.gateway.core.errors import NotFound
 from maskline.services.gateway.core.intake import Intake
 from maskline.services.gateway.core.store import Store
@@ -75,13 +76,15 @@ class CommandJobs:
     settings: GatewaySettings
     bus: Bus
     job_store: JobStore
+    fresh_job_id: str
+    """The request's job id: kept by its Idempotency-Key's claim, so a retry restarts the same job."""
 
     async def submit(
         self, tenant: str, type_: str, data: Any, *, job_id: str | None = None, webhook_url: str | None = None
     ) -> Response[JobView]:
         """Record and publish a command as a new job; answer 202 with where to follow it."""
         self.intake.require_bus()
-        job_id = job_id or new_job_id()
+        job_id = job_id or self.fresh_job_id
         if webhook_url:  # recorded before the job exists: its end cannot come first
             allow_private = self.settings.webhook_allow_private
             await register_for_job(self.webhooks, tenant, job_id, webhook_url, allow_private=allow_private)
@@ -102,7 +105,11 @@ class JobController(Controller):
             raise NotFound(f"no job {job_id}")
         return job_view(state)
 
-    @get("/{job_id:str}/artifacts/{name:str}", summary="Download one output of a job (a feature-map picture, an evaluation)")
+    @get(
+        "/{job_id:str}/artifacts/{name:str}",
+        summary="Download one output of a job (a feature-map picture, an evaluation)",
+        opt={ANSWERS: Answers(files=("image/png", "application/json"), headers={ETAG: True})},
+    )
     async def artifact(self, job_store: JobStore, store: Store, tenant: str, job_id: str, name: str) -> Response[bytes]:
         return await download(store, await owned_job(job_store, tenant, job_id), name)
 

@@ -16,14 +16,37 @@ from collections.abc import AsyncIterator
 
 import msgspec
 from litestar import Controller, get
+from litestar.openapi.spec import Reference, Schema
+from litestar.openapi.spec.enums import OpenAPIType
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from maskline.contracts.subjects import FINAL_STATUSES
+from maskline.services.gateway.core.answers import ANSWERS, Answers
 from maskline.services.gateway.core.errors import NotFound
 from maskline.services.gateway.tracking.job_routes import job_view
 from maskline.services.gateway.tracking.waiters import CompletionWaiters
 from maskline.shared.jobs.state import JobState, JobStore
 
 KEEPALIVE_S = 15.0
+#: One event of the stream, for the OpenAPI document (Open API 3.2's shape of an event: its fields).
+EVENT = Schema(
+    type=OpenAPIType.OBJECT,
+    required=["event", "data"],
+    properties={
+        "event": Schema(
+            type=OpenAPIType.STRING,
+            enum=["progress", *FINAL_STATUSES],
+            description="`progress` while the job runs, then its final status; the last event",
+        ),
+        "data": Schema(
+            type=OpenAPIType.STRING,
+            content_media_type="application/json",
+            content_schema=Reference(ref="#/components/schemas/JobView"),
+            description="The job's view, as `GET /v1/jobs/{job_id}` answers it",
+        ),
+    },
+    description=f"Sent at once, on every change, and again after {KEEPALIVE_S:.0f} s without one",
+)
 
 
 def _message(state: JobState) -> ServerSentEventMessage:
@@ -35,7 +58,11 @@ class JobEventsController(Controller):
     path = "/v1/jobs"
     tags = ["jobs"]
 
-    @get("/{job_id:str}/events", summary="The job's progress as server-sent events, until it finishes")
+    @get(
+        "/{job_id:str}/events",
+        summary="The job's progress as server-sent events, until it finishes",
+        opt={ANSWERS: Answers(events=EVENT)},
+    )
     async def events(self, job_store: JobStore, waiters: CompletionWaiters, tenant: str, job_id: str) -> ServerSentEvent:
         return await progress_stream(job_store, waiters, tenant, job_id)
 

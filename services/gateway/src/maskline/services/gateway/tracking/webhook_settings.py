@@ -15,9 +15,13 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 from maskline.contracts.common_v1 import Webhook
 from maskline.contracts.envelope import now
 from maskline.contracts.http_v1 import WebhookBody, WebhookView
+from maskline.services.gateway.core.answers import ANSWERS, Answers
 from maskline.services.gateway.core.errors import NotFound, Unprocessable
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.shared.tenants.webhooks import WebhookRefused, WebhookTargets, destination, new_secret
+
+#: What a request that names its own `webhook_url` may be refused with (`register_for_job`).
+JOB_WEBHOOK_REFUSALS = Unprocessable.coded("no_webhook_secret", "webhook_refused")
 
 
 async def checked_url(url: str, *, allow_private: bool) -> str:
@@ -43,14 +47,20 @@ class WebhookController(Controller):
     path = "/v1/webhooks"
     tags = ["webhooks"]
 
-    @get(summary="Your webhook (its URL; the secret is shown only when made)")
+    @get(
+        summary="Your webhook (its URL; the secret is shown only when made)",
+        opt={ANSWERS: Answers(refusals=NotFound.coded("no_webhook"))},
+    )
     async def show(self, webhooks: WebhookTargets, tenant: str) -> WebhookView:
         record = await webhooks.of_tenant(tenant)
         if record is None:
             raise NotFound("you have no webhook: PUT /v1/webhooks", code="no_webhook")
         return WebhookView(url=record.url, created=record.created)
 
-    @put(summary="Set your webhook's URL; the signing secret is answered when made or rotated")
+    @put(
+        summary="Set your webhook's URL; the signing secret is answered when made or rotated",
+        opt={ANSWERS: Answers(refusals=Unprocessable.coded("webhook_refused"))},
+    )
     async def set(self, webhooks: WebhookTargets, settings: GatewaySettings, tenant: str, data: WebhookBody) -> WebhookView:
         url = await checked_url(data.url, allow_private=settings.webhook_allow_private) if data.url else None
         old = await webhooks.of_tenant(tenant)

@@ -1,0 +1,213 @@
+"""Idempotency-Key for every POST, in one layer that a new endpoint cannot skip.
+
+A POST that carries `Idempotency-Key` is claimed (per tenant and key, with a fingerprint of the
+method, path, query, content type and body) before its handler runs. Its answer is kept with the
+claim and sent again, marked `Idempotent-Replayed: true`, to any later request with the same key
+and the same request. So a client that retries after a proxy answered 502 *after* forwarding — or
+after its own connection broke — never starts a second merge, quantization, evaluation, replay...
+
+- the same key, a different request: 422 `idempotency_key_reused`;
+- the same key while the first request still runs: 409 `idempotency_key_in_progress` with
+  Retry-After (the first request keeps its claim fresh while it waits, so it is never taken over);
+- answers that say nothing was done and to come back later (408, 409, 425, 429, any 5xx) are not
+  kept: the key is given back and a retry does the work.
+
+A handler that reads the job id for its work from `fresh_job_id` (app.py) gets the one kept in the
+claim: a request retried after the gateway died mid-way restarts the same job, and the bus drops
+the duplicate by its message id.
+
+Handlers that do their own key handling say so with `opt={IDEMPOTENCY: OWN}` (the segmentation
+submit: its retry is answered with the job as it is now), and POSTs that change nothing with
+`opt={IDEMPOTENCY: NOT_NEEDED}`; tests/services/gateway/test_idempotent_requests.py lists them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+from litestar.datastructures import Headers
+from litestar.enums import ScopeType
+from litestar.handlers import BaseRouteHandler
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
+from litestar.types.asgi_types import HTTPRequestEvent
+
+from maskline.contracts.envelope import new_job_id
+from maskline.services.gateway.core.auth import api_key
+from maskline.services.gateway.core.errors import BadRequest, Conflict, Unavailable, Unprocessable
+from maskline.shared.jobs.idempotency import (
+    LEASE_S,
+    MAX_ANSWER_BYTES,
+    MAX_KEY_LENGTH,
+    Answer,
+    IdempotencyKeys,
+    KeyInProgress,
+    KeyReused,
+    fingerprint,
+)
+
+#: Route option: how a POST handler stands to Idempotency-Key (absent: this layer handles it).
+IDEMPOTENCY = "idempotency"
+OWN = "own"
+NOT_NEEDED = "not-needed"
+#: Scope key of the job id kept in the claim (read by the `fresh_job_id` dependency).
+JOB_ID_SCOPE_KEY = "maskline.job_id"
+REPLAYED_HEADER = "idempotent-replayed"
+#: Answers that did nothing and ask the caller to come back: a retry with the key must do the work.
+NOT_KEPT = frozenset({408, 409, 425, 429})
+#: What this layer answers itself (the OpenAPI document of every POST through it: openapi.py); its
+#: claims are kept on the bus.
+REFUSALS = (
+    BadRequest.coded("invalid_idempotency_key")
+    + Conflict.coded("idempotency_key_in_progress", retry_after=True)
+    + Conflict.coded("idempotency_answer_not_kept")
+    + Unprocessable.coded("idempotency_key_reused")
+    + Unavailable.coded("bus_unavailable")
+)
+
+
+def layered(handler: BaseRouteHandler | None, method: str) -> bool:
+    """Whether this layer answers for requests of `method` to `handler` (a POST that does not opt out)."""
+    opted_out = handler is not None and handler.opt.get(IDEMPOTENCY) in (OWN, NOT_NEEDED)
+    return method.upper() == "POST" and not opted_out
+
+
+def job_id_for(scope: Mapping[str, Any]) -> str:
+    """The job id a request starts: the one its idempotency claim keeps, else a new one."""
+    return str(scope.get(JOB_ID_SCOPE_KEY) or new_job_id())
+
+
+def checked_key(value: str | None) -> str | None:
+    if value is not None and not 1 <= len(value) <= MAX_KEY_LENGTH:
+        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters", code="invalid_idempotency_key")
+    return value
+
+
+def idempotent_posts(
+    tenants_by_key: Callable[[], Mapping[str, str]], keys: Callable[[], IdempotencyKeys]
+) -> Callable[[ASGIApp], ASGIApp]:
+    """ASGI middleware (app.py); `tenants_by_key` and `keys` are read at each request."""
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != ScopeType.HTTP or not layered(scope.get("route_handler"), scope["method"]):
+                await app(scope, receive, send)
+                return
+            headers = Headers.from_scope(scope)
+            key = checked_key(headers.get("idempotency-key"))
+            tenant = tenants_by_key().get(api_key(headers)) if key is not None else None
+            if key is None or tenant is None:  # no key: nothing to keep; no tenant: the handler answers 401
+                await app(scope, receive, send)
+                return
+            await _answer_once(app, scope, receive, send, keys(), tenant, key, headers)
+
+        return middleware
+
+    return wrap
+
+
+async def _answer_once(
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, keys: IdempotencyKeys, tenant: str, key: str, headers: Headers
+) -> None:
+    body, replay_body = await _buffered(receive)
+    query = scope.get("query_string", b"")
+    print_ = fingerprint(b"POST", scope["path"].encode(), query, headers.get("content-type", "").encode(), body)
+    try:
+        outcome = await keys.claim(tenant, key, print_, new_job_id())
+    except KeyReused as exc:
+        raise Unprocessable(str(exc), code="idempotency_key_reused") from exc
+    except KeyInProgress as exc:
+        raise Conflict(str(exc), code="idempotency_key_in_progress", retry_after_s=1) from exc
+    if not outcome.fresh:
+        if outcome.answer is None:
+            raise Conflict(
+                "this Idempotency-Key's request was done, but its answer was too large to keep: look the job up instead",
+                code="idempotency_answer_not_kept",
+            )
+        await _send_again(send, outcome.answer)
+        return
+    cast(dict[str, Any], scope)[JOB_ID_SCOPE_KEY] = outcome.job_id
+    answer = _Recorder(send)
+    keep_fresh = asyncio.create_task(_keep_fresh(keys, tenant, key, print_, outcome.job_id))
+    try:
+        await app(scope, replay_body, answer.send)
+    finally:
+        keep_fresh.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keep_fresh
+        with contextlib.suppress(Exception):  # the bus may be what failed: then the lease runs out instead
+            if answer.work_done():
+                await keys.complete(tenant, key, print_, outcome.job_id, answer.answer())
+            else:
+                await keys.release(tenant, key)
+
+
+async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole body (the fingerprint needs it), and a `receive` that hands it on as it came."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            return b"", receive
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    given = False
+
+    async def replay() -> ReceiveMessage:
+        nonlocal given
+        if not given:
+            given = True
+            return HTTPRequestEvent(type="http.request", body=body, more_body=False)
+        return await receive()
+
+    return body, replay
+
+
+async def _keep_fresh(keys: IdempotencyKeys, tenant: str, key: str, print_: str, job_id: str) -> None:
+    while True:
+        await asyncio.sleep(LEASE_S / 3)
+        with contextlib.suppress(Exception):  # a missed renewal is retried at the next beat
+            await keys.refresh(tenant, key, print_, job_id)
+
+
+async def _send_again(send: Send, answer: Answer) -> None:
+    headers = [(name.encode(), value.encode()) for name, value in answer.headers]
+    headers.append((REPLAYED_HEADER.encode(), b"true"))
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body, "more_body": False})
+
+
+class _Recorder:
+    """Passes the answer on while keeping a copy, up to `MAX_ANSWER_BYTES`."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status = 0
+        self.headers: list[tuple[str, str]] = []
+        self.body = bytearray()
+        self.complete = False
+        self.too_large = False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = [(bytes(n).decode("latin-1"), bytes(v).decode("latin-1")) for n, v in message.get("headers", [])]
+        elif message["type"] == "http.response.body":
+            self.body += message.get("body", b"")
+            self.too_large = self.too_large or len(self.body) > MAX_ANSWER_BYTES
+            if self.too_large:
+                self.body.clear()
+            self.complete = not message.get("more_body", False)
+        await self._send(message)
+
+    def work_done(self) -> bool:
+        """False when the key must be given back: nothing was done, or no whole answer was sent."""
+        return self.complete and self.status < 500 and self.status not in NOT_KEPT
+
+    def answer(self) -> Answer | None:
+        """The answer to keep (None when too large: a replay then says so)."""
+        return None if self.too_large else Answer(status=self.status, headers=self.headers, body=bytes(self.body))
