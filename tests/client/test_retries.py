@@ -93,6 +93,8 @@ def test_retry_after_sets_the_wait_capped_and_a_connection_error_backs_off() -> 
     assert hook(httpx.ConnectError("x")) is True and hook(ValueError("a bug")) is False
     dated = httpx.Response(503, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})
     assert retry_after_s(dated) == 0.0  # a date in the past: at once
+    no_zone = httpx.Response(503, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 -0000"})
+    assert retry_after_s(no_zone) == 0.0  # a date without a zone is UTC, not a crash
     assert retry_after_s(httpx.Response(503)) is None
 
 
@@ -105,3 +107,22 @@ def test_the_async_transport_follows_the_same_policy() -> None:
 
     assert asyncio.run(call()) == 202
     assert len(seen) == 2 and seen[0].headers["idempotency-key"] == seen[1].headers["idempotency-key"]
+
+
+def test_a_body_that_cannot_be_sent_again_is_sent_once() -> None:
+    seen, inner = recording([httpx.Response(503)])
+
+    def generated() -> Iterator[bytes]:
+        yield b"part"
+
+    with httpx.Client(transport=RetryingTransport(POLICY, inner)) as http:
+        answer = http.put("http://gw/v1/datasets/d/images/a.png", content=generated())
+    assert answer.status_code == 503 and len(seen) == 1  # the real refusal, not StreamConsumed
+
+
+def test_a_conflict_that_only_mentions_the_code_is_an_answer() -> None:
+    other = httpx.Response(409, json={"code": "job_not_completed", "detail": "not idempotency_key_in_progress"})
+    seen, inner = recording([other])
+    with httpx.Client(transport=RetryingTransport(POLICY, inner)) as http:
+        assert http.post("http://gw/v1/segmentations/j/replay").status_code == 409
+    assert len(seen) == 1

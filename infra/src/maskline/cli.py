@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import msgspec
+import stamina.instrumentation
 
 from maskline import federation_cli, report_tables, rollout_cli, trust_cli
 from maskline.cli_conventions import (
@@ -689,6 +690,10 @@ def _model_options(models: argparse.ArgumentParser) -> None:
     models.add_argument("--std", help="register: per-channel standard deviation, e.g. 0.229,0.224,0.225")
 
 
+def say_retry(details: stamina.instrumentation.RetryDetails) -> None:
+    print(f"maskline: {details.caused_by}; trying again in {details.wait_for:.1f} s", file=sys.stderr)
+
+
 def cmd_completion(args: argparse.Namespace) -> int:
     print(completion_script(args.shell))
     return ExitCode.OK
@@ -703,6 +708,8 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser()
     argcomplete.autocomplete(commands)  # answers a shell's completion request, then exits
     args = commands.parse_args(argv)
+    # A retry is said on stderr, in a line: stamina's default (structlog) would print to stdout, into --json output.
+    stamina.instrumentation.set_on_retry_hooks([say_retry])
     try:
         raise SystemExit(args.run(args))
     except (ApiError, httpx.TransportError) as exc:

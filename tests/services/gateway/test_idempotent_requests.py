@@ -5,6 +5,7 @@ it unless it says why not."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,8 +16,8 @@ from litestar.handlers import HTTPRouteHandler
 
 from maskline.services.gateway.core import problems
 from maskline.services.gateway.core.app import create_app
-from maskline.services.gateway.core.errors import Unavailable
-from maskline.services.gateway.core.idempotent_requests import IDEMPOTENCY, NOT_NEEDED, OWN, idempotent_posts, job_id_for
+from maskline.services.gateway.core.errors import NotFound, Unavailable
+from maskline.services.gateway.core.idempotent_requests import IDEMPOTENCY, NOT_NEEDED, OWN, UNKEYED, idempotent_posts, job_id_for
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.shared.bus import Bus
 from maskline.shared.jobs.idempotency import IdempotencyKeys
@@ -27,19 +28,25 @@ TENANTS = {"key-a": "tenant-a", "key-b": "tenant-b"}
 class Work:
     def __init__(self) -> None:
         self.done: list[str] = []
+        self.tried: list[str] = []
         self.fail_next = False
+        self.refuse_next = False
         self.gate = asyncio.Event()
         self.gate.set()
 
 
-def app_over(keys: IdempotencyKeys, work: Work) -> Litestar:
+def app_over(keys: IdempotencyKeys, work: Work, max_body: int = 1_000_000) -> Litestar:
     @post("/jobs", status_code=202)
     async def start(request: Request[Any, Any, Any], data: dict[str, Any]) -> dict[str, Any]:
         await work.gate.wait()
+        job_id = job_id_for(request.scope)
+        work.tried.append(job_id)
         if work.fail_next:
             work.fail_next = False
             raise Unavailable("the bus is away")
-        job_id = job_id_for(request.scope)
+        if work.refuse_next:
+            work.refuse_next = False
+            raise NotFound("no such model", code="model_not_found")
         work.done.append(job_id)
         return {"id": job_id, "asked": data}
 
@@ -47,6 +54,7 @@ def app_over(keys: IdempotencyKeys, work: Work) -> Litestar:
         route_handlers=[start],
         middleware=[idempotent_posts(lambda: TENANTS, lambda: keys)],
         plugins=[problems.plugin()],
+        request_max_body_size=max_body,
         exception_handlers=problems.catch_all(),
     )
 
@@ -98,7 +106,8 @@ async def test_a_retry_while_the_first_runs_is_told_to_come_back(keys: Idempoten
         work.gate.set()
         assert (await first).status_code == 202
     assert busy.status_code == 409 and busy.json()["code"] == "idempotency_key_in_progress"
-    assert busy.headers["retry-after"] == "1" and len(work.done) == 1
+    # It is told to come back within the renewal period of the running request's claim.
+    assert 1 <= int(busy.headers["retry-after"]) <= 7 and len(work.done) == 1
 
 
 @pytest.mark.nats
@@ -109,6 +118,38 @@ async def test_an_answer_that_did_nothing_gives_the_key_back(keys: IdempotencyKe
         down = await http.post("/jobs", json={"n": 1}, headers=headers("k-down"))
         retried = await http.post("/jobs", json={"n": 1}, headers=headers("k-down"))
     assert down.status_code == 503 and retried.status_code == 202 and len(work.done) == 1
+    # The claim was handed back with its job id: the retry restarts the same job, never a second one.
+    assert work.tried[0] == work.tried[1] == retried.json()["id"]
+
+
+@pytest.mark.nats
+async def test_a_refusal_gives_the_key_back_and_the_same_request_is_tried_afresh(keys: IdempotencyKeys) -> None:
+    work = Work()
+    work.refuse_next = True
+    async with on_this_loop(app_over(keys, work)) as http:
+        refused = await http.post("/jobs", json={"n": 1}, headers=headers("k-refused"))
+        retried = await http.post("/jobs", json={"n": 1}, headers=headers("k-refused"))
+    assert refused.status_code == 404 and retried.status_code == 202 and len(work.done) == 1
+
+
+@pytest.mark.nats
+async def test_a_body_over_the_limit_is_refused_while_read_and_claims_nothing(keys: IdempotencyKeys) -> None:
+    work = Work()
+    app = app_over(keys, work, max_body=1000)
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: the size shows only while reading
+        for _ in range(50):
+            yield b"x" * 100
+
+    async with on_this_loop(app) as http:
+        refused = await http.post("/jobs", content=chunked(), headers={**headers("k-big"), "content-type": "application/json"})
+        declared = await http.post(
+            "/jobs", content=b"y" * 5000, headers={**headers("k-big2"), "content-type": "application/json"}
+        )
+        small = await http.post("/jobs", json={"n": 1}, headers=headers("k-big"))
+    assert refused.status_code == declared.status_code == 413 and refused.json()["code"] == "too_large"
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert small.status_code == 202 and len(work.done) == 1  # the refused request claimed nothing
 
 
 @pytest.mark.nats
@@ -134,4 +175,4 @@ def test_every_post_of_the_gateway_goes_through_the_layer_unless_it_says_why_not
     opted_out = {(h.handler_name, h.opt[IDEMPOTENCY]) for h in posts if IDEMPOTENCY in h.opt}
     # The segmentation submit keeps its job in its own claim and answers a retry with the job as it
     # is now; an upload is content-addressed. Every other POST — a new one too — is covered.
-    assert opted_out == {("submit", OWN), ("upload", NOT_NEEDED)}, opted_out
+    assert opted_out == {("submit", OWN), ("upload", NOT_NEEDED), ("infer", UNKEYED)}, opted_out

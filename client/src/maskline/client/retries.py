@@ -8,13 +8,18 @@
   409 `idempotency_key_in_progress` (the first attempt still runs). An answer's `Retry-After`
   sets the wait; otherwise exponential backoff with jitter.
 - The waiting is stamina's (a well-kept wrapper of tenacity: jitter, caps on attempts and time,
-  `stamina.set_testing` for tests), not a loop of our own.
+  `stamina.set_testing` for tests), not a loop of our own. stamina reports each retry to its hooks:
+  by default structlog or logging (and a Prometheus counter when prometheus_client is installed);
+  a program chooses otherwise with `stamina.instrumentation.set_on_retry_hooks` (the CLI: stderr).
+- A body is sent again only when it can be: bytes, a multipart form, or an iterable that starts
+  afresh on every iteration (`FileChunks`); a generator or an open file is sent once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,13 +30,14 @@ import stamina
 
 RETRY_STATUS = frozenset({429, 502, 503, 504})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-IN_PROGRESS = b"idempotency_key_in_progress"
+IN_PROGRESS = "idempotency_key_in_progress"
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    attempts: int = 4
-    """Tries in all, the first included."""
+    attempts: int = 6
+    """Tries in all, the first included: enough to outwait a claim left by a gateway that died
+    (its lease, 20 s, at the Retry-After of about 7 s that an in-progress key answers)."""
     wait_initial_s: float = 0.5
     wait_max_s: float = 30.0
     """The longest wait between tries, a `Retry-After` included."""
@@ -45,7 +51,7 @@ class RetryableAnswer(Exception):
     """An answer that asks to be tried again; carries how long to wait, if it said."""
 
     def __init__(self, response: httpx.Response, wait_s: float | None) -> None:
-        super().__init__(f"answered {response.status_code}: tried again")
+        super().__init__(f"the gateway answered {response.status_code}")
         self.response = response
         self.wait_s = wait_s
 
@@ -57,7 +63,21 @@ def with_idempotency_key(request: httpx.Request) -> None:
 
 
 def safe_to_repeat(request: httpx.Request) -> bool:
-    return request.method in SAFE_METHODS or "idempotency-key" in request.headers
+    return (request.method in SAFE_METHODS or "idempotency-key" in request.headers) and body_replays(request)
+
+
+def body_replays(request: httpx.Request) -> bool:
+    """Whether the request's body can be sent again as it was (a consumed generator cannot)."""
+    stream = request.stream
+    if isinstance(stream, httpx.ByteStream) or type(stream).__name__ == "MultipartStream":
+        return True  # bytes; a multipart form (httpx seeks its files back to the start)
+    source = getattr(stream, "_stream", None)  # httpx's (Async)IteratorByteStream over what the caller gave
+    if source is None:
+        return False
+    try:
+        return iter(source) is not source  # an iterable that starts afresh (FileChunks), not an iterator
+    except TypeError:
+        return aiter(source) is not source
 
 
 def retry_after_s(response: httpx.Response) -> float | None:
@@ -73,6 +93,8 @@ def retry_after_s(response: httpx.Response) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:  # "-0000" or no zone: HTTP dates are in UTC
+        when = when.replace(tzinfo=dt.UTC)
     return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
@@ -81,7 +103,13 @@ def asks_for_retry(response: httpx.Response) -> bool:
     if response.status_code in RETRY_STATUS:
         return True
     # A 409 is retried only when it says the same key's first request still runs.
-    return response.status_code == 409 and IN_PROGRESS in response.content
+    if response.status_code != 409:
+        return False
+    try:
+        problem = json.loads(response.content)
+    except ValueError:
+        return False
+    return isinstance(problem, dict) and problem.get("code") == IN_PROGRESS
 
 
 def backoff(policy: RetryPolicy) -> Callable[[Exception], bool | float]:

@@ -58,7 +58,7 @@ class ClientSettings:
     url: str = "http://127.0.0.1:8080"
     api_key: str = "dev-key"
     timeout_s: float = 180.0
-    retries: int = 3
+    retries: int = 5
     """How often a refused or failed call is tried again (only calls safe to repeat)."""
     backoff_s: float = 0.5
     """First wait after a connection error, growing with jitter (refusals wait their Retry-After)."""

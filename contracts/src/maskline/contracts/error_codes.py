@@ -75,6 +75,7 @@ KNOWN: frozenset[str] = frozenset(
         "still_running",
         "stopped",
         "store_unavailable",
+        "too_large",
         "too_many_access_requests",
         "too_many_failed_keys",
         "too_many_jobs",

@@ -139,6 +139,9 @@ class Bucket:
     """Each writer may only write keys under `<writer>.` (heartbeats: no service can fake another)."""
     ttl_s: float = 0.0
     summary: str = ""
+    max_bytes: int = 0
+    """A cap on the bucket's storage (0: none): a bucket any tenant can fill is capped, so that it
+    cannot take the file store every stream shares."""
 
     @property
     def stream(self) -> str:
@@ -525,7 +528,14 @@ BUCKETS: tuple[Bucket, ...] = (
         (GATEWAY,),
         summary="per alias and shadow version: how the shadow's masks agree with the served ones (running sums)",
     ),
-    Bucket("idempotency", (GATEWAY,), (GATEWAY,), ttl_s=24 * 3600.0, summary="Idempotency-Key → job and request fingerprint"),
+    Bucket(
+        "idempotency",
+        (GATEWAY,),
+        (GATEWAY,),
+        ttl_s=24 * 3600.0,
+        summary="Idempotency-Key → job, request fingerprint and the first answer",
+        max_bytes=512 * 1024 * 1024,
+    ),
     Bucket("tta", (MERGE,), (MERGE,), ttl_s=24 * 3600.0, summary="TTA variants collected per job"),
     Bucket(
         "fences",

@@ -70,7 +70,12 @@ async def provision(js: JetStreamContext, replicas: int = 1) -> None:
             await js.key_value(bucket.name)
         except (BucketNotFoundError, NotFoundError):
             kv = KeyValueConfig(
-                bucket=bucket.name, history=1, storage=StorageType.FILE, replicas=replicas, ttl=bucket.ttl_s or None
+                bucket=bucket.name,
+                history=1,
+                storage=StorageType.FILE,
+                replicas=replicas,
+                ttl=bucket.ttl_s or None,
+                max_bytes=bucket.max_bytes or None,
             )
             await placed(partial(js.create_key_value, kv))
 

@@ -32,6 +32,21 @@ def effect(payload: type) -> Callable[[Effect], Effect]:
     return register
 
 
+def _status_only(state: JobState, data: Any) -> None:
+    """A command's own request: the fold records the job's kind and status, nothing else to do."""
+
+
+for _command in (
+    model_v1.RegisterRequested,
+    model_v1.ModelMergeRequested,
+    model_v1.QuantizeRequested,
+    model_v1.EditRequested,
+    model_v1.EvaluateRequested,
+    model_v1.FeatureMapsRequested,
+):
+    EFFECTS[_command] = _status_only
+
+
 def _model(version: model_v1.ModelVersion, owner: str = "") -> ModelRef:
     return ModelRef(name=version.name, version=version.version, precision=version.precision, owner=owner)
 
@@ -93,11 +108,6 @@ def _expanded(state: JobState, data: dataset_v1.DatasetExpanded) -> None:
     }
 
 
-@effect(model_v1.RegisterRequested)
-def _register_requested(state: JobState, data: model_v1.RegisterRequested) -> None:
-    return None
-
-
 @effect(model_v1.ModelRegistered)
 def _registered(state: JobState, data: model_v1.ModelRegistered) -> bool | None:
     if state.kind != "registration":
@@ -107,26 +117,11 @@ def _registered(state: JobState, data: model_v1.ModelRegistered) -> bool | None:
     return None
 
 
-@effect(model_v1.ModelMergeRequested)
-def _merge_requested(state: JobState, data: model_v1.ModelMergeRequested) -> None:
-    return None
-
-
 @effect(model_v1.ModelMerged)
 def _merged(state: JobState, data: model_v1.ModelMerged) -> None:
     state.model = _model(data.model)
     state.artifacts = {"weights": data.model.weights}
     state.timings_ms["merge"] = round(data.seconds * 1000, 1)
-
-
-@effect(model_v1.QuantizeRequested)
-def _quantize_requested(state: JobState, data: model_v1.QuantizeRequested) -> None:
-    return None
-
-
-@effect(model_v1.EditRequested)
-def _edit_requested(state: JobState, data: model_v1.EditRequested) -> None:
-    return None
 
 
 @effect(model_v1.QuantizeProgressed)
@@ -143,22 +138,12 @@ def _quantized(state: JobState, data: model_v1.Quantized) -> None:
     state.stage = None
 
 
-@effect(model_v1.EvaluateRequested)
-def _evaluate_requested(state: JobState, data: model_v1.EvaluateRequested) -> None:
-    return None
-
-
 @effect(model_v1.Evaluated)
 def _evaluated(state: JobState, data: model_v1.Evaluated) -> None:
     ref = data.evaluation.model
     state.model = ModelRef(name=ref.name, version=ref.version, precision=data.evaluation.precision, owner=ref.owner or "")
     state.artifacts = {"evaluation": data.result}
     state.stage = None
-
-
-@effect(model_v1.FeatureMapsRequested)
-def _featuremaps_requested(state: JobState, data: model_v1.FeatureMapsRequested) -> None:
-    return None
 
 
 @effect(model_v1.FeatureMapsRendered)

@@ -60,7 +60,15 @@ class KeyReused(ValueError):
 
 
 class KeyInProgress(RuntimeError):
-    """A request with this key is still being processed (HTTP 409)."""
+    """A request with this key is still being processed (HTTP 409); come back after `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ClaimLost(RuntimeError):
+    """The claim changed under its owner (taken over after its lease ran out): it is no longer ours."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,8 @@ class Outcome:
     """True: this request owns the key and must do the work; False: replay the earlier job."""
     answer: Answer | None = None
     """The first request's answer, where it was kept (`complete(answer=...)`)."""
+    revision: int = 0
+    """The claim's revision when this request took it: every later write checks it is still ours."""
 
 
 def fingerprint(*parts: bytes) -> str:
@@ -102,8 +112,7 @@ class IdempotencyKeys(BucketStore):
         mine = msgspec.json.encode(Claim(fingerprint=print_, job_id=job_id, state="pending", since=time.time()))
         for _ in range(10):
             try:
-                await self.kv.create(kv_key, mine)
-                return Outcome(job_id=job_id, fresh=True)
+                return Outcome(job_id=job_id, fresh=True, revision=await self.kv.create(kv_key, mine))
             except KeyWrongLastSequenceError:
                 pass
             try:
@@ -115,24 +124,46 @@ class IdempotencyKeys(BucketStore):
                 raise KeyReused("this Idempotency-Key was already used for a different request")
             if held.state == "done":
                 return Outcome(job_id=held.job_id, fresh=False, answer=held.answer)
-            if time.time() - held.since < LEASE_S:
-                raise KeyInProgress("a request with this Idempotency-Key is still being processed; retry later")
-            try:  # the first request died mid-way: take its claim over, with its job id
+            left_s = LEASE_S - (time.time() - held.since)
+            if left_s > 0:
+                raise KeyInProgress(
+                    "a request with this Idempotency-Key is still being processed; retry later",
+                    retry_after_s=min(left_s, LEASE_S / 3),  # it is renewed every LEASE_S / 3 while it runs
+                )
+            try:  # the first request died mid-way (or gave the key back): take its claim over, with its job id
                 taken = msgspec.json.encode(Claim(fingerprint=print_, job_id=held.job_id, state="pending", since=time.time()))
-                await self.kv.update(kv_key, taken, last=entry.revision)
-                return Outcome(job_id=held.job_id, fresh=True)
+                revision = await self.kv.update(kv_key, taken, last=entry.revision)
+                return Outcome(job_id=held.job_id, fresh=True, revision=revision)
             except KeyWrongLastSequenceError:
                 continue
         raise KeyInProgress("this Idempotency-Key is contended; retry later")
 
-    async def complete(self, tenant: str, key: str, print_: str, job_id: str, answer: Answer | None = None) -> None:
-        done = Claim(fingerprint=print_, job_id=job_id, state="done", since=time.time(), answer=answer)
-        await self.kv.put(self._key(tenant, key), msgspec.json.encode(done))
+    async def _write(self, tenant: str, key: str, claim: Claim, revision: int | None) -> int:
+        """Write our claim; with `revision`, only while it is still ours (else `ClaimLost`)."""
+        kv_key, value = self._key(tenant, key), msgspec.json.encode(claim)
+        if revision is None:
+            return int(await self.kv.put(kv_key, value))
+        try:
+            return int(await self.kv.update(kv_key, value, last=revision))
+        except KeyWrongLastSequenceError as exc:
+            raise ClaimLost(f"the claim of {kv_key} was taken over") from exc
 
-    async def refresh(self, tenant: str, key: str, print_: str, job_id: str) -> None:
-        """Renew a pending claim's lease: its request is alive, however long it waits."""
+    async def complete(
+        self, tenant: str, key: str, print_: str, job_id: str, answer: Answer | None = None, revision: int | None = None
+    ) -> None:
+        done = Claim(fingerprint=print_, job_id=job_id, state="done", since=time.time(), answer=answer)
+        await self._write(tenant, key, done, revision)
+
+    async def refresh(self, tenant: str, key: str, print_: str, job_id: str, revision: int) -> int:
+        """Renew a pending claim's lease while its request is alive, however long it waits; the new
+        revision, or `ClaimLost` when another request took it over."""
         mine = Claim(fingerprint=print_, job_id=job_id, state="pending", since=time.time())
-        await self.kv.put(self._key(tenant, key), msgspec.json.encode(mine))
+        return await self._write(tenant, key, mine, revision)
+
+    async def hand_back(self, tenant: str, key: str, print_: str, job_id: str, revision: int) -> None:
+        """The request did not finish its work (a 5xx, a refusal to come back later): the next retry
+        takes the claim over at once, with its job id, so work already started is not started twice."""
+        await self._write(tenant, key, Claim(fingerprint=print_, job_id=job_id, state="pending", since=0.0), revision)
 
     async def release(self, tenant: str, key: str) -> None:
         """Give the key back when the request failed before anything was published."""

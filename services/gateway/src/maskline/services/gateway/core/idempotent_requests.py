@@ -8,40 +8,56 @@ after its own connection broke — never starts a second merge, quantization, ev
 
 - the same key, a different request: 422 `idempotency_key_reused`;
 - the same key while the first request still runs: 409 `idempotency_key_in_progress` with
-  Retry-After (the first request keeps its claim fresh while it waits, so it is never taken over);
-- answers that say nothing was done and to come back later (408, 409, 425, 429, any 5xx) are not
-  kept: the key is given back and a retry does the work.
+  Retry-After (the first request keeps its claim fresh while it waits, so it is never taken over;
+  every write of the claim checks its revision, so a request that lost it cannot undo another's);
+- a 2xx answer is kept; a 4xx gives the key back (nothing started; the same request would be
+  refused again); a 5xx or a refusal to come back later (408, 409, 425, 429) hands the claim back
+  *with its job id*: the retry takes it over at once and restarts the same job, never a second one.
+- a body over the route's limit is refused (413) while it is read, before anything is claimed.
 
 A handler that reads the job id for its work from `fresh_job_id` (app.py) gets the one kept in the
 claim: a request retried after the gateway died mid-way restarts the same job, and the bus drops
 the duplicate by its message id.
 
 Handlers that do their own key handling say so with `opt={IDEMPOTENCY: OWN}` (the segmentation
-submit: its retry is answered with the job as it is now), and POSTs that change nothing with
-`opt={IDEMPOTENCY: NOT_NEEDED}`; tests/services/gateway/test_idempotent_requests.py lists them.
+submit: its retry is answered with the job as it is now), POSTs that change nothing with
+`opt={IDEMPOTENCY: NOT_NEEDED}`, and the Open Inference Protocol's `infer` with `UNKEYED` (its
+clients send no key, and its answer is the mask itself, too large to keep);
+tests/services/gateway/test_idempotent_requests.py lists them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from litestar.datastructures import Headers
 from litestar.enums import ScopeType
-from litestar.handlers import BaseRouteHandler
+from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 from litestar.types.asgi_types import HTTPRequestEvent
 
 from maskline.contracts.envelope import new_job_id
 from maskline.services.gateway.core.auth import api_key
-from maskline.services.gateway.core.errors import BadRequest, Conflict, Unavailable, Unprocessable
+from maskline.services.gateway.core.errors import (
+    BadRequest,
+    Conflict,
+    GatewayError,
+    PayloadTooLarge,
+    Unavailable,
+    Unprocessable,
+)
+from maskline.services.gateway.core.problems import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE
 from maskline.shared.jobs.idempotency import (
     LEASE_S,
     MAX_ANSWER_BYTES,
     MAX_KEY_LENGTH,
     Answer,
+    ClaimLost,
     IdempotencyKeys,
     KeyInProgress,
     KeyReused,
@@ -52,6 +68,7 @@ from maskline.shared.jobs.idempotency import (
 IDEMPOTENCY = "idempotency"
 OWN = "own"
 NOT_NEEDED = "not-needed"
+UNKEYED = "unkeyed-protocol"
 #: Scope key of the job id kept in the claim (read by the `fresh_job_id` dependency).
 JOB_ID_SCOPE_KEY = "maskline.job_id"
 REPLAYED_HEADER = "idempotent-replayed"
@@ -64,13 +81,14 @@ REFUSALS = (
     + Conflict.coded("idempotency_key_in_progress", retry_after=True)
     + Conflict.coded("idempotency_answer_not_kept")
     + Unprocessable.coded("idempotency_key_reused")
+    + PayloadTooLarge.coded("too_large")
     + Unavailable.coded("bus_unavailable")
 )
 
 
 def layered(handler: BaseRouteHandler | None, method: str) -> bool:
     """Whether this layer answers for requests of `method` to `handler` (a POST that does not opt out)."""
-    opted_out = handler is not None and handler.opt.get(IDEMPOTENCY) in (OWN, NOT_NEEDED)
+    opted_out = handler is not None and handler.opt.get(IDEMPOTENCY) in (OWN, NOT_NEEDED, UNKEYED)
     return method.upper() == "POST" and not opted_out
 
 
@@ -96,12 +114,15 @@ def idempotent_posts(
                 await app(scope, receive, send)
                 return
             headers = Headers.from_scope(scope)
-            key = checked_key(headers.get("idempotency-key"))
+            key = headers.get("idempotency-key")
             tenant = tenants_by_key().get(api_key(headers)) if key is not None else None
             if key is None or tenant is None:  # no key: nothing to keep; no tenant: the handler answers 401
                 await app(scope, receive, send)
                 return
-            await _answer_once(app, scope, receive, send, keys(), tenant, key, headers)
+            try:
+                await _answer_once(app, scope, receive, send, keys(), tenant, checked_key(key), headers)
+            except GatewayError as refused:  # answered here, so the outer layers (metrics, headers) see it
+                await _send_problem(send, refused)
 
         return middleware
 
@@ -109,9 +130,22 @@ def idempotent_posts(
 
 
 async def _answer_once(
-    app: ASGIApp, scope: Scope, receive: Receive, send: Send, keys: IdempotencyKeys, tenant: str, key: str, headers: Headers
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    keys: IdempotencyKeys,
+    tenant: str,
+    key: str | None,
+    headers: Headers,
 ) -> None:
-    body, replay_body = await _buffered(receive)
+    assert key is not None
+    handler = scope.get("route_handler")
+    limit = handler.resolve_request_max_body_size() if isinstance(handler, HTTPRouteHandler) else None
+    read = await _buffered(receive, headers, limit)
+    if read is None:
+        return  # the client went away before its request was whole: nothing to claim or do
+    body, replay_body = read
     query = scope.get("query_string", b"")
     print_ = fingerprint(b"POST", scope["path"].encode(), query, headers.get("content-type", "").encode(), body)
     try:
@@ -119,7 +153,7 @@ async def _answer_once(
     except KeyReused as exc:
         raise Unprocessable(str(exc), code="idempotency_key_reused") from exc
     except KeyInProgress as exc:
-        raise Conflict(str(exc), code="idempotency_key_in_progress", retry_after_s=1) from exc
+        raise Conflict(str(exc), code="idempotency_key_in_progress", retry_after_s=exc.retry_after_s) from exc
     if not outcome.fresh:
         if outcome.answer is None:
             raise Conflict(
@@ -130,31 +164,66 @@ async def _answer_once(
         return
     cast(dict[str, Any], scope)[JOB_ID_SCOPE_KEY] = outcome.job_id
     answer = _Recorder(send)
-    keep_fresh = asyncio.create_task(_keep_fresh(keys, tenant, key, print_, outcome.job_id))
+    claim = _Claim(keys, tenant, key, print_, outcome.job_id, outcome.revision)
+    keep_fresh = asyncio.create_task(claim.keep_fresh())
     try:
         await app(scope, replay_body, answer.send)
     finally:
         keep_fresh.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keep_fresh
+        await asyncio.wait([keep_fresh])  # never swallows a cancellation of this request itself
+        await claim.settle(answer)
+
+
+class _Claim:
+    """This request's claim of its key: renewed while it runs, settled by its answer."""
+
+    def __init__(self, keys: IdempotencyKeys, tenant: str, key: str, print_: str, job_id: str, revision: int) -> None:
+        self.keys, self.tenant, self.key, self.print_, self.job_id, self.revision = keys, tenant, key, print_, job_id, revision
+        self.lost = False
+
+    async def keep_fresh(self) -> None:
+        while not self.lost:
+            await asyncio.sleep(LEASE_S / 3)
+            try:
+                self.revision = await self.keys.refresh(self.tenant, self.key, self.print_, self.job_id, self.revision)
+            except ClaimLost:
+                self.lost = True  # another request took it over: what it writes stands
+            except Exception:
+                pass
+
+    async def settle(self, answer: _Recorder) -> None:
+        if self.lost:
+            return
         with contextlib.suppress(Exception):  # the bus may be what failed: then the lease runs out instead
-            if answer.work_done():
-                await keys.complete(tenant, key, print_, outcome.job_id, answer.answer())
+            if answer.complete and 200 <= answer.status < 300:
+                await self.keys.complete(self.tenant, self.key, self.print_, self.job_id, answer.answer(), self.revision)
+            elif answer.complete and 400 <= answer.status < 500 and answer.status not in NOT_KEPT:
+                await self.keys.release(self.tenant, self.key)  # refused before any work: the same request is refused again
             else:
-                await keys.release(tenant, key)
+                await self.keys.hand_back(self.tenant, self.key, self.print_, self.job_id, self.revision)
 
 
-async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
-    """The whole body (the fingerprint needs it), and a `receive` that hands it on as it came."""
+async def _buffered(receive: Receive, headers: Headers, limit: int | None) -> tuple[bytes, Receive] | None:
+    """The whole body (the fingerprint needs it) and a `receive` that hands it on as it came; None
+    when the client went away. Over `limit` (the route's), refused as it is read."""
+    declared = headers.get("content-length", "")
+    if limit is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is over the limit of {limit} bytes", code="too_large")
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
-        if message["type"] != "http.request":  # the client went away
-            return b"", receive
-        chunks.append(message.get("body", b""))
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes", code="too_large")
+        chunks.append(chunk)
         if not message.get("more_body", False):
             break
     body = b"".join(chunks)
+    del chunks
     given = False
 
     async def replay() -> ReceiveMessage:
@@ -167,15 +236,24 @@ async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
     return body, replay
 
 
-async def _keep_fresh(keys: IdempotencyKeys, tenant: str, key: str, print_: str, job_id: str) -> None:
-    while True:
-        await asyncio.sleep(LEASE_S / 3)
-        with contextlib.suppress(Exception):  # a missed renewal is retried at the next beat
-            await keys.refresh(tenant, key, print_, job_id)
+async def _send_problem(send: Send, refused: GatewayError) -> None:
+    """A refusal of this layer as problem+json (problems.py renders the handlers' own)."""
+    problem = {
+        "type": PROBLEM_TYPE + refused.code,
+        "title": refused.title,
+        "status": refused.status,
+        "detail": refused.detail,
+        "code": refused.code,
+    }
+    headers = [(b"content-type", PROBLEM_MEDIA_TYPE.encode())]
+    if refused.retry_after_s is not None:
+        headers.append((b"retry-after", str(max(1, math.ceil(refused.retry_after_s))).encode()))
+    await send({"type": "http.response.start", "status": refused.status, "headers": headers})
+    await send({"type": "http.response.body", "body": json.dumps(problem).encode(), "more_body": False})
 
 
 async def _send_again(send: Send, answer: Answer) -> None:
-    headers = [(name.encode(), value.encode()) for name, value in answer.headers]
+    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in answer.headers]
     headers.append((REPLAYED_HEADER.encode(), b"true"))
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     await send({"type": "http.response.body", "body": answer.body, "more_body": False})
@@ -203,10 +281,6 @@ class _Recorder:
                 self.body.clear()
             self.complete = not message.get("more_body", False)
         await self._send(message)
-
-    def work_done(self) -> bool:
-        """False when the key must be given back: nothing was done, or no whole answer was sent."""
-        return self.complete and self.status < 500 and self.status not in NOT_KEPT
 
     def answer(self) -> Answer | None:
         """The answer to keep (None when too large: a replay then says so)."""

@@ -17,7 +17,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 
 from maskline.contracts import model_v1
 from maskline.contracts.common_v1 import JobFailed
-from maskline.contracts.envelope import Envelope, job_event, new_job_id, new_trace_id
+from maskline.contracts.envelope import Envelope, job_event, new_trace_id
 from maskline.contracts.http_v1 import FederationBody, FederationSummary, FederationView, JobError, RoundView, SiteReport
 from maskline.contracts.model_v1 import VersionRef
 from maskline.contracts.subjects import GATEWAY
@@ -201,6 +201,7 @@ class FederationController(Controller):
         registry: ModelRegistry,
         store: Store,
         bus: Bus,
+        fresh_job_id: str,
         tenant: str,
         data: FederationBody,
     ) -> Response[FederationView]:
@@ -232,7 +233,7 @@ class FederationController(Controller):
             raise Unprocessable(f"invalid federation: {exc}") from exc
         if not data.sites or opened.quorum > len(data.sites) or len(set(data.sites)) != len(data.sites):
             raise Unprocessable("name each site once, and a quorum of at most that many sites")
-        federation = new_job_id()
+        federation = fresh_job_id  # kept by the request's Idempotency-Key: a retry opens no second run
         env = job_event(
             model_v1.ROUND_OPENED, GATEWAY, opened, tenant=tenant, job_id=federation, trace_id=new_trace_id(), parts=(1,)
         )

@@ -37,6 +37,7 @@ from maskline.contracts.envelope import new_job_id
 from maskline.services.gateway.core.answers import ANSWERS, BINARY, OCTETS, Answers
 from maskline.services.gateway.core.bodies import RAW_BODY, RawBody
 from maskline.services.gateway.core.errors import BadRequest, GatewayError, Unavailable
+from maskline.services.gateway.core.idempotent_requests import IDEMPOTENCY, UNKEYED
 from maskline.services.gateway.core.intake import Intake
 from maskline.services.gateway.core.model_lookup import ModelLookup
 from maskline.services.gateway.core.problems import problem
@@ -234,6 +235,8 @@ class InferenceProtocolController(Controller):
         operation_id=_operation_id,
         opt={
             RAW_BODY: INFER_BODY,
+            # Its clients (tritonclient, KServe's) send no key, and its answer is the mask itself: too large to keep.
+            IDEMPOTENCY: UNKEYED,
             ANSWERS: Answers(
                 refusals=UPLOAD_REFUSALS
                 + BadRequest.coded("invalid_request", others="the failed inference job's own `code`")

@@ -206,7 +206,7 @@ class SegmentationController(Controller):
             except KeyReused as exc:
                 raise Unprocessable(str(exc), code="idempotency_key_reused") from exc
             except KeyInProgress as exc:
-                raise Conflict(str(exc), code="idempotency_key_in_progress", retry_after_s=1) from exc
+                raise Conflict(str(exc), code="idempotency_key_in_progress", retry_after_s=exc.retry_after_s) from exc
             job_id, replay = outcome.job_id, not outcome.fresh
         with waiters.watching(tenant, job_id) as finished:  # listening before the request is published
             state = await job_store.get(tenant, job_id) if replay else None
