@@ -19,12 +19,16 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from maskline.client import JsonClient
+from maskline.client.retries import RetryPolicy
 from maskline.infra.embedded.process import free_ports
 from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
 from maskline.models import starter
 from maskline.shared.config import RuntimeSettings
 
+#: The tests' clients report each answer as it came: they assert the platform's own refusals (429,
+#: 503, 409...). The clients' retries are tested on their own (tests/client, test_lost_answers.py).
+AS_ANSWERED = RetryPolicy(attempts=1)
 MAX_UPLOAD = 3_000_000
 MAX_MODEL = 400_000_000
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
@@ -62,14 +66,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def client(stack: Stack) -> Iterator[JsonClient]:
-    c = JsonClient(stack.gateway_url, api_key="key-a", timeout=120)
+    c = JsonClient(stack.gateway_url, api_key="key-a", timeout=120, retry=AS_ANSWERED)
     yield c
     c.close()
 
 
 @pytest.fixture(scope="session")
 def other_tenant(stack: Stack) -> Iterator[JsonClient]:
-    c = JsonClient(stack.gateway_url, api_key="key-b", timeout=60)
+    c = JsonClient(stack.gateway_url, api_key="key-b", timeout=60, retry=AS_ANSWERED)
     yield c
     c.close()
 

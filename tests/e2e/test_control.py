@@ -13,7 +13,7 @@ from maskline.client import ApiError, JsonClient
 from maskline.infra.embedded.process import wait_until
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
-from tests.e2e.conftest import cli
+from tests.e2e.conftest import AS_ANSWERED, cli
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
@@ -70,5 +70,7 @@ def test_a_replay_reruns_the_audited_request_and_every_output_matches(stack: Sta
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("match") == 3 and "DIFFERS" not in out.stdout
     with pytest.raises(ApiError) as err:
-        JsonClient(stack.gateway_url, api_key="key-b").replay(original["id"])  # another tenant's job: not there
+        JsonClient(stack.gateway_url, api_key="key-b", retry=AS_ANSWERED).replay(
+            original["id"]
+        )  # another tenant's job: not there
     assert err.value.status == 404

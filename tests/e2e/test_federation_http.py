@@ -18,7 +18,7 @@ from maskline.client import ApiError, JsonClient
 from maskline.infra.embedded.process import wait_until
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
-from tests.e2e.conftest import cli, until
+from tests.e2e.conftest import AS_ANSWERED, cli, until
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +27,7 @@ START = {"name": "shapes-unet", "version": 1, "owner": "maskline"}
 
 @pytest.fixture(scope="module")
 def third_site(stack: Stack) -> Iterator[JsonClient]:
-    c = JsonClient(stack.gateway_url, api_key="key-c", timeout=60)
+    c = JsonClient(stack.gateway_url, api_key="key-c", timeout=60, retry=AS_ANSWERED)
     yield c
     c.close()
 

@@ -20,6 +20,7 @@ from maskline.infra.embedded.process import wait_until
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
 from maskline.shared.bus import connect
+from tests.e2e.conftest import AS_ANSWERED
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
@@ -148,7 +149,7 @@ def test_admission_refuses_over_a_tenants_limits_and_over_the_pipelines_backlog(
     """Infer stopped, so jobs pile up: tenant-c (rate 2/s, burst 2, 3 unfinished jobs) is held to its
     limits with 429, everyone meets 503 at the backlog limit (40 queued) before the body is read, and
     every accepted job completes once infer is back."""
-    tight = JsonClient(stack.gateway_url, api_key="key-c", timeout=60)
+    tight = JsonClient(stack.gateway_url, api_key="key-c", timeout=60, retry=AS_ANSWERED)
     accepted: list[tuple[JsonClient, str]] = []
     stack.stop_service("infer")
     try:

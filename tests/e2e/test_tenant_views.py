@@ -24,6 +24,7 @@ from maskline.client import JsonClient
 from maskline.contracts.subjects import PLATFORM_TENANT
 from maskline.infra.embedded.process import wait_until
 from maskline.infra.embedded.stack import Stack
+from tests.e2e.conftest import AS_ANSWERED
 from tests.e2e.test_bus import png
 from tests.e2e.test_model_merge import perturbed
 from tests.e2e.test_trust_seams import LABELS, envelope, publish
@@ -62,7 +63,7 @@ class Victim:
 
 @pytest.fixture(scope="module")
 def victim(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[JsonClient, Victim]]:
-    c = JsonClient(stack.gateway_url, api_key="key-c", timeout=120)
+    c = JsonClient(stack.gateway_url, api_key="key-c", timeout=120, retry=AS_ANSWERED)
     r = uuid.uuid4().hex[:8]
     filename = f"victim-{r}.png"
     job = c.submit(png(200), filename=filename, wait=60)

@@ -25,7 +25,7 @@ from maskline.infra.embedded.process import wait_until
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import WEIGHTS
 from maskline.shared.models.registry import ModelRegistry
-from tests.e2e.conftest import MAX_MODEL
+from tests.e2e.conftest import AS_ANSWERED, MAX_MODEL
 from tests.e2e.test_bus import png
 from tests.e2e.test_model_merge import perturbed
 from tests.e2e.test_trust_bus import as_identity
@@ -202,7 +202,7 @@ def test_4_an_outside_identity_owns_only_its_consumers_and_sees_no_stream_inform
 
 
 def test_5_a_forged_source_meets_admission_like_any_bus_job(stack: Stack) -> None:
-    tenant_c = JsonClient(stack.gateway_url, api_key="key-c", timeout=60)
+    tenant_c = JsonClient(stack.gateway_url, api_key="key-c", timeout=60, retry=AS_ANSWERED)
     image = tenant_c.upload(png(55))
     ref = {k: image[k] for k in ("key", "size", "sha256", "content_type")}
     jobs = {f"forged-source-{uuid.uuid4().hex[:8]}" for _ in range(30)}

@@ -3,8 +3,9 @@
 Under overload most requests are refused, so a refusal must cost next to nothing: this guard runs
 before Litestar parses the multipart body, and answers 503 / 429 from the admission state alone
 (no bus round trip, nothing taken). Requests it lets through are admitted for real in the handler,
-which takes the rate token and counts the job. A request with an Idempotency-Key goes on to the
-handler: it may be the retry that finishes a job admitted before.
+which takes the rate token and counts the job. A request with an Idempotency-Key is shed like any
+other (every client sends one with every POST now): a retry of a job admitted before is answered
+once the limits allow, with that job, never a second one; refusing it here only delays it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def shed_over_limits(tenants_by_key: Callable[[], Mapping[str, str]], intake: Ca
     """`tenants_by_key` and `intake` are read at each request, as the app's dependencies are (app.py)."""
 
     async def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:  # type: ignore[type-arg]
-        if not handler.opt.get(ADMITTED) or "idempotency-key" in connection.headers:
+        if not handler.opt.get(ADMITTED):
             return
         tenant = tenants_by_key().get(api_key(connection.headers))
         if tenant is None:
