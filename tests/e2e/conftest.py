@@ -21,7 +21,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from maskline.client import JsonClient
 from maskline.client.retries import RetryPolicy
 from maskline.infra.embedded.process import free_ports
-from maskline.infra.embedded.settings import StackSettings, on_free_ports
+from maskline.infra.embedded.settings import PROBE_SPAN, StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
 from maskline.models import starter
 from maskline.shared.config import RuntimeSettings
@@ -43,7 +43,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         api_keys="key-a:tenant-a,key-b:tenant-b,key-c:tenant-c",
         bus_clients="partner-a:tenant-a,partner-b:tenant-b,partner-c:tenant-c",
         merge_instances=2,  # a paused worker and a live one (tests/e2e/test_outages.py)
-        probe_port=free_ports(16),  # every worker's /livez, /readyz and /metrics (tests/e2e/test_metrics.py)
+        probe_port=free_ports(PROBE_SPAN),  # every worker's /livez, /readyz and /metrics (tests/e2e/test_metrics.py)
     )
     s = Stack(
         settings,

@@ -127,7 +127,9 @@ async def compare_and_set(
                 written = await kv.create(key, data)
             else:
                 written = await kv.update(key, data, last=revision)
-        except KeyWrongLastSequenceError:
+        except (KeyWrongLastSequenceError, KeyNotFoundError):
+            # nats-py's create() reads the key back when its sequence check fails; during a stream
+            # leader's failover that read may find nothing (KeyNotFoundError): a race like any other.
             if revisions is not None:
                 revisions.forget(key)
             continue

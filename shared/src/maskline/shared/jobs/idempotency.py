@@ -113,7 +113,7 @@ class IdempotencyKeys(BucketStore):
         for _ in range(10):
             try:
                 return Outcome(job_id=job_id, fresh=True, revision=await self.kv.create(kv_key, mine))
-            except KeyWrongLastSequenceError:
+            except (KeyWrongLastSequenceError, KeyNotFoundError):  # taken; or its read-back lost a failover race
                 pass
             try:
                 entry = await self.kv.get(kv_key)
