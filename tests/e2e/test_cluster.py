@@ -104,7 +104,7 @@ async def requested_jobs(settings: RuntimeSettings) -> Counter[str]:
 
 
 def completions(http: httpx.Client, job: str) -> int:
-    trail = http.get("/v1/audit", params={"job": job}).json()["records"]
+    trail = http.get("/v1/audit", params={"job": job}).json()["events"]
     return sum(r["type"] == seg_v1.COMPLETED for r in trail)
 
 

@@ -37,7 +37,7 @@ def test_a_cancelled_job_is_skipped_where_it_waits_and_leaves_no_outputs(stack: 
     time.sleep(2)
     state = client.status(cancelled)
     assert state["status"] == "cancelled" and state["artifacts"] == {}
-    types = [r["type"] for r in client.audit(cancelled)["records"]]
+    types = [r["type"] for r in client.audit(cancelled)["events"]]
     assert "seg.v1.cancelled" in types
     assert "seg.v1.inferred" not in types and "seg.v1.completed" not in types  # infer skipped it
     assert not [f for f in client.files("outputs")["files"] if f["path"].startswith(f"{cancelled}/")]
@@ -63,7 +63,7 @@ def test_a_replay_reruns_the_audited_request_and_every_output_matches(stack: Sta
     replay = client.status(view["replay"])
     assert replay["options"]["version"] == original["model"]["version"]  # pinned to what served the original
     assert replay["options"]["tta"] == original["options"]["tta"]
-    requested = next(r for r in client.audit(view["replay"])["records"] if r["type"] == "seg.v1.requested")
+    requested = next(r for r in client.audit(view["replay"])["events"] if r["type"] == "seg.v1.requested")
     assert requested["event"]["data"]["replay_of"] == original["id"]
 
     out = cli(stack, "replay", original["id"])

@@ -59,7 +59,7 @@ def test_expansion_writes_every_variant_with_masks_and_a_manifest_and_is_idempot
     (home / "shapes-small-aug" / "images" / "img2__rotate.png").unlink()
     resumed = client.wait_job(client.expand_dataset("shapes-small", angle=90)["id"])
     assert resumed["progress"]["written"] == 2 and resumed["progress"]["skipped"] == 13
-    trail = client.audit(job["id"])["records"]
+    trail = client.audit(job["id"])["events"]
     assert trail[0]["type"] == "dataset.v1.expand.requested"
     assert "dataset.v1.expand.progressed" in [r["type"] for r in trail]
 

@@ -49,7 +49,7 @@ def test_tritonclient_segments_through_the_gateway(stack: Stack, client: JsonCli
     assert b'"regions"' in regions
     job = result.get_response()["parameters"]["job_id"]
     trail = client.audit(job)
-    assert trail["intact"] and "seg.v1.completed" in {r["type"] for r in trail["records"]}
+    assert trail["intact"] and "seg.v1.completed" in {r["type"] for r in trail["events"]}
 
     # raw RGB pixels as UINT8 [H, W, 3], all in JSON
     pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))

@@ -66,7 +66,7 @@ def test_merge_two_site_models_with_bn_reestimation_then_segment_with_the_result
     assert result["status"] == "completed", result
     mask = np.asarray(Image.open(io.BytesIO(client.artifact(result["id"], "mask"))))
     assert (mask == truth).mean() > 0.95
-    types = [r["type"] for r in client.audit(job["id"])["records"]]
+    types = [r["type"] for r in client.audit(job["id"])["events"]]
     assert types[0] == "model.v1.merge.requested" and "model.v1.merged" in types
 
 

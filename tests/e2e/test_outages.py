@@ -56,7 +56,7 @@ def test_triton_down_pauses_infer_and_every_job_completes_once_it_is_back(stack:
 
     # The audit service folds the trail on its own consumer: it may trail the job state by a moment.
     def completions(job: str) -> int:
-        return sum(r["type"] == "seg.v1.completed" for r in client.audit(job)["records"])
+        return sum(r["type"] == "seg.v1.completed" for r in client.audit(job)["events"])
 
     wait_until(lambda: all(completions(job) >= 1 for job in jobs), 30, "completions audited")
     assert [completions(job) for job in jobs] == [1, 1, 1]
@@ -131,7 +131,7 @@ def test_a_worker_paused_past_its_ack_wait_cannot_complete_a_job_twice(stack: St
         os.kill(held, signal.SIGCONT)
     time.sleep(8)  # the resumed worker finishes what it was doing, and loses the fence
     assert client.status(job)["artifacts"] == artifacts
-    trail = client.audit(job)["records"]
+    trail = client.audit(job)["events"]
     assert sum(r["type"] == "seg.v1.completed" for r in trail) == 1
     paths = [f["path"].split("/") for f in client.files("outputs")["files"] if f["path"].startswith(f"{job}/")]
     attempts = {p[1] for p in paths if len(p) == 3}  # <job>/<attempt>/<file> (probs.npy is infer's)

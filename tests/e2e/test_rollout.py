@@ -149,7 +149,7 @@ def test_a_shadow_runs_on_a_copy_is_compared_and_never_returned(client: JsonClie
     assert figures["shadow_ms"] > 0
 
     def compared() -> list[dict[str, Any]]:  # infer publishes the comparison; the audit records it moments later
-        records = client.audit(jobs[0]["id"])["records"]
+        records = client.audit(jobs[0]["id"])["events"]
         return [r["event"]["data"] for r in records if r["type"] == "model.v1.shadow.compared"]
 
     wait_until(compared, 10, "the shadow comparison in the job's audit trail")

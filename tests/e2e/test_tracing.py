@@ -47,7 +47,7 @@ def test_a_tta_job_is_one_trace_from_the_http_request_to_its_completion(traced: 
         files = {"image": ("a.png", (samples / "shapes-1.png").read_bytes(), "image/png")}
         job = http.post("/v1/segmentations?wait=120", files=files, data={"tta": "true"}).json()
         assert job["status"] == "completed"
-        trail = http.get("/v1/audit", params={"job": job["id"]}).json()["records"]
+        trail = http.get("/v1/audit", params={"job": job["id"]}).json()["events"]
     variants = sum(r["type"] == "seg.v1.augmented" for r in trail)
 
     def orphans() -> list[tuple[str, str, str]]:

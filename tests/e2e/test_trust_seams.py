@@ -352,7 +352,7 @@ def test_11_a_finished_job_cannot_be_rewritten_or_run_again(stack: Stack, client
         asyncio.run(publish(stack, "partner-a", "seg.v1.requested.tenant-a", envelope("seg.v1.requested", "tenant-a", job, data)))
     time.sleep(3)
     assert client.status(job) == before
-    trail = client.audit(job)["records"]
+    trail = client.audit(job)["events"]
     assert [r["type"] for r in trail].count("seg.v1.ingested") == 1  # ingest never ran it again
 
 

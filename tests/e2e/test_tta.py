@@ -48,7 +48,7 @@ def test_tta_job_fuses_five_variants_back_onto_the_original(client: JsonClient, 
     assert [v["name"] for v in doc["variants"]] == ["original", "rotate", "blur", "flip", "flop"]
     assert doc["variants"][1]["angle"] == 20.0 and doc["variants"][2]["sigma"] == 1.0
     assert (mask_of(client, job["id"]) == truth).mean() > 0.97
-    trail = client.audit(job["id"])["records"]
+    trail = client.audit(job["id"])["events"]
     assert sum(r["type"] == "seg.v1.augmented" for r in trail) == 5
 
 
@@ -109,7 +109,7 @@ def test_killing_merge_while_variants_arrive_still_gives_exactly_one_correct_res
             assert time.monotonic() < deadline, client.status(job_id)
             time.sleep(0.1)
         time.sleep(1.0)  # let any duplicate completion surface before counting
-        trail = client.audit(job_id)["records"]
+        trail = client.audit(job_id)["events"]
         assert sum(r["type"] == "seg.v1.completed" for r in trail) == 1
         assert (mask_of(client, job_id) == reference).all()
         assert (reference == truth).mean() > 0.97

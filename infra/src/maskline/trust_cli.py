@@ -59,8 +59,11 @@ def audit_settings(args: argparse.Namespace) -> tuple[RuntimeSettings, Path]:
 def cmd_audit(args: argparse.Namespace) -> int:
     if args.job != "verify":
         trail = JsonClient(args.url, api_key=args.api_key).audit(args.job)
-        lines = [f"job {trail['job_id']}: {len(trail['records'])} records, chain {'intact' if trail['intact'] else 'BROKEN'}"]
-        lines += [f"  #{r['seq']:<6} {str(r['recorded'])[:23]}  {r['source'] or '?':<9} {r['subject']}" for r in trail["records"]]
+        intact = "intact" if trail["intact"] else "BROKEN"
+        lines = [f"job {trail['job_id']}: {len(trail['events'])} events in {len(trail['records'])} records, chain {intact}"]
+        for record in trail["records"]:
+            lines.append(f"  #{record['seq']:<6} {str(record['recorded'])[:23]}")
+            lines += [f"      {e['source'] or '?':<9} {e['subject']}" for e in [record, *record.get("more", [])]]
         _print(args, trail, "\n".join(lines))
         return 0 if trail["intact"] else 1
     settings, public = audit_settings(args)
@@ -71,6 +74,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     summary = {
         "intact": verdict.intact,
         "records": verdict.records,
+        "events": verdict.events,
         "checkpoints": verdict.checkpoints,
         "head": {"seq": verdict.head_seq, "hash": verdict.head_hash},
         "first_break": verdict.first_break,
@@ -78,7 +82,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     }
     if verdict.intact:
         human = (
-            f"audit trail intact: {verdict.records} records, {verdict.checkpoints} signed checkpoints, head #{verdict.head_seq}"
+            f"audit trail intact: {verdict.events} events in {verdict.records} records, "
+            f"{verdict.checkpoints} signed checkpoints, head #{verdict.head_seq}"
         )
     else:
         human = f"audit trail BROKEN ({len(verdict.problems)} problems); first break: {verdict.first_break}"

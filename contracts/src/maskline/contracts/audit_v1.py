@@ -23,9 +23,25 @@ def record_subject(tenant: str | None, job_id: str | None) -> str:
     return f"{RECORD_SUBJECT_PREFIX}{tenant or '_'}.{job_id or '_'}"
 
 
+class ObservedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One event as the audit service saw it on the bus (a record's own, or one of its `more`)."""
+
+    subject: str
+    event_id: str | None
+    type: str | None
+    source: str | None
+    event_time: datetime | None
+    stream: str
+    stream_seq: int
+    payload_sha256: str
+    event: msgspec.Raw
+    """The event exactly as it travelled (JSON)."""
+
+
 class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """One observed event. `hash` = sha256(prev_hash + this record encoded with hash="" and
-    signature=""); `signature` = Ed25519 over `record_message(hash)` (1.3)."""
+    """One observed event, or since 1.9 several events of one job observed together (`more`).
+    `hash` = sha256(prev_hash + this record encoded with hash="" and signature=""); `signature` =
+    Ed25519 over `record_message(hash)` (1.3)."""
 
     seq: int
     """Position in the chain, 1-based, gap-free."""
@@ -48,6 +64,26 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
     """Which audit signing key signed it (first 16 hex digits of the public key's sha256). Added in 1.3."""
     signature: str = ""
     """Hex Ed25519 signature of `record_message(hash)`. Added in 1.3."""
+    more: list[ObservedEvent] | msgspec.UnsetType = msgspec.UNSET
+    """Later events of the same job that reached the audit service before its record was written, in
+    stream order: covered by this record's hash and signature like the first. A job's events before
+    its final one are recorded with it, one record per job instead of one per event. Absent (not
+    empty) in a record of one event, so records written before 1.9 hash as they did. Added in 1.9."""
+
+    def observed(self) -> list[ObservedEvent]:
+        """Every event this record holds, in stream order."""
+        first = ObservedEvent(
+            subject=self.subject,
+            event_id=self.event_id,
+            type=self.type,
+            source=self.source,
+            event_time=self.event_time,
+            stream=self.stream,
+            stream_seq=self.stream_seq,
+            payload_sha256=self.payload_sha256,
+            event=self.event,
+        )
+        return [first, *(self.more or ())]
 
 
 class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):

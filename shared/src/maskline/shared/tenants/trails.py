@@ -26,6 +26,7 @@ from maskline.contracts.audit_v1 import (
     GENESIS,
     AuditRecord,
     Checkpoint,
+    ObservedEvent,
     chain_hash,
     checkpoint_message,
     key_id,
@@ -71,6 +72,8 @@ class Entry:
 class Verdict:
     intact: bool
     records: int = 0
+    events: int = 0
+    """Events the records hold (a record holds one job's events observed together)."""
     checkpoints: int = 0
     head: Checkpoint | None = None
     """The last checkpoint in the trail (keep it: it lets you check this trail later)."""
@@ -142,6 +145,7 @@ def verify_entries(entries: list[Entry], key: VerifyKey, kept: Checkpoint | None
         by_seq[record.seq] = record
         previous = record
         verdict.records += 1
+        verdict.events += len(record.observed())
     if previous is not None:
         verdict.head_seq, verdict.head_hash = previous.seq, previous.hash
     if kept is not None:
@@ -175,11 +179,22 @@ async def job_trail(js: JetStreamContext, tenant: str, job_id: str, limit: int =
     return [_record.decode(m.data) for m in msgs[:limit]]
 
 
+def observed(trail: list[AuditRecord]) -> list[ObservedEvent]:
+    """Every event a trail's records hold, once each, in the order recorded. An event appears in two
+    records only when audit stopped between writing a record and acknowledging its events, and the
+    redelivered events were grouped otherwise."""
+    seen: dict[tuple[str, int], ObservedEvent] = {}
+    for record in trail:
+        for event in record.observed():
+            seen.setdefault((event.stream, event.stream_seq), event)
+    return list(seen.values())
+
+
 def events(trail: list[AuditRecord], types: Iterable[str]) -> list[Envelope[Any]]:
     """The events of these types in a trail, decoded with the subject table's payload, in order."""
     wanted = {t: table.subject(t).payload for t in types}
     return [
-        msgspec.json.decode(r.event, type=Envelope[wanted[r.type]])  # type: ignore[valid-type,name-defined]
-        for r in trail
-        if r.type in wanted
+        msgspec.json.decode(e.event, type=Envelope[wanted[e.type]])  # type: ignore[valid-type,name-defined]
+        for e in observed(trail)
+        if e.type in wanted
     ]

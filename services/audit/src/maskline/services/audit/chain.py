@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
@@ -24,6 +25,7 @@ from maskline.contracts.audit_v1 import (
     GENESIS,
     AuditRecord,
     Checkpoint,
+    ObservedEvent,
     chain_hash,
     checkpoint_message,
     key_id,
@@ -106,22 +108,29 @@ class Chain:
         await self.js.publish("dlq.audit", msgspec.json.encode(letter), headers={MSG_ID: f"dlq:audit:{STREAM}:{seq}"})
 
     async def append(self, *, subject: str, data: bytes, stream: str, stream_seq: int) -> AuditRecord:
+        """One record of one event."""
+        return await self.append_group(stream, [Observed(subject, data, stream_seq)])
+
+    async def append_group(self, stream: str, group: list[Observed]) -> AuditRecord:
+        """One record of events that belong on one record subject (one job's), in stream order."""
+        first = group[0]
         try:
-            env: Envelope[msgspec.Raw] | None = _peek.decode(data)
+            env: Envelope[msgspec.Raw] | None = _peek.decode(first.data)
         except (msgspec.ValidationError, msgspec.DecodeError):
             env = None  # garbage is recorded too: the trail shows what arrived
-        tenant = subject.rsplit(".", 1)[-1] if env is not None and subject.count(".") >= 3 else None
+        tenant = first.subject.rsplit(".", 1)[-1] if env is not None and first.subject.count(".") >= 3 else None
+        more = [observed_event(o, stream) for o in group[1:]]
         async with self.lock:
             for _ in range(50):
                 if self.head is None:
                     self.head = await self._load_head()
                 head = self.head
-                record = self._record(env, tenant, subject, data, stream, stream_seq, head.seq + 1, head.hash, now())
+                record = self._record(env, tenant, first, stream, more, head.seq + 1, head.hash, now())
                 try:
                     ack = await self.js.publish(
                         record_subject(tenant, env.job_id if env else None),
                         msgspec.json.encode(record),
-                        headers={MSG_ID: f"audit:{stream}:{stream_seq}", "Nats-Expected-Last-Sequence": str(head.stream_seq)},
+                        headers={MSG_ID: group_msg_id(stream, group), "Nats-Expected-Last-Sequence": str(head.stream_seq)},
                     )
                 except APIError as exc:
                     if exc.err_code == 10071:  # wrong last sequence: another writer moved the head
@@ -172,21 +181,16 @@ class Chain:
         self,
         env: Envelope[msgspec.Raw] | None,
         tenant: str | None,
-        subject: str,
-        data: bytes,
+        first: Observed,
         stream: str,
-        stream_seq: int,
+        more: list[ObservedEvent],
         seq: int,
         prev_hash: str,
         recorded: datetime,
     ) -> AuditRecord:
-        try:
-            event = msgspec.Raw(msgspec.json.encode(msgspec.json.decode(data)))
-        except msgspec.DecodeError:
-            event = msgspec.Raw(msgspec.json.encode({"undecodable": data.decode("utf-8", "replace")[:4096]}))
         record = AuditRecord(
             seq=seq,
-            subject=subject,
+            subject=first.subject,
             event_id=env.id if env else None,
             type=env.type if env else None,
             job_id=env.job_id if env else None,
@@ -196,11 +200,56 @@ class Chain:
             event_time=env.time if env else None,
             recorded=recorded,
             stream=stream,
-            stream_seq=stream_seq,
-            payload_sha256=hashlib.sha256(data).hexdigest(),
-            event=event,
+            stream_seq=first.stream_seq,
+            payload_sha256=hashlib.sha256(first.data).hexdigest(),
+            event=as_json(first.data),
             prev_hash=prev_hash,
             key_id=self.key_id,
+            more=more or msgspec.UNSET,
         )
         hashed = msgspec.structs.replace(record, hash=chain_hash(record))
         return msgspec.structs.replace(hashed, signature=self.key.sign(record_message(hashed.hash)).signature.hex())
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A message as audit received it."""
+
+    subject: str
+    data: bytes
+    stream_seq: int
+
+
+def as_json(data: bytes) -> msgspec.Raw:
+    """The event as it travelled, or what arrived of it when it was not JSON."""
+    try:
+        return msgspec.Raw(msgspec.json.encode(msgspec.json.decode(data)))
+    except msgspec.DecodeError:
+        return msgspec.Raw(msgspec.json.encode({"undecodable": data.decode("utf-8", "replace")[:4096]}))
+
+
+def observed_event(observed: Observed, stream: str) -> ObservedEvent:
+    try:
+        env: Envelope[msgspec.Raw] | None = _peek.decode(observed.data)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        env = None
+    return ObservedEvent(
+        subject=observed.subject,
+        event_id=env.id if env else None,
+        type=env.type if env else None,
+        source=env.source if env else None,
+        event_time=env.time if env else None,
+        stream=stream,
+        stream_seq=observed.stream_seq,
+        payload_sha256=hashlib.sha256(observed.data).hexdigest(),
+        event=as_json(observed.data),
+    )
+
+
+def group_msg_id(stream: str, group: list[Observed]) -> str:
+    """The record's `Nats-Msg-Id`: the same events give the same id (a redelivery recorded once);
+    other events give another, even when a regrouped redelivery starts with the same one."""
+    if len(group) == 1:
+        return f"audit:{stream}:{group[0].stream_seq}"
+    seqs = ",".join(str(o.stream_seq) for o in group)
+    return f"audit:{stream}:{group[0].stream_seq}+{len(group) - 1}:{hashlib.sha256(seqs.encode()).hexdigest()[:12]}"

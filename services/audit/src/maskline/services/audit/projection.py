@@ -9,9 +9,11 @@ from typing import Any
 
 import msgspec
 
+from maskline.contracts import subjects as table
+from maskline.contracts.audit_v1 import record_subject
 from maskline.contracts.envelope import Envelope
 from maskline.shared.bus import tenant_token
-from maskline.shared.jobs.state import PAYLOADS, JobStore
+from maskline.shared.jobs.state import PAYLOADS, STATUS_OF, JobStore
 
 
 class Projection:
@@ -30,6 +32,14 @@ class Projection:
         except (msgspec.ValidationError, msgspec.DecodeError):
             return None
         return env if env.tenant == tenant_token(subject) else None
+
+    def record_key(self, subject: str, data: bytes) -> tuple[str, bool]:
+        """The record subject a message belongs on, and whether it must be recorded at once: all but
+        a job event that does not end its job (those wait to be recorded with the job's last)."""
+        env = self.job_event(subject, data)
+        if env is None:
+            return subject, True  # one record of its own, as it came
+        return record_subject(env.tenant, env.job_id), STATUS_OF[env.type] in table.FINAL_STATUSES
 
     async def fold(self, messages: list[tuple[str, bytes]]) -> None:
         """Fold the job events among a batch of (subject, data) into their jobs' states: one write

@@ -9,14 +9,14 @@ import msgspec
 from litestar import Controller, MediaType, Response, get
 from litestar.params import Parameter
 
-from maskline.contracts.audit_v1 import AuditRecord, Checkpoint
+from maskline.contracts.audit_v1 import AuditRecord, Checkpoint, ObservedEvent
 from maskline.services.gateway.core.answers import ANSWERS, Answers
 from maskline.services.gateway.core.errors import Forbidden, NotFound
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.tracking.job_routes import owned_job
 from maskline.shared.bus import Bus
 from maskline.shared.jobs.state import JobStore
-from maskline.shared.tenants.trails import job_trail, load_public_key, record_intact, verify_stream
+from maskline.shared.tenants.trails import job_trail, load_public_key, observed, record_intact, verify_stream
 
 
 class AuditTrail(msgspec.Struct, frozen=True, kw_only=True):
@@ -24,11 +24,15 @@ class AuditTrail(msgspec.Struct, frozen=True, kw_only=True):
     intact: bool
     """Every record's hash matches its content and is signed by the audit key."""
     records: list[AuditRecord]
+    """The signed records, in chain order (one per job's events observed together, since 1.9)."""
+    events: list[ObservedEvent]
+    """Every event the records hold, once each, in the order recorded."""
 
 
 class TrailVerdict(msgspec.Struct, frozen=True, kw_only=True):
     intact: bool
     records: int
+    events: int
     checkpoints: int
     first_break: str | None
     head: Checkpoint | None
@@ -51,7 +55,9 @@ class AuditController(Controller):
         await owned_job(job_store, tenant, job)
         records = await job_trail(bus.js, tenant, job)
         key = load_public_key(settings.audit_public_key_file)
-        return AuditTrail(job_id=job, intact=all(record_intact(r, key) for r in records), records=records)
+        return AuditTrail(
+            job_id=job, intact=all(record_intact(r, key) for r in records), records=records, events=observed(records)
+        )
 
     @get(
         "/public-key",
@@ -78,6 +84,7 @@ class AuditController(Controller):
         return TrailVerdict(
             intact=verdict.intact,
             records=verdict.records,
+            events=verdict.events,
             checkpoints=verdict.checkpoints,
             first_break=verdict.first_break,
             head=verdict.head,
