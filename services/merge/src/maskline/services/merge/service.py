@@ -79,7 +79,7 @@ def fuse_variants(parts: list[tuple[seg_v1.SegmentationInferred, bytes]]) -> NDA
 
 def _overlay_png(image: Future[NDArray[np.uint8]], mask: NDArray[np.uint8], classes: int, alpha: float) -> bytes:
     tinted = render.overlay_bgr(image.result(), mask, classes, alpha)
-    return render.png(tinted, bgr=True)
+    return render.overlay_png(tinted)
 
 
 def render_outputs(
