@@ -145,7 +145,7 @@ def outcome(gateway: str, tally: Tally, fault: Fault, settle_s: float) -> dict[s
     failed = Counter(v["error"]["code"] for v in states.values() if v["status"] == "failed" and v.get("error"))
     duplicated = 0
     for job in completed:
-        trail = http.get("/v1/audit", params={"job": job}).json()["records"]
+        trail = http.get("/v1/audit", params={"job": job}).json()["events"]
         duplicated += sum(r["type"] == "seg.v1.completed" for r in trail) > 1
     # Jobs already past the failed part when the fault began may finish during it: recovery is the
     # first completion of a job submitted after the fault began, at or after the fault's end.
@@ -296,7 +296,7 @@ def pause_merge(stack: Stack, pause_s: float) -> dict[str, Any]:
     finally:
         os.kill(held, signal.SIGCONT)
     time.sleep(10)  # the resumed worker finishes what it was doing and loses the fence
-    trail = http.get("/v1/audit", params={"job": job}).json()["records"]
+    trail = http.get("/v1/audit", params={"job": job}).json()["events"]
     final = http.get(f"/v1/segmentations/{job}").json()
     http.close()
     completions = sum(r["type"] == "seg.v1.completed" for r in trail)
