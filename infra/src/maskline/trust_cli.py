@@ -60,7 +60,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.job != "verify":
         trail = JsonClient(args.url, api_key=args.api_key).audit(args.job)
         intact = "intact" if trail["intact"] else "BROKEN"
-        lines = [f"job {trail['job_id']}: {len(trail['events'])} events in {len(trail['records'])} records, chain {intact}"]
+        events = trail.get("events", trail["records"])  # a gateway before contract 1.9: one event per record
+        lines = [f"job {trail['job_id']}: {len(events)} events in {len(trail['records'])} records, chain {intact}"]
         for record in trail["records"]:
             lines.append(f"  #{record['seq']:<6} {str(record['recorded'])[:23]}")
             lines += [f"      {e['source'] or '?':<9} {e['subject']}" for e in [record, *record.get("more", [])]]

@@ -17,6 +17,9 @@ RECORD_SUBJECT_PREFIX = "audit.v1.job."
 """Records are published on `audit.v1.job.<tenant>.<job_id>` (`_` for an unknown tenant or job)."""
 CHECKPOINT_SUBJECT = "audit.v1.checkpoint"
 GENESIS = "0" * 64
+HOLD_S = 1.0
+"""How long the audit service may hold a job's events (those before its final one) to record them
+with it (1.9). A reader that needs a finished job's whole trail waits at most this long for it."""
 
 
 def record_subject(tenant: str | None, job_id: str | None) -> str:

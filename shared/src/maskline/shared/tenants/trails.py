@@ -10,6 +10,7 @@ given a checkpoint someone kept, a trail that no longer contains what that check
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from maskline.contracts import subjects as table
 from maskline.contracts.audit_v1 import (
     CHECKPOINT_SUBJECT,
     GENESIS,
+    HOLD_S,
     AuditRecord,
     Checkpoint,
     ObservedEvent,
@@ -73,7 +75,7 @@ class Verdict:
     intact: bool
     records: int = 0
     events: int = 0
-    """Events the records hold (a record holds one job's events observed together)."""
+    """Events the records hold, each counted once (a record holds one job's events observed together)."""
     checkpoints: int = 0
     head: Checkpoint | None = None
     """The last checkpoint in the trail (keep it: it lets you check this trail later)."""
@@ -101,6 +103,7 @@ def verify_entries(entries: list[Entry], key: VerifyKey, kept: Checkpoint | None
         fail(f"stream sequences 1-{first_seq - 1} are gone from the AUDIT stream (purged or deleted)")
         expected_stream = first_seq
     previous: AuditRecord | None = None
+    seen: set[tuple[str, int]] = set()
     for entry in entries:
         if entry.stream_seq != expected_stream:
             fail(f"stream sequences {expected_stream}-{entry.stream_seq - 1} are missing (deleted)")
@@ -145,7 +148,8 @@ def verify_entries(entries: list[Entry], key: VerifyKey, kept: Checkpoint | None
         by_seq[record.seq] = record
         previous = record
         verdict.records += 1
-        verdict.events += len(record.observed())
+        seen.update((e.stream, e.stream_seq) for e in record.observed())
+        verdict.events = len(seen)
     if previous is not None:
         verdict.head_seq, verdict.head_hash = previous.seq, previous.hash
     if kept is not None:
@@ -179,10 +183,24 @@ async def job_trail(js: JetStreamContext, tenant: str, job_id: str, limit: int =
     return [_record.decode(m.data) for m in msgs[:limit]]
 
 
+async def finished_trail(js: JetStreamContext, tenant: str, job_id: str, needed: Iterable[str]) -> list[AuditRecord]:
+    """A finished job's records, once they hold an event of each type `needed` (or `HOLD_S` twice
+    over has passed): with two audit instances, a job's earlier events may reach the trail up to
+    `HOLD_S` after its final one (decision 0014)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 2 * HOLD_S
+    while True:
+        trail = await job_trail(js, tenant, job_id)
+        if set(needed) <= {e.type for e in observed(trail)} or loop.time() > deadline:
+            return trail
+        await asyncio.sleep(0.1)
+
+
 def observed(trail: list[AuditRecord]) -> list[ObservedEvent]:
     """Every event a trail's records hold, once each, in the order recorded. An event appears in two
     records only when audit stopped between writing a record and acknowledging its events, and the
-    redelivered events were grouped otherwise."""
+    redelivered events were grouped otherwise (an audit crash between the two, or two instances
+    holding a job's events while the server redelivered them)."""
     seen: dict[tuple[str, int], ObservedEvent] = {}
     for record in trail:
         for event in record.observed():

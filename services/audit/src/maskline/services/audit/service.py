@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Sequence
+from collections import OrderedDict
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ import structlog
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from maskline.contracts import audit_v1
 from maskline.contracts import subjects as table
 from maskline.services.audit.chain import Chain, Observed, load_signing_key
 from maskline.services.audit.projection import Projection
@@ -34,9 +36,11 @@ ACK_WAIT_S = 3.0
 FETCH = 8  # a batch is done well within the ack wait even when the store or bus is slow
 
 
-#: How long a job's events may wait for its final event before they are recorded without it: well
-#: inside the ack wait, so they are recorded and acknowledged before the server sends them again.
-HOLD_S = 1.0
+#: A group grows no larger (a very long job's events): far below the bus's payload limit.
+MAX_GROUP = 256
+#: Events recorded lately, per reader: a redelivery of one (its ack was lost, or a later step
+#: failed) is acknowledged without a second record.
+REMEMBERED = 4096
 
 
 @dataclass
@@ -44,8 +48,24 @@ class Held:
     """A job's events waiting to be recorded together (their messages are acknowledged after)."""
 
     since: float
+    """When the first of them was fetched."""
     events: dict[int, Msg] = field(default_factory=dict)
     """By stream sequence: a redelivery of a held event replaces it instead of recording it twice."""
+
+
+class Reader:
+    """What one stream's reader keeps between batches."""
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        self.held: dict[str, Held] = {}
+        self.recorded: OrderedDict[int, None] = OrderedDict()
+
+    def remember(self, seqs: Iterable[int]) -> None:
+        for seq in seqs:
+            self.recorded[seq] = None
+        while len(self.recorded) > REMEMBERED:
+            self.recorded.popitem(last=False)
 
 
 class Audit:
@@ -53,9 +73,11 @@ class Audit:
 
     One record per job, not per event (decision 0014): a job's events before its last are folded
     into its state at once (the gateway follows them there) but held for the record, which is
-    written when the job's final event arrives, holding all of them, or after `HOLD_S`. Every other
-    message is recorded as it comes. The record is written before the final event is folded, so a
-    finished job's trail is complete when its state says it finished."""
+    written when the job's final event arrives, holding all of them, or after `audit_v1.HOLD_S`.
+    Every other message is recorded as it comes. The final event's record is written before it is
+    folded, so with one audit instance a finished job's trail is complete when its state says it
+    finished; with two, a job's earlier events may be held by the other one and reach the trail up
+    to `HOLD_S` later (readers that need them all wait that long: replay)."""
 
     def __init__(self, runtime: Runtime, chain: Chain, projection: Projection) -> None:
         self.runtime = runtime
@@ -73,14 +95,15 @@ class Audit:
             ack_wait=ACK_WAIT_S,
         )
         psub = await js.pull_subscribe(reader.filter, durable=reader.durable, stream=reader.stream, config=config)
-        held: dict[str, Held] = {}
+        state = Reader(reader.stream)
         idle = True
         while not self.runtime.stopping.is_set():
             # As the consumer runtime does: idle, one lingering request for one message; busy, a batch.
             want = 1 if idle else FETCH
             timeout = IDLE_FETCH_S if idle else BUSY_FETCH_S
-            if held:
-                timeout = max(0.05, min(timeout, min(h.since for h in held.values()) + HOLD_S - time.monotonic()))
+            if state.held:
+                due = min(h.since for h in state.held.values()) + audit_v1.HOLD_S
+                timeout = max(0.05, min(timeout, due - time.monotonic()))
             msgs: Sequence[Msg] = []
             try:
                 msgs = await psub.fetch(want, timeout=timeout)
@@ -89,64 +112,83 @@ class Audit:
             else:
                 idle = len(msgs) < want
             if msgs:
-                await self.record(reader, list(msgs), held)
-            await self.record_held(reader, held, older_than=time.monotonic() - HOLD_S)
-        await self.record_held(reader, held, older_than=float("inf"))
+                await self.record(state, list(msgs))
+            await self.record_held(state, older_than=time.monotonic() - audit_v1.HOLD_S)
+        await self.record_held(state, older_than=float("inf"))
 
-    async def record(self, reader: table.StreamReader, msgs: list[Msg], held: dict[str, Held]) -> None:
+    async def record(self, reader: Reader, msgs: list[Msg]) -> None:
         """Record what may not wait (with the job's held events), hold the rest; fold the batch's job
         events (a write per job); then acknowledge what was recorded. A message whose record could
-        not be appended is tried again, and so is every message after it."""
+        not be appended is tried again, and so is every message after it. Each message is
+        acknowledged or refused once."""
+        fetched = time.monotonic()
         done: list[Msg] = []
         folded: list[Msg] = []
+        refused: list[Msg] = []
         for index, msg in enumerate(msgs):
+            seq = msg.metadata.sequence.stream
             key, final = self.projection.record_key(msg.subject, msg.data)
-            if not final:
-                held.setdefault(key, Held(since=time.monotonic())).events[msg.metadata.sequence.stream] = msg
+            if seq in reader.recorded:  # recorded before: fold it again (harmless), acknowledge it
+                done.append(msg)
                 folded.append(msg)
                 continue
-            waiting = held.pop(key, None)
-            group = {**(waiting.events if waiting else {}), msg.metadata.sequence.stream: msg}
+            held = reader.held.get(key)
+            if not final and (held is None or len(held.events) < MAX_GROUP):
+                reader.held.setdefault(key, Held(since=fetched)).events[seq] = msg
+                folded.append(msg)
+                continue
+            waiting = reader.held.pop(key, None)
+            group = {**(waiting.events if waiting else {}), seq: msg}
             if not await self._append(reader, group):
-                for later in msgs[index + 1 :]:
-                    await later.nak(delay=1.0)
+                refused += [*group.values(), *msgs[index + 1 :]]
                 break
             done += group.values()
             folded.append(msg)
         try:
             await self.projection.fold([(m.subject, m.data) for m in folded])
-        except Exception as exc:  # the state not folded: all of them come again (a record is de-duplicated)
+        except Exception as exc:  # the state not folded: all of them come again (recorded ones are not recorded twice)
             log.warning("audit.project_failed", error=str(exc))
             for msg in folded:
-                held.pop(self.projection.record_key(msg.subject, msg.data)[0], None)
-            for msg in {id(m): m for m in (*done, *folded)}.values():
-                await msg.nak(delay=1.0)
-            return
-        await self._acknowledge(done)
+                waiting = reader.held.pop(self.projection.record_key(msg.subject, msg.data)[0], None)
+                refused += waiting.events.values() if waiting else ()
+            refused += [*done, *folded]
+            done = []
+        await self._settle(done, refused)
 
-    async def record_held(self, reader: table.StreamReader, held: dict[str, Held], older_than: float) -> None:
+    async def record_held(self, reader: Reader, older_than: float) -> None:
         """Record the held events of jobs whose final event is late (a long job, or one that failed
         before audit saw its end)."""
-        for key in [k for k, h in held.items() if h.since <= older_than]:
-            group = held.pop(key).events
+        for key in [k for k, h in reader.held.items() if h.since <= older_than]:
+            group = reader.held.pop(key).events
             if await self._append(reader, group):
-                await self._acknowledge(list(group.values()))
+                await self._settle(list(group.values()), [])
+            else:
+                await self._settle([], list(group.values()))
 
-    async def _append(self, reader: table.StreamReader, group: dict[int, Msg]) -> bool:
+    async def _append(self, reader: Reader, group: dict[int, Msg]) -> bool:
         ordered = [Observed(m.subject, m.data, seq) for seq, m in sorted(group.items())]
         try:
             await self.chain.append_group(reader.stream, ordered)
         except Exception as exc:
             log.warning("audit.append_failed", subject=ordered[0].subject, events=len(ordered), error=str(exc))
-            for msg in group.values():
-                await msg.nak(delay=1.0)
             return False
+        reader.remember(group)
         return True
 
-    async def _acknowledge(self, msgs: list[Msg]) -> None:
-        for msg in msgs:
-            await msg.ack()
-        self.recorded += len(msgs)
+    async def _settle(self, done: list[Msg], refused: list[Msg]) -> None:
+        """Acknowledge what was recorded and folded; refuse the rest, to be redelivered in a second.
+        Each message once: a message can be in both lists when a later step failed."""
+        settled: set[int] = set()
+        for msg, ok in [*((m, False) for m in refused), *((m, True) for m in done)]:
+            if id(msg) in settled:
+                continue
+            settled.add(id(msg))
+            try:
+                await (msg.ack() if ok else msg.nak(delay=1.0))
+            except Exception as exc:  # redelivered after the ack wait; a recorded one is not recorded twice
+                log.warning("audit.settle_failed", subject=msg.subject, error=str(exc))
+                continue
+            self.recorded += ok
 
     async def checkpoints(self, every_s: float) -> None:
         """A signed statement of the head every `every_s` (when it moved): what outsiders keep."""

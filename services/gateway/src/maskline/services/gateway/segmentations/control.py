@@ -37,7 +37,7 @@ from maskline.shared.jobs.cancels import Cancellations
 from maskline.shared.jobs.fence import Fences, segmentation_fence
 from maskline.shared.jobs.state import JobState, JobStore
 from maskline.shared.storage import ObjectNotFound
-from maskline.shared.tenants.trails import events, job_trail
+from maskline.shared.tenants.trails import events, finished_trail
 
 #: Fields of regions.json that name the job rather than describe the result.
 _PER_JOB = ("job_id", "timings_ms")
@@ -97,7 +97,7 @@ class ControlController(Controller):
             raise Conflict(
                 f"segmentation {job_id} is {original.status}: only a completed one can be replayed", code="job_not_completed"
             )
-        trail = await job_trail(bus.js, tenant, job_id)
+        trail = await finished_trail(bus.js, tenant, job_id, (seg_v1.REQUESTED, seg_v1.COMPLETED))
         found = {env.type: env for env in reversed(events(trail, (seg_v1.REQUESTED, seg_v1.COMPLETED)))}  # the first of each
         requested, completed = found.get(seg_v1.REQUESTED), found.get(seg_v1.COMPLETED)
         if requested is None or completed is None:
