@@ -18,10 +18,9 @@ import pytest
 from PIL import Image
 
 from maskline.client import JsonClient
-from maskline.contracts.audit_v1 import AuditRecord, chain_hash, record_subject
+from maskline.contracts.audit_v1 import HOLD_S, AuditRecord, chain_hash, record_subject
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
-from maskline.services.audit.service import HOLD_S
 from maskline.shared.bus import connect
 from maskline.shared.tenants.trails import job_trail
 
