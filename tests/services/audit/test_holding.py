@@ -125,7 +125,9 @@ async def test_a_failed_record_and_fold_refuse_each_event_once_and_it_is_recorde
     projection.failures = 1
     await audit.record(reader, msgs[2:])  # the final's record fails, then the fold: no message settled twice
     assert reader.held == {} and await job_trail(bus.js, "t1", job) == []
-    again = await psub.fetch(4, timeout=5)  # refused with a delay of a second: back
+    again: list = []  # type: ignore[type-arg]  # refused with a delay of a second: back, maybe in two fetches
+    while len(again) < 4:
+        again += await psub.fetch(4 - len(again), timeout=5)
     assert sorted(m.metadata.sequence.stream for m in again) == [m.metadata.sequence.stream for m in msgs]
     await audit.record(reader, again)
     await audit.record(reader, again[-1:])  # a redelivery of a recorded event (its ack lost) is not recorded again
