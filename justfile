@@ -64,6 +64,10 @@ check-pythons *VERSIONS="3.12 3.13":
       rm -rf "$home"
     done
 
+# every container image (podman, on a Debian base made from this machine's apt sources): sizes to docs/bench/images.json
+images *TARGETS:
+    python -m maskline.infra.images {{TARGETS}}
+
 # regenerate the published JSON Schemas from the contracts
 schemas:
     python -m maskline.contracts.schema
