@@ -12,7 +12,7 @@ from nacl.signing import SigningKey
 
 from maskline.contracts.audit_v1 import CHECKPOINT_SUBJECT, AuditRecord, Checkpoint, chain_hash, record_subject
 from maskline.contracts.envelope import Envelope, now
-from maskline.services.audit.chain import Chain, Observed
+from maskline.services.audit.chain import Chain, Observed, observed_event
 from maskline.shared.bus import Bus, stream_config
 from maskline.shared.operations import dlq
 from maskline.shared.tenants.trails import Entry, job_trail, verify_entries, verify_stream
@@ -96,9 +96,8 @@ def trail(length: int = 5) -> list[Entry]:
     for n in range(length):
         seq = n + 1
         env = msgspec.json.decode(event(f"job{n}", "seg.v1.requested"), type=Envelope[msgspec.Raw])
-        record = chain._record(
-            env, "t1", Observed("seg.v1.requested.t1", event(f"job{n}", "x"), n), "SEG", [], seq, prev_hash, now()
-        )
+        observed = Observed("seg.v1.requested.t1", event(f"job{n}", "x"), n)
+        record = chain._record(observed_event(observed, "SEG", env), env, "t1", [], seq, prev_hash, now())
         entries.append(Entry(len(entries) + 1, record_subject("t1", f"job{n}"), msgspec.json.encode(record)))
         prev_hash = record.hash
         if seq == 3:

@@ -113,19 +113,17 @@ class Chain:
 
     async def append_group(self, stream: str, group: list[Observed]) -> AuditRecord:
         """One record of events that belong on one record subject (one job's), in stream order."""
-        first = group[0]
-        try:
-            env: Envelope[msgspec.Raw] | None = _peek.decode(first.data)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            env = None  # garbage is recorded too: the trail shows what arrived
+        # Each event's envelope, hash and JSON once, outside the retries below.
+        env = peek(group[0].data)
+        first = observed_event(group[0], stream, env)
         tenant = first.subject.rsplit(".", 1)[-1] if env is not None and first.subject.count(".") >= 3 else None
-        more = [observed_event(o, stream) for o in group[1:]]
+        more = [observed_event(o, stream, peek(o.data)) for o in group[1:]]
         async with self.lock:
             for _ in range(50):
                 if self.head is None:
                     self.head = await self._load_head()
                 head = self.head
-                record = self._record(env, tenant, first, stream, more, head.seq + 1, head.hash, now())
+                record = self._record(first, env, tenant, more, head.seq + 1, head.hash, now())
                 try:
                     ack = await self.js.publish(
                         record_subject(tenant, env.job_id if env else None),
@@ -179,10 +177,9 @@ class Chain:
 
     def _record(
         self,
+        first: ObservedEvent,
         env: Envelope[msgspec.Raw] | None,
         tenant: str | None,
-        first: Observed,
-        stream: str,
         more: list[ObservedEvent],
         seq: int,
         prev_hash: str,
@@ -191,18 +188,18 @@ class Chain:
         record = AuditRecord(
             seq=seq,
             subject=first.subject,
-            event_id=env.id if env else None,
-            type=env.type if env else None,
+            event_id=first.event_id,
+            type=first.type,
             job_id=env.job_id if env else None,
             # The subject's tenant is the one the publisher's credential allowed; the envelope's is a claim.
             tenant=tenant or (env.tenant if env else None),
-            source=env.source if env else None,
-            event_time=env.time if env else None,
+            source=first.source,
+            event_time=first.event_time,
             recorded=recorded,
-            stream=stream,
+            stream=first.stream,
             stream_seq=first.stream_seq,
-            payload_sha256=hashlib.sha256(first.data).hexdigest(),
-            event=as_json(first.data),
+            payload_sha256=first.payload_sha256,
+            event=first.event,
             prev_hash=prev_hash,
             key_id=self.key_id,
             more=more or msgspec.UNSET,
@@ -228,11 +225,16 @@ def as_json(data: bytes) -> msgspec.Raw:
         return msgspec.Raw(msgspec.json.encode({"undecodable": data.decode("utf-8", "replace")[:4096]}))
 
 
-def observed_event(observed: Observed, stream: str) -> ObservedEvent:
+def peek(data: bytes) -> Envelope[msgspec.Raw] | None:
+    """The envelope of an event, its data left undecoded; None for what is not one (garbage is
+    recorded too: the trail shows what arrived)."""
     try:
-        env: Envelope[msgspec.Raw] | None = _peek.decode(observed.data)
+        return _peek.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError):
-        env = None
+        return None
+
+
+def observed_event(observed: Observed, stream: str, env: Envelope[msgspec.Raw] | None) -> ObservedEvent:
     return ObservedEvent(
         subject=observed.subject,
         event_id=env.id if env else None,

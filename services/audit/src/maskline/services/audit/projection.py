@@ -33,20 +33,23 @@ class Projection:
             return None
         return env if env.tenant == tenant_token(subject) else None
 
-    def record_key(self, subject: str, data: bytes) -> tuple[str, bool]:
-        """The record subject a message belongs on, and whether it must be recorded at once: all but
-        a job event that does not end its job (those wait to be recorded with the job's last)."""
-        env = self.job_event(subject, data)
+    @staticmethod
+    def record_key(subject: str, env: Envelope[Any] | None) -> tuple[str, bool]:
+        """The record subject a message (and its job event, if it is one) belongs on, and whether it
+        must be recorded at once: all but a job event that does not end its job (those wait to be
+        recorded with the job's last)."""
         if env is None:
             return subject, True  # one record of its own, as it came
         return record_subject(env.tenant, env.job_id), STATUS_OF[env.type] in table.FINAL_STATUSES
 
     async def fold(self, messages: list[tuple[str, bytes]]) -> None:
-        """Fold the job events among a batch of (subject, data) into their jobs' states: one write
-        per job, however many of its events came in the batch."""
+        """Fold the job events among a batch of (subject, data) into their jobs' states."""
+        await self.fold_events([e for subject, data in messages if (e := self.job_event(subject, data)) is not None])
+
+    async def fold_events(self, events: list[Envelope[Any]]) -> None:
+        """Fold decoded job events into their jobs' states: one write per job, however many of its
+        events came in the batch."""
         by_job: dict[tuple[str, str], list[Envelope[Any]]] = {}
-        for subject, data in messages:
-            env = self.job_event(subject, data)
-            if env is not None:
-                by_job.setdefault((env.tenant, env.job_id), []).append(env)
+        for env in events:
+            by_job.setdefault((env.tenant, env.job_id), []).append(env)
         await asyncio.gather(*(self.jobs.apply_all(envs) for envs in by_job.values()))

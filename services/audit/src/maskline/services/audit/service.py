@@ -19,6 +19,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from maskline.contracts import audit_v1
 from maskline.contracts import subjects as table
+from maskline.contracts.envelope import Envelope
 from maskline.services.audit.chain import Chain, Observed, load_signing_key
 from maskline.services.audit.projection import Projection
 from maskline.services.audit.settings import AuditSettings
@@ -123,19 +124,20 @@ class Audit:
         acknowledged or refused once."""
         fetched = time.monotonic()
         done: list[Msg] = []
-        folded: list[Msg] = []
+        folded: list[tuple[Msg, str, Envelope[Any] | None]] = []  # with its record key and job event
         refused: list[Msg] = []
         for index, msg in enumerate(msgs):
             seq = msg.metadata.sequence.stream
-            key, final = self.projection.record_key(msg.subject, msg.data)
+            env = self.projection.job_event(msg.subject, msg.data)  # decoded once, for the key and the fold
+            key, final = self.projection.record_key(msg.subject, env)
             if seq in reader.recorded:  # recorded before: fold it again (harmless), acknowledge it
                 done.append(msg)
-                folded.append(msg)
+                folded.append((msg, key, env))
                 continue
             held = reader.held.get(key)
             if not final and (held is None or len(held.events) < MAX_GROUP):
                 reader.held.setdefault(key, Held(since=fetched)).events[seq] = msg
-                folded.append(msg)
+                folded.append((msg, key, env))
                 continue
             waiting = reader.held.pop(key, None)
             group = {**(waiting.events if waiting else {}), seq: msg}
@@ -143,15 +145,15 @@ class Audit:
                 refused += [*group.values(), *msgs[index + 1 :]]
                 break
             done += group.values()
-            folded.append(msg)
+            folded.append((msg, key, env))
         try:
-            await self.projection.fold([(m.subject, m.data) for m in folded])
+            await self.projection.fold_events([env for _, _, env in folded if env is not None])
         except Exception as exc:  # the state not folded: all of them come again (recorded ones are not recorded twice)
             log.warning("audit.project_failed", error=str(exc))
-            for msg in folded:
-                waiting = reader.held.pop(self.projection.record_key(msg.subject, msg.data)[0], None)
+            for _, key, _ in folded:
+                waiting = reader.held.pop(key, None)
                 refused += waiting.events.values() if waiting else ()
-            refused += [*done, *folded]
+            refused += [*done, *(msg for msg, _, _ in folded)]
             done = []
         await self._settle(done, refused)
 
