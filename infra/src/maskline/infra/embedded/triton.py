@@ -1,65 +1,28 @@
-"""Run the `tritonserver` binary shipped in the nvidia-pytriton wheel, with explicit model control.
-
-Traps handled here (see DESIGN.md): the Python-backend stub links against libpython3.11, so
-LD_LIBRARY_PATH must point at *this* interpreter's LIBDIR; the backend directory must hold
-symlinks (a copied stub loses its RPATH to the bundled libcudart).
-"""
+"""Run the `tritonserver` binary shipped in the nvidia-pytriton wheel, with explicit model control
+(its layout and environment: triton_layout.py, shared with the triton-cpu image)."""
 
 from __future__ import annotations
 
 import os
-import site
 import subprocess
-import sys
-import sysconfig
 from collections.abc import Mapping
 from pathlib import Path
 
 from maskline.infra.embedded.process import spawn, wait_until
+from maskline.infra.embedded.triton_layout import MALLOC_TUNABLES, backends, environment, wheel_root
 from maskline.shared import tracing
 from maskline.shared.probes import probe
 
-
-def wheel_root() -> Path:
-    import pytriton
-
-    return Path(pytriton.__file__).parent / "tritonserver"
+__all__ = ["MALLOC_TUNABLES", "backend_dir", "command", "triton_env", "wheel_root"]
 
 
 def backend_dir(data_dir: Path) -> Path:
     """`<data>/triton/backends/python/` made of symlinks into the wheel."""
-    root = wheel_root()
-    target = data_dir / "triton" / "backends" / "python"
-    target.mkdir(parents=True, exist_ok=True)
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    links = {p.name: p for p in (root / "backends" / "python").iterdir() if p.is_file()}
-    links["triton_python_backend_stub"] = root / "python_backend_stubs" / version / "triton_python_backend_stub"
-    for name, source in links.items():
-        link = target / name
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(source)
-    return target.parent
-
-
-#: glibc hands every allocation over 128 KiB to mmap and gives it back on free, so each layer's
-#: output costs fresh, zeroed pages: ~1,000 page faults per inference of the starter model. Fixed
-#: thresholds keep freed blocks for reuse: 0 faults, INT8 11.1 → 7.4 ms, FP32 20.8 → 17.8 ms per
-#: call (one thread, fresh process, docs/benchmarks.md).
-MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=268435456"
+    return backends(data_dir / "triton" / "backends")
 
 
 def triton_env(torch_threads: int = 0) -> dict[str, str]:
-    env = dict(os.environ)
-    libdir = sysconfig.get_config_var("LIBDIR") or ""
-    env["LD_LIBRARY_PATH"] = ":".join(filter(None, [libdir, env.get("LD_LIBRARY_PATH", "")]))
-    # The stub runs the system's embedded interpreter: give it this environment's packages (torch).
-    env["PYTHONPATH"] = ":".join(filter(None, [*site.getsitepackages(), env.get("PYTHONPATH", "")]))
-    # ...and its interpreter finds its prefix from the `python3` on PATH, as pytriton arranges it.
-    env["PATH"] = ":".join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env.setdefault("MASKLINE_TORCH_THREADS", str(torch_threads))
-    env.setdefault("GLIBC_TUNABLES", MALLOC_TUNABLES)
-    return env
+    return environment(os.environ, torch_threads)
 
 
 def http_ready(port: int) -> bool:
