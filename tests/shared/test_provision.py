@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import nats
 import pytest
 
@@ -57,3 +58,53 @@ async def test_provisioning_waits_for_a_peer_that_is_still_joining(three_nodes) 
             assert (await js.stream_info(stream)).config.num_replicas == 3
     finally:
         await nc.close()
+
+
+def lone_server(home: Path, max_file_store: str = embedded.MAX_FILE_STORE) -> tuple[embedded.Node, subprocess.Popen[bytes]]:
+    port = free_ports(2)
+    node = embedded.Node("nats", embedded.SINGLE_NAME, port, port + 1)
+    conf = embedded.write_config(home, node, AUTH, max_file_store=max_file_store)
+    proc = spawn(embedded.command(conf), home / "nats.log")
+    wait_until(lambda: port_open(port), 20, "nats-server", proc, home / "nats.log")
+    return node, proc
+
+
+async def reserved_and_provisioned_thrice(node: embedded.Node) -> int:
+    """Provision three times (each start of a stack does it once); the byte caps the server reserved."""
+    nc = await nats.connect([node.url], user="admin", password="provision-test")
+    try:
+        js = nc.jetstream()
+        await wait_jetstream(js)
+        for _ in range(3):
+            await provision(js)
+        caps = [(await js.stream_info(s)).config.max_bytes or 0 for s in [*STREAMS, *(b.stream for b in table.BUCKETS)]]
+        return sum(cap for cap in caps if cap > 0)
+    finally:
+        await nc.close()
+
+
+async def test_provisioning_again_fits_a_ceiling_that_holds_the_caps_once(tmp_path: Path) -> None:
+    """nats-server reserves a re-added stream's byte cap on top of what it holds: provisioning that
+    re-added every stream on each start was refused ("insufficient storage resources", err 10047)
+    in CI once the caps came near the ceiling. The chart's 20 GiB volume holds the caps once."""
+    node, proc = lone_server(tmp_path, max_file_store="18GB")
+    try:
+        reserved = await reserved_and_provisioned_thrice(node)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert 16 * 1024**3 < reserved < 18 * 1024**3
+
+
+async def test_the_embedded_ceiling_is_declared_not_taken_from_the_free_disk(tmp_path: Path) -> None:
+    """Left to nats-server's default (75% of the disk free at start), a dev machine or CI runner with
+    under ~23 GB free could not hold the work streams' caps at all."""
+    node, proc = lone_server(tmp_path)
+    try:
+        await reserved_and_provisioned_thrice(node)
+        async with httpx.AsyncClient(timeout=5) as http:
+            varz = (await http.get(f"http://127.0.0.1:{node.monitor_port}/varz")).json()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert varz["jetstream"]["config"]["max_storage"] == 1024**4  # "1TB" as nats-server reads it

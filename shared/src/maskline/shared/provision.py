@@ -15,7 +15,7 @@ import structlog
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
+from nats.js.api import KeyValueConfig, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError, ServiceUnavailableError
 
 from maskline.contracts import subjects as table
@@ -56,14 +56,38 @@ async def placed(create: Callable[[], Awaitable[T]], timeout_s: float = 60.0) ->
             await asyncio.sleep(0.5)
 
 
+#: The fields of a stream's configuration that provisioning sets (the server fills in the rest).
+MANAGED = (
+    "subjects",
+    "storage",
+    "num_replicas",
+    "duplicate_window",
+    "discard",
+    "max_age",
+    "max_bytes",
+    "deny_delete",
+    "deny_purge",
+)
+
+
+def differs(current: StreamConfig, wanted: StreamConfig) -> bool:
+    return any(getattr(current, field) != getattr(wanted, field) for field in MANAGED)
+
+
 async def provision(js: JetStreamContext, replicas: int = 1) -> None:
     """Idempotent: creates what is missing, brings existing streams to the table's configuration."""
     await wait_jetstream(js)
     for name in STREAMS:
         config = stream_config(name, replicas)
         try:
+            current = (await js.stream_info(name)).config
+        except NotFoundError:
             await placed(partial(js.add_stream, config))
-        except BadRequestError:  # it exists with another configuration: bring it to this one
+            continue
+        # Only a stream that differs is sent again: nats-server reserves a re-added stream's byte cap
+        # on top of what it already holds, so re-adding every stream on each start was refused
+        # ("insufficient storage resources") once the caps came near the file-store ceiling.
+        if differs(current, config):
             await placed(partial(js.update_stream, config))
     for bucket in table.BUCKETS:
         try:

@@ -21,6 +21,12 @@ jetstream {{
   store_dir: "{store_dir}"
   # fsync every write: an acknowledged message survives a power cut, not only a process crash.
   sync_interval: {sync_interval}
+  # Declared, not left to nats-server's default (75% of the disk free at start): the work streams
+  # cap themselves at 4 GiB each, and nats-server reserves every cap against this figure, again on
+  # each idempotent re-provision. With the default, a machine with under ~30 GB free refused
+  # streams that held a few megabytes ("insufficient storage resources", err 10047) and failed
+  # CI. A cap is a ceiling, not a claim on the disk: a disk that really fills still fails writes.
+  max_file_store: {max_file_store}
 }}
 {cluster}
 {authorization}
@@ -33,6 +39,9 @@ CLUSTER = """cluster {{
 }}"""
 
 SINGLE_NAME = "maskline-embedded"
+
+#: The embedded server's JetStream file-store ceiling (see CONFIG): nats-server's own upper default.
+MAX_FILE_STORE = "1TB"  # 1 TiB as nats-server reads it
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,12 @@ def nats_binary() -> str:
 
 
 def write_config(
-    data_dir: Path, node: Node, authorization: str, sync_interval: str = "always", peers: list[Node] | None = None
+    data_dir: Path,
+    node: Node,
+    authorization: str,
+    sync_interval: str = "always",
+    peers: list[Node] | None = None,
+    max_file_store: str = MAX_FILE_STORE,
 ) -> Path:
     """The node's nats.conf (mode 0600: it names every identity) in `data_dir`; `authorization` is
     the users block (credentials.authorization): there is no anonymous access. With `peers` (the
@@ -85,6 +99,7 @@ def write_config(
         name=node.name,
         store_dir=data_dir / "jetstream",
         sync_interval=sync_interval,
+        max_file_store=max_file_store,
         cluster=cluster,
         authorization=authorization,
     )
