@@ -68,6 +68,11 @@ check-pythons *VERSIONS="3.12 3.13":
 images *TARGETS:
     python -m maskline.infra.images {{TARGETS}}
 
+# compose.yaml on podman with local stand-ins for registry images: up, smoke tests, a fault, down
+# (STEP: all, up, smoke, fault, down); times to docs/bench/compose.json
+compose STEP="all":
+    python -m maskline.infra.compose {{STEP}}
+
 # regenerate the published JSON Schemas from the contracts
 schemas:
     python -m maskline.contracts.schema

@@ -171,3 +171,28 @@ def test_an_invalid_compose_file_is_rejected(tmp_path: Path) -> None:
     bad = tmp_path / "compose.yaml"
     bad.write_text("services:\n  gateway:\n    image: x\n    ports: 8080\n    restart: sometimes-maybe\n")
     assert compose_config(bad).returncode != 0
+
+
+def test_the_podman_overlay_keeps_the_topology_and_pulls_nothing() -> None:
+    """`./dev compose` lays infra/podman/compose.podman.yaml over compose.yaml: the same services,
+    secrets and replicas, every image local; what has no local build is in the `registry` profile."""
+    binary = shutil.which("docker-compose")
+    assert binary
+    env = {**os.environ, "MASKLINE_API_KEYS": "ci-key:ci", "MINIO_ROOT_PASSWORD": "ci-root-secret"}
+    files = ["-f", "compose.yaml", "-f", "infra/podman/compose.podman.yaml"]
+    result = subprocess.run([binary, *files, "config"], capture_output=True, text=True, env=env, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    overlaid, plain = yaml.safe_load(result.stdout)["services"], config()["services"]
+    started = {name: spec for name, spec in overlaid.items() if "registry" not in spec.get("profiles", [])}
+    assert set(SERVICES) | set(SERVERS) - {"prometheus"} <= set(started)
+    assert {name for name in overlaid if name not in started} == {
+        "prometheus",
+        "nats-exporter-1",
+        "nats-exporter-2",
+        "nats-exporter-3",
+    }
+    assert not [name for name, spec in started.items() if not spec["image"].startswith("localhost/maskline-")]
+    for name in SERVICES:
+        assert sorted(map(str, overlaid[name]["secrets"])) == sorted(map(str, plain[name]["secrets"])), name
+        assert overlaid[name].get("deploy") == plain[name].get("deploy"), name
+    assert overlaid["infer"]["environment"]["MASKLINE_TRITON_INSTANCE_KIND"] == "KIND_CPU"

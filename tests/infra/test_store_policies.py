@@ -106,3 +106,17 @@ def test_credentials_write_a_policy_and_a_private_secret_per_identity(tmp_path: 
     before = (tmp_path / "credentials" / "minio-infer.secret").read_text()
     policies.write(tmp_path, BUCKET)
     assert (tmp_path / "credentials" / "minio-infer.secret").read_text() == before  # kept, not rotated by accident
+
+
+def test_credentials_for_compose_belong_to_the_images_user(tmp_path: Path) -> None:
+    """compose bind-mounts secret files as they are on the host; the images run as uid 10001."""
+    done = subprocess.run(
+        [sys.executable, "-m", "maskline.cli", "credentials", "--out", str(tmp_path), "--owner", "10001"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    folders = [tmp_path / "credentials", tmp_path / "minio"]
+    made = [tmp_path / "nats-auth.conf", *folders, *(path for folder in folders for path in folder.iterdir())]
+    assert len(made) > 20 and all(path.stat().st_uid == 10001 for path in made)
+    assert all(p.stat().st_mode & 0o077 == 0 for p in (tmp_path / "credentials").glob("*.secret"))

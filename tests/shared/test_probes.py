@@ -117,9 +117,12 @@ def test_the_healthcheck_command_exits_by_readiness() -> None:
         command = [sys.executable, "-m", "maskline.shared.probes"]
         env = {**os.environ, "MASKLINE_HEALTH_PORT": str(port)}
         up = await asyncio.to_thread(subprocess.run, command, env=env, timeout=30)
+        # The gateway's form: the path and port as words of their own (podman splits on spaces).
+        named = [*command, "/readyz", str(port)]
+        named_up = await asyncio.to_thread(subprocess.run, named, env={**os.environ, "MASKLINE_HEALTH_PORT": "1"}, timeout=30)
         stop.set()
         await server
         down = await asyncio.to_thread(subprocess.run, command, env=env, timeout=30)
-        return up.returncode, down.returncode
+        return up.returncode, named_up.returncode, down.returncode
 
-    assert asyncio.run(scenario()) == (0, 1)
+    assert asyncio.run(scenario()) == (0, 0, 1)

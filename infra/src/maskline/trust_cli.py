@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,8 @@ def cmd_credentials(args: argparse.Namespace) -> int:
     made = credentials.ensure(out, args.clients or "")
     (out / "nats-auth.conf").write_text(credentials.authorization(made))
     users = store_policies.write(out, args.bucket)
+    if args.owner is not None:
+        hand_over(out, args.owner)
     _print(
         args,
         {"folder": str(out / "credentials"), "identities": [c.identity.name for c in made], "minio_users": users},
@@ -132,6 +135,14 @@ def cmd_credentials(args: argparse.Namespace) -> int:
         f"nats-server users to {out / 'nats-auth.conf'}, MinIO policies to {out / 'minio'}",
     )
     return 0
+
+
+def hand_over(out: Path, uid: int) -> None:
+    """Every file made to `uid` (group alike), modes kept: compose bind-mounts each secret file as it
+    is on the host, and the images run as uid 10001, which could not read a 0600 file of root's."""
+    folders = [out / "credentials", out / "minio"]
+    for path in [out / "nats-auth.conf", *folders, *(p for folder in folders for p in folder.iterdir())]:
+        os.chown(path, uid, uid)
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
@@ -176,6 +187,9 @@ def add_parsers(sub: Any) -> None:
     creds.add_argument("--out", default="secrets")
     creds.add_argument("--clients", help="outside systems, name:tenant,...")
     creds.add_argument("--bucket", default="maskline", help="the object store's bucket the MinIO policies are for")
+    creds.add_argument(
+        "--owner", type=int, metavar="UID", help="give the files to this uid (compose: 10001, the images' user; needs root)"
+    )
     creds.set_defaults(run=cmd_credentials)
     sub.add_parser("provision", help="create streams and buckets, register the bundled model (admin identity)").set_defaults(
         run=cmd_provision

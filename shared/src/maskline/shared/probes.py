@@ -76,8 +76,10 @@ def probe(port: int, path: str = "/readyz", timeout_s: float = 3.0) -> bool:
         return False
 
 
-if __name__ == "__main__":  # a container healthcheck: python -m maskline.shared.probes [/livez]
-    port = int(os.environ.get("MASKLINE_HEALTH_PORT") or 0)
+if __name__ == "__main__":  # a container healthcheck: python -m maskline.shared.probes [/livez [PORT]]
+    # One word per argument: podman's Docker API splits a healthcheck's arguments on spaces, so
+    # `python -c "import ..."` checks never pass there. The gateway names its own port (8080).
+    port = int(sys.argv[2] if len(sys.argv) > 2 else os.environ.get("MASKLINE_HEALTH_PORT") or 0)
     if not port:
         sys.exit("MASKLINE_HEALTH_PORT is not set: the service serves no probes")
     sys.exit(0 if probe(port, sys.argv[1] if len(sys.argv) > 1 else "/readyz") else 1)

@@ -27,9 +27,16 @@ def policy(identity: str, bucket: str) -> dict[str, Any]:
     grants = keys.STORE_ACCESS[identity]
     statements: list[dict[str, Any]] = []
     if grants:
-        # The client asks where the bucket is before anything else; listing is limited to its areas.
+        # The client asks where the bucket is before anything else, and Triton's S3 client asks
+        # whether it exists (HEAD, refused without s3:HeadBucket: Triton would not start); listing is
+        # limited to its areas.
         statements.append(
-            {"Sid": "Locate", "Effect": "Allow", "Action": ["s3:GetBucketLocation"], "Resource": [f"arn:aws:s3:::{bucket}"]}
+            {
+                "Sid": "Locate",
+                "Effect": "Allow",
+                "Action": ["s3:GetBucketLocation", "s3:HeadBucket"],
+                "Resource": [f"arn:aws:s3:::{bucket}"],
+            }
         )
         statements.append(
             {

@@ -1,0 +1,1 @@
+"""compose.yaml run for real on podman: brought up, exercised through its proxy, brought down."""

@@ -1,0 +1,3 @@
+from maskline.infra.compose.run import main
+
+raise SystemExit(main())
