@@ -73,6 +73,11 @@ images *TARGETS:
 compose STEP="all":
     python -m maskline.infra.compose {{STEP}}
 
+# the Helm chart's rendering started as pods with podman kube play, a segmentation through the
+# gateway pod, then removed (--keep to leave them); results to docs/bench/kube-play.json
+kube-play *ARGS:
+    python -m maskline.infra.kube_play {{ARGS}}
+
 # regenerate the published JSON Schemas from the contracts
 schemas:
     python -m maskline.contracts.schema
