@@ -20,6 +20,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 #: IAM enforced from the first request: the setup below goes to moto's backends directly.
 os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
@@ -31,6 +32,14 @@ TRITON_README = b"Triton's model repository; infer writes it (MASKLINE_TRITON_RE
 
 def identities(policies: Path) -> list[str]:
     return sorted(p.stem.removeprefix("maskline-") for p in policies.glob("maskline-*.json"))
+
+
+def secret_of(secrets: Path, identity: str) -> str:
+    """`minio-<identity>.secret` (the credentials folder) or `minio-<identity>` (a compose secret)."""
+    for name in (f"minio-{identity}.secret", f"minio-{identity}"):
+        if (secrets / name).is_file():
+            return (secrets / name).read_text().strip()
+    raise SystemExit(f"no secret for maskline-{identity} in {secrets}")
 
 
 def set_up(policies: Path, secrets: Path, bucket: str) -> list[str]:
@@ -54,27 +63,40 @@ def set_up(policies: Path, secrets: Path, bucket: str) -> list[str]:
         # generated pair to that, so services and Triton use the same settings against both.
         del iam.access_keys[key.access_key_id]
         key.access_key_id = user
-        key.secret_access_key = (secrets / f"minio-{identity}.secret").read_text().strip()
+        key.secret_access_key = secret_of(secrets, identity)
         iam.access_keys[user] = key
         users.append(user)
     return users
 
 
-def serve(port: int) -> None:
-    from moto.server import ThreadedMotoServer
+def without_moto_api(app: Any) -> Any:
+    """moto's own control API (`/moto-api/`: every key's secret in data.json, auth switched off by
+    reset-auth, everything wiped by reset) answers without auth: nothing reaches it here."""
 
-    server = ThreadedMotoServer(ip_address="0.0.0.0", port=port, verbose=False)
-    server.start()
+    def guarded(environ: dict[str, Any], start_response: Any) -> Any:
+        if str(environ.get("PATH_INFO", "")).startswith("/moto-api"):
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found\n"]
+        return app(environ, start_response)
+
+    return guarded
+
+
+def serve(port: int) -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    app = without_moto_api(DomainDispatcherApplication(create_backend_app))
+    server = make_server("0.0.0.0", port, app, threaded=True, request_handler=MotoRequestHandler)
     print(f"s3 stand-in listening on :{port}", flush=True)
-    while True:
-        time.sleep(3600)
+    server.serve_forever()
 
 
 def check(url: str, secrets: Path, bucket: str, timeout_s: float) -> None:
     """Wait until the admin identity can list the bucket (what minio-setup's completion promises)."""
     import boto3
 
-    secret = (secrets / "minio-admin.secret").read_text().strip()
+    secret = secret_of(secrets, "admin")
     client = boto3.client(
         "s3", endpoint_url=url, aws_access_key_id="maskline-admin", aws_secret_access_key=secret, region_name=REGION
     )

@@ -14,9 +14,10 @@ import torch
 from PIL import Image
 
 from maskline.client import ApiError, JsonClient
+from maskline.infra.compose.smoke import site_model
 from maskline.infra.embedded.stack import Stack
 from maskline.models import person
-from maskline.models.starter import WEIGHTS, shapes
+from maskline.models.starter import shapes
 from tests.services.weights.test_onnx_weights import perturbed as onnx_site
 
 pytestmark = pytest.mark.e2e
@@ -28,16 +29,9 @@ def png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def perturbed(tmp_path: Path, seed: int) -> Path:
-    """A 'site' model: the starter with small noise on every weight, as if fine-tuned elsewhere."""
-    module = torch.jit.load(str(WEIGHTS))
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(torch.randn(p.shape, generator=generator) * 0.002)
-    path = tmp_path / f"site{seed}.pt"
-    module.save(str(path))
-    return path
+#: A 'site' model: the starter with small noise on every weight, as if fine-tuned elsewhere (the
+#: compose smoke tests make theirs the same way).
+perturbed = site_model
 
 
 def test_merge_two_site_models_with_bn_reestimation_then_segment_with_the_result(

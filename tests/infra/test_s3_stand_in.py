@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from botocore.exceptions import ClientError
 
@@ -66,6 +67,14 @@ def test_each_identity_signs_with_its_name_and_secret_and_gets_only_its_policy(s
     assert refusal(lambda: triton.get_object(Bucket="maskline", Key="inputs/t1/a.png")) == "AccessDenied"
     assert refusal(lambda: client("gateway", "a guessed secret").list_objects_v2(Bucket="maskline")) == "SignatureDoesNotMatch"
     assert refusal(lambda: as_user(url, "nobody", "x").list_objects_v2(Bucket="maskline")) == "InvalidAccessKeyId"
+    # Triton's S3 client asks whether the bucket exists before anything else (and exits if refused).
+    assert refusal(lambda: triton.head_bucket(Bucket="maskline")) == "allowed"
+
+
+def test_motos_own_unauthenticated_control_api_is_not_served(stand_in: tuple[str, Path]) -> None:
+    url, _ = stand_in
+    for method, path in (("GET", "/moto-api/data.json"), ("POST", "/moto-api/reset-auth"), ("POST", "/moto-api/reset")):
+        assert httpx.request(method, f"{url}{path}", content=b"inf", timeout=10).status_code == 404, path
 
 
 def test_the_setup_check_waits_for_the_bucket_as_compose_minio_setup_does(stand_in: tuple[str, Path]) -> None:

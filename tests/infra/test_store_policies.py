@@ -108,15 +108,19 @@ def test_credentials_write_a_policy_and_a_private_secret_per_identity(tmp_path: 
     assert (tmp_path / "credentials" / "minio-infer.secret").read_text() == before  # kept, not rotated by accident
 
 
-def test_credentials_for_compose_belong_to_the_images_user(tmp_path: Path) -> None:
-    """compose bind-mounts secret files as they are on the host; the images run as uid 10001."""
+def test_credentials_for_compose_are_readable_by_the_images_group_only(tmp_path: Path) -> None:
+    """compose bind-mounts secret files as they are on the host; the images run as 10001:10001."""
+    (tmp_path / "credentials").mkdir()
+    (tmp_path / "credentials" / "planted").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "elsewhere").write_text("not a secret")
     done = subprocess.run(
-        [sys.executable, "-m", "maskline.cli", "credentials", "--out", str(tmp_path), "--owner", "10001"],
+        [sys.executable, "-m", "maskline.cli", "credentials", "--out", str(tmp_path), "--group", "10001"],
         capture_output=True,
         text=True,
     )
     assert done.returncode == 0, done.stderr
-    folders = [tmp_path / "credentials", tmp_path / "minio"]
-    made = [tmp_path / "nats-auth.conf", *folders, *(path for folder in folders for path in folder.iterdir())]
-    assert len(made) > 20 and all(path.stat().st_uid == 10001 for path in made)
-    assert all(p.stat().st_mode & 0o077 == 0 for p in (tmp_path / "credentials").glob("*.secret"))
+    secrets = [p for p in (tmp_path / "credentials").iterdir() if not p.is_symlink()]
+    assert len(secrets) > 20
+    assert all((p.stat().st_uid, p.stat().st_gid, p.stat().st_mode & 0o777) == (os.getuid(), 10001, 0o640) for p in secrets)
+    assert (tmp_path / "elsewhere").stat().st_gid != 10001  # the planted link was not followed
+    assert (tmp_path / "credentials").stat().st_gid != 10001 and (tmp_path / "minio").stat().st_gid != 10001

@@ -126,8 +126,8 @@ def cmd_credentials(args: argparse.Namespace) -> int:
     made = credentials.ensure(out, args.clients or "")
     (out / "nats-auth.conf").write_text(credentials.authorization(made))
     users = store_policies.write(out, args.bucket)
-    if args.owner is not None:
-        hand_over(out, args.owner)
+    if args.group is not None:
+        share_with_group(out, args.group)
     _print(
         args,
         {"folder": str(out / "credentials"), "identities": [c.identity.name for c in made], "minio_users": users},
@@ -137,12 +137,16 @@ def cmd_credentials(args: argparse.Namespace) -> int:
     return 0
 
 
-def hand_over(out: Path, uid: int) -> None:
-    """Every file made to `uid` (group alike), modes kept: compose bind-mounts each secret file as it
-    is on the host, and the images run as uid 10001, which could not read a 0600 file of root's."""
-    folders = [out / "credentials", out / "minio"]
-    for path in [out / "nats-auth.conf", *folders, *(p for folder in folders for p in folder.iterdir())]:
-        os.chown(path, uid, uid)
+def share_with_group(out: Path, gid: int) -> None:
+    """Each secret file readable by group `gid` (0640; owner and folders unchanged): compose
+    bind-mounts secret files as they are on the host, and the images run as uid:gid 10001:10001,
+    which could not read a 0600 file of root's. Links and anything not a plain file are left alone,
+    so a planted link cannot make this change another file."""
+    for path in (out / "credentials").iterdir():
+        if path.is_symlink() or not path.is_file():
+            continue
+        os.chown(path, -1, gid, follow_symlinks=False)
+        os.chmod(path, 0o640, follow_symlinks=False)
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
@@ -188,7 +192,7 @@ def add_parsers(sub: Any) -> None:
     creds.add_argument("--clients", help="outside systems, name:tenant,...")
     creds.add_argument("--bucket", default="maskline", help="the object store's bucket the MinIO policies are for")
     creds.add_argument(
-        "--owner", type=int, metavar="UID", help="give the files to this uid (compose: 10001, the images' user; needs root)"
+        "--group", type=int, metavar="GID", help="make the secret files readable by this group (compose: 10001, the images')"
     )
     creds.set_defaults(run=cmd_credentials)
     sub.add_parser("provision", help="create streams and buckets, register the bundled model (admin identity)").set_defaults(

@@ -43,12 +43,13 @@ APT_SOURCES = ("/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"
 TARGETS = ("gateway", "ingest", "augment", "infer", "merge", "weights", "quantize", "audit", "notify", "cli", "triton-cpu")
 #: compose.yaml's registry images, made locally for `python -m maskline.infra.compose` (never shipped):
 #: built on request or by the compose recipe, not by default.
-STAND_INS = ("nats", "s3", "proxy")
+STAND_INS = ("nats", "s3", "proxy", "prometheus")
 #: What each stand-in answers when run once (its entrypoint's arguments, or a command).
 STAND_IN_SMOKE = {
     "nats": ("--version",),
     "s3": ("--help",),
     "proxy": ("caddy", "version"),
+    "prometheus": ("--version",),
 }
 #: Targets that install torch: their image must hold the CPU build, never a CUDA one.
 WITH_TORCH = ("weights", "quantize", "cli", "triton-cpu")
@@ -62,6 +63,15 @@ def image(target: str) -> str:
 def podman(*args: str, capture: bool = False, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
     return subprocess.run(["podman", *args], env=env, check=check, text=True, capture_output=capture)
+
+
+def podman_version() -> str:
+    return podman("--version", capture=True).stdout.split()[-1]
+
+
+def run_header(command: str) -> dict[str, str]:
+    """What every recipe's JSON report starts with: how to rerun it, and on what."""
+    return {"command": command, "machine": f"{platform.machine()}, {os.cpu_count()} cores, podman {podman_version()}"}
 
 
 def exists(name: str) -> bool:
@@ -194,6 +204,19 @@ def build(target: str) -> Built:
     return Built(target, image(target), size_mb(image(target)), took, smoke(target))
 
 
+def ensure(targets: tuple[str, ...]) -> list[str]:
+    """Build those of `targets` missing here (the base and torch's wheel first when needed)."""
+    missing = [t for t in targets if not exists(image(t))]
+    if missing and not exists(BASE):
+        build_base()
+    if any(t in WITH_TORCH for t in missing):
+        torch_wheel()
+    for target in missing:
+        print(f"--- building {target}", flush=True)
+        build(target)
+    return missing
+
+
 def check_torch(target: str) -> None:
     """A CUDA build of torch is several GB: refuse an image that got one."""
     probe = (
@@ -228,8 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         built.append(build(target))
         print(f"{built[-1].image}: {built[-1].size_mb} MB in {built[-1].build_s} s; {built[-1].smoke}", flush=True)
     report = {
-        "command": "python -m maskline.infra.images " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, podman {podman('--version', capture=True).stdout.split()[-1]}",
+        **run_header("python -m maskline.infra.images " + " ".join(argv if argv is not None else sys.argv[1:])),
         "base": {"image": BASE, "size_mb": size_mb(BASE), "made_s": base_s},
         "images": [asdict(b) for b in built],
         "wheels": [Path(w).name for w in glob.glob(str(WHEELS / "*.whl"))],

@@ -32,7 +32,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import re
 import shutil
 import socket
@@ -48,7 +47,7 @@ import yaml
 
 from maskline.infra import images
 from maskline.infra.compose import smoke
-from maskline.infra.compose.run import API_KEYS, IMAGE_UID, SECRETS, ensure_credentials
+from maskline.infra.local_credentials import API_KEYS, IMAGE_GID, SECRETS, ensure_credentials
 
 CHART = images.ROOT / "infra" / "helm" / "maskline"
 RELEASE, NAMESPACE = "prod", "maskline"
@@ -156,10 +155,20 @@ def owner_of(spec: dict[str, Any]) -> int:
 
 
 def host_folder(pod: Pod, volume: str) -> Path:
+    """A folder of the pod's own (0750, its user's group): other host users cannot look in."""
     folder = HOME / pod.name / volume
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o750, parents=True, exist_ok=True)
+    os.chmod(folder.parent, 0o750)
     os.chown(folder, owner_of(pod.spec), owner_of(pod.spec))
     return folder
+
+
+def write_private(target: Path, data: bytes, mode: int, owner: int) -> None:
+    """Created with its final mode (never readable by others, not even for a moment), then owned."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chown(target, owner, owner)
 
 
 def materialize(pod: Pod, store: dict[str, dict[str, bytes]], config_maps: dict[str, dict[str, str]]) -> None:
@@ -169,19 +178,18 @@ def materialize(pod: Pod, store: dict[str, dict[str, bytes]], config_maps: dict[
         name = volume["name"]
         files: dict[str, bytes] = {}
         mode = 0o644
-        if "secret" in volume:
-            source = store[volume["secret"]["secretName"]]
-            items = volume["secret"].get("items") or [{"key": k, "path": k} for k in source]
+        kind = "secret" if "secret" in volume else "configMap" if "configMap" in volume else ""
+        if kind:
+            ref = volume[kind]
+            source = (
+                store[ref["secretName"]] if kind == "secret" else {k: v.encode() for k, v in config_maps[ref["name"]].items()}
+            )
+            items = ref.get("items") or [{"key": k, "path": k} for k in source]
             files = {item["path"]: source[item["key"]] for item in items}
-            mode = int(volume["secret"].get("defaultMode", 0o644))
-        elif "configMap" in volume:
-            files = {k: v.encode() for k, v in config_maps[volume["configMap"]["name"]].items()}
+            mode = int(ref.get("defaultMode", 0o644))
         folder = host_folder(pod, name)
         for path, data in files.items():
-            target = folder / path
-            target.write_bytes(data)
-            os.chmod(target, mode)
-            os.chown(target, uid, uid)
+            write_private(folder / path, data, mode, uid)
         pod.spec["volumes"] = [v for v in pod.spec["volumes"] if v["name"] != name] + [
             {"name": name, "hostPath": {"path": str(folder), "type": "Directory"}}
         ]
@@ -196,7 +204,9 @@ def resolve_env(pod: Pod, store: dict[str, dict[str, bytes]]) -> None:
                 ref = source["secretKeyRef"]
                 env["value"] = store[ref["name"]][ref["key"]].decode().strip()
             elif source and "fieldRef" in source:
-                env["value"] = pod.name if source["fieldRef"]["fieldPath"] == "metadata.name" else ""
+                if source["fieldRef"]["fieldPath"] != "metadata.name":
+                    raise SystemExit(f"{pod.name}: env {env['name']} from {source['fieldRef']['fieldPath']} is not resolved here")
+                env["value"] = pod.name
             env["value"] = expand(str(env.get("value", "")), values)
             values[env["name"]] = env["value"]
 
@@ -239,7 +249,7 @@ def s3_pod() -> Pod:
     container = {"name": "s3", "image": images.image("s3"), "args": ["--port", "9000"], "volumeMounts": mount}
     spec = {
         "containers": [container],
-        "securityContext": {"runAsUser": IMAGE_UID, "fsGroup": IMAGE_UID},
+        "securityContext": {"runAsUser": IMAGE_GID, "fsGroup": IMAGE_GID},
         "volumes": [
             {"name": "policies", "secret": {"secretName": "maskline-minio-policies", "defaultMode": 0o400}},
             {"name": "secrets", "secret": {"secretName": "maskline-credentials", "defaultMode": 0o400}},
@@ -367,20 +377,15 @@ def up() -> tuple[list[Pod], dict[str, Any]]:
     return pods, report
 
 
-def podman_version() -> str:
-    return images.podman("--version", capture=True).stdout.split()[-1]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m maskline.infra.kube_play", description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", action="store_true", help="leave the pods running")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     ensure_credentials()
-    missing = [t for t in (*images.TARGETS, "nats", "s3") if not images.exists(images.image(t))]
-    if missing:
-        raise SystemExit(f"images missing: {', '.join(missing)} (./dev images; ./dev images nats s3)")
-    pods: list[Pod] = []
+    images.ensure((*images.TARGETS, "nats", "s3"))
+    # Named before anything is played, so that a failure half-way still removes what was started.
+    names = [S3_POD, *(p.name for p in pods_of(rendered()))]
     try:
         pods, report = up()
         gateway = next(p for p in pods if p.name == f"{RELEASE}-maskline-gateway")
@@ -394,12 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"through {url}: {report['smoke']}", flush=True)
     finally:
         if not args.keep:
-            remove([p.name for p in pods])
-    report = {
-        "command": "python -m maskline.infra.kube_play",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, podman {podman_version()}",
-        **report,
-    }
+            remove(names)
+    report = {**images.run_header("python -m maskline.infra.kube_play"), **report}
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     return 0

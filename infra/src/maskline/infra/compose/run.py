@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -31,19 +30,15 @@ from typing import Any
 
 from maskline.infra import images
 from maskline.infra.compose import smoke
+from maskline.infra.local_credentials import API_KEYS, ensure_credentials
 
 ROOT = images.ROOT
 PROJECT = "maskline"
 FILES = ("-f", str(ROOT / "compose.yaml"), "-f", str(ROOT / "infra" / "podman" / "compose.podman.yaml"))
 SOCKET = ROOT / "build" / "podman.sock"
-SECRETS = ROOT / "secrets"
 RESULTS = ROOT / "docs" / "bench" / "compose.json"
-#: Two tenants (tenant-a is an operator: it may verify the whole audit trail).
-API_KEYS = "key-a:tenant-a,key-b:tenant-b"
 #: compose.yaml's own images, and the stand-ins the overlay names.
 NEEDED = (*images.TARGETS, *images.STAND_INS)
-#: The images' user (infra/docker/Dockerfile): compose mounts secret files with their host owner.
-IMAGE_UID = 10001
 HEALTH_TICK_S = 1.0
 READY_S = 600.0
 
@@ -89,7 +84,11 @@ def engine() -> Iterator[None]:
         yield
     finally:
         service.terminate()
-        service.wait(10)
+        try:
+            service.wait(10)
+        except subprocess.TimeoutExpired:
+            service.kill()
+            service.wait()
 
 
 def containers() -> list[dict[str, Any]]:
@@ -97,10 +96,12 @@ def containers() -> list[dict[str, Any]]:
     return list(json.loads(listed or "[]"))
 
 
-def check_interval_s(container: str) -> float:
-    """The container's health-check interval (0: it has no check)."""
-    found = podman_out("inspect", "--format", "{{json .Config.Healthcheck}}", container).strip()
-    check = json.loads(found) if found and found != "null" else None
+def check_interval_s(container: str) -> float | None:
+    """The container's health-check interval (0: it has no check; None: podman did not say)."""
+    done = images.podman("inspect", "--format", "{{json .Config.Healthcheck}}", container, capture=True, check=False)
+    if done.returncode != 0:
+        return None
+    check = json.loads(done.stdout) if done.stdout.strip() not in ("", "null") else None
     return float(check.get("Interval") or 30e9) / 1e9 if check and check.get("Test") else 0.0
 
 
@@ -111,18 +112,26 @@ def health_checks() -> Iterator[None]:
     stop = threading.Event()
     due: dict[str, tuple[float, float]] = {}  # container id -> (interval s, next run)
 
+    def run_due() -> None:
+        for c in containers():
+            if c.get("State") != "running":
+                continue
+            if c["Id"] not in due:
+                interval = check_interval_s(c["Id"])
+                if interval is None:
+                    continue  # asked again on the next tick
+                due[c["Id"]] = (interval, time.monotonic() + interval)
+            interval, next_run = due[c["Id"]]
+            if interval and time.monotonic() >= next_run:
+                images.podman("healthcheck", "run", c["Id"], capture=True, check=False)
+                due[c["Id"]] = (interval, time.monotonic() + interval)
+
     def tick() -> None:
         while not stop.wait(HEALTH_TICK_S):
-            for c in containers():
-                if c.get("State") != "running":
-                    continue
-                if c["Id"] not in due:
-                    interval = check_interval_s(c["Id"])
-                    due[c["Id"]] = (interval, time.monotonic() + interval)
-                interval, next_run = due[c["Id"]]
-                if interval and time.monotonic() >= next_run:
-                    images.podman("healthcheck", "run", c["Id"], capture=True, check=False)
-                    due[c["Id"]] = (interval, time.monotonic() + interval)
+            try:
+                run_due()
+            except Exception as exc:  # a failed pass must not end the checks: up() would wait in vain
+                print(f"health checks: {exc!r}", file=sys.stderr, flush=True)
 
     thread = threading.Thread(target=tick, name="health-checks", daemon=True)
     thread.start()
@@ -131,25 +140,6 @@ def health_checks() -> Iterator[None]:
     finally:
         stop.set()
         thread.join(30)
-
-
-def ensure_images() -> list[str]:
-    """Build what is missing; the images built."""
-    missing = [t for t in NEEDED if not images.exists(images.image(t))]
-    if missing and not images.exists(images.BASE):
-        images.build_base()
-    if any(t in images.WITH_TORCH for t in missing):
-        images.torch_wheel()
-    for target in missing:
-        print(f"--- building {target}", flush=True)
-        images.build(target)
-    return missing
-
-
-def ensure_credentials() -> None:
-    """Made once and kept (re-running keeps every secret), given to the images' user, 10001."""
-    maskline = Path(sys.executable).parent / "maskline"
-    subprocess.run([str(maskline), "credentials", "--out", str(SECRETS), "--owner", str(IMAGE_UID)], check=True)
 
 
 def health() -> dict[str, str]:
@@ -179,7 +169,7 @@ def wait_healthy(started: float) -> dict[str, Any]:
 
 
 def up() -> dict[str, Any]:
-    built = ensure_images()
+    built = images.ensure(NEEDED)
     ensure_credentials()
     started = time.monotonic()
     compose("up", "-d", "--no-build")
@@ -225,17 +215,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.step == "all":
             print("=== failed: logs of unhealthy containers, then down", flush=True)
             for name, state in health().items():
-                if state not in ("healthy", "exited"):
+                if state != "healthy" and state != "exited 0":
                     print(f"--- {name} ({state})\n{podman_out('logs', '--tail', '30', name)}", flush=True)
             with engine():
                 compose("down", "--volumes", "--remove-orphans", "--timeout", "5", check=False)
         raise
     if args.step == "all":
-        report = {
-            "command": "python -m maskline.infra.compose",
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, podman {podman_out('--version').split()[-1]}",
-            **results,
-        }
+        report = {**images.run_header("python -m maskline.infra.compose"), **results}
         args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return 0

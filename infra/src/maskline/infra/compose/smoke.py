@@ -1,7 +1,8 @@
 """The end-to-end checks run against a compose deployment, through its proxy only (what a user
 reaches): segment, TTA, a tenant refused, quantize, merge and segment with each result, verify the
-audit trail; and one fault (a merge container killed and a NATS node stopped while jobs run) after
-which every job has completed exactly once. Each check raises on a wrong answer."""
+audit trail, and what an operator sees (Prometheus's targets and rules); and one fault (a merge
+container killed and a NATS node stopped while jobs run) after which every job has completed
+exactly once. Each check raises on a wrong answer."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import torch
 from numpy.typing import NDArray
@@ -139,6 +141,33 @@ def check_audit(a: JsonClient, b: JsonClient) -> str:
     return f"intact: {verdict['records']} records, {verdict['events']} events; non-operator 403"
 
 
+PROMETHEUS = "http://127.0.0.1:9091"
+#: The jobs of infra/prometheus/prometheus.yml whose every target must be up (the NATS exporters
+#: are not started on podman).
+SCRAPED = ("maskline-gateway", "maskline-workers", "triton")
+
+
+def check_prometheus(a: JsonClient, b: JsonClient) -> str:
+    """Prometheus (compose's, port 9091) scrapes every gateway and worker replica and Triton, and
+    holds the chart's alerting rules."""
+    deadline = time.monotonic() + 60
+    with httpx.Client(base_url=PROMETHEUS, timeout=5) as prometheus:
+        while True:
+            targets = prometheus.get("/api/v1/targets").json()["data"]["activeTargets"]
+            mine = [t for t in targets if t["labels"]["job"] in SCRAPED]
+            down = [t["scrapeUrl"] for t in mine if t["health"] != "up"]
+            if mine and not down:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"Prometheus targets not up: {down or 'none found'}")
+            time.sleep(2)
+        groups = prometheus.get("/api/v1/rules").json()["data"]["groups"]
+    rules = sum(len(g["rules"]) for g in groups)
+    if not rules:
+        raise AssertionError("Prometheus loaded no alerting rules")
+    return f"{len(mine)} targets up ({', '.join(SCRAPED)}), {rules} alerting rules loaded"
+
+
 CHECKS: dict[str, Callable[[JsonClient, JsonClient], str]] = {
     "segment": check_segment,
     "tta": check_tta,
@@ -146,6 +175,7 @@ CHECKS: dict[str, Callable[[JsonClient, JsonClient], str]] = {
     "quantize": check_quantize,
     "merge": check_merge,
     "audit_verify": check_audit,
+    "prometheus": check_prometheus,
 }
 
 

@@ -28,8 +28,9 @@ def policy(identity: str, bucket: str) -> dict[str, Any]:
     statements: list[dict[str, Any]] = []
     if grants:
         # The client asks where the bucket is before anything else, and Triton's S3 client asks
-        # whether it exists (HEAD, refused without s3:HeadBucket: Triton would not start); listing is
-        # limited to its areas.
+        # whether it exists (HEAD): refused, Triton exits at start. Seen with the S3 stand-in (moto
+        # checks s3:HeadBucket); AWS checks s3:ListBucket for HEAD, and MinIO was not available to
+        # check. Listing is limited to its areas.
         statements.append(
             {
                 "Sid": "Locate",
