@@ -17,9 +17,7 @@ pytestmark = pytest.mark.unit
 @cache
 def converted() -> tuple[list[dict[str, Any]], list[kube_play.Pod], dict[str, str]]:
     docs = kube_play.rendered()
-    pods = [kube_play.s3_pod(), *kube_play.pods_of(docs)]
-    for number, pod in enumerate(pods[1:], start=11):
-        pod.ip = f"{kube_play.SUBNET_PREFIX}.{number}"
+    pods = kube_play.addressed([kube_play.s3_pod(), *kube_play.pods_of(docs)])
     return docs, pods, kube_play.service_names(docs, pods)
 
 

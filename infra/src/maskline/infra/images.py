@@ -28,6 +28,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from maskline.infra.embedded.process import wait_until
+
 ROOT = Path(__file__).resolve().parents[4]
 #: The images carry the release of the code inside them (compose.yaml names the same).
 VERSION = importlib.metadata.version("maskline")
@@ -168,17 +170,15 @@ def triton_ready() -> str:
     started = time.monotonic()
     podman("run", "-d", "--rm", "--name", name, "--tmpfs", "/models", image("triton-cpu"), capture=True)
     ask = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/v2/health/ready', timeout=2)"
+
+    def ready() -> bool:
+        return podman("exec", name, "python3", "-c", ask, capture=True, check=False).returncode == 0
+
     try:
-        while time.monotonic() - started < TRITON_READY_S:
-            env = {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
-            if subprocess.run(["podman", "exec", name, "python3", "-c", ask], env=env, capture_output=True).returncode == 0:
-                return f"tritonserver ready in {time.monotonic() - started:.1f} s"
-            time.sleep(0.5)
-        raise SystemExit(f"tritonserver in {image('triton-cpu')} not ready within {TRITON_READY_S:.0f} s")
+        wait_until(ready, TRITON_READY_S, f"tritonserver in {image('triton-cpu')}")
+        return f"tritonserver ready in {time.monotonic() - started:.1f} s"
     finally:
-        subprocess.run(
-            ["podman", "rm", "-f", name], env={**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}, capture_output=True
-        )
+        podman("rm", "-f", name, capture=True, check=False)
 
 
 def build(target: str) -> Built:

@@ -65,6 +65,7 @@ VALUES = {
 #: built here nor listed is left out.
 LOCAL = {"nats:": images.image("nats")}
 S3_POD = "minio"
+S3_POD_IP = f"{SUBNET_PREFIX}.10"
 S3_NAMES = ("minio.storage.svc.cluster.local", "minio.storage")
 READY_S = 240.0
 
@@ -126,8 +127,20 @@ def pods_of(docs: list[dict[str, Any]]) -> list[Pod]:
     return pods
 
 
+def cluster_names(name: str) -> list[str]:
+    """What a name resolves as in the release's namespace: short, namespaced, fully qualified."""
+    return [name, f"{name}.{NAMESPACE}", f"{name}.{NAMESPACE}.svc.cluster.local"]
+
+
 def headless_names(pod: str, service: str) -> list[str]:
-    return [f"{pod}.{service}", f"{pod}.{service}.{NAMESPACE}", f"{pod}.{service}.{NAMESPACE}.svc.cluster.local"]
+    return cluster_names(f"{pod}.{service}")
+
+
+def addressed(pods: list[Pod]) -> list[Pod]:
+    """Each pod's fixed address on the network (the S3 pod has its own): what hostAliases name."""
+    for number, pod in enumerate(p for p in pods if p.name != S3_POD):
+        pod.ip = f"{SUBNET_PREFIX}.{number + 11}"
+    return pods
 
 
 def service_names(docs: list[dict[str, Any]], pods: list[Pod]) -> dict[str, str]:
@@ -142,11 +155,8 @@ def service_names(docs: list[dict[str, Any]], pods: list[Pod]) -> dict[str, str]
         backing = next((p for p in pods if selector and selector.items() <= p.labels.items()), None)
         if backing is not None:
             svc = doc["metadata"]["name"]
-            names.update({n: backing.ip for n in (svc, f"{svc}.{NAMESPACE}", f"{svc}.{NAMESPACE}.svc.cluster.local")})
+            names.update({n: backing.ip for n in cluster_names(svc)})
     return names
-
-
-S3_POD_IP = f"{SUBNET_PREFIX}.10"
 
 
 def owner_of(spec: dict[str, Any]) -> int:
@@ -344,9 +354,7 @@ def up() -> tuple[list[Pod], dict[str, Any]]:
     docs = rendered()
     config_maps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
     store = secrets_store()
-    pods = [s3_pod(), *pods_of(docs)]
-    for number, pod in enumerate(pods[1:], start=11):
-        pod.ip = f"{SUBNET_PREFIX}.{number}"
+    pods = addressed([s3_pod(), *pods_of(docs)])
     names = service_names(docs, pods)
     probes = {
         p.name: [(c, c["readinessProbe"]) for c in p.spec["containers"] if "readinessProbe" in c and local_image(c["image"])]

@@ -30,6 +30,7 @@ from typing import Any
 
 from maskline.infra import images
 from maskline.infra.compose import smoke
+from maskline.infra.embedded.process import wait_until
 from maskline.infra.local_credentials import API_KEYS, ensure_credentials
 
 ROOT = images.ROOT
@@ -76,11 +77,7 @@ def engine() -> Iterator[None]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while not SOCKET.exists():
-            if time.monotonic() > deadline or service.poll() is not None:
-                raise SystemExit("podman system service did not open its socket")
-            time.sleep(0.2)
+        wait_until(SOCKET.exists, 30, "podman system service", service)
         yield
     finally:
         service.terminate()
