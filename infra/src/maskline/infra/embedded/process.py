@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -11,20 +12,46 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+# Ports handed out by this process, so two calls never return the same one before either is bound.
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = (int(part) for part in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    return low, high
+
+
+def _candidates() -> range:
+    """Ports outside the kernel's ephemeral range.
+
+    A port from `bind(0)` is an ephemeral one: between choosing it and the server binding it, any
+    outgoing connection (a service's own NATS connection, which then lives for the whole run) may
+    take it as its local port, and the server fails with EADDRINUSE until that connection closes.
+    Ports the kernel never hands to outgoing connections cannot be taken that way.
+    """
+    low, high = _ephemeral_range()
+    if low - 20000 >= 2000:
+        return range(20000, low)
+    return range(high + 1, 65536)
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)
 
 
 def free_ports(count: int) -> int:
     """The first of `count` consecutive free ports (a cluster's nodes take port, port + 1, ...)."""
-    for _ in range(50):
-        first = free_port()
-        if first + count <= 65535 and all(_bindable(first + i) for i in range(count)):
+    candidates = _candidates()
+    for _ in range(200):
+        first = random.randrange(candidates.start, candidates.stop - count + 1)
+        ports = range(first, first + count)
+        if _handed_out.isdisjoint(ports) and all(_bindable(port) for port in ports):
+            _handed_out.update(ports)
             return first
-    raise RuntimeError(f"no {count} consecutive free ports found")
+    raise RuntimeError(f"no {count} consecutive free ports found in {candidates}")
 
 
 def _bindable(port: int) -> bool:

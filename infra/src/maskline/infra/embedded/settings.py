@@ -49,23 +49,11 @@ PROBE_SPAN = 16
 
 def on_free_ports(base: StackSettings, home: str, **overrides: Any) -> StackSettings:
     """`base` moved to `home` and onto free local ports: a stack that runs beside any other."""
-    from maskline.infra.embedded.process import free_port, free_ports
+    from maskline.infra.embedded.process import free_ports
 
+    # free_ports never hands out a port twice in one process, so these cannot meet each other or
+    # the probes' range (`probe_port`..+PROBE_SPAN, from free_ports too).
     span = max(1, int(overrides.get("nats_cluster", base.nats_cluster)))
-    # A port is free only until someone binds it: none of ours may fall in a range already chosen
-    # (the probes' `probe_port`..+PROBE_SPAN, another node's), or two programs meet on one port.
-    first_probe = int(overrides.get("probe_port", 0))
-    taken = set(range(first_probe, first_probe + PROBE_SPAN)) if first_probe else set()
-
-    def pick(count: int) -> int:
-        for _ in range(100):
-            first = free_ports(count) if count > 1 else free_port()
-            wanted = set(range(first, first + count))
-            if not wanted & taken:
-                taken.update(wanted)
-                return first
-        raise RuntimeError("no free ports apart from those already chosen")
-
-    ports: dict[str, int] = {name: pick(span) for name in ("nats_port", "nats_monitor_port", "nats_route_port")}
-    ports |= {name: pick(1) for name in ("triton_http_port", "triton_grpc_port", "triton_metrics_port", "port")}
+    ports: dict[str, int] = {name: free_ports(span) for name in ("nats_port", "nats_monitor_port", "nats_route_port")}
+    ports |= {name: free_ports(1) for name in ("triton_http_port", "triton_grpc_port", "triton_metrics_port", "port")}
     return msgspec.structs.replace(base, home=home, **ports, **overrides)
