@@ -112,6 +112,11 @@ bench-models:
     python -m bench.person_int8 --requests 200 --concurrency 1,4 --rounds 5 --out docs/bench/person-int8-0.4.json
     python -m bench.serving_cost --out docs/bench/serving-cost.json
 
+# promptable segmentation on the bundled path: mIoU with one box per held-out shape, IoU on photos
+# of people against MediaPipe, first and following prompts' latency (needs .venv-reference)
+bench-prompts:
+    python -m bench.prompts --images 64 --repeats 20 --out docs/bench/prompts.json
+
 # merge time and memory (2/4/8 x 27.5M-param models), and the federated merging study on digits
 # (in-process, then its independent-initialisation condition through the running services)
 bench-merge:

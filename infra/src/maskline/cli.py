@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import msgspec
@@ -209,6 +209,34 @@ def _follow_stages(client: JsonClient, args: argparse.Namespace, job: dict[str, 
     return client.status(job["id"])  # the segmentation's own view: artifacts, regions, confidence
 
 
+def _numbers(text: str, count: int, what: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != count:
+        raise SystemExit(f"{what} takes {count} comma-separated numbers, not {text!r}")
+    return values
+
+
+def _prompts(args: argparse.Namespace) -> str | None:
+    """--box, --point, --not-point and --everything as the `prompts` form field (JSON)."""
+    boxes = [seg_v1.Box(*_numbers(b, 4, "--box")) for b in args.box]
+
+    def point(text: str, what: str, label: Literal[0, 1]) -> seg_v1.Point:
+        x, y = _numbers(text, 2, what)
+        return seg_v1.Point(x, y, label)
+
+    points = [point(p, "--point", 1) for p in args.point] + [point(p, "--not-point", 0) for p in args.not_point]
+    if not (boxes or points or args.everything):
+        return None
+    try:
+        prompts = seg_v1.Prompts(objects=seg_v1.prompt_objects(boxes, points), everything=args.everything)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
+    return msgspec.json.encode(prompts).decode()
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     client = JsonClient(args.url, api_key=args.api_key)
     job = client.submit(
@@ -219,6 +247,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         precision=args.precision,
         alias=args.alias,
         tta=args.tta or None,
+        prompts=_prompts(args),
     )
     job = _follow_stages(client, args, job)
     if job["status"] == "completed" and args.out:
@@ -229,6 +258,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         job,
         f"job {job['id']}: {job['status']}"
         + confidence_line(job)
+        + "".join(f"\n  object {o['index']}: score {o['score']}, {o['area']} px, box {o['bbox']}" for o in job.get("objects", ()))
         + "".join(f"\n  {k}: {v}" for k, v in job.get("files", {}).items())
         + error,
     )
@@ -578,6 +608,13 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--tta", action="store_true", help="test-time augmentation (5 variants, fused)")
     submit.add_argument("--precision", choices=["fp32", "hybrid", "int8"], help="the alias's version in this precision")
     submit.add_argument("--alias", help="the model's alias to run (default: stable)")
+    prompt = submit.add_argument_group("prompts (promptable segmentation, docs/prompts.md)")
+    prompt.add_argument(
+        "--box", action="append", default=[], metavar="X0,Y0,X1,Y1", help="an object inside this box (one per box)"
+    )
+    prompt.add_argument("--point", action="append", default=[], metavar="X,Y", help="a point on the object (joins its box)")
+    prompt.add_argument("--not-point", action="append", default=[], metavar="X,Y", help="a point that is not the object")
+    prompt.add_argument("--everything", action="store_true", help="every object the model finds (a grid of point prompts)")
     submit.set_defaults(run=cmd_submit)
     cancel = sub.add_parser("cancel", help="cancel a segmentation wherever it is (no outputs stand)")
     cancel.add_argument("job")

@@ -97,11 +97,15 @@ class JsonClient:
         architecture: str = "",
         architecture_kwargs: dict[str, Any] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        decoder: Path | None = None,
         **described: Any,
     ) -> dict[str, Any]:
         """Stream the weights (any size up to the server's model limit, checksum verified), then
-        register them. `described`: format, output, output_kind, preprocessing (`Calls.register_model`)."""
+        register them. `described`: format, output, output_kind, preprocessing (`Calls.register_model`).
+        `decoder`: a SAM-format version's prompt decoder (ONNX); `weights` is then its image encoder."""
         uploaded = self.upload_weights(weights, progress)
+        if decoder is not None:
+            described["decoder_sha256"] = self.upload_weights(decoder, progress)["sha256"]
         call = Calls.register_model(
             weights_sha256=uploaded["sha256"],
             name=name,

@@ -167,6 +167,8 @@ def _form(options: seg_v1.SegmentationOptions) -> dict[str, str]:
             "tta_blur_sigma": str(tta.blur_sigma),
             "tta_fusion": tta.fusion,
         }
+    if options.prompts is not None:
+        form["prompts"] = msgspec.json.encode(options.prompts).decode()
     return form
 
 
@@ -254,8 +256,11 @@ class Calls:
         output: str = "",
         output_kind: str = "logits",
         preprocessing: Preprocessing | None = None,
+        decoder_sha256: str = "",
     ) -> Call[ModelVersion]:
         """`weights` in the request, or `weights_sha256` of weights streamed first (`upload_weights`).
+        `decoder_sha256`: a SAM-format version's prompt decoder, streamed first (the weights are then
+        its image encoder).
         `architecture`: `package.module:Class` that rebuilds the network (needed to quantize it).
         `format`: torchscript or onnx (empty: recognised from the file); `output`: the output that
         holds the class scores when there are several; `preprocessing`: resize, normalisation."""
@@ -272,6 +277,8 @@ class Calls:
             "output_kind": output_kind,
             "preprocessing": msgspec.json.encode(preprocessing or Preprocessing()).decode(),
         }
+        if decoder_sha256:
+            form["decoder_sha256"] = decoder_sha256
         files: dict[str, tuple[str | None, bytes, str]] = (
             {"weights": (filename or f"{name}.pt", weights, "application/octet-stream")}
             if weights is not None  # the form must be multipart either way: a field part without a file name

@@ -162,6 +162,8 @@ class SegmentationView(msgspec.Struct, frozen=True, kw_only=True):
     regions: int | None = None
     confidence: seg_v1.Confidence | None = None
     """How sure the model was overall: low values mean the mask is likely meaningless (docs/models.md)."""
+    objects: tuple[seg_v1.ObjectFound, ...] = ()
+    """A prompted job's objects, each with its predicted quality (docs/prompts.md)."""
     timings_ms: dict[str, float] = {}
     artifacts: dict[str, ArtifactView] = {}
     error: JobError | None = None
@@ -442,3 +444,6 @@ class RegionsDocument(msgspec.Struct, frozen=True, kw_only=True):
     """TTA variants fused into the result, with their parameters."""
     confidence: seg_v1.Confidence | None = None
     """How sure the model was over the whole image (out-of-domain signal)."""
+    objects: tuple[seg_v1.ObjectFound, ...] = ()
+    """A prompted job's objects: score, area, box; each one's pixels are the regions labelled
+    `object-<index>` (and the mask's value `index`)."""

@@ -53,9 +53,33 @@ class Architecture(msgspec.Struct, frozen=True, kw_only=True):
     kwargs: dict[str, int | float | str | bool] = {}
 
 
-ModelFormat = Literal["torchscript", "onnx"]
+ModelFormat = Literal["torchscript", "onnx", "sam"]
 #: The formats a registration accepts, as a refusal names them.
-FORMATS: dict[str, str] = {"torchscript": "TorchScript (torch.jit.save)", "onnx": "ONNX"}
+FORMATS: dict[str, str] = {
+    "torchscript": "TorchScript (torch.jit.save)",
+    "onnx": "ONNX",
+    "sam": "a Segment-Anything ONNX pair (image encoder + prompt decoder)",
+}
+
+#: The prompt decoder's inputs and outputs in segment-anything's own ONNX export
+#: (`segment_anything.utils.onnx.SamOnnxModel`), the layout a SAM-format version must have.
+SAM_DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input", "orig_im_size")
+SAM_DECODER_OUTPUTS = ("masks", "iou_predictions", "low_res_masks")
+
+
+class PromptDecoder(msgspec.Struct, frozen=True, kw_only=True):
+    """The second half of a SAM-format version: the prompt decoder, and the names of the image
+    encoder's input and output (checked at registration to run together). Added in 1.10.
+
+    The encoder is the version's `weights`: it takes the image brought to `input_size` as
+    `preprocessing` says (resize `longest-side`, normalised, padded), and gives the embedding the
+    decoder takes as `image_embeddings`."""
+
+    weights: WrittenModelFile
+    encoder_input: str
+    encoder_output: str
+    mask_input_size: tuple[int, int]
+    """(height, width) of the decoder's `mask_input` (SAM: four times the embedding's side)."""
 
 
 class ModelOutput(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,11 +99,13 @@ class Preprocessing(msgspec.Struct, frozen=True, kw_only=True):
     pixel (0..255, in `channels` order) x `scale`, then (x - mean) / std, per channel. Masks always
     come back at the original image's size and aspect, whichever `resize`."""
 
-    resize: Literal["stretch", "letterbox", "tile"] = "stretch"
+    resize: Literal["stretch", "letterbox", "tile", "longest-side"] = "stretch"
     """`stretch`: to the input size whatever the aspect (what the model was trained with if it was
     trained on squares); `letterbox`: scale to fit keeping the aspect, pad the rest with `pad`;
     `tile`: native resolution, the image cut into input-sized windows that overlap by `overlap`,
-    their scores averaged where they overlap (for models trained at the scale of the pixels)."""
+    their scores averaged where they overlap (for models trained at the scale of the pixels);
+    `longest-side` (added in 1.10): the longer side scaled to the input's, the aspect kept, the rest
+    padded with zeros after normalisation at the bottom and right (Segment-Anything's encoder)."""
     overlap: Annotated[float, msgspec.Meta(ge=0.0, le=0.75)] = 0.25
     """`tile`: fraction of a window shared with its neighbour."""
     scale: Annotated[float, msgspec.Meta(gt=0)] = 1.0 / 255.0
@@ -171,6 +197,8 @@ class ModelVersion(msgspec.Struct, frozen=True, kw_only=True):
     """Added in 1.5."""
     preprocessing: Preprocessing = Preprocessing()
     """Added in 1.5."""
+    decoder: PromptDecoder | None = None
+    """SAM format: the prompt decoder (`weights` is then the image encoder). Added in 1.10."""
 
     @property
     def exportable(self) -> bool:
@@ -198,6 +226,10 @@ class RegisterRequested(msgspec.Struct, frozen=True, kw_only=True):
     """Added in 1.5."""
     preprocessing: Preprocessing = Preprocessing()
     """Added in 1.5."""
+    decoder: SuppliedInput | None = None
+    """SAM format: the prompt decoder's ONNX file (`weights` is then the image encoder's ONNX file,
+    `input_size` its square input, `preprocessing` its `longest-side` resize and normalisation).
+    Added in 1.10."""
 
 
 class ModelRegistered(msgspec.Struct, frozen=True, kw_only=True):

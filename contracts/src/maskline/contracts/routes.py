@@ -20,6 +20,10 @@ JOB = "/v1/jobs/{job_id}"
 JOB_ARTIFACT = "/v1/jobs/{job_id}/artifacts/{name}"
 JOB_EVENTS = "/v1/jobs/{job_id}/events"
 WEBHOOKS = "/v1/webhooks"
+#: Label Studio's ML-backend protocol (its backend URL is `/v1/label-studio/<model>`).
+LABEL_STUDIO_HEALTH = "/v1/label-studio/{model}/health"
+LABEL_STUDIO_SETUP = "/v1/label-studio/{model}/setup"
+LABEL_STUDIO_PREDICT = "/v1/label-studio/{model}/predict"
 
 MODELS = "/v1/models"
 MODEL_VERSION = "/v1/models/{name}/{version}"

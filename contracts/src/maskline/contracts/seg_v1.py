@@ -21,6 +21,7 @@ from maskline.contracts.common_v1 import (
     WrittenInput,
     WrittenOutput,
     display_filename,
+    reference,
 )
 
 REQUESTED = "seg.v1.requested"
@@ -56,6 +57,94 @@ class TtaOptions(msgspec.Struct, frozen=True, kw_only=True):
         return len(self.variants)
 
 
+Coordinate = Annotated[float, msgspec.Meta(ge=0.0, le=1_000_000.0)]
+
+
+class Point(msgspec.Struct, frozen=True, array_like=True):
+    """`[x, y]` or `[x, y, label]` in the uploaded image's pixels: label 1 (the default) says the
+    object is here, 0 that it is not. Added in 1.10."""
+
+    x: Coordinate
+    y: Coordinate
+    label: Literal[0, 1] = 1
+
+
+class Box(msgspec.Struct, frozen=True, array_like=True):
+    """`[x0, y0, x1, y1]` in the uploaded image's pixels: the object lies inside. Added in 1.10."""
+
+    x0: Coordinate
+    y0: Coordinate
+    x1: Coordinate
+    y1: Coordinate
+
+    def __post_init__(self) -> None:
+        if not (self.x0 < self.x1 and self.y0 < self.y1):
+            raise ValueError("a box is [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
+
+
+class PromptedObject(msgspec.Struct, frozen=True, kw_only=True):
+    """One object to segment: a box, points, or both (SAM's prompt for one mask). Added in 1.10."""
+
+    box: Box | None = None
+    points: Annotated[tuple[Point, ...], msgspec.Meta(max_length=32)] = ()
+
+    def __post_init__(self) -> None:
+        if self.box is None and not any(p.label == 1 for p in self.points):
+            raise ValueError("an object needs a box or at least one foreground point")
+
+
+def prompt_objects(boxes: list[Box], points: list[Point]) -> tuple[PromptedObject, ...]:
+    """Boxes and points as objects, the way a command line gives them: each box is one object and
+    each point joins the first box that holds it; with no box, all the points are one object."""
+    if not boxes:
+        return (PromptedObject(points=tuple(points)),) if points else ()
+    joined: list[list[Point]] = [[] for _ in boxes]
+    for point in points:
+        holder = next((i for i, b in enumerate(boxes) if b.x0 <= point.x <= b.x1 and b.y0 <= point.y <= b.y1), None)
+        if holder is None:
+            raise ValueError(f"point ({point.x}, {point.y}) lies in no box: give it with its own box, or give no boxes")
+        joined[holder].append(point)
+    return tuple(PromptedObject(box=b, points=tuple(ps)) for b, ps in zip(boxes, joined, strict=True))
+
+
+#: Objects one request may prompt (each is one mask, one class of the result).
+MAX_PROMPTED_OBJECTS = 32
+#: Objects "segment everything" may return at most.
+MAX_EVERYTHING_OBJECTS = 64
+
+#: A prior mask: a PNG the tenant uploaded (`POST /v1/uploads`: an earlier job's mask, say); its
+#: nonzero pixels, or those equal to `PriorMask.value`, are the object.
+SuppliedPrior = Annotated[ObjectRef, reference("inputs", by="publisher")]
+
+
+class PriorMask(msgspec.Struct, frozen=True, kw_only=True):
+    """The previous answer, for refinement: its pixels are probable foreground of every object. Added in 1.10."""
+
+    ref: SuppliedPrior
+    value: Annotated[int, msgspec.Meta(ge=0, le=255)] = 0
+    """The mask's value that is the object (0: any nonzero pixel)."""
+
+
+class Prompts(msgspec.Struct, frozen=True, kw_only=True):
+    """Promptable segmentation (Segment-Anything style). Added in 1.10.
+
+    Each object is one mask in the result (class `object-<n>`, n its place here, from 1), with the
+    model's predicted quality. With `everything` and no objects, a grid of points covers the image
+    and every distinct, stable mask comes back (SAM's automatic mask generator)."""
+
+    objects: Annotated[tuple[PromptedObject, ...], msgspec.Meta(max_length=MAX_PROMPTED_OBJECTS)] = ()
+    mask: PriorMask | None = None
+    everything: bool = False
+    points_per_side: Annotated[int, msgspec.Meta(ge=2, le=32)] = 12
+    """`everything`: the grid of point prompts (n x n)."""
+    min_score: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.7
+    """`everything`: masks with a lower predicted quality are dropped."""
+
+    def __post_init__(self) -> None:
+        if bool(self.objects) == self.everything:
+            raise ValueError("prompts name objects, or ask for everything (not both, not neither)")
+
+
 class SegmentationOptions(msgspec.Struct, frozen=True, kw_only=True):
     model: Annotated[str, msgspec.Meta(pattern="^[a-z0-9][a-z0-9_-]{0,63}$")] = "shapes-unet"
     owner: Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_-]{1,128}$")] | None = None
@@ -75,6 +164,14 @@ class SegmentationOptions(msgspec.Struct, frozen=True, kw_only=True):
     """Connected regions smaller than this many pixels are left out of the regions JSON."""
     tta: TtaOptions | None = None
     """None: one inference, augment is skipped. Added in 1.1."""
+    prompts: Prompts | None = None
+    """None: every pixel gets the model's class. With prompts: one mask per prompted object (or
+    every object), made by the named model when it is promptable (SAM format), else by the bundled
+    promptable path over the named model's probabilities. Added in 1.10."""
+
+    def __post_init__(self) -> None:
+        if self.prompts is not None and self.tta is not None:
+            raise ValueError("prompts and tta do not go together: a prompt names pixels of the image as it is")
 
     @property
     def inferences(self) -> int:
@@ -176,6 +273,32 @@ class SegmentationInferred(msgspec.Struct, frozen=True, kw_only=True):
     """TTA: the geometry the variants' probabilities map back to (the working copy's), when not the
     original's; fusion runs there and only the fused result is brought to the original size. Added in 1.3."""
     working_height: int = 0
+    objects: tuple[ObjectFound, ...] = ()
+    """A prompted job's objects (`labels` is then `object_labels`, `prediction` a label map). Added in 1.10."""
+
+
+class ObjectFound(msgspec.Struct, frozen=True, kw_only=True):
+    """One object of a prompted job: the mask's pixels of value `index` (class `object-<index>`),
+    and how good the model expects that mask to be. Added in 1.10."""
+
+    index: Annotated[int, msgspec.Meta(ge=1)]
+    score: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+    """Predicted quality: SAM's predicted IoU for a SAM-format model; for the bundled path, its
+    stability times its agreement with the model's own mask (docs/prompts.md)."""
+    stability: float | None = None
+    label: str | None = None
+    """The named model's class under the prompt (bundled path), when it sees one there."""
+    point: Point | None = None
+    """`everything`: the grid point that found it (in the uploaded image's pixels)."""
+    area: int = 0
+    """Pixels at the image's own size (merge counts them)."""
+    bbox: tuple[int, int, int, int] | None = None
+    """[x, y, width, height] at the image's own size (merge)."""
+
+
+def object_labels(count: int) -> tuple[str, ...]:
+    """The classes of a prompted job's result: background, then one per object."""
+    return ("background", *(f"object-{i}" for i in range(1, count + 1)))
 
 
 #: A pixel whose winning class has a lower probability than this counts as uncertain.
@@ -213,6 +336,8 @@ class SegmentationCompleted(msgspec.Struct, frozen=True, kw_only=True):
     """The TTA variants fused into this result (empty without TTA). Added in 1.1."""
     confidence: Confidence | None = None
     """Added in 1.5."""
+    objects: tuple[ObjectFound, ...] = ()
+    """A prompted job's objects, with their area and box. Added in 1.10."""
 
 
 SegmentationFailed = JobFailed

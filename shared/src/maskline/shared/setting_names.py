@@ -16,6 +16,8 @@ KNOWN: frozenset[str] = frozenset(
         "CLIENT_RETRIES",
         "CLIENT_TIMEOUT_S",
         "CONCURRENCY",
+        "EMBEDDING_CACHE_MB",
+        "EMBEDDING_TTL_S",
         "HEALTH_PORT",
         "HEARTBEAT_S",
         "HOME",

@@ -77,6 +77,21 @@ def decode_probabilities(data: bytes) -> NDArray[np.float32]:
     return np.asarray(np.load(io.BytesIO(data), allow_pickle=False), dtype=np.float32)
 
 
+def encode_label_map(labels: NDArray[np.uint8]) -> bytes:
+    """Object index per pixel in the `formats.LABEL_MAP` layout (H x W uint8, as .npy)."""
+    out = io.BytesIO()
+    np.save(out, np.ascontiguousarray(labels, dtype=np.uint8), allow_pickle=False)
+    return out.getvalue()
+
+
+def decode_label_map(data: bytes) -> NDArray[np.uint8]:
+    """H x W uint8 of a stored `formats.LABEL_MAP`."""
+    labels = np.load(io.BytesIO(data), allow_pickle=False)
+    if labels.ndim != 2 or labels.dtype != np.uint8:
+        raise ValueError(f"a label map is H x W uint8, not {labels.shape} {labels.dtype}")
+    return np.asarray(labels)
+
+
 def encode_png(array: NDArray[np.uint8], *, bgr: bool = False) -> bytes:
     """PNG-encode a mask (H x W) or an RGB image (H x W x 3; `bgr` when it is in OpenCV's order).
 
@@ -126,6 +141,8 @@ def prepare_image(image: Image.Image, size: tuple[int, int], how: Preprocessing 
     if how.resize == "tile":
         return _tiles(_normalised(image, how), size, how.overlap)
     content = (0, 0, height, width)
+    if how.resize == "longest-side":
+        return _longest_side(image, size, how)
     if how.resize == "letterbox":
         ratio = min(width / image.width, height / image.height)
         inner = (max(1, round(image.width * ratio)), max(1, round(image.height * ratio)))
@@ -136,6 +153,25 @@ def prepare_image(image: Image.Image, size: tuple[int, int], how: Preprocessing 
     elif image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.BILINEAR)
     return ModelInput(batch=_normalised(image, how)[None], content=content)
+
+
+def longest_side_shape(height: int, width: int, side: int) -> tuple[int, int]:
+    """(height, width) with the longer side scaled to `side`, rounded as segment-anything's
+    `ResizeLongestSide.get_preprocess_shape` does (prompt coordinates scale with it)."""
+    scale = side / max(height, width)
+    return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+def _longest_side(image: Image.Image, size: tuple[int, int], how: Preprocessing) -> ModelInput:
+    """Segment-Anything's preprocessing: the longer side to the input's, bilinear (Pillow), then
+    normalised and padded with zeros at the bottom and right."""
+    height, width = size
+    inner_h, inner_w = longest_side_shape(image.height, image.width, max(height, width))
+    if (inner_w, inner_h) != image.size:
+        image = image.resize((inner_w, inner_h), Image.Resampling.BILINEAR)
+    batch = np.zeros((1, 3, height, width), np.float32)
+    batch[0, :, :inner_h, :inner_w] = _normalised(image, how)
+    return ModelInput(batch=batch, content=(0, 0, inner_h, inner_w))
 
 
 def _normalised(image: Image.Image, how: Preprocessing) -> NDArray[np.float32]:

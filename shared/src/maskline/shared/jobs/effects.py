@@ -76,7 +76,7 @@ def _inferred(state: JobState, data: seg_v1.SegmentationInferred) -> None:
 @effect(seg_v1.SegmentationCompleted)
 def _completed(state: JobState, data: seg_v1.SegmentationCompleted) -> None:
     state.model, state.artifacts, state.regions = data.model, data.artifacts, data.regions
-    state.confidence = data.confidence
+    state.confidence, state.objects = data.confidence, data.objects
     state.timings_ms.update(data.timings_ms)
 
 

@@ -58,6 +58,7 @@ class JobState(msgspec.Struct, kw_only=True):
     height: int | None = None
     regions: int | None = None
     confidence: seg_v1.Confidence | None = None
+    objects: tuple[seg_v1.ObjectFound, ...] = ()
     artifacts: dict[str, ObjectRef] = {}
     timings_ms: dict[str, float] = {}
     error: JobError | None = None

@@ -6,7 +6,15 @@ import hashlib
 
 from maskline.contracts import model_v1
 from maskline.contracts.envelope import job_event, new_trace_id, now
-from maskline.contracts.model_v1 import Architecture, ModelFormat, ModelOutput, ModelVersion, Preprocessing, QuantizationInfo
+from maskline.contracts.model_v1 import (
+    Architecture,
+    ModelFormat,
+    ModelOutput,
+    ModelVersion,
+    Preprocessing,
+    PromptDecoder,
+    QuantizationInfo,
+)
 from maskline.shared import keys
 from maskline.shared.bus import Bus
 from maskline.shared.models.access import lineage_of, upstream_of
@@ -40,13 +48,15 @@ async def register_model(
     format: ModelFormat = "torchscript",
     output: ModelOutput | None = None,
     preprocessing: Preprocessing | None = None,
+    decoder: tuple[bytes, str, str, tuple[int, int]] | None = None,
 ) -> ModelVersion:
     """Store and register `weights` as the next (or the given) version of `tenant`'s model `name`.
 
     Weights are written before the registry record, so a registered version always has its bytes.
     `parents` (merge inputs, a quantization's float parent) give the lineage, and what the new
     version depends on that `tenant` does not own. The registration event carries the job and
-    trace of the work that made the version, so its audit trail is complete. A job (or the
+    trace of the work that made the version, so its audit trail is complete. `decoder`: a SAM-format
+    version's prompt decoder (its bytes, the encoder's input and output names, the mask input size). A job (or the
     `reservation` it names, one per round of a federation) registers exactly one version however
     often it runs: its number is reserved once and a repeat finds the version it made.
     """
@@ -64,8 +74,18 @@ async def register_model(
                 continue
         else:
             number = version or await registry.next_version(tenant, name)
-        suffix, media = ("onnx", "application/onnx") if format == "onnx" else ("pt", "application/x-torchscript")
+        suffix, media = ("pt", "application/x-torchscript") if format == "torchscript" else ("onnx", "application/onnx")
         ref = await store.put(keys.model_weights(tenant, name, number, sha256, suffix), weights, media)
+        prompt_decoder = None
+        if decoder is not None:
+            body, encoder_input, encoder_output, mask_size = decoder
+            decoder_key = keys.model_weights(tenant, name, number, hashlib.sha256(body).hexdigest(), "decoder.onnx")
+            prompt_decoder = PromptDecoder(
+                weights=await store.put(decoder_key, body, "application/onnx"),
+                encoder_input=encoder_input,
+                encoder_output=encoder_output,
+                mask_input_size=mask_size,
+            )
         model = ModelVersion(
             name=name,
             version=number,
@@ -87,6 +107,7 @@ async def register_model(
             format=format,
             output=output or ModelOutput(),
             preprocessing=preprocessing or Preprocessing(),
+            decoder=prompt_decoder,
         )
         try:
             await registry.add(model)

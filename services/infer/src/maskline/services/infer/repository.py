@@ -24,6 +24,34 @@ dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} }}
 """
 
 
+#: A SAM-format part: its ONNX graph's named tensors in and out as they are (no batching: the
+#: decoder's inputs carry their own leading dimensions).
+NAMED_CONFIG = """name: "{name}"
+backend: "python"
+max_batch_size: 0
+version_policy: {{ all {{ }} }}
+input [ {inputs} ]
+output [ {outputs} ]
+instance_group [ {{ count: {instances} kind: {kind} }} ]
+"""
+#: Ranks of the tensors of segment-anything's ONNX decoder (`model_v1.SAM_DECODER_INPUTS`, `_OUTPUTS`).
+DECODER_INPUTS = {
+    "image_embeddings": 4,
+    "point_coords": 3,
+    "point_labels": 2,
+    "mask_input": 4,
+    "has_mask_input": 1,
+    "orig_im_size": 1,
+}
+DECODER_OUTPUTS = {"masks": 4, "iou_predictions": 2, "low_res_masks": 4}
+
+
+def _tensors(ranks: dict[str, int]) -> str:
+    return ", ".join(
+        f'{{ name: "{name}" data_type: TYPE_FP32 dims: [ {", ".join(["-1"] * rank)} ] }}' for name, rank in ranks.items()
+    )
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -36,6 +64,39 @@ def triton_name(model: ModelVersion) -> str:
     """The model's name in Triton: owner and name (neither may contain a dot), so two tenants'
     models of the same name never share a repository folder."""
     return f"{model.owner}.{model.name}" if model.owner else model.name
+
+
+def decoder_name(model: ModelVersion) -> str:
+    """A SAM-format version's prompt decoder in Triton (no model name holds a dot: no clash)."""
+    return f"{triton_name(model)}.decoder"
+
+
+def sam_files(model: ModelVersion, encoder: bytes, decoder: bytes, *, kind: str, instances: int) -> list[tuple[str, bytes]]:
+    """A SAM-format version as two Triton models of named tensors: its image encoder and its
+    prompt decoder, each run by the backend's ONNX Runtime as it is."""
+    assert model.decoder is not None
+    for part, data, ref in (("image encoder", encoder, model.weights), ("prompt decoder", decoder, model.decoder.weights)):
+        if hashlib.sha256(data).hexdigest() != ref.sha256:
+            raise ValueError(f"the {part} of {model.name}/{model.version} does not match its registered sha256")
+    backend = resources.files("maskline.services.infer").joinpath("backend/model.py").read_bytes()
+    spec = json.dumps({"format": "onnx-io", "precision": model.precision}).encode()
+    files: list[tuple[str, bytes]] = []
+    parts = (
+        (triton_name(model), encoder, {model.decoder.encoder_input: 4}, {model.decoder.encoder_output: 4}),
+        (decoder_name(model), decoder, DECODER_INPUTS, DECODER_OUTPUTS),
+    )
+    for name, data, inputs, outputs in parts:
+        config = NAMED_CONFIG.format(
+            name=name, inputs=_tensors(inputs), outputs=_tensors(outputs), instances=instances, kind=kind
+        )
+        version = f"{name}/{model.version}"
+        files += [
+            (f"{name}/config.pbtxt", config.encode()),
+            (f"{version}/model.onnx", data),
+            (f"{version}/model.py", backend),
+            (f"{version}/model.json", spec),
+        ]
+    return files
 
 
 def version_files(

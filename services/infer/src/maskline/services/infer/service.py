@@ -17,7 +17,9 @@ from maskline.contracts.common_v1 import ModelRef, ObjectRef
 from maskline.contracts.envelope import Envelope, next_event
 from maskline.contracts.model_v1 import ModelVersion, ShadowCompared
 from maskline.contracts.subjects import PLATFORM_TENANT
+from maskline.services.infer.embeddings import Embeddings
 from maskline.services.infer.evaluate import Evaluator
+from maskline.services.infer.prompted import PromptedJobs, model_ref
 from maskline.services.infer.settings import InferSettings
 from maskline.services.infer.triton import Triton
 from maskline.shared import keys, references
@@ -47,10 +49,7 @@ class Prediction:
 
     @property
     def model_ref(self) -> ModelRef:
-        m = self.model
-        return ModelRef(
-            name=m.name, version=m.version, precision=m.precision, owner=m.owner, alias=self.alias, canary=self.canary
-        )
+        return model_ref(self.model, self.alias, self.canary)
 
 
 class Infer:
@@ -60,6 +59,10 @@ class Infer:
         self.access = access
         self.shadows = shadows
         self._warm_done = False
+        settings = runtime.settings
+        assert isinstance(settings, InferSettings)
+        embeddings = Embeddings(settings.embedding_cache_mb << 20, settings.embedding_ttl_s)
+        self.prompted = PromptedJobs(self, embeddings)
         self._targets: dict[tuple[str, str | None, str, int | None, str | None, str | None], tuple[float, Target]] = {}
 
     async def target(self, tenant: str, options: seg_v1.SegmentationOptions) -> Target:
@@ -112,6 +115,10 @@ class Infer:
     ) -> tuple[NDArray[np.floating[Any]], float]:
         """`scores`, and the milliseconds Triton took (the model call alone). `image`: stored pixels
         (`formats.PIXELS`, read as they are) or an encoded image."""
+        if model.decoder is not None:
+            raise PermanentError(
+                f"{model.name}/{model.version} is a SAM-format model: it answers prompts (give prompts)", code="prompts_required"
+            )
         prepared = await asyncio.to_thread(prepare_pixels, image, content_type, model.input_size, model.preprocessing)
         await self.triton.ensure_loaded(model)
         triton_started = time.perf_counter()
@@ -183,6 +190,8 @@ class Infer:
 
     async def handle(self, env: Envelope[seg_v1.SegmentationIngested]) -> list[Envelope[Any]]:
         d = env.data
+        if d.options.prompts is not None:
+            return [next_event(env, seg_v1.INFERRED, NAME, await self.prompted.handle(env))]
         # The working copy when the image is large: the model sees a few hundred pixels per side anyway.
         p = await self._predict(env, d.options, d.work_ref, keys.prediction(env.tenant, env.job_id), shadow=True)
         data = seg_v1.SegmentationInferred(

@@ -21,3 +21,7 @@ class InferSettings(RuntimeSettings, kw_only=True, frozen=True):
     (starter model, docs/benchmarks.md)."""
     warm_models: str = ""
     """Comma-separated model names to load into Triton at start, so the first request is not slow."""
+    embedding_cache_mb: int = 256
+    """Image embeddings kept for further prompts on the same image (per instance; MiB)."""
+    embedding_ttl_s: float = 900.0
+    """How long an image's embedding is kept after it was made."""

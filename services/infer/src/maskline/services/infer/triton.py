@@ -14,7 +14,14 @@ from tritonclient.http import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
 from maskline.contracts.model_v1 import ModelVersion
-from maskline.services.infer.repository import s3_repository, triton_name, version_files, write_version
+from maskline.services.infer.repository import (
+    decoder_name,
+    s3_repository,
+    sam_files,
+    triton_name,
+    version_files,
+    write_version,
+)
 from maskline.services.infer.settings import InferSettings
 from maskline.shared import keys, tracing
 from maskline.shared.errors import DependencyUnavailable, PermanentError, RetryableError
@@ -137,31 +144,39 @@ class Triton:
         key = (name, model.version)
         if key in self._ready:
             return
+        names = [name, decoder_name(model)] if model.decoder is not None else [name]
         async with self._locks.setdefault(name, asyncio.Lock()):
             try:
-                if await self.client.is_model_ready(name, str(model.version)):
+                if all([await self.client.is_model_ready(n, str(model.version)) for n in names]):
                     self._ready.add(key)
                     return
-                await self._write(model, await self.store.get(model.weights.key))
-                await self.client.load_model(name)
+                await self._write(model)
+                for n in names:
+                    await self.client.load_model(n)
             except InferenceServerException as exc:
                 raise ModelLoadFailed(f"Triton could not load {model.name}/{model.version}: {exc.message()}") from exc
             except (OSError, TimeoutError) as exc:
                 raise TritonUnreachable(f"Triton unreachable: {exc!r}") from exc
-            if not await self.client.is_model_ready(name, str(model.version)):
-                raise ModelLoadFailed(f"Triton loaded {model.name} but version {model.version} is not ready")
+            for n in names:
+                if not await self.client.is_model_ready(n, str(model.version)):
+                    raise ModelLoadFailed(f"Triton loaded {n} but version {model.version} is not ready")
             self._ready.add(key)
 
-    async def _write(self, model: ModelVersion, weights: bytes) -> None:
+    async def _write(self, model: ModelVersion) -> None:
         s = self.settings
-        files = version_files(
-            model,
-            weights,
-            kind=s.triton_instance_kind,
-            instances=s.triton_instances,
-            max_batch=s.triton_max_batch,
-            queue_delay_us=s.triton_queue_delay_us,
-        )
+        weights = await self.store.get(model.weights.key)
+        if model.decoder is not None:
+            decoder = await self.store.get(model.decoder.weights.key)
+            files = sam_files(model, weights, decoder, kind=s.triton_instance_kind, instances=s.triton_instances)
+        else:
+            files = version_files(
+                model,
+                weights,
+                kind=s.triton_instance_kind,
+                instances=s.triton_instances,
+                max_batch=s.triton_max_batch,
+                queue_delay_us=s.triton_queue_delay_us,
+            )
         if not self.s3_prefix:
             await asyncio.to_thread(write_version, self.repository, files)
             return
@@ -206,6 +221,38 @@ class Triton:
         if probs is None:
             raise TritonUnavailable("Triton returned no 'probs' output")
         return np.asarray(probs, dtype=np.float16)
+
+    async def run_named(
+        self, model: ModelVersion, name: str, feeds: dict[str, NDArray[np.float32]], outputs: list[str]
+    ) -> dict[str, NDArray[np.float32]]:
+        """One request to a model of named tensors (a SAM-format part): float32 in, float32 out."""
+        inputs = []
+        for key, array in feeds.items():
+            tensor = InferInput(key, list(array.shape), "FP32")
+            tensor.set_data_from_numpy(np.ascontiguousarray(array, dtype=np.float32), binary_data=True)
+            inputs.append(tensor)
+        try:
+            with tracing.tracer.start_as_current_span("triton infer", kind=SpanKind.CLIENT) as span:
+                span.set_attributes({"maskline.model": name})
+                result = await self.client.infer(
+                    name,
+                    inputs,
+                    model_version=str(model.version),
+                    outputs=[InferRequestedOutput(o, binary_data=True) for o in outputs],
+                    timeout=int(self.settings.triton_timeout_s * 1_000_000),
+                    headers=uncompressed_headers(tracing.current_traceparent()),
+                )
+        except InferenceServerException as exc:
+            self._ready.discard((triton_name(model), model.version))
+            raise TritonUnavailable(f"Triton inference failed: {exc.message()}") from exc
+        except (TimeoutError, OSError) as exc:
+            self._ready.discard((triton_name(model), model.version))
+            raise TritonUnreachable(f"Triton unreachable: {exc!r}") from exc
+        answers = {o: result.as_numpy(o) for o in outputs}
+        missing = [o for o, a in answers.items() if a is None]
+        if missing:
+            raise TritonUnavailable(f"Triton returned no {missing} from {name}")
+        return {o: np.asarray(a, dtype=np.float32) for o, a in answers.items()}
 
     async def close(self) -> None:
         await self.client.close()

@@ -9,11 +9,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import cv2
 import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from maskline.contracts import seg_v1
+from maskline.contracts import formats, seg_v1
 from maskline.contracts.common_v1 import ObjectRef, Variant
 from maskline.contracts.envelope import Envelope, next_event
 from maskline.contracts.http_v1 import RegionsDocument
@@ -23,7 +24,7 @@ from maskline.services.merge.regions import find_regions
 from maskline.shared import keys, references
 from maskline.shared.errors import PermanentError
 from maskline.shared.images import transforms
-from maskline.shared.images.codec import decode_probabilities, load_bgr
+from maskline.shared.images.codec import decode_label_map, decode_probabilities, load_bgr
 from maskline.shared.jobs.fence import Fences, new_attempt, segmentation_fence
 from maskline.shared.service.consumer import ConsumerSpec, delivery
 from maskline.shared.service.runtime import Runtime
@@ -59,7 +60,32 @@ _INLINE = _Inline()
 class Rendered:
     files: dict[str, tuple[bytes, str]]
     regions: int
-    confidence: seg_v1.Confidence
+    confidence: seg_v1.Confidence | None
+    objects: tuple[seg_v1.ObjectFound, ...] = ()
+
+
+def objects_at(
+    label_map: NDArray[np.uint8], objects: tuple[seg_v1.ObjectFound, ...], width: int, height: int
+) -> tuple[NDArray[np.uint8], NDArray[np.float32]]:
+    """A prompted job's mask at the image's own size (nearest: an object index is not blended) and
+    each pixel's object score (what a region's score averages)."""
+    mask = label_map
+    if label_map.shape != (height, width):
+        mask = np.asarray(cv2.resize(label_map, (width, height), interpolation=cv2.INTER_NEAREST))
+    scores = np.ones(256, np.float32)
+    for found in objects:
+        scores[found.index] = found.score
+    return mask, scores[mask]
+
+
+def measured_objects(mask: NDArray[np.uint8], objects: tuple[seg_v1.ObjectFound, ...]) -> tuple[seg_v1.ObjectFound, ...]:
+    """Each object with its area and box at the image's own size."""
+    measured = []
+    for found in objects:
+        ys, xs = np.nonzero(mask == found.index)
+        box = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)) if xs.size else None
+        measured.append(msgspec.structs.replace(found, area=int(xs.size), bbox=box))
+    return tuple(measured)
 
 
 def fuse_variants(parts: list[tuple[seg_v1.SegmentationInferred, bytes]]) -> NDArray[np.float32]:
@@ -86,12 +112,13 @@ def render_outputs(
     job_id: str,
     data: seg_v1.SegmentationInferred,
     image_bytes: bytes,
-    probs_hwc: NDArray[np.float32],
+    prediction: NDArray[np.float32] | NDArray[np.uint8],
     variants: tuple[Variant, ...],
 ) -> Rendered:
-    """`probs_hwc` at any size (model output or fused working size): outputs at the image's own size.
-    `image_bytes`: the image at its own size, as `data.image` names it (pixels read as they are, an
-    encoded image decoded).
+    """`prediction` at any size (model output or fused working size): outputs at the image's own
+    size. It is class probabilities (H, W, C), or a prompted job's label map (H, W; `data.objects`
+    say what each value is). `image_bytes`: the image at its own size, as `data.image` names it
+    (pixels read as they are, an encoded image decoded).
 
     The overlay (decode the image, blend, encode: the long path on a large image) runs in a second
     thread beside the mask, its PNG and the regions; OpenCV releases the GIL, so on two cores a
@@ -103,14 +130,20 @@ def render_outputs(
     pool = OVERLAY_THREADS if data.width * data.height > PARALLEL_PIXELS else _INLINE
     # OpenCV's own order end to end: no channel-swap copies of a large image.
     image = pool.submit(load_bgr, image_bytes, data.image.content_type) if "overlay" in outputs else None
-    mask, score = render.mask_at(probs_hwc, data.width, data.height)
+    prompted = prediction.dtype == np.uint8  # a label map
+    if prompted:
+        mask, score = objects_at(prediction.astype(np.uint8, copy=False), data.objects, data.width, data.height)
+    else:
+        mask, score = render.mask_at(prediction.astype(np.float32, copy=False), data.width, data.height)
     overlay = None
     if image is not None:
         overlay = pool.submit(_overlay_png, image, mask, len(data.labels), data.options.overlay_alpha)
     if "mask" in outputs:
         files["mask"] = (render.png(mask), "image/png")
     regions = find_regions(mask, score, data.labels, data.options.min_region_area)
-    confidence = render.confidence(score)
+    # A prompted job's certainty is per object (its score): no whole-image confidence is claimed.
+    confidence = None if prompted else render.confidence(score)
+    objects = measured_objects(mask, data.objects) if prompted else ()
     if "regions" in outputs:
         doc = RegionsDocument(
             job_id=job_id,
@@ -121,12 +154,13 @@ def render_outputs(
             timings_ms=data.timings_ms,
             variants=variants,
             confidence=confidence,
+            objects=objects,
         )
         files["regions"] = (msgspec.json.encode(doc), "application/json")
     if overlay is not None:
         files["overlay"] = (overlay.result(), "image/png")
     ordered: dict[str, tuple[bytes, str]] = {name: files[name] for name in ("mask", "overlay", "regions") if name in files}
-    return Rendered(files=ordered, regions=len(regions), confidence=confidence)
+    return Rendered(files=ordered, regions=len(regions), confidence=confidence, objects=objects)
 
 
 class Merge:
@@ -157,7 +191,9 @@ class Merge:
             references.read(store, data.image, env.tenant), *(references.read(store, p.prediction, env.tenant) for p in parts)
         )
         try:
-            if data.variant is None:
+            if data.prediction.content_type == formats.LABEL_MAP:
+                probs: NDArray[Any] = decode_label_map(npys[0])
+            elif data.variant is None:
                 probs = np.ascontiguousarray(decode_probabilities(npys[0]).transpose(1, 2, 0))
             else:
                 probs = await asyncio.to_thread(fuse_variants, list(zip(parts, npys, strict=True)))
@@ -187,6 +223,7 @@ class Merge:
             height=data.height,
             regions=rendered.regions,
             confidence=rendered.confidence,
+            objects=rendered.objects,
             timings_ms={**timings, "merge": round((time.perf_counter() - started) * 1000, 2)},
             variants=variants,
         )

@@ -186,6 +186,11 @@ class QuantizeJobs:
             raise PermanentError(
                 f"{parent.name}/{parent.version} is {parent.precision}; quantize its float parent", code="not_float"
             )
+        if parent.decoder is not None:
+            raise PermanentError(
+                f"{parent.name}/{parent.version} is a SAM-format pair: quantizing it is not built yet (docs/prompts.md)",
+                code="not_quantizable",
+            )
         images = await self._images(env.tenant, request.dataset, request.max_images, parent)
         if parent.format == "onnx" or parent.architecture is None:  # no source code: through ONNX
             return await self._quantize_onnx(env, parent, name, images, started)

@@ -136,6 +136,8 @@ async def merge_models(
         raise PermanentError(str(exc), code="model_not_found") from exc
     first = versions[0]
     formats = {v.format for v in [*versions, *([base] if base else [])]}
+    if "sam" in formats:
+        raise PermanentError("SAM-format pairs are not merged (an encoder and a decoder each)", code="incompatible_models")
     if len(formats) > 1:
         raise PermanentError("the versions mix TorchScript and ONNX: merge versions of one format", code="incompatible_models")
     if first.format == "onnx" and request.bn_dataset:

@@ -18,7 +18,8 @@ import torch
 from maskline.contracts.model_v1 import FORMATS, ModelFormat, ModelOutput
 from maskline.shared.errors import PermanentError
 
-SUPPORTED = " and ".join(FORMATS.values())
+#: One file's formats (a SAM-format version is two ONNX files: sam_check.py).
+SUPPORTED = " and ".join(FORMATS[f] for f in ("torchscript", "onnx"))
 
 
 def invalid(message: str) -> PermanentError:

@@ -12,7 +12,9 @@ from typing import Any
 
 from maskline.contracts import model_v1
 from maskline.contracts.envelope import Envelope
-from maskline.services.weights.modelcheck import check_model
+from maskline.contracts.model_v1 import ModelFormat
+from maskline.services.weights.modelcheck import check_model, invalid
+from maskline.services.weights.sam_check import check_sam_pair
 from maskline.shared import references
 from maskline.shared.models.registry import ModelRegistry
 from maskline.shared.models.store import register_model
@@ -28,7 +30,15 @@ class Registrations:
     async def handle(self, env: Envelope[model_v1.RegisterRequested]) -> list[Envelope[Any]]:
         data = env.data
         weights = await references.read(self.runtime.store, data.weights, env.tenant)
-        found = await asyncio.to_thread(check_model, weights, len(data.labels), data.input_size, data.output, data.format)
+        decoder, pair = None, None
+        if data.decoder is not None or data.format == "sam":
+            if data.decoder is None:
+                raise invalid("a SAM-format version needs its prompt decoder (decoder) beside the image encoder (weights)")
+            decoder = await references.read(self.runtime.store, data.decoder, env.tenant)
+            pair = await asyncio.to_thread(check_sam_pair, weights, decoder, data.input_size)
+            found: ModelFormat = "sam"
+        else:
+            found = await asyncio.to_thread(check_model, weights, len(data.labels), data.input_size, data.output, data.format)
         await register_model(  # under the command's own tenant: nobody registers for another
             self.runtime.store,
             self.registry,
@@ -46,5 +56,6 @@ class Registrations:
             format=found,
             output=data.output,
             preprocessing=data.preprocessing,
+            decoder=(decoder, pair.encoder_input, pair.encoder_output, pair.mask_input_size) if decoder and pair else None,
         )
         return []  # register_model announced it (model.v1.registered, with this job and trace)

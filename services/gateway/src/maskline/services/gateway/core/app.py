@@ -37,6 +37,7 @@ from maskline.services.gateway.operations.fleet_view import FleetController
 from maskline.services.gateway.operations.metrics import HTTP_METRICS, MetricsController
 from maskline.services.gateway.segmentations.control import ControlController
 from maskline.services.gateway.segmentations.inference_protocol import InferenceProtocolController
+from maskline.services.gateway.segmentations.label_studio import LabelStudioBackend
 from maskline.services.gateway.segmentations.routes import (
     ExportController,
     SegmentationController,
@@ -86,6 +87,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
             ControlController,
             UploadController,
             ExportController,
+            LabelStudioBackend,
             WebhookController,
             InferenceProtocolController,
             ModelController,

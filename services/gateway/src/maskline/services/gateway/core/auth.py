@@ -1,4 +1,5 @@
-"""API key → tenant. Keys arrive as `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+"""API key → tenant. Keys arrive as `Authorization: Bearer <key>` or `X-API-Key: <key>`, or as the
+password of `Authorization: Basic` (what Label Studio sends to an ML backend; the user name is not read).
 
 A client address that presents more than `max_failed_keys` unknown keys in a minute is refused for
 the rest of that minute, a good key included (429 `too_many_failed_keys`): guessing a key is then
@@ -8,6 +9,8 @@ address the one the proxy saw (the last `X-Forwarded-For` entry).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
@@ -37,6 +40,11 @@ def api_key(headers: Headers) -> str:
     auth = headers.get("authorization", "")
     if not key and auth.lower().startswith("bearer "):
         key = auth[7:].strip()
+    elif not key and auth.lower().startswith("basic "):
+        try:
+            key = base64.b64decode(auth[6:].strip(), validate=True).decode().partition(":")[2]
+        except (binascii.Error, UnicodeDecodeError):
+            key = ""
     return key
 
 

@@ -62,7 +62,13 @@ class ModelForm:
     output_kind: str = "logits"
     """`logits` (the platform applies a softmax) or `probabilities`."""
     preprocessing: str = "{}"
-    """JSON object: `resize` (stretch | letterbox | tile), `scale`, `mean`, `std`, `channels` (rgb | bgr), `pad`, `overlap`."""
+    """JSON object: `resize` (stretch | letterbox | tile | longest-side), `scale`, `mean`, `std`,
+    `channels` (rgb | bgr), `pad`, `overlap`."""
+    decoder: UploadFile | None = None
+    """SAM format: the prompt decoder's ONNX file (segment-anything's export); `weights` is then the
+    image encoder's, `input_height` = `input_width` its side, `preprocessing` `longest-side`."""
+    decoder_sha256: str = ""
+    """Or the sha256 of the decoder streamed first to `PUT /v1/models/weights/{sha256}`."""
 
 
 class ModelController(Controller):
@@ -101,7 +107,7 @@ class ModelController(Controller):
 
     @post(
         status_code=HTTP_201_CREATED,
-        summary="Register a TorchScript or ONNX segmentation model as a new version (202 with the job if checking takes longer)",
+        summary="Register a TorchScript, ONNX or SAM-format model as a new version (202 with the job while it is checked)",
         opt={
             ANSWERS: Answers(
                 refusals=Unprocessable.coded(
@@ -151,7 +157,10 @@ class ModelController(Controller):
             raise Unprocessable(f"invalid model description: {exc}") from exc
         intake.require_bus()
         job_id = command_jobs.fresh_job_id
-        upload = await self._weights(store, tenant, job_id, data)
+        upload = await self._weights(store, tenant, job_id, data.weights, data.weights_sha256)
+        decoder = None
+        if data.decoder is not None or data.decoder_sha256:
+            decoder = await self._weights(store, tenant, job_id, data.decoder, data.decoder_sha256)
         command = model_v1.RegisterRequested(
             name=name,
             weights=upload,
@@ -162,6 +171,7 @@ class ModelController(Controller):
             format=model_format,
             output=output,
             preprocessing=preprocessing,
+            decoder=decoder,
         )
         with waiters.watching(tenant, job_id) as finished:  # listening before the command is published
             accepted = await command_jobs.submit(tenant, model_v1.REGISTER_REQUESTED, command, job_id=job_id)
@@ -176,15 +186,15 @@ class ModelController(Controller):
         return Response(model, status_code=HTTP_201_CREATED, headers={"Location": f"/v1/models/{model.name}/{model.version}"})
 
     @staticmethod
-    async def _weights(store: Store, tenant: str, job_id: str, data: ModelForm) -> ObjectRef:
+    async def _weights(store: Store, tenant: str, job_id: str, file: UploadFile | None, given_sha256: str) -> ObjectRef:
         """The uploaded file stored for the job, or the reference of weights streamed before."""
-        if (data.weights is None) == (not data.weights_sha256):
+        if (file is None) == (not given_sha256):
             raise Unprocessable("give the weights as a file, or the sha256 of weights uploaded to /v1/models/weights/{sha256}")
-        if data.weights is not None:
-            weights = await data.weights.read()
+        if file is not None:
+            weights = await file.read()
             key = keys.job_upload(tenant, job_id, hashlib.sha256(weights).hexdigest())
             return await store.put(key, weights, "application/octet-stream")
-        sha256 = checked_sha256(data.weights_sha256)
+        sha256 = checked_sha256(given_sha256)
         key = keys.model_upload(tenant, sha256)
         found = await store.list_info(key)
         if not found or found[0].key != key:

@@ -83,7 +83,7 @@ def label_studio_config(docs: list[RegionsDocument]) -> str:
     )
 
 
-def _polygons(region: Region, width: int, height: int) -> list[tuple[str, str, dict[str, Any]]]:
+def polygon_results(region: Region, width: int, height: int) -> list[tuple[str, str, dict[str, Any]]]:
     """A region's outer contours, points in percent of the image."""
     found = []
     for part, flat in enumerate(region.polygon):
@@ -94,7 +94,7 @@ def _polygons(region: Region, width: int, height: int) -> list[tuple[str, str, d
     return found
 
 
-def _brush(region: Region, width: int, height: int) -> list[tuple[str, str, dict[str, Any]]]:
+def brush_result(region: Region, width: int, height: int) -> list[tuple[str, str, dict[str, Any]]]:
     """A region's exact pixels."""
     rle = brush.label_studio_rle(brush.mask_of(region.rle))
     return [(f"r{region.id}", "brushlabels", {"format": "rle", "rle": rle, "brushlabels": [region.label]})]
@@ -106,7 +106,7 @@ def label_studio_tasks(
     """A task per job with one prediction: a region's outer contours become `polygonlabels`, or
     (`as_brush`) its pixels `brushlabels`."""
     from_name, to_name = (LABEL_STUDIO_BRUSH if as_brush else LABEL_STUDIO_CONTROL), LABEL_STUDIO_IMAGE
-    shapes = _brush if as_brush else _polygons
+    shapes = brush_result if as_brush else polygon_results
     tasks = []
     for doc, url, filename in zip(docs, image_urls, filenames, strict=True):
         width, height = doc.image["width"], doc.image["height"]

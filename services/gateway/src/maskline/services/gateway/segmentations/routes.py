@@ -83,6 +83,14 @@ class SegmentationForm:
     """Seconds from now after which the job fails with `deadline_exceeded` instead of running late."""
     webhook_url: str | None = None
     """Where to POST this job's end (signed with your webhook secret: PUT /v1/webhooks first)."""
+    prompts: str | None = None
+    """Promptable segmentation, as JSON (contract `Prompts`): `{"objects": [{"box": [x0, y0, x1, y1],
+    "points": [[x, y], [x, y, 0]]}]}` (pixels of this image; label 0: not the object), or
+    `{"everything": true}`. One mask per object, with its predicted quality (docs/prompts.md)."""
+    prompt_mask_job: str | None = None
+    """With `prompts`: one of your finished segmentations whose mask is the earlier answer to refine."""
+    prompt_mask_value: int = 0
+    """Which value of that mask is the object (0: any nonzero pixel)."""
 
 
 def parse_options(form: SegmentationForm) -> seg_v1.SegmentationOptions:
@@ -95,7 +103,14 @@ def parse_options(form: SegmentationForm) -> seg_v1.SegmentationOptions:
             "blur_sigma": form.tta_blur_sigma,
             "fusion": form.tta_fusion,
         }
+    prompts: Any = None
+    if form.prompts:
+        try:
+            prompts = msgspec.json.decode(form.prompts)
+        except msgspec.DecodeError as exc:
+            raise Unprocessable(f"prompts is not JSON: {exc}", code="invalid_prompt") from exc
     raw = {
+        "prompts": prompts,
         "tta": tta,
         "model": form.model,
         "owner": form.owner or None,
@@ -109,7 +124,46 @@ def parse_options(form: SegmentationForm) -> seg_v1.SegmentationOptions:
     try:
         return msgspec.convert(raw, seg_v1.SegmentationOptions)
     except msgspec.ValidationError as exc:
-        raise Unprocessable(f"invalid options: {exc}", code="invalid_options") from exc
+        code = "invalid_prompt" if "prompts" in str(exc) else "invalid_options"
+        raise Unprocessable(f"invalid options: {exc}", code=code) from exc
+
+
+def check_prompts(prompts: seg_v1.Prompts, width: int, height: int) -> None:
+    """Every box and point within the image (the pixels they name must exist)."""
+    for i, obj in enumerate(prompts.objects):
+        box = obj.box
+        if box is not None and not (box.x1 <= width and box.y1 <= height):
+            raise Unprocessable(
+                f"object {i}: box {list(msgspec.structs.astuple(box))} leaves the {width}x{height} image", code="invalid_prompt"
+            )
+        for point in obj.points:
+            if not (point.x < width and point.y < height):
+                raise Unprocessable(
+                    f"object {i}: point ({point.x}, {point.y}) is outside the {width}x{height} image", code="invalid_prompt"
+                )
+
+
+async def with_prior_mask(
+    options: seg_v1.SegmentationOptions, form: SegmentationForm, job_store: JobStore, store: Store, tenant: str
+) -> seg_v1.SegmentationOptions:
+    """The prompts with an earlier job's mask (one of the tenant's own) as the answer to refine. The
+    mask is handed over as an upload of the tenant's (inputs, content-addressed), as a bus client
+    would hand it: every stage may read inputs, none reads another job's outputs."""
+    if not form.prompt_mask_job:
+        return options
+    if options.prompts is None:
+        raise Unprocessable("prompt_mask_job refines prompts: give prompts too", code="invalid_prompt")
+    earlier = await owned_job(job_store, tenant, form.prompt_mask_job)
+    if "mask" not in earlier.artifacts:
+        raise Unprocessable(f"segmentation {form.prompt_mask_job} has no mask to refine", code="invalid_prompt")
+    body = await artifact_bytes(store, earlier, "mask")
+    sha256 = hashlib.sha256(body).hexdigest()
+    ref = await store.put(keys.upload(tenant, sha256), body, "image/png", sha256)
+    try:
+        prior = seg_v1.PriorMask(ref=ref, value=form.prompt_mask_value)
+        return msgspec.structs.replace(options, prompts=msgspec.structs.replace(options.prompts, mask=prior))
+    except (msgspec.ValidationError, ValueError) as exc:
+        raise Unprocessable(f"invalid prompt_mask_value: {exc}", code="invalid_prompt") from exc
 
 
 async def check_upload(settings: GatewaySettings, body: bytes, options: seg_v1.SegmentationOptions | None = None) -> Header:
@@ -156,6 +210,8 @@ class SegmentationController(Controller):
                 + JOB_WEBHOOK_REFUSALS
                 + NotFound.coded("dataset_image_not_found")
                 + Unprocessable.coded("invalid_options", others="the failed job's own `code`, when it failed within `wait`")
+                + Unprocessable.coded("invalid_prompt")
+                + NotFound.coded()
                 + BadRequest.coded("invalid_idempotency_key")
                 + Conflict.coded("idempotency_key_in_progress", retry_after=True)
                 + Unprocessable.coded("idempotency_key_reused"),
@@ -192,7 +248,10 @@ class SegmentationController(Controller):
         if data.deadline_s is not None and not 0 < data.deadline_s <= MAX_DEADLINE_S:
             raise Unprocessable(f"deadline_s must be in (0, {MAX_DEADLINE_S}] seconds", code="invalid_options")
         body, filename, content_type = await image_of(store, tenant, data)
-        await check_upload(settings, body, options)
+        header = await check_upload(settings, body, options)
+        if options.prompts is not None:
+            check_prompts(options.prompts, header.width, header.height)
+            options = await with_prior_mask(options, data, job_store, store, tenant)
         sha256 = hashlib.sha256(body).hexdigest()
         # Random even with an Idempotency-Key (its claim keeps the id for the retries): a job id that
         # another tenant could compute is a message id it could take first (docs/security.md).

@@ -25,6 +25,7 @@ def segmentation_view(state: JobState) -> SegmentationView:
         height=state.height,
         regions=state.regions,
         confidence=state.confidence,
+        objects=state.objects,
         timings_ms=state.timings_ms,
         artifacts={
             name: ArtifactView(href=f"{base}/{name}", content_type=ref.content_type, size=ref.size, sha256=ref.sha256)

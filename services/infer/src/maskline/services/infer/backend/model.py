@@ -40,6 +40,9 @@ class TritonPythonModel:
             # Every version, ONNX ones included: `execute` runs softmax and the fp16 cast in torch,
             # whose default pool of one thread per core spins beside the other instances.
             torch.set_num_threads(threads)
+        if spec.get("format") == "onnx-io":
+            self._load_named(os.path.join(folder, "model.onnx"), gpu, int(args.get("model_instance_device_id", 0)), threads)
+            return
         if spec.get("format") == "onnx":
             self._load_onnx(os.path.join(folder, "model.onnx"), gpu, int(args.get("model_instance_device_id", 0)), threads)
             return
@@ -72,6 +75,27 @@ class TritonPythonModel:
         self.device = torch.device("cpu")
         self.run = self._run_onnx
 
+    def _load_named(self, path, gpu, device_id, threads):
+        """A SAM-format part: every input by its name in, every output by its name out (float32)."""
+        self._load_onnx(path, gpu, device_id, threads)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.named = True
+
+    def _execute_named(self, requests):
+        import numpy  # the stub's own; only this path needs it
+
+        responses = []
+        for request in requests:
+            feeds = {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in self.input_names}
+            outputs = self.session.run(self.output_names, feeds)
+            tensors = [
+                pb_utils.Tensor(name, numpy.ascontiguousarray(value, dtype=numpy.float32))
+                for name, value in zip(self.output_names, outputs, strict=True)
+            ]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+        return responses
+
     def _run_torchscript(self, batch):
         return pick(self.model(batch), self.output)
 
@@ -83,7 +107,11 @@ class TritonPythonModel:
             return torch.cat([torch.from_numpy(p) for p in parts])
         return torch.from_numpy(self.session.run(names, {self.input_name: array})[0])
 
+    named = False
+
     def execute(self, requests):
+        if self.named:
+            return self._execute_named(requests)
         # The dynamic batcher hands over several requests at once: run them as one batch.
         inputs = [torch.from_dlpack(pb_utils.get_input_tensor_by_name(r, "image").to_dlpack()) for r in requests]
         sizes = [int(x.shape[0]) for x in inputs]
