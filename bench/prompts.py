@@ -11,7 +11,8 @@ person model's own mask.
 
 Latency: the first prompt on an image (its embedding is made: the model on Triton) and the
 following ones (the embedding kept: only the decoder), `wait` jobs through the gateway at
-concurrency 1, p50 and p90, for a shapes image (256 px) and the astronaut (512 px).
+concurrency 1 asking for every output (mask, overlay, regions), the request's whole time (the
+mask's download not included), p50 and p90, for a shapes image (256 px) and the astronaut (512 px).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from maskline.shared.images.codec import encode_png
 from tests.models.reference import mediapipe_masks
 
 MIN_SHAPE = 30
+#: What the latency runs ask for: every output, as a client that names none gets.
+ALL_OUTPUTS = "mask,overlay,regions"
 #: A finished job, its mask, and the milliseconds the request took.
 Answer = tuple[dict[str, Any], NDArray[np.uint8], float]
 
@@ -136,8 +139,8 @@ def latency(http: httpx.Client, image: NDArray[np.uint8], model: str, repeats: i
         variant = image.copy()
         variant[0, 0] = (i % 256, i // 256 % 256, 7)
         body = encode_png(variant)
-        first.append(prompted(http, body, [boxes[0]], model)[2])
-        following += [prompted(http, body, [b], model)[2] for b in boxes[1:]]
+        first.append(prompted(http, body, [boxes[0]], model, ALL_OUTPUTS)[2])
+        following += [prompted(http, body, [b], model, ALL_OUTPUTS)[2] for b in boxes[1:]]
 
     def pct(values: list[float], q: float) -> float:
         return round(float(np.percentile(values, q)), 1)

@@ -4,6 +4,7 @@ per tenant (Triton's own counters), segment everything, refinement, replay and r
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from pathlib import Path
@@ -20,6 +21,8 @@ from maskline.client import ApiError, JsonClient
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
 from maskline.shared.images.codec import encode_png
+from tests.e2e.conftest import cli
+from tests.e2e.test_bus import envelope, outcomes_of
 from tests.e2e.test_segmentation import png_bytes
 from tests.models.reference import mediapipe_masks
 
@@ -152,7 +155,47 @@ def test_prompts_that_leave_the_image_or_name_anothers_job_are_refused(client: J
     with pytest.raises(ApiError) as refused:
         client.submit(body, prompts="{not json")
     assert (refused.value.status, refused.value.code) == (422, "invalid_prompt")
+    with pytest.raises(ApiError) as refused:
+        client.submit(body, prompt_mask_job="any")  # a mask to refine, but nothing to refine it with
+    assert (refused.value.status, refused.value.code) == (422, "invalid_prompt")
     mine = prompt(client, body, {"objects": [{"box": box(parts[0])}]})
     with pytest.raises(ApiError) as refused:
         other_tenant.submit(body, prompts=json.dumps({"objects": [{"box": box(parts[0])}]}), prompt_mask_job=mine["id"])
     assert refused.value.status == 404
+
+
+def test_the_cli_sends_a_box_and_a_point_and_prints_each_object(stack: Stack, client: JsonClient, tmp_path: Path) -> None:
+    image, parts = scene(46)
+    path = tmp_path / "shapes.png"
+    path.write_bytes(png_bytes(image))
+    x0, y0, x1, y1 = box(parts[0])
+    x, y = inner_point(parts[0])
+    out = cli(
+        stack, "--json", "submit", str(path), "--box", f"{x0},{y0},{x1},{y1}", "--point", f"{x},{y}", "--out", str(tmp_path)
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    job = json.loads(out.stdout)
+    assert job["options"]["prompts"]["objects"][0] == {"box": [x0, y0, x1, y1], "points": [[x, y, 1]]}
+    assert iou(mask_of(client, job) == 1, parts[0]) > 0.9
+    human = cli(stack, "submit", str(path), "--box", f"{x0},{y0},{x1},{y1}", "--out", str(tmp_path))
+    assert "object 1: score" in human.stdout, human.stdout
+    refused = cli(stack, "submit", str(path), "--box", f"{x0},{y0},{x1},{y1}", "--point", f"{x1 + 5},{y1 + 5}")
+    assert refused.returncode != 0 and "lies in no box" in refused.stderr
+
+
+def test_a_bus_publishers_prompt_outside_the_image_fails_its_job_and_a_good_one_completes(
+    stack: Stack, client: JsonClient
+) -> None:
+    image, parts = scene(47, size=160)
+    uploaded = client.upload(png_bytes(image))
+    ref = {k: uploaded[k] for k in ("key", "size", "sha256", "content_type")}
+    outside = {"image": ref, "options": {"prompts": {"objects": [{"box": [0, 0, 400, 50]}]}}}
+    inside = {"image": ref, "options": {"prompts": {"objects": [{"box": box(parts[0])}]}}}
+    sends = {
+        "prompt-outside": envelope("prompt-outside", outside, version="1.10"),
+        "prompt-inside": envelope("prompt-inside", inside, version="1.10"),
+    }
+    outcomes = asyncio.run(outcomes_of(stack, sends, []))
+    assert (outcomes["prompt-outside"]["on"], outcomes["prompt-outside"]["code"]) == ("seg.v1.failed.tenant-a", "invalid_prompt")
+    assert outcomes["prompt-inside"]["on"] == "seg.v1.completed.tenant-a"
+    assert outcomes["prompt-inside"]["objects"][0]["index"] == 1

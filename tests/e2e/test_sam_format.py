@@ -136,3 +136,20 @@ def test_a_pair_in_the_wrong_order_is_refused_at_registration(client: JsonClient
         )
     assert (refused.value.status, refused.value.code) == (422, "invalid_model")
     assert "image encoder" in str(refused.value)
+
+
+def test_segment_everything_with_the_pair_keeps_what_the_decoder_says_of_each_grid_point(
+    client: JsonClient, pair: tuple[Path, Path], registered: dict[str, Any]
+) -> None:
+    image = np.ascontiguousarray(shapes.sample(np.random.default_rng(8), 192)[0])
+    direct = Direct(pair, image)
+    prompts = {"everything": True, "points_per_side": 4, "min_score": 0.0, "min_stability": 0.0}  # random weights
+    job = client.submit(png_bytes(image), wait=90, model="tiny-sam", version=registered["version"], prompts=json.dumps(prompts))
+    assert job["status"] == "completed", job
+    assert 1 <= len(job["objects"]) <= 16
+    mask = mask_of(client, job)
+    for found in job["objects"]:
+        x, y = found["point"][:2]  # [x, y, label]: in the uploaded image's pixels
+        expected, iou = direct.mask(None, [[x, y]])
+        assert found["score"] == pytest.approx(min(max(iou, 0.0), 1.0), abs=1e-4)
+        assert ((mask == found["index"]) <= expected).all()  # its pixels, less any an earlier (better) object took

@@ -336,8 +336,14 @@ def upload_progress(args: argparse.Namespace) -> Iterator[Callable[[int, int], N
         yield lambda sent, total: bar.update(task, completed=sent, total=total)
 
 
+#: Segment-Anything's own preprocessing (pixels 0..255, its mean and std), for `register --decoder`.
+SAM_PREPROCESSING = {"resize": "longest-side", "scale": 1.0, "mean": (123.675, 116.28, 103.53), "std": (58.395, 57.12, 57.375)}
+
+
 def _preprocessing(args: argparse.Namespace) -> Preprocessing:
     described: dict[str, Any] = {"resize": "letterbox" if args.letterbox else "stretch"}
+    if args.decoder:
+        described = dict(SAM_PREPROCESSING)
     for field in ("mean", "std"):
         if getattr(args, field):
             described[field] = tuple(float(v) for v in getattr(args, field).split(","))
@@ -373,10 +379,11 @@ def cmd_models(args: argparse.Namespace) -> int:
                 name=args.name,
                 labels=args.labels.split(","),
                 input_size=(height, width),
-                format=args.format,
+                format="sam" if args.decoder else args.format,
                 output=args.output,
                 output_kind=args.output_kind,
                 preprocessing=_preprocessing(args),
+                decoder=Path(args.decoder) if args.decoder else None,
             )
         _print(args, model, f"registered {model['name']} version {model['version']}")
         return 0
@@ -647,8 +654,20 @@ def parser() -> argparse.ArgumentParser:
         {
             "list": Verb("the models you can run"),
             "register": Verb(
-                "register a TorchScript or ONNX model as a new version",
-                ("weights", "name", "labels", "input_size", "format", "output", "output_kind", "letterbox", "mean", "std"),
+                "register a TorchScript, ONNX or SAM-format (--decoder) model as a new version",
+                (
+                    "weights",
+                    "name",
+                    "labels",
+                    "input_size",
+                    "format",
+                    "output",
+                    "output_kind",
+                    "letterbox",
+                    "mean",
+                    "std",
+                    "decoder",
+                ),
             ),
             "merge": Verb(
                 "merge versions (name:version ...) into a new version",
@@ -725,6 +744,10 @@ def _model_options(models: argparse.ArgumentParser) -> None:
     models.add_argument("--letterbox", action="store_true", help="register: keep the aspect ratio, pad to the input size")
     models.add_argument("--mean", help="register: per-channel mean after scaling, e.g. 0.485,0.456,0.406")
     models.add_argument("--std", help="register: per-channel standard deviation, e.g. 0.229,0.224,0.225")
+    models.add_argument(
+        "--decoder",
+        help="register: a SAM-format pair's prompt decoder (ONNX); --weights is then its image encoder (docs/prompts.md)",
+    )
 
 
 def say_retry(details: stamina.instrumentation.RetryDetails) -> None:

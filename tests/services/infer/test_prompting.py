@@ -85,7 +85,7 @@ def test_segment_everything_finds_each_shape_once() -> None:
     while len(instances(mask)) < 3:
         _, mask = shapes.sample(rng, 192)
     truths = instances(mask)
-    found = prompting.segment_everything(one_hot(mask), shapes.LABELS, prompting.grid(16, 192, 192), 0.5, 64)
+    found = prompting.segment_everything(one_hot(mask), shapes.LABELS, prompting.grid(16, 192, 192), 0.5, 0.9, 64)
     matched = [max(range(len(found)), key=lambda i, t=t: prompting._iou(found[i].mask, t)) for _, t in truths]
     assert len(found) == len(truths)
     assert sorted(matched) == list(range(len(truths)))

@@ -139,10 +139,25 @@ class Prompts(msgspec.Struct, frozen=True, kw_only=True):
     """`everything`: the grid of point prompts (n x n)."""
     min_score: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.7
     """`everything`: masks with a lower predicted quality are dropped."""
+    min_stability: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.9
+    """`everything`: masks less stable than this are dropped (IoU of the mask at a looser and a
+    tighter threshold: SAM's stability score)."""
 
     def __post_init__(self) -> None:
         if bool(self.objects) == self.everything:
             raise ValueError("prompts name objects, or ask for everything (not both, not neither)")
+
+    def outside(self, width: int, height: int) -> str | None:
+        """Why a box or point leaves a width x height image (upright), or None: the pixels a prompt
+        names must exist. The gateway refuses such a request at once; ingest fails a bus one."""
+        for i, obj in enumerate(self.objects):
+            box = obj.box
+            if box is not None and not (box.x1 <= width and box.y1 <= height):
+                return f"object {i}: box [{box.x0}, {box.y0}, {box.x1}, {box.y1}] leaves the {width}x{height} image"
+            for point in obj.points:
+                if not (point.x < width and point.y < height):
+                    return f"object {i}: point ({point.x}, {point.y}) is outside the {width}x{height} image"
+        return None
 
 
 class SegmentationOptions(msgspec.Struct, frozen=True, kw_only=True):

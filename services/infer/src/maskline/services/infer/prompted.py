@@ -4,12 +4,15 @@ prompted object, or every object, stored as a label map for merge."""
 from __future__ import annotations
 
 import asyncio
+import io
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
+from PIL import Image
 
 from maskline.contracts import formats, seg_v1
 from maskline.contracts.common_v1 import ModelRef
@@ -116,7 +119,9 @@ class PromptedJobs:
         probs = embedding.features.astype(np.float32)
         if prompts.everything:
             points = prompting.grid(prompts.points_per_side, work_h, work_w)
-            found = prompting.segment_everything(probs, labels, points, prompts.min_score, seg_v1.MAX_EVERYTHING_OBJECTS)
+            found = prompting.segment_everything(
+                probs, labels, points, prompts.min_score, prompts.min_stability, seg_v1.MAX_EVERYTHING_OBJECTS
+            )
             return [f.mask for f in found], [
                 ObjectFound(
                     index=i,
@@ -146,11 +151,14 @@ class PromptedJobs:
         size = d.work_size
         sx, sy = size[1] / d.width, size[0] / d.height
         if prompts.everything:
-            points = prompting.grid(prompts.points_per_side, *size)
+            points = prompting.grid(min(prompts.points_per_side, sam.MAX_GRID), *size)
             answers = await asyncio.gather(
                 *(self.sam.decode(model, embedding.features, PromptedObject(points=(p,)), size) for p in points)
             )
-            kept = sam.distinct(list(zip(answers, points, strict=True)), prompts.min_score, seg_v1.MAX_EVERYTHING_OBJECTS)
+            found = list(zip(answers, points, strict=True))
+            kept = await asyncio.to_thread(
+                sam.distinct, found, prompts.min_score, prompts.min_stability, seg_v1.MAX_EVERYTHING_OBJECTS
+            )
             return [a.mask for a, _ in kept], [
                 ObjectFound(index=i, score=round(a.score, 4), stability=a.stability, point=prompting.in_upload(p, sx, sy))
                 for i, (a, p) in enumerate(kept, start=1)
@@ -164,14 +172,33 @@ class PromptedJobs:
     async def _prior(self, mask: PriorMask, tenant: str, height: int, width: int) -> NDArray[np.bool_]:
         """The earlier answer's pixels of the object, at the working size."""
         data = await references.read(self.infer.runtime.store, mask.ref, tenant)
-        try:
-            pixels = await asyncio.to_thread(decode_mask, data)
-        except (ValueError, OSError) as exc:
-            raise PermanentError(f"the prior mask is not an image: {exc}", code="invalid_prompt_mask") from exc
-        if pixels.ndim != 2:
-            raise PermanentError("the prior mask must be one channel (a mask PNG)", code="invalid_prompt_mask")
+        return await asyncio.to_thread(prior_at, data, mask.value, height, width)
+
+
+#: A prior mask larger than this is refused before it is decoded (a small PNG can hold a huge one).
+MAX_PRIOR_PIXELS = 50_000_000
+
+
+def prior_at(data: bytes, value: int, height: int, width: int) -> NDArray[np.bool_]:
+    """An 8-bit one-channel mask PNG's object pixels (`value`, or any nonzero), at (height, width)."""
+    try:
+        with warnings.catch_warnings():  # its size is checked here, against a lower limit than Pillow's
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as header:
+                size, mode = header.size, header.mode
+        if size[0] * size[1] > MAX_PRIOR_PIXELS:
+            raise PermanentError(
+                f"the prior mask is {size[0]}x{size[1]}: over {MAX_PRIOR_PIXELS} pixels", code="invalid_prompt_mask"
+            )
+        if mode not in ("L", "P", "1"):
+            raise PermanentError(
+                f"the prior mask is {mode}: one 8-bit channel is expected (a mask PNG)", code="invalid_prompt_mask"
+            )
+        pixels = decode_mask(data)
         resized = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_NEAREST)
-        return np.asarray(resized == mask.value if mask.value else resized > 0)
+    except (OSError, ValueError, cv2.error, Image.DecompressionBombError) as exc:
+        raise PermanentError(f"the prior mask is not a mask image: {exc}", code="invalid_prompt_mask") from exc
+    return np.asarray(resized == value if value else resized > 0)
 
 
 def _at_size(probs: NDArray[np.floating[Any]], height: int, width: int) -> NDArray[np.float16]:

@@ -11,6 +11,7 @@ not, GrabCut's colour models alone do. Measured in docs/prompts.md.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from typing import Any
 
@@ -247,7 +248,12 @@ def grid(points_per_side: int, height: int, width: int) -> list[Point]:
 
 
 def segment_everything(
-    probs: NDArray[np.floating[Any]], labels: tuple[str, ...], points: list[Point], min_score: float, limit: int
+    probs: NDArray[np.floating[Any]],
+    labels: tuple[str, ...],
+    points: list[Point],
+    min_score: float,
+    min_stability: float,
+    limit: int,
 ) -> list[Found]:
     """Every object the grid's points land on, once each: the connected part of the model's own
     mask under a point, scored by its mean probability times its stability (IoU of the part at
@@ -256,7 +262,7 @@ def segment_everything(
     named model knows (shapes for the starter, people for the person model)."""
     height, width = probs.shape[1:]
     winner = probs.argmax(axis=0)
-    found: list[Found] = []
+    best: list[tuple[float, int, Found]] = []
     seen: set[tuple[int, int]] = set()
     components_of: dict[int, tuple[int, NDArray[np.int32]]] = {}
     for point in points:
@@ -275,10 +281,13 @@ def segment_everything(
         loose, tight = _part_at(probs[class_id] > 0.4, x, y), _part_at(probs[class_id] > 0.6, x, y)
         stability = _iou(loose, tight)
         score = float(probs[class_id][mask].mean()) * stability
-        if score >= min_score:
-            found.append(Found(mask, round(score, 4), round(stability, 4), labels[class_id], point))
-    found.sort(key=lambda f: -f.score)
-    return found[:limit]
+        if score >= min_score and stability >= min_stability:  # only the best `limit` masks are kept in memory
+            heapq.heappush(
+                best, (score, len(best) + len(seen), Found(mask, round(score, 4), round(stability, 4), labels[class_id], point))
+            )
+            if len(best) > limit:
+                heapq.heappop(best)
+    return [found for _, _, found in sorted(best, key=lambda item: -item[0])]
 
 
 def _part_at(binary: NDArray[np.bool_], x: int, y: int) -> NDArray[np.bool_]:

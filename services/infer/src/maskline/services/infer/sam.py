@@ -21,6 +21,7 @@ from maskline.contracts.model_v1 import SAM_DECODER_OUTPUTS, ModelVersion
 from maskline.contracts.seg_v1 import Point, PromptedObject
 from maskline.services.infer.repository import decoder_name, triton_name
 from maskline.services.infer.triton import Triton
+from maskline.shared.errors import PermanentError
 from maskline.shared.images.codec import longest_side_shape, prepare_pixels
 
 #: An earlier answer given to the decoder as `mask_input`: its logits (SAM feeds back its own
@@ -28,8 +29,11 @@ from maskline.shared.images.codec import longest_side_shape, prepare_pixels
 PRIOR_LOGIT = 8.0
 #: SAM's automatic mask generator: the stability offset, and masks that overlap this much are one.
 STABILITY_OFFSET = 1.0
-MIN_STABILITY = 0.9
 SAME_OBJECT_IOU = 0.7
+#: Segment everything with a SAM-format version: at most this many points a side (one decoder call
+#: each), and this many calls in flight (each carries the embedding and answers a full-size mask).
+MAX_GRID = 16
+IN_FLIGHT = 4
 
 
 @dataclass(frozen=True)
@@ -74,20 +78,28 @@ def prior_feed(prior: NDArray[np.bool_] | None, side: int, mask_size: tuple[int,
     return logits, 1.0
 
 
-def decoded(masks: NDArray[np.float32], iou: NDArray[np.float32]) -> Decoded:
+def decoded(masks: NDArray[np.float32], iou: NDArray[np.float32], size: tuple[int, int]) -> Decoded:
     """The object (logits above 0), its predicted IoU, and its stability (IoU of the mask at logit
-    thresholds +1 and -1, SAM's stability score)."""
+    thresholds +1 and -1, SAM's stability score). A decoder that answers anything else is refused:
+    a registered model's fault, never retried."""
+    if masks.ndim != 4 or masks.shape[:2] != (1, 1) or masks.shape[2:] != size or iou.size != 1 or not np.isfinite(iou).all():
+        raise PermanentError(
+            f"the prompt decoder answered masks {masks.shape} and IoU {iou.shape}, not one {size} mask and a finite IoU",
+            code="bad_model_output",
+        )
     logits = masks[0, 0]
     loose, tight = logits > -STABILITY_OFFSET, logits > STABILITY_OFFSET
     return Decoded(mask=logits > 0, score=float(np.clip(iou.reshape(-1)[0], 0.0, 1.0)), stability=round(_iou(tight, loose), 4))
 
 
-def distinct(found: list[tuple[Decoded, Point]], min_score: float, limit: int) -> list[tuple[Decoded, Point]]:
+def distinct(
+    found: list[tuple[Decoded, Point]], min_score: float, min_stability: float, limit: int
+) -> list[tuple[Decoded, Point]]:
     """Segment everything's filter: good and stable enough, then the best of each group of masks
     that overlap by more than `SAME_OBJECT_IOU` (SAM de-duplicates the same way, by boxes)."""
     kept: list[tuple[Decoded, Point]] = []
     for answer, point in sorted(found, key=lambda f: -f[0].score):
-        if answer.score < min_score or answer.stability < MIN_STABILITY or not answer.mask.any():
+        if answer.score < min_score or answer.stability < min_stability or not answer.mask.any():
             continue
         if all(_iou(answer.mask, other.mask) <= SAME_OBJECT_IOU for other, _ in kept):
             kept.append((answer, point))
@@ -101,6 +113,7 @@ class SamPrompts:
 
     def __init__(self, triton: Triton) -> None:
         self.triton = triton
+        self._in_flight = asyncio.Semaphore(IN_FLIGHT)
 
     async def embed(self, model: ModelVersion, pixels: bytes, content_type: str) -> NDArray[np.float32]:
         assert model.decoder is not None
@@ -132,5 +145,7 @@ class SamPrompts:
             "has_mask_input": np.array([has_mask], np.float32),
             "orig_im_size": np.array(size, np.float32),
         }
-        answer = await self.triton.run_named(model, decoder_name(model), feeds, list(SAM_DECODER_OUTPUTS[:2]))
-        return await asyncio.to_thread(decoded, answer["masks"], answer["iou_predictions"])
+        await self.triton.ensure_loaded(model)  # a kept embedding outlives a Triton restart
+        async with self._in_flight:
+            answer = await self.triton.run_named(model, decoder_name(model), feeds, list(SAM_DECODER_OUTPUTS[:2]))
+        return await asyncio.to_thread(decoded, answer["masks"], answer["iou_predictions"], size)

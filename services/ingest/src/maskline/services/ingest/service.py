@@ -14,6 +14,7 @@ from maskline.contracts.formats import PIXELS
 from maskline.services.ingest.decode import InvalidImage, decode
 from maskline.services.ingest.settings import IngestSettings
 from maskline.shared import keys, references
+from maskline.shared.errors import PermanentError
 from maskline.shared.images.checks import ImageRefused, Limits, RequestTooLarge, check_pixel_budget, formats, open_checked
 from maskline.shared.service.consumer import ConsumerSpec
 from maskline.shared.service.runtime import Runtime
@@ -46,6 +47,9 @@ class Ingest:
             raise InvalidImage(str(exc), code=exc.code) from exc
         self._check_budget(width, height, env.data.options)
         image = await asyncio.to_thread(decode, raw, limits=self.limits, working_max_side=self.settings.working_max_side)
+        prompts = env.data.options.prompts
+        if prompts is not None and (reason := prompts.outside(image.width, image.height)) is not None:
+            raise PermanentError(reason, code="invalid_prompt")  # a bus publisher's: the gateway refuses them at once
         kept_type = "image/jpeg" if image.original_format == "JPEG" else "image/png"
         ref = msgspec.structs.replace(env.data.image, content_type=kept_type)
         if image.png is not None:  # re-encoded; otherwise the upload already is the normalised image

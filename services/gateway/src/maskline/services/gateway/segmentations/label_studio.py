@@ -16,6 +16,7 @@ does not download from addresses a task names.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -24,6 +25,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 import msgspec
 from litestar import Controller, get, post
@@ -35,6 +37,7 @@ from maskline.contracts.envelope import new_job_id
 from maskline.contracts.http_v1 import SEGMENTATION_DEFAULTS, Region
 from maskline.services.gateway.core.answers import ANSWERS, Answers
 from maskline.services.gateway.core.errors import NotFound, Unprocessable
+from maskline.services.gateway.core.shedding import ADMITTED
 from maskline.services.gateway.core.store import Store
 from maskline.services.gateway.data.datasets import NAME_REFUSALS, file_key
 from maskline.services.gateway.segmentations import exports
@@ -55,6 +58,8 @@ DATASET_IMAGE = re.compile(r"/v1/datasets/([^/?#]+)/images/([^/?#]+)$")
 DATA_URL = re.compile(r"^data:([\w/+.-]+);base64,(.*)$", re.DOTALL)
 #: Seconds one task may take (its job's wait): Label Studio waits for the whole answer.
 TASK_WAIT_S = 60.0
+#: Tasks one predict call may carry: each is a job, run one after another while Label Studio waits.
+MAX_TASKS = 16
 
 
 @dataclass(frozen=True)
@@ -92,27 +97,38 @@ def controls(label_config: str | None) -> Controls:
     )
 
 
-def prompts_of(context: dict[str, Any]) -> tuple[seg_v1.Prompts, str | None]:
+def prompts_of(context: Any) -> tuple[seg_v1.Prompts, str | None]:
     """The annotator's clicks as one prompted object, and the label chosen with them (no context:
-    every object). Coordinates arrive in percent of the original image."""
+    every object). Coordinates arrive in percent of the original image (kept inside it); the
+    prompt is made as any published one is decoded, so the contract's limits hold."""
     box, points, label = None, [], None
-    for item in context.get("result", []):
-        kind, value = item.get("type"), item.get("value", {})
-        width, height = float(item.get("original_width", 0)), float(item.get("original_height", 0))
-        if kind not in ("keypointlabels", "rectanglelabels") or not width or not height:
-            continue
-        label = label or next(iter(value.get(kind, [])), None)
-        x, y = float(value["x"]) * width / 100, float(value["y"]) * height / 100
-        if kind == "rectanglelabels":
-            box = seg_v1.Box(x, y, x + float(value["width"]) * width / 100, y + float(value["height"]) * height / 100)
-        else:  # a plain keypoint says "here"; Label Studio's smart keypoints say which
-            points.append(seg_v1.Point(x, y, 1 if item.get("is_positive", True) else 0))
-    if box is None and not points:
-        return seg_v1.Prompts(everything=True), None
     try:
-        return seg_v1.Prompts(objects=(seg_v1.PromptedObject(box=box, points=tuple(points)),)), label
-    except (ValueError, msgspec.ValidationError) as exc:
-        raise Unprocessable(f"the context is no prompt: {exc}", code="invalid_prompt") from exc
+        for item in (context or {}).get("result", []):
+            kind, value = item.get("type"), item.get("value", {})
+            width, height = float(item.get("original_width", 0)), float(item.get("original_height", 0))
+            if kind not in ("keypointlabels", "rectanglelabels") or not width > 0 or not height > 0:
+                continue
+            label = label or next(iter(value.get(kind) or []), None)
+            x, y = _percent(value["x"]) * width / 100, _percent(value["y"]) * height / 100
+            if kind == "rectanglelabels":
+                right, bottom = _percent(value["x"] + value["width"]), _percent(value["y"] + value["height"])
+                box = [x, y, right * width / 100, bottom * height / 100]
+            else:  # a plain keypoint says "here"; Label Studio's smart keypoints say which
+                points.append([min(x, width - 0.5), min(y, height - 0.5), 1 if item.get("is_positive", True) else 0])
+        raw: dict[str, Any] = {"everything": True}
+        if box is not None or points:
+            raw = {"objects": [{"points": points} | ({"box": box} if box is not None else {})]}
+        return msgspec.convert(raw, seg_v1.Prompts), str(label) if label is not None else None
+    except (AttributeError, KeyError, TypeError, ValueError, msgspec.ValidationError) as exc:
+        raise Unprocessable(f"the context is no prompt: {exc!r}", code="invalid_prompt") from exc
+
+
+def _percent(value: Any) -> float:
+    """A coordinate in percent of the image, kept within it."""
+    number = float(value)
+    if number != number:  # NaN
+        raise ValueError("a coordinate is NaN")
+    return min(max(number, 0.0), 100.0)
 
 
 async def task_image(store: Store, tenant: str, source: str) -> tuple[bytes, str, str]:
@@ -128,7 +144,7 @@ async def task_image(store: Store, tenant: str, source: str) -> tuple[bytes, str
             "a task's image must be one of your dataset images (…/v1/datasets/<dataset>/images/<file>) or a data: URL",
             code="invalid_image_source",
         )
-    dataset, filename = found.groups()
+    dataset, filename = (unquote(part) for part in found.groups())
     try:
         body = await store.get(file_key(tenant, dataset, "images", filename))  # only the caller's own
     except ObjectNotFound as exc:
@@ -174,7 +190,7 @@ class LabelStudioBackend(Controller):
 
     @get("/health", summary="Label Studio ML backend: health (the URL's last part names the model; `default`: the platform's)")
     async def health(self, tenant: str, model: str) -> dict[str, str]:
-        return {"status": "UP", "model_class": "maskline", "model": model}
+        return {"status": "UP", "model_class": "maskline"}  # the backend's health; the model is checked at predict
 
     @post("/setup", status_code=HTTP_200_OK, summary="Label Studio ML backend: setup (the labelling config is read at predict)")
     async def setup(self, tenant: str, model: str, data: Annotated[dict[str, Any], Body()]) -> dict[str, str]:
@@ -185,6 +201,7 @@ class LabelStudioBackend(Controller):
         status_code=HTTP_200_OK,
         summary="Label Studio ML backend: predict masks for tasks, prompted by the annotator's keypoints and rectangle",
         opt={
+            ADMITTED: True,  # each task is a segmentation job: shed over the limits like a submission
             ANSWERS: Answers(
                 refusals=UPLOAD_REFUSALS
                 + NAME_REFUSALS
@@ -197,7 +214,7 @@ class LabelStudioBackend(Controller):
                     others="the failed segmentation's own `code`",
                 )
                 + NotFound.coded("dataset_image_not_found")
-            )
+            ),
         },
     )
     async def predict(
@@ -210,9 +227,12 @@ class LabelStudioBackend(Controller):
         model: str,
         data: Annotated[dict[str, Any], Body()],
     ) -> dict[str, Any]:
+        tasks_given = data.get("tasks") or []
+        if not isinstance(tasks_given, list) or len(tasks_given) > MAX_TASKS:
+            raise Unprocessable(f"tasks: a list of at most {MAX_TASKS} tasks", code="invalid_options")
         c = controls(data.get("label_config"))
         params = data.get("params") or {}
-        prompts, label = prompts_of(params.get("context") or {})
+        prompts, label = prompts_of(params.get("context") if isinstance(params, dict) else None)
         try:
             options = seg_v1.SegmentationOptions(
                 model=SEGMENTATION_DEFAULTS.model if model == "default" else model, prompts=prompts
@@ -221,8 +241,9 @@ class LabelStudioBackend(Controller):
             raise Unprocessable(f"invalid model {model!r}: {exc}", code="invalid_options") from exc
         tasks = Tasks(settings, store, waiters, segmentation_jobs, tenant)
         answers = []
-        for task in data.get("tasks") or []:
-            source = str((task.get("data") or {}).get(c.image_key, ""))
+        for task in tasks_given:
+            fields = task.get("data") if isinstance(task, dict) else None
+            source = str(fields.get(c.image_key, "")) if isinstance(fields, dict) else ""
             answers.append(await tasks.predict(source, options, label, c))
         return {"results": answers}
 
@@ -256,6 +277,6 @@ class Tasks:
             )
         doc = exports.decode(await artifact_bytes(self.store, state, "regions"))
         size = (doc.image["width"], doc.image["height"])
-        found = results(doc.regions, doc.objects, label, c, size)
+        found = await asyncio.to_thread(results, doc.regions, doc.objects, label, c, size)  # brush RLE: pixel runs
         score = max((o.score for o in doc.objects), default=0.0)
         return {"result": found, "score": score, "model_version": f"{MODEL_VERSION}:{job_id}"}

@@ -129,18 +129,10 @@ def parse_options(form: SegmentationForm) -> seg_v1.SegmentationOptions:
 
 
 def check_prompts(prompts: seg_v1.Prompts, width: int, height: int) -> None:
-    """Every box and point within the image (the pixels they name must exist)."""
-    for i, obj in enumerate(prompts.objects):
-        box = obj.box
-        if box is not None and not (box.x1 <= width and box.y1 <= height):
-            raise Unprocessable(
-                f"object {i}: box {list(msgspec.structs.astuple(box))} leaves the {width}x{height} image", code="invalid_prompt"
-            )
-        for point in obj.points:
-            if not (point.x < width and point.y < height):
-                raise Unprocessable(
-                    f"object {i}: point ({point.x}, {point.y}) is outside the {width}x{height} image", code="invalid_prompt"
-                )
+    """Every box and point within the (upright) image."""
+    reason = prompts.outside(width, height)
+    if reason is not None:
+        raise Unprocessable(reason, code="invalid_prompt")
 
 
 async def with_prior_mask(
@@ -251,7 +243,7 @@ class SegmentationController(Controller):
         header = await check_upload(settings, body, options)
         if options.prompts is not None:
             check_prompts(options.prompts, header.width, header.height)
-            options = await with_prior_mask(options, data, job_store, store, tenant)
+        options = await with_prior_mask(options, data, job_store, store, tenant)
         sha256 = hashlib.sha256(body).hexdigest()
         # Random even with an Idempotency-Key (its claim keeps the id for the retries): a job id that
         # another tenant could compute is a message id it could take first (docs/security.md).

@@ -19,10 +19,15 @@ REFUSALS = (
 )
 
 
+#: EXIF orientations that turn the image a quarter: its upright width is the stored height.
+QUARTER_TURNS = frozenset({5, 6, 7, 8})
+
+
 @dataclass(frozen=True)
 class Header:
     format: str
     width: int
+    """Upright (after the EXIF orientation ingest applies): what prompt coordinates refer to."""
     height: int
 
 
@@ -36,4 +41,9 @@ def check_image_header(data: bytes, *, allowed_formats: frozenset[str], max_pixe
         raise Unprocessable(str(exc), code=exc.code) from exc
     except ImageTooLarge as exc:
         raise PayloadTooLarge(str(exc), code=exc.code) from exc
-    return Header(format=image.format or "unknown", width=image.width, height=image.height)
+    try:
+        turned = image.getexif().get(0x0112, 1) in QUARTER_TURNS  # the Orientation tag
+    except (OSError, SyntaxError, ValueError):  # unreadable EXIF: ingest keeps the image as stored too
+        turned = False
+    width, height = (image.height, image.width) if turned else (image.width, image.height)
+    return Header(format=image.format or "unknown", width=width, height=height)
