@@ -12,7 +12,8 @@ person model's own mask.
 Latency: the first prompt on an image (its embedding is made: the model on Triton) and the
 following ones (the embedding kept: only the decoder), `wait` jobs through the gateway at
 concurrency 1 asking for every output (mask, overlay, regions), the request's whole time (the
-mask's download not included), p50 and p90, for a shapes image (256 px) and the astronaut (512 px).
+mask's download not included), p50 and p90, for a shapes image (256 px) and the astronaut (512 px)
+on the bundled path, and the shapes image with the tiny SAM pair (`maskline.models.sam`, 256 px).
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from maskline.client import JsonClient
+from maskline.contracts.model_v1 import Preprocessing
 from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
+from maskline.models import person, sam
 from maskline.models.starter import shapes
 from maskline.models.starter.train import HELD_OUT_SEED
 from maskline.shared.config import load
@@ -80,11 +84,9 @@ def segment(http: httpx.Client, image: bytes, **form: str) -> Answer:
     return job, mask, elapsed
 
 
-def prompted(
-    http: httpx.Client, image: bytes, boxes: list[list[int]], model: str
-) -> tuple[dict[str, Any], NDArray[np.uint8], float]:
+def prompted(http: httpx.Client, image: bytes, boxes: list[list[int]], model: str, outputs: str = "mask") -> Answer:
     prompts = {"objects": [{"box": b} for b in boxes]}
-    return segment(http, image, model=model, prompts=json.dumps(prompts), outputs="mask")
+    return segment(http, image, model=model, prompts=json.dumps(prompts), outputs=outputs)
 
 
 def shapes_quality(http: httpx.Client, images: int) -> dict[str, Any]:
@@ -153,6 +155,25 @@ def latency(http: httpx.Client, image: NDArray[np.uint8], model: str, repeats: i
     }
 
 
+def tiny_sam(stack: Stack, home: Path) -> str:
+    """The tiny Segment-Anything pair (maskline.models.sam), registered and released: its name."""
+    client = JsonClient(stack.gateway_url, api_key="dev-key")
+    encoder, decoder = sam.export(home / "tiny-sam")
+    side = (sam.IMAGE_SIZE, sam.IMAGE_SIZE)
+    preprocessing = Preprocessing(resize="longest-side", scale=1.0, mean=sam.PIXEL_MEAN, std=sam.PIXEL_STD)
+    model = client.register_model(
+        encoder,
+        decoder=decoder,
+        name="tiny-sam",
+        labels=["background", "object"],
+        input_size=side,
+        format="sam",
+        preprocessing=preprocessing,
+    )
+    client.release_model("tiny-sam", model["version"])
+    return "tiny-sam"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=64)
@@ -164,9 +185,7 @@ def main() -> None:
     stack.up()
     try:
         http = httpx.Client(base_url=stack.gateway_url, headers={"Authorization": "Bearer dev-key"}, timeout=120)
-        astronaut = np.asarray(
-            Image.open(Path(__file__).parents[1] / "models/src/maskline/models/person/samples/astronaut.jpg").convert("RGB")
-        )
+        astronaut = np.asarray(Image.open(person.FOLDER / "samples" / "astronaut.jpg").convert("RGB"))
         shape_image = shapes.sample(np.random.default_rng(5), 256)[0]
         prompted(http, encode_png(shape_image), [[10, 10, 100, 100]], "shapes-unet")  # warm
         report = {
@@ -177,6 +196,7 @@ def main() -> None:
             "person_photos": photo_quality(http, Path(home)),
             "latency_shapes_256": latency(http, shape_image, "shapes-unet", args.repeats),
             "latency_astronaut_512": latency(http, astronaut, "person-selfie", args.repeats),
+            "latency_tiny_sam_256": latency(http, shape_image, tiny_sam(stack, Path(home)), args.repeats),
         }
     finally:
         stack.down()

@@ -22,8 +22,11 @@ from numpy.typing import NDArray
 from maskline.contracts.seg_v1 import Box, Point, PromptedObject
 
 #: GrabCut runs on the prompt's crop brought to at most this many pixels a side: its cost grows
-#: with the pixels, and a few hundred per side holds the detail a box needs.
+#: with the pixels. Where the model seeds it, most pixels are settled and 160 costs ~20 ms; colour
+#: alone settles slowly (a box across several objects took 170 ms at 160, 60 at 96), so less
+#: (docs/benchmarks.md, promptable segmentation).
 WORK_SIDE = 160
+COLOUR_SIDE = 96
 #: Iterations before the stability check, and the one after it.
 ITERATIONS = 2
 #: Share of the box's larger side added around it, so GrabCut sees background on every side.
@@ -133,12 +136,6 @@ def segment_object(
     x0, y0, x1, y1 = region
     margin = int(max(x1 - x0, y1 - y0) * MARGIN) + 4
     cx0, cy0, cx1, cy1 = max(0, x0 - margin), max(0, y0 - margin), min(width, x1 + margin), min(height, y1 + margin)
-    scale = min(1.0, WORK_SIDE / max(cx1 - cx0, cy1 - cy0))
-    size = (max(1, round((cx1 - cx0) * scale)), max(1, round((cy1 - cy0) * scale)))
-
-    def crop(array: NDArray[Any], interpolation: int = cv2.INTER_AREA) -> NDArray[Any]:
-        part = np.ascontiguousarray(array[cy0:cy1, cx0:cx1])
-        return part if scale == 1.0 else cv2.resize(part, size, interpolation=interpolation)
 
     inside = np.zeros((height, width), bool)
     if prompt.box is not None:
@@ -149,11 +146,18 @@ def segment_object(
     model_mask = (probs[class_id] > PRIOR_ABOVE) & inside if class_id else np.zeros((height, width), bool)
     if np.count_nonzero(model_mask) < MODEL_SHARE * np.count_nonzero(inside):
         class_id, model_mask = 0, np.zeros((height, width), bool)  # the model sees too little of it to know it
-    radius = max(2, round(POINT_RADIUS * max(height, width) * scale))
-    pixels = crop(image[..., ::-1])  # GrabCut's colour models do not care, OpenCV's order anyway
 
     def attempt(known: int) -> tuple[NDArray[np.bool_], float]:
         guided = bool(known) or prior is not None
+        scale = min(1.0, (WORK_SIDE if guided else COLOUR_SIDE) / max(cx1 - cx0, cy1 - cy0))
+        size = (max(1, round((cx1 - cx0) * scale)), max(1, round((cy1 - cy0) * scale)))
+
+        def crop(array: NDArray[Any], interpolation: int = cv2.INTER_AREA) -> NDArray[Any]:
+            part = np.ascontiguousarray(array[cy0:cy1, cx0:cx1])
+            return part if scale == 1.0 else cv2.resize(part, size, interpolation=interpolation)
+
+        radius = max(2, round(POINT_RADIUS * max(height, width) * scale))
+        pixels = crop(image[..., ::-1])  # GrabCut's colour models do not care, OpenCV's order anyway
         # Inside the box: probable foreground where the model (or the earlier answer) says so, else
         # probable background; when neither knows anything there, all of it probable foreground
         # (GrabCut's own rectangle start), and colour decides.
