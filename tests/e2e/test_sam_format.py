@@ -153,3 +153,36 @@ def test_segment_everything_with_the_pair_keeps_what_the_decoder_says_of_each_gr
         expected, iou = direct.mask(None, [[x, y]])
         assert found["score"] == pytest.approx(min(max(iou, 0.0), 1.0), abs=1e-4)
         assert ((mask == found["index"]) <= expected).all()  # its pixels, less any an earlier (better) object took
+
+
+def test_the_pairs_encoder_quantizes_to_int8_and_the_int8_pair_serves_prompts(
+    client: JsonClient, registered: dict[str, Any]
+) -> None:
+    rng = np.random.default_rng(11)
+    for i in range(6):
+        client.upload_dataset_file("sam-calibration", "images", png_bytes(shapes.sample(rng, 200)[0]), f"c{i}.png")
+    job = client.quantize("tiny-sam", registered["version"], dataset="sam-calibration", method="minmax", name="tiny-sam")
+    done = client.wait_job(job["id"], timeout=300)
+    assert done["status"] == "completed", done
+    int8 = dict(client.http.get(done["links"]["model"]).json())
+    assert (int8["format"], int8["precision"]) == ("sam", "int8")
+    assert int8["decoder"]["weights"]["sha256"] == registered["decoder"]["weights"]["sha256"]  # the decoder as it was
+    assert int8["weights"]["sha256"] != registered["weights"]["sha256"] and int8["metrics"]["output_sqnr_db"] > 20
+    image = np.ascontiguousarray(shapes.sample(np.random.default_rng(7), 256)[0][:, 30:230])
+    prompts = json.dumps({"objects": [{"box": [20, 30, 150, 200]}]})
+    served = {}
+    for model in (registered, int8):
+        answer = client.submit(png_bytes(image), wait=90, model="tiny-sam", version=model["version"], prompts=prompts)
+        assert answer["status"] == "completed", answer
+        served[model["precision"]] = mask_of(client, answer) == 1
+    agreement = float((served["fp32"] == served["int8"]).mean())
+    assert agreement > 0.9, agreement  # the random-weight net's embedding 5% off in int8: most pixels keep their side
+
+
+def test_another_tenant_cannot_prompt_a_pair_it_was_not_granted(other_tenant: JsonClient, registered: dict[str, Any]) -> None:
+    body = png_bytes(np.zeros((64, 64, 3), np.uint8))
+    prompts = json.dumps({"objects": [{"box": [4, 4, 40, 40]}]})
+    for owner in (None, "tenant-a"):
+        with pytest.raises(ApiError) as refused:
+            other_tenant.submit(body, wait=60, model="tiny-sam", owner=owner, version=registered["version"], prompts=prompts)
+        assert refused.value.code == "model_not_found"

@@ -131,6 +131,10 @@ class QuantizeJobs:
             refs[kind] = await self.store.put(f"{folder}/{kind}.json", body, "application/json")
         recipe = refs.pop("recipe")
         quantization = QuantizationInfo(recipe=recipe, reports=refs, **info)
+        decoder = None
+        if parent.decoder is not None:  # a SAM pair: its encoder quantized, its prompt decoder as it was
+            d = parent.decoder
+            decoder = (await self.store.get(d.weights.key), d.encoder_input, d.encoder_output, d.mask_input_size)
         model = await register_model(
             self.store,
             self.registry,
@@ -153,6 +157,7 @@ class QuantizeJobs:
             output=parent.output,
             preprocessing=parent.preprocessing,
             format=format,
+            decoder=decoder,
         )
         done = model_v1.Quantized(
             model=model,
@@ -186,13 +191,8 @@ class QuantizeJobs:
             raise PermanentError(
                 f"{parent.name}/{parent.version} is {parent.precision}; quantize its float parent", code="not_float"
             )
-        if parent.decoder is not None:
-            raise PermanentError(
-                f"{parent.name}/{parent.version} is a SAM-format pair: quantizing it is not built yet (docs/prompts.md)",
-                code="not_quantizable",
-            )
         images = await self._images(env.tenant, request.dataset, request.max_images, parent)
-        if parent.format == "onnx" or parent.architecture is None:  # no source code: through ONNX
+        if parent.format != "torchscript" or parent.architecture is None:  # no source code: through ONNX
             return await self._quantize_onnx(env, parent, name, images, started)
         weights = await self.store.get(parent.weights.key)
         recipe = engine.Recipe(
@@ -228,8 +228,8 @@ class QuantizeJobs:
         """QDQ through ONNX Runtime with the platform's calibrators; the version is an ONNX model."""
         request = env.data
         job = onnx_workbench.OnnxJob(
-            weights=await self.store.get(parent.weights.key),
-            format=parent.format,
+            weights=await self.store.get(parent.weights.key),  # a SAM pair's: its image encoder
+            format="onnx" if parent.format == "sam" else parent.format,
             images=images,
             report_images=min(self.settings.report_images, len(images)),
             method=request.method,
@@ -244,7 +244,8 @@ class QuantizeJobs:
         except (onnx_workbench.NotExportable, onnx_qdq.OnnxQuantizationError) as exc:
             raise PermanentError(str(exc), code="not_quantizable") from exc
         info = _info(request, images)
-        return await self._publish_version(env, parent, name, request.precision, built, info, started, format="onnx")
+        kind: ModelFormat = "sam" if parent.decoder is not None else "onnx"  # a SAM pair keeps its float decoder
+        return await self._publish_version(env, parent, name, request.precision, built, info, started, format=kind)
 
     async def edit(self, env: Envelope[model_v1.EditRequested]) -> list[Envelope[Any]]:
         request = env.data
@@ -254,7 +255,7 @@ class QuantizeJobs:
         target = await self._version(env.tenant, request.model)
         if target.quantization is None or target.parent is None:
             raise PermanentError(f"{target.name}/{target.version} is not a quantized version", code="not_quantized")
-        if target.format == "onnx":
+        if target.format != "torchscript":
             raise PermanentError(
                 f"{target.name}/{target.version} is an ONNX QDQ model: layer edits apply to PyTorch int8 versions only",
                 code="not_editable",

@@ -88,7 +88,8 @@ def _values(model: onnx.ModelProto, names: Sequence[str], images: Images) -> dic
         for output, value in zip(session.get_outputs(), values, strict=True):
             if output.name in wanted:
                 found[output.name].append(np.asarray(value, dtype=np.float32))
-    return {name: np.concatenate(parts) for name, parts in found.items()}
+    # a scalar (a transformer's attention scale) has no batch axis: one value per image, side by side
+    return {name: np.concatenate([np.atleast_1d(part) for part in parts]) for name, parts in found.items()}
 
 
 def observe(model: onnx.ModelProto, images: Images, progress: Callable[[int], None] | None = None) -> dict[str, Observed]:
