@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from maskline.client import JsonClient
-from maskline.contracts.model_v1 import Preprocessing
+from maskline.contracts import model_v1
 from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
 from maskline.models import person, sam
@@ -160,7 +160,6 @@ def tiny_sam(stack: Stack, home: Path) -> str:
     client = JsonClient(stack.gateway_url, api_key="dev-key")
     encoder, decoder = sam.export(home / "tiny-sam")
     side = (sam.IMAGE_SIZE, sam.IMAGE_SIZE)
-    preprocessing = Preprocessing(resize="longest-side", scale=1.0, mean=sam.PIXEL_MEAN, std=sam.PIXEL_STD)
     model = client.register_model(
         encoder,
         decoder=decoder,
@@ -168,7 +167,7 @@ def tiny_sam(stack: Stack, home: Path) -> str:
         labels=["background", "object"],
         input_size=side,
         format="sam",
-        preprocessing=preprocessing,
+        preprocessing=model_v1.SAM_PREPROCESSING,
     )
     client.release_model("tiny-sam", model["version"])
     return "tiny-sam"

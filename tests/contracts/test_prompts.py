@@ -9,6 +9,7 @@ from maskline.contracts import seg_v1
 from maskline.contracts.seg_v1 import Box, Point, PromptedObject, Prompts
 
 pytestmark = pytest.mark.unit
+ZEROS = b"0" * 64
 
 
 def test_boxes_and_points_are_short_json_arrays() -> None:
@@ -28,6 +29,10 @@ def test_boxes_and_points_are_short_json_arrays() -> None:
         (b'{"objects": [{"box": [-1, 0, 5, 5]}]}', ">= 0"),
         (b"{}", "not neither"),
         (b'{"everything": true, "objects": [{"box": [0, 0, 5, 5]}]}', "not both"),
+        (
+            b'{"everything": true, "mask": {"ref": {"key": "inputs/t/x.png", "size": 1, "sha256": "' + b"0" * 64 + b'"}}}',
+            "no mask",
+        ),
     ],
 )
 def test_a_prompt_that_names_no_pixels_is_refused(raw: bytes, why: str) -> None:

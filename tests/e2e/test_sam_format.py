@@ -16,14 +16,12 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from maskline.client import ApiError, JsonClient
-from maskline.contracts.model_v1 import Preprocessing
+from maskline.contracts import model_v1
 from maskline.models import sam
 from maskline.models.starter import shapes
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
-
-SAM_PREPROCESSING = Preprocessing(resize="longest-side", scale=1.0, mean=sam.PIXEL_MEAN, std=sam.PIXEL_STD)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +39,7 @@ def registered(client: JsonClient, pair: tuple[Path, Path]) -> dict[str, Any]:
         labels=["background", "object"],
         input_size=(sam.IMAGE_SIZE, sam.IMAGE_SIZE),
         format="sam",
-        preprocessing=SAM_PREPROCESSING,
+        preprocessing=model_v1.SAM_PREPROCESSING,
     )
 
 
@@ -133,9 +131,15 @@ def test_a_pair_in_the_wrong_order_is_refused_at_registration(client: JsonClient
             labels=["background", "object"],
             input_size=(256, 256),
             format="sam",
+            preprocessing=model_v1.SAM_PREPROCESSING,
         )
     assert (refused.value.status, refused.value.code) == (422, "invalid_model")
     assert "image encoder" in str(refused.value)
+    with pytest.raises(ApiError) as refused:  # a pair without SAM's geometry: its prompts would land elsewhere
+        client.register_model(
+            encoder, decoder=decoder, name="tiny-stretched", labels=["background", "object"], input_size=(256, 256), format="sam"
+        )
+    assert refused.value.code == "invalid_model" and "longest-side" in str(refused.value)
 
 
 def test_segment_everything_with_the_pair_keeps_what_the_decoder_says_of_each_grid_point(

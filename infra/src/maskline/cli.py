@@ -44,7 +44,7 @@ from maskline.client import ApiError, JsonClient
 from maskline.contracts import seg_v1
 from maskline.contracts import subjects as table
 from maskline.contracts.http_v1 import EXPORT_FORMATS
-from maskline.contracts.model_v1 import Preprocessing
+from maskline.contracts.model_v1 import SAM_PREPROCESSING, Preprocessing
 from maskline.infra.embedded.settings import StackSettings
 from maskline.infra.embedded.stack import Stack
 from maskline.shared.config import load
@@ -221,7 +221,10 @@ def _numbers(text: str, count: int, what: str) -> list[float]:
 
 def _prompts(args: argparse.Namespace) -> str | None:
     """--box, --point, --not-point and --everything as the `prompts` form field (JSON)."""
-    boxes = [seg_v1.Box(*_numbers(b, 4, "--box")) for b in args.box]
+    try:
+        boxes = [seg_v1.Box(*_numbers(b, 4, "--box")) for b in args.box]
+    except ValueError as exc:  # corners in the wrong order
+        raise SystemExit(f"--box: {exc}") from exc
 
     def point(text: str, what: str, label: Literal[0, 1]) -> seg_v1.Point:
         x, y = _numbers(text, 2, what)
@@ -336,14 +339,10 @@ def upload_progress(args: argparse.Namespace) -> Iterator[Callable[[int, int], N
         yield lambda sent, total: bar.update(task, completed=sent, total=total)
 
 
-#: Segment-Anything's own preprocessing (pixels 0..255, its mean and std), for `register --decoder`.
-SAM_PREPROCESSING = {"resize": "longest-side", "scale": 1.0, "mean": (123.675, 116.28, 103.53), "std": (58.395, 57.12, 57.375)}
-
-
 def _preprocessing(args: argparse.Namespace) -> Preprocessing:
     described: dict[str, Any] = {"resize": "letterbox" if args.letterbox else "stretch"}
-    if args.decoder:
-        described = dict(SAM_PREPROCESSING)
+    if args.decoder:  # a SAM pair: its own preprocessing
+        return SAM_PREPROCESSING
     for field in ("mean", "std"):
         if getattr(args, field):
             described[field] = tuple(float(v) for v in getattr(args, field).split(","))

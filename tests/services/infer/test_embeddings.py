@@ -75,3 +75,17 @@ async def test_a_failed_encoding_is_not_kept() -> None:
         await cache.get(key, broken)
     _, kept = await cache.get(key, Encoder())
     assert not kept
+
+
+async def test_a_cancelled_encoding_hands_the_work_to_a_prompt_still_waiting() -> None:
+    cache, encoder = Embeddings(1 << 20, 60), Encoder()
+    key = EmbeddingKey("t", "o/m/1/fp32", "ab" * 32)
+    first = asyncio.create_task(cache.get(key, encoder))
+    await asyncio.sleep(0)  # the first job starts encoding
+    second = asyncio.create_task(cache.get(key, encoder))
+    await asyncio.sleep(0)
+    first.cancel()  # the first job is cancelled, not the second
+    embedded, kept = await second
+    assert embedded.nbytes == 1024 and not kept and encoder.calls == 2
+    with pytest.raises(asyncio.CancelledError):
+        await first

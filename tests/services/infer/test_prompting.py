@@ -45,8 +45,8 @@ def test_a_box_around_each_shape_gives_its_mask_with_or_without_a_model_that_kno
             prompt = PromptedObject(box=box_of(truth))
             known = prompting.segment_object(image, one_hot(mask), shapes.LABELS, prompt)
             unknown = prompting.segment_object(image, np.zeros_like(one_hot(mask)), shapes.LABELS, prompt)
-            with_model.append(prompting._iou(known.mask, truth))
-            colour_only.append(prompting._iou(unknown.mask, truth))
+            with_model.append(prompting.iou(known.mask, truth))
+            colour_only.append(prompting.iou(unknown.mask, truth))
             assert known.label == shapes.LABELS[class_id]
             assert unknown.label is None
     assert np.mean(with_model) > 0.9, with_model
@@ -64,7 +64,7 @@ def test_a_point_on_a_shape_finds_that_shape_and_not_its_neighbours() -> None:
             continue
         point = Point(float(xs[len(xs) // 2]), float(ys[len(ys) // 2]))
         answer = prompting.segment_object(image, one_hot(mask), shapes.LABELS, PromptedObject(points=(point,)))
-        assert prompting._iou(answer.mask, truth) > 0.85
+        assert prompting.iou(answer.mask, truth) > 0.85
 
 
 def test_a_background_point_takes_pixels_out() -> None:
@@ -86,10 +86,10 @@ def test_segment_everything_finds_each_shape_once() -> None:
         _, mask = shapes.sample(rng, 192)
     truths = instances(mask)
     found = prompting.segment_everything(one_hot(mask), shapes.LABELS, prompting.grid(16, 192, 192), 0.5, 0.9, 64)
-    matched = [max(range(len(found)), key=lambda i, t=t: prompting._iou(found[i].mask, t)) for _, t in truths]
+    matched = [max(range(len(found)), key=lambda i, t=t: prompting.iou(found[i].mask, t)) for _, t in truths]
     assert len(found) == len(truths)
     assert sorted(matched) == list(range(len(truths)))
-    assert all(prompting._iou(found[m].mask, t) > 0.95 for m, (_, t) in zip(matched, truths, strict=True))
+    assert all(prompting.iou(found[m].mask, t) > 0.95 for m, (_, t) in zip(matched, truths, strict=True))
 
 
 def test_prompts_are_scaled_with_the_image() -> None:

@@ -61,10 +61,19 @@ FORMATS: dict[str, str] = {
     "sam": "a Segment-Anything ONNX pair (image encoder + prompt decoder)",
 }
 
-#: The prompt decoder's inputs and outputs in segment-anything's own ONNX export
-#: (`segment_anything.utils.onnx.SamOnnxModel`), the layout a SAM-format version must have.
-SAM_DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input", "orig_im_size")
-SAM_DECODER_OUTPUTS = ("masks", "iou_predictions", "low_res_masks")
+#: The prompt decoder's inputs and outputs, with their ranks, in segment-anything's own ONNX export
+#: (`segment_anything.utils.onnx.SamOnnxModel`): the layout a SAM-format version must have.
+SAM_DECODER_INPUT_RANKS = {
+    "image_embeddings": 4,
+    "point_coords": 3,
+    "point_labels": 2,
+    "mask_input": 4,
+    "has_mask_input": 1,
+    "orig_im_size": 1,
+}
+SAM_DECODER_OUTPUT_RANKS = {"masks": 4, "iou_predictions": 2, "low_res_masks": 4}
+SAM_DECODER_INPUTS = tuple(SAM_DECODER_INPUT_RANKS)
+SAM_DECODER_OUTPUTS = tuple(SAM_DECODER_OUTPUT_RANKS)
 
 
 class PromptDecoder(msgspec.Struct, frozen=True, kw_only=True):
@@ -116,6 +125,11 @@ class Preprocessing(msgspec.Struct, frozen=True, kw_only=True):
     channels: Literal["rgb", "bgr"] = "rgb"
     pad: Annotated[int, msgspec.Meta(ge=0, le=255)] = 0
     """Pixel value (before scaling) of the letterbox's padding."""
+
+
+#: Segment-Anything's own preprocessing (pixels 0..255 normalised by its mean and std, the longer
+#: side to the input's, padded): what a SAM-format version must declare.
+SAM_PREPROCESSING = Preprocessing(resize="longest-side", scale=1.0, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
 
 
 Precision = Literal["fp32", "hybrid", "int8"]

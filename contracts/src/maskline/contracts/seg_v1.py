@@ -146,6 +146,8 @@ class Prompts(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if bool(self.objects) == self.everything:
             raise ValueError("prompts name objects, or ask for everything (not both, not neither)")
+        if self.everything and self.mask is not None:
+            raise ValueError("an earlier answer refines objects: everything takes no mask")
 
     def outside(self, width: int, height: int) -> str | None:
         """Why a box or point leaves a width x height image (upright), or None: the pixels a prompt

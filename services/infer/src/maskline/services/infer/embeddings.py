@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,11 +23,11 @@ class Embedding:
     """What an image costs once: its pixels at the size prompts are answered in, and the encoder's output."""
 
     image: NDArray[np.uint8]
-    """(h, w, 3) RGB, the working copy."""
+    """Bundled path: (h, w, 3) RGB, the working copy GrabCut reads. SAM format: empty (the decoder
+    needs only the embedding)."""
     features: NDArray[Any]
     """Bundled path: the named model's class probabilities (classes, h, w), float16. SAM format:
     the image encoder's `image_embeddings`."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def nbytes(self) -> int:
@@ -48,25 +48,33 @@ class Embeddings:
             maxsize=max_bytes, ttl=ttl_s, getsizeof=lambda e: max(1, e.nbytes)
         )
         self._making: dict[EmbeddingKey, asyncio.Future[Embedding]] = {}
-        self.hits = 0
-        self.misses = 0
 
     async def get(self, key: EmbeddingKey, make: Callable[[], Awaitable[Embedding]]) -> tuple[Embedding, bool]:
         """The embedding, and whether it was kept. Prompts that arrive together for one image wait
-        for one computation."""
-        found = self._cache.get(key)
-        if found is not None:
-            self.hits += 1
-            return found, True
-        pending = self._making.get(key)
-        if pending is not None:
-            self.hits += 1
-            return await asyncio.shield(pending), True
-        self.misses += 1
+        for one computation; if that one is cancelled (its job's, not theirs), one of them makes it."""
+        while True:
+            found = self._cache.get(key)
+            if found is not None:
+                return found, True
+            pending = self._making.get(key)
+            if pending is None:
+                return await self._make(key, make), False
+            try:
+                return await asyncio.shield(pending), True
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # this job was cancelled
+                # the maker's job was cancelled: try again (make it here, or wait for another)
+
+    async def _make(self, key: EmbeddingKey, make: Callable[[], Awaitable[Embedding]]) -> Embedding:
         future: asyncio.Future[Embedding] = asyncio.get_running_loop().create_future()
         self._making[key] = future
         try:
             made = await make()
+        except asyncio.CancelledError:
+            future.cancel()  # waiters try again
+            raise
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it, nobody logs it as lost
@@ -76,4 +84,4 @@ class Embeddings:
         future.set_result(made)
         if made.nbytes <= self._cache.maxsize:  # larger than the whole bound: used once, not kept
             self._cache[key] = made
-        return made, False
+        return made

@@ -78,7 +78,7 @@ class PromptedJobs:
             return Embedding(image=image, features=features)
 
         key = EmbeddingKey(env.tenant, _version_key(model), d.work_ref.sha256)
-        embedding, _kept = await self.embeddings.get(key, make)
+        embedding, _ = await self.embeddings.get(key, make)
         prior = await self._prior(prompts.mask, env.tenant, work_h, work_w) if prompts.mask else None
         decoder_started = time.perf_counter()
         if model.decoder is not None:

@@ -56,15 +56,15 @@ class ObjectMask:
     """The model's class the prompt points at, when the model sees one there."""
 
 
-def _iou(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:
+def iou(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:
     union = int(np.count_nonzero(a | b))
     return 1.0 if union == 0 else int(np.count_nonzero(a & b)) / union
 
 
 def _region(prompt: PromptedObject, probs: NDArray[np.floating[Any]], height: int, width: int) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1), exclusive ends, of the pixels the prompt is about: its box; for points
-    alone, the extent of the model's own object under them, else a window around them (a quarter
-    of the image a side)."""
+    alone, the extent of the model's own object under them, else a window reaching a quarter of
+    the image's larger side beyond them each way."""
     if prompt.box is not None:
         b = prompt.box
         x0, y0, x1, y1 = b.x0, b.y0, b.x1, b.y1
@@ -178,13 +178,13 @@ def segment_object(
             first, second = result
         full = np.zeros((height, width), bool)
         full[cy0:cy1, cx0:cx1] = cv2.resize(second.astype(np.uint8), (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_NEAREST) > 0
-        return _pointed_components(full & inside, prompt), _iou(first, second)
+        return _pointed_components(full & inside, prompt), iou(first, second)
 
     full, stability = attempt(class_id)
     if class_id and not full.any():  # the model's class led nowhere: colour alone
         class_id, model_mask = 0, np.zeros((height, width), bool)
         full, stability = attempt(0)
-    agreement = _iou(full, model_mask) if model_mask.any() else 1.0
+    agreement = iou(full, model_mask) if model_mask.any() else 1.0
     return ObjectMask(
         mask=full,
         score=round(stability * agreement, 4),
@@ -283,7 +283,7 @@ def segment_everything(
         seen.add((class_id, component))
         mask = components_of[class_id][1] == component
         loose, tight = _part_at(probs[class_id] > 0.4, x, y), _part_at(probs[class_id] > 0.6, x, y)
-        stability = _iou(loose, tight)
+        stability = iou(loose, tight)
         score = float(probs[class_id][mask].mean()) * stability
         if score >= min_score and stability >= min_stability:  # only the best `limit` masks are kept in memory
             heapq.heappush(

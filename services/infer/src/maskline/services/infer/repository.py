@@ -11,7 +11,7 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from maskline.contracts.model_v1 import ModelVersion
+from maskline.contracts.model_v1 import SAM_DECODER_INPUT_RANKS, SAM_DECODER_OUTPUT_RANKS, ModelVersion
 
 CONFIG = """name: "{name}"
 backend: "python"
@@ -34,16 +34,6 @@ input [ {inputs} ]
 output [ {outputs} ]
 instance_group [ {{ count: {instances} kind: {kind} }} ]
 """
-#: Ranks of the tensors of segment-anything's ONNX decoder (`model_v1.SAM_DECODER_INPUTS`, `_OUTPUTS`).
-DECODER_INPUTS = {
-    "image_embeddings": 4,
-    "point_coords": 3,
-    "point_labels": 2,
-    "mask_input": 4,
-    "has_mask_input": 1,
-    "orig_im_size": 1,
-}
-DECODER_OUTPUTS = {"masks": 4, "iou_predictions": 2, "low_res_masks": 4}
 
 
 def _tensors(ranks: dict[str, int]) -> str:
@@ -83,7 +73,7 @@ def sam_files(model: ModelVersion, encoder: bytes, decoder: bytes, *, kind: str,
     files: list[tuple[str, bytes]] = []
     parts = (
         (triton_name(model), encoder, {model.decoder.encoder_input: 4}, {model.decoder.encoder_output: 4}),
-        (decoder_name(model), decoder, DECODER_INPUTS, DECODER_OUTPUTS),
+        (decoder_name(model), decoder, SAM_DECODER_INPUT_RANKS, SAM_DECODER_OUTPUT_RANKS),
     )
     for name, data, inputs, outputs in parts:
         config = NAMED_CONFIG.format(

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from maskline.contracts.model_v1 import SAM_DECODER_OUTPUTS, ModelVersion
 from maskline.contracts.seg_v1 import Point, PromptedObject
+from maskline.services.infer.prompting import iou
 from maskline.services.infer.repository import decoder_name, triton_name
 from maskline.services.infer.triton import Triton
 from maskline.shared.errors import PermanentError
@@ -41,11 +42,6 @@ class Decoded:
     mask: NDArray[np.bool_]
     score: float
     stability: float
-
-
-def _iou(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:
-    union = int(np.count_nonzero(a | b))
-    return 1.0 if union == 0 else int(np.count_nonzero(a & b)) / union
 
 
 def point_feeds(prompt: PromptedObject, height: int, width: int, side: int) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
@@ -78,30 +74,33 @@ def prior_feed(prior: NDArray[np.bool_] | None, side: int, mask_size: tuple[int,
     return logits, 1.0
 
 
-def decoded(masks: NDArray[np.float32], iou: NDArray[np.float32], size: tuple[int, int]) -> Decoded:
+def decoded(masks: NDArray[np.float32], predicted: NDArray[np.float32], size: tuple[int, int]) -> Decoded:
     """The object (logits above 0), its predicted IoU, and its stability (IoU of the mask at logit
     thresholds +1 and -1, SAM's stability score). A decoder that answers anything else is refused:
     a registered model's fault, never retried."""
-    if masks.ndim != 4 or masks.shape[:2] != (1, 1) or masks.shape[2:] != size or iou.size != 1 or not np.isfinite(iou).all():
+    shape_ok = masks.ndim == 4 and masks.shape[:2] == (1, 1) and masks.shape[2:] == size
+    if not shape_ok or predicted.size != 1 or not np.isfinite(predicted).all():
         raise PermanentError(
-            f"the prompt decoder answered masks {masks.shape} and IoU {iou.shape}, not one {size} mask and a finite IoU",
+            f"the prompt decoder answered masks {masks.shape} and IoU {predicted.shape}, not one {size} mask and a finite IoU",
             code="bad_model_output",
         )
     logits = masks[0, 0]
     loose, tight = logits > -STABILITY_OFFSET, logits > STABILITY_OFFSET
-    return Decoded(mask=logits > 0, score=float(np.clip(iou.reshape(-1)[0], 0.0, 1.0)), stability=round(_iou(tight, loose), 4))
+    score = float(np.clip(predicted.reshape(-1)[0], 0.0, 1.0))
+    return Decoded(mask=logits > 0, score=score, stability=round(iou(tight, loose), 4))
 
 
 def distinct(
     found: list[tuple[Decoded, Point]], min_score: float, min_stability: float, limit: int
 ) -> list[tuple[Decoded, Point]]:
     """Segment everything's filter: good and stable enough, then the best of each group of masks
-    that overlap by more than `SAME_OBJECT_IOU` (SAM de-duplicates the same way, by boxes)."""
+    that overlap by more than `SAME_OBJECT_IOU` (SAM's generator compares the masks' boxes; the
+    masks themselves are compared here, a stricter test of the same overlap)."""
     kept: list[tuple[Decoded, Point]] = []
     for answer, point in sorted(found, key=lambda f: -f[0].score):
         if answer.score < min_score or answer.stability < min_stability or not answer.mask.any():
             continue
-        if all(_iou(answer.mask, other.mask) <= SAME_OBJECT_IOU for other, _ in kept):
+        if all(iou(answer.mask, other.mask) <= SAME_OBJECT_IOU for other, _ in kept):
             kept.append((answer, point))
         if len(kept) == limit:
             break

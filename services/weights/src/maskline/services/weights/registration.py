@@ -34,6 +34,12 @@ class Registrations:
         if data.decoder is not None or data.format == "sam":
             if data.decoder is None:
                 raise invalid("a SAM-format version needs its prompt decoder (decoder) beside the image encoder (weights)")
+            height, width = data.input_size
+            if height != width or data.preprocessing.resize != "longest-side":
+                raise invalid(
+                    "a SAM-format version takes a square input and preprocessing resize=longest-side (its prompts are "
+                    f"scaled that way); declared {height}x{width}, {data.preprocessing.resize}"
+                )
             decoder = await references.read(self.runtime.store, data.decoder, env.tenant)
             pair = await asyncio.to_thread(check_sam_pair, weights, decoder, data.input_size)
             found: ModelFormat = "sam"

@@ -261,7 +261,7 @@ class Tasks:
     async def predict(self, source: str, options: seg_v1.SegmentationOptions, label: str | None, c: Controls) -> dict[str, Any]:
         body, filename, content_type = await task_image(self.store, self.tenant, source)
         header = await check_upload(self.settings, body, options)
-        if options.prompts is not None and options.prompts.objects:
+        if options.prompts is not None:
             check_prompts(options.prompts, header.width, header.height)
         job_id = new_job_id()
         upload = Upload(body, hashlib.sha256(body).hexdigest(), filename, content_type)

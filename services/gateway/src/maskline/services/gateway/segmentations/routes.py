@@ -103,12 +103,12 @@ def parse_options(form: SegmentationForm) -> seg_v1.SegmentationOptions:
             "blur_sigma": form.tta_blur_sigma,
             "fusion": form.tta_fusion,
         }
-    prompts: Any = None
+    prompts = None
     if form.prompts:
         try:
-            prompts = msgspec.json.decode(form.prompts)
-        except msgspec.DecodeError as exc:
-            raise Unprocessable(f"prompts is not JSON: {exc}", code="invalid_prompt") from exc
+            prompts = msgspec.json.decode(form.prompts, type=seg_v1.Prompts)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise Unprocessable(f"invalid prompts: {exc}", code="invalid_prompt") from exc
     raw = {
         "prompts": prompts,
         "tta": tta,
@@ -124,8 +124,7 @@ def parse_options(form: SegmentationForm) -> seg_v1.SegmentationOptions:
     try:
         return msgspec.convert(raw, seg_v1.SegmentationOptions)
     except msgspec.ValidationError as exc:
-        code = "invalid_prompt" if "prompts" in str(exc) else "invalid_options"
-        raise Unprocessable(f"invalid options: {exc}", code=code) from exc
+        raise Unprocessable(f"invalid options: {exc}", code="invalid_options") from exc
 
 
 def check_prompts(prompts: seg_v1.Prompts, width: int, height: int) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from maskline.services.gateway.core.errors import PayloadTooLarge, Unprocessable, UnsupportedMedia
-from maskline.shared.images.checks import CorruptImage, ImageTooLarge, Limits, UnsupportedFormat, open_checked
+from maskline.shared.images.checks import CorruptImage, ImageTooLarge, Limits, UnsupportedFormat, open_checked, orientation
 
 #: What `check_image_header` refuses with (the OpenAPI document of the routes that take an image).
 REFUSALS = (
@@ -42,8 +42,8 @@ def check_image_header(data: bytes, *, allowed_formats: frozenset[str], max_pixe
     except ImageTooLarge as exc:
         raise PayloadTooLarge(str(exc), code=exc.code) from exc
     try:
-        turned = image.getexif().get(0x0112, 1) in QUARTER_TURNS  # the Orientation tag
-    except (OSError, SyntaxError, ValueError):  # unreadable EXIF: ingest keeps the image as stored too
+        turned = orientation(image, data) in QUARTER_TURNS
+    except (OSError, SyntaxError, ValueError, EOFError):  # damaged EXIF: ingest refuses the image with the reason
         turned = False
     width, height = (image.height, image.width) if turned else (image.width, image.height)
     return Header(format=image.format or "unknown", width=width, height=height)
