@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 from maskline.contracts import model_v1
 from maskline.contracts.envelope import job_event, new_trace_id, now
@@ -21,6 +22,16 @@ from maskline.shared.models.access import lineage_of, upstream_of
 from maskline.shared.models.registry import ModelRegistry, VersionExists
 from maskline.shared.storage import ObjectStore
 from maskline.shared.version import CODE_VERSION
+
+
+@dataclass(frozen=True)
+class DecoderFile:
+    """A SAM-format version's prompt decoder as registration stores it (`PromptDecoder` then names it)."""
+
+    weights: bytes
+    encoder_input: str
+    encoder_output: str
+    mask_input_size: tuple[int, int]
 
 
 async def register_model(
@@ -48,7 +59,7 @@ async def register_model(
     format: ModelFormat = "torchscript",
     output: ModelOutput | None = None,
     preprocessing: Preprocessing | None = None,
-    decoder: tuple[bytes, str, str, tuple[int, int]] | None = None,
+    decoder: DecoderFile | None = None,
 ) -> ModelVersion:
     """Store and register `weights` as the next (or the given) version of `tenant`'s model `name`.
 
@@ -56,7 +67,7 @@ async def register_model(
     `parents` (merge inputs, a quantization's float parent) give the lineage, and what the new
     version depends on that `tenant` does not own. The registration event carries the job and
     trace of the work that made the version, so its audit trail is complete. `decoder`: a SAM-format
-    version's prompt decoder (its bytes, the encoder's input and output names, the mask input size). A job (or the
+    version's prompt decoder. A job (or the
     `reservation` it names, one per round of a federation) registers exactly one version however
     often it runs: its number is reserved once and a repeat finds the version it made.
     """
@@ -78,13 +89,12 @@ async def register_model(
         ref = await store.put(keys.model_weights(tenant, name, number, sha256, suffix), weights, media)
         prompt_decoder = None
         if decoder is not None:
-            body, encoder_input, encoder_output, mask_size = decoder
-            decoder_key = keys.model_weights(tenant, name, number, hashlib.sha256(body).hexdigest(), "decoder.onnx")
+            decoder_key = keys.model_weights(tenant, name, number, hashlib.sha256(decoder.weights).hexdigest(), "decoder.onnx")
             prompt_decoder = PromptDecoder(
-                weights=await store.put(decoder_key, body, "application/onnx"),
-                encoder_input=encoder_input,
-                encoder_output=encoder_output,
-                mask_input_size=mask_size,
+                weights=await store.put(decoder_key, decoder.weights, "application/onnx"),
+                encoder_input=decoder.encoder_input,
+                encoder_output=decoder.encoder_output,
+                mask_input_size=decoder.mask_input_size,
             )
         model = ModelVersion(
             name=name,

@@ -60,25 +60,9 @@ class PromptedJobs:
         target = await self.infer.target(env.tenant, d.options)
         model, canary = target.pick(env.job_id)
         work_h, work_w = d.work_size
-        timings: dict[str, float] = {}
-
-        async def make() -> Embedding:
-            encoder_started = time.perf_counter()
-            pixels = await references.read(self.infer.runtime.store, d.work_ref, env.tenant)
-            features: NDArray[Any]
-            if model.decoder is not None:  # SAM format: its image encoder
-                features = await self.sam.embed(model, pixels, d.work_ref.content_type)
-                image = np.zeros((0, 0, 3), np.uint8)  # the decoder needs only the embedding
-            else:  # bundled path: the named model's probabilities, and the pixels for GrabCut
-                probs, triton_ms = await self.infer.timed_scores(model, pixels, d.work_ref.content_type)
-                image = await asyncio.to_thread(load_rgb, pixels, d.work_ref.content_type)
-                features = await asyncio.to_thread(_at_size, probs, work_h, work_w)
-                timings["triton"] = round(triton_ms, 2)
-            timings["encoder"] = round((time.perf_counter() - encoder_started) * 1000, 2)
-            return Embedding(image=image, features=features)
-
+        timings: dict[str, float] = {}  # the encoder's only when it ran for this job
         key = EmbeddingKey(env.tenant, _version_key(model), d.work_ref.sha256)
-        embedding, _ = await self.embeddings.get(key, make)
+        embedding, _ = await self.embeddings.get(key, lambda: self._embed(env.tenant, model, d, timings))
         prior = await self._prior(prompts.mask, env.tenant, work_h, work_w) if prompts.mask else None
         decoder_started = time.perf_counter()
         if model.decoder is not None:
@@ -103,6 +87,25 @@ class PromptedJobs:
             timings_ms={**d.timings_ms, **timings},
             objects=tuple(objects),
         )
+
+    async def _embed(
+        self, tenant: str, model: ModelVersion, d: seg_v1.SegmentationIngested, timings: dict[str, float]
+    ) -> Embedding:
+        """What the image costs once: a SAM pair's image encoder, or (bundled path) the named
+        model's probabilities at the working size and the pixels GrabCut reads."""
+        started = time.perf_counter()
+        pixels = await references.read(self.infer.runtime.store, d.work_ref, tenant)
+        features: NDArray[Any]
+        if model.decoder is not None:
+            features = await self.sam.embed(model, pixels, d.work_ref.content_type)
+            image = np.zeros((0, 0, 3), np.uint8)
+        else:
+            probs, triton_ms = await self.infer.timed_scores(model, pixels, d.work_ref.content_type)
+            image = await asyncio.to_thread(load_rgb, pixels, d.work_ref.content_type)
+            features = await asyncio.to_thread(_at_size, probs, *d.work_size)
+            timings["triton"] = round(triton_ms, 2)
+        timings["encoder"] = round((time.perf_counter() - started) * 1000, 2)
+        return Embedding(image=image, features=features)
 
     def _bundled(
         self,

@@ -122,6 +122,99 @@ def _disc(seeds: NDArray[np.uint8], point: Point, radius: int, value: int, offse
     cv2.circle(seeds, (round(x), round(y)), radius, (value,), thickness=-1)
 
 
+@dataclass(frozen=True)
+class Window:
+    """Where one prompt works: its pixels (`inside`: the box, or the window around points) and the
+    crop GrabCut sees (those pixels and a margin of background around them)."""
+
+    inside: NDArray[np.bool_]
+    crop: tuple[int, int, int, int]
+    """(x0, y0, x1, y1), exclusive ends."""
+
+    def scale(self, side: int) -> float:
+        x0, y0, x1, y1 = self.crop
+        return min(1.0, side / max(x1 - x0, y1 - y0))
+
+    def cut(self, array: NDArray[Any], scale: float, interpolation: int = cv2.INTER_AREA) -> NDArray[Any]:
+        """The crop of a full-size array, brought to `scale`."""
+        x0, y0, x1, y1 = self.crop
+        part = np.ascontiguousarray(array[y0:y1, x0:x1])
+        if scale == 1.0:
+            return part
+        size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+        return np.asarray(cv2.resize(part, size, interpolation=interpolation))
+
+    def paste(self, small: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        """A crop-sized answer back at full size, kept to the prompt's pixels."""
+        x0, y0, x1, y1 = self.crop
+        full = np.zeros(self.inside.shape, bool)
+        full[y0:y1, x0:x1] = cv2.resize(small.astype(np.uint8), (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST) > 0
+        return full & self.inside
+
+
+def _window(prompt: PromptedObject, probs: NDArray[np.floating[Any]], height: int, width: int) -> Window:
+    x0, y0, x1, y1 = _region(prompt, probs, height, width)
+    margin = int(max(x1 - x0, y1 - y0) * MARGIN) + 4
+    crop = (max(0, x0 - margin), max(0, y0 - margin), min(width, x1 + margin), min(height, y1 + margin))
+    inside = np.zeros((height, width), bool)
+    if prompt.box is not None:
+        inside[y0:y1, x0:x1] = True
+    else:
+        inside[crop[1] : crop[3], crop[0] : crop[2]] = True
+    return Window(inside=inside, crop=crop)
+
+
+def _guide(probs: NDArray[np.floating[Any]], prompt: PromptedObject, window: Window) -> tuple[int, NDArray[np.bool_]]:
+    """The model's class the prompt points at and its mask in the window, or (0, empty) when the
+    model sees too little of it there to know the object."""
+    ys, xs = np.nonzero(window.inside)
+    region = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    class_id = _pointed_class(probs, prompt, region)
+    if class_id:
+        model_mask = (probs[class_id] > PRIOR_ABOVE) & window.inside
+        if np.count_nonzero(model_mask) >= MODEL_SHARE * np.count_nonzero(window.inside):
+            return class_id, model_mask
+    return 0, np.zeros(window.inside.shape, bool)
+
+
+def _seeds(
+    window: Window, probs: NDArray[np.floating[Any]], known: int, model_mask: NDArray[np.bool_], prior: NDArray[np.bool_] | None
+) -> NDArray[np.uint8]:
+    """GrabCut's start at full size. Inside the window: probable foreground where the model (or the
+    earlier answer) says so, else probable background, and the model's sure pixels settled; when
+    neither knows anything there, all of it probable foreground (GrabCut's own rectangle start),
+    and colour decides. Outside: background."""
+    inside = window.inside
+    guided = bool(known) or prior is not None
+    seeds = np.where(inside, cv2.GC_PR_BGD if guided else cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8)
+    if known:
+        seeds[model_mask] = cv2.GC_PR_FGD
+        seeds[(probs[known] > SURE_ABOVE) & inside] = cv2.GC_FGD
+        seeds[(probs[known] < 1 - SURE_ABOVE) & inside] = cv2.GC_BGD
+    if prior is not None:
+        seeds[prior & inside] = cv2.GC_PR_FGD
+    return seeds
+
+
+def _cut(
+    image: NDArray[np.uint8], seeds: NDArray[np.uint8], prompt: PromptedObject, window: Window, side: int
+) -> tuple[NDArray[np.bool_], float]:
+    """GrabCut on the window's crop at most `side` pixels a side, the prompt's points painted in:
+    the object at full size and its stability."""
+    scale = window.scale(side)
+    small = window.cut(seeds, scale, cv2.INTER_NEAREST)
+    height, width = seeds.shape
+    radius = max(2, round(POINT_RADIUS * max(height, width) * scale))
+    for point in prompt.points:
+        _disc(small, point, radius, cv2.GC_FGD if point.label == 1 else cv2.GC_BGD, window.crop[:2], scale)
+    result = _grabcut(window.cut(image[..., ::-1], scale), small)  # OpenCV's channel order, as GrabCut is used to
+    if result is None:  # one colour everywhere, or no foreground left to model: the seeds are the answer
+        first = second = np.isin(small, (cv2.GC_FGD, cv2.GC_PR_FGD))
+    else:
+        first, second = result
+    return _pointed_components(window.paste(second), prompt), iou(first, second)
+
+
 def segment_object(
     image: NDArray[np.uint8],
     probs: NDArray[np.floating[Any]],
@@ -132,61 +225,17 @@ def segment_object(
     """`image` (h, w, 3) RGB and `probs` (classes, h, w) at the same size; prompt coordinates in
     that image's pixels. `prior`: an earlier answer's mask for this object (refinement)."""
     height, width = image.shape[:2]
-    region = _region(prompt, probs, height, width)
-    x0, y0, x1, y1 = region
-    margin = int(max(x1 - x0, y1 - y0) * MARGIN) + 4
-    cx0, cy0, cx1, cy1 = max(0, x0 - margin), max(0, y0 - margin), min(width, x1 + margin), min(height, y1 + margin)
-
-    inside = np.zeros((height, width), bool)
-    if prompt.box is not None:
-        inside[y0:y1, x0:x1] = True
-    else:
-        inside[cy0:cy1, cx0:cx1] = True
-    class_id = _pointed_class(probs, prompt, region)
-    model_mask = (probs[class_id] > PRIOR_ABOVE) & inside if class_id else np.zeros((height, width), bool)
-    if np.count_nonzero(model_mask) < MODEL_SHARE * np.count_nonzero(inside):
-        class_id, model_mask = 0, np.zeros((height, width), bool)  # the model sees too little of it to know it
-
-    def attempt(known: int) -> tuple[NDArray[np.bool_], float]:
-        guided = bool(known) or prior is not None
-        scale = min(1.0, (WORK_SIDE if guided else COLOUR_SIDE) / max(cx1 - cx0, cy1 - cy0))
-        size = (max(1, round((cx1 - cx0) * scale)), max(1, round((cy1 - cy0) * scale)))
-
-        def crop(array: NDArray[Any], interpolation: int = cv2.INTER_AREA) -> NDArray[Any]:
-            part = np.ascontiguousarray(array[cy0:cy1, cx0:cx1])
-            return part if scale == 1.0 else cv2.resize(part, size, interpolation=interpolation)
-
-        radius = max(2, round(POINT_RADIUS * max(height, width) * scale))
-        pixels = crop(image[..., ::-1])  # GrabCut's colour models do not care, OpenCV's order anyway
-        # Inside the box: probable foreground where the model (or the earlier answer) says so, else
-        # probable background; when neither knows anything there, all of it probable foreground
-        # (GrabCut's own rectangle start), and colour decides.
-        seeds = np.where(inside, cv2.GC_PR_BGD if guided else cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8)
-        if known:  # where the model is sure, it decides; GrabCut settles the band between
-            seeds[model_mask] = cv2.GC_PR_FGD
-            seeds[(probs[known] > SURE_ABOVE) & inside] = cv2.GC_FGD
-            seeds[(probs[known] < 1 - SURE_ABOVE) & inside] = cv2.GC_BGD
-        if prior is not None:
-            seeds[prior & inside] = cv2.GC_PR_FGD
-        seeds = crop(seeds, cv2.INTER_NEAREST)
-        for point in prompt.points:
-            _disc(seeds, point, radius, cv2.GC_FGD if point.label == 1 else cv2.GC_BGD, (cx0, cy0), scale)
-        result = _grabcut(pixels, seeds)
-        if result is None:  # one colour everywhere, or no foreground left to model: the seeds are the answer
-            first = second = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD))
-        else:
-            first, second = result
-        full = np.zeros((height, width), bool)
-        full[cy0:cy1, cx0:cx1] = cv2.resize(second.astype(np.uint8), (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_NEAREST) > 0
-        return _pointed_components(full & inside, prompt), iou(first, second)
-
-    full, stability = attempt(class_id)
-    if class_id and not full.any():  # the model's class led nowhere: colour alone
+    window = _window(prompt, probs, height, width)
+    class_id, model_mask = _guide(probs, prompt, window)
+    side = WORK_SIDE if class_id or prior is not None else COLOUR_SIDE
+    mask, stability = _cut(image, _seeds(window, probs, class_id, model_mask, prior), prompt, window, side)
+    if class_id and not mask.any():  # the model's class led nowhere: colour alone
         class_id, model_mask = 0, np.zeros((height, width), bool)
-        full, stability = attempt(0)
-    agreement = iou(full, model_mask) if model_mask.any() else 1.0
+        side = WORK_SIDE if prior is not None else COLOUR_SIDE
+        mask, stability = _cut(image, _seeds(window, probs, 0, model_mask, prior), prompt, window, side)
+    agreement = iou(mask, model_mask) if model_mask.any() else 1.0
     return ObjectMask(
-        mask=full,
+        mask=mask,
         score=round(stability * agreement, 4),
         stability=round(stability, 4),
         label=labels[class_id] if class_id else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tritonclient.http.aio as triton_http
@@ -198,34 +199,21 @@ class Triton:
         return await batcher.infer(batch)
 
     async def _infer(self, model: ModelVersion, batch: NDArray[np.float32]) -> NDArray[np.float16]:
-        image = InferInput("image", list(batch.shape), "FP32")
-        image.set_data_from_numpy(batch, binary_data=True)
-        try:
-            with tracing.tracer.start_as_current_span("triton infer", kind=SpanKind.CLIENT) as span:
-                span.set_attributes({"maskline.model": triton_name(model), "maskline.batch": int(batch.shape[0])})
-                result = await self.client.infer(
-                    triton_name(model),
-                    [image],
-                    model_version=str(model.version),
-                    outputs=[InferRequestedOutput("probs", binary_data=True)],
-                    timeout=int(self.settings.triton_timeout_s * 1_000_000),
-                    headers=uncompressed_headers(tracing.current_traceparent()),
-                )
-        except InferenceServerException as exc:
-            self._ready.discard((triton_name(model), model.version))
-            raise TritonUnavailable(f"Triton inference failed: {exc.message()}") from exc
-        except (TimeoutError, OSError) as exc:
-            self._ready.discard((triton_name(model), model.version))  # a restarted Triton loads nothing
-            raise TritonUnreachable(f"Triton unreachable: {exc!r}") from exc
-        probs = result.as_numpy("probs")
-        if probs is None:
-            raise TritonUnavailable("Triton returned no 'probs' output")
-        return np.asarray(probs, dtype=np.float16)
+        answer = await self._request(model, triton_name(model), {"image": batch}, ["probs"], batch=int(batch.shape[0]))
+        return np.asarray(answer["probs"], dtype=np.float16)
 
     async def run_named(
         self, model: ModelVersion, name: str, feeds: dict[str, NDArray[np.float32]], outputs: list[str]
     ) -> dict[str, NDArray[np.float32]]:
         """One request to a model of named tensors (a SAM-format part): float32 in, float32 out."""
+        answer = await self._request(model, name, feeds, outputs)
+        return {o: np.asarray(a, dtype=np.float32) for o, a in answer.items()}
+
+    async def _request(
+        self, model: ModelVersion, name: str, feeds: dict[str, NDArray[np.float32]], outputs: list[str], batch: int = 1
+    ) -> dict[str, NDArray[Any]]:
+        """Binary float32 tensors in, the named outputs back; Triton's failures as the retry policy
+        wants them (answered with an error: retried; not answering: the consumer pauses)."""
         inputs = []
         for key, array in feeds.items():
             tensor = InferInput(key, list(array.shape), "FP32")
@@ -233,7 +221,7 @@ class Triton:
             inputs.append(tensor)
         try:
             with tracing.tracer.start_as_current_span("triton infer", kind=SpanKind.CLIENT) as span:
-                span.set_attributes({"maskline.model": name})
+                span.set_attributes({"maskline.model": name, "maskline.batch": batch})
                 result = await self.client.infer(
                     name,
                     inputs,
@@ -246,13 +234,13 @@ class Triton:
             self._ready.discard((triton_name(model), model.version))
             raise TritonUnavailable(f"Triton inference failed: {exc.message()}") from exc
         except (TimeoutError, OSError) as exc:
-            self._ready.discard((triton_name(model), model.version))
+            self._ready.discard((triton_name(model), model.version))  # a restarted Triton loads nothing
             raise TritonUnreachable(f"Triton unreachable: {exc!r}") from exc
         answers = {o: result.as_numpy(o) for o in outputs}
         missing = [o for o, a in answers.items() if a is None]
         if missing:
             raise TritonUnavailable(f"Triton returned no {missing} from {name}")
-        return {o: np.asarray(a, dtype=np.float32) for o, a in answers.items()}
+        return {o: a for o, a in answers.items() if a is not None}
 
     async def close(self) -> None:
         await self.client.close()

@@ -31,7 +31,7 @@ from maskline.shared.images.codec import to_model_input
 from maskline.shared.jobs import followups
 from maskline.shared.models.access import ModelAccess
 from maskline.shared.models.registry import ModelNotFound, ModelRegistry
-from maskline.shared.models.store import register_model
+from maskline.shared.models.store import DecoderFile, register_model
 from maskline.shared.storage import ObjectNotFound, ObjectStore
 
 SOURCE = "quantize"
@@ -134,7 +134,7 @@ class QuantizeJobs:
         decoder = None
         if parent.decoder is not None:  # a SAM pair: its encoder quantized, its prompt decoder as it was
             d = parent.decoder
-            decoder = (await self.store.get(d.weights.key), d.encoder_input, d.encoder_output, d.mask_input_size)
+            decoder = DecoderFile(await self.store.get(d.weights.key), d.encoder_input, d.encoder_output, d.mask_input_size)
         model = await register_model(
             self.store,
             self.registry,

@@ -30,18 +30,12 @@ class Registrations:
     async def handle(self, env: Envelope[model_v1.RegisterRequested]) -> list[Envelope[Any]]:
         data = env.data
         weights = await references.read(self.runtime.store, data.weights, env.tenant)
-        decoder, pair = None, None
+        decoder = None
         if data.decoder is not None or data.format == "sam":
             if data.decoder is None:
                 raise invalid("a SAM-format version needs its prompt decoder (decoder) beside the image encoder (weights)")
-            height, width = data.input_size
-            if height != width or data.preprocessing.resize != "longest-side":
-                raise invalid(
-                    "a SAM-format version takes a square input and preprocessing resize=longest-side (its prompts are "
-                    f"scaled that way); declared {height}x{width}, {data.preprocessing.resize}"
-                )
-            decoder = await references.read(self.runtime.store, data.decoder, env.tenant)
-            pair = await asyncio.to_thread(check_sam_pair, weights, decoder, data.input_size)
+            decoder_bytes = await references.read(self.runtime.store, data.decoder, env.tenant)
+            decoder = await asyncio.to_thread(check_sam_pair, weights, decoder_bytes, data.input_size, data.preprocessing)
             found: ModelFormat = "sam"
         else:
             found = await asyncio.to_thread(check_model, weights, len(data.labels), data.input_size, data.output, data.format)
@@ -62,6 +56,6 @@ class Registrations:
             format=found,
             output=data.output,
             preprocessing=data.preprocessing,
-            decoder=(decoder, pair.encoder_input, pair.encoder_output, pair.mask_input_size) if decoder and pair else None,
+            decoder=decoder,
         )
         return []  # register_model announced it (model.v1.registered, with this job and trace)

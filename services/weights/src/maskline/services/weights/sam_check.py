@@ -8,21 +8,14 @@ size through the decoder, which must give one mask at that size and one predicte
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnxruntime
 
-from maskline.contracts.model_v1 import SAM_DECODER_INPUTS, SAM_DECODER_OUTPUTS
+from maskline.contracts.model_v1 import SAM_DECODER_INPUTS, SAM_DECODER_OUTPUTS, Preprocessing
 from maskline.services.weights.modelcheck import invalid
-
-
-@dataclass(frozen=True)
-class SamPair:
-    encoder_input: str
-    encoder_output: str
-    mask_input_size: tuple[int, int]
+from maskline.shared.models.store import DecoderFile
 
 
 def _session(weights: bytes, part: str) -> onnxruntime.InferenceSession:
@@ -32,7 +25,14 @@ def _session(weights: bytes, part: str) -> onnxruntime.InferenceSession:
         raise invalid(f"the {part} is not a loadable ONNX model: {exc}") from exc
 
 
-def check_sam_pair(encoder: bytes, decoder: bytes, input_size: tuple[int, int]) -> SamPair:
+def check_sam_pair(encoder: bytes, decoder: bytes, input_size: tuple[int, int], preprocessing: Preprocessing) -> DecoderFile:
+    """The decoder as registration stores it, once the pair is SAM's and runs together."""
+    height, width = input_size
+    if height != width or preprocessing.resize != "longest-side":
+        raise invalid(
+            "a SAM-format version takes a square input and preprocessing resize=longest-side (its prompts are "
+            f"scaled that way); declared {height}x{width}, {preprocessing.resize}"
+        )
     enc, dec = _session(encoder, "image encoder"), _session(decoder, "prompt decoder")
     inputs, outputs = enc.get_inputs(), enc.get_outputs()
     if len(inputs) != 1 or inputs[0].type != "tensor(float)":
@@ -48,7 +48,6 @@ def check_sam_pair(encoder: bytes, decoder: bytes, input_size: tuple[int, int]) 
     produced = [o.name for o in dec.get_outputs()]
     if [n for n in SAM_DECODER_OUTPUTS if n not in produced]:
         raise invalid(f"the prompt decoder's outputs are {produced}; segment-anything's layout is {list(SAM_DECODER_OUTPUTS)}")
-    height, width = input_size
     try:
         embedding = enc.run([embedding_name], {inputs[0].name: np.zeros((1, 3, height, width), np.float32)})[0]
     except Exception as exc:
@@ -72,7 +71,7 @@ def check_sam_pair(encoder: bytes, decoder: bytes, input_size: tuple[int, int]) 
         raise invalid(
             f"the prompt decoder gives masks {masks.shape} and IoU {iou.shape}; one mask of {height}x{width} is expected"
         )
-    return SamPair(inputs[0].name, embedding_name, mask_size)
+    return DecoderFile(decoder, inputs[0].name, embedding_name, mask_size)
 
 
 def _mask_input_size(declared: list[Any], embedding: tuple[int, ...]) -> tuple[int, int]:

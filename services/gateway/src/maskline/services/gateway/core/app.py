@@ -38,12 +38,8 @@ from maskline.services.gateway.operations.metrics import HTTP_METRICS, MetricsCo
 from maskline.services.gateway.segmentations.control import ControlController
 from maskline.services.gateway.segmentations.inference_protocol import InferenceProtocolController
 from maskline.services.gateway.segmentations.label_studio import LabelStudioBackend
-from maskline.services.gateway.segmentations.routes import (
-    ExportController,
-    SegmentationController,
-    SegmentationJobs,
-    UploadController,
-)
+from maskline.services.gateway.segmentations.routes import ExportController, SegmentationController, UploadController
+from maskline.services.gateway.segmentations.submission import SegmentationJobs
 from maskline.services.gateway.tracking.job_routes import CommandJobs, JobController
 from maskline.services.gateway.tracking.progress import JobEventsController
 from maskline.services.gateway.tracking.webhook_settings import WebhookController

@@ -42,7 +42,7 @@ from maskline.services.gateway.core.intake import Intake
 from maskline.services.gateway.core.model_lookup import ModelLookup
 from maskline.services.gateway.core.problems import problem
 from maskline.services.gateway.core.store import Store
-from maskline.services.gateway.segmentations.routes import UPLOAD_REFUSALS, SegmentationJobs, Upload, check_upload
+from maskline.services.gateway.segmentations.submission import UPLOAD_REFUSALS, SegmentationJobs, Upload, check_upload
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.tracking.job_routes import artifact_bytes
 from maskline.services.gateway.tracking.waiters import CompletionWaiters

@@ -41,7 +41,7 @@ from maskline.services.gateway.core.shedding import ADMITTED
 from maskline.services.gateway.core.store import Store
 from maskline.services.gateway.data.datasets import NAME_REFUSALS, file_key
 from maskline.services.gateway.segmentations import exports
-from maskline.services.gateway.segmentations.routes import (
+from maskline.services.gateway.segmentations.submission import (
     UPLOAD_REFUSALS,
     SegmentationJobs,
     Upload,

@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import mimetypes
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Annotated, Any
 
 import msgspec
@@ -18,27 +17,31 @@ from litestar.params import Body, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from maskline.contracts import seg_v1
-from maskline.contracts.envelope import command, new_job_id, now
+from maskline.contracts.envelope import new_job_id
 from maskline.contracts.http_v1 import EXPORT_FORMATS, SEGMENTATION_DEFAULTS, TTA_DEFAULTS, SegmentationView, UploadView
 from maskline.services.gateway.core.answers import ANSWERS, ETAG, LOCATION, Answers
 from maskline.services.gateway.core.bodies import IMAGE, RAW_BODY, raw
-from maskline.services.gateway.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, Unprocessable
+from maskline.services.gateway.core.errors import BadRequest, Conflict, NotFound, Unprocessable
 from maskline.services.gateway.core.idempotent_requests import IDEMPOTENCY, NOT_NEEDED, OWN, checked_key
 from maskline.services.gateway.core.intake import Intake
 from maskline.services.gateway.core.shedding import ADMITTED
 from maskline.services.gateway.core.store import Store
 from maskline.services.gateway.data.datasets import NAME_REFUSALS, file_key
-from maskline.services.gateway.segmentations import exports, sniff
+from maskline.services.gateway.segmentations import exports
 from maskline.services.gateway.segmentations.control import cancel
-from maskline.services.gateway.segmentations.sniff import Header, check_image_header
+from maskline.services.gateway.segmentations.submission import (
+    UPLOAD_REFUSALS,
+    SegmentationJobs,
+    Upload,
+    check_prompts,
+    check_upload,
+)
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.tracking.job_routes import artifact_bytes, download, owned_job
 from maskline.services.gateway.tracking.views import job_path, segmentation_view
 from maskline.services.gateway.tracking.waiters import CompletionWaiters
 from maskline.services.gateway.tracking.webhook_settings import JOB_WEBHOOK_REFUSALS, register_for_job
-from maskline.shared import keys, tracing
-from maskline.shared.bus import Bus
-from maskline.shared.images.checks import RequestTooLarge, check_pixel_budget, formats
+from maskline.shared import keys
 from maskline.shared.jobs.cancels import Cancellations
 from maskline.shared.jobs.fence import Fences
 from maskline.shared.jobs.idempotency import IdempotencyKeys, KeyInProgress, KeyReused, fingerprint_of
@@ -46,11 +49,8 @@ from maskline.shared.jobs.state import JobState, JobStore
 from maskline.shared.storage import ObjectNotFound
 from maskline.shared.tenants.webhooks import WebhookTargets
 
-SOURCE = "gateway"
 MAX_DEADLINE_S = 7 * 24 * 3600.0
 MAX_EXPORT_JOBS = 1000
-#: What `check_upload` refuses an image with.
-UPLOAD_REFUSALS = sniff.REFUSALS + PayloadTooLarge.coded(RequestTooLarge.code)
 #: What an artifact or an export is answered as: a picture, the regions (JSON), a Label Studio config (XML).
 EXPORTED = ("image/png", "application/json", "application/xml")
 
@@ -127,13 +127,6 @@ def parse_options(form: SegmentationForm) -> seg_v1.SegmentationOptions:
         raise Unprocessable(f"invalid options: {exc}", code="invalid_options") from exc
 
 
-def check_prompts(prompts: seg_v1.Prompts, width: int, height: int) -> None:
-    """Every box and point within the (upright) image."""
-    reason = prompts.outside(width, height)
-    if reason is not None:
-        raise Unprocessable(reason, code="invalid_prompt")
-
-
 async def with_prior_mask(
     options: seg_v1.SegmentationOptions, form: SegmentationForm, job_store: JobStore, store: Store, tenant: str
 ) -> seg_v1.SegmentationOptions:
@@ -155,18 +148,6 @@ async def with_prior_mask(
         return msgspec.structs.replace(options, prompts=msgspec.structs.replace(options.prompts, mask=prior))
     except (msgspec.ValidationError, ValueError) as exc:
         raise Unprocessable(f"invalid prompt_mask_value: {exc}", code="invalid_prompt") from exc
-
-
-async def check_upload(settings: GatewaySettings, body: bytes, options: seg_v1.SegmentationOptions | None = None) -> Header:
-    """The image header, after the cheap checks (type, pixel count, the request's pixel budget) that answer at once."""
-    allowed = formats(settings.allowed_formats)
-    header = await asyncio.to_thread(check_image_header, body, allowed_formats=allowed, max_pixels=settings.max_pixels)
-    variants = len(options.tta.variants) if options is not None and options.tta else 0
-    try:
-        check_pixel_budget(header.width, header.height, variants, settings.working_max_side, settings.max_request_pixels)
-    except RequestTooLarge as exc:
-        raise PayloadTooLarge(str(exc), code=exc.code) from exc
-    return header
 
 
 async def image_of(store: Store, tenant: str, form: SegmentationForm) -> tuple[bytes, str | None, str]:
@@ -331,47 +312,6 @@ class SegmentationController(Controller):
         if artifact != "regions":
             raise Unprocessable(f"format= applies to regions, not {artifact}", code="invalid_options")
         return await export_response(store, [state], format, [image_url or job_path(job_id)])
-
-
-@dataclass(frozen=True)
-class Upload:
-    """An image handed over for segmentation (from a form, or an Open Inference Protocol request)."""
-
-    body: bytes
-    sha256: str
-    filename: str | None
-    content_type: str
-    deadline_s: float | None = None
-
-
-@dataclass(frozen=True)
-class SegmentationJobs:
-    """Start a segmentation job: what a handler asks for as `segmentation_jobs`, built by litestar
-    from the parts of the same names (app.py)."""
-
-    intake: Intake
-    store: Store
-    bus: Bus
-    job_store: JobStore
-
-    async def start(self, tenant: str, job_id: str, upload: Upload, options: seg_v1.SegmentationOptions) -> JobState:
-        """Admit the job (429 / 503 at once when over a limit: nothing stored yet), store the upload
-        (content-addressed: never overwritten), publish the request, then record it. A refusal or a
-        failure on the way gives the admission back."""
-        try:
-            await self.intake.admit(tenant, job_id, options.inferences)
-            key = keys.job_upload(tenant, job_id, upload.sha256)
-            ref = await self.store.put(key, upload.body, upload.content_type, upload.sha256)
-            request = seg_v1.SegmentationRequested(image=ref, options=options, filename=upload.filename)
-            deadline = now() + timedelta(seconds=upload.deadline_s) if upload.deadline_s else None
-            trace_id = tracing.current_trace_id()  # the request's own trace (its traceparent) becomes the job's
-            env = command(seg_v1.REQUESTED, SOURCE, request, tenant=tenant, job_id=job_id, deadline=deadline, trace_id=trace_id)
-            # Published first: if the bus refuses, no job state is left behind to wait forever.
-            await self.bus.publish(env)
-            return await self.job_store.apply(env)
-        except BaseException:
-            self.intake.finished(tenant, job_id)
-            raise
 
 
 class ExportController(Controller):
