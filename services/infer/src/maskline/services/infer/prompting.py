@@ -128,6 +128,8 @@ class Window:
     crop GrabCut sees (those pixels and a margin of background around them)."""
 
     inside: NDArray[np.bool_]
+    region: tuple[int, int, int, int]
+    """(x0, y0, x1, y1), exclusive ends, of the pixels the prompt is about (`_region`)."""
     crop: tuple[int, int, int, int]
     """(x0, y0, x1, y1), exclusive ends."""
 
@@ -153,7 +155,8 @@ class Window:
 
 
 def _window(prompt: PromptedObject, probs: NDArray[np.floating[Any]], height: int, width: int) -> Window:
-    x0, y0, x1, y1 = _region(prompt, probs, height, width)
+    region = _region(prompt, probs, height, width)
+    x0, y0, x1, y1 = region
     margin = int(max(x1 - x0, y1 - y0) * MARGIN) + 4
     crop = (max(0, x0 - margin), max(0, y0 - margin), min(width, x1 + margin), min(height, y1 + margin))
     inside = np.zeros((height, width), bool)
@@ -161,15 +164,13 @@ def _window(prompt: PromptedObject, probs: NDArray[np.floating[Any]], height: in
         inside[y0:y1, x0:x1] = True
     else:
         inside[crop[1] : crop[3], crop[0] : crop[2]] = True
-    return Window(inside=inside, crop=crop)
+    return Window(inside=inside, region=region, crop=crop)
 
 
 def _guide(probs: NDArray[np.floating[Any]], prompt: PromptedObject, window: Window) -> tuple[int, NDArray[np.bool_]]:
     """The model's class the prompt points at and its mask in the window, or (0, empty) when the
     model sees too little of it there to know the object."""
-    ys, xs = np.nonzero(window.inside)
-    region = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-    class_id = _pointed_class(probs, prompt, region)
+    class_id = _pointed_class(probs, prompt, window.region)
     if class_id:
         model_mask = (probs[class_id] > PRIOR_ABOVE) & window.inside
         if np.count_nonzero(model_mask) >= MODEL_SHARE * np.count_nonzero(window.inside):
