@@ -230,7 +230,7 @@ class SegmentationController(Controller):
         job_id = new_job_id()
         details = (msgspec.json.encode(options), (filename or "").encode())
         print_ = fingerprint_of(bytes.fromhex(sha256), *(hashlib.sha256(d).digest() for d in details))  # the body hashed once
-        replay = False
+        replay, revision = False, 0
         if key is not None:
             try:
                 outcome = await idempotency.claim(tenant, key, print_, job_id)
@@ -238,7 +238,7 @@ class SegmentationController(Controller):
                 raise Unprocessable(str(exc), code="idempotency_key_reused") from exc
             except KeyInProgress as exc:
                 raise Conflict(str(exc), code="idempotency_key_in_progress", retry_after_s=exc.retry_after_s) from exc
-            job_id, replay = outcome.job_id, not outcome.fresh
+            job_id, replay, revision = outcome.job_id, not outcome.fresh, outcome.revision
         with waiters.watching(tenant, job_id) as finished:  # listening before the request is published
             state = await job_store.get(tenant, job_id) if replay else None
             fresh = state is None  # this request writes the job's first state, while it listens
@@ -251,8 +251,11 @@ class SegmentationController(Controller):
                     state = await segmentation_jobs.start(tenant, job_id, upload, options)
                 except BaseException:
                     if key is not None:
+                        # Handed back, not released: the publish may have reached the stream though
+                        # its ack was lost (a leader change), so the retry must take the same job id
+                        # (its publish is then a duplicate the stream drops), never a new one.
                         with contextlib.suppress(Exception):  # the bus may be what failed: the lease expires then
-                            await idempotency.release(tenant, key)
+                            await idempotency.hand_back(tenant, key, print_, job_id, revision)
                     raise
                 if key is not None:
                     await idempotency.complete(tenant, key, print_, job_id)
