@@ -133,7 +133,7 @@ def test_each_worker_scales_on_the_lag_of_exactly_the_consumers_it_runs() -> Non
         assert all(t["type"] == "nats-jetstream" and t["metadata"]["account"] == "$G" for t in spec["triggers"])
         assert all(t["metadata"]["natsServerMonitoringEndpoint"].startswith("prod-nats-headless.") for t in spec["triggers"])
         # infer and quantize hold no pod while there is nothing to do
-        assert (spec["minReplicaCount"] == 0) == (worker in ("infer", "quantize")), worker
+        assert (spec["minReplicaCount"] == 0) == (worker in ("infer", "quantize", "train")), worker
     assert "replicas" not in of_kind("Deployment")["prod-maskline-infer"]["spec"]  # KEDA owns it
 
 

@@ -197,6 +197,26 @@ class JsonClient:
         body.update({k: v for k, v in options.items() if v is not None})
         return dict(self._check(self.http.post(routes.QUANTIZATIONS, json=body)).json())
 
+    def train(self, **body: Any) -> dict[str, Any]:
+        """Start a training job; `body` as `POST /v1/trainings` (TrainBody): name, dataset, base or
+        architecture, hyperparameters, evaluate_on, experiment."""
+        return dict(self._check(self.http.post(routes.TRAININGS, json={k: v for k, v in body.items() if v is not None})).json())
+
+    def cancel_training(self, job_id: str) -> dict[str, Any]:
+        return dict(self._json(Calls.cancel_training(job_id)))
+
+    def runs(self, experiment: str | None = None) -> list[dict[str, Any]]:
+        return list(self._json(Calls.runs(experiment)))
+
+    def run(self, run: str) -> dict[str, Any]:
+        return dict(self._json(Calls.run(run)))
+
+    def compare_runs(self, runs: list[str]) -> dict[str, Any]:
+        return dict(self._json(Calls.compare_runs(runs)))
+
+    def reproduce(self, run: str) -> dict[str, Any]:
+        return dict(self._json(Calls.reproduce(run)))
+
     def edit_layer(self, name: str, version: int, *, layer: str, **edit: Any) -> dict[str, Any]:
         body = {"layer": layer, **{k: v for k, v in edit.items() if v is not None}}
         return dict(self._check(self.http.post(routes.fill(routes.EDITS, name=name, version=version), json=body)).json())

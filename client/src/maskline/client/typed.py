@@ -43,11 +43,15 @@ from maskline.contracts.http_v1 import (
     QuantizeBody,
     ReplayView,
     RolloutBody,
+    RunComparison,
+    RunSummary,
     SegmentationView,
+    TrainBody,
     UploadView,
     WeightsUploadView,
 )
 from maskline.contracts.model_v1 import Evaluation, ModelVersion, Preprocessing, VersionRef
+from maskline.contracts.train_v1 import TrainingRun
 
 T = TypeVar("T")
 FILENAMES = {"mask": "mask.png", "overlay": "overlay.png", "regions": "regions.json"}
@@ -295,6 +299,31 @@ class Calls:
         return Call("POST", routes.QUANTIZATIONS, JobView, json=msgspec.to_builtins(body))
 
     @staticmethod
+    def train(body: TrainBody) -> Call[JobView]:
+        """Fine-tune a version or train an architecture on one of your labelled datasets (a job)."""
+        return Call("POST", routes.TRAININGS, JobView, json=msgspec.to_builtins(body))
+
+    @staticmethod
+    def cancel_training(job_id: str) -> Call[JobView]:
+        return Call("DELETE", routes.fill(routes.TRAINING, job_id=job_id), JobView)
+
+    @staticmethod
+    def runs(experiment: str | None = None) -> Call[list[RunSummary]]:
+        return Call("GET", routes.RUNS, list[RunSummary], params={"experiment": experiment} if experiment else {})
+
+    @staticmethod
+    def run(run: str) -> Call[TrainingRun]:
+        return Call("GET", routes.fill(routes.RUN, run=run), TrainingRun)
+
+    @staticmethod
+    def compare_runs(runs: list[str]) -> Call[RunComparison]:
+        return Call("GET", routes.RUNS_COMPARE, RunComparison, params={"run": runs})
+
+    @staticmethod
+    def reproduce(run: str) -> Call[JobView]:
+        return Call("POST", routes.fill(routes.RUN_REPRODUCE, run=run), JobView)
+
+    @staticmethod
     def edit_layer(name: str, version: int, edit: LayerEditBody) -> Call[JobView]:
         return Call("POST", routes.fill(routes.EDITS, name=name, version=version), JobView, json=msgspec.to_builtins(edit))
 
@@ -531,6 +560,12 @@ class Client:
     def quantize(self, model: VersionRef, *, dataset: str, **options: Any) -> JobView:
         return self.send(Calls.quantize(QuantizeBody(model=model, dataset=dataset, **options)))
 
+    def train(self, body: TrainBody) -> JobView:
+        return self.send(Calls.train(body))
+
+    def run(self, run: str) -> TrainingRun:
+        return self.send(Calls.run(run))
+
     def upload(self, data: bytes, content_type: str = "image/png") -> UploadView:
         return self.send(Calls.upload(data, content_type))
 
@@ -618,6 +653,12 @@ class AsyncClient:
 
     async def quantize(self, model: VersionRef, *, dataset: str, **options: Any) -> JobView:
         return await self.send(Calls.quantize(QuantizeBody(model=model, dataset=dataset, **options)))
+
+    async def train(self, body: TrainBody) -> JobView:
+        return await self.send(Calls.train(body))
+
+    async def run(self, run: str) -> TrainingRun:
+        return await self.send(Calls.run(run))
 
     async def upload(self, data: bytes, content_type: str = "image/png") -> UploadView:
         return await self.send(Calls.upload(data, content_type))

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from maskline.contracts import audit_v1, dataset_v1, model_v1, seg_v1
+from maskline.contracts import audit_v1, dataset_v1, model_v1, seg_v1, train_v1
 from maskline.contracts import subjects as table
 from maskline.contracts.common_v1 import DeadLetter, JobFailed, ModelRef, ObjectRef, Variant
 from maskline.contracts.envelope import Envelope, event_id
@@ -69,6 +69,23 @@ INT8 = msgspec.structs.replace(
     ),
 )
 ROTATE = Variant(name="rotate", angle=15.0)
+TRAIN = train_v1.TrainRequested(
+    name="roads",
+    dataset=DATASET,
+    base=ROADS_3,
+    hyperparameters=train_v1.Hyperparameters(learning_rate=3e-4, steps=400, batch=16, seed=7, freeze=("enc1.",)),
+    evaluate_on=f"datasets/{TENANT}/streets-held-out/",
+    experiment="roads-finetune",
+)
+POINT = train_v1.CurvePoint(step=400, loss=0.1832, learning_rate=0.0, validation_miou=0.8731)
+TRAINED_5 = msgspec.structs.replace(
+    VERSION,
+    version=5,
+    parent="roads/3",
+    lineage=(ROADS_3,),
+    weights=_ref(f"models/{TENANT}/roads/5/model-{'9' * 16}.pt", 7_870_144, "9"),
+    description=f"fine-tuned from roads/3 on {DATASET} (run {JOB})",
+)
 
 #: Subject → the payload of its example.
 PAYLOADS: dict[str, msgspec.Struct] = {
@@ -253,6 +270,37 @@ PAYLOADS: dict[str, msgspec.Struct] = {
             Variant(name="flop"),
         ),
     ),
+    train_v1.TRAIN_REQUESTED: TRAIN,
+    train_v1.TRAIN_PROGRESSED: train_v1.TrainProgressed(step=400, steps=400, point=POINT),
+    train_v1.TRAINED: train_v1.Trained(
+        run=train_v1.TrainingRun(
+            run=JOB,
+            tenant=TENANT,
+            name="roads",
+            model=model_v1.VersionRef("roads", 5, TENANT),
+            base=ROADS_3,
+            architecture=None,
+            dataset=DATASET,
+            dataset_sha256="7" * 64,
+            images=160,
+            validation_images=32,
+            hyperparameters=TRAIN.hyperparameters,
+            evaluate_on=TRAIN.evaluate_on,
+            experiment=TRAIN.experiment,
+            curve=(train_v1.CurvePoint(step=25, loss=0.6120, learning_rate=3e-4), POINT),
+            train_loss=0.1911,
+            validation_miou=0.8731,
+            code_version="1.11.0",
+            torch="2.13.0+cpu",
+            device="cpu",
+            seconds=212.4,
+            created=AT,
+            request=TRAIN,
+        ),
+        model=TRAINED_5,
+        record=_ref(f"models/{TENANT}/_runs/{JOB}/run.json", 6_144, "8", "application/json"),
+    ),
+    train_v1.TRAIN_CANCELLED: train_v1.TrainCancelled(by=TENANT),
     dataset_v1.FAILED: JobFailed(
         stage="augment-datasets",
         code="dataset_empty",

@@ -13,15 +13,16 @@ from typing import Annotated
 
 import msgspec
 
-from maskline.contracts import dataset_v1, model_v1, seg_v1
+from maskline.contracts import dataset_v1, model_v1, seg_v1, train_v1
 from maskline.contracts.common_v1 import ModelRef, Variant, VariantName
-from maskline.contracts.model_v1 import CalibrationMethod, LayerEdit, MergeMethod, VersionRef
+from maskline.contracts.model_v1 import Architecture, CalibrationMethod, LayerEdit, MergeMethod, VersionRef
 from maskline.contracts.subjects import FINAL_STATUSES, JobKind
 
 _EXPAND = dataset_v1.DatasetExpandRequested(source="x/", target="y/")
 _MERGE = model_v1.ModelMergeRequested(models=(), name="x")
 _QUANTIZE = model_v1.QuantizeRequested(model=VersionRef("x", 1), dataset="x")
 _EVALUATE = model_v1.EvaluateRequested(model=VersionRef("x", 1), dataset="x")
+_TRAIN = train_v1.TrainRequested(name="x", dataset="x")
 #: The defaults of a segmentation's options and its TTA, for forms that spell them out field by field.
 SEGMENTATION_DEFAULTS = seg_v1.SegmentationOptions()
 TTA_DEFAULTS = seg_v1.TtaOptions()
@@ -102,6 +103,22 @@ class LayerEditBody(LayerEdit, frozen=True, kw_only=True, forbid_unknown_fields=
     def edit(self) -> LayerEdit:
         """The edit as the bus carries it: without the HTTP-only webhook."""
         return LayerEdit(**{name: getattr(self, name) for name in LayerEdit.__struct_fields__})
+
+
+class TrainBody(JobBody, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`POST /v1/trainings`: see `TrainRequested`; `dataset` and `evaluate_on` are your dataset names."""
+
+    name: str
+    dataset: str
+    base: VersionRef | None = None
+    architecture: Architecture | None = None
+    labels: tuple[str, ...] = _TRAIN.labels
+    input_size: tuple[int, int] | None = None
+    hyperparameters: train_v1.Hyperparameters = _TRAIN.hyperparameters
+    evaluate_on: str | None = None
+    """One of your labelled datasets, held out: the new version is evaluated on it (job `<this job>-eval`)."""
+    experiment: str | None = None
+    checkpoint_every: int = _TRAIN.checkpoint_every
 
 
 # -- views ----------------------------------------------------------------------------------------
@@ -192,6 +209,47 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def finished(self) -> bool:
         return self.status in FINAL_STATUSES
+
+
+class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """One training run in a list or a comparison (`GET /v1/runs/{run}` has the whole record)."""
+
+    run: str
+    name: str
+    model: VersionRef
+    base: VersionRef | None
+    experiment: str | None
+    dataset: str
+    dataset_sha256: str
+    hyperparameters: train_v1.Hyperparameters
+    train_loss: float
+    validation_miou: float | None
+    evaluation_miou: float | None
+    """The version's mIoU on the run's held-out `evaluate_on` dataset, once evaluated."""
+    device: str
+    seconds: float
+    created: datetime
+    reproduces: str | None = None
+
+
+class RunComparison(msgspec.Struct, frozen=True, kw_only=True):
+    """`GET /v1/runs/compare`: runs side by side, the hyper-parameters that differ, and whether the
+    later runs drew the first one's curves again (a reproduction)."""
+
+    runs: list[RunSummary]
+    differing: dict[str, list[str]]
+    """Hyper-parameter → its value in each run, for the ones that are not the same in all."""
+    same_data: bool
+    """Every run trained on the same content (dataset hash)."""
+    exact: bool
+    """Every run's curve (losses, learning rates, validation mIoUs) equals the first's, to the last digit."""
+    max_difference: float
+    """The largest difference of a loss or validation mIoU between a run and the first, step by step."""
+    tolerance: float
+    """What counts as the same where a run was not on the CPU (GPU kernels are not deterministic);
+    on the CPU a reproduction must be exact."""
+    reproduced: bool
+    """exact on the CPU; within `tolerance` when any run used another device."""
 
 
 class ShadowView(msgspec.Struct, frozen=True, kw_only=True):

@@ -48,6 +48,13 @@ ACCESS_REQUESTS = "/v1/models/{name}/access-requests"
 ACCESS_DECISION = "/v1/models/{name}/access/{grantee}"
 ACCESS_TRAIL = "/v1/models/{name}/access/{grantee}/trail"
 
+TRAININGS = "/v1/trainings"
+TRAINING = "/v1/trainings/{job_id}"
+RUNS = "/v1/runs"
+RUN = "/v1/runs/{run}"
+RUN_REPRODUCE = "/v1/runs/{run}/reproduce"
+RUNS_COMPARE = "/v1/runs/compare"
+
 DATASET = "/v1/datasets/{dataset}"
 DATASET_FILE = "/v1/datasets/{dataset}/{part}/{filename}"
 DATASET_EXPAND = "/v1/datasets/{dataset}/expand"

@@ -27,7 +27,7 @@ from typing import Literal
 
 import msgspec
 
-from maskline.contracts import audit_v1, dataset_v1, model_v1, seg_v1
+from maskline.contracts import audit_v1, dataset_v1, model_v1, seg_v1, train_v1
 from maskline.contracts.common_v1 import DeadLetter, JobFailed
 
 GATEWAY, INGEST, AUGMENT, INFER, MERGE, AUDIT = "gateway", "ingest", "augment", "infer", "merge", "audit"
@@ -35,9 +35,11 @@ GATEWAY, INGEST, AUGMENT, INFER, MERGE, AUDIT = "gateway", "ingest", "augment", 
 WEIGHTS, QUANTIZE = "weights", "quantize"
 #: Tells tenants' own systems that a job ended (signed webhooks): the only service that calls out.
 NOTIFY = "notify"
+#: Trains and fine-tunes networks on tenants' datasets (the one stage that wants a GPU for itself).
+TRAIN = "train"
 #: Every maskline service, in pipeline order (the gateway first: it fronts them). Compose, the
 #: embedded stack, the Dockerfile's targets, credentials and permissions all follow this list.
-SERVICES: tuple[str, ...] = (GATEWAY, INGEST, AUGMENT, INFER, MERGE, WEIGHTS, QUANTIZE, AUDIT, NOTIFY)
+SERVICES: tuple[str, ...] = (GATEWAY, INGEST, AUGMENT, INFER, MERGE, WEIGHTS, QUANTIZE, TRAIN, AUDIT, NOTIFY)
 #: Provisions streams and buckets and registers the bundled models (the embedded stack, a compose
 #: init container, a Helm hook). Never used by a running service.
 ADMIN = "admin"
@@ -84,7 +86,15 @@ FINAL_STATUSES: tuple[JobStatus, ...] = ("completed", "failed", "cancelled")
 
 #: What a job does, named by the command that starts it.
 JobKind = Literal[
-    "segmentation", "dataset-expansion", "model-merge", "quantization", "layer-edit", "registration", "evaluation", "feature-maps"
+    "segmentation",
+    "dataset-expansion",
+    "model-merge",
+    "quantization",
+    "layer-edit",
+    "registration",
+    "evaluation",
+    "feature-maps",
+    "training",
 ]
 
 
@@ -253,9 +263,9 @@ SUBJECTS: tuple[Subject, ...] = (
         model_v1.REGISTERED,
         "MODEL",
         model_v1.ModelRegistered,
-        (WEIGHTS, QUANTIZE, ADMIN),
+        (WEIGHTS, QUANTIZE, TRAIN, ADMIN),
         (_c(QUANTIZE, "quantize-graphs"), _notify(model_v1.REGISTERED)),
-        summary="a new model version is servable; it carries the job that made it (a registration, merge, quantization)",
+        summary="a new version is servable; it carries the job that made it (a registration, merge, quantization, training)",
         job_status="completed",  # of a registration job only: merge and quantize jobs complete with their own event
     ),
     Subject(
@@ -367,7 +377,7 @@ SUBJECTS: tuple[Subject, ...] = (
         model_v1.EVALUATE_REQUESTED,
         "MODEL",
         model_v1.EvaluateRequested,
-        (GATEWAY, QUANTIZE, WEIGHTS),
+        (GATEWAY, QUANTIZE, WEIGHTS, TRAIN),
         (_c(INFER, "infer-evaluations"),),
         external_publish=True,
         summary="score a version on a labelled dataset through serving; quantize and merge ask for it after their job (1.6)",
@@ -431,10 +441,50 @@ SUBJECTS: tuple[Subject, ...] = (
         summary="a shadow version ran on a copy of a request; its mask compared with the served one (1.6)",
     ),
     Subject(
+        train_v1.TRAIN_REQUESTED,
+        "MODEL",
+        train_v1.TrainRequested,
+        (GATEWAY,),
+        (_c(TRAIN, "train-jobs"),),
+        external_publish=True,
+        summary="train a network from scratch or fine-tune a version on a labelled dataset (1.11)",
+        job_status="requested",
+        job_kind="training",
+    ),
+    Subject(
+        train_v1.TRAIN_PROGRESSED,
+        "MODEL",
+        train_v1.TrainProgressed,
+        (TRAIN,),
+        external_read=True,
+        summary="loss, learning rate and validation mIoU at a step (1.11)",
+        job_status="running",
+    ),
+    Subject(
+        train_v1.TRAINED,
+        "MODEL",
+        train_v1.Trained,
+        (TRAIN,),
+        (_notify(train_v1.TRAINED),),
+        external_read=True,
+        summary="the trained version and its run: parent, data hash, hyper-parameters, curves (1.11)",
+        job_status="completed",
+    ),
+    Subject(
+        train_v1.TRAIN_CANCELLED,
+        "MODEL",
+        train_v1.TrainCancelled,
+        (GATEWAY,),
+        (_notify(train_v1.TRAIN_CANCELLED),),
+        external_read=True,
+        summary="its tenant cancelled the training; the worker stops at its next step, no version stands (1.11)",
+        job_status="cancelled",
+    ),
+    Subject(
         model_v1.FAILED,
         "MODEL",
         JobFailed,
-        (WEIGHTS, QUANTIZE, INFER),
+        (WEIGHTS, QUANTIZE, INFER, TRAIN),
         (_notify(model_v1.FAILED),),
         external_read=True,
         summary="a model job (merge, quantize, edit, round) gave up",
@@ -511,17 +561,17 @@ BUCKETS: tuple[Bucket, ...] = (
         (GATEWAY, AUDIT),
         # notify: which kind of job an event ends; the services that take commands: whether a command
         # names a job that exists already (finished, or started by another request)
-        (GATEWAY, AUDIT, NOTIFY, INGEST, AUGMENT, INFER, WEIGHTS, QUANTIZE),
+        (GATEWAY, AUDIT, NOTIFY, INGEST, AUGMENT, INFER, WEIGHTS, QUANTIZE, TRAIN),
         ttl_s=30 * 24 * 3600.0,
         summary="job state, projected from the events by audit (the gateway records a request it accepted)",
     ),
     Bucket(
         "models",
-        (GATEWAY, WEIGHTS, QUANTIZE, ADMIN),
-        (GATEWAY, INFER, WEIGHTS, QUANTIZE, ADMIN),
+        (GATEWAY, WEIGHTS, QUANTIZE, TRAIN, ADMIN),
+        (GATEWAY, INFER, WEIGHTS, QUANTIZE, TRAIN, ADMIN),
         summary="model versions, per owner; the latest pointer and aliases (stable, canary, ...)",
     ),
-    Bucket("grants", (GATEWAY,), (GATEWAY, INFER, WEIGHTS, QUANTIZE), summary="who may use whose model"),
+    Bucket("grants", (GATEWAY,), (GATEWAY, INFER, WEIGHTS, QUANTIZE, TRAIN), summary="who may use whose model"),
     Bucket(
         "shadows",
         (INFER,),
@@ -539,8 +589,8 @@ BUCKETS: tuple[Bucket, ...] = (
     Bucket("tta", (MERGE,), (MERGE,), ttl_s=24 * 3600.0, summary="TTA variants collected per job"),
     Bucket(
         "fences",
-        (GATEWAY, MERGE, WEIGHTS, QUANTIZE),
-        (GATEWAY, MERGE, WEIGHTS, QUANTIZE),
+        (GATEWAY, MERGE, WEIGHTS, QUANTIZE, TRAIN),
+        (GATEWAY, MERGE, WEIGHTS, QUANTIZE, TRAIN),
         ttl_s=30 * 24 * 3600.0,
         summary="which attempt's result stands for a job, and whether its final event was published",
     ),
@@ -568,9 +618,9 @@ BUCKETS: tuple[Bucket, ...] = (
     Bucket(
         "cancels",
         (GATEWAY,),
-        (INGEST, AUGMENT, INFER, MERGE),
+        (INGEST, AUGMENT, INFER, MERGE, TRAIN),
         ttl_s=8 * 24 * 3600.0,
-        summary="segmentations their tenant cancelled (stages watch it and skip their queued work)",
+        summary="segmentations and trainings their tenant cancelled (stages watch it and skip their queued work)",
     ),
     Bucket(
         "fleet",

@@ -42,7 +42,20 @@ BASE_PACKAGES = ("python3", "python3-venv", "libpython3.11", "ca-certificates", 
 HOST_AUTHORITIES = "/usr/local/share/ca-certificates"
 APT_SOURCES = ("/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list")
 #: Every deployable: the services, the operator's CLI (also compose's provision step), Triton on the CPU.
-TARGETS = ("gateway", "ingest", "augment", "infer", "merge", "weights", "quantize", "audit", "notify", "cli", "triton-cpu")
+TARGETS = (
+    "gateway",
+    "ingest",
+    "augment",
+    "infer",
+    "merge",
+    "weights",
+    "quantize",
+    "train",
+    "audit",
+    "notify",
+    "cli",
+    "triton-cpu",
+)
 #: compose.yaml's registry images, made locally for `python -m maskline.infra.compose` (never shipped):
 #: built on request or by the compose recipe, not by default.
 STAND_INS = ("nats", "s3", "proxy", "prometheus")
@@ -54,7 +67,7 @@ STAND_IN_SMOKE = {
     "prometheus": ("--version",),
 }
 #: Targets that install torch: their image must hold the CPU build, never a CUDA one.
-WITH_TORCH = ("weights", "quantize", "cli", "triton-cpu")
+WITH_TORCH = ("weights", "quantize", "train", "cli", "triton-cpu")
 TORCH = "torch==2.13.0"
 
 

@@ -26,6 +26,7 @@ STORE_ACCESS: dict[str, dict[str, str]] = {
     "merge": {"inputs": "read", "outputs": "write"},
     "weights": {"inputs": "read", "models": "write", "federations": "read", "datasets": "read"},
     "quantize": {"inputs": "read", "outputs": "write", "datasets": "read", "models": "write"},
+    "train": {"datasets": "read", "models": "write"},
     "audit": {},
     "notify": {},
     "triton": {TRITON_AREA: "read"},
@@ -209,6 +210,26 @@ def quantize_folder(owner: str, name: str, job_id: str) -> str:
 def merge_marker(owner: str, name: str, job_id: str) -> str:
     """Written after a merge job registered its version: a redelivery answers with the same version."""
     return f"models/{owner}/{name}/merges/{job_id}.json"
+
+
+#: Training runs live beside the tenant's models, under a folder no model name can take (names
+#: start with a letter or digit).
+RUNS = "_runs"
+
+
+def runs(tenant: str) -> str:
+    """Every training run of `tenant`: `<run>/run.json` once it finished."""
+    return f"models/{tenant}/{RUNS}/"
+
+
+def training_run(tenant: str, run: str) -> str:
+    """A finished run's record (`TrainingRun`): how its version was made."""
+    return f"{runs(tenant)}{run}/run.json"
+
+
+def training_checkpoint(tenant: str, run: str) -> str:
+    """The last checkpoint of a run in progress: weights, optimiser, schedule, random state, curve."""
+    return f"{runs(tenant)}{run}/checkpoint.pt"
 
 
 def round_marker(owner: str, name: str, federation: str, round_: int) -> str:

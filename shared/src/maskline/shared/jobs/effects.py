@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from maskline.contracts import dataset_v1, model_v1, seg_v1
+from maskline.contracts import dataset_v1, model_v1, seg_v1, train_v1
 from maskline.contracts.common_v1 import JobFailed, ModelRef
 from maskline.contracts.http_v1 import JobError
 
@@ -43,6 +43,7 @@ for _command in (
     model_v1.EditRequested,
     model_v1.EvaluateRequested,
     model_v1.FeatureMapsRequested,
+    train_v1.TrainRequested,
 ):
     EFFECTS[_command] = _status_only
 
@@ -149,6 +150,31 @@ def _evaluated(state: JobState, data: model_v1.Evaluated) -> None:
 @effect(model_v1.FeatureMapsRendered)
 def _featuremaps(state: JobState, data: model_v1.FeatureMapsRendered) -> None:
     state.artifacts = {"feature-maps": data.picture}
+
+
+@effect(train_v1.TrainProgressed)
+def _train_progressed(state: JobState, data: train_v1.TrainProgressed) -> None:
+    if state.finished:  # progress may arrive after the result: never move back
+        return
+    state.progress = {"done": data.step, "total": data.steps}
+    point = data.point
+    state.stage = f"train on {data.device}: loss {point.loss:.4f}" + (
+        f", validation mIoU {point.validation_miou:.4f}" if point.validation_miou is not None else ""
+    )
+
+
+@effect(train_v1.Trained)
+def _trained(state: JobState, data: train_v1.Trained) -> None:
+    state.model = _model(data.model)
+    state.artifacts = {"weights": data.model.weights, "run": data.record}
+    state.timings_ms["train"] = round(data.run.seconds * 1000, 1)
+    state.progress = {"done": data.run.hyperparameters.steps, "total": data.run.hyperparameters.steps}
+    state.stage = None
+
+
+@effect(train_v1.TrainCancelled)
+def _train_cancelled(state: JobState, data: train_v1.TrainCancelled) -> None:
+    return None  # the status says it all
 
 
 @effect(JobFailed)

@@ -9,7 +9,6 @@ infer's slots away from live traffic.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from maskline.contracts.model_v1 import ClassScore, Evaluated, EvaluateRequested
 from maskline.contracts.subjects import INFER as NAME
 from maskline.services.infer.scoring import Scoreboard, mean, upsample
 from maskline.shared import keys
+from maskline.shared.datasets.labelled import ContentHash, labelled_pairs
 from maskline.shared.errors import PermanentError
 from maskline.shared.images.codec import decode_mask, encode_png
 from maskline.shared.models.registry import ModelNotFound
@@ -39,33 +39,23 @@ class Evaluator:
         self.infer = infer
         self.store = infer.runtime.store
 
-    async def pairs(self, dataset: str, limit: int) -> list[tuple[str, str]]:
-        """(image key, mask key) of every image that has a mask, in name order."""
-        masks = {keys.stem_of(key): key for key in await self.store.list(keys.dataset_part(dataset, keys.MASKS))}
-        found = []
-        for key in sorted(await self.store.list(keys.dataset_part(dataset, keys.IMAGES))):
-            stem = keys.stem_of(key)
-            if stem in masks:
-                found.append((key, masks[stem]))
-        return found[:limit]
-
     async def handle(self, env: Envelope[EvaluateRequested]) -> list[Envelope[Any]]:
         d = env.data
         try:
             model = await self.infer.access.ref(env.tenant, d.model)
         except ModelNotFound as exc:
             raise PermanentError(str(exc), code="model_not_found") from exc
-        pairs = await self.pairs(d.dataset, d.max_images)
+        pairs = await labelled_pairs(self.store, d.dataset, d.max_images)
         if not pairs:
             raise PermanentError(f"{d.dataset} has no image with a mask (masks/<image stem>.png)", code="no_labelled_images")
         board = Scoreboard(classes=len(model.labels), tolerance=d.boundary_tolerance)
         latencies: list[float] = []
-        digest = hashlib.sha256()
+        digest = ContentHash()
         predictions: list[tuple[str, bytes]] = []
         for index, (image_key, mask_key) in enumerate(pairs, start=1):
             image, mask_bytes = await self.store.get(image_key), await self.store.get(mask_key)
             filename = image_key.rsplit("/", 1)[-1]
-            digest.update(f"{filename}\0{_sha(image)}\0{_sha(mask_bytes)}\n".encode())
+            digest.add(image_key, image, mask_bytes)
             try:
                 truth = decode_mask(mask_bytes)
             except ValueError as exc:
@@ -108,10 +98,6 @@ class Evaluator:
         key = keys.evaluation(env.tenant, model.owner, model.name, model.version, evaluation.dataset_sha256)
         ref = await self.store.put(key, msgspec.json.encode(evaluation), "application/json")
         return [next_event(env, model_v1.EVALUATED, NAME, Evaluated(evaluation=evaluation, result=ref))]
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _round(value: float | None) -> float | None:

@@ -28,6 +28,7 @@ from maskline.services.gateway.models.evaluations import EvaluationController
 from maskline.services.gateway.models.federations import FederationController
 from maskline.services.gateway.models.quantization import QuantizeController
 from maskline.services.gateway.models.sharing import AccessController
+from maskline.services.gateway.models.training import TrainingController
 from maskline.services.gateway.models.versions import ModelController, ModelMergeController
 from maskline.services.gateway.models.visualizer import VisualizerController
 from maskline.services.gateway.operations.audit_views import AuditController
@@ -93,6 +94,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
             FederationController,
             ModelMergeController,
             QuantizeController,
+            TrainingController,
             DatasetController,
             JobController,
             JobEventsController,

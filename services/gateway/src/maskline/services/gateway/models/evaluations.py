@@ -32,7 +32,12 @@ _decoder = msgspec.json.Decoder(Evaluation)
 
 async def evaluations_of(store: Store, tenant: str, model: ModelVersion) -> list[Evaluation]:
     """The tenant's evaluations of one version, newest first."""
-    prefix = keys.evaluations(tenant, model.owner, model.name, model.version)
+    return await evaluations_at(store, tenant, model.owner, model.name, model.version)
+
+
+async def evaluations_at(store: Store, tenant: str, owner: str, name: str, version: int) -> list[Evaluation]:
+    """`evaluations_of` by the version's owner, name and number."""
+    prefix = keys.evaluations(tenant, owner, name, version)
     infos = [info for info in await store.list_info(prefix) if info.key.endswith(".json")]  # not the masks
     found = [_decoder.decode(await store.get(info.key)) for info in infos]
     return sorted(found, key=lambda e: e.created, reverse=True)

@@ -1,0 +1,186 @@
+"""CLI verbs of model development: training runs and their records.
+
+maskline runs train --name NAME --dataset D (--base MODEL:V | --architecture PKG.MOD:CLASS --labels a,b --input-size H,W)
+         [--steps --batch --lr --optimiser --schedule --loss --seed --freeze enc1.,enc2. --evaluate-on D --experiment E]
+maskline runs list [--experiment E]          finished runs, newest first, with their metrics
+maskline runs show RUN                       a run's record: parent, data hash, hyper-parameters, curve
+maskline runs compare RUN RUN...             side by side: what differs, metrics, the same curves or not
+maskline runs reproduce RUN                  train again from the record; exit 0 when the curves match
+maskline runs cancel JOB                     stop a training at its next checkpoint
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from maskline.cli_conventions import ExitCode, Verb, usage_error, verbs
+from maskline.client import JsonClient
+
+
+def _print(args: argparse.Namespace, value: Any, human: str) -> None:
+    print(json.dumps(value, indent=2, default=str) if args.json else human)
+
+
+def _metric(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def row(run: dict[str, Any]) -> str:
+    model = run["model"]
+    hyper = run["hyperparameters"]
+    return (
+        f"{run['run'][:12]}  {model['name']}:{model['version']:<4} {run.get('experiment') or '-':<16} "
+        f"steps {hyper['steps']:<6} lr {hyper['learning_rate']:<8g} seed {hyper['seed']:<6} "
+        f"loss {run['train_loss']:.4f}  val mIoU {_metric(run['validation_miou'])}  "
+        f"held-out mIoU {_metric(run['evaluation_miou'])}  {run['device']} {run['seconds']:.0f} s"
+    )
+
+
+def comparison(view: dict[str, Any]) -> str:
+    lines = [row(r) for r in view["runs"]]
+    for name, values in view["differing"].items():
+        lines.append(f"  {name:<18} " + "  |  ".join(values))
+    verdict = "the same curves, exactly" if view["exact"] else f"largest difference {view['max_difference']:g}"
+    lines.append(
+        f"same data: {'yes' if view['same_data'] else 'NO'}; {verdict}; reproduced: {'yes' if view['reproduced'] else 'NO'}"
+    )
+    return "\n".join(lines)
+
+
+def _follow(client: JsonClient, args: argparse.Namespace, job: dict[str, Any], label: str) -> dict[str, Any]:
+    from rich.progress import Progress
+
+    with Progress(disable=args.json) as bar:
+        task = bar.add_task(label, total=None)
+
+        def show(j: dict[str, Any]) -> None:
+            stage = f"{label} [{j['stage']}]" if j.get("stage") else label
+            bar.update(task, description=stage, completed=j["progress"].get("done", 0), total=j["progress"].get("total"))
+
+        return client.wait_job(job["id"], timeout=args.wait, on_progress=show)
+
+
+def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
+    given = {
+        "steps": args.steps,
+        "batch": args.batch,
+        "learning_rate": args.lr,
+        "optimiser": args.optimiser,
+        "schedule": args.schedule,
+        "loss": args.loss,
+        "seed": args.seed,
+        "validation_share": args.validation_share,
+        "validate_every": args.validate_every,
+        "freeze": args.freeze.split(",") if args.freeze else None,
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _train(client: JsonClient, args: argparse.Namespace) -> int:
+    if not args.name or not args.dataset:
+        raise usage_error("runs train needs NAME and --dataset")
+    base = None
+    if args.base:
+        name, _, version = args.base.partition(":")
+        if not version.isdigit():
+            raise usage_error(f"--base is MODEL:VERSION, not {args.base!r}")
+        base = {"name": name, "version": int(version), **({"owner": args.owner} if args.owner else {})}
+    size = [int(v) for v in args.input_size.split(",")] if args.input_size else None
+    job = client.train(
+        name=args.name,
+        dataset=args.dataset,
+        base=base,
+        architecture={"entrypoint": args.architecture} if args.architecture else None,
+        labels=args.labels.split(",") if args.labels else None,
+        input_size=size,
+        hyperparameters=_hyperparameters(args),
+        evaluate_on=args.evaluate_on,
+        experiment=args.experiment,
+    )
+    job = _follow(client, args, job, f"training {args.name}")
+    _print(args, job, f"training {job['status']}: {job['links'].get('model', job['error'])} (run {job['id']})")
+    return ExitCode.OK if job["status"] == "completed" else ExitCode.JOB_FAILED
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    client = JsonClient(args.url, api_key=args.api_key)
+    if args.action == "train":
+        return _train(client, args)
+    if args.action == "list":
+        runs = client.runs(args.experiment)
+        _print(args, runs, "\n".join(row(r) for r in runs) if runs else "no finished runs")
+        return ExitCode.OK
+    if not args.runs:
+        raise usage_error(f"runs {args.action} needs a run id")
+    if args.action == "show":
+        run = client.run(args.runs[0])
+        curve = "\n".join(
+            f"  step {p['step']:<6} loss {p['loss']:.4f}  lr {p['learning_rate']:.2e}  "
+            f"val mIoU {_metric(p.get('validation_miou'))}"
+            for p in run["curve"]
+        )
+        _print(args, run, f"{run['run']}: {run['model']['name']}:{run['model']['version']} on {run['dataset']}\n{curve}")
+        return ExitCode.OK
+    if args.action == "cancel":
+        job = client.cancel_training(args.runs[0])
+        _print(args, job, f"training {job['id']}: {job['status']}")
+        return ExitCode.OK
+    if args.action == "compare":
+        view = client.compare_runs(args.runs)
+        _print(args, view, comparison(view))
+        return ExitCode.OK
+    job = _follow(client, args, client.reproduce(args.runs[0]), f"reproducing {args.runs[0][:12]}")
+    if job["status"] != "completed":
+        _print(args, job, f"the reproduction {job['status']}: {job['error']}")
+        return ExitCode.JOB_FAILED
+    view = client.compare_runs([args.runs[0], job["id"]])
+    _print(args, view, comparison(view))
+    return ExitCode.OK if view["reproduced"] else ExitCode.JOB_FAILED
+
+
+def _options(runs: argparse.ArgumentParser) -> None:
+    runs.add_argument("runs", nargs="*", help="run ids (show, compare, reproduce) or a training job (cancel)")
+    runs.add_argument("--name", help="train: the model the new version is registered under")
+    runs.add_argument("--dataset", help="train: one of your datasets with masks")
+    runs.add_argument("--base", help="train: fine-tune this version (MODEL:VERSION)")
+    runs.add_argument("--owner", help="train: the owner of a base shared with you")
+    runs.add_argument("--architecture", help="train from scratch: package.module:Class of an allowed package")
+    runs.add_argument("--labels", help="train from scratch: comma-separated class names, background first")
+    runs.add_argument("--input-size", help="train from scratch: H,W")
+    runs.add_argument("--steps", type=int)
+    runs.add_argument("--batch", type=int)
+    runs.add_argument("--lr", type=float, help="learning rate")
+    runs.add_argument("--optimiser", choices=["adamw", "adam", "sgd"])
+    runs.add_argument("--schedule", choices=["constant", "cosine", "one-cycle", "step"])
+    runs.add_argument("--loss", choices=["cross-entropy", "dice", "cross-entropy+dice"])
+    runs.add_argument("--seed", type=int)
+    runs.add_argument("--validation-share", type=float)
+    runs.add_argument("--validate-every", type=int)
+    runs.add_argument("--freeze", help="comma-separated parameter-name prefixes to keep as they are")
+    runs.add_argument("--evaluate-on", help="train: a held-out dataset with masks the new version is evaluated on")
+    runs.add_argument("--experiment", help="train: group the run; list: only this experiment's runs")
+    runs.add_argument("--wait", type=float, default=3600.0, help="train, reproduce: seconds to follow the job")
+
+
+def add_parsers(sub: Any) -> None:
+    training = (
+        "name", "dataset", "base", "owner", "architecture", "labels", "input_size", "steps", "batch", "lr", "optimiser",
+        "schedule", "loss", "seed", "validation_share", "validate_every", "freeze", "evaluate_on", "experiment", "wait",
+    )  # fmt: skip
+    verbs(
+        sub,
+        "runs",
+        "training runs: train, list, show, compare, reproduce, cancel",
+        _options,
+        {
+            "train": Verb("fine-tune a version or train an architecture on a dataset (a job, followed)", training),
+            "list": Verb("finished runs, newest first, with their metrics", ("experiment",)),
+            "show": Verb("a run's record and curve", ("runs",)),
+            "compare": Verb("runs side by side: what differs, metrics, the same curves or not", ("runs",)),
+            "reproduce": Verb("train again from a run's record and compare (exit 1 when it differs)", ("runs", "wait")),
+            "cancel": Verb("stop a training at its next checkpoint", ("runs",)),
+        },
+        cmd_runs,
+    )

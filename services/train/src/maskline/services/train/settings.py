@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from maskline.shared.config import RuntimeSettings
+
+
+class TrainSettings(RuntimeSettings, kw_only=True, frozen=True):
+    allowed_architectures: tuple[str, ...] = ("maskline.models.",)
+    """Packages a run may build a network from (imports run code)."""
+    max_images: int = 2000
+    """Labelled images a run reads at most (they are held in memory as tensors)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """`auto`: CUDA when the worker has a GPU, else the CPU."""
+    torch_threads: int = 0
+    """0: torch's default."""
