@@ -19,7 +19,7 @@ from maskline.models.starter import shapes
 from tests.e2e.conftest import audited_trail, cli
 from tests.e2e.test_segmentation import png_bytes
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # trainings take minutes on 2 cores
 STARTER = {"name": "shapes-unet", "version": 1, "owner": "maskline"}
 NOISE = 60.0
 """Standard deviation of the pixel noise: the starter's mIoU falls from 0.95 to about 0.22."""
@@ -172,3 +172,35 @@ def test_an_architecture_trains_from_scratch(client: JsonClient, datasets: tuple
     )
     failed = client.wait_job(refused["id"], timeout=120)
     assert failed["status"] == "failed" and failed["error"]["code"] == "untrainable_model"
+
+
+def test_a_sweep_samples_trials_with_optuna_and_prunes_a_weak_one(client: JsonClient, datasets: tuple[str, str]) -> None:
+    training = {
+        "name": "shapes-sweep",
+        "dataset": datasets[0],
+        "base": STARTER,
+        "hyperparameters": {"steps": 40, "batch": 8, "validate_every": 10, "seed": 3},
+    }
+    job = client.sweep(
+        training=training,
+        space={"learning_rate": {"low": 1e-6, "high": 1e-2, "log": True}},
+        trials=4,
+        # two good settings first (the median rule needs two complete trials), then one that cannot learn in 40 steps
+        start_with=[{"learning_rate": 3e-3}, {"learning_rate": 1e-3}, {"learning_rate": 1e-6}],
+    )
+    assert job["kind"] == "sweep"
+    done = finished(client, job["id"], timeout=900)
+    assert done["progress"] == {"done": 4, "total": 4}
+    view = client.sweep_trials(job["id"])
+    trials = view["trials"]
+    assert [t["params"]["learning_rate"] for t in trials[:3]] == [3e-3, 1e-3, 1e-6]
+    assert trials[0]["state"] == trials[1]["state"] == "complete"
+    assert trials[2]["state"] == "pruned" and trials[2]["step"] < 40, trials[2]
+    assert 1e-6 <= trials[3]["params"]["learning_rate"] <= 1e-2  # the sampler's own choice
+    assert client.job(trials[2]["run"])["status"] == "cancelled"
+    complete = [t for t in trials if t["state"] == "complete"]
+    assert view["best"] == max(complete, key=lambda t: t["value"])
+    assert done["links"]["model"] == f"/v1/models/shapes-sweep/{view['best']['model']['version']}"
+    listed = {r["run"] for r in client.runs(view["experiment"])}
+    assert listed == {t["run"] for t in complete}  # the pruned trial left no run
+    print("sweep:", [(t["number"], t["params"], t["state"], t["value"], t["step"]) for t in trials])

@@ -2,6 +2,8 @@
 
 maskline runs train --name NAME --dataset D (--base MODEL:V | --architecture PKG.MOD:CLASS --labels a,b --input-size H,W)
          [--steps --batch --lr --optimiser --schedule --loss --seed --freeze enc1.,enc2. --evaluate-on D --experiment E]
+maskline runs sweep --name NAME --dataset D --base MODEL:V --space learning_rate=1e-4:1e-2:log --space optimiser=adamw,sgd
+         [--trials 8 --parallel 2 --no-pruning]   Optuna (TPE) trials of a training, weak ones pruned
 maskline runs list [--experiment E]          finished runs, newest first, with their metrics
 maskline runs show RUN                       a run's record: parent, data hash, hyper-parameters, curve
 maskline runs compare RUN RUN...             side by side: what differs, metrics, the same curves or not
@@ -78,9 +80,35 @@ def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v is not None}
 
 
-def _train(client: JsonClient, args: argparse.Namespace) -> int:
+def _choice(text: str) -> int | float | str:
+    """A choice as the number it spells, else as text (`adamw`)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def search_space(specs: list[str]) -> dict[str, dict[str, Any]]:
+    """`--space name=low:high[:log]` or `--space name=a,b,c` as the sweep's space."""
+    space: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        name, _, values = spec.partition("=")
+        parts = values.split(":")
+        try:
+            if len(parts) in (2, 3) and "," not in values:
+                space[name] = {"low": float(parts[0]), "high": float(parts[1]), "log": parts[2:] == ["log"]}
+            else:
+                space[name] = {"choices": [_choice(v) for v in values.split(",")]}
+        except ValueError as exc:
+            raise usage_error(f"--space {spec!r}: name=low:high[:log] or name=a,b,c") from exc
+    return space
+
+
+def _training(args: argparse.Namespace) -> dict[str, Any]:
     if not args.name or not args.dataset:
-        raise usage_error("runs train needs NAME and --dataset")
+        raise usage_error(f"runs {args.action} needs --name and --dataset")
     base = None
     if args.base:
         name, _, version = args.base.partition(":")
@@ -88,26 +116,45 @@ def _train(client: JsonClient, args: argparse.Namespace) -> int:
             raise usage_error(f"--base is MODEL:VERSION, not {args.base!r}")
         base = {"name": name, "version": int(version), **({"owner": args.owner} if args.owner else {})}
     size = [int(v) for v in args.input_size.split(",")] if args.input_size else None
-    job = client.train(
-        name=args.name,
-        dataset=args.dataset,
-        base=base,
-        architecture={"entrypoint": args.architecture} if args.architecture else None,
-        labels=args.labels.split(",") if args.labels else None,
-        input_size=size,
-        hyperparameters=_hyperparameters(args),
-        evaluate_on=args.evaluate_on,
-        experiment=args.experiment,
-    )
-    job = _follow(client, args, job, f"training {args.name}")
+    body = {
+        "name": args.name,
+        "dataset": args.dataset,
+        "base": base,
+        "architecture": {"entrypoint": args.architecture} if args.architecture else None,
+        "labels": args.labels.split(",") if args.labels else None,
+        "input_size": size,
+        "hyperparameters": _hyperparameters(args),
+        "evaluate_on": args.evaluate_on,
+        "experiment": args.experiment,
+    }
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def _train(client: JsonClient, args: argparse.Namespace) -> int:
+    job = _follow(client, args, client.train(**_training(args)), f"training {args.name}")
     _print(args, job, f"training {job['status']}: {job['links'].get('model', job['error'])} (run {job['id']})")
     return ExitCode.OK if job["status"] == "completed" else ExitCode.JOB_FAILED
+
+
+def _sweep(client: JsonClient, args: argparse.Namespace) -> int:
+    if not args.space:
+        raise usage_error("runs sweep needs at least one --space")
+    body = {"training": _training(args), "space": search_space(args.space), "trials": args.trials, "parallel": args.parallel}
+    job = _follow(client, args, client.sweep(**body, pruning=not args.no_pruning), f"sweep of {args.name}")
+    if job["status"] != "completed":
+        _print(args, job, f"sweep {job['status']}: {job['error']}")
+        return ExitCode.JOB_FAILED
+    runs = client.runs(args.experiment or f"sweep-{job['id'][:12]}")
+    _print(args, {"job": job, "runs": runs}, "\n".join(row(r) for r in runs) + f"\nbest: {job['links'].get('model', '-')}")
+    return ExitCode.OK
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     client = JsonClient(args.url, api_key=args.api_key)
     if args.action == "train":
         return _train(client, args)
+    if args.action == "sweep":
+        return _sweep(client, args)
     if args.action == "list":
         runs = client.runs(args.experiment)
         _print(args, runs, "\n".join(row(r) for r in runs) if runs else "no finished runs")
@@ -162,6 +209,10 @@ def _options(runs: argparse.ArgumentParser) -> None:
     runs.add_argument("--evaluate-on", help="train: a held-out dataset with masks the new version is evaluated on")
     runs.add_argument("--experiment", help="train: group the run; list: only this experiment's runs")
     runs.add_argument("--wait", type=float, default=3600.0, help="train, reproduce: seconds to follow the job")
+    runs.add_argument("--space", action="append", default=[], help="sweep: name=low:high[:log] or name=a,b,c (repeat)")
+    runs.add_argument("--trials", type=int, default=8, help="sweep: how many trials")
+    runs.add_argument("--parallel", type=int, default=1, help="sweep: trials in flight at once")
+    runs.add_argument("--no-pruning", action="store_true", help="sweep: let every trial run to its end")
 
 
 def add_parsers(sub: Any) -> None:
@@ -172,10 +223,14 @@ def add_parsers(sub: Any) -> None:
     verbs(
         sub,
         "runs",
-        "training runs: train, list, show, compare, reproduce, cancel",
+        "training runs: train, sweep, list, show, compare, reproduce, cancel",
         _options,
         {
             "train": Verb("fine-tune a version or train an architecture on a dataset (a job, followed)", training),
+            "sweep": Verb(
+                "Optuna trials of a training, weak ones pruned (a job)",
+                (*training, "space", "trials", "parallel", "no_pruning"),
+            ),
             "list": Verb("finished runs, newest first, with their metrics", ("experiment",)),
             "show": Verb("a run's record and curve", ("runs",)),
             "compare": Verb("runs side by side: what differs, metrics, the same curves or not", ("runs",)),

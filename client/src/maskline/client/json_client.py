@@ -202,6 +202,13 @@ class JsonClient:
         architecture, hyperparameters, evaluate_on, experiment."""
         return dict(self._check(self.http.post(routes.TRAININGS, json={k: v for k, v in body.items() if v is not None})).json())
 
+    def sweep(self, **body: Any) -> dict[str, Any]:
+        """Start a sweep; `body` as `POST /v1/sweeps` (SweepBody): training, space, trials, parallel, start_with."""
+        return dict(self._check(self.http.post(routes.SWEEPS, json={k: v for k, v in body.items() if v is not None})).json())
+
+    def sweep_trials(self, job_id: str) -> dict[str, Any]:
+        return dict(self._check(self.http.get(routes.fill(routes.SWEEP, job_id=job_id))).json())
+
     def cancel_training(self, job_id: str) -> dict[str, Any]:
         return dict(self._json(Calls.cancel_training(job_id)))
 

@@ -46,6 +46,7 @@ from maskline.contracts.http_v1 import (
     RunComparison,
     RunSummary,
     SegmentationView,
+    SweepBody,
     TrainBody,
     UploadView,
     WeightsUploadView,
@@ -302,6 +303,11 @@ class Calls:
     def train(body: TrainBody) -> Call[JobView]:
         """Fine-tune a version or train an architecture on one of your labelled datasets (a job)."""
         return Call("POST", routes.TRAININGS, JobView, json=msgspec.to_builtins(body))
+
+    @staticmethod
+    def sweep(body: SweepBody) -> Call[JobView]:
+        """Trials of a training over a search space, sampled and pruned by Optuna (a job)."""
+        return Call("POST", routes.SWEEPS, JobView, json=msgspec.to_builtins(body))
 
     @staticmethod
     def cancel_training(job_id: str) -> Call[JobView]:

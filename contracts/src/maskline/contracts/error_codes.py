@@ -82,6 +82,7 @@ KNOWN: frozenset[str] = frozenset(
         "still_running",
         "stopped",
         "store_unavailable",
+        "sweep_not_found",
         "too_large",
         "too_many_access_requests",
         "too_many_failed_keys",

@@ -77,6 +77,18 @@ TRAIN = train_v1.TrainRequested(
     evaluate_on=f"datasets/{TENANT}/streets-held-out/",
     experiment="roads-finetune",
 )
+TRIAL_0 = train_v1.TrialResult(
+    number=0,
+    run=f"{JOB}-t0",
+    params={"learning_rate": 0.0031, "optimiser": "adamw"},
+    state="complete",
+    value=0.8731,
+    step=400,
+    model=model_v1.VersionRef("roads", 6, TENANT),
+)
+TRIAL_2 = train_v1.TrialResult(
+    number=2, run=f"{JOB}-t2", params={"learning_rate": 0.00012, "optimiser": "sgd"}, state="pruned", value=0.4120, step=150
+)
 POINT = train_v1.CurvePoint(step=400, loss=0.1832, learning_rate=0.0, validation_miou=0.8731)
 TRAINED_5 = msgspec.structs.replace(
     VERSION,
@@ -301,6 +313,17 @@ PAYLOADS: dict[str, msgspec.Struct] = {
         record=_ref(f"models/{TENANT}/_runs/{JOB}/run.json", 6_144, "8", "application/json"),
     ),
     train_v1.TRAIN_CANCELLED: train_v1.TrainCancelled(by=TENANT),
+    train_v1.SWEEP_REQUESTED: train_v1.SweepRequested(
+        training=TRAIN,
+        space={
+            "learning_rate": train_v1.SearchDimension(low=1e-4, high=1e-2, log=True),
+            "optimiser": train_v1.SearchDimension(choices=("adamw", "sgd")),
+        },
+        trials=12,
+        parallel=2,
+    ),
+    train_v1.SWEEP_PROGRESSED: train_v1.SweepProgressed(trial=TRIAL_2, done=3, trials=12),
+    train_v1.SWEPT: train_v1.Swept(experiment="roads-finetune", trials=(TRIAL_0, TRIAL_2), best=TRIAL_0),
     dataset_v1.FAILED: JobFailed(
         stage="augment-datasets",
         code="dataset_empty",

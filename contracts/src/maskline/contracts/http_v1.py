@@ -23,6 +23,7 @@ _MERGE = model_v1.ModelMergeRequested(models=(), name="x")
 _QUANTIZE = model_v1.QuantizeRequested(model=VersionRef("x", 1), dataset="x")
 _EVALUATE = model_v1.EvaluateRequested(model=VersionRef("x", 1), dataset="x")
 _TRAIN = train_v1.TrainRequested(name="x", dataset="x")
+_SWEEP = train_v1.SweepRequested(training=_TRAIN, space={})
 #: The defaults of a segmentation's options and its TTA, for forms that spell them out field by field.
 SEGMENTATION_DEFAULTS = seg_v1.SegmentationOptions()
 TTA_DEFAULTS = seg_v1.TtaOptions()
@@ -119,6 +120,19 @@ class TrainBody(JobBody, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One of your labelled datasets, held out: the new version is evaluated on it (job `<this job>-eval`)."""
     experiment: str | None = None
     checkpoint_every: int = _TRAIN.checkpoint_every
+
+
+class SweepBody(JobBody, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`POST /v1/sweeps`: see `SweepRequested`; `training` as the body of `POST /v1/trainings`."""
+
+    training: TrainBody
+    space: dict[train_v1.Searchable, train_v1.SearchDimension]
+    trials: int = _SWEEP.trials
+    parallel: int = _SWEEP.parallel
+    sampler: str = _SWEEP.sampler
+    pruning: bool = _SWEEP.pruning
+    seed: int = _SWEEP.seed
+    start_with: tuple[dict[train_v1.Searchable, train_v1.Choice], ...] = ()
 
 
 # -- views ----------------------------------------------------------------------------------------

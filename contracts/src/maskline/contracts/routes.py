@@ -50,6 +50,8 @@ ACCESS_TRAIL = "/v1/models/{name}/access/{grantee}/trail"
 
 TRAININGS = "/v1/trainings"
 TRAINING = "/v1/trainings/{job_id}"
+SWEEPS = "/v1/sweeps"
+SWEEP = "/v1/sweeps/{job_id}"
 RUNS = "/v1/runs"
 RUN = "/v1/runs/{run}"
 RUN_REPRODUCE = "/v1/runs/{run}/reproduce"

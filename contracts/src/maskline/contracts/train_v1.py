@@ -22,6 +22,9 @@ TRAIN_REQUESTED = "model.v1.train.requested"
 TRAIN_PROGRESSED = "model.v1.train.progressed"
 TRAINED = "model.v1.trained"
 TRAIN_CANCELLED = "model.v1.train.cancelled"
+SWEEP_REQUESTED = "model.v1.sweep.requested"
+SWEEP_PROGRESSED = "model.v1.sweep.progressed"
+SWEPT = "model.v1.swept"
 
 Loss = Literal["cross-entropy", "dice", "cross-entropy+dice"]
 Optimiser = Literal["adamw", "adam", "sgd"]
@@ -155,9 +158,77 @@ class TrainCancelled(msgspec.Struct, frozen=True, kw_only=True):
     """The tenant that cancelled it."""
 
 
+#: The hyper-parameters a sweep may search over.
+Searchable = Literal["learning_rate", "weight_decay", "momentum", "batch", "steps", "optimiser", "schedule", "loss"]
+Choice = str | int | float
+#: The searchable hyper-parameters drawn as integers.
+INTEGER_PARAMETERS = ("batch", "steps")
+
+
+class SearchDimension(msgspec.Struct, frozen=True, kw_only=True):
+    """One hyper-parameter's range: `low`..`high` (on a log scale with `log`), or a set of `choices`."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[Choice, ...] = ()
+
+
+class SweepRequested(msgspec.Struct, frozen=True, kw_only=True):
+    """Many trials of one training over a search space, chosen by Optuna's sampler (TPE by default),
+    weak trials pruned from their validation mIoU on the way (the median rule). Each trial is a
+    training job of its own (`<sweep job>-t<n>`), spread over the train workers; the sweep maximises
+    the trials' validation mIoU."""
+
+    training: TrainRequested
+    """The trials' template: the space replaces its hyper-parameters, one trial at a time."""
+    space: dict[Searchable, SearchDimension]
+    trials: Annotated[int, msgspec.Meta(ge=1, le=200)] = 8
+    parallel: Annotated[int, msgspec.Meta(ge=1, le=32)] = 1
+    """Trials in flight at once (as many train workers as there are take them up)."""
+    sampler: Literal["tpe", "random"] = "tpe"
+    pruning: bool = True
+    """Stop a trial whose validation mIoU at a step is below the median of earlier trials' at that step
+    (after two trials completed)."""
+    seed: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] = 0
+    """Seeds the sampler: the same sweep asks the same trials."""
+    start_with: tuple[dict[Searchable, Choice], ...] = ()
+    """Trials to run first, as they are (known settings to start the search from)."""
+
+
+class TrialResult(msgspec.Struct, frozen=True, kw_only=True):
+    number: int
+    run: str
+    """The trial's training job (its run, once it completed)."""
+    params: dict[str, Choice]
+    state: Literal["running", "complete", "pruned", "failed"]
+    value: float | None = None
+    """Validation mIoU at the trial's last step (complete), or the last one it reported."""
+    step: int = 0
+    """The last step it reported."""
+    model: VersionRef | None = None
+    """The version a complete trial registered."""
+
+
+class SweepProgressed(msgspec.Struct, frozen=True, kw_only=True):
+    trial: TrialResult
+    done: int
+    trials: int
+
+
+class Swept(msgspec.Struct, frozen=True, kw_only=True):
+    experiment: str
+    trials: tuple[TrialResult, ...]
+    best: TrialResult | None
+    """The complete trial with the highest validation mIoU (none when none completed)."""
+
+
 PAYLOADS: dict[str, type[msgspec.Struct]] = {
     TRAIN_REQUESTED: TrainRequested,
     TRAIN_PROGRESSED: TrainProgressed,
     TRAINED: Trained,
     TRAIN_CANCELLED: TrainCancelled,
+    SWEEP_REQUESTED: SweepRequested,
+    SWEEP_PROGRESSED: SweepProgressed,
+    SWEPT: Swept,
 }

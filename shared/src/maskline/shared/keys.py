@@ -227,6 +227,21 @@ def training_run(tenant: str, run: str) -> str:
     return f"{runs(tenant)}{run}/run.json"
 
 
+def training_curve(tenant: str, run: str) -> str:
+    """A run's curve so far (CurvePoint JSON list), rewritten at each report: what a sweep prunes on."""
+    return f"{runs(tenant)}{run}/curve.json"
+
+
+def sweep_state(tenant: str, job_id: str) -> str:
+    """A sweep's trials so far (asked, reported, told): a sweep taken up again rebuilds its study from it."""
+    return f"{runs(tenant)}sweeps/{job_id}.json"
+
+
+def sweep_view(tenant: str, job_id: str) -> str:
+    """A sweep's trials as its tenant reads them (`Swept`), rewritten as each trial ends."""
+    return f"{runs(tenant)}sweeps/{job_id}-view.json"
+
+
 def training_checkpoint(tenant: str, run: str) -> str:
     """The last checkpoint of a run in progress: weights, optimiser, schedule, random state, curve."""
     return f"{runs(tenant)}{run}/checkpoint.pt"

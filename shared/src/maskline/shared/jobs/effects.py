@@ -44,6 +44,7 @@ for _command in (
     model_v1.EvaluateRequested,
     model_v1.FeatureMapsRequested,
     train_v1.TrainRequested,
+    train_v1.SweepRequested,
 ):
     EFFECTS[_command] = _status_only
 
@@ -175,6 +176,25 @@ def _trained(state: JobState, data: train_v1.Trained) -> None:
 @effect(train_v1.TrainCancelled)
 def _train_cancelled(state: JobState, data: train_v1.TrainCancelled) -> None:
     return None  # the status says it all
+
+
+@effect(train_v1.SweepProgressed)
+def _sweep_progressed(state: JobState, data: train_v1.SweepProgressed) -> None:
+    if state.finished:
+        return
+    state.progress = {"done": data.done, "total": data.trials}
+    trial = data.trial
+    value = f": validation mIoU {trial.value:.4f}" if trial.value is not None else ""
+    state.stage = f"trial {trial.number} {trial.state}{value}"
+
+
+@effect(train_v1.Swept)
+def _swept(state: JobState, data: train_v1.Swept) -> None:
+    state.progress = {"done": len(data.trials), "total": len(data.trials)}
+    best = data.best
+    if best is not None and best.model is not None:
+        state.model = ModelRef(name=best.model.name, version=best.model.version, owner=best.model.owner or "")
+    state.stage = None
 
 
 @effect(JobFailed)

@@ -41,6 +41,12 @@ def segmentation_fence(tenant: str, job_id: str) -> str:
     return f"seg.{tenant}.{job_id}"
 
 
+def training_fence(tenant: str, job_id: str) -> str:
+    """The fence of a training: its worker's trained event and a cancel (its tenant's, or its
+    sweep's pruner) race for it. `fenced(fences, "train", ...)` names the same key."""
+    return f"train.{tenant}.{job_id}"
+
+
 class Claim(msgspec.Struct, kw_only=True):
     attempt: str
     event: msgspec.Raw

@@ -169,6 +169,8 @@ class TrainJobs:
             step=trainer.step, steps=trainer.hyper.steps, point=point, resumed_from=resumed_from, device=self.device.type
         )
         await self.bus.publish(next_event(env, train_v1.TRAIN_PROGRESSED, SOURCE, progress, part=trainer.step))
+        curve = msgspec.json.encode(trainer.curve)  # what a sweep's pruner reads
+        await self.store.put(keys.training_curve(env.tenant, env.job_id), curve, JSON)
 
     async def _register(
         self,

@@ -14,7 +14,9 @@ import torch
 from maskline.contracts import model_v1, train_v1
 from maskline.services.train.job import TrainJobs
 from maskline.services.train.settings import TrainSettings
+from maskline.services.train.sweeps import SweepJobs
 from maskline.shared.jobs.fence import Fences, fenced
+from maskline.shared.jobs.state import JobStore
 from maskline.shared.models.access import Grants, ModelAccess
 from maskline.shared.models.registry import ModelRegistry
 from maskline.shared.service.consumer import ConsumerSpec
@@ -36,4 +38,9 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     handler = fenced(fences, "train", jobs.run)
     # One run at a time per worker: a run uses every core (or the GPU); more workers, more runs.
     runtime.consume(ConsumerSpec.for_subject(NAME, train_v1.TRAIN_REQUESTED, handler, failure=model_v1.FAILED, concurrency=1))
+    # A sweep's driver only asks, reads and tells: several run beside a training without slowing it.
+    sweeps = SweepJobs(runtime, fences, await JobStore.opened(runtime.bus.js))
+    sweep_handler = fenced(fences, "sweep", sweeps.run)  # one swept event per sweep
+    sweep_spec = ConsumerSpec.for_subject(NAME, train_v1.SWEEP_REQUESTED, sweep_handler, failure=model_v1.FAILED, concurrency=4)
+    runtime.consume(sweep_spec)
     return []

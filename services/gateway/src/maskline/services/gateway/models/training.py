@@ -11,10 +11,9 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from maskline.contracts import train_v1
-from maskline.contracts.envelope import job_event
-from maskline.contracts.http_v1 import JobView, RunComparison, RunSummary, TrainBody
+from maskline.contracts.http_v1 import JobView, RunComparison, RunSummary, SweepBody, TrainBody
 from maskline.contracts.subjects import GATEWAY
-from maskline.contracts.train_v1 import TrainingRun, TrainRequested
+from maskline.contracts.train_v1 import INTEGER_PARAMETERS, Hyperparameters, SweepRequested, TrainingRun, TrainRequested
 from maskline.services.gateway.core.answers import ANSWERS, Answers
 from maskline.services.gateway.core.errors import Conflict, NotFound, Unprocessable
 from maskline.services.gateway.core.intake import Intake
@@ -28,16 +27,13 @@ from maskline.shared import keys
 from maskline.shared.jobs.cancels import Cancellations
 from maskline.shared.jobs.fence import Fences
 from maskline.shared.jobs.state import JobStore
+from maskline.shared.jobs.training_cancel import cancel_training
 from maskline.shared.storage import ObjectNotFound
 
 #: How far a loss or mIoU may move between a run and its reproduction when either ran on a GPU
 #: (its kernels are not deterministic); on the CPU a reproduction must be exact.
 GPU_TOLERANCE = 0.02
 _decoder = msgspec.json.Decoder(TrainingRun)
-
-
-async def _nothing_to_remove() -> None:
-    return None
 
 
 async def training_request(models: ModelLookup, tenant: str, data: TrainBody) -> TrainRequested:
@@ -133,6 +129,45 @@ class TrainingController(Controller):
         request = await training_request(models, tenant, data)
         return await command_jobs.submit(tenant, train_v1.TRAIN_REQUESTED, request, webhook_url=data.webhook_url)
 
+    @post(
+        "/sweeps",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Many trials of a training over a search space, chosen by Optuna (TPE) and pruned by the median rule (a job)",
+        opt={ANSWERS: Answers(refusals=NAME_REFUSALS + Unprocessable.coded("unprocessable", "untrainable_model"))},
+    )
+    async def sweep(self, models: ModelLookup, command_jobs: CommandJobs, tenant: str, data: SweepBody) -> Response[JobView]:
+        training = await training_request(models, tenant, data.training)
+        if training.hyperparameters.validation_share <= 0:
+            raise Unprocessable("a sweep maximises the validation mIoU: give the training a validation_share above 0")
+        raw: dict[str, Any] = msgspec.to_builtins(data)
+        raw.pop("webhook_url", None)
+        raw["training"] = msgspec.to_builtins(training)
+        try:
+            request = msgspec.convert(raw, SweepRequested)
+            hyper = msgspec.to_builtins(request.training.hyperparameters)
+            for fixed in request.start_with:  # each value must be one the training takes
+                msgspec.convert({**hyper, **fixed}, Hyperparameters)
+            for name, dimension in request.space.items():
+                for value in (*dimension.choices, *(v for v in (dimension.low, dimension.high) if v is not None)):
+                    whole = int(value) if name in INTEGER_PARAMETERS and isinstance(value, float) else value
+                    msgspec.convert({**hyper, name: whole}, Hyperparameters)
+        except msgspec.ValidationError as exc:
+            raise Unprocessable(f"invalid sweep: {exc}") from exc
+        return await command_jobs.submit(tenant, train_v1.SWEEP_REQUESTED, request, webhook_url=data.webhook_url)
+
+    @get(
+        "/sweeps/{job_id:str}",
+        summary="A sweep's trials so far (parameters, state, validation mIoU, version) and the best one",
+        opt={ANSWERS: Answers(refusals=NotFound.coded("sweep_not_found"))},
+    )
+    async def sweep_trials(self, store: Store, tenant: str, job_id: str) -> train_v1.Swept:
+        try:
+            return msgspec.json.decode(
+                await store.get(keys.sweep_view(tenant, keys.segment(job_id, "sweep"))), type=train_v1.Swept
+            )
+        except (ObjectNotFound, keys.InvalidKey) as exc:
+            raise NotFound(f"no sweep {job_id} (or it has not asked for a trial yet)", code="sweep_not_found") from exc
+
     @delete(
         "/trainings/{job_id:str}",
         status_code=HTTP_200_OK,
@@ -148,16 +183,10 @@ class TrainingController(Controller):
         if state.finished:
             raise Conflict(f"training {job_id} is {state.status} already", code="job_finished")
         intake.require_bus()
-        await cancellations.mark(tenant, job_id)
-        event = job_event(
-            train_v1.TRAIN_CANCELLED,
-            GATEWAY,
-            train_v1.TrainCancelled(by=tenant),
-            tenant=tenant,
-            job_id=job_id,
-            trace_id=state.trace_id,
+        event = await cancel_training(
+            cancellations, fences, tenant=tenant, job_id=job_id, trace_id=state.trace_id, by=tenant, source=GATEWAY
         )
-        if not await fences.finish(f"train.{tenant}.{job_id}", "cancel", event, _nothing_to_remove):
+        if event is None:
             raise Conflict(f"training {job_id} finished before the cancel reached it", code="job_finished")
         return job_view(await job_store.apply(event))
 
