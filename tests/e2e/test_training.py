@@ -47,6 +47,16 @@ def start(client: JsonClient, datasets: tuple[str, str], **changes: Any) -> dict
     return client.train(**body)
 
 
+def steps_done(client: JsonClient, job_id: str) -> int:
+    """Steps a training reported so far (0 before its job exists)."""
+    try:
+        return int(client.job(job_id)["progress"].get("done", 0))
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        return 0
+
+
 def finished(client: JsonClient, job_id: str, timeout: float = 600) -> dict[str, Any]:
     done = client.wait_job(job_id, timeout=timeout)
     assert done["status"] == "completed", done
@@ -204,3 +214,16 @@ def test_a_sweep_samples_trials_with_optuna_and_prunes_a_weak_one(client: JsonCl
     listed = {r["run"] for r in client.runs(view["experiment"])}
     assert listed == {t["run"] for t in complete}  # the pruned trial left no run
     print("sweep:", [(t["number"], t["params"], t["state"], t["value"], t["step"]) for t in trials])
+
+
+def test_cancelling_a_sweep_cancels_its_running_trial(client: JsonClient, datasets: tuple[str, str]) -> None:
+    training = {"name": "shapes-sweep-cancelled", "dataset": datasets[0], "base": STARTER, "hyperparameters": {"steps": 5000}}
+    job = client.sweep(training=training, space={"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}}, trials=3)
+    trial = f"{job['id']}-t0"
+    deadline = time.monotonic() + 300
+    while steps_done(client, trial) < 1:
+        assert time.monotonic() < deadline, client.job(job["id"])
+        time.sleep(0.2)
+    assert client.cancel_training(job["id"])["status"] == "cancelled"
+    assert client.wait_job(trial, timeout=120)["status"] == "cancelled"  # the driver stopped it
+    assert not [m for m in client.models() if m["name"] == "shapes-sweep-cancelled"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from maskline.contracts.model_v1 import ModelOutput
+from maskline.contracts.model_v1 import Architecture, ModelOutput
 from maskline.contracts.train_v1 import Hyperparameters
 from maskline.models.starter import shapes
 from maskline.models.starter.unet import UNet
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.unit
 def _examples(seed: int, n: int, size: int = 32) -> Examples:
     images, masks = shapes.batch(np.random.default_rng(seed), n, size)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0)
-    return Examples(x, torch.from_numpy(masks.astype(np.int64)))
+    return Examples(x, torch.from_numpy(masks.astype(np.uint8)))
 
 
 def _trainer(hyper: Hyperparameters, module: torch.nn.Module | None = None) -> Trainer:
@@ -48,11 +48,11 @@ def test_a_run_resumed_from_a_checkpoint_ends_exactly_as_one_that_never_stopped(
     whole.advance(30)
     first = _trainer(hyper)
     first.advance(15)
-    checkpoint = first.checkpoint()
+    checkpoint = first.checkpoint("data-1")
     torch.manual_seed(1234)  # another process: its global generator elsewhere
     resumed = _trainer(hyper)
-    resumed.restore(checkpoint)
-    assert resumed.step == 15
+    assert not resumed.restore(checkpoint, "data-2") and resumed.step == 0  # made on other data: not used
+    assert resumed.restore(checkpoint, "data-1") and resumed.step == 15 and resumed.resumes == 1
     resumed.advance(30)
     assert resumed.curve == whole.curve
     for (name, a), b in zip(whole.module.state_dict().items(), resumed.module.state_dict().values(), strict=True):
@@ -81,6 +81,20 @@ def test_a_torchscript_version_fine_tunes_and_frozen_layers_keep_their_values() 
 def test_a_prefix_that_names_nothing_is_refused() -> None:
     with pytest.raises(Exception, match=r"no parameter name starts with 'encoder\.'"):
         network.freeze(UNet(classes=2, width=4), ("encoder.",))
+
+
+@pytest.mark.parametrize(
+    "entrypoint",
+    [
+        "maskline.models.starter.train:main",  # a callable, not a network class (it would exit the worker)
+        "maskline.models.sam.__main__:export",  # a program: importing it runs it
+        "os.path:join",  # outside the allowed packages
+        "maskline.models.starter.unet:torch",  # a module, not a class
+    ],
+)
+def test_only_network_classes_of_allowed_packages_are_built(entrypoint: str) -> None:
+    with pytest.raises(network.Untrainable):
+        network.from_architecture(Architecture(entrypoint=entrypoint), ("maskline.models.",), seed=0)
 
 
 def test_padding_never_counts_in_the_loss() -> None:

@@ -76,9 +76,9 @@ class TrainRequested(msgspec.Struct, frozen=True, kw_only=True):
     preprocessing carry over."""
     architecture: Architecture | None = None
     """Train from scratch: a class of an allowed package, built with its kwargs and the seed."""
-    labels: tuple[str, ...] = ()
+    labels: Annotated[tuple[str, ...], msgspec.Meta(max_length=256)] = ()
     """From scratch: class names, background first."""
-    input_size: tuple[Annotated[int, msgspec.Meta(ge=8, le=2048)], Annotated[int, msgspec.Meta(ge=8, le=2048)]] | None = None
+    input_size: tuple[Annotated[int, msgspec.Meta(ge=8, le=1024)], Annotated[int, msgspec.Meta(ge=8, le=1024)]] | None = None
     """From scratch: (height, width) of the network's input."""
     hyperparameters: Hyperparameters = Hyperparameters()
     evaluate_on: DatasetPrefix | None = None
@@ -87,8 +87,9 @@ class TrainRequested(msgspec.Struct, frozen=True, kw_only=True):
     experiment: ExperimentName | None = None
     reproduces: str | None = None
     """The run this one makes again (`runs reproduce`): its record is compared with this one's."""
-    checkpoint_every: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 25
-    """Steps between checkpoints in the store: a worker that dies resumes from the last one."""
+    checkpoint_every: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 25
+    """Steps between checkpoints in the store: a worker that dies resumes from the last one. A cancel
+    or a passed deadline is seen at the next step whatever this is."""
 
 
 class CurvePoint(msgspec.Struct, frozen=True, kw_only=True):
@@ -131,7 +132,7 @@ class TrainingRun(msgspec.Struct, frozen=True, kw_only=True):
     reproduces: str | None = None
     curve: tuple[CurvePoint, ...]
     train_loss: float
-    """Mean loss over the last tenth of the steps."""
+    """Mean of the last tenth of the curve's points' losses (at least the last point's)."""
     validation_miou: float | None
     """At the last step (none without a held-out split)."""
     code_version: str

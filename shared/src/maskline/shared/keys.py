@@ -212,8 +212,8 @@ def merge_marker(owner: str, name: str, job_id: str) -> str:
     return f"models/{owner}/{name}/merges/{job_id}.json"
 
 
-#: Training runs live beside the tenant's models, under a folder no model name can take (names
-#: start with a letter or digit).
+#: Training runs (and sweeps, in `_sweeps`) live beside the tenant's models, under folders no model
+#: name can take (names start with a letter or digit).
 RUNS = "_runs"
 
 
@@ -234,12 +234,12 @@ def training_curve(tenant: str, run: str) -> str:
 
 def sweep_state(tenant: str, job_id: str) -> str:
     """A sweep's trials so far (asked, reported, told): a sweep taken up again rebuilds its study from it."""
-    return f"{runs(tenant)}sweeps/{job_id}.json"
+    return f"models/{tenant}/_sweeps/{job_id}/state.json"
 
 
 def sweep_view(tenant: str, job_id: str) -> str:
     """A sweep's trials as its tenant reads them (`Swept`), rewritten as each trial ends."""
-    return f"{runs(tenant)}sweeps/{job_id}-view.json"
+    return f"models/{tenant}/_sweeps/{job_id}/view.json"
 
 
 def training_checkpoint(tenant: str, run: str) -> str:

@@ -47,6 +47,11 @@ def training_fence(tenant: str, job_id: str) -> str:
     return f"train.{tenant}.{job_id}"
 
 
+def sweep_fence(tenant: str, job_id: str) -> str:
+    """The fence of a sweep: its driver's swept event and its tenant's cancel race for it."""
+    return f"sweep.{tenant}.{job_id}"
+
+
 class Claim(msgspec.Struct, kw_only=True):
     attempt: str
     event: msgspec.Raw

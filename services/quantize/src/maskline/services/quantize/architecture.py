@@ -83,10 +83,17 @@ def load(architecture: Architecture, torchscript: bytes, allowed_prefixes: tuple
     module_name, _, class_name = architecture.entrypoint.partition(":")
     if not any(module_name == p.rstrip(".") or module_name.startswith(p) for p in allowed_prefixes):
         raise ArchitectureError(f"architecture {architecture.entrypoint!r} is outside the allowed packages {allowed_prefixes}")
+    if module_name.rsplit(".", 1)[-1] == "__main__":
+        raise ArchitectureError(f"architecture {architecture.entrypoint!r} names a program, not a module")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ArchitectureError(f"cannot build {architecture.entrypoint}: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):  # only network classes are called
+        raise ArchitectureError(f"{architecture.entrypoint} is not a torch module class")
+    try:
         model: nn.Module = cls(**architecture.kwargs)
-    except (ImportError, AttributeError, TypeError) as exc:
+    except (Exception, SystemExit) as exc:
         raise ArchitectureError(f"cannot build {architecture.entrypoint}: {exc}") from exc
     scripted = torch.jit.load(io.BytesIO(torchscript), map_location="cpu")  # type: ignore[no-untyped-call]
     try:

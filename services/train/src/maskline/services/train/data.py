@@ -31,7 +31,8 @@ class Examples:
     images: torch.Tensor
     """N x 3 x H x W float32, normalised as the model declares."""
     masks: torch.Tensor
-    """N x H x W int64: a class id per pixel, `IGNORE` outside the image."""
+    """N x H x W uint8 (a byte a pixel: the loss takes int64 batch by batch): a class id per pixel,
+    `IGNORE` outside the image."""
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -57,9 +58,14 @@ def example(
     return prepared.batch[0], canvas
 
 
-def examples(pairs: list[tuple[bytes, bytes]], size: tuple[int, int], how: Preprocessing) -> Examples:
+def examples(pairs: list[tuple[bytes, bytes]], size: tuple[int, int], how: Preprocessing, classes: int) -> Examples:
+    """Every pair prepared (ValueError: a mask that cannot be read, or a class id the model has not)."""
     images, masks = zip(*(example(image, mask, size, how) for image, mask in pairs), strict=True)
-    return Examples(torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(masks).astype(np.int64)))
+    stacked = np.stack(masks)
+    labelled = stacked[stacked != IGNORE]
+    if labelled.size and int(labelled.max()) >= classes:
+        raise ValueError(f"a mask has class id {int(labelled.max())}; the model has {classes} labels")
+    return Examples(torch.from_numpy(np.stack(images)), torch.from_numpy(stacked))
 
 
 def split(count: int, share: float, seed: int) -> tuple[list[int], list[int]]:

@@ -27,6 +27,7 @@ from maskline.shared import keys
 from maskline.shared.datasets.labelled import ContentHash, labelled_pairs
 from maskline.shared.errors import DeadlineExceeded, PermanentError
 from maskline.shared.jobs import followups
+from maskline.shared.jobs.fence import Fences, training_fence
 from maskline.shared.models.access import ModelAccess
 from maskline.shared.models.registry import ModelNotFound, ModelRegistry
 from maskline.shared.models.store import register_model
@@ -53,8 +54,10 @@ class Plan:
 
 
 class TrainJobs:
-    def __init__(self, runtime: Runtime, registry: ModelRegistry, access: ModelAccess, settings: TrainSettings) -> None:
-        self.runtime, self.store, self.bus = runtime, runtime.store, runtime.bus
+    def __init__(
+        self, runtime: Runtime, registry: ModelRegistry, access: ModelAccess, fences: Fences, settings: TrainSettings
+    ) -> None:
+        self.runtime, self.store, self.bus, self.fences = runtime, runtime.store, runtime.bus, fences
         self.registry, self.access, self.settings = registry, access, settings
         wants_cuda = settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available())
         self.device = torch.device("cuda" if wants_cuda else "cpu")
@@ -72,31 +75,42 @@ class TrainJobs:
         examples, digest = await self._examples(request.dataset, plan)
         hyper = request.hyperparameters
         trained, held = data.split(len(examples), hyper.validation_share, hyper.seed)
-        frozen = network.freeze(plan.module, hyper.freeze)
-        if frozen == sum(1 for _ in plan.module.parameters()):
+        network.freeze(plan.module, hyper.freeze)
+        if not any(p.requires_grad for p in plan.module.parameters()):
             raise PermanentError("every parameter is frozen: nothing would be trained", code="invalid_request")
         trainer = Trainer(
             plan.module, hyper, plan.output, len(plan.labels), examples.subset(trained), examples.subset(held), self.device
         )
         del examples
-        resumed_from = await self._resume(tenant, env.job_id, trainer)
+        resumed_from = await self._resume(tenant, env.job_id, trainer, digest)
         started = time.perf_counter()
-        while not trainer.done:
-            if self._cancelled(env):
-                log.info("train.cancelled", job_id=env.job_id, step=trainer.step)
-                return []  # the gateway published the cancel through the job's fence
-            if env.deadline is not None and now() > env.deadline:
-                raise DeadlineExceeded(f"the job's deadline {env.deadline} passed at step {trainer.step}")
-            await asyncio.to_thread(trainer.advance, trainer.step + request.checkpoint_every)
+
+        def stop() -> bool:  # asked before every step, from the training thread
+            return self._cancelled(env) or (env.deadline is not None and now() > env.deadline)
+
+        while not trainer.done and not stop():
+            await asyncio.to_thread(trainer.advance, trainer.step + request.checkpoint_every, None, stop)
             await self._report(env, trainer, resumed_from)
-            if not trainer.done:
-                await self.store.put(keys.training_checkpoint(tenant, env.job_id), trainer.checkpoint())
-        if self._cancelled(env):
+            if not trainer.done and not stop():
+                checkpoint = await asyncio.to_thread(trainer.checkpoint, digest)
+                await self.store.put(keys.training_checkpoint(tenant, env.job_id), checkpoint)
+        # A cancel that won the job's fence (the tenant's, or a sweep's pruner) leaves no version.
+        if self._cancelled(env) or await self.fences.decided(training_fence(tenant, env.job_id)):
+            log.info("train.cancelled", job_id=env.job_id, step=trainer.step)
+            await self._forget(tenant, env.job_id)
             return []
+        if not trainer.done:
+            await self._forget(tenant, env.job_id)
+            raise DeadlineExceeded(f"the job's deadline {env.deadline} passed at step {trainer.step}")
         weights = await asyncio.to_thread(network.torchscript, trainer.module)
         run, record = await self._register(env, plan, trainer, weights, digest, len(trained) + len(held), len(held), started)
-        await self.store.delete(keys.training_checkpoint(tenant, env.job_id))
+        await self._forget(tenant, env.job_id)
         return await self._finished(env, run, record)
+
+    async def _forget(self, tenant: str, job_id: str) -> None:
+        """A run over (or given up): its checkpoint and live curve are no longer needed."""
+        for key in (keys.training_checkpoint(tenant, job_id), keys.training_curve(tenant, job_id)):
+            await self.store.delete(key)
 
     def _cancelled(self, env: Envelope[Any]) -> bool:
         cancellations = self.runtime.cancellations
@@ -136,30 +150,32 @@ class TrainJobs:
         pairs = await labelled_pairs(self.store, dataset, self.settings.max_images)
         if not pairs:
             raise PermanentError(f"{dataset} has no image with a mask (masks/<image stem>.png)", code="no_labelled_images")
+        pixels = len(pairs) * plan.input_size[0] * plan.input_size[1]
+        if pixels > self.settings.max_pixels:
+            raise PermanentError(
+                f"{len(pairs)} images at {plan.input_size} are {pixels} pixels; a run holds at most {self.settings.max_pixels}",
+                code="too_large",
+            )
         digest, read = ContentHash(), []
         for image_key, mask_key in pairs:
             image, mask = await self.store.get(image_key), await self.store.get(mask_key)
             digest.add(image_key, image, mask)
             read.append((image, mask))
         try:
-            examples = await asyncio.to_thread(data.examples, read, plan.input_size, plan.preprocessing)
+            examples = await asyncio.to_thread(data.examples, read, plan.input_size, plan.preprocessing, len(plan.labels))
         except ValueError as exc:
             raise PermanentError(f"{dataset}: {exc}", code="invalid_mask") from exc
-        labelled = examples.masks[examples.masks != data.IGNORE]
-        if labelled.numel() and int(labelled.max()) >= len(plan.labels):
-            raise PermanentError(
-                f"{dataset} has class id {int(labelled.max())} in a mask; the model has {len(plan.labels)} labels",
-                code="invalid_mask",
-            )
         return examples, digest.hexdigest()
 
-    async def _resume(self, tenant: str, job_id: str, trainer: Trainer) -> int:
-        """Continue from the run's last checkpoint, if an earlier attempt left one."""
+    async def _resume(self, tenant: str, job_id: str, trainer: Trainer, digest: str) -> int:
+        """Continue from the run's last checkpoint, if an earlier attempt left one on the same data."""
         try:
             checkpoint = await self.store.get(keys.training_checkpoint(tenant, job_id))
         except ObjectNotFound:
             return 0
-        await asyncio.to_thread(trainer.restore, checkpoint)
+        if not await asyncio.to_thread(trainer.restore, checkpoint, digest):
+            log.warning("train.checkpoint_of_other_data", job_id=job_id)  # the dataset changed: from the start
+            return 0
         log.info("train.resumed", job_id=job_id, step=trainer.step)
         return trainer.step
 

@@ -93,6 +93,7 @@ class Trainer:
         self.parameters = [p for p in self.module.parameters() if p.requires_grad]
         self.optimiser = _optimiser(hyper, self.parameters)
         self.generator = torch.Generator().manual_seed(hyper.seed)
+        torch.manual_seed(hyper.seed)  # dropout and anything else drawing from torch's global generators
         self.step = 0
         self.resumes = 0
         """How many times the run was taken up again from a checkpoint."""
@@ -106,17 +107,20 @@ class Trainer:
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         picked = torch.randint(0, len(self.training), (self.hyper.batch,), generator=self.generator)
         flips = torch.rand(self.hyper.batch, generator=self.generator) < 0.5
-        x, y = self.training.images[picked.to(self.device)], self.training.masks[picked.to(self.device)]
+        x, y = self.training.images[picked.to(self.device)], self.training.masks[picked.to(self.device)].long()
         if self.hyper.flip and bool(flips.any()):
             chosen = flips.to(self.device)
             x[chosen], y[chosen] = x[chosen].flip(-1), y[chosen].flip(-1)
         return x, y
 
-    def advance(self, until: int, on_point: Callable[[CurvePoint], None] | None = None) -> None:
-        """Train up to step `until` (at most the run's steps), adding curve points on the way."""
+    def advance(
+        self, until: int, on_point: Callable[[CurvePoint], None] | None = None, stop: Callable[[], bool] | None = None
+    ) -> None:
+        """Train up to step `until` (at most the run's steps), adding curve points on the way; `stop`
+        is asked before each step (a cancel or a deadline is not kept waiting for a checkpoint)."""
         frozen = self.hyper.freeze
         train_mode(self.module, frozen)
-        while self.step < min(until, self.hyper.steps):
+        while self.step < min(until, self.hyper.steps) and not (stop is not None and stop()):
             lr = self.hyper.learning_rate * learning_rate_factor(self.hyper.schedule, self.step, self.hyper.steps)
             for group in self.optimiser.param_groups:
                 group["lr"] = lr
@@ -150,7 +154,7 @@ class Trainer:
         with torch.no_grad():
             for start in range(0, len(self.validation), 16):
                 x = self.validation.images[start : start + 16]
-                truth = self.validation.masks[start : start + 16]
+                truth = self.validation.masks[start : start + 16].long()
                 predicted = scores(self.module(x), self.output.name).argmax(1)
                 valid = truth != IGNORE
                 pairs = truth[valid] * self.classes + predicted[valid].clamp_max(self.classes - 1)
@@ -162,12 +166,14 @@ class Trainer:
         tail = self.curve[-max(1, len(self.curve) // 10) :]
         return round(sum(p.loss for p in tail) / len(tail), 6) if tail else 0.0
 
-    def checkpoint(self) -> bytes:
+    def checkpoint(self, dataset_sha256: str) -> bytes:
         state: dict[str, Any] = {
+            "dataset_sha256": dataset_sha256,
             "module": self.module.state_dict(),
             "optimiser": self.optimiser.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             "step": self.step,
             "resumes": self.resumes,
             "loss_sum": self._loss_sum,
@@ -178,13 +184,19 @@ class Trainer:
         torch.save(state, buffer)
         return buffer.getvalue()
 
-    def restore(self, data: bytes) -> None:
-        state = torch.load(io.BytesIO(data), map_location=self.device, weights_only=True)
+    def restore(self, data: bytes, dataset_sha256: str) -> bool:
+        """Continue from a checkpoint; False (and nothing changed) when it was made on other data."""
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        if state["dataset_sha256"] != dataset_sha256:
+            return False
         self.module.load_state_dict(state["module"])
         self.optimiser.load_state_dict(state["optimiser"])
         self.generator.set_state(state["generator"].cpu())
         torch.set_rng_state(state["torch_rng"].cpu())
+        if self.device.type == "cuda" and state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.step = int(state["step"])
         self.resumes = int(state["resumes"]) + 1
         self._loss_sum, self._loss_count = float(state["loss_sum"]), int(state["loss_count"])
         self.curve = msgspec.json.decode(state["curve"], type=list[CurvePoint])
+        return True

@@ -26,19 +26,23 @@ def from_torchscript(data: bytes) -> nn.Module:
 
 
 def from_architecture(architecture: Architecture, allowed_prefixes: tuple[str, ...], seed: int) -> nn.Module:
-    """A fresh instance, its initial weights drawn from `seed`. Only allowed packages are imported:
-    an import runs code."""
+    """A fresh instance, its initial weights drawn from `seed`. Only torch module classes of allowed
+    packages are built (an import runs code): never a module's `__main__`, never another callable."""
     module_name, _, class_name = architecture.entrypoint.partition(":")
-    if not any(module_name == p.rstrip(".") or module_name.startswith(p) for p in allowed_prefixes):
+    allowed = any(module_name == p.rstrip(".") or module_name.startswith(p) for p in allowed_prefixes)
+    if not allowed or module_name.rsplit(".", 1)[-1] == "__main__":
         raise Untrainable(f"architecture {architecture.entrypoint!r} is outside the allowed packages {allowed_prefixes}")
+    try:
+        found = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise Untrainable(f"cannot build {architecture.entrypoint}: {exc}") from exc
+    if not (isinstance(found, type) and issubclass(found, nn.Module)):
+        raise Untrainable(f"{architecture.entrypoint} is not a torch module class")
     torch.manual_seed(seed)
     try:
-        built = getattr(importlib.import_module(module_name), class_name)(**architecture.kwargs)
-    except (ImportError, AttributeError, TypeError) as exc:
+        return found(**architecture.kwargs)
+    except (Exception, SystemExit) as exc:  # a constructor that exits must not take the worker with it
         raise Untrainable(f"cannot build {architecture.entrypoint}: {exc}") from exc
-    if not isinstance(built, nn.Module):
-        raise Untrainable(f"{architecture.entrypoint} is not a torch module")
-    return built
 
 
 def freeze(module: nn.Module, prefixes: tuple[str, ...]) -> int:

@@ -33,7 +33,7 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     registry = await ModelRegistry.opened(runtime.bus.js)
     access = ModelAccess(registry, await Grants.opened(runtime.bus.js))
     fences = await Fences.opened(runtime.bus.js, runtime.bus)
-    jobs = TrainJobs(runtime, registry, access, settings)
+    jobs = TrainJobs(runtime, registry, access, fences, settings)
     # One trained event (and one version) per job; the gateway's cancel races for the same fence.
     handler = fenced(fences, "train", jobs.run)
     # One run at a time per worker: a run uses every core (or the GPU); more workers, more runs.

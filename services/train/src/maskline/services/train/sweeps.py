@@ -24,7 +24,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import TrialState
 
 from maskline.contracts import train_v1
-from maskline.contracts.envelope import Envelope, job_event, next_event
+from maskline.contracts.envelope import Envelope, job_event, next_event, now
 from maskline.contracts.model_v1 import VersionRef
 from maskline.contracts.train_v1 import (
     INTEGER_PARAMETERS,
@@ -36,7 +36,7 @@ from maskline.contracts.train_v1 import (
     TrialResult,
 )
 from maskline.shared import keys
-from maskline.shared.errors import PermanentError
+from maskline.shared.errors import DeadlineExceeded, PermanentError
 from maskline.shared.jobs.cancels import Cancellations
 from maskline.shared.jobs.fence import Fences
 from maskline.shared.jobs.state import JobStore
@@ -48,6 +48,8 @@ SOURCE = "train"
 JSON = "application/json"
 #: How often running trials' curves and states are read.
 POLL_S = 1.0
+#: `<sweep job id>-t<n>` must fit a job id (128 characters) for up to 200 trials.
+MAX_SWEEP_ID = 120
 #: Trials that complete before the pruner judges any other (the median needs a few to stand on).
 STARTUP_TRIALS = 2
 log = structlog.get_logger("sweeps")
@@ -71,6 +73,22 @@ def distributions(space: dict[str, SearchDimension]) -> dict[str, BaseDistributi
             else FloatDistribution(low, high, log=dimension.log)
         )
     return found
+
+
+def check_start(space: dict[str, BaseDistribution], start_with: tuple[dict[Any, Choice], ...]) -> None:
+    """Each setting to start with names only the space's parameters, each value inside its range."""
+    for fixed in start_with:
+        for name, value in fixed.items():
+            if not _inside(space.get(name), value):
+                raise PermanentError(f"start_with: {name}={value!r} is not in the search space", code="invalid_request")
+
+
+def _inside(distribution: BaseDistribution | None, value: Choice) -> bool:
+    if isinstance(distribution, CategoricalDistribution):
+        return value in distribution.choices
+    if isinstance(distribution, FloatDistribution | IntDistribution):
+        return not isinstance(value, str) and distribution.low <= value <= distribution.high
+    return False
 
 
 TrialStatus = Literal["running", "complete", "pruned", "failed"]
@@ -136,8 +154,17 @@ class SweepJobs:
             raise PermanentError(
                 "a sweep maximises the validation mIoU: give the training a validation_share", code="invalid_request"
             )
-        sweep = await self._open(env, distributions({str(k): v for k, v in request.space.items()}))
+        if len(env.job_id) > MAX_SWEEP_ID:  # its trials' ids must stay apart: `<id>-t<n>` within 128 characters
+            raise PermanentError(f"a sweep's job id has at most {MAX_SWEEP_ID} characters", code="invalid_request")
+        space = distributions({str(k): v for k, v in request.space.items()})
+        check_start(space, request.start_with)
+        sweep = await self._open(env, space)
         while True:
+            if self._stopped(env):
+                await self._stop_trials(sweep)
+                if env.deadline is not None and now() > env.deadline:
+                    raise DeadlineExceeded(f"the sweep's deadline {env.deadline} passed")
+                return []  # its tenant cancelled it: the cancel went out through the sweep's fence
             self._ask(sweep)
             await self._publish_new(sweep)
             if all(t.state != "running" for t in sweep.state.trials) and len(sweep.state.trials) >= request.trials:
@@ -147,9 +174,28 @@ class SweepJobs:
                 await self._follow(sweep, record)
         return [next_event(env, train_v1.SWEPT, SOURCE, self.view(sweep))]
 
+    def _stopped(self, env: Envelope[SweepRequested]) -> bool:
+        return self.cancellations.cancelled(env.tenant, env.job_id) or (env.deadline is not None and now() > env.deadline)
+
+    async def _stop_trials(self, sweep: Sweep) -> None:
+        """A cancelled sweep (or one past its deadline) cancels the trials it still runs."""
+        env = sweep.env
+        for record in [t for t in sweep.state.trials if t.state == "running"]:
+            await cancel_training(
+                self.cancellations,
+                self.fences,
+                tenant=env.tenant,
+                job_id=record.run,
+                trace_id=env.trace_id,
+                by="sweep cancelled",
+                source=SOURCE,
+            )
+            record.state = "failed"
+        await self._save(sweep)
+
     @staticmethod
     def experiment(env: Envelope[SweepRequested]) -> str:
-        return env.data.training.experiment or f"sweep-{env.job_id[:12]}"
+        return env.data.training.experiment or f"sweep-{env.job_id[:12].lower()}"
 
     async def _open(self, env: Envelope[SweepRequested], space: dict[str, BaseDistribution]) -> Sweep:
         request = env.data
@@ -170,7 +216,9 @@ class SweepJobs:
         for record in state.trials:  # taken up again: the study as it stood
             if record.state == "running":
                 study.enqueue_trial(dict(record.params))
-                sweep.live[record.number] = study.ask(space)
+                trial = sweep.live[record.number] = study.ask(space)
+                for step, value in record.reported.items():  # what the pruner had seen of it
+                    trial.report(value, int(step))
                 continue
             study.add_trial(
                 optuna.trial.create_trial(

@@ -171,23 +171,30 @@ class TrainingController(Controller):
     @delete(
         "/trainings/{job_id:str}",
         status_code=HTTP_200_OK,
-        summary="Cancel a training: its worker stops at the next checkpoint and no version stands (audited)",
+        summary="Cancel a training or a sweep (its running trials too): it stops at its next step, no version stands (audited)",
         opt={ANSWERS: Answers(refusals=Conflict.coded("job_finished"))},
     )
     async def cancel(
         self, intake: Intake, cancellations: Cancellations, fences: Fences, job_store: JobStore, tenant: str, job_id: str
     ) -> JobView:
         state = await job_store.get(tenant, job_id)
-        if state is None or state.kind != "training":
-            raise NotFound(f"no training {job_id}")
+        if state is None or state.kind not in ("training", "sweep"):
+            raise NotFound(f"no training or sweep {job_id}")
         if state.finished:
-            raise Conflict(f"training {job_id} is {state.status} already", code="job_finished")
+            raise Conflict(f"{state.kind} {job_id} is {state.status} already", code="job_finished")
         intake.require_bus()
         event = await cancel_training(
-            cancellations, fences, tenant=tenant, job_id=job_id, trace_id=state.trace_id, by=tenant, source=GATEWAY
+            cancellations,
+            fences,
+            tenant=tenant,
+            job_id=job_id,
+            trace_id=state.trace_id,
+            by=tenant,
+            source=GATEWAY,
+            sweep=state.kind == "sweep",
         )
         if event is None:
-            raise Conflict(f"training {job_id} finished before the cancel reached it", code="job_finished")
+            raise Conflict(f"{state.kind} {job_id} finished before the cancel reached it", code="job_finished")
         return job_view(await job_store.apply(event))
 
     @get("/runs", summary="Your finished training runs, newest first (one experiment's with `experiment`)")
