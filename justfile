@@ -117,6 +117,10 @@ bench-models:
 bench-prompts:
     python -m bench.prompts --images 64 --repeats 20 --out docs/bench/prompts.json
 
+# training through the platform against the same loop in one process (medians of 3, same run)
+bench-training:
+    python -m bench.training --rounds 3 --out docs/bench/training.json
+
 # merge time and memory (2/4/8 x 27.5M-param models), and the federated merging study on digits
 # (in-process, then its independent-initialisation condition through the running services)
 bench-merge:

@@ -18,15 +18,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from maskline.client import JsonClient
 from maskline.contracts.subjects import PLATFORM_TENANT
 from maskline.infra.embedded.process import wait_until
 from maskline.infra.embedded.stack import Stack
+from maskline.models.starter import shapes
 from tests.e2e.conftest import AS_ANSWERED
 from tests.e2e.test_bus import png
 from tests.e2e.test_model_merge import perturbed
+from tests.e2e.test_segmentation import png_bytes
 from tests.e2e.test_trust_seams import LABELS, envelope, publish
 
 pytestmark = pytest.mark.e2e
@@ -46,6 +49,8 @@ class Victim:
     letter_job: str
     letter_seq: int
     input_path: str
+    run: str
+    experiment: str
 
     @property
     def markers(self) -> list[str]:
@@ -58,6 +63,8 @@ class Victim:
             self.federation,
             self.hook,
             self.letter_job,
+            self.run,
+            self.experiment,
         ]
 
 
@@ -89,6 +96,18 @@ def victim(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
     wait_until(lambda: any(d["job_id"] == letter_job for d in c.dead_letters()), 30, "the victim's dead letter")
     seq = next(d["seq"] for d in c.dead_letters() if d["job_id"] == letter_job)
     inputs = [f["path"] for f in c.files("inputs")["files"] if f["path"].startswith(job["id"])]
+    image, mask = shapes.sample(np.random.default_rng(5), 64)
+    c.upload_dataset_file(f"victim-train-{r}", "images", png_bytes(image), "t.png")
+    c.upload_dataset_file(f"victim-train-{r}", "masks", png_bytes(mask), "t.png")
+    experiment = f"victim-exp-{r}"
+    trained = c.train(
+        name=f"victim-trained-{r}",
+        dataset=f"victim-train-{r}",
+        base={"name": "shapes-unet", "version": 1, "owner": PLATFORM_TENANT},
+        hyperparameters={"steps": 2, "batch": 1, "validation_share": 0.0},
+        experiment=experiment,
+    )
+    assert c.wait_job(trained["id"], timeout=120)["status"] == "completed"
     yield (
         c,
         Victim(
@@ -103,6 +122,8 @@ def victim(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
             letter_job=letter_job,
             letter_seq=seq,
             input_path=inputs[0],
+            run=trained["id"],
+            experiment=experiment,
         ),
     )
     c.http.delete("/v1/webhooks")
@@ -148,6 +169,9 @@ def values(v: Victim) -> dict[str, Any]:
         "model": {"name": v.model, "version": v.version, "owner": "tenant-c"},
         "models": [{"name": v.model, "version": v.version, "owner": "tenant-c"}] * 2,
         "state": "granted",
+        "run": v.run,
+        "experiment": v.experiment,
+        "base": {"name": v.model, "version": v.version, "owner": "tenant-c"},
     }
 
 
@@ -248,5 +272,6 @@ def test_every_route_asked_by_another_tenant_shows_and_changes_nothing_of_the_fi
     assert owner.federation(v.federation)["status"] == "running"
     assert owner.http.get("/v1/webhooks").json()["url"].endswith(v.hook)
     assert any(d["seq"] == v.letter_seq for d in owner.dead_letters())
+    assert owner.run(v.run)["run"] == v.run and [r["run"] for r in owner.runs(v.experiment)] == [v.run]
     grants = [g for g in owner.access() if g["model"] == v.model]
     assert all(g["state"] in ("requested", "withdrawn") and g["grantee"] == "tenant-b" for g in grants)  # never granted

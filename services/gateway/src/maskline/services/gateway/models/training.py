@@ -139,6 +139,8 @@ class TrainingController(Controller):
         training = await training_request(models, tenant, data.training)
         if training.hyperparameters.validation_share <= 0:
             raise Unprocessable("a sweep maximises the validation mIoU: give the training a validation_share above 0")
+        if not data.space:
+            raise Unprocessable("a sweep searches a space: name at least one hyper-parameter's range or choices")
         raw: dict[str, Any] = msgspec.to_builtins(data)
         raw.pop("webhook_url", None)
         raw["training"] = msgspec.to_builtins(training)
