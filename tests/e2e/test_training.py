@@ -12,11 +12,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from maskline.client import ApiError, JsonClient
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
-from tests.e2e.conftest import audited_trail, cli
+from tests.e2e.conftest import audited_trail, cli, until
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # trainings take minutes on 2 cores
@@ -107,6 +109,17 @@ def test_the_version_carries_its_whole_story(client: JsonClient, datasets: tuple
         r["type"] for r in audited_trail(client, f"/v1/audit?job={fine_tuned['id']}", lambda t: len(t["events"]) >= 4)["events"]
     ]
     assert types[0] == "model.v1.train.requested" and "model.v1.train.progressed" in types and "model.v1.trained" in types
+
+
+def test_the_experiments_page_lists_the_runs_and_draws_their_curves(
+    browser: WebDriver, stack: Stack, fine_tuned: dict[str, Any]
+) -> None:
+    browser.get(f"{stack.gateway_url}/experiments?key=key-a&experiment=noise")
+    until(browser, lambda: fine_tuned["id"][:12] in browser.find_element(By.ID, "runs").text, 30, "the run in the table")
+    until(browser, lambda: len(browser.find_elements(By.CSS_SELECTOR, "#loss canvas, #validation canvas")) == 2, 30, "two charts")
+    assert browser.find_element(By.ID, "error").text == ""
+    legends = browser.find_element(By.ID, "validation").text
+    assert "validation mIoU" in legends and fine_tuned["id"][:12] in legends  # uPlot's title and legend
 
 
 def test_a_run_is_reproduced_exactly_from_its_record(stack: Stack, fine_tuned: dict[str, Any]) -> None:
