@@ -37,7 +37,9 @@ from maskline.cli_conventions import (
     add_global_options,
     completion_script,
     exit_code_for,
+    follow_job,
     global_options_everywhere,
+    print_result,
     usage_error,
     verbs,
 )
@@ -50,10 +52,6 @@ from maskline.infra.embedded.settings import StackSettings
 from maskline.infra.embedded.stack import Stack
 from maskline.shared.config import load
 from maskline.shared.version import CODE_VERSION
-
-
-def _print(args: argparse.Namespace, value: Any, human: str) -> None:
-    print(json.dumps(value, indent=2, default=str) if args.json else human)
 
 
 def sample_image() -> Path:
@@ -161,11 +159,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         timings = ", ".join(f"{k} {v:.0f} ms" for k, v in job.get("timings_ms", {}).items())
         error = f"\n  error: {job['error']}" if job.get("error") else ""
         line = f"job {job['id']}: {job['status']}" + (f" ({timings})" if timings else "") + confidence_line(job) + error
-        _print(args, job, line)
+        print_result(args, job, line)
         return 0 if job["status"] != "failed" else 1
     stack = Stack.attach(load(StackSettings))
     if stack is None:
-        _print(args, {"running": False}, "no stack running here")
+        print_result(args, {"running": False}, "no stack running here")
         return 1
     status = stack.status()
     lines = [f"gateway {status['gateway']} ready={status['ready']}"]
@@ -173,7 +171,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"  {name:<10} pid {p['pid']:<8} {p['state'].upper():<9} up {p['uptime_s']:>8.1f} s  restarts {p['restarts']}"
         for name, p in status["processes"].items()
     ]
-    _print(args, status, "\n".join(lines))
+    print_result(args, status, "\n".join(lines))
     return 0 if status["ready"] else 1
 
 
@@ -183,7 +181,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
         print("no stack running here", file=sys.stderr)
         return 1
     pid = stack.restart(args.program)
-    _print(args, {"program": args.program, "pid": pid}, f"restarted {args.program} (pid {pid})")
+    print_result(args, {"program": args.program, "pid": pid}, f"restarted {args.program} (pid {pid})")
     return 0
 
 
@@ -257,7 +255,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if job["status"] == "completed" and args.out:
         job["files"] = {k: str(v) for k, v in client.download(job, Path(args.out) / job["id"]).items()}
     error = f"\n  error: {job['error']}" if job.get("error") else ""
-    _print(
+    print_result(
         args,
         job,
         f"job {job['id']}: {job['status']}"
@@ -273,10 +271,10 @@ def cmd_get(args: argparse.Namespace) -> int:
     client = JsonClient(args.url, api_key=args.api_key)
     job = client.status(args.job)
     if job["status"] != "completed":
-        _print(args, job, f"job {job['id']} is {job['status']}: nothing to download yet")
+        print_result(args, job, f"job {job['id']} is {job['status']}: nothing to download yet")
         return 1
     files = {k: str(v) for k, v in client.download(job, Path(args.out) / job["id"]).items()}
-    _print(args, files, "\n".join(f"{k}: {v}" for k, v in files.items()))
+    print_result(args, files, "\n".join(f"{k}: {v}" for k, v in files.items()))
     return 0
 
 
@@ -289,7 +287,7 @@ def cmd_services(args: argparse.Namespace) -> int:
     lines.append(f"\n{'stream':<8} {'consumer':<18} {'pending':>8} {'in flight':>10}")
     lines += [f"{q['stream']:<8} {q['consumer']:<18} {q['pending']:>8} {q['in_flight']:>10}" for q in fleet["queues"]]
     lines.append(f"\ndead letters: {fleet['dead_letters']}")
-    _print(args, fleet, "\n".join(lines))
+    print_result(args, fleet, "\n".join(lines))
     return 0 if all(s["state"] == "up" for s in fleet["services"]) else 1
 
 
@@ -299,12 +297,12 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         if not args.seq:
             raise usage_error("dlq redrive needs the letters' sequence numbers")
         done = [client.redrive(seq) for seq in args.seq]
-        _print(args, done, "\n".join(f"re-drove {d['seq']} to {d['subject']} (job {d['job_id']})" for d in done))
+        print_result(args, done, "\n".join(f"re-drove {d['seq']} to {d['subject']} (job {d['job_id']})" for d in done))
         return 0
     letters = client.dead_letters()
     lines = [f"{'seq':>6} {'consumer':<16} {'code':<20} reason"]
     lines += [f"{d['seq']:>6} {d['consumer']:<16} {d['code']:<20} {d['reason'][:80]}" for d in letters]
-    _print(args, letters, "\n".join(lines) if letters else "the dead-letter queue is empty")
+    print_result(args, letters, "\n".join(lines) if letters else "the dead-letter queue is empty")
     return 0
 
 
@@ -314,7 +312,7 @@ def cmd_files(args: argparse.Namespace) -> int:
         listing = client.files(args.area)
         lines = [f"{f['area']:<9} {f['size']:>10}  {str(f['modified'])[:19]}  {f['path']}" for f in listing["files"]]
         lines.append(f"{listing['count']} files, {listing['total_bytes']} bytes")
-        _print(args, listing, "\n".join(lines))
+        print_result(args, listing, "\n".join(lines))
         return 0
     if not args.area or not args.path:
         raise usage_error(f"files {args.action} needs --area and a path")
@@ -322,10 +320,10 @@ def cmd_files(args: argparse.Namespace) -> int:
         target = Path(args.out) / args.path.replace("/", "_")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(client.download_file(args.area, args.path))
-        _print(args, {"saved": str(target)}, f"saved {target}")
+        print_result(args, {"saved": str(target)}, f"saved {target}")
         return 0
     client.delete_file(args.area, args.path)
-    _print(args, {"deleted": f"{args.area}/{args.path}"}, f"deleted {args.area}/{args.path}")
+    print_result(args, {"deleted": f"{args.area}/{args.path}"}, f"deleted {args.area}/{args.path}")
     return 0
 
 
@@ -359,7 +357,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             refs, name=args.name, method=args.method, weights=weights, bn_dataset=args.bn_dataset, evaluate_on=args.evaluate_on
         )
         job = client.wait_job(job["id"])
-        _print(args, job, f"merge {job['status']}: {job['links'].get('model', job['error'])}")
+        print_result(args, job, f"merge {job['status']}: {job['links'].get('model', job['error'])}")
         return 0 if job["status"] == "completed" else 1
     if args.action in ("quantize", "edit", "graph", "report"):
         return _quantize_verbs(client, args)
@@ -368,7 +366,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "release":
         name, version = _ref(args.refs[0]) if args.refs else ("", 0)
         model = client.release_model(name, version)
-        _print(args, model, f"{model['name']} version {model['version']} is stable now: requests naming no version run it")
+        print_result(args, model, f"{model['name']} version {model['version']} is stable now: requests naming no version run it")
         return 0
     if args.action == "register":
         height, width = (int(v) for v in args.input_size.split(","))
@@ -385,10 +383,10 @@ def cmd_models(args: argparse.Namespace) -> int:
                 preprocessing=_preprocessing(args),
                 decoder=Path(args.decoder) if args.decoder else None,
             )
-        _print(args, model, f"registered {model['name']} version {model['version']}")
+        print_result(args, model, f"registered {model['name']} version {model['version']}")
         return 0
     models = client.models()
-    _print(
+    print_result(
         args,
         models,
         "\n".join(
@@ -400,7 +398,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     job = JsonClient(args.url, api_key=args.api_key).cancel(args.job)
-    _print(args, job, f"{job['id']}: {job['status']}")
+    print_result(args, job, f"{job['id']}: {job['status']}")
     return 0
 
 
@@ -410,7 +408,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for name, output in view["outputs"].items():
         again = (output["replay_sha256"] or "-")[:16]
         lines.append(f"  {name:<8} {output['original_sha256'][:16]} {again:<16} {'match' if output['match'] else 'DIFFERS'}")
-    _print(args, view, "\n".join(lines))
+    print_result(args, view, "\n".join(lines))
     return 0 if view["reproduced"] else 1
 
 
@@ -425,17 +423,19 @@ def cmd_datasets(args: argparse.Namespace) -> int:
                 mask = Path(args.masks) / f"{path.stem}.png" if args.masks else None
                 if mask is not None and mask.exists():
                     client.upload_dataset_file(args.name, "masks", mask.read_bytes(), mask.name)
-        _print(args, client.dataset(args.name), f"uploaded {len(args.files)} images to dataset {args.name}")
+        print_result(args, client.dataset(args.name), f"uploaded {len(args.files)} images to dataset {args.name}")
         return 0
     if args.action == "segment":
         return _segment_dataset(client, args)
     if args.action == "show":
         view = client.dataset(args.name)
-        _print(args, view, f"{args.name}: {len(view['images'])} images, {len(view['masks'])} masks, manifest={view['manifest']}")
+        print_result(
+            args, view, f"{args.name}: {len(view['images'])} images, {len(view['masks'])} masks, manifest={view['manifest']}"
+        )
         return 0
     job = client.expand_dataset(args.name, target=args.target, angle=args.angle, blur_sigma=args.blur_sigma)
-    job = _follow(client, args, job, f"expanding {args.name}")
-    _print(args, job, f"job {job['id']}: {job['status']} {job['progress']}" + (f" {job['error']}" if job["error"] else ""))
+    job = follow_job(client, args, job, f"expanding {args.name}")
+    print_result(args, job, f"job {job['id']}: {job['status']} {job['progress']}" + (f" {job['error']}" if job["error"] else ""))
     return 0 if job["status"] == "completed" else 1
 
 
@@ -464,22 +464,8 @@ def _segment_dataset(client: JsonClient, args: argparse.Namespace) -> int:
     if completed:
         out.write_bytes(client.export_segmentations(completed, args.format))
     summary = {"images": len(jobs), "completed": completed, "failed": failed, "export": str(out)}
-    _print(args, summary, f"{len(completed)} of {len(jobs)} images segmented; {args.format} export: {out}")
+    print_result(args, summary, f"{len(completed)} of {len(jobs)} images segmented; {args.format} export: {out}")
     return 0 if completed and not failed else 1
-
-
-def _follow(client: JsonClient, args: argparse.Namespace, job: dict[str, Any], label: str) -> dict[str, Any]:
-    """Wait for a command job with a progress bar (stage and done/total as the job reports them)."""
-    from rich.progress import Progress
-
-    with Progress(disable=args.json) as bar:
-        task = bar.add_task(label, total=None)
-
-        def show(j: dict[str, Any]) -> None:
-            stage = f"{label} [{j['stage']}]" if j.get("stage") else label
-            bar.update(task, description=stage, completed=j["progress"].get("done", 0), total=j["progress"].get("total"))
-
-        return client.wait_job(job["id"], timeout=1800.0, on_progress=show)
 
 
 def _ref(text: str) -> tuple[str, int]:
@@ -506,20 +492,20 @@ def _quantize_verbs(client: JsonClient, args: argparse.Namespace) -> int:
             name=args.name,
             evaluate_on=args.evaluate_on,
         )
-        job = _follow(client, args, job, f"quantizing {name}:{version}")
-        _print(args, job, f"quantize {job['status']}: {job['links'].get('model', job['error'])}")
+        job = follow_job(client, args, job, f"quantizing {name}:{version}")
+        print_result(args, job, f"quantize {job['status']}: {job['links'].get('model', job['error'])}")
         return 0 if job["status"] == "completed" else 1
     if args.action == "edit":
         edit = {"output_scale": args.output_scale, "weight_scale": args.weight_scale}
-        job = _follow(client, args, client.edit_layer(name, version, layer=args.layer, **edit), f"editing {args.layer}")
-        _print(args, job, f"edit {job['status']}: {job['links'].get('model', job['error'])}")
+        job = follow_job(client, args, client.edit_layer(name, version, layer=args.layer, **edit), f"editing {args.layer}")
+        print_result(args, job, f"edit {job['status']}: {job['links'].get('model', job['error'])}")
         return 0 if job["status"] == "completed" else 1
     if args.action == "graph":
         graph = client.graph(name, version)
-        _print(args, graph, "\n".join(f"{n['id']:<28} {n['type']:<22} {n['shape']}" for n in graph["nodes"]))
+        print_result(args, graph, "\n".join(f"{n['id']:<28} {n['type']:<22} {n['shape']}" for n in graph["nodes"]))
         return 0
     report = client.report(name, version, args.kind, args.layer)
-    _print(args, report, report_tables.TABLES[args.kind](report))
+    print_result(args, report, report_tables.TABLES[args.kind](report))
     return 0
 
 
@@ -528,24 +514,24 @@ def _evaluation_verbs(client: JsonClient, args: argparse.Namespace) -> int:
         if len(args.refs) != 1 or not args.versions or not args.dataset:
             raise usage_error("models compare NAME --versions 1,2,... --dataset DATASET")
         view = client.compare(args.refs[0], [int(v) for v in args.versions.split(",")], args.dataset, owner=args.owner)
-        _print(args, view, report_tables.comparison(view))
+        print_result(args, view, report_tables.comparison(view))
         return 0
     name, version = _ref(args.refs[0]) if args.refs else ("", 0)
     if not name:
         raise usage_error(f"models {args.action} needs a model as name:version")
     if args.action == "evaluations":
         found = client.evaluations(name, version, owner=args.owner)
-        _print(args, found, "\n\n".join(report_tables.evaluation(e) for e in found) or "no evaluations yet")
+        print_result(args, found, "\n\n".join(report_tables.evaluation(e) for e in found) or "no evaluations yet")
         return 0
     if not args.dataset:
         raise usage_error("models evaluate needs --dataset (one of your datasets with masks)")
     job = client.evaluate(name, version, dataset=args.dataset, owner=args.owner)
-    job = _follow(client, args, job, f"evaluating {name}:{version}")
+    job = follow_job(client, args, job, f"evaluating {name}:{version}")
     if job["status"] != "completed":
-        _print(args, job, f"evaluation {job['status']}: {job['error']}")
+        print_result(args, job, f"evaluation {job['status']}: {job['error']}")
         return 1
     result = client.evaluations(name, version, owner=args.owner)[0]
-    _print(args, result, report_tables.evaluation(result))
+    print_result(args, result, report_tables.evaluation(result))
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from maskline.client import ApiError, ClientSettings
+from maskline.client import ApiError, ClientSettings, JsonClient
 
 
 class ExitCode(enum.IntEnum):
@@ -41,6 +42,28 @@ def exit_code_for(error: ApiError | httpx.TransportError) -> ExitCode:
     if isinstance(error, ApiError) and error.status < 500:
         return ExitCode.REFUSED
     return ExitCode.UNAVAILABLE
+
+
+def print_result(args: argparse.Namespace, value: Any, human: str) -> None:
+    """A command's answer: the JSON itself with `--json`, else the line(s) a person reads."""
+    print(json.dumps(value, indent=2, default=str) if args.json else human)
+
+
+def follow_job(
+    client: JsonClient, args: argparse.Namespace, job: dict[str, Any], label: str, timeout: float = 1800.0
+) -> dict[str, Any]:
+    """Wait for a command job with a progress bar (stage and done/total as the job reports them;
+    none with `--json`); its final view."""
+    from rich.progress import Progress
+
+    with Progress(disable=args.json) as bar:
+        task = bar.add_task(label, total=None)
+
+        def show(j: dict[str, Any]) -> None:
+            stage = f"{label} [{j['stage']}]" if j.get("stage") else label
+            bar.update(task, description=stage, completed=j["progress"].get("done", 0), total=j["progress"].get("total"))
+
+        return client.wait_job(job["id"], timeout=timeout, on_progress=show)
 
 
 def usage_error(message: str) -> SystemExit:

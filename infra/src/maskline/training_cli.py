@@ -14,15 +14,10 @@ maskline runs cancel JOB                     stop a training at its next checkpo
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
-from maskline.cli_conventions import ExitCode, Verb, usage_error, verbs
+from maskline.cli_conventions import ExitCode, Verb, follow_job, print_result, usage_error, verbs
 from maskline.client import JsonClient
-
-
-def _print(args: argparse.Namespace, value: Any, human: str) -> None:
-    print(json.dumps(value, indent=2, default=str) if args.json else human)
 
 
 def _metric(value: float | None) -> str:
@@ -49,19 +44,6 @@ def comparison(view: dict[str, Any]) -> str:
         f"same data: {'yes' if view['same_data'] else 'NO'}; {verdict}; reproduced: {'yes' if view['reproduced'] else 'NO'}"
     )
     return "\n".join(lines)
-
-
-def _follow(client: JsonClient, args: argparse.Namespace, job: dict[str, Any], label: str) -> dict[str, Any]:
-    from rich.progress import Progress
-
-    with Progress(disable=args.json) as bar:
-        task = bar.add_task(label, total=None)
-
-        def show(j: dict[str, Any]) -> None:
-            stage = f"{label} [{j['stage']}]" if j.get("stage") else label
-            bar.update(task, description=stage, completed=j["progress"].get("done", 0), total=j["progress"].get("total"))
-
-        return client.wait_job(job["id"], timeout=args.wait, on_progress=show)
 
 
 def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
@@ -131,8 +113,8 @@ def _training(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(client: JsonClient, args: argparse.Namespace) -> int:
-    job = _follow(client, args, client.train(**_training(args)), f"training {args.name}")
-    _print(args, job, f"training {job['status']}: {job['links'].get('model', job['error'])} (run {job['id']})")
+    job = follow_job(client, args, client.train(**_training(args)), f"training {args.name}", args.wait)
+    print_result(args, job, f"training {job['status']}: {job['links'].get('model', job['error'])} (run {job['id']})")
     return ExitCode.OK if job["status"] == "completed" else ExitCode.JOB_FAILED
 
 
@@ -140,12 +122,12 @@ def _sweep(client: JsonClient, args: argparse.Namespace) -> int:
     if not args.space:
         raise usage_error("runs sweep needs at least one --space")
     body = {"training": _training(args), "space": search_space(args.space), "trials": args.trials, "parallel": args.parallel}
-    job = _follow(client, args, client.sweep(**body, pruning=not args.no_pruning), f"sweep of {args.name}")
+    job = follow_job(client, args, client.sweep(**body, pruning=not args.no_pruning), f"sweep of {args.name}", args.wait)
     if job["status"] != "completed":
-        _print(args, job, f"sweep {job['status']}: {job['error']}")
+        print_result(args, job, f"sweep {job['status']}: {job['error']}")
         return ExitCode.JOB_FAILED
     runs = client.runs(args.experiment or f"sweep-{job['id'][:12]}")
-    _print(args, {"job": job, "runs": runs}, "\n".join(row(r) for r in runs) + f"\nbest: {job['links'].get('model', '-')}")
+    print_result(args, {"job": job, "runs": runs}, "\n".join(row(r) for r in runs) + f"\nbest: {job['links'].get('model', '-')}")
     return ExitCode.OK
 
 
@@ -157,7 +139,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return _sweep(client, args)
     if args.action == "list":
         runs = client.runs(args.experiment)
-        _print(args, runs, "\n".join(row(r) for r in runs) if runs else "no finished runs")
+        print_result(args, runs, "\n".join(row(r) for r in runs) if runs else "no finished runs")
         return ExitCode.OK
     if not args.runs:
         raise usage_error(f"runs {args.action} needs a run id")
@@ -168,22 +150,22 @@ def cmd_runs(args: argparse.Namespace) -> int:
             f"val mIoU {_metric(p.get('validation_miou'))}"
             for p in run["curve"]
         )
-        _print(args, run, f"{run['run']}: {run['model']['name']}:{run['model']['version']} on {run['dataset']}\n{curve}")
+        print_result(args, run, f"{run['run']}: {run['model']['name']}:{run['model']['version']} on {run['dataset']}\n{curve}")
         return ExitCode.OK
     if args.action == "cancel":
         job = client.cancel_training(args.runs[0])
-        _print(args, job, f"training {job['id']}: {job['status']}")
+        print_result(args, job, f"training {job['id']}: {job['status']}")
         return ExitCode.OK
     if args.action == "compare":
         view = client.compare_runs(args.runs)
-        _print(args, view, comparison(view))
+        print_result(args, view, comparison(view))
         return ExitCode.OK
-    job = _follow(client, args, client.reproduce(args.runs[0]), f"reproducing {args.runs[0][:12]}")
+    job = follow_job(client, args, client.reproduce(args.runs[0]), f"reproducing {args.runs[0][:12]}", args.wait)
     if job["status"] != "completed":
-        _print(args, job, f"the reproduction {job['status']}: {job['error']}")
+        print_result(args, job, f"the reproduction {job['status']}: {job['error']}")
         return ExitCode.JOB_FAILED
     view = client.compare_runs([args.runs[0], job["id"]])
-    _print(args, view, comparison(view))
+    print_result(args, view, comparison(view))
     return ExitCode.OK if view["reproduced"] else ExitCode.JOB_FAILED
 
 

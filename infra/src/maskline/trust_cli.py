@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from maskline.cli_conventions import Verb, usage_error, verbs
+from maskline.cli_conventions import Verb, print_result, usage_error, verbs
 from maskline.client import JsonClient
 from maskline.contracts.audit_v1 import Checkpoint
 from maskline.contracts.subjects import AUDITOR
@@ -30,10 +29,6 @@ from maskline.infra.store import policies as store_policies
 from maskline.shared.bus import connect
 from maskline.shared.config import RuntimeSettings, load
 from maskline.shared.tenants.trails import Verdict, load_public_key, verify_stream
-
-
-def _print(args: argparse.Namespace, value: Any, human: str) -> None:
-    print(json.dumps(value, indent=2, default=str) if args.json else human)
 
 
 async def _verify(settings: RuntimeSettings, public_key: Path, kept: Checkpoint | None) -> Verdict:
@@ -66,7 +61,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         for record in trail["records"]:
             lines.append(f"  #{record['seq']:<6} {str(record['recorded'])[:23]}")
             lines += [f"      {e['source'] or '?':<9} {e['subject']}" for e in [record, *record.get("more", [])]]
-        _print(args, trail, "\n".join(lines))
+        print_result(args, trail, "\n".join(lines))
         return 0 if trail["intact"] else 1
     settings, public = audit_settings(args)
     kept = msgspec.json.decode(Path(args.checkpoint).read_bytes(), type=Checkpoint) if args.checkpoint else None
@@ -89,7 +84,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         )
     else:
         human = f"audit trail BROKEN ({len(verdict.problems)} problems); first break: {verdict.first_break}"
-    _print(args, summary, human)
+    print_result(args, summary, human)
     return 0 if verdict.intact else 1
 
 
@@ -105,7 +100,7 @@ def cmd_access(args: argparse.Namespace) -> int:
     if args.action == "list":
         rows = client.access()
         lines = [f"{g['owner']}/{g['model']:<24} {g['grantee']:<16} {g['state']}" for g in rows]
-        _print(args, rows, "\n".join(lines) if lines else "no access requests or grants")
+        print_result(args, rows, "\n".join(lines) if lines else "no access requests or grants")
         return 0
     if args.action in ("request", "withdraw"):
         owner, name = _owner_and_name(args.model)
@@ -115,7 +110,7 @@ def cmd_access(args: argparse.Namespace) -> int:
             raise usage_error(f"access {args.action} needs NAME GRANTEE")
         state = {"grant": "granted", "refuse": "refused", "revoke": "revoked"}[args.action]
         grant = client.decide_access(args.model, args.grantee, state, args.note)
-    _print(args, grant, f"{grant['owner']}/{grant['model']} for {grant['grantee']}: {grant['state']}")
+    print_result(args, grant, f"{grant['owner']}/{grant['model']} for {grant['grantee']}: {grant['state']}")
     return 0
 
 
@@ -128,7 +123,7 @@ def cmd_credentials(args: argparse.Namespace) -> int:
     users = store_policies.write(out, args.bucket)
     if args.group is not None:
         share_with_group(out, args.group)
-    _print(
+    print_result(
         args,
         {"folder": str(out / "credentials"), "identities": [c.identity.name for c in made], "minio_users": users},
         f"wrote {len(made)} bus credentials and {len(users)} MinIO user secrets to {out / 'credentials'}, "
@@ -155,7 +150,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
     settings = load(RuntimeSettings)
     asyncio.run(provision_and_seed(settings))
-    _print(args, {"provisioned": True}, f"provisioned streams and buckets on {settings.nats_url}")
+    print_result(args, {"provisioned": True}, f"provisioned streams and buckets on {settings.nats_url}")
     return 0
 
 
