@@ -9,13 +9,13 @@ docs/decisions/0004), and every layer type is checked against what the int8 path
 
 from __future__ import annotations
 
-import importlib
 import io
 
 import torch
 from torch import nn
 
 from maskline.contracts.model_v1 import Architecture
+from maskline.shared.models import architectures
 
 #: Leaf layer types the int8 path handles (anything else must be listed in keep_float).
 SUPPORTED: tuple[type[nn.Module], ...] = (
@@ -80,21 +80,10 @@ def _rewritable(m: nn.ConvTranspose2d) -> bool:
 
 def load(architecture: Architecture, torchscript: bytes, allowed_prefixes: tuple[str, ...]) -> nn.Module:
     """Instantiate the architecture and load the version's weights into it (strictly)."""
-    module_name, _, class_name = architecture.entrypoint.partition(":")
-    if not any(module_name == p.rstrip(".") or module_name.startswith(p) for p in allowed_prefixes):
-        raise ArchitectureError(f"architecture {architecture.entrypoint!r} is outside the allowed packages {allowed_prefixes}")
-    if module_name.rsplit(".", 1)[-1] == "__main__":
-        raise ArchitectureError(f"architecture {architecture.entrypoint!r} names a program, not a module")
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise ArchitectureError(f"cannot build {architecture.entrypoint}: {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):  # only network classes are called
-        raise ArchitectureError(f"{architecture.entrypoint} is not a torch module class")
-    try:
-        model: nn.Module = cls(**architecture.kwargs)
-    except (Exception, SystemExit) as exc:
-        raise ArchitectureError(f"cannot build {architecture.entrypoint}: {exc}") from exc
+        model = architectures.build(architecture, allowed_prefixes)
+    except architectures.ArchitectureRefused as exc:
+        raise ArchitectureError(str(exc)) from exc
     scripted = torch.jit.load(io.BytesIO(torchscript), map_location="cpu")  # type: ignore[no-untyped-call]
     try:
         model.load_state_dict(scripted.state_dict())

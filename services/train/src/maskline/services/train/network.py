@@ -3,7 +3,6 @@ fresh instance of an allowed architecture; which of its parameters are frozen; i
 
 from __future__ import annotations
 
-import importlib
 import io
 from typing import Any
 
@@ -12,6 +11,7 @@ from torch import nn
 
 from maskline.contracts.model_v1 import Architecture
 from maskline.shared.errors import PermanentError
+from maskline.shared.models import architectures
 
 
 class Untrainable(PermanentError):
@@ -26,23 +26,13 @@ def from_torchscript(data: bytes) -> nn.Module:
 
 
 def from_architecture(architecture: Architecture, allowed_prefixes: tuple[str, ...], seed: int) -> nn.Module:
-    """A fresh instance, its initial weights drawn from `seed`. Only torch module classes of allowed
-    packages are built (an import runs code): never a module's `__main__`, never another callable."""
-    module_name, _, class_name = architecture.entrypoint.partition(":")
-    allowed = any(module_name == p.rstrip(".") or module_name.startswith(p) for p in allowed_prefixes)
-    if not allowed or module_name.rsplit(".", 1)[-1] == "__main__":
-        raise Untrainable(f"architecture {architecture.entrypoint!r} is outside the allowed packages {allowed_prefixes}")
-    try:
-        found = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise Untrainable(f"cannot build {architecture.entrypoint}: {exc}") from exc
-    if not (isinstance(found, type) and issubclass(found, nn.Module)):
-        raise Untrainable(f"{architecture.entrypoint} is not a torch module class")
+    """A fresh instance, its initial weights drawn from `seed` (only a network class of an allowed
+    package: `shared.models.architectures`)."""
     torch.manual_seed(seed)
     try:
-        return found(**architecture.kwargs)
-    except (Exception, SystemExit) as exc:  # a constructor that exits must not take the worker with it
-        raise Untrainable(f"cannot build {architecture.entrypoint}: {exc}") from exc
+        return architectures.build(architecture, allowed_prefixes)
+    except architectures.ArchitectureRefused as exc:
+        raise Untrainable(str(exc)) from exc
 
 
 def freeze(module: nn.Module, prefixes: tuple[str, ...]) -> int:
