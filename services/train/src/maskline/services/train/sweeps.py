@@ -181,15 +181,7 @@ class SweepJobs:
         """A cancelled sweep (or one past its deadline) cancels the trials it still runs."""
         env = sweep.env
         for record in [t for t in sweep.state.trials if t.state == "running"]:
-            await cancel_training(
-                self.cancellations,
-                self.fences,
-                tenant=env.tenant,
-                job_id=record.run,
-                trace_id=env.trace_id,
-                by="sweep cancelled",
-                source=SOURCE,
-            )
+            await self._cancel_trial(env, record, by="sweep cancelled")
             record.state = "failed"
         await self._save(sweep)
 
@@ -282,20 +274,18 @@ class SweepJobs:
         except ObjectNotFound:
             return  # not started yet
         if self._report(sweep, record, curve) and trial.should_prune():
-            cancelled = await cancel_training(
-                self.cancellations,
-                self.fences,
-                tenant=env.tenant,
-                job_id=record.run,
-                trace_id=env.trace_id,
-                by="sweep pruner",
-                source=SOURCE,
-            )
-            if cancelled is None:
+            if not await self._cancel_trial(env, record, by="sweep pruner"):
                 return  # it completed meanwhile: the next poll tells its value
             record.state = "pruned"
             sweep.study.tell(trial, state=TrialState.PRUNED)
             await self._ended(sweep, record)
+
+    async def _cancel_trial(self, env: Envelope[SweepRequested], record: TrialRecord, *, by: str) -> bool:
+        """Cancel a trial's training (as its tenant would); False when it had finished first."""
+        cancelled = await cancel_training(
+            self.cancellations, self.fences, tenant=env.tenant, job_id=record.run, trace_id=env.trace_id, by=by, source=SOURCE
+        )
+        return cancelled is not None
 
     @staticmethod
     def _report(sweep: Sweep, record: TrialRecord, curve: list[CurvePoint]) -> bool:
