@@ -6,6 +6,9 @@ maskline federation watch FED [--owner O]          rounds as they close (until t
 maskline federation stop FED
 maskline federation model FED --owner O --out global.pt      (a site)
 maskline federation submit FED --owner O --round R --weights local.pt --samples N [--metrics '{"acc": 0.9}']
+maskline federation train FED --owner O --dataset D [--hyperparameters '{"steps": 60}'] [--architecture pkg.mod:Class]
+                                                   (a site: train every round here, on your dataset)
+maskline federation untrain FED --owner O          (a site: stop training the rounds here)
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ def cmd_federation(args: argparse.Namespace) -> int:
         Path(args.out).write_bytes(weights)
         print(f"round {round_}: {len(weights)} bytes to {args.out}")
         return 0
+    elif args.action in ("train", "untrain"):
+        return _site_training(client, args)
     else:
         metrics = json.loads(args.metrics) if args.metrics else {}
         weights = Path(args.weights).read_bytes()
@@ -69,6 +74,24 @@ def cmd_federation(args: argparse.Namespace) -> int:
         return 0
     print(json.dumps(view, indent=2) if args.json else describe(view))
     return 0 if view["status"] in ("running", "completed") else 1
+
+
+def _site_training(client: JsonClient, args: argparse.Namespace) -> int:
+    if not args.owner:
+        raise usage_error(f"federation {args.action} needs --owner (the run's owner)")
+    if args.action == "untrain":
+        client.withdraw_federation_training(args.federation, owner=args.owner)
+        print(f"{args.federation}: its rounds are no longer trained here")
+        return 0
+    if not args.dataset:
+        raise usage_error("federation train needs --dataset (one of your datasets with masks)")
+    options: dict[str, Any] = {"hyperparameters": json.loads(args.hyperparameters)} if args.hyperparameters else {}
+    if args.architecture:
+        options["architecture"] = {"entrypoint": args.architecture}
+    view = client.enrol_federation_training(args.federation, owner=args.owner, dataset=args.dataset, **options)
+    started = f"; the open round's training is job {view['job']}" if view.get("job") else "; it starts when the next round opens"
+    print(json.dumps(view, indent=2) if args.json else f"every round of {args.federation} trains here on {args.dataset}{started}")
+    return 0
 
 
 def _options(fed: argparse.ArgumentParser) -> None:
@@ -87,6 +110,9 @@ def _options(fed: argparse.ArgumentParser) -> None:
     fed.add_argument("--weights", help="the trained weights")
     fed.add_argument("--samples", type=int, default=1, help="training samples")
     fed.add_argument("--metrics", help="JSON object of local metrics")
+    fed.add_argument("--dataset", help="a site: your dataset with masks that each round trains on")
+    fed.add_argument("--hyperparameters", help='a site: JSON object of hyper-parameters, e.g. {"steps": 60, "batch": 32}')
+    fed.add_argument("--architecture", help="a site: round 1 from your own initialisation of package.module:Class")
 
 
 def add_parsers(sub: Any) -> None:
@@ -94,7 +120,7 @@ def add_parsers(sub: Any) -> None:
     verbs(
         sub,
         "federation",
-        "federated runs over HTTP: start, watch, stop; sites: model, submit",
+        "federated runs: start, watch, stop; sites: model, submit, train, untrain",
         _options,
         {
             "start": Verb("start a federated run: round 1 opens for the named sites", start),
@@ -104,6 +130,11 @@ def add_parsers(sub: Any) -> None:
             "submit": Verb(
                 "a site: submit weights trained for a round", ("federation", "owner", "round", "weights", "samples", "metrics")
             ),
+            "train": Verb(
+                "a site: train every round here, on your dataset",
+                ("federation", "owner", "dataset", "hyperparameters", "architecture"),
+            ),
+            "untrain": Verb("a site: stop training the rounds here", ("federation", "owner")),
         },
         cmd_federation,
     )

@@ -321,6 +321,21 @@ class JsonClient:
         path = routes.fill(routes.FEDERATION_UPDATE, federation=federation, round=round_)
         return dict(self._check(self.http.put(path, params=params, content=weights)).json())
 
+    def enrol_federation_training(self, federation: str, *, owner: str, dataset: str, **options: Any) -> dict[str, Any]:
+        """A site: train every round of `owner`'s federation here on `dataset` (SiteTrainingBody:
+        hyperparameters, architecture for round 1 from your own initialisation, checkpoint_every)."""
+        path = routes.fill(routes.FEDERATION_TRAINING, federation=federation)
+        body = {"dataset": dataset, **options}
+        return dict(self._check(self.http.put(path, params={"owner": owner}, json=body)).json())
+
+    def federation_training(self, federation: str, *, owner: str) -> dict[str, Any]:
+        path = routes.fill(routes.FEDERATION_TRAINING, federation=federation)
+        return dict(self._check(self.http.get(path, params={"owner": owner})).json())
+
+    def withdraw_federation_training(self, federation: str, *, owner: str) -> dict[str, Any]:
+        path = routes.fill(routes.FEDERATION_TRAINING, federation=federation)
+        return dict(self._check(self.http.delete(path, params={"owner": owner})).json())
+
     def cancel(self, job_id: str) -> dict[str, Any]:
         return dict(self._json(Calls.cancel(job_id)))
 

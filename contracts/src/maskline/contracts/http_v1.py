@@ -230,7 +230,8 @@ class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
 
     run: str
     name: str
-    model: VersionRef
+    model: VersionRef | None
+    """None for a federation site's run (its weights went to the round)."""
     base: VersionRef | None
     experiment: str | None
     dataset: str
@@ -393,6 +394,28 @@ class FederationBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     method: MergeMethod = _ROUND.method
     evaluate_on: str | None = None
     """One of your datasets with masks: every round's merged version is evaluated on it."""
+
+
+class SiteTrainingBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`PUT /v1/federations/{federation}/training` (a site): train every round of this federation
+    here, on one of your datasets with masks; see `train_v1.SiteTraining`. Added in 1.12."""
+
+    dataset: str
+    hyperparameters: train_v1.Hyperparameters = _TRAIN.hyperparameters
+    architecture: Architecture | None = None
+    """Round 1 from your own initialisation of this network (it must fit the federation's model)."""
+    checkpoint_every: int = _TRAIN.checkpoint_every
+
+
+class SiteTrainingView(msgspec.Struct, frozen=True, kw_only=True):
+    """A site's consent to train a federation's rounds here, and the training of the open round."""
+
+    federation: str
+    owner: str
+    training: train_v1.SiteTraining
+    job: str | None = None
+    """The open round's training job (yours), when the round is open to you."""
+    links: dict[str, str] = {}
 
 
 class FederationSummary(msgspec.Struct, frozen=True, kw_only=True):

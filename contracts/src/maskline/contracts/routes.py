@@ -68,6 +68,7 @@ FEDERATIONS = "/v1/federations"
 FEDERATION = "/v1/federations/{federation}"
 FEDERATION_MODEL = "/v1/federations/{federation}/model"
 FEDERATION_UPDATE = "/v1/federations/{federation}/rounds/{round}/update"
+FEDERATION_TRAINING = "/v1/federations/{federation}/training"
 
 SERVICES = "/v1/services"
 DEAD_LETTERS = "/v1/dlq"

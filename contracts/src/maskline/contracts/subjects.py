@@ -295,7 +295,7 @@ SUBJECTS: tuple[Subject, ...] = (
         "MODEL",
         model_v1.RoundOpened,
         (WEIGHTS, GATEWAY),
-        (_c(WEIGHTS, "merge-rounds"),),
+        (_c(WEIGHTS, "merge-rounds"), _c(TRAIN, "train-rounds")),  # train: sites that train through maskline (1.12)
         external_publish=True,
         external_read=True,
         summary="a federated round starts; sites train and submit (1.1)",
@@ -304,7 +304,7 @@ SUBJECTS: tuple[Subject, ...] = (
         model_v1.UPDATE_SUBMITTED,
         "MODEL",
         model_v1.SiteUpdate,
-        (GATEWAY,),
+        (GATEWAY, TRAIN),  # train: a site's round trained by a train job (1.12)
         (_c(WEIGHTS, "merge-updates"),),
         external_publish=True,
         summary="a site's locally trained weights for one round (1.1)",
@@ -632,7 +632,12 @@ BUCKETS: tuple[Bucket, ...] = (
         ttl_s=15.0,
         summary="who holds a lease (the gateway replica that exports the platform's metrics); renewed, else expires",
     ),
-    Bucket("rounds", (WEIGHTS,), (WEIGHTS, GATEWAY), summary="federated rounds in progress (the gateway lists them)"),
+    Bucket(
+        "rounds",
+        (WEIGHTS,),
+        (WEIGHTS, GATEWAY, TRAIN),
+        summary="federated rounds in progress (the gateway lists them; train checks a site's round)",
+    ),
     Bucket(
         "webhooks",
         (GATEWAY,),

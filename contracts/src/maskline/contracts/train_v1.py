@@ -16,7 +16,8 @@ from typing import Annotated, Literal
 import msgspec
 
 from maskline.contracts.common_v1 import DatasetPrefix, RecordedDatasetPrefix, WrittenModelFile
-from maskline.contracts.model_v1 import Architecture, ModelName, ModelVersion, VersionRef
+from maskline.contracts.envelope import Token
+from maskline.contracts.model_v1 import Architecture, ModelName, ModelVersion, SiteUpdate, VersionRef
 
 TRAIN_REQUESTED = "model.v1.train.requested"
 TRAIN_PROGRESSED = "model.v1.train.progressed"
@@ -64,6 +65,16 @@ class Hyperparameters(msgspec.Struct, frozen=True, kw_only=True):
     """Random horizontal flips of the training batches."""
 
 
+class FederationSeat(msgspec.Struct, frozen=True, kw_only=True):
+    """The round of a federation a training is the site's update for. The site is the training's
+    tenant, and must be one of the federation's sites. Added in 1.12."""
+
+    federation: Token
+    owner: Token
+    """The federation's tenant (who started it)."""
+    round: Annotated[int, msgspec.Meta(ge=1)]
+
+
 class TrainRequested(msgspec.Struct, frozen=True, kw_only=True):
     """Train a network on one of the tenant's labelled datasets and register the result as the next
     version of the tenant's model `name`: fine-tune `base`, or train `architecture` from scratch."""
@@ -90,6 +101,26 @@ class TrainRequested(msgspec.Struct, frozen=True, kw_only=True):
     checkpoint_every: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 25
     """Steps between checkpoints in the store: a worker that dies resumes from the last one. A cancel
     or a passed deadline is seen at the next step whatever this is."""
+    federation: FederationSeat | None = None
+    """Train as a site of this federation's open round: on the tenant's own dataset, from the round's
+    global model (leave `base` empty) or, with `architecture`, from the site's own initialisation
+    (the round's labels, input size and preprocessing); the result is submitted to the round as the
+    site's update (`model.v1.update.submitted`), not registered as a version. Added in 1.12."""
+
+
+class SiteTraining(msgspec.Struct, frozen=True, kw_only=True):
+    """A site's standing consent to train every round of a federation through maskline: when a round
+    opens, the train service starts the site's training for it (job `keys.site_training_job`) on the
+    site's own dataset. Kept in the site's part of the store (`keys.site_training`). Added in 1.12."""
+
+    dataset: DatasetPrefix
+    hyperparameters: Hyperparameters = Hyperparameters()
+    """Each round's run adds the round number less one to the seed (a new draw of batches per round)."""
+    architecture: Architecture | None = None
+    """Round 1 trains this network from the site's own initialisation instead of the round's model
+    (independently initialised sites); later rounds always start from the round's global model."""
+    checkpoint_every: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 25
+    enrolled: datetime
 
 
 class CurvePoint(msgspec.Struct, frozen=True, kw_only=True):
@@ -117,8 +148,8 @@ class TrainingRun(msgspec.Struct, frozen=True, kw_only=True):
     """The training job's id."""
     tenant: str
     name: ModelName
-    model: VersionRef
-    """The version it registered."""
+    model: VersionRef | None
+    """The version it registered (none for a federation site's run: its update went to the round)."""
     base: VersionRef | None
     architecture: Architecture | None
     dataset: RecordedDatasetPrefix
@@ -145,11 +176,14 @@ class TrainingRun(msgspec.Struct, frozen=True, kw_only=True):
     created: datetime
     request: TrainRequested
     """The command as it came: what `runs reproduce` sends again."""
+    update: SiteUpdate | None = None
+    """A federation site's run: the update it submitted to the round. Added in 1.12."""
 
 
 class Trained(msgspec.Struct, frozen=True, kw_only=True):
     run: TrainingRun
-    model: ModelVersion
+    model: ModelVersion | None
+    """None for a federation site's run (1.12): its weights went to the round as the site's update."""
     record: WrittenModelFile
     """The run as a JSON document (`GET /v1/runs/{run}`)."""
 

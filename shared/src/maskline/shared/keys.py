@@ -7,6 +7,7 @@ named in an event first asks `tenant_of(key)` and refuses a key outside the even
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 AREAS = ("inputs", "outputs", "datasets", "models", "federations")
@@ -26,7 +27,7 @@ STORE_ACCESS: dict[str, dict[str, str]] = {
     "merge": {"inputs": "read", "outputs": "write"},
     "weights": {"inputs": "read", "models": "write", "federations": "read", "datasets": "read"},
     "quantize": {"inputs": "read", "outputs": "write", "datasets": "read", "models": "write"},
-    "train": {"datasets": "read", "models": "write"},
+    "train": {"datasets": "read", "models": "write", "federations": "write"},  # federations: sites' updates
     "audit": {},
     "notify": {},
     "triton": {TRITON_AREA: "read"},
@@ -256,6 +257,21 @@ def round_marker(owner: str, name: str, federation: str, round_: int) -> str:
 
 def site_update(tenant: str, federation: str, round_: int, site: str) -> str:
     return f"federations/{tenant}/{federation}/{round_}/{site}.pt"
+
+
+def site_training(site: str, owner: str, federation: str) -> str:
+    """A site's consent to train every round of `owner`'s federation through maskline (its own part
+    of the store: only the site writes it, through the gateway)."""
+    return f"models/{site}/_federations/{owner}/{federation}.json"
+
+
+def site_training_job(owner: str, federation: str, round_: int) -> str:
+    """The job id of a site's training for one round (the site is the job's tenant). The same id from
+    whoever starts it (the gateway at enrolment, the train service when the round opens), so the
+    bus's duplicate window and the job's fence keep it one job; hashed, since federation ids chosen
+    by outside systems may be long and two owners may pick the same."""
+    digest = hashlib.sha256(f"{owner}/{federation}".encode()).hexdigest()[:16]
+    return f"fed-{digest}-r{round_}"
 
 
 # -- Triton's model repository, when it lives in the object store ---------------------------------

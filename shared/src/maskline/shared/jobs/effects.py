@@ -166,8 +166,11 @@ def _train_progressed(state: JobState, data: train_v1.TrainProgressed) -> None:
 
 @effect(train_v1.Trained)
 def _trained(state: JobState, data: train_v1.Trained) -> None:
-    state.model = _model(data.model)
-    state.artifacts = {"weights": data.model.weights, "run": data.record}
+    if data.model is not None:
+        state.model = _model(data.model)
+        state.artifacts = {"weights": data.model.weights, "run": data.record}
+    else:  # a federation site's run: its weights went to the round as the site's update
+        state.artifacts = {"run": data.record}
     state.timings_ms["train"] = round(data.run.seconds * 1000, 1)
     state.progress = {"done": data.run.hyperparameters.steps, "total": data.run.hyperparameters.steps}
     state.stage = None

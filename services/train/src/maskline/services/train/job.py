@@ -18,9 +18,10 @@ from torch import nn
 from maskline.contracts import train_v1
 from maskline.contracts.common_v1 import ObjectRef
 from maskline.contracts.envelope import Envelope, next_event, now
-from maskline.contracts.model_v1 import Architecture, ModelOutput, ModelVersion, Preprocessing, VersionRef
+from maskline.contracts.model_v1 import Architecture, ModelOutput, ModelVersion, Preprocessing, SiteUpdate, VersionRef
 from maskline.contracts.train_v1 import TrainingRun, TrainRequested
 from maskline.services.train import data, network
+from maskline.services.train.federated import SiteRounds, check_fits
 from maskline.services.train.loop import Trainer
 from maskline.services.train.settings import TrainSettings
 from maskline.shared import keys
@@ -59,6 +60,7 @@ class TrainJobs:
     ) -> None:
         self.runtime, self.store, self.bus, self.fences = runtime, runtime.store, runtime.bus, fences
         self.registry, self.access, self.settings = registry, access, settings
+        self.sites = SiteRounds(self.bus, self.store, registry)
         wants_cuda = settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available())
         self.device = torch.device("cuda" if wants_cuda else "cpu")
 
@@ -103,7 +105,16 @@ class TrainJobs:
             await self._forget(tenant, env.job_id)
             raise DeadlineExceeded(f"the job's deadline {env.deadline} passed at step {trainer.step}")
         weights = await asyncio.to_thread(network.torchscript, trainer.module)
-        run, record = await self._register(env, plan, trainer, weights, digest, len(trained) + len(held), len(held), started)
+        validation = trainer.curve[-1].validation_miou if trainer.curve else None
+        metrics = {"train_loss": trainer.last_loss(), **({"validation_miou": validation} if validation is not None else {})}
+        model: VersionRef | None = None
+        update: SiteUpdate | None = None
+        if request.federation is not None:  # the round's update, not a version of the site's
+            update = await self.sites.submit(tenant, request.federation, weights, len(trained), metrics)
+        else:
+            model = await self._register(env, plan, weights, metrics)
+        sizes = (len(trained) + len(held), len(held))
+        run, record = await self._record(env, plan, trainer, digest, sizes, metrics, started, model=model, update=update)
         await self._forget(tenant, env.job_id)
         return await self._finished(env, run, record)
 
@@ -118,6 +129,8 @@ class TrainJobs:
 
     async def _plan(self, env: Envelope[TrainRequested]) -> Plan:
         request = env.data
+        if request.federation is not None:
+            return await self._round_plan(env)
         if (request.base is None) == (request.architecture is None):
             raise PermanentError("name either a base version to fine-tune or an architecture to train", code="invalid_request")
         if request.base is not None:
@@ -125,15 +138,7 @@ class TrainJobs:
                 base = await self.access.ref(env.tenant, request.base)
             except ModelNotFound as exc:
                 raise PermanentError(str(exc), code="model_not_found") from exc
-            if base.format != "torchscript" or base.precision != "fp32":
-                raise network.Untrainable(
-                    f"{base.name}/{base.version} is {base.format} {base.precision}: fine-tune a float TorchScript version"
-                )
-            if base.preprocessing.resize not in data.TRAINABLE_RESIZES:
-                raise network.Untrainable(
-                    f"{base.name}/{base.version} is served with `{base.preprocessing.resize}`; "
-                    f"training takes {data.TRAINABLE_RESIZES}"
-                )
+            self._trainable(base)
             module = await asyncio.to_thread(network.from_torchscript, await self.store.get(base.weights.key))
             return Plan(module, base.labels, base.input_size, base.preprocessing, base.output, base.architecture, base)
         assert request.architecture is not None
@@ -145,6 +150,39 @@ class TrainJobs:
             request.architecture, self.settings.allowed_architectures, request.hyperparameters.seed
         )
         return Plan(module, request.labels, request.input_size, Preprocessing(), ModelOutput(), request.architecture, None)
+
+    async def _round_plan(self, env: Envelope[TrainRequested]) -> Plan:
+        """A site's round: from the round's global model, or from the site's own initialisation of an
+        architecture that fits it; the round model's labels, input and preprocessing either way."""
+        request = env.data
+        assert request.federation is not None
+        if request.base is not None or request.evaluate_on is not None or request.reproduces is not None:
+            raise PermanentError(
+                "a federation site's run trains the round's model and reports to the round: no base, evaluate_on or reproduces",
+                code="invalid_request",
+            )
+        model = await self.sites.round_model(env.tenant, request.federation)
+        self._trainable(model)
+        round_module = await asyncio.to_thread(network.from_torchscript, await self.store.get(model.weights.key))
+        described = (model.labels, model.input_size, model.preprocessing, model.output)
+        if request.architecture is None:
+            return Plan(round_module, *described, model.architecture, model)
+        allowed, seed = self.settings.allowed_architectures, request.hyperparameters.seed
+        module = network.from_architecture(request.architecture, allowed, seed)
+        check_fits(module, round_module)
+        return Plan(module, *described, request.architecture, None)
+
+    @staticmethod
+    def _trainable(base: ModelVersion) -> None:
+        if base.format != "torchscript" or base.precision != "fp32":
+            raise network.Untrainable(
+                f"{base.name}/{base.version} is {base.format} {base.precision}: fine-tune a float TorchScript version"
+            )
+        if base.preprocessing.resize not in data.TRAINABLE_RESIZES:
+            raise network.Untrainable(
+                f"{base.name}/{base.version} is served with `{base.preprocessing.resize}`; "
+                f"training takes {data.TRAINABLE_RESIZES}"
+            )
 
     async def _examples(self, dataset: str, plan: Plan) -> tuple[data.Examples, str]:
         pairs = await labelled_pairs(self.store, dataset, self.settings.max_images)
@@ -188,26 +226,13 @@ class TrainJobs:
         curve = msgspec.json.encode(trainer.curve)  # what a sweep's pruner reads
         await self.store.put(keys.training_curve(env.tenant, env.job_id), curve, JSON)
 
-    async def _register(
-        self,
-        env: Envelope[TrainRequested],
-        plan: Plan,
-        trainer: Trainer,
-        weights: bytes,
-        digest: str,
-        images: int,
-        held: int,
-        started: float,
-    ) -> tuple[TrainingRun, ObjectRef]:
-        request, tenant = env.data, env.tenant
-        base = plan.base
+    async def _register(self, env: Envelope[TrainRequested], plan: Plan, weights: bytes, metrics: dict[str, float]) -> VersionRef:
+        request, base = env.data, plan.base
         origin = (
             f"fine-tuned from {base.owner}/{base.name}/{base.version}"
             if base
             else f"trained from scratch ({plan.architecture.entrypoint if plan.architecture else ''})"
         )
-        validation = trainer.curve[-1].validation_miou if trainer.curve else None
-        metrics = {"train_loss": trainer.last_loss(), **({"validation_miou": validation} if validation is not None else {})}
         model = await register_model(
             self.store,
             self.registry,
@@ -217,7 +242,7 @@ class TrainJobs:
             labels=plan.labels,
             input_size=plan.input_size,
             source=SOURCE,
-            tenant=tenant,
+            tenant=env.tenant,
             description=f"{origin} on {request.dataset} (run {env.job_id})",
             metrics=metrics,
             parent=f"{base.name}/{base.version}" if base else None,
@@ -228,11 +253,29 @@ class TrainJobs:
             output=plan.output,
             preprocessing=plan.preprocessing,
         )
+        return VersionRef(model.name, model.version, model.owner)
+
+    async def _record(
+        self,
+        env: Envelope[TrainRequested],
+        plan: Plan,
+        trainer: Trainer,
+        digest: str,
+        sizes: tuple[int, int],
+        metrics: dict[str, float],
+        started: float,
+        *,
+        model: VersionRef | None,
+        update: SiteUpdate | None,
+    ) -> tuple[TrainingRun, ObjectRef]:
+        """The run's record, what `GET /v1/runs/{run}` and `runs reproduce` read."""
+        request, tenant, base = env.data, env.tenant, plan.base
+        images, held = sizes
         run = TrainingRun(
             run=env.job_id,
             tenant=tenant,
             name=request.name,
-            model=VersionRef(model.name, model.version, model.owner),
+            model=model,
             base=VersionRef(base.name, base.version, base.owner) if base else None,
             architecture=plan.architecture,
             dataset=request.dataset,
@@ -245,7 +288,7 @@ class TrainJobs:
             reproduces=request.reproduces,
             curve=tuple(trainer.curve),
             train_loss=metrics["train_loss"],
-            validation_miou=validation,
+            validation_miou=metrics.get("validation_miou"),
             code_version=CODE_VERSION,
             torch=str(torch.__version__),
             device=self.device.type,
@@ -253,12 +296,14 @@ class TrainJobs:
             seconds=round(time.perf_counter() - started, 3),
             created=now(),
             request=request,
+            update=update,
         )
         record = await self.store.put(keys.training_run(tenant, env.job_id), msgspec.json.encode(run), JSON)
         return run, record
 
     async def _finished(self, env: Envelope[TrainRequested], run: TrainingRun, record: ObjectRef) -> list[Envelope[Any]]:
-        model = await self.registry.get(run.model.owner or env.tenant, run.model.name, run.model.version)
+        ref = run.model
+        model = await self.registry.get(ref.owner or env.tenant, ref.name, ref.version) if ref is not None else None
         trained = train_v1.Trained(run=run, model=model, record=record)
-        evaluation = followups.evaluation(env, SOURCE, model, env.data.evaluate_on)
+        evaluation = followups.evaluation(env, SOURCE, model, env.data.evaluate_on) if model is not None else []
         return [*evaluation, next_event(env, train_v1.TRAINED, SOURCE, trained)]

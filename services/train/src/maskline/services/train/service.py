@@ -1,5 +1,7 @@
 """Train: `model.v1.train.requested` → steps, checkpoints and progress → a registered version and
 its run record → `model.v1.trained` (and the version's evaluation, when a held-out dataset is named).
+A federated round's opening (`model.v1.round.opened`) starts the training of each site that consented
+to train its rounds here; such a run's weights go to the round as the site's update (`federated.py`).
 
 A stage of its own (decision 0018): training takes every core (or a GPU) for minutes, so it scales
 apart from serving and from the other model jobs, and only its workers need a GPU.
@@ -43,4 +45,6 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     sweep_handler = fenced(fences, "sweep", sweeps.run)  # one swept event per sweep
     sweep_spec = ConsumerSpec.for_subject(NAME, train_v1.SWEEP_REQUESTED, sweep_handler, failure=model_v1.FAILED, concurrency=4)
     runtime.consume(sweep_spec)
+    # Rounds opening: start the training of each site that consented (never fails the federation).
+    runtime.consume(ConsumerSpec.for_subject(NAME, model_v1.ROUND_OPENED, jobs.sites.on_opened, concurrency=1))
     return []

@@ -36,10 +36,10 @@ from maskline.shared.jobs.fence import Fences, new_attempt
 from maskline.shared.kv import BucketStore, compare_and_set, entries
 from maskline.shared.models.access import ModelAccess, copyable_by
 from maskline.shared.models.registry import ModelNotFound, ModelRegistry
+from maskline.shared.models.rounds import BUCKET, federation_key
 from maskline.shared.models.store import register_model
 from maskline.shared.storage import ObjectNotFound, ObjectStore
 
-BUCKET = "rounds"
 #: A round marked closing this long ago whose close never finished is closed again by the watcher.
 CLOSING_RETRY_S = 30.0
 
@@ -68,11 +68,6 @@ class Federation(msgspec.Struct, kw_only=True):
 
 
 _decode = msgspec.json.Decoder(Federation)
-
-
-def federation_key(tenant: str, federation: str) -> str:
-    """One key per federation, scoped to its tenant (federation ids are chosen by outside systems)."""
-    return f"{tenant}.{federation}"
 
 
 def claim_round(state: Federation | None, round_: int, at: float) -> Federation | None:

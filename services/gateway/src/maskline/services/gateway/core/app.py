@@ -25,6 +25,7 @@ from maskline.services.gateway.data.datasets import DatasetController
 from maskline.services.gateway.data.files import FileController
 from maskline.services.gateway.models.aliases import AliasChanges, AliasController
 from maskline.services.gateway.models.evaluations import EvaluationController
+from maskline.services.gateway.models.federation_training import FederationTrainingController
 from maskline.services.gateway.models.federations import FederationController
 from maskline.services.gateway.models.quantization import QuantizeController
 from maskline.services.gateway.models.sharing import AccessController
@@ -92,6 +93,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
             AliasController,
             EvaluationController,
             FederationController,
+            FederationTrainingController,
             ModelMergeController,
             QuantizeController,
             TrainingController,

@@ -37,6 +37,7 @@ from maskline.shared.bus import Bus
 from maskline.shared.kv import entries
 from maskline.shared.models.access import copyable_by
 from maskline.shared.models.registry import ModelNotFound, ModelRegistry
+from maskline.shared.models.rounds import BUCKET, held_decoder
 from maskline.shared.storage import ObjectNotFound
 from maskline.shared.tenants.trails import events, job_trail
 
@@ -121,7 +122,7 @@ class Run:
         return found[0] if found else None
 
 
-async def _run(bus: Bus, tenant: str, federation: str, owner: str | None) -> Run:
+async def visible_run(bus: Bus, tenant: str, federation: str, owner: str | None) -> Run:
     owner = owner or tenant
     if not _TOKEN.match(federation):
         raise NotFound(f"no federation {federation}", code="federation_not_found")
@@ -142,19 +143,6 @@ async def _recorded(bus: Bus, owner: str, federation: str) -> None:
         await asyncio.sleep(0.05)
 
 
-class _Held(msgspec.Struct, kw_only=True):
-    """What the gateway reads of the weights service's record of a run (unknown fields skipped)."""
-
-    tenant: str
-    current: model_v1.RoundOpened
-    updates: dict[str, Any] = {}
-    closed: bool = False
-    stopped: bool = False
-
-
-_held = msgspec.json.Decoder(_Held)
-
-
 class FederationController(Controller):
     path = "/v1/federations"
     tags = ["federation"]
@@ -162,8 +150,8 @@ class FederationController(Controller):
     @get(summary="Federated runs you own or take part in, and where each stands")
     async def list_runs(self, bus: Bus, tenant: str) -> list[FederationSummary]:
         runs = []
-        for key, value in sorted((await entries(bus.js, "rounds")).items()):
-            held = _held.decode(value)
+        for key, value in sorted((await entries(bus.js, BUCKET)).items()):
+            held = held_decoder.decode(value)
             if tenant != held.tenant and tenant not in held.current.sites:
                 continue
             federation = key.split(".", 1)[1]
@@ -252,7 +240,7 @@ class FederationController(Controller):
     async def watch(
         self, registry: ModelRegistry, store: Store, bus: Bus, tenant: str, federation: str, owner: OwnerParam = None
     ) -> FederationView:
-        return await (await _run(bus, tenant, federation, owner)).view(registry, store)
+        return await (await visible_run(bus, tenant, federation, owner)).view(registry, store)
 
     @delete(
         "/{federation:str}",
@@ -263,7 +251,7 @@ class FederationController(Controller):
     async def stop(
         self, intake: Intake, registry: ModelRegistry, store: Store, bus: Bus, tenant: str, federation: str
     ) -> FederationView:
-        run = await _run(bus, tenant, federation, None)
+        run = await visible_run(bus, tenant, federation, None)
         intake.require_bus()
         stop = model_v1.FederationStopRequested(by=tenant)
         trace = run.events[0].trace_id
@@ -286,7 +274,7 @@ class FederationController(Controller):
     async def model(
         self, registry: ModelRegistry, store: Store, bus: Bus, tenant: str, federation: str, owner: OwnerParam = None
     ) -> Response[bytes]:
-        run = await _run(bus, tenant, federation, owner)
+        run = await visible_run(bus, tenant, federation, owner)
         # What the registry holds for the round's model, never a key the round's event claims (an
         # outside publisher writes those); and only while its owner may still hand it out.
         ref = run.current.model
@@ -334,7 +322,7 @@ class FederationController(Controller):
         metrics: Annotated[str, Parameter(query="metrics", description="JSON object of local metrics")] = "{}",
         owner: OwnerParam = None,
     ) -> model_v1.SiteUpdate:
-        run = await _run(bus, tenant, federation, owner)
+        run = await visible_run(bus, tenant, federation, owner)
         if tenant not in run.first.sites:
             raise NotFound(f"{tenant} is not a site of federation {federation}", code="federation_not_found")
         if round != run.current.round:

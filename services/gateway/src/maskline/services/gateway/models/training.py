@@ -68,8 +68,8 @@ async def read_run(store: Store, tenant: str, run: str) -> TrainingRun:
 
 async def summary(store: Store, tenant: str, run: TrainingRun) -> RunSummary:
     evaluated = None
-    if run.evaluate_on is not None:
-        ref = run.model
+    ref = run.model
+    if run.evaluate_on is not None and ref is not None:
         found = await evaluations_at(store, tenant, ref.owner or run.tenant, ref.name, ref.version)
         on_held_out = [e for e in found if e.dataset == run.evaluate_on]
         evaluated = on_held_out[0].miou if on_held_out else None
@@ -242,12 +242,18 @@ class TrainingController(Controller):
         "/runs/{run:str}/reproduce",
         status_code=HTTP_202_ACCEPTED,
         summary="Train again from a run's record (same data, parameters, seed); compare the two runs when it is done (a job)",
-        opt={ANSWERS: Answers(refusals=NotFound.coded("run_not_found"))},
+        opt={ANSWERS: Answers(refusals=NotFound.coded("run_not_found") + Unprocessable.coded("not_reproducible"))},
     )
     async def reproduce(
         self, models: ModelLookup, store: Store, command_jobs: CommandJobs, tenant: str, run: str
     ) -> Response[JobView]:
         record = await read_run(store, tenant, run)
+        if record.request.federation is not None:
+            raise Unprocessable(
+                f"{run} was a site's update to round {record.request.federation.round} of a federation: "
+                "the round is closed to it, so it is not made again",
+                code="not_reproducible",
+            )
         if record.request.base is not None:  # still one the tenant may use (a grant may be gone)
             ref = record.request.base
             await models.model(tenant, ref.name, ref.version, ref.owner)

@@ -1,0 +1,107 @@
+"""A site's consent to train a federation's rounds through maskline, over HTTP: given, read and
+withdrawn by the site alone. With it, every round that opens starts a training job of the site's own
+tenant on the site's own dataset, and the trained weights go to the round as the site's update (the
+train service, `federated.py`); enrolling while a round is open starts that round's training now."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Controller, delete, get, put
+from litestar.status_codes import HTTP_200_OK
+
+from maskline.contracts import train_v1
+from maskline.contracts.envelope import now
+from maskline.contracts.http_v1 import SiteTrainingBody, SiteTrainingView
+from maskline.services.gateway.core.answers import ANSWERS, Answers
+from maskline.services.gateway.core.errors import NotFound, Unprocessable
+from maskline.services.gateway.core.store import Store
+from maskline.services.gateway.data.datasets import NAME_REFUSALS
+from maskline.services.gateway.data.datasets import prefix as dataset_prefix
+from maskline.services.gateway.models.federations import Run, visible_run
+from maskline.services.gateway.models.sharing import OwnerParam
+from maskline.services.gateway.tracking.job_routes import CommandJobs
+from maskline.shared import keys
+from maskline.shared.bus import Bus
+from maskline.shared.models.rounds import held_round, site_round_training
+from maskline.shared.storage import ObjectNotFound
+
+_NOT_ENROLLED = NotFound.coded("federation_not_found", "not_enrolled")
+_decoder = msgspec.json.Decoder(train_v1.SiteTraining)
+
+
+async def _site_run(bus: Bus, tenant: str, federation: str, owner: str | None) -> Run:
+    """The run, when the caller is one of its sites (its owner alone may not train for a site)."""
+    run = await visible_run(bus, tenant, federation, owner)
+    if tenant not in run.first.sites:
+        raise NotFound(f"{tenant} is not a site of federation {federation}", code="federation_not_found")
+    return run
+
+
+def _view(run: Run, training: train_v1.SiteTraining, job: str | None) -> SiteTrainingView:
+    links = {"federation": f"/v1/federations/{run.federation}?owner={run.owner}", **({"job": f"/v1/jobs/{job}"} if job else {})}
+    return SiteTrainingView(federation=run.federation, owner=run.owner, training=training, job=job, links=links)
+
+
+class FederationTrainingController(Controller):
+    path = "/v1/federations/{federation:str}/training"
+    tags = ["federation"]
+
+    @put(
+        status_code=HTTP_200_OK,
+        summary="A site: train every round of this federation here, on one of your datasets (starts the open round's now)",
+        opt={ANSWERS: Answers(refusals=NotFound.coded("federation_not_found") + NAME_REFUSALS + Unprocessable.coded())},
+    )
+    async def enrol(
+        self,
+        command_jobs: CommandJobs,
+        store: Store,
+        bus: Bus,
+        tenant: str,
+        federation: str,
+        data: SiteTrainingBody,
+        owner: OwnerParam = None,
+    ) -> SiteTrainingView:
+        run = await _site_run(bus, tenant, federation, owner)
+        raw = msgspec.to_builtins(data) | {"dataset": dataset_prefix(tenant, data.dataset), "enrolled": now().isoformat()}
+        try:
+            training = msgspec.convert(raw, train_v1.SiteTraining)
+        except msgspec.ValidationError as exc:
+            raise Unprocessable(f"invalid site training: {exc}") from exc
+        command_jobs.intake.require_bus()
+        await store.put(keys.site_training(tenant, run.owner, federation), msgspec.json.encode(training), "application/json")
+        held = await held_round(bus.js, run.owner, federation)
+        if held is None or not held.open_to(tenant, held.current.round):
+            return _view(run, training, None)  # the next round that opens starts it (the train service)
+        job = keys.site_training_job(run.owner, federation, held.current.round)
+        request = site_round_training(training, held.current, run.owner, federation)
+        await command_jobs.submit(tenant, train_v1.TRAIN_REQUESTED, request, job_id=job)
+        return _view(run, training, job)
+
+    @get(
+        summary="A site: your consent to train this federation's rounds here",
+        opt={ANSWERS: Answers(refusals=_NOT_ENROLLED)},
+    )
+    async def enrolment(self, store: Store, bus: Bus, tenant: str, federation: str, owner: OwnerParam = None) -> SiteTrainingView:
+        run = await _site_run(bus, tenant, federation, owner)
+        try:
+            training = _decoder.decode(await store.get(keys.site_training(tenant, run.owner, federation)))
+        except ObjectNotFound as exc:
+            raise NotFound(f"you do not train the rounds of {federation} here", code="not_enrolled") from exc
+        held = await held_round(bus.js, run.owner, federation)
+        job = keys.site_training_job(run.owner, federation, held.current.round) if held is not None else None
+        return _view(run, training, job)
+
+    @delete(
+        status_code=HTTP_200_OK,
+        summary="A site: stop training this federation's rounds here (a round's training already started goes on)",
+        opt={ANSWERS: Answers(refusals=_NOT_ENROLLED)},
+    )
+    async def withdraw(self, store: Store, bus: Bus, tenant: str, federation: str, owner: OwnerParam = None) -> SiteTrainingView:
+        run = await _site_run(bus, tenant, federation, owner)
+        key = keys.site_training(tenant, run.owner, federation)
+        try:
+            training = _decoder.decode(await store.get(key))
+        except ObjectNotFound as exc:
+            raise NotFound(f"you do not train the rounds of {federation} here", code="not_enrolled") from exc
+        await store.delete(key)
+        return _view(run, training, None)
