@@ -122,11 +122,13 @@ bench-training:
     python -m bench.training --rounds 3 --out docs/bench/training.json
 
 # merge time and memory (2/4/8 x 27.5M-param models), and the federated merging study on digits
-# (in-process, then its independent-initialisation condition through the running services)
+# (in-process, then its independent-initialisation condition through the running services: sites
+# uploading updates, then sites training by train jobs)
 bench-merge:
     python -m bench.merge_weights
     python -m bench.federated_study
     python -m bench.federated_services
+    python -m bench.federated_training
 
 # fuzz the gateway's OpenAPI with schemathesis against a fresh stack: every phase, 100 examples per operation, 0 5xx allowed
 fuzz *ARGS:

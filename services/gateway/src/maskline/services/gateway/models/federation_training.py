@@ -9,7 +9,8 @@ import msgspec
 from litestar import Controller, delete, get, put
 from litestar.status_codes import HTTP_200_OK
 
-from maskline.contracts import train_v1
+from maskline.contracts import model_v1, train_v1
+from maskline.contracts.common_v1 import JobFailed
 from maskline.contracts.envelope import now
 from maskline.contracts.http_v1 import SiteTrainingBody, SiteTrainingView
 from maskline.services.gateway.core.answers import ANSWERS, Answers
@@ -22,7 +23,7 @@ from maskline.services.gateway.models.sharing import OwnerParam
 from maskline.services.gateway.tracking.job_routes import CommandJobs
 from maskline.shared import keys
 from maskline.shared.bus import Bus
-from maskline.shared.models.rounds import held_round, site_round_training
+from maskline.shared.models.rounds import HeldRound, held_round, site_round_training
 from maskline.shared.storage import ObjectNotFound
 
 _NOT_ENROLLED = NotFound.coded("federation_not_found", "not_enrolled")
@@ -35,6 +36,23 @@ async def _site_run(bus: Bus, tenant: str, federation: str, owner: str | None) -
     if tenant not in run.first.sites:
         raise NotFound(f"{tenant} is not a site of federation {federation}", code="federation_not_found")
     return run
+
+
+def round_to_train(run: Run, held: HeldRound | None, site: str) -> model_v1.RoundOpened | None:
+    """The round a site that enrols now trains at once: the latest opened by the audit trail or by the
+    weights service's record, whichever is further (either may lag the other, and a round that opened
+    before the consent was written is not started by the train service); none when that round closed,
+    the site reported to it, or the run ended. The train job checks the round again before it trains."""
+    if any(isinstance(e.data, JobFailed) or (isinstance(e.data, model_v1.RoundClosed) and e.data.final) for e in run.events):
+        return None
+    latest = run.current
+    if held is not None and held.current.round >= latest.round:
+        if not held.open_to(site, held.current.round):
+            return None
+        latest = held.current
+    closed = {e.data.round for e in run.events if isinstance(e.data, model_v1.RoundClosed)}
+    reported = {e.data.round for e in run.events if isinstance(e.data, model_v1.SiteUpdate) and e.data.site == site}
+    return None if latest.round in closed | reported else latest
 
 
 def _view(run: Run, training: train_v1.SiteTraining, job: str | None) -> SiteTrainingView:
@@ -69,11 +87,11 @@ class FederationTrainingController(Controller):
             raise Unprocessable(f"invalid site training: {exc}") from exc
         command_jobs.intake.require_bus()
         await store.put(keys.site_training(tenant, run.owner, federation), msgspec.json.encode(training), "application/json")
-        held = await held_round(bus.js, run.owner, federation)
-        if held is None or not held.open_to(tenant, held.current.round):
+        opened = round_to_train(run, await held_round(bus.js, run.owner, federation), tenant)
+        if opened is None:
             return _view(run, training, None)  # the next round that opens starts it (the train service)
-        job = keys.site_training_job(run.owner, federation, held.current.round)
-        request = site_round_training(training, held.current, run.owner, federation)
+        job = keys.site_training_job(run.owner, federation, opened.round)
+        request = site_round_training(training, opened, run.owner, federation)
         await command_jobs.submit(tenant, train_v1.TRAIN_REQUESTED, request, job_id=job)
         return _view(run, training, job)
 
