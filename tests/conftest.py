@@ -1,10 +1,14 @@
-"""Real servers for the test session: nats-server (authentication on, as in production) and
-tritonserver on free ports, torn down after."""
+"""Real servers for the test session: nats-server (authentication on, as in production),
+tritonserver and an MLflow tracking server on free ports, torn down after."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
+import sys
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,7 +16,7 @@ import pytest
 
 from maskline.infra.embedded import credentials
 from maskline.infra.embedded.nats import start_nats
-from maskline.infra.embedded.process import free_port, stop_pid
+from maskline.infra.embedded.process import free_port, spawn, stop_pid, wait_until
 from maskline.infra.embedded.triton import start_triton
 from maskline.shared.bus import Bus, connect
 from maskline.shared.config import RuntimeSettings
@@ -54,6 +58,35 @@ def as_identity(nats_url: str, nats_home: Path, identity: str, **extra: object) 
         nats_credentials_dir=str(nats_home / "credentials"),
         **extra,  # type: ignore[arg-type]
     )
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a real MLflow tracking server (SQLite behind it) that the train service logs runs to."""
+    home = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    argv = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    argv += ["--backend-store-uri", f"sqlite:///{home / 'runs.db'}", "--default-artifact-root", str(home / "artifacts")]
+    log = home / "mlflow.log"
+    server = spawn(argv, log, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(f"{url}/health"), 120, "mlflow server", server, log)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # uvicorn and its worker
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("stack")
     settings = on_free_ports(
         StackSettings(),
@@ -57,6 +57,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "MASKLINE_OPERATORS": "tenant-a",
             "MASKLINE_WEBHOOK_ALLOW_PRIVATE": "true",  # the tests' receivers listen on loopback
             "MASKLINE_TRUST_FORWARDED_FOR": "true",  # a test guesses keys from an address of its own
+            "MASKLINE_MLFLOW_TRACKING_URI": mlflow_server,  # train logs finished runs (test_training.py)
         },
     )
     s.up()

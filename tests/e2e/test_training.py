@@ -1,8 +1,9 @@
 """Training through the running stack: the starter model fine-tuned on shapes under sensor noise
 (where it scores poorly) gets better on held-out noisy shapes and registers a version with its
-whole story; a run is reproduced exactly from its record; a worker killed mid-run resumes from its
-checkpoint and ends exactly where an uninterrupted run does; a cancel stops a run; a tenant cannot
-fine-tune another tenant's private model; an architecture trains from scratch."""
+whole story (also logged to an MLflow tracking server); a run is reproduced exactly from its
+record; a worker killed mid-run resumes from its checkpoint and ends exactly where an uninterrupted
+run does; a cancel stops a run; a tenant cannot fine-tune another tenant's private model; an
+architecture trains from scratch."""
 
 from __future__ import annotations
 
@@ -109,6 +110,23 @@ def test_the_version_carries_its_whole_story(client: JsonClient, datasets: tuple
         r["type"] for r in audited_trail(client, f"/v1/audit?job={fine_tuned['id']}", lambda t: len(t["events"]) >= 4)["events"]
     ]
     assert types[0] == "model.v1.train.requested" and "model.v1.train.progressed" in types and "model.v1.trained" in types
+
+
+def test_the_run_is_logged_to_the_configured_mlflow_server(
+    client: JsonClient, mlflow_server: str, fine_tuned: dict[str, Any]
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    record = client.run(fine_tuned["id"])
+    tracking = MlflowClient(mlflow_server)
+    experiment = tracking.get_experiment_by_name("tenant-a/noise")  # the tenant's own experiment
+    assert experiment is not None
+    logged = tracking.search_runs([experiment.experiment_id], f"tags.`maskline.run` = '{fine_tuned['id']}'")
+    assert len(logged) == 1 and logged[0].info.status == "FINISHED"
+    assert logged[0].data.params["hyper.steps"] == "80" and logged[0].data.params["base"] == "maskline/shapes-unet/1"
+    assert logged[0].data.tags["maskline.model"] == f"tenant-a/shapes-noisy/{record['model']['version']}"
+    history = sorted(tracking.get_metric_history(logged[0].info.run_id, "validation_miou"), key=lambda m: m.step)
+    assert [(m.step, m.value) for m in history] == [(p["step"], p["validation_miou"]) for p in record["curve"]]
 
 
 def test_the_experiments_page_lists_the_runs_and_draws_their_curves(

@@ -42,6 +42,7 @@ KNOWN: frozenset[str] = frozenset(
         "MINIO_ENDPOINT",
         "MINIO_SECRET_KEY",
         "MINIO_SECURE",
+        "MLFLOW_TRACKING_URI",
         "NATS_CLUSTER",
         "NATS_CREDENTIALS_DIR",
         "NATS_IDENTITY",

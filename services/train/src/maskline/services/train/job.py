@@ -23,6 +23,7 @@ from maskline.contracts.train_v1 import TrainingRun, TrainRequested
 from maskline.services.train import data, network
 from maskline.services.train.federated import SiteRounds, check_fits
 from maskline.services.train.loop import Trainer
+from maskline.services.train.mlflow_log import MlflowLog
 from maskline.services.train.settings import TrainSettings
 from maskline.shared import keys
 from maskline.shared.datasets.labelled import ContentHash, labelled_pairs
@@ -61,6 +62,7 @@ class TrainJobs:
         self.runtime, self.store, self.bus, self.fences = runtime, runtime.store, runtime.bus, fences
         self.registry, self.access, self.settings = registry, access, settings
         self.sites = SiteRounds(self.bus, self.store, registry)
+        self.mlflow = MlflowLog(settings.mlflow_tracking_uri) if settings.mlflow_tracking_uri else None
         wants_cuda = settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available())
         self.device = torch.device("cuda" if wants_cuda else "cpu")
 
@@ -302,6 +304,9 @@ class TrainJobs:
         return run, record
 
     async def _finished(self, env: Envelope[TrainRequested], run: TrainingRun, record: ObjectRef) -> list[Envelope[Any]]:
+        if self.mlflow is not None:  # before the trained event: a redelivery logs it if this one could not
+            mlflow_run = await asyncio.to_thread(self.mlflow.log, run)
+            log.info("train.logged_to_mlflow", job_id=env.job_id, mlflow_run=mlflow_run)
         ref = run.model
         model = await self.registry.get(ref.owner or env.tenant, ref.name, ref.version) if ref is not None else None
         trained = train_v1.Trained(run=run, model=model, record=record)

@@ -17,3 +17,6 @@ class TrainSettings(RuntimeSettings, kw_only=True, frozen=True):
     """`auto`: CUDA when the worker has a GPU, else the CPU."""
     torch_threads: int = 0
     """0: torch's default."""
+    mlflow_tracking_uri: str = ""
+    """An MLflow tracking server (`http://mlflow:5000`) every finished run is also logged to, under
+    the experiment `<tenant>/<experiment or default>`; empty: none (needs the `mlflow` extra)."""
