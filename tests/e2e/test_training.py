@@ -215,7 +215,9 @@ def test_an_architecture_trains_from_scratch(client: JsonClient, datasets: tuple
     assert failed["status"] == "failed" and failed["error"]["code"] == "untrainable_model"
 
 
-def test_a_sweep_samples_trials_with_optuna_and_prunes_a_weak_one(client: JsonClient, datasets: tuple[str, str]) -> None:
+def test_a_sweep_samples_trials_with_optuna_and_prunes_a_weak_one(
+    stack: Stack, client: JsonClient, datasets: tuple[str, str]
+) -> None:
     training = {
         "name": "shapes-sweep",
         "dataset": datasets[0],
@@ -245,6 +247,13 @@ def test_a_sweep_samples_trials_with_optuna_and_prunes_a_weak_one(client: JsonCl
     listed = {r["run"] for r in client.runs(view["experiment"])}
     assert listed == {t["run"] for t in complete}  # the pruned trial left no run
     print("sweep:", [(t["number"], t["params"], t["state"], t["value"], t["step"]) for t in trials])
+
+    # The best is promoted by the alias rule, from the command line (audited like every promotion).
+    promoted = cli(stack, "runs", "promote", job["id"], "best-lr", "--require-metric", "validation_miou")
+    assert promoted.returncode == 0, promoted.stderr
+    assert client.alias("shapes-sweep", "best-lr")["alias"]["version"] == view["best"]["model"]["version"]
+    again = cli(stack, "runs", "promote", job["id"], "best-lr")
+    assert again.returncode == 3 and "already runs version" in again.stderr, again.stderr  # 409 alias_unchanged
 
 
 def test_cancelling_a_sweep_cancels_its_running_trial(client: JsonClient, datasets: tuple[str, str]) -> None:

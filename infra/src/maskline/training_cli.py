@@ -4,6 +4,9 @@ maskline runs train --name NAME --dataset D (--base MODEL:V | --architecture PKG
          [--steps --batch --lr --optimiser --schedule --loss --seed --freeze enc1.,enc2. --evaluate-on D --experiment E]
 maskline runs sweep --name NAME --dataset D --base MODEL:V --space learning_rate=1e-4:1e-2:log --space optimiser=adamw,sgd
          [--trials 8 --parallel 2 --no-pruning]   Optuna (TPE) trials of a training, weak ones pruned
+         [--promote ALIAS [--require-metric validation_miou | --require-evaluation D]]   then promote the best
+maskline runs promote SWEEP ALIAS [--require-metric M | --require-evaluation D]
+                                             point ALIAS at a finished sweep's best version, by the alias rule
 maskline runs list [--experiment E]          finished runs, newest first, with their metrics
 maskline runs show RUN                       a run's record: parent, data hash, hyper-parameters, curve
 maskline runs compare RUN RUN...             side by side: what differs, metrics, the same curves or not
@@ -128,6 +131,21 @@ def _sweep(client: JsonClient, args: argparse.Namespace) -> int:
         return ExitCode.JOB_FAILED
     runs = client.runs(args.experiment or f"sweep-{job['id'][:12]}")
     print_result(args, {"job": job, "runs": runs}, "\n".join(row(r) for r in runs) + f"\nbest: {job['links'].get('model', '-')}")
+    return _promote_best(client, args, job["id"], args.promote) if args.promote else ExitCode.OK
+
+
+def _promote_best(client: JsonClient, args: argparse.Namespace, sweep: str, alias: str) -> int:
+    """Point `alias` at the sweep's best version through the alias API, so the promotion rule, its
+    audit record and its rollback are the ones every promotion has (a refusal exits 3)."""
+    best = client.sweep_trials(sweep).get("best")
+    if not best or not best.get("model"):
+        print_result(args, {"best": None}, f"sweep {sweep} has no complete trial to promote")
+        return ExitCode.JOB_FAILED
+    model = best["model"]
+    rule = {k: v for k, v in (("require_metric", args.require_metric), ("require_evaluation", args.require_evaluation)) if v}
+    view = client.promote(model["name"], alias, model["version"], **rule)
+    value = f"validation mIoU {best['value']:.4f}" if best.get("value") is not None else "no validation mIoU"
+    print_result(args, view, f"{model['name']}@{alias} -> version {model['version']} (trial {best['number']}, {value})")
     return ExitCode.OK
 
 
@@ -143,6 +161,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return ExitCode.OK
     if not args.runs:
         raise usage_error(f"runs {args.action} needs a run id")
+    if args.action == "promote":
+        if len(args.runs) != 2:
+            raise usage_error("runs promote needs a sweep's job id and an alias: runs promote SWEEP ALIAS")
+        return _promote_best(client, args, args.runs[0], args.runs[1])
     if args.action == "show":
         run = client.run(args.runs[0])
         curve = "\n".join(
@@ -150,7 +172,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
             f"val mIoU {_metric(p.get('validation_miou'))}"
             for p in run["curve"]
         )
-        print_result(args, run, f"{run['run']}: {run['model']['name']}:{run['model']['version']} on {run['dataset']}\n{curve}")
+        made = (
+            f"{run['model']['name']}:{run['model']['version']}" if run["model"] else f"update to round {run['update']['round']}"
+        )
+        print_result(args, run, f"{run['run']}: {made} on {run['dataset']}\n{curve}")
         return ExitCode.OK
     if args.action == "cancel":
         job = client.cancel_training(args.runs[0])
@@ -170,7 +195,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _options(runs: argparse.ArgumentParser) -> None:
-    runs.add_argument("runs", nargs="*", help="run ids (show, compare, reproduce) or a training job (cancel)")
+    runs.add_argument(
+        "runs", nargs="*", help="run ids (show, compare, reproduce), a training job (cancel), SWEEP ALIAS (promote)"
+    )
     runs.add_argument("--name", help="train: the model the new version is registered under")
     runs.add_argument("--dataset", help="train: one of your datasets with masks")
     runs.add_argument("--base", help="train: fine-tune this version (MODEL:VERSION)")
@@ -195,6 +222,9 @@ def _options(runs: argparse.ArgumentParser) -> None:
     runs.add_argument("--trials", type=int, default=8, help="sweep: how many trials")
     runs.add_argument("--parallel", type=int, default=1, help="sweep: trials in flight at once")
     runs.add_argument("--no-pruning", action="store_true", help="sweep: let every trial run to its end")
+    runs.add_argument("--promote", metavar="ALIAS", help="sweep: then point this alias at the best trial's version")
+    runs.add_argument("--require-metric", help="promote: refuse unless the best's metric is at least the current version's")
+    runs.add_argument("--require-evaluation", help="promote: refuse unless its mIoU on this dataset is at least the current's")
 
 
 def add_parsers(sub: Any) -> None:
@@ -205,13 +235,17 @@ def add_parsers(sub: Any) -> None:
     verbs(
         sub,
         "runs",
-        "training runs: train, sweep, list, show, compare, reproduce, cancel",
+        "training runs: train, sweep, promote, list, show, compare, reproduce, cancel",
         _options,
         {
             "train": Verb("fine-tune a version or train an architecture on a dataset (a job, followed)", training),
             "sweep": Verb(
                 "Optuna trials of a training, weak ones pruned (a job)",
-                (*training, "space", "trials", "parallel", "no_pruning"),
+                (*training, "space", "trials", "parallel", "no_pruning", "promote", "require_metric", "require_evaluation"),
+            ),
+            "promote": Verb(
+                "point an alias at a finished sweep's best version, by the alias rule",
+                ("runs", "require_metric", "require_evaluation"),
             ),
             "list": Verb("finished runs, newest first, with their metrics", ("experiment",)),
             "show": Verb("a run's record and curve", ("runs",)),
