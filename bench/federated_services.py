@@ -12,19 +12,22 @@ one pixel. Training and testing happen at the sites and here, as they would at a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from bench.federated_study import SOURCE, SmallCNN, arguments, digits_data, site_inits, train
+from bench.federated_study import SOURCE, arguments, digits_data, site_inits, train
 from maskline.client import JsonClient
 from maskline.infra.embedded.process import wait_until
 from maskline.infra.embedded.settings import StackSettings, on_free_ports
 from maskline.infra.embedded.stack import Stack
+from maskline.models.digits import DigitsClassifier as SmallCNN
 from maskline.shared.config import load
 
 LABELS = [str(d) for d in range(10)]
@@ -108,18 +111,26 @@ def run(
     return scores
 
 
+@contextlib.contextmanager
+def study_stack() -> Iterator[tuple[JsonClient, list[JsonClient]]]:
+    """The embedded stack with the study's tenants: the owner and two sites, each with its API key."""
+    home = tempfile.mkdtemp(prefix="maskline-study-")
+    settings = on_free_ports(load(StackSettings), home, api_keys="key-o:owner,key-a:site-a,key-b:site-b", log_level="warning")
+    stack = Stack(settings)
+    stack.up()
+    try:
+        owner = JsonClient(stack.gateway_url, api_key="key-o", timeout=120)
+        yield owner, [JsonClient(stack.gateway_url, api_key=k, timeout=120) for k in ("key-a", "key-b")]
+    finally:
+        stack.down()
+
+
 def main() -> None:
     args = arguments()
     d = digits_data(args.seed)
     x_tr, y_tr, x_te, y_te, splits = d.x_tr, d.y_tr, d.x_te, d.y_te, d.splits
-    home = tempfile.mkdtemp(prefix="maskline-study-")
-    settings = on_free_ports(load(StackSettings), home, api_keys="key-o:owner,key-a:site-a,key-b:site-b", log_level="warning")
-    stack = Stack(settings)
     started = time.perf_counter()
-    stack.up()
-    try:
-        client = JsonClient(stack.gateway_url, api_key="key-o", timeout=120)
-        sites = [JsonClient(stack.gateway_url, api_key=k, timeout=120) for k in ("key-a", "key-b")]
+    with study_stack() as (client, sites):
         print("## Through the services: independent initialisation, federations over HTTP\n")
         print(f"Command: `python -m bench.federated_services --rounds {args.rounds} --epochs {args.epochs} --seed {args.seed}`\n")
         print("| split | method | " + " | ".join(f"round {r}" for r in range(1, args.rounds + 1)) + " | source: first → last |")
@@ -133,8 +144,6 @@ def main() -> None:
                 source = f"{first}% → {last}%" if last is not None else f"{first}% → —"
                 print(f"| {split} | {method} | " + " | ".join(f"{s:.1%}" for s in scores) + f" | {source} |", flush=True)
         print(f"\n(ran in {time.perf_counter() - started:.0f} s, stack start included, on the 2-core machine)")
-    finally:
-        stack.down()
 
 
 if __name__ == "__main__":

@@ -25,13 +25,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench.federated_services import study_stack
 from bench.federated_study import SOURCE, arguments, digits_data
 from maskline.client import JsonClient
 from maskline.infra.embedded.process import wait_until
-from maskline.infra.embedded.settings import StackSettings, on_free_ports
-from maskline.infra.embedded.stack import Stack
 from maskline.models.digits import LABELS, DigitsSegmenter
-from maskline.shared.config import load
 
 METHODS = ("avg", "max", "absmax")
 ARCHITECTURE = "maskline.models.digits:DigitsSegmenter"
@@ -108,14 +106,8 @@ def main() -> None:
     args = arguments()
     torch.use_deterministic_algorithms(False)  # only scoring happens here
     d = digits_data(args.seed)
-    home = tempfile.mkdtemp(prefix="maskline-study-")
-    settings = on_free_ports(load(StackSettings), home, api_keys="key-o:owner,key-a:site-a,key-b:site-b", log_level="warning")
-    stack = Stack(settings)
     started = time.perf_counter()
-    stack.up()
-    try:
-        owner = JsonClient(stack.gateway_url, api_key="key-o", timeout=120)
-        sites = [JsonClient(stack.gateway_url, api_key=k, timeout=120) for k in ("key-a", "key-b")]
+    with study_stack() as (owner, sites):
         sizes: dict[str, list[int]] = {}
         for split, parts in d.splits.items():
             for site, part in zip(sites, parts, strict=True):
@@ -137,8 +129,6 @@ def main() -> None:
             f"\n({trainings} train jobs; ran in {time.perf_counter() - started:.0f} s on the 2-core machine: "
             f"stack start and dataset uploads {uploaded - started:.0f} s, rounds {time.perf_counter() - uploaded:.0f} s)"
         )
-    finally:
-        stack.down()
 
 
 if __name__ == "__main__":

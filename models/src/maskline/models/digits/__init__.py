@@ -16,7 +16,10 @@ LABELS = tuple(str(d) for d in range(10))
 INPUT_SIZE = (8, 8)
 
 
-class DigitsSegmenter(nn.Module):
+class DigitsClassifier(nn.Module):
+    """The study's network: two 3x3 convolutions with BatchNorm and a linear head over 8x8 grey
+    digits (N x 1 x 8 x 8 in, N x 10 class logits out)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
@@ -30,6 +33,18 @@ class DigitsSegmenter(nn.Module):
         )
         self.head = nn.Linear(16 * 4 * 4, 10)
 
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.head(self.features(x).flatten(1))
+        return logits
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self.head(self.features(x[:, :1]).flatten(1))
+        return self.classify(x)
+
+
+class DigitsSegmenter(DigitsClassifier):
+    """The same network (the same parameters, built in the same order: one seed gives both the same
+    weights) served as segmentation: N x 3 x 8 x 8 in, the logits at every pixel out."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.classify(x[:, :1])
         return logits[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
