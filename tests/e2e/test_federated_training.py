@@ -71,12 +71,22 @@ def start_model(client: JsonClient, tmp_path_factory: pytest.TempPathFactory) ->
     return {"name": model["name"], "version": model["version"]}
 
 
-def test_sites_train_every_round_through_maskline_and_the_rounds_merge(
-    stack: Stack, client: JsonClient, other_tenant: JsonClient, third_site: JsonClient, start_model: dict[str, Any]
-) -> None:
+@pytest.fixture(scope="module")
+def site_datasets(other_tenant: JsonClient, third_site: JsonClient) -> None:
     images, labels = digits()
     upload_digits(other_tenant, "digits-b", images[0:120:2], labels[0:120:2])
     upload_digits(third_site, "digits-c", images[1:120:2], labels[1:120:2])
+
+
+def test_sites_train_every_round_through_maskline_and_the_rounds_merge(
+    stack: Stack,
+    client: JsonClient,
+    other_tenant: JsonClient,
+    third_site: JsonClient,
+    start_model: dict[str, Any],
+    site_datasets: None,
+) -> None:
+    images, labels = digits()
     test_images, test_labels = images[1200:1500], labels[1200:1500]
 
     view = client.start_federation(
@@ -134,6 +144,20 @@ def test_sites_train_every_round_through_maskline_and_the_rounds_merge(
     with pytest.raises(ApiError) as err:
         other_tenant.federation_training(federation, owner=OWNER)
     assert err.value.problem["code"] == "not_enrolled"
+
+
+def test_a_site_that_withdraws_its_consent_sends_the_round_nothing(
+    client: JsonClient, other_tenant: JsonClient, start_model: dict[str, Any], site_datasets: None
+) -> None:
+    view = client.start_federation(name="fed-digits-withdrawn", model=start_model, sites=["tenant-b"], rounds=1, deadline_s=300)
+    federation = view["id"]
+    long = HYPER | {"steps": 3000}  # seconds of training: the withdrawal lands while it runs (or before)
+    job = other_tenant.enrol_federation_training(federation, owner=OWNER, dataset="digits-b", hyperparameters=long)["job"]
+    other_tenant.withdraw_federation_training(federation, owner=OWNER)
+    wait_until(lambda: status(other_tenant, job) == "failed", 300, "the withdrawn training failed")
+    assert other_tenant.job(job)["error"]["code"] == "consent_withdrawn"
+    assert client.federation(federation)["history"][0]["reported"] == []
+    client.stop_federation(federation)
 
 
 def test_a_tenant_that_is_not_a_site_cannot_train_for_the_round(

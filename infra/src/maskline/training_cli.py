@@ -29,9 +29,10 @@ def _metric(value: float | None) -> str:
 
 def row(run: dict[str, Any]) -> str:
     model = run["model"]
+    made = f"{model['name']}:{model['version']:<4}" if model else "round update"  # a federation site's run
     hyper = run["hyperparameters"]
     return (
-        f"{run['run'][:12]}  {model['name']}:{model['version']:<4} {run.get('experiment') or '-':<16} "
+        f"{run['run'][:12]}  {made} {run.get('experiment') or '-':<16} "
         f"steps {hyper['steps']:<6} lr {hyper['learning_rate']:<8g} seed {hyper['seed']:<6} "
         f"loss {run['train_loss']:.4f}  val mIoU {_metric(run['validation_miou'])}  "
         f"held-out mIoU {_metric(run['evaluation_miou'])}  {run['device']} {run['seconds']:.0f} s"

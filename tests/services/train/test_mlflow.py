@@ -57,3 +57,15 @@ def test_a_server_that_does_not_answer_is_an_outage_to_wait_for() -> None:
     with pytest.raises(DependencyUnavailable) as outage:
         mlflow.log(RUN)
     assert outage.value.dependency == "mlflow"
+
+
+def test_a_log_cut_short_is_made_again_whole(mlflow_server: str) -> None:
+    cut = msgspec.structs.replace(RUN, run="cut-short-1", experiment="cuts")
+    mlflow = MlflowLog(mlflow_server)
+    client = mlflow.client
+    experiment_id = client.create_experiment(experiment_name(cut))
+    client.create_run(experiment_id, tags={"maskline.run": cut.run})  # a worker died here, before the metrics
+    run_id = mlflow.log(cut)
+    runs = client.search_runs([experiment_id])
+    assert [(r.info.run_id, r.info.status) for r in runs] == [(run_id, "FINISHED")]
+    assert len(client.get_metric_history(run_id, "loss")) == len(cut.curve)

@@ -39,9 +39,12 @@ def test_round_one_starts_from_the_sites_own_initialisation_later_rounds_from_th
 def test_a_round_is_open_to_a_site_until_it_reports_or_the_round_closes() -> None:
     held = HeldRound(tenant="owner", current=opened(2))
     assert held.open_to("site-a", 2) and not held.open_to("site-a", 1)
-    held.updates["site-a"] = {}
+    held.updates["site-a"] = {"weights": {"sha256": "ab" * 32}}
     assert not held.open_to("site-a", 2) and held.open_to("site-b", 2)
-    held.closed = True
+    assert held.reported("site-a", 2, "ab" * 32) and not held.reported("site-a", 2, "cd" * 32)
+    held.closing_at = 1.0  # a closer claimed it: what arrives now is late
+    assert not held.open_to("site-b", 2)
+    held.closing_at, held.closed = None, True
     assert not held.open_to("site-b", 2)
 
 

@@ -466,7 +466,7 @@ SUBJECTS: tuple[Subject, ...] = (
         "MODEL",
         train_v1.Trained,
         (TRAIN,),
-        (_notify(train_v1.TRAINED),),
+        (_notify(train_v1.TRAINED), _c(TRAIN, "train-mlflow")),  # train: the run, to MLflow when configured (1.12)
         external_read=True,
         summary="the trained version and its run: parent, data hash, hyper-parameters, curves (1.11)",
         job_status="completed",

@@ -255,8 +255,10 @@ def round_marker(owner: str, name: str, federation: str, round_: int) -> str:
 # -- federations --------------------------------------------------------------------------------
 
 
-def site_update(tenant: str, federation: str, round_: int, site: str) -> str:
-    return f"federations/{tenant}/{federation}/{round_}/{site}.pt"
+def site_update(tenant: str, federation: str, round_: int, site: str, digest: str = "") -> str:
+    """A site's update for a round; `digest` names a trained one by its content (the train service),
+    so bytes a round accepted are never replaced by a later run."""
+    return f"federations/{tenant}/{federation}/{round_}/{site}{'-' + digest if digest else ''}.pt"
 
 
 def site_training(site: str, owner: str, federation: str) -> str:
@@ -271,7 +273,11 @@ def site_training_job(owner: str, federation: str, round_: int) -> str:
     bus's duplicate window and the job's fence keep it one job; hashed, since federation ids chosen
     by outside systems may be long and two owners may pick the same."""
     digest = hashlib.sha256(f"{owner}/{federation}".encode()).hexdigest()[:16]
-    return f"fed-{digest}-r{round_}"
+    return f"{SITE_TRAINING_JOB}{digest}-r{round_}"
+
+
+#: The prefix of the jobs a site's consent starts: such a job submits only while the consent stands.
+SITE_TRAINING_JOB = "fed-"
 
 
 # -- Triton's model repository, when it lives in the object store ---------------------------------

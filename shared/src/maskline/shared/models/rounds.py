@@ -5,6 +5,7 @@ consent (`SiteTraining`) into the training of one round."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -24,11 +25,18 @@ class HeldRound(msgspec.Struct, kw_only=True):
     current: model_v1.RoundOpened
     updates: dict[str, Any] = {}
     closed: bool = False
+    closing_at: float | None = None
     stopped: bool = False
 
     def open_to(self, site: str, round_: int) -> bool:
-        """`site` may still report for `round_`: it is the open round and the site has not reported."""
-        return self.current.round == round_ and not self.closed and site not in self.updates
+        """`site` may still report for `round_`: it is the open round, not closing, and the site has
+        not reported."""
+        return self.current.round == round_ and not self.closed and self.closing_at is None and site not in self.updates
+
+    def reported(self, site: str, round_: int, sha256: str) -> bool:
+        """The round holds exactly this update of `site` (its weights' sha256) already."""
+        update = self.updates.get(site) if self.current.round == round_ else None
+        return isinstance(update, dict) and update.get("weights", {}).get("sha256") == sha256
 
 
 held_decoder = msgspec.json.Decoder(HeldRound)
@@ -59,3 +67,8 @@ def site_round_training(
         checkpoint_every=seat.checkpoint_every,
         federation=train_v1.FederationSeat(federation=federation, owner=owner, round=opened.round),
     )
+
+
+def round_deadline(opened: model_v1.RoundOpened, opened_at: datetime) -> datetime:
+    """When the round closes whatever was reported: a site's training of it is worth nothing after."""
+    return (opened.opened_at or opened_at) + timedelta(seconds=opened.deadline_s)

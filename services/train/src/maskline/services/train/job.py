@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,6 @@ from maskline.contracts.train_v1 import TrainingRun, TrainRequested
 from maskline.services.train import data, network
 from maskline.services.train.federated import SiteRounds, check_fits
 from maskline.services.train.loop import Trainer
-from maskline.services.train.mlflow_log import MlflowLog
 from maskline.services.train.settings import TrainSettings
 from maskline.shared import keys
 from maskline.shared.datasets.labelled import ContentHash, labelled_pairs
@@ -62,7 +62,6 @@ class TrainJobs:
         self.runtime, self.store, self.bus, self.fences = runtime, runtime.store, runtime.bus, fences
         self.registry, self.access, self.settings = registry, access, settings
         self.sites = SiteRounds(self.bus, self.store, registry)
-        self.mlflow = MlflowLog(settings.mlflow_tracking_uri) if settings.mlflow_tracking_uri else None
         wants_cuda = settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available())
         self.device = torch.device("cuda" if wants_cuda else "cpu")
 
@@ -106,13 +105,21 @@ class TrainJobs:
         if not trainer.done:
             await self._forget(tenant, env.job_id)
             raise DeadlineExceeded(f"the job's deadline {env.deadline} passed at step {trainer.step}")
+        if not math.isfinite(trainer.last_loss()):
+            await self._forget(tenant, env.job_id)
+            raise PermanentError(
+                f"the training loss is {trainer.last_loss()} at step {trainer.step}: the run diverged "
+                "(a lower learning rate, or another optimiser)",
+                code="training_diverged",
+            )
         weights = await asyncio.to_thread(network.torchscript, trainer.module)
         validation = trainer.curve[-1].validation_miou if trainer.curve else None
         metrics = {"train_loss": trainer.last_loss(), **({"validation_miou": validation} if validation is not None else {})}
         model: VersionRef | None = None
         update: SiteUpdate | None = None
-        if request.federation is not None:  # the round's update, not a version of the site's
-            update = await self.sites.submit(tenant, request.federation, weights, len(trained), metrics)
+        if request.federation is not None:  # the round's update (sent once the record stands), no version
+            await self.sites.consented(tenant, request.federation, env.job_id)
+            update = await self.sites.store_update(tenant, request.federation, weights, len(trained), metrics)
         else:
             model = await self._register(env, plan, weights, metrics)
         sizes = (len(trained) + len(held), len(held))
@@ -163,6 +170,7 @@ class TrainJobs:
                 "a federation site's run trains the round's model and reports to the round: no base, evaluate_on or reproduces",
                 code="invalid_request",
             )
+        await self.sites.consented(env.tenant, request.federation, env.job_id)
         model = await self.sites.round_model(env.tenant, request.federation)
         self._trainable(model)
         round_module = await asyncio.to_thread(network.from_torchscript, await self.store.get(model.weights.key))
@@ -304,9 +312,8 @@ class TrainJobs:
         return run, record
 
     async def _finished(self, env: Envelope[TrainRequested], run: TrainingRun, record: ObjectRef) -> list[Envelope[Any]]:
-        if self.mlflow is not None:  # before the trained event: a redelivery logs it if this one could not
-            mlflow_run = await asyncio.to_thread(self.mlflow.log, run)
-            log.info("train.logged_to_mlflow", job_id=env.job_id, mlflow_run=mlflow_run)
+        if run.update is not None and env.data.federation is not None:  # again on a redelivery: the same event
+            await self.sites.submit(env.data.federation, run.update, env.trace_id)
         ref = run.model
         model = await self.registry.get(ref.owner or env.tenant, ref.name, ref.version) if ref is not None else None
         trained = train_v1.Trained(run=run, model=model, record=record)

@@ -1,29 +1,35 @@
 """Finished runs logged to an MLflow tracking server, when one is configured
-(`MASKLINE_MLFLOW_TRACKING_URI`), through MLflow's own client (`mlflow-skinny`).
+(`MASKLINE_MLFLOW_TRACKING_URI`), through MLflow's own client (`mlflow-skinny`): a consumer of its
+own on `model.v1.trained`, so logging never holds a training up.
 
 A run goes in once, whole, when its record is written: its hyper-parameters and where it came from
 as params, its curve as metric histories by step, its final numbers, and tags that name it in
 maskline (tenant, run, version). Experiments are per tenant (`<tenant>/<experiment>`, or
 `<tenant>/default`): one tracking server may serve every tenant without mixing their runs, and the
 server's own access control decides who reads them there. Logging is idempotent (a run already
-tagged with its job id is not logged again), so a redelivered job logs nothing twice; a server that
-does not answer pauses the train consumer (`DependencyUnavailable`) rather than losing the log.
+tagged with its job id and finished is not logged again; one cut short is deleted and logged whole),
+so a redelivered event logs nothing twice; a server that does not answer pauses this consumer
+(`DependencyUnavailable`) rather than losing the log, and the trainings go on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import structlog
 
-from maskline.contracts.train_v1 import TrainingRun
+from maskline.contracts.envelope import Envelope
+from maskline.contracts.train_v1 import Trained, TrainingRun
 from maskline.shared.errors import DependencyUnavailable
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
+log = structlog.get_logger("mlflow")
 #: Tags that tie an MLflow run to maskline's.
 RUN_TAG = "maskline.run"
 TENANT_TAG = "maskline.tenant"
@@ -89,9 +95,10 @@ class MlflowLog:
         name = experiment_name(run)
         experiment = self.client.get_experiment_by_name(name)
         experiment_id = experiment.experiment_id if experiment is not None else self.client.create_experiment(name)
-        found = self.client.search_runs([experiment_id], f"tags.`{RUN_TAG}` = '{run.run}'", max_results=1)
-        if found:
-            return str(found[0].info.run_id)
+        for found in self.client.search_runs([experiment_id], f"tags.`{RUN_TAG}` = '{run.run}'"):
+            if found.info.status == "FINISHED":
+                return str(found.info.run_id)
+            self.client.delete_run(found.info.run_id)  # a log cut short: made again whole
         created = self.client.create_run(experiment_id, start_time=int(run.created.timestamp() * 1000), tags=tags(run))
         run_id = str(created.info.run_id)
         at = int(time.time() * 1000)
@@ -109,6 +116,19 @@ class MlflowLog:
             self.client.log_batch(run_id, **batch)
         self.client.set_terminated(run_id, "FINISHED")
         return run_id
+
+
+class MlflowLogging:
+    """The `model.v1.trained` handler: each finished run to MLflow, or nothing when none is configured."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.mlflow = MlflowLog(tracking_uri) if tracking_uri else None
+
+    async def on_trained(self, env: Envelope[Trained]) -> list[Envelope[Any]]:
+        if self.mlflow is not None:
+            mlflow_run = await asyncio.to_thread(self.mlflow.log, env.data.run)
+            log.info("train.logged_to_mlflow", job_id=env.job_id, mlflow_run=mlflow_run)
+        return []
 
 
 def _unreachable(exc: BaseException) -> bool:

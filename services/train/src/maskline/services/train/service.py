@@ -15,6 +15,7 @@ import torch
 
 from maskline.contracts import model_v1, train_v1
 from maskline.services.train.job import TrainJobs
+from maskline.services.train.mlflow_log import MlflowLogging
 from maskline.services.train.settings import TrainSettings
 from maskline.services.train.sweeps import SweepJobs
 from maskline.shared.jobs.fence import Fences, fenced
@@ -45,6 +46,9 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     sweep_handler = fenced(fences, "sweep", sweeps.run)  # one swept event per sweep
     sweep_spec = ConsumerSpec.for_subject(NAME, train_v1.SWEEP_REQUESTED, sweep_handler, failure=model_v1.FAILED, concurrency=4)
     runtime.consume(sweep_spec)
+    # Finished runs to MLflow, when configured: its own consumer, so an MLflow outage pauses only it.
+    mlflow = MlflowLogging(settings.mlflow_tracking_uri)
+    runtime.consume(ConsumerSpec.for_subject(NAME, train_v1.TRAINED, mlflow.on_trained, concurrency=1))
     # Rounds opening: start the training of each site that consented (never fails the federation).
     runtime.consume(ConsumerSpec.for_subject(NAME, model_v1.ROUND_OPENED, jobs.sites.on_opened, concurrency=1))
     return []

@@ -154,6 +154,8 @@ class SweepJobs:
             raise PermanentError(
                 "a sweep maximises the validation mIoU: give the training a validation_share", code="invalid_request"
             )
+        if request.training.federation is not None:  # each trial would send the round an update
+            raise PermanentError("a sweep's trials cannot be a federation site's updates", code="invalid_request")
         if len(env.job_id) > MAX_SWEEP_ID:  # its trials' ids must stay apart: `<id>-t<n>` within 128 characters
             raise PermanentError(f"a sweep's job id has at most {MAX_SWEEP_ID} characters", code="invalid_request")
         space = distributions({str(k): v for k, v in request.space.items()})

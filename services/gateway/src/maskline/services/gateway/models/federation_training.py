@@ -5,6 +5,8 @@ train service, `federated.py`); enrolling while a round is open starts that roun
 
 from __future__ import annotations
 
+import uuid
+
 import msgspec
 from litestar import Controller, delete, get, put
 from litestar.status_codes import HTTP_200_OK
@@ -23,7 +25,8 @@ from maskline.services.gateway.models.sharing import OwnerParam
 from maskline.services.gateway.tracking.job_routes import CommandJobs
 from maskline.shared import keys
 from maskline.shared.bus import Bus
-from maskline.shared.models.rounds import HeldRound, held_round, site_round_training
+from maskline.shared.jobs.state import JobStore
+from maskline.shared.models.rounds import HeldRound, held_round, round_deadline, site_round_training
 from maskline.shared.storage import ObjectNotFound
 
 _NOT_ENROLLED = NotFound.coded("federation_not_found", "not_enrolled")
@@ -72,6 +75,7 @@ class FederationTrainingController(Controller):
     async def enrol(
         self,
         command_jobs: CommandJobs,
+        job_store: JobStore,
         store: Store,
         bus: Bus,
         tenant: str,
@@ -91,8 +95,14 @@ class FederationTrainingController(Controller):
         if opened is None:
             return _view(run, training, None)  # the next round that opens starts it (the train service)
         job = keys.site_training_job(run.owner, federation, opened.round)
+        earlier = await job_store.get(tenant, job)
+        if earlier is not None and earlier.status not in ("failed", "cancelled"):
+            return _view(run, training, job)  # this round's training is under way (or done)
+        if earlier is not None:  # enrolling again after it failed: a new try of the round
+            job = f"{job}-{uuid.uuid4().hex[:8]}"
         request = site_round_training(training, opened, run.owner, federation)
-        await command_jobs.submit(tenant, train_v1.TRAIN_REQUESTED, request, job_id=job)
+        deadline = round_deadline(opened, run.events[-1].time)
+        await command_jobs.submit(tenant, train_v1.TRAIN_REQUESTED, request, job_id=job, deadline=deadline)
         return _view(run, training, job)
 
     @get(
@@ -111,7 +121,7 @@ class FederationTrainingController(Controller):
 
     @delete(
         status_code=HTTP_200_OK,
-        summary="A site: stop training this federation's rounds here (a round's training already started goes on)",
+        summary="A site: stop training this federation's rounds here (a round's training under way sends nothing)",
         opt={ANSWERS: Answers(refusals=_NOT_ENROLLED)},
     )
     async def withdraw(self, store: Store, bus: Bus, tenant: str, federation: str, owner: OwnerParam = None) -> SiteTrainingView:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -80,7 +81,14 @@ class CommandJobs:
     """The request's job id: kept by its Idempotency-Key's claim, so a retry restarts the same job."""
 
     async def submit(
-        self, tenant: str, type_: str, data: Any, *, job_id: str | None = None, webhook_url: str | None = None
+        self,
+        tenant: str,
+        type_: str,
+        data: Any,
+        *,
+        job_id: str | None = None,
+        webhook_url: str | None = None,
+        deadline: datetime | None = None,
     ) -> Response[JobView]:
         """Record and publish a command as a new job; answer 202 with where to follow it."""
         self.intake.require_bus()
@@ -88,7 +96,9 @@ class CommandJobs:
         if webhook_url:  # recorded before the job exists: its end cannot come first
             allow_private = self.settings.webhook_allow_private
             await register_for_job(self.webhooks, tenant, job_id, webhook_url, allow_private=allow_private)
-        env = command(type_, "gateway", data, tenant=tenant, job_id=job_id, trace_id=tracing.current_trace_id())
+        env = command(
+            type_, "gateway", data, tenant=tenant, job_id=job_id, trace_id=tracing.current_trace_id(), deadline=deadline
+        )
         await self.bus.publish(env)  # first: a refused publish leaves no job state behind
         state = await self.job_store.apply(env)
         return Response(job_view(state), status_code=HTTP_202_ACCEPTED, headers={"Location": f"/v1/jobs/{job_id}"})
