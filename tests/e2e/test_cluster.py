@@ -121,7 +121,10 @@ def test_killing_the_seg_stream_leader_under_load_loses_duplicates_and_strands_n
     killed = time.monotonic()
     cluster.kill_service(program)
     cluster.stop_service(program)  # supervisord would start it again at once: keep it down
-    wait_until(lambda: cluster.stream_leader("SEG") not in ("", program), 30, "a new SEG leader")
+    # Elections took 5.2 s and 10.4 s in `bench.chaos`, and once more than 30 s in a suite run on the
+    # 2-core machine (cause not pinned down). What this test holds the platform to is no duplicate and
+    # no stranded job, not the election's speed.
+    wait_until(lambda: cluster.stream_leader("SEG") not in ("", program), 90, "a new SEG leader")
     elected_s = time.monotonic() - killed
     time.sleep(DOWN_S)
     cluster.start_service(program)
