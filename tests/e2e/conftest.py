@@ -18,7 +18,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from maskline.client import JsonClient
+from maskline.client import ApiError, JsonClient
 from maskline.client.retries import RetryPolicy
 from maskline.infra.embedded.process import free_ports
 from maskline.infra.embedded.settings import PROBE_SPAN, StackSettings, on_free_ports
@@ -106,6 +106,26 @@ def audited_trail(
         assert time.monotonic() < deadline, trail
         time.sleep(0.1)
     return trail
+
+
+def recorded(client: JsonClient, job_id: str, timeout: float = 60.0) -> str:
+    """`job_id` once its job exists: a follow-up job (`<job>-eval`) is asked for in the same moment as
+    its parent's end, and the job projection may record it a little after the parent's completion."""
+
+    def exists() -> bool:
+        try:
+            client.job(job_id)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            return False
+        return True
+
+    deadline = time.monotonic() + timeout
+    while not exists():
+        assert time.monotonic() < deadline, f"job {job_id} not recorded after {timeout:.0f}s"
+        time.sleep(0.2)
+    return job_id
 
 
 def cli(stack: Stack, *args: str, api_key: str = "key-a") -> subprocess.CompletedProcess[str]:

@@ -17,7 +17,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from maskline.client import ApiError, JsonClient
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import WEIGHTS, shapes
-from tests.e2e.conftest import ARTIFACTS, audited_trail, cli, until
+from tests.e2e.conftest import ARTIFACTS, audited_trail, cli, recorded, until
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
@@ -94,7 +94,7 @@ def test_a_quantize_job_evaluates_its_result_and_versions_compare(
     finished(client, client.evaluate("ev-model", fp32["version"], dataset=dataset))
     job = client.quantize("ev-model", fp32["version"], dataset=dataset, method="minmax", max_images=6, evaluate_on=dataset)
     quantized = finished(client, job)
-    evaluation_job = finished(client, {"id": f"{job['id']}-eval"})  # the follow-up the quantize job asked for
+    evaluation_job = finished(client, {"id": recorded(client, f"{job['id']}-eval")})  # the follow-up the quantize job asked for
     int8_version = int(quantized["links"]["model"].rsplit("/", 1)[-1])
     assert evaluation_job["links"]["model"].endswith(f"/ev-model/{int8_version}")
 

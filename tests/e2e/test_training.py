@@ -19,7 +19,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from maskline.client import ApiError, JsonClient
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
-from tests.e2e.conftest import audited_trail, cli, until
+from tests.e2e.conftest import audited_trail, cli, recorded, until
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # trainings take minutes on 2 cores
@@ -83,7 +83,7 @@ def test_fine_tuning_on_noisy_shapes_improves_the_held_out_miou(
     starter = client.evaluations("shapes-unet", 1, owner="maskline")[0]
     run = client.run(fine_tuned["id"])
     version = run["model"]["version"]
-    evaluation = finished(client, f"{fine_tuned['id']}-eval", timeout=300)
+    evaluation = finished(client, recorded(client, f"{fine_tuned['id']}-eval"), timeout=300)
     assert evaluation["kind"] == "evaluation"
     after = client.evaluations("shapes-noisy", version)[0]
     assert after["dataset_sha256"] == starter["dataset_sha256"]  # the same held-out images

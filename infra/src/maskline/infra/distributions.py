@@ -67,7 +67,15 @@ def owner(module: str, path: str | None) -> str | None:
                 return name
         return "unknown maskline portion"
     owners = _top_level_owners().get(top) or _owners_by_folder(Path(path))
+    if len(owners) > 1:  # a namespace several distributions install into (`opentelemetry`): whose file?
+        owners = [o for o in owners if Path(path).resolve() in _files_of(o)] or owners
     return canonicalize_name(owners[0]) if owners else f"unknown ({top})"
+
+
+@cache
+def _files_of(name: str) -> frozenset[Path]:
+    dist = metadata.distribution(name)
+    return frozenset(Path(str(dist.locate_file(f))).resolve() for f in dist.files or [])
 
 
 def _owners_by_folder(path: Path) -> list[str]:
