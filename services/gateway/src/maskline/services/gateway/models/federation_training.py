@@ -58,6 +58,14 @@ def round_to_train(run: Run, held: HeldRound | None, site: str) -> model_v1.Roun
     return None if latest.round in closed | reported else latest
 
 
+async def _consent(store: Store, site: str, run: Run) -> train_v1.SiteTraining:
+    """The site's stored consent for the run (404 `not_enrolled` without one)."""
+    try:
+        return _decoder.decode(await store.get(keys.site_training(site, run.owner, run.federation)))
+    except ObjectNotFound as exc:
+        raise NotFound(f"you do not train the rounds of {run.federation} here", code="not_enrolled") from exc
+
+
 def _view(run: Run, training: train_v1.SiteTraining, job: str | None) -> SiteTrainingView:
     links = {"federation": f"/v1/federations/{run.federation}?owner={run.owner}", **({"job": f"/v1/jobs/{job}"} if job else {})}
     return SiteTrainingView(federation=run.federation, owner=run.owner, training=training, job=job, links=links)
@@ -111,10 +119,7 @@ class FederationTrainingController(Controller):
     )
     async def enrolment(self, store: Store, bus: Bus, tenant: str, federation: str, owner: OwnerParam = None) -> SiteTrainingView:
         run = await _site_run(bus, tenant, federation, owner)
-        try:
-            training = _decoder.decode(await store.get(keys.site_training(tenant, run.owner, federation)))
-        except ObjectNotFound as exc:
-            raise NotFound(f"you do not train the rounds of {federation} here", code="not_enrolled") from exc
+        training = await _consent(store, tenant, run)
         held = await held_round(bus.js, run.owner, federation)
         job = keys.site_training_job(run.owner, federation, held.current.round) if held is not None else None
         return _view(run, training, job)
@@ -126,10 +131,6 @@ class FederationTrainingController(Controller):
     )
     async def withdraw(self, store: Store, bus: Bus, tenant: str, federation: str, owner: OwnerParam = None) -> SiteTrainingView:
         run = await _site_run(bus, tenant, federation, owner)
-        key = keys.site_training(tenant, run.owner, federation)
-        try:
-            training = _decoder.decode(await store.get(key))
-        except ObjectNotFound as exc:
-            raise NotFound(f"you do not train the rounds of {federation} here", code="not_enrolled") from exc
-        await store.delete(key)
+        training = await _consent(store, tenant, run)
+        await store.delete(keys.site_training(tenant, run.owner, federation))
         return _view(run, training, None)
