@@ -542,3 +542,75 @@ class RegionsDocument(msgspec.Struct, frozen=True, kw_only=True):
     objects: tuple[seg_v1.ObjectFound, ...] = ()
     """A prompted job's objects: score, area, box; each one's pixels are the regions labelled
     `object-<index>` (and the mask's value `index`)."""
+
+
+#: A population stability index above this is a shift worth acting on (the usual rule of thumb:
+#: below 0.1 stable, 0.1-0.25 moderate). Added in 1.13.
+DRIFT_PSI = 0.25
+#: Fewer live jobs than this in the window: no verdict (a handful of images says little).
+MIN_WINDOW_JOBS = 30
+
+
+class Drift(msgspec.Struct, frozen=True, kw_only=True):
+    """A version's live window (your jobs on it) against its evaluation reference, feature by
+    feature of `model_v1.QUALITY_BINS` (docs/monitoring.md). Added in 1.13."""
+
+    window_hours: int
+    jobs: int
+    """Live jobs in the window with the watched features (prompted jobs have no confidence)."""
+    psi: dict[str, float]
+    """Population stability index by feature; absent where the window or the reference has none."""
+    flagged: bool
+    """Some feature's PSI is above `threshold`, over at least `min_jobs` jobs."""
+    features: tuple[str, ...]
+    """The features over the threshold."""
+    out_of_domain_rate: float | None
+    """Share of the window's jobs with more than `seg_v1.LOW_CONFIDENCE_ABOVE` uncertain pixels."""
+    threshold: float = DRIFT_PSI
+    min_jobs: int = MIN_WINDOW_JOBS
+    reference_images: int = 0
+
+
+class QualityHour(msgspec.Struct, frozen=True, kw_only=True):
+    """One hour (UTC) of a version's finished jobs of yours. Added in 1.13."""
+
+    start: datetime
+    jobs: int
+    failed: int
+    out_of_domain: int
+    canary: int
+    latency_ms_mean: float | None
+    latency_ms_p90: float | None
+    """Upper edge of the latency bin the 90th percentile falls in (None: above the last edge)."""
+    mean_probability: float | None
+    uncertain_fraction: float | None
+    brightness: float | None
+    megapixels: float | None
+    regions_mean: float | None
+    failures: dict[str, int] = {}
+    aliases: dict[str, int] = {}
+
+
+class VersionQuality(msgspec.Struct, frozen=True, kw_only=True):
+    """`/v1/models/{name}/{version}/quality`: how a version has done on your jobs, hour by hour,
+    and its drift against your latest evaluation of it. Added in 1.13."""
+
+    owner: str
+    name: str
+    version: int
+    hours: tuple[QualityHour, ...]
+    """The hours of the asked span that had jobs, oldest first."""
+    drift: Drift | None
+    """None until you evaluate the version (`POST .../evaluations`): the reference comes from that."""
+
+
+class QualityOverviewRow(msgspec.Struct, frozen=True, kw_only=True):
+    """`/v1/quality`: one version your jobs used (or you evaluated), its last day and drift. Added in 1.13."""
+
+    owner: str
+    name: str
+    version: int
+    jobs_24h: int
+    failed_24h: int
+    out_of_domain_24h: int
+    drift: Drift | None

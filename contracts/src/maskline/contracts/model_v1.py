@@ -419,6 +419,26 @@ class ClassScore(msgspec.Struct, frozen=True, kw_only=True):
     """Pixels of this class in the masks."""
 
 
+#: The features a version's outputs are watched by (`QualityReference`, the live summaries): the
+#: edges of each one's bins (a value below the first edge falls in bin 0, one at or above the last in
+#: the last bin). Fixed, so an evaluation's reference and any hour's live counts compare bin by bin.
+QUALITY_BINS: dict[str, tuple[float, ...]] = {
+    "mean_probability": (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995),
+    "uncertain_fraction": (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5),
+    "brightness": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+    "megapixels": (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0),
+}
+
+
+class QualityReference(msgspec.Struct, frozen=True, kw_only=True):
+    """What a version's outputs look like on data it is known to handle: for each feature of
+    `QUALITY_BINS`, how many of the evaluation's images fell in each bin. Live traffic is compared
+    with it (population stability index, docs/monitoring.md). Added in 1.13."""
+
+    images: int
+    histograms: dict[str, tuple[int, ...]]
+
+
 class Evaluation(msgspec.Struct, frozen=True, kw_only=True):
     """A version's scores on one labelled dataset, as stored with the version. Added in 1.6."""
 
@@ -440,6 +460,9 @@ class Evaluation(msgspec.Struct, frozen=True, kw_only=True):
     code_version: str
     job_id: str
     created: datetime
+    reference: QualityReference | None = None
+    """The outputs' distributions on this dataset: what live traffic's drift is measured against.
+    Added in 1.13."""
 
 
 class Evaluated(msgspec.Struct, frozen=True, kw_only=True):

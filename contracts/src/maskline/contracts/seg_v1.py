@@ -292,6 +292,8 @@ class SegmentationInferred(msgspec.Struct, frozen=True, kw_only=True):
     working_height: int = 0
     objects: tuple[ObjectFound, ...] = ()
     """A prompted job's objects (`labels` is then `object_labels`, `prediction` a label map). Added in 1.10."""
+    brightness: float | None = None
+    """Mean brightness (0-1) of the image the model saw: an input statistic drift is watched by. Added in 1.13."""
 
 
 class ObjectFound(msgspec.Struct, frozen=True, kw_only=True):
@@ -355,6 +357,8 @@ class SegmentationCompleted(msgspec.Struct, frozen=True, kw_only=True):
     """Added in 1.5."""
     objects: tuple[ObjectFound, ...] = ()
     """A prompted job's objects, with their area and box. Added in 1.10."""
+    brightness: float | None = None
+    """Mean brightness (0-1) of the image the model saw (`SegmentationInferred.brightness`). Added in 1.13."""
 
 
 SegmentationFailed = JobFailed

@@ -659,6 +659,14 @@ BUCKETS: tuple[Bucket, ...] = (
         summary="segmentations and trainings their tenant cancelled (stages watch it and skip their queued work)",
     ),
     Bucket(
+        "quality",
+        (AUDIT,),
+        (AUDIT, GATEWAY),
+        ttl_s=30 * 24 * 3600.0,
+        summary="per tenant and model version: hourly summaries of finished jobs (a key per day) and the drift reference",
+        max_bytes=512 * 1024 * 1024,
+    ),
+    Bucket(
         "fleet",
         SERVICES,
         (GATEWAY,),

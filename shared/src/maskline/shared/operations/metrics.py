@@ -62,10 +62,12 @@ class _Consumers(Collector):
 
 
 class WorkerMetrics:
-    def __init__(self, service: str, consumers: Callable[[], Sequence[Any]]) -> None:
+    def __init__(self, service: str, consumers: Callable[[], Sequence[Any]], extra: Sequence[Collector] = ()) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(BuildInfo(service))
         self.registry.register(_Consumers(service, consumers))
+        for collector in extra:  # the service's own (audit: per model version)
+            self.registry.register(collector)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
 

@@ -20,6 +20,7 @@ import msgspec
 import structlog
 from nats.micro import add_service
 from nats.micro.request import Request
+from prometheus_client.registry import Collector
 
 from maskline.contracts import subjects as table
 from maskline.shared import logging as logs
@@ -59,6 +60,10 @@ class Runtime:
         self.started = time.time()
         self.consumers: list[Consumer[Any]] = []
         self.ready_checks: dict[str, ReadyCheck] = {}
+        self.collectors: list[Collector] = []
+        """A service's own Prometheus collectors, served beside the worker metrics (`/metrics`)."""
+        self.status_parts: dict[str, Callable[[], Any]] = {}
+        """A service's own parts of its status (infer: the models loaded in Triton)."""
         self._bus: Bus | None = None
         self._store: ObjectStore | None = None
         self.gate: CommandGate | None = None
@@ -132,6 +137,7 @@ class Runtime:
             "ready": all(checks.values()),
             "checks": checks,
             "consumers": {c.spec.durable: dataclasses.asdict(c.stats) for c in self.consumers},
+            **{name: part() for name, part in self.status_parts.items()},
         }
 
     async def _register_micro(self) -> Any:
@@ -194,7 +200,7 @@ class Runtime:
         if self.cancellations is not None:
             extra = (*extra, self.cancellations.watch(self._stop))
         if self.settings.health_port:
-            metrics = WorkerMetrics(self.name, lambda: self.consumers)
+            metrics = WorkerMetrics(self.name, lambda: self.consumers, self.collectors)
             extra = (*extra, serve_probes(self.settings.health_port, self.readiness, self._stop, metrics.render))
         tasks = [asyncio.create_task(c.run()) for c in self.consumers] + [asyncio.ensure_future(e) for e in extra]
         log.info("service.started", consumers=[c.spec.durable for c in self.consumers])

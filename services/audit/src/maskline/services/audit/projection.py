@@ -13,7 +13,7 @@ from maskline.contracts import subjects as table
 from maskline.contracts.audit_v1 import record_subject
 from maskline.contracts.envelope import Envelope
 from maskline.shared.bus import tenant_token
-from maskline.shared.jobs.state import PAYLOADS, STATUS_OF, JobStore
+from maskline.shared.jobs.state import PAYLOADS, STATUS_OF, JobState, JobStore
 
 
 class Projection:
@@ -46,10 +46,11 @@ class Projection:
         """Fold the job events among a batch of (subject, data) into their jobs' states."""
         await self.fold_events([e for subject, data in messages if (e := self.job_event(subject, data)) is not None])
 
-    async def fold_events(self, events: list[Envelope[Any]]) -> None:
+    async def fold_events(self, events: list[Envelope[Any]]) -> dict[tuple[str, str], JobState]:
         """Fold decoded job events into their jobs' states: one write per job, however many of its
-        events came in the batch."""
+        events came in the batch. Returns each job's state after the fold, by (tenant, job id)."""
         by_job: dict[tuple[str, str], list[Envelope[Any]]] = {}
         for env in events:
             by_job.setdefault((env.tenant, env.job_id), []).append(env)
-        await asyncio.gather(*(self.jobs.apply_all(envs) for envs in by_job.values()))
+        states = await asyncio.gather(*(self.jobs.apply_all(envs) for envs in by_job.values()))
+        return dict(zip(by_job, states, strict=True))

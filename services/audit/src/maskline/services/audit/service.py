@@ -17,13 +17,15 @@ import structlog
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from maskline.contracts import audit_v1
+from maskline.contracts import audit_v1, model_v1, seg_v1
 from maskline.contracts import subjects as table
 from maskline.contracts.envelope import Envelope
 from maskline.services.audit.chain import Chain, Observed, load_signing_key
 from maskline.services.audit.projection import Projection
+from maskline.services.audit.quality import QualityFold, VersionSeries
 from maskline.services.audit.settings import AuditSettings
-from maskline.shared.jobs.state import JobStore
+from maskline.shared.jobs.state import JobState, JobStore
+from maskline.shared.operations.quality import QualityStore
 from maskline.shared.service.consumer import BUSY_FETCH_S, IDLE_FETCH_S
 from maskline.shared.service.runtime import Runtime
 
@@ -42,6 +44,10 @@ MAX_GROUP = 256
 #: Events recorded lately, per reader: a redelivery of one (its ack was lost, or a later step
 #: failed) is acknowledged without a second record.
 REMEMBERED = 4096
+#: The events the quality summaries count (`QualityFold`).
+QUALITY_EVENTS = frozenset({seg_v1.COMPLETED, seg_v1.FAILED, model_v1.EVALUATED})
+#: Deliveries after which a batch whose quality fold keeps failing is acknowledged uncounted.
+QUALITY_TRIES = 5
 
 
 @dataclass
@@ -61,12 +67,15 @@ class Reader:
         self.stream = stream
         self.held: dict[str, Held] = {}
         self.recorded: OrderedDict[int, None] = OrderedDict()
+        self.counted: OrderedDict[int, None] = OrderedDict()
+        """Events lately folded into the quality summaries (counts, unlike job state, add up)."""
 
-    def remember(self, seqs: Iterable[int]) -> None:
+    def remember(self, seqs: Iterable[int], into: OrderedDict[int, None] | None = None) -> None:
+        memory = self.recorded if into is None else into
         for seq in seqs:
-            self.recorded[seq] = None
-        while len(self.recorded) > REMEMBERED:
-            self.recorded.popitem(last=False)
+            memory[seq] = None
+        while len(memory) > REMEMBERED:
+            memory.popitem(last=False)
 
 
 class Audit:
@@ -80,10 +89,11 @@ class Audit:
     finished; with two, a job's earlier events may be held by the other one and reach the trail up
     to `HOLD_S` later (readers that need them all wait that long: replay)."""
 
-    def __init__(self, runtime: Runtime, chain: Chain, projection: Projection) -> None:
+    def __init__(self, runtime: Runtime, chain: Chain, projection: Projection, quality: QualityFold) -> None:
         self.runtime = runtime
         self.chain = chain
         self.projection = projection
+        self.quality = quality
         self.recorded = 0
 
     async def run_reader(self, reader: table.StreamReader) -> None:
@@ -147,7 +157,8 @@ class Audit:
             done += group.values()
             folded.append((msg, key, env))
         try:
-            await self.projection.fold_events([env for _, _, env in folded if env is not None])
+            states = await self.projection.fold_events([env for _, _, env in folded if env is not None])
+            await self._count(reader, folded, states)
         except Exception as exc:  # the state not folded: all of them come again (recorded ones are not recorded twice)
             log.warning("audit.project_failed", error=str(exc))
             for _, key, _ in folded:
@@ -156,6 +167,27 @@ class Audit:
             refused += [*done, *(msg for msg, _, _ in folded)]
             done = []
         await self._settle(done, refused)
+
+    async def _count(
+        self, reader: Reader, folded: list[tuple[Msg, str, Envelope[Any] | None]], states: dict[tuple[str, str], JobState]
+    ) -> None:
+        """Fold the batch's finished jobs (and evaluations) into the quality summaries, each event
+        once per reader. A batch that keeps failing here after `QUALITY_TRIES` deliveries is let go
+        uncounted: monitoring figures never hold the audit trail up."""
+        fresh = [
+            (msg, env)
+            for msg, _, env in folded
+            if env is not None and env.type in QUALITY_EVENTS and msg.metadata.sequence.stream not in reader.counted
+        ]
+        if not fresh:
+            return
+        try:
+            await self.quality.fold([(env, states.get((env.tenant, env.job_id))) for _, env in fresh])
+        except Exception as exc:
+            if min(msg.metadata.num_delivered for msg, _ in fresh) < QUALITY_TRIES:
+                raise
+            log.error("audit.quality_skipped", events=len(fresh), error=str(exc))
+        reader.remember((msg.metadata.sequence.stream for msg, _ in fresh), into=reader.counted)
 
     async def record_held(self, reader: Reader, older_than: float) -> None:
         """Record the held events of jobs whose final event is late (a long job, or one that failed
@@ -207,6 +239,13 @@ async def setup(runtime: Runtime) -> list[Awaitable[Any]]:
     settings = runtime.settings
     assert isinstance(settings, AuditSettings)
     jobs = await JobStore.opened(runtime.bus.js)
-    audit = Audit(runtime, Chain(runtime.bus.js, load_signing_key(settings.audit_signing_key_file)), Projection(jobs))
+    series = VersionSeries(settings.quality_series)
+    runtime.collectors.append(series)
+    quality = QualityFold(await QualityStore.opened(runtime.bus.js), series, settings.drift_window_hours)
+    audit = Audit(runtime, Chain(runtime.bus.js, load_signing_key(settings.audit_signing_key_file)), Projection(jobs), quality)
     readers = [r for r in table.STREAM_READERS if r.service == NAME]
-    return [*(audit.run_reader(r) for r in readers), audit.checkpoints(settings.checkpoint_every_s)]
+    return [
+        *(audit.run_reader(r) for r in readers),
+        audit.checkpoints(settings.checkpoint_every_s),
+        quality.run(runtime.stopping, settings.drift_every_s),
+    ]

@@ -22,6 +22,7 @@ from maskline.shared.lease import Lease
 from maskline.shared.models.access import Grants
 from maskline.shared.models.registry import ModelRegistry
 from maskline.shared.models.shadows import ShadowTallies
+from maskline.shared.operations.quality import QualityStore
 from maskline.shared.service.runtime import Runtime
 from maskline.shared.tenants.webhooks import WebhookTargets
 
@@ -56,6 +57,7 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     grants = await Grants.opened(runtime.bus.js)
     idempotency = await IdempotencyKeys.opened(runtime.bus.js)
     shadows = await ShadowTallies.opened(runtime.bus.js)
+    quality = await QualityStore.opened(runtime.bus.js)
     fences = await Fences.opened(runtime.bus.js, runtime.bus)
     cancellations = await Cancellations.opened(runtime.bus.js)
     targets = await WebhookTargets.opened(runtime.bus.js)
@@ -81,6 +83,7 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
         registry=registry,
         grants=grants,
         shadows=shadows,
+        quality=quality,
         fences=fences,
         cancellations=cancellations,
         idempotency=idempotency,

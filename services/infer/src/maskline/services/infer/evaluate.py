@@ -9,11 +9,13 @@ infer's slots away from live traffic.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
+from numpy.typing import NDArray
 
 from maskline.contracts import model_v1
 from maskline.contracts.envelope import Envelope, next_event, now
@@ -23,8 +25,9 @@ from maskline.services.infer.scoring import Scoreboard, mean, upsample
 from maskline.shared import keys
 from maskline.shared.datasets.labelled import ContentHash, labelled_pairs
 from maskline.shared.errors import PermanentError
-from maskline.shared.images.codec import decode_mask, encode_png
+from maskline.shared.images.codec import decode_bgr, decode_mask, encode_png
 from maskline.shared.models.registry import ModelNotFound
+from maskline.shared.operations import quality
 from maskline.shared.version import CODE_VERSION
 
 if TYPE_CHECKING:
@@ -52,6 +55,7 @@ class Evaluator:
         latencies: list[float] = []
         digest = ContentHash()
         predictions: list[tuple[str, bytes]] = []
+        samples: list[dict[str, float]] = []  # each image's watched features: the drift reference
         for index, (image_key, mask_key) in enumerate(pairs, start=1):
             image, mask_bytes = await self.store.get(image_key), await self.store.get(mask_key)
             filename = image_key.rsplit("/", 1)[-1]
@@ -63,6 +67,7 @@ class Evaluator:
             started = time.perf_counter()
             scores = await self.infer.scores(model, image)
             latencies.append((time.perf_counter() - started) * 1000)
+            samples.append(await asyncio.to_thread(_features, scores, image))
             predicted = upsample(scores, (truth.shape[0], truth.shape[1]))
             board.add(truth, predicted)
             predictions.append((filename, encode_png(predicted.astype(np.uint8))))
@@ -89,6 +94,7 @@ class Evaluator:
             code_version=CODE_VERSION,
             job_id=env.job_id,
             created=now(),
+            reference=quality.reference_of(samples),
         )
         for filename, png in predictions:  # what `compare` draws the difference of two versions from
             mask_key = keys.evaluation_mask(
@@ -98,6 +104,14 @@ class Evaluator:
         key = keys.evaluation(env.tenant, model.owner, model.name, model.version, evaluation.dataset_sha256)
         ref = await self.store.put(key, msgspec.json.encode(evaluation), "application/json")
         return [next_event(env, model_v1.EVALUATED, NAME, Evaluated(evaluation=evaluation, result=ref))]
+
+
+def _features(scores: NDArray[np.floating[Any]], image: bytes) -> dict[str, float]:
+    """An evaluation image's values of the features live jobs are watched by, measured as live jobs
+    measure them (`seg_v1.Confidence` of the probabilities, brightness and size of the image)."""
+    bgr = decode_bgr(image)
+    height, width = bgr.shape[:2]
+    return quality.features(quality.confidence_of(scores), quality.brightness(bgr), width, height)
 
 
 def _round(value: float | None) -> float | None:

@@ -24,10 +24,11 @@ from maskline.services.infer.settings import InferSettings
 from maskline.services.infer.triton import Triton
 from maskline.shared import keys, references
 from maskline.shared.errors import PermanentError
-from maskline.shared.images.codec import encode_probabilities, prepare_pixels, stitch
+from maskline.shared.images.codec import encode_probabilities, load_bgr, prepare_pixels, stitch
 from maskline.shared.models.access import Grants, ModelAccess, Target
 from maskline.shared.models.registry import ModelNotFound, ModelRegistry
 from maskline.shared.models.shadows import ShadowTallies, agreement
+from maskline.shared.operations import quality
 from maskline.shared.service.consumer import ConsumerSpec
 from maskline.shared.service.runtime import Runtime
 
@@ -46,6 +47,7 @@ class Prediction:
     alias: str | None
     canary: bool
     shadow: ShadowCompared | None = None
+    brightness: float | None = None
 
     @property
     def model_ref(self) -> ModelRef:
@@ -154,7 +156,9 @@ class Infer:
         if shadow and target.shadow is not None and target.alias is not None:
             compared = await self._shadow(target, model, pixels, image.content_type, inside, triton_ms)
         alias = target.alias.name if target.alias else None
-        return Prediction(ref=ref, model=model, timings_ms=timings, alias=alias, canary=canary, shadow=compared)
+        # Stored pixels (every working copy since 1.8) are read without decoding: a few microseconds.
+        light = quality.brightness(load_bgr(pixels, formats.PIXELS)) if image.content_type == formats.PIXELS else None
+        return Prediction(ref=ref, model=model, timings_ms=timings, alias=alias, canary=canary, shadow=compared, brightness=light)
 
     async def _shadow(
         self,
@@ -203,6 +207,7 @@ class Infer:
             labels=p.model.labels,
             options=d.options,
             timings_ms={**d.timings_ms, **p.timings_ms},
+            brightness=p.brightness,
         )
         events: list[Envelope[Any]] = [next_event(env, seg_v1.INFERRED, NAME, data)]
         if p.shadow is not None:  # in the job's audit trail, and for anyone watching the rollout
@@ -227,6 +232,7 @@ class Infer:
             working_width=d.working_width,
             working_height=d.working_height,
             timings_ms={**d.timings_ms, **{f"{k}[{d.variant.name}]": v for k, v in p.timings_ms.items()}},
+            brightness=p.brightness,
         )
         return [next_event(env, seg_v1.INFERRED, NAME, data, part=d.index)]
 

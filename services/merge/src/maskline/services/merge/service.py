@@ -230,6 +230,7 @@ class Merge:
             objects=rendered.objects,
             timings_ms={**timings, "merge": round((time.perf_counter() - started) * 1000, 2)},
             variants=variants,
+            brightness=parts[0].brightness,
         )
         await self.fences.finish(fence, attempt, next_event(env, seg_v1.COMPLETED, NAME, completed), lost)
         return []  # published through the fence

@@ -27,6 +27,7 @@ from maskline.services.gateway.models.aliases import AliasChanges, AliasControll
 from maskline.services.gateway.models.evaluations import EvaluationController
 from maskline.services.gateway.models.federation_training import FederationTrainingController
 from maskline.services.gateway.models.federations import FederationController
+from maskline.services.gateway.models.quality import QualityController
 from maskline.services.gateway.models.quantization import QuantizeController
 from maskline.services.gateway.models.sharing import AccessController
 from maskline.services.gateway.models.training import TrainingController
@@ -96,6 +97,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
             FederationTrainingController,
             ModelMergeController,
             QuantizeController,
+            QualityController,
             TrainingController,
             DatasetController,
             JobController,
@@ -121,6 +123,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
             "registry": part(lambda: ctx.registry),
             "grants": part(lambda: ctx.grants),
             "shadows": part(lambda: ctx.shadows),
+            "quality": part(lambda: ctx.quality),
             "fences": part(lambda: ctx.fences),
             "cancellations": part(lambda: ctx.cancellations),
             "idempotency": part(lambda: ctx.idempotency),

@@ -23,6 +23,7 @@ from maskline.shared.jobs.state import JobStore
 from maskline.shared.models.access import Grants
 from maskline.shared.models.registry import ModelRegistry
 from maskline.shared.models.shadows import ShadowTallies
+from maskline.shared.operations.quality import QualityStore
 from maskline.shared.service.runtime import Runtime
 from maskline.shared.tenants.webhooks import WebhookTargets
 
@@ -35,6 +36,7 @@ class GatewayContext:
     registry: ModelRegistry
     grants: Grants
     shadows: ShadowTallies
+    quality: QualityStore
     fences: Fences
     cancellations: Cancellations
     idempotency: IdempotencyKeys

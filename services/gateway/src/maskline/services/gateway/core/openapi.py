@@ -79,6 +79,7 @@ PARTS: dict[str, tuple[Refusal, ...]] = {
     "registry": _BUS,
     "grants": _BUS,
     "shadows": _BUS,
+    "quality": _BUS,
     "fences": _BUS,
     "cancellations": _BUS,
     "idempotency": _BUS,
