@@ -14,9 +14,11 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from maskline.contracts.audit_v1 import GENESIS, AuditRecord, chain_hash, record_subject
 from maskline.services.audit.chain import Chain, Observed
 from maskline.services.audit.projection import Projection
+from maskline.services.audit.quality import QualityFold, VersionSeries
 from maskline.services.audit.service import Audit, Reader
 from maskline.shared.bus import Bus
 from maskline.shared.jobs.state import JobStore
+from maskline.shared.operations.quality import QualityStore
 from maskline.shared.tenants.trails import job_trail, observed, record_intact
 from tests.services.audit.test_projection import wire
 from tests.shared.jobs.test_state import lifecycle
@@ -31,15 +33,16 @@ async def delivered(bus: Bus, job: str, count: int) -> list:  # type: ignore[typ
     return (await consumed(bus, job, count))[1]
 
 
-async def consumed(bus: Bus, job: str, count: int) -> tuple:  # type: ignore[type-arg]
+async def consumed(bus: Bus, job: str, count: int, events: list | None = None) -> tuple:  # type: ignore[type-arg]
     """(the pull subscription, the job's events fetched from it): a consumer of new messages only,
-    made before they are published (other tests' events share the stream)."""
+    made before they are published (other tests' events share the stream). `events`: the job's
+    events, when not `lifecycle(job)`."""
     durable = f"hold-{job[:8]}"
     config = ConsumerConfig(
         durable_name=durable, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.NEW, filter_subject="seg.v1.*.t1"
     )
     psub = await bus.js.pull_subscribe("seg.v1.*.t1", durable=durable, stream="SEG", config=config)
-    for env in lifecycle(job)[:count]:
+    for env in (events or lifecycle(job))[:count]:
         subject, data = wire(env)
         await bus.js.publish(subject, data)
     msgs = [m for m in await psub.fetch(count, timeout=2) if msgspec.json.decode(m.data).get("job_id") == job]
@@ -47,13 +50,17 @@ async def consumed(bus: Bus, job: str, count: int) -> tuple:  # type: ignore[typ
     return psub, msgs
 
 
-def audit_of(bus: Bus, jobs: JobStore) -> Audit:
-    return Audit(SimpleNamespace(), Chain(bus.js, KEY), Projection(jobs))  # type: ignore[arg-type]  # no runtime: no reader loop
+async def quality_of(bus: Bus) -> QualityFold:
+    return QualityFold(await QualityStore.opened(bus.js), VersionSeries(10), 24)
+
+
+async def audit_of(bus: Bus, jobs: JobStore) -> Audit:
+    return Audit(SimpleNamespace(), Chain(bus.js, KEY), Projection(jobs), await quality_of(bus))  # type: ignore[arg-type]  # no runtime: no reader loop
 
 
 async def test_a_jobs_events_wait_for_its_last_and_become_one_record(bus: Bus) -> None:
     jobs = await JobStore.opened(bus.js)
-    audit, job = audit_of(bus, jobs), uuid.uuid4().hex
+    audit, job = await audit_of(bus, jobs), uuid.uuid4().hex
     msgs = await delivered(bus, job, 4)
     reader = Reader("SEG")
     await audit.record(reader, msgs[:3])
@@ -71,7 +78,7 @@ async def test_a_jobs_events_wait_for_its_last_and_become_one_record(bus: Bus) -
 
 
 async def test_a_job_whose_last_event_is_late_is_recorded_without_it(bus: Bus) -> None:
-    audit, job = audit_of(bus, await JobStore.opened(bus.js)), uuid.uuid4().hex
+    audit, job = await audit_of(bus, await JobStore.opened(bus.js)), uuid.uuid4().hex
     msgs = await delivered(bus, job, 2)
     reader = Reader("SEG")
     await audit.record(reader, msgs)
@@ -118,7 +125,7 @@ class FlakyProjection(Projection):
 async def test_a_failed_record_and_fold_refuse_each_event_once_and_it_is_recorded_on_redelivery(bus: Bus) -> None:
     jobs = await JobStore.opened(bus.js)
     projection = FlakyProjection(jobs)
-    audit, job = Audit(SimpleNamespace(), Flaky(bus.js, KEY), projection), uuid.uuid4().hex  # type: ignore[arg-type]
+    audit, job = Audit(SimpleNamespace(), Flaky(bus.js, KEY), projection, await quality_of(bus)), uuid.uuid4().hex  # type: ignore[arg-type]
     psub, msgs = await consumed(bus, job, 4)
     reader = Reader("SEG")
     await audit.record(reader, msgs[:2])  # held

@@ -8,7 +8,8 @@ traffic. The bucket keeps 30 days (its age limit; a day's key is last written on
 
 Drift is measured per feature of `model_v1.QUALITY_BINS` with the population stability index
 (PSI) of the live window's histogram against the reference's; a version is flagged when any
-feature's PSI exceeds `DRIFT_PSI` over at least `MIN_WINDOW_JOBS` jobs (docs/monitoring.md).
+feature's PSI exceeds `DRIFT_PSI` and the chance floor of the two sample sizes (`noise_floor`),
+over at least `MIN_WINDOW_JOBS` jobs (docs/monitoring.md).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ BUCKET = "quality"
 #: infinite, and small samples would read as drift.
 SMOOTHING = 0.5
 FEATURES = tuple(QUALITY_BINS)
+#: The standard normal's 0.999 quantile (the significance `noise_floor` asks of a shift).
+Z_999 = 3.0902
 #: Job latency bins (ms) of the hourly summaries.
 LATENCY_MS_EDGES = (25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
 
@@ -54,13 +57,17 @@ def brightness(bgr: NDArray[np.uint8]) -> float:
     return round(float(luma.mean()) / 255.0, 4)
 
 
-def confidence_of(scores: NDArray[Any]) -> seg_v1.Confidence:
-    """The whole-image confidence (`seg_v1.Confidence`) of C x H x W class probabilities."""
-    winning = np.asarray(scores, dtype=np.float32).max(axis=0)
+def confidence(score: NDArray[np.float32]) -> seg_v1.Confidence:
+    """Whole-image certainty from the winning probability per pixel (what merge reports for a job)."""
     return seg_v1.Confidence(
-        mean_probability=round(min(1.0, float(winning.mean())), 6),
-        uncertain_fraction=round(float((winning < seg_v1.UNCERTAIN_BELOW).mean()), 6),
+        mean_probability=round(float(score.mean(dtype=np.float64)), 4),
+        uncertain_fraction=round(float(np.count_nonzero(score < seg_v1.UNCERTAIN_BELOW)) / max(score.size, 1), 4),
     )
+
+
+def confidence_of(scores: NDArray[Any]) -> seg_v1.Confidence:
+    """`confidence` of C x H x W class probabilities (an evaluation's, at the model's output size)."""
+    return confidence(np.asarray(scores, dtype=np.float32).max(axis=0))
 
 
 def features(confidence: seg_v1.Confidence | None, brightness_: float | None, width: int, height: int) -> dict[str, float]:
@@ -83,6 +90,23 @@ def reference_of(samples: Iterable[dict[str, float]]) -> QualityReference:
         for feature, value in sample.items():
             counts[feature][bin_of(feature, value)] += 1
     return QualityReference(images=images, histograms={f: tuple(c) for f, c in counts.items()})
+
+
+def noise_floor(reference: list[int] | tuple[int, ...], live: list[int] | tuple[int, ...]) -> float:
+    """The PSI two samples of these sizes from one distribution stay under 999 times in 1000.
+
+    PSI is the symmetric (Jeffreys) divergence of the two histograms, and n·m/(n+m) times it is
+    close to a chi-square with (bins - 1) degrees of freedom when nothing changed; its 0.999
+    quantile comes from the Wilson-Hilferty approximation. Small samples differ by chance far more
+    than `DRIFT_PSI` (30 jobs against 40 images over 10 bins: about 0.5 on average), so a version
+    is flagged only on a PSI above both."""
+    n, m = sum(reference), sum(live)
+    bins = sum(1 for a, b in zip(reference, live, strict=True) if a or b)
+    if not n or not m or bins < 2:
+        return math.inf
+    k = bins - 1
+    quantile = k * (1 - 2 / (9 * k) + Z_999 * math.sqrt(2 / (9 * k))) ** 3
+    return quantile * (n + m) / (n * m)
 
 
 def psi(reference: Iterable[int], live: Iterable[int]) -> float:
@@ -190,18 +214,20 @@ def drift(reference: QualityReference, window: Iterable[Hour], window_hours: int
         total.merge(hour)
     jobs = sum(total.histograms.get("mean_probability", [0]))
     scores: dict[str, float] = {}
+    over: list[str] = []
     for feature in FEATURES:
         ref, live = reference.histograms.get(feature), total.histograms.get(feature)
-        if ref and live and sum(ref) and sum(live):
+        if ref and live and sum(ref) and sum(live) and len(ref) == len(live):
             scores[feature] = psi(ref, live)
-    over = tuple(f for f, value in scores.items() if value > DRIFT_PSI)
+            if scores[feature] > max(DRIFT_PSI, noise_floor(tuple(ref), tuple(live))):
+                over.append(feature)
     succeeded = total.jobs - total.failed
     return Drift(
         window_hours=window_hours,
         jobs=jobs,
         psi=scores,
         flagged=bool(over) and jobs >= MIN_WINDOW_JOBS,
-        features=over if jobs >= MIN_WINDOW_JOBS else (),
+        features=tuple(over) if jobs >= MIN_WINDOW_JOBS else (),
         out_of_domain_rate=round(total.out_of_domain / jobs, 4) if jobs and succeeded else None,
         reference_images=reference.images,
     )

@@ -40,7 +40,7 @@ def outcome_of(env: Envelope[Any], state: JobState | None) -> Outcome | None:
         return None
     started = state.created
     latency = max(0.0, (env.time - started).total_seconds() * 1000)
-    if env.type == seg_v1.COMPLETED:
+    if env.type == seg_v1.COMPLETED and env.data.model.owner:  # (no owner: an event from before 1.3)
         d: seg_v1.SegmentationCompleted = env.data
         return Outcome(
             tenant=env.tenant,

@@ -104,14 +104,6 @@ def mask_at(probs_hwc: NDArray[np.float32], width: int, height: int) -> tuple[ND
     return mask, score
 
 
-def confidence(score: NDArray[np.float32]) -> seg_v1.Confidence:
-    """Whole-image certainty from the winning probability per pixel (out-of-domain signal)."""
-    return seg_v1.Confidence(
-        mean_probability=round(float(score.mean(dtype=np.float64)), 4),
-        uncertain_fraction=round(float(np.count_nonzero(score < seg_v1.UNCERTAIN_BELOW)) / max(score.size, 1), 4),
-    )
-
-
 def colours(classes: int) -> NDArray[np.float32]:
     return np.asarray(PALETTE[np.arange(classes) % len(PALETTE)], dtype=np.float32)
 
