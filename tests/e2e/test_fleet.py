@@ -129,6 +129,9 @@ def test_services_endpoint_shows_the_fleet_queues_and_dead_letters(client: JsonC
     for name, service in by_name.items():
         assert service["ready"] is True, name
         assert len(service["instances"]) >= 1 and service["instances"][0]["version"]
+    # infer's Triton against its memory budget (none here): totals only, to a tenant that is no operator
+    triton = by_name["infer"]["instances"][0]["triton"]
+    assert triton["budget_bytes"] == 0 and "loaded" not in triton and triton["loaded_versions"] >= 0
     consumers = {(q["stream"], q["consumer"]) for q in fleet["queues"]}
     assert {("SEG", "ingest"), ("SEG", "infer"), ("SEG", "merge"), ("SEG", "augment")} <= consumers
     assert all(q["pending"] >= 0 and q["in_flight"] >= 0 for q in fleet["queues"])

@@ -21,7 +21,7 @@ from maskline.services.infer.embeddings import Embeddings
 from maskline.services.infer.evaluate import Evaluator
 from maskline.services.infer.prompted import PromptedJobs, model_ref
 from maskline.services.infer.settings import InferSettings
-from maskline.services.infer.triton import Triton
+from maskline.services.infer.triton import Triton, TritonBudgetMetrics
 from maskline.shared import keys, references
 from maskline.shared.errors import PermanentError
 from maskline.shared.images.codec import encode_probabilities, load_bgr, prepare_pixels, stitch
@@ -65,7 +65,18 @@ class Infer:
         assert isinstance(settings, InferSettings)
         embeddings = Embeddings(settings.embedding_cache_mb << 20, settings.embedding_ttl_s)
         self.prompted = PromptedJobs(self, embeddings)
+        self.pinned_aliases = frozenset(a.strip() for a in settings.triton_pinned_aliases.split(",") if a.strip())
+        triton.is_pinned = self.served_by_pinned_alias
         self._targets: dict[tuple[str, str | None, str, int | None, str | None, str | None], tuple[float, Target]] = {}
+
+    async def served_by_pinned_alias(self, triton_model: str, version: int) -> bool:
+        """Whether an alias named in `triton_pinned_aliases` serves this version (as its version,
+        canary or shadow): the memory budget never unloads it."""
+        owner, _, name = triton_model.partition(".")
+        if not name or not self.pinned_aliases:
+            return False
+        aliases = await self.access.registry.aliases(owner, name)
+        return any(a.name in self.pinned_aliases and version in (a.version, a.canary, a.shadow) for a in aliases)
 
     async def target(self, tenant: str, options: seg_v1.SegmentationOptions) -> Target:
         """What this tenant's request runs, if the tenant may use it. Cached for a few seconds
@@ -117,22 +128,31 @@ class Infer:
     ) -> tuple[NDArray[np.floating[Any]], float]:
         """`scores`, and the milliseconds Triton took (the model call alone). `image`: stored pixels
         (`formats.PIXELS`, read as they are) or an encoded image."""
+        inside, triton_ms, _ = await self.loaded_scores(model, image, content_type)
+        return inside, triton_ms
+
+    async def loaded_scores(
+        self, model: ModelVersion, image: bytes, content_type: str = "image/png"
+    ) -> tuple[NDArray[np.floating[Any]], float, float]:
+        """`timed_scores`, and the milliseconds spent loading the version into Triton first (0 when
+        it was loaded): the extra latency of a version the memory budget had unloaded."""
         if model.decoder is not None:
             raise PermanentError(
                 f"{model.name}/{model.version} is a SAM-format model: it answers prompts (give prompts)", code="prompts_required"
             )
         prepared = await asyncio.to_thread(prepare_pixels, image, content_type, model.input_size, model.preprocessing)
-        await self.triton.ensure_loaded(model)
-        triton_started = time.perf_counter()
-        probs = await self.triton.infer(model, prepared.batch)
-        triton_ms = (time.perf_counter() - triton_started) * 1000
+        async with self.triton.using(model):  # not unloaded for another version while this request runs
+            load_s = await self.triton.ensure_loaded(model)
+            triton_started = time.perf_counter()
+            probs = await self.triton.infer(model, prepared.batch)
+            triton_ms = (time.perf_counter() - triton_started) * 1000
         expected = (prepared.batch.shape[0], len(model.labels), *prepared.batch.shape[2:])
         if probs.shape != expected:
             raise PermanentError(f"model returned shape {probs.shape}, expected {expected}", code="bad_model_output")
         # letterboxed: only the image's part, in its own aspect (a view); tiles: stitched at native
         # resolution, in a thread (a large image's canvas)
         inside = await asyncio.to_thread(stitch, prepared, probs) if prepared.tiles else stitch(prepared, probs)
-        return inside, triton_ms
+        return inside, triton_ms, load_s * 1000
 
     async def _predict(
         self,
@@ -149,9 +169,11 @@ class Infer:
         target = await self.target(env.tenant, options)
         model, canary = target.pick(env.job_id)
         pixels = await references.read(self.runtime.store, image, env.tenant)
-        inside, triton_ms = await self.timed_scores(model, pixels, image.content_type)
+        inside, triton_ms, load_ms = await self.loaded_scores(model, pixels, image.content_type)
         ref = await self.runtime.store.put(prediction_key, encode_probabilities(inside), formats.PROBABILITIES)
         timings = {"infer": round((time.perf_counter() - started) * 1000, 2), "triton": round(triton_ms, 2)}
+        if load_ms:  # the version had to be loaded (first use, or unloaded by the memory budget)
+            timings["load"] = round(load_ms, 2)
         compared = None
         if shadow and target.shadow is not None and target.alias is not None:
             compared = await self._shadow(target, model, pixels, image.content_type, inside, triton_ms)
@@ -244,6 +266,8 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
     grants = await Grants.opened(runtime.bus.js)
     triton = Triton(settings, runtime.store)
     runtime.ready_checks["triton"] = triton.ready
+    runtime.status_parts["triton"] = triton.report
+    runtime.collectors.append(TritonBudgetMetrics(triton))
     shadows = await ShadowTallies.opened(runtime.bus.js)
     infer = Infer(runtime, triton, ModelAccess(registry, grants), shadows)
     runtime.ready_checks["models"] = infer.warm_ready

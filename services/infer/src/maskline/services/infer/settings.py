@@ -19,6 +19,11 @@ class InferSettings(RuntimeSettings, kw_only=True, frozen=True):
     that queue while an instance is busy still go as one batch, and none waits for company — on
     2 cores 2000 µs cost Triton-direct 22% of its throughput at concurrency 1 and 46% at 4
     (starter model, docs/benchmarks.md)."""
+    triton_memory_budget_mb: int = 0
+    """What the versions loaded in this service's Triton may take (their repository files, MiB; 0:
+    no budget). Loading one more unloads the versions unused the longest first (docs/operations.md)."""
+    triton_pinned_aliases: str = "stable,production"
+    """Comma-separated alias names whose versions the memory budget never unloads."""
     warm_models: str = ""
     """Comma-separated model names to load into Triton at start, so the first request is not slow."""
     embedding_cache_mb: int = 256

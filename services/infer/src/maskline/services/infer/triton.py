@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+import shutil
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import structlog
 import tritonclient.http.aio as triton_http
 from numpy.typing import NDArray
 from opentelemetry.trace import SpanKind
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from tritonclient.http import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
 from maskline.contracts.model_v1 import ModelVersion
+from maskline.services.infer.budget import PinCheck, Resident, Usage, evictions
 from maskline.services.infer.repository import (
     decoder_name,
     s3_repository,
@@ -28,6 +35,8 @@ from maskline.shared import keys, tracing
 from maskline.shared.errors import DependencyUnavailable, PermanentError, RetryableError
 from maskline.shared.storage import ObjectStore
 from maskline.shared.storage.minio_store import MinioStore
+
+log = structlog.get_logger("infer.triton")
 
 
 #: tritonclient's aio client runs on aiohttp, which asks for gzip by default, and Triton obliges. For
@@ -130,6 +139,15 @@ class Triton:
             self.s3_prefix = s3_repository(settings.triton_repository, store.bucket)
         self._locks: dict[str, asyncio.Lock] = {}
         self._ready: set[tuple[str, int]] = set()
+        self.budget = settings.triton_memory_budget_mb * 1024 * 1024
+        """Bytes of loaded versions Triton may hold (0: no budget, nothing is unloaded)."""
+        self.usage = Usage()
+        self.is_pinned: PinCheck | None = None
+        #: Loads and unloads one at a time while a budget is kept: reloading a model (to drop one of
+        #: its versions) must not cross another load of it.
+        self._budget_lock = asyncio.Lock()
+        self.resident: list[Resident] = []
+        """What Triton held after this instance's last load (its status shows it)."""
         self._batchers: dict[tuple[str, int, tuple[int, ...]], Batcher] = {}
         #: Requests of one model version in flight at once: one per Triton instance keeps each busy.
         self._in_flight = max(1, settings.triton_instances)
@@ -140,28 +158,147 @@ class Triton:
         except Exception:
             return False
 
-    async def ensure_loaded(self, model: ModelVersion) -> None:
+    @contextlib.asynccontextmanager
+    async def using(self, model: ModelVersion) -> AsyncIterator[None]:
+        """Mark a version in use by a request of this instance: it is not unloaded meanwhile."""
+        key = (triton_name(model), model.version)
+        self.usage.in_use[key] += 1
+        try:
+            yield
+        finally:
+            self.usage.in_use[key] -= 1
+            if self.usage.in_use[key] <= 0:
+                del self.usage.in_use[key]
+            self.usage.touch(key)
+
+    async def ensure_loaded(self, model: ModelVersion) -> float:
+        """Make sure the version is loaded; the seconds it took to load it (0.0: it was loaded)."""
         name = triton_name(model)
         key = (name, model.version)
+        self.usage.touch(key)
         if key in self._ready:
-            return
+            return 0.0
+        if not self.budget:
+            async with self._locks.setdefault(name, asyncio.Lock()):
+                return await self._load(model)
+        async with self._budget_lock:
+            return await self._load(model, within_budget=True)
+
+    async def _load(self, model: ModelVersion, within_budget: bool = False) -> float:
+        name = triton_name(model)
+        key = (name, model.version)
         names = [name, decoder_name(model)] if model.decoder is not None else [name]
-        async with self._locks.setdefault(name, asyncio.Lock()):
-            try:
-                if all([await self.client.is_model_ready(n, str(model.version)) for n in names]):
-                    self._ready.add(key)
-                    return
-                await self._write(model)
-                for n in names:
-                    await self.client.load_model(n)
-            except InferenceServerException as exc:
-                raise ModelLoadFailed(f"Triton could not load {model.name}/{model.version}: {exc.message()}") from exc
-            except (OSError, TimeoutError) as exc:
-                raise TritonUnreachable(f"Triton unreachable: {exc!r}") from exc
+        started = time.perf_counter()
+        try:
+            if all([await self.client.is_model_ready(n, str(model.version)) for n in names]):
+                self._ready.add(key)
+                return 0.0
+            if within_budget:
+                await self._make_room(model)
+            await self._write(model)
             for n in names:
-                if not await self.client.is_model_ready(n, str(model.version)):
-                    raise ModelLoadFailed(f"Triton loaded {n} but version {model.version} is not ready")
-            self._ready.add(key)
+                await self.client.load_model(n)
+        except InferenceServerException as exc:
+            raise ModelLoadFailed(f"Triton could not load {model.name}/{model.version}: {exc.message()}") from exc
+        except (OSError, TimeoutError) as exc:
+            raise TritonUnreachable(f"Triton unreachable: {exc!r}") from exc
+        for n in names:
+            if not await self.client.is_model_ready(n, str(model.version)):
+                raise ModelLoadFailed(f"Triton loaded {n} but version {model.version} is not ready")
+        self._ready.add(key)
+        seconds = time.perf_counter() - started
+        self.usage.loads += 1
+        self.usage.load_seconds += seconds
+        try:
+            self.resident = await self._resident()
+        except (InferenceServerException, OSError, TimeoutError) as exc:  # the status only: the load stands
+            log.warning("triton.index_failed", error=str(exc))
+        return seconds
+
+    def _size_needed(self, model: ModelVersion) -> int:
+        return model.weights.size + (model.decoder.weights.size if model.decoder is not None else 0)
+
+    async def _make_room(self, model: ModelVersion) -> None:
+        """Unload the versions unused the longest until this one fits (`budget.evictions`)."""
+        resident = await self._resident()
+        chosen = evictions(resident, self._size_needed(model), self.budget)
+        for r in chosen:
+            staying = any(o.name == r.name and o.version != r.version for o in resident if o not in chosen)
+            await self._unload(r, staying)
+        left = sum(r.size for r in resident if r not in chosen)
+        if left + self._size_needed(model) > self.budget:
+            self.usage.over_budget_loads += 1
+            log.warning("triton.over_budget", model=triton_name(model), version=model.version, pinned_or_busy_bytes=left)
+
+    async def _resident(self) -> list[Resident]:
+        """The versions Triton holds now (its repository index), with their size, last use and pins."""
+        index = await self.client.get_model_repository_index()
+        ready = {(e["name"], int(e["version"])) for e in index if e.get("state") == "READY" and e.get("version")}
+        found = []
+        for name, version in sorted(ready):
+            if name.endswith(".decoder"):
+                continue  # counted with its encoder
+            size = await self._files_size(name, version)
+            if (f"{name}.decoder", version) in ready:
+                size += await self._files_size(f"{name}.decoder", version)
+            pinned = self.is_pinned is not None and await self.is_pinned(name, version)
+            found.append(
+                Resident(
+                    name=name,
+                    version=version,
+                    size=size,
+                    last_used=self.usage.last_used.get((name, version), 0.0),
+                    pinned=pinned,
+                    in_use=self.usage.in_use.get((name, version), 0) > 0,
+                )
+            )
+        return found
+
+    async def _files_size(self, name: str, version: int) -> int:
+        if not self.s3_prefix:
+            folder = self.repository / name / str(version)
+            return await asyncio.to_thread(lambda: sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()))
+        infos = await self.store.list_info(keys.triton_repository_file(self.s3_prefix, f"{name}/{version}/"))
+        return sum(i.size for i in infos)
+
+    async def _unload(self, r: Resident, staying: bool) -> None:
+        """Take one version out of Triton: its files out of the repository, then the model reloaded
+        with the versions that stay (Triton keeps serving those), or unloaded when none does."""
+        for name in (r.name, f"{r.name}.decoder"):
+            if not self.s3_prefix:
+                await asyncio.to_thread(shutil.rmtree, self.repository / name / str(r.version), True)
+            else:
+                for info in await self.store.list_info(keys.triton_repository_file(self.s3_prefix, f"{name}/{r.version}/")):
+                    await self.store.delete(info.key)
+        decoder = f"{r.name}.decoder"
+        has_decoder = await self._known(decoder)
+        try:
+            for name in [r.name, decoder] if has_decoder else [r.name]:
+                await (self.client.load_model(name) if staying else self.client.unload_model(name))
+        except InferenceServerException as exc:
+            raise TritonUnavailable(f"Triton could not unload {r.name}/{r.version}: {exc.message()}") from exc
+        self._ready.discard((r.name, r.version))
+        self.usage.unloads += 1
+        log.info("triton.unloaded", model=r.name, version=r.version, bytes=r.size, last_used=r.last_used, reloaded=staying)
+
+    async def _known(self, name: str) -> bool:
+        index = await self.client.get_model_repository_index()
+        return any(e["name"] == name for e in index)
+
+    def report(self) -> dict[str, Any]:
+        """The budget and what Triton held after this instance's last load (the service's status)."""
+        return {
+            "budget_bytes": self.budget,
+            "loaded_bytes": sum(r.size for r in self.resident),
+            "loaded": [
+                {"model": r.name, "version": r.version, "bytes": r.size, "pinned": r.pinned, "last_used": r.last_used}
+                for r in self.resident
+            ],
+            "loads": self.usage.loads,
+            "unloads": self.usage.unloads,
+            "over_budget_loads": self.usage.over_budget_loads,
+            "load_seconds": round(self.usage.load_seconds, 3),
+        }
 
     async def _write(self, model: ModelVersion) -> None:
         s = self.settings
@@ -244,3 +381,37 @@ class Triton:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+class TritonBudgetMetrics(Collector):
+    """`maskline_triton_*`: what this instance's Triton holds against the budget, and the loads and
+    unloads this instance made (unlabelled beyond the service: no model names)."""
+
+    def __init__(self, triton: Triton) -> None:
+        self.triton = triton
+
+    def collect(self) -> Iterator[Metric]:
+        t, usage = self.triton, self.triton.usage
+        gauges: tuple[tuple[str, str, float], ...] = (
+            ("maskline_triton_budget_bytes", "The memory budget for loaded versions (0: none)", t.budget),
+            (
+                "maskline_triton_loaded_bytes",
+                "Bytes of the versions Triton held after the last load",
+                sum(r.size for r in t.resident),
+            ),
+            ("maskline_triton_loaded_versions", "Versions Triton held after the last load", len(t.resident)),
+        )
+        for name, doc, value in gauges:
+            yield GaugeMetricFamily(name, doc, value=value)
+        counters: tuple[tuple[str, str, float], ...] = (
+            ("maskline_triton_loads", "Versions this instance loaded into Triton", usage.loads),
+            ("maskline_triton_unloads", "Versions this instance unloaded to keep within the budget", usage.unloads),
+            (
+                "maskline_triton_over_budget_loads",
+                "Loads that went over budget (pinned or busy versions fill it)",
+                usage.over_budget_loads,
+            ),
+            ("maskline_triton_load_seconds", "Time spent loading versions", usage.load_seconds),
+        )
+        for name, doc, value in counters:
+            yield CounterMetricFamily(name, doc, value=value)

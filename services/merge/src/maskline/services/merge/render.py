@@ -9,7 +9,6 @@ import fpng
 import numpy as np
 from numpy.typing import NDArray
 
-from maskline.contracts import seg_v1
 from maskline.shared.images.codec import encode_png
 
 # Class colours (class 0, background, is left uncoloured); cycles for models with more classes.

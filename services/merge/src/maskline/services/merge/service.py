@@ -25,8 +25,8 @@ from maskline.shared import keys, references
 from maskline.shared.errors import PermanentError
 from maskline.shared.images import transforms
 from maskline.shared.images.codec import decode_label_map, decode_probabilities, load_bgr
-from maskline.shared.operations import quality
 from maskline.shared.jobs.fence import Fences, new_attempt, segmentation_fence
+from maskline.shared.operations import quality
 from maskline.shared.service.consumer import ConsumerSpec, delivery
 from maskline.shared.service.runtime import Runtime
 

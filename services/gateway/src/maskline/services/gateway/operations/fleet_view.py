@@ -13,6 +13,14 @@ from maskline.shared.operations.fleet import SERVICES, discover, queues, statuse
 from maskline.shared.operations.heartbeat import STALE_AFTER, fleet
 
 
+def triton_view(report: dict[str, Any] | None, operator: bool) -> dict[str, Any] | None:
+    """An infer instance's Triton against its memory budget: the loaded versions' names are
+    tenants' model names, so only operators see the list; everyone sees the totals."""
+    if report is None or operator:
+        return report
+    return {k: v for k, v in report.items() if k != "loaded"} | {"loaded_versions": len(report.get("loaded", []))}
+
+
 def scoped(consumers: dict[str, dict[str, Any]], tenant: str, operator: bool) -> dict[str, dict[str, Any]]:
     """Consumer counters as `tenant` may see them: a last error names the job, keys and webhook URL
     of the tenant it happened to, so only that tenant and operators read its text."""
@@ -46,6 +54,7 @@ class FleetController(Controller):
                     "last_heartbeat_s_ago": b["last_heartbeat_s_ago"],
                     "id": micro_ids.get(b["instance"]),
                     "consumers": scoped(b.get("consumers", {}), tenant, operator),
+                    **({"triton": triton_view(b["triton"], operator)} if "triton" in b else {}),
                 }
                 for b in beats
                 if b.get("service") == name
