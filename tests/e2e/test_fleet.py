@@ -122,16 +122,21 @@ def test_sigterm_drains_a_service_and_a_restarted_one_picks_up_the_queue(stack: 
         time.sleep(0.1)
 
 
-def test_services_endpoint_shows_the_fleet_queues_and_dead_letters(client: JsonClient) -> None:
+def test_services_endpoint_shows_the_fleet_queues_and_dead_letters(client: JsonClient, other_tenant: JsonClient) -> None:
     fleet = client.http.get("/v1/services").json()
     by_name = {s["name"]: s for s in fleet["services"]}
     assert set(by_name) == set(SERVICES)
     for name, service in by_name.items():
         assert service["ready"] is True, name
         assert len(service["instances"]) >= 1 and service["instances"][0]["version"]
-    # infer's Triton against its memory budget (none here): totals only, to a tenant that is no operator
+    # infer's Triton against its memory budget (none here): what it holds, to an operator (tenant-a)...
     triton = by_name["infer"]["instances"][0]["triton"]
-    assert triton["budget_bytes"] == 0 and "loaded" not in triton and triton["loaded_versions"] >= 0
+    assert triton["budget_bytes"] == 0 and triton["loaded_bytes"] == sum(v["bytes"] for v in triton["loaded"])
+    assert all({"model", "version", "bytes", "pinned", "last_used"} <= set(v) for v in triton["loaded"])
+    # ... and only the totals to a tenant that is no operator: the list names other tenants' models
+    other = next(s for s in other_tenant.http.get("/v1/services").json()["services"] if s["name"] == "infer")
+    seen = other["instances"][0]["triton"]
+    assert "loaded" not in seen and seen["loaded_versions"] == len(triton["loaded"])
     consumers = {(q["stream"], q["consumer"]) for q in fleet["queues"]}
     assert {("SEG", "ingest"), ("SEG", "infer"), ("SEG", "merge"), ("SEG", "augment")} <= consumers
     assert all(q["pending"] >= 0 and q["in_flight"] >= 0 for q in fleet["queues"])

@@ -59,6 +59,15 @@ def test_every_worker_and_the_gateway_export_clean_bounded_metrics(stack: Stack,
     assert found["maskline_build_info"][0][0] == {"service": "gateway", "version": found["maskline_build_info"][0][0]["version"]}
     assert found["maskline_platform_view"][0][1] == 1  # the lone gateway holds the lease: it exports the platform's view
     assert found["maskline_queue_pending"] and found["maskline_jobs_total"]
+    # NATS health as the gateway sees it: connected, every stream led, one current copy (a lone server)
+    assert found["maskline_nats_connected"][0][1] == 1
+    assert {labels["stream"] for labels, _ in found["maskline_stream_leader"]} >= {"SEG", "MODEL", "DLQ"}
+    assert all(value == 1 for _, value in found["maskline_stream_leader"])
+    assert {(labels["state"], value) for labels, value in found["maskline_stream_replicas"]} == {
+        ("current", 1),
+        ("lagging", 0),
+        ("offline", 0),
+    }
     routes = {labels["path"] for labels, _ in found["maskline_http_requests_total"]}
     assert "/v1/segmentations" in routes and not [r for r in routes if "shapes" in r or len(r) > 80]
     assert max(float(labels["le"]) for labels, _ in found["maskline_stage_seconds_bucket"] if labels["le"] != "+Inf") >= 3600

@@ -20,6 +20,8 @@ UNIT_TESTS = Path(__file__).resolve().parent / "alerts.test.yaml"
 EXPORTERS = [
     ROOT / "services" / "gateway" / "src" / "maskline" / "services" / "gateway" / "operations" / "metrics.py",
     ROOT / "shared" / "src" / "maskline" / "shared" / "operations" / "metrics.py",
+    ROOT / "services" / "audit" / "src" / "maskline" / "services" / "audit" / "quality.py",
+    ROOT / "services" / "infer" / "src" / "maskline" / "services" / "infer" / "triton.py",
 ]
 
 

@@ -82,6 +82,21 @@ class Metrics:
             "Tenants with jobs started through this replica, not finished yet",
             registry=self.own,
         )
+        self.stream_leader = Gauge(
+            "maskline_stream_leader",
+            "1 while the stream has a leader that answers (JetStream can store and deliver its messages), else 0",
+            ["stream"],
+            registry=r,
+        )
+        self.stream_replicas = Gauge(
+            "maskline_stream_replicas",
+            "The stream's copies by state: current (the leader and caught-up followers), lagging, offline",
+            ["stream", "state"],
+            registry=r,
+        )
+        self.nats_connected = Gauge(
+            "maskline_nats_connected", "1 while this replica's connection to NATS is up", registry=self.own
+        )
         self.paused = Gauge(
             "maskline_consumers_paused",
             "Consumers of live instances waiting for a dependency (they fetch no work meanwhile)",
@@ -109,7 +124,25 @@ class Metrics:
             else:
                 self.stage.labels(bounded_stage(stage)).observe(ms / 1000)
 
+    async def refresh_streams(self, js: Any) -> None:
+        """Each stream's health in the NATS cluster: whether its leader answers, and its replicas'
+        states (a lone server: one current copy)."""
+        for stream in STREAMS:
+            try:
+                info = await js.stream_info(stream)
+            except Exception:  # no leader (an election, a lost quorum) or no JetStream: nothing answers
+                self.stream_leader.labels(stream).set(0)
+                continue
+            cluster = info.cluster
+            self.stream_leader.labels(stream).set(1)
+            peers = (cluster.replicas or []) if cluster is not None else []
+            lagging = sum(1 for p in peers if not p.offline and not p.current)
+            offline = sum(1 for p in peers if p.offline)
+            for state, n in (("current", 1 + len(peers) - lagging - offline), ("lagging", lagging), ("offline", offline)):
+                self.stream_replicas.labels(stream, state).set(n)
+
     async def refresh(self, js: Any) -> None:
+        await self.refresh_streams(js)
         for q in await queues(js, STREAMS):
             self.pending.labels(q["stream"], q["consumer"]).set(q["pending"])
             self.in_flight.labels(q["stream"], q["consumer"]).set(q["in_flight"])
@@ -161,8 +194,9 @@ class MetricsController(Controller):
         metrics.unfinished_jobs.set(sum(running.values()))
         metrics.tenants_with_jobs.set(len(running))
         PLATFORM_VIEW.set(1 if metrics.exports_platform_view else 0)
+        metrics.nats_connected.set(1 if bus.nc.is_connected else 0)
         body = generate_latest(metrics.own) + generate_latest(REGISTRY)
-        if metrics.exports_platform_view:  # one replica at a time: summing over replicas never counts a job twice
+        if metrics.exports_platform_view and bus.nc.is_connected:  # one replica at a time: never a job counted twice
             await metrics.refresh(bus.js)
             if admission.backlog is not None:
                 metrics.backlog.set(await admission.backlog.size())
