@@ -5,6 +5,7 @@ overview and audit's per-version metrics say the same, and another tenant sees n
 from __future__ import annotations
 
 import io
+import json
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from maskline.infra.embedded.stack import Stack
 from maskline.models import person
 from maskline.models.starter import WEIGHTS, shapes
 from maskline.shared.images.codec import encode_png
+from tests.e2e.conftest import audited_trail, cli
 from tests.e2e.test_metrics import parse
 from tests.e2e.test_segmentation import png_bytes
 
@@ -110,3 +112,37 @@ def test_shapes_keep_the_version_unflagged_and_photos_raise_its_drift_flag(
     assert ("tenant-a", MODEL, 1) not in {
         (r["owner"], r["name"], r["version"]) for r in other_tenant.http.get("/v1/quality").json()
     }
+
+
+def test_a_guarded_alias_rolls_itself_back_once_when_its_version_drifts(
+    stack: Stack, client: JsonClient, evaluated: dict[str, Any]
+) -> None:
+    second = client.register_model(WEIGHTS, name=MODEL, labels=list(shapes.LABELS), input_size=(128, 128))
+    assert second["version"] == 2
+    client.promote(MODEL, "stable", 2)
+    guarded = cli(stack, "alias", "guard", MODEL, "stable", "--on-drift", "--cooldown", "60", "--json")
+    assert guarded.returncode == 0, guarded.stderr
+    assert json.loads(guarded.stdout)["alias"]["guard"]["on_drift"] is True
+    done = client.wait_job(client.evaluate(MODEL, 2, dataset="quality-reference")["id"], timeout=300)
+    assert done["status"] == "completed", done.get("error")
+
+    for photo in photo_views(LIVE_JOBS):  # through the alias: version 2 serves them
+        job = client.submit(photo, wait=60, model=MODEL)
+        assert job["model"]["version"] == 2 and job["model"]["alias"] == "stable"
+
+    deadline = time.monotonic() + 120  # the guard's cooldown (60 s from setting it), then its next check
+    while (alias := client.alias(MODEL, "stable")["alias"])["version"] != 1:
+        assert time.monotonic() < deadline, alias
+        time.sleep(1.0)
+    assert alias["by"] == "guard" and alias["history"] == [] and "v2 drifted" in alias["guard_tripped"]
+
+    def actions(trail: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        return [(r["event"]["data"]["action"], r["event"]["source"]) for r in trail if r["type"] == "model.v1.alias.changed"]
+
+    trail = audited_trail(
+        client, f"/v1/models/{MODEL}/aliases/stable/trail", lambda t: actions(t)[-1:] == [("rolled-back", "weights")]
+    )
+    assert actions(trail)[-3:] == [("promoted", "gateway"), ("rollout", "gateway"), ("rolled-back", "weights")]
+    assert trail[-1]["event"]["data"]["rule"].startswith("automatic rollback: v2 drifted from its evaluation reference")
+    time.sleep(7)  # two more checks: a tripped guard does not act again
+    assert client.alias(MODEL, "stable")["alias"]["version"] == 1

@@ -4,6 +4,8 @@ maskline alias list MODEL                              every alias, its version,
 maskline alias set MODEL ALIAS VERSION [--require-evaluation DATASET] [--require-shadow-agreement 0.98]
 maskline alias rollback MODEL ALIAS                    back to the version it ran before
 maskline alias rollout MODEL ALIAS [--canary V --percent P] [--shadow V]   (no options: clears both)
+maskline alias guard MODEL ALIAS [--on-drift] [--max-error-rate 0.1] [--min-shadow-agreement 0.95] [--cooldown 3600]
+maskline alias unguard MODEL ALIAS                     it no longer rolls itself back
 maskline alias rm MODEL ALIAS
 """
 
@@ -33,6 +35,8 @@ def describe(view: dict[str, Any]) -> str:
         parts.append(f"shadow v{a['shadow']} ({figures})")
     if a.get("history"):
         parts.append(f"before: {', '.join(f'v{v}' for v in a['history'])}")
+    if a.get("guard"):
+        parts.append(f"guard tripped: {a['guard_tripped']}" if a.get("guard_tripped") else "guarded")
     return "  ".join(parts)
 
 
@@ -61,6 +65,20 @@ def cmd_alias(args: argparse.Namespace) -> int:
         view = client.promote(args.model, args.alias, args.version, **rule)
     elif args.action == "rollback":
         view = client.rollback(args.model, args.alias)
+    elif args.action == "guard":
+        rules = {"max_error_rate": args.max_error_rate, "min_shadow_agreement": args.min_shadow_agreement}
+        if not (args.on_drift or any(v is not None for v in rules.values())):
+            raise usage_error("alias guard needs a rule: --on-drift, --max-error-rate or --min-shadow-agreement")
+        view = client.guard(
+            args.model,
+            args.alias,
+            on_drift=args.on_drift,
+            min_jobs=args.min_jobs,
+            cooldown_s=args.cooldown,
+            **{k: v for k, v in rules.items() if v is not None},
+        )
+    elif args.action == "unguard":
+        view = client.unguard(args.model, args.alias)
     else:
         view = client.rollout(
             args.model, args.alias, canary=args.canary, canary_percent=args.percent if args.canary else 0.0, shadow=args.shadow
@@ -81,6 +99,11 @@ def _options(alias: argparse.ArgumentParser) -> None:
     alias.add_argument("--canary", type=int, help="the canary version")
     alias.add_argument("--percent", type=float, default=10.0, help="the canary's share of requests (default 10)")
     alias.add_argument("--shadow", type=int, help="a version that runs on a copy of every request")
+    alias.add_argument("--on-drift", action="store_true", help="roll back when the served version drifts from its evaluation")
+    alias.add_argument("--max-error-rate", type=float, help="roll back when more of its jobs than this share fail")
+    alias.add_argument("--min-shadow-agreement", type=float, help="roll back when its shadow agrees less than this")
+    alias.add_argument("--min-jobs", type=int, default=30, help="jobs a guard's rule needs first (default 30)")
+    alias.add_argument("--cooldown", type=float, default=3600.0, help="seconds after a change before a guard may act")
 
 
 def add_parsers(sub: Any) -> None:
@@ -88,7 +111,7 @@ def add_parsers(sub: Any) -> None:
     verbs(
         sub,
         "alias",
-        "model aliases: list, set (promote), rollback, rollout (canary, shadow), rm",
+        "model aliases: list, set (promote), rollback, rollout (canary, shadow), guard, unguard, rm",
         _options,
         {
             "list": Verb("a model's aliases and the versions they run", ("model", "owner")),
@@ -99,6 +122,11 @@ def add_parsers(sub: Any) -> None:
             "rollout": Verb(
                 "split an alias's traffic: a canary share, a shadow copy", ("model", "alias", "canary", "percent", "shadow")
             ),
+            "guard": Verb(
+                "let an alias roll itself back on drift, errors or shadow disagreement",
+                ("model", "alias", "on_drift", "max_error_rate", "min_shadow_agreement", "min_jobs", "cooldown"),
+            ),
+            "unguard": Verb("stop an alias rolling itself back", ("model", "alias")),
             "rm": Verb("delete an alias", ("model", "alias")),
         },
         cmd_alias,

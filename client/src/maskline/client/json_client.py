@@ -21,6 +21,7 @@ from maskline.client.retries import RetryingTransport, RetryPolicy
 from maskline.client.typed import FILENAMES, ApiError, Call, Calls, FileChunks, raise_for_problem, request_options
 from maskline.contracts import routes
 from maskline.contracts.http_v1 import EvaluateBody, PromoteBody, RolloutBody
+from maskline.contracts.model_v1 import RollbackGuard
 from maskline.contracts.subjects import FINAL_STATUSES
 
 
@@ -368,6 +369,17 @@ class JsonClient:
     def rollout(self, name: str, alias: str, **split: Any) -> dict[str, Any]:
         """`split`: `canary`, `canary_percent`, `shadow` (RolloutBody)."""
         return dict(self._json(Calls.rollout(name, alias, RolloutBody(**split))))
+
+    def guard(self, name: str, alias: str, **rules: Any) -> dict[str, Any]:
+        """`rules`: `on_drift`, `max_error_rate`, `min_shadow_agreement`, `min_jobs`, `cooldown_s` (RollbackGuard)."""
+        return dict(self._json(Calls.guard(name, alias, RollbackGuard(**rules))))
+
+    def unguard(self, name: str, alias: str) -> dict[str, Any]:
+        return dict(self._json(Calls.unguard(name, alias)))
+
+    def version_quality(self, name: str, version: int, owner: str | None = None, **query: int) -> dict[str, Any]:
+        """`query`: `hours` (back from now) and `window` (hours compared with the reference)."""
+        return dict(self._json(Calls.version_quality(name, version, owner, **query)))
 
     def delete_alias(self, name: str, alias: str) -> None:
         self._send(Calls.delete_alias(name, alias))

@@ -49,9 +49,10 @@ from maskline.contracts.http_v1 import (
     SweepBody,
     TrainBody,
     UploadView,
+    VersionQuality,
     WeightsUploadView,
 )
-from maskline.contracts.model_v1 import Evaluation, ModelVersion, Preprocessing, VersionRef
+from maskline.contracts.model_v1 import Evaluation, ModelVersion, Preprocessing, RollbackGuard, VersionRef
 from maskline.contracts.train_v1 import TrainingRun
 
 T = TypeVar("T")
@@ -381,6 +382,23 @@ class Calls:
         return Call("PUT", routes.fill(routes.ALIAS_ROLLOUT, name=name, alias=alias), AliasView, json=msgspec.to_builtins(body))
 
     @staticmethod
+    def guard(name: str, alias: str, body: RollbackGuard) -> Call[AliasView]:
+        """Let the alias roll itself back when a rule of the guard holds (drift, errors, shadow)."""
+        return Call("PUT", routes.fill(routes.ALIAS_GUARD, name=name, alias=alias), AliasView, json=msgspec.to_builtins(body))
+
+    @staticmethod
+    def unguard(name: str, alias: str) -> Call[AliasView]:
+        return Call("DELETE", routes.fill(routes.ALIAS_GUARD, name=name, alias=alias), AliasView)
+
+    @staticmethod
+    def version_quality(
+        name: str, version: int, owner: str | None = None, hours: int = 168, window: int = 24
+    ) -> Call[VersionQuality]:
+        """A version on your jobs hour by hour, and its drift against your evaluation of it."""
+        params: dict[str, Any] = {"hours": hours, "window": window, **({"owner": owner} if owner else {})}
+        return Call("GET", routes.fill(routes.VERSION_QUALITY, name=name, version=version), VersionQuality, params=params)
+
+    @staticmethod
     def delete_alias(name: str, alias: str) -> Call[None]:
         return Call("DELETE", routes.fill(routes.ALIAS, name=name, alias=alias), None)
 
@@ -600,6 +618,13 @@ class Client:
     def rollout(self, name: str, alias: str, **split: Any) -> AliasView:
         """`split`: `canary`, `canary_percent`, `shadow` (RolloutBody)."""
         return self.send(Calls.rollout(name, alias, RolloutBody(**split)))
+
+    def guard(self, name: str, alias: str, **rules: Any) -> AliasView:
+        """`rules`: `on_drift`, `max_error_rate`, `min_shadow_agreement`, `min_jobs`, `cooldown_s` (RollbackGuard)."""
+        return self.send(Calls.guard(name, alias, RollbackGuard(**rules)))
+
+    def version_quality(self, name: str, version: int, owner: str | None = None, **query: int) -> VersionQuality:
+        return self.send(Calls.version_quality(name, version, owner, **query))
 
     def close(self) -> None:
         self.http.close()

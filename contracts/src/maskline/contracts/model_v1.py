@@ -507,6 +507,26 @@ def precision_alias(alias: str, precision: str) -> str:
     return f"{alias}-{precision}"
 
 
+class RollbackGuard(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """When an alias rolls itself back to the version it ran before (docs/monitoring.md). Each rule
+    looks at the owner's own jobs on the version the alias serves. A guard fires at most once: it
+    is then disarmed (`Alias.guard_tripped`) until the owner promotes a version or sets the guard
+    again, so it never flaps; and never within `cooldown_s` of the alias's last change. Added in 1.13."""
+
+    on_drift: bool = False
+    """Roll back when the served version's live window is flagged as drifted from its evaluation
+    reference (`GET /v1/models/{name}/{version}/quality`)."""
+    max_error_rate: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
+    """Roll back when more than this share of the served version's jobs since the alias changed
+    failed (over at least `min_jobs`)."""
+    min_shadow_agreement: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
+    """Roll back when the alias's shadow (typically the version it ran before) agrees with the
+    served masks less than this on average (pixel agreement, over at least `min_jobs` requests)."""
+    min_jobs: Annotated[int, msgspec.Meta(ge=1)] = 30
+    cooldown_s: Annotated[float, msgspec.Meta(ge=60.0)] = 3600.0
+    """No automatic rollback sooner than this after the alias's last change."""
+
+
 class Alias(msgspec.Struct, frozen=True, kw_only=True):
     """A named pointer to one version of a model, and how its traffic is split. Added in 1.6.
 
@@ -526,7 +546,11 @@ class Alias(msgspec.Struct, frozen=True, kw_only=True):
     shadow: Annotated[int, msgspec.Meta(ge=1)] | None = None
     changed: datetime | None = None
     by: str = ""
-    """The tenant that made the last change."""
+    """The tenant that made the last change (`guard`: its rollback guard)."""
+    guard: RollbackGuard | None = None
+    """When the alias rolls itself back. Added in 1.13."""
+    guard_tripped: str | None = None
+    """When and why the guard rolled the alias back: it is disarmed while this is set. Added in 1.13."""
 
 
 AliasAction = Literal["created", "promoted", "rolled-back", "rollout", "deleted"]

@@ -429,9 +429,9 @@ SUBJECTS: tuple[Subject, ...] = (
         model_v1.ALIAS_CHANGED,
         "MODEL",
         model_v1.AliasChanged,
-        (GATEWAY,),
+        (GATEWAY, WEIGHTS),  # weights: a guard's automatic rollback (1.13)
         external_read=True,
-        summary="an alias created, promoted, rolled back, its canary or shadow changed, or deleted (1.6)",
+        summary="an alias created, promoted, rolled back (by its owner or guard), its rollout or guard set, or deleted (1.6)",
     ),
     Subject(
         model_v1.SHADOW_COMPARED,
@@ -606,7 +606,7 @@ BUCKETS: tuple[Bucket, ...] = (
     Bucket(
         "shadows",
         (INFER,),
-        (GATEWAY,),
+        (GATEWAY, WEIGHTS),  # weights: an alias guard's shadow rule
         summary="per alias and shadow version: how the shadow's masks agree with the served ones (running sums)",
     ),
     Bucket(
@@ -661,7 +661,7 @@ BUCKETS: tuple[Bucket, ...] = (
     Bucket(
         "quality",
         (AUDIT,),
-        (AUDIT, GATEWAY),
+        (AUDIT, GATEWAY, WEIGHTS),  # weights: an alias guard's drift and error-rate rules
         ttl_s=30 * 24 * 3600.0,
         summary="per tenant and model version: hourly summaries of finished jobs (a key per day) and the drift reference",
         max_bytes=512 * 1024 * 1024,

@@ -10,12 +10,16 @@ from typing import Any
 
 from maskline.contracts import model_v1
 from maskline.contracts.envelope import Envelope
+from maskline.services.weights.alias_guards import AliasGuards
 from maskline.services.weights.job import merge_models
 from maskline.services.weights.registration import Registrations
 from maskline.services.weights.rounds import Rounds
+from maskline.services.weights.settings import WeightsSettings
 from maskline.shared.jobs.fence import Fences, fenced
 from maskline.shared.models.access import Grants, ModelAccess
 from maskline.shared.models.registry import ModelRegistry
+from maskline.shared.models.shadows import ShadowTallies
+from maskline.shared.operations.quality import QualityStore
 from maskline.shared.service.consumer import ConsumerSpec
 from maskline.shared.service.runtime import Runtime
 
@@ -46,4 +50,9 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
         ConsumerSpec.for_subject(NAME, model_v1.REGISTER_REQUESTED, registrations.handle, failure=model_v1.FAILED, concurrency=1)
     )
     runtime.consume(ConsumerSpec.for_subject(NAME, model_v1.MERGE_REQUESTED, merge_jobs, failure=model_v1.FAILED, concurrency=1))
-    return [rounds.watch_deadlines(runtime.stopping)]
+    settings = runtime.settings
+    assert isinstance(settings, WeightsSettings)
+    guards = AliasGuards(
+        registry, await QualityStore.opened(runtime.bus.js), await ShadowTallies.opened(runtime.bus.js), runtime.bus
+    )
+    return [rounds.watch_deadlines(runtime.stopping), guards.run(runtime.stopping, settings.guard_check_every_s)]

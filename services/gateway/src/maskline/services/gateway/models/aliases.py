@@ -4,7 +4,6 @@ published as an audited `model.v1.alias.changed` event (one audit trail per alia
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -12,11 +11,10 @@ import msgspec
 from litestar import Controller, delete, get, post, put
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
-from maskline.contracts import model_v1
 from maskline.contracts.audit_v1 import AuditRecord
-from maskline.contracts.envelope import job_event, new_trace_id, now
+from maskline.contracts.envelope import now
 from maskline.contracts.http_v1 import AliasView, PromoteBody, RolloutBody, ShadowView
-from maskline.contracts.model_v1 import STABLE, Alias, AliasAction, AliasName, ModelVersion
+from maskline.contracts.model_v1 import STABLE, Alias, AliasAction, AliasName, ModelVersion, RollbackGuard
 from maskline.services.gateway.core.answers import ANSWERS, Answers
 from maskline.services.gateway.core.errors import Conflict, NotFound, Unprocessable
 from maskline.services.gateway.core.model_lookup import ModelLookup
@@ -26,6 +24,7 @@ from maskline.services.gateway.data.datasets import prefix as dataset_prefix
 from maskline.services.gateway.models.evaluations import evaluations_of
 from maskline.services.gateway.models.sharing import OwnerParam
 from maskline.shared.bus import Bus
+from maskline.shared.models.alias_events import alias_trail_id, guard_words, publish_alias_change
 from maskline.shared.models.registry import ModelNotFound, ModelRegistry
 from maskline.shared.models.shadows import ShadowTallies
 from maskline.shared.tenants.trails import job_trail
@@ -36,11 +35,6 @@ _NO_ALIAS = NotFound.coded("alias_not_found")
 _BAD_ALIAS = Unprocessable.coded()  # `_name`
 #: What `AliasChanges.promote` refuses with (the promotion rule's datasets are named by the owner).
 PROMOTION_REFUSALS = Conflict.coded("alias_unchanged", "promotion_refused") + NAME_REFUSALS
-
-
-def alias_trail_id(owner: str, model: str, alias: str) -> str:
-    """The job id of an alias's events: one audit trail per (owner, model, alias)."""
-    return f"alias-{owner}-{model}-{alias}"[:128]
 
 
 def _name(alias: str) -> str:
@@ -138,6 +132,36 @@ class AliasController(Controller):
 
         return await alias_changes.change(tenant, name, _name(alias), step, action="rollout")
 
+    @put(
+        "/{alias:str}/guard",
+        status_code=HTTP_200_OK,
+        summary="Let an alias roll itself back on drift, errors or shadow disagreement (owner only)",
+        opt={ANSWERS: Answers(refusals=_NO_ALIAS + _BAD_ALIAS)},
+    )
+    async def guard(self, alias_changes: AliasChanges, tenant: str, name: str, alias: str, data: RollbackGuard) -> AliasView:
+        def step(cur: Alias | None) -> Alias:
+            if cur is None:
+                raise NotFound(f"you have no alias {alias} of model {name}", code="alias_not_found")
+            return msgspec.structs.replace(cur, guard=data, guard_tripped=None, changed=now(), by=tenant)
+
+        return await alias_changes.change(
+            tenant, name, _name(alias), step, action="rollout", rule=f"guard set: {guard_words(data)}"
+        )
+
+    @delete(
+        "/{alias:str}/guard",
+        status_code=HTTP_200_OK,
+        summary="Stop an alias rolling itself back (owner only)",
+        opt={ANSWERS: Answers(refusals=_NO_ALIAS + _BAD_ALIAS)},
+    )
+    async def unguard(self, alias_changes: AliasChanges, tenant: str, name: str, alias: str) -> AliasView:
+        def step(cur: Alias | None) -> Alias:
+            if cur is None:
+                raise NotFound(f"you have no alias {alias} of model {name}", code="alias_not_found")
+            return msgspec.structs.replace(cur, guard=None, guard_tripped=None, changed=now(), by=tenant)
+
+        return await alias_changes.change(tenant, name, _name(alias), step, action="rollout", rule="guard removed")
+
     @delete(
         "/{alias:str}",
         status_code=HTTP_204_NO_CONTENT,
@@ -193,6 +217,7 @@ class AliasChanges:
                 shadow=None if cur.shadow == model.version else cur.shadow,
                 changed=now(),
                 by=tenant,
+                guard_tripped=None,  # a new version: its guard is armed again
             )
 
         return await self.change(tenant, name, alias, step, rule=rule)
@@ -269,17 +294,7 @@ class AliasChanges:
 
 
 async def _publish(bus: Bus, alias: Alias, action: AliasAction, previous: int | None, rule: str) -> None:
-    await bus.publish(
-        job_event(  # every change is its own event: the id tells them apart
-            model_v1.ALIAS_CHANGED,
-            "gateway",
-            model_v1.AliasChanged(alias=alias, action=action, previous=previous, rule=rule),
-            tenant=alias.owner,
-            job_id=alias_trail_id(alias.owner, alias.model, alias.name),
-            trace_id=new_trace_id(),
-            parts=(action, uuid.uuid4().hex[:12]),
-        )
-    )
+    await publish_alias_change(bus, "gateway", alias, action, previous, rule)
 
 
 async def _readable(models: ModelLookup, tenant: str, name: str, owner: str | None) -> str:
