@@ -13,13 +13,15 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from maskline.client import JsonClient
 from maskline.infra.embedded.stack import Stack
 from maskline.models import person
 from maskline.models.starter import WEIGHTS, shapes
 from maskline.shared.images.codec import encode_png
-from tests.e2e.conftest import audited_trail, cli
+from tests.e2e.conftest import audited_trail, cli, until
 from tests.e2e.test_metrics import parse
 from tests.e2e.test_segmentation import png_bytes
 
@@ -146,3 +148,22 @@ def test_a_guarded_alias_rolls_itself_back_once_when_its_version_drifts(
     assert trail[-1]["event"]["data"]["rule"].startswith("automatic rollback: v2 drifted from its evaluation reference")
     time.sleep(7)  # two more checks: a tripped guard does not act again
     assert client.alias(MODEL, "stable")["alias"]["version"] == 1
+
+
+def test_the_quality_page_shows_trends_drift_flags_and_loaded_models(
+    browser: WebDriver, stack: Stack, evaluated: dict[str, Any]
+) -> None:
+    b = browser
+    b.get(f"{stack.gateway_url}/quality?key=key-a&model={MODEL}&version=1&owner=tenant-a")
+    row = f'#versions tr[data-model="tenant-a/{MODEL}/1"]'
+    until(b, lambda: "drifting" in b.find_element(By.CSS_SELECTOR, row).text, 30, "version 1 flagged as drifting")
+    assert "selected" in str(b.find_element(By.CSS_SELECTOR, row).get_attribute("class"))
+    until(b, lambda: len(b.find_elements(By.CSS_SELECTOR, "#drift tbody tr")) == 4, 20, "the four features' PSI")
+    features = {r.find_elements(By.TAG_NAME, "td")[0].text: r.text for r in b.find_elements(By.CSS_SELECTOR, "#drift tbody tr")}
+    assert "over" in features["uncertain_fraction"]
+    assert len(b.find_elements(By.CSS_SELECTOR, ".charts canvas")) == 3  # jobs, confidence, latency, drawn by uPlot
+    assert "jobs in the last 24 h against 40 evaluation images" in b.find_element(By.ID, "drift-note").text
+    # tenant-a is an operator: it sees which versions Triton holds
+    until(b, lambda: f"tenant-a.{MODEL}" in b.find_element(By.ID, "loaded").text, 20, "the version loaded in Triton")
+    assert "budget none" in b.find_element(By.ID, "budget").text
+    assert b.find_element(By.ID, "error").text == ""

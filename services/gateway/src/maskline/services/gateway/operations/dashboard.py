@@ -24,6 +24,15 @@ class DashboardController(Controller):
     async def page(self) -> Response[bytes]:
         return page("dashboard.html")
 
+    @get(
+        "/quality",
+        summary="Model quality over time: your versions' hourly trends, drift flags and what Triton holds (uPlot)",
+        media_type=MediaType.HTML,
+        include_in_schema=False,
+    )
+    async def quality_page(self) -> Response[bytes]:
+        return page("quality.html")
+
     @get("/v1/dashboard/jobs", summary="Recent jobs (yours; operators: everyone's) with status, timings and errors")
     async def jobs(self, settings: GatewaySettings, job_store: JobStore, tenant: str, limit: int = 50) -> list[dict[str, Any]]:
         operator = settings.is_operator(tenant)
