@@ -111,7 +111,7 @@ def add_parsers(sub: Any) -> None:
     verbs(
         sub,
         "alias",
-        "model aliases: list, set (promote), rollback, rollout (canary, shadow), guard, unguard, rm",
+        "model aliases: list, set, rollback, rollout, guard, unguard, rm",
         _options,
         {
             "list": Verb("a model's aliases and the versions they run", ("model", "owner")),

@@ -9,6 +9,7 @@ import pytest
 from maskline.contracts import seg_v1
 from maskline.contracts.model_v1 import QUALITY_BINS
 from maskline.shared.bus import Bus
+from maskline.shared.images import statistics
 from maskline.shared.operations import quality
 from maskline.shared.operations.quality import Outcome, QualityStore
 
@@ -90,7 +91,7 @@ def test_confidence_of_probabilities_is_what_merge_reports() -> None:
     probs = np.zeros((2, 2, 2), np.float32)
     probs[0] = [[0.9, 0.6], [1.0, 0.5]]
     probs[1] = 1 - probs[0]
-    c = quality.confidence_of(probs)
+    c = statistics.confidence_of(probs)
     assert c.mean_probability == pytest.approx(0.75) and c.uncertain_fraction == 0.5
     assert c.uncertain_below == seg_v1.UNCERTAIN_BELOW
 

@@ -305,6 +305,14 @@ class PromoteBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     at least the current version's (both evaluated on the same content)."""
 
 
+class GuardBody(model_v1.RollbackGuard, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`PUT /v1/models/{name}/aliases/{alias}/guard`: when the alias rolls itself back (at least one
+    rule: `on_drift`, `max_error_rate` or `min_shadow_agreement`). Added in 1.13."""
+
+    def guard(self) -> model_v1.RollbackGuard:
+        return model_v1.RollbackGuard(**msgspec.structs.asdict(self))
+
+
 class RolloutBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """`PUT /v1/models/{name}/aliases/{alias}/rollout`: the alias's canary split and shadow (null clears)."""
 

@@ -507,7 +507,7 @@ def precision_alias(alias: str, precision: str) -> str:
     return f"{alias}-{precision}"
 
 
-class RollbackGuard(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class RollbackGuard(msgspec.Struct, frozen=True, kw_only=True):
     """When an alias rolls itself back to the version it ran before (docs/monitoring.md). Each rule
     looks at the owner's own jobs on the version the alias serves. A guard fires at most once: it
     is then disarmed (`Alias.guard_tripped`) until the owner promotes a version or sets the guard

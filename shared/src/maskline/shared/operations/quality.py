@@ -18,12 +18,9 @@ import bisect
 import math
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import msgspec
-import numpy as np
 from nats.js import JetStreamContext
-from numpy.typing import NDArray
 
 from maskline.contracts import seg_v1
 from maskline.contracts.http_v1 import DRIFT_PSI, MIN_WINDOW_JOBS, Drift
@@ -48,26 +45,6 @@ def bin_of(feature: str, value: float) -> int:
 
 def empty_histograms() -> dict[str, list[int]]:
     return {f: [0] * (len(edges) + 1) for f, edges in QUALITY_BINS.items()}
-
-
-def brightness(bgr: NDArray[np.uint8]) -> float:
-    """Mean brightness 0-1 (Rec. 601 luma) of an H x W x 3 BGR image, from every 4th pixel each way."""
-    sample = bgr[::4, ::4].astype(np.float32)
-    luma = sample[..., 0] * 0.114 + sample[..., 1] * 0.587 + sample[..., 2] * 0.299
-    return round(float(luma.mean()) / 255.0, 4)
-
-
-def confidence(score: NDArray[np.float32]) -> seg_v1.Confidence:
-    """Whole-image certainty from the winning probability per pixel (what merge reports for a job)."""
-    return seg_v1.Confidence(
-        mean_probability=round(float(score.mean(dtype=np.float64)), 4),
-        uncertain_fraction=round(float(np.count_nonzero(score < seg_v1.UNCERTAIN_BELOW)) / max(score.size, 1), 4),
-    )
-
-
-def confidence_of(scores: NDArray[Any]) -> seg_v1.Confidence:
-    """`confidence` of C x H x W class probabilities (an evaluation's, at the model's output size)."""
-    return confidence(np.asarray(scores, dtype=np.float32).max(axis=0))
 
 
 def features(confidence: seg_v1.Confidence | None, brightness_: float | None, width: int, height: int) -> dict[str, float]:
@@ -111,10 +88,14 @@ def noise_floor(reference: list[int] | tuple[int, ...], live: list[int] | tuple[
 
 def psi(reference: Iterable[int], live: Iterable[int]) -> float:
     """Population stability index of two histograms over the same bins (smoothed, see SMOOTHING)."""
-    ref = np.asarray(list(reference), dtype=np.float64) + SMOOTHING
-    now = np.asarray(list(live), dtype=np.float64) + SMOOTHING
-    p, q = ref / ref.sum(), now / now.sum()
-    return round(float(np.sum((q - p) * np.log(q / p))), 4)
+    ref = [n + SMOOTHING for n in reference]
+    now = [n + SMOOTHING for n in live]
+    ref_total, now_total = sum(ref), sum(now)
+    value = 0.0
+    for r, n in zip(ref, now, strict=True):
+        p, q = r / ref_total, n / now_total
+        value += (q - p) * math.log(q / p)
+    return round(value, 4)
 
 
 class Hour(msgspec.Struct, kw_only=True):

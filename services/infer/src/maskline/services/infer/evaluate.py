@@ -25,6 +25,7 @@ from maskline.services.infer.scoring import Scoreboard, mean, upsample
 from maskline.shared import keys
 from maskline.shared.datasets.labelled import ContentHash, labelled_pairs
 from maskline.shared.errors import PermanentError
+from maskline.shared.images import statistics
 from maskline.shared.images.codec import decode_bgr, decode_mask, encode_png
 from maskline.shared.models.registry import ModelNotFound
 from maskline.shared.operations import quality
@@ -111,7 +112,7 @@ def _features(scores: NDArray[np.floating[Any]], image: bytes) -> dict[str, floa
     measure them (`seg_v1.Confidence` of the probabilities, brightness and size of the image)."""
     bgr = decode_bgr(image)
     height, width = bgr.shape[:2]
-    return quality.features(quality.confidence_of(scores), quality.brightness(bgr), width, height)
+    return quality.features(statistics.confidence_of(scores), statistics.brightness(bgr), width, height)
 
 
 def _round(value: float | None) -> float | None:

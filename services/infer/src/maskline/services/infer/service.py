@@ -24,11 +24,11 @@ from maskline.services.infer.settings import InferSettings
 from maskline.services.infer.triton import Triton, TritonBudgetMetrics
 from maskline.shared import keys, references
 from maskline.shared.errors import PermanentError
+from maskline.shared.images import statistics
 from maskline.shared.images.codec import encode_probabilities, load_bgr, prepare_pixels, stitch
 from maskline.shared.models.access import Grants, ModelAccess, Target
 from maskline.shared.models.registry import ModelNotFound, ModelRegistry
 from maskline.shared.models.shadows import ShadowTallies, agreement
-from maskline.shared.operations import quality
 from maskline.shared.service.consumer import ConsumerSpec
 from maskline.shared.service.runtime import Runtime
 
@@ -179,7 +179,7 @@ class Infer:
             compared = await self._shadow(target, model, pixels, image.content_type, inside, triton_ms)
         alias = target.alias.name if target.alias else None
         # Stored pixels (every working copy since 1.8) are read without decoding: a few microseconds.
-        light = quality.brightness(load_bgr(pixels, formats.PIXELS)) if image.content_type == formats.PIXELS else None
+        light = statistics.brightness(load_bgr(pixels, formats.PIXELS)) if image.content_type == formats.PIXELS else None
         return Prediction(ref=ref, model=model, timings_ms=timings, alias=alias, canary=canary, shadow=compared, brightness=light)
 
     async def _shadow(

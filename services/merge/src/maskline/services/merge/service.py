@@ -23,10 +23,9 @@ from maskline.services.merge.collect import VariantCollector
 from maskline.services.merge.regions import find_regions
 from maskline.shared import keys, references
 from maskline.shared.errors import PermanentError
-from maskline.shared.images import transforms
+from maskline.shared.images import statistics, transforms
 from maskline.shared.images.codec import decode_label_map, decode_probabilities, load_bgr
 from maskline.shared.jobs.fence import Fences, new_attempt, segmentation_fence
-from maskline.shared.operations import quality
 from maskline.shared.service.consumer import ConsumerSpec, delivery
 from maskline.shared.service.runtime import Runtime
 
@@ -147,7 +146,7 @@ def render_outputs(
         files["mask"] = (render.png(mask), "image/png")
     regions = find_regions(mask, score, data.labels, data.options.min_region_area)
     # A prompted job's certainty is per object (its score): no whole-image confidence is claimed.
-    confidence = None if prompted else quality.confidence(score)
+    confidence = None if prompted else statistics.confidence(score)
     objects = measured_objects(mask, data.objects) if prompted else ()
     if "regions" in outputs:
         doc = RegionsDocument(

@@ -13,8 +13,8 @@ from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from maskline.contracts.audit_v1 import AuditRecord
 from maskline.contracts.envelope import now
-from maskline.contracts.http_v1 import AliasView, PromoteBody, RolloutBody, ShadowView
-from maskline.contracts.model_v1 import STABLE, Alias, AliasAction, AliasName, ModelVersion, RollbackGuard
+from maskline.contracts.http_v1 import AliasView, GuardBody, PromoteBody, RolloutBody, ShadowView
+from maskline.contracts.model_v1 import STABLE, Alias, AliasAction, AliasName, ModelVersion
 from maskline.services.gateway.core.answers import ANSWERS, Answers
 from maskline.services.gateway.core.errors import Conflict, NotFound, Unprocessable
 from maskline.services.gateway.core.model_lookup import ModelLookup
@@ -138,14 +138,18 @@ class AliasController(Controller):
         summary="Let an alias roll itself back on drift, errors or shadow disagreement (owner only)",
         opt={ANSWERS: Answers(refusals=_NO_ALIAS + _BAD_ALIAS)},
     )
-    async def guard(self, alias_changes: AliasChanges, tenant: str, name: str, alias: str, data: RollbackGuard) -> AliasView:
+    async def guard(self, alias_changes: AliasChanges, tenant: str, name: str, alias: str, data: GuardBody) -> AliasView:
+        guard = data.guard()
+        if not (guard.on_drift or guard.max_error_rate is not None or guard.min_shadow_agreement is not None):
+            raise Unprocessable("a guard needs a rule: on_drift, max_error_rate or min_shadow_agreement")
+
         def step(cur: Alias | None) -> Alias:
             if cur is None:
                 raise NotFound(f"you have no alias {alias} of model {name}", code="alias_not_found")
-            return msgspec.structs.replace(cur, guard=data, guard_tripped=None, changed=now(), by=tenant)
+            return msgspec.structs.replace(cur, guard=guard, guard_tripped=None, changed=now(), by=tenant)
 
         return await alias_changes.change(
-            tenant, name, _name(alias), step, action="rollout", rule=f"guard set: {guard_words(data)}"
+            tenant, name, _name(alias), step, action="rollout", rule=f"guard set: {guard_words(guard)}"
         )
 
     @delete(
