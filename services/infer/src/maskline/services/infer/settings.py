@@ -21,7 +21,7 @@ class InferSettings(RuntimeSettings, kw_only=True, frozen=True):
     (starter model, docs/benchmarks.md)."""
     triton_memory_budget_mb: int = 0
     """What the versions loaded in this service's Triton may take (their repository files, MiB; 0:
-    no budget). Loading one more unloads the versions unused the longest first (docs/operations.md)."""
+    no budget). Loading one more unloads the versions unused the longest first (docs/monitoring.md)."""
     triton_pinned_aliases: str = "stable,production"
     """Comma-separated alias names whose versions the memory budget never unloads."""
     warm_models: str = ""
