@@ -130,6 +130,10 @@ bench-merge:
     python -m bench.federated_services
     python -m bench.federated_training
 
+# drift test on the shapes model: false flags of unchanged windows with and without the chance floor, photos flagged (docs/monitoring.md)
+bench-drift:
+    python -m bench.drift_calibration
+
 # fuzz the gateway's OpenAPI with schemathesis against a fresh stack: every phase, 100 examples per operation, 0 5xx allowed
 fuzz *ARGS:
     MASKLINE_FUZZ_EXAMPLES=100 MASKLINE_FUZZ_PHASES=examples,coverage,fuzzing,stateful MASKLINE_FUZZ_SECONDS=1800 pytest tests/e2e/test_fuzz.py {{ARGS}}
