@@ -104,9 +104,11 @@ def test_shapes_keep_the_version_unflagged_and_photos_raise_its_drift_flag(
     # audit's per-version series: the model's name and version, never the tenant
     audit = next(port for label, port in stack.probe_ports().items() if label.startswith("audit"))
     found = parse(httpx.get(f"http://127.0.0.1:{audit}/metrics", timeout=10).text)
-    ours = [(labels, value) for labels, value in found["maskline_model_jobs_total"] if labels["model"] == f"tenant-a/{MODEL}"]
+    assert row["metrics_label"] == after["metrics_label"] and row["metrics_label"].startswith("t-")
+    ours = [(labels, value) for labels, value in found["maskline_model_jobs_total"] if labels["model"] == row["metrics_label"]]
     assert sum(value for labels, value in ours if labels["outcome"] == "completed") == 2 * LIVE_JOBS
     assert all(set(labels) == {"model", "version", "alias", "outcome"} for labels, _ in found["maskline_model_jobs_total"])
+    assert not [labels for labels, _ in found["maskline_model_jobs_total"] if "tenant-" in labels["model"]]
 
     # another tenant: not its model, not its summaries
     refused = other_tenant.http.get(f"/v1/models/{MODEL}/1/quality", params={"owner": "tenant-a"})

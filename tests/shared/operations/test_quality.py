@@ -42,7 +42,8 @@ def out_of_domain(rng: np.random.Generator) -> dict[str, float]:
 def test_values_fall_in_the_contracts_bins_and_the_edges_belong_above() -> None:
     edges = QUALITY_BINS["uncertain_fraction"]
     assert quality.bin_of("uncertain_fraction", 0.0) == 0
-    assert quality.bin_of("uncertain_fraction", edges[0]) == 1
+    assert quality.bin_of("uncertain_fraction", edges[0]) == 0  # on an edge: below it, as Prometheus' `le`
+    assert quality.bin_of("uncertain_fraction", edges[0] + 1e-9) == 1
     assert quality.bin_of("uncertain_fraction", 1.0) == len(edges)
 
 
@@ -87,6 +88,14 @@ def test_an_hour_counts_failures_latency_aliases_and_means() -> None:
 
 
 @pytest.mark.unit
+def test_a_tenants_model_is_labelled_by_a_digest_the_platforms_by_name() -> None:
+    assert quality.series_label("maskline", "shapes-unet") == "maskline/shapes-unet"
+    label = quality.series_label("tenant-a", "secret-project")
+    assert label.startswith("t-") and "tenant-a" not in label and "secret" not in label
+    assert label == quality.series_label("tenant-a", "secret-project") != quality.series_label("tenant-b", "secret-project")
+
+
+@pytest.mark.unit
 def test_confidence_of_probabilities_is_what_merge_reports() -> None:
     probs = np.zeros((2, 2, 2), np.float32)
     probs[0] = [[0.9, 0.6], [1.0, 0.5]]
@@ -109,7 +118,13 @@ async def test_summaries_are_kept_per_tenant_and_hour_and_drift_reads_the_window
     assert [(start, h.jobs) for start, h in hours] == [(earlier.replace(minute=0), 5), (NOW.replace(minute=0), 40)]
     assert [h.jobs for _, h in await store.hours(other, "o", "m", 1, quality.hours_back(NOW, 24))] == [1]
     assert await store.drift(tenant, "o", "m", 1, NOW, 24) is None  # no reference yet
-    await store.set_reference(tenant, "o", "m", 1, quality.reference_of(in_domain(rng) for _ in range(40)))
+    await store.set_reference(tenant, "o", "m", 1, quality.reference_of(in_domain(rng) for _ in range(40)), NOW)
+    older = quality.reference_of(out_of_domain(rng) for _ in range(7))
+    await store.set_reference(tenant, "o", "m", 1, older, NOW - timedelta(days=1))  # a late redelivery of an older evaluation
+    kept = await store.reference(tenant, "o", "m", 1)
+    assert kept is not None and kept.images == 40
+    await store.keep_reference(tenant, "o", "m", 1)
+    assert await store.reference(tenant, "o", "m", 1) == kept
     last_hour = await store.drift(tenant, "o", "m", 1, NOW, 1)
     assert last_hour is not None and last_hour.flagged and last_hour.jobs == 40
     assert await store.versions(tenant) == [("o", "m", 1)]

@@ -94,6 +94,8 @@ class JobFailed(msgspec.Struct, frozen=True, kw_only=True):
     """Human-readable explanation."""
     subject: str
     """The subject of the message whose handling failed."""
+    model: ModelRef | None = None
+    """The model version the job had reached when it failed (infer's failures), if any. Added in 1.13."""
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):

@@ -610,6 +610,8 @@ class VersionQuality(msgspec.Struct, frozen=True, kw_only=True):
     """The hours of the asked span that had jobs, oldest first."""
     drift: Drift | None
     """None until you evaluate the version (`POST .../evaluations`): the reference comes from that."""
+    metrics_label: str = ""
+    """The version's `model` label in the per-version Prometheus series (audit's /metrics)."""
 
 
 class QualityOverviewRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -622,3 +624,5 @@ class QualityOverviewRow(msgspec.Struct, frozen=True, kw_only=True):
     failed_24h: int
     out_of_domain_24h: int
     drift: Drift | None
+    metrics_label: str = ""
+    """The version's `model` label in the per-version Prometheus series (audit's /metrics)."""

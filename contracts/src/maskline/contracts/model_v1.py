@@ -420,8 +420,8 @@ class ClassScore(msgspec.Struct, frozen=True, kw_only=True):
 
 
 #: The features a version's outputs are watched by (`QualityReference`, the live summaries): the
-#: edges of each one's bins (a value below the first edge falls in bin 0, one at or above the last in
-#: the last bin). Fixed, so an evaluation's reference and any hour's live counts compare bin by bin.
+#: edges of each one's bins (a value at or below the first edge falls in bin 0, one above the last
+#: in the last bin: Prometheus' `le`). Fixed, so an evaluation's reference and any hour's live counts compare bin by bin.
 QUALITY_BINS: dict[str, tuple[float, ...]] = {
     "mean_probability": (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995),
     "uncertain_fraction": (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 #: An object's repr (`<PIL.PngImagePlugin.PngImageFile image mode=RGB size=8x8 at 0x7f...>`): internal
 #: names and a memory address, never meant for a client.
@@ -18,6 +19,9 @@ class HandlerError(Exception):
     """Base of the errors a message handler raises on purpose."""
 
     code = "error"
+    #: The model version (`common_v1.ModelRef`) the handler had chosen when it failed: the failed-job
+    #: event names it, so the version's error rate counts it (docs/monitoring.md).
+    model: Any = None
 
     def __init__(self, reason: str, *, code: str | None = None) -> None:
         super().__init__(reason)

@@ -53,6 +53,11 @@ def tally_key(owner: str, model: str, alias: str, shadow: int) -> str:
     return f"{owner}.{model}.{alias}.{shadow}"
 
 
+def own_tally_key(owner: str, model: str, alias: str, shadow: int, served: int) -> str:
+    """The owner's own requests only, while `served` was the alias's version (an alias guard's evidence)."""
+    return f"{owner}.{model}.{alias}.{shadow}.own-{served}"
+
+
 def agreement(served: NDArray[Any], shadow: NDArray[Any]) -> tuple[float, float]:
     """(pixel agreement, mean IoU over the classes either mask has) of two C x H x W score arrays.
     A shadow at another input size is compared at the served one's size (nearest class)."""
@@ -75,13 +80,24 @@ class ShadowTallies(BucketStore):
     def __init__(self, js: JetStreamContext) -> None:
         super().__init__(js)
 
-    async def add(self, c: ShadowCompared) -> None:
-        key = tally_key(c.owner, c.model, c.alias, c.shadow)
-        await compare_and_set(self.kv, key, _decoder, lambda cur: (cur or ShadowTally(served=c.served)).add(c))
+    async def add(self, c: ShadowCompared, tenant: str) -> None:
+        """Every request's comparison (what the owner's promotion rule reads), and the owner's own
+        apart (what an alias guard reads: another tenant's requests never roll the owner's alias back)."""
+        keys = [tally_key(c.owner, c.model, c.alias, c.shadow)]
+        if tenant == c.owner:
+            keys.append(own_tally_key(c.owner, c.model, c.alias, c.shadow, c.served))
+        for key in keys:
+            await compare_and_set(self.kv, key, _decoder, lambda cur: (cur or ShadowTally(served=c.served)).add(c))
 
     async def get(self, owner: str, model: str, alias: str, shadow: int) -> ShadowTally | None:
+        return await self._read(tally_key(owner, model, alias, shadow))
+
+    async def own(self, owner: str, model: str, alias: str, shadow: int, served: int) -> ShadowTally | None:
+        return await self._read(own_tally_key(owner, model, alias, shadow, served))
+
+    async def _read(self, key: str) -> ShadowTally | None:
         try:
-            entry = await self.kv.get(tally_key(owner, model, alias, shadow))
+            entry = await self.kv.get(key)
         except (KeyNotFoundError, NotFoundError):
             return None
         return _decoder.decode(entry.value) if entry.value else None

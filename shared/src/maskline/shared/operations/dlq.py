@@ -12,12 +12,14 @@ from datetime import datetime
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError, ServerError
 
 from maskline.contracts.common_v1 import DeadLetter
 from maskline.shared.bus import read_stream, tenant_token
 
 STREAM = "DLQ"
+#: JetStream's error code for a delete in a stream that holds no message (the one asked for included).
+NO_MESSAGE_FOUND = 10057
 
 
 class LetterNotFound(LookupError):
@@ -91,4 +93,8 @@ async def remove(js: JetStreamContext, seq: int) -> None:
     try:
         await js.delete_msg(STREAM, seq)
     except (NotFoundError, BadRequestError) as exc:  # the server answers 400 "sequence not found"
+        raise LetterNotFound(f"no dead letter {seq}") from exc
+    except ServerError as exc:  # ... or, when the stream holds no message at all, 500 "no message found"
+        if exc.err_code != NO_MESSAGE_FOUND:
+            raise
         raise LetterNotFound(f"no dead letter {seq}") from exc

@@ -15,6 +15,7 @@ over at least `MIN_WINDOW_JOBS` jobs (docs/monitoring.md).
 from __future__ import annotations
 
 import bisect
+import hashlib
 import math
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from nats.js import JetStreamContext
 from maskline.contracts import seg_v1
 from maskline.contracts.http_v1 import DRIFT_PSI, MIN_WINDOW_JOBS, Drift
 from maskline.contracts.model_v1 import QUALITY_BINS, QualityReference
+from maskline.contracts.subjects import PLATFORM_TENANT
 from maskline.shared.bus import read_stream
 from maskline.shared.kv import BucketStore, Revisions, compare_and_set, get_decoded
 
@@ -40,7 +42,9 @@ LATENCY_MS_EDGES = (25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 100
 
 
 def bin_of(feature: str, value: float) -> int:
-    return bisect.bisect_right(QUALITY_BINS[feature], value)
+    """The bin of `value`: a value on an edge belongs to the bin below it, as Prometheus' `le`
+    buckets count it."""
+    return bisect.bisect_left(QUALITY_BINS[feature], value)
 
 
 def empty_histograms() -> dict[str, list[int]]:
@@ -166,7 +170,7 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
             hour.failed, hour.failures = 1, {self.failed_code: 1}
         if self.latency_ms is not None:
             hour.latency_ms_sum = self.latency_ms
-            hour.latency_ms[bisect.bisect_right(LATENCY_MS_EDGES, self.latency_ms)] += 1
+            hour.latency_ms[bisect.bisect_left(LATENCY_MS_EDGES, self.latency_ms)] += 1
         for feature, value in self.values.items():
             hour.histograms[feature][bin_of(feature, value)] += 1
             hour.sums[feature] = value
@@ -175,6 +179,16 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
         if self.alias:
             hour.aliases = {self.alias: 1}
         return hour
+
+
+def series_label(owner: str, model: str) -> str:
+    """A model's `model` label in the per-version Prometheus series: the platform's bundled models by
+    name; a tenant's model by a digest of its owner and name, since /metrics answers without a key
+    and neither tenants' names nor their models' belong there. The owner finds its label in
+    `/v1/quality` (`metrics_label`)."""
+    if owner == PLATFORM_TENANT:
+        return f"{owner}/{model}"
+    return "t-" + hashlib.sha256(f"{owner}/{model}".encode()).hexdigest()[:12]
 
 
 def version_prefix(tenant: str, owner: str, model: str, version: int) -> str:
@@ -220,8 +234,15 @@ def hours_back(now: datetime, hours: int) -> list[datetime]:
     return [top - timedelta(hours=h) for h in range(hours - 1, -1, -1)]
 
 
+class StoredReference(msgspec.Struct, frozen=True, kw_only=True):
+    """A tenant's reference for a version: from its latest evaluation (by the evaluation's time)."""
+
+    created: datetime
+    reference: QualityReference
+
+
 _day = msgspec.json.Decoder(Day)
-_reference = msgspec.json.Decoder(QualityReference)
+_reference = msgspec.json.Decoder(StoredReference)
 
 
 class QualityStore(BucketStore):
@@ -257,11 +278,30 @@ class QualityStore(BucketStore):
 
             await compare_and_set(self.kv, key, _day, change, revisions=self._revisions)
 
-    async def set_reference(self, tenant: str, owner: str, model: str, version: int, reference: QualityReference) -> None:
-        await self.kv.put(reference_key(tenant, owner, model, version), msgspec.json.encode(reference))
+    async def set_reference(
+        self, tenant: str, owner: str, model: str, version: int, reference: QualityReference, created: datetime
+    ) -> None:
+        """The tenant's reference for the version, unless one from a later evaluation is there (a
+        late redelivery of an older evaluation changes nothing)."""
+        new = StoredReference(created=created, reference=reference)
+        await compare_and_set(
+            self.kv,
+            reference_key(tenant, owner, model, version),
+            _reference,
+            lambda cur: new if cur is None or cur.created < created else None,
+        )
+
+    async def keep_reference(self, tenant: str, owner: str, model: str, version: int) -> None:
+        """Write the reference again: the bucket's age limit (30 days) would drop a reference that a
+        version still in use was evaluated with long ago."""
+        key = reference_key(tenant, owner, model, version)
+        stored = await get_decoded(self.kv, key, _reference)
+        if stored is not None:
+            await self.kv.put(key, msgspec.json.encode(stored))
 
     async def reference(self, tenant: str, owner: str, model: str, version: int) -> QualityReference | None:
-        return await get_decoded(self.kv, reference_key(tenant, owner, model, version), _reference)
+        stored = await get_decoded(self.kv, reference_key(tenant, owner, model, version), _reference)
+        return None if stored is None else stored.reference
 
     async def hours(
         self, tenant: str, owner: str, model: str, version: int, starts: list[datetime]

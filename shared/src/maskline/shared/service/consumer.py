@@ -31,7 +31,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry.trace import SpanKind
 
 from maskline.contracts import subjects as table
-from maskline.contracts.common_v1 import DeadLetter, JobFailed
+from maskline.contracts.common_v1 import DeadLetter, JobFailed, ModelRef
 from maskline.contracts.envelope import Envelope, major, next_event, now
 from maskline.shared import references, tracing
 from maskline.shared.bus import BUS_UNAVAILABLE, MSG_ID, Bus, tenant_token
@@ -289,7 +289,7 @@ class Consumer(Generic[T]):
             await msg.ack()
             self.stats.processed += 1
         except PermanentError as exc:
-            await self._give_up(msg, env, exc.code, exc.reason)
+            await self._give_up(msg, env, exc.code, exc.reason, model=exc.model)
         except DependencyUnavailable as exc:
             await self._hold(msg, env, exc, deliveries)
         except Exception as exc:  # RetryableError and anything unexpected: retry with back-off
@@ -297,7 +297,8 @@ class Consumer(Generic[T]):
             reason = exc.reason if isinstance(exc, HandlerError) else str(exc) or type(exc).__name__
             self._note_error(reason, env.tenant)
             if deliveries >= self.max_deliver:
-                await self._give_up(msg, env, code, f"{reason} (after {deliveries} deliveries)")
+                model = exc.model if isinstance(exc, HandlerError) else None
+                await self._give_up(msg, env, code, f"{reason} (after {deliveries} deliveries)", model=model)
                 return
             delay = BACKOFF_S[min(deliveries - 1, len(BACKOFF_S) - 1)]
             self.stats.retried += 1
@@ -337,7 +338,7 @@ class Consumer(Generic[T]):
                 error = again
                 continue
             except PermanentError as exc:
-                await self._give_up(msg, env, exc.code, exc.reason)
+                await self._give_up(msg, env, exc.code, exc.reason, model=exc.model)
                 return
             except Exception as exc:  # a fault of its own: the normal, counted retry
                 code = exc.code if isinstance(exc, HandlerError) else type(exc).__name__
@@ -388,7 +389,15 @@ class Consumer(Generic[T]):
             return None
 
     async def _give_up(
-        self, msg: Msg, env: Envelope[Any] | None, code: str, reason: str, *, dead_letter: bool = True, fail_job: bool = True
+        self,
+        msg: Msg,
+        env: Envelope[Any] | None,
+        code: str,
+        reason: str,
+        *,
+        dead_letter: bool = True,
+        fail_job: bool = True,
+        model: ModelRef | None = None,
     ) -> None:
         """Dead-letter the message, fail its job if known, and terminate it so the queue moves on."""
         reason = public_reason(reason)
@@ -402,7 +411,7 @@ class Consumer(Generic[T]):
         else:
             log.warning("message.refused", code=code, reason=reason, subject=msg.subject, job_id=job_id)
         if fail_job and env is not None and self.spec.failure_subject:
-            reason_data = JobFailed(stage=self.spec.durable, code=code, reason=reason, subject=msg.subject)
+            reason_data = JobFailed(stage=self.spec.durable, code=code, reason=reason, subject=msg.subject, model=model)
             failed = next_event(env, self.spec.failure_subject, self.source, reason_data)
             await self.bus.publish(failed)
         await msg.term()

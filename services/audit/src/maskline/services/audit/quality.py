@@ -3,8 +3,9 @@ segmentation goes into its version's hourly summary (`shared.operations.quality`
 per-version Prometheus series this instance exports; each evaluation sets its version's drift
 reference. Every `drift_every_s` the versions seen lately are compared with their references.
 
-Prometheus labels are the model's name (owner/name), its version and the alias a job resolved,
-never the tenant that sent the job or anything of the image. The series are bounded: at most
+Prometheus labels are the model (`series_label`: a tenant's model by a digest, the platform's by
+name), its version and the alias a job resolved, never the tenant that sent the job or anything of
+the image. The series are bounded: at most
 `max_series` versions are exported, the one seen least recently dropped first."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,9 +30,11 @@ from maskline.contracts.envelope import Envelope
 from maskline.contracts.http_v1 import Drift
 from maskline.contracts.model_v1 import QUALITY_BINS
 from maskline.shared.jobs.state import JobState
-from maskline.shared.operations.quality import LATENCY_MS_EDGES, Outcome, QualityStore, bin_of, features
+from maskline.shared.operations.quality import LATENCY_MS_EDGES, Outcome, QualityStore, bin_of, features, series_label
 
 log = structlog.get_logger("audit.quality")
+#: How often the reference of a version with recent jobs is written again (the bucket keeps 30 days).
+KEEP_REFERENCE_EVERY_S = 24 * 3600.0
 
 
 def outcome_of(env: Envelope[Any], state: JobState | None) -> Outcome | None:
@@ -54,9 +58,10 @@ def outcome_of(env: Envelope[Any], state: JobState | None) -> Outcome | None:
             regions=d.regions,
             values=features(d.confidence, d.brightness, d.width, d.height),
         )
-    if env.type == seg_v1.FAILED and state.model is not None and state.model.owner:
+    failed_on = env.data.model or state.model if env.type == seg_v1.FAILED else None
+    if failed_on is not None and failed_on.owner:
         failed: JobFailed = env.data
-        m = state.model
+        m = failed_on
         return Outcome(
             tenant=env.tenant, owner=m.owner, model=m.name, version=m.version, at=env.time,
             failed_code=failed.code, alias=m.alias, canary=m.canary,
@@ -98,7 +103,7 @@ class VersionSeries(Collector):
         self.drift: dict[tuple[str, str], Drift] = {}
 
     def add(self, o: Outcome) -> None:
-        key = (f"{o.owner}/{o.model}", str(o.version), o.alias or "")
+        key = (series_label(o.owner, o.model), str(o.version), o.alias or "")
         s = self.series.pop(key, None) or _Series()
         self.series[key] = s
         while len(self.series) > self.max_series:
@@ -109,7 +114,7 @@ class VersionSeries(Collector):
             return
         if o.latency_ms is not None:
             s.latency_sum_s += o.latency_ms / 1000
-            s.latency[bisect.bisect_right(LATENCY_MS_EDGES, o.latency_ms)] += 1
+            s.latency[bisect.bisect_left(LATENCY_MS_EDGES, o.latency_ms)] += 1
         s.regions_sum += o.regions
         for feature, value in o.values.items():
             s.values[feature][bin_of(feature, value)] += 1
@@ -166,6 +171,8 @@ class QualityFold:
         self.window_hours = window_hours
         #: (tenant, owner, model, version) with jobs lately: whose drift the next check computes.
         self.recent: OrderedDict[tuple[str, str, str, int], None] = OrderedDict()
+        #: When this instance last wrote each recent version's reference again (`keep_reference`).
+        self.kept: dict[tuple[str, str, str, int], float] = {}
 
     async def fold(self, finished: list[tuple[Envelope[Any], JobState | None]]) -> None:
         outcomes = []
@@ -182,22 +189,27 @@ class QualityFold:
             self.recent.pop(key, None)
             self.recent[key] = None
             while len(self.recent) > self.series.max_series:
-                self.recent.popitem(last=False)
+                self.kept.pop(self.recent.popitem(last=False)[0], None)
 
     async def _reference(self, env: Envelope[model_v1.Evaluated]) -> None:
         e = env.data.evaluation
         if e.reference is not None:  # the tenant's latest evaluation of the version is its reference
-            await self.store.set_reference(env.tenant, e.model.owner or env.tenant, e.model.name, e.model.version, e.reference)
+            owner = e.model.owner or env.tenant
+            await self.store.set_reference(env.tenant, owner, e.model.name, e.model.version, e.reference, e.created)
 
     async def check_drift(self) -> None:
         """Each recent version's drift, per tenant; the series show the worst tenant's."""
         now = datetime.now(UTC)
         worst: dict[tuple[str, str], Drift] = {}
         for tenant, owner, model, version in list(self.recent):
+            kept = self.kept.get((tenant, owner, model, version), 0.0)
+            if time.monotonic() - kept > KEEP_REFERENCE_EVERY_S:  # in use: its reference outlives the age limit
+                await self.store.keep_reference(tenant, owner, model, version)
+                self.kept[(tenant, owner, model, version)] = time.monotonic()
             found = await self.store.drift(tenant, owner, model, version, now, self.window_hours)
             if found is None:
                 continue
-            key = (f"{owner}/{model}", str(version))
+            key = (series_label(owner, model), str(version))
             if key not in worst or (found.flagged, max(found.psi.values(), default=0)) > (
                 worst[key].flagged,
                 max(worst[key].psi.values(), default=0),

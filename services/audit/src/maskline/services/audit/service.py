@@ -46,8 +46,6 @@ MAX_GROUP = 256
 REMEMBERED = 4096
 #: The events the quality summaries count (`QualityFold`).
 QUALITY_EVENTS = frozenset({seg_v1.COMPLETED, seg_v1.FAILED, model_v1.EVALUATED})
-#: Deliveries after which a batch whose quality fold keeps failing is acknowledged uncounted.
-QUALITY_TRIES = 5
 
 
 @dataclass
@@ -158,7 +156,6 @@ class Audit:
             folded.append((msg, key, env))
         try:
             states = await self.projection.fold_events([env for _, _, env in folded if env is not None])
-            await self._count(reader, folded, states)
         except Exception as exc:  # the state not folded: all of them come again (recorded ones are not recorded twice)
             log.warning("audit.project_failed", error=str(exc))
             for _, key, _ in folded:
@@ -166,14 +163,16 @@ class Audit:
                 refused += waiting.events.values() if waiting else ()
             refused += [*done, *(msg for msg, _, _ in folded)]
             done = []
+        else:
+            await self._count(reader, folded, states)
         await self._settle(done, refused)
 
     async def _count(
         self, reader: Reader, folded: list[tuple[Msg, str, Envelope[Any] | None]], states: dict[tuple[str, str], JobState]
     ) -> None:
         """Fold the batch's finished jobs (and evaluations) into the quality summaries, each event
-        once per reader. A batch that keeps failing here after `QUALITY_TRIES` deliveries is let go
-        uncounted: monitoring figures never hold the audit trail up."""
+        once per reader. A fold that fails (the bucket full or away) leaves the batch uncounted, and
+        logged: monitoring figures never hold the audit trail up, nor count an event twice."""
         fresh = [
             (msg, env)
             for msg, _, env in folded
@@ -184,8 +183,6 @@ class Audit:
         try:
             await self.quality.fold([(env, states.get((env.tenant, env.job_id))) for _, env in fresh])
         except Exception as exc:
-            if min(msg.metadata.num_delivered for msg, _ in fresh) < QUALITY_TRIES:
-                raise
             log.error("audit.quality_skipped", events=len(fresh), error=str(exc))
         reader.remember((msg.metadata.sequence.stream for msg, _ in fresh), into=reader.counted)
 

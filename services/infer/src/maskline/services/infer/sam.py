@@ -117,10 +117,11 @@ class SamPrompts:
     async def embed(self, model: ModelVersion, pixels: bytes, content_type: str) -> NDArray[np.float32]:
         assert model.decoder is not None
         prepared = await asyncio.to_thread(prepare_pixels, pixels, content_type, model.input_size, model.preprocessing)
-        await self.triton.ensure_loaded(model)
-        answer = await self.triton.run_named(
-            model, triton_name(model), {model.decoder.encoder_input: prepared.batch}, [model.decoder.encoder_output]
-        )
+        async with self.triton.using(model):  # not unloaded by the memory budget meanwhile
+            await self.triton.ensure_loaded(model)
+            answer = await self.triton.run_named(
+                model, triton_name(model), {model.decoder.encoder_input: prepared.batch}, [model.decoder.encoder_output]
+            )
         return answer[model.decoder.encoder_output]
 
     async def decode(
@@ -144,7 +145,8 @@ class SamPrompts:
             "has_mask_input": np.array([has_mask], np.float32),
             "orig_im_size": np.array(size, np.float32),
         }
-        await self.triton.ensure_loaded(model)  # a kept embedding outlives a Triton restart
-        async with self._in_flight:
-            answer = await self.triton.run_named(model, decoder_name(model), feeds, list(SAM_DECODER_OUTPUTS[:2]))
+        async with self.triton.using(model):
+            await self.triton.ensure_loaded(model)  # a kept embedding outlives a Triton restart
+            async with self._in_flight:
+                answer = await self.triton.run_named(model, decoder_name(model), feeds, list(SAM_DECODER_OUTPUTS[:2]))
         return await asyncio.to_thread(decoded, answer["masks"], answer["iou_predictions"], size)

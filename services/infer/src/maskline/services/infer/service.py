@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from maskline.services.infer.prompted import PromptedJobs, model_ref
 from maskline.services.infer.settings import InferSettings
 from maskline.services.infer.triton import Triton, TritonBudgetMetrics
 from maskline.shared import keys, references
-from maskline.shared.errors import PermanentError
+from maskline.shared.errors import HandlerError, PermanentError
 from maskline.shared.images import statistics
 from maskline.shared.images.codec import encode_probabilities, load_bgr, prepare_pixels, stitch
 from maskline.shared.models.access import Grants, ModelAccess, Target
@@ -65,18 +66,22 @@ class Infer:
         assert isinstance(settings, InferSettings)
         embeddings = Embeddings(settings.embedding_cache_mb << 20, settings.embedding_ttl_s)
         self.prompted = PromptedJobs(self, embeddings)
-        self.pinned_aliases = frozenset(a.strip() for a in settings.triton_pinned_aliases.split(",") if a.strip())
+        self.pinned_aliases = tuple(a.strip() for a in settings.triton_pinned_aliases.split(",") if a.strip())
         triton.is_pinned = self.served_by_pinned_alias
         self._targets: dict[tuple[str, str | None, str, int | None, str | None, str | None], tuple[float, Target]] = {}
 
     async def served_by_pinned_alias(self, triton_model: str, version: int) -> bool:
-        """Whether an alias named in `triton_pinned_aliases` serves this version (as its version,
-        canary or shadow): the memory budget never unloads it."""
+        """Whether an alias that `triton_pinned_aliases` names (`owner/model/alias` patterns) serves
+        this version (as its version, canary or shadow): the memory budget never unloads it."""
         owner, _, name = triton_model.partition(".")
-        if not name or not self.pinned_aliases:
-            return False
+        if not name or not any(fnmatch.fnmatchcase(f"{owner}/{name}/", p.rsplit("/", 1)[0] + "/") for p in self.pinned_aliases):
+            return False  # no pattern names this model: no registry read
         aliases = await self.access.registry.aliases(owner, name)
-        return any(a.name in self.pinned_aliases and version in (a.version, a.canary, a.shadow) for a in aliases)
+        return any(
+            version in (a.version, a.canary, a.shadow)
+            and any(fnmatch.fnmatchcase(f"{owner}/{name}/{a.name}", p) for p in self.pinned_aliases)
+            for a in aliases
+        )
 
     async def target(self, tenant: str, options: seg_v1.SegmentationOptions) -> Target:
         """What this tenant's request runs, if the tenant may use it. Cached for a few seconds
@@ -169,14 +174,18 @@ class Infer:
         target = await self.target(env.tenant, options)
         model, canary = target.pick(env.job_id)
         pixels = await references.read(self.runtime.store, image, env.tenant)
-        inside, triton_ms, load_ms = await self.loaded_scores(model, pixels, image.content_type)
+        try:
+            inside, triton_ms, load_ms = await self.loaded_scores(model, pixels, image.content_type)
+        except HandlerError as exc:  # the failed-job event names the version (its error rate counts it)
+            exc.model = model_ref(model, target.alias.name if target.alias else None, canary)
+            raise
         ref = await self.runtime.store.put(prediction_key, encode_probabilities(inside), formats.PROBABILITIES)
         timings = {"infer": round((time.perf_counter() - started) * 1000, 2), "triton": round(triton_ms, 2)}
         if load_ms:  # the version had to be loaded (first use, or unloaded by the memory budget)
             timings["load"] = round(load_ms, 2)
         compared = None
         if shadow and target.shadow is not None and target.alias is not None:
-            compared = await self._shadow(target, model, pixels, image.content_type, inside, triton_ms)
+            compared = await self._shadow(env.tenant, target, model, pixels, image.content_type, inside, triton_ms)
         alias = target.alias.name if target.alias else None
         # Stored pixels (every working copy since 1.8) are read without decoding: a few microseconds.
         light = statistics.brightness(load_bgr(pixels, formats.PIXELS)) if image.content_type == formats.PIXELS else None
@@ -184,6 +193,7 @@ class Infer:
 
     async def _shadow(
         self,
+        tenant: str,
         target: Target,
         served: ModelVersion,
         image: bytes,
@@ -208,7 +218,7 @@ class Infer:
                 served_ms=round(served_ms, 2),
                 shadow_ms=round((time.perf_counter() - started) * 1000, 2),
             )
-            await self.shadows.add(compared)
+            await self.shadows.add(compared, tenant)
             return compared
         except Exception as exc:  # a broken or slow shadow is the owner's finding, not the client's failure
             log.warning("shadow.failed", model=target.alias.model, shadow=target.shadow.version, error=str(exc))

@@ -22,8 +22,10 @@ class InferSettings(RuntimeSettings, kw_only=True, frozen=True):
     triton_memory_budget_mb: int = 0
     """What the versions loaded in this service's Triton may take (their repository files, MiB; 0:
     no budget). Loading one more unloads the versions unused the longest first (docs/monitoring.md)."""
-    triton_pinned_aliases: str = "stable,production"
-    """Comma-separated alias names whose versions the memory budget never unloads."""
+    triton_pinned_aliases: str = "maskline/*/stable"
+    """Comma-separated `owner/model/alias` patterns (`*` matches anything) of the aliases whose
+    versions the memory budget never unloads. The default pins the platform's bundled models'
+    `stable` only: pinning every tenant's `stable` (each model has one) would leave no budget."""
     warm_models: str = ""
     """Comma-separated model names to load into Triton at start, so the first request is not slow."""
     embedding_cache_mb: int = 256

@@ -222,10 +222,18 @@ class Triton:
         """Unload the versions unused the longest until this one fits (`budget.evictions`)."""
         resident = await self._resident()
         chosen = evictions(resident, self._size_needed(model), self.budget)
+        gone: list[Resident] = []
         for r in chosen:
-            staying = any(o.name == r.name and o.version != r.version for o in resident if o not in chosen)
+            key = (r.name, r.version)
+            self._ready.discard(key)  # a request for it from here on takes the slow path: it waits for this lock
+            if self.usage.in_use.get(key):  # one started on it since the snapshot: it stays
+                self._ready.add(key)
+                continue
+            # other versions of the model loaded right now: reload it without this one (else unload it)
+            staying = any(o.name == r.name and o.version != r.version and o not in gone for o in resident)
             await self._unload(r, staying)
-        left = sum(r.size for r in resident if r not in chosen)
+            gone.append(r)
+        left = sum(r.size for r in resident if r not in gone)
         if left + self._size_needed(model) > self.budget:
             self.usage.over_budget_loads += 1
             log.warning("triton.over_budget", model=triton_name(model), version=model.version, pinned_or_busy_bytes=left)
@@ -236,23 +244,33 @@ class Triton:
         ready = {(e["name"], int(e["version"])) for e in index if e.get("state") == "READY" and e.get("version")}
         found = []
         for name, version in sorted(ready):
-            if name.endswith(".decoder"):
-                continue  # counted with its encoder
+            if name.count(".") == 2 and name.endswith(".decoder"):
+                continue  # a SAM-format version's decoder (`owner.model.decoder`): counted with its encoder
             size = await self._files_size(name, version)
             if (f"{name}.decoder", version) in ready:
                 size += await self._files_size(f"{name}.decoder", version)
-            pinned = self.is_pinned is not None and await self.is_pinned(name, version)
+            # pins matter only under a budget (they cost a registry read)
+            pinned = bool(self.budget) and self.is_pinned is not None and await self.is_pinned(name, version)
             found.append(
                 Resident(
                     name=name,
                     version=version,
                     size=size,
-                    last_used=self.usage.last_used.get((name, version), 0.0),
+                    last_used=self.usage.last_used.get((name, version)) or await self._triton_last_use(name, version),
                     pinned=pinned,
                     in_use=self.usage.in_use.get((name, version), 0) > 0,
                 )
             )
         return found
+
+    async def _triton_last_use(self, name: str, version: int) -> float:
+        """When Triton last ran the version (seconds since the epoch; 0: not since it was loaded):
+        the last use of a version another instance loaded or served."""
+        try:
+            stats = await self.client.get_inference_statistics(name, str(version))
+            return float(stats["model_stats"][0].get("last_inference", 0)) / 1000
+        except (InferenceServerException, OSError, TimeoutError, KeyError, IndexError):
+            return 0.0
 
     async def _files_size(self, name: str, version: int) -> int:
         if not self.s3_prefix:

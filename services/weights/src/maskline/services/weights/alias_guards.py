@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import structlog
@@ -32,6 +31,8 @@ GUARD = "guard"
 #: Hours of the owner's jobs the drift rule compares with the reference, at most (fewer when the
 #: alias changed more recently: only the served version's own time counts).
 DRIFT_WINDOW_HOURS = 24
+#: The features of the model's answers (not of its inputs): what the drift rule acts on.
+ANSWER_FEATURES = frozenset({"mean_probability", "uncertain_fraction"})
 log = structlog.get_logger("weights.guards")
 _alias = msgspec.json.Decoder(Alias)
 
@@ -45,10 +46,13 @@ def armed(alias: Alias, at: datetime) -> bool:
 
 
 def hours_since(changed: datetime | None, at: datetime) -> int:
-    """The hours (started) since the alias's last change, within DRIFT_WINDOW_HOURS."""
+    """The clock hours from the one the alias last changed in to the current one (the summaries'
+    hours), within DRIFT_WINDOW_HOURS: the jobs of the changed hour before the change count too."""
     if changed is None:
         return DRIFT_WINDOW_HOURS
-    return max(1, min(DRIFT_WINDOW_HOURS, math.ceil((at - changed).total_seconds() / 3600)))
+    hour = timedelta(hours=1)
+    first, last = changed.replace(minute=0, second=0, microsecond=0), at.replace(minute=0, second=0, microsecond=0)
+    return max(1, min(DRIFT_WINDOW_HOURS, (last - first) // hour + 1))
 
 
 class AliasGuards:
@@ -56,13 +60,19 @@ class AliasGuards:
         self.registry, self.quality, self.shadows, self.bus = registry, quality, shadows, bus
 
     async def guarded(self) -> list[Alias]:
-        """Every alias with a guard (one read of the registry bucket)."""
+        """Every alias with a guard (one read of the registry bucket: `<owner>.<model>.alias-<name>`)."""
         found = []
         for key, value in (await entries(self.registry.js, BUCKET)).items():
-            if value and f".{ALIAS}" in key:
+            parts = key.split(".")
+            if not value or len(parts) != 3 or not parts[2].startswith(ALIAS):
+                continue  # a version, `latest`: a model may be named `alias-x`, its keys are not aliases
+            try:
                 alias = _alias.decode(value)
-                if alias.guard is not None:
-                    found.append(alias)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                log.warning("guards.undecodable_alias", key=key, error=str(exc))
+                continue
+            if alias.guard is not None:
+                found.append(alias)
         return found
 
     async def reason(self, alias: Alias, at: datetime) -> str | None:
@@ -73,8 +83,11 @@ class AliasGuards:
         hours = hours_since(alias.changed, at)
         if guard.on_drift:
             drift = await self.quality.drift(owner, owner, model, version, at, hours)
-            if drift is not None and drift.flagged:
-                shifted = ", ".join(f"{f} PSI {drift.psi[f]}" for f in drift.features)
+            # the model's answers only: inputs that changed (brightness, size) are not the version's
+            # doing, and a rollback would not change them
+            answers = [f for f in drift.features if f in ANSWER_FEATURES] if drift is not None and drift.flagged else []
+            if drift is not None and answers:
+                shifted = ", ".join(f"{f} PSI {drift.psi[f]}" for f in answers)
                 return f"v{version} drifted from its evaluation reference over {drift.jobs} jobs ({shifted})"
         if guard.max_error_rate is not None:
             total = Hour()
@@ -84,8 +97,8 @@ class AliasGuards:
             if total.jobs >= guard.min_jobs and rate > guard.max_error_rate:
                 return f"v{version} failed {total.failed} of {total.jobs} jobs ({rate:.1%} > {guard.max_error_rate:.1%})"
         if guard.min_shadow_agreement is not None and alias.shadow is not None:
-            tally = await self.shadows.get(owner, model, alias.name, alias.shadow)
-            if tally is not None and tally.served == version and tally.jobs >= guard.min_jobs:
+            tally = await self.shadows.own(owner, model, alias.name, alias.shadow, version)  # the owner's jobs only
+            if tally is not None and tally.jobs >= guard.min_jobs:
                 agreement = tally.pixel_agreement_sum / tally.jobs
                 if agreement < guard.min_shadow_agreement:
                     return (
@@ -101,9 +114,12 @@ class AliasGuards:
         for alias in await self.guarded():
             if not armed(alias, at):
                 continue
-            why = await self.reason(alias, at)
-            if why is not None and (done := await self._roll_back(alias, why, at)) is not None:
-                rolled.append(done)
+            try:  # one alias's trouble never stops the others' guards
+                why = await self.reason(alias, at)
+                if why is not None and (done := await self._roll_back(alias, why, at)) is not None:
+                    rolled.append(done)
+            except Exception as exc:
+                log.warning("guards.alias_check_failed", owner=alias.owner, model=alias.model, alias=alias.name, error=str(exc))
         return rolled
 
     async def _roll_back(self, seen: Alias, why: str, at: datetime) -> Alias | None:
@@ -113,10 +129,12 @@ class AliasGuards:
             # only the alias the rule was checked on: moved, re-guarded or tripped meanwhile, leave it
             if cur is None or cur.version != seen.version or cur.guard != seen.guard or not armed(cur, at):
                 return None
+            back = cur.history[-1]
             return msgspec.structs.replace(
                 cur,
-                version=cur.history[-1],
+                version=back,
                 history=cur.history[:-1],
+                shadow=None if cur.shadow == back else cur.shadow,
                 canary=None,
                 canary_percent=0.0,
                 changed=now(),

@@ -59,7 +59,7 @@ class AliasController(Controller):
         owner: OwnerParam = None,
     ) -> list[AliasView]:
         owner = await _readable(models, tenant, name, owner)
-        return [await _view(shadows, a) for a in await registry.aliases(owner, name)]
+        return [await _view(shadows, _as_seen_by(tenant, a)) for a in await registry.aliases(owner, name)]
 
     @get(
         "/{alias:str}",
@@ -77,7 +77,7 @@ class AliasController(Controller):
         owner: OwnerParam = None,
     ) -> AliasView:
         owner = await _readable(models, tenant, name, owner)
-        return await _view(shadows, await _existing(registry, owner, name, alias))
+        return await _view(shadows, _as_seen_by(tenant, await _existing(registry, owner, name, alias)))
 
     @put(
         "/{alias:str}",
@@ -100,8 +100,16 @@ class AliasController(Controller):
                 raise NotFound(f"you have no alias {alias} of model {name}", code="alias_not_found")
             if not cur.history:
                 raise Conflict(f"alias {alias} has no earlier version to roll back to", code="nothing_to_roll_back")
+            back = cur.history[-1]
             return msgspec.structs.replace(
-                cur, version=cur.history[-1], history=cur.history[:-1], canary=None, canary_percent=0.0, changed=now(), by=tenant
+                cur,
+                version=back,
+                history=cur.history[:-1],
+                shadow=None if cur.shadow == back else cur.shadow,
+                canary=None,
+                canary_percent=0.0,
+                changed=now(),
+                by=tenant,
             )
 
         return await alias_changes.change(tenant, name, _name(alias), step, action="rolled-back")
@@ -311,6 +319,14 @@ async def _existing(registry: ModelRegistry, owner: str, name: str, alias: str) 
     if found is None:
         raise NotFound(f"model {name} has no alias {alias}", code="alias_not_found")
     return found
+
+
+def _as_seen_by(tenant: str, alias: Alias) -> Alias:
+    """The alias as a tenant other than its owner may see it: why its guard tripped is the owner's
+    traffic (error counts, drift figures), so a grantee learns only that it did."""
+    if tenant == alias.owner or alias.guard_tripped is None:
+        return alias
+    return msgspec.structs.replace(alias, guard_tripped="tripped")
 
 
 async def _view(shadows: ShadowTallies, alias: Alias) -> AliasView:

@@ -1,7 +1,8 @@
 """Quality over time over HTTP: a version's hourly summaries of your jobs and its drift against
 your latest evaluation of it, and the overview of every version your jobs used. A tenant reads only
-the summaries of its own jobs (the `quality` bucket's keys start with the tenant), and a version's
-only while it may still use the version."""
+the summaries of its own jobs (the `quality` bucket's keys start with the tenant); one version's
+trends only while it may still use the version (the overview lists the tenant's own figures of
+every version its jobs used)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from litestar.params import Parameter
 from maskline.contracts.http_v1 import QualityHour, QualityOverviewRow, VersionQuality
 from maskline.services.gateway.core.model_lookup import ModelLookup
 from maskline.services.gateway.models.sharing import OwnerParam
-from maskline.shared.operations.quality import Hour, QualityStore, hours_back, latency_quantile
+from maskline.shared.operations.quality import Hour, QualityStore, hours_back, latency_quantile, series_label
 
 #: The longest span asked at once: what the bucket keeps (30 days).
 MAX_HOURS = 30 * 24
@@ -74,6 +75,7 @@ class QualityController(Controller):
             version=model.version,
             hours=tuple(hour_view(start, h) for start, h in found),
             drift=drift,
+            metrics_label=series_label(model.owner, model.name),
         )
 
     @get("/v1/quality", summary="Every version your jobs used lately (or you evaluated): the last day's counts and drift")
@@ -94,6 +96,7 @@ class QualityController(Controller):
                     failed_24h=day.failed,
                     out_of_domain_24h=day.out_of_domain,
                     drift=drift,
+                    metrics_label=series_label(owner, name),
                 )
             )
         return rows

@@ -15,6 +15,7 @@ labels anywhere: this answers without an API key.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from litestar import Controller, Response, get
@@ -34,6 +35,10 @@ from maskline.shared.operations.metrics import BuildInfo
 #: Up to an hour: a stage of a large image with TTA, or an evaluation, takes minutes.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 STAGES = frozenset({*table.SERVICES, "triton"})
+
+
+#: How long a scrape waits for one stream's info (its leader's answer).
+STREAM_INFO_TIMEOUT_S = 2.0
 
 
 def bounded_stage(stage: str) -> str:
@@ -124,13 +129,21 @@ class Metrics:
             else:
                 self.stage.labels(bounded_stage(stage)).observe(ms / 1000)
 
-    async def refresh_streams(self, js: Any) -> None:
-        """Each stream's health in the NATS cluster: whether its leader answers, and its replicas'
-        states (a lone server: one current copy)."""
-        for stream in STREAMS:
+    async def refresh_streams(self, js: Any) -> bool:
+        """Each stream's health in the NATS cluster: whether its leader answers (within
+        `STREAM_INFO_TIMEOUT_S`, all streams asked at once, so a scrape during a lost quorum still
+        answers in time), and its replicas' states (a lone server: one current copy). Whether every
+        stream answered."""
+
+        async def info_of(stream: str) -> Any:
             try:
-                info = await js.stream_info(stream)
+                return await asyncio.wait_for(js.stream_info(stream), STREAM_INFO_TIMEOUT_S)
             except Exception:  # no leader (an election, a lost quorum) or no JetStream: nothing answers
+                return None
+
+        infos = await asyncio.gather(*(info_of(s) for s in STREAMS))
+        for stream, info in zip(STREAMS, infos, strict=True):
+            if info is None:
                 self.stream_leader.labels(stream).set(0)
                 continue
             cluster = info.cluster
@@ -140,9 +153,11 @@ class Metrics:
             offline = sum(1 for p in peers if p.offline)
             for state, n in (("current", 1 + len(peers) - lagging - offline), ("lagging", lagging), ("offline", offline)):
                 self.stream_replicas.labels(stream, state).set(n)
+        return all(info is not None for info in infos)
 
     async def refresh(self, js: Any) -> None:
-        await self.refresh_streams(js)
+        if not await self.refresh_streams(js):
+            return  # a stream without a leader: the queues would not answer in time either; the rest keeps its last values
         for q in await queues(js, STREAMS):
             self.pending.labels(q["stream"], q["consumer"]).set(q["pending"])
             self.in_flight.labels(q["stream"], q["consumer"]).set(q["in_flight"])
