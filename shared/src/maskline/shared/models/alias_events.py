@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
+
 from maskline.contracts import model_v1
-from maskline.contracts.envelope import job_event, new_trace_id
+from maskline.contracts.envelope import job_event, new_trace_id, now
 from maskline.contracts.model_v1 import Alias, AliasAction, RollbackGuard
 from maskline.shared.bus import Bus
 
@@ -28,6 +30,23 @@ async def publish_alias_change(bus: Bus, source: str, alias: Alias, action: Alia
             trace_id=new_trace_id(),
             parts=(action, uuid.uuid4().hex[:12]),
         )
+    )
+
+
+def rolled_back(alias: Alias, by: str, guard_tripped: str | None = None) -> Alias:
+    """The alias returned to the version it ran before (it must have one): without a canary, and
+    without a shadow that is that version. `guard_tripped`: its guard did it, and why."""
+    back = alias.history[-1]
+    return msgspec.structs.replace(
+        alias,
+        version=back,
+        history=alias.history[:-1],
+        shadow=None if alias.shadow == back else alias.shadow,
+        canary=None,
+        canary_percent=0.0,
+        changed=now(),
+        by=by,
+        guard_tripped=guard_tripped if guard_tripped is not None else alias.guard_tripped,
     )
 
 

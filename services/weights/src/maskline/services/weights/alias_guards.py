@@ -21,7 +21,7 @@ from maskline.contracts.envelope import now
 from maskline.contracts.model_v1 import Alias
 from maskline.shared.bus import Bus
 from maskline.shared.kv import entries
-from maskline.shared.models.alias_events import publish_alias_change
+from maskline.shared.models.alias_events import publish_alias_change, rolled_back
 from maskline.shared.models.registry import ALIAS, BUCKET, ModelRegistry
 from maskline.shared.models.shadows import ShadowTallies
 from maskline.shared.operations.quality import Hour, QualityStore, hours_back
@@ -129,18 +129,7 @@ class AliasGuards:
             # only the alias the rule was checked on: moved, re-guarded or tripped meanwhile, leave it
             if cur is None or cur.version != seen.version or cur.guard != seen.guard or not armed(cur, at):
                 return None
-            back = cur.history[-1]
-            return msgspec.structs.replace(
-                cur,
-                version=back,
-                history=cur.history[:-1],
-                shadow=None if cur.shadow == back else cur.shadow,
-                canary=None,
-                canary_percent=0.0,
-                changed=now(),
-                by=GUARD,
-                guard_tripped=tripped,
-            )
+            return rolled_back(cur, by=GUARD, guard_tripped=tripped)
 
         changed = await self.registry.change_alias(seen.owner, seen.model, seen.name, step)
         if changed is None or changed.guard_tripped != tripped:

@@ -24,7 +24,7 @@ from maskline.services.gateway.data.datasets import prefix as dataset_prefix
 from maskline.services.gateway.models.evaluations import evaluations_of
 from maskline.services.gateway.models.sharing import OwnerParam
 from maskline.shared.bus import Bus
-from maskline.shared.models.alias_events import alias_trail_id, guard_words, publish_alias_change
+from maskline.shared.models.alias_events import alias_trail_id, guard_words, publish_alias_change, rolled_back
 from maskline.shared.models.registry import ModelNotFound, ModelRegistry
 from maskline.shared.models.shadows import ShadowTallies
 from maskline.shared.tenants.trails import job_trail
@@ -100,17 +100,7 @@ class AliasController(Controller):
                 raise NotFound(f"you have no alias {alias} of model {name}", code="alias_not_found")
             if not cur.history:
                 raise Conflict(f"alias {alias} has no earlier version to roll back to", code="nothing_to_roll_back")
-            back = cur.history[-1]
-            return msgspec.structs.replace(
-                cur,
-                version=back,
-                history=cur.history[:-1],
-                shadow=None if cur.shadow == back else cur.shadow,
-                canary=None,
-                canary_percent=0.0,
-                changed=now(),
-                by=tenant,
-            )
+            return rolled_back(cur, by=tenant)
 
         return await alias_changes.change(tenant, name, _name(alias), step, action="rolled-back")
 
