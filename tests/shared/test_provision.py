@@ -108,3 +108,23 @@ async def test_the_embedded_ceiling_is_declared_not_taken_from_the_free_disk(tmp
         proc.terminate()
         proc.wait(10)
     assert varz["jetstream"]["config"]["max_storage"] == 1024**4  # "1TB" as nats-server reads it
+
+
+async def test_the_quality_summaries_are_kept_as_long_as_the_setting_says(tmp_path: Path) -> None:
+    """`MASKLINE_QUALITY_RETENTION_DAYS` chooses the `quality` bucket's age limit, on a new bucket and
+    on one made with another."""
+    node, proc = lone_server(tmp_path)
+    nc = await nats.connect([node.url], user="admin", password="provision-test")
+    try:
+        js = nc.jetstream()
+        await wait_jetstream(js)
+        week, month = 7 * 24 * 3600.0, 30 * 24 * 3600.0
+        await provision(js, 1, {"quality": week})
+        assert (await js.stream_info("KV_quality")).config.max_age == week
+        await provision(js, 1, {"quality": month})
+        assert (await js.stream_info("KV_quality")).config.max_age == month
+        assert (await js.stream_info("KV_jobs")).config.max_age == table.bucket("jobs").ttl_s  # the others as the table says
+    finally:
+        await nc.close()
+        proc.terminate()
+        proc.wait(10)

@@ -34,6 +34,9 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, frozen=True):
     nats_credentials_dir: str = ""
     """Folder of `<identity>.nk` seed files (the embedded stack's `MASKLINE_HOME/credentials`)."""
     stream_replicas: int = 1
+    quality_retention_days: float = 30.0
+    """How long the hourly quality summaries are kept (provisioning sets the `quality` bucket's age
+    limit; docs/monitoring.md)."""
     store: Literal["fs", "minio"] = "fs"
     store_path: str = ".maskline/objects"
     store_check_access: bool = False

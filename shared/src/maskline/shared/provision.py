@@ -74,8 +74,10 @@ def differs(current: StreamConfig, wanted: StreamConfig) -> bool:
     return any(getattr(current, field) != getattr(wanted, field) for field in MANAGED)
 
 
-async def provision(js: JetStreamContext, replicas: int = 1) -> None:
-    """Idempotent: creates what is missing, brings existing streams to the table's configuration."""
+async def provision(js: JetStreamContext, replicas: int = 1, ttl_s: dict[str, float] | None = None) -> None:
+    """Idempotent: creates what is missing, brings existing streams to the table's configuration.
+    `ttl_s`: buckets whose age limit a setting chooses (`quality`), applied to an existing one too."""
+    ttl_s = ttl_s or {}
     await wait_jetstream(js)
     for name in STREAMS:
         config = stream_config(name, replicas)
@@ -90,6 +92,7 @@ async def provision(js: JetStreamContext, replicas: int = 1) -> None:
         if differs(current, config):
             await placed(partial(js.update_stream, config))
     for bucket in table.BUCKETS:
+        ttl = ttl_s.get(bucket.name, bucket.ttl_s)
         try:
             await js.key_value(bucket.name)
         except (BucketNotFoundError, NotFoundError):
@@ -98,10 +101,16 @@ async def provision(js: JetStreamContext, replicas: int = 1) -> None:
                 history=1,
                 storage=StorageType.FILE,
                 replicas=replicas,
-                ttl=bucket.ttl_s or None,
+                ttl=ttl or None,
                 max_bytes=bucket.max_bytes or None,
             )
             await placed(partial(js.create_key_value, kv))
+            continue
+        if bucket.name in ttl_s:  # the setting changed since the bucket was made: its age limit follows
+            config = (await js.stream_info(bucket.stream)).config
+            if (config.max_age or 0) != ttl:
+                config.max_age = ttl
+                await placed(partial(js.update_stream, config))
 
 
 async def wait_provisioned(js: JetStreamContext, streams: list[str], timeout_s: float = 120.0) -> None:

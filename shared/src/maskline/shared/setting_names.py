@@ -58,6 +58,7 @@ KNOWN: frozenset[str] = frozenset(
         "PORT",
         "PROBE_PORT",
         "PROGRESS_EVERY",
+        "QUALITY_RETENTION_DAYS",
         "QUALITY_SERIES",
         "REPORT_IMAGES",
         "STORE",

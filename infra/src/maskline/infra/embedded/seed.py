@@ -96,7 +96,7 @@ async def _seed(store: ObjectStore, registry: ModelRegistry, bus: Bus, model: Bu
 async def provision_and_seed(settings: RuntimeSettings) -> None:
     bus = await connect(settings, "provision", identity=ADMIN)
     try:
-        await provision(bus.js, settings.stream_replicas)
+        await provision(bus.js, settings.stream_replicas, {"quality": settings.quality_retention_days * 24 * 3600})
         registry = ModelRegistry(bus.js)
         await registry.open()
         store = open_store(settings, ADMIN)
