@@ -172,6 +172,8 @@ def values(v: Victim) -> dict[str, Any]:
         "run": v.run,
         "experiment": v.experiment,
         "base": {"name": v.model, "version": v.version, "owner": "tenant-c"},
+        "hours": 24,
+        "window": 24,
     }
 
 
