@@ -6,9 +6,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from types import SimpleNamespace
+from typing import Any
 
 import msgspec
 import pytest
+from nats.errors import TimeoutError as NatsTimeoutError
 from prometheus_client import CollectorRegistry, generate_latest
 
 from maskline.contracts import seg_v1
@@ -91,3 +93,27 @@ def test_the_series_are_bounded_and_labelled_by_version_never_by_tenant() -> Non
     assert 'version="1"' not in text  # the least recently seen went first
     assert "t2" not in text and "t3" not in text and '"o/m"' not in text
     assert f'maskline_model_job_latency_seconds_bucket{{alias="",le="0.1",model="{label}",version="3"}} 1.0' in text
+
+
+class BrokenQuality(QualityFold):
+    """A quality store that cannot be written (full, or away)."""
+
+    async def fold(self, finished: list[tuple[Envelope[Any], JobState | None]]) -> None:
+        raise RuntimeError("nats: maximum bytes exceeded")
+
+
+@pytest.mark.nats
+async def test_a_quality_fold_that_fails_never_holds_the_trail_up(bus: Bus) -> None:
+    store = await QualityStore.opened(bus.js)
+    jobs = await JobStore.opened(bus.js)
+    audit = Audit(SimpleNamespace(), Chain(bus.js, KEY), Projection(jobs), BrokenQuality(store, VersionSeries(10), 24))  # type: ignore[arg-type]
+    job = uuid.uuid4().hex
+    psub, msgs = await consumed(bus, job, 4, served_lifecycle(job))
+    reader = Reader("SEG")
+    await audit.record(reader, msgs)
+    assert audit.recorded == 4  # every event acknowledged: recorded, folded into the job's state
+    state = await jobs.get("t1", job)
+    assert state is not None and state.status == "completed"
+    assert {m.metadata.sequence.stream for m in msgs[-1:]} <= set(reader.counted)  # let go uncounted, never retried
+    with pytest.raises(NatsTimeoutError):  # nothing comes back: nothing was refused (a refusal returns in a second)
+        await psub.fetch(1, timeout=1.5)
