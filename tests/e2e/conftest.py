@@ -55,6 +55,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> Itera
             "MASKLINE_MAX_BACKLOG": "40",
             "MASKLINE_TENANT_LIMITS": "tenant-c:2/2/3",  # a tenant with tight limits of its own
             "MASKLINE_OPERATORS": "tenant-a",
+            "MASKLINE_PASSWORD_PROFILE": "CHEAPEST",  # people sign in often in the tests (test_accounts.py)
             "MASKLINE_GUARD_CHECK_EVERY_S": "3",  # alias guards act within seconds (test_quality.py)
             "MASKLINE_WEBHOOK_ALLOW_PRIVATE": "true",  # the tests' receivers listen on loopback
             "MASKLINE_TRUST_FORWARDED_FOR": "true",  # a test guesses keys from an address of its own

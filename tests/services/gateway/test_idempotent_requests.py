@@ -12,10 +12,12 @@ from typing import Any
 import httpx
 import pytest
 from litestar import Litestar, Request, post
+from litestar.datastructures import Headers
 from litestar.handlers import HTTPRouteHandler
 
 from maskline.services.gateway.core import problems
 from maskline.services.gateway.core.app import create_app
+from maskline.services.gateway.core.auth import api_key
 from maskline.services.gateway.core.errors import NotFound, Unavailable
 from maskline.services.gateway.core.idempotent_requests import IDEMPOTENCY, NOT_NEEDED, OWN, UNKEYED, idempotent_posts, job_id_for
 from maskline.services.gateway.settings import GatewaySettings
@@ -23,6 +25,11 @@ from maskline.shared.bus import Bus
 from maskline.shared.jobs.idempotency import IdempotencyKeys
 
 TENANTS = {"key-a": "tenant-a", "key-b": "tenant-b"}
+
+
+async def tenant_key(headers: Headers) -> str | None:
+    """Tenant keys only: the people's keys and sessions are tests/e2e/test_accounts.py's."""
+    return TENANTS.get(api_key(headers))
 
 
 class Work:
@@ -52,7 +59,7 @@ def app_over(keys: IdempotencyKeys, work: Work, max_body: int = 1_000_000) -> Li
 
     return Litestar(
         route_handlers=[start],
-        middleware=[idempotent_posts(lambda: TENANTS, lambda: keys)],
+        middleware=[idempotent_posts(tenant_key, lambda: keys)],
         plugins=[problems.plugin()],
         request_max_body_size=max_body,
         exception_handlers=problems.catch_all(),

@@ -14,7 +14,7 @@ T = TypeVar("T")
 Token = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_-]{1,128}$")]
 
 #: Major.minor of the contract family. Consumers accept any minor of their major.
-CONTRACT_VERSION = "1.13"
+CONTRACT_VERSION = "1.14"
 
 
 class Envelope(msgspec.Struct, Generic[T], frozen=True, kw_only=True):

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from maskline.contracts import audit_v1, dataset_v1, model_v1, seg_v1, train_v1
+from maskline.contracts import account_v1, audit_v1, dataset_v1, model_v1, seg_v1, train_v1
 from maskline.contracts import subjects as table
 from maskline.contracts.common_v1 import DeadLetter, JobFailed, ModelRef, ObjectRef, Variant
 from maskline.contracts.envelope import Envelope, event_id
@@ -251,6 +251,15 @@ PAYLOADS: dict[str, msgspec.Struct] = {
         alias=model_v1.Alias(owner=TENANT, model="roads", name="stable", version=4, history=(3,), changed=AT, by=TENANT),
         action="promoted",
         previous=3,
+    ),
+    account_v1.CHANGED: account_v1.AccountChanged(
+        action="role-changed",
+        user="u-3f9a0c1d2e4b5a69",
+        login="ana@example.com",
+        by="u-0a1b2c3d4e5f6071",
+        role="member",
+        previous_role="viewer",
+        client="203.0.113.7",
     ),
     model_v1.SHADOW_COMPARED: model_v1.ShadowCompared(
         owner=TENANT,

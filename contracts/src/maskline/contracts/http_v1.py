@@ -13,7 +13,7 @@ from typing import Annotated
 
 import msgspec
 
-from maskline.contracts import dataset_v1, model_v1, seg_v1, train_v1
+from maskline.contracts import account_v1, dataset_v1, model_v1, seg_v1, train_v1
 from maskline.contracts.common_v1 import ModelRef, Variant, VariantName
 from maskline.contracts.model_v1 import Architecture, CalibrationMethod, LayerEdit, MergeMethod, VersionRef
 from maskline.contracts.subjects import FINAL_STATUSES, JobKind
@@ -626,3 +626,85 @@ class QualityOverviewRow(msgspec.Struct, frozen=True, kw_only=True):
     drift: Drift | None
     metrics_label: str = ""
     """The version's `model` label in the per-version Prometheus series (audit's /metrics)."""
+
+
+# -- accounts (1.14) ----------------------------------------------------------------------------
+
+#: A sign-in name: an e-mail address usually, any printable name up to 254 characters.
+Login = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^\s/\\]+$")]
+#: Long enough that a guess costs more than a lockout window allows (NIST SP 800-63B: at least 8;
+#: 12 for accounts that may change models others use).
+Password = Annotated[str, msgspec.Meta(min_length=12, max_length=1024)]
+KeyName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+class SignInBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`POST /v1/sign-in`: a person's name and password; the answer sets the session cookie."""
+
+    login: Annotated[str, msgspec.Meta(max_length=254)]
+    password: Annotated[str, msgspec.Meta(max_length=1024)]
+
+
+class MeView(msgspec.Struct, frozen=True, kw_only=True):
+    """`GET /v1/me`: who the request is, in which tenant, with which role."""
+
+    tenant: str
+    role: account_v1.Role
+    via: str
+    """`session` (a signed-in browser), `personal-key` or `tenant-key` (a system)."""
+    operator: bool
+    user: str | None = None
+    login: str | None = None
+    csrf_token: str | None = None
+    """A session's: send it as `X-CSRF-Token` with every request that changes something."""
+    sign_in_methods: tuple[account_v1.SignInMethod, ...] = ()
+
+
+class UserBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`POST /v1/users`: add a person to your tenant. Without a password they sign in through
+    single sign-on only (their login must be the e-mail address the identity provider gives)."""
+
+    login: Login
+    role: account_v1.Role = "viewer"
+    password: Password | None = None
+
+
+class RoleBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    role: account_v1.Role
+
+
+class PasswordBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`PUT /v1/me/password`: every other session of yours ends."""
+
+    current: Annotated[str, msgspec.Meta(max_length=1024)]
+    new: Password
+
+
+class UserView(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    login: str
+    role: account_v1.Role
+    created: str
+    password: bool
+    """Signs in with a password (else through single sign-on only)."""
+    locked_until: str | None = None
+    keys: int = 0
+
+
+class PersonalKeyBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: KeyName
+
+
+class PersonalKeyView(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    created: str
+    key: str | None = None
+    """Only in the answer that made it: it is stored hashed and cannot be shown again."""
+
+
+class AccountPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`PUT /v1/users/policy`: what members may do besides starting jobs (owners always may)."""
+
+    members_change_aliases: bool = False
+    members_change_grants: bool = False

@@ -27,7 +27,7 @@ from typing import Literal
 
 import msgspec
 
-from maskline.contracts import audit_v1, dataset_v1, model_v1, seg_v1, train_v1
+from maskline.contracts import account_v1, audit_v1, dataset_v1, model_v1, seg_v1, train_v1
 from maskline.contracts.common_v1 import DeadLetter, JobFailed
 
 GATEWAY, INGEST, AUGMENT, INFER, MERGE, AUDIT = "gateway", "ingest", "augment", "infer", "merge", "audit"
@@ -56,6 +56,7 @@ STREAMS: dict[str, str] = {
     "DATASET": "dataset.v1.>",
     "DLQ": "dlq.>",
     "AUDIT": "audit.v1.>",
+    "ACCOUNT": "account.v1.>",
 }
 
 
@@ -561,6 +562,14 @@ SUBJECTS: tuple[Subject, ...] = (
         summary="a dataset job gave up",
         job_status="failed",
     ),
+    Subject(
+        account_v1.CHANGED,
+        "ACCOUNT",
+        account_v1.AccountChanged,
+        (GATEWAY,),
+        external_read=True,
+        summary="a sign-in (or a failed one), lockout, sign-out, personal key or role change of a person (1.14)",
+    ),
 )
 
 
@@ -584,6 +593,7 @@ STREAM_READERS: tuple[StreamReader, ...] = (
     StreamReader(AUDIT, "audit-model", "MODEL"),
     StreamReader(AUDIT, "audit-dataset", "DATASET"),
     StreamReader(AUDIT, "audit-dlq", "DLQ"),
+    StreamReader(AUDIT, "audit-account", "ACCOUNT"),
 )
 
 BUCKETS: tuple[Bucket, ...] = (
@@ -665,6 +675,21 @@ BUCKETS: tuple[Bucket, ...] = (
         ttl_s=30 * 24 * 3600.0,
         summary="per tenant and model version: hourly summaries of finished jobs (a key per day) and the drift reference",
         max_bytes=512 * 1024 * 1024,
+    ),
+    Bucket(
+        "accounts",
+        (GATEWAY,),
+        (GATEWAY,),
+        summary="people per tenant (role, password hash, lockout, personal keys' digests), sign-in names and key digests",
+        max_bytes=64 * 1024 * 1024,
+    ),
+    Bucket(
+        "sessions",
+        (GATEWAY,),
+        (GATEWAY,),
+        ttl_s=12 * 3600.0,
+        summary="signed-in browsers, by the sha256 of their cookie's token (a session ends 12 hours after sign-in)",
+        max_bytes=64 * 1024 * 1024,
     ),
     Bucket(
         "fleet",

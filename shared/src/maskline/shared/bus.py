@@ -33,6 +33,9 @@ DUPLICATE_WINDOW_S = 120.0
 #: is held far below it by admission (the gateway's backlog cap, ingest's at twice it), so what the
 #: limit discards is processed history, oldest first, never queued work.
 STREAM_MAX_BYTES = 4 * 1024**3
+#: Streams that carry few, small events keep less (a person's sign-ins and key changes: audit has
+#: recorded them long before the cap discards any).
+STREAM_CAPS = {"ACCOUNT": 256 * 1024**2}
 MSG_ID = "Nats-Msg-Id"
 
 _encoder = msgspec.json.Encoder()
@@ -150,7 +153,7 @@ def stream_config(name: str, replicas: int = 1) -> StreamConfig:
         duplicate_window=DUPLICATE_WINDOW_S,
         discard=DiscardPolicy.OLD,
         max_age=0.0 if name in APPEND_ONLY else 30 * 24 * 3600.0,
-        max_bytes=-1 if name in APPEND_ONLY else STREAM_MAX_BYTES,
+        max_bytes=-1 if name in APPEND_ONLY else STREAM_CAPS.get(name, STREAM_MAX_BYTES),
         deny_delete=name in APPEND_ONLY,
         deny_purge=name in APPEND_ONLY,
     )

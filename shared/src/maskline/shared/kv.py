@@ -139,12 +139,13 @@ async def compare_and_set(
     raise RuntimeError(f"key {key!r}: gave up after {attempts} concurrent updates")
 
 
-async def entries(js: JetStreamContext, bucket: str) -> dict[str, bytes]:
-    """Every live key of a bucket with its value, read in one pass over the bucket's stream
-    (not `kv.keys()`, which was seen returning an empty list for a non-empty bucket under load)."""
+async def entries(js: JetStreamContext, bucket: str, keys: str = ">") -> dict[str, bytes]:
+    """Every live key of a bucket (matching the `keys` pattern) with its value, read in one pass over
+    the bucket's stream (not `kv.keys()`, which was seen returning an empty list for a non-empty
+    bucket under load)."""
     prefix = f"$KV.{bucket}."
     found: dict[str, bytes] = {}
-    for msg in await read_stream(js, f"KV_{bucket}", prefix + ">", last_per_subject=True):
+    for msg in await read_stream(js, f"KV_{bucket}", prefix + keys, last_per_subject=True):
         key = msg.subject[len(prefix) :]
         if (msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE"):
             found.pop(key, None)

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Iterator
 
 import uvicorn
 
+from maskline.services.gateway.accounts.passwords import Passwords
 from maskline.services.gateway.core.app import create_app
 from maskline.services.gateway.core.context import GatewayContext
 from maskline.services.gateway.operations.metrics import Metrics
@@ -24,6 +25,7 @@ from maskline.shared.models.registry import ModelRegistry
 from maskline.shared.models.shadows import ShadowTallies
 from maskline.shared.operations.quality import QualityStore
 from maskline.shared.service.runtime import Runtime
+from maskline.shared.tenants.accounts import Accounts, Sessions
 from maskline.shared.tenants.webhooks import WebhookTargets
 
 NAME = "gateway"
@@ -92,6 +94,9 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
         tenants=settings.tenants_by_key(),
         admission=admission,
         webhooks=targets,
+        accounts=await Accounts.opened(runtime.bus.js),
+        sessions=await Sessions.opened(runtime.bus.js),
+        passwords=Passwords(settings.password_profile),
     )
     config = uvicorn.Config(
         create_app(ctx),

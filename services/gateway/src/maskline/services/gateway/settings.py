@@ -25,6 +25,21 @@ class GatewaySettings(RuntimeSettings, kw_only=True, frozen=True):
     """The gateway is reached only through a proxy that sets `X-Forwarded-For` (compose's Caddy):
     the client address is its last entry. Off: the connection's address."""
 
+    sign_in_failures: int = 5
+    """Failed sign-ins in a row after which an account is locked for `lockout_s` (429 `account_locked`)."""
+    lockout_s: float = 900.0
+    password_profile: str = "RFC_9106_LOW_MEMORY"
+    """argon2id cost (argon2-cffi's `profiles`): the default is RFC 9106's second recommendation
+    (64 MiB, 3 passes). The test stacks use `CHEAPEST`; a stored hash keeps its own cost."""
+    oidc_issuer: str = ""
+    """An OpenID Connect provider (`https://idp.example.com`): people may sign in through it.
+    Empty: passwords only."""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    public_url: str = ""
+    """Where browsers reach the gateway (`https://maskline.example.com`): the identity provider
+    sends them back to `<public_url>/v1/sign-in/oidc/callback`."""
+
     def operator_tenants(self) -> set[str]:
         return {t.strip() for t in self.operators.split(",") if t.strip()}
 

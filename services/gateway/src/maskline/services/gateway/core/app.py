@@ -11,8 +11,11 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 
+from maskline.services.gateway.accounts.people import PeopleController
+from maskline.services.gateway.accounts.personal_keys import PersonalKeyController
+from maskline.services.gateway.accounts.sign_in import SignInController
 from maskline.services.gateway.core import problems
-from maskline.services.gateway.core.auth import provide_tenant
+from maskline.services.gateway.core.auth import Identities, provide_caller, provide_tenant
 from maskline.services.gateway.core.context import GatewayContext
 from maskline.services.gateway.core.health import HealthController
 from maskline.services.gateway.core.idempotent_requests import idempotent_posts, job_id_for
@@ -74,6 +77,8 @@ def create_app(ctx: GatewayContext) -> Litestar:
     def tenants_by_key() -> dict[str, str]:
         return ctx.tenants
 
+    identities = Identities(tenants_by_key, lambda: ctx.accounts, lambda: ctx.sessions)
+
     def intake() -> Intake:
         return Intake(bus=ctx.runtime.bus, admission=ctx.admission, metrics=ctx.metrics)
 
@@ -82,6 +87,9 @@ def create_app(ctx: GatewayContext) -> Litestar:
 
     app = Litestar(
         route_handlers=[
+            SignInController,
+            PersonalKeyController,
+            PeopleController,
             SegmentationController,
             ControlController,
             UploadController,
@@ -112,7 +120,12 @@ def create_app(ctx: GatewayContext) -> Litestar:
             FileController,
         ],
         dependencies={
+            "caller": Provide(provide_caller),
             "tenant": Provide(provide_tenant),
+            "identities": part(lambda: identities),
+            "accounts": part(lambda: ctx.accounts),
+            "sessions": part(lambda: ctx.sessions),
+            "passwords": part(lambda: ctx.passwords),
             "tenants_by_key": part(tenants_by_key),
             "failed_keys": part(lambda: ctx.failed_keys),
             "settings": part(lambda: ctx.settings),
@@ -138,12 +151,12 @@ def create_app(ctx: GatewayContext) -> Litestar:
             "segmentation_jobs": grouped(SegmentationJobs),
             "alias_changes": grouped(AliasChanges),
         },
-        guards=[shed_over_limits(tenants_by_key, intake)],
+        guards=[shed_over_limits(identities.tenant_of, intake)],
         # A server span per request, continuing the caller's `traceparent`: a job started inside it
         # takes its trace id (shared/tracing.py), so a client's trace runs on through the bus.
         plugins=[problems.plugin(), OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/metrics", "/health", "/v2/health"]))],
         # Innermost, the idempotency layer: an answer it sends again passes the others like a new one.
-        middleware=[HTTP_METRICS.middleware, security_headers, idempotent_posts(tenants_by_key, lambda: ctx.idempotency)],
+        middleware=[HTTP_METRICS.middleware, security_headers, idempotent_posts(identities.tenant_of, lambda: ctx.idempotency)],
         exception_handlers=problems.catch_all(),
         request_max_body_size=ctx.settings.max_upload_bytes,
         openapi_config=OpenAPIConfig(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from maskline.services.gateway.accounts.passwords import Passwords
 from maskline.services.gateway.core.auth_limits import FailedKeys
 from maskline.services.gateway.operations.metrics import Metrics
 from maskline.services.gateway.settings import GatewaySettings
@@ -25,6 +26,7 @@ from maskline.shared.models.registry import ModelRegistry
 from maskline.shared.models.shadows import ShadowTallies
 from maskline.shared.operations.quality import QualityStore
 from maskline.shared.service.runtime import Runtime
+from maskline.shared.tenants.accounts import Accounts, Sessions
 from maskline.shared.tenants.webhooks import WebhookTargets
 
 
@@ -44,5 +46,8 @@ class GatewayContext:
     tenants: dict[str, str]
     admission: Admission
     webhooks: WebhookTargets
+    accounts: Accounts
+    sessions: Sessions
+    passwords: Passwords
     metrics: Metrics = field(default_factory=Metrics)
     failed_keys: FailedKeys = field(default_factory=FailedKeys)

@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
 from litestar.datastructures import Headers
@@ -42,7 +42,6 @@ from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Sen
 from litestar.types.asgi_types import HTTPRequestEvent
 
 from maskline.contracts.envelope import new_job_id
-from maskline.services.gateway.core.auth import api_key
 from maskline.services.gateway.core.errors import (
     BadRequest,
     Conflict,
@@ -104,9 +103,10 @@ def checked_key(value: str | None) -> str | None:
 
 
 def idempotent_posts(
-    tenants_by_key: Callable[[], Mapping[str, str]], keys: Callable[[], IdempotencyKeys]
+    tenant_of: Callable[[Headers], Awaitable[str | None]], keys: Callable[[], IdempotencyKeys]
 ) -> Callable[[ASGIApp], ASGIApp]:
-    """ASGI middleware (app.py); `tenants_by_key` and `keys` are read at each request."""
+    """ASGI middleware (app.py): `tenant_of` tells the tenant a request acts for (auth.Identities);
+    `keys` is read at each request."""
 
     def wrap(app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
@@ -115,7 +115,7 @@ def idempotent_posts(
                 return
             headers = Headers.from_scope(scope)
             key = headers.get("idempotency-key")
-            tenant = tenants_by_key().get(api_key(headers)) if key is not None else None
+            tenant = await tenant_of(headers) if key is not None else None
             if key is None or tenant is None:  # no key: nothing to keep; no tenant: the handler answers 401
                 await app(scope, receive, send)
                 return

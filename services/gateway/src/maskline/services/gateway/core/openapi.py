@@ -73,6 +73,11 @@ _STORE = Unavailable.coded("store_unavailable") + NotFound.coded("not_found")
 #: is down (the bus: 503 `bus_unavailable`; the object store: 503 `store_unavailable`).
 PARTS: dict[str, tuple[Refusal, ...]] = {
     "tenant": auth.REFUSALS,
+    "caller": auth.REFUSALS,
+    "identities": (),
+    "accounts": _BUS,
+    "sessions": _BUS,
+    "passwords": (),
     "bus": _BUS,
     "store": _STORE,
     "job_store": _BUS,
@@ -210,7 +215,7 @@ def _document(operation: Operation, handler: HTTPRouteHandler, method: str) -> N
     responses.update(_refused(refusals, replayed=layered))
     responses["5XX"] = _problem("The platform failed to answer (500 `internal`); a proxy may answer 502 or 504")
     operation.responses = responses
-    if "tenant" not in handler.parsed_fn_signature.parameters:
+    if not {"tenant", "caller"} & set(handler.parsed_fn_signature.parameters):
         operation.security = []  # the handler never asks who is calling: no API key needed
 
 

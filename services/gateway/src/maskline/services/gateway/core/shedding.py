@@ -10,13 +10,13 @@ once the limits allow, with that job, never a second one; refusing it here only 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable
 
 from litestar.connection import ASGIConnection
+from litestar.datastructures import Headers
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
 
-from maskline.services.gateway.core.auth import api_key
 from maskline.services.gateway.core.errors import Unavailable
 from maskline.services.gateway.core.intake import ADMISSION_REFUSALS, Intake
 
@@ -26,13 +26,14 @@ ADMITTED = "admitted"
 REFUSALS = Unavailable.coded("bus_unavailable") + ADMISSION_REFUSALS
 
 
-def shed_over_limits(tenants_by_key: Callable[[], Mapping[str, str]], intake: Callable[[], Intake]) -> Guard:
-    """`tenants_by_key` and `intake` are read at each request, as the app's dependencies are (app.py)."""
+def shed_over_limits(tenant_of: Callable[[Headers], Awaitable[str | None]], intake: Callable[[], Intake]) -> Guard:
+    """`tenant_of` tells the tenant a request acts for (auth.Identities); `intake` is read at each
+    request, as the app's dependencies are (app.py)."""
 
     async def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:  # type: ignore[type-arg]
         if not handler.opt.get(ADMITTED):
             return
-        tenant = tenants_by_key().get(api_key(connection.headers))
+        tenant = await tenant_of(connection.headers)
         if tenant is None:
             return  # the handler answers 401
         checks = intake()

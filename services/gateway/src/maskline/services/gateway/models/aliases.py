@@ -16,6 +16,7 @@ from maskline.contracts.envelope import now
 from maskline.contracts.http_v1 import AliasView, GuardBody, PromoteBody, RolloutBody, ShadowView
 from maskline.contracts.model_v1 import STABLE, Alias, AliasAction, AliasName, ModelVersion
 from maskline.services.gateway.core.answers import ANSWERS, Answers
+from maskline.services.gateway.core.auth import MEMBERS_IF, ROLE
 from maskline.services.gateway.core.errors import Conflict, NotFound, Unprocessable
 from maskline.services.gateway.core.model_lookup import ModelLookup
 from maskline.services.gateway.core.store import Store
@@ -33,6 +34,8 @@ from maskline.shared.tenants.trails import job_trail
 HISTORY = 20
 _NO_ALIAS = NotFound.coded("alias_not_found")
 _BAD_ALIAS = Unprocessable.coded()  # `_name`
+#: Changing an alias is the owner's, or a member's where the tenant's owners allowed it.
+OWNER_OR_ALLOWED = {ROLE: "owner", MEMBERS_IF: "aliases"}
 #: What `AliasChanges.promote` refuses with (the promotion rule's datasets are named by the owner).
 PROMOTION_REFUSALS = Conflict.coded("alias_unchanged", "promotion_refused") + NAME_REFUSALS
 
@@ -83,7 +86,7 @@ class AliasController(Controller):
         "/{alias:str}",
         status_code=HTTP_200_OK,
         summary="Point an alias at one of your versions: create or promote (owner only)",
-        opt={ANSWERS: Answers(refusals=PROMOTION_REFUSALS + _BAD_ALIAS)},
+        opt={**OWNER_OR_ALLOWED, ANSWERS: Answers(refusals=PROMOTION_REFUSALS + _BAD_ALIAS)},
     )
     async def promote(self, alias_changes: AliasChanges, tenant: str, name: str, alias: str, data: PromoteBody) -> AliasView:
         return await alias_changes.promote(tenant, name, _name(alias), data)
@@ -92,7 +95,7 @@ class AliasController(Controller):
         "/{alias:str}/rollback",
         status_code=HTTP_200_OK,
         summary="Return an alias to the version it ran before (owner only)",
-        opt={ANSWERS: Answers(refusals=_NO_ALIAS + Conflict.coded("nothing_to_roll_back") + _BAD_ALIAS)},
+        opt={**OWNER_OR_ALLOWED, ANSWERS: Answers(refusals=_NO_ALIAS + Conflict.coded("nothing_to_roll_back") + _BAD_ALIAS)},
     )
     async def rollback(self, alias_changes: AliasChanges, tenant: str, name: str, alias: str) -> AliasView:
         def step(cur: Alias | None) -> Alias:
@@ -108,7 +111,7 @@ class AliasController(Controller):
         "/{alias:str}/rollout",
         status_code=HTTP_200_OK,
         summary="Split an alias's traffic with a canary version, and/or run a shadow version (owner only)",
-        opt={ANSWERS: Answers(refusals=_NO_ALIAS + _BAD_ALIAS)},
+        opt={**OWNER_OR_ALLOWED, ANSWERS: Answers(refusals=_NO_ALIAS + _BAD_ALIAS)},
     )
     async def rollout(
         self, models: ModelLookup, alias_changes: AliasChanges, tenant: str, name: str, alias: str, data: RolloutBody
@@ -134,7 +137,7 @@ class AliasController(Controller):
         "/{alias:str}/guard",
         status_code=HTTP_200_OK,
         summary="Let an alias roll itself back on drift, errors or shadow disagreement (owner only)",
-        opt={ANSWERS: Answers(refusals=_NO_ALIAS + _BAD_ALIAS)},
+        opt={**OWNER_OR_ALLOWED, ANSWERS: Answers(refusals=_NO_ALIAS + _BAD_ALIAS)},
     )
     async def guard(self, alias_changes: AliasChanges, tenant: str, name: str, alias: str, data: GuardBody) -> AliasView:
         guard = data.guard()
@@ -154,7 +157,7 @@ class AliasController(Controller):
         "/{alias:str}/guard",
         status_code=HTTP_200_OK,
         summary="Stop an alias rolling itself back (owner only)",
-        opt={ANSWERS: Answers(refusals=_NO_ALIAS + _BAD_ALIAS)},
+        opt={**OWNER_OR_ALLOWED, ANSWERS: Answers(refusals=_NO_ALIAS + _BAD_ALIAS)},
     )
     async def unguard(self, alias_changes: AliasChanges, tenant: str, name: str, alias: str) -> AliasView:
         def step(cur: Alias | None) -> Alias:
@@ -168,7 +171,7 @@ class AliasController(Controller):
         "/{alias:str}",
         status_code=HTTP_204_NO_CONTENT,
         summary="Delete an alias (not `stable`; owner only)",
-        opt={ANSWERS: Answers(refusals=_NO_ALIAS + Conflict.coded("alias_required"))},
+        opt={**OWNER_OR_ALLOWED, ANSWERS: Answers(refusals=_NO_ALIAS + Conflict.coded("alias_required"))},
     )
     async def remove(self, registry: ModelRegistry, bus: Bus, tenant: str, name: str, alias: str) -> None:
         if alias == STABLE:

@@ -18,6 +18,7 @@ from maskline.contracts.envelope import job_event, new_trace_id, now
 from maskline.contracts.model_v1 import AccessState
 from maskline.contracts.subjects import PLATFORM_TENANT
 from maskline.services.gateway.core.answers import ANSWERS, Answers
+from maskline.services.gateway.core.auth import MEMBERS_IF, ROLE
 from maskline.services.gateway.core.errors import Conflict, Forbidden, NotFound, TooManyRequests
 from maskline.shared.bus import Bus
 from maskline.shared.models.access import AccessRefused, Grant, Grants, grant_id
@@ -115,7 +116,7 @@ class AccessController(Controller):
         "/v1/models/{name:str}/access/{grantee:str}",
         status_code=HTTP_200_OK,
         summary="Grant, refuse or revoke another tenant's access to your model (owner only)",
-        opt={ANSWERS: Answers(refusals=_ACCESS_STATE + NotFound.coded("model_not_found"))},
+        opt={ROLE: "owner", MEMBERS_IF: "grants", ANSWERS: Answers(refusals=_ACCESS_STATE + NotFound.coded("model_not_found"))},
     )
     async def decide(
         self, registry: ModelRegistry, grants: Grants, bus: Bus, tenant: str, name: str, grantee: str, data: AccessDecision

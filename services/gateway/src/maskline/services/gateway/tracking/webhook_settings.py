@@ -16,6 +16,7 @@ from maskline.contracts.common_v1 import Webhook
 from maskline.contracts.envelope import now
 from maskline.contracts.http_v1 import WebhookBody, WebhookView
 from maskline.services.gateway.core.answers import ANSWERS, Answers
+from maskline.services.gateway.core.auth import ROLE
 from maskline.services.gateway.core.errors import NotFound, Unprocessable
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.shared.tenants.webhooks import WebhookRefused, WebhookTargets, destination, new_secret
@@ -59,7 +60,7 @@ class WebhookController(Controller):
 
     @put(
         summary="Set your webhook's URL; the signing secret is answered when made or rotated",
-        opt={ANSWERS: Answers(refusals=Unprocessable.coded("webhook_refused"))},
+        opt={ROLE: "owner", ANSWERS: Answers(refusals=Unprocessable.coded("webhook_refused"))},
     )
     async def set(self, webhooks: WebhookTargets, settings: GatewaySettings, tenant: str, data: WebhookBody) -> WebhookView:
         url = await checked_url(data.url, allow_private=settings.webhook_allow_private) if data.url else None
@@ -70,6 +71,6 @@ class WebhookController(Controller):
         await webhooks.set_for_tenant(tenant, record)
         return WebhookView(url=url, created=record.created, secret=secret if fresh else None)
 
-    @delete(status_code=HTTP_204_NO_CONTENT, summary="Stop your webhook (and forget its secret)")
+    @delete(status_code=HTTP_204_NO_CONTENT, summary="Stop your webhook (and forget its secret)", opt={ROLE: "owner"})
     async def remove(self, webhooks: WebhookTargets, tenant: str) -> None:
         await webhooks.remove_for_tenant(tenant)

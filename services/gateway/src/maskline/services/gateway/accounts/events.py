@@ -1,0 +1,35 @@
+"""Each change to a person's access as an audited `account.v1.changed`, all of a tenant's on one
+audit trail (its job id), so `GET /v1/audit?job=accounts-<tenant>` tells who did what to whose access."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from maskline.contracts import account_v1
+from maskline.contracts.account_v1 import AccountAction
+from maskline.contracts.envelope import job_event, new_trace_id
+from maskline.shared.bus import Bus
+from maskline.shared.tenants.accounts import Account
+
+
+def accounts_trail_id(tenant: str) -> str:
+    return f"accounts-{tenant}"[:128]
+
+
+async def publish_account_change(
+    bus: Bus, account: Account, action: AccountAction, *, by: str, client: str, **fields: Any
+) -> None:
+    await bus.publish(
+        job_event(
+            account_v1.CHANGED,
+            "gateway",
+            account_v1.AccountChanged(
+                action=action, user=account.id, login=account.login, by=by, role=account.role, client=client, **fields
+            ),
+            tenant=account.tenant,
+            job_id=accounts_trail_id(account.tenant),
+            trace_id=new_trace_id(),
+            parts=(action, uuid.uuid4().hex[:12]),  # every change is its own event
+        )
+    )
