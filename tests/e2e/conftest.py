@@ -6,7 +6,9 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -161,6 +164,40 @@ def browser(request: pytest.FixtureRequest) -> Iterator[WebDriver]:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         b.save_screenshot(str(ARTIFACTS / f"{request.node.name}.png"))
         b.quit()
+
+
+@dataclass(frozen=True)
+class Account:
+    login: str
+    password: str
+    id: str
+
+
+def person(owner_key: str, stack: Stack, role: str) -> Account:
+    """A new person in the key's tenant, with a password (the console's tests sign in as them)."""
+    login, password = f"{role}-{uuid.uuid4().hex[:8]}@example.com", "a console test's password"
+    c = JsonClient(stack.gateway_url, api_key=owner_key, timeout=60, retry=AS_ANSWERED)
+    try:
+        made = c.http.post("/v1/users", json={"login": login, "role": role, "password": password}).raise_for_status().json()
+    finally:
+        c.close()
+    return Account(login=login, password=password, id=made["id"])
+
+
+@pytest.fixture(scope="session")
+def console_owner(stack: Stack) -> Account:
+    """An owner of tenant-a (an operator tenant), for the pages' browser tests."""
+    return person("key-a", stack, "owner")
+
+
+def sign_in(b: WebDriver, stack: Stack, account: Account, page: str = "/segment") -> None:
+    """Through the sign-in page, as a person would; ends on `page`, signed in (the session cookie)."""
+    b.get(f"{stack.gateway_url}/sign-in?next={page}")
+    b.find_element(By.ID, "login").send_keys(account.login)
+    b.find_element(By.ID, "password").send_keys(account.password)
+    b.find_element(By.ID, "submit").click()
+    until(b, lambda: b.current_url.split("?")[0].endswith(page.split("?")[0]), 20, f"{page} after signing in")
+    until(b, lambda: b.find_elements(By.CSS_SELECTOR, "header.console"), 20, "the console's navigation")
 
 
 def until(b: WebDriver, check: Callable[[], object], timeout: float, what: str) -> None:

@@ -51,6 +51,9 @@ class Victim:
     input_path: str
     run: str
     experiment: str
+    user: str
+    login: str
+    key_id: str
 
     @property
     def markers(self) -> list[str]:
@@ -65,6 +68,9 @@ class Victim:
             self.letter_job,
             self.run,
             self.experiment,
+            self.user,
+            self.login,
+            self.key_id,
         ]
 
 
@@ -108,6 +114,14 @@ def victim(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
         experiment=experiment,
     )
     assert c.wait_job(trained["id"], timeout=120)["status"] == "completed"
+    login, password = f"victim-{r}@c.example", "a victim's long password"
+    user = c.http.post("/v1/users", json={"login": login, "role": "member", "password": password}).raise_for_status().json()
+    signed = httpx.post(f"{stack.gateway_url}/v1/sign-in", json={"login": login, "password": password}).raise_for_status()
+    person = {
+        "Cookie": f"__Host-maskline-session={signed.cookies['__Host-maskline-session']}",
+        "X-CSRF-Token": signed.json()["csrf_token"],
+    }
+    key = httpx.post(f"{stack.gateway_url}/v1/me/keys", json={"name": "victim"}, headers=person).raise_for_status().json()
     yield (
         c,
         Victim(
@@ -124,6 +138,9 @@ def victim(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
             input_path=inputs[0],
             run=trained["id"],
             experiment=experiment,
+            user=user["id"],
+            login=login,
+            key_id=key["id"],
         ),
     )
     c.http.delete("/v1/webhooks")
@@ -174,6 +191,9 @@ def values(v: Victim) -> dict[str, Any]:
         "base": {"name": v.model, "version": v.version, "owner": "tenant-c"},
         "hours": 24,
         "window": 24,
+        "user": v.user,
+        "key_id": v.key_id,
+        "login": v.login,
     }
 
 
@@ -275,5 +295,7 @@ def test_every_route_asked_by_another_tenant_shows_and_changes_nothing_of_the_fi
     assert owner.http.get("/v1/webhooks").json()["url"].endswith(v.hook)
     assert any(d["seq"] == v.letter_seq for d in owner.dead_letters())
     assert owner.run(v.run)["run"] == v.run and [r["run"] for r in owner.runs(v.experiment)] == [v.run]
+    assert {u["id"]: u["role"] for u in owner.http.get("/v1/users").json()}[v.user] == "member"
+    assert [u["keys"] for u in owner.http.get("/v1/users").json() if u["id"] == v.user] == [1]
     grants = [g for g in owner.access() if g["model"] == v.model]
     assert all(g["state"] in ("requested", "withdrawn") and g["grantee"] == "tenant-b" for g in grants)  # never granted

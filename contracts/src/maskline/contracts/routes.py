@@ -22,6 +22,7 @@ JOB_EVENTS = "/v1/jobs/{job_id}/events"
 WEBHOOKS = "/v1/webhooks"
 #: People and sign-in (1.14).
 SIGN_IN = "/v1/sign-in"
+SIGN_IN_METHODS = "/v1/sign-in/methods"
 SIGN_OUT = "/v1/sign-out"
 ME = "/v1/me"
 MY_KEYS = "/v1/me/keys"

@@ -140,6 +140,10 @@ class SignInController(Controller):
             await publish_account_change(bus, caller.account, "signed-out", by=caller.account.id, client=client)
         return Response(None, cookies=[session_cookie("", max_age=0)])
 
+    @get("/v1/sign-in/methods", summary="How people may sign in here: `password`, and `oidc` when single sign-on is configured")
+    async def methods(self, settings: GatewaySettings) -> tuple[SignInMethod, ...]:
+        return sign_in_methods(settings)
+
     @get("/v1/me", summary="Who this request is: tenant, role, person; a session's CSRF token")
     async def me(self, caller: Caller, settings: GatewaySettings) -> MeView:
         return me_view(caller, settings)

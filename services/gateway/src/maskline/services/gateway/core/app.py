@@ -14,6 +14,7 @@ from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlu
 from maskline.services.gateway.accounts.people import PeopleController
 from maskline.services.gateway.accounts.personal_keys import PersonalKeyController
 from maskline.services.gateway.accounts.sign_in import SignInController
+from maskline.services.gateway.console.pages import ConsoleController
 from maskline.services.gateway.core import problems
 from maskline.services.gateway.core.auth import Identities, provide_caller, provide_tenant
 from maskline.services.gateway.core.context import GatewayContext
@@ -88,6 +89,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
     app = Litestar(
         route_handlers=[
             SignInController,
+            ConsoleController,
             PersonalKeyController,
             PeopleController,
             SegmentationController,
