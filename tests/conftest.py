@@ -4,6 +4,7 @@ tritonserver and an MLflow tracking server on free ports, torn down after."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -75,6 +76,38 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # uvicorn and its worker
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+
+
+#: The people the test identity provider knows: one of them an owner adds to tenant-a; another
+#: claims the same address under another subject; a third has no account here.
+SSO_PEOPLE = (
+    {"sub": "sso-ana", "email": "ana-sso@a.example", "email_verified": True},
+    {"sub": "sso-imposter", "email": "ana-sso@a.example", "email_verified": True},
+    {"sub": "sso-stranger", "email": "stranger@elsewhere.example", "email_verified": True},
+)
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The issuer URL of a real OpenID Connect provider on loopback (oidc-provider-mock): discovery,
+    authorization, token endpoint, signed ID tokens, JWKS; it requires a nonce."""
+    home = tmp_path_factory.mktemp("oidc")
+    port = free_port()
+    argv = [sys.executable, "-m", "oidc_provider_mock", "--port", str(port), "--host", "127.0.0.1", "--require-nonce", "true"]
+    for person in SSO_PEOPLE:
+        argv += ["--user-claims", json.dumps(person)]
+    log = home / "oidc.log"
+    server = spawn(argv, log, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(f"{url}/.well-known/openid-configuration"), 60, "the OpenID Connect provider", server, log)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import pytest
 from selenium import webdriver
@@ -38,7 +39,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str, oidc_provider: str) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("stack")
     settings = on_free_ports(
         StackSettings(),
@@ -63,6 +64,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> Itera
             "MASKLINE_WEBHOOK_ALLOW_PRIVATE": "true",  # the tests' receivers listen on loopback
             "MASKLINE_TRUST_FORWARDED_FOR": "true",  # a test guesses keys from an address of its own
             "MASKLINE_MLFLOW_TRACKING_URI": mlflow_server,  # train logs finished runs (test_training.py)
+            # single sign-on through a real provider on loopback (test_single_sign_on.py)
+            "MASKLINE_OIDC_ISSUER": oidc_provider,
+            "MASKLINE_OIDC_CLIENT_ID": "maskline-e2e",
+            "MASKLINE_OIDC_CLIENT_SECRET": "e2e-client-secret",
+            "MASKLINE_PUBLIC_URL": f"http://127.0.0.1:{settings.port}",
         },
     )
     s.up()
@@ -133,10 +139,10 @@ def recorded(client: JsonClient, job_id: str, timeout: float = 60.0) -> str:
     return job_id
 
 
-def cli(stack: Stack, *args: str, api_key: str = "key-a") -> subprocess.CompletedProcess[str]:
+def cli(stack: Stack, *args: str, api_key: str = "key-a", stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """`maskline ...` in a subprocess against the stack's gateway, as tenant-a by default."""
     command = [sys.executable, "-m", "maskline.cli", "--url", stack.gateway_url, "--api-key", api_key, *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, input=stdin)
 
 
 @pytest.fixture
@@ -191,12 +197,13 @@ def console_owner(stack: Stack) -> Account:
 
 
 def sign_in(b: WebDriver, stack: Stack, account: Account, page: str = "/segment") -> None:
-    """Through the sign-in page, as a person would; ends on `page`, signed in (the session cookie)."""
-    b.get(f"{stack.gateway_url}/sign-in?next={page}")
+    """Through the sign-in page, as a person would; ends on `page` (a path, with its query if any),
+    signed in (the session cookie)."""
+    b.get(f"{stack.gateway_url}/sign-in?next={quote(page, safe='')}")
     b.find_element(By.ID, "login").send_keys(account.login)
     b.find_element(By.ID, "password").send_keys(account.password)
     b.find_element(By.ID, "submit").click()
-    until(b, lambda: b.current_url.split("?")[0].endswith(page.split("?")[0]), 20, f"{page} after signing in")
+    until(b, lambda: urlsplit(b.current_url).path == urlsplit(page).path, 20, f"{page} after signing in")
     until(b, lambda: b.find_elements(By.CSS_SELECTOR, "header.console"), 20, "the console's navigation")
 
 

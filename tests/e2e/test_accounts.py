@@ -3,6 +3,7 @@ the server, personal keys, lockout, and every change on the tenant's audited acc
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import pytest
 
 from maskline.client import JsonClient
 from maskline.infra.embedded.stack import Stack
-from tests.e2e.conftest import AS_ANSWERED
+from tests.e2e.conftest import AS_ANSWERED, cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -65,7 +66,7 @@ def refused(answer: httpx.Response, status: int, code: str) -> None:
 
 def actions(owner: JsonClient, user: str) -> list[str]:
     trail = owner.http.get("/v1/users/trail").raise_for_status().json()
-    return [r["event"]["data"]["action"] for r in trail if r["event"]["data"]["user"] == user]
+    return [r["event"]["data"]["action"] for r in trail if r["event"]["data"].get("user") == user]
 
 
 def test_a_sign_in_sets_a_secure_http_only_same_site_cookie_and_a_new_one_each_time(stack: Stack, owner: JsonClient) -> None:
@@ -128,6 +129,13 @@ def test_a_member_changes_aliases_and_grants_only_where_the_owners_allow_it(stac
     refused(member.http.put("/v1/models/not-a-model/access/tenant-a", json={"state": "granted"}), 403, "role_forbidden")
     owner.http.put("/v1/users/policy", json={}).raise_for_status()
     refused(member.http.put("/v1/models/not-a-model/aliases/stable", json={"version": 1}), 403, "role_forbidden")
+    changes = [
+        r["event"]["data"] for r in owner.http.get("/v1/users/trail").json() if r["event"]["data"]["action"] == "policy-changed"
+    ]
+    assert [c["reason"] for c in changes[-2:]] == [
+        "members may change aliases: True; grants: False",
+        "members may change aliases: False; grants: False",
+    ]
 
 
 def test_people_are_managed_by_owners_only_and_every_change_is_audited(stack: Stack, owner: JsonClient) -> None:
@@ -144,7 +152,7 @@ def test_people_are_managed_by_owners_only_and_every_change_is_audited(stack: St
     assert boss.http.delete(f"/v1/users/{person['id']}").status_code == 204
     assert person["login"] not in [u["login"] for u in owner.http.get("/v1/users").json()]
     assert actions(owner, person["id"]) == ["user-added", "role-changed", "user-removed"]
-    records = [r for r in owner.http.get("/v1/users/trail").json() if r["event"]["data"]["user"] == person["id"]]
+    records = [r for r in owner.http.get("/v1/users/trail").json() if r["event"]["data"].get("user") == person["id"]]
     role_change = records[1]["event"]["data"]
     assert (role_change["by"], role_change["previous_role"], role_change["role"]) == (boss.id, "viewer", "member")
     assert records[0]["event"]["data"]["by"] == "tenant-key"
@@ -220,3 +228,28 @@ def test_signing_out_or_changing_the_password_ends_the_session(stack: Stack, own
     assert again.http.post("/v1/sign-out").status_code == 200
     refused(again.http.get("/v1/me"), 401, "session_ended")
     refused(httpx.post(f"{stack.gateway_url}/v1/sign-out", headers={"Cookie": f"{COOKIE}={fresh}"}), 403, "csrf_failed")
+
+
+def test_the_cli_adds_a_person_who_then_signs_in_and_changes_their_role(stack: Stack, owner: JsonClient) -> None:
+    login = f"cli-{uuid.uuid4().hex[:8]}@b.example"
+    added = cli(
+        stack, "users", "add", login, "--role", "member", "--password-stdin", "--json", api_key="key-b", stdin=PASSWORD + "\n"
+    )
+    assert added.returncode == 0, added.stderr
+    user = json.loads(added.stdout)
+    assert (user["login"], user["role"], user["password"]) == (login, "member", True)
+    assert PASSWORD not in added.stdout + added.stderr
+    assert session_of(stack, login).me["role"] == "member"
+    assert cli(stack, "users", "role", user["id"], "viewer", api_key="key-b").returncode == 0
+    listed = cli(stack, "users", "list", api_key="key-b")
+    assert any(login in line and "viewer" in line for line in listed.stdout.splitlines()), listed.stdout
+    refused_cli = cli(stack, "users", "list", api_key=session_key(stack, login))
+    assert refused_cli.returncode != 0 and "role_forbidden" in refused_cli.stderr + refused_cli.stdout
+    assert cli(stack, "users", "rm", user["id"], api_key="key-b").returncode == 0
+    assert login not in cli(stack, "users", "list", api_key="key-b").stdout
+
+
+def session_key(stack: Stack, login: str) -> str:
+    """A personal key of the person (a viewer now): what they would hand the CLI."""
+    person = session_of(stack, login)
+    return str(person.http.post("/v1/me/keys", json={"name": "cli"}).raise_for_status().json()["key"])

@@ -11,7 +11,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from maskline.client import ApiError, JsonClient
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import WEIGHTS, shapes
-from tests.e2e.conftest import until
+from tests.e2e.accessibility import violations
+from tests.e2e.conftest import Account, sign_in, until
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
@@ -26,10 +27,10 @@ def dlq_rows(b: WebDriver) -> list[str]:
 
 
 def test_dashboard_shows_a_service_going_down_and_back_and_redrives_a_dead_letter(
-    browser: WebDriver, stack: Stack, client: JsonClient
+    browser: WebDriver, stack: Stack, client: JsonClient, console_owner: Account
 ) -> None:
     b = browser
-    b.get(f"{stack.gateway_url}/dashboard?key=key-a")
+    sign_in(b, stack, console_owner, "/dashboard")
     until(b, lambda: service_state(b, "augment") == "up" and service_state(b, "infer") == "up", 30, "augment and infer up")
     stack.stop_service("augment")  # stopped for good (a crash would be restarted by the supervisor)
     until(b, lambda: service_state(b, "augment") == "down", 20, "augment down after it stopped")
@@ -61,3 +62,4 @@ def test_dashboard_shows_a_service_going_down_and_back_and_redrives_a_dead_lette
     )
     assert client.status(job_id)["status"] == "completed"
     assert b.find_element(By.ID, "error").text == ""
+    assert violations(b) == []

@@ -17,7 +17,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from maskline.client import ApiError, JsonClient
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import WEIGHTS, shapes
-from tests.e2e.conftest import ARTIFACTS, audited_trail, cli, recorded, until
+from tests.e2e.accessibility import violations
+from tests.e2e.conftest import ARTIFACTS, Account, audited_trail, cli, recorded, sign_in, until
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
@@ -80,7 +81,7 @@ def test_a_dataset_without_masks_fails_the_job_with_a_reason(client: JsonClient)
 
 
 def test_a_quantize_job_evaluates_its_result_and_versions_compare(
-    browser: WebDriver, client: JsonClient, stack: Stack, labelled: tuple[str, list[Any]]
+    browser: WebDriver, client: JsonClient, stack: Stack, labelled: tuple[str, list[Any]], console_owner: Account
 ) -> None:
     dataset, pairs = labelled
     fp32 = client.register_model(
@@ -128,7 +129,7 @@ def test_a_quantize_job_evaluates_its_result_and_versions_compare(
 
     # the comparison page: the same table, and the pictures
     page = browser
-    page.get(f"{stack.gateway_url}/compare?key=key-a&model=ev-model&versions={fp32['version']},{int8_version}&dataset={dataset}")
+    sign_in(page, stack, console_owner, f"/compare?model=ev-model&versions={fp32['version']},{int8_version}&dataset={dataset}")
     until(page, lambda: len(page.find_elements(By.CSS_SELECTOR, "#pictures img")) == IMAGES, 30, "the pictures")
     assert page.find_element(By.ID, "error").text == ""
     until(
@@ -141,6 +142,7 @@ def test_a_quantize_job_evaluates_its_result_and_versions_compare(
     assert "int8" in row and "quantize: minmax" in row and f"{b_miou:.4f}" in row
     captions = [c.text for c in page.find_elements(By.CSS_SELECTOR, "#pictures figcaption")]
     assert captions[0] == f"e0.png: {int(picture.headers['X-Pixels-Differ'])} pixels differ"
+    assert violations(page) == []
 
     table = cli(stack, "models", "compare", "ev-model", "--versions", f"{fp32['version']},{int8_version}", "--dataset", dataset)
     assert table.returncode == 0, table.stderr

@@ -18,7 +18,7 @@ from maskline.client import ApiError, JsonClient
 from maskline.infra.embedded.process import wait_until
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
-from tests.e2e.conftest import AS_ANSWERED, cli, until
+from tests.e2e.conftest import AS_ANSWERED, Account, cli, sign_in, until
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
@@ -54,7 +54,12 @@ def take_part(site: JsonClient, federation: str, round_: int, seed: int, samples
 
 
 def test_a_run_over_http_with_two_sites_two_rounds_and_per_round_evaluation(
-    browser: WebDriver, stack: Stack, client: JsonClient, other_tenant: JsonClient, third_site: JsonClient
+    browser: WebDriver,
+    stack: Stack,
+    client: JsonClient,
+    other_tenant: JsonClient,
+    third_site: JsonClient,
+    console_owner: Account,
 ) -> None:
     rng = np.random.default_rng(77)
     for i in range(3):
@@ -93,7 +98,7 @@ def test_a_run_over_http_with_two_sites_two_rounds_and_per_round_evaluation(
     assert "completed" in watched.stdout and watched.stdout.count("mIoU") == 2
 
     b = browser  # the dashboard: the run, its state and each round's mIoU on the held-out set
-    b.get(f"{stack.gateway_url}/dashboard?key=key-a")
+    sign_in(b, stack, console_owner, "/dashboard")
     row = f'#federations tr[data-federation="{federation}"]'
     until(
         b, lambda: b.find_elements(By.CSS_SELECTOR, row) and "completed" in b.find_element(By.CSS_SELECTOR, row).text, 20, "run"
@@ -104,10 +109,15 @@ def test_a_run_over_http_with_two_sites_two_rounds_and_per_round_evaluation(
 
 
 def test_the_owner_starts_and_stops_a_run_from_the_dashboard_and_no_round_closes_after(
-    browser: WebDriver, stack: Stack, client: JsonClient, other_tenant: JsonClient, third_site: JsonClient
+    browser: WebDriver,
+    stack: Stack,
+    client: JsonClient,
+    other_tenant: JsonClient,
+    third_site: JsonClient,
+    console_owner: Account,
 ) -> None:
     b = browser
-    b.get(f"{stack.gateway_url}/dashboard?key=key-a")
+    sign_in(b, stack, console_owner, "/dashboard")
     form = b.find_element(By.ID, "start-federation")
     values = {"name": "http-stopped", "model": "shapes-unet:1", "owner": "maskline", "sites": "tenant-b,site-x", "quorum": "2"}
     for name, value in values.items():

@@ -21,7 +21,8 @@ from maskline.infra.embedded.stack import Stack
 from maskline.models import person
 from maskline.models.starter import WEIGHTS, shapes
 from maskline.shared.images.codec import encode_png
-from tests.e2e.conftest import audited_trail, cli, until
+from tests.e2e.accessibility import violations
+from tests.e2e.conftest import Account, audited_trail, cli, sign_in, until
 from tests.e2e.test_metrics import parse
 from tests.e2e.test_segmentation import png_bytes
 
@@ -153,10 +154,10 @@ def test_a_guarded_alias_rolls_itself_back_once_when_its_version_drifts(
 
 
 def test_the_quality_page_shows_trends_drift_flags_and_loaded_models(
-    browser: WebDriver, stack: Stack, evaluated: dict[str, Any]
+    browser: WebDriver, stack: Stack, evaluated: dict[str, Any], console_owner: Account
 ) -> None:
     b = browser
-    b.get(f"{stack.gateway_url}/quality?key=key-a&model={MODEL}&version=1&owner=tenant-a")
+    sign_in(b, stack, console_owner, f"/quality?model={MODEL}&version=1&owner=tenant-a")
     row = f'#versions tr[data-model="tenant-a/{MODEL}/1"]'
     until(b, lambda: "drifting" in b.find_element(By.CSS_SELECTOR, row).text, 30, "version 1 flagged as drifting")
     assert "selected" in str(b.find_element(By.CSS_SELECTOR, row).get_attribute("class"))
@@ -169,3 +170,4 @@ def test_the_quality_page_shows_trends_drift_flags_and_loaded_models(
     until(b, lambda: f"tenant-a.{MODEL}" in b.find_element(By.ID, "loaded").text, 20, "the version loaded in Triton")
     assert "budget none" in b.find_element(By.ID, "budget").text
     assert b.find_element(By.ID, "error").text == ""
+    assert violations(b) == []

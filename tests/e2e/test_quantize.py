@@ -25,7 +25,8 @@ from maskline.infra.embedded.stack import Stack
 from maskline.infra.receiver import Receiver
 from maskline.models.starter import WEIGHTS, shapes
 from maskline.shared.bus import connect
-from tests.e2e.conftest import cli, until
+from tests.e2e.accessibility import violations
+from tests.e2e.conftest import Account, cli, sign_in, until
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = pytest.mark.e2e
@@ -108,13 +109,13 @@ def test_step_cross_and_graph_reports(client: JsonClient, stack: Stack, int8_ver
 
 
 def test_the_visualizer_draws_the_int8_graph_coloured_by_step_and_shows_a_layer(
-    browser: WebDriver, stack: Stack, client: JsonClient, int8_version: dict[str, Any]
+    browser: WebDriver, stack: Stack, client: JsonClient, int8_version: dict[str, Any], console_owner: Account
 ) -> None:
     name, version = int8_version["name"], int8_version["version"]
     step = {row["layer"]: row for row in client.report(name, version, "step")["layers"]}
     graph = client.graph(name, version)
     b = browser
-    b.get(f"{stack.gateway_url}/visualizer?key=key-a&model={name}&version={version}")
+    sign_in(b, stack, console_owner, f"/visualizer?model={name}&version={version}")
     until(b, lambda: b.execute_script("return window.visualizer.ready"), 30, "the graph drawn")
     assert b.find_element(By.ID, "error").text == ""
     drawn = b.execute_script("return [window.visualizer.nodes, window.visualizer.coloured]")
@@ -144,6 +145,34 @@ def test_the_visualizer_draws_the_int8_graph_coloured_by_step_and_shows_a_layer(
     shown = b.execute_script("const i = document.getElementById('feature-maps'); return [i.naturalWidth, i.naturalHeight]")
     assert shown == [4 * (2 * 64 + 6 + 12), 4 * (64 + 12 + 6)]  # 16 channels of enc2.0's 64 x 64 maps, 4 pairs a row
     b.execute_script("document.getElementById('feature-maps').scrollIntoView()")
+    assert violations(b) == []
+    # the layer's weight and activation histograms, float and int8, drawn by uPlot
+    assert len(b.find_elements(By.CSS_SELECTOR, "#histograms .uplot canvas")) == 4
+    assert "weights, int8 integers" in b.find_element(By.ID, "histograms").text
+
+
+def test_a_layer_edited_in_the_visualizer_makes_a_new_version(
+    browser: WebDriver, stack: Stack, client: JsonClient, int8_version: dict[str, Any], console_owner: Account
+) -> None:
+    name, version = int8_version["name"], int8_version["version"]
+    step = client.report(name, version, "step", layer="enc2.0")["layers"][0]
+    b = browser
+    sign_in(b, stack, console_owner, f"/visualizer?model={name}&version={version}")
+    until(b, lambda: b.execute_script("return window.visualizer.ready"), 30, "the graph drawn")
+    b.execute_script("window.visualizer.select('enc2.0')")
+    until(b, lambda: b.find_elements(By.ID, "edit-output-scale"), 10, "the layer's edit form")
+    scale = b.find_element(By.ID, "edit-output-scale")
+    scale.clear()
+    scale.send_keys(str(step["output_scale"] * 2))
+    b.find_element(By.ID, "edit-run").click()
+    until(b, lambda: b.find_elements(By.ID, "edited-version"), 180, "the edited version")
+    made = int(b.find_element(By.ID, "edited-version").text.lstrip("v"))
+    edited = client.get_model(name, made)
+    assert edited["parent"] == f"{name}/{version}"
+    assert edited["quantization"]["edits"][-1]["layer"] == "enc2.0"
+    assert edited["quantization"]["edits"][-1]["output_scale"] == pytest.approx(step["output_scale"] * 2, rel=1e-6)
+    assert b.find_element(By.ID, "error").text == ""
+    assert violations(b) == []
 
 
 def test_hybrid_with_calibrator_comparison(client: JsonClient, stack: Stack, calibration: str) -> None:

@@ -194,6 +194,9 @@ def values(v: Victim) -> dict[str, Any]:
         "user": v.user,
         "key_id": v.key_id,
         "login": v.login,
+        "next": "/segment",
+        "code": "x",
+        "error": None,
     }
 
 

@@ -19,7 +19,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from maskline.client import ApiError, JsonClient
 from maskline.infra.embedded.stack import Stack
 from maskline.models.starter import shapes
-from tests.e2e.conftest import audited_trail, cli, recorded, until
+from tests.e2e.accessibility import violations
+from tests.e2e.conftest import Account, audited_trail, cli, recorded, sign_in, until
 from tests.e2e.test_segmentation import png_bytes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # trainings take minutes on 2 cores
@@ -130,14 +131,15 @@ def test_the_run_is_logged_to_the_configured_mlflow_server(
 
 
 def test_the_experiments_page_lists_the_runs_and_draws_their_curves(
-    browser: WebDriver, stack: Stack, fine_tuned: dict[str, Any]
+    browser: WebDriver, stack: Stack, fine_tuned: dict[str, Any], console_owner: Account
 ) -> None:
-    browser.get(f"{stack.gateway_url}/experiments?key=key-a&experiment=noise")
+    sign_in(browser, stack, console_owner, "/experiments?experiment=noise")
     until(browser, lambda: fine_tuned["id"][:12] in browser.find_element(By.ID, "runs").text, 30, "the run in the table")
     until(browser, lambda: len(browser.find_elements(By.CSS_SELECTOR, "#loss canvas, #validation canvas")) == 2, 30, "two charts")
     assert browser.find_element(By.ID, "error").text == ""
     legends = browser.find_element(By.ID, "validation").text
     assert "validation mIoU" in legends and fine_tuned["id"][:12] in legends  # uPlot's title and legend
+    assert violations(browser) == []
 
 
 def test_a_run_is_reproduced_exactly_from_its_record(stack: Stack, fine_tuned: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ maskline cancel JOB | replay JOB    cancel a segmentation; re-run one and check 
 maskline federation start | watch | stop | model | submit   federated runs over HTTP (see federation_cli)
 maskline models list | register     the model registry
 maskline alias list | set | rollback | rollout   aliases: promote, roll back, canary, shadow (see rollout_cli)
+maskline users list | add | role | rm   the people of a tenant and their roles (see people_cli)
 maskline runs train | list | show | compare | reproduce | cancel   training runs (see training_cli)
 maskline audit | access | credentials   trust: verify the audit trail, share models (see trust_cli)
 maskline traces [--port 4318]       a local trace viewer: receive OTLP spans, print each job's trace as a tree
@@ -30,7 +31,7 @@ import httpx
 import msgspec
 import stamina.instrumentation
 
-from maskline import federation_cli, report_tables, rollout_cli, training_cli, trust_cli
+from maskline import federation_cli, people_cli, report_tables, rollout_cli, training_cli, trust_cli
 from maskline.cli_conventions import (
     ExitCode,
     Verb,
@@ -579,6 +580,7 @@ def parser() -> argparse.ArgumentParser:
     traces.add_argument("--quiet-s", type=float, default=2.0, help="print a trace once no span came for this long")
     traces.set_defaults(run=cmd_traces)
     rollout_cli.add_parsers(sub)
+    people_cli.add_parsers(sub)
     federation_cli.add_parsers(sub)
     training_cli.add_parsers(sub)
     verbs(

@@ -20,7 +20,8 @@ from httpx_sse import connect_sse
 from maskline.client.retries import RetryingTransport, RetryPolicy
 from maskline.client.typed import FILENAMES, ApiError, Call, Calls, FileChunks, raise_for_problem, request_options
 from maskline.contracts import routes
-from maskline.contracts.http_v1 import EvaluateBody, PromoteBody, RolloutBody
+from maskline.contracts.account_v1 import Role
+from maskline.contracts.http_v1 import EvaluateBody, PromoteBody, RolloutBody, UserBody
 from maskline.contracts.model_v1 import RollbackGuard
 from maskline.contracts.subjects import FINAL_STATUSES
 
@@ -393,6 +394,18 @@ class JsonClient:
     def decide_access(self, name: str, grantee: str, state: str, note: str = "") -> dict[str, Any]:
         """state: granted, refused or revoked (you must own `name`)."""
         return dict(self._json(Calls.decide_access(name, grantee, state, note)))
+
+    def users(self) -> list[dict[str, Any]]:
+        return list(self._json(Calls.users()))
+
+    def add_user(self, login: str, role: Role = "viewer", password: str | None = None) -> dict[str, Any]:
+        return dict(self._json(Calls.add_user(UserBody(login=login, role=role, password=password))))
+
+    def change_role(self, user: str, role: Role) -> dict[str, Any]:
+        return dict(self._json(Calls.change_role(user, role)))
+
+    def remove_user(self, user: str) -> None:
+        self._send(Calls.remove_user(user))
 
     def access(self) -> list[dict[str, Any]]:
         return list(self._json(Calls.access()))

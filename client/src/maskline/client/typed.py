@@ -30,6 +30,7 @@ import msgspec
 
 from maskline.client.retries import AsyncRetryingTransport, RetryingTransport, RetryPolicy
 from maskline.contracts import routes, seg_v1
+from maskline.contracts.account_v1 import Role
 from maskline.contracts.http_v1 import (
     AliasView,
     ComparisonView,
@@ -49,6 +50,8 @@ from maskline.contracts.http_v1 import (
     SweepBody,
     TrainBody,
     UploadView,
+    UserBody,
+    UserView,
     VersionQuality,
     WeightsUploadView,
 )
@@ -467,6 +470,23 @@ class Calls:
     @staticmethod
     def delete_file(area: str, path: str) -> Call[None]:
         return Call("DELETE", routes.fill(routes.FILE, area=area, path=path), None)
+
+    @staticmethod
+    def users() -> Call[list[UserView]]:
+        """The people of your tenant (owners)."""
+        return Call("GET", routes.USERS, list[UserView])
+
+    @staticmethod
+    def add_user(body: UserBody) -> Call[UserView]:
+        return Call("POST", routes.USERS, UserView, json=msgspec.to_builtins(body))
+
+    @staticmethod
+    def change_role(user: str, role: Role) -> Call[UserView]:
+        return Call("PUT", routes.fill(routes.USER_ROLE, user=user), UserView, json={"role": role})
+
+    @staticmethod
+    def remove_user(user: str) -> Call[None]:
+        return Call("DELETE", routes.fill(routes.USER, user=user), None)
 
     @staticmethod
     def access() -> Call[list[dict[str, Any]]]:

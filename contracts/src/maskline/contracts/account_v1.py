@@ -1,6 +1,6 @@
 """Accounts: people inside a tenant, their roles, sign-ins and personal API keys (added in 1.14).
 
-Every sign-in, failed sign-in of a known account, lockout, sign-out, key and role change is one
+Every sign-in, failed sign-in of a known account, lockout, sign-out, key, role and policy change is one
 `account.v1.changed` event: audit records it on the tenant's account trail (one job id per tenant),
 so who did what to whose access is in the same signed trail as every job. No secret is ever in an
 event: not a password, its hash, a session token or a key (a key is named by its id only).
@@ -32,6 +32,7 @@ AccountAction = Literal[
     "user-added",
     "role-changed",
     "user-removed",
+    "policy-changed",
 ]
 #: How a person signed in: a password, or the configured OpenID Connect provider.
 SignInMethod = Literal["password", "oidc"]
@@ -47,8 +48,9 @@ class AccountChanged(msgspec.Struct, frozen=True, kw_only=True):
     """One change to a person's access, or an attempt at one. Added in 1.14."""
 
     action: AccountAction
-    user: UserId
-    login: str
+    user: UserId | None = None
+    """The person it is about (none: `policy-changed`, which is about the tenant)."""
+    login: str = ""
     """The account's sign-in name (an e-mail address, usually)."""
     by: str
     """Who did it: a user id, `tenant-key` (a system with the tenant's key) or `lockout`."""
@@ -59,7 +61,7 @@ class AccountChanged(msgspec.Struct, frozen=True, kw_only=True):
     """The personal API key created or revoked (its id, never the key)."""
     method: SignInMethod | None = None
     reason: str = ""
-    """Why a sign-in failed or an account was locked, in words."""
+    """Why a sign-in failed or an account was locked, or what members may do now, in words."""
     client: str = ""
     """The address the request came from."""
 

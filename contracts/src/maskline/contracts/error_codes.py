@@ -92,6 +92,7 @@ KNOWN: frozenset[str] = frozenset(
         "segmentation_unfinished",
         "session_ended",
         "sign_in_failed",
+        "sso_not_configured",
         "still_running",
         "stopped",
         "store_unavailable",

@@ -23,6 +23,8 @@ WEBHOOKS = "/v1/webhooks"
 #: People and sign-in (1.14).
 SIGN_IN = "/v1/sign-in"
 SIGN_IN_METHODS = "/v1/sign-in/methods"
+SIGN_IN_OIDC = "/v1/sign-in/oidc"
+SIGN_IN_OIDC_CALLBACK = "/v1/sign-in/oidc/callback"
 SIGN_OUT = "/v1/sign-out"
 ME = "/v1/me"
 MY_KEYS = "/v1/me/keys"

@@ -12,7 +12,8 @@ The account is what counts: a key or session is honoured only while its account 
 changing a password takes effect on the next request, whatever the indexes still say.
 
 `sessions` holds each signed-in browser under the sha256 of its cookie's token (the bucket's age
-limit ends a session 12 hours after sign-in). No token or key is stored in the clear: a copy of
+limit ends a session 12 hours after sign-in), and each single sign-on under way (`pending.<sha256
+of the browser's handle>`, for 10 minutes). No token or key is stored in the clear: a copy of
 the buckets signs no one in.
 """
 
@@ -80,6 +81,17 @@ class Session(msgspec.Struct, frozen=True, kw_only=True):
     created: str
 
 
+class PendingSignIn(msgspec.Struct, frozen=True, kw_only=True):
+    """A single sign-on under way: what the identity provider's answer must match (OpenID Connect's
+    state and nonce, PKCE's verifier) and where the person goes afterwards."""
+
+    state: str
+    nonce: str
+    verifier: str
+    next: str
+    created: float
+
+
 class LoginTaken(Exception):
     """Another account (of any tenant) signs in with this name."""
 
@@ -102,6 +114,9 @@ _ACCOUNT = msgspec.json.Decoder(Account)
 _POINTER = msgspec.json.Decoder(_Pointer)
 _SESSION = msgspec.json.Decoder(Session)
 _POLICY = msgspec.json.Decoder(AccountPolicy)
+_PENDING = msgspec.json.Decoder(PendingSignIn)
+#: How long a person may take at the identity provider.
+PENDING_S = 600.0
 
 
 class Accounts(BucketStore):
@@ -221,6 +236,20 @@ class Sessions(BucketStore):
         if not token or len(token) > 128:
             return None
         return await get_decoded(self.kv, digest(token), _SESSION)
+
+    async def hold(self, handle: str, pending: PendingSignIn) -> None:
+        """A single sign-on started by the browser holding `handle` (in a cookie of its own)."""
+        await self.kv.put(f"pending.{digest(handle)}", msgspec.json.encode(pending))
+
+    async def take(self, handle: str) -> PendingSignIn | None:
+        """The browser's single sign-on under way, once: it is forgotten as it is read."""
+        if not handle or len(handle) > 128:
+            return None
+        key = f"pending.{digest(handle)}"
+        pending = await get_decoded(self.kv, key, _PENDING)
+        with contextlib.suppress(KeyNotFoundError, NotFoundError):
+            await self.kv.delete(key)
+        return pending if pending is not None and time.time() - pending.created < PENDING_S else None
 
     async def end(self, token: str) -> None:
         with contextlib.suppress(KeyNotFoundError, NotFoundError):

@@ -20,16 +20,25 @@ def accounts_trail_id(tenant: str) -> str:
 async def publish_account_change(
     bus: Bus, account: Account, action: AccountAction, *, by: str, client: str, **fields: Any
 ) -> None:
+    change = account_v1.AccountChanged(
+        action=action, user=account.id, login=account.login, by=by, role=account.role, client=client, **fields
+    )
+    await _publish(bus, account.tenant, change)
+
+
+async def publish_policy_change(bus: Bus, tenant: str, words: str, *, by: str, client: str) -> None:
+    await _publish(bus, tenant, account_v1.AccountChanged(action="policy-changed", by=by, client=client, reason=words))
+
+
+async def _publish(bus: Bus, tenant: str, change: account_v1.AccountChanged) -> None:
     await bus.publish(
         job_event(
             account_v1.CHANGED,
             "gateway",
-            account_v1.AccountChanged(
-                action=action, user=account.id, login=account.login, by=by, role=account.role, client=client, **fields
-            ),
-            tenant=account.tenant,
-            job_id=accounts_trail_id(account.tenant),
+            change,
+            tenant=tenant,
+            job_id=accounts_trail_id(tenant),
             trace_id=new_trace_id(),
-            parts=(action, uuid.uuid4().hex[:12]),  # every change is its own event
+            parts=(change.action, uuid.uuid4().hex[:12]),  # every change is its own event
         )
     )

@@ -18,7 +18,7 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from maskline.contracts.audit_v1 import AuditRecord
 from maskline.contracts.http_v1 import AccountPolicy, RoleBody, UserBody, UserView
-from maskline.services.gateway.accounts.events import accounts_trail_id, publish_account_change
+from maskline.services.gateway.accounts.events import accounts_trail_id, publish_account_change, publish_policy_change
 from maskline.services.gateway.accounts.passwords import Passwords
 from maskline.services.gateway.core.answers import ANSWERS, Answers
 from maskline.services.gateway.core.auth import ROLE, Caller, client_address
@@ -142,7 +142,19 @@ class PeopleController(Controller):
     async def policy(self, accounts: Accounts, tenant: str) -> AccountPolicy:
         return await accounts.policy(tenant)
 
-    @put("/policy", summary="Let members change aliases or grants of your tenant's models (owners)", opt=OWNER)
-    async def set_policy(self, data: AccountPolicy, accounts: Accounts, tenant: str) -> AccountPolicy:
-        await accounts.set_policy(tenant, data)
+    @put("/policy", summary="Let members change aliases or grants of your tenant's models (owners; audited)", opt=OWNER)
+    async def set_policy(
+        self,
+        request: Request[Any, Any, Any],
+        data: AccountPolicy,
+        accounts: Accounts,
+        bus: Bus,
+        settings: GatewaySettings,
+        caller: Caller,
+    ) -> AccountPolicy:
+        await accounts.set_policy(caller.tenant, data)
+        words = f"members may change aliases: {data.members_change_aliases}; grants: {data.members_change_grants}"
+        await publish_policy_change(
+            bus, caller.tenant, words, by=caller.by, client=client_address(request, settings.trust_forwarded_for)
+        )
         return data

@@ -1,4 +1,6 @@
-"""The console's pages for people: sign-in, account, segment. Each is a static file (no build
+"""The console's pages for people: sign-in, account, segment, jobs, files, datasets, models,
+federations (the quality, experiments, visualizer, compare and operations pages are served beside
+the API they show). Each is a static file (no build
 step) over the same JSON API, with the shared `console.js` (who is signed in, the navigation bar,
 CSRF) and `console.css`; the session cookie, never an address, says who the visitor is."""
 
@@ -36,6 +38,26 @@ class ConsoleController(Controller):
     @get("/segment", media_type=MediaType.HTML)
     async def segment_page(self) -> Response[bytes]:
         return page("segment.html")
+
+    @get("/jobs", media_type=MediaType.HTML)
+    async def jobs_page(self) -> Response[bytes]:
+        return page("jobs.html")
+
+    @get("/files", media_type=MediaType.HTML)
+    async def files_page(self) -> Response[bytes]:
+        return page("files.html")
+
+    @get("/datasets", media_type=MediaType.HTML)
+    async def datasets_page(self) -> Response[bytes]:
+        return page("datasets.html")
+
+    @get("/models", media_type=MediaType.HTML)
+    async def models_page(self) -> Response[bytes]:
+        return page("models.html")
+
+    @get("/federations", media_type=MediaType.HTML)
+    async def federations_page(self) -> Response[bytes]:
+        return page("federations.html")
 
     @get("/static/console/{name:str}")
     async def shared(self, name: str) -> Response[bytes]:

@@ -11,6 +11,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 
+from maskline.services.gateway.accounts.oidc import SingleSignOnController
 from maskline.services.gateway.accounts.people import PeopleController
 from maskline.services.gateway.accounts.personal_keys import PersonalKeyController
 from maskline.services.gateway.accounts.sign_in import SignInController
@@ -89,6 +90,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
     app = Litestar(
         route_handlers=[
             SignInController,
+            SingleSignOnController,
             ConsoleController,
             PersonalKeyController,
             PeopleController,

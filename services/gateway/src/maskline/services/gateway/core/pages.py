@@ -1,5 +1,5 @@
 """The HTML pages, and the headers every answer carries so that a page cannot be framed (clickjacking),
-its address (which may hold an API key in `?key=`) does not leak to other sites as a referrer, and
+its address (which may name models and datasets) does not leak to other sites as a referrer, and
 a page runs only its own scripts: each page's inline scripts are allowed by their sha256 alone,
 computed here from the files served, so an injected script never runs."""
 

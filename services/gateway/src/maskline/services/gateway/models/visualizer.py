@@ -23,7 +23,7 @@ class VisualizerController(Controller):
 
     @get(
         "/visualizer",
-        summary="Model visualizer: ?model=NAME&version=V[&owner=O] (the page asks for an API key)",
+        summary="Model visualizer: ?model=NAME&version=V[&owner=O] (signed in)",
         media_type=MediaType.HTML,
         include_in_schema=False,
     )
@@ -32,7 +32,7 @@ class VisualizerController(Controller):
 
     @get(
         "/compare",
-        summary="Versions side by side: ?model=NAME&versions=1,2&dataset=D (the page asks for an API key)",
+        summary="Versions side by side: ?model=NAME&versions=1,2&dataset=D (signed in)",
         media_type=MediaType.HTML,
         include_in_schema=False,
     )

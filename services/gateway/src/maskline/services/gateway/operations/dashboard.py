@@ -17,7 +17,7 @@ class DashboardController(Controller):
 
     @get(
         "/dashboard",
-        summary="Operator dashboard (the page asks for an API key)",
+        summary="Operator dashboard (signed in; every tenant's view for operators)",
         media_type=MediaType.HTML,
         include_in_schema=False,
     )

@@ -6,7 +6,7 @@
 const maskline = (() => {
   const PAGES = [
     ["/segment", "Segment"], ["/jobs", "Jobs"], ["/files", "Files"], ["/datasets", "Datasets"], ["/models", "Models"],
-    ["/experiments", "Experiments"], ["/quality", "Quality"], ["/account", "Account"],
+    ["/experiments", "Experiments"], ["/federations", "Federations"], ["/quality", "Quality"], ["/account", "Account"],
   ];
   let me = null;
 
