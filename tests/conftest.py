@@ -83,11 +83,16 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 #: The people the test identity provider knows: one of them an owner adds to tenant-a; another
-#: claims the same address under another subject; a third has no account here.
+#: claims the same address under another subject; a third has no account here; a fourth's address
+#: is not verified; the fifth's is in tenant-a's domain but tenant-b added it; the sixth's account
+#: has a password.
 SSO_PEOPLE = (
     {"sub": "sso-ana", "email": "ana-sso@a.example", "email_verified": True},
     {"sub": "sso-imposter", "email": "ana-sso@a.example", "email_verified": True},
     {"sub": "sso-stranger", "email": "stranger@elsewhere.example", "email_verified": True},
+    {"sub": "sso-unverified", "email": "ana-sso@a.example"},
+    {"sub": "sso-bob", "email": "bob-sso@a.example", "email_verified": True},
+    {"sub": "sso-pat", "email": "pat-sso@a.example", "email_verified": True},
 )
 
 

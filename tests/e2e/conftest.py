@@ -68,6 +68,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str, oidc_pro
             "MASKLINE_OIDC_ISSUER": oidc_provider,
             "MASKLINE_OIDC_CLIENT_ID": "maskline-e2e",
             "MASKLINE_OIDC_CLIENT_SECRET": "e2e-client-secret",
+            "MASKLINE_OIDC_DOMAINS": "tenant-a:a.example",
             "MASKLINE_PUBLIC_URL": f"http://127.0.0.1:{settings.port}",
         },
     )

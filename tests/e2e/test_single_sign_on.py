@@ -113,3 +113,25 @@ def test_a_browser_signs_in_through_the_provider_from_the_sign_in_page(browser: 
     b.find_element(By.CSS_SELECTOR, "button[name=sub][value=sso-ana]").click()
     until(b, lambda: b.current_url.endswith("/account"), 20, "the account page, signed in")
     until(b, lambda: ANA in b.find_element(By.ID, "you").text, 20, "who is signed in")
+
+
+def test_an_unverified_address_or_another_tenants_domain_does_not_sign_in(stack: Stack, ana: str) -> None:
+    location, handle = started(stack)
+    refused_with(back(at_provider(location, "sso-unverified"), handle), "no verified e-mail address")
+    # tenant-b adds an address of tenant-a's domain: the provider's person is not handed to tenant-b.
+    other = JsonClient(stack.gateway_url, api_key="key-b", timeout=60, retry=AS_ANSWERED)
+    other.http.post("/v1/users", json={"login": "bob-sso@a.example", "role": "owner"}).raise_for_status()
+    other.close()
+    location, handle = started(stack)
+    refused_with(back(at_provider(location, "sso-bob"), handle), "a.example is not a domain of tenant-b")
+
+
+def test_a_person_with_a_password_does_not_sign_in_through_the_provider(stack: Stack) -> None:
+    """An account made with a password is never bound to the provider: whoever controls the address
+    there does not get the account."""
+    owner = JsonClient(stack.gateway_url, api_key="key-a", timeout=60, retry=AS_ANSWERED)
+    body = {"login": "pat-sso@a.example", "role": "owner", "password": "a long enough password"}
+    owner.http.post("/v1/users", json=body).raise_for_status()
+    owner.close()
+    location, handle = started(stack)
+    refused_with(back(at_provider(location, "sso-pat"), handle), "through single sign-on here")

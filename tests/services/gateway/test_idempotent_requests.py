@@ -181,5 +181,13 @@ def test_every_post_of_the_gateway_goes_through_the_layer_unless_it_says_why_not
     assert len(posts) >= 15
     opted_out = {(h.handler_name, h.opt[IDEMPOTENCY]) for h in posts if IDEMPOTENCY in h.opt}
     # The segmentation submit keeps its job in its own claim and answers a retry with the job as it
-    # is now; an upload is content-addressed. Every other POST — a new one too — is covered.
-    assert opted_out == {("submit", OWN), ("upload", NOT_NEEDED), ("infer", UNKEYED)}, opted_out
+    # is now; an upload is content-addressed; a sign-in, sign-out and a new personal key keep no
+    # answer (a key's answer is the key itself). Every other POST — a new one too — is covered.
+    assert opted_out == {
+        ("submit", OWN),
+        ("upload", NOT_NEEDED),
+        ("infer", UNKEYED),
+        ("sign_in", NOT_NEEDED),
+        ("sign_out", NOT_NEEDED),
+        ("create_key", NOT_NEEDED),
+    }, opted_out

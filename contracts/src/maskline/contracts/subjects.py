@@ -692,6 +692,14 @@ BUCKETS: tuple[Bucket, ...] = (
         max_bytes=64 * 1024 * 1024,
     ),
     Bucket(
+        "sign-ins",
+        (GATEWAY,),
+        (GATEWAY,),
+        ttl_s=600.0,
+        summary="single sign-ons under way: state, nonce and PKCE verifier by the sha256 of the browser's handle (10 minutes)",
+        max_bytes=64 * 1024 * 1024,
+    ),
+    Bucket(
         "fleet",
         SERVICES,
         (GATEWAY,),

@@ -12,8 +12,7 @@ The account is what counts: a key or session is honoured only while its account 
 changing a password takes effect on the next request, whatever the indexes still say.
 
 `sessions` holds each signed-in browser under the sha256 of its cookie's token (the bucket's age
-limit ends a session 12 hours after sign-in), and each single sign-on under way (`pending.<sha256
-of the browser's handle>`, for 10 minutes). No token or key is stored in the clear: a copy of
+limit ends a session 12 hours after sign-in); `sign-ins`, each single sign-on under way (10 minutes). No token or key is stored in the clear: a copy of
 the buckets signs no one in.
 """
 
@@ -23,6 +22,7 @@ import contextlib
 import hashlib
 import secrets
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable
 
@@ -102,8 +102,19 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def normal_login(login: str) -> str:
+    """A sign-in name as it is kept: Unicode NFKC (so look-alike compositions are one name)."""
+    return unicodedata.normalize("NFKC", login).strip()
+
+
 def login_digest(login: str) -> str:
-    return digest(login.strip().casefold())
+    return digest(normal_login(login).casefold())
+
+
+def readable_login(login: str) -> bool:
+    """No control, format (zero-width, bidi override) or line separator characters: a name that
+    looks like another person's in the owners' list and the audit trail is refused."""
+    return not any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Co", "Cs") for c in login)
 
 
 def new_user_id() -> str:
@@ -131,7 +142,7 @@ class Accounts(BucketStore):
         account = Account(
             id=new_user_id(),
             tenant=tenant,
-            login=login.strip(),
+            login=normal_login(login),
             role=role,
             created=now().isoformat(),
             password_hash=password_hash,
@@ -164,7 +175,13 @@ class Accounts(BucketStore):
         await self.kv.delete(self._user(account.tenant, account.id))
         for key in account.keys:
             await self._forget(f"key.{key.digest}")
-        await self._forget(f"login.{login_digest(account.login)}")
+        # The name only if it is still this account's: it may have been taken again since.
+        name = f"login.{login_digest(account.login)}"
+        with contextlib.suppress(KeyNotFoundError, NotFoundError, KeyWrongLastSequenceError):
+            entry = await self.kv.get(name)
+            pointer = _POINTER.decode(entry.value) if entry.value else None
+            if pointer is not None and (pointer.tenant, pointer.user) == (account.tenant, account.id):
+                await self.kv.delete(name, last=entry.revision)
 
     async def _forget(self, key: str) -> None:
         with contextlib.suppress(KeyNotFoundError, NotFoundError):
@@ -237,20 +254,26 @@ class Sessions(BucketStore):
             return None
         return await get_decoded(self.kv, digest(token), _SESSION)
 
+    async def end(self, token: str) -> None:
+        with contextlib.suppress(KeyNotFoundError, NotFoundError):
+            await self.kv.delete(digest(token))
+
+
+class PendingSignIns(BucketStore):
+    """Single sign-ons under way, by the sha256 of the browser's handle (a cookie of its own); the
+    bucket forgets them after 10 minutes, and each is taken once."""
+
+    BUCKET = "sign-ins"
+
     async def hold(self, handle: str, pending: PendingSignIn) -> None:
-        """A single sign-on started by the browser holding `handle` (in a cookie of its own)."""
-        await self.kv.put(f"pending.{digest(handle)}", msgspec.json.encode(pending))
+        await self.kv.put(digest(handle), msgspec.json.encode(pending))
 
     async def take(self, handle: str) -> PendingSignIn | None:
         """The browser's single sign-on under way, once: it is forgotten as it is read."""
         if not handle or len(handle) > 128:
             return None
-        key = f"pending.{digest(handle)}"
+        key = digest(handle)
         pending = await get_decoded(self.kv, key, _PENDING)
         with contextlib.suppress(KeyNotFoundError, NotFoundError):
             await self.kv.delete(key)
         return pending if pending is not None and time.time() - pending.created < PENDING_S else None
-
-    async def end(self, token: str) -> None:
-        with contextlib.suppress(KeyNotFoundError, NotFoundError):
-            await self.kv.delete(digest(token))

@@ -25,7 +25,7 @@ from maskline.shared.models.registry import ModelRegistry
 from maskline.shared.models.shadows import ShadowTallies
 from maskline.shared.operations.quality import QualityStore
 from maskline.shared.service.runtime import Runtime
-from maskline.shared.tenants.accounts import Accounts, Sessions
+from maskline.shared.tenants.accounts import Accounts, PendingSignIns, Sessions
 from maskline.shared.tenants.webhooks import WebhookTargets
 
 NAME = "gateway"
@@ -97,6 +97,7 @@ async def setup(runtime: Runtime) -> list[Awaitable[None]]:
         accounts=await Accounts.opened(runtime.bus.js),
         sessions=await Sessions.opened(runtime.bus.js),
         passwords=Passwords(settings.password_profile),
+        sign_ins=await PendingSignIns.opened(runtime.bus.js),
     )
     config = uvicorn.Config(
         create_app(ctx),

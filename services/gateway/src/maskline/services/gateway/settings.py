@@ -28,12 +28,17 @@ class GatewaySettings(RuntimeSettings, kw_only=True, frozen=True):
     sign_in_failures: int = 5
     """Failed sign-ins in a row after which an account is locked for `lockout_s` (429 `account_locked`)."""
     lockout_s: float = 900.0
+    max_people: int = 1000
+    """People one tenant may have (the accounts bucket is shared by every tenant)."""
     password_profile: str = "RFC_9106_LOW_MEMORY"
     """argon2id cost (argon2-cffi's `profiles`): the default is RFC 9106's second recommendation
     (64 MiB, 3 passes). The test stacks use `CHEAPEST`; a stored hash keeps its own cost."""
     oidc_issuer: str = ""
     """An OpenID Connect provider (`https://idp.example.com`): people may sign in through it.
     Empty: passwords only."""
+    oidc_domains: str = ""
+    """Comma-separated `tenant:domain` pairs: whose people may sign in through the provider, by
+    their e-mail's domain (`tenant-a:a.example,tenant-a:a.example.org`). None: nobody."""
     oidc_client_id: str = ""
     oidc_client_secret: str = ""
     public_url: str = ""
@@ -45,6 +50,10 @@ class GatewaySettings(RuntimeSettings, kw_only=True, frozen=True):
 
     def is_operator(self, tenant: str) -> bool:
         return tenant in self.operator_tenants()
+
+    def oidc_domains_of(self, tenant: str) -> set[str]:
+        pairs = (p.strip().partition(":") for p in self.oidc_domains.split(","))
+        return {domain.strip().casefold() for who, sep, domain in pairs if sep and who.strip() == tenant}
 
     def tenants_by_key(self) -> dict[str, str]:
         pairs: dict[str, str] = {}

@@ -38,15 +38,18 @@ from maskline.services.gateway.accounts.events import publish_account_change
 from maskline.services.gateway.accounts.sign_in import signed_in
 from maskline.services.gateway.core.answers import ANSWERS, Answers
 from maskline.services.gateway.core.auth import client_address
-from maskline.services.gateway.core.errors import NotFound
+from maskline.services.gateway.core.auth_limits import FailedKeys
+from maskline.services.gateway.core.errors import NotFound, TooManyRequests
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.shared.bus import Bus
-from maskline.shared.tenants.accounts import Account, Accounts, PendingSignIn, Sessions
+from maskline.shared.tenants.accounts import Account, Accounts, PendingSignIn, PendingSignIns, Sessions
 
 log = structlog.get_logger("oidc")
 HANDLE_COOKIE = "__Host-maskline-sso"
 CALLBACK = "/v1/sign-in/oidc/callback"
 #: Signature algorithms accepted in an ID token (never `none`, never a symmetric one).
+#: Single sign-ons one client address may start a minute (each holds a row for 10 minutes).
+STARTS_PER_MINUTE = 30
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
 
 
@@ -137,12 +140,27 @@ class SingleSignOnController(Controller):
     @get(
         summary="Sign in through the configured OpenID Connect provider: redirects there, then back",
         status_code=302,
-        opt={ANSWERS: Answers(refusals=NotFound.coded("sso_not_configured"))},
+        opt={
+            ANSWERS: Answers(
+                refusals=NotFound.coded("sso_not_configured") + TooManyRequests.coded("too_many_sign_ins", retry_after=True)
+            )
+        },
     )
     async def start(
-        self, sessions: Sessions, settings: GatewaySettings, next_: Annotated[str | None, Parameter(query="next")] = None
+        self,
+        request: Request[Any, Any, Any],
+        sign_ins: PendingSignIns,
+        sign_in_starts: FailedKeys,
+        settings: GatewaySettings,
+        next_: Annotated[str | None, Parameter(query="next")] = None,
     ) -> Redirect:
         provider = provider_of(settings, PROVIDERS)
+        client = client_address(request, settings.trust_forwarded_for)
+        wait = sign_in_starts.blocked_for(client, STARTS_PER_MINUTE)
+        if wait > 0:
+            message = f"too many sign-ins started from this address: try again in {wait:.0f} s"
+            raise TooManyRequests(message, code="too_many_sign_ins", retry_after_s=wait)
+        sign_in_starts.failed(client)
         async with httpx.AsyncClient(timeout=10) as http:
             metadata = await provider.metadata(http)
         handle = secrets.token_urlsafe(32)
@@ -153,7 +171,7 @@ class SingleSignOnController(Controller):
             next=back_to(next_),
             created=time.time(),
         )
-        await sessions.hold(handle, pending)
+        await sign_ins.hold(handle, pending)
         query = {
             "response_type": "code",
             "client_id": provider.client_id,
@@ -177,6 +195,7 @@ class SingleSignOnController(Controller):
         request: Request[Any, Any, Any],
         accounts: Accounts,
         sessions: Sessions,
+        sign_ins: PendingSignIns,
         bus: Bus,
         settings: GatewaySettings,
         code: Annotated[str | None, Parameter(query="code", max_length=4096)] = None,
@@ -184,7 +203,7 @@ class SingleSignOnController(Controller):
         error: Annotated[str | None, Parameter(query="error", max_length=200)] = None,
     ) -> Redirect:
         provider = provider_of(settings, PROVIDERS)
-        pending = await sessions.take(request.cookies.get(HANDLE_COOKIE, ""))
+        pending = await sign_ins.take(request.cookies.get(HANDLE_COOKIE, ""))
         client = client_address(request, settings.trust_forwarded_for)
         try:
             if pending is None:
@@ -195,7 +214,7 @@ class SingleSignOnController(Controller):
                 raise SignInRefused("the identity provider's answer does not belong to this sign-in")
             async with httpx.AsyncClient(timeout=10) as http:
                 claims = await self._exchange(http, provider, settings, code, pending)
-            account = await self._account(claims, accounts, bus, client)
+            account = await self._account(claims, accounts, bus, settings, client)
         except SignInRefused as exc:
             log.info("single sign-on refused", reason=str(exc), client=client)
             return refused_page(str(exc))
@@ -228,27 +247,26 @@ class SingleSignOnController(Controller):
         return await provider.claims(http, id_token, pending.nonce)
 
     @staticmethod
-    async def _account(claims: dict[str, Any], accounts: Accounts, bus: Bus, client: str) -> Account:
+    async def _account(claims: dict[str, Any], accounts: Accounts, bus: Bus, settings: GatewaySettings, client: str) -> Account:
         email, subject = claims.get("email"), str(claims["sub"])
-        if not isinstance(email, str) or claims.get("email_verified") is False:
-            raise SignInRefused("the identity provider vouched for no e-mail address")
+        if not isinstance(email, str) or claims.get("email_verified") not in (True, "true"):
+            raise SignInRefused("the identity provider vouched for no verified e-mail address")
         account = await accounts.by_login(email)
-        if account is None:
-            raise SignInRefused(f"no one signs in as {email} here: ask an owner of your tenant to add you")
-        if account.oidc_subject not in (None, subject):
-            await publish_account_change(
-                bus,
-                account,
-                "sign-in-failed",
-                by=account.id,
-                client=client,
-                method="oidc",
-                reason="another subject at the identity provider",
-            )
+        if account is None or account.password_hash is not None:
+            raise SignInRefused(f"no one signs in as {email} through single sign-on here: ask an owner of your tenant")
+        domain = email.rpartition("@")[2].casefold()
+        if domain not in settings.oidc_domains_of(account.tenant):
+            raise SignInRefused(f"{domain} is not a domain of {account.tenant} for single sign-on (MASKLINE_OIDC_DOMAINS)")
+
+        def bind(current: Account) -> Account | None:
+            return msgspec.structs.replace(current, oidc_subject=subject) if current.oidc_subject is None else None
+
+        bound = await accounts.change(account.tenant, account.id, bind)
+        if bound is None or bound.oidc_subject != subject:
+            if bound is not None:
+                reason = "another subject at the identity provider"
+                await publish_account_change(
+                    bus, bound, "sign-in-failed", by=bound.id, client=client, method="oidc", reason=reason
+                )
             raise SignInRefused(f"{email} is bound to another identity at the provider")
-        if account.locked_until > time.time():
-            raise SignInRefused("this account is locked after repeated failed sign-ins: try again later")
-        if account.oidc_subject is None:
-            bound = await accounts.change(account.tenant, account.id, lambda a: msgspec.structs.replace(a, oidc_subject=subject))
-            account = bound or account
-        return account
+        return bound

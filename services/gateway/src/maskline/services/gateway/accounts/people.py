@@ -22,10 +22,10 @@ from maskline.services.gateway.accounts.events import accounts_trail_id, publish
 from maskline.services.gateway.accounts.passwords import Passwords
 from maskline.services.gateway.core.answers import ANSWERS, Answers
 from maskline.services.gateway.core.auth import ROLE, Caller, client_address
-from maskline.services.gateway.core.errors import Conflict, NotFound
+from maskline.services.gateway.core.errors import Conflict, NotFound, Unprocessable
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.shared.bus import Bus
-from maskline.shared.tenants.accounts import Account, Accounts, LoginTaken
+from maskline.shared.tenants.accounts import Account, Accounts, LoginTaken, readable_login
 from maskline.shared.tenants.trails import job_trail
 
 UserPath = Annotated[str, Parameter(pattern=r"^u-[0-9a-f]{16}$", description="The person's id (`u-...`)")]
@@ -67,7 +67,10 @@ class PeopleController(Controller):
 
     @post(
         summary="Add a person with a role; with a password they may sign in with it, else through single sign-on",
-        opt={**OWNER, ANSWERS: Answers(refusals=Conflict.coded("login_taken"))},
+        opt={
+            **OWNER,
+            ANSWERS: Answers(refusals=Conflict.coded("login_taken", "too_many_people") + Unprocessable.coded("invalid_login")),
+        },
     )
     async def add_user(
         self,
@@ -79,6 +82,10 @@ class PeopleController(Controller):
         settings: GatewaySettings,
         caller: Caller,
     ) -> UserView:
+        if not readable_login(data.login):
+            raise Unprocessable("a sign-in name without control or invisible characters, please", code="invalid_login")
+        if len(await accounts.of_tenant(caller.tenant)) >= settings.max_people:
+            raise Conflict(f"{caller.tenant} has {settings.max_people} people (MASKLINE_MAX_PEOPLE)", code="too_many_people")
         hashed = await passwords.hash(data.password) if data.password is not None else None
         try:
             account = await accounts.add(caller.tenant, data.login, data.role, hashed)

@@ -2,8 +2,11 @@
 
 A personal key acts with its owner's role, for as long as the person is in the tenant and the key
 is not revoked; it is shown once, stored as its sha256. Any role may keep keys (a viewer's key
-reads). A tenant's API key has no person behind it, so it has no personal keys (409 `no_person`).
-Every key made or revoked and every password change is audited.
+reads), at most `MAX_KEYS`. A tenant's API key has no person behind it, so it has no personal keys
+(409 `no_person`). Keys are made and the password changed by a signed-in person only (403
+`session_required`), so a stolen key cannot make itself more keys nor guess the password; a wrong
+current password counts towards the lockout like a failed sign-in. Every key made or revoked and
+every password change is audited.
 """
 
 from __future__ import annotations
@@ -12,16 +15,19 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.datastructures import CacheControlHeader
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from maskline.contracts.http_v1 import PasswordBody, PersonalKeyBody, PersonalKeyView
+from maskline.services.gateway.accounts.attempts import try_password
 from maskline.services.gateway.accounts.events import publish_account_change
 from maskline.services.gateway.accounts.passwords import Passwords
-from maskline.services.gateway.accounts.sign_in import signed_in
+from maskline.services.gateway.accounts.sign_in import audit_failure, signed_in
 from maskline.services.gateway.core.answers import ANSWERS, Answers
 from maskline.services.gateway.core.auth import ROLE, Caller, client_address
-from maskline.services.gateway.core.errors import Conflict, NotFound, Unauthorized
+from maskline.services.gateway.core.errors import Conflict, Forbidden, NotFound, Unauthorized
+from maskline.services.gateway.core.idempotent_requests import IDEMPOTENCY, NOT_NEEDED
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.shared.bus import Bus
 from maskline.shared.tenants.accounts import Account, Accounts, PersonalKey, Sessions
@@ -29,6 +35,18 @@ from maskline.shared.tenants.accounts import Account, Accounts, PersonalKey, Ses
 KeyPath = Annotated[str, Parameter(pattern=r"^k-[0-9a-f]{12}$", description="The key's id (`k-...`)")]
 ANY_ROLE = {ROLE: "viewer"}
 NO_PERSON = Conflict.coded("no_person")
+SIGNED_IN = Forbidden.coded("session_required")
+#: Personal keys one person may hold at once.
+MAX_KEYS = 20
+#: Keys and passwords are answered once and never kept: not by a cache, nor by the idempotency layer.
+SECRET = {IDEMPOTENCY: NOT_NEEDED}
+
+
+def signed_in_person(caller: Caller) -> Account:
+    account = person(caller)
+    if caller.session is None:
+        raise Forbidden("sign in (a browser session) to make keys or change your password", code="session_required")
+    return account
 
 
 def person(caller: Caller) -> Account:
@@ -55,8 +73,9 @@ class PersonalKeyController(Controller):
 
     @post(
         "/keys",
-        summary="Make a personal API key: it acts with your role; keep it, it is not shown again",
-        opt={**ANY_ROLE, ANSWERS: Answers(refusals=NO_PERSON)},
+        summary="Make a personal API key (signed in): it acts with your role; keep it, it is not shown again",
+        opt={**ANY_ROLE, **SECRET, ANSWERS: Answers(refusals=NO_PERSON + SIGNED_IN + Conflict.coded("too_many_keys"))},
+        cache_control=CacheControlHeader(no_store=True),
     )
     async def create_key(
         self,
@@ -67,7 +86,10 @@ class PersonalKeyController(Controller):
         settings: GatewaySettings,
         caller: Caller,
     ) -> PersonalKeyView:
-        made = await accounts.create_key(person(caller), data.name)
+        account = signed_in_person(caller)
+        if len(account.keys) >= MAX_KEYS:
+            raise Conflict(f"you hold {MAX_KEYS} keys: revoke one first", code="too_many_keys")
+        made = await accounts.create_key(account, data.name)
         if made is None:
             raise Conflict("your account was removed meanwhile", code="no_person")
         account, record, secret = made
@@ -98,8 +120,8 @@ class PersonalKeyController(Controller):
 
     @put(
         "/password",
-        summary="Change your password: every session of yours ends, this browser gets a new one",
-        opt={**ANY_ROLE, ANSWERS: Answers(refusals=NO_PERSON + Unauthorized.coded("sign_in_failed"))},
+        summary="Change your password (signed in): every session of yours ends, this browser gets a new one",
+        opt={**ANY_ROLE, **SECRET, ANSWERS: Answers(refusals=NO_PERSON + SIGNED_IN + Unauthorized.coded("sign_in_failed"))},
     )
     async def change_password(
         self,
@@ -112,19 +134,22 @@ class PersonalKeyController(Controller):
         settings: GatewaySettings,
         caller: Caller,
     ) -> Response[None]:
-        account = person(caller)
-        if not await passwords.verify(account.password_hash, data.current):
-            raise Unauthorized("the current password is wrong", code="sign_in_failed")
+        account = signed_in_person(caller)
+        client = client_address(request, settings.trust_forwarded_for)
+        attempt = await try_password(account, data.current, accounts, passwords, settings)
+        if not attempt.good:
+            if attempt.account is not None:
+                audit_failure(bus, attempt, settings, client)
+            raise Unauthorized("the current password is wrong, or the account is locked for a while", code="sign_in_failed")
         hashed = await passwords.hash(data.new)
         changed = await accounts.change(
             account.tenant, account.id, lambda a: msgspec.structs.replace(a, password_hash=hashed, epoch=a.epoch + 1)
         )
         if changed is None:
             raise Conflict("your account was removed meanwhile", code="no_person")
-        client = client_address(request, settings.trust_forwarded_for)
         await publish_account_change(bus, changed, "password-changed", by=changed.id, client=client)
-        if caller.session is None:
-            return Response(None)
         await sessions.end(caller.token)
-        _, cookie = await signed_in(changed, caller.session.method, sessions, bus, settings, client)
+        _, cookie = await signed_in(
+            changed, caller.session.method if caller.session else "password", sessions, bus, settings, client
+        )
         return Response(None, cookies=[cookie])

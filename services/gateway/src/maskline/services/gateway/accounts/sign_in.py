@@ -2,36 +2,63 @@
 oidc.py) and gets a session cookie; `/v1/me` says who a request is and hands a page its CSRF token.
 
 Failed sign-ins count twice: per client address (the same limit as unknown API keys), and per
-account: `sign_in_failures` in a row lock it for `lockout_s` (429 `account_locked`, audited), a
-good password included. A wrong name and a wrong password get the same answer after the same work.
+account: `sign_in_failures` in a row lock it for `lockout_s` (audited), a good password included
+(attempts.py). A wrong name, a wrong password and a locked account get the same answer after the
+same work; the events of a known account are published after the answer.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import Cookie
+from litestar.datastructures import CacheControlHeader, Cookie
 
 from maskline.contracts.account_v1 import SignInMethod
 from maskline.contracts.http_v1 import MeView, SignInBody
-from maskline.services.gateway.accounts.events import publish_account_change
+from maskline.services.gateway.accounts.attempts import Attempt, try_password
+from maskline.services.gateway.accounts.events import in_background, publish_account_change
 from maskline.services.gateway.accounts.passwords import Passwords
 from maskline.services.gateway.core.answers import ANSWERS, Answers
 from maskline.services.gateway.core.auth import ROLE, SESSION_COOKIE, Caller, client_address
 from maskline.services.gateway.core.auth_limits import FailedKeys
-from maskline.services.gateway.core.errors import TooManyRequests, Unauthorized
+from maskline.services.gateway.core.errors import Forbidden, TooManyRequests, Unauthorized, UnsupportedMedia
+from maskline.services.gateway.core.idempotent_requests import IDEMPOTENCY, NOT_NEEDED
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.shared.bus import Bus
-from maskline.shared.tenants.accounts import Account, Accounts, Sessions, failed
+from maskline.shared.tenants.accounts import Account, Accounts, Sessions
 
 #: A session lasts as long as the `sessions` bucket keeps it (the subject table: 12 hours).
 SESSION_S = 12 * 3600
-SIGN_IN_REFUSALS = Unauthorized.coded("sign_in_failed") + TooManyRequests.coded(
-    "account_locked", "too_many_failed_keys", retry_after=True
+SIGN_IN_REFUSALS = (
+    Unauthorized.coded("sign_in_failed")
+    + TooManyRequests.coded("too_many_failed_keys", retry_after=True)
+    + UnsupportedMedia.coded("unsupported_media_type")
+    + Forbidden.coded("cross_site")
 )
+#: The one answer to a refused sign-in: a wrong name, a wrong password and a locked account alike.
+REFUSED = "wrong sign-in name or password (or the account is locked for a while after repeated failures)"
+
+
+def same_site(request: Request[Any, Any, Any]) -> None:
+    """A sign-in posted by another site is refused: a form can send no JSON `Content-Type` without a
+    preflight (which nothing here answers), and browsers say where a request came from. Else another
+    site could sign a visitor in as the attacker (login CSRF) and collect what they upload."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise UnsupportedMedia("sign in with a JSON body (Content-Type: application/json)", code="unsupported_media_type")
+    if request.headers.get("sec-fetch-site", "same-origin") == "cross-site":
+        raise Forbidden("a sign-in from another site is refused", code="cross_site")
+
+
+def audit_failure(bus: Bus, attempt: Attempt, settings: GatewaySettings, client: str) -> None:
+    """The failed try of a known account (and the lock it set), published after the answer."""
+    account = attempt.account
+    assert account is not None
+    in_background(publish_account_change(bus, account, "sign-in-failed", by=account.id, client=client, method="password"))
+    if attempt.locked_now:
+        reason = f"{settings.sign_in_failures} failed sign-ins in a row: locked for {settings.lockout_s:g} s"
+        in_background(publish_account_change(bus, account, "locked", by="lockout", client=client, reason=reason))
 
 
 def session_cookie(token: str, max_age: int = SESSION_S) -> Cookie:
@@ -48,7 +75,7 @@ def me_view(caller: Caller, settings: GatewaySettings) -> MeView:
         tenant=caller.tenant,
         role=caller.role,
         via=caller.via,
-        operator=settings.is_operator(caller.tenant),
+        operator=caller.operator or (settings.is_operator(caller.tenant) and caller.role == "owner"),
         user=account.id if account else None,
         login=account.login if account else None,
         csrf_token=caller.session.csrf if caller.session else None,
@@ -73,7 +100,8 @@ class SignInController(Controller):
         "/v1/sign-in",
         status_code=200,
         summary="Sign in with a name and password: the answer sets the session cookie",
-        opt={ANSWERS: Answers(refusals=SIGN_IN_REFUSALS)},
+        opt={ANSWERS: Answers(refusals=SIGN_IN_REFUSALS), IDEMPOTENCY: NOT_NEEDED},
+        cache_control=CacheControlHeader(no_store=True),
     )
     async def sign_in(
         self,
@@ -86,6 +114,7 @@ class SignInController(Controller):
         failed_keys: FailedKeys,
         settings: GatewaySettings,
     ) -> Response[MeView]:
+        same_site(request)
         client = client_address(request, settings.trust_forwarded_for)
         wait = failed_keys.blocked_for(client, settings.max_failed_keys)
         if wait > 0:
@@ -94,42 +123,21 @@ class SignInController(Controller):
                 code="too_many_failed_keys",
                 retry_after_s=wait,
             )
-        account = await accounts.by_login(data.login)
-        good = await passwords.verify(account.password_hash if account else None, data.password)
-        if account is not None and account.locked_until > time.time():
-            wait = account.locked_until - time.time()
-            raise TooManyRequests(
-                f"this account is locked after repeated failed sign-ins: try again in {wait:.0f} s",
-                code="account_locked",
-                retry_after_s=wait,
-            )
-        if account is None or not good:
-            failed_keys.failed(client)
-            if account is not None:
-                await self._failed(account, accounts, bus, settings, client)
-            raise Unauthorized("wrong sign-in name or password", code="sign_in_failed")
-        if account.failures:
-            account = (
-                await accounts.change(account.tenant, account.id, lambda a: msgspec.structs.replace(a, failures=0)) or account
-            )
-        view, cookie = await signed_in(account, "password", sessions, bus, settings, client)
+        failed_keys.failed(client)  # counted before the check (a burst in parallel is counted whole); forgiven below
+        attempt = await try_password(await accounts.by_login(data.login), data.password, accounts, passwords, settings)
+        if not attempt.good or attempt.account is None:
+            if attempt.account is not None:
+                audit_failure(bus, attempt, settings, client)
+            raise Unauthorized(REFUSED, code="sign_in_failed")
+        failed_keys.forgive(client)
+        view, cookie = await signed_in(attempt.account, "password", sessions, bus, settings, client)
         return Response(view, cookies=[cookie])
-
-    @staticmethod
-    async def _failed(account: Account, accounts: Accounts, bus: Bus, settings: GatewaySettings, client: str) -> None:
-        after = await accounts.change(
-            account.tenant, account.id, lambda a: failed(a, settings.sign_in_failures, settings.lockout_s)
-        )
-        await publish_account_change(bus, account, "sign-in-failed", by=account.id, client=client, method="password")
-        if after is not None and after.locked_until > time.time():
-            reason = f"{settings.sign_in_failures} failed sign-ins in a row: locked for {settings.lockout_s:g} s"
-            await publish_account_change(bus, account, "locked", by="lockout", client=client, reason=reason)
 
     @post(
         "/v1/sign-out",
         status_code=200,
         summary="End this browser's session (its cookie is cleared)",
-        opt={ROLE: "viewer"},
+        opt={ROLE: "viewer", IDEMPOTENCY: NOT_NEEDED},
     )
     async def sign_out(
         self, request: Request[Any, Any, Any], caller: Caller, sessions: Sessions, bus: Bus, settings: GatewaySettings
@@ -144,6 +152,10 @@ class SignInController(Controller):
     async def methods(self, settings: GatewaySettings) -> tuple[SignInMethod, ...]:
         return sign_in_methods(settings)
 
-    @get("/v1/me", summary="Who this request is: tenant, role, person; a session's CSRF token")
+    @get(
+        "/v1/me",
+        summary="Who this request is: tenant, role, person; a session's CSRF token",
+        cache_control=CacheControlHeader(no_store=True),
+    )
     async def me(self, caller: Caller, settings: GatewaySettings) -> MeView:
         return me_view(caller, settings)

@@ -130,6 +130,8 @@ def create_app(ctx: GatewayContext) -> Litestar:
             "accounts": part(lambda: ctx.accounts),
             "sessions": part(lambda: ctx.sessions),
             "passwords": part(lambda: ctx.passwords),
+            "sign_ins": part(lambda: ctx.sign_ins),
+            "sign_in_starts": part(lambda: ctx.sign_in_starts),
             "tenants_by_key": part(tenants_by_key),
             "failed_keys": part(lambda: ctx.failed_keys),
             "settings": part(lambda: ctx.settings),
@@ -158,9 +160,13 @@ def create_app(ctx: GatewayContext) -> Litestar:
         guards=[shed_over_limits(identities.tenant_of, intake)],
         # A server span per request, continuing the caller's `traceparent`: a job started inside it
         # takes its trace id (shared/tracing.py), so a client's trace runs on through the bus.
-        plugins=[problems.plugin(), OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/metrics", "/health", "/v2/health"]))],
+        # The single sign-on callback's address holds a one-time code: not one for the traces.
+        plugins=[
+            problems.plugin(),
+            OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/metrics", "/health", "/v2/health", "/v1/sign-in/oidc/callback"])),
+        ],
         # Innermost, the idempotency layer: an answer it sends again passes the others like a new one.
-        middleware=[HTTP_METRICS.middleware, security_headers, idempotent_posts(identities.tenant_of, lambda: ctx.idempotency)],
+        middleware=[HTTP_METRICS.middleware, security_headers, idempotent_posts(identities.claimant_of, lambda: ctx.idempotency)],
         exception_handlers=problems.catch_all(),
         request_max_body_size=ctx.settings.max_upload_bytes,
         openapi_config=OpenAPIConfig(

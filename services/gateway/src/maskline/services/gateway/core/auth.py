@@ -29,7 +29,7 @@ import base64
 import binascii
 import hmac
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.cookies import CookieError, SimpleCookie
 from typing import Any, Literal, TypeAlias
 
@@ -73,6 +73,9 @@ class Caller:
     session: Session | None = None
     token: str = ""
     """The session cookie's token (signing out ends it)."""
+    operator: bool = False
+    """An owner (or the key) of an operator tenant (MASKLINE_OPERATORS): sees every tenant's jobs,
+    dead letters and trail. A viewer or member of that tenant sees their tenant's only."""
 
     @property
     def by(self) -> str:
@@ -140,12 +143,22 @@ class Identities:
         return Caller(tenant=account.tenant, role=account.role, via="session", account=account, session=session, token=token)
 
     async def tenant_of(self, headers: Headers) -> str | None:
-        """The tenant a request acts for, or None (the route answers 401): the admission guard and
-        the idempotency layer, which run before the route's own check."""
+        """The tenant a request acts for, or None (the route answers 401): the admission guard,
+        which runs before the route's own check."""
         if not api_key(headers) and not session_token(headers):
             return None
         caller = await self.identify(headers)
         return None if caller is None else caller.tenant
+
+    async def claimant_of(self, headers: Headers) -> str | None:
+        """Whose Idempotency-Keys a request's is among: the tenant's (its API keys) or one person's
+        (`<tenant>.<user id>`), so that nobody is replayed another person's answer."""
+        if not api_key(headers) and not session_token(headers):
+            return None
+        caller = await self.identify(headers)
+        if caller is None:
+            return None
+        return caller.tenant if caller.account is None else f"{caller.tenant}.{caller.account.id}"
 
 
 def needed_role(handler: BaseRouteHandler, method: str) -> Role:
@@ -174,6 +187,7 @@ async def provide_caller(
             raise Unauthorized("unknown API key")
         raise Unauthorized("your session has ended: sign in again", code="session_ended")
     await _check_role(caller, request, identities)
+    caller = replace(caller, operator=settings.is_operator(caller.tenant) and caller.role == "owner")
     if caller.session is not None and request.method not in READS:
         sent = request.headers.get(CSRF_HEADER, "")
         if not hmac.compare_digest(sent.encode(), caller.session.csrf.encode()):

@@ -35,3 +35,9 @@ class FailedKeys:
             for quiet in [c for c, s in self._seen.items() if s[-1] < now - WINDOW_S]:
                 del self._seen[quiet]
         self._seen.setdefault(client, deque()).append(now)
+
+    def forgive(self, client: str) -> None:
+        """Take back the newest failure of `client` (a sign-in counts as failed before it is checked)."""
+        seen = self._seen.get(client)
+        if seen:
+            seen.pop()

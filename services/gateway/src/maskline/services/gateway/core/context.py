@@ -26,7 +26,7 @@ from maskline.shared.models.registry import ModelRegistry
 from maskline.shared.models.shadows import ShadowTallies
 from maskline.shared.operations.quality import QualityStore
 from maskline.shared.service.runtime import Runtime
-from maskline.shared.tenants.accounts import Accounts, Sessions
+from maskline.shared.tenants.accounts import Accounts, PendingSignIns, Sessions
 from maskline.shared.tenants.webhooks import WebhookTargets
 
 
@@ -49,5 +49,8 @@ class GatewayContext:
     accounts: Accounts
     sessions: Sessions
     passwords: Passwords
+    sign_ins: PendingSignIns
     metrics: Metrics = field(default_factory=Metrics)
     failed_keys: FailedKeys = field(default_factory=FailedKeys)
+    sign_in_starts: FailedKeys = field(default_factory=FailedKeys)
+    """Single sign-ons started per client address (each holds a row until it expires)."""

@@ -103,10 +103,10 @@ def checked_key(value: str | None) -> str | None:
 
 
 def idempotent_posts(
-    tenant_of: Callable[[Headers], Awaitable[str | None]], keys: Callable[[], IdempotencyKeys]
+    claimant_of: Callable[[Headers], Awaitable[str | None]], keys: Callable[[], IdempotencyKeys]
 ) -> Callable[[ASGIApp], ASGIApp]:
-    """ASGI middleware (app.py): `tenant_of` tells the tenant a request acts for (auth.Identities);
-    `keys` is read at each request."""
+    """ASGI middleware (app.py): `claimant_of` tells whose keys a request's is among (the tenant's,
+    or one person's: auth.Identities.claimant_of); `keys` is read at each request."""
 
     def wrap(app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
@@ -115,7 +115,7 @@ def idempotent_posts(
                 return
             headers = Headers.from_scope(scope)
             key = headers.get("idempotency-key")
-            tenant = await tenant_of(headers) if key is not None else None
+            tenant = await claimant_of(headers) if key is not None else None
             if key is None or tenant is None:  # no key: nothing to keep; no tenant: the handler answers 401
                 await app(scope, receive, send)
                 return

@@ -78,6 +78,8 @@ PARTS: dict[str, tuple[Refusal, ...]] = {
     "accounts": _BUS,
     "sessions": _BUS,
     "passwords": (),
+    "sign_ins": _BUS,
+    "sign_in_starts": (),
     "bus": _BUS,
     "store": _STORE,
     "job_store": _BUS,

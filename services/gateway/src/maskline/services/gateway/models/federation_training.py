@@ -20,7 +20,7 @@ from maskline.services.gateway.core.errors import NotFound, Unprocessable
 from maskline.services.gateway.core.store import Store
 from maskline.services.gateway.data.datasets import NAME_REFUSALS
 from maskline.services.gateway.data.datasets import prefix as dataset_prefix
-from maskline.services.gateway.models.federations import Run, visible_run
+from maskline.services.gateway.models.federations import SHARES_MODELS, Run, visible_run
 from maskline.services.gateway.models.sharing import OwnerParam
 from maskline.services.gateway.tracking.job_routes import CommandJobs
 from maskline.shared import keys
@@ -77,8 +77,11 @@ class FederationTrainingController(Controller):
 
     @put(
         status_code=HTTP_200_OK,
-        summary="A site: train every round of this federation here, on one of your datasets (starts the open round's now)",
-        opt={ANSWERS: Answers(refusals=NotFound.coded("federation_not_found") + NAME_REFUSALS + Unprocessable.coded())},
+        summary="A site: train every round of this federation here, on one of your datasets (owners; starts the open round's)",
+        opt={
+            **SHARES_MODELS,
+            ANSWERS: Answers(refusals=NotFound.coded("federation_not_found") + NAME_REFUSALS + Unprocessable.coded()),
+        },
     )
     async def enrol(
         self,

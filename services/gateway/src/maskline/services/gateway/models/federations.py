@@ -22,6 +22,7 @@ from maskline.contracts.http_v1 import FederationBody, FederationSummary, Federa
 from maskline.contracts.model_v1 import VersionRef
 from maskline.contracts.subjects import GATEWAY
 from maskline.services.gateway.core.answers import ANSWERS, ETAG, LOCATION, OCTETS, Answers
+from maskline.services.gateway.core.auth import MEMBERS_IF, ROLE
 from maskline.services.gateway.core.bodies import RAW_BODY, STREAMED_BODY, limit_of, limited, raw
 from maskline.services.gateway.core.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
 from maskline.services.gateway.core.intake import Intake
@@ -48,6 +49,11 @@ RECORDED_WITHIN_S = 10.0
 RUN_EVENTS = (model_v1.ROUND_OPENED, model_v1.UPDATE_SUBMITTED, model_v1.ROUND_CLOSED, model_v1.FAILED)
 #: No such run, or not one the caller takes part in (`_run`, `Run`).
 _NO_RUN = NotFound.coded("federation_not_found")
+
+
+#: Starting a run or sending a site's update hands weights (or what the tenant's data taught them)
+#: to other tenants: a grant, so the owner's, or a member's where the owners allowed grants.
+SHARES_MODELS = {ROLE: "owner", MEMBERS_IF: "grants"}
 
 
 class Run:
@@ -174,12 +180,13 @@ class FederationController(Controller):
 
     @post(
         status_code=HTTP_201_CREATED,
-        summary="Start a federated run: round 1 opens for the named sites",
+        summary="Start a federated run: round 1 opens for the named sites (it shares the model with them: owners)",
         opt={
+            **SHARES_MODELS,
             ANSWERS: Answers(
                 refusals=_NO_RUN + NAME_REFUSALS + Unprocessable.coded("model_not_copyable", "unprocessable"),
                 headers={LOCATION: True},
-            )
+            ),
         },
     )
     async def start(
@@ -295,9 +302,10 @@ class FederationController(Controller):
     @put(
         "/{federation:str}/rounds/{round:int}/update",
         status_code=HTTP_200_OK,
-        summary="A site's trained weights for one round (raw body; the site is the caller's tenant)",
+        summary="A site's trained weights for one round (raw body; the site is the caller's tenant; owners)",
         request_max_body_size=None,  # streamed under the model limit (bodies.py)
         opt={
+            **SHARES_MODELS,
             STREAMED_BODY: "max_model_bytes",
             RAW_BODY: raw("The site's trained weights, streamed (up to MASKLINE_MAX_MODEL_BYTES)", OCTETS),
             ANSWERS: Answers(

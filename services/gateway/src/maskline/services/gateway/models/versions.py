@@ -29,7 +29,7 @@ from maskline.services.gateway.core.model_lookup import ModelLookup
 from maskline.services.gateway.core.store import Store
 from maskline.services.gateway.data.datasets import NAME_REFUSALS
 from maskline.services.gateway.data.datasets import prefix as dataset_prefix
-from maskline.services.gateway.models.aliases import PROMOTION_REFUSALS, AliasChanges
+from maskline.services.gateway.models.aliases import OWNER_OR_ALLOWED, PROMOTION_REFUSALS, AliasChanges
 from maskline.services.gateway.models.sharing import OwnerParam
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.tracking.job_routes import CommandJobs
@@ -93,7 +93,7 @@ class ModelController(Controller):
         "/{name:str}/{version:int}/release",
         status_code=HTTP_200_OK,
         summary="Make this version `stable` (and `stable-<precision>`): what requests naming no version run (owner only)",
-        opt={ANSWERS: Answers(refusals=PROMOTION_REFUSALS)},
+        opt={**OWNER_OR_ALLOWED, ANSWERS: Answers(refusals=PROMOTION_REFUSALS)},
     )
     async def release(
         self, models: ModelLookup, registry: ModelRegistry, alias_changes: AliasChanges, tenant: str, name: str, version: int

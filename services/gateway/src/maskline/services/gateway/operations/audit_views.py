@@ -11,6 +11,7 @@ from litestar.params import Parameter
 
 from maskline.contracts.audit_v1 import AuditRecord, Checkpoint, ObservedEvent
 from maskline.services.gateway.core.answers import ANSWERS, Answers
+from maskline.services.gateway.core.auth import Caller
 from maskline.services.gateway.core.errors import Forbidden, NotFound
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.services.gateway.tracking.job_routes import owned_job
@@ -77,8 +78,8 @@ class AuditController(Controller):
         summary="Verify the whole trail: every hash, signature, link and sequence (operators)",
         opt={ANSWERS: Answers(refusals=Forbidden.coded())},
     )
-    async def verify(self, bus: Bus, settings: GatewaySettings, tenant: str) -> TrailVerdict:
-        if not settings.is_operator(tenant):
+    async def verify(self, bus: Bus, settings: GatewaySettings, caller: Caller) -> TrailVerdict:
+        if not caller.operator:
             raise Forbidden("only operators verify the whole trail (it holds every tenant's records)")
         verdict = await verify_stream(bus.js, load_public_key(settings.audit_public_key_file))
         return TrailVerdict(

@@ -7,8 +7,8 @@ from typing import Any
 import msgspec
 from litestar import Controller, MediaType, Response, get
 
+from maskline.services.gateway.core.auth import Caller
 from maskline.services.gateway.core.pages import page
-from maskline.services.gateway.settings import GatewaySettings
 from maskline.shared.jobs.state import JobStore
 
 
@@ -33,9 +33,9 @@ class DashboardController(Controller):
     async def quality_page(self) -> Response[bytes]:
         return page("quality.html")
 
-    @get("/v1/dashboard/jobs", summary="Recent jobs (yours; operators: everyone's) with status, timings and errors")
-    async def jobs(self, settings: GatewaySettings, job_store: JobStore, tenant: str, limit: int = 50) -> list[dict[str, Any]]:
-        operator = settings.is_operator(tenant)
+    @get("/v1/dashboard/jobs", summary="Recent jobs (yours; operators: everyone's) with status, progress, timings and errors")
+    async def jobs(self, job_store: JobStore, caller: Caller, limit: int = 50) -> list[dict[str, Any]]:
+        operator, tenant = caller.operator, caller.tenant
         rows = []
         for state in await job_store.recent(min(max(limit, 1), 500)):
             if not operator and state.tenant != tenant:
@@ -46,7 +46,10 @@ class DashboardController(Controller):
                     "tenant": state.tenant,
                     "kind": state.kind,
                     "status": state.status,
+                    "created": state.created.isoformat(),
                     "updated": state.updated.isoformat(),
+                    "progress": state.progress,
+                    "stage": state.stage,
                     "model": f"{state.model.name}/{state.model.version} {state.model.precision}" if state.model else None,
                     "timings_ms": state.timings_ms,
                     "confidence": msgspec.to_builtins(state.confidence) if state.confidence else None,

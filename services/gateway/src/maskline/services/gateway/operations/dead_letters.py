@@ -12,8 +12,8 @@ from litestar import Controller, get, post
 
 from maskline.contracts import subjects as table
 from maskline.services.gateway.core.answers import ANSWERS, Answers
+from maskline.services.gateway.core.auth import Caller
 from maskline.services.gateway.core.errors import NotFound, Unavailable, Unprocessable
-from maskline.services.gateway.settings import GatewaySettings
 from maskline.shared.bus import Bus
 from maskline.shared.operations import dlq
 from maskline.shared.operations.dlq import Letter, LetterNotFound
@@ -22,8 +22,8 @@ from maskline.shared.operations.dlq import Letter, LetterNotFound
 REDRIVE_TIMEOUT_S = 600.0
 
 
-def _visible(settings: GatewaySettings, tenant: str, letter: Letter) -> bool:
-    return settings.is_operator(tenant) or letter.tenant == tenant
+def _visible(caller: Caller, letter: Letter) -> bool:
+    return caller.operator or letter.tenant == caller.tenant
 
 
 def _service_of(durable: str) -> str | None:
@@ -35,8 +35,8 @@ class DeadLetterController(Controller):
     tags = ["operations"]
 
     @get(summary="Dead letters, newest first")
-    async def list_letters(self, bus: Bus, settings: GatewaySettings, tenant: str, limit: int = 200) -> list[Letter]:
-        return [letter for letter in await dlq.letters(bus.js, min(max(limit, 1), 1000)) if _visible(settings, tenant, letter)]
+    async def list_letters(self, bus: Bus, caller: Caller, limit: int = 200) -> list[Letter]:
+        return [letter for letter in await dlq.letters(bus.js, min(max(limit, 1), 1000)) if _visible(caller, letter)]
 
     @post(
         "/{seq:int}/redrive",
@@ -51,14 +51,14 @@ class DeadLetterController(Controller):
             )
         },
     )
-    async def redrive(self, bus: Bus, settings: GatewaySettings, tenant: str, seq: int) -> dict[str, Any]:
+    async def redrive(self, bus: Bus, caller: Caller, seq: int) -> dict[str, Any]:
         if not 1 <= seq < 2**63:  # a stream sequence; anything else names no letter
             raise NotFound(f"no dead letter {seq}")
         try:
             letter, _ = await dlq.get(bus.js, seq)
         except LetterNotFound as exc:
             raise NotFound(str(exc)) from exc
-        if not _visible(settings, tenant, letter):
+        if not _visible(caller, letter):
             raise NotFound(f"no dead letter {seq}")
         service = _service_of(letter.consumer)
         if service is None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar import Controller, get
 
+from maskline.services.gateway.core.auth import Caller
 from maskline.services.gateway.settings import GatewaySettings
 from maskline.shared.bus import STREAMS, Bus
 from maskline.shared.operations.fleet import SERVICES, discover, queues, statuses
@@ -37,8 +38,8 @@ class FleetController(Controller):
     tags = ["operations"]
 
     @get(summary="Every running service instance, stage queues and the dead-letter count")
-    async def fleet(self, bus: Bus, settings: GatewaySettings, tenant: str) -> dict[str, Any]:
-        operator = settings.is_operator(tenant)
+    async def fleet(self, bus: Bus, settings: GatewaySettings, caller: Caller) -> dict[str, Any]:
+        operator, tenant = caller.operator, caller.tenant
         registered, status, beats = await asyncio.gather(discover(bus.nc), statuses(bus.nc, list(SERVICES)), fleet(bus.js))
         micro_ids = {i.get("metadata", {}).get("instance"): i["id"] for i in registered}
         services = []
