@@ -22,6 +22,8 @@ class Attempt:
     good: bool
     locked_now: bool = False
     """This try locked the account."""
+    while_locked: bool = False
+    """The account was locked: the password was not checked."""
 
 
 async def try_password(
@@ -40,7 +42,7 @@ async def try_password(
     after = await accounts.change(account.tenant, account.id, count)
     if after is None or not counted or after.password_hash is None:  # removed meanwhile, or locked
         await passwords.verify(None, password)
-        return Attempt(after, False)
+        return Attempt(after, False, while_locked=after is not None and not counted)
     if await passwords.verify(after.password_hash, password):
         cleared = await accounts.change(
             account.tenant, account.id, lambda a: msgspec.structs.replace(a, failures=0, locked_until=0.0)

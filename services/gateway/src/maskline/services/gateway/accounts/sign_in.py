@@ -55,7 +55,9 @@ def audit_failure(bus: Bus, attempt: Attempt, settings: GatewaySettings, client:
     """The failed try of a known account (and the lock it set), published after the answer."""
     account = attempt.account
     assert account is not None
-    in_background(publish_account_change(bus, account, "sign-in-failed", by=account.id, client=client, method="password"))
+    why = "the account is locked: the password was not checked" if attempt.while_locked else "wrong password"
+    failure = publish_account_change(bus, account, "sign-in-failed", by=account.id, client=client, method="password", reason=why)
+    in_background(failure)
     if attempt.locked_now:
         reason = f"{settings.sign_in_failures} failed sign-ins in a row: locked for {settings.lockout_s:g} s"
         in_background(publish_account_change(bus, account, "locked", by="lockout", client=client, reason=reason))

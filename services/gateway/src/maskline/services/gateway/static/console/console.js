@@ -73,6 +73,24 @@ const maskline = (() => {
     return me;
   }
 
+  /** A job's own event stream until it ends: resolves with its final view (GET /v1/jobs/{id});
+   * `onProgress(view)` sees each view before that, the final one included. */
+  function follow(id, onProgress = () => {}) {
+    return new Promise((resolve, reject) => {
+      const stream = new EventSource(`/v1/jobs/${encodeURIComponent(id)}/events`);
+      stream.addEventListener("progress", event => onProgress(JSON.parse(event.data)));
+      for (const end of ["completed", "failed", "cancelled"]) {
+        stream.addEventListener(end, event => {
+          stream.close();
+          const view = JSON.parse(event.data);
+          onProgress(view);
+          resolve(view);
+        });
+      }
+      stream.onerror = () => { stream.close(); reject(new Error("the job's event stream broke off: reload to see its status")); };
+    });
+  }
+
   /** Rows into a table's body: `cells(row)` gives each row's cells (strings, numbers or elements). */
   function fill(tbody, rows, cells) {
     tbody.replaceChildren(...rows.map(row => element("tr", {}, ...cells(row).map(c => element("td", {}, c ?? "–")))));
@@ -82,5 +100,5 @@ const maskline = (() => {
   const size = bytes => (bytes >= 1048576 ? `${(bytes / 1048576).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`);
   const can = needed => ["viewer", "member", "owner"].indexOf(me.role) >= ["viewer", "member", "owner"].indexOf(needed);
 
-  return { api, start, element, fill, when, size, can, Problem, me: () => me };
+  return { api, start, follow, element, fill, when, size, can, Problem, me: () => me };
 })();
