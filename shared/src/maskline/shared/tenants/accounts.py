@@ -12,8 +12,8 @@ The account is what counts: a key or session is honoured only while its account 
 changing a password takes effect on the next request, whatever the indexes still say.
 
 `sessions` holds each signed-in browser under the sha256 of its cookie's token (the bucket's age
-limit ends a session 12 hours after sign-in); `sign-ins`, each single sign-on under way (10 minutes). No token or key is stored in the clear: a copy of
-the buckets signs no one in.
+limit ends a session 12 hours after sign-in); `sign-ins`, each single sign-on under way (10
+minutes). No token or key is stored in the clear: a copy of the buckets signs no one in.
 """
 
 from __future__ import annotations
