@@ -82,7 +82,14 @@ def test_the_segment_page_shows_mask_overlay_and_regions_side_by_side(
     rows = b.find_elements(By.CSS_SELECTOR, "#regions tbody tr")
     assert rows, "no region listed"
     links = [a.text for a in b.find_elements(By.CSS_SELECTOR, "#downloads a")]
-    assert {"mask", "overlay", "regions"} <= set(links), links
+    assert {"mask", "overlay", "regions", "COCO", "Label Studio"} <= set(links), links
+    coco = b.find_element(By.LINK_TEXT, "COCO").get_attribute("href")
+    answered = b.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch(arguments[0]).then(r => r.json()).then(j => done(Array.isArray(j) ? j.length : -1), e => done(String(e)));",
+        coco,
+    )
+    assert answered == len(rows), answered  # the COCO results file: one annotation a region
     assert violations(b) == []
 
 

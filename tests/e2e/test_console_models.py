@@ -169,9 +169,19 @@ def test_roll_back_an_alias_from_the_page_and_read_its_trail(
     assert text(b, "alias-status") == f"stable rolled back to v{first}"
     until(b, lambda: any(row[1:2] == ["rolled-back"] for row in table(b, "trail")), 40, "the rollback in the audited trail")
     newest = table(b, "trail")[0]
-    assert newest[1:5] == ["rolled-back", str(first), str(second), "tenant-a"], newest
+    # the person who did it, not only their tenant, is on the record and the trail
+    assert newest[1:5] == ["rolled-back", str(first), str(second), console_owner.id], newest
     assert any(row[1] == "promoted" for row in table(b, "trail"))
     assert client.alias(name, "stable")["alias"]["version"] == first
+    # a canary share of stable's requests for the newer version, from the rollout form
+    Select(b.find_element(By.ID, "rollout-canary")).select_by_value(str(second))
+    share = b.find_element(By.ID, "rollout-percent")
+    share.clear()
+    share.send_keys("25")
+    b.find_element(By.ID, "rollout-submit").click()
+    until(b, lambda: client.alias(name, "stable")["alias"].get("canary") == second, 30, "the canary set")
+    assert client.alias(name, "stable")["alias"]["canary_percent"] == 25.0
+    until(b, lambda: any(row[1] == "rollout" for row in table(b, "trail")), 40, "the rollout in the audited trail")
     assert violations(b) == []
 
 

@@ -102,6 +102,7 @@ KNOWN: frozenset[str] = frozenset(
         "too_large",
         "too_many_access_requests",
         "too_many_failed_keys",
+        "too_many_failed_sign_ins",
         "too_many_jobs",
         "too_many_keys",
         "too_many_people",

@@ -1,10 +1,11 @@
 """`/v1/sign-in`, `/v1/sign-out`, `/v1/me`: a person signs in with a password (or single sign-on:
 oidc.py) and gets a session cookie; `/v1/me` says who a request is and hands a page its CSRF token.
 
-Failed sign-ins count twice: per client address (the same limit as unknown API keys), and per
-account: `sign_in_failures` in a row lock it for `lockout_s` (audited), a good password included
-(attempts.py). A wrong name, a wrong password and a locked account get the same answer after the
-same work; the events of a known account are published after the answer.
+Failed sign-ins count twice: per client address (as many a minute as unknown API keys, counted
+apart from them: a flood of bad sign-ins does not stop the address's systems; 429
+`too_many_failed_sign_ins`), and per account: `sign_in_failures` in a row lock it for `lockout_s`
+(audited), a good password included (attempts.py). A wrong name, a wrong password and a locked
+account get the same answer after the same work; a known account's events follow the answer.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from maskline.shared.tenants.accounts import Account, Accounts, Sessions
 SESSION_S = 12 * 3600
 SIGN_IN_REFUSALS = (
     Unauthorized.coded("sign_in_failed")
-    + TooManyRequests.coded("too_many_failed_keys", retry_after=True)
+    + TooManyRequests.coded("too_many_failed_sign_ins", retry_after=True)
     + UnsupportedMedia.coded("unsupported_media_type")
     + Forbidden.coded("cross_site")
 )
@@ -113,25 +114,25 @@ class SignInController(Controller):
         sessions: Sessions,
         passwords: Passwords,
         bus: Bus,
-        failed_keys: FailedKeys,
+        failed_sign_ins: FailedKeys,
         settings: GatewaySettings,
     ) -> Response[MeView]:
         same_site(request)
         client = client_address(request, settings.trust_forwarded_for)
-        wait = failed_keys.blocked_for(client, settings.max_failed_keys)
+        wait = failed_sign_ins.blocked_for(client, settings.max_failed_keys)
         if wait > 0:
             raise TooManyRequests(
                 f"too many failed sign-ins from this address: try again in {wait:.0f} s",
-                code="too_many_failed_keys",
+                code="too_many_failed_sign_ins",
                 retry_after_s=wait,
             )
-        failed_keys.failed(client)  # counted before the check (a burst in parallel is counted whole); forgiven below
+        failed_sign_ins.failed(client)  # counted before the check (a burst in parallel is counted whole); forgiven below
         attempt = await try_password(await accounts.by_login(data.login), data.password, accounts, passwords, settings)
         if not attempt.good or attempt.account is None:
             if attempt.account is not None:
                 audit_failure(bus, attempt, settings, client)
             raise Unauthorized(REFUSED, code="sign_in_failed")
-        failed_keys.forgive(client)
+        failed_sign_ins.forgive(client)
         view, cookie = await signed_in(attempt.account, "password", sessions, bus, settings, client)
         return Response(view, cookies=[cookie])
 

@@ -132,6 +132,7 @@ def create_app(ctx: GatewayContext) -> Litestar:
             "passwords": part(lambda: ctx.passwords),
             "sign_ins": part(lambda: ctx.sign_ins),
             "sign_in_starts": part(lambda: ctx.sign_in_starts),
+            "failed_sign_ins": part(lambda: ctx.failed_sign_ins),
             "tenants_by_key": part(tenants_by_key),
             "failed_keys": part(lambda: ctx.failed_keys),
             "settings": part(lambda: ctx.settings),

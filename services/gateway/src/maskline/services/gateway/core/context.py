@@ -52,5 +52,7 @@ class GatewayContext:
     sign_ins: PendingSignIns
     metrics: Metrics = field(default_factory=Metrics)
     failed_keys: FailedKeys = field(default_factory=FailedKeys)
+    failed_sign_ins: FailedKeys = field(default_factory=FailedKeys)
+    """Failed sign-ins per client address (apart from unknown API keys)."""
     sign_in_starts: FailedKeys = field(default_factory=FailedKeys)
     """Single sign-ons started per client address (each holds a row until it expires)."""

@@ -16,7 +16,7 @@ from maskline.contracts.envelope import now
 from maskline.contracts.http_v1 import AliasView, GuardBody, PromoteBody, RolloutBody, ShadowView
 from maskline.contracts.model_v1 import STABLE, Alias, AliasAction, AliasName, ModelVersion
 from maskline.services.gateway.core.answers import ANSWERS, Answers
-from maskline.services.gateway.core.auth import MEMBERS_IF, ROLE
+from maskline.services.gateway.core.auth import MEMBERS_IF, ROLE, Caller
 from maskline.services.gateway.core.errors import Conflict, NotFound, Unprocessable
 from maskline.services.gateway.core.model_lookup import ModelLookup
 from maskline.services.gateway.core.store import Store
@@ -103,7 +103,7 @@ class AliasController(Controller):
                 raise NotFound(f"you have no alias {alias} of model {name}", code="alias_not_found")
             if not cur.history:
                 raise Conflict(f"alias {alias} has no earlier version to roll back to", code="nothing_to_roll_back")
-            return rolled_back(cur, by=tenant)
+            return rolled_back(cur, by=alias_changes.by)
 
         return await alias_changes.change(tenant, name, _name(alias), step, action="rolled-back")
 
@@ -128,7 +128,12 @@ class AliasController(Controller):
             if cur.version in (data.canary, data.shadow):
                 raise Unprocessable(f"version {cur.version} is what alias {alias} runs: a canary or shadow must be another")
             return msgspec.structs.replace(
-                cur, canary=data.canary, canary_percent=data.canary_percent, shadow=data.shadow, changed=now(), by=tenant
+                cur,
+                canary=data.canary,
+                canary_percent=data.canary_percent,
+                shadow=data.shadow,
+                changed=now(),
+                by=alias_changes.by,
             )
 
         return await alias_changes.change(tenant, name, _name(alias), step, action="rollout")
@@ -147,7 +152,7 @@ class AliasController(Controller):
         def step(cur: Alias | None) -> Alias:
             if cur is None:
                 raise NotFound(f"you have no alias {alias} of model {name}", code="alias_not_found")
-            return msgspec.structs.replace(cur, guard=guard, guard_tripped=None, changed=now(), by=tenant)
+            return msgspec.structs.replace(cur, guard=guard, guard_tripped=None, changed=now(), by=alias_changes.by)
 
         return await alias_changes.change(
             tenant, name, _name(alias), step, action="rollout", rule=f"guard set: {guard_words(guard)}"
@@ -163,7 +168,7 @@ class AliasController(Controller):
         def step(cur: Alias | None) -> Alias:
             if cur is None:
                 raise NotFound(f"you have no alias {alias} of model {name}", code="alias_not_found")
-            return msgspec.structs.replace(cur, guard=None, guard_tripped=None, changed=now(), by=tenant)
+            return msgspec.structs.replace(cur, guard=None, guard_tripped=None, changed=now(), by=alias_changes.by)
 
         return await alias_changes.change(tenant, name, _name(alias), step, action="rollout", rule="guard removed")
 
@@ -201,6 +206,13 @@ class AliasChanges:
     shadows: ShadowTallies
     store: Store
     bus: Bus
+    caller: Caller
+
+    @property
+    def by(self) -> str:
+        """Who changes the alias, as its record and audit trail say: the person (their id), or the
+        tenant for its API keys."""
+        return self.caller.account.id if self.caller.account is not None else self.caller.tenant
 
     async def promote(self, tenant: str, name: str, alias: str, data: PromoteBody) -> AliasView:
         """Create the alias at `data.version`, or move it there (its old version kept for a rollback)."""
@@ -210,7 +222,7 @@ class AliasChanges:
 
         def step(cur: Alias | None) -> Alias:
             if cur is None:
-                return Alias(owner=tenant, model=name, name=alias, version=model.version, changed=now(), by=tenant)
+                return Alias(owner=tenant, model=name, name=alias, version=model.version, changed=now(), by=self.by)
             if cur.version == model.version:
                 raise Conflict(f"alias {alias} already runs version {model.version}", code="alias_unchanged")
             return msgspec.structs.replace(
@@ -221,7 +233,7 @@ class AliasChanges:
                 canary_percent=0.0 if cur.canary == model.version else cur.canary_percent,
                 shadow=None if cur.shadow == model.version else cur.shadow,
                 changed=now(),
-                by=tenant,
+                by=self.by,
                 guard_tripped=None,  # a new version: its guard is armed again
             )
 
