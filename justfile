@@ -134,6 +134,10 @@ bench-merge:
 bench-drift:
     python -m bench.drift_calibration
 
+# what a person's key or session costs a request, and what a password sign-in costs (issue 32)
+bench-sign-in:
+    python -m bench.sign_in --out docs/bench/sign-in-32.json
+
 # fuzz the gateway's OpenAPI with schemathesis against a fresh stack: every phase, 100 examples per operation, 0 5xx allowed
 fuzz *ARGS:
     MASKLINE_FUZZ_EXAMPLES=100 MASKLINE_FUZZ_PHASES=examples,coverage,fuzzing,stateful MASKLINE_FUZZ_SECONDS=1800 pytest tests/e2e/test_fuzz.py {{ARGS}}
