@@ -14,6 +14,7 @@ import pytest
 from litestar import Litestar, Request, post
 from litestar.datastructures import Headers
 from litestar.handlers import HTTPRouteHandler
+from litestar.types import Scope
 
 from maskline.services.gateway.core import problems
 from maskline.services.gateway.core.app import create_app
@@ -27,9 +28,9 @@ from maskline.shared.jobs.idempotency import IdempotencyKeys
 TENANTS = {"key-a": "tenant-a", "key-b": "tenant-b"}
 
 
-async def tenant_key(headers: Headers) -> str | None:
+async def tenant_key(scope: Scope) -> str | None:
     """Tenant keys only: the people's keys and sessions are tests/e2e/test_accounts.py's."""
-    return TENANTS.get(api_key(headers))
+    return TENANTS.get(api_key(Headers.from_scope(scope)))
 
 
 class Work:

@@ -103,7 +103,7 @@ def checked_key(value: str | None) -> str | None:
 
 
 def idempotent_posts(
-    claimant_of: Callable[[Headers], Awaitable[str | None]], keys: Callable[[], IdempotencyKeys]
+    claimant_of: Callable[[Scope], Awaitable[str | None]], keys: Callable[[], IdempotencyKeys]
 ) -> Callable[[ASGIApp], ASGIApp]:
     """ASGI middleware (app.py): `claimant_of` tells whose keys a request's is among (the tenant's,
     or one person's: auth.Identities.claimant_of); `keys` is read at each request."""
@@ -115,7 +115,7 @@ def idempotent_posts(
                 return
             headers = Headers.from_scope(scope)
             key = headers.get("idempotency-key")
-            tenant = await claimant_of(headers) if key is not None else None
+            tenant = await claimant_of(scope) if key is not None else None
             if key is None or tenant is None:  # no key: nothing to keep; no tenant: the handler answers 401
                 await app(scope, receive, send)
                 return

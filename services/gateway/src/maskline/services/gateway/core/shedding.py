@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from litestar.connection import ASGIConnection
-from litestar.datastructures import Headers
 from litestar.handlers.base import BaseRouteHandler
-from litestar.types import Guard
+from litestar.types import Guard, Scope
 
 from maskline.services.gateway.core.errors import Unavailable
 from maskline.services.gateway.core.intake import ADMISSION_REFUSALS, Intake
@@ -26,14 +25,14 @@ ADMITTED = "admitted"
 REFUSALS = Unavailable.coded("bus_unavailable") + ADMISSION_REFUSALS
 
 
-def shed_over_limits(tenant_of: Callable[[Headers], Awaitable[str | None]], intake: Callable[[], Intake]) -> Guard:
+def shed_over_limits(tenant_of: Callable[[Scope], Awaitable[str | None]], intake: Callable[[], Intake]) -> Guard:
     """`tenant_of` tells the tenant a request acts for (auth.Identities); `intake` is read at each
     request, as the app's dependencies are (app.py)."""
 
     async def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:  # type: ignore[type-arg]
         if not handler.opt.get(ADMITTED):
             return
-        tenant = await tenant_of(connection.headers)
+        tenant = await tenant_of(connection.scope)
         if tenant is None:
             return  # the handler answers 401
         checks = intake()
